@@ -1,0 +1,91 @@
+import type { Conn, ConnHandler, ConnTracker } from './types.js';
+
+let nextConnId = 1;
+
+/**
+ * Buffers what arrives before its owner installs a handler, pausing the
+ * socket once `BUFFER_LIMIT` bytes are held so an idle owner cannot be flooded.
+ */
+const BUFFER_LIMIT = 64 * 1024;
+
+interface BufferedState {
+  chunks: Uint8Array[];
+  size: number;
+  ended: boolean;
+}
+
+const bufferingHandler: ConnHandler = {
+  data(conn, chunk) {
+    const base = conn as ConnBase;
+    base.buffered.chunks.push(chunk.slice());
+    base.buffered.size += chunk.byteLength;
+    if (base.buffered.size >= BUFFER_LIMIT) conn.pause();
+  },
+  end(conn) {
+    (conn as ConnBase).buffered.ended = true;
+  },
+  close() {
+    // Nothing to do: the owner sees `closed` when it installs its handler.
+  },
+};
+
+/** What both runtime connections share: ids, handler switching, buffering. */
+export abstract class ConnBase implements Conn {
+  readonly id = nextConnId++;
+  handler: ConnHandler = bufferingHandler;
+  buffered: BufferedState = { chunks: [], size: 0, ended: false };
+  closed = false;
+  closeError: Error | undefined;
+  peerEnded = false;
+  userData: unknown = undefined;
+  tracker: ConnTracker | undefined = undefined;
+
+  abstract readonly remoteAddress: string;
+  abstract readonly remotePort: number;
+  abstract readonly localAddress: string;
+  abstract readonly localPort: number;
+  abstract readonly bytesRead: number;
+  abstract readonly bytesWritten: number;
+  abstract write(chunk: Uint8Array): boolean;
+  abstract end(): void;
+  abstract destroy(error?: Error): void;
+  abstract pause(): void;
+  abstract resume(): void;
+  abstract setNoDelay(noDelay?: boolean): void;
+
+  setHandler(handler: ConnHandler, unread?: Uint8Array): void {
+    const previous = this.handler;
+    this.handler = handler;
+    const held = previous === bufferingHandler ? this.buffered : undefined;
+    if (held) this.buffered = { chunks: [], size: 0, ended: false };
+    if (unread && unread.byteLength > 0) handler.data(this, unread);
+    if (held) {
+      for (const chunk of held.chunks) {
+        if (this.handler !== handler) {
+          // The new handler switched again mid-replay; pass the rest on.
+          this.handler.data(this, chunk);
+        } else handler.data(this, chunk);
+      }
+      if (held.size >= BUFFER_LIMIT && !this.closed) this.resume();
+      if (held.ended) this.handler.end?.(this);
+    }
+    if (this.closed) this.handler.close(this, this.closeError);
+  }
+
+  /** Runtime adapters call these. */
+  dispatchData(chunk: Uint8Array): void {
+    this.handler.data(this, chunk);
+  }
+  dispatchEnd(): void {
+    if (this.peerEnded) return;
+    this.peerEnded = true;
+    this.handler.end?.(this);
+  }
+  dispatchClose(error: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = error;
+    this.tracker?.untrack(this);
+    this.handler.close(this, error);
+  }
+}

@@ -1,0 +1,38 @@
+export type {
+  Conn,
+  ConnHandler,
+  ConnTracker,
+  ConnectOptions,
+  Listener,
+  ListenOptions,
+  RawConnectOptions,
+  Runtime,
+  TlsClientOptions,
+  TlsServerOptions,
+} from './types.js';
+export {
+  parseAddress,
+  parseAddressList,
+  formatAddress,
+  formatHostPort,
+  listenHost,
+  isLoopback,
+  isValidHostname,
+  AddressError,
+  type Address,
+} from './address.js';
+export { CidrList, AccessPolicy, CidrError, parseCidr, normaliseIp } from './cidr.js';
+export {
+  NetError,
+  toNetError,
+  httpStatusFor,
+  socksReplyFor,
+  SocksReply,
+  type NetErrorCode,
+} from './errors.js';
+export { Logger, silentLogger, type LogLevel, type LogFields, type LoggerOptions, type LogSink } from './logger.js';
+export { connect, systemResolver, DEFAULT_CONNECT_TIMEOUT_MS, type Resolver } from './connect.js';
+export { relay, Relay, DEFAULT_IDLE_TIMEOUT_MS, type RelayOptions, type RelayStats } from './relay.js';
+export { Server, type ServerOptions, type ShutdownOptions } from './server.js';
+export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
+export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';

@@ -1,0 +1,89 @@
+/**
+ * Structured logging: one line per event, text (`key=value`) or JSON.
+ * Child loggers carry fixed fields (service, connection id).
+ */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+
+export type LogFields = Record<string, string | number | boolean | undefined | null>;
+
+export interface LogSink {
+  write(line: string): unknown;
+}
+
+export interface LoggerOptions {
+  level?: LogLevel;
+  json?: boolean;
+  /** Where lines go (default: standard error). */
+  sink?: LogSink;
+  /** Fixed fields on every line. */
+  fields?: LogFields;
+}
+
+const NEEDS_QUOTES = /[\s"=]/;
+
+function formatValue(value: string | number | boolean): string {
+  const text = String(value);
+  return NEEDS_QUOTES.test(text) || text === '' ? JSON.stringify(text) : text;
+}
+
+export class Logger {
+  readonly level: LogLevel;
+  private readonly rank: number;
+  private readonly json: boolean;
+  private readonly sink: LogSink;
+  private readonly fields: LogFields;
+
+  constructor(options: LoggerOptions = {}) {
+    this.level = options.level ?? 'info';
+    this.rank = LEVEL_RANK[this.level];
+    this.json = options.json ?? false;
+    this.sink = options.sink ?? process.stderr;
+    this.fields = options.fields ?? {};
+  }
+
+  child(fields: LogFields): Logger {
+    return new Logger({ level: this.level, json: this.json, sink: this.sink, fields: { ...this.fields, ...fields } });
+  }
+
+  enabled(level: LogLevel): boolean {
+    return LEVEL_RANK[level] >= this.rank;
+  }
+
+  debug(message: string, fields?: LogFields): void {
+    if (this.rank <= 10) this.emit('debug', message, fields);
+  }
+  info(message: string, fields?: LogFields): void {
+    if (this.rank <= 20) this.emit('info', message, fields);
+  }
+  warn(message: string, fields?: LogFields): void {
+    if (this.rank <= 30) this.emit('warn', message, fields);
+  }
+  error(message: string, fields?: LogFields): void {
+    if (this.rank <= 40) this.emit('error', message, fields);
+  }
+
+  private emit(level: LogLevel, message: string, fields: LogFields | undefined): void {
+    const time = new Date().toISOString();
+    if (this.json) {
+      const record: Record<string, unknown> = { time, level, msg: message };
+      for (const [key, value] of Object.entries(this.fields)) if (value !== undefined && value !== null) record[key] = value;
+      if (fields) for (const [key, value] of Object.entries(fields)) if (value !== undefined && value !== null) record[key] = value;
+      this.sink.write(JSON.stringify(record) + '\n');
+      return;
+    }
+    let line = `${time} ${level.toUpperCase().padEnd(5)} ${message}`;
+    for (const source of [this.fields, fields]) {
+      if (!source) continue;
+      for (const key in source) {
+        const value = source[key];
+        if (value !== undefined && value !== null) line += ` ${key}=${formatValue(value)}`;
+      }
+    }
+    this.sink.write(line + '\n');
+  }
+}
+
+/** A logger that drops everything (the default in libraries and tests). */
+export const silentLogger = new Logger({ level: 'silent' });

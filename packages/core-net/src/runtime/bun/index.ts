@@ -1,0 +1,265 @@
+/// <reference types="bun-types" />
+import { ConnBase } from '../../conn-base.js';
+import { NetError, toNetError } from '../../errors.js';
+import { formatHostPort } from '../../address.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsServerOptions } from '../../types.js';
+
+type BunSocket = import('bun').Socket<BunConn | undefined>;
+
+/** Bytes queued in user space before `write` reports backpressure. */
+const HIGH_WATER_MARK = 64 * 1024;
+
+/**
+ * Bun's native sockets behind the Conn interface. Bun does not buffer what a
+ * write could not send, so the remainder is queued here (bounded by the
+ * caller honouring `write`'s return value) and flushed on `drain`.
+ */
+export class BunConn extends ConnBase {
+  socket: BunSocket;
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private endRequested = false;
+  private shutDown = false;
+  private lastError: Error | undefined;
+  private written = 0;
+  private read = 0;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly servername?: string;
+
+  constructor(socket: BunSocket, servername?: string) {
+    super();
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress;
+    this.remotePort = (socket as { remotePort?: number }).remotePort ?? 0;
+    if (servername) this.servername = servername;
+  }
+
+  get localAddress(): string {
+    return (this.socket as { localAddress?: string }).localAddress ?? '';
+  }
+  get localPort(): number {
+    return this.socket.localPort;
+  }
+  get bytesRead(): number {
+    return this.read;
+  }
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  write(chunk: Uint8Array): boolean {
+    if (this.closed || this.endRequested) return false;
+    if (this.queued > 0) {
+      this.queue.push(chunk.slice());
+      this.queued += chunk.byteLength;
+      return this.queued < HIGH_WATER_MARK;
+    }
+    const sent = this.socket.write(chunk);
+    if (sent < 0) return false;
+    this.written += sent;
+    if (sent < chunk.byteLength) {
+      // Copy: the caller's chunk may be a view into a buffer the runtime reuses.
+      const rest = chunk.slice(sent);
+      this.queue.push(rest);
+      this.queued += rest.byteLength;
+      return this.queued < HIGH_WATER_MARK;
+    }
+    return true;
+  }
+
+  end(): void {
+    if (this.closed || this.endRequested) return;
+    this.endRequested = true;
+    if (this.queued === 0) this.sendFin();
+  }
+
+  destroy(error?: Error): void {
+    if (this.closed) return;
+    if (error) this.lastError = error;
+    this.queue = [];
+    this.queued = 0;
+    this.socket.terminate();
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
+  setNoDelay(noDelay = true): void {
+    this.socket.setNoDelay(noDelay);
+  }
+
+  private sendFin(): void {
+    if (this.shutDown) return;
+    this.shutDown = true;
+    // Both directions finished: close the socket; otherwise half-close.
+    if (this.peerEnded) this.socket.end();
+    else this.socket.shutdown();
+  }
+
+  /** @internal */
+  onData(chunk: Uint8Array): void {
+    this.read += chunk.byteLength;
+    this.dispatchData(chunk);
+  }
+  /** @internal */
+  onDrain(): void {
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!;
+      const sent = this.socket.write(head);
+      if (sent < 0) return;
+      this.written += sent;
+      if (sent < head.byteLength) {
+        this.queue[0] = head.subarray(sent);
+        this.queued -= sent;
+        return;
+      }
+      this.queue.shift();
+      this.queued -= head.byteLength;
+    }
+    if (this.endRequested) {
+      this.sendFin();
+      return;
+    }
+    this.handler.drain?.(this);
+  }
+  /** @internal */
+  onEnd(): void {
+    this.dispatchEnd();
+    if (this.shutDown) this.socket.end();
+  }
+  /** @internal */
+  onError(error: Error): void {
+    this.lastError ??= toNetError(error);
+  }
+  /** @internal */
+  onClose(error?: Error): void {
+    if (error) this.lastError ??= toNetError(error);
+    this.dispatchClose(this.lastError);
+  }
+}
+
+// One handler object for every socket: no per-connection closures.
+function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error) => void) {
+  return {
+    open: onOpen,
+    data(socket: BunSocket, chunk: Uint8Array) {
+      socket.data?.onData(chunk);
+    },
+    drain(socket: BunSocket) {
+      socket.data?.onDrain();
+    },
+    end(socket: BunSocket) {
+      socket.data?.onEnd();
+    },
+    error(socket: BunSocket, error: Error) {
+      socket.data?.onError(error);
+    },
+    close(socket: BunSocket, error?: Error) {
+      socket.data?.onClose(error);
+    },
+    handshake(socket: BunSocket, success: boolean, authorizationError: Error | null) {
+      if (!success && onHandshakeError) onHandshakeError(authorizationError ?? new Error('TLS handshake failed'));
+    },
+  };
+}
+
+function bunTls(options: TlsServerOptions): unknown {
+  const base = { cert: options.cert, key: options.key };
+  if (!options.sni) return base;
+  return [base, ...Object.entries(options.sni).map(([serverName, pair]) => ({ serverName, cert: pair.cert, key: pair.key }))];
+}
+
+async function listen(options: ListenOptions): Promise<Listener> {
+  const handlers = socketHandlers((socket) => {
+    const servername = options.tls ? (socket as { getServername?: () => string }).getServername?.() : undefined;
+    const conn = new BunConn(socket, servername || undefined);
+    socket.data = conn;
+    socket.setNoDelay(true);
+    options.onConnection(conn);
+  });
+  let server: import('bun').TCPSocketListener<BunConn | undefined>;
+  try {
+    server = Bun.listen<BunConn | undefined>({
+      hostname: options.host,
+      port: options.port,
+      allowHalfOpen: true,
+      reusePort: options.reusePort ?? false,
+      ...(options.tls ? { tls: bunTls(options.tls) as import('bun').TLSOptions } : {}),
+      socket: handlers,
+    } as unknown as import('bun').TCPSocketListenOptions<BunConn | undefined>);
+  } catch (error) {
+    throw toNetError(error, formatHostPort(options.host, options.port));
+  }
+  return {
+    host: server.hostname,
+    port: server.port,
+    close: () => server.stop(false),
+  };
+}
+
+async function connectIp(options: RawConnectOptions): Promise<Conn> {
+  const address = formatHostPort(options.ip, options.port);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let abandoned = false;
+  let onAbort: (() => void) | undefined;
+  const pending = Bun.connect<BunConn | undefined>({
+    hostname: options.ip,
+    port: options.port,
+    allowHalfOpen: true,
+    ...(options.tls
+      ? {
+          tls: {
+            serverName: options.tls.servername || undefined,
+            rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
+            ca: options.tls.ca,
+            ALPNProtocols: options.tls.alpn,
+          },
+        }
+      : {}),
+    socket: socketHandlers((socket) => {
+      if (abandoned) {
+        socket.terminate();
+        return;
+      }
+      socket.data = new BunConn(socket, options.tls?.servername || undefined);
+      socket.setNoDelay(true);
+    }),
+  } as unknown as import('bun').TCPSocketConnectOptions<BunConn | undefined>);
+  const giveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new NetError('ETIMEDOUT', `connect to ${address} timed out after ${options.timeoutMs} ms`, { address })),
+      options.timeoutMs,
+    );
+    if (options.signal) {
+      onAbort = () => reject(new NetError('EABORTED', `connect to ${address} aborted`, { address }));
+      options.signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+  try {
+    const socket = await Promise.race([pending, giveUp]);
+    const conn = socket.data;
+    if (!conn) throw new NetError('ECONNRESET', `connection to ${address} closed during set-up`, { address });
+    if (options.tls) {
+      const error = (socket as { getAuthorizationError?: () => Error | null }).getAuthorizationError?.();
+      if (error && (options.tls.rejectUnauthorized ?? true)) {
+        conn.destroy();
+        throw new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error });
+      }
+    }
+    return conn;
+  } catch (error) {
+    abandoned = true;
+    // A connect that completes after we gave up is closed at once.
+    pending.then((socket) => socket.terminate(), () => undefined);
+    throw toNetError(error, address);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+export const bunRuntime: Runtime = { name: 'bun', listen, connectIp };

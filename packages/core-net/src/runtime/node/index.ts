@@ -1,0 +1,202 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { ConnBase } from '../../conn-base.js';
+import { NetError, toNetError } from '../../errors.js';
+import { formatHostPort } from '../../address.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
+
+const kConn = Symbol('wmproxy.conn');
+type TaggedSocket = net.Socket & { [kConn]?: NodeConn };
+
+/** node:net sockets behind the Conn interface. Listeners are shared functions, not per-socket closures. */
+export class NodeConn extends ConnBase {
+  readonly socket: net.Socket;
+  private lastError: Error | undefined;
+  readonly servername?: string;
+
+  constructor(socket: net.Socket) {
+    super();
+    this.socket = socket;
+    (socket as TaggedSocket)[kConn] = this;
+    const name = (socket as tls.TLSSocket).servername;
+    if (typeof name === 'string') this.servername = name;
+    socket.on('data', onSocketData);
+    socket.on('drain', onSocketDrain);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+  }
+
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? '';
+  }
+  get remotePort(): number {
+    return this.socket.remotePort ?? 0;
+  }
+  get localAddress(): string {
+    return this.socket.localAddress ?? '';
+  }
+  get localPort(): number {
+    return this.socket.localPort ?? 0;
+  }
+  get bytesRead(): number {
+    return this.socket.bytesRead;
+  }
+  get bytesWritten(): number {
+    return this.socket.bytesWritten;
+  }
+  write(chunk: Uint8Array): boolean {
+    if (this.socket.destroyed || this.socket.writableEnded) return false;
+    return this.socket.write(chunk);
+  }
+  end(): void {
+    if (this.peerEnded && this.socket.writableLength === 0) {
+      this.socket.end();
+      return;
+    }
+    this.socket.end();
+  }
+  destroy(error?: Error): void {
+    if (error) this.lastError = error;
+    this.socket.destroy();
+  }
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
+  setNoDelay(noDelay = true): void {
+    this.socket.setNoDelay(noDelay);
+  }
+  /** @internal */
+  recordError(error: Error): void {
+    this.lastError ??= error;
+  }
+  /** @internal */
+  finish(): void {
+    this.dispatchClose(this.lastError);
+  }
+}
+
+function onSocketData(this: TaggedSocket, chunk: Buffer): void {
+  this[kConn]?.dispatchData(chunk);
+}
+function onSocketDrain(this: TaggedSocket): void {
+  const conn = this[kConn];
+  conn?.handler.drain?.(conn);
+}
+function onSocketEnd(this: TaggedSocket): void {
+  const conn = this[kConn];
+  if (!conn) return;
+  conn.dispatchEnd();
+  // Both directions done: release the socket.
+  if (this.writableEnded) this.destroy();
+}
+function onSocketError(this: TaggedSocket, error: Error): void {
+  this[kConn]?.recordError(toNetError(error));
+}
+function onSocketClose(this: TaggedSocket): void {
+  this[kConn]?.finish();
+}
+
+function listen(options: ListenOptions): Promise<Listener> {
+  return new Promise((resolve, reject) => {
+    const onSocket = (socket: net.Socket): void => {
+      socket.setNoDelay(true);
+      options.onConnection(new NodeConn(socket));
+    };
+    const server: net.Server = options.tls
+      ? tls.createServer(
+          {
+            cert: toPem(options.tls.cert),
+            key: toPem(options.tls.key),
+            allowHalfOpen: true,
+            SNICallback: options.tls.sni ? sniCallback(options.tls.sni) : undefined,
+          },
+          onSocket,
+        )
+      : net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onSocket);
+    if (options.tls) {
+      server.on('tlsClientError', (error: Error, socket: net.Socket) => {
+        options.onError?.(error);
+        socket.destroy();
+      });
+    }
+    server.once('error', reject);
+    server.listen({ host: options.host, port: options.port, reusePort: options.reusePort }, () => {
+      server.off('error', reject);
+      server.on('error', (error) => options.onError?.(error));
+      const address = server.address() as net.AddressInfo;
+      resolve({
+        host: address.address,
+        port: address.port,
+        close: () => server.close(),
+      });
+    });
+  });
+}
+
+function toPem(value: string | Uint8Array): string | Buffer {
+  return typeof value === 'string' ? value : Buffer.from(value);
+}
+
+function sniCallback(
+  certs: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>,
+): (name: string, done: (error: Error | null, context?: tls.SecureContext) => void) => void {
+  const contexts = new Map<string, tls.SecureContext>();
+  for (const [name, pair] of Object.entries(certs)) {
+    contexts.set(name.toLowerCase(), tls.createSecureContext({ cert: toPem(pair.cert), key: toPem(pair.key) }));
+  }
+  return (name, done) => {
+    const lower = name.toLowerCase();
+    const exact = contexts.get(lower);
+    if (exact) return done(null, exact);
+    const dot = lower.indexOf('.');
+    done(null, dot > 0 ? contexts.get('*' + lower.slice(dot)) : undefined);
+  };
+}
+
+function connectIp(options: RawConnectOptions): Promise<Conn> {
+  return new Promise((resolve, reject) => {
+    const address = formatHostPort(options.ip, options.port);
+    const socket: net.Socket = options.tls
+      ? tls.connect({
+          host: options.ip,
+          port: options.port,
+          servername: options.tls.servername || undefined,
+          rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
+          ca: options.tls.ca as tls.ConnectionOptions['ca'],
+          ALPNProtocols: options.tls.alpn,
+          localAddress: options.localAddress,
+          allowHalfOpen: true,
+        })
+      : net.connect({ host: options.ip, port: options.port, localAddress: options.localAddress, allowHalfOpen: true, noDelay: true });
+    let settled = false;
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      socket.destroy();
+      reject(error);
+    };
+    const onAbort = (): void => fail(new NetError('EABORTED', `connect to ${address} aborted`, { address }));
+    const timer = setTimeout(
+      () => fail(new NetError('ETIMEDOUT', `connect to ${address} timed out after ${options.timeoutMs} ms`, { address })),
+      options.timeoutMs,
+    );
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('error', (error) => fail(toNetError(error, address)));
+    socket.once(options.tls ? 'secureConnect' : 'connect', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      socket.removeAllListeners('error');
+      resolve(new NodeConn(socket));
+    });
+  });
+}
+
+export const nodeRuntime: Runtime = { name: 'node', listen, connectIp };

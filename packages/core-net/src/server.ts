@@ -1,0 +1,115 @@
+import { formatHostPort, listenHost, type Address } from './address.js';
+import { runtimeReady } from './runtime/index.js';
+import { silentLogger, type Logger } from './logger.js';
+import type { Conn, ConnTracker, Listener, TlsServerOptions } from './types.js';
+
+export interface ServerOptions {
+  addresses: Address[];
+  tls?: TlsServerOptions;
+  reusePort?: boolean;
+  logger?: Logger;
+  /** Called for every accepted connection; the server tracks it until it closes. */
+  onConnection(conn: Conn): void;
+}
+
+export interface ShutdownOptions {
+  /** How long live connections may take to finish (default 10 s). Then they are closed. */
+  deadlineMs?: number;
+}
+
+/**
+ * Listens on several addresses, tracks every live connection, and shuts down
+ * gracefully: stop accepting, wait for connections to finish up to a
+ * deadline, then close the rest.
+ */
+export class Server implements ConnTracker {
+  readonly listeners: Listener[] = [];
+  private readonly live = new Set<Conn>();
+  private readonly options: ServerOptions;
+  private readonly logger: Logger;
+  private draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(options: ServerOptions) {
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  get connectionCount(): number {
+    return this.live.size;
+  }
+
+  /** Bound addresses as `host:port` (the real port when 0 was asked). */
+  get boundAddresses(): string[] {
+    return this.listeners.map((listener) => formatHostPort(listener.host, listener.port));
+  }
+
+  async start(): Promise<this> {
+    const runtime = await runtimeReady();
+    try {
+      for (const address of this.options.addresses) {
+        const listener = await runtime.listen({
+          host: listenHost(address),
+          port: address.port,
+          tls: this.options.tls,
+          reusePort: this.options.reusePort,
+          onConnection: (conn) => this.accept(conn),
+          onError: (error) => this.logger.warn('accept error', { error: error.message }),
+        });
+        this.listeners.push(listener);
+        this.logger.info('listening', { address: formatHostPort(listener.host, listener.port), runtime: runtime.name });
+      }
+    } catch (error) {
+      this.stopAccepting();
+      throw error;
+    }
+    return this;
+  }
+
+  /** Track a connection until it closes (accepted ones are tracked already; add upstreams to drain them too). */
+  track(conn: Conn): void {
+    this.live.add(conn);
+    conn.tracker = this;
+  }
+  untrack(conn: Conn): void {
+    if (this.live.delete(conn) && this.live.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  private accept(conn: Conn): void {
+    if (this.draining) {
+      conn.destroy();
+      return;
+    }
+    this.track(conn);
+    this.options.onConnection(conn);
+  }
+
+  stopAccepting(): void {
+    for (const listener of this.listeners) listener.close();
+    this.listeners.length = 0;
+  }
+
+  /** Graceful shutdown; resolves with how many connections had to be closed by force. */
+  async shutdown(options: ShutdownOptions = {}): Promise<{ forced: number }> {
+    this.draining = true;
+    this.stopAccepting();
+    if (this.live.size === 0) return { forced: 0 };
+    const deadlineMs = options.deadlineMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs, 'expired');
+    });
+    const outcome = await Promise.race([idle, expired]);
+    clearTimeout(timer);
+    if (outcome !== 'expired') return { forced: 0 };
+    const forced = this.live.size;
+    this.logger.info('shutdown deadline passed, closing connections', { forced });
+    for (const conn of [...this.live]) conn.destroy();
+    return { forced };
+  }
+}

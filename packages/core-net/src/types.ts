@@ -1,0 +1,126 @@
+/**
+ * The runtime-neutral socket interface. Protocol code (http-proxy, socks5,
+ * reverse, health) talks only to these types; `runtime/bun` and `runtime/node`
+ * implement them, and one is chosen once at start-up.
+ */
+
+/** Events of one connection. Handlers are objects (not closures) so that a
+ * protocol can install one shared handler for every connection it owns. */
+export interface ConnHandler<C extends Conn = Conn> {
+  /** Bytes arrived. The chunk is only valid during the call: copy it to keep it. */
+  data(conn: C, chunk: Uint8Array): void;
+  /** The write queue fell below the high-water mark after `write` returned false. */
+  drain?(conn: C): void;
+  /** The peer half-closed (sent FIN). Writing is still possible. */
+  end?(conn: C): void;
+  /** The connection is gone. Called exactly once; `error` is set when it died of one. */
+  close(conn: C, error?: Error): void;
+}
+
+export interface Conn {
+  /** Process-unique id, for logs. */
+  readonly id: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** Bytes received and sent so far. */
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  /** True once `close` has been delivered (or is about to be). */
+  readonly closed: boolean;
+  /** TLS server name the client asked for (SNI), on TLS listeners. */
+  readonly servername?: string;
+  /**
+   * Queue bytes for sending. Returns false when the queued amount is above the
+   * high-water mark: the producer should pause until `drain`. Bytes are never
+   * dropped; the queue is bounded by the caller honouring the return value.
+   */
+  write(chunk: Uint8Array): boolean;
+  /** Flush then send FIN (half-close). Reading continues until the peer ends. */
+  end(): void;
+  /** Close now, dropping anything queued. Safe to call repeatedly. */
+  destroy(error?: Error): void;
+  /** Stop / restart delivering `data` (backpressure towards this peer). */
+  pause(): void;
+  resume(): void;
+  setNoDelay(noDelay?: boolean): void;
+  /**
+   * Replace the handler. Data that arrived while no handler (or the default
+   * buffering one) was installed is replayed to the new handler first, and
+   * `unread` bytes (for example, what a protocol parser read past its message)
+   * are delivered before anything else.
+   */
+  setHandler(handler: ConnHandler, unread?: Uint8Array): void;
+  /** Arbitrary per-connection state for the owner. */
+  userData: unknown;
+  /** Told when the connection closes, before the handler (used by Server for graceful shutdown). */
+  tracker: ConnTracker | undefined;
+}
+
+export interface ConnTracker {
+  untrack(conn: Conn): void;
+}
+
+export interface TlsServerOptions {
+  cert: string | Uint8Array;
+  key: string | Uint8Array;
+  /** Extra certificates chosen by SNI server name (exact or `*.example.com`). */
+  sni?: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>;
+}
+
+export interface TlsClientOptions {
+  /** SNI and the name verified in the certificate. Defaults to the host. */
+  servername?: string;
+  /** Verify the peer certificate (default true). */
+  rejectUnauthorized?: boolean;
+  /** Extra CA certificates (PEM). */
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  alpn?: string[];
+}
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  tls?: TlsServerOptions;
+  /** Let several processes bind the same address (SO_REUSEPORT). */
+  reusePort?: boolean;
+  onConnection(conn: Conn): void;
+  /** Called when accepting failed or a TLS handshake failed; the server keeps running. */
+  onError?(error: Error): void;
+}
+
+export interface Listener {
+  readonly host: string;
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
+  /** Stop accepting. Live connections are not touched. */
+  close(): void;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  /** Give up after this many milliseconds for all addresses together (default 10 000). */
+  timeoutMs?: number;
+  tls?: boolean | TlsClientOptions;
+  /** Local address to bind before connecting. */
+  localAddress?: string;
+  signal?: AbortSignal;
+}
+
+/** One socket attempt to an already-resolved IP. Used by `connect`. */
+export interface RawConnectOptions {
+  ip: string;
+  port: number;
+  timeoutMs: number;
+  tls?: TlsClientOptions & { servername: string };
+  localAddress?: string;
+  signal?: AbortSignal;
+}
+
+export interface Runtime {
+  readonly name: 'bun' | 'node';
+  listen(options: ListenOptions): Promise<Listener>;
+  connectIp(options: RawConnectOptions): Promise<Conn>;
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Runs every test file on Bun (TypeScript sources) and on Node (compiled
+// dist/, under c8 for coverage). Exits non-zero if either run fails.
+// Usage: node scripts/test.mjs [--bun|--node] [filter...]
+import { spawnSync } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const only = args.includes('--bun') ? 'bun' : args.includes('--node') ? 'node' : 'both';
+const filters = args.filter((arg) => !arg.startsWith('--'));
+const bin = (name) => join(root, 'node_modules', '.bin', name);
+
+function testFiles(dir, extension) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((name) => name.endsWith(`.test.${extension}`) && !name.includes('node_modules'))
+    .map((name) => join(dir, name));
+}
+
+const projects = [
+  ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
+  join(root, 'cli'),
+  join(root, 'e2e'),
+];
+const matches = (file) => filters.length === 0 || filters.some((filter) => file.includes(filter));
+const sources = projects.flatMap((dir) => testFiles(join(dir, 'test'), 'ts')).filter(matches);
+const compiled = projects.flatMap((dir) => testFiles(join(dir, 'dist', 'test'), 'js')).filter(matches);
+
+function run(label, command, commandArgs, env = {}) {
+  console.log(`\n=== ${label}: ${command} ${commandArgs.map((a) => relative(root, a) || a).join(' ')}`);
+  const result = spawnSync(command, commandArgs, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+  if (result.error) console.error(result.error.message);
+  return result.status ?? 1;
+}
+
+let failed = 0;
+failed |= run('build', bin('tsc'), ['-b']);
+if (failed) process.exit(failed);
+
+if (only !== 'node') {
+  // One file per process keeps port and timer state from leaking between suites.
+  failed |= run('tests on Bun', bin('bun'), ['test', '--timeout', '60000', ...sources.map((file) => './' + relative(root, file))]);
+}
+if (only !== 'bun') {
+  failed |= run('tests on Node (c8)', bin('c8'), [
+    '--reporter=text-summary',
+    '--src=packages',
+    '--exclude=**/test/**',
+    '--exclude=**/node_modules/**',
+    process.execPath,
+    '--test',
+    '--test-concurrency=1',
+    '--test-reporter=spec',
+    ...compiled,
+  ]);
+}
+process.exit(failed ? 1 : 0);
