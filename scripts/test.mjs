@@ -27,8 +27,6 @@ const projects = [
   join(root, 'e2e'),
 ];
 const matches = (file) => filters.length === 0 || filters.some((filter) => file.includes(filter));
-const sources = projects.flatMap((dir) => testFiles(join(dir, 'test'), 'ts')).filter(matches);
-const compiled = projects.flatMap((dir) => testFiles(join(dir, 'dist', 'test'), 'js')).filter(matches);
 
 function run(label, command, commandArgs, env = {}) {
   console.log(`\n=== ${label}: ${command} ${commandArgs.map((a) => relative(root, a) || a).join(' ')}`);
@@ -40,6 +38,13 @@ function run(label, command, commandArgs, env = {}) {
 let failed = 0;
 failed |= run('build', bin('tsc'), ['-b']);
 if (failed) process.exit(failed);
+// Listed after the build, so that freshly compiled files are found.
+const sources = projects.flatMap((dir) => testFiles(join(dir, 'test'), 'ts')).filter(matches);
+const compiled = projects.flatMap((dir) => testFiles(join(dir, 'dist', 'test'), 'js')).filter(matches);
+if (sources.length === 0 || compiled.length === 0) {
+  console.error(`no test files matched ${filters.join(' ') || '(all)'}`);
+  process.exit(1);
+}
 
 if (only !== 'node') {
   // One file per process keeps port and timer state from leaking between suites.

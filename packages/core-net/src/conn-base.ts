@@ -14,7 +14,7 @@ interface BufferedState {
   ended: boolean;
 }
 
-const bufferingHandler: ConnHandler = {
+export const bufferingHandler: ConnHandler = {
   data(conn, chunk) {
     const base = conn as ConnBase;
     base.buffered.chunks.push(chunk.slice());
@@ -88,4 +88,15 @@ export abstract class ConnBase implements Conn {
     this.tracker?.untrack(this);
     this.handler.close(this, error);
   }
+}
+
+/**
+ * Hand a connection back to the default buffering handler, as when it was
+ * accepted: a protocol that has read a handshake on it (a SOCKS5 or HTTP
+ * CONNECT reply) passes the socket on, and the next `setHandler` gets
+ * `unread` first, then whatever arrived meanwhile, then the peer's FIN.
+ */
+export function releaseConn(conn: Conn, unread?: Uint8Array): void {
+  conn.setHandler(bufferingHandler, unread);
+  if (conn instanceof ConnBase && conn.peerEnded) conn.buffered.ended = true;
 }

@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { formatHostPort } from './address.js';
 import { NetError, toNetError } from './errors.js';
-import { runtimeReady } from './runtime/index.js';
+import { runtime as activeRuntime, runtimeReady } from './runtime/index.js';
 import type { Conn, ConnectOptions, TlsClientOptions } from './types.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -25,7 +25,8 @@ export const systemResolver: Resolver = async (host) => {
  * error of the last address is reported (ETIMEDOUT when the time ran out).
  */
 export async function connect(options: ConnectOptions & { resolver?: Resolver }): Promise<Conn> {
-  const runtime = await runtimeReady();
+  await runtimeReady();
+  const runtime = activeRuntime();
   const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
   const label = formatHostPort(options.host, options.port);

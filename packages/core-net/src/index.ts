@@ -35,4 +35,6 @@ export { connect, systemResolver, DEFAULT_CONNECT_TIMEOUT_MS, type Resolver } fr
 export { relay, Relay, DEFAULT_IDLE_TIMEOUT_MS, type RelayOptions, type RelayStats } from './relay.js';
 export { Server, type ServerOptions, type ShutdownOptions } from './server.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
+export { releaseConn } from './conn-base.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
+export * from './http1/index.js';

@@ -1,5 +1,5 @@
 import { formatHostPort, listenHost, type Address } from './address.js';
-import { runtimeReady } from './runtime/index.js';
+import { runtime as activeRuntime, runtimeReady } from './runtime/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { Conn, ConnTracker, Listener, TlsServerOptions } from './types.js';
 
@@ -45,7 +45,8 @@ export class Server implements ConnTracker {
   }
 
   async start(): Promise<this> {
-    const runtime = await runtimeReady();
+    await runtimeReady();
+    const runtime = activeRuntime();
     try {
       for (const address of this.options.addresses) {
         const listener = await runtime.listen({

@@ -25,14 +25,21 @@ export class BunConn extends ConnBase {
   private read = 0;
   readonly remoteAddress: string;
   readonly remotePort: number;
-  readonly servername?: string;
+  private readonly tls: boolean;
+  /** Settles when a TLS handshake finishes (client side waits on it before handing the Conn out). */
+  handshake: { resolve(error: Error | null): void } | undefined;
 
-  constructor(socket: BunSocket, servername?: string) {
+  constructor(socket: BunSocket, tls: boolean) {
     super();
     this.socket = socket;
+    this.tls = tls;
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = (socket as { remotePort?: number }).remotePort ?? 0;
-    if (servername) this.servername = servername;
+  }
+
+  get servername(): string | undefined {
+    if (!this.tls) return undefined;
+    return (this.socket as { getServername?: () => string }).getServername?.() || undefined;
   }
 
   get localAddress(): string {
@@ -142,7 +149,7 @@ export class BunConn extends ConnBase {
   }
 }
 
-// One handler object for every socket: no per-connection closures.
+// One handler object per listener or connect call, shared by its sockets.
 function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error) => void) {
   return {
     open: onOpen,
@@ -162,7 +169,11 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
       socket.data?.onClose(error);
     },
     handshake(socket: BunSocket, success: boolean, authorizationError: Error | null) {
-      if (!success && onHandshakeError) onHandshakeError(authorizationError ?? new Error('TLS handshake failed'));
+      const waiter = socket.data?.handshake;
+      if (waiter) {
+        socket.data!.handshake = undefined;
+        waiter.resolve(success ? authorizationError : (authorizationError ?? new Error('TLS handshake failed')));
+      } else if (!success && onHandshakeError) onHandshakeError(authorizationError ?? new Error('TLS handshake failed'));
     },
   };
 }
@@ -175,12 +186,11 @@ function bunTls(options: TlsServerOptions): unknown {
 
 async function listen(options: ListenOptions): Promise<Listener> {
   const handlers = socketHandlers((socket) => {
-    const servername = options.tls ? (socket as { getServername?: () => string }).getServername?.() : undefined;
-    const conn = new BunConn(socket, servername || undefined);
+    const conn = new BunConn(socket, options.tls !== undefined);
     socket.data = conn;
     socket.setNoDelay(true);
     options.onConnection(conn);
-  });
+  }, options.onError);
   let server: import('bun').TCPSocketListener<BunConn | undefined>;
   try {
     server = Bun.listen<BunConn | undefined>({
@@ -205,6 +215,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
   const address = formatHostPort(options.ip, options.port);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let abandoned = false;
+  let handshakeDone: Promise<Error | null> | undefined;
   let onAbort: (() => void) | undefined;
   const pending = Bun.connect<BunConn | undefined>({
     hostname: options.ip,
@@ -225,7 +236,9 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
         socket.terminate();
         return;
       }
-      socket.data = new BunConn(socket, options.tls?.servername || undefined);
+      const conn = new BunConn(socket, options.tls !== undefined);
+      if (options.tls) handshakeDone = new Promise((resolve) => (conn.handshake = { resolve }));
+      socket.data = conn;
       socket.setNoDelay(true);
     }),
   } as unknown as import('bun').TCPSocketConnectOptions<BunConn | undefined>);
@@ -243,9 +256,9 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
     const socket = await Promise.race([pending, giveUp]);
     const conn = socket.data;
     if (!conn) throw new NetError('ECONNRESET', `connection to ${address} closed during set-up`, { address });
-    if (options.tls) {
-      const error = (socket as { getAuthorizationError?: () => Error | null }).getAuthorizationError?.();
-      if (error && (options.tls.rejectUnauthorized ?? true)) {
+    if (handshakeDone) {
+      const error = await Promise.race([handshakeDone, giveUp]);
+      if (error && (options.tls?.rejectUnauthorized ?? true)) {
         conn.destroy();
         throw new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error });
       }

@@ -1,0 +1,63 @@
+/**
+ * Strict, incremental HTTP/1.1 building blocks shared by the forward proxy
+ * (`@wmproxy/http-proxy`) and the reverse proxy (`@wmproxy/reverse`).
+ *
+ * - `parseRequestHead(buf, limits)` / `parseResponseHead(buf, options)`: parse
+ *   a head from the start of a byte buffer; `incomplete` until the empty line
+ *   arrives (keep the bytes with `HeadBuffer` and call again), `error` with
+ *   the status to answer, or `ok` with the head and `consumed` (the body
+ *   starts there). Only CRLF line endings are accepted.
+ * - `head.framing` tells how to read the body: `none`, `length`
+ *   (`contentLength` bytes), `chunked` (feed a `ChunkedDecoder`) or `close`
+ *   (responses only: until the server closes).
+ * - `ChunkedDecoder`: incremental strict chunked decoding with zero-copy data
+ *   pieces; `encodeChunk`, `chunkHeader`, `encodeLastChunk` to produce it.
+ * - `removeHopByHop`, `getHeader(s)`, `serializeRequestHead`,
+ *   `serializeResponseHead`, `simpleResponse`, `STATUS_TEXT`.
+ * - `BodyReader`: counts a body of known framing through a stream of chunks
+ *   and says where it ends.
+ *
+ * Typical loop of a server reading requests from a Conn:
+ * ```ts
+ * const view = state.head.feed(chunk);               // no copy when nothing is held
+ * const result = parseRequestHead(view, limits);
+ * if (result.kind === 'incomplete') { state.head.keep(view); return; }
+ * state.head.clear();
+ * if (result.kind === 'error') { conn.write(simpleResponse(result.status)); conn.end(); return; }
+ * const body = view.subarray(result.consumed);        // first body bytes (or the next request)
+ * ```
+ */
+export {
+  parseRequestHead,
+  parseResponseHead,
+  DEFAULT_MAX_HEAD_SIZE,
+  DEFAULT_MAX_HEADERS,
+  DEFAULT_MAX_TARGET_LENGTH,
+  type HeaderList,
+  type HeadLimits,
+  type BodyFraming,
+  type RequestHead,
+  type ResponseHead,
+  type RequestErrorStatus,
+  type ParseResult,
+  type RequestParseResult,
+  type ResponseParseResult,
+  type ResponseParseOptions,
+} from './head.js';
+export { ChunkedDecoder, chunkHeader, chunkTrailerCrlf, encodeChunk, encodeLastChunk, type ChunkSink, type ChunkedLimits } from './chunked.js';
+export {
+  HOP_BY_HOP,
+  removeHopByHop,
+  getHeader,
+  getHeaders,
+  hasHeader,
+  serializeRequestHead,
+  serializeResponseHead,
+  simpleResponse,
+  STATUS_TEXT,
+  HeaderSerialiseError,
+  type SimpleResponseOptions,
+} from './headers.js';
+export { HeadBuffer, BodyReader } from './buffer.js';
+export { isToken, isFieldValue } from './chars.js';
+export { parkConn } from './park.js';

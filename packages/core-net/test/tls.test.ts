@@ -1,0 +1,98 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Server, connect, parseAddress, nodeRuntime, runtimeReady, setRuntime, NetError, bindUdp, type Conn, type Runtime } from '../src/index.js';
+
+const runtimes: Runtime[] = [nodeRuntime];
+const detected = await runtimeReady();
+if (detected.name === 'bun') runtimes.unshift(detected);
+
+let dir = '';
+let cert = '';
+let key = '';
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'wmproxy-tls-'));
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+  ], { stdio: 'ignore' });
+  cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+  key = readFileSync(join(dir, 'key.pem'), 'utf8');
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function readUntilClose(conn: Conn): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    conn.setHandler({ data: (_c, chunk) => (text += Buffer.from(chunk).toString()), end: (c) => c.end(), close: () => resolve(text) });
+  });
+}
+
+for (const rt of runtimes) {
+  describe(`TLS and UDP on the ${rt.name} runtime`, () => {
+    after(() => setRuntime(detected));
+
+    test('a TLS listener and a verifying TLS client talk, and the client sees SNI', async () => {
+      setRuntime(rt);
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert, key },
+        onConnection(conn) {
+          conn.setHandler({
+            data(c, chunk) {
+              c.write(Buffer.concat([Buffer.from('echo:'), Buffer.from(chunk)]));
+              c.end();
+            },
+            close() {},
+          });
+        },
+      }).start();
+      const port = Number(server.boundAddresses[0]!.split(':').pop());
+      const conn = await connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', ca: cert } });
+      const reply = readUntilClose(conn);
+      conn.write(Buffer.from('hi'));
+      assert.equal(await reply, 'echo:hi');
+      await server.shutdown({ deadlineMs: 500 });
+    });
+
+    test('a TLS client refuses an untrusted certificate unless verification is off', async () => {
+      setRuntime(rt);
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert, key },
+        onConnection(conn) {
+          conn.setHandler({ data() {}, end: (c) => c.end(), close() {} });
+          conn.write(Buffer.from('hello'));
+          conn.end();
+        },
+      }).start();
+      const port = Number(server.boundAddresses[0]!.split(':').pop());
+      await assert.rejects(connect({ host: '127.0.0.1', port, tls: { servername: 'localhost' }, timeoutMs: 2000 }), NetError);
+      const conn = await connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', rejectUnauthorized: false } });
+      assert.equal(await readUntilClose(conn), 'hello');
+      await server.shutdown({ deadlineMs: 500 });
+    });
+  });
+}
+
+test('UDP endpoints exchange datagrams over IPv4 and IPv6', async () => {
+  for (const host of ['127.0.0.1', '::1']) {
+    const received: string[] = [];
+    const echo = await bindUdp(host, 0, { message: (endpoint, data, fromHost, fromPort) => endpoint.send(data, fromPort, fromHost) });
+    const reply = new Promise<string>((resolve) => {
+      void bindUdp(host, 0, {
+        message(endpoint, data) {
+          received.push(Buffer.from(data).toString());
+          endpoint.close();
+          resolve(received[0]!);
+        },
+      }).then((client) => client.send(Buffer.from(`ping ${host}`), echo.port, host));
+    });
+    assert.equal(await reply, `ping ${host}`);
+    echo.close();
+  }
+});
