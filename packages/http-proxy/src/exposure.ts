@@ -1,0 +1,23 @@
+import { isLoopback, type Address } from '@wmproxy/core-net';
+
+export interface ExposureOptions {
+  users?: Record<string, string>;
+  allow?: readonly string[];
+  /** The operator accepts an open proxy on a public address. */
+  insecureOpen?: boolean;
+}
+
+/**
+ * An open proxy on a reachable address is abused within hours, so a
+ * non-loopback listener needs credentials or a client allow-list unless the
+ * operator says otherwise. Returns why the set-up is refused, or undefined.
+ */
+export function openProxyRefusal(addresses: readonly Address[], options: ExposureOptions): string | undefined {
+  if (options.insecureOpen) return undefined;
+  const guarded = (options.users !== undefined && Object.keys(options.users).length > 0) || (options.allow?.length ?? 0) > 0;
+  if (guarded) return undefined;
+  const exposed = addresses.find((address) => address.wildcard || !isLoopback(address.host));
+  if (!exposed) return undefined;
+  const where = exposed.wildcard ? `:${exposed.port} (every address)` : `${exposed.host}:${exposed.port}`;
+  return `refusing to run an open proxy on ${where}: add --user/--pass or --allow CIDR, or pass --insecure-open`;
+}
