@@ -1,1 +1,50 @@
-export {};
+/**
+ * @wmproxy/health: active (TCP, HTTP, HTTPS) and passive health checks with
+ * HAProxy's rise/fall, Envoy's outlier detection and panic threshold, and
+ * nginx's slow start. See README.md for every option and its equivalents.
+ */
+export { HealthChecker } from './checker.js';
+export type {
+  ActiveOptions,
+  CheckSnapshot,
+  CheckSpec,
+  EjectionEvent,
+  FailureKind,
+  HealthCheckerOptions,
+  HealthEventMap,
+  HealthSnapshot,
+  HealthState,
+  HealthStats,
+  HttpCheck,
+  PanicEvent,
+  PassiveOptions,
+  PoolSnapshot,
+  ProbeResult,
+  TargetSnapshot,
+  TargetSpec,
+  TcpCheck,
+  TransitionEvent,
+} from './types.js';
+export { parseDuration, formatDuration, DurationError } from './duration.js';
+export { parseStatusRanges, statusMatches, formatStatusRanges, StatusSpecError, DEFAULT_STATUS, type StatusRanges } from './status.js';
+export {
+  normaliseAddress,
+  parseTargetUrl,
+  parseBodyMatch,
+  resolveCheck,
+  describeCheck,
+  checkKey,
+  TargetError,
+  DEFAULT_MAX_BODY_BYTES,
+  type ResolvedCheck,
+  type ResolvedHttpCheck,
+  type ResolvedTcpCheck,
+} from './target.js';
+export { DEFAULT_ACTIVE, DEFAULT_PASSIVE, DEFAULT_PANIC_THRESHOLD, DEFAULT_CONCURRENCY, HealthOptionError, resolveActive } from './options.js';
+export { RiseFall } from './state.js';
+export { Scheduler, type Job } from './scheduler.js';
+export { runProbe, probeTcp, probeHttp } from './probes/index.js';
+export { slowStartFactor } from './slow-start.js';
+export { maxEjected, inPanic } from './passive.js';
+export { runProbes, type ProbeRunOptions, type ProbeRunReport, type ProbeOutcome, type ProbeTarget } from './run.js';
+export { formatTable, toJUnit, type TableRow } from './report.js';

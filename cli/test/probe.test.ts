@@ -1,0 +1,248 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// cli/test (Bun, sources) or cli/dist/test (Node, compiled): find cli/bin/run.js either way.
+const here = fileURLToPath(new URL('.', import.meta.url));
+const runJs = [join(here, '..', 'bin', 'run.js'), join(here, '..', '..', 'bin', 'run.js')].find((path) => existsSync(path))!;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function wmproxy(args: string[], options: { until?: (stdout: string) => boolean } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    // As a user runs it: bun test sets NODE_ENV=test, which makes oclif look for TypeScript sources and warn.
+    const env = { ...process.env };
+    delete env.NODE_ENV;
+    const child = spawn(process.execPath, [runJs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    let stderr = '';
+    let signalled = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (!signalled && options.until?.(stdout)) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const safety = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(safety);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** An HTTP server answering every request with `status` and `body`; records request heads. */
+interface TestServer {
+  port: number;
+  heads: string[];
+  onRequest?: () => void;
+  setStatus(status: number): void;
+  close(): Promise<void>;
+}
+
+async function httpServer(status = 200, body = 'ok'): Promise<TestServer> {
+  const sockets = new Set<net.Socket>();
+  const heads: string[] = [];
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let head = '';
+    socket.on('data', (chunk) => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      heads.push(head);
+      const current = status;
+      state.onRequest?.();
+      socket.end(`HTTP/1.1 ${current} X\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    });
+  });
+  const state: TestServer = {
+    port: 0,
+    heads,
+    setStatus: (next) => (status = next),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.port = (server.address() as net.AddressInfo).port;
+  return state;
+}
+
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+test('probe: exit 0 and one line per target when every target is healthy', async () => {
+  const server = await httpServer();
+  try {
+    const run = await wmproxy(['probe', `tcp://127.0.0.1:${server.port}`, `http://127.0.0.1:${server.port}/health`]);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^STATE\s+TARGET\s+LATENCY\s+REASON$/);
+    assert.match(lines[1]!, new RegExp(`^healthy\\s+tcp://127.0.0.1:${server.port}\\s+[\\d.]+ms\\s+connected$`));
+    assert.match(lines[2]!, new RegExp(`^healthy\\s+http://127.0.0.1:${server.port}/health\\s+[\\d.]+ms\\s+status 200$`));
+    assert.match(server.heads[0]!, /^GET \/health HTTP\/1.1\r\n/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('probe: exit 1 when any target is unhealthy, with the reason', async () => {
+  const server = await httpServer(503, 'down');
+  const refused = await closedPort();
+  try {
+    const run = await wmproxy(['probe', `tcp://127.0.0.1:${refused}`, `http://127.0.0.1:${server.port}/`]);
+    assert.equal(run.code, 1);
+    assert.match(run.stdout, new RegExp(`unhealthy\\s+tcp://127.0.0.1:${refused}\\s+\\S+\\s+ECONNREFUSED`));
+    assert.match(run.stdout, /unhealthy\s+http:\/\/\S+\s+\S+\s+status 503 not in 200-399/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('probe --json: machine-readable results with expected status, body, method and headers applied', async () => {
+  const server = await httpServer(500, 'degraded but alive');
+  try {
+    const run = await wmproxy([
+      'probe',
+      `http://127.0.0.1:${server.port}/ready`,
+      '--expect-status', '500-599',
+      '--expect-body', '/alive/',
+      '--method', 'HEAD',
+      '--header', 'X-Probe: ci',
+      '--header', 'Authorization:Bearer t',
+      '--json',
+    ]);
+    // HEAD responses have no body: the body cannot match.
+    assert.equal(run.code, 1, run.stderr);
+    const report = JSON.parse(run.stdout);
+    assert.equal(report.healthy, false);
+    assert.equal(report.results.length, 1);
+    assert.equal(report.results[0].label, `http://127.0.0.1:${server.port}/ready`);
+    assert.equal(report.results[0].state, 'unhealthy');
+    assert.equal(report.results[0].reason, 'body did not match /alive/');
+    assert.match(server.heads[0]!, /^HEAD \/ready HTTP\/1.1\r\n/);
+    assert.match(server.heads[0]!, /\r\nX-Probe: ci\r\n/);
+    assert.match(server.heads[0]!, /\r\nAuthorization: Bearer t\r\n/);
+
+    const get = await wmproxy(['probe', `http://127.0.0.1:${server.port}/ready`, '--expect-status', '500-599', '--expect-body', '/alive/', '--json']);
+    assert.equal(get.code, 0, get.stderr);
+    const ok = JSON.parse(get.stdout);
+    assert.equal(ok.healthy, true);
+    assert.equal(ok.results[0].status, 500);
+    assert.equal(ok.results[0].reason, 'status 500, body matched');
+    assert.equal(typeof ok.results[0].latencyMs, 'number');
+  } finally {
+    await server.close();
+  }
+});
+
+test('probe --junit: one testcase per target, a failure element for each unhealthy one', async () => {
+  const server = await httpServer();
+  const refused = await closedPort();
+  const file = join(mkdtempSync(join(tmpdir(), 'wmproxy-junit-')), 'report.xml');
+  try {
+    const run = await wmproxy(['probe', `http://127.0.0.1:${server.port}/`, `tcp://127.0.0.1:${refused}`, '--junit', file]);
+    assert.equal(run.code, 1);
+    const xml = readFileSync(file, 'utf8');
+    assert.match(xml, /^<\?xml version="1.0" encoding="UTF-8"\?>/);
+    assert.match(xml, /<testsuite [^>]*tests="2" failures="1"/);
+    const cases = [...xml.matchAll(/<testcase [^>]*name="([^"]+)"/g)].map((match) => match[1]);
+    assert.deepEqual(cases, [`http://127.0.0.1:${server.port}/`, `tcp://127.0.0.1:${refused}`]);
+    const failures = [...xml.matchAll(/<failure message="([^"]+)"/g)].map((match) => match[1]);
+    assert.deepEqual(failures, ['unhealthy: ECONNREFUSED']);
+  } finally {
+    await server.close();
+  }
+});
+
+test('probe --rise/--fall: that many consecutive results decide', async () => {
+  const server = await httpServer();
+  try {
+    const run = await wmproxy(['probe', `http://127.0.0.1:${server.port}/`, '--rise', '3', '--interval', '300ms', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const report = JSON.parse(run.stdout);
+    assert.equal(report.results[0].probes, 3);
+    assert.equal(server.heads.length, 3);
+  } finally {
+    await server.close();
+  }
+});
+
+test('probe --wait: keeps probing until the target comes up', async () => {
+  // Unhealthy (503) until the first probe arrives, healthy from then on.
+  const server = await httpServer(503, 'starting');
+  server.onRequest = () => server.setStatus(200);
+  try {
+    const run = await wmproxy(['probe', `http://127.0.0.1:${server.port}/`, '--wait', '20s', '--interval', '200ms', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const report = JSON.parse(run.stdout);
+    assert.equal(report.healthy, true);
+    assert.equal(report.timedOut, false);
+    assert.ok(report.results[0].probes >= 2, 'it failed at least once before succeeding');
+    assert.equal(report.results[0].history[0].reason, 'status 503 not in 200-399');
+    assert.equal(report.results[0].reason, 'status 200');
+  } finally {
+    await server.close();
+  }
+});
+
+test('probe --wait: gives up at the deadline with exit 1', async () => {
+  const port = await closedPort();
+  const run = await wmproxy(['probe', `tcp://127.0.0.1:${port}`, '--wait', '300ms', '--interval', '50ms']);
+  assert.equal(run.code, 1);
+  assert.match(run.stdout, /not all healthy after 300ms/);
+});
+
+test('probe --watch: one line per transition when not on a terminal, until interrupted', async () => {
+  const server = await httpServer();
+  try {
+    const run = await wmproxy(['probe', `http://127.0.0.1:${server.port}/`, '--watch', '--interval', '500ms'], {
+      until: (stdout) => stdout.includes('-> healthy'),
+    });
+    assert.match(run.stdout, new RegExp(`^\\S+ http://127.0.0.1:${server.port}/ (unknown|unhealthy) -> healthy \\(status 200, [\\d.]+ms\\)$`, 'm'));
+    assert.equal(run.code, 0);
+  } finally {
+    await server.close();
+  }
+});
+
+test('probe: bad arguments exit 2 with a one-line error', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['probe'], /at least one TARGET/],
+    [['probe', 'ftp://127.0.0.1:21'], /scheme must be tcp:\/\/, http:\/\/ or https:\/\//],
+    [['probe', 'tcp://127.0.0.1:1', '--interval', 'soon'], /--interval: invalid duration "soon"/],
+    [['probe', 'tcp://127.0.0.1:1', '--rise', '0'], /--rise must be a whole number/],
+    [['probe', 'http://127.0.0.1:1/', '--expect-status', '20x'], /invalid status list/],
+    [['probe', 'http://127.0.0.1:1/', '--header', 'novalue'], /--header "novalue" must be NAME:VALUE/],
+    [['probe', 'tcp://127.0.0.1:1', '--no-such-flag'], /Nonexistent flag/],
+    [['probe', '-c', 'wmproxy.yaml'], /not supported yet: configuration files arrive with the config issue/],
+  ];
+  for (const [args, message] of cases) {
+    const run = await wmproxy(args);
+    assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+    assert.equal(run.stderr.trim().split('\n').length, 1, `one line: ${run.stderr}`);
+    assert.equal(run.stdout, '');
+  }
+});
