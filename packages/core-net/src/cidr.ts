@@ -56,6 +56,15 @@ function ipv6ToBigInt(ip: string): bigint {
 export function normaliseIp(ip: string): string {
   const lower = ip.toLowerCase();
   if (lower.startsWith('::ffff:') && isIP(lower.slice(7)) === 4) return lower.slice(7);
+  // Any other spelling of an IPv4-mapped address (::ffff:7f00:1, as WHATWG URL
+  // prints it, or 0:0:0:0:0:ffff:7f00:1) must match IPv4 rules too.
+  if (lower.includes('ffff') && isIP(lower) === 6) {
+    const value = ipv6ToBigInt(lower);
+    if (value >> 32n === 0xffffn) {
+      const v4 = Number(value & 0xffffffffn);
+      return `${v4 >>> 24}.${(v4 >>> 16) & 255}.${(v4 >>> 8) & 255}.${v4 & 255}`;
+    }
+  }
   return lower;
 }
 

@@ -14,7 +14,7 @@ interface BufferedState {
   ended: boolean;
 }
 
-export const bufferingHandler: ConnHandler = {
+const bufferingHandler: ConnHandler = {
   data(conn, chunk) {
     const base = conn as ConnBase;
     base.buffered.chunks.push(chunk.slice());

@@ -60,4 +60,3 @@ export {
 } from './headers.js';
 export { HeadBuffer, BodyReader } from './buffer.js';
 export { isToken, isFieldValue } from './chars.js';
-export { parkConn } from './park.js';
