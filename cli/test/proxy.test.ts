@@ -26,14 +26,17 @@ function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   });
 }
 
-async function listeningPort(child: ChildProcess): Promise<number> {
-  let seen = '';
-  for await (const chunk of child.stderr!) {
-    seen += String(chunk);
-    const match = /listening .*address=127\.0\.0\.1:(\d+)/.exec(seen);
-    if (match) return Number(match[1]);
-  }
-  throw new Error(`proxy exited before listening: ${seen}`);
+/** Read the bound port from the "listening" log line; stderr keeps being drained so the child never blocks or gets EPIPE. */
+function listeningPort(child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    child.stderr!.on('data', (chunk) => {
+      seen += String(chunk);
+      const match = /listening .*address=127\.0\.0\.1:(\d+)/.exec(seen);
+      if (match) resolve(Number(match[1]));
+    });
+    child.once('exit', () => reject(new Error(`proxy exited before listening: ${seen}`)));
+  });
 }
 
 function curl(args: string[]): Promise<{ code: number; stdout: string }> {

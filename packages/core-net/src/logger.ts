@@ -23,6 +23,14 @@ export interface LoggerOptions {
 
 const NEEDS_QUOTES = /[\s"=]/;
 
+let stderrGuarded = false;
+/** A closed stderr (a reader that went away) must not crash a proxy that only logs to it. */
+function guardStderr(): void {
+  if (stderrGuarded) return;
+  stderrGuarded = true;
+  process.stderr.on('error', () => {});
+}
+
 function formatValue(value: string | number | boolean): string {
   const text = String(value);
   return NEEDS_QUOTES.test(text) || text === '' ? JSON.stringify(text) : text;
@@ -39,6 +47,7 @@ export class Logger {
     this.level = options.level ?? 'info';
     this.rank = LEVEL_RANK[this.level];
     this.json = options.json ?? false;
+    if (!options.sink) guardStderr();
     this.sink = options.sink ?? process.stderr;
     this.fields = options.fields ?? {};
   }

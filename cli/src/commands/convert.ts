@@ -1,0 +1,44 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { Args, Flags } from '@oclif/core';
+import { WmproxyCommand } from '../base.js';
+import { ConfigError, buildConfig, convertOriginal, formatOf, isOriginalFormat, parseText, stringifyConfig, type ConfigFormat } from '@wmproxy/config';
+
+export default class Convert extends WmproxyCommand {
+  static override summary = 'Convert a configuration of the original Rust wmproxy to this format.';
+  static override description = [
+    'Prints the converted configuration (TOML unless --format says otherwise) and, on standard error, one warning per key that has no equivalent.',
+    'Exit status: 0 when the result is valid, 1 when it is not (or FILE cannot be read), 2 for bad arguments.',
+  ].join('\n');
+  static override examples = ['<%= config.bin %> convert wmproxy-old.toml > wmproxy.toml', '<%= config.bin %> convert config/reverse.yaml --format yaml'];
+  static override args = {
+    file: Args.string({ description: 'configuration in the original wmproxy format (.toml, .yaml, .yml or .json)', required: true }),
+  };
+  static override flags = {
+    format: Flags.string({ description: 'output format', options: ['toml', 'yaml', 'json'], default: 'toml' }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parseFlags(Convert);
+    const format = formatOf(args.file);
+    if (!format) return this.usageError(`${args.file}: expected a file ending in .toml, .yaml, .yml or .json`);
+    try {
+      let text: string;
+      try {
+        text = await readFile(args.file, 'utf8');
+      } catch (error) {
+        throw new ConfigError(args.file, [{ file: args.file, path: '', expected: 'a readable file', found: (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String(error) }]);
+      }
+      const data = parseText(text, format, args.file);
+      if (!isOriginalFormat(data)) process.stderr.write(`warning: ${args.file}: already in the wmproxy format; printed as it is\n`);
+      const { config, warnings } = isOriginalFormat(data) ? convertOriginal(data) : { config: data as never, warnings: [] as string[] };
+      for (const warning of warnings) process.stderr.write(`warning: ${args.file}: ${warning}\n`);
+      process.stdout.write(stringifyConfig(config, flags.format as ConfigFormat));
+      buildConfig(structuredClone(config), `${args.file} (converted)`, { baseDir: dirname(resolve(args.file)) });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      process.stderr.write(error.message + '\n');
+      this.exit(1);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import { Flags } from '@oclif/core';
+import { ConfigError, defaultConfig, loadConfig, type WmproxyConfig } from '@wmproxy/config';
+import { Instance } from '@wmproxy/control';
+import { WmproxyCommand } from '../base.js';
+
+export default class Run extends WmproxyCommand {
+  static override summary = 'Run every service a configuration file defines (or the embedded default).';
+  static override description = [
+    'Without -c: the mixed forward proxy (HTTP, HTTPS, SOCKS5) on 127.0.0.1:8090 and the control API on 127.0.0.1:8837.',
+    'Signals: SIGHUP reloads the file (an invalid one is rejected and the running configuration stays),',
+    'SIGTERM and SIGINT stop gracefully, SIGUSR1 reopens the log files.',
+    'Exit status: 0 after a graceful stop, 1 when the configuration is invalid or a port cannot be bound, 2 for bad arguments.',
+  ].join('\n');
+  static override examples = ['<%= config.bin %> run', '<%= config.bin %> run -c wmproxy.toml', 'kill -HUP $(pidof wmproxy)  # reload'];
+  static override flags = {
+    config: Flags.string({ char: 'c', description: 'configuration file (.toml, .yaml, .yml, .json; the original wmproxy format is converted)' }),
+    workers: Flags.string({ description: 'processes sharing the listeners: auto or N (only 1 is supported in this version)' }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parseFlags(Run);
+    if (flags.workers !== undefined && flags.workers !== '1') return this.usageError(`--workers ${flags.workers}: only 1 worker is supported in this version`);
+    const file = flags.config;
+    let config: WmproxyConfig;
+    try {
+      config = file ? await loadConfig(file) : defaultConfig();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      process.stderr.write(error.message + '\n');
+      return this.exit(1);
+    }
+    if (config.workers !== 1) process.stderr.write(`warning: workers = ${String(config.workers)}: only 1 worker is supported in this version; running one\n`);
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    let instance: Instance;
+    try {
+      instance = await Instance.start(config, {
+        version: this.config.version,
+        ...(file ? { load: () => loadConfig(file) } : {}),
+        onStopRequested: () => done(),
+      });
+    } catch (error) {
+      process.stderr.write(`wmproxy run: ${(error as Error).message.split('\n')[0]}\n`);
+      return this.exit(1);
+    }
+    for (const warning of config.warnings) process.stderr.write(`warning: ${warning}\n`);
+    for (const service of instance.status().services) {
+      this.log(`${service.kind} ${service.name} listening on ${service.addresses.join(', ')}`);
+    }
+    this.log(`wmproxy ${this.config.version} running (pid ${process.pid})`);
+    const stop = () => void instance.stop().then(done);
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      void instance.reload().then((result) => {
+        if (result.ok) this.log(`reloaded: ${result.changes.length > 0 ? result.changes.join('; ') : 'no change'}`);
+        else process.stderr.write(`reload rejected, the running configuration stays:\n${result.message ?? ''}\n`);
+      });
+    });
+    process.on('SIGUSR1', () => instance.reopenLogs());
+    await finished;
+    this.log('wmproxy stopped');
+    this.exit(0);
+  }
+}

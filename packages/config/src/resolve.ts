@@ -1,0 +1,490 @@
+/**
+ * From a schema-valid file to a WmproxyConfig: defaults, units, inheritance,
+ * and the checks a schema cannot express (references between sections,
+ * address conflicts, open proxies, missing files). Every problem found is
+ * added to the issue list; nothing stops at the first.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
+import type { CheckSpec, HealthCheckerOptions } from '@wmproxy/health';
+import { describeValue, type IssueList } from './errors.js';
+import type {
+  ConfigFile,
+  ForwardProxyFile,
+  HeaderRulesFile,
+  HealthCheckFile,
+  HttpServerFile,
+  LocationFile,
+  StreamFile,
+  UpstreamFile,
+} from './schema.js';
+import type {
+  ForwardProxyConfig,
+  HeaderRuleConfig,
+  HttpServerConfig,
+  LocationConfig,
+  ReverseConfig,
+  StaticConfig,
+  StreamConfig,
+  UpstreamConfig,
+  UpstreamHealthConfig,
+  WmproxyConfig,
+} from './types.js';
+import { durationMs, parseDuration, parseSize } from './units.js';
+
+export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:8837';
+export const DEFAULT_PROXY_LISTEN = '127.0.0.1:8090';
+
+const list = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+
+/** Canonical `host:port` of a listen address, to find two services on one port (port 0 never conflicts). */
+function listenKey(address: string): string | undefined {
+  const parsed = parseAddress(address);
+  if (parsed.port === 0) return undefined;
+  return formatHostPort(parsed.wildcard ? '*' : parsed.host.toLowerCase(), parsed.port);
+}
+
+const RULE_OPS: Record<string, HeaderRuleConfig['op']> = {
+  set: 'set',
+  add: 'add',
+  add_if_missing: 'add_if_missing',
+  remove: 'remove',
+  '+': 'add',
+  '?': 'add_if_missing',
+  '-': 'remove',
+};
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `"set X-Real-IP {client_ip}"`, `"+ Via wmproxy"`, `"- Server"`, `"X-A value"` (set). */
+export function parseHeaderRule(text: string): HeaderRuleConfig | string {
+  const trimmed = text.trim();
+  const first = /^(\S+)\s*/.exec(trimmed);
+  if (!first) return 'a rule such as "set NAME VALUE"';
+  let op = RULE_OPS[first[1]!];
+  let rest = trimmed.slice(first[0].length);
+  if (!op) {
+    op = 'set';
+    rest = trimmed;
+  }
+  const nameMatch = /^(\S+)\s*/.exec(rest);
+  if (!nameMatch) return `a header name after "${first[1]}"`;
+  const name = nameMatch[1]!;
+  const value = stripQuotes(rest.slice(nameMatch[0].length));
+  if (!TOKEN.test(name)) return 'a valid header name';
+  if (op === 'remove') return { op, name };
+  if (value === '') return `a value for header ${name}`;
+  return { op, name, value };
+}
+
+function stripQuotes(text: string): string {
+  const trimmed = text.trim();
+  if (trimmed.length >= 2 && (trimmed[0] === '"' || trimmed[0] === "'") && trimmed.endsWith(trimmed[0]!)) return trimmed.slice(1, -1);
+  return trimmed;
+}
+
+class Resolver {
+  /** Listen key → who uses it, to report conflicts. */
+  private readonly tcpListeners = new Map<string, string>();
+  private readonly udpListeners = new Map<string, string>();
+
+  constructor(
+    private readonly file: ConfigFile,
+    private readonly issues: IssueList,
+    private readonly baseDir: string,
+  ) {}
+
+  private claim(addresses: string[], owner: string, path: Array<string | number>, udp = false): void {
+    const table = udp ? this.udpListeners : this.tcpListeners;
+    addresses.forEach((address, index) => {
+      let key: string | undefined;
+      try {
+        key = listenKey(address);
+      } catch {
+        return; // reported by the schema
+      }
+      if (key === undefined) return;
+      const other = table.get(key);
+      if (other !== undefined && other !== owner) {
+        this.issues.add([...path, ...(addresses.length > 1 ? [index] : [])], `an address no other service listens on (${other} has it)`, JSON.stringify(address));
+      } else table.set(key, owner);
+    });
+  }
+
+  private path(base: string): string {
+    return isAbsolute(base) ? base : resolvePath(this.baseDir, base);
+  }
+
+  resolve(): Omit<WmproxyConfig, 'file' | 'warnings' | 'source'> {
+    const file = this.file;
+    const log = file.log ?? {};
+    const control = file.control ?? {};
+    const controlListen = control.listen ?? DEFAULT_CONTROL_LISTEN;
+    const controlEnabled = control.enabled ?? true;
+    if (controlEnabled) {
+      this.claim([controlListen], 'control', ['control', 'listen']);
+      try {
+        const host = parseAddress(controlListen);
+        if ((host.wildcard || !isLoopback(host.host)) && control.token === undefined) {
+          this.issues.add(['control', 'token'], `a token, since control.listen ${controlListen} is not a loopback address`, 'nothing');
+        }
+      } catch {
+        /* reported by the schema */
+      }
+    }
+    const upstreams = (file.upstream ?? []).map((upstream, index) => this.upstream(upstream, index));
+    const names = new Set<string>();
+    upstreams.forEach((upstream, index) => {
+      if (names.has(upstream.name)) this.issues.add(['upstream', index, 'name'], 'a name used by no other upstream', JSON.stringify(upstream.name));
+      names.add(upstream.name);
+    });
+    const reverse = this.reverse();
+    const servers = this.servers(names);
+    const streams = (file.stream ?? []).map((stream, index) => this.stream(stream, index, names));
+    const proxies = (file.proxy ?? []).map((proxy, index) => this.proxy(proxy, index));
+    // Service names identify listeners in /status, metrics and across reloads.
+    const serviceNames = new Map<string, string>();
+    const named: Array<[string, Array<string | number>]> = [
+      ...proxies.map((proxy, index): [string, Array<string | number>] => [proxy.name, ['proxy', index, 'name']]),
+      ...servers.map((server, index): [string, Array<string | number>] => [server.name, ['server', index, 'name']]),
+      ...streams.map((stream, index): [string, Array<string | number>] => [stream.name, ['stream', index, 'name']]),
+    ];
+    for (const [name, path] of named) {
+      const other = serviceNames.get(name);
+      if (other !== undefined) this.issues.add(path, `a name no other service has (${other} is "${name}")`, JSON.stringify(name));
+      else serviceNames.set(name, path.slice(0, 2).map((part) => (typeof part === 'number' ? `[${part}]` : part)).join(''));
+    }
+    return {
+      baseDir: this.baseDir,
+      workers: file.workers ?? 1,
+      log: {
+        level: log.level ?? 'info',
+        levels: log.levels ?? {},
+        format: log.format ?? 'text',
+        file: log.file === undefined || log.file === '-' ? '-' : this.path(log.file),
+        accessLog: log.access_log === undefined || log.access_log === 'off' ? undefined : log.access_log === '-' ? '-' : this.path(log.access_log),
+        accessFormat: log.access_format ?? 'combined',
+      },
+      control: { enabled: controlEnabled, listen: controlListen, token: control.token },
+      health: this.health(),
+      reverse,
+      proxies,
+      upstreams,
+      servers,
+      streams,
+    };
+  }
+
+  private health(): HealthCheckerOptions {
+    const health = this.file.health ?? {};
+    const passive = health.passive ?? {};
+    const active: NonNullable<HealthCheckerOptions['active']> = {};
+    if (health.interval !== undefined) active.intervalMs = parseDuration(health.interval);
+    if (health.timeout !== undefined) active.timeoutMs = parseDuration(health.timeout);
+    if (health.rise !== undefined) active.rise = health.rise;
+    if (health.fall !== undefined) active.fall = health.fall;
+    if (health.jitter !== undefined) active.jitter = health.jitter;
+    if (health.fast_interval !== undefined) active.fastIntervalMs = parseDuration(health.fast_interval);
+    if (health.down_interval !== undefined) active.downIntervalMs = parseDuration(health.down_interval);
+    if (health.initial !== undefined) active.initial = health.initial;
+    this.checkTimeout(active.intervalMs, active.timeoutMs, ['health', 'timeout']);
+    const options: HealthCheckerOptions = {
+      active,
+      passive: {
+        ...(passive.enabled !== undefined ? { enabled: passive.enabled } : {}),
+        ...(passive.consecutive_failures !== undefined ? { consecutiveFailures: passive.consecutive_failures } : {}),
+        ...(passive.window !== undefined ? { windowMs: parseDuration(passive.window) } : {}),
+        ...(passive.ejection_time !== undefined ? { baseEjectionMs: parseDuration(passive.ejection_time) } : {}),
+        ...(passive.max_ejection_time !== undefined ? { maxEjectionMs: parseDuration(passive.max_ejection_time) } : {}),
+        ...(passive.max_ejection_percent !== undefined ? { maxEjectionPercent: passive.max_ejection_percent } : {}),
+        ...(passive.count_5xx !== undefined ? { count5xx: passive.count_5xx } : {}),
+      },
+    };
+    if (health.panic_threshold !== undefined) options.panicThreshold = health.panic_threshold;
+    if (health.fail_mode !== undefined) options.failMode = health.fail_mode;
+    if (health.slow_start !== undefined) options.slowStartMs = parseDuration(health.slow_start);
+    if (health.concurrency !== undefined) options.concurrency = health.concurrency;
+    return options;
+  }
+
+  private checkTimeout(intervalMs: number | undefined, timeoutMs: number | undefined, path: Array<string | number>): void {
+    if (intervalMs !== undefined && timeoutMs !== undefined && timeoutMs > intervalMs) {
+      this.issues.add(path, `a timeout no longer than the interval (${intervalMs} ms)`, `${timeoutMs} ms`);
+    }
+  }
+
+  private upstream(upstream: UpstreamFile, index: number): UpstreamConfig {
+    const path = ['upstream', index];
+    return {
+      name: upstream.name,
+      servers: upstream.servers.map((server) =>
+        typeof server === 'string'
+          ? { address: server, weight: 1, maxConns: 0, backup: false, tls: false, servername: undefined, tlsVerify: true }
+          : {
+              address: server.address,
+              weight: server.weight ?? 1,
+              maxConns: server.max_conns ?? 0,
+              backup: server.backup ?? false,
+              tls: server.tls ?? false,
+              servername: server.servername,
+              tlsVerify: server.tls_verify ?? true,
+            },
+      ),
+      policy: upstream.policy ?? 'round_robin',
+      hashKey: upstream.hash_key ?? 'uri',
+      health: this.healthCheck(upstream.health_check, [...path, 'health_check']),
+      pool: { maxIdle: upstream.keepalive ?? 64, idleTimeoutMs: durationMs(upstream.keepalive_timeout, 60_000) },
+      shutdownSessionsOnDown: upstream.shutdown_sessions_on_down ?? false,
+    };
+  }
+
+  /** Every server is checked actively by default (a TCP connect); `false` leaves passive checks only. */
+  private healthCheck(check: HealthCheckFile | false | undefined, path: Array<string | number>): UpstreamHealthConfig {
+    if (check === false) return { check: null };
+    const spec = check ?? {};
+    const type = spec.type ?? 'tcp';
+    let probe: CheckSpec;
+    if (type === 'tcp') {
+      for (const key of ['method', 'path', 'host', 'headers', 'expect_status', 'expect_body', 'tls_verify'] as const) {
+        if (spec[key] !== undefined) this.issues.add([...path, key], 'no HTTP option in a tcp check (set type = "http")', describeValue(spec[key]));
+      }
+      probe = { type: 'tcp', ...(spec.send !== undefined ? { send: spec.send } : {}), ...(spec.expect !== undefined ? { expect: spec.expect } : {}), ...(spec.encoding ? { encoding: spec.encoding } : {}) };
+    } else {
+      for (const key of ['send', 'expect', 'encoding'] as const) {
+        if (spec[key] !== undefined) this.issues.add([...path, key], 'no TCP option in an http check', describeValue(spec[key]));
+      }
+      probe = {
+        type,
+        ...(spec.method !== undefined ? { method: spec.method.toUpperCase() } : {}),
+        ...(spec.path !== undefined ? { path: spec.path } : {}),
+        ...(spec.host !== undefined ? { host: spec.host } : {}),
+        ...(spec.headers !== undefined ? { headers: spec.headers } : {}),
+        ...(spec.expect_status !== undefined ? { expectStatus: spec.expect_status } : {}),
+        ...(spec.expect_body !== undefined ? { expectBody: spec.expect_body } : {}),
+        ...(spec.tls_verify !== undefined ? { tlsVerify: spec.tls_verify } : {}),
+      };
+    }
+    const health: UpstreamHealthConfig = { check: probe };
+    if (spec.interval !== undefined) health.intervalMs = parseDuration(spec.interval);
+    if (spec.timeout !== undefined) health.timeoutMs = parseDuration(spec.timeout);
+    if (spec.rise !== undefined) health.rise = spec.rise;
+    if (spec.fall !== undefined) health.fall = spec.fall;
+    if (spec.jitter !== undefined) health.jitter = spec.jitter;
+    if (spec.fast_interval !== undefined) health.fastIntervalMs = parseDuration(spec.fast_interval);
+    if (spec.down_interval !== undefined) health.downIntervalMs = parseDuration(spec.down_interval);
+    if (spec.initial !== undefined) health.initial = spec.initial;
+    this.checkTimeout(health.intervalMs, health.timeoutMs, [...path, 'timeout']);
+    return health;
+  }
+
+  private reverse(): ReverseConfig {
+    const reverse = this.file.reverse ?? {};
+    return {
+      timeouts: {
+        connectMs: durationMs(reverse.connect_timeout, 5_000),
+        firstByteMs: durationMs(reverse.read_timeout, 60_000),
+        idleMs: durationMs(reverse.idle_timeout, 60_000),
+        clientHeaderMs: durationMs(reverse.client_header_timeout, 10_000),
+        clientBodyMs: durationMs(reverse.client_body_timeout, 60_000),
+        keepAliveMs: durationMs(reverse.keepalive_timeout, 75_000),
+        tunnelIdleMs: durationMs(reverse.tunnel_idle_timeout, 3_600_000),
+        ...(reverse.request_timeout !== undefined ? { requestMs: parseDuration(reverse.request_timeout) } : {}),
+      },
+      retries: {
+        tries: reverse.retries ?? 3,
+        totalMs: durationMs(reverse.retry_timeout, 10_000),
+        onStatus: reverse.retry_on_status ?? [502, 503, 504],
+        onTimeout: true,
+      },
+      hedgeDelayMs: durationMs(reverse.hedge_delay, 100),
+      maxHeadSize: reverse.max_header_size === undefined ? 65_536 : parseSize(reverse.max_header_size),
+      shutdownTimeoutMs: durationMs(reverse.shutdown_timeout, 10_000),
+    };
+  }
+
+  private rules(rules: HeaderRulesFile | undefined, path: Array<string | number>): HeaderRuleConfig[] {
+    if (!rules) return [];
+    const out: HeaderRuleConfig[] = [];
+    rules.forEach((rule, index) => {
+      if (typeof rule !== 'string') {
+        if (rule.op !== 'remove' && rule.value === undefined) this.issues.add([...path, index, 'value'], `a value for ${rule.op} ${rule.name}`, 'nothing');
+        else out.push(rule.op === 'remove' ? { op: rule.op, name: rule.name } : { op: rule.op, name: rule.name, value: rule.value! });
+        return;
+      }
+      const parsed = parseHeaderRule(rule);
+      if (typeof parsed === 'string') this.issues.add([...path, index], parsed, describeValue(rule));
+      else out.push(parsed);
+    });
+    return out;
+  }
+
+  private servers(upstreams: Set<string>): HttpServerConfig[] {
+    const reverse = this.file.reverse ?? {};
+    const globalRequest = this.rules(reverse.request_headers, ['reverse', 'request_headers']);
+    const globalResponse = this.rules(reverse.response_headers, ['reverse', 'response_headers']);
+    const servers = (this.file.server ?? []).map((server, index) => this.server(server, index, upstreams, globalRequest, globalResponse));
+    // Servers sharing a port are virtual hosts of one listener: the same address set, one default, TLS on all or none.
+    const groups = new Map<string, number[]>();
+    servers.forEach((server, index) => {
+      const key = server.listen.map((address) => listenKey(address) ?? `${address}#${index}`).sort().join(',');
+      groups.set(key, [...(groups.get(key) ?? []), index]);
+    });
+    for (const members of groups.values()) {
+      const defaults = members.filter((index) => servers[index]!.default);
+      if (defaults.length > 1) this.issues.add(['server', defaults[1]!, 'default'], `one default server per port (server[${defaults[0]}] is the default)`, 'true');
+      const tls = members.filter((index) => servers[index]!.tls !== undefined);
+      if (tls.length > 0 && tls.length < members.length) {
+        const plain = members.find((index) => servers[index]!.tls === undefined)!;
+        this.issues.add(['server', plain, 'tls'], `TLS settings, as server[${tls[0]}] on the same port has them`, 'nothing');
+      }
+      const owner = `server[${members[0]}]`;
+      for (const index of members) this.claim(servers[index]!.listen, owner, ['server', index, 'listen']);
+    }
+    return servers;
+  }
+
+  private server(server: HttpServerFile, index: number, upstreams: Set<string>, globalRequest: HeaderRuleConfig[], globalResponse: HeaderRuleConfig[]): HttpServerConfig {
+    const path = ['server', index];
+    const request = [...globalRequest, ...this.rules(server.request_headers, [...path, 'request_headers'])];
+    const response = [...globalResponse, ...this.rules(server.response_headers, [...path, 'response_headers'])];
+    let tls: HttpServerConfig['tls'];
+    if (server.tls) {
+      tls = { cert: this.path(server.tls.cert), key: this.path(server.tls.key) };
+      this.fileExists(tls.cert, [...path, 'tls', 'cert']);
+      this.fileExists(tls.key, [...path, 'tls', 'key']);
+    }
+    return {
+      name: server.name ?? `server-${index}`,
+      listen: list(server.listen),
+      serverNames: (server.server_name ?? []).map((name) => name.toLowerCase()),
+      default: server.default ?? false,
+      tls,
+      trustedProxies: server.trusted_proxies ?? this.file.reverse?.trusted_proxies ?? [],
+      locations: server.location.map((location, at) => this.location(location, [...path, 'location', at], upstreams, request, response)),
+    };
+  }
+
+  private fileExists(file: string, path: Array<string | number>, directory = false): void {
+    let ok = false;
+    try {
+      ok = existsSync(file) && statSync(file).isDirectory() === directory;
+    } catch {
+      ok = false;
+    }
+    if (!ok) this.issues.add(path, directory ? 'an existing directory' : 'an existing file', `${JSON.stringify(file)} (${existsSync(file) ? (directory ? 'not a directory' : 'a directory') : 'missing'})`);
+  }
+
+  private location(location: LocationFile, path: Array<string | number>, upstreams: Set<string>, request: HeaderRuleConfig[], response: HeaderRuleConfig[]): LocationConfig {
+    const matchers = (['path', 'exact', 'regex'] as const).filter((key) => location[key] !== undefined);
+    if (matchers.length > 1) this.issues.add([...path, matchers[1]!], `only one of path, exact, regex (${matchers[0]} is set)`, describeValue(location[matchers[1]!]));
+    const actions = (['upstream', 'static', 'respond'] as const).filter((key) => location[key] !== undefined);
+    if (actions.length === 0) this.issues.add(path, 'one of upstream, static, respond', 'none of them');
+    if (actions.length > 1) this.issues.add([...path, actions[1]!], `only one of upstream, static, respond (${actions[0]} is set)`, describeValue(location[actions[1]!]));
+    if (location.upstream !== undefined && !upstreams.has(location.upstream)) {
+      this.issues.add([...path, 'upstream'], this.knownUpstreams(upstreams), JSON.stringify(location.upstream));
+    }
+    let staticConfig: StaticConfig | undefined;
+    if (location.static) {
+      const spec = location.static;
+      const root = this.path(spec.root);
+      this.fileExists(root, [...path, 'static', 'root'], true);
+      staticConfig = {
+        root,
+        index: spec.index ?? ['index.html'],
+        browse: spec.browse ?? false,
+        spa: spec.spa ?? false,
+        tryFiles: spec.try_files,
+        notFound: spec.not_found,
+        precompressed: spec.precompressed ?? false,
+        hide: spec.hide ?? [],
+        dotfiles: spec.dotfiles ?? false,
+        cacheControl: spec.cache_control ?? {},
+        cors: spec.cors ?? false,
+      };
+    }
+    const out: LocationConfig = {
+      requestHeaders: [...request, ...this.rules(location.request_headers, [...path, 'request_headers'])],
+      responseHeaders: [...response, ...this.rules(location.response_headers, [...path, 'response_headers'])],
+    };
+    if (location.path !== undefined) out.path = location.path;
+    if (location.exact !== undefined) out.exact = location.exact;
+    if (location.regex !== undefined) out.regex = location.regex;
+    if (location.regex_flags !== undefined) out.regexFlags = location.regex_flags;
+    if (location.no_regex !== undefined) out.noRegex = location.no_regex;
+    if (location.methods !== undefined) out.methods = location.methods.map((method) => method.toUpperCase());
+    if (location.client_ips !== undefined) out.clientIps = location.client_ips;
+    if (location.upstream !== undefined) out.upstream = location.upstream;
+    if (staticConfig) out.static = staticConfig;
+    if (location.respond !== undefined) out.respond = location.respond;
+    if (location.upstream_host !== undefined) out.upstreamHost = location.upstream_host;
+    if (location.strip_prefix !== undefined) out.stripPrefix = location.strip_prefix;
+    return out;
+  }
+
+  private knownUpstreams(upstreams: Set<string>): string {
+    return upstreams.size === 0 ? 'the name of an upstream (none is defined)' : `the name of an upstream (${[...upstreams].map((name) => JSON.stringify(name)).join(', ')})`;
+  }
+
+  private stream(stream: StreamFile, index: number, upstreams: Set<string>): StreamConfig {
+    const path = ['stream', index];
+    const protocol = stream.protocol ?? 'tcp';
+    const listen = list(stream.listen);
+    const name = stream.name ?? `stream-${index}`;
+    this.claim(listen, name, [...path, 'listen'], protocol === 'udp');
+    if (!upstreams.has(stream.upstream)) this.issues.add([...path, 'upstream'], this.knownUpstreams(upstreams), JSON.stringify(stream.upstream));
+    return {
+      name,
+      listen,
+      protocol,
+      upstream: stream.upstream,
+      tries: stream.tries ?? 3,
+      idleTimeoutMs: durationMs(stream.idle_timeout, protocol === 'udp' ? 60_000 : 600_000),
+    };
+  }
+
+  private proxy(proxy: ForwardProxyFile, index: number): ForwardProxyConfig {
+    const path = ['proxy', index];
+    const name = proxy.name ?? `proxy-${index}`;
+    const listen = list(proxy.listen);
+    this.claim(listen, name, [...path, 'listen']);
+    const users = proxy.users && Object.keys(proxy.users).length > 0 ? proxy.users : undefined;
+    if (!proxy.insecure_open && !users && !(proxy.allow && proxy.allow.length > 0)) {
+      listen.forEach((address, at) => {
+        try {
+          const parsed = parseAddress(address);
+          if (parsed.wildcard || !isLoopback(parsed.host)) {
+            this.issues.add([...path, 'listen', ...(listen.length > 1 ? [at] : [])], 'a loopback address, or users / an allow list / insecure_open = true for an open proxy', JSON.stringify(address));
+          }
+        } catch {
+          /* reported by the schema */
+        }
+      });
+    }
+    return {
+      name,
+      listen,
+      protocols: proxy.protocols ?? ['http', 'https', 'socks5'],
+      users,
+      realm: proxy.realm ?? 'wmproxy',
+      allow: proxy.allow ?? [],
+      deny: proxy.deny ?? [],
+      denyDestinations: proxy.deny_destinations ?? [],
+      connectPorts: proxy.connect_ports,
+      parent: proxy.parent,
+      udp: proxy.udp ?? true,
+      udpBind: proxy.udp_bind,
+      connectTimeoutMs: durationMs(proxy.connect_timeout, 10_000),
+      headerTimeoutMs: durationMs(proxy.header_timeout, 30_000),
+      keepAliveTimeoutMs: durationMs(proxy.keepalive_timeout, 60_000),
+      idleTimeoutMs: durationMs(proxy.idle_timeout, 300_000),
+      maxHeadSize: proxy.max_header_size === undefined ? 65_536 : parseSize(proxy.max_header_size),
+      via: proxy.via ?? '1.1 wmproxy',
+    };
+  }
+}
+
+/** Defaults and cross-checks of a schema-valid file. Issues go to `issues`; the result is only meaningful when none was added. */
+export function resolveConfig(file: ConfigFile, issues: IssueList, baseDir: string): Omit<WmproxyConfig, 'file' | 'warnings' | 'source'> {
+  return new Resolver(file, issues, baseDir).resolve();
+}
+

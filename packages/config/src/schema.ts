@@ -1,0 +1,402 @@
+/**
+ * The schema of a wmproxy configuration file (TypeBox, so it is both the
+ * validator and the published JSON Schema). Keys are snake_case, as in the
+ * original wmproxy and in TOML at large. Durations are strings with a unit
+ * (`500ms`, `10s`, `2m`, `1m30s`), sizes are bytes or strings with a unit
+ * (`64k`, `10m`, `1g`), addresses are `ip:port`, `[v6]:port`, `host:port` or
+ * `:port` (every local address), as `@wmproxy/core-net` parses them.
+ *
+ * Every key has a description; `x-expected` says in words what a value must
+ * look like, for error messages ("expected a duration such as 500ms, 10s or 2m").
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const DURATION_PATTERN = '^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$';
+const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?$';
+
+export const Duration = (description: string, defaultValue?: string) =>
+  Type.String({
+    pattern: DURATION_PATTERN,
+    description,
+    ...(defaultValue !== undefined ? { default: defaultValue } : {}),
+    examples: ['500ms', '10s', '2m'],
+    'x-expected': 'a duration such as 500ms, 10s or 2m',
+  });
+
+export const Size = (description: string, defaultValue?: string) =>
+  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })], {
+    description,
+    ...(defaultValue !== undefined ? { default: defaultValue } : {}),
+    examples: ['64k', '10m'],
+    'x-expected': 'a size in bytes or with a unit, such as 65536, 64k or 10m',
+  });
+
+/** One address: checked by core-net's parser (registered as the `wmproxy-address` format). */
+export const AddressString = (description: string) =>
+  Type.String({ format: 'wmproxy-address', description, 'x-expected': 'an address such as 127.0.0.1:8080, [::1]:8080 or :8080' });
+
+/** One address or a list of them. */
+export const Listen = (description: string, defaultValue?: string) =>
+  Type.Union([AddressString('address'), Type.Array(AddressString('address'), { minItems: 1 })], {
+    description,
+    ...(defaultValue !== undefined ? { default: defaultValue } : {}),
+    'x-expected': 'an address such as 127.0.0.1:8080, or a list of addresses',
+  });
+
+export const Cidrs = (description: string) =>
+  Type.Array(Type.String({ format: 'wmproxy-cidr', 'x-expected': 'an IP address or CIDR range such as 10.0.0.0/8 or ::1' }), {
+    description,
+    'x-expected': 'a list of IP addresses or CIDR ranges',
+  });
+
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+const Enum = <T extends string>(values: readonly T[], options: Record<string, unknown>) =>
+  Type.Union(
+    values.map((value) => Type.Literal(value)),
+    { ...options, 'x-expected': `one of ${values.map((value) => JSON.stringify(value)).join(', ')}` },
+  );
+const Strict = { additionalProperties: false } as const;
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export const POLICY_NAMES = ['round_robin', 'least_conn', 'random_two', 'ip_hash', 'hash', 'first'] as const;
+export const PROTOCOLS = ['http', 'https', 'socks5'] as const;
+
+// ---------------------------------------------------------------- logging
+export const LogSchema = Type.Object(
+  {
+    level: Type.Optional(Enum(LOG_LEVELS, { description: 'Error log level.', default: 'info' })),
+    levels: Type.Optional(
+      Type.Record(Type.String({ minLength: 1 }), Enum(LOG_LEVELS, {}), {
+        description: 'Level per logger, overriding `level`: a `[[proxy]]` name, or `reverse` (servers, upstreams, streams). E.g. `{ reverse = "debug" }`.',
+      }),
+    ),
+    format: Type.Optional(Enum(['text', 'json'] as const, { description: 'Error log format: one `key=value` line per event, or JSON lines.', default: 'text' })),
+    file: Type.Optional(Type.String({ description: 'Error log destination: `-` (standard error) or a file path (reopened on SIGUSR1).', default: '-' })),
+    access_log: Type.Optional(
+      Type.String({ description: 'Access log of the reverse proxy: `-` (standard output), a file path (reopened on SIGUSR1) or `off`.', default: 'off' }),
+    ),
+    access_format: Type.Optional(Enum(['combined', 'json'] as const, { description: 'Access log format: nginx "combined" plus upstream fields, or JSON lines.', default: 'combined' })),
+  },
+  { ...Strict, description: 'Logging (global).' },
+);
+
+// ---------------------------------------------------------------- control API
+export const ControlSchema = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean({ description: 'Serve the control API and dashboard.', default: true })),
+    listen: Type.Optional(AddressString('Address of the control API and dashboard (the original wmproxy\'s control port).')),
+    token: Type.Optional(
+      Type.String({
+        minLength: 8,
+        description: 'Bearer token. Required when `listen` is not a loopback address; when set, every mutating endpoint (and every endpoint on a non-loopback bind) needs `Authorization: Bearer TOKEN`.',
+        'x-expected': 'a string of at least 8 characters',
+      }),
+    ),
+  },
+  { ...Strict, description: 'The control API (GET /status, /upstreams, /config, /metrics, /events; POST /reload, /stop) and the dashboard at /.' },
+);
+
+// ---------------------------------------------------------------- forward proxies
+export const ForwardProxySchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ description: 'Name in logs, /status and metrics (default `proxy-N`).' })),
+    listen: Listen('Addresses of the mixed port; the first byte of each connection tells HTTP (absolute-form and CONNECT) from SOCKS5.', '127.0.0.1:8090'),
+    protocols: Type.Optional(
+      Type.Array(Enum(PROTOCOLS, {}), {
+        uniqueItems: true,
+        minItems: 1,
+        description: 'Protocols served on the port: `http` (absolute-form requests), `https` (CONNECT tunnels), `socks5` (the original\'s `flag` 1, 2, 4).',
+        default: ['http', 'https', 'socks5'],
+      }),
+    ),
+    users: Type.Optional(
+      Type.Record(Type.String({ minLength: 1 }), Type.String(), { description: 'Users and passwords (Basic `Proxy-Authorization` for HTTP, RFC 1929 for SOCKS5). Empty: no authentication.' }),
+    ),
+    realm: Type.Optional(Type.String({ description: 'Realm sent in `Proxy-Authenticate`.', default: 'wmproxy' })),
+    allow: Type.Optional(Cidrs('Clients allowed to use the proxy (CIDR). Empty: everyone not denied.')),
+    deny: Type.Optional(Cidrs('Clients refused (CIDR); wins over `allow`.')),
+    deny_destinations: Type.Optional(Cidrs('Destinations refused (checked on resolved IPs), e.g. `127.0.0.0/8` to keep clients off this host.')),
+    connect_ports: Type.Optional(Type.Array(Port, { description: 'Ports CONNECT may reach (default: any).' })),
+    parent: Type.Optional(
+      Type.String({
+        pattern: '^(http|socks5)://',
+        description: 'Parent proxy to chain through: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`.',
+        'x-expected': 'a proxy URL such as http://127.0.0.1:3128 or socks5://127.0.0.1:1080',
+      }),
+    ),
+    udp: Type.Optional(Type.Boolean({ description: 'Serve SOCKS5 UDP ASSOCIATE.', default: true })),
+    udp_bind: Type.Optional(Type.String({ format: 'wmproxy-ip', description: 'IP the SOCKS5 UDP relay sockets bind to (default: the address the client connected to).', 'x-expected': 'an IP address' })),
+    connect_timeout: Type.Optional(Duration('Give up connecting to a target after this long (HTTP 504, SOCKS5 reply 0x06).', '10s')),
+    header_timeout: Type.Optional(Duration('A client must send its request head (or SOCKS5 handshake) within this time.', '30s')),
+    keepalive_timeout: Type.Optional(Duration('Close an idle keep-alive client connection after this long.', '60s')),
+    idle_timeout: Type.Optional(Duration('Close a tunnel or relay without traffic for this long (`0s`: never).', '5m')),
+    max_header_size: Type.Optional(Size('Largest request head (HTTP 431 above it).', '64k')),
+    via: Type.Optional(Type.Union([Type.String(), Type.Literal(false)], { description: 'Value of the `Via` header added, or false for none.', default: '1.1 wmproxy' })),
+    insecure_open: Type.Optional(
+      Type.Boolean({ description: 'Allow a non-loopback listen address without users or an allow list (an open proxy).', default: false }),
+    ),
+  },
+  { ...Strict, description: 'A forward proxy port serving HTTP, HTTPS (CONNECT) and SOCKS5.' },
+);
+
+// ---------------------------------------------------------------- health checks
+const ActiveTiming = {
+  interval: Type.Optional(Duration('Time between probes of a target.', '2s')),
+  timeout: Type.Optional(Duration('A probe fails after this long (never longer than the interval).', '1s')),
+  rise: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive successes to become healthy.', default: 2 })),
+  fall: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive failures to become unhealthy.', default: 3 })),
+  jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Random spread of each interval, as a fraction.', default: 0.1 })),
+  fast_interval: Type.Optional(Duration('Interval while a target is changing state (HAProxy fastinter; default: `interval`).')),
+  down_interval: Type.Optional(Duration('Interval while a target is unhealthy (HAProxy downinter; default: `interval`).')),
+  initial: Type.Optional(Enum(['unknown', 'healthy', 'unhealthy'] as const, { description: 'State before the first probe.', default: 'unknown' })),
+};
+
+export const HealthCheckSchema = Type.Object(
+  {
+    type: Type.Optional(Enum(['tcp', 'http', 'https'] as const, { description: 'What a probe does: a TCP connect (optionally send/expect), or an HTTP(S) request.', default: 'tcp' })),
+    ...ActiveTiming,
+    send: Type.Optional(Type.String({ description: 'TCP: bytes to send once connected.' })),
+    expect: Type.Optional(Type.String({ description: 'TCP: bytes the reply must contain.' })),
+    encoding: Type.Optional(Enum(['text', 'hex'] as const, { description: 'TCP: how `send`/`expect` are written.', default: 'text' })),
+    method: Type.Optional(Type.String({ description: 'HTTP: request method.', default: 'GET' })),
+    path: Type.Optional(Type.String({ pattern: '^/', description: 'HTTP: request path and query.', default: '/', 'x-expected': 'a path starting with /' })),
+    host: Type.Optional(Type.String({ description: 'HTTP: Host header (and SNI) sent (default: the server\'s address).' })),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'HTTP: extra request headers.' })),
+    expect_status: Type.Optional(
+      Type.String({ pattern: '^\\s*[1-5][0-9]{2}(\\s*-\\s*[1-5][0-9]{2})?(\\s*,\\s*[1-5][0-9]{2}(\\s*-\\s*[1-5][0-9]{2})?)*\\s*$', description: 'HTTP: statuses that pass, e.g. `200-299,301`.', default: '200-399', 'x-expected': 'status codes or ranges such as 200-299,301' }),
+    ),
+    expect_body: Type.Optional(Type.String({ description: 'HTTP: the body must contain this text, or match `/regex/flags`.' })),
+    tls_verify: Type.Optional(Type.Boolean({ description: 'HTTPS: verify the certificate.', default: true })),
+  },
+  { ...Strict, description: 'An active health check.' },
+);
+
+export const PassiveSchema = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean({ description: 'Use failures seen by real traffic (outlier detection).', default: true })),
+    consecutive_failures: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive failures that eject a server.', default: 5 })),
+    window: Type.Optional(Duration('The failures must fall within this window.', '10s')),
+    ejection_time: Type.Optional(Duration('First ejection time; the n-th lasts n times this.', '30s')),
+    max_ejection_time: Type.Optional(Duration('Cap on the ejection time.', '5m')),
+    max_ejection_percent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Most of a group that may be ejected at once, in percent.', default: 10 })),
+    count_5xx: Type.Optional(Type.Boolean({ description: 'Count 5xx responses as failures.', default: false })),
+  },
+  { ...Strict, description: 'Passive health checks (Envoy outlier detection, nginx max_fails/fail_timeout).' },
+);
+
+export const HealthSchema = Type.Object(
+  {
+    ...ActiveTiming,
+    panic_threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Below this percentage of available servers a group panics (0 disables).', default: 50 })),
+    fail_mode: Type.Optional(Enum(['open', 'closed'] as const, { description: 'In panic, `open` sends traffic to every server, `closed` only to available ones.', default: 'open' })),
+    slow_start: Type.Optional(Duration('A recovered server\'s weight ramps up over this window (`0s`: off).', '0s')),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Most probes in flight at once.', default: 1024 })),
+    passive: Type.Optional(PassiveSchema),
+  },
+  { ...Strict, description: 'Defaults of every health check, the panic threshold and passive checks (global).' },
+);
+
+// ---------------------------------------------------------------- upstreams
+export const UpstreamServerSchema = Type.Union(
+  [
+    AddressString('`host:port` of the server.'),
+    Type.Object(
+      {
+        address: AddressString('`host:port` of the server (IP or DNS name).'),
+        weight: Type.Optional(Type.Integer({ minimum: 1, description: 'Relative share of the traffic.', default: 1 })),
+        max_conns: Type.Optional(Type.Integer({ minimum: 0, description: 'Most requests in flight at once (0: no limit).', default: 0 })),
+        backup: Type.Optional(Type.Boolean({ description: 'Used only when no primary server is available.', default: false })),
+        tls: Type.Optional(Type.Boolean({ description: 'Connect with TLS.', default: false })),
+        servername: Type.Optional(Type.String({ description: 'TLS server name to send and verify (default: the host).' })),
+        tls_verify: Type.Optional(Type.Boolean({ description: 'Verify the server\'s certificate.', default: true })),
+      },
+      Strict,
+    ),
+  ],
+  { description: 'A server: `host:port`, or a table with `address` and options.', 'x-expected': 'an address such as 127.0.0.1:3000, or a table with `address`' },
+);
+
+export const UpstreamSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'Name that locations and streams refer to.' }),
+    servers: Type.Array(UpstreamServerSchema, { minItems: 1, description: 'The servers of the group.' }),
+    policy: Type.Optional(Enum(POLICY_NAMES, { description: 'Load-balancing policy.', default: 'round_robin' })),
+    hash_key: Type.Optional(
+      Type.String({ pattern: '^(uri|ip|header:.+|cookie:.+)$', description: 'For `hash`: `uri`, `ip`, `header:NAME` or `cookie:NAME`.', default: 'uri', 'x-expected': 'uri, ip, header:NAME or cookie:NAME' }),
+    ),
+    health_check: Type.Optional(
+      Type.Union([HealthCheckSchema, Type.Literal(false)], {
+        description: 'Active check of every server. Default: a TCP connect every 2 s. `false`: passive checks only.',
+        'x-expected': 'a health check table, or false',
+      }),
+    ),
+    keepalive: Type.Optional(Type.Integer({ minimum: 0, description: 'Idle keep-alive connections kept per server (0 disables reuse).', default: 64 })),
+    keepalive_timeout: Type.Optional(Duration('Close an idle upstream connection after this long.', '60s')),
+    shutdown_sessions_on_down: Type.Optional(Type.Boolean({ description: 'Close a server\'s WebSocket connections when it is marked down.', default: false })),
+  },
+  { ...Strict, description: 'A named group of servers, balanced and health-checked.' },
+);
+
+// ---------------------------------------------------------------- HTTP reverse proxy
+export const HeaderRulesSchema = Type.Array(
+  Type.Union([
+    Type.String({ pattern: '^\\s*(set|add|add_if_missing|remove|[+?-])?\\s*\\S' }),
+    Type.Object(
+      {
+        op: Enum(['set', 'add', 'add_if_missing', 'remove'] as const, {}),
+        name: Type.String({ minLength: 1 }),
+        value: Type.Optional(Type.String()),
+      },
+      Strict,
+    ),
+  ]),
+  {
+    description: 'Header rules: `"set NAME VALUE"`, `"add NAME VALUE"`, `"add_if_missing NAME VALUE"`, `"remove NAME"` (or `+`, `?`, `-` as in the original), or tables `{ op, name, value }`. Values may use {client_ip}, {host}, {uri}, {method}, {scheme}, {upstream_addr}, {status}.',
+    'x-expected': 'a list of rules such as "set X-Real-IP {client_ip}"',
+  },
+);
+
+export const StaticSchema = Type.Object(
+  {
+    root: Type.String({ minLength: 1, description: 'Directory to serve (relative paths are relative to the configuration file).' }),
+    index: Type.Optional(Type.Array(Type.String(), { description: 'Index files of a directory.', default: ['index.html'] })),
+    browse: Type.Optional(Type.Boolean({ description: 'List directories without an index file.', default: false })),
+    spa: Type.Optional(Type.Boolean({ description: 'Answer unknown paths with the root index file (single-page apps).', default: false })),
+    try_files: Type.Optional(Type.Array(Type.String(), { description: 'Candidates tried in order (`{path}`, `{path}.html`, `/fallback.html`, `=404`).' })),
+    not_found: Type.Optional(Type.String({ description: 'File sent with 404 for a missing path.' })),
+    precompressed: Type.Optional(Type.Boolean({ description: 'Serve `.br`, `.zst`, `.gz` siblings by Accept-Encoding.', default: false })),
+    hide: Type.Optional(Type.Array(Type.String(), { description: 'Globs of paths never served.' })),
+    dotfiles: Type.Optional(Type.Boolean({ description: 'Serve dot-files (`.well-known` is always served).', default: false })),
+    cache_control: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Cache-Control by glob, e.g. `{ "*.js" = "public, max-age=31536000, immutable" }`.' })),
+    cors: Type.Optional(Type.Boolean({ description: 'Add `Access-Control-Allow-Origin: *`.', default: false })),
+  },
+  { ...Strict, description: 'Serve files from a directory (`@wmproxy/static`).' },
+);
+
+export const RespondSchema = Type.Object(
+  {
+    status: Type.Integer({ minimum: 100, maximum: 599, description: 'Status code.' }),
+    body: Type.Optional(Type.String({ description: 'Body text.' })),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Response headers.' })),
+  },
+  { ...Strict, description: 'A fixed response (nginx `return`, Caddy `respond`).' },
+);
+
+export const LocationSchema = Type.Object(
+  {
+    path: Type.Optional(Type.String({ pattern: '^/', description: 'Path prefix (nginx `location /api/`). Default `/` when neither `exact` nor `regex` is set.', 'x-expected': 'a path starting with /' })),
+    exact: Type.Optional(Type.String({ pattern: '^/', description: 'Exact path (nginx `location = /health`).', 'x-expected': 'a path starting with /' })),
+    regex: Type.Optional(Type.String({ format: 'wmproxy-regex', description: 'Regular expression on the path (nginx `location ~`).', 'x-expected': 'a valid regular expression' })),
+    regex_flags: Type.Optional(Type.String({ pattern: '^[imsu]*$', description: 'Regex flags, e.g. `i` (nginx `~*`).' })),
+    no_regex: Type.Optional(Type.Boolean({ description: 'When this prefix is the longest match, skip regex locations (nginx `^~`).', default: false })),
+    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z]+$' }), { description: 'Only for these methods.' })),
+    client_ips: Type.Optional(Cidrs('Only for clients in these ranges.')),
+    upstream: Type.Optional(Type.String({ minLength: 1, description: 'Proxy to this upstream group.' })),
+    static: Type.Optional(StaticSchema),
+    respond: Type.Optional(RespondSchema),
+    request_headers: Type.Optional(HeaderRulesSchema),
+    response_headers: Type.Optional(HeaderRulesSchema),
+    upstream_host: Type.Optional(Type.String({ description: 'Host header sent upstream (default: the client\'s).' })),
+    strip_prefix: Type.Optional(Type.String({ pattern: '^/', description: 'Remove this prefix from the path before proxying.', 'x-expected': 'a path starting with /' })),
+  },
+  { ...Strict, description: 'A location: which requests (path, method, client) and what to do (upstream, static, respond). Exactly one of `upstream`, `static`, `respond`.' },
+);
+
+export const TlsSchema = Type.Object(
+  {
+    cert: Type.String({ description: 'Certificate chain file (PEM).' }),
+    key: Type.String({ description: 'Private key file (PEM).' }),
+  },
+  { ...Strict, description: 'TLS certificate of the server.' },
+);
+
+export const HttpServerSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ description: 'Name in logs and /status (default `server-N`).' })),
+    listen: Listen('Addresses to listen on. Servers with the same `listen` share the port as virtual hosts.'),
+    server_name: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Host names (exact or `*.example.com`). Empty: any host.' })),
+    default: Type.Optional(Type.Boolean({ description: 'Answer requests whose Host matches no server of this port (nginx `default_server`).', default: false })),
+    tls: Type.Optional(TlsSchema),
+    trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept and extended (inherits `[reverse]`).')),
+    request_headers: Type.Optional(HeaderRulesSchema),
+    response_headers: Type.Optional(HeaderRulesSchema),
+    location: Type.Array(LocationSchema, { minItems: 1, description: 'Locations, matched with nginx\'s rules.' }),
+  },
+  { ...Strict, description: 'An HTTP(S) reverse-proxy server (nginx `server {}`).' },
+);
+
+export const ReverseSchema = Type.Object(
+  {
+    connect_timeout: Type.Optional(Duration('Connecting to an upstream server (nginx proxy_connect_timeout).', '5s')),
+    read_timeout: Type.Optional(Duration('From the end of the request to the first byte of the response (nginx proxy_read_timeout).', '60s')),
+    idle_timeout: Type.Optional(Duration('Longest silence while a response body streams.', '60s')),
+    client_header_timeout: Type.Optional(Duration('Receiving a request head once it started (nginx client_header_timeout).', '10s')),
+    client_body_timeout: Type.Optional(Duration('Longest silence while a request body streams (nginx client_body_timeout).', '60s')),
+    keepalive_timeout: Type.Optional(Duration('How long an idle client keep-alive connection is kept (nginx keepalive_timeout).', '75s')),
+    tunnel_idle_timeout: Type.Optional(Duration('Idle timeout of WebSocket connections.', '1h')),
+    request_timeout: Type.Optional(Duration('The whole exchange, from the request head to the end of the response (`0s`: no limit; 504 when nothing was sent yet).', '0s')),
+    retries: Type.Optional(Type.Integer({ minimum: 1, description: 'Most attempts per request, the first included (nginx proxy_next_upstream_tries).', default: 3 })),
+    retry_timeout: Type.Optional(Duration('No new attempt after this long (nginx proxy_next_upstream_timeout).', '10s')),
+    retry_on_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { description: 'Statuses that make an idempotent request try the next server.', default: [502, 503, 504] })),
+    hedge_delay: Type.Optional(Duration('Race a second connect to another server when the first has not completed after this long (`0s`: off).', '100ms')),
+    max_header_size: Type.Optional(Size('Largest request head (431 above).', '64k')),
+    trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept (inherited by servers).')),
+    request_headers: Type.Optional(HeaderRulesSchema),
+    response_headers: Type.Optional(HeaderRulesSchema),
+    shutdown_timeout: Type.Optional(Duration('How long in-flight requests may take to finish on reload or stop.', '10s')),
+  },
+  { ...Strict, description: 'Settings of every reverse-proxy server; `request_headers`, `response_headers` and `trusted_proxies` are inherited by servers and locations (rules of the outer level apply first).' },
+);
+
+// ---------------------------------------------------------------- streams
+export const StreamSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ description: 'Name in logs and /status (default `stream-N`).' })),
+    listen: Listen('Addresses to listen on.'),
+    protocol: Type.Optional(Enum(['tcp', 'udp'] as const, { description: 'TCP connections or UDP datagrams.', default: 'tcp' })),
+    upstream: Type.String({ minLength: 1, description: 'Upstream group to balance over.' }),
+    tries: Type.Optional(Type.Integer({ minimum: 1, description: 'TCP: most servers tried when connects fail.', default: 3 })),
+    idle_timeout: Type.Optional(Duration('TCP: close after this long without traffic (default 10m); UDP: forget a client after this long (default 60s).')),
+  },
+  { ...Strict, description: 'A TCP or UDP stream listener (nginx `stream {}`).' },
+);
+
+// ---------------------------------------------------------------- the file
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String({ description: 'JSON Schema of this file (for editors).' })),
+    workers: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
+        description: 'Processes sharing the listeners (nginx worker_processes). `auto`: one per core.',
+        default: 1,
+        'x-expected': '"auto" or a number of processes',
+      }),
+    ),
+    log: Type.Optional(LogSchema),
+    control: Type.Optional(ControlSchema),
+    health: Type.Optional(HealthSchema),
+    reverse: Type.Optional(ReverseSchema),
+    proxy: Type.Optional(Type.Array(ForwardProxySchema, { description: 'Forward proxies (`[[proxy]]`).' })),
+    upstream: Type.Optional(Type.Array(UpstreamSchema, { description: 'Upstream groups (`[[upstream]]`).' })),
+    server: Type.Optional(Type.Array(HttpServerSchema, { description: 'Reverse-proxy servers (`[[server]]`).' })),
+    stream: Type.Optional(Type.Array(StreamSchema, { description: 'TCP/UDP streams (`[[stream]]`).' })),
+  },
+  {
+    ...Strict,
+    $id: 'https://wmproxy.dev/wmproxy.schema.json',
+    title: 'wmproxy configuration',
+    description: 'One file for every wmproxy service: forward proxies, reverse-proxy servers, upstreams with health checks, static files, TCP/UDP streams, the control API and logging.',
+  },
+);
+
+/** The file as written (before defaults). */
+export type ConfigFile = Static<typeof ConfigSchema>;
+export type ForwardProxyFile = Static<typeof ForwardProxySchema>;
+export type UpstreamFile = Static<typeof UpstreamSchema>;
+export type HttpServerFile = Static<typeof HttpServerSchema>;
+export type LocationFile = Static<typeof LocationSchema>;
+export type StreamFile = Static<typeof StreamSchema>;
+export type HealthCheckFile = Static<typeof HealthCheckSchema>;
+export type HeaderRulesFile = Static<typeof HeaderRulesSchema>;
+export type StaticFile = Static<typeof StaticSchema>;
+export type { TSchema };

@@ -1,0 +1,162 @@
+/**
+ * The configuration after validation and defaults: durations in
+ * milliseconds, sizes in bytes, lists where the file allowed one-or-many,
+ * inherited settings copied down, paths made absolute. Names follow the
+ * options of the packages that run each part (`@wmproxy/http-proxy`,
+ * `@wmproxy/socks5`, `@wmproxy/reverse`, `@wmproxy/health`, `@wmproxy/static`).
+ */
+import type { LogLevel } from '@wmproxy/core-net';
+import type { CheckSpec, HealthCheckerOptions, HealthState } from '@wmproxy/health';
+import type { HeaderRule, LocationSpec, RetryOptions, TimeoutOptions } from '@wmproxy/reverse';
+import type { ConfigFile } from './schema.js';
+
+export type Protocol = 'http' | 'https' | 'socks5';
+
+export interface LogConfig {
+  level: LogLevel;
+  /** Level per logger name (a forward proxy's name, or `reverse`). */
+  levels: Record<string, LogLevel>;
+  format: 'text' | 'json';
+  /** `-` for standard error, else an absolute path. */
+  file: string;
+  /** `-` for standard output, an absolute path, or undefined (off). */
+  accessLog: string | undefined;
+  accessFormat: 'combined' | 'json';
+}
+
+export interface ControlConfig {
+  enabled: boolean;
+  listen: string;
+  token: string | undefined;
+}
+
+export interface ForwardProxyConfig {
+  name: string;
+  listen: string[];
+  protocols: Protocol[];
+  /** Users and passwords; undefined: no authentication. */
+  users: Record<string, string> | undefined;
+  realm: string;
+  allow: string[];
+  deny: string[];
+  denyDestinations: string[];
+  connectPorts: number[] | undefined;
+  parent: string | undefined;
+  udp: boolean;
+  udpBind: string | undefined;
+  connectTimeoutMs: number;
+  headerTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxHeadSize: number;
+  via: string | false;
+}
+
+export interface UpstreamServerConfig {
+  address: string;
+  weight: number;
+  maxConns: number;
+  backup: boolean;
+  tls: boolean;
+  servername: string | undefined;
+  tlsVerify: boolean;
+}
+
+/** Per-target health options (`@wmproxy/health` TargetSpec without address/pool). */
+export interface UpstreamHealthConfig {
+  /** null: no active check (passive only). */
+  check: CheckSpec | null;
+  intervalMs?: number;
+  timeoutMs?: number;
+  rise?: number;
+  fall?: number;
+  jitter?: number;
+  fastIntervalMs?: number;
+  downIntervalMs?: number;
+  initial?: HealthState;
+}
+
+export interface UpstreamConfig {
+  name: string;
+  servers: UpstreamServerConfig[];
+  policy: 'round_robin' | 'least_conn' | 'random_two' | 'ip_hash' | 'hash' | 'first';
+  hashKey: string;
+  health: UpstreamHealthConfig;
+  pool: { maxIdle: number; idleTimeoutMs: number };
+  shutdownSessionsOnDown: boolean;
+}
+
+export type HeaderRuleConfig = HeaderRule;
+
+export interface StaticConfig {
+  /** Absolute directory. */
+  root: string;
+  index: string[];
+  browse: boolean;
+  spa: boolean;
+  tryFiles: string[] | undefined;
+  notFound: string | undefined;
+  precompressed: boolean;
+  hide: string[];
+  dotfiles: boolean;
+  cacheControl: Record<string, string>;
+  cors: boolean;
+}
+
+/** A location as `@wmproxy/reverse` takes it, with the static-files settings instead of a handler and the inherited header rules resolved. */
+export type LocationConfig = Omit<LocationSpec, 'handler' | 'static' | 'requestHeaders' | 'responseHeaders'> & {
+  static?: StaticConfig;
+  /** Inherited rules first ([reverse], then the server), then the location's own. */
+  requestHeaders: HeaderRuleConfig[];
+  responseHeaders: HeaderRuleConfig[];
+};
+
+export interface HttpServerConfig {
+  name: string;
+  listen: string[];
+  serverNames: string[];
+  default: boolean;
+  /** Absolute paths of the PEM files. */
+  tls: { cert: string; key: string } | undefined;
+  trustedProxies: string[];
+  locations: LocationConfig[];
+}
+
+export interface ReverseConfig {
+  /** `@wmproxy/reverse` timeouts, in milliseconds (the ones not set keep that package's defaults). */
+  timeouts: Partial<TimeoutOptions>;
+  retries: RetryOptions;
+  hedgeDelayMs: number;
+  maxHeadSize: number;
+  shutdownTimeoutMs: number;
+}
+
+export interface StreamConfig {
+  name: string;
+  listen: string[];
+  protocol: 'tcp' | 'udp';
+  upstream: string;
+  tries: number;
+  idleTimeoutMs: number;
+}
+
+export interface WmproxyConfig {
+  /** The file it came from (`<default>` for the embedded one). */
+  file: string;
+  /** Directory relative paths were resolved against. */
+  baseDir: string;
+  workers: number | 'auto';
+  log: LogConfig;
+  control: ControlConfig;
+  /** Options of the one HealthChecker shared by every upstream. */
+  health: HealthCheckerOptions;
+  reverse: ReverseConfig;
+  proxies: ForwardProxyConfig[];
+  upstreams: UpstreamConfig[];
+  servers: HttpServerConfig[];
+  streams: StreamConfig[];
+  /** Warnings (e.g. keys of the original format without an equivalent). */
+  warnings: string[];
+  /** The file as written (after conversion from the original format), for `GET /config` through `redactConfig`. */
+  source: ConfigFile;
+}

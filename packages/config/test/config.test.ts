@@ -1,0 +1,368 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  ConfigError,
+  convertOriginal,
+  defaultConfig,
+  jsonSchemaText,
+  loadConfig,
+  loadConfigSync,
+  parseConfig,
+  parseDuration,
+  parseSize,
+  parseText,
+  redactConfig,
+  REDACTED,
+  stringifyConfig,
+  upstreamTargets,
+} from '../src/index.js';
+
+/** The repository root, from src (Bun) or dist/test (Node). */
+function repoRoot(): string {
+  let dir = fileURLToPath(new URL('.', import.meta.url));
+  while (!readdirSync(dir).includes('examples') || !readdirSync(dir).includes('packages')) dir = join(dir, '..');
+  return dir;
+}
+const root = repoRoot();
+const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-config-'));
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
+
+function write(name: string, text: string): string {
+  const file = join(scratch, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+function issuesOf(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected the configuration to be rejected');
+}
+
+test('reports every error at once, each with the file, key path, expected and found', () => {
+  const file = write(
+    'bad.toml',
+    `workers = "many"
+[[proxy]]
+listen = "127.0.0.1:8090"
+conect_timeout = "10s"
+idle_timeout = 10
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1", { address = "127.0.0.1:3001", weight = 0 }]
+[[server]]
+listen = "127.0.0.1:8080"
+[[server.location]]
+upstream = "nope"
+`,
+  );
+  const error = issuesOf(() => loadConfigSync(file));
+  const byPath = new Map(error.issues.map((issue) => [issue.path, issue]));
+  assert.ok(error.issues.every((issue) => issue.file === file));
+  assert.match(byPath.get('workers')!.expected, /"auto" or a number/);
+  assert.equal(byPath.get('workers')!.found, '"many" (string)');
+  assert.match(byPath.get('proxy[0].conect_timeout')!.expected, /did you mean "connect_timeout"/);
+  assert.match(byPath.get('proxy[0].idle_timeout')!.expected, /duration such as 500ms/);
+  assert.equal(byPath.get('proxy[0].idle_timeout')!.found, '10 (number)');
+  assert.match(byPath.get('upstream[0].servers[0]')!.expected, /address/);
+  assert.match(byPath.get('upstream[0].servers[1].weight')!.expected, /at least 1/);
+  // A cross-check still runs although the schema failed elsewhere.
+  assert.match(byPath.get('server[0].location[0].upstream')!.expected, /name of an upstream \("app"\)/);
+  assert.equal(byPath.get('server[0].location[0].upstream')!.found, '"nope"');
+  assert.equal(error.issues.length, 6);
+  const text = error.message;
+  assert.match(text, /bad\.toml: \d+ errors/);
+  assert.match(text, /bad\.toml: proxy\[0\]\.idle_timeout: expected a duration such as 500ms, 10s or 2m, found 10 \(number\)/);
+});
+
+test('cross-checks: unknown upstreams, port conflicts, open proxies, missing files, timeouts', () => {
+  const error = issuesOf(() =>
+    parseConfig(
+      `
+[control]
+listen = "0.0.0.0:9999"
+[[proxy]]
+listen = ":7001"
+[[upstream]]
+name = "a"
+servers = ["127.0.0.1:1"]
+health_check = { interval = "1s", timeout = "2s" }
+[[upstream]]
+name = "a"
+servers = ["127.0.0.1:2"]
+[[stream]]
+listen = "127.0.0.1:7001"
+upstream = "b"
+[[server]]
+listen = "127.0.0.1:7002"
+tls = { cert = "missing.pem", key = "missing.key" }
+[[server.location]]
+path = "/"
+static = { root = "no-such-dir" }
+upstream = "a"
+`,
+      'toml',
+      'cross.toml',
+      { baseDir: scratch },
+    ),
+  );
+  const paths = error.issues.map((issue) => issue.path).sort();
+  assert.deepEqual(paths, [
+    'control.token',
+    'proxy[0].listen',
+    'server[0].location[0].static',
+    'server[0].location[0].static.root',
+    'server[0].tls.cert',
+    'server[0].tls.key',
+    'stream[0].upstream',
+    'upstream[0].health_check.timeout',
+    'upstream[1].name',
+  ]);
+  const conflict = issuesOf(() =>
+    parseConfig(
+      `[[proxy]]\nlisten = "127.0.0.1:7001"\n[[upstream]]\nname = "a"\nservers = ["127.0.0.1:1"]\n[[stream]]\nlisten = "127.0.0.1:7001"\nupstream = "a"\n`,
+      'toml',
+      'conflict.toml',
+    ),
+  );
+  assert.equal(conflict.issues.length, 1);
+  assert.equal(conflict.issues[0]!.path, 'proxy[0].listen');
+  assert.match(conflict.issues[0]!.expected, /no other service listens on \(stream-0 has it\)/);
+});
+
+test('syntax errors name the format and the line', () => {
+  const toml = issuesOf(() => loadConfigSync(write('syntax.toml', 'a = \n[x')));
+  assert.match(toml.issues[0]!.expected, /valid TOML/);
+  const yaml = issuesOf(() => loadConfigSync(write('syntax.yaml', 'proxy:\n  - listen: [1, 2\n')));
+  assert.match(yaml.issues[0]!.expected, /valid YAML/);
+  const json = issuesOf(() => loadConfigSync(write('syntax.json', '{"proxy": [}')));
+  assert.match(json.issues[0]!.expected, /valid JSON/);
+  const extension = issuesOf(() => loadConfigSync(write('config.ini', '')));
+  assert.match(extension.issues[0]!.expected, /\.toml, \.yaml, \.yml or \.json/);
+  const missing = issuesOf(() => loadConfigSync(join(scratch, 'absent.toml')));
+  assert.equal(missing.issues[0]!.found, 'no such file');
+});
+
+test('durations and sizes', () => {
+  assert.equal(parseDuration('500ms'), 500);
+  assert.equal(parseDuration('10s'), 10_000);
+  assert.equal(parseDuration('2m'), 120_000);
+  assert.equal(parseDuration('1m30s'), 90_000);
+  assert.equal(parseSize('64k'), 65_536);
+  assert.equal(parseSize('10m'), 10 * 1024 * 1024);
+  assert.equal(parseSize('1g'), 1024 ** 3);
+  assert.equal(parseSize(512), 512);
+  assert.throws(() => parseSize('ten'));
+  const config = parseConfig(
+    `[[proxy]]\nlisten = "127.0.0.1:0"\nidle_timeout = "2m"\nconnect_timeout = "500ms"\nmax_header_size = "16k"\n[control]\nenabled = false\n`,
+    'toml',
+  );
+  assert.equal(config.proxies[0]!.idleTimeoutMs, 120_000);
+  assert.equal(config.proxies[0]!.connectTimeoutMs, 500);
+  assert.equal(config.proxies[0]!.maxHeadSize, 16_384);
+});
+
+test('every example in examples/ loads', async () => {
+  const files = readdirSync(join(root, 'examples'), { recursive: true })
+    .map(String)
+    .filter((name) => /\.(toml|ya?ml|json)$/.test(name));
+  assert.ok(files.length >= 6, `found ${files.length} examples`);
+  for (const name of files) {
+    const config = await loadConfig(join(root, 'examples', name));
+    const services = config.proxies.length + config.servers.length + config.streams.length;
+    assert.ok(services > 0, `${name} defines no service`);
+  }
+});
+
+test('the embedded default is the mixed forward proxy on 127.0.0.1:8090 and the control API on 127.0.0.1:8837', () => {
+  const config = defaultConfig();
+  assert.deepEqual(config.proxies.map((proxy) => [proxy.listen, proxy.protocols]), [[['127.0.0.1:8090'], ['http', 'https', 'socks5']]]);
+  assert.equal(config.control.listen, '127.0.0.1:8837');
+  assert.equal(config.control.enabled, true);
+});
+
+test('every upstream server is checked with TCP by default; a configured check replaces it; false switches it off', () => {
+  const config = parseConfig(
+    `
+[control]
+enabled = false
+[[upstream]]
+name = "plain"
+servers = ["127.0.0.1:1"]
+[[upstream]]
+name = "http"
+servers = ["127.0.0.1:2"]
+health_check = { type = "http", path = "/healthz", interval = "500ms", timeout = "200ms", expect_status = "200-299" }
+[[upstream]]
+name = "off"
+servers = ["127.0.0.1:3"]
+health_check = false
+[[stream]]
+listen = "127.0.0.1:0"
+upstream = "plain"
+`,
+    'toml',
+  );
+  const [plain, http, off] = config.upstreams;
+  assert.deepEqual(plain!.health, { check: { type: 'tcp' } });
+  assert.deepEqual(upstreamTargets(config)[1], { check: { type: 'http', path: '/healthz', expectStatus: '200-299' }, intervalMs: 500, timeoutMs: 200, address: '127.0.0.1:2', pool: 'http' });
+  assert.deepEqual(http!.health, { check: { type: 'http', path: '/healthz', expectStatus: '200-299' }, intervalMs: 500, timeoutMs: 200 });
+  assert.deepEqual(off!.health, { check: null });
+});
+
+test('header rules inherit from [reverse] to servers to locations, outer rules first', () => {
+  const config = parseConfig(
+    `
+[control]
+enabled = false
+[reverse]
+request_headers = ["set X-Real-IP {client_ip}"]
+[[upstream]]
+name = "a"
+servers = ["127.0.0.1:1"]
+[[server]]
+listen = "127.0.0.1:0"
+request_headers = ["+ X-Server one"]
+response_headers = ["- Server"]
+[[server.location]]
+path = "/"
+upstream = "a"
+request_headers = [{ op = "add_if_missing", name = "X-Loc", value = "two" }]
+`,
+    'toml',
+  );
+  const location = config.servers[0]!.locations[0]!;
+  assert.deepEqual(location.requestHeaders, [
+    { op: 'set', name: 'X-Real-IP', value: '{client_ip}' },
+    { op: 'add', name: 'X-Server', value: 'one' },
+    { op: 'add_if_missing', name: 'X-Loc', value: 'two' },
+  ]);
+  assert.deepEqual(location.responseHeaders, [{ op: 'remove', name: 'Server' }]);
+});
+
+const ORIGINAL = `
+control = "127.0.0.1:8838"
+disable_stdout = true
+[proxy]
+bind_addr = "0.0.0.0:8090"
+flag = "5"
+udp_bind = "127.0.0.1"
+map_http_bind = "127.0.0.1:8001"
+
+[[http.upstream]]
+name = "backend"
+server = [
+  { addr = "127.0.0.1:8080", weight = 3, fall_times = 4, rise_times = 1, fail_timeout = 20 },
+  { addr = "127.0.0.1:8081" },
+]
+
+[[http.server]]
+bind_addr = "127.0.0.1:8082"
+server_name = "a.test b.test"
+headers = [["proxy", "x-forward-for", "{client_ip}"], ["-", "server"], "proxy + x-via 'wm proxy'"]
+rate_limit_nums = 4
+
+[[http.server.location]]
+rule = "/"
+reverse_proxy = "http://backend"
+method = "get"
+
+[[http.server.location]]
+rule = "/ext"
+reverse_proxy = "https://example.test"
+
+[[stream.server]]
+bind_addr = "127.0.0.1:8083"
+up_name = "tcpup"
+upstream = [{ name = "tcpup", server = [{ addr = "127.0.0.1:9000" }] }]
+
+[[stream.server]]
+bind_addr = "127.0.0.1:8084"
+bind_mode = "ws2tcp"
+`;
+
+test('converts the original wmproxy format, with a warning for each key without an equivalent', () => {
+  const { config, warnings } = convertOriginal(parseText(ORIGINAL, 'toml', 'original.toml'));
+  assert.deepEqual(config.control, { listen: '127.0.0.1:8838' });
+  assert.deepEqual(config.proxy, [{ listen: '0.0.0.0:8090', protocols: ['http', 'socks5'], udp_bind: '127.0.0.1', insecure_open: true }]);
+  // fall_times, rise_times and fail_timeout become the passive checks.
+  assert.deepEqual(config.health, { rise: 1, passive: { consecutive_failures: 4, window: '20s', ejection_time: '20s' } });
+  const upstreams = Object.fromEntries((config.upstream ?? []).map((upstream) => [upstream.name, upstream.servers]));
+  assert.deepEqual(upstreams.backend, [{ address: '127.0.0.1:8080', weight: 3 }, '127.0.0.1:8081']);
+  assert.deepEqual(upstreams['example.test'], [{ address: 'example.test:443', tls: true }]);
+  assert.deepEqual(upstreams.tcpup, ['127.0.0.1:9000']);
+  const server = config.server![0]!;
+  assert.deepEqual(server.server_name, ['a.test', 'b.test']);
+  assert.deepEqual(server.request_headers, ['set x-forward-for {client_ip}', 'add x-via wm proxy']);
+  assert.deepEqual(server.response_headers, ['remove server']);
+  assert.deepEqual(server.location[0], { path: '/', methods: ['GET'], upstream: 'backend' });
+  assert.deepEqual(config.stream, [{ listen: '127.0.0.1:8083', upstream: 'tcpup' }]);
+  const keys = warnings.map((warning) => warning.split(':')[0]);
+  for (const key of ['disable_stdout', 'proxy.map_http_bind', 'proxy.bind_addr', 'http.server[0].rate_limit_nums', 'stream.server[1].bind_mode']) {
+    assert.ok(keys.includes(key), `no warning for ${key} in ${JSON.stringify(warnings)}`);
+  }
+});
+
+test('loads a file in the original format directly, converted with its warnings', () => {
+  const dir = join(scratch, 'original');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'wmproxy.toml');
+  writeFileSync(file, ORIGINAL);
+  const config = loadConfigSync(file);
+  assert.equal(config.control.listen, '127.0.0.1:8838');
+  assert.deepEqual(config.health.passive, { consecutiveFailures: 4, windowMs: 20_000, baseEjectionMs: 20_000 });
+  assert.equal(config.servers[0]!.locations[0]!.upstream, 'backend');
+  assert.ok(config.warnings.every((warning) => warning.startsWith(`${file}: `)));
+  assert.ok(config.warnings.length >= 5);
+  assert.throws(() => loadConfigSync(file, { noConvert: true }), /original wmproxy format/);
+});
+
+test('the converted text is a valid configuration in every format', () => {
+  const { config } = convertOriginal(parseText(ORIGINAL, 'toml', 'original.toml'));
+  for (const format of ['toml', 'yaml', 'json'] as const) {
+    const text = stringifyConfig(config, format);
+    const loaded = parseConfig(text, format, `converted.${format}`);
+    assert.equal(loaded.proxies[0]!.listen[0], '0.0.0.0:8090');
+    assert.equal(loaded.warnings.length, 0);
+  }
+});
+
+test('redaction hides passwords, tokens and credentials in URLs', () => {
+  const config = parseConfig(
+    `[control]\nlisten = "127.0.0.1:0"\ntoken = "secret-token"\n[[proxy]]\nlisten = "127.0.0.1:0"\nusers = { alice = "pw" }\nparent = "http://u:p@127.0.0.1:3128"\n`,
+    'toml',
+  );
+  const redacted = redactConfig(config.source);
+  const text = JSON.stringify(redacted);
+  assert.ok(!text.includes('secret-token') && !text.includes('"pw"') && !text.includes('u:p@'));
+  assert.equal(redacted.control!.token, REDACTED);
+  assert.equal(config.source.control!.token, 'secret-token');
+});
+
+test('wmproxy.schema.json is the schema the code validates with', () => {
+  const committed = readFileSync(join(root, 'wmproxy.schema.json'), 'utf8');
+  assert.equal(committed, jsonSchemaText(), 'regenerate with: wmproxy schema > wmproxy.schema.json');
+  const schema = JSON.parse(committed) as { properties: Record<string, { description?: string }> };
+  for (const key of ['proxy', 'upstream', 'server', 'stream', 'control', 'log', 'health', 'workers']) {
+    assert.ok(schema.properties[key]?.description, `${key} has a description`);
+  }
+  assert.ok(relative(root, join(root, 'wmproxy.schema.json')));
+});
+
+test('service names are unique across proxies, servers and streams', () => {
+  const error = issuesOf(() =>
+    parseConfig(
+      `[control]\nenabled = false\n[[proxy]]\nname = "edge"\nlisten = "127.0.0.1:0"\n[[upstream]]\nname = "a"\nservers = ["127.0.0.1:1"]\n[[stream]]\nname = "edge"\nlisten = "127.0.0.1:0"\nupstream = "a"\n`,
+      'toml',
+    ),
+  );
+  assert.deepEqual(error.issues.map((issue) => [issue.path, issue.expected]), [['stream[0].name', 'a name no other service has (proxy[0] is "edge")']]);
+});

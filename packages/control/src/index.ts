@@ -1,0 +1,24 @@
+/**
+ * @wmproxy/control: a running wmproxy instance built from one configuration
+ * (start every service, hot reload without dropping traffic, graceful stop),
+ * its control API and dashboard (Elysia), metrics and reopenable logs.
+ */
+export {
+  Instance,
+  VERSION,
+  type InstanceOptions,
+  type InstanceEvent,
+  type ReloadResult,
+  type StatusView,
+  type ServiceStatus,
+  type UpstreamView,
+  type UpstreamServerView,
+} from './instance.js';
+export { ControlServer } from './api.js';
+export { ControlClient, ControlClientError, type ControlClientOptions } from './client.js';
+export { DASHBOARD_HTML } from './dashboard.js';
+export { Metrics, Histogram, Exposition } from './metrics.js';
+export { LogSet, ReopenableSink, MeteredAccessLog } from './logging.js';
+export { ForwardService, forwardOptions, listenKey, serviceKey } from './services/forward.js';
+export { ReverseService, reverseOptions, healthTargets } from './services/reverse.js';
+export { staticOptions } from './services/static-location.js';

@@ -1,0 +1,465 @@
+/**
+ * A running wmproxy: every service a configuration defines, one shared
+ * HealthChecker, the logs, the metrics and the control API. `reload()`
+ * applies a new configuration without dropping traffic; `stop()` drains.
+ */
+import { EventEmitter } from 'node:events';
+import { runtimeReady, type Logger } from '@wmproxy/core-net';
+import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
+import { ConfigError, redactConfig, type ConfigIssue, type WmproxyConfig } from '@wmproxy/config';
+import { LogSet, MeteredAccessLog } from './logging.js';
+import { Exposition, Metrics } from './metrics.js';
+import { ForwardService, serviceKey } from './services/forward.js';
+import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import { ControlServer } from './api.js';
+
+export const VERSION = '0.1.0';
+
+export interface InstanceOptions {
+  /** Reads the configuration again, for `reload()` without an argument (SIGHUP, POST /reload). */
+  load?: () => Promise<WmproxyConfig>;
+  /** Use this logger instead of the configuration's error log (tests pass `silentLogger`). */
+  logger?: Logger;
+  /** Reported by /status (default: this package's version). */
+  version?: string;
+  /** Told when a stop was asked for through the control API (the CLI exits after it). */
+  onStopRequested?: () => void;
+}
+
+/** An event of the `/events` stream and the dashboard. */
+export interface InstanceEvent {
+  type: 'transition' | 'eject' | 'uneject' | 'panic' | 'reload' | 'stop';
+  at: number;
+  [field: string]: unknown;
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  /** Why it was rejected (the running configuration stays). */
+  errors?: ConfigIssue[];
+  message?: string;
+  /** What changed, in words (`proxy "mixed": settings updated, socket kept`). */
+  changes: string[];
+  warnings: string[];
+}
+
+export interface ServiceStatus {
+  kind: 'forward' | 'http' | 'stream' | 'control';
+  name: string;
+  listen: string[];
+  /** Bound addresses (the real ports when 0 was asked). */
+  addresses: string[];
+  [field: string]: unknown;
+}
+
+export interface StatusView {
+  version: string;
+  runtime: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  configFile: string;
+  reloads: { ok: number; failed: number; last: string | undefined };
+  services: ServiceStatus[];
+}
+
+export interface UpstreamServerView {
+  address: string;
+  weight: number;
+  backup: boolean;
+  /** unknown | healthy | unhealthy (active checks), `ejected` overrides while passive checks keep it out. */
+  state: string;
+  available: boolean;
+  ejected: boolean;
+  reason: string | undefined;
+  successes: number;
+  failures: number;
+  latencyMs: number | undefined;
+  lastResults: Array<{ ok: boolean; at: number; latencyMs: number; reason: string }>;
+  check: string | undefined;
+  activeRequests: number;
+  idleConnections: number;
+  requests: number;
+  requestFailures: number;
+}
+
+export interface UpstreamView {
+  name: string;
+  policy: string;
+  servers: UpstreamServerView[];
+}
+
+const RECENT_EVENTS = 200;
+
+export class Instance {
+  config: WmproxyConfig;
+  readonly health: HealthChecker;
+  readonly metrics = new Metrics();
+  readonly events = new EventEmitter();
+  readonly recentEvents: InstanceEvent[] = [];
+  readonly startedAt = Date.now();
+  private logs: LogSet | undefined;
+  private logger: Logger;
+  private readonly accessLog: MeteredAccessLog;
+  private readonly forward = new Map<string, ForwardService>();
+  private reverse: ReverseService | undefined;
+  private api: ControlServer | undefined;
+  private readonly options: InstanceOptions;
+  private runtimeName = 'unknown';
+  private lastReload: string | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private stopping: Promise<void> | undefined;
+
+  private constructor(config: WmproxyConfig, options: InstanceOptions) {
+    this.config = config;
+    this.options = options;
+    this.events.setMaxListeners(0);
+    if (options.logger) this.logger = options.logger;
+    else {
+      this.logs = new LogSet(config.log);
+      this.logger = this.logs.logger;
+    }
+    this.accessLog = this.newAccessLog();
+    this.health = new HealthChecker(config.health);
+    this.health.events.on('transition', (event) => {
+      this.metrics.observeTransition(event.target, event.to);
+      this.emit({ type: 'transition', at: event.at, target: event.target, check: event.check, from: event.from, to: event.to, reason: event.reason, latencyMs: event.latencyMs });
+    });
+    this.health.events.on('eject', (event) => this.emit({ type: 'eject', at: event.at, target: event.target, reason: event.reason, durationMs: event.durationMs }));
+    this.health.events.on('uneject', (event) => this.emit({ type: 'uneject', at: event.at, target: event.target, reason: event.reason }));
+    this.health.events.on('panic', (event) => this.emit({ type: 'panic', at: event.at, pool: event.pool, panic: event.panic, available: event.available, total: event.total }));
+    this.health.events.on('probe', (event) => this.metrics.observeProbe(event.result.ok, event.result.latencyMs));
+  }
+
+  /** Start every service of `config`. On failure everything started is stopped again and the error thrown. */
+  static async start(config: WmproxyConfig, options: InstanceOptions = {}): Promise<Instance> {
+    const instance = new Instance(config, options);
+    try {
+      instance.runtimeName = (await runtimeReady()).name;
+      for (const proxy of config.proxies) {
+        const service = await new ForwardService(proxy, instance.loggerFor(proxy.name)).start();
+        instance.forward.set(service.key, service);
+      }
+      if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog);
+      instance.health.replaceTargets(healthTargets(config));
+      if (config.control.enabled) instance.api = await ControlServer.start(instance, config.control);
+    } catch (error) {
+      await instance.shutdown(0);
+      throw error;
+    }
+    for (const warning of config.warnings) instance.logger.warn('configuration', { warning });
+    instance.logger.info('wmproxy started', { config: config.file, services: instance.status().services.length });
+    return instance;
+  }
+
+  /** A service's logger: its own level when `log.levels` names it. */
+  private loggerFor(service: string): Logger {
+    return this.logs && !this.options.logger ? this.logs.loggerFor(service) : this.logger.child({ service });
+  }
+
+  private newAccessLog(): MeteredAccessLog {
+    return new MeteredAccessLog((record) => this.metrics.observeRequest(record), this.logs?.accessSink, this.config.log.accessFormat);
+  }
+
+  private retargetAccessLog(format: WmproxyConfig['log']['accessFormat']): void {
+    this.accessLog.target = this.logs?.accessSink;
+    this.accessLog.lineFormat = format;
+  }
+
+  private emit(event: InstanceEvent): void {
+    this.recentEvents.push(event);
+    if (this.recentEvents.length > RECENT_EVENTS) this.recentEvents.shift();
+    this.events.emit('event', event);
+  }
+
+  /** Bound address of the control API (`host:port`), when it runs. */
+  get controlAddress(): string | undefined {
+    return this.api?.address;
+  }
+
+  /** Bound addresses of a forward proxy, HTTP server or stream, by name. */
+  addressesOf(name: string): string[] {
+    return this.status().services.find((service) => service.name === name)?.addresses ?? [];
+  }
+
+  /**
+   * Apply a configuration (or read it again with `options.load`). An invalid
+   * one is rejected with its errors and the running one stays. Forward-proxy
+   * ports that stay keep their sockets; new ones open; removed ones drain.
+   * Health state of targets that stay is kept. Reloads run one at a time.
+   */
+  reload(next?: WmproxyConfig): Promise<ReloadResult> {
+    const run = this.queue.then(() => this.reloadNow(next));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reloadNow(given: WmproxyConfig | undefined): Promise<ReloadResult> {
+    if (this.stopping) return { ok: false, message: 'stopping', changes: [], warnings: [] };
+    let next: WmproxyConfig;
+    try {
+      if (given) next = given;
+      else if (this.options.load) next = await this.options.load();
+      else return this.rejected({ ok: false, message: 'no configuration file to read again', changes: [], warnings: [] });
+    } catch (error) {
+      if (error instanceof ConfigError) return this.rejected({ ok: false, errors: error.issues, message: error.message, changes: [], warnings: [] });
+      return this.rejected({ ok: false, message: (error as Error).message, changes: [], warnings: [] });
+    }
+    const changes: string[] = [];
+    // 1. Logs first, so that the new services log to the new place.
+    let oldLogs: LogSet | undefined;
+    if (!this.options.logger && this.logs && !this.logs.sameAs(next.log)) {
+      oldLogs = this.logs;
+      this.logs = new LogSet(next.log);
+      this.logger = this.logs.logger;
+      changes.push('logs reopened with the new settings');
+    }
+    this.retargetAccessLog(next.log.accessFormat);
+    // 2. Forward proxies: validate every new proxy, bind new ports, then commit.
+    const kept: Array<{ service: ForwardService; config: WmproxyConfig['proxies'][number]; proxy: ReturnType<ForwardService['prepare']> }> = [];
+    const opened: ForwardService[] = [];
+    try {
+      for (const proxy of next.proxies) {
+        const existing = this.forward.get(serviceKey(proxy));
+        if (existing) kept.push({ service: existing, config: proxy, proxy: existing.prepare(proxy, this.loggerFor(proxy.name)) });
+      }
+      for (const proxy of next.proxies) {
+        if (!this.forward.has(serviceKey(proxy))) opened.push(await new ForwardService(proxy, this.loggerFor(proxy.name)).start());
+      }
+      for (const { service, config, proxy } of kept) service.commit(proxy, config);
+    } catch (error) {
+      await Promise.all(opened.map((service) => service.stop(0)));
+      if (oldLogs) this.restoreLogs(oldLogs);
+      this.retargetAccessLog(this.config.log.accessFormat);
+      return this.rejected({ ok: false, message: (error as Error).message, changes: [], warnings: [] });
+    }
+    const keptKeys = new Set(kept.map(({ service }) => service.key));
+    const removed = [...this.forward.values()].filter((service) => !keptKeys.has(service.key));
+    for (const { service } of kept) changes.push(`proxy "${service.name}" on ${service.addresses.join(', ')}: settings updated, socket kept`);
+    for (const service of opened) {
+      this.forward.set(service.key, service);
+      changes.push(`proxy "${service.name}" opened on ${service.addresses.join(', ')}`);
+    }
+    const deadline = next.reverse.shutdownTimeoutMs;
+    for (const service of removed) {
+      this.forward.delete(service.key);
+      changes.push(`proxy "${service.name}" on ${service.addresses.join(', ')} closed (draining)`);
+      void service.stop(deadline);
+    }
+    // 3. Reverse proxy and streams.
+    try {
+      if (hasReverse(next)) {
+        if (this.reverse) {
+          const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog);
+          if (outcome !== 'unchanged') changes.push(`reverse proxy ${outcome}`);
+        } else {
+          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog);
+          changes.push('reverse proxy started');
+        }
+      } else if (this.reverse) {
+        const old = this.reverse;
+        this.reverse = undefined;
+        void old.stop();
+        changes.push('reverse proxy stopped (draining)');
+      }
+    } catch (error) {
+      // Forward-proxy changes are committed; report the reverse proxy's failure (it kept or restored its old settings).
+      this.metrics.reloadsFailed++;
+      this.logger.error('reload failed', { error: (error as Error).message });
+      this.config = { ...next, upstreams: this.config.upstreams, servers: this.config.servers, streams: this.config.streams, reverse: this.config.reverse };
+      return { ok: false, message: (error as Error).message, changes, warnings: next.warnings };
+    }
+    // 4. Health targets: the exact new set; unchanged targets keep their state.
+    this.health.replaceTargets(healthTargets(next));
+    const previous = this.config;
+    this.config = next;
+    if (oldLogs) void oldLogs.close();
+    // 5. The control API, after the answer to a POST /reload has gone out.
+    if (JSON.stringify(previous.control) !== JSON.stringify(next.control)) {
+      changes.push(next.control.enabled ? `control API on ${next.control.listen}` : 'control API stopped');
+      setTimeout(() => void this.restartApi(), 50);
+    } else this.api?.configure(next.control);
+    this.metrics.reloadsOk++;
+    this.lastReload = new Date().toISOString();
+    for (const warning of next.warnings) this.logger.warn('configuration', { warning });
+    this.logger.info('configuration reloaded', { config: next.file, changes: changes.length });
+    this.emit({ type: 'reload', at: Date.now(), ok: true, changes });
+    return { ok: true, changes, warnings: next.warnings };
+  }
+
+  private restoreLogs(old: LogSet): void {
+    void this.logs?.close();
+    this.logs = old;
+    this.logger = old.logger;
+  }
+
+  private rejected(result: ReloadResult): ReloadResult {
+    this.metrics.reloadsFailed++;
+    this.logger.error('reload rejected, the running configuration stays', { reason: result.message?.split('\n')[0] });
+    this.emit({ type: 'reload', at: Date.now(), ok: false, message: result.message });
+    return result;
+  }
+
+  private async restartApi(): Promise<void> {
+    const old = this.api;
+    this.api = undefined;
+    await old?.close();
+    if (!this.config.control.enabled || this.stopping) return;
+    try {
+      this.api = await ControlServer.start(this, this.config.control);
+    } catch (error) {
+      this.logger.error('control API could not start', { listen: this.config.control.listen, error: (error as Error).message });
+    }
+  }
+
+  /** Reopen log files (SIGUSR1, after logrotate moved them). */
+  reopenLogs(): void {
+    this.logs?.reopen();
+    this.logger.info('log files reopened');
+  }
+
+  /** Asked through the control API: stop, then tell the owner. */
+  requestStop(): void {
+    void this.stop().then(() => this.options.onStopRequested?.());
+  }
+
+  /** Graceful stop: stop accepting everywhere, let connections finish up to the shutdown deadline, close. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown(this.config.reverse.shutdownTimeoutMs);
+    return this.stopping;
+  }
+
+  private async shutdown(deadlineMs: number): Promise<void> {
+    this.emit({ type: 'stop', at: Date.now() });
+    this.logger.info('stopping', { deadlineMs });
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop()]);
+    this.forward.clear();
+    this.reverse = undefined;
+    await this.health.close();
+    await this.api?.close();
+    this.api = undefined;
+    await this.accessLog.close();
+    await this.logs?.close();
+  }
+
+  status(): StatusView {
+    const services: ServiceStatus[] = [];
+    for (const service of this.forward.values()) {
+      services.push({
+        kind: 'forward',
+        name: service.name,
+        listen: service.config.listen,
+        addresses: service.addresses,
+        protocols: service.config.protocols,
+        auth: service.config.users !== undefined,
+        openConnections: service.openConnections,
+        acceptedConnections: service.accepted,
+      });
+    }
+    if (this.reverse) {
+      const bound = [...this.reverse.proxy.addresses];
+      const seen = new Set<string>();
+      for (const server of this.config.servers) {
+        const key = server.listen.join(',');
+        const addresses = seen.has(key) && !key.endsWith(':0') ? [] : bound.splice(0, server.listen.length);
+        seen.add(key);
+        services.push({ kind: 'http', name: server.name, listen: server.listen, addresses, serverNames: server.serverNames, tls: server.tls !== undefined, locations: server.locations.length });
+      }
+      this.config.streams.forEach((stream, index) => {
+        services.push({ kind: 'stream', name: stream.name, listen: stream.listen, addresses: this.reverse!.proxy.streams[index]?.addresses ?? [], protocol: stream.protocol, upstream: stream.upstream });
+      });
+    }
+    if (this.api) services.push({ kind: 'control', name: 'control', listen: [this.config.control.listen], addresses: [this.api.address] });
+    return {
+      version: this.options.version ?? VERSION,
+      runtime: this.runtimeName,
+      pid: process.pid,
+      startedAt: new Date(this.startedAt).toISOString(),
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      configFile: this.config.file,
+      reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
+      services,
+    };
+  }
+
+  /** Every upstream server with its health and counters. */
+  upstreams(): UpstreamView[] {
+    const snapshot: HealthSnapshot = this.health.snapshot();
+    const targets = new Map<string, TargetSnapshot>(snapshot.targets.map((target) => [target.target, target]));
+    const counters = this.reverse?.proxy.snapshot().upstreams ?? {};
+    return this.config.upstreams.map((group) => ({
+      name: group.name,
+      policy: group.policy,
+      servers: group.servers.map((server, index) => {
+        const counter = counters[group.name]?.[index];
+        const address = counter?.address ?? server.address;
+        const target = targets.get(address) ?? targets.get(server.address);
+        const check = target?.checks[0];
+        const last = check?.history[check.history.length - 1];
+        return {
+          address,
+          weight: server.weight,
+          backup: server.backup,
+          state: target?.ejected ? 'ejected' : target?.state ?? 'unknown',
+          available: counter?.available ?? target?.available ?? true,
+          ejected: target?.ejected ?? false,
+          reason: last?.reason,
+          successes: check?.successes ?? 0,
+          failures: check?.failures ?? 0,
+          latencyMs: last?.latencyMs,
+          lastResults: (check?.history ?? []).slice(-10).map((result) => ({ ok: result.ok, at: result.at, latencyMs: result.latencyMs, reason: result.reason })),
+          check: check?.check,
+          activeRequests: counter?.active ?? 0,
+          idleConnections: counter?.idle ?? 0,
+          requests: counter?.requests ?? 0,
+          requestFailures: counter?.failures ?? 0,
+        };
+      }),
+    }));
+  }
+
+  /** The running configuration as written, secrets redacted. */
+  redactedConfig(): { file: string; warnings: string[]; config: unknown } {
+    return { file: this.config.file, warnings: this.config.warnings, config: redactConfig(this.config.source) };
+  }
+
+  /** Prometheus text exposition. */
+  prometheus(): string {
+    const out = new Exposition();
+    const m = this.metrics;
+    out.family('wmproxy_uptime_seconds', 'gauge', 'Seconds since the instance started.').sample('wmproxy_uptime_seconds', {}, (Date.now() - this.startedAt) / 1000);
+    out.family('wmproxy_reloads_total', 'counter', 'Configuration reloads by result.');
+    out.sample('wmproxy_reloads_total', { result: 'ok' }, m.reloadsOk).sample('wmproxy_reloads_total', { result: 'rejected' }, m.reloadsFailed);
+    out.family('wmproxy_open_connections', 'gauge', 'Open client connections by service.');
+    for (const service of this.forward.values()) out.sample('wmproxy_open_connections', { service: service.name, kind: 'forward' }, service.openConnections);
+    if (this.reverse) out.sample('wmproxy_open_connections', { service: 'reverse', kind: 'http' }, this.reverse.proxy.sessions.size);
+    out.family('wmproxy_accepted_connections_total', 'counter', 'Client connections accepted by forward proxies.');
+    for (const service of this.forward.values()) out.sample('wmproxy_accepted_connections_total', { service: service.name }, service.accepted);
+    out.family('wmproxy_http_requests_total', 'counter', 'Requests answered by the reverse proxy, by status class.');
+    for (const [code, count] of m.requests) out.sample('wmproxy_http_requests_total', { code }, count);
+    out.family('wmproxy_http_response_bytes_total', 'counter', 'Response bytes sent by the reverse proxy.').sample('wmproxy_http_response_bytes_total', {}, m.bytesSent);
+    out.family('wmproxy_http_request_duration_seconds', 'histogram', 'Time from the request head to the end of the response.');
+    m.requestDuration.render(out.lines, 'wmproxy_http_request_duration_seconds', '');
+    out.family('wmproxy_upstream_response_duration_seconds', 'histogram', 'Time spent on upstream servers, per proxied request.');
+    m.upstreamDuration.render(out.lines, 'wmproxy_upstream_response_duration_seconds', '');
+    const upstreams = this.upstreams();
+    out.family('wmproxy_upstream_healthy', 'gauge', '1 when the server is available for traffic (healthy or not yet checked, not ejected).');
+    for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_healthy', { upstream: group.name, server: server.address, state: server.state }, server.available ? 1 : 0);
+    out.family('wmproxy_upstream_requests_total', 'counter', 'Requests sent to each upstream server.');
+    for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_requests_total', { upstream: group.name, server: server.address }, server.requests);
+    out.family('wmproxy_upstream_failures_total', 'counter', 'Failed requests to each upstream server.');
+    for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_failures_total', { upstream: group.name, server: server.address }, server.requestFailures);
+    out.family('wmproxy_upstream_active_requests', 'gauge', 'Requests in flight to each upstream server.');
+    for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_active_requests', { upstream: group.name, server: server.address }, server.activeRequests);
+    out.family('wmproxy_health_transitions_total', 'counter', 'Health state changes by target and new state.');
+    for (const [key, count] of m.transitions) {
+      const [target, to] = key.split('\u0000');
+      out.sample('wmproxy_health_transitions_total', { target: target!, to: to! }, count);
+    }
+    out.family('wmproxy_health_probes_total', 'counter', 'Active health probes by result.');
+    for (const [result, count] of m.probes) out.sample('wmproxy_health_probes_total', { result }, count);
+    out.family('wmproxy_health_probe_duration_seconds', 'histogram', 'Latency of active health probes.');
+    m.probeLatency.render(out.lines, 'wmproxy_health_probe_duration_seconds', '');
+    return out.text();
+  }
+}

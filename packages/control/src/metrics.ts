@@ -1,0 +1,99 @@
+/**
+ * Counters and histograms of the instance, rendered in the Prometheus text
+ * exposition format (version 0.0.4).
+ */
+import type { AccessRecord } from '@wmproxy/reverse';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class Histogram {
+  readonly counts = new Array<number>(LATENCY_BUCKETS.length).fill(0);
+  sum = 0;
+  count = 0;
+
+  observe(seconds: number): void {
+    this.sum += seconds;
+    this.count++;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+      if (seconds <= LATENCY_BUCKETS[i]!) {
+        this.counts[i]!++;
+        return;
+      }
+    }
+  }
+
+  render(out: string[], name: string, labels: string): void {
+    let cumulative = 0;
+    const join = labels === '' ? '' : `${labels},`;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+      cumulative += this.counts[i]!;
+      out.push(`${name}_bucket{${join}le="${LATENCY_BUCKETS[i]}"} ${cumulative}`);
+    }
+    out.push(`${name}_bucket{${join}le="+Inf"} ${this.count}`);
+    out.push(`${name}_sum${labels === '' ? '' : `{${labels}}`} ${this.sum}`);
+    out.push(`${name}_count${labels === '' ? '' : `{${labels}}`} ${this.count}`);
+  }
+}
+
+export function label(value: string | number): string {
+  return String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+export function labels(pairs: Record<string, string | number>): string {
+  return Object.entries(pairs)
+    .map(([key, value]) => `${key}="${label(value)}"`)
+    .join(',');
+}
+
+/** What the data plane reports, kept across reloads. */
+export class Metrics {
+  /** status class (`2xx`) → count */
+  readonly requests = new Map<string, number>();
+  readonly requestDuration = new Histogram();
+  readonly upstreamDuration = new Histogram();
+  bytesSent = 0;
+  readonly transitions = new Map<string, number>();
+  readonly probeLatency = new Histogram();
+  readonly probes = new Map<string, number>();
+  reloadsOk = 0;
+  reloadsFailed = 0;
+
+  observeRequest(record: AccessRecord): void {
+    const key = `${Math.floor(record.status / 100)}xx`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+    this.bytesSent += record.bytesSent;
+    this.requestDuration.observe(record.totalTimeMs / 1000);
+    if (record.upstreamTimeMs !== undefined) this.upstreamDuration.observe(record.upstreamTimeMs / 1000);
+  }
+
+  observeTransition(target: string, to: string): void {
+    const key = `${target}\u0000${to}`;
+    this.transitions.set(key, (this.transitions.get(key) ?? 0) + 1);
+  }
+
+  observeProbe(ok: boolean, latencyMs: number): void {
+    const key = ok ? 'success' : 'failure';
+    this.probes.set(key, (this.probes.get(key) ?? 0) + 1);
+    this.probeLatency.observe(latencyMs / 1000);
+  }
+}
+
+/** Accumulates `# HELP`/`# TYPE` headers and samples. */
+export class Exposition {
+  readonly lines: string[] = [];
+
+  family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): this {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    return this;
+  }
+
+  sample(name: string, pairs: Record<string, string | number>, value: number): this {
+    const text = labels(pairs);
+    this.lines.push(`${name}${text === '' ? '' : `{${text}}`} ${value}`);
+    return this;
+  }
+
+  text(): string {
+    return this.lines.join('\n') + '\n';
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The dashboard in a real browser: headless Chromium (Debian's `chromium`)
+ * driven through the DevTools protocol. Skipped when chromium is absent.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { silentLogger } from '@wmproxy/core-net';
+import { parseConfig } from '@wmproxy/config';
+import { Instance } from '../src/index.js';
+import { backend, until } from './helpers.js';
+
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
+
+/** A minimal DevTools protocol client for one page. */
+class Page {
+  private id = 0;
+  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+
+  private constructor(private readonly socket: WebSocket) {
+    socket.on('message', (data) => {
+      const message = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
+      if (message.id === undefined) return;
+      const waiter = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      if (message.error) waiter?.reject(new Error(message.error.message));
+      else waiter?.resolve(message.result);
+    });
+  }
+
+  static async open(url: string): Promise<Page> {
+    const socket = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    return new Page(socket);
+  }
+
+  send<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    const id = ++this.id;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.socket.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  async evaluate<T>(expression: string): Promise<T> {
+    const result = await this.send<{ result: { value: T }; exceptionDetails?: unknown }>('Runtime.evaluate', { expression, returnByValue: true });
+    return result.result.value;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+async function launch(profile: string): Promise<{ chrome: ChildProcess; port: number }> {
+  const chrome = spawn(
+    CHROMIUM!,
+    [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
+      `--user-data-dir=${profile}`,
+      '--remote-debugging-address=127.0.0.1',
+      '--remote-debugging-port=0',
+      'about:blank',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`chromium did not start: ${stderr}`)), 60_000);
+    chrome.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const match = /DevTools listening on ws:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    chrome.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`chromium exited with ${code}: ${stderr}`));
+    });
+  });
+  return { chrome, port };
+}
+
+test('the dashboard shows upstream health live: a killed backend\'s row turns unhealthy without reloading the page', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const alive = await backend('alive');
+  const doomed = await backend('doomed');
+  const instance = await Instance.start(
+    parseConfig(
+      `
+[control]
+listen = "127.0.0.1:0"
+[[upstream]]
+name = "app"
+servers = ["${alive.address}", "${doomed.address}"]
+health_check = { interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }
+[[server]]
+listen = "127.0.0.1:0"
+[[server.location]]
+upstream = "app"
+`,
+      'toml',
+    ),
+    { logger: silentLogger },
+  );
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
+  try {
+    const launched = await launch(profile);
+    chrome = launched.chrome;
+    const targets = (await (await fetch(`http://127.0.0.1:${launched.port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
+    page = await Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+    await page.send('Runtime.enable');
+    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
+    const stateOf = (address: string) => page!.evaluate<string | null>(`document.querySelector('tr[data-server="${address}"]')?.dataset.state ?? null`);
+    await until(async () => (await stateOf(doomed.address)) === 'healthy', 'the row to show healthy', 30_000);
+    assert.equal(await stateOf(alive.address), 'healthy');
+    assert.equal(await page.evaluate<string>(`document.getElementById('conn').textContent`), 'live');
+    // A marker on the window proves the page is not reloaded.
+    await page.evaluate('window.__sameDocument = 42');
+    await doomed.kill();
+    await until(async () => (await stateOf(doomed.address)) === 'unhealthy', 'the killed backend\'s row to turn unhealthy', 30_000);
+    assert.equal(await page.evaluate<number>('window.__sameDocument'), 42);
+    assert.equal(await stateOf(alive.address), 'healthy');
+    const colour = await page.evaluate<string>(`getComputedStyle(document.querySelector('tr[data-server="${doomed.address}"] .state')).color`);
+    assert.equal(colour, 'rgb(207, 34, 46)');
+    const events = await page.evaluate<string>(`document.getElementById('events').textContent`);
+    assert.match(events, new RegExp(`${doomed.address.replace(/\./g, '\\.')} healthy → unhealthy`));
+  } finally {
+    page?.close();
+    if (chrome && chrome.exitCode === null) {
+      const exited = new Promise((resolve) => chrome!.once('exit', resolve));
+      chrome.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(profile, { recursive: true, force: true });
+    await instance.stop();
+    await alive.kill();
+  }
+});
