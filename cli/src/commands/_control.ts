@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { ControlClient, ControlClientError } from '@wmproxy/control';
+import type { ControlClient } from '@wmproxy/control';
 import { WmproxyCommand } from '../base.js';
 
 /** Flags and the client shared by `status`, `reload` and `stop`. */
@@ -10,13 +10,15 @@ export const controlFlags = {
 };
 
 export abstract class ControlCommand extends WmproxyCommand {
-  protected client(flags: { control: string; token?: string | undefined }): ControlClient {
+  /** Loaded on use: the control package brings Elysia, which other commands should not pay for at start-up. */
+  protected async client(flags: { control: string; token?: string | undefined }): Promise<ControlClient> {
+    const { ControlClient } = await import('@wmproxy/control');
     return new ControlClient({ address: flags.control, ...(flags.token ? { token: flags.token } : {}) });
   }
 
   /** One line on stderr and exit 1 for an unreachable or refusing API. */
   protected fail(error: unknown): never {
-    if (!(error instanceof ControlClientError)) throw error;
+    if (!(error instanceof Error) || error.name !== 'ControlClientError') throw error;
     process.stderr.write(`wmproxy ${this.id ?? ''}: ${error.message}\n`);
     return this.exit(1);
   }

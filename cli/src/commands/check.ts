@@ -1,6 +1,5 @@
 import { Flags } from '@oclif/core';
 import { WmproxyCommand } from '../base.js';
-import { ConfigError, loadConfig } from '@wmproxy/config';
 
 export default class Check extends WmproxyCommand {
   static override summary = 'Validate a configuration file without starting anything.';
@@ -18,6 +17,8 @@ export default class Check extends WmproxyCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parseFlags(Check);
+    // Loaded here, not at the top: oclif imports every command module at start-up.
+    const { ConfigError, loadConfig } = await import('@wmproxy/config');
     try {
       const config = await loadConfig(flags.config);
       if (flags.json) {

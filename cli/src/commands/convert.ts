@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { WmproxyCommand } from '../base.js';
-import { ConfigError, buildConfig, convertOriginal, formatOf, isOriginalFormat, parseText, stringifyConfig, type ConfigFormat } from '@wmproxy/config';
+import type { ConfigFormat } from '@wmproxy/config';
 
 export default class Convert extends WmproxyCommand {
   static override summary = 'Convert a configuration of the original Rust wmproxy to this format.';
@@ -20,6 +20,8 @@ export default class Convert extends WmproxyCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parseFlags(Convert);
+    // Loaded here, not at the top: oclif imports every command module at start-up.
+    const { ConfigError, buildConfig, convertOriginal, formatOf, isOriginalFormat, parseText, stringifyConfig } = await import('@wmproxy/config');
     const format = formatOf(args.file);
     if (!format) return this.usageError(`${args.file}: expected a file ending in .toml, .yaml, .yml or .json`);
     try {

@@ -1,13 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { Flags } from '@oclif/core';
 import { Logger, parseAddress } from '@wmproxy/core-net';
-import {
-  AccessLog,
-  createStaticServer,
-  type CacheControlRule,
-  type HeaderRule,
-  type StaticServerOptions,
-} from '@wmproxy/static';
+import type { CacheControlRule, HeaderRule, StaticServerOptions } from '@wmproxy/static';
 import { WmproxyCommand } from '../base.js';
 
 /** A bad argument: one line on stderr, exit 2. */
@@ -71,6 +65,7 @@ export default class FileServer extends WmproxyCommand {
       if (!(error instanceof UsageError)) throw error; // oclif's own exit (already reported)
       return this.usageError(error.message);
     }
+    const { createStaticServer } = await import('@wmproxy/static');
     let server;
     try {
       server = await createStaticServer(options);
@@ -87,6 +82,8 @@ export default class FileServer extends WmproxyCommand {
 
   private async setup(): Promise<StaticServerOptions> {
     const { flags } = await this.parseFlags(FileServer);
+    // Loaded here, not at the top: oclif imports every command module at start-up.
+    const { AccessLog } = await import('@wmproxy/static');
     try {
       parseAddress(flags.listen);
     } catch (error) {

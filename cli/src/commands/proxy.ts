@@ -1,9 +1,10 @@
 import { Flags } from '@oclif/core';
-import { Logger, parseAddressList, type Address, type LogLevel } from '@wmproxy/core-net';
-import { createForwardProxyServer, DEFAULT_FORWARD_BIND, openProxyRefusal, type ForwardFlag } from '@wmproxy/http-proxy';
+import type { Address, LogLevel } from '@wmproxy/core-net';
+import type { ForwardFlag } from '@wmproxy/http-proxy';
 import { WmproxyCommand } from '../base.js';
 
 const FLAGS: readonly ForwardFlag[] = ['http', 'https', 'socks5'];
+const DEFAULT_FORWARD_BIND = '127.0.0.1:8090';
 
 export default class Proxy extends WmproxyCommand {
   static override summary = 'Run the forward proxy: HTTP, HTTPS (CONNECT) and SOCKS5 on one port, told apart by the first byte.';
@@ -38,6 +39,9 @@ export default class Proxy extends WmproxyCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parseFlags(Proxy);
+    // Loaded here, not at the top: oclif imports every command module at start-up.
+    const { Logger, parseAddressList } = await import('@wmproxy/core-net');
+    const { createForwardProxyServer, openProxyRefusal } = await import('@wmproxy/http-proxy');
     let addresses: Address[];
     try {
       addresses = parseAddressList(flags.bind);

@@ -1,6 +1,5 @@
 import { ControlCommand, controlFlags } from './_control.js';
 import type { ReloadResult } from '@wmproxy/control';
-import { formatIssue } from '@wmproxy/config';
 
 export default class Reload extends ControlCommand {
   static override summary = 'Make a running wmproxy read its configuration file again.';
@@ -12,7 +11,7 @@ export default class Reload extends ControlCommand {
     const { flags } = await this.parseFlags(Reload);
     let result: ReloadResult;
     try {
-      result = (await this.client(flags).request<ReloadResult>('POST', '/reload', [422])).body;
+      result = (await (await this.client(flags)).request<ReloadResult>('POST', '/reload', [422])).body;
     } catch (error) {
       return this.fail(error);
     }
@@ -22,6 +21,7 @@ export default class Reload extends ControlCommand {
       for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
     } else {
       process.stderr.write('reload rejected, the running configuration stays:\n');
+      const { formatIssue } = await import('@wmproxy/config');
       if (result.errors) for (const issue of result.errors) process.stderr.write(`  ${formatIssue(issue)}\n`);
       else process.stderr.write(`  ${result.message ?? 'unknown error'}\n`);
     }

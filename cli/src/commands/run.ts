@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
-import { ConfigError, defaultConfig, loadConfig, type WmproxyConfig } from '@wmproxy/config';
-import { Instance } from '@wmproxy/control';
+import type { WmproxyConfig } from '@wmproxy/config';
+import type { Instance } from '@wmproxy/control';
 import { WmproxyCommand } from '../base.js';
 
 export default class Run extends WmproxyCommand {
@@ -19,6 +19,9 @@ export default class Run extends WmproxyCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parseFlags(Run);
+    // Loaded here, not at the top: oclif imports every command module at start-up.
+    const { ConfigError, defaultConfig, loadConfig } = await import('@wmproxy/config');
+    const { Instance } = await import('@wmproxy/control');
     if (flags.workers !== undefined && flags.workers !== '1') return this.usageError(`--workers ${flags.workers}: only 1 worker is supported in this version`);
     const file = flags.config;
     let config: WmproxyConfig;

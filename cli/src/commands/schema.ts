@@ -1,5 +1,4 @@
 import { WmproxyCommand } from '../base.js';
-import { jsonSchemaText } from '@wmproxy/config';
 
 export default class Schema extends WmproxyCommand {
   static override summary = 'Print the JSON Schema of the configuration file.';
@@ -8,6 +7,8 @@ export default class Schema extends WmproxyCommand {
 
   async run(): Promise<void> {
     await this.parseFlags(Schema);
+    // Loaded here, not at the top: oclif imports every command module at start-up.
+    const { jsonSchemaText } = await import('@wmproxy/config');
     process.stdout.write(jsonSchemaText());
   }
 }

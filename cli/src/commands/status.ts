@@ -9,7 +9,7 @@ export default class Status extends ControlCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parseFlags(Status);
-    const client = this.client(flags);
+    const client = await this.client(flags);
     let status: StatusView;
     let upstreams: UpstreamView[];
     try {

@@ -10,7 +10,7 @@ export default class Stop extends ControlCommand {
     const { flags } = await this.parseFlags(Stop);
     let body: unknown;
     try {
-      body = (await this.client(flags).request('POST', '/stop')).body;
+      body = (await (await this.client(flags)).request('POST', '/stop')).body;
     } catch (error) {
       return this.fail(error);
     }
