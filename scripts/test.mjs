@@ -36,7 +36,9 @@ function run(label, command, commandArgs, env = {}) {
 }
 
 let failed = 0;
-failed |= run('build', bin('tsc'), ['-b']);
+// e2e is not part of the product build (root tsconfig), so its tests are built here too.
+const e2eProject = existsSync(join(root, 'e2e', 'tsconfig.json')) ? ['e2e'] : [];
+failed |= run('build', bin('tsc'), ['-b', 'tsconfig.json', ...e2eProject]);
 if (failed) process.exit(failed);
 // Listed after the build, so that freshly compiled files are found.
 const sources = projects.flatMap((dir) => testFiles(join(dir, 'test'), 'ts')).filter(matches);
