@@ -1,6 +1,28 @@
 import Version from './commands/version.js';
+import Proxy from './commands/proxy.js';
+import Check from './commands/check.js';
+import Schema from './commands/schema.js';
+import Convert from './commands/convert.js';
+import Run from './commands/run.js';
+import Status from './commands/status.js';
+import Reload from './commands/reload.js';
+import Stop from './commands/stop.js';
+import FileServer from './commands/file-server.js';
+import Probe from './commands/probe.js';
+import ReverseProxyCommand from './commands/reverse-proxy.js';
 
 /** Every command, by name (oclif's explicit strategy: no directory scan at start-up). */
 export const commands = {
+  check: Check,
+  convert: Convert,
+  schema: Schema,
+  run: Run,
+  status: Status,
+  reload: Reload,
+  stop: Stop,
+  'file-server': FileServer,
+  probe: Probe,
+  'reverse-proxy': ReverseProxyCommand,
+  proxy: Proxy,
   version: Version,
 };

@@ -1,1 +1,25 @@
-export {};
+/**
+ * @wmproxy/reverse: the reverse proxy. HTTP listeners with virtual hosts and
+ * locations, upstream groups balanced by health-aware policies with retries
+ * and connect hedging, WebSocket pass-through, TCP/UDP stream proxying.
+ */
+export { ReverseProxy, type ReverseProxyOptions, type ListenerSpec } from './proxy.js';
+export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource } from './upstream.js';
+export { ConnPool, type PoolOptions } from './pool.js';
+export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type CompiledLocation } from './router.js';
+export {
+  Forwarding,
+  applyRules,
+  compileRules,
+  parseHeaderRule,
+  type ForwardedOptions,
+  type HeaderRule,
+  type HeaderList,
+  type RuleVariables,
+} from './headers.js';
+export { AccessLog, formatAccess, timeLocal, type AccessRecord, type AccessLogFormat, type AccessLogSink } from './access-log.js';
+export { StreamProxy, type StreamSpec } from './stream.js';
+export { connectHedged, defaultConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
+export { retryAllowed, type RetryState, type FailureKind } from './retry.js';
+export { DEFAULT_TIMEOUTS, DEFAULT_RETRIES, IDEMPOTENT, type TimeoutOptions, type RetryOptions } from './engine/options.js';
+export { POLICIES, POLICY_NAMES, getPolicy, roundRobin, leastConn, randomTwo, ipHash, hash, first, type Policy, type PolicyName, type SelectContext } from './policies/index.js';

@@ -1,0 +1,210 @@
+#!/usr/bin/env node
+// HTTP reverse-proxy benchmark: wmproxy on Bun, wmproxy on Node, nginx and
+// HAProxy (from Debian) in front of the same two backends, and the backends
+// directly; wrk with keep-alive at 64 and 256 connections. Prints req/s,
+// p50/p99, CPU per request and peak RSS of the proxy, and ratios to nginx.
+//
+//   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx]
+//
+// The backends are one nginx process (two ports, `return 200`), so they cost
+// little CPU. Everything listens on 127.0.0.1.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { argument, freePort, sleep, stop, waitPort } from './reverse-common.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const arg = (name, fallback) => argument(args, name, fallback);
+const duration = Number(arg('duration', '5'));
+const connectionsList = arg('connections', '64,256').split(',').map(Number);
+const only = arg('only', '')?.split(',').filter(Boolean);
+const dir = mkdtempSync(join(tmpdir(), 'wmproxy-bench-'));
+const children = [];
+
+
+
+
+function start(command, argv, name) {
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root });
+  child.stderr.on('data', (chunk) => {
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`[${name}] ${chunk}`);
+  });
+  children.push(child);
+  return child;
+}
+
+
+/** Every pid of a process tree (nginx master and workers). */
+function tree(pid) {
+  const out = [pid];
+  const result = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
+  for (const line of result.stdout.split('\n').filter(Boolean)) out.push(...tree(Number(line)));
+  return out;
+}
+
+const TICK = 100; // USER_HZ
+function cpuMs(pids) {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {}
+  }
+  return (ticks * 1000) / TICK;
+}
+function peakRssMiB(pids) {
+  let kb = 0;
+  for (const pid of pids) {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (match) kb += Number(match[1]);
+    } catch {}
+  }
+  return kb / 1024;
+}
+
+function parseLatency(text, label) {
+  const match = new RegExp(`\\s${label}%\\s+([\\d.]+)(us|ms|s)`).exec(text);
+  if (!match) return NaN;
+  const value = Number(match[1]);
+  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+}
+
+function wrk(port, connections) {
+  const result = spawnSync('wrk', ['-t2', `-c${connections}`, `-d${duration}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+  const text = result.stdout;
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? 0);
+  const errors = /Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? '0';
+  const socketErrors = /Socket errors: (.*)/.exec(text)?.[1] ?? '';
+  return { rps, requests, p50: parseLatency(text, '50'), p99: parseLatency(text, '99'), errors: Number(errors), socketErrors };
+}
+
+// ---------------------------------------------------------------- backends
+const b1 = await freePort();
+const b2 = await freePort();
+writeFileSync(
+  join(dir, 'backend.conf'),
+  `worker_processes 1; daemon off; pid ${dir}/backend.pid; error_log ${dir}/backend.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${b1}; location / { return 200 "hello world"; } }
+  server { listen 127.0.0.1:${b2}; location / { return 200 "hello world"; } } }
+`,
+);
+start('nginx', ['-c', join(dir, 'backend.conf'), '-p', dir], 'backends');
+await waitPort(b1);
+await waitPort(b2);
+
+// ---------------------------------------------------------------- proxies
+const contenders = [
+  {
+    name: 'direct',
+    async start(port) {
+      return { port: b1, pids: [] };
+    },
+  },
+  {
+    name: 'nginx',
+    async start(port) {
+      writeFileSync(
+        join(dir, 'nginx.conf'),
+        `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:${b1}; server 127.0.0.1:${b2}; keepalive 256; }
+  server { listen 127.0.0.1:${port};
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+      );
+      const child = start('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], 'nginx');
+      return { child, port };
+    },
+  },
+  {
+    name: 'haproxy',
+    async start(port) {
+      writeFileSync(
+        join(dir, 'haproxy.cfg'),
+        `global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend app
+backend app
+  balance roundrobin
+  server b1 127.0.0.1:${b1}
+  server b2 127.0.0.1:${b2}
+`,
+      );
+      const child = start('haproxy', ['-f', join(dir, 'haproxy.cfg')], 'haproxy');
+      return { child, port };
+    },
+  },
+  ...['bun', 'node'].map((runtime) => ({
+    name: `wmproxy-${runtime}`,
+    async start(port) {
+      const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
+      const child = start(
+        command,
+        [join(root, 'cli/bin/run.js'), 'reverse-proxy', '--from', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${b1},http://127.0.0.1:${b2}`, '--log-level', 'warn'],
+        `wmproxy-${runtime}`,
+      );
+      return { child, port };
+    },
+  })),
+].filter((c) => !only?.length || only.includes(c.name));
+
+const results = [];
+for (const contender of contenders) {
+  const port = await freePort();
+  const started = await contender.start(port);
+  if (process.env.BENCH_VERBOSE) console.error("started", contender.name, started.port);
+  await waitPort(started.port);
+  // The real server process: bun/node run.js execs no children; nginx has a master and a worker.
+  const pids = started.child ? tree(started.child.pid) : [];
+  spawnSync('wrk', ['-t1', '-c8', '-d1s', `http://127.0.0.1:${started.port}/`]); // warm-up
+  for (const connections of connectionsList) {
+    const allPids = started.child ? tree(started.child.pid) : pids;
+    const cpuBefore = cpuMs(allPids);
+    const run = wrk(started.port, connections);
+    const cpu = cpuMs(allPids) - cpuBefore;
+    results.push({
+      proxy: contender.name,
+      connections,
+      rps: run.rps,
+      p50: run.p50,
+      p99: run.p99,
+      cpuUsPerReq: started.child && run.requests ? (cpu * 1000) / run.requests : NaN,
+      peakRssMiB: started.child ? peakRssMiB(allPids) : NaN,
+      errors: run.errors,
+      socketErrors: run.socketErrors,
+    });
+  }
+  if (started.child) await stop(started.child);
+}
+
+for (const child of children) await stop(child);
+
+const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+console.log(`\nreverse proxy, wrk -t2 -d${duration}s, 2 nginx backends, ${new Date().toISOString()}`);
+console.log('proxy          conns    req/s  x nginx   p50 ms   p99 ms  cpu us/req  peak RSS MiB  non-2xx  socket errors');
+for (const row of results) {
+  const nginx = results.find((r) => r.proxy === 'nginx' && r.connections === row.connections);
+  const ratio = nginx ? row.rps / nginx.rps : NaN;
+  console.log(
+    `${row.proxy.padEnd(14)} ${String(row.connections).padStart(5)} ${fmt(row.rps).padStart(8)} ${fmt(ratio, 2).padStart(8)} ${fmt(row.p50, 2).padStart(8)} ${fmt(row.p99, 2).padStart(8)} ${fmt(row.cpuUsPerReq, 1).padStart(11)} ${fmt(row.peakRssMiB, 1).padStart(13)} ${String(row.errors).padStart(8)}  ${row.socketErrors}`,
+  );
+}
+if (args.includes('--json')) console.log(JSON.stringify(results));

@@ -1,0 +1,195 @@
+import { Command, Flags } from '@oclif/core';
+import { Logger, parseAddressList, type LogLevel } from '@wmproxy/core-net';
+import { parseDuration } from '@wmproxy/health';
+import {
+  AccessLog,
+  POLICY_NAMES,
+  ReverseProxy,
+  parseHeaderRule,
+  type HeaderRule,
+  type PolicyName,
+  type ReverseProxyOptions,
+  type UpstreamServerSpec,
+} from '@wmproxy/reverse';
+
+/** A bad argument: one line on stderr, exit 2. */
+class UsageError extends Error {}
+
+function positiveInt(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new UsageError(`--${name} must be a positive integer, got "${text}"`);
+  return Number(text);
+}
+
+function duration(name: string, text: string | undefined, fallback: number, allowZero = false): number {
+  if (text === undefined) return fallback;
+  if (allowZero && text.trim() === '0') return 0;
+  try {
+    return parseDuration(text);
+  } catch {
+    throw new UsageError(`--${name}: invalid duration "${text}" (e.g. 500ms, 2s, 1m)`);
+  }
+}
+
+/** `http://host:port`, `https://host:port` (optionally `#weight=N`, `#backup`). */
+export function parseUpstreamUrl(text: string): UpstreamServerSpec {
+  const [base, fragment] = text.split('#', 2) as [string, string | undefined];
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw new UsageError(`--to: "${text}" is not a URL (expected http://host:port)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--to: "${text}" must be http:// or https://`);
+  if (url.pathname !== '/' || url.search) throw new UsageError(`--to: "${text}" must not have a path (the request's path is kept)`);
+  const tls = url.protocol === 'https:';
+  const host = url.hostname;
+  const port = url.port || (tls ? '443' : '80');
+  const spec: UpstreamServerSpec = { address: `${host}:${port}`, tls };
+  for (const part of (fragment ?? '').split('&').filter(Boolean)) {
+    const [key, value] = part.split('=', 2) as [string, string | undefined];
+    if (key === 'weight') spec.weight = positiveInt('to weight', value, 1);
+    else if (key === 'backup') spec.backup = true;
+    else if (key === 'max_conns') spec.maxConns = positiveInt('to max_conns', value, 0);
+    else throw new UsageError(`--to: unknown option "${key}" in "${text}" (weight=N, backup, max_conns=N)`);
+  }
+  return spec;
+}
+
+export default class ReverseProxyCommand extends Command {
+  static override summary = 'Run a reverse proxy from ADDR to one or more upstream URLs, with health checks and load balancing.';
+  static override description = [
+    'Every request to --from is proxied to one of the --to servers, chosen by --policy among the healthy ones.',
+    'Failed connects, timeouts and 502/503/504 answers to idempotent requests are retried on another server;',
+    'a connect that has not completed after --hedge-delay is raced against another server.',
+    'A --to URL may end in #weight=N, #backup or #max_conns=N. The full feature set comes from the config file.',
+  ].join('\n');
+  static override examples = [
+    '<%= config.bin %> reverse-proxy --from 127.0.0.1:8080 --to http://127.0.0.1:3001,http://127.0.0.1:3002',
+    '<%= config.bin %> reverse-proxy --from :8080 --to http://10.0.0.1:80#weight=3,http://10.0.0.2:80 --policy least_conn --health-path /healthz --health-interval 1s',
+    '<%= config.bin %> reverse-proxy --from 127.0.0.1:8080 --to http://127.0.0.1:3001 --header "set X-Env prod" --header "down:remove Server" --access-log -',
+  ];
+  static override flags = {
+    from: Flags.string({ description: 'address(es) to listen on: 127.0.0.1:8080, [::1]:8080, :8080 (comma-separated)', required: true }),
+    to: Flags.string({ description: 'upstream URL(s), comma-separated (repeatable)', required: true, multiple: true }),
+    policy: Flags.string({ description: `load-balancing policy: ${POLICY_NAMES.join(', ')}`, default: 'round_robin' }),
+    'hash-key': Flags.string({ description: 'for --policy hash: header:NAME, cookie:NAME, uri, path or ip', default: 'uri' }),
+    'health-path': Flags.string({ description: 'enable active HTTP health checks: GET this path (200-399 is healthy)' }),
+    'health-interval': Flags.string({ description: 'time between health checks', default: '2s' }),
+    'health-timeout': Flags.string({ description: 'a health check fails after this long', default: '1s' }),
+    rise: Flags.string({ description: 'consecutive passing checks to become healthy', default: '2' }),
+    fall: Flags.string({ description: 'consecutive failing checks to become unhealthy', default: '3' }),
+    header: Flags.string({ description: 'header rule: "set|add|default|remove NAME [VALUE]" or "NAME: VALUE"; prefix down: for responses (repeatable)', multiple: true }),
+    'access-log': Flags.string({ description: 'write an access log to FILE, or - for standard output' }),
+    'access-log-format': Flags.string({ description: 'combined or json', default: 'combined' }),
+    'panic-threshold': Flags.string({ description: 'below this percentage of healthy servers, send to all of them anyway (0 disables)', default: '50' }),
+    'hedge-delay': Flags.string({ description: 'race a second connect after this long (0 disables)', default: '100ms' }),
+    'hedge-request': Flags.string({ description: 'also send an idempotent request without a body to a second server when no answer came after this long (0 disables)', default: '0' }),
+    'connect-timeout': Flags.string({ description: 'connect timeout per attempt', default: '5s' }),
+    'first-byte-timeout': Flags.string({ description: 'time from the end of the request to the response head (then 504 or the next server)', default: '60s' }),
+    tries: Flags.string({ description: 'most attempts per request (first included)', default: '3' }),
+    'trusted-proxy': Flags.string({ description: 'CIDR whose X-Forwarded-* headers are kept (repeatable)', multiple: true }),
+    'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info' }),
+    'log-json': Flags.boolean({ description: 'log lines as JSON', default: false }),
+  };
+
+  async run(): Promise<void> {
+    let options: ReverseProxyOptions;
+    try {
+      options = await this.setup();
+    } catch (error) {
+      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
+      process.stderr.write(`wmproxy reverse-proxy: ${message}\n`);
+      this.exit(2);
+    }
+    const proxy = new ReverseProxy(options);
+    try {
+      await proxy.start();
+    } catch (error) {
+      process.stderr.write(`wmproxy reverse-proxy: ${(error as Error).message.split('\n')[0]}\n`);
+      this.exit(1);
+    }
+    options.logger?.info('reverse proxy ready', { listen: proxy.addresses.join(','), upstreams: options.upstreams[0]!.servers.map((s) => s.address).join(',') });
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve();
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    await proxy.close();
+  }
+
+  private async setup(): Promise<ReverseProxyOptions> {
+    const { flags } = await this.parse(ReverseProxyCommand);
+    const levels = ['debug', 'info', 'warn', 'error', 'silent'];
+    if (!levels.includes(flags['log-level'])) throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
+    const logger = new Logger({ level: flags['log-level'] as LogLevel, json: flags['log-json'] });
+    try {
+      parseAddressList(flags.from);
+    } catch (error) {
+      throw new UsageError(`--from: ${(error as Error).message}`);
+    }
+    if (!(POLICY_NAMES as string[]).includes(flags.policy)) throw new UsageError(`--policy must be one of ${POLICY_NAMES.join(', ')}, got "${flags.policy}"`);
+    const servers = flags.to.flatMap((list) => list.split(',')).filter((s) => s.trim() !== '').map((s) => parseUpstreamUrl(s.trim()));
+    if (servers.length === 0) throw new UsageError('--to needs at least one URL');
+    const requestRules: HeaderRule[] = [];
+    const responseRules: HeaderRule[] = [];
+    for (const text of flags.header ?? []) {
+      let parsed: ReturnType<typeof parseHeaderRule>;
+      try {
+        parsed = parseHeaderRule(text);
+      } catch (error) {
+        throw new UsageError(`--header: ${(error as Error).message}`);
+      }
+      (parsed.response ? responseRules : requestRules).push(parsed.rule);
+    }
+    const format = flags['access-log-format'];
+    if (format !== 'combined' && format !== 'json') throw new UsageError('--access-log-format must be combined or json');
+    const intervalMs = duration('health-interval', flags['health-interval'], 2_000);
+    const timeoutMs = Math.min(duration('health-timeout', flags['health-timeout'], 1_000), intervalMs);
+    const rise = positiveInt('rise', flags.rise, 2);
+    const fall = positiveInt('fall', flags.fall, 3);
+    const healthPath = flags['health-path'];
+    if (healthPath !== undefined && !healthPath.startsWith('/')) throw new UsageError('--health-path must start with /');
+    const tls = servers.some((s) => s.tls);
+    const panicText = flags['panic-threshold'];
+    if (!/^\d{1,3}$/.test(panicText) || Number(panicText) > 100) throw new UsageError(`--panic-threshold must be a percentage from 0 to 100, got "${panicText}"`);
+    return {
+      logger,
+      health: { panicThreshold: Number(panicText) },
+      hedgeDelayMs: duration('hedge-delay', flags['hedge-delay'], 100, true),
+      requestHedgeMs: duration('hedge-request', flags['hedge-request'], 0, true),
+      timeouts: {
+        connectMs: duration('connect-timeout', flags['connect-timeout'], 5_000),
+        firstByteMs: duration('first-byte-timeout', flags['first-byte-timeout'], 60_000),
+      },
+      retries: { tries: positiveInt('tries', flags.tries, 3) },
+      accessLog: flags['access-log'] ? new AccessLog(flags['access-log'], format) : undefined,
+      upstreams: [
+        {
+          name: 'default',
+          policy: flags.policy as PolicyName,
+          hashKey: flags['hash-key'],
+          servers,
+          health: {
+            check: healthPath ? { type: tls ? 'https' : 'http', path: healthPath } : null,
+            intervalMs,
+            timeoutMs,
+            rise,
+            fall,
+          },
+        },
+      ],
+      servers: [
+        {
+          listen: flags.from,
+          forwarding: { trustedProxies: flags['trusted-proxy'] ?? [] },
+          vhosts: [{ locations: [{ path: '/', upstream: 'default', requestHeaders: requestRules, responseHeaders: responseRules }] }],
+        },
+      ],
+    };
+  }
+}

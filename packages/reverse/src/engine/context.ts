@@ -1,0 +1,38 @@
+import type { HeadLimits, Logger } from '@wmproxy/core-net';
+import type { AccessLog } from '../access-log.js';
+import type { Forwarding } from '../headers.js';
+import type { Router } from '../router.js';
+import type { Upstream, UpstreamServer } from '../upstream.js';
+import type { Connector } from './connector.js';
+import type { RetryOptions, TimeoutOptions } from './options.js';
+
+/** What every client session of a proxy shares. */
+export interface ProxyCore {
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly timeouts: TimeoutOptions;
+  readonly retries: RetryOptions;
+  /** Start a second connect after this long (0: no hedging). */
+  readonly hedgeDelayMs: number;
+  /** Send an idempotent bodiless request to a second server when no response byte came after this long (0: off). */
+  readonly requestHedgeMs: number;
+  /** Request hedges in flight, and the most allowed as a share of the client connections. */
+  readonly hedges: { inFlight: number; budget: number };
+  readonly headLimits: HeadLimits;
+  readonly connector: Connector;
+  readonly logger: Logger;
+  readonly accessLog: AccessLog | undefined;
+  /** Live sessions, for the timeout sweep. */
+  readonly sessions: Set<{ checkDeadline(now: number): void; drainIfIdle(): void }>;
+  /** Shutting down: answer the current request and close. */
+  readonly draining: boolean;
+  reportFailure(upstream: Upstream, server: UpstreamServer, kind: 'connect' | 'timeout' | 'status5xx', reason: string): void;
+  reportSuccess(upstream: Upstream, server: UpstreamServer, latencyMs: number): void;
+}
+
+/** What the sessions of one listener share. */
+export interface ListenerContext {
+  readonly core: ProxyCore;
+  readonly router: Router;
+  readonly forwarding: Forwarding;
+  readonly scheme: 'http' | 'https';
+}

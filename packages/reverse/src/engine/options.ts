@@ -1,0 +1,45 @@
+/** Timeouts of the HTTP data plane, in milliseconds (0 disables one). */
+export interface TimeoutOptions {
+  /** Connecting to an upstream server, all its addresses together (default 5 000; nginx proxy_connect_timeout 60 s). */
+  connectMs: number;
+  /** From the end of the request to the first byte of the response head (default 60 000; nginx proxy_read_timeout). */
+  firstByteMs: number;
+  /** Longest silence while a response body streams (default 60 000). */
+  idleMs: number;
+  /** Receiving a whole request head once its first byte arrived (default 10 000; nginx client_header_timeout 60 s). */
+  clientHeaderMs: number;
+  /** Longest silence while a request body streams (default 60 000; nginx client_body_timeout). */
+  clientBodyMs: number;
+  /** How long an idle client keep-alive connection is kept (default 75 000; nginx keepalive_timeout). */
+  keepAliveMs: number;
+  /** Idle timeout of upgraded (WebSocket) connections (default 3 600 000). */
+  tunnelIdleMs: number;
+  /** The whole exchange, from the request head to the end of the response (default 0: no limit; 504 if nothing was sent yet). */
+  requestMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: TimeoutOptions = {
+  connectMs: 5_000,
+  firstByteMs: 60_000,
+  idleMs: 60_000,
+  clientHeaderMs: 10_000,
+  clientBodyMs: 60_000,
+  keepAliveMs: 75_000,
+  tunnelIdleMs: 3_600_000,
+  requestMs: 0,
+};
+
+export interface RetryOptions {
+  /** Most attempts per request, the first included (default 3; nginx proxy_next_upstream_tries). */
+  tries: number;
+  /** No new attempt after this long since the first (default 10 000; nginx proxy_next_upstream_timeout). */
+  totalMs: number;
+  /** Response statuses that make an idempotent request without a body try the next server (default 502, 503, 504). */
+  onStatus: number[];
+  /** Retry idempotent requests without a body after a first-byte timeout or a reset (default true). */
+  onTimeout: boolean;
+}
+
+export const DEFAULT_RETRIES: RetryOptions = { tries: 3, totalMs: 10_000, onStatus: [502, 503, 504], onTimeout: true };
+
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);

@@ -1,0 +1,1308 @@
+import {
+  BodyReader,
+  HeadBuffer,
+  HOP_BY_HOP,
+  NetError,
+  Relay,
+  STATUS_TEXT,
+  getHeader,
+  httpStatusFor,
+  parseRequestHead,
+  parseResponseHead,
+  serializeResponseHead,
+  toNetError,
+  type Conn,
+  type ConnHandler,
+  type HeaderList,
+  type RequestHead,
+  type ResponseHead,
+} from '@wmproxy/core-net';
+import type { AccessRecord } from '../access-log.js';
+import { applyRules, FORWARDING_HEADERS, type RuleVariables } from '../headers.js';
+import type { CompiledLocation, LocationResponse } from '../router.js';
+import type { SelectContext } from '../policies/index.js';
+import type { Upstream, UpstreamServer } from '../upstream.js';
+import type { PoolWaiter } from '../pool.js';
+import { connectHedged } from './connector.js';
+import { IDEMPOTENT } from './options.js';
+import type { ListenerContext } from './context.js';
+import { retryAllowed, type FailureKind } from '../retry.js';
+
+const enum Phase {
+  Head,
+  Connecting,
+  Proxy,
+  Local,
+  Tunnel,
+  Closed,
+}
+
+const enum Deadline {
+  None,
+  KeepAlive,
+  Header,
+  Body,
+  FirstByte,
+  Idle,
+}
+
+
+/** Held client bytes beyond this pause reading from the client. */
+const HOLD_LIMIT = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/**
+ * A message head as bytes. Unlike core-net's serialisers this does not
+ * re-validate: every field came from the strict parser, from configuration
+ * validated at start-up, or from variables built of those.
+ */
+function headBytes(startLine: string, fields: HeaderList): Uint8Array {
+  let text = startLine;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    text += `${field[0]}: ${field[1]}\r\n`;
+  }
+  return Buffer.from(text + '\r\n', 'latin1');
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(a.byteLength + b.byteLength);
+  out.set(a, 0);
+  out.set(b, a.byteLength);
+  return out;
+}
+
+/**
+ * One client connection of the HTTP reverse proxy (HAProxy's stream): reads
+ * request heads, routes, picks an upstream server, forwards the request and
+ * streams both bodies with backpressure, then reads the next request.
+ * Retries, connect hedging, passive health reports and the access log live
+ * here; the upstream connection is borrowed from the server's keep-alive
+ * pool and given back when the exchange ended cleanly.
+ */
+export class ClientSession implements SelectContext {
+  readonly client: Conn;
+  readonly ctx: ListenerContext;
+  readonly clientIp: string;
+  phase = Phase.Head;
+  deadline = 0;
+  deadlineKind = Deadline.None;
+  private readonly headBuf = new HeadBuffer();
+  private held: Uint8Array[] = [];
+  private heldBytes = 0;
+  private clientEnded = false;
+
+  // The request being served.
+  req: RequestHead | undefined;
+  private location: CompiledLocation | undefined;
+  private upstream: Upstream | undefined;
+  private reqReader: BodyReader | undefined;
+  private reqBodySent = false;
+  private path = '';
+  private upstreamTarget = '';
+  private startedAt = 0;
+  private clientKeepAlive = true;
+
+  // The current attempt.
+  up: Conn | undefined;
+  private server: UpstreamServer | undefined;
+  private tried: Set<UpstreamServer> | undefined;
+  private attempts = 0;
+  private firstAttemptAt = 0;
+  private connectAbort: AbortController | undefined;
+  private lastFailure: { status: number; reason: string } | undefined;
+  private readonly respHeadBuf = new HeadBuffer();
+  // Request hedging: a second copy of an idempotent request to another server.
+  private hedgeDeadline = 0;
+  private requestDeadline = 0;
+  private hedgeConn: Conn | undefined;
+  private hedgeServer: UpstreamServer | undefined;
+  private hedgeAbort: AbortController | undefined;
+  private respHead: ResponseHead | undefined;
+  private respReader: BodyReader | undefined;
+  private upDirty = false;
+  private status = 0;
+  private bytesSent = 0;
+  private upstreamAddr: string | undefined;
+
+  constructor(client: Conn, ctx: ListenerContext) {
+    this.client = client;
+    this.ctx = ctx;
+    this.clientIp = client.remoteAddress;
+    client.userData = this;
+    this.setDeadline(Deadline.KeepAlive, ctx.core.timeouts.keepAliveMs);
+    ctx.core.sessions.add(this);
+    client.setHandler(clientHandler);
+  }
+
+  get isClosed(): boolean {
+    return this.phase === Phase.Closed;
+  }
+
+  // SelectContext
+  get uri(): string {
+    return this.req?.target ?? '';
+  }
+  header(lower: string): string | undefined {
+    return this.req ? getHeader(this.req.headers, lower) : undefined;
+  }
+
+  private setDeadline(kind: Deadline, ms: number): void {
+    this.deadlineKind = ms > 0 ? kind : Deadline.None;
+    this.deadline = ms > 0 ? Date.now() + ms : 0;
+  }
+
+  // ---------------------------------------------------------------- client side
+
+  onClientData(chunk: Uint8Array): void {
+    switch (this.phase) {
+      case Phase.Head:
+        this.readHead(chunk);
+        return;
+      case Phase.Proxy:
+        if (this.reqReader && !this.reqReader.done) {
+          this.forwardRequestBody(chunk);
+          return;
+        }
+        this.hold(chunk);
+        return;
+      case Phase.Connecting:
+      case Phase.Local:
+        this.hold(chunk);
+        return;
+      default:
+        return;
+    }
+  }
+
+  // Pausing and resuming a socket can cost a system call: only when the state changes.
+  private clientPaused = false;
+  private upPaused = false;
+  private pauseClient(): void {
+    if (this.clientPaused) return;
+    this.clientPaused = true;
+    this.client.pause();
+  }
+  private resumeClient(): void {
+    if (!this.clientPaused) return;
+    this.clientPaused = false;
+    this.client.resume();
+  }
+  private pauseUp(): void {
+    if (this.upPaused || !this.up) return;
+    this.upPaused = true;
+    this.up.pause();
+  }
+  private resumeUp(): void {
+    if (!this.upPaused) return;
+    this.upPaused = false;
+    this.up?.resume();
+  }
+
+  private hold(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
+    this.held.push(chunk.slice());
+    this.heldBytes += chunk.byteLength;
+    if (this.heldBytes >= HOLD_LIMIT) this.pauseClient();
+  }
+
+  /** Feed held bytes back through the state machine (after a phase change). */
+  private replayHeld(): void {
+    if (this.held.length === 0) return;
+    const chunks = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      if (this.phase === Phase.Closed) return;
+      this.onClientData(chunks[i]!);
+    }
+  }
+
+  private readHead(chunk: Uint8Array): void {
+    const wasEmpty = this.headBuf.size === 0;
+    const view = this.headBuf.feed(chunk);
+    const result = parseRequestHead(view, this.ctx.core.headLimits);
+    if (result.kind === 'incomplete') {
+      this.headBuf.keep(view);
+      // The header timeout starts with the first byte and is not extended (slow-loris defence).
+      if (wasEmpty) this.setDeadline(Deadline.Header, this.ctx.core.timeouts.clientHeaderMs);
+      return;
+    }
+    if (result.kind === 'error') {
+      this.headBuf.clear();
+      this.startedAt = Date.now();
+      this.rejectRequest(result.status, result.reason);
+      return;
+    }
+    const rest = view.byteLength > result.consumed ? view.subarray(result.consumed) : EMPTY;
+    // `rest` may point into headBuf's storage: hold (copy) it before clearing.
+    if (rest.byteLength > 0) {
+      this.held.unshift(rest.slice());
+      this.heldBytes += rest.byteLength;
+    }
+    this.headBuf.clear();
+    this.handleRequest(result.head);
+  }
+
+  /** Answer a malformed request and close: nothing after it can be trusted (smuggling). */
+  private rejectRequest(status: number, reason: string): void {
+    this.req = undefined;
+    this.status = status;
+    this.ctx.core.logger.warn('bad request', { client: this.clientIp, status, reason });
+    this.clientKeepAlive = false;
+    this.writeLocal(status, [['Content-Type', 'text/plain; charset=utf-8']], `${status} ${STATUS_TEXT[status] ?? ''}\n`, reason);
+  }
+
+  private handleRequest(head: RequestHead): void {
+    this.req = head;
+    this.startedAt = Date.now();
+    this.status = 0;
+    this.bytesSent = 0;
+    this.reqBodySent = false;
+    this.attempts = 0;
+    this.tried = undefined;
+    this.lastFailure = undefined;
+    this.upstreamAddr = undefined;
+    this.respHead = undefined;
+    this.respReader = undefined;
+    this.clientKeepAlive = head.keepAlive && !this.clientEnded && !this.ctx.core.draining;
+    const requestMs = this.ctx.core.timeouts.requestMs;
+    this.requestDeadline = requestMs > 0 ? this.startedAt + requestMs : 0;
+    this.reqReader = head.framing === 'none' ? undefined : new BodyReader(head.framing, head.contentLength ?? 0);
+    let target = head.target;
+    let host = head.host;
+    if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
+      // absolute-form: the authority in the target wins over Host (RFC 9112 section 3.2.2).
+      const match = /^https?:\/\/([^/?#]*)([^#]*)$/i.exec(target);
+      if (!match) {
+        this.rejectRequest(400, 'unsupported request-target form');
+        return;
+      }
+      host = match[1];
+      target = match[2] || '/';
+    }
+    const q = target.indexOf('?');
+    this.path = q < 0 ? target : target.slice(0, q);
+    const location = this.ctx.router.route(host, this.path, head.method, this.clientIp);
+    this.location = location;
+    if (!location) {
+      this.writeLocal(404, [['Content-Type', 'text/plain; charset=utf-8']], '404 Not Found\n', 'no location matched');
+      return;
+    }
+    const spec = location.spec;
+    if (spec.respond) {
+      const fields: HeaderList = spec.respond.headers ? Object.entries(spec.respond.headers) : [];
+      this.writeLocal(spec.respond.status, fields, spec.respond.body ?? '', undefined);
+      return;
+    }
+    if (location.handler) {
+      this.runHandler(location).catch((error: unknown) => crashed(this, error));
+      return;
+    }
+    const upstream = this.ctx.core.upstreams.get(spec.upstream!);
+    if (!upstream) {
+      this.writeLocal(502, [['Content-Type', 'text/plain; charset=utf-8']], '502 Bad Gateway\n', `unknown upstream ${spec.upstream}`);
+      return;
+    }
+    this.upstream = upstream;
+    this.upstreamTarget = target;
+    if (spec.stripPrefix && this.path.startsWith(spec.stripPrefix)) {
+      const stripped = target.slice(spec.stripPrefix.length);
+      this.upstreamTarget = stripped.startsWith('/') ? stripped : `/${stripped}`;
+    }
+    this.firstAttemptAt = this.startedAt;
+    this.attempt();
+  }
+
+  // ---------------------------------------------------------------- choosing and connecting
+
+  private attempt(): void {
+    const upstream = this.upstream!;
+    const server = upstream.pick(this, this.tried);
+    if (!server) {
+      const failure = this.lastFailure ?? { status: 503, reason: `no available server in upstream "${upstream.name}"` };
+      this.respondError(failure.status, failure.reason);
+      return;
+    }
+    this.attempts++;
+    server.active++;
+    server.requests++;
+    this.server = server;
+    const pooled = server.pool.acquire();
+    if (pooled) {
+      this.bindUpstream(pooled, server);
+      return;
+    }
+    this.phase = Phase.Connecting;
+    this.setDeadline(Deadline.None, 0);
+    this.pauseClient();
+    const core = this.ctx.core;
+    const controller = new AbortController();
+    this.connectAbort = controller;
+    // Meanwhile, a connection another request releases may serve this one first.
+    const waiter: PoolWaiter = {
+      take: (conn) => {
+        this.poolWaiter = undefined;
+        if (this.connectAbort !== controller) {
+          server.pool.release(conn);
+          return;
+        }
+        // The connect goes on; its connection will be parked for the next request.
+        this.connectAbort = undefined;
+        this.resumeClient();
+        try {
+          this.bindUpstream(conn, server);
+        } catch (error) {
+          crashed(this, error);
+        }
+      },
+    };
+    this.poolWaiter = { waiter, server };
+    server.pool.wait(waiter);
+    connectHedged({
+      primary: server,
+      connector: core.connector,
+      timeoutMs: core.timeouts.connectMs,
+      hedgeDelayMs: core.hedgeDelayMs,
+      signal: controller.signal,
+      pickSecond: () => {
+        const exclude = new Set(this.tried);
+        exclude.add(server);
+        return upstream.pick(this, exclude);
+      },
+      adopt: (other, conn) => other.pool.release(conn),
+      onFailure: (failed, error) => {
+        core.reportFailure(upstream, failed, error.code === 'ETIMEDOUT' ? 'timeout' : 'connect', error.message);
+        (this.tried ??= new Set()).add(failed);
+      },
+    }).then(
+      (outcome) => {
+        if (this.connectAbort !== controller) {
+          outcome.server.pool.release(outcome.conn);
+          return;
+        }
+        this.connectAbort = undefined;
+        this.cancelPoolWait();
+        if (outcome.server !== server) {
+          server.active--;
+          outcome.server.active++;
+          outcome.server.requests++;
+          this.server = outcome.server;
+        }
+        this.resumeClient();
+        try {
+          this.bindUpstream(outcome.conn, outcome.server);
+        } catch (error) {
+          crashed(this, error);
+        }
+      },
+      (error: unknown) => {
+        if (this.connectAbort !== controller) return;
+        this.connectAbort = undefined;
+        this.cancelPoolWait();
+        this.resumeClient();
+        const netError = toNetError(error, server.address);
+        try {
+          this.failAttempt(netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', httpStatusFor(netError.code), `connect to ${server.address}: ${netError.code}`, false);
+        } catch (failure) {
+          crashed(this, failure);
+        }
+      },
+    );
+  }
+
+  private poolWaiter: { waiter: PoolWaiter; server: UpstreamServer } | undefined;
+
+  private cancelPoolWait(): void {
+    if (!this.poolWaiter) return;
+    this.poolWaiter.server.pool.cancel(this.poolWaiter.waiter);
+    this.poolWaiter = undefined;
+  }
+
+  private bindUpstream(conn: Conn, server: UpstreamServer): void {
+    const req = this.req!;
+    this.up = conn;
+    this.upPaused = false;
+    this.upDirty = false;
+    this.upstreamAddr = server.address;
+    conn.userData = this;
+    conn.setHandler(upstreamHandler);
+    this.phase = Phase.Proxy;
+    let head: Uint8Array;
+    try {
+      head = this.buildUpstreamHead(req, server);
+    } catch (error) {
+      this.releaseServer();
+      conn.destroy();
+      this.up = undefined;
+      this.respondError(500, `cannot build the upstream request: ${(error as Error).message}`);
+      return;
+    }
+    conn.write(head);
+    if (this.reqReader && !this.reqReader.done) {
+      this.setDeadline(Deadline.Body, this.ctx.core.timeouts.clientBodyMs);
+      this.replayHeld();
+      if (this.phase === Phase.Proxy && this.heldBytes < HOLD_LIMIT) this.resumeClient();
+    } else {
+      this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs);
+      const hedgeMs = this.ctx.core.requestHedgeMs;
+      if (hedgeMs > 0 && this.hedgeServer === undefined && req.upgrade === undefined && this.reqReader === undefined && IDEMPOTENT.has(req.method)) {
+        this.hedgeDeadline = Date.now() + hedgeMs;
+      }
+    }
+  }
+
+  private forwardedFor: string | undefined;
+  private forwardedFields: HeaderList | undefined;
+
+  private buildUpstreamHead(req: RequestHead, server: UpstreamServer): Uint8Array {
+    const location = this.location!.spec;
+    const forwarding = this.ctx.forwarding;
+    const trusted = forwarding.isTrusted(this.clientIp);
+    let incoming: Map<string, string> | undefined;
+    const fields: HeaderList = [];
+    const connection = req.connection;
+    let hasHost = false;
+    for (const field of req.headers) {
+      const lower = field[0].toLowerCase();
+      if (HOP_BY_HOP.has(lower) || (connection.length > 0 && connection.includes(lower))) continue;
+      if (FORWARDING_HEADERS.has(lower)) {
+        if (trusted) {
+          incoming ??= new Map();
+          const previous = incoming.get(lower);
+          incoming.set(lower, previous ? `${previous}, ${field[1]}` : field[1]);
+        }
+        continue;
+      }
+      if (lower === 'host') {
+        hasHost = true;
+        if (location.upstreamHost) {
+          fields.push(['Host', location.upstreamHost]);
+          continue;
+        }
+      }
+      fields.push(field);
+    }
+    if (!hasHost) fields.push(['Host', location.upstreamHost ?? server.address]);
+    if (req.chunked) fields.push(['Transfer-Encoding', 'chunked']);
+    if (req.upgrade !== undefined) {
+      fields.push(['Connection', 'Upgrade']);
+      fields.push(['Upgrade', req.upgrade]);
+    }
+    if (trusted) forwarding.append(fields, this.clientIp, this.ctx.scheme, req.host ?? '', incoming);
+    else {
+      // Per connection the forwarding fields only change with the Host: build them once.
+      const host = req.host ?? '';
+      if (this.forwardedFor !== host || this.forwardedFields === undefined) {
+        this.forwardedFields = [];
+        forwarding.append(this.forwardedFields, this.clientIp, this.ctx.scheme, host, undefined);
+        this.forwardedFor = host;
+      }
+      for (const field of this.forwardedFields) fields.push(field);
+    }
+    if (this.location!.requestRules.length > 0) applyRules(fields, this.location!.requestRules, this.variables());
+    return headBytes(`${req.method} ${this.upstreamTarget} HTTP/1.1\r\n`, fields);
+  }
+
+  private variables(): RuleVariables {
+    const req = this.req;
+    return {
+      client_ip: this.clientIp,
+      client_port: this.client.remotePort,
+      host: req?.host ?? '',
+      uri: req?.target ?? '',
+      method: req?.method ?? '',
+      scheme: this.ctx.scheme,
+      upstream_addr: this.upstreamAddr ?? '',
+      status: this.status,
+      server_port: this.client.localPort,
+    };
+  }
+
+  private forwardRequestBody(chunk: Uint8Array): void {
+    const reader = this.reqReader!;
+    const taken = reader.push(chunk);
+    if (taken < 0) {
+      this.clientKeepAlive = false;
+      this.abortUpstream();
+      if (this.status === 0 && this.respHead === undefined) this.rejectRequest(400, `bad request body: ${reader.error}`);
+      else this.client.destroy();
+      return;
+    }
+    if (taken > 0) {
+      this.reqBodySent = true;
+      if (!this.up!.write(taken === chunk.byteLength ? chunk : chunk.subarray(0, taken))) this.pauseClient();
+    }
+    if (reader.done) {
+      if (taken < chunk.byteLength) this.hold(chunk.subarray(taken));
+      if (this.respHead === undefined) this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs);
+    } else if (this.respHead === undefined) this.setDeadline(Deadline.Body, this.ctx.core.timeouts.clientBodyMs);
+  }
+
+  onClientDrain(): void {
+    const waiter = this.drainWaiter;
+    if (waiter) {
+      this.drainWaiter = undefined;
+      waiter();
+      return;
+    }
+    if (this.phase === Phase.Proxy && this.up && this.respHead) {
+      this.resumeUp();
+      this.setDeadline(Deadline.Idle, this.ctx.core.timeouts.idleMs);
+    } else if (this.phase === Phase.Local && this.localDone) {
+      this.localDone = false;
+      this.nextRequest();
+    }
+  }
+
+  onClientEnd(): void {
+    this.clientEnded = true;
+    this.clientKeepAlive = false;
+    if (this.phase === Phase.Head && this.headBuf.size === 0 && this.held.length === 0) this.client.end();
+  }
+
+  onClientClose(): void {
+    const waiter = this.drainWaiter;
+    this.drainWaiter = undefined;
+    const wasTunnel = this.phase === Phase.Tunnel;
+    this.phase = Phase.Closed;
+    this.ctx.core.sessions.delete(this);
+    if (wasTunnel) return;
+    waiter?.();
+    if (this.connectAbort) {
+      this.connectAbort.abort();
+      this.connectAbort = undefined;
+      this.cancelPoolWait();
+      this.releaseServer();
+    }
+    if (this.up) this.abortUpstream();
+  }
+
+  // ---------------------------------------------------------------- request hedging
+
+  /**
+   * No response byte after `requestHedgeMs`: send the same (idempotent,
+   * bodiless) request to another server; the first to answer serves it and
+   * the other connection is closed.
+   */
+  private startRequestHedge(): void {
+    this.hedgeDeadline = 0;
+    if (this.phase !== Phase.Proxy || this.respHead || !this.up || !this.server || this.respHeadBuf.size > 0) return;
+    // Hedging budget: at most a tenth of the connections hedge at once, so that
+    // a slow pool is not sent twice the load when everything is slow.
+    const core = this.ctx.core;
+    if (core.hedges.inFlight >= Math.max(1, Math.ceil(core.sessions.size * core.hedges.budget))) return;
+    const exclude = new Set(this.tried);
+    exclude.add(this.server);
+    const server = this.upstream!.pick(this, exclude);
+    if (!server) return;
+    server.active++;
+    server.requests++;
+    core.hedges.inFlight++;
+    this.hedgeServer = server;
+    const pooled = server.pool.acquire();
+    if (pooled) {
+      this.bindHedge(pooled, server);
+      return;
+    }
+    const controller = new AbortController();
+    this.hedgeAbort = controller;
+    core.connector(server, core.timeouts.connectMs, controller.signal).then(
+      (conn) => {
+        if (this.hedgeAbort !== controller) {
+          server.pool.release(conn);
+          return;
+        }
+        this.hedgeAbort = undefined;
+        try {
+          this.bindHedge(conn, server);
+        } catch (error) {
+          crashed(this, error);
+        }
+      },
+      (error: unknown) => {
+        if (this.hedgeAbort !== controller) return;
+        this.hedgeAbort = undefined;
+        const netError = toNetError(error, server.address);
+        core.reportFailure(this.upstream!, server, netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', netError.message);
+        this.dropHedge();
+      },
+    );
+  }
+
+  private bindHedge(conn: Conn, server: UpstreamServer): void {
+    this.hedgeConn = conn;
+    conn.userData = this;
+    conn.setHandler(upstreamHandler);
+    try {
+      conn.write(this.buildUpstreamHead(this.req!, server));
+    } catch {
+      this.dropHedge();
+    }
+  }
+
+  /** Forget the hedge (the original answered first, or the exchange ended). */
+  private dropHedge(): void {
+    this.hedgeDeadline = 0;
+    this.hedgeAbort?.abort();
+    this.hedgeAbort = undefined;
+    const conn = this.hedgeConn;
+    this.hedgeConn = undefined;
+    if (this.hedgeServer) {
+      this.hedgeServer.active--;
+      this.hedgeServer = undefined;
+      this.ctx.core.hedges.inFlight--;
+    }
+    conn?.destroy();
+  }
+
+  /** The hedge answered first (or the original failed): it becomes the exchange. */
+  private promoteHedge(): void {
+    const old = this.up;
+    const oldServer = this.server;
+    this.up = this.hedgeConn;
+    this.server = this.hedgeServer;
+    this.upstreamAddr = this.server!.address;
+    this.hedgeConn = undefined;
+    this.hedgeServer = undefined;
+    this.ctx.core.hedges.inFlight--;
+    this.upPaused = false;
+    this.upDirty = false;
+    this.respHeadBuf.clear();
+    if (oldServer) oldServer.active--;
+    old?.destroy();
+    this.ctx.core.logger.debug('request hedge won', { client: this.clientIp, slow: oldServer?.address, upstream: this.upstreamAddr });
+  }
+
+  // ---------------------------------------------------------------- upstream side
+
+  onUpstreamData(conn: Conn, chunk: Uint8Array): void {
+    if (conn === this.hedgeConn) this.promoteHedge();
+    else if (conn !== this.up) {
+      conn.destroy();
+      return;
+    } else if (this.hedgeServer) this.dropHedge();
+    if (this.respHead) {
+      this.forwardResponseBody(chunk);
+      return;
+    }
+    let view = this.respHeadBuf.feed(chunk);
+    for (;;) {
+      const result = parseResponseHead(view, { requestMethod: this.req!.method });
+      if (result.kind === 'incomplete') {
+        this.respHeadBuf.keep(view);
+        return;
+      }
+      if (result.kind === 'error') {
+        this.respHeadBuf.clear();
+        this.failAttempt('bad', 502, `bad response from ${this.upstreamAddr}: ${result.reason}`, true);
+        return;
+      }
+      const head = result.head;
+      if (head.status >= 100 && head.status < 200) {
+        if (head.status === 101) {
+          if (this.req!.upgrade === undefined) {
+            this.respHeadBuf.clear();
+            this.failAttempt('bad', 502, `101 from ${this.upstreamAddr} without an upgrade request`, false);
+            return;
+          }
+          const rest = view.subarray(result.consumed).slice();
+          this.respHeadBuf.clear();
+          this.startTunnel(head, rest);
+          return;
+        }
+        // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they came.
+        if (this.req!.version === '1.1') this.client.write(view.subarray(0, result.consumed));
+        const rest = view.subarray(result.consumed).slice();
+        this.respHeadBuf.clear();
+        if (rest.byteLength === 0) return;
+        view = this.respHeadBuf.feed(rest);
+        continue;
+      }
+      // `rest` may be a view of the chunk or of respHeadBuf's storage: both stay
+      // valid for this call, and onResponseHead consumes it synchronously.
+      const rest = view.byteLength > result.consumed ? view.subarray(result.consumed) : EMPTY;
+      this.respHeadBuf.clear();
+      this.onResponseHead(head, rest);
+      return;
+    }
+  }
+
+  private onResponseHead(head: ResponseHead, rest: Uint8Array): void {
+    const core = this.ctx.core;
+    if (core.retries.onStatus.includes(head.status) && this.canRetry('status')) {
+      this.failAttempt('status', head.status, `status ${head.status} from ${this.upstreamAddr}`, true);
+      return;
+    }
+    this.respHead = head;
+    this.status = head.status;
+    const reader = new BodyReader(head.framing, head.contentLength ?? 0);
+    this.respReader = reader;
+    if (head.framing === 'close' || (this.reqReader && !this.reqReader.done)) this.clientKeepAlive = false;
+    const fields: HeaderList = [];
+    const connection = head.connection;
+    for (const field of head.headers) {
+      const lower = field[0].toLowerCase();
+      if (HOP_BY_HOP.has(lower) || (connection.length > 0 && connection.includes(lower))) continue;
+      fields.push(field);
+    }
+    // An HTTP/1.0 client cannot read chunked: decode it and delimit by closing.
+    this.dechunk = head.chunked && this.req!.version === '1.0';
+    if (this.dechunk) this.clientKeepAlive = false;
+    else if (head.chunked) fields.push(['Transfer-Encoding', 'chunked']);
+    if (!this.clientKeepAlive) fields.push(['Connection', 'close']);
+    else if (this.req!.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    if (this.location!.responseRules.length > 0) applyRules(fields, this.location!.responseRules, this.variables());
+    const bytes = headBytes(`HTTP/1.1 ${head.status} ${head.reason}\r\n`, fields);
+    this.bytesSent += bytes.byteLength;
+    this.setDeadline(Deadline.Idle, core.timeouts.idleMs);
+    // The head goes out with the first body bytes in one write (one syscall less per response).
+    this.forwardResponseBody(rest, bytes);
+  }
+
+  private dechunk = false;
+
+  /** ChunkSink: decoded body pieces for an HTTP/1.0 client. */
+  onChunkData(piece: Uint8Array): void {
+    this.bytesSent += piece.byteLength;
+    if (!this.client.write(piece)) this.pauseUp();
+  }
+
+  private forwardResponseBody(chunk: Uint8Array, head?: Uint8Array): void {
+    const reader = this.respReader!;
+    if (this.dechunk) {
+      if (head) this.client.write(head);
+      const taken = chunk.byteLength === 0 ? 0 : reader.push(chunk, this);
+      if (taken < 0) {
+        this.abortUpstream();
+        this.client.destroy();
+        return;
+      }
+      if (taken > 0) this.deadline = Date.now() + this.ctx.core.timeouts.idleMs;
+      if (reader.done) {
+        if (taken < chunk.byteLength) this.upDirty = true;
+        this.finishExchange();
+      }
+      return;
+    }
+    const taken = chunk.byteLength === 0 ? 0 : reader.push(chunk);
+    if (taken < 0) {
+      this.ctx.core.logger.warn('bad response body', { upstream: this.upstreamAddr, reason: reader.error });
+      this.abortUpstream();
+      this.client.destroy();
+      return;
+    }
+    if (taken > 0 || head) {
+      this.bytesSent += taken;
+      let out = taken === chunk.byteLength ? chunk : chunk.subarray(0, taken);
+      if (head) out = taken === 0 ? head : concat(head, out);
+      if (!this.client.write(out)) this.pauseUp();
+      if (taken > 0) this.deadline = Date.now() + this.ctx.core.timeouts.idleMs;
+    }
+    if (reader.done) {
+      if (taken < chunk.byteLength) this.upDirty = true;
+      this.finishExchange();
+    }
+  }
+
+  onUpstreamDrain(conn: Conn): void {
+    if (conn === this.up && this.phase === Phase.Proxy && this.reqReader && !this.reqReader.done) this.resumeClient();
+  }
+
+  onUpstreamEnd(conn: Conn): void {
+    if (conn !== this.up) return;
+    if (this.respReader?.framing === 'close') {
+      this.finishExchange();
+      return;
+    }
+    // A FIN before the response is complete: nothing more will come.
+    conn.destroy();
+  }
+
+  onUpstreamClose(conn: Conn, error: Error | undefined): void {
+    if (conn === this.hedgeConn) {
+      this.hedgeConn = undefined;
+      this.dropHedge();
+      return;
+    }
+    if (conn !== this.up) return;
+    if (this.hedgeConn && !this.respHead) {
+      // The original died before answering: the hedge carries on.
+      this.server!.failures++;
+      this.promoteHedge();
+      return;
+    }
+    this.up = undefined;
+    if (this.respHead) {
+      if (this.respReader?.framing === 'close' && !error) {
+        this.finishExchange();
+        return;
+      }
+      // Truncated response: the client must see it fail, not a short body.
+      this.ctx.core.logger.warn('upstream closed mid-response', { upstream: this.upstreamAddr, error: error?.message });
+      this.ctx.core.reportFailure(this.upstream!, this.server!, 'connect', 'closed mid-response');
+      this.releaseServer();
+      this.client.destroy();
+      return;
+    }
+    const reason = `${this.upstreamAddr} closed the connection before responding${error ? ` (${toNetError(error).code})` : ''}`;
+    this.failAttempt('reset', 502, reason, true);
+  }
+
+  // ---------------------------------------------------------------- retries and errors
+
+  private canRetry(kind: FailureKind): boolean {
+    if (this.phase === Phase.Closed) return false;
+    return retryAllowed(
+      {
+        kind,
+        attempts: this.attempts,
+        elapsedMs: Date.now() - this.firstAttemptAt,
+        method: this.req!.method,
+        hasBody: this.reqReader !== undefined,
+        bodySent: this.reqBodySent,
+        responseStarted: this.respHead !== undefined || this.status !== 0,
+      },
+      this.ctx.core.retries,
+    );
+  }
+
+  /**
+   * An attempt failed: tell passive health, then try the next server when
+   * allowed, or answer `status`. `report` is false for connect failures
+   * (the connector reported them already).
+   */
+  private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean): void {
+    const server = this.server;
+    const upstream = this.upstream!;
+    if (server) {
+      server.failures++;
+      if (report) this.ctx.core.reportFailure(upstream, server, kind === 'status' ? 'status5xx' : kind === 'timeout' ? 'timeout' : 'connect', reason);
+      (this.tried ??= new Set()).add(server);
+    }
+    this.abortUpstream();
+    this.lastFailure = { status, reason };
+    this.ctx.core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
+    if (this.canRetry(kind)) {
+      this.attempt();
+      return;
+    }
+    this.respondError(status, reason);
+  }
+
+  /** Drop the current upstream connection (not reusable) and release its server. */
+  private abortUpstream(): void {
+    if (this.hedgeServer) this.dropHedge();
+    this.hedgeDeadline = 0;
+    const up = this.up;
+    this.up = undefined;
+    this.respHeadBuf.clear();
+    if (up) up.destroy();
+    this.releaseServer();
+  }
+
+  private releaseServer(): void {
+    if (this.server) {
+      this.server.active--;
+      this.server = undefined;
+    }
+  }
+
+  private respondError(status: number, reason: string): void {
+    if (this.phase === Phase.Closed) return;
+    if (this.respHead) {
+      this.client.destroy();
+      return;
+    }
+    if (this.reqReader && !this.reqReader.done) this.clientKeepAlive = false;
+    this.writeLocal(status, [['Content-Type', 'text/plain; charset=utf-8']], `${status} ${STATUS_TEXT[status] ?? ''}\n`, reason);
+  }
+
+  // ---------------------------------------------------------------- local responses
+
+  private localDone = false;
+
+  /** Answer from the proxy itself (fixed response, error), then go on with the next request or close. */
+  private writeLocal(status: number, headers: HeaderList, body: string | Uint8Array, reason: string | undefined): void {
+    this.phase = Phase.Local;
+    this.status = status;
+    const req = this.req;
+    // A request body we did not read makes the connection unusable.
+    if (this.reqReader && !this.reqReader.done) this.clientKeepAlive = false;
+    const payload = typeof body === 'string' ? Buffer.from(body) : body;
+    const fields: HeaderList = [...headers];
+    const bodyless = req?.method === 'HEAD' || status === 204 || status === 304;
+    if (status !== 204 && status !== 304) fields.push(['Content-Length', String(payload.byteLength)]);
+    if (!this.clientKeepAlive) fields.push(['Connection', 'close']);
+    else if (req?.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    if (this.location && this.location.responseRules.length > 0) applyRules(fields, this.location.responseRules, this.variables());
+    const head = serializeResponseHead(status, STATUS_TEXT[status] ?? 'Unknown', fields);
+    this.bytesSent = head.byteLength + (bodyless ? 0 : payload.byteLength);
+    let flushed = this.client.write(head);
+    if (!bodyless && payload.byteLength > 0) flushed = this.client.write(payload) && flushed;
+    if (reason) this.ctx.core.logger.info('local response', { client: this.clientIp, status, reason });
+    this.logAccess(reason);
+    this.resetRequest();
+    if (!this.clientKeepAlive) {
+      this.phase = Phase.Closed;
+      this.client.end();
+      return;
+    }
+    if (flushed) this.nextRequest();
+    else this.localDone = true;
+  }
+
+  private drainWaiter: (() => void) | undefined;
+
+  /** Run a location handler (static files) and stream its body with backpressure. */
+  private async runHandler(location: CompiledLocation): Promise<void> {
+    this.phase = Phase.Local;
+    this.setDeadline(Deadline.None, 0);
+    const req = this.req!;
+    let response: LocationResponse;
+    try {
+      response = await location.handler!.handle({
+        method: req.method,
+        target: req.target,
+        uri: req.target,
+        path: this.path,
+        header: (lower) => getHeader(req.headers, lower),
+      });
+    } catch (error) {
+      if (!this.isClosed) this.writeLocal(500, [['Content-Type', 'text/plain; charset=utf-8']], '500 Internal Server Error\n', (error as Error).message);
+      return;
+    }
+    if (this.isClosed) return;
+    let body: AsyncIterable<Uint8Array> | Uint8Array[];
+    let bodyLength: number | undefined;
+    if (response.body === undefined || typeof response.body === 'string' || response.body instanceof Uint8Array) {
+      const bytes = typeof response.body === 'string' ? Buffer.from(response.body) : (response.body ?? EMPTY);
+      body = req.method === 'HEAD' ? [] : [bytes];
+      bodyLength = bytes.byteLength;
+    } else body = response.body;
+    // Streamed body: Content-Length when known, else chunked.
+    if (this.reqReader && !this.reqReader.done) this.clientKeepAlive = false;
+    let length = response.length;
+    const fields: HeaderList = [];
+    if (bodyLength !== undefined && length === undefined && response.status !== 204 && response.status !== 304) length = bodyLength;
+    for (const field of response.headers) {
+      const lower = field[0].toLowerCase();
+      if (lower === 'content-length') length = Number(field[1]);
+      else if (lower !== 'transfer-encoding' && lower !== 'connection') fields.push(field);
+    }
+    const chunked = length === undefined && req.method !== 'HEAD' && response.status !== 204 && response.status !== 304;
+    if (length !== undefined) fields.push(['Content-Length', String(length)]);
+    else if (chunked) fields.push(['Transfer-Encoding', 'chunked']);
+    if (chunked && req.version === '1.0') this.clientKeepAlive = false;
+    if (!this.clientKeepAlive) fields.push(['Connection', 'close']);
+    else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    if (location.responseRules.length > 0) applyRules(fields, location.responseRules, this.variables());
+    this.status = response.status;
+    const head = serializeResponseHead(response.status, STATUS_TEXT[response.status] ?? 'Unknown', fields);
+    this.bytesSent = head.byteLength;
+    this.client.write(head);
+    try {
+      for await (const piece of body) {
+        if (this.isClosed) return;
+        if (piece.byteLength === 0) continue;
+        this.bytesSent += piece.byteLength;
+        const flushed = chunked ? this.client.write(concat(Buffer.from(`${piece.byteLength.toString(16)}\r\n`, 'latin1'), piece)) && this.client.write(CRLF) : this.client.write(piece);
+        if (!flushed) await new Promise<void>((resolve) => (this.drainWaiter = resolve));
+      }
+    } catch (error) {
+      this.ctx.core.logger.warn('location handler body failed', { error: (error as Error).message });
+      this.client.destroy();
+      return;
+    }
+    if (this.isClosed) return;
+    if (chunked) this.client.write(LAST_CHUNK);
+    this.responseDone();
+  }
+
+  // ---------------------------------------------------------------- end of an exchange
+
+  private finishExchange(): void {
+    if (this.hedgeServer) this.dropHedge();
+    this.hedgeDeadline = 0;
+    const core = this.ctx.core;
+    const server = this.server;
+    const up = this.up;
+    const upstream = this.upstream!;
+    this.up = undefined;
+    if (server) {
+      if (this.status >= 500) core.reportFailure(upstream, server, 'status5xx', `status ${this.status}`);
+      else core.reportSuccess(upstream, server, Date.now() - this.firstAttemptAt);
+    }
+    if (up) {
+      const reusable =
+        !this.upDirty && this.respHead!.keepAlive && this.respReader!.framing !== 'close' && (!this.reqReader || this.reqReader.done) && !up.closed && server;
+      if (reusable) {
+        if (this.upPaused) up.resume();
+        server.pool.release(up);
+      } else up.destroy();
+      this.upPaused = false;
+    }
+    this.releaseServer();
+    this.responseDone();
+  }
+
+  /** The response is complete: log it, then read the next request or close. */
+  private responseDone(): void {
+    this.logAccess(undefined);
+    this.resetRequest();
+    if (!this.clientKeepAlive) {
+      this.phase = Phase.Closed;
+      this.client.end();
+      return;
+    }
+    this.nextRequest();
+  }
+
+  private resetRequest(): void {
+    this.requestDeadline = 0;
+    this.respHead = undefined;
+    this.respReader = undefined;
+    this.upstream = undefined;
+  }
+
+  private nextRequest(): void {
+    this.phase = Phase.Head;
+    this.req = undefined;
+    this.reqReader = undefined;
+    this.location = undefined;
+    this.setDeadline(Deadline.KeepAlive, this.ctx.core.timeouts.keepAliveMs);
+    this.replayHeld();
+    if (this.phase === Phase.Head && this.heldBytes < HOLD_LIMIT) this.resumeClient();
+  }
+
+  private logAccess(reason: string | undefined): void {
+    const log = this.ctx.core.accessLog;
+    if (!log) return;
+    const req = this.req;
+    const now = Date.now();
+    const record: AccessRecord = {
+      clientIp: this.clientIp,
+      startedAt: this.startedAt || now,
+      method: req?.method ?? '-',
+      target: req?.target ?? '-',
+      version: req?.version ?? '1.1',
+      host: req?.host ?? '',
+      status: this.status,
+      bytesSent: this.bytesSent,
+      referer: req ? getHeader(req.headers, 'referer') : undefined,
+      userAgent: req ? getHeader(req.headers, 'user-agent') : undefined,
+      upstreamAddr: this.upstreamAddr,
+      upstreamTimeMs: this.upstreamAddr ? now - this.firstAttemptAt : undefined,
+      totalTimeMs: now - (this.startedAt || now),
+    };
+    if (reason) record.reason = reason;
+    log.log(record);
+  }
+
+  // ---------------------------------------------------------------- WebSocket and other upgrades
+
+  private startTunnel(head: ResponseHead, rest: Uint8Array): void {
+    const up = this.up!;
+    const server = this.server!;
+    const upstream = this.upstream!;
+    const core = this.ctx.core;
+    const fields: HeaderList = [];
+    for (const field of head.headers) {
+      const lower = field[0].toLowerCase();
+      if (lower === 'connection' || lower === 'upgrade' || lower === 'keep-alive' || lower === 'proxy-connection') continue;
+      fields.push(field);
+    }
+    fields.push(['Connection', 'Upgrade']);
+    fields.push(['Upgrade', head.upgrade ?? this.req!.upgrade ?? 'websocket']);
+    if (this.location!.responseRules.length > 0) applyRules(fields, this.location!.responseRules, this.variables());
+    this.status = 101;
+    const bytes = serializeResponseHead(101, head.reason || 'Switching Protocols', fields);
+    this.client.write(bytes);
+    if (rest.byteLength > 0) this.client.write(rest);
+    for (const chunk of this.held) up.write(chunk);
+    this.held = [];
+    this.heldBytes = 0;
+    this.phase = Phase.Tunnel;
+    this.setDeadline(Deadline.None, 0);
+    this.up = undefined;
+    this.server = undefined;
+    core.sessions.delete(this);
+    core.reportSuccess(upstream, server, Date.now() - this.firstAttemptAt);
+    const startedAt = this.startedAt;
+    const relay = new Relay(this.client, up, {
+      idleTimeoutMs: core.timeouts.tunnelIdleMs,
+      onClose: (stats) => {
+        server.tunnels.delete(relay);
+        server.active--;
+        this.bytesSent = bytes.byteLength + stats.bytesDown;
+        this.startedAt = startedAt;
+        this.logAccess(stats.reason === 'done' ? undefined : `tunnel ${stats.reason}`);
+      },
+    });
+    server.tunnels.add(relay);
+    this.clientPaused = false;
+    this.client.resume();
+    up.resume();
+  }
+
+  // ---------------------------------------------------------------- timeouts
+
+  /** The whole-request timeout passed: 504 if nothing was answered yet, else cut the connection. */
+  private requestTimedOut(): void {
+    this.requestDeadline = 0;
+    this.deadline = 0;
+    this.deadlineKind = Deadline.None;
+    const reason = `request not complete within ${this.ctx.core.timeouts.requestMs} ms`;
+    if (this.connectAbort) {
+      this.connectAbort.abort();
+      this.connectAbort = undefined;
+      this.cancelPoolWait();
+      this.releaseServer();
+    }
+    if (this.phase === Phase.Tunnel || this.phase === Phase.Closed) return;
+    if (this.status === 0 && this.respHead === undefined && (this.phase === Phase.Proxy || this.phase === Phase.Connecting)) {
+      if (this.server) this.ctx.core.reportFailure(this.upstream!, this.server, 'timeout', reason);
+      this.abortUpstream();
+      this.clientKeepAlive = false;
+      this.respondError(504, reason);
+      return;
+    }
+    this.ctx.core.logger.warn('request timeout', { client: this.clientIp, upstream: this.upstreamAddr, reason });
+    this.abortUpstream();
+    this.client.destroy();
+  }
+
+  /** On shutdown: close now if between requests (otherwise after the response in flight). */
+  drainIfIdle(): void {
+    this.clientKeepAlive = false;
+    if (this.phase === Phase.Head && this.headBuf.size === 0 && this.held.length === 0) {
+      this.phase = Phase.Closed;
+      this.client.end();
+    }
+  }
+
+  /** Called by the proxy's sweep timer. */
+  checkDeadline(now: number): void {
+    if (this.hedgeDeadline !== 0 && now >= this.hedgeDeadline) this.startRequestHedge();
+    if (this.requestDeadline !== 0 && now >= this.requestDeadline) {
+      this.requestTimedOut();
+      return;
+    }
+    if (this.deadline === 0 || now < this.deadline) return;
+    const kind = this.deadlineKind;
+    this.deadline = 0;
+    this.deadlineKind = Deadline.None;
+    switch (kind) {
+      case Deadline.KeepAlive:
+        this.phase = Phase.Closed;
+        this.client.end();
+        return;
+      case Deadline.Header:
+        this.clientKeepAlive = false;
+        this.startedAt = now;
+        this.rejectRequest(408, 'client header timeout');
+        return;
+      case Deadline.Body:
+        this.clientKeepAlive = false;
+        this.abortUpstream();
+        this.respondError(408, 'client body timeout');
+        return;
+      case Deadline.FirstByte:
+        if (this.hedgeConn) {
+          // The original timed out; the hedge gets its own first-byte timeout.
+          this.ctx.core.reportFailure(this.upstream!, this.server!, 'timeout', 'first-byte timeout');
+          this.promoteHedge();
+          this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs);
+          return;
+        }
+        this.failAttempt('timeout', 504, `no response from ${this.upstreamAddr} within ${this.ctx.core.timeouts.firstByteMs} ms`, true);
+        return;
+      case Deadline.Idle:
+        this.ctx.core.logger.warn('upstream idle timeout', { upstream: this.upstreamAddr });
+        this.abortUpstream();
+        this.client.destroy(new NetError('EIDLE', 'upstream idle timeout'));
+        return;
+      default:
+        return;
+    }
+  }
+}
+
+/** A bug must cost one connection, never the process: log it and close both sides. */
+export function crashed(session: ClientSession, error: unknown): void {
+  session.ctx.core.logger.error('proxy session failed', { client: session.clientIp, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  session.up?.destroy();
+  session.client.destroy();
+}
+
+const clientHandler: ConnHandler = {
+  data(conn, chunk) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onClientData(chunk);
+    } catch (error) {
+      crashed(session, error);
+    }
+  },
+  drain(conn) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onClientDrain();
+    } catch (error) {
+      crashed(session, error);
+    }
+  },
+  end(conn) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onClientEnd();
+    } catch (error) {
+      crashed(session, error);
+    }
+  },
+  close(conn) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onClientClose();
+    } catch (error) {
+      crashed(session, error);
+    }
+  },
+};
+
+const upstreamHandler: ConnHandler = {
+  data(conn, chunk) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onUpstreamData(conn, chunk);
+    } catch (error) {
+      crashed(session, error);
+    }
+  },
+  drain(conn) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onUpstreamDrain(conn);
+    } catch (error) {
+      crashed(session, error);
+    }
+  },
+  end(conn) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onUpstreamEnd(conn);
+    } catch (error) {
+      crashed(session, error);
+    }
+  },
+  close(conn, error) {
+    const session = conn.userData as ClientSession;
+    try {
+      session.onUpstreamClose(conn, error);
+    } catch (failure) {
+      crashed(session, failure);
+    }
+  },
+};

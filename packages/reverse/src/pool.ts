@@ -1,0 +1,141 @@
+import type { Conn, ConnHandler } from '@wmproxy/core-net';
+
+export interface PoolOptions {
+  /** Idle keep-alive connections kept per server (default 256; 0 disables reuse). */
+  maxIdle?: number;
+  /** Close an idle connection after this long (default 60 s). */
+  idleTimeoutMs?: number;
+}
+
+/** A request waiting for a connection of this server (while its own connect is in progress). */
+export interface PoolWaiter {
+  take(conn: Conn): void;
+}
+
+interface IdleState {
+  pool: ConnPool;
+  since: number;
+}
+
+/** Installed on parked connections: any byte or FIN from an idle upstream means it is unusable. */
+const idleHandler: ConnHandler = {
+  data(conn) {
+    conn.destroy();
+  },
+  end(conn) {
+    conn.destroy();
+  },
+  close(conn) {
+    const state = conn.userData as IdleState | undefined;
+    state?.pool.forget(conn);
+  },
+};
+
+/**
+ * Keep-alive connections to one upstream server (undici's pool layer):
+ * last-in first-out so that a few warm connections carry the load and the
+ * rest time out; bounded by `maxIdle`; an idle connection that the server
+ * closes or writes to is dropped at once. A request that found no idle
+ * connection may wait for one while its own connect is in progress (as Go's
+ * transport does): whichever comes first serves it, and a connect that lost
+ * the race is parked for the next request, so a burst does not open one
+ * connection per request.
+ */
+export class ConnPool {
+  private readonly idle: Conn[] = [];
+  private readonly waiters: PoolWaiter[] = [];
+  readonly maxIdle: number;
+  readonly idleTimeoutMs: number;
+  private sweeper: ReturnType<typeof setInterval> | undefined;
+  /** Connections handed out by `acquire` that were reused (for stats). */
+  reused = 0;
+
+  constructor(options: PoolOptions = {}) {
+    this.maxIdle = options.maxIdle ?? 256;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** A parked connection, most recently used first, or undefined. */
+  acquire(): Conn | undefined {
+    while (this.idle.length > 0) {
+      const conn = this.idle.pop()!;
+      if (!conn.closed) {
+        this.reused++;
+        conn.userData = undefined;
+        return conn;
+      }
+    }
+    return undefined;
+  }
+
+  /** Be handed the next released connection (see `cancel`). */
+  wait(waiter: PoolWaiter): void {
+    this.waiters.push(waiter);
+  }
+
+  cancel(waiter: PoolWaiter): void {
+    const index = this.waiters.indexOf(waiter);
+    if (index >= 0) this.waiters.splice(index, 1);
+  }
+
+  /**
+   * Give back a connection whose last exchange ended cleanly (not paused:
+   * idle bytes or FIN must be seen): to the first waiter, else parked.
+   */
+  release(conn: Conn): void {
+    if (conn.closed) return;
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      conn.userData = undefined;
+      this.reused++;
+      waiter.take(conn);
+      return;
+    }
+    if (this.idle.length >= this.maxIdle) {
+      conn.destroy();
+      return;
+    }
+    conn.userData = { pool: this, since: Date.now() } satisfies IdleState;
+    conn.setHandler(idleHandler);
+    this.idle.push(conn);
+    if (!this.sweeper && this.idleTimeoutMs > 0) {
+      this.sweeper = setInterval(sweep, Math.max(50, Math.min(this.idleTimeoutMs / 2, 5_000)), this);
+      (this.sweeper as { unref?: () => void }).unref?.();
+    }
+  }
+
+  /** @internal */
+  forget(conn: Conn): void {
+    const index = this.idle.indexOf(conn);
+    if (index >= 0) this.idle.splice(index, 1);
+  }
+
+  /** @internal close connections idle for longer than the timeout. */
+  expire(now: number): void {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const conn = this.idle[i]!;
+      const state = conn.userData as IdleState;
+      if (now - state.since >= this.idleTimeoutMs) conn.destroy();
+    }
+    if (this.idle.length === 0) this.stopSweeper();
+  }
+
+  private stopSweeper(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  /** Close every idle connection. */
+  close(): void {
+    this.stopSweeper();
+    for (const conn of this.idle.splice(0)) conn.destroy();
+  }
+}
+
+function sweep(pool: ConnPool): void {
+  pool.expire(Date.now());
+}

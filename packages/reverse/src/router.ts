@@ -1,0 +1,218 @@
+import { CidrList } from '@wmproxy/core-net';
+import { compileRules, type CompiledRule, type HeaderRule } from './headers.js';
+import { staticLocation, type StaticOptions } from './static.js';
+
+/** A fixed answer instead of proxying (nginx `return`, Caddy `respond`). */
+export interface FixedResponse {
+  status: number;
+  body?: string;
+  headers?: Record<string, string>;
+}
+
+/** What a location handler answers. */
+export interface LocationResponse {
+  status: number;
+  /** Response fields in order (a Content-Length here is used as `length`). */
+  headers: Array<[string, string]>;
+  body?: Uint8Array | string | AsyncIterable<Uint8Array>;
+  /** Body length (the full length for HEAD); chunked encoding is used when unknown. */
+  length?: number;
+}
+
+/**
+ * A location handler other than proxying (static files): gets the request
+ * and returns the response, whose body is streamed with backpressure.
+ */
+export interface LocationHandler {
+  handle(request: {
+    method: string;
+    /** The request-target as received (path and query). */
+    target: string;
+    /** Same as `target`. */
+    uri: string;
+    /** The path without the query. */
+    path: string;
+    header(lower: string): string | undefined;
+  }): Promise<LocationResponse>;
+}
+
+export interface LocationSpec {
+  /** Path prefix (nginx `location /api/`). Default `/` when neither `exact` nor `regex` is given. */
+  path?: string;
+  /** Exact path (nginx `location = /health`). */
+  exact?: string;
+  /** Regular expression on the path (nginx `location ~ \.php$`); `regexFlags` e.g. `i`. */
+  regex?: string;
+  regexFlags?: string;
+  /** A prefix location that, when it is the longest match, stops the regex search (nginx `^~`). */
+  noRegex?: boolean;
+  /** Only for these methods (upper case). */
+  methods?: string[];
+  /** Only for clients in these CIDR ranges. */
+  clientIps?: string[];
+  /** Name of the upstream group to proxy to. */
+  upstream?: string;
+  /** Answer with this instead of proxying. */
+  respond?: FixedResponse;
+  /** Serve with this handler. */
+  handler?: LocationHandler;
+  /** Serve files (`@wmproxy/static` options: root, index, precompressed...). */
+  static?: StaticOptions;
+  /** Header rules applied to the request sent upstream and to the response sent back. */
+  requestHeaders?: HeaderRule[];
+  responseHeaders?: HeaderRule[];
+  /** Rewrite the upstream Host header (default: pass the client's through). */
+  upstreamHost?: string;
+  /** Remove this prefix from the path before proxying (Caddy `handle_path`). */
+  stripPrefix?: string;
+}
+
+export interface VirtualHostSpec {
+  /** Host names: exact (`api.example.com`) or wildcard (`*.example.com`). Empty: matches any host. */
+  names?: string[];
+  /** The server that answers when no name matches (nginx `default_server`). */
+  default?: boolean;
+  locations: LocationSpec[];
+}
+
+export interface CompiledLocation {
+  spec: LocationSpec;
+  kind: 'exact' | 'prefix' | 'regex';
+  path: string;
+  regex: RegExp | undefined;
+  methods: Set<string> | undefined;
+  clientIps: CidrList | undefined;
+  /** Index in configuration order, for stable ordering. */
+  order: number;
+  requestRules: CompiledRule[];
+  responseRules: CompiledRule[];
+  /** `handler`, or the static-file handler built from `static`. */
+  handler: LocationHandler | undefined;
+}
+
+interface CompiledVhost {
+  spec: VirtualHostSpec;
+  exact: CompiledLocation[];
+  /** Longest first. */
+  prefixes: CompiledLocation[];
+  regexes: CompiledLocation[];
+}
+
+/**
+ * Chooses the virtual host and location of a request, with nginx's rules:
+ *
+ * 1. Virtual host: the exact name; else the longest matching wildcard
+ *    (`*.example.com` matches `a.example.com` and `a.b.example.com`, not
+ *    `example.com`); else the server marked `default`; else one without names.
+ *    The Host header is compared without its port, case-insensitively.
+ * 2. Location: an exact location (`exact`) that matches wins at once. Else
+ *    the longest matching prefix is remembered; if it has `noRegex` it wins.
+ *    Else regex locations are tried in configuration order and the first
+ *    match wins; if none matches, the longest prefix wins.
+ *    Locations whose method or client-IP conditions fail are skipped.
+ */
+export class Router {
+  private readonly exactHosts = new Map<string, CompiledVhost>();
+  private readonly wildcards: Array<{ suffix: string; vhost: CompiledVhost }> = [];
+  private readonly fallback: CompiledVhost | undefined;
+
+  constructor(vhosts: VirtualHostSpec[]) {
+    let fallback: CompiledVhost | undefined;
+    let anyHost: CompiledVhost | undefined;
+    for (const spec of vhosts) {
+      const compiled = compileVhost(spec);
+      const names = spec.names ?? [];
+      if (spec.default) {
+        if (fallback) throw new Error('two virtual hosts are marked default');
+        fallback = compiled;
+      }
+      if (names.length === 0) anyHost ??= compiled;
+      for (const raw of names) {
+        const name = raw.toLowerCase();
+        if (name.startsWith('*.')) this.wildcards.push({ suffix: name.slice(1), vhost: compiled });
+        else if (name.includes('*')) throw new Error(`unsupported host pattern "${raw}" (use *.example.com)`);
+        else this.exactHosts.set(name, compiled);
+      }
+    }
+    this.wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
+    this.fallback = fallback ?? anyHost;
+  }
+
+  /** Find the location for a request, or undefined (answer 404). */
+  route(host: string | undefined, path: string, method: string, clientIp: string): CompiledLocation | undefined {
+    const vhost = this.vhostFor(host);
+    return vhost ? matchLocation(vhost, path, method, clientIp) : undefined;
+  }
+
+  private vhostFor(hostHeader: string | undefined): CompiledVhost | undefined {
+    if (hostHeader) {
+      const host = normaliseHost(hostHeader);
+      const exact = this.exactHosts.get(host);
+      if (exact) return exact;
+      for (const wildcard of this.wildcards) if (host.endsWith(wildcard.suffix)) return wildcard.vhost;
+    }
+    return this.fallback;
+  }
+}
+
+/** Lower-case, without the port or a trailing dot. */
+export function normaliseHost(value: string): string {
+  let host = value;
+  if (host.startsWith('[')) {
+    const close = host.indexOf(']');
+    host = close > 0 ? host.slice(0, close + 1) : host;
+  } else {
+    const colon = host.indexOf(':');
+    if (colon >= 0) host = host.slice(0, colon);
+  }
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  return host.toLowerCase();
+}
+
+function compileVhost(spec: VirtualHostSpec): CompiledVhost {
+  const vhost: CompiledVhost = { spec, exact: [], prefixes: [], regexes: [] };
+  spec.locations.forEach((location, order) => {
+    if ([location.exact, location.regex, location.path].filter((v) => v !== undefined).length > 1) {
+      throw new Error('a location has exactly one of path, exact or regex');
+    }
+    if ([location.upstream, location.respond, location.handler, location.static].filter((v) => v !== undefined).length !== 1) {
+      throw new Error('a location has exactly one of upstream, respond, handler or static');
+    }
+    if (location.upstreamHost !== undefined && !/^[\x21-\x7e]+$/.test(location.upstreamHost)) throw new Error(`invalid upstreamHost "${location.upstreamHost}"`);
+    if (location.stripPrefix !== undefined && !location.stripPrefix.startsWith('/')) throw new Error('stripPrefix must start with /');
+    const base = {
+      spec: location,
+      methods: location.methods ? new Set(location.methods.map((m) => m.toUpperCase())) : undefined,
+      clientIps: location.clientIps ? new CidrList(location.clientIps) : undefined,
+      order,
+      requestRules: compileRules(location.requestHeaders),
+      responseRules: compileRules(location.responseHeaders),
+      handler: location.handler ?? (location.static ? staticLocation(location.static) : undefined),
+    };
+    if (location.exact !== undefined) vhost.exact.push({ ...base, kind: 'exact', path: location.exact, regex: undefined });
+    else if (location.regex !== undefined) vhost.regexes.push({ ...base, kind: 'regex', path: '', regex: new RegExp(location.regex, location.regexFlags) });
+    else vhost.prefixes.push({ ...base, kind: 'prefix', path: location.path ?? '/', regex: undefined });
+  });
+  vhost.prefixes.sort((a, b) => b.path.length - a.path.length || a.order - b.order);
+  return vhost;
+}
+
+function conditionsHold(location: CompiledLocation, method: string, clientIp: string): boolean {
+  if (location.methods && !location.methods.has(method)) return false;
+  if (location.clientIps && !location.clientIps.contains(clientIp)) return false;
+  return true;
+}
+
+function matchLocation(vhost: CompiledVhost, path: string, method: string, clientIp: string): CompiledLocation | undefined {
+  for (const location of vhost.exact) if (location.path === path && conditionsHold(location, method, clientIp)) return location;
+  let prefix: CompiledLocation | undefined;
+  for (const location of vhost.prefixes) {
+    if (path.startsWith(location.path) && conditionsHold(location, method, clientIp)) {
+      prefix = location;
+      break;
+    }
+  }
+  if (prefix?.spec.noRegex) return prefix;
+  for (const location of vhost.regexes) if (location.regex!.test(path) && conditionsHold(location, method, clientIp)) return location;
+  return prefix;
+}

@@ -1,0 +1,220 @@
+import { formatHostPort, type Conn } from '@wmproxy/core-net';
+import type { TargetSpec } from '@wmproxy/health';
+import { ConnPool, type PoolOptions } from './pool.js';
+import { getPolicy, type Policy, type PolicyName, type SelectContext } from './policies/index.js';
+
+export interface UpstreamServerSpec {
+  /** `host:port` (IP or DNS name; names are resolved on each new connection). */
+  address: string;
+  /** Relative share of the traffic (default 1). */
+  weight?: number;
+  /** Most requests in flight at once (default 0: no limit). */
+  maxConns?: number;
+  /** Used only when no primary server is available (default false). */
+  backup?: boolean;
+  /** Connect with TLS (https:// upstream). */
+  tls?: boolean;
+  /** TLS server name to send and verify (default the host). */
+  servername?: string;
+  /** Verify the upstream certificate (default true). */
+  tlsVerify?: boolean;
+}
+
+/**
+ * The view of health that load balancing needs; `@wmproxy/health`'s
+ * HealthChecker provides it (see health.ts), and tests may pass their own.
+ */
+export interface HealthSource {
+  /** False while the target is unhealthy or ejected (true for every target of a pool that panics and fails open). */
+  isAvailable(target: string, pool?: string): boolean;
+  /** Slow-start ramp, (0, 1] (1 when not ramping). */
+  weightFactor?(target: string): number;
+  /** Passive health: outcome of real traffic. */
+  reportSuccess?(target: string): void;
+  reportFailure?(target: string, kind: 'connect' | 'timeout' | 'status5xx'): void;
+}
+
+/** One server of an upstream group, with its keep-alive pool and balancing state. */
+export class UpstreamServer {
+  readonly address: string;
+  readonly host: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly maxConns: number;
+  readonly backup: boolean;
+  readonly tls: boolean;
+  readonly servername: string | undefined;
+  readonly tlsVerify: boolean;
+  readonly pool: ConnPool;
+  /** Requests in flight (least-connections, max_conns). */
+  active = 0;
+  /** Smooth weighted round robin state (nginx's current_weight). */
+  currentWeight = 0;
+  /** Long-lived (upgraded) sessions, closed when the server is marked down if configured. */
+  readonly tunnels = new Set<{ abort(error?: Error): void }>();
+  /** Totals for snapshots. */
+  requests = 0;
+  failures = 0;
+
+  constructor(spec: UpstreamServerSpec, pool: PoolOptions = {}) {
+    const { host, port } = splitHostPort(spec.address, spec.tls ? 443 : 80);
+    this.host = host;
+    this.port = port;
+    this.address = formatHostPort(host, port);
+    this.weight = spec.weight ?? 1;
+    if (!(this.weight > 0)) throw new Error(`weight of ${spec.address} must be positive`);
+    this.maxConns = spec.maxConns ?? 0;
+    this.backup = spec.backup ?? false;
+    this.tls = spec.tls ?? false;
+    this.servername = spec.servername;
+    this.tlsVerify = spec.tlsVerify ?? true;
+    this.pool = new ConnPool(pool);
+  }
+
+  get full(): boolean {
+    return this.maxConns > 0 && this.active >= this.maxConns;
+  }
+}
+
+/** `host:port`, `[v6]:port`, or a bare host with the default port. */
+export function splitHostPort(text: string, defaultPort: number): { host: string; port: number } {
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0) throw new Error(`invalid address "${text}"`);
+    const host = text.slice(1, close);
+    const rest = text.slice(close + 1);
+    if (rest === '') return { host, port: defaultPort };
+    if (!/^:\d{1,5}$/.test(rest)) throw new Error(`invalid address "${text}"`);
+    return { host, port: Number(rest.slice(1)) };
+  }
+  const colon = text.lastIndexOf(':');
+  if (colon < 0 || text.indexOf(':') !== colon) return { host: text, port: defaultPort };
+  const portText = text.slice(colon + 1);
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new Error(`invalid port in "${text}"`);
+  return { host: text.slice(0, colon), port: Number(portText) };
+}
+
+export interface UpstreamSpec {
+  name: string;
+  servers: UpstreamServerSpec[];
+  /** Load-balancing policy (default `round_robin`). */
+  policy?: PolicyName;
+  /** For `hash`: what to hash — `header:NAME`, `cookie:NAME`, `uri` or `ip` (default `uri`). */
+  hashKey?: string;
+  pool?: PoolOptions;
+  /**
+   * Active health check of every server (`@wmproxy/health` target options:
+   * `check`, `intervalMs`, `timeoutMs`, `rise`, `fall`, `jitter`...). Without
+   * `check` only passive checks (real traffic) apply.
+   */
+  health?: UpstreamHealthSpec;
+  /** Close a server's upgraded (WebSocket) connections when it is marked down (HAProxy `on-marked-down shutdown-sessions`; default false). */
+  shutdownSessionsOnDown?: boolean;
+}
+
+export type UpstreamHealthSpec = Omit<TargetSpec, 'address' | 'pool'>;
+
+/**
+ * A named group of servers: a policy over the servers that health says are
+ * available (undici's balanced pool layer). Backups are used only when no
+ * primary is available. The panic threshold is the health checker's: its
+ * pools are the group's name (primaries) and `NAME#backup`; when a pool
+ * panics and fails open, every server of it counts as available.
+ */
+export class Upstream {
+  readonly name: string;
+  readonly servers: UpstreamServer[];
+  readonly policy: Policy;
+  readonly hashKey: string;
+  readonly spec: UpstreamSpec;
+  health: HealthSource | undefined;
+  /** Round-robin cursor for policies that need one. */
+  cursor = 0;
+  private readonly scratch: UpstreamServer[] = [];
+
+  constructor(spec: UpstreamSpec, health?: HealthSource) {
+    this.name = spec.name;
+    this.spec = spec;
+    if (spec.servers.length === 0) throw new Error(`upstream "${spec.name}" has no servers`);
+    this.servers = spec.servers.map((server) => new UpstreamServer(server, spec.pool));
+    this.policy = getPolicy(spec.policy ?? 'round_robin');
+    this.hashKey = spec.hashKey ?? 'uri';
+    this.health = health;
+  }
+
+  /** The health-checker pool a server belongs to. */
+  poolOf(server: UpstreamServer): string {
+    return server.backup ? `${this.name}#backup` : this.name;
+  }
+
+  isAvailable(server: UpstreamServer): boolean {
+    return this.health ? this.health.isAvailable(server.address, this.poolOf(server)) : true;
+  }
+
+  /** Effective weight: configured weight times the slow-start factor. */
+  effectiveWeight(server: UpstreamServer): number {
+    const factor = this.health?.weightFactor?.(server.address) ?? 1;
+    return server.weight * Math.max(0.01, Math.min(1, factor));
+  }
+
+  /**
+   * The servers a policy may choose from, skipping `exclude` (servers that
+   * already failed this request) and servers at max_conns.
+   */
+  candidates(exclude?: ReadonlySet<UpstreamServer>): UpstreamServer[] {
+    const list = this.scratch;
+    list.length = 0;
+    for (const server of this.servers) {
+      if (server.backup || exclude?.has(server) || server.full || !this.isAvailable(server)) continue;
+      list.push(server);
+    }
+    if (list.length > 0) return list;
+    for (const server of this.servers) {
+      if (!server.backup || exclude?.has(server) || server.full || !this.isAvailable(server)) continue;
+      list.push(server);
+    }
+    return list;
+  }
+
+  /** Pick a server for a request, or undefined when none may take it. */
+  pick(ctx: SelectContext, exclude?: ReadonlySet<UpstreamServer>): UpstreamServer | undefined {
+    const list = this.candidates(exclude);
+    if (list.length === 0) return undefined;
+    if (list.length === 1) return list[0];
+    return this.policy.select(list, ctx, this);
+  }
+
+  /** Close idle pooled connections. */
+  close(): void {
+    for (const server of this.servers) server.pool.close();
+  }
+
+  /** Close long-lived sessions of a server (HAProxy's on-marked-down shutdown-sessions). */
+  shutdownSessions(address: string): number {
+    let closed = 0;
+    for (const server of this.servers) {
+      if (server.address !== address) continue;
+      for (const tunnel of [...server.tunnels]) {
+        tunnel.abort(new Error(`upstream ${address} marked down`));
+        closed++;
+      }
+      server.pool.close();
+    }
+    return closed;
+  }
+
+  snapshot(): Array<{ address: string; weight: number; backup: boolean; active: number; idle: number; available: boolean; requests: number; failures: number }> {
+    return this.servers.map((server) => ({
+      address: server.address,
+      weight: server.weight,
+      backup: server.backup,
+      active: server.active,
+      idle: server.pool.idleCount,
+      available: this.isAvailable(server),
+      requests: server.requests,
+      failures: server.failures,
+    }));
+  }
+}
+
+export type { Conn };

@@ -1,0 +1,161 @@
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { ReverseProxy, type ReverseProxyOptions } from '../src/index.js';
+
+export interface Backend {
+  name: string;
+  port: number;
+  address: string;
+  server: http.Server;
+  hits: number;
+  close(): Promise<void>;
+}
+
+export type BackendHandler = (req: http.IncomingMessage, res: http.ServerResponse, backend: Backend) => void;
+
+const defaultHandler: BackendHandler = (req, res, backend) => {
+  if (req.url === '/health') {
+    res.end('ok');
+    return;
+  }
+  res.setHeader('X-Backend', backend.name);
+  res.end(backend.name);
+};
+
+/** A node:http backend on 127.0.0.1, port 0 (or `port` to restart on the same one). */
+export async function startBackend(name: string, handler: BackendHandler = defaultHandler, port = 0): Promise<Backend> {
+  const sockets = new Set<net.Socket>();
+  const backend = { name, hits: 0 } as Backend;
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/health') backend.hits++;
+    handler(req, res, backend);
+  });
+  server.keepAliveTimeout = 30_000;
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  backend.server = server;
+  backend.port = (server.address() as AddressInfo).port;
+  backend.address = `127.0.0.1:${backend.port}`;
+  backend.close = () =>
+    new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      server.close(() => resolve());
+    });
+  return backend;
+}
+
+/** A raw TCP server that does whatever `onSocket` says (misbehaving backends). */
+export async function startRaw(onSocket: (socket: net.Socket) => void): Promise<{ port: number; address: string; close(): Promise<void>; sockets: Set<net.Socket> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    onSocket(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    sockets,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A port nothing listens on (bound then closed). */
+export async function deadPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export async function startProxy(options: Partial<ReverseProxyOptions> & Pick<ReverseProxyOptions, 'upstreams'>): Promise<{ proxy: ReverseProxy; base: string; port: number }> {
+  const proxy = new ReverseProxy({
+    shutdownDeadlineMs: 1_000,
+    servers: options.servers ?? [{ listen: '127.0.0.1:0', vhosts: [{ locations: [{ path: '/', upstream: options.upstreams[0]!.name }] }] }],
+    ...options,
+  });
+  await proxy.start();
+  const address = proxy.addresses[0] ?? '127.0.0.1:0';
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  return { proxy, base: `http://127.0.0.1:${port}`, port };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: string;
+}
+
+export const keepAliveAgent = (): http.Agent => new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+export function request(
+  url: string,
+  options: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; agent?: http.Agent | false } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: options.agent ?? false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Send raw bytes, collect everything until the server closes (or `idleMs` passes without bytes). */
+export function rawExchange(port: number, payload: string | Buffer, idleMs = 2_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    };
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(done, idleMs);
+    };
+    socket.on('connect', () => {
+      socket.write(payload);
+      arm();
+    });
+    socket.on('data', (chunk) => {
+      chunks.push(chunk);
+      arm();
+    });
+    socket.on('end', done);
+    socket.on('close', done);
+    socket.on('error', (error) => (chunks.length > 0 ? done() : reject(error)));
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Poll `condition` every 20 ms until it holds (no timing assertion: the test timeout bounds it). */
+export async function until(condition: () => boolean | Promise<boolean>, what: string, limitMs = 20_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}

@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { ReverseProxy } from '../src/index.js';
+import { startRaw, deadPort, until } from './helpers.js';
+
+function tcpEcho(name: string) {
+  return startRaw((socket) => {
+    socket.write(`${name}\n`);
+    socket.pipe(socket);
+  });
+}
+
+function talk(port: number, message: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk) => {
+      text += chunk.toString();
+      if (text.includes(message)) socket.end();
+    });
+    socket.on('connect', () => socket.write(message));
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
+  });
+}
+
+test('TCP streams are balanced, and a server refusing connections is skipped with no client-visible error', async () => {
+  const one = await tcpEcho('one');
+  const two = await tcpEcho('two');
+  const dead = await deadPort();
+  const proxy = new ReverseProxy({
+    upstreams: [{ name: 'tcp', servers: [{ address: one.address }, { address: `127.0.0.1:${dead}` }, { address: two.address }] }],
+    streams: [{ protocol: 'tcp', listen: '127.0.0.1:0', upstream: 'tcp' }],
+    health: { passive: { enabled: false } },
+  });
+  await proxy.start();
+  try {
+    const port = Number(proxy.streams[0]!.addresses[0]!.split(':').pop());
+    const greetings: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const text = await talk(port, `ping${i}`);
+      assert.ok(text.endsWith(`ping${i}`), text);
+      greetings.push(text.split('\n')[0]!);
+    }
+    assert.equal(greetings.filter((g) => g === 'one').length, 3);
+    assert.equal(greetings.filter((g) => g === 'two').length, 3);
+  } finally {
+    await proxy.close();
+    await one.close();
+    await two.close();
+  }
+});
+
+test('UDP: each client address gets its own upstream session, closed after the idle timeout', async () => {
+  const upstreamSocket = dgram.createSocket('udp4');
+  const peers = new Set<string>();
+  upstreamSocket.on('message', (message, info) => {
+    peers.add(`${info.address}:${info.port}`);
+    upstreamSocket.send(Buffer.from(`echo:${message.toString()}`), info.port, info.address);
+  });
+  await new Promise<void>((resolve) => upstreamSocket.bind(0, '127.0.0.1', () => resolve()));
+  const upstreamPort = upstreamSocket.address().port;
+  const proxy = new ReverseProxy({
+    upstreams: [{ name: 'udp', servers: [{ address: `127.0.0.1:${upstreamPort}` }] }],
+    streams: [{ protocol: 'udp', listen: '127.0.0.1:0', upstream: 'udp', idleTimeoutMs: 300 }],
+  });
+  await proxy.start();
+  const clients: dgram.Socket[] = [];
+  try {
+    const stream = proxy.streams[0]!;
+    const port = Number(stream.addresses[0]!.split(':').pop());
+    const replies: string[] = [];
+    for (const name of ['a', 'b']) {
+      const client = dgram.createSocket('udp4');
+      clients.push(client);
+      client.on('message', (message) => replies.push(`${name}<-${message.toString()}`));
+      await new Promise<void>((resolve) => client.bind(0, '127.0.0.1', () => resolve()));
+      client.send(`hi-${name}`, port, '127.0.0.1');
+      client.send(`again-${name}`, port, '127.0.0.1');
+    }
+    await until(() => replies.length === 4, 'four replies');
+    assert.deepEqual(replies.sort(), ['a<-echo:again-a', 'a<-echo:hi-a', 'b<-echo:again-b', 'b<-echo:hi-b']);
+    assert.equal(peers.size, 2, 'one upstream socket per client address');
+    assert.equal(stream.udpSessionCount, 2);
+    await until(() => stream.udpSessionCount === 0, 'sessions expired');
+  } finally {
+    for (const client of clients) client.close();
+    await proxy.close();
+    upstreamSocket.close();
+  }
+});
