@@ -13,15 +13,20 @@ if (detected.name === 'bun') runtimes.unshift(detected);
 let dir = '';
 let cert = '';
 let key = '';
+let otherCert = '';
+let otherKey = '';
+function selfSigned(name: string, san: string): { cert: string; key: string } {
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`,
+    '-addext', `subjectAltName=${san}`,
+    '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.pem`),
+  ], { stdio: 'ignore' });
+  return { cert: readFileSync(join(dir, `${name}.pem`), 'utf8'), key: readFileSync(join(dir, `${name}.key`), 'utf8') };
+}
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'wmproxy-tls-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-  ], { stdio: 'ignore' });
-  cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  key = readFileSync(join(dir, 'key.pem'), 'utf8');
+  ({ cert, key } = selfSigned('localhost', 'DNS:localhost,IP:127.0.0.1'));
+  ({ cert: otherCert, key: otherKey } = selfSigned('other.test', 'DNS:other.test,DNS:*.wild.test'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -56,6 +61,25 @@ for (const rt of runtimes) {
       const reply = readUntilClose(conn);
       conn.write(Buffer.from('hi'));
       assert.equal(await reply, 'echo:hi');
+      await server.shutdown({ deadlineMs: 500 });
+    });
+
+    test('a TLS listener picks its certificate by SNI (exact and wildcard names)', async () => {
+      setRuntime(rt);
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert, key, sni: { 'other.test': { cert: otherCert, key: otherKey }, '*.wild.test': { cert: otherCert, key: otherKey } } },
+        onConnection(conn) {
+          conn.setHandler({ data() {}, end: (c) => c.end(), close() {} });
+          conn.write(Buffer.from(conn.servername ?? 'none'));
+          conn.end();
+        },
+      }).start();
+      const port = Number(server.boundAddresses[0]!.split(':').pop());
+      for (const [servername, ca] of [['localhost', cert], ['other.test', otherCert], ['a.wild.test', otherCert]] as const) {
+        const conn = await connect({ host: '127.0.0.1', port, tls: { servername, ca } });
+        assert.equal(await readUntilClose(conn), servername);
+      }
       await server.shutdown({ deadlineMs: 500 });
     });
 

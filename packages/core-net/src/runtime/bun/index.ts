@@ -2,7 +2,8 @@
 import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsServerOptions } from '../../types.js';
+import { nodeRuntime } from '../node/index.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
 
 type BunSocket = import('bun').Socket<BunConn | undefined>;
 
@@ -178,13 +179,10 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
   };
 }
 
-function bunTls(options: TlsServerOptions): unknown {
-  const base = { cert: options.cert, key: options.key };
-  if (!options.sni) return base;
-  return [base, ...Object.entries(options.sni).map(([serverName, pair]) => ({ serverName, cert: pair.cert, key: pair.key }))];
-}
-
 async function listen(options: ListenOptions): Promise<Listener> {
+  // Bun.listen takes one certificate; a listener choosing certificates by SNI
+  // runs on node:tls (which Bun also implements) rather than failing.
+  if (options.tls?.sni) return nodeRuntime.listen(options);
   const handlers = socketHandlers((socket) => {
     const conn = new BunConn(socket, options.tls !== undefined);
     socket.data = conn;
@@ -198,7 +196,7 @@ async function listen(options: ListenOptions): Promise<Listener> {
       port: options.port,
       allowHalfOpen: true,
       reusePort: options.reusePort ?? false,
-      ...(options.tls ? { tls: bunTls(options.tls) as import('bun').TLSOptions } : {}),
+      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
       socket: handlers,
     } as unknown as import('bun').TCPSocketListenOptions<BunConn | undefined>);
   } catch (error) {
