@@ -35,6 +35,22 @@ function run(label, command, commandArgs, env = {}) {
   return result.status ?? 1;
 }
 
+// The tests drive real peers (curl, openssl, Dante, Chromium, Docker). On a
+// fresh Debian machine run as root, install them first with the same step CI
+// uses, so that `npm test` alone does the whole set-up.
+const peers = ['curl', 'openssl', 'danted', 'chromium', 'docker', 'unshare'];
+const missing = peers.filter((name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status !== 0);
+const dockerDown = !missing.includes('docker') && spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0;
+if (missing.length > 0 || dockerDown) {
+  const why = [missing.length > 0 ? `missing ${missing.join(', ')}` : '', dockerDown ? 'Docker daemon not running' : ''].filter(Boolean).join('; ');
+  if (process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
+    console.log(`=== set-up (${why}): bash .ci/run --setup-only`);
+    spawnSync('bash', [join(root, '.ci', 'run'), '--setup-only'], { cwd: root, stdio: 'inherit' });
+  } else {
+    console.log(`=== ${why}: tests that need them will fail or skip (as root on Debian, \`bash .ci/run --setup-only\` installs them)`);
+  }
+}
+
 let failed = 0;
 // e2e is not part of the product build (root tsconfig), so its tests are built here too.
 const e2eProject = existsSync(join(root, 'e2e', 'tsconfig.json')) ? ['e2e'] : [];
