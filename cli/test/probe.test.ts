@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -236,7 +236,8 @@ test('probe: bad arguments exit 2 with a one-line error', async () => {
     [['probe', 'http://127.0.0.1:1/', '--expect-status', '20x'], /invalid status list/],
     [['probe', 'http://127.0.0.1:1/', '--header', 'novalue'], /--header "novalue" must be NAME:VALUE/],
     [['probe', 'tcp://127.0.0.1:1', '--no-such-flag'], /Nonexistent flag/],
-    [['probe', '-c', 'wmproxy.yaml'], /not supported yet: configuration files arrive with the config issue/],
+    [['probe', '-c', 'no-such-file.yaml'], /no-such-file\.yaml/],
+    [['probe', '-c', 'wmproxy.yaml', 'tcp://127.0.0.1:1'], /give TARGETs or -c CONFIG, not both/],
   ];
   for (const [args, message] of cases) {
     const run = await wmproxy(args);
@@ -244,5 +245,50 @@ test('probe: bad arguments exit 2 with a one-line error', async () => {
     assert.match(run.stderr, message);
     assert.equal(run.stderr.trim().split('\n').length, 1, `one line: ${run.stderr}`);
     assert.equal(run.stdout, '');
+  }
+});
+
+test('probe -c: probes every upstream server of a configuration file with its configured check', async () => {
+  const server = await httpServer();
+  const dead = await closedPort();
+  const dir = mkdtempSync(join(tmpdir(), 'wmproxy-probe-config-'));
+  const file = join(dir, 'wmproxy.toml');
+  try {
+    writeFileSync(
+      file,
+      [
+        '[[upstream]]',
+        'name = "app"',
+        `servers = ["127.0.0.1:${server.port}", "127.0.0.1:${dead}"]`,
+        '[upstream.health_check]',
+        'type = "http"',
+        'path = "/healthz"',
+        '[[upstream]]',
+        'name = "db"',
+        `servers = ["127.0.0.1:${server.port}"]`,
+        '[[upstream]]',
+        'name = "unchecked"',
+        `servers = ["127.0.0.1:${dead}"]`,
+        'health_check = false',
+      ].join('\n'),
+    );
+    const run = await wmproxy(['probe', '-c', file, '--json']);
+    assert.equal(run.code, 1, run.stderr);
+    const report = JSON.parse(run.stdout) as { results: Array<{ label: string; state: string; check: string }> };
+    const byLabel = Object.fromEntries(report.results.map((result) => [result.label, result]));
+    assert.deepEqual(Object.keys(byLabel).sort(), [`app 127.0.0.1:${dead}`, `app 127.0.0.1:${server.port}`, `db 127.0.0.1:${server.port}`].sort());
+    assert.equal(byLabel[`app 127.0.0.1:${server.port}`]!.state, 'healthy');
+    assert.match(byLabel[`app 127.0.0.1:${server.port}`]!.check, /http GET \/healthz/);
+    assert.equal(byLabel[`app 127.0.0.1:${dead}`]!.state, 'unhealthy');
+    assert.match(byLabel[`db 127.0.0.1:${server.port}`]!.check, /tcp/);
+    assert.ok(server.heads.some((head) => head.startsWith('GET /healthz ')), 'the configured HTTP check reached the server');
+
+    writeFileSync(file, 'upstreams = 1\n');
+    const bad = await wmproxy(['probe', '-c', file]);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr.trim().split('\n').length, 1);
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

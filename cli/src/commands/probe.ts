@@ -78,9 +78,9 @@ export default class Probe extends Command {
 
   private async setup(): Promise<Setup> {
     const { flags, argv } = await this.parse(Probe);
-    if (flags.config !== undefined) throw new UsageError('not supported yet: configuration files arrive with the config issue');
     const raw = argv as string[];
-    if (raw.length === 0) throw new UsageError('at least one TARGET is required (tcp://host:port, http://… or https://…)');
+    if (flags.config !== undefined && raw.length > 0) throw new UsageError('give TARGETs or -c CONFIG, not both');
+    if (flags.config === undefined && raw.length === 0) throw new UsageError('at least one TARGET is required (tcp://host:port, http://… or https://…), or -c CONFIG');
     if (flags.watch && flags.wait !== undefined) throw new UsageError('--watch and --wait cannot be combined');
     const active: Partial<ActiveOptions> = {
       intervalMs: duration('--interval', flags.interval),
@@ -97,7 +97,7 @@ export default class Probe extends Command {
       if (colon <= 0) throw new UsageError(`--header "${header}" must be NAME:VALUE`);
       return [header.slice(0, colon).trim(), header.slice(colon + 1).trim()];
     });
-    const targets: ProbeTarget[] = raw.map((label) => {
+    const targets: ProbeTarget[] = flags.config !== undefined ? await configuredTargets(flags.config) : raw.map((label) => {
       const spec = parseTargetUrl(label);
       if (spec.check && spec.check.type !== 'tcp') {
         const check: HttpCheck = { ...spec.check };
@@ -197,4 +197,27 @@ function count(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag} must be a whole number of at least 1 (got "${value}")`);
   return Number(value);
+}
+
+/**
+ * Every upstream server of a configuration file, with the check configured
+ * for it (the default TCP check unless the file says otherwise); servers
+ * whose checks are switched off are left out. A file that does not validate
+ * is a bad argument.
+ */
+async function configuredTargets(file: string): Promise<ProbeTarget[]> {
+  const { ConfigError, formatIssue, loadConfig, upstreamTargets } = await import('@wmproxy/config');
+  let config;
+  try {
+    config = await loadConfig(file);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more: wmproxy check -c ${file})` : '';
+    throw new UsageError(`${formatIssue(error.issues[0]!)}${more}`);
+  }
+  const targets = upstreamTargets(config)
+    .filter((spec) => spec.check !== null)
+    .map((spec) => ({ label: `${spec.pool ?? 'default'} ${spec.address}`, spec }));
+  if (targets.length === 0) throw new UsageError(`${file}: no upstream server with an active check`);
+  return targets;
 }
