@@ -4,12 +4,19 @@
 // directly; wrk with keep-alive at 64 and 256 connections. Prints req/s,
 // p50/p99, CPU per request and peak RSS of the proxy, and ratios to nginx.
 //
-//   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx]
+//   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx] [--rounds 1]
+//
+// run% / wait% are the share of the run the proxy's threads spent on a CPU
+// and runnable but waiting for one (/proc/PID/task/*/schedstat; the rest is
+// sleep): on a shared machine a low CPU share with high wait% is other load,
+// not the proxy waiting on something. With --rounds N every contender runs N
+// times, interleaved, and the median row is shown (the machine's noise is
+// large between minutes).
 //
 // The backends are one nginx process (two ports, `return 200`), so they cost
 // little CPU. Everything listens on 127.0.0.1.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +28,7 @@ const arg = (name, fallback) => argument(args, name, fallback);
 const duration = Number(arg('duration', '5'));
 const connectionsList = arg('connections', '64,256').split(',').map(Number);
 const only = arg('only', '')?.split(',').filter(Boolean);
+const rounds = Math.max(1, Number(arg('rounds', '1')));
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-bench-'));
 const children = [];
 
@@ -55,6 +63,25 @@ function cpuMs(pids) {
     } catch {}
   }
   return (ticks * 1000) / TICK;
+}
+/** Nanoseconds on a CPU and waiting on a run queue, summed over every thread. */
+function schedNs(pids) {
+  let run = 0;
+  let wait = 0;
+  for (const pid of pids) {
+    let tasks = [];
+    try {
+      tasks = readdirSync(`/proc/${pid}/task`);
+    } catch {}
+    for (const tid of tasks) {
+      try {
+        const [r, w] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+        run += r;
+        wait += w;
+      } catch {}
+    }
+  }
+  return { run, wait };
 }
 function peakRssMiB(pids) {
   let kb = 0;
@@ -167,44 +194,65 @@ backend app
 ].filter((c) => !only?.length || only.includes(c.name));
 
 const results = [];
-for (const contender of contenders) {
-  const port = await freePort();
-  const started = await contender.start(port);
-  if (process.env.BENCH_VERBOSE) console.error("started", contender.name, started.port);
-  await waitPort(started.port);
-  // The real server process: bun/node run.js execs no children; nginx has a master and a worker.
-  const pids = started.child ? tree(started.child.pid) : [];
-  spawnSync('wrk', ['-t1', '-c8', '-d1s', `http://127.0.0.1:${started.port}/`]); // warm-up
-  for (const connections of connectionsList) {
-    const allPids = started.child ? tree(started.child.pid) : pids;
-    const cpuBefore = cpuMs(allPids);
-    const run = wrk(started.port, connections);
-    const cpu = cpuMs(allPids) - cpuBefore;
-    results.push({
-      proxy: contender.name,
-      connections,
-      rps: run.rps,
-      p50: run.p50,
-      p99: run.p99,
-      cpuUsPerReq: started.child && run.requests ? (cpu * 1000) / run.requests : NaN,
-      peakRssMiB: started.child ? peakRssMiB(allPids) : NaN,
-      errors: run.errors,
-      socketErrors: run.socketErrors,
-    });
+for (let round = 0; round < rounds; round++) {
+  for (const contender of contenders) {
+    const port = await freePort();
+    const started = await contender.start(port);
+    if (process.env.BENCH_VERBOSE) console.error('started', contender.name, started.port);
+    await waitPort(started.port);
+    // The real server process: bun/node run.js execs no children; nginx has a master and a worker.
+    const pids = started.child ? tree(started.child.pid) : [];
+    spawnSync('wrk', ['-t1', '-c8', '-d1s', `http://127.0.0.1:${started.port}/`]); // warm-up
+    for (const connections of connectionsList) {
+      const allPids = started.child ? tree(started.child.pid) : pids;
+      const cpuBefore = cpuMs(allPids);
+      const schedBefore = schedNs(allPids);
+      const wallBefore = process.hrtime.bigint();
+      const run = wrk(started.port, connections);
+      const wallNs = Number(process.hrtime.bigint() - wallBefore);
+      const cpu = cpuMs(allPids) - cpuBefore;
+      const sched = schedNs(allPids);
+      results.push({
+        proxy: contender.name,
+        connections,
+        round,
+        rps: run.rps,
+        p50: run.p50,
+        p99: run.p99,
+        cpuUsPerReq: started.child && run.requests ? (cpu * 1000) / run.requests : NaN,
+        runPct: started.child ? ((sched.run - schedBefore.run) * 100) / wallNs : NaN,
+        waitPct: started.child ? ((sched.wait - schedBefore.wait) * 100) / wallNs : NaN,
+        peakRssMiB: started.child ? peakRssMiB(allPids) : NaN,
+        errors: run.errors,
+        socketErrors: run.socketErrors,
+      });
+    }
+    if (started.child) await stop(started.child);
   }
-  if (started.child) await stop(started.child);
+}
+
+/** Per proxy and connection count, the round with the median req/s. */
+function medians(rows) {
+  const out = [];
+  for (const row of rows) {
+    if (out.some((r) => r.proxy === row.proxy && r.connections === row.connections)) continue;
+    const same = rows.filter((r) => r.proxy === row.proxy && r.connections === row.connections).sort((a, b) => a.rps - b.rps);
+    out.push(same[Math.floor((same.length - 1) / 2)]);
+  }
+  return out;
 }
 
 for (const child of children) await stop(child);
 
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
-console.log(`\nreverse proxy, wrk -t2 -d${duration}s, 2 nginx backends, ${new Date().toISOString()}`);
-console.log('proxy          conns    req/s  x nginx   p50 ms   p99 ms  cpu us/req  peak RSS MiB  non-2xx  socket errors');
-for (const row of results) {
-  const nginx = results.find((r) => r.proxy === 'nginx' && r.connections === row.connections);
+const shown = medians(results);
+console.log(`\nreverse proxy, wrk -t2 -d${duration}s, 2 nginx backends, ${rounds > 1 ? `median of ${rounds} rounds, ` : ''}${new Date().toISOString()}`);
+console.log('proxy          conns    req/s  x nginx   p50 ms   p99 ms  cpu us/req  run%  wait%  peak RSS MiB  non-2xx  socket errors');
+for (const row of shown) {
+  const nginx = shown.find((r) => r.proxy === 'nginx' && r.connections === row.connections);
   const ratio = nginx ? row.rps / nginx.rps : NaN;
   console.log(
-    `${row.proxy.padEnd(14)} ${String(row.connections).padStart(5)} ${fmt(row.rps).padStart(8)} ${fmt(ratio, 2).padStart(8)} ${fmt(row.p50, 2).padStart(8)} ${fmt(row.p99, 2).padStart(8)} ${fmt(row.cpuUsPerReq, 1).padStart(11)} ${fmt(row.peakRssMiB, 1).padStart(13)} ${String(row.errors).padStart(8)}  ${row.socketErrors}`,
+    `${row.proxy.padEnd(14)} ${String(row.connections).padStart(5)} ${fmt(row.rps).padStart(8)} ${fmt(ratio, 2).padStart(8)} ${fmt(row.p50, 2).padStart(8)} ${fmt(row.p99, 2).padStart(8)} ${fmt(row.cpuUsPerReq, 1).padStart(11)} ${fmt(row.runPct).padStart(5)} ${fmt(row.waitPct).padStart(6)} ${fmt(row.peakRssMiB, 1).padStart(13)} ${String(row.errors).padStart(8)}  ${row.socketErrors}`,
   );
 }
 if (args.includes('--json')) console.log(JSON.stringify(results));
