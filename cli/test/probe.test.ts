@@ -85,11 +85,19 @@ async function httpServer(status = 200, body = 'ok'): Promise<TestServer> {
 }
 
 async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  // Below the ephemeral range (32768-60999), so a connect to it can never be
+  // answered by a TCP self-connect from a source port the kernel happened to pick.
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const server = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!free) continue;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
 }
 
 test('probe: exit 0 and one line per target when every target is healthy', async () => {

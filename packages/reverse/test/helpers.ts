@@ -76,11 +76,19 @@ export async function startRaw(onSocket: (socket: net.Socket) => void): Promise<
 
 /** A port nothing listens on (bound then closed). */
 export async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  // Below the ephemeral range (32768-60999), so a connect to it can never be
+  // answered by a TCP self-connect from a source port the kernel happened to pick.
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const server = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!free) continue;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
 }
 
 export async function startProxy(options: Partial<ReverseProxyOptions> & Pick<ReverseProxyOptions, 'upstreams'>): Promise<{ proxy: ReverseProxy; base: string; port: number }> {
