@@ -6,6 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { closedPort } from '@wmproxy/testkit';
 
 // cli/test (Bun, sources) or cli/dist/test (Node, compiled): find cli/bin/run.js either way.
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -84,21 +85,6 @@ async function httpServer(status = 200, body = 'ok'): Promise<TestServer> {
   return state;
 }
 
-async function closedPort(): Promise<number> {
-  // Below the ephemeral range (32768-60999), so a connect to it can never be
-  // answered by a TCP self-connect from a source port the kernel happened to pick.
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const server = net.createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) continue;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
-  }
-}
 
 test('probe: exit 0 and one line per target when every target is healthy', async () => {
   const server = await httpServer();

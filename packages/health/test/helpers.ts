@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
+export { closedPort } from '@wmproxy/testkit';
 
 /**
  * An HTTP/1.1 backend (plain node:net, independent of the runtime under test)
@@ -117,22 +118,6 @@ export async function backend(initial: Mode = 'ok', options: { tls?: { cert: str
   return state;
 }
 
-/** A port that refuses connections: bind, note the port, close. */
-export async function closedPort(): Promise<number> {
-  // Below the ephemeral range (32768-60999), so a connect to it can never be
-  // answered by a TCP self-connect from a source port the kernel happened to pick.
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const server = net.createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) continue;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
-  }
-}
 
 /** A TCP server speaking a tiny line protocol: `PING` → `+PONG`. Counts connections. */
 export async function pingServer(): Promise<{ port: number; accepted: number; close(): Promise<void> }> {

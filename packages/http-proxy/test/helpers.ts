@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Logger, Server, parseAddress } from '@wmproxy/core-net';
 import { ForwardProxy, HttpProxyServer, type ForwardProxyOptions, type HttpProxyOptions } from '../src/index.js';
+export { closedPort } from '@wmproxy/testkit';
 
 /** A proxy on 127.0.0.1:0 whose log lines are kept for assertions. */
 export interface TestProxy {
@@ -293,22 +294,6 @@ export function parseResponses(text: string): Array<{ status: number; head: stri
   }
 }
 
-/** A port that refuses connections: bind, note the port, close. */
-export async function closedPort(): Promise<number> {
-  // Below the ephemeral range (32768-60999), so a connect to it can never be
-  // answered by a TCP self-connect from a source port the kernel happened to pick.
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const server = net.createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) continue;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
-  }
-}
 
 export function basic(user: string, password: string): string {
   return 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');

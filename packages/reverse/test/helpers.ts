@@ -2,6 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { ReverseProxy, type ReverseProxyOptions } from '../src/index.js';
+export { closedPort as deadPort } from '@wmproxy/testkit';
 
 export interface Backend {
   name: string;
@@ -74,22 +75,6 @@ export async function startRaw(onSocket: (socket: net.Socket) => void): Promise<
   };
 }
 
-/** A port nothing listens on (bound then closed). */
-export async function deadPort(): Promise<number> {
-  // Below the ephemeral range (32768-60999), so a connect to it can never be
-  // answered by a TCP self-connect from a source port the kernel happened to pick.
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const server = net.createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) continue;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
-  }
-}
 
 export async function startProxy(options: Partial<ReverseProxyOptions> & Pick<ReverseProxyOptions, 'upstreams'>): Promise<{ proxy: ReverseProxy; base: string; port: number }> {
   const proxy = new ReverseProxy({

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Logger, Server, parseAddress } from '@wmproxy/core-net';
 import { Socks5Server, type Socks5ServerOptions } from '../src/index.js';
+export { closedPort } from '@wmproxy/testkit';
 
 /** A SOCKS5 server on 127.0.0.1:0 whose log lines are kept for assertions. */
 export interface TestProxy {
@@ -273,22 +274,6 @@ export async function startTcpServer(onSocket: (socket: net.Socket) => void, hos
   };
 }
 
-/** A port nothing listens on. */
-export async function closedPort(): Promise<number> {
-  // Below the ephemeral range (32768-60999), so a connect to it can never be
-  // answered by a TCP self-connect from a source port the kernel happened to pick.
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const server = net.createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) continue;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
-  }
-}
 
 /** A UDP echo server that prefixes replies with "echo:". */
 export async function startUdpEcho(host = '127.0.0.1'): Promise<{ port: number; close(): void }> {
