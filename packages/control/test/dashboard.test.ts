@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -13,8 +13,8 @@ import { silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
 import { Instance } from '../src/index.js';
 import { backend, until } from './helpers.js';
+import { CHROMIUM, chromiumFlags } from '@wmproxy/testkit';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 
 /** A minimal DevTools protocol client for one page. */
 class Page {
@@ -63,15 +63,7 @@ async function launch(profile: string): Promise<{ chrome: ChildProcess; port: nu
   const chrome = spawn(
     CHROMIUM!,
     [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-dev-shm-usage',
-      `--user-data-dir=${profile}`,
+      ...chromiumFlags(profile),
       '--remote-debugging-address=127.0.0.1',
       '--remote-debugging-port=0',
       'about:blank',

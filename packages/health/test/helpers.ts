@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
+import { trackedServer } from '@wmproxy/testkit';
 export { closedPort } from '@wmproxy/testkit';
 
 /**
@@ -121,24 +122,16 @@ export async function backend(initial: Mode = 'ok', options: { tls?: { cert: str
 
 /** A TCP server speaking a tiny line protocol: `PING` → `+PONG`. Counts connections. */
 export async function pingServer(): Promise<{ port: number; accepted: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
   const state = { port: 0, accepted: 0, close: async () => {} };
-  const server = net.createServer((socket) => {
+  const server = await trackedServer((socket) => {
     state.accepted++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
     socket.on('data', (chunk) => {
       if (chunk.toString().includes('PING')) socket.write('+PONG\r\n');
     });
+    socket.on('end', () => socket.end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  state.port = (server.address() as net.AddressInfo).port;
-  state.close = () =>
-    new Promise<void>((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      server.close(() => resolve());
-    });
+  state.port = server.port;
+  state.close = server.close;
   return state;
 }
 

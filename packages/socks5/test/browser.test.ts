@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isLoopback } from '@wmproxy/core-net';
 import { run, startHttpTarget, startProxy } from './helpers.js';
+import { CHROMIUM, chromiumFlags } from '@wmproxy/testkit';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 
 test('headless Chromium loads a local page through the SOCKS5 server', { skip: CHROMIUM ? false : 'chromium is not installed', timeout: 90_000 }, async () => {
   const page = await startHttpTarget();
@@ -17,15 +17,7 @@ test('headless Chromium loads a local page through the SOCKS5 server', { skip: C
     const result = await run(
       CHROMIUM!,
       [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-dev-shm-usage',
-        `--user-data-dir=${profile}`,
+        ...chromiumFlags(profile),
         `--proxy-server=socks5://127.0.0.1:${proxy.port}`,
         // Chromium never proxies loopback unless told to; and it must resolve nothing itself.
         '--proxy-bypass-list=<-loopback>',

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { existsSync } from 'node:fs';
 
 /**
  * A loopback port nothing listens on. It is taken from below the ephemeral
@@ -17,4 +18,48 @@ export async function closedPort(): Promise<number> {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     return port;
   }
+}
+
+/**
+ * A TCP server on 127.0.0.1:0 that hands each socket to `onSocket` and, on
+ * `close()`, destroys the sockets still open so the test process can exit.
+ */
+export async function trackedServer(onSocket: (socket: net.Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    onSocket(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Debian's Chromium, when installed. */
+export const CHROMIUM: string | undefined = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
+
+/**
+ * Flags for headless Chromium on a machine with no network but loopback:
+ * without the background-networking ones it keeps dialling Google's hosts.
+ */
+export function chromiumFlags(profileDir: string): string[] {
+  return [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-dev-shm-usage',
+    `--user-data-dir=${profileDir}`,
+  ];
 }
