@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Logger, Server, parseAddress } from '@wmproxy/core-net';
 import { Socks5Server, type Socks5ServerOptions } from '../src/index.js';
+import { trackedServer } from '@wmproxy/testkit';
 export { closedPort } from '@wmproxy/testkit';
 
 /** A SOCKS5 server on 127.0.0.1:0 whose log lines are kept for assertions. */
@@ -254,25 +255,8 @@ export async function readReply(client: RawClient): Promise<{ reply: number; hos
   return { reply: head[1]!, host, port };
 }
 
-/** A TCP server that closes nothing and answers nothing: a target that accepts and sits. */
-export async function startTcpServer(onSocket: (socket: net.Socket) => void, host = '127.0.0.1'): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
-    onSocket(socket);
-  });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+/** A TCP server that closes nothing and answers nothing unless `onSocket` says so: a target that accepts and sits. */
+export const startTcpServer = trackedServer;
 
 
 /** A UDP echo server that prefixes replies with "echo:". */

@@ -21,10 +21,11 @@ export async function closedPort(): Promise<number> {
 }
 
 /**
- * A TCP server on 127.0.0.1:0 that hands each socket to `onSocket` and, on
- * `close()`, destroys the sockets still open so the test process can exit.
+ * A TCP server on `host` (default 127.0.0.1), port 0, that hands each socket
+ * to `onSocket` (half-open allowed) and, on `close()`, destroys the sockets
+ * still open so the test process can exit.
  */
-export async function trackedServer(onSocket: (socket: net.Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
+export async function trackedServer(onSocket: (socket: net.Socket) => void, host = '127.0.0.1'): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
@@ -32,7 +33,7 @@ export async function trackedServer(onSocket: (socket: net.Socket) => void): Pro
     socket.on('error', () => undefined);
     onSocket(socket);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
     close: () =>
