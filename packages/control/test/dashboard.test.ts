@@ -141,7 +141,8 @@ upstream = "app"
       chrome.kill('SIGKILL');
       await exited;
     }
-    rmSync(profile, { recursive: true, force: true });
+    // Chromium's helper processes may still be writing the profile as they die: retry.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
     await instance.stop();
     await alive.kill();
   }

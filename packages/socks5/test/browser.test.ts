@@ -30,7 +30,8 @@ test('headless Chromium loads a local page through the SOCKS5 server', { skip: C
     assert.match(result.stdout, /<p id="greeting">hello \/from-browser via 127\.0\.0\.1<\/p>/, result.stderr.slice(-2000));
     await proxy.waitForLog('socks5 connect', `target=localhost:${page.port}`);
   } finally {
-    rmSync(profile, { recursive: true, force: true });
+    // Chromium's helper processes may still be writing the profile as they die: retry.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
     await proxy.close();
     await page.close();
   }
