@@ -141,9 +141,10 @@ upstream = "app"
       chrome.kill('SIGKILL');
       await exited;
     }
-    // Chromium's helper processes may still be writing the profile as they die: retry.
-    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+    // The servers first, so that nothing keeps the test process alive if the clean-up below fails.
     await instance.stop();
     await alive.kill();
+    // Chromium's helper processes may still be writing the profile as they die: retry.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
   }
 });
