@@ -202,5 +202,32 @@ test('run stops gracefully on SIGTERM and refuses an invalid file with exit 1', 
   const refused = await wmproxy(['run', '-c', bad]);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /bad\.toml: proxy\[0\]\.listen: expected an address/);
-  assert.equal((await wmproxy(['run', '--workers', '4'])).code, 2);
+  assert.equal((await wmproxy(['run', '--workers', '0'])).code, 2);
+  assert.equal((await wmproxy(['run', '--workers', 'many'])).code, 2);
+});
+
+test('run --workers 2: two worker processes serve, status lists them, SIGTERM stops them all', async () => {
+  const app = await backend();
+  const file = join(scratch, 'workers.toml');
+  writeFileSync(file, '[control]\nlisten = "127.0.0.1:0"\n[[proxy]]\nname = "mixed"\nlisten = "127.0.0.1:0"\n');
+  const running = new Running(['-c', file, '--workers', '2']);
+  try {
+    await running.waitFor(/running \(pid \d+, 2 worker processes\)/);
+    const proxy = (await running.waitFor(/forward mixed listening on (\S+)/))[1]!;
+    const control = (await running.waitFor(/control control listening on (\S+)/))[1]!;
+    assert.doesNotMatch(proxy, /:0$/);
+    for (let i = 0; i < 4; i++) assert.equal(await curl(['-x', `http://${proxy}`, `http://${app.address}/w${i}`]), `backend /w${i}`);
+    const json = await wmproxy(['status', '--control', control, '--json']);
+    const workers = (JSON.parse(json.stdout) as { status: { workers: Array<{ pid: number; state: string }> } }).status.workers;
+    assert.equal(workers.length, 2);
+    assert.deepEqual(workers.map((worker) => worker.state), ['running', 'running']);
+    const text = await wmproxy(['status', '--control', control]);
+    assert.match(text.stdout, new RegExp(`worker +1 +pid ${workers[1]!.pid}, running`));
+    running.child.kill('SIGTERM');
+    assert.equal(await running.exited, 0);
+    for (const worker of workers) assert.throws(() => process.kill(worker.pid, 0), /ESRCH/, `worker ${worker.pid} exited`);
+  } finally {
+    running.child.kill('SIGKILL');
+    await app.close();
+  }
 });

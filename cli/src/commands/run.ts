@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { Flags } from '@oclif/core';
 import type { WmproxyConfig } from '@wmproxy/config';
 import type { Instance } from '@wmproxy/control';
@@ -14,7 +15,7 @@ export default class Run extends WmproxyCommand {
   static override examples = ['<%= config.bin %> run', '<%= config.bin %> run -c wmproxy.toml', 'kill -HUP $(pidof wmproxy)  # reload'];
   static override flags = {
     config: Flags.string({ char: 'c', description: 'configuration file (.toml, .yaml, .yml, .json; the original wmproxy format is converted)' }),
-    workers: Flags.string({ description: 'processes sharing the listeners: auto or N (only 1 is supported in this version)' }),
+    workers: Flags.string({ description: 'processes sharing the listeners: auto (one per CPU) or N; overrides `workers` of the file (default 1)' }),
   };
 
   async run(): Promise<void> {
@@ -22,7 +23,9 @@ export default class Run extends WmproxyCommand {
     // Loaded here, not at the top: oclif imports every command module at start-up.
     const { ConfigError, defaultConfig, loadConfig } = await import('@wmproxy/config');
     const { Instance } = await import('@wmproxy/control');
-    if (flags.workers !== undefined && flags.workers !== '1') return this.usageError(`--workers ${flags.workers}: only 1 worker is supported in this version`);
+    if (flags.workers !== undefined && flags.workers !== 'auto' && !(/^[1-9][0-9]{0,2}$/.test(flags.workers) && Number(flags.workers) <= 256)) {
+      return this.usageError(`--workers ${flags.workers}: expected auto or a number from 1 to 256`);
+    }
     const file = flags.config;
     let config: WmproxyConfig;
     try {
@@ -32,7 +35,8 @@ export default class Run extends WmproxyCommand {
       process.stderr.write(error.message + '\n');
       return this.exit(1);
     }
-    if (config.workers !== 1) process.stderr.write(`warning: workers = ${String(config.workers)}: only 1 worker is supported in this version; running one\n`);
+    const wanted = flags.workers === undefined ? config.workers : flags.workers === 'auto' ? 'auto' : Number(flags.workers);
+    const workers = wanted === 'auto' ? availableParallelism() : wanted;
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
     let instance: Instance;
@@ -41,6 +45,7 @@ export default class Run extends WmproxyCommand {
         version: this.config.version,
         ...(file ? { load: () => loadConfig(file) } : {}),
         onStopRequested: () => done(),
+        workers,
       });
     } catch (error) {
       process.stderr.write(`wmproxy run: ${(error as Error).message.split('\n')[0]}\n`);
@@ -50,7 +55,7 @@ export default class Run extends WmproxyCommand {
     for (const service of instance.status().services) {
       this.log(`${service.kind} ${service.name} listening on ${service.addresses.join(', ')}`);
     }
-    this.log(`wmproxy ${this.config.version} running (pid ${process.pid})`);
+    this.log(`wmproxy ${this.config.version} running (pid ${process.pid}${workers > 1 ? `, ${workers} worker processes` : ''})`);
     const stop = () => void instance.stop().then(done);
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -26,6 +26,9 @@ export default class Status extends ControlCommand {
     for (const service of status.services) {
       this.log(`  ${service.kind.padEnd(8)} ${service.name.padEnd(12)} ${(service.addresses.length > 0 ? service.addresses : service.listen).join(', ')}`);
     }
+    for (const worker of status.workers ?? []) {
+      this.log(`  worker   ${String(worker.index).padEnd(12)} pid ${worker.pid ?? '-'}, ${worker.state}, since ${worker.startedAt}, restarts ${worker.restarts}, open connections ${worker.openConnections}`);
+    }
     for (const group of upstreams) {
       this.log(`upstream ${group.name} (${group.policy})`);
       for (const server of group.servers) {

@@ -115,10 +115,19 @@ function buildApp(instance: Instance, access: Access, streams: EventStreams, ada
       }
     })
     .get('/', () => new Response(DASHBOARD_HTML, { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } }))
-    .get('/status', () => json(instance.status()))
-    .get('/upstreams', () => json({ at: Date.now(), upstreams: instance.upstreams() }))
+    .get('/status', async () => {
+      await instance.refresh();
+      return json(instance.status());
+    })
+    .get('/upstreams', async () => {
+      await instance.refresh();
+      return json({ at: Date.now(), upstreams: instance.upstreams() });
+    })
     .get('/config', () => json(instance.redactedConfig()))
-    .get('/metrics', () => new Response(instance.prometheus(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' } }))
+    .get('/metrics', async () => {
+      await instance.refresh();
+      return new Response(instance.prometheus(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' } });
+    })
     .get('/events', () => streams.response())
     .post('/reload', async () => {
       const result = await instance.reload();

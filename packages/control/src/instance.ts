@@ -8,10 +8,13 @@ import { runtimeReady, type Logger } from '@wmproxy/core-net';
 import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type ConfigIssue, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
-import { Exposition, Metrics } from './metrics.js';
+import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
 import { ControlServer } from './api.js';
+import { PortPinner } from './cluster/ports.js';
+import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
+import { WorkerSupervisor, type WorkerView } from './cluster/supervisor.js';
 
 export const VERSION = '0.1.0';
 
@@ -24,11 +27,19 @@ export interface InstanceOptions {
   version?: string;
   /** Told when a stop was asked for through the control API (the CLI exits after it). */
   onStopRequested?: () => void;
+  /**
+   * Serve with this many worker processes sharing every listener (default 1:
+   * serve in this process). This process then keeps the configuration, the
+   * health checks and the control API, and restarts workers that die.
+   */
+  workers?: number;
+  /** Set in a worker process by the cluster: its index and the primary's health states to start from. */
+  worker?: { index: number; health: HealthEntry[] };
 }
 
 /** An event of the `/events` stream and the dashboard. */
 export interface InstanceEvent {
-  type: 'transition' | 'eject' | 'uneject' | 'panic' | 'reload' | 'stop';
+  type: 'transition' | 'eject' | 'uneject' | 'panic' | 'reload' | 'stop' | 'worker';
   at: number;
   [field: string]: unknown;
 }
@@ -61,6 +72,8 @@ export interface StatusView {
   configFile: string;
   reloads: { ok: number; failed: number; last: string | undefined };
   services: ServiceStatus[];
+  /** With `workers` > 1: each worker process. */
+  workers?: WorkerView[];
 }
 
 export interface UpstreamServerView {
@@ -109,6 +122,10 @@ export class Instance {
   private lastReload: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | undefined;
+  private supervisor: WorkerSupervisor | undefined;
+  private readonly pinner = new PortPinner();
+  /** The workers' counters as last collected (see `refresh()`). */
+  private clusterCounters: WorkerCounters = emptyCounters(LATENCY_BUCKET_COUNT);
 
   private constructor(config: WmproxyConfig, options: InstanceOptions) {
     this.config = config;
@@ -120,8 +137,9 @@ export class Instance {
       this.logger = this.logs.logger;
     }
     this.accessLog = this.newAccessLog();
-    this.health = new HealthChecker(config.health);
+    this.health = new HealthChecker(options.worker ? { ...config.health, probe: false } : config.health);
     this.health.events.on('transition', (event) => {
+      this.supervisor?.broadcastHealth([{ key: event.key, state: event.to, reason: event.reason }]);
       this.metrics.observeTransition(event.target, event.to);
       this.emit({ type: 'transition', at: event.at, target: event.target, check: event.check, from: event.from, to: event.to, reason: event.reason, latencyMs: event.latencyMs });
     });
@@ -136,12 +154,30 @@ export class Instance {
     const instance = new Instance(config, options);
     try {
       instance.runtimeName = (await runtimeReady()).name;
-      for (const proxy of config.proxies) {
-        const service = await new ForwardService(proxy, instance.loggerFor(proxy.name)).start();
-        instance.forward.set(service.key, service);
+      const workers = options.workers ?? 1;
+      if (workers > 1) {
+        instance.config = await instance.pinner.pin(config);
+        instance.health.replaceTargets(healthTargets(instance.config));
+        instance.supervisor = new WorkerSupervisor({
+          count: workers,
+          logger: instance.logger.child({ service: 'workers' }),
+          buckets: LATENCY_BUCKET_COUNT,
+          healthStates: () => instance.healthEntries(),
+          quiet: options.logger !== undefined,
+          onEvent: (event) => instance.emit(event),
+        });
+        await instance.supervisor.start(instance.config);
+      } else {
+        // A worker starts from the primary's health states, before it serves.
+        instance.health.replaceTargets(healthTargets(config));
+        for (const entry of options.worker?.health ?? []) instance.health.applyState(entry.key, entry.state, entry.reason);
+        for (const proxy of config.proxies) {
+          const service = await new ForwardService(proxy, instance.loggerFor(proxy.name)).start();
+          instance.forward.set(service.key, service);
+        }
+        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog);
+        instance.health.replaceTargets(healthTargets(config));
       }
-      if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog);
-      instance.health.replaceTargets(healthTargets(config));
       if (config.control.enabled) instance.api = await ControlServer.start(instance, config.control);
     } catch (error) {
       await instance.shutdown(0);
@@ -164,6 +200,15 @@ export class Instance {
   private retargetAccessLog(format: WmproxyConfig['log']['accessFormat']): void {
     this.accessLog.target = this.logs?.accessSink;
     this.accessLog.lineFormat = format;
+  }
+
+  /** Every active check's known state, for a worker that starts. */
+  private healthEntries(): HealthEntry[] {
+    const entries: HealthEntry[] = [];
+    for (const target of this.health.snapshot().targets) {
+      for (const check of target.checks) if (check.state !== 'unknown') entries.push({ key: check.key, state: check.state });
+    }
+    return entries;
   }
 
   private emit(event: InstanceEvent): void {
@@ -206,6 +251,11 @@ export class Instance {
       return this.rejected({ ok: false, message: (error as Error).message, changes: [], warnings: [] });
     }
     const changes: string[] = [];
+    try {
+      this.health.configure(next.health);
+    } catch (error) {
+      return this.rejected({ ok: false, message: `health: ${(error as Error).message}`, changes: [], warnings: [] });
+    }
     // 1. Logs first, so that the new services log to the new place.
     let oldLogs: LogSet | undefined;
     if (!this.options.logger && this.logs && !this.logs.sameAs(next.log)) {
@@ -215,6 +265,7 @@ export class Instance {
       changes.push('logs reopened with the new settings');
     }
     this.retargetAccessLog(next.log.accessFormat);
+    if (this.supervisor) return this.reloadWorkers(this.supervisor, next, changes, oldLogs);
     // 2. Forward proxies: validate every new proxy, bind new ports, then commit.
     const kept: Array<{ service: ForwardService; config: WmproxyConfig['proxies'][number]; proxy: ReturnType<ForwardService['prepare']> }> = [];
     const opened: ForwardService[] = [];
@@ -271,6 +322,36 @@ export class Instance {
     }
     // 4. Health targets: the exact new set; unchanged targets keep their state.
     this.health.replaceTargets(healthTargets(next));
+    return this.committed(next, changes, oldLogs);
+  }
+
+  /** With workers: this process checks health and keeps the configuration; every worker applies it. */
+  private async reloadWorkers(supervisor: WorkerSupervisor, given: WmproxyConfig, changes: string[], oldLogs: LogSet | undefined): Promise<ReloadResult> {
+    let next: WmproxyConfig;
+    try {
+      next = await this.pinner.pin(given);
+    } catch (error) {
+      if (oldLogs) this.restoreLogs(oldLogs);
+      this.retargetAccessLog(this.config.log.accessFormat);
+      return this.rejected({ ok: false, message: (error as Error).message, changes: [], warnings: [] });
+    }
+    const results = await supervisor.reload(next);
+    this.health.replaceTargets(healthTargets(next));
+    const failed = results.filter((result) => !result.ok);
+    changes.push(...(results.find((result) => result.ok)?.changes ?? []));
+    if (failed.length > 0) {
+      // Workers that could not apply it kept (or restored) their previous settings, as a single process does.
+      this.metrics.reloadsFailed++;
+      const message = [...new Set(failed.map((result) => result.message ?? 'failed'))].join('; ');
+      this.logger.error('reload failed in a worker', { error: message, workers: failed.length });
+      this.config = next;
+      if (oldLogs) void oldLogs.close();
+      return { ok: false, message: `${failed.length} of ${results.length} workers: ${message}`, changes, warnings: next.warnings };
+    }
+    return this.committed(next, changes, oldLogs);
+  }
+
+  private committed(next: WmproxyConfig, changes: string[], oldLogs: LogSet | undefined): ReloadResult {
     const previous = this.config;
     this.config = next;
     if (oldLogs) void oldLogs.close();
@@ -315,6 +396,7 @@ export class Instance {
   /** Reopen log files (SIGUSR1, after logrotate moved them). */
   reopenLogs(): void {
     this.logs?.reopen();
+    this.supervisor?.reopenLogs();
     this.logger.info('log files reopened');
   }
 
@@ -332,7 +414,7 @@ export class Instance {
   private async shutdown(deadlineMs: number): Promise<void> {
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
-    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop()]);
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs)]);
     this.forward.clear();
     this.reverse = undefined;
     await this.health.close();
@@ -369,6 +451,7 @@ export class Instance {
         services.push({ kind: 'stream', name: stream.name, listen: stream.listen, addresses: this.reverse!.proxy.streams[index]?.addresses ?? [], protocol: stream.protocol, upstream: stream.upstream });
       });
     }
+    if (this.supervisor) services.push(...this.supervisor.services());
     if (this.api) services.push({ kind: 'control', name: 'control', listen: [this.config.control.listen], addresses: [this.api.address] });
     return {
       version: this.options.version ?? VERSION,
@@ -379,6 +462,27 @@ export class Instance {
       configFile: this.config.file,
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
+      ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+    };
+  }
+
+  /** With workers: collect their counters now (the control API calls this before answering). */
+  async refresh(): Promise<void> {
+    if (this.supervisor) this.clusterCounters = await this.supervisor.collect();
+  }
+
+  /** This process's traffic counters (a worker reports them to its primary); with workers, theirs as last collected. */
+  workerCounters(): WorkerCounters {
+    if (this.supervisor) return this.clusterCounters;
+    const m = this.metrics;
+    return {
+      requests: [...m.requests],
+      bytesSent: m.bytesSent,
+      requestDuration: m.requestDuration.data(),
+      upstreamDuration: m.upstreamDuration.data(),
+      upstreams: this.reverse?.proxy.snapshot().upstreams ?? {},
+      forward: [...this.forward.values()].map((service) => ({ name: service.name, open: service.openConnections, accepted: service.accepted })),
+      sessions: this.reverse?.proxy.sessions.size ?? 0,
     };
   }
 
@@ -386,7 +490,7 @@ export class Instance {
   upstreams(): UpstreamView[] {
     const snapshot: HealthSnapshot = this.health.snapshot();
     const targets = new Map<string, TargetSnapshot>(snapshot.targets.map((target) => [target.target, target]));
-    const counters = this.reverse?.proxy.snapshot().upstreams ?? {};
+    const counters = this.workerCounters().upstreams;
     return this.config.upstreams.map((group) => ({
       name: group.name,
       policy: group.policy,
@@ -427,21 +531,26 @@ export class Instance {
   prometheus(): string {
     const out = new Exposition();
     const m = this.metrics;
+    const traffic = this.workerCounters();
     out.family('wmproxy_uptime_seconds', 'gauge', 'Seconds since the instance started.').sample('wmproxy_uptime_seconds', {}, (Date.now() - this.startedAt) / 1000);
     out.family('wmproxy_reloads_total', 'counter', 'Configuration reloads by result.');
     out.sample('wmproxy_reloads_total', { result: 'ok' }, m.reloadsOk).sample('wmproxy_reloads_total', { result: 'rejected' }, m.reloadsFailed);
     out.family('wmproxy_open_connections', 'gauge', 'Open client connections by service.');
-    for (const service of this.forward.values()) out.sample('wmproxy_open_connections', { service: service.name, kind: 'forward' }, service.openConnections);
-    if (this.reverse) out.sample('wmproxy_open_connections', { service: 'reverse', kind: 'http' }, this.reverse.proxy.sessions.size);
+    for (const entry of traffic.forward) out.sample('wmproxy_open_connections', { service: entry.name, kind: 'forward' }, entry.open);
+    if (this.reverse || hasReverse(this.config)) out.sample('wmproxy_open_connections', { service: 'reverse', kind: 'http' }, traffic.sessions);
     out.family('wmproxy_accepted_connections_total', 'counter', 'Client connections accepted by forward proxies.');
-    for (const service of this.forward.values()) out.sample('wmproxy_accepted_connections_total', { service: service.name }, service.accepted);
+    for (const entry of traffic.forward) out.sample('wmproxy_accepted_connections_total', { service: entry.name }, entry.accepted);
     out.family('wmproxy_http_requests_total', 'counter', 'Requests answered by the reverse proxy, by status class.');
-    for (const [code, count] of m.requests) out.sample('wmproxy_http_requests_total', { code }, count);
-    out.family('wmproxy_http_response_bytes_total', 'counter', 'Response bytes sent by the reverse proxy.').sample('wmproxy_http_response_bytes_total', {}, m.bytesSent);
+    for (const [code, count] of traffic.requests) out.sample('wmproxy_http_requests_total', { code }, count);
+    out.family('wmproxy_http_response_bytes_total', 'counter', 'Response bytes sent by the reverse proxy.').sample('wmproxy_http_response_bytes_total', {}, traffic.bytesSent);
     out.family('wmproxy_http_request_duration_seconds', 'histogram', 'Time from the request head to the end of the response.');
-    m.requestDuration.render(out.lines, 'wmproxy_http_request_duration_seconds', '');
+    Histogram.from(traffic.requestDuration).render(out.lines, 'wmproxy_http_request_duration_seconds', '');
     out.family('wmproxy_upstream_response_duration_seconds', 'histogram', 'Time spent on upstream servers, per proxied request.');
-    m.upstreamDuration.render(out.lines, 'wmproxy_upstream_response_duration_seconds', '');
+    Histogram.from(traffic.upstreamDuration).render(out.lines, 'wmproxy_upstream_response_duration_seconds', '');
+    if (this.supervisor) {
+      out.family('wmproxy_worker_restarts_total', 'counter', 'Worker processes restarted after they exited.');
+      for (const worker of this.supervisor.workers()) out.sample('wmproxy_worker_restarts_total', { worker: worker.index }, worker.restarts);
+    }
     const upstreams = this.upstreams();
     out.family('wmproxy_upstream_healthy', 'gauge', '1 when the server is available for traffic (healthy or not yet checked, not ejected).');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_healthy', { upstream: group.name, server: server.address, state: server.state }, server.available ? 1 : 0);

@@ -3,13 +3,28 @@
  * exposition format (version 0.0.4).
  */
 import type { AccessRecord } from '@wmproxy/reverse';
+import type { HistogramData } from './cluster/protocol.js';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export const LATENCY_BUCKET_COUNT = LATENCY_BUCKETS.length;
 
 export class Histogram {
   readonly counts = new Array<number>(LATENCY_BUCKETS.length).fill(0);
   sum = 0;
   count = 0;
+
+  static from(data: HistogramData): Histogram {
+    const histogram = new Histogram();
+    for (let i = 0; i < histogram.counts.length; i++) histogram.counts[i] = data.counts[i] ?? 0;
+    histogram.sum = data.sum;
+    histogram.count = data.count;
+    return histogram;
+  }
+
+  data(): HistogramData {
+    return { counts: [...this.counts], sum: this.sum, count: this.count };
+  }
 
   observe(seconds: number): void {
     this.sum += seconds;

@@ -8,6 +8,8 @@ export interface Backend {
   port: number;
   address: string;
   requests: number;
+  /** Of those, health checks (`/healthz`). */
+  healthChecks: number;
   /** Stop listening and reset every open connection (the process "dies"). */
   kill(): Promise<void>;
 }
@@ -15,9 +17,10 @@ export interface Backend {
 /** An HTTP server answering `body` (and `/healthz` with 200). */
 export async function backend(body = 'hello', port = 0): Promise<Backend> {
   const sockets = new Set<net.Socket>();
-  const state = { requests: 0 };
+  const state = { requests: 0, healthChecks: 0 };
   const server = http.createServer((request, response) => {
     state.requests++;
+    if (request.url === '/healthz') state.healthChecks++;
     response.setHeader('content-type', 'text/plain');
     response.end(request.url === '/healthz' ? 'ok' : `${body} ${request.url}`);
   });
@@ -32,6 +35,9 @@ export async function backend(body = 'hello', port = 0): Promise<Backend> {
     address: `127.0.0.1:${bound}`,
     get requests() {
       return state.requests;
+    },
+    get healthChecks() {
+      return state.healthChecks;
     },
     kill: () =>
       new Promise<void>((resolve) => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { silentLogger } from '@wmproxy/core-net';
 import { loadConfig, parseConfig } from '@wmproxy/config';
 import { Instance } from '../src/index.js';
+import { closedPort } from '@wmproxy/testkit';
 import { RawClient, accepts, backend, curl, until } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-control-'));
@@ -273,5 +274,23 @@ upstream = "app"
   } finally {
     await instance.stop();
     await app.kill();
+  }
+});
+
+test('a reload applies the global health options (panic threshold) to the running checker', async () => {
+  const one = await backend('one');
+  const dead = `127.0.0.1:${await closedPort()}`;
+  const config = (threshold: number) => `[health]\npanic_threshold = ${threshold}\n${reverseConfig([one.address, dead])}`;
+  const instance = await Instance.start(parseConfig(config(40), 'toml'), { logger: silentLogger });
+  try {
+    await until(() => instance.upstreams()[0]!.servers[1]!.state === 'unhealthy', 'the dead server to be marked down');
+    assert.equal(instance.health.inPanic('app'), false, '1 of 2 available is not below 40 %');
+    assert.ok(!instance.recentEvents.some((event) => event.type === 'panic'));
+    const result = await instance.reload(parseConfig(config(60), 'toml'));
+    assert.equal(result.ok, true, result.message);
+    assert.ok(instance.recentEvents.some((event) => event.type === 'panic' && event.panic === true), 'the new threshold puts the pool in panic at once');
+  } finally {
+    await instance.stop();
+    await one.kill();
   }
 });

@@ -33,7 +33,7 @@ export {
 export { Logger, silentLogger, type LogLevel, type LogFields, type LoggerOptions, type LogSink } from './logger.js';
 export { connect, systemResolver, DEFAULT_CONNECT_TIMEOUT_MS, type Resolver } from './connect.js';
 export { relay, Relay, DEFAULT_IDLE_TIMEOUT_MS, type RelayOptions, type RelayStats } from './relay.js';
-export { Server, type ServerOptions, type ShutdownOptions } from './server.js';
+export { Server, shareListenersByDefault, type ServerOptions, type ShutdownOptions } from './server.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';

@@ -12,6 +12,17 @@ export interface ServerOptions {
   onConnection(conn: Conn): void;
 }
 
+let reusePortByDefault = false;
+
+/**
+ * Make every Server of this process bind with SO_REUSEPORT unless its
+ * options say otherwise: the process is one of several workers sharing the
+ * same listeners (the kernel spreads new connections between them).
+ */
+export function shareListenersByDefault(on: boolean): void {
+  reusePortByDefault = on;
+}
+
 export interface ShutdownOptions {
   /** How long live connections may take to finish (default 10 s). Then they are closed. */
   deadlineMs?: number;
@@ -53,7 +64,7 @@ export class Server implements ConnTracker {
           host: listenHost(address),
           port: address.port,
           tls: this.options.tls,
-          reusePort: this.options.reusePort,
+          reusePort: this.options.reusePort ?? reusePortByDefault,
           onConnection: (conn) => this.accept(conn),
           onError: (error) => this.logger.warn('accept error', { error: error.message }),
         });

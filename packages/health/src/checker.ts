@@ -107,12 +107,14 @@ export class HealthChecker {
   private readonly hosts = new Map<string, Host>();
   private readonly pools = new Map<string, Pool>();
   private readonly scheduler: Scheduler<Check>;
-  private readonly activeDefaults: Partial<ActiveOptions> | undefined;
-  private readonly passive: PassiveOptions;
-  private readonly slowStartMs: number;
-  private readonly slowStartMinPercent: number;
-  private readonly panicThreshold: number;
-  private readonly failMode: 'open' | 'closed';
+  private activeDefaults: Partial<ActiveOptions> | undefined;
+  private passive!: PassiveOptions;
+  private slowStartMs!: number;
+  private slowStartMinPercent!: number;
+  private panicThreshold!: number;
+  private failMode!: 'open' | 'closed';
+  /** False in a follower: active checks are declared but never probed here; `applyState` sets their state. */
+  private readonly probing: boolean;
   private closed = false;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly aliases = new Map<string, string>();
@@ -120,15 +122,58 @@ export class HealthChecker {
   private failures = 0;
 
   constructor(options: HealthCheckerOptions = {}) {
+    this.probing = options.probe ?? true;
+    this.scheduler = new Scheduler<Check>((check) => this.runCheck(check), DEFAULT_CONCURRENCY);
+    this.configure(options);
+  }
+
+  /**
+   * Take new checker-wide options (hot reload): passive settings, panic
+   * threshold, fail mode, slow start and concurrency apply at once; new
+   * defaults for active checks apply to the checks that the next
+   * `replaceTargets()` keeps or adds. Throws on invalid options, changing nothing.
+   */
+  configure(options: HealthCheckerOptions): void {
     validateChecker(options);
+    resolveActive(options.active); // validate before changing anything
+    const passive = resolvePassive(options.passive);
     this.activeDefaults = options.active;
-    resolveActive(options.active); // validate early
-    this.passive = resolvePassive(options.passive);
+    this.passive = passive;
     this.slowStartMs = options.slowStartMs ?? 0;
     this.slowStartMinPercent = options.slowStartMinPercent ?? DEFAULT_SLOW_START_MIN_PERCENT;
     this.panicThreshold = options.panicThreshold ?? DEFAULT_PANIC_THRESHOLD;
     this.failMode = options.failMode ?? 'open';
-    this.scheduler = new Scheduler<Check>((check) => this.runCheck(check), options.concurrency ?? DEFAULT_CONCURRENCY);
+    this.scheduler.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    for (const pool of this.pools.values()) this.updatePanic(pool);
+  }
+
+  /**
+   * Set an active check's state from elsewhere: a worker process following
+   * the primary that probes (see `probe: false`). Emits `transition` and
+   * updates availability and panic like a probe result would.
+   */
+  applyState(key: string, state: HealthState, reason = 'state from the primary'): void {
+    const check = this.checks.get(key);
+    if (!check || this.closed) return;
+    const previous = check.machine.state;
+    check.machine.successes = state === 'healthy' ? check.machine.rise : 0;
+    check.machine.failures = state === 'unhealthy' ? check.machine.fall : 0;
+    if (previous === state) return;
+    check.machine.state = state;
+    check.lastChange = Date.now();
+    this.emit('transition', {
+      target: check.host.address,
+      key,
+      check: check.description,
+      from: previous,
+      to: state,
+      reason,
+      successes: check.machine.successes,
+      failures: check.machine.failures,
+      latencyMs: 0,
+      at: Date.now(),
+    });
+    this.refreshHost(check.host, reason);
   }
 
   /**
@@ -158,7 +203,7 @@ export class HealthChecker {
     host.checks.add(entry);
     this.joinPool(host, pool);
     this.refreshHost(host, 'added');
-    if (entry.active) this.scheduler.schedule(entry, performance.now() + Math.random() * options.jitter * options.intervalMs);
+    if (entry.active && this.probing) this.scheduler.schedule(entry, performance.now() + Math.random() * options.jitter * options.intervalMs);
     return key;
   }
 

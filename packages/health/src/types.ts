@@ -113,6 +113,13 @@ export interface HealthCheckerOptions {
   failMode?: 'open' | 'closed';
   /** Most probes in flight at once (default 1024). */
   concurrency?: number;
+  /**
+   * Run the active checks here (default true). False makes a follower: the
+   * checks are declared (keys, pools, passive state) but never probed, and
+   * their state comes from `applyState()` — a worker process whose primary
+   * probes each target once for every worker.
+   */
+  probe?: boolean;
 }
 
 /** One probe's outcome. */

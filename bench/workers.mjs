@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+// `workers = N`: reverse-proxy throughput with 1 and 2 worker processes, for
+// wmproxy on Bun and on Node, with nginx at worker_processes 1 and 2 as the
+// comparator, in the same run. wrk with keep-alive connections against a
+// proxy in front of two backends (one nginx process, two ports, `return 200`,
+// so the backends cost little CPU). Rounds are interleaved and the median
+// shown, because the machine's noise is large between minutes.
+//
+//   node bench/workers.mjs [--duration 5] [--connections 64] [--rounds 3] [--only wmproxy-bun,nginx]
+//
+// On a 2-core machine wrk and the backends share the cores with the proxy, so
+// the gain from a second worker is bounded well below 2x; the ratio that
+// matters is wmproxy's 2-worker gain against nginx's in the same run.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { argument, freePort, sleep, stop, waitPort } from './reverse-common.mjs';
+import { cpuSeconds, peakRssMiB } from './lib/proc.mjs';
+import { runWrk } from './lib/wrk.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const duration = Number(argument(args, 'duration', '5'));
+const connections = Number(argument(args, 'connections', '64'));
+const rounds = Math.max(1, Number(argument(args, 'rounds', '3')));
+const only = (argument(args, 'only', '') ?? '').split(',').filter(Boolean);
+const dir = mkdtempSync(join(tmpdir(), 'wmproxy-workers-'));
+const children = new Set();
+
+function start(command, argv, name) {
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'production' } });
+  child.stderr.on('data', (chunk) => {
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`[${name}] ${chunk}`);
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function backends() {
+  const ports = [await freePort(), await freePort()];
+  const conf = join(dir, 'backends.conf');
+  writeFileSync(
+    conf,
+    `daemon off; worker_processes 1; pid ${join(dir, 'backends.pid')}; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+${ports.map((port) => `server { listen 127.0.0.1:${port}; location / { return 200 "hello\\n"; } }`).join('\n')}
+}`,
+  );
+  const child = start('nginx', ['-c', conf, '-p', dir], 'backends');
+  for (const port of ports) await waitPort(port);
+  return { ports, child };
+}
+
+async function startNginx(workers, ports) {
+  const port = await freePort();
+  const conf = join(dir, `nginx-${workers}.conf`);
+  writeFileSync(
+    conf,
+    `daemon off; worker_processes ${workers}; pid ${join(dir, `nginx-${workers}.pid`)}; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+upstream app { ${ports.map((p) => `server 127.0.0.1:${p};`).join(' ')} keepalive 512; }
+server { listen 127.0.0.1:${port} reuseport; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}`,
+  );
+  const child = start('nginx', ['-c', conf, '-p', dir], `nginx-${workers}`);
+  await waitPort(port);
+  return { port, child };
+}
+
+async function startWmproxy(runtime, workers, ports) {
+  const port = await freePort();
+  const file = join(dir, `wmproxy-${runtime}-${workers}.toml`);
+  writeFileSync(
+    file,
+    `[control]
+enabled = false
+[log]
+level = "error"
+[[upstream]]
+name = "app"
+servers = [${ports.map((p) => `"127.0.0.1:${p}"`).join(', ')}]
+[[server]]
+listen = "127.0.0.1:${port}"
+[[server.location]]
+path = "/"
+upstream = "app"
+`,
+  );
+  const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
+  const child = start(command, [join(root, 'cli/bin/run.js'), 'run', '-c', file, '--workers', String(workers)], `wmproxy-${runtime}-${workers}`);
+  await waitPort(port);
+  // Every worker binds the port; give the second one time to join before measuring.
+  await sleep(workers > 1 ? 1500 : 300);
+  return { port, child };
+}
+
+const contenders = [
+  { name: 'nginx', workers: 1, start: (ports) => startNginx(1, ports) },
+  { name: 'nginx', workers: 2, start: (ports) => startNginx(2, ports) },
+  { name: 'wmproxy-bun', workers: 1, start: (ports) => startWmproxy('bun', 1, ports) },
+  { name: 'wmproxy-bun', workers: 2, start: (ports) => startWmproxy('bun', 2, ports) },
+  { name: 'wmproxy-node', workers: 1, start: (ports) => startWmproxy('node', 1, ports) },
+  { name: 'wmproxy-node', workers: 2, start: (ports) => startWmproxy('node', 2, ports) },
+].filter((contender) => only.length === 0 || only.includes(contender.name));
+
+async function measure(contender, ports) {
+  const proxy = await contender.start(ports);
+  try {
+    await runWrk({ url: `http://127.0.0.1:${proxy.port}/`, threads: 1, connections, durationSec: 1 }); // warm-up
+    const cpuBefore = cpuSeconds(proxy.child.pid) ?? 0;
+    const result = await runWrk({ url: `http://127.0.0.1:${proxy.port}/`, threads: 1, connections, durationSec: duration });
+    const cpu = (cpuSeconds(proxy.child.pid) ?? 0) - cpuBefore;
+    return {
+      rps: result.requestsPerSec ?? 0,
+      errors: result.socketErrors + result.non2xx,
+      cpuUsPerRequest: result.requests ? (cpu * 1e6) / result.requests : NaN,
+      rssMiB: peakRssMiB(proxy.child.pid) ?? NaN,
+    };
+  } finally {
+    await stop(proxy.child);
+    await sleep(300);
+  }
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function main() {
+  const { ports, child: backendChild } = await backends();
+  const results = new Map(contenders.map((contender) => [`${contender.name}/${contender.workers}`, []]));
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const contender of contenders) {
+        const row = await measure(contender, ports);
+        results.get(`${contender.name}/${contender.workers}`).push(row);
+        process.stderr.write(`round ${round + 1} ${contender.name} x${contender.workers}: ${Math.round(row.rps)} req/s\n`);
+      }
+    }
+  } finally {
+    await stop(backendChild);
+  }
+  console.log(`\nworkers benchmark: wrk -t1 -c${connections} ${duration}s, 2 nginx backends, median of ${rounds} interleaved rounds; ${new Date().toISOString()}`);
+  console.log('| proxy | workers | req/s | vs 1 worker | errors | CPU µs/req | peak RSS (all processes) |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const name of [...new Set(contenders.map((contender) => contender.name))]) {
+    const one = results.get(`${name}/1`);
+    const base = one ? median(one.map((row) => row.rps)) : NaN;
+    for (const workers of [1, 2]) {
+      const rows = results.get(`${name}/${workers}`);
+      if (!rows) continue;
+      const rps = median(rows.map((row) => row.rps));
+      console.log(
+        `| ${name} | ${workers} | ${Math.round(rps)} | ${(rps / base).toFixed(2)}x | ${rows.reduce((sum, row) => sum + row.errors, 0)} | ${median(rows.map((row) => row.cpuUsPerRequest)).toFixed(1)} | ${median(rows.map((row) => row.rssMiB)).toFixed(0)} MiB |`,
+      );
+    }
+  }
+}
+
+try {
+  await main();
+} finally {
+  for (const child of children) child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+}

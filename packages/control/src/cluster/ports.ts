@@ -1,0 +1,66 @@
+/**
+ * Port 0 ("any free port") cannot be shared by several processes: each would
+ * get its own. Before workers start, the primary replaces every `:0` listen
+ * address with a concrete free port, and keeps the choice across reloads so
+ * that an unchanged listener keeps its socket.
+ */
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+import { formatHostPort, listenHost, parseAddress } from '@wmproxy/core-net';
+import type { WmproxyConfig } from '@wmproxy/config';
+
+async function freePort(host: string, protocol: 'tcp' | 'udp'): Promise<number> {
+  if (protocol === 'udp') {
+    const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(0, host, () => resolve());
+    });
+    const port = socket.address().port;
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    return port;
+  }
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
+export class PortPinner {
+  /** `kind/name/position/address` → the pinned address. */
+  private readonly pinned = new Map<string, string>();
+
+  /** A copy of `config` with every `:0` listen address made concrete. */
+  async pin(config: WmproxyConfig): Promise<WmproxyConfig> {
+    const pinList = async (kind: string, name: string, listen: readonly string[], protocol: 'tcp' | 'udp'): Promise<string[]> => {
+      const out: string[] = [];
+      for (const [position, address] of listen.entries()) {
+        const parsed = parseAddress(address);
+        if (parsed.port !== 0) {
+          out.push(address);
+          continue;
+        }
+        const key = `${kind}/${name}/${position}/${address}`;
+        let concrete = this.pinned.get(key);
+        if (!concrete) {
+          const host = listenHost(parsed);
+          concrete = formatHostPort(host, await freePort(host, protocol));
+          this.pinned.set(key, concrete);
+        }
+        out.push(concrete);
+      }
+      return out;
+    };
+    const proxies = [];
+    for (const proxy of config.proxies) proxies.push({ ...proxy, listen: await pinList('proxy', proxy.name, proxy.listen, 'tcp') });
+    const servers = [];
+    for (const server of config.servers) servers.push({ ...server, listen: await pinList('server', server.name, server.listen, 'tcp') });
+    const streams = [];
+    for (const stream of config.streams) streams.push({ ...stream, listen: await pinList('stream', stream.name, stream.listen, stream.protocol === 'udp' ? 'udp' : 'tcp') });
+    return { ...config, proxies, servers, streams };
+  }
+}

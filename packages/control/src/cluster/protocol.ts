@@ -1,0 +1,132 @@
+/**
+ * What the primary and its worker processes say to each other over the IPC
+ * channel (JSON messages). The primary owns the configuration, the active
+ * health checks and the control API; workers serve traffic, follow the
+ * primary's health states and report their counters.
+ */
+import type { HealthState } from '@wmproxy/health';
+import type { WmproxyConfig } from '@wmproxy/config';
+import type { InstanceEvent, ReloadResult, ServiceStatus } from '../instance.js';
+
+/** One active check's state, by the key both processes derive from the same configuration. */
+export interface HealthEntry {
+  key: string;
+  state: HealthState;
+  reason?: string;
+}
+
+export interface HistogramData {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface UpstreamServerCounters {
+  address: string;
+  available: boolean;
+  active: number;
+  idle: number;
+  requests: number;
+  failures: number;
+}
+
+/** A worker's counters: cumulative since it started, plus gauges. */
+export interface WorkerCounters {
+  /** Requests answered by the reverse proxy, by status class. */
+  requests: Array<[string, number]>;
+  bytesSent: number;
+  requestDuration: HistogramData;
+  upstreamDuration: HistogramData;
+  upstreams: Record<string, UpstreamServerCounters[]>;
+  /** Forward proxies by name: open connections (gauge) and accepted (counter). */
+  forward: Array<{ name: string; open: number; accepted: number }>;
+  /** Open reverse-proxy client connections (gauge). */
+  sessions: number;
+}
+
+export type PrimaryMessage =
+  /** `quiet`: the primary's owner took over logging (a test's silent logger), so the worker logs nothing. */
+  | { t: 'start'; index: number; config: WmproxyConfig; health: HealthEntry[]; quiet: boolean }
+  | { t: 'health'; entries: HealthEntry[] }
+  | { t: 'reload'; id: number; config: WmproxyConfig }
+  | { t: 'collect'; id: number }
+  | { t: 'reopen-logs' }
+  | { t: 'stop' };
+
+export type WorkerMessage =
+  /** First message: the worker listens now (an ES module's early IPC messages would be lost). */
+  | { t: 'hello' }
+  | { t: 'ready'; services: ServiceStatus[] }
+  | { t: 'failed'; message: string }
+  | { t: 'reloaded'; id: number; result: ReloadResult; services: ServiceStatus[] }
+  | { t: 'counters'; id?: number; counters: WorkerCounters }
+  | { t: 'event'; event: InstanceEvent };
+
+export function emptyHistogram(buckets: number): HistogramData {
+  return { counts: new Array<number>(buckets).fill(0), sum: 0, count: 0 };
+}
+
+export function emptyCounters(buckets: number): WorkerCounters {
+  return { requests: [], bytesSent: 0, requestDuration: emptyHistogram(buckets), upstreamDuration: emptyHistogram(buckets), upstreams: {}, forward: [], sessions: 0 };
+}
+
+function addHistogram(into: HistogramData, from: HistogramData): void {
+  for (let i = 0; i < into.counts.length; i++) into.counts[i]! += from.counts[i] ?? 0;
+  into.sum += from.sum;
+  into.count += from.count;
+}
+
+/**
+ * Sum workers' counters into one view of the instance. Gauges (open
+ * connections, requests in flight, idle pool connections) add up; a server
+ * is available only when every worker may use it.
+ */
+export function mergeCounters(parts: readonly WorkerCounters[], buckets: number): WorkerCounters {
+  const total = emptyCounters(buckets);
+  const requests = new Map<string, number>();
+  const forward = new Map<string, { name: string; open: number; accepted: number }>();
+  for (const part of parts) {
+    for (const [code, count] of part.requests) requests.set(code, (requests.get(code) ?? 0) + count);
+    total.bytesSent += part.bytesSent;
+    addHistogram(total.requestDuration, part.requestDuration);
+    addHistogram(total.upstreamDuration, part.upstreamDuration);
+    total.sessions += part.sessions;
+    for (const entry of part.forward) {
+      const sum = forward.get(entry.name) ?? { name: entry.name, open: 0, accepted: 0 };
+      sum.open += entry.open;
+      sum.accepted += entry.accepted;
+      forward.set(entry.name, sum);
+    }
+    for (const [name, servers] of Object.entries(part.upstreams)) {
+      const into = (total.upstreams[name] ??= []);
+      servers.forEach((server, index) => {
+        const sum = into[index];
+        if (!sum) into[index] = { ...server };
+        else {
+          sum.available &&= server.available;
+          sum.active += server.active;
+          sum.idle += server.idle;
+          sum.requests += server.requests;
+          sum.failures += server.failures;
+        }
+      });
+    }
+  }
+  total.requests = [...requests];
+  total.forward = [...forward.values()];
+  return total;
+}
+
+/** The cumulative part of a worker's counters, kept after it exits so that counters never go backwards. */
+export function retiredPart(counters: WorkerCounters): WorkerCounters {
+  const upstreams: Record<string, UpstreamServerCounters[]> = {};
+  for (const [name, servers] of Object.entries(counters.upstreams)) {
+    upstreams[name] = servers.map((server) => ({ ...server, available: true, active: 0, idle: 0 }));
+  }
+  return {
+    ...counters,
+    upstreams,
+    forward: counters.forward.map((entry) => ({ ...entry, open: 0 })),
+    sessions: 0,
+  };
+}
