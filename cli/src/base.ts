@@ -3,6 +3,9 @@ import { Command, type Interfaces } from '@oclif/core';
 type FlagOutput = { [name: string]: unknown };
 type ArgOutput = { [name: string]: unknown };
 
+/** A bad flag or argument found after parsing: `WmproxyCommand.usageError` prints it (exit 2). */
+export class UsageError extends Error {}
+
 /**
  * The base of every wmproxy command: a bad flag, argument or value is one
  * line on standard error (`wmproxy <cmd>: <what was wrong>`) and exit status 2.

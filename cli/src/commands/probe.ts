@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import {
   formatTable,
   HealthChecker,
@@ -13,11 +13,10 @@ import {
   type ProbeTarget,
   type TransitionEvent,
 } from '@wmproxy/health';
+import { UsageError, WmproxyCommand } from '../base.js';
 
-/** A bad argument: one line on stderr, exit 2. */
-class UsageError extends Error {}
 
-export default class Probe extends Command {
+export default class Probe extends WmproxyCommand {
   static override summary = 'Probe TCP, HTTP and HTTPS targets once, until healthy (--wait), or continuously (--watch).';
   static override description = [
     'TARGET is tcp://host:port, http://host[:port]/path or https://host[:port]/path.',
@@ -55,9 +54,7 @@ export default class Probe extends Command {
     try {
       setup = await this.setup();
     } catch (error) {
-      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
-      process.stderr.write(`wmproxy probe: ${message}\n`);
-      this.exit(2);
+      return this.usageError(error instanceof Error ? error.message : String(error));
     }
     if (setup.watch) return this.watch(setup);
     const report = await runProbes({

@@ -1,4 +1,4 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
 import { Logger, parseAddressList, type LogLevel } from '@wmproxy/core-net';
 import { parseDuration } from '@wmproxy/health';
 import {
@@ -11,9 +11,8 @@ import {
   type ReverseProxyOptions,
   type UpstreamServerSpec,
 } from '@wmproxy/reverse';
+import { UsageError, WmproxyCommand } from '../base.js';
 
-/** A bad argument: one line on stderr, exit 2. */
-class UsageError extends Error {}
 
 function positiveInt(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -56,7 +55,7 @@ export function parseUpstreamUrl(text: string): UpstreamServerSpec {
   return spec;
 }
 
-export default class ReverseProxyCommand extends Command {
+export default class ReverseProxyCommand extends WmproxyCommand {
   static override summary = 'Run a reverse proxy from ADDR to one or more upstream URLs, with health checks and load balancing.';
   static override description = [
     'Every request to --from is proxied to one of the --to servers, chosen by --policy among the healthy ones.',
@@ -98,9 +97,7 @@ export default class ReverseProxyCommand extends Command {
     try {
       options = await this.setup();
     } catch (error) {
-      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!.trim();
-      process.stderr.write(`wmproxy reverse-proxy: ${message}\n`);
-      this.exit(2);
+      return this.usageError(error instanceof Error ? error.message : String(error));
     }
     const proxy = new ReverseProxy(options);
     try {

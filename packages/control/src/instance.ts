@@ -190,7 +190,9 @@ export class Instance {
 
   /** A service's logger: its own level when `log.levels` names it. */
   private loggerFor(service: string): Logger {
-    return this.logs && !this.options.logger ? this.logs.loggerFor(service) : this.logger.child({ service });
+    const logger = this.logs && !this.options.logger ? this.logs.loggerFor(service) : this.logger.child({ service });
+    // Lines of several workers interleave in one log: say which one wrote each.
+    return this.options.worker ? logger.child({ worker: this.options.worker.index }) : logger;
   }
 
   private newAccessLog(): MeteredAccessLog {
