@@ -85,6 +85,15 @@ export const DASHBOARD_HTML = `<!doctype html>
       cell(row, details.join(' · '));
       body.appendChild(row);
     }
+    for (const worker of status.workers || []) {
+      const row = document.createElement('tr');
+      row.dataset.worker = String(worker.index);
+      cell(row, 'worker');
+      cell(row, String(worker.index));
+      cell(row, 'pid ' + (worker.pid ?? '-'));
+      cell(row, worker.state + ' · ' + worker.openConnections + ' open · restarts ' + worker.restarts);
+      body.appendChild(row);
+    }
   }
   async function refreshUpstreams() {
     const view = await get('/upstreams');
