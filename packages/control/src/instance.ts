@@ -11,7 +11,7 @@ import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
-import { ControlServer } from './api.js';
+import type { ControlServer } from './api.js';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor, type WorkerView } from './cluster/supervisor.js';
@@ -104,6 +104,12 @@ export interface UpstreamView {
 
 const RECENT_EVENTS = 200;
 
+/** Elysia is loaded only where the control API runs: worker processes never need it. */
+async function startApi(instance: Instance, config: WmproxyConfig['control']): Promise<ControlServer> {
+  const { ControlServer } = await import('./api.js');
+  return ControlServer.start(instance, config);
+}
+
 export class Instance {
   config: WmproxyConfig;
   readonly health: HealthChecker;
@@ -178,7 +184,7 @@ export class Instance {
         if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog);
         instance.health.replaceTargets(healthTargets(config));
       }
-      if (config.control.enabled) instance.api = await ControlServer.start(instance, config.control);
+      if (config.control.enabled) instance.api = await startApi(instance, config.control);
     } catch (error) {
       await instance.shutdown(0);
       throw error;
@@ -389,7 +395,7 @@ export class Instance {
     await old?.close();
     if (!this.config.control.enabled || this.stopping) return;
     try {
-      this.api = await ControlServer.start(this, this.config.control);
+      this.api = await startApi(this, this.config.control);
     } catch (error) {
       this.logger.error('control API could not start', { listen: this.config.control.listen, error: (error as Error).message });
     }
