@@ -1,95 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { Running, curl, runJs, wmproxy } from './helpers.js';
 
-// cli/test (Bun, sources) or cli/dist/test (Node, compiled): find cli/bin/run.js either way.
-const here = fileURLToPath(new URL('.', import.meta.url));
-const runJs = [join(here, '..', 'bin', 'run.js'), join(here, '..', '..', 'bin', 'run.js')].find((path) => existsSync(path))!;
 const repo = join(runJs, '..', '..', '..');
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-cli-config-'));
 process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function env(): NodeJS.ProcessEnv {
-  // As a user runs it: bun test sets NODE_ENV=test, which makes oclif look for TypeScript sources.
-  const copy = { ...process.env };
-  delete copy.NODE_ENV;
-  return copy;
-}
-
-function wmproxy(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [runJs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env() });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const safety = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(safety);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** `wmproxy run` in the background, with its output collected. */
-class Running {
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<number | null>;
-  readonly child: ChildProcess;
-
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [runJs, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env() });
-    this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
-    this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
-    const safety = setTimeout(() => this.child.kill('SIGKILL'), 60_000);
-    this.exited = new Promise((resolve) =>
-      this.child.on('close', (code) => {
-        clearTimeout(safety);
-        resolve(code);
-      }),
-    );
-  }
-
-  async waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = pattern.exec(this.stdout);
-      if (match) return match;
-      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`no ${pattern} in ${JSON.stringify(this.stdout)} / ${JSON.stringify(this.stderr)}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
 
 async function backend(): Promise<{ address: string; close(): Promise<void> }> {
   const server = http.createServer((request, response) => response.end(`backend ${request.url}`));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { address, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
-
-function curl(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('curl', ['-sS', '--max-time', '10', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', () => resolve(out));
-  });
 }
 
 test('check: exit 0 for a valid file, 1 with every error for an invalid one, 2 without -c', async () => {
@@ -148,11 +74,11 @@ test('run serves the configuration; status, reload (SIGHUP too) and stop drive i
   const file = join(scratch, 'run.toml');
   const config = (users: string) => `[control]\nlisten = "127.0.0.1:0"\ntoken = "cli-token-123"\n[[proxy]]\nname = "mixed"\nlisten = "127.0.0.1:0"\n${users}`;
   writeFileSync(file, config(''));
-  const running = new Running(['-c', file]);
+  const running = new Running(['run', '-c', file]);
   try {
     const proxy = (await running.waitFor(/forward mixed listening on (\S+)/))[1]!;
     const control = (await running.waitFor(/control control listening on (\S+)/))[1]!;
-    assert.equal(await curl(['-x', `http://${proxy}`, `http://${app.address}/a`]), 'backend /a');
+    assert.equal((await curl(['-x', `http://${proxy}`, `http://${app.address}/a`])).stdout, 'backend /a');
     const status = await wmproxy(['status', '--control', control]);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`forward +mixed +${proxy.replace(/\./g, '\\.')}`));
@@ -166,17 +92,17 @@ test('run serves the configuration; status, reload (SIGHUP too) and stop drive i
     const rejected = await wmproxy(['reload', '--control', control, '--token', 'cli-token-123']);
     assert.equal(rejected.code, 1);
     assert.match(rejected.stderr, /run\.toml: proxy\[0\]\.users\.alice: expected a string/);
-    assert.equal(await curl(['-x', `http://${proxy}`, `http://${app.address}/b`]), 'backend /b');
+    assert.equal((await curl(['-x', `http://${proxy}`, `http://${app.address}/b`])).stdout, 'backend /b');
     writeFileSync(file, config('users = { alice = "pw" }\n'));
     const applied = await wmproxy(['reload', '--control', control, '--token', 'cli-token-123']);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, /socket kept/);
-    assert.equal(await curl(['-o', '/dev/null', '-w', '%{http_code}', '-x', `http://${proxy}`, `http://${app.address}/c`]), '407');
+    assert.equal((await curl(['-o', '/dev/null', '-w', '%{http_code}', '-x', `http://${proxy}`, `http://${app.address}/c`])).stdout, '407');
     // SIGHUP reloads too.
     writeFileSync(file, config(''));
-    running.child.kill('SIGHUP');
+    running.kill('SIGHUP');
     await running.waitFor(/reloaded: proxy "mixed"/);
-    assert.equal(await curl(['-x', `http://${proxy}`, `http://${app.address}/d`]), 'backend /d');
+    assert.equal((await curl(['-x', `http://${proxy}`, `http://${app.address}/d`])).stdout, 'backend /d');
     const stop = await wmproxy(['stop', '--control', control, '--token', 'cli-token-123']);
     assert.equal(stop.code, 0, stop.stderr);
     assert.equal(await running.exited, 0);
@@ -185,7 +111,7 @@ test('run serves the configuration; status, reload (SIGHUP too) and stop drive i
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /cannot reach the control API/);
   } finally {
-    running.child.kill('SIGKILL');
+    running.kill();
     await app.close();
   }
 });
@@ -193,10 +119,9 @@ test('run serves the configuration; status, reload (SIGHUP too) and stop drive i
 test('run stops gracefully on SIGTERM and refuses an invalid file with exit 1', async () => {
   const file = join(scratch, 'term.json');
   writeFileSync(file, JSON.stringify({ control: { enabled: false }, proxy: [{ name: 'p', listen: '127.0.0.1:0' }] }));
-  const running = new Running(['-c', file]);
+  const running = new Running(['run', '-c', file]);
   await running.waitFor(/running \(pid \d+\)/);
-  running.child.kill('SIGTERM');
-  assert.equal(await running.exited, 0);
+  assert.equal(await running.stop(), 0);
   const bad = join(scratch, 'bad.toml');
   writeFileSync(bad, '[[proxy]]\nlisten = "nowhere"\n');
   const refused = await wmproxy(['run', '-c', bad]);
@@ -210,24 +135,23 @@ test('run --workers 2: two worker processes serve, status lists them, SIGTERM st
   const app = await backend();
   const file = join(scratch, 'workers.toml');
   writeFileSync(file, '[control]\nlisten = "127.0.0.1:0"\n[[proxy]]\nname = "mixed"\nlisten = "127.0.0.1:0"\n');
-  const running = new Running(['-c', file, '--workers', '2']);
+  const running = new Running(['run', '-c', file, '--workers', '2']);
   try {
     await running.waitFor(/running \(pid \d+, 2 worker processes\)/);
     const proxy = (await running.waitFor(/forward mixed listening on (\S+)/))[1]!;
     const control = (await running.waitFor(/control control listening on (\S+)/))[1]!;
     assert.doesNotMatch(proxy, /:0$/);
-    for (let i = 0; i < 4; i++) assert.equal(await curl(['-x', `http://${proxy}`, `http://${app.address}/w${i}`]), `backend /w${i}`);
+    for (let i = 0; i < 4; i++) assert.equal((await curl(['-x', `http://${proxy}`, `http://${app.address}/w${i}`])).stdout, `backend /w${i}`);
     const json = await wmproxy(['status', '--control', control, '--json']);
     const workers = (JSON.parse(json.stdout) as { status: { workers: Array<{ pid: number; state: string }> } }).status.workers;
     assert.equal(workers.length, 2);
     assert.deepEqual(workers.map((worker) => worker.state), ['running', 'running']);
     const text = await wmproxy(['status', '--control', control]);
     assert.match(text.stdout, new RegExp(`worker +1 +pid ${workers[1]!.pid}, running`));
-    running.child.kill('SIGTERM');
-    assert.equal(await running.exited, 0);
+    assert.equal(await running.stop(), 0);
     for (const worker of workers) assert.throws(() => process.kill(worker.pid, 0), /ESRCH/, `worker ${worker.pid} exited`);
   } finally {
-    running.child.kill('SIGKILL');
+    running.kill();
     await app.close();
   }
 });

@@ -1,48 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { closedPort } from '@wmproxy/testkit';
-
-// cli/test (Bun, sources) or cli/dist/test (Node, compiled): find cli/bin/run.js either way.
-const here = fileURLToPath(new URL('.', import.meta.url));
-const runJs = [join(here, '..', 'bin', 'run.js'), join(here, '..', '..', 'bin', 'run.js')].find((path) => existsSync(path))!;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function wmproxy(args: string[], options: { until?: (stdout: string) => boolean } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    // As a user runs it: bun test sets NODE_ENV=test, which makes oclif look for TypeScript sources and warn.
-    const env = { ...process.env };
-    delete env.NODE_ENV;
-    const child = spawn(process.execPath, [runJs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    let signalled = false;
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (!signalled && options.until?.(stdout)) {
-        signalled = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const safety = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(safety);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { Running, wmproxy } from './helpers.js';
 
 /** An HTTP server answering every request with `status` and `body`; records request heads. */
 interface TestServer {
@@ -211,11 +174,11 @@ test('probe --wait: gives up at the deadline with exit 1', async () => {
 test('probe --watch: one line per transition when not on a terminal, until interrupted', async () => {
   const server = await httpServer();
   try {
-    const run = await wmproxy(['probe', `http://127.0.0.1:${server.port}/`, '--watch', '--interval', '500ms'], {
-      until: (stdout) => stdout.includes('-> healthy'),
-    });
-    assert.match(run.stdout, new RegExp(`^\\S+ http://127.0.0.1:${server.port}/ (unknown|unhealthy) -> healthy \\(status 200, [\\d.]+ms\\)$`, 'm'));
-    assert.equal(run.code, 0);
+    const watch = new Running(['probe', `http://127.0.0.1:${server.port}/`, '--watch', '--interval', '500ms']);
+    await watch.waitFor(/-> healthy/).finally(() => watch.kill('SIGINT'));
+    const code = await watch.exited;
+    assert.match(watch.stdout, new RegExp(`^\\S+ http://127.0.0.1:${server.port}/ (unknown|unhealthy) -> healthy \\(status 200, [\\d.]+ms\\)$`, 'm'));
+    assert.equal(code, 0);
   } finally {
     await server.close();
   }

@@ -1,54 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-// cli/test (Bun, sources) or cli/dist/test (Node, compiled): find cli/bin/run.js either way.
-const here = fileURLToPath(new URL('.', import.meta.url));
-const runJs = [join(here, '..', 'bin', 'run.js'), join(here, '..', '..', 'bin', 'run.js')].find((path) => existsSync(path))!;
-
-function env(): NodeJS.ProcessEnv {
-  const copy = { ...process.env };
-  delete copy.NODE_ENV;
-  return copy;
-}
-
-function runToExit(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [runJs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env() });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const safety = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(safety);
-      resolve({ code, stderr });
-    });
-  });
-}
-
-/** Start the proxy and resolve with its port once it logged that it is ready. */
-function startCli(args: string[]): Promise<{ child: ChildProcess; port: number; stderr: () => string; exited: Promise<number | null> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [runJs, 'reverse-proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env() });
-    let stderr = '';
-    const exited = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
-    const safety = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    void exited.then(() => clearTimeout(safety));
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      const match = /reverse proxy ready listen=127\.0\.0\.1:(\d+)/.exec(stderr);
-      if (match) resolve({ child, port: Number(match[1]), stderr: () => stderr, exited });
-    });
-    child.on('error', reject);
-    void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
-  });
-}
+import { Running, wmproxy } from './helpers.js';
 
 function get(port: number, path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
@@ -76,7 +33,8 @@ test('wmproxy reverse-proxy balances over --to servers, applies --header rules a
   const b = await backend('b');
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-rp-'));
   const logFile = join(dir, 'access.log');
-  const cli = await startCli([
+  const cli = new Running([
+    'reverse-proxy',
     '--from', '127.0.0.1:0',
     '--to', `${a.url},${b.url}`,
     '--health-path', '/health',
@@ -85,10 +43,11 @@ test('wmproxy reverse-proxy balances over --to servers, applies --header rules a
     '--header', 'down:set X-Proxy wmproxy',
     '--access-log', logFile,
   ]);
+  const port = await cli.port(/reverse proxy ready listen=127\.0\.0\.1:(\d+)/);
   try {
     const bodies: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const reply = await get(cli.port, '/x');
+      const reply = await get(port, '/x');
       assert.equal(reply.status, 200);
       assert.equal(reply.headers['x-seen-env'], 'test');
       assert.equal(reply.headers['x-proxy'], 'wmproxy');
@@ -96,8 +55,7 @@ test('wmproxy reverse-proxy balances over --to servers, applies --header rules a
     }
     assert.deepEqual(bodies.sort(), ['a', 'a', 'b', 'b']);
   } finally {
-    cli.child.kill('SIGINT');
-    assert.equal(await cli.exited, 0);
+    assert.equal(await cli.stop('SIGINT'), 0);
     a.server.close();
     b.server.close();
   }
@@ -117,7 +75,7 @@ test('wmproxy reverse-proxy rejects bad arguments with exit 2 and one line', asy
     ['--from', '127.0.0.1:0', '--to', 'http://127.0.0.1:1', '--rise', '0'],
     ['--from', '127.0.0.1:0', '--to', 'http://127.0.0.1:1', '--panic-threshold', '120'],
   ]) {
-    const run = await runToExit(['reverse-proxy', ...args]);
+    const run = await wmproxy(['reverse-proxy', ...args]);
     assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
     assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
   }

@@ -73,9 +73,10 @@ export default class FileServer extends WmproxyCommand {
       process.stderr.write(`wmproxy file-server: ${(error as Error).message.split('\n')[0]}\n`);
       this.exit(1);
     }
+    // Either signal stops it; `once` listeners leave nothing behind. Installed before "ready", which a supervisor may answer with a signal.
+    const stopped = new Promise((resolve) => ['SIGINT', 'SIGTERM'].forEach((signal) => process.once(signal, resolve)));
     options.logger?.info('file server ready', { root: server.handler.options.root, url: server.url, runtime: server.runtime });
-    // Either signal stops it; `once` listeners leave nothing behind.
-    await new Promise((resolve) => ['SIGINT', 'SIGTERM'].forEach((signal) => process.once(signal, resolve)));
+    await stopped;
     await server.close();
     await options.accessLog?.close();
   }

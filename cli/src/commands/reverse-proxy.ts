@@ -106,8 +106,8 @@ export default class ReverseProxyCommand extends WmproxyCommand {
       process.stderr.write(`wmproxy reverse-proxy: ${(error as Error).message.split('\n')[0]}\n`);
       this.exit(1);
     }
-    options.logger?.info('reverse proxy ready', { listen: proxy.addresses.join(','), upstreams: options.upstreams[0]!.servers.map((s) => s.address).join(',') });
-    await new Promise<void>((resolve) => {
+    // The handlers go in before "ready", which a supervisor may answer with a signal.
+    const stopped = new Promise<void>((resolve) => {
       const stop = (): void => {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
@@ -116,6 +116,8 @@ export default class ReverseProxyCommand extends WmproxyCommand {
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     });
+    options.logger?.info('reverse proxy ready', { listen: proxy.addresses.join(','), upstreams: options.upstreams[0]!.servers.map((s) => s.address).join(',') });
+    await stopped;
     await proxy.close();
   }
 

@@ -55,7 +55,6 @@ export default class Run extends WmproxyCommand {
     for (const service of instance.status().services) {
       this.log(`${service.kind} ${service.name} listening on ${service.addresses.join(', ')}`);
     }
-    this.log(`wmproxy ${this.config.version} running (pid ${process.pid}${workers > 1 ? `, ${workers} worker processes` : ''})`);
     const stop = () => void instance.stop().then(done);
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
@@ -66,6 +65,8 @@ export default class Run extends WmproxyCommand {
       });
     });
     process.on('SIGUSR1', () => instance.reopenLogs());
+    // Only now, with the handlers in place: a supervisor may signal as soon as it reads this line.
+    this.log(`wmproxy ${this.config.version} running (pid ${process.pid}${workers > 1 ? `, ${workers} worker processes` : ''})`);
     await finished;
     this.log('wmproxy stopped');
     this.exit(0);
