@@ -58,6 +58,9 @@ function workerExecArgv(): string[] {
   return process.execArgv.filter((flag) => !flag.startsWith('--test'));
 }
 
+/** A failed send means the worker is going away; its exit is handled where it is observed. */
+function ignoreSendError(): void {}
+
 function workerEntry(): string {
   return fileURLToPath(import.meta.url).replace(/supervisor\.(ts|js)$/, 'worker-main.$1');
 }
@@ -122,9 +125,13 @@ export class WorkerSupervisor {
   private fork(): Channel {
     if (this.useCluster) {
       const worker = cluster.fork();
+      // A send racing the worker's death fails with EPIPE: the exit handler deals with the death.
+      worker.on('error', (error) => this.options.logger.debug('worker channel error', { error: error.message }));
       return {
         pid: worker.process.pid,
-        send: (message) => void worker.send(message),
+        send: (message) => {
+          if (worker.isConnected()) worker.send(message, undefined, ignoreSendError);
+        },
         kill: (signal) => worker.process.kill(signal),
         on: (event, listener) => void worker.on(event, listener),
         once: (event, listener) => void worker.once(event, listener),
@@ -135,7 +142,7 @@ export class WorkerSupervisor {
     return {
       pid: child.pid,
       send: (message) => {
-        if (child.connected) child.send(message);
+        if (child.connected) child.send(message, undefined, undefined, ignoreSendError);
       },
       kill: (signal) => void child.kill(signal),
       on: (event, listener) => void child.on(event, listener),

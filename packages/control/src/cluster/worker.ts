@@ -26,7 +26,8 @@ export function workerConfig(config: WmproxyConfig, index: number): WmproxyConfi
 }
 
 function send(message: WorkerMessage): void {
-  if (process.connected) process.send!(message);
+  // A primary that is going away cannot be told anything; `disconnect` stops this worker.
+  if (process.connected) process.send!(message, undefined, undefined, () => undefined);
 }
 
 export function runWorker(): void {

@@ -12,7 +12,6 @@ import { ReverseProxy, type AccessLog, type ListenerSpec, type LocationSpec, typ
 import { upstreamTargets, type HttpServerConfig, type LocationConfig, type UpstreamConfig, type WmproxyConfig } from '@wmproxy/config';
 import { listenKey } from './forward.js';
 import { staticOptions } from './static-location.js';
-import { handoffRuntime } from '../handoff.js';
 
 function location(config: LocationConfig): LocationSpec {
   const spec: LocationSpec = {};
@@ -30,6 +29,7 @@ function location(config: LocationConfig): LocationSpec {
   if (config.responseHeaders.length > 0) spec.responseHeaders = config.responseHeaders;
   if (config.upstreamHost !== undefined) spec.upstreamHost = config.upstreamHost;
   if (config.stripPrefix !== undefined) spec.stripPrefix = config.stripPrefix;
+  if (config.rateLimit !== undefined) spec.rateLimit = config.rateLimit;
   return spec;
 }
 
@@ -48,7 +48,12 @@ function listeners(servers: readonly HttpServerConfig[]): ListenerSpec[] {
     const first = group[0]!;
     const spec: ListenerSpec = {
       listen: first.listen,
-      vhosts: group.map((server) => ({ names: server.serverNames, default: server.default, locations: server.locations.map(location) })),
+      vhosts: group.map((server) => ({
+        names: server.serverNames,
+        default: server.default,
+        ...(server.rateLimit ? { rateLimit: server.rateLimit } : {}),
+        locations: server.locations.map(location),
+      })),
       forwarding: { trustedProxies: first.trustedProxies },
     };
     if (first.tls) {
@@ -116,6 +121,7 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     timeouts: config.reverse.timeouts,
     retries: config.reverse.retries,
     hedgeDelayMs: config.reverse.hedgeDelayMs,
+    dns: config.reverse.dns,
     headLimits: { maxHeadSize: config.reverse.maxHeadSize },
     logger,
     accessLog,
@@ -126,26 +132,6 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
 /** True when the config has anything for the reverse proxy to run. */
 export function hasReverse(config: WmproxyConfig): boolean {
   return config.servers.length > 0 || config.streams.length > 0 || config.upstreams.length > 0;
-}
-
-const HEALTH_EVENTS = ['transition', 'eject', 'uneject', 'panic', 'probe'] as const;
-type Listener = (...args: unknown[]) => void;
-type Listeners = Map<string, Listener[]>;
-
-/** A ReverseProxy, and the listeners it put on the shared health checker (removed when it is retired). */
-function build(options: ReverseProxyOptions, listeners: WeakMap<ReverseProxy, Listeners>): ReverseProxy {
-  const health = options.health as HealthChecker;
-  const events = health.events as unknown as NodeJS.EventEmitter;
-  const before = new Map(HEALTH_EVENTS.map((name) => [name, new Set(events.listeners(name))]));
-  const proxy = new ReverseProxy(options);
-  const added: Listeners = new Map();
-  for (const name of HEALTH_EVENTS) added.set(name, events.listeners(name).filter((fn) => !before.get(name)!.has(fn)) as Listener[]);
-  listeners.set(proxy, added);
-  return proxy;
-}
-
-interface Reloadable {
-  reload?(options: ReverseProxyOptions): Promise<unknown>;
 }
 
 /** Start, retrying while a port that another proxy is releasing is still busy. */
@@ -164,31 +150,21 @@ async function startWithRetry(proxy: ReverseProxy): Promise<void> {
 
 export class ReverseService {
   readonly kind = 'reverse';
-  proxy: ReverseProxy;
+  readonly proxy: ReverseProxy;
   signature: string;
-  private options: ReverseProxyOptions;
   /** The configuration the running proxy was built from (ports pinned). */
   private current: WmproxyConfig;
-  /** Replaced proxies still finishing their connections. */
-  private readonly retiring = new Set<ReverseProxy>();
-  private readonly retireTimers = new Set<ReturnType<typeof setInterval>>();
-  private readonly healthListeners = new WeakMap<ReverseProxy, Listeners>();
 
-  private constructor(proxy: ReverseProxy, signature: string, options: ReverseProxyOptions, config: WmproxyConfig) {
+  private constructor(proxy: ReverseProxy, config: WmproxyConfig) {
     this.proxy = proxy;
-    this.signature = signature;
-    this.options = options;
     this.current = config;
+    this.signature = '';
   }
 
   static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog): Promise<ReverseService> {
-    await handoffRuntime();
-    const options = reverseOptions(config, health, logger, accessLog);
-    const listeners = new WeakMap<ReverseProxy, Listeners>();
-    const proxy = build(options, listeners);
+    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog));
     await startWithRetry(proxy);
-    const service = new ReverseService(proxy, '', options, config);
-    service.healthListeners.set(proxy, listeners.get(proxy)!);
+    const service = new ReverseService(proxy, config);
     service.signature = reverseSignature(service.pin(config));
     return service;
   }
@@ -217,73 +193,19 @@ export class ReverseService {
 
   /**
    * Apply a new configuration. Unchanged: nothing to do. Changed: the
-   * ReverseProxy's own reload when it has one; otherwise a new ReverseProxy
-   * takes over the listening sockets of the addresses that stay (see
-   * handoff.ts), opens the new ones, and the old one retires: it finishes
-   * what it has in flight while the listeners it alone had close.
+   * ReverseProxy reloads in place (`ReverseProxy.reload`): listeners whose
+   * addresses stay keep their sockets and connections, upstream groups that
+   * stay keep their pools; an invalid configuration throws and leaves the
+   * running one as it was.
    */
-  async reload(given: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog): Promise<'unchanged' | 'reloaded' | 'restarted'> {
+  async reload(given: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog): Promise<'unchanged' | 'reloaded'> {
     const config = this.pin(given);
     const signature = reverseSignature(config);
     if (signature === this.signature) return 'unchanged';
-    const options = reverseOptions(config, health, logger, accessLog);
-    const reloadable = this.proxy as unknown as Reloadable;
-    if (typeof reloadable.reload === 'function') {
-      await reloadable.reload(options);
-    } else {
-      const next = build(options, this.healthListeners); // validates before the old one is touched
-      const old = this.proxy;
-      const handoff = await handoffRuntime();
-      await handoff.handoff(async () => {
-        // UDP sockets cannot be shared: the old proxy lets go of them first.
-        for (const stream of old.streams) if (stream.spec.protocol === 'udp') await stream.close().catch(() => undefined);
-        try {
-          await startWithRetry(next); // takes over the listening sockets of addresses that stay
-          this.proxy = next;
-        } catch (error) {
-          // Put the old configuration back on the same sockets.
-          this.retiring.add(next);
-          await this.finish(next);
-          const previous = build(this.options, this.healthListeners);
-          await startWithRetry(previous);
-          this.proxy = previous;
-          this.retire(old);
-          throw error;
-        }
-      });
-      this.retire(old);
-    }
+    await this.proxy.reload(reverseOptions(config, health, logger, accessLog));
     this.signature = signature;
-    this.options = options;
     this.current = config;
-    return reloadable.reload ? 'reloaded' : 'restarted';
-  }
-
-  /**
-   * Let a replaced proxy finish: it gets no new connections (its sockets
-   * were taken over); each of its keep-alive connections is answered once
-   * more with `Connection: close` (so no request races a closing
-   * connection), and the proxy closes when the last one is gone or the
-   * shutdown deadline passes.
-   */
-  private retire(old: ReverseProxy): void {
-    old.draining = true;
-    this.retiring.add(old);
-    const deadline = Date.now() + (this.options.shutdownDeadlineMs ?? 10_000);
-    const timer = setInterval(() => {
-      if (old.sessions.size > 0 && Date.now() < deadline) return;
-      clearInterval(timer);
-      void this.finish(old);
-    }, 100);
-    this.retireTimers.add(timer);
-  }
-
-  private async finish(old: ReverseProxy): Promise<void> {
-    if (!this.retiring.delete(old)) return;
-    await old.close().catch(() => undefined);
-    const events = (this.options.health as HealthChecker).events as unknown as NodeJS.EventEmitter;
-    for (const [name, fns] of this.healthListeners.get(old) ?? []) for (const fn of fns) events.off(name, fn);
-    this.healthListeners.delete(old);
+    return 'reloaded';
   }
 
   get addresses(): string[] {
@@ -291,8 +213,6 @@ export class ReverseService {
   }
 
   async stop(): Promise<void> {
-    for (const timer of this.retireTimers) clearInterval(timer);
-    this.retireTimers.clear();
-    await Promise.all([this.proxy.close(), ...[...this.retiring].map((old) => this.finish(old))]);
+    await this.proxy.close();
   }
 }
