@@ -16,9 +16,11 @@ import type {
   HealthCheckFile,
   HttpServerFile,
   LocationFile,
+  RateLimitFile,
   StreamFile,
   UpstreamFile,
 } from './schema.js';
+import type { RateLimitSpec } from '@wmproxy/reverse';
 import type {
   ForwardProxyConfig,
   HeaderRuleConfig,
@@ -295,8 +297,15 @@ class Resolver {
         totalMs: durationMs(reverse.retry_timeout, 10_000),
         onStatus: reverse.retry_on_status ?? [502, 503, 504],
         onTimeout: true,
+        bodyBuffer: reverse.retry_body_buffer === undefined ? 65_536 : parseSize(reverse.retry_body_buffer),
       },
       hedgeDelayMs: durationMs(reverse.hedge_delay, 100),
+      dns: {
+        ttlMs: durationMs(reverse.resolve_ttl, 30_000),
+        minTtlMs: durationMs(reverse.resolve_min_ttl, 1_000),
+        maxTtlMs: durationMs(reverse.resolve_max_ttl, 300_000),
+        recordTtl: reverse.resolve_record_ttl ?? false,
+      },
       maxHeadSize: reverse.max_header_size === undefined ? 65_536 : parseSize(reverse.max_header_size),
       shutdownTimeoutMs: durationMs(reverse.shutdown_timeout, 10_000),
     };
@@ -360,6 +369,7 @@ class Resolver {
       default: server.default ?? false,
       tls,
       trustedProxies: server.trusted_proxies ?? this.file.reverse?.trusted_proxies ?? [],
+      rateLimit: server.rate_limit ? this.rateLimit(server.rate_limit, [...path, 'rate_limit']) : undefined,
       locations: server.location.map((location, at) => this.location(location, [...path, 'location', at], upstreams, request, response)),
     };
   }
@@ -418,7 +428,20 @@ class Resolver {
     if (location.respond !== undefined) out.respond = location.respond;
     if (location.upstream_host !== undefined) out.upstreamHost = location.upstream_host;
     if (location.strip_prefix !== undefined) out.stripPrefix = location.strip_prefix;
+    if (location.rate_limit !== undefined) out.rateLimit = location.rate_limit === false ? false : this.rateLimit(location.rate_limit, [...path, 'rate_limit']);
     return out;
+  }
+
+  private rateLimit(limit: RateLimitFile, path: Array<string | number>): RateLimitSpec {
+    if (limit.rate === undefined && !limit.max_in_flight) this.issues.add(path, 'a `rate` or a `max_in_flight` above 0', 'neither');
+    const spec: RateLimitSpec = {};
+    if (limit.rate !== undefined) spec.rate = limit.rate;
+    if (limit.burst !== undefined) spec.burst = limit.burst;
+    if (limit.key !== undefined) spec.key = limit.key;
+    if (limit.status !== undefined) spec.status = limit.status;
+    if (limit.max_keys !== undefined) spec.maxKeys = limit.max_keys;
+    if (limit.max_in_flight !== undefined) spec.maxInFlight = limit.max_in_flight;
+    return spec;
   }
 
   private knownUpstreams(upstreams: Set<string>): string {

@@ -282,6 +282,22 @@ export const RespondSchema = Type.Object(
   { ...Strict, description: 'A fixed response (nginx `return`, Caddy `respond`).' },
 );
 
+export const RateLimitSchema = Type.Object(
+  {
+    rate: Type.Optional(
+      Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?r/[smh]$', description: 'Sustained rate per key: `100r/s`, `6000r/m` or `10r/h` (nginx `limit_req_zone ... rate=`).', 'x-expected': 'a rate such as 100r/s or 6000r/m' }),
+    ),
+    burst: Type.Optional(Type.Integer({ minimum: 0, description: 'Requests allowed above the rate in a burst, answered without delay (nginx `burst=` with `nodelay`).', default: 0 })),
+    key: Type.Optional(
+      Type.String({ pattern: '^(ip|host|uri|header:.+)$', description: 'What identifies a client: `ip`, `host`, `uri` or `header:NAME` (a request without the key is not limited).', default: 'ip', 'x-expected': 'ip, host, uri or header:NAME' }),
+    ),
+    status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'Status of a refused request (with `Retry-After`); 429 is the other usual choice.', default: 503 })),
+    max_keys: Type.Optional(Type.Integer({ minimum: 1, description: 'Most clients remembered at once; the least recently seen is forgotten first.', default: 100000 })),
+    max_in_flight: Type.Optional(Type.Integer({ minimum: 0, description: 'Most requests in flight at once through this limit, all clients together (0: no limit).', default: 0 })),
+  },
+  { ...Strict, description: 'A request limit (nginx `limit_req` with `nodelay`): over `rate` + `burst`, or over `max_in_flight`, requests are refused at once with `status` and `Retry-After`. Needs `rate` or `max_in_flight`.' },
+);
+
 export const LocationSchema = Type.Object(
   {
     path: Type.Optional(Type.String({ pattern: '^/', description: 'Path prefix (nginx `location /api/`). Default `/` when neither `exact` nor `regex` is set.', 'x-expected': 'a path starting with /' })),
@@ -298,6 +314,9 @@ export const LocationSchema = Type.Object(
     response_headers: Type.Optional(HeaderRulesSchema),
     upstream_host: Type.Optional(Type.String({ description: 'Host header sent upstream (default: the client\'s).' })),
     strip_prefix: Type.Optional(Type.String({ pattern: '^/', description: 'Remove this prefix from the path before proxying.', 'x-expected': 'a path starting with /' })),
+    rate_limit: Type.Optional(
+      Type.Union([RateLimitSchema, Type.Literal(false)], { description: 'Request limit of this location, replacing the server\'s (`false`: none).', 'x-expected': 'a rate_limit table, or false' }),
+    ),
   },
   { ...Strict, description: 'A location: which requests (path, method, client) and what to do (upstream, static, respond). Exactly one of `upstream`, `static`, `respond`.' },
 );
@@ -320,6 +339,7 @@ export const HttpServerSchema = Type.Object(
     trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept and extended (inherits `[reverse]`).')),
     request_headers: Type.Optional(HeaderRulesSchema),
     response_headers: Type.Optional(HeaderRulesSchema),
+    rate_limit: Type.Optional(RateLimitSchema),
     location: Type.Array(LocationSchema, { minItems: 1, description: 'Locations, matched with nginx\'s rules.' }),
   },
   { ...Strict, description: 'An HTTP(S) reverse-proxy server (nginx `server {}`).' },
@@ -338,7 +358,12 @@ export const ReverseSchema = Type.Object(
     retries: Type.Optional(Type.Integer({ minimum: 1, description: 'Most attempts per request, the first included (nginx proxy_next_upstream_tries).', default: 3 })),
     retry_timeout: Type.Optional(Duration('No new attempt after this long (nginx proxy_next_upstream_timeout).', '10s')),
     retry_on_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { description: 'Statuses that make an idempotent request try the next server.', default: [502, 503, 504] })),
+    retry_body_buffer: Type.Optional(Size('Request bodies up to this size are kept so that an idempotent request (PUT, DELETE...) can be replayed to the next server; larger ones are streamed and not retried (`0`: never).', '64k')),
     hedge_delay: Type.Optional(Duration('Race a second connect to another server when the first has not completed after this long (`0s`: off).', '100ms')),
+    resolve_ttl: Type.Optional(Duration('How long the addresses of an upstream DNS name are used when the resolver gives no TTL (nginx `resolver valid=`).', '30s')),
+    resolve_min_ttl: Type.Optional(Duration('Shortest time addresses are cached, and the wait before retrying a failed re-resolution (the last good addresses stay in use).', '1s')),
+    resolve_max_ttl: Type.Optional(Duration('Longest time addresses are cached, whatever the record says.', '5m')),
+    resolve_record_ttl: Type.Optional(Type.Boolean({ description: 'Query DNS directly (A and AAAA) and use the records\' TTLs, instead of the system resolver (hosts file, nsswitch) with `resolve_ttl`.', default: false })),
     max_header_size: Type.Optional(Size('Largest request head (431 above).', '64k')),
     trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept (inherited by servers).')),
     request_headers: Type.Optional(HeaderRulesSchema),
@@ -395,6 +420,7 @@ export type ForwardProxyFile = Static<typeof ForwardProxySchema>;
 export type UpstreamFile = Static<typeof UpstreamSchema>;
 export type HttpServerFile = Static<typeof HttpServerSchema>;
 export type LocationFile = Static<typeof LocationSchema>;
+export type RateLimitFile = Static<typeof RateLimitSchema>;
 export type StreamFile = Static<typeof StreamSchema>;
 export type HealthCheckFile = Static<typeof HealthCheckSchema>;
 export type HeaderRulesFile = Static<typeof HeaderRulesSchema>;

@@ -7,7 +7,7 @@
  */
 import type { LogLevel } from '@wmproxy/core-net';
 import type { CheckSpec, HealthCheckerOptions, HealthState } from '@wmproxy/health';
-import type { HeaderRule, LocationSpec, RetryOptions, TimeoutOptions } from '@wmproxy/reverse';
+import type { DnsOptions, HeaderRule, LocationSpec, RateLimitSpec, ReplayOptions, RetryOptions, TimeoutOptions } from '@wmproxy/reverse';
 import type { ConfigFile } from './schema.js';
 
 export type Protocol = 'http' | 'https' | 'socks5';
@@ -119,14 +119,19 @@ export interface HttpServerConfig {
   /** Absolute paths of the PEM files. */
   tls: { cert: string; key: string } | undefined;
   trustedProxies: string[];
+  /** Request limit shared by the locations without their own. */
+  rateLimit: RateLimitSpec | undefined;
   locations: LocationConfig[];
 }
 
 export interface ReverseConfig {
   /** `@wmproxy/reverse` timeouts, in milliseconds (the ones not set keep that package's defaults). */
   timeouts: Partial<TimeoutOptions>;
-  retries: RetryOptions;
+  /** `bodyBuffer`: the replay buffer for request bodies, in bytes. */
+  retries: RetryOptions & Required<ReplayOptions>;
   hedgeDelayMs: number;
+  /** Upstream DNS names: cache validity (ms) and whether record TTLs are used. */
+  dns: Required<Omit<DnsOptions, 'resolver'>>;
   maxHeadSize: number;
   shutdownTimeoutMs: number;
 }

@@ -248,6 +248,54 @@ request_headers = [{ op = "add_if_missing", name = "X-Loc", value = "two" }]
   assert.deepEqual(location.responseHeaders, [{ op: 'remove', name: 'Server' }]);
 });
 
+test('rate limits (server and location), the body replay buffer and DNS re-resolution settings', () => {
+  const config = parseConfig(
+    `
+[control]
+enabled = false
+[reverse]
+retry_body_buffer = "128k"
+resolve_ttl = "20s"
+resolve_min_ttl = "2s"
+resolve_max_ttl = "10m"
+resolve_record_ttl = true
+[[upstream]]
+name = "a"
+servers = ["127.0.0.1:1"]
+[[server]]
+listen = "127.0.0.1:0"
+rate_limit = { rate = "100r/s", burst = 20 }
+[[server.location]]
+path = "/"
+upstream = "a"
+[[server.location]]
+path = "/api"
+upstream = "a"
+rate_limit = { rate = "6000r/m", key = "header:X-Api-Key", status = 429, max_keys = 1000, max_in_flight = 50 }
+[[server.location]]
+path = "/health"
+upstream = "a"
+rate_limit = false
+`,
+    'toml',
+  );
+  assert.equal(config.reverse.retries.bodyBuffer, 131_072);
+  assert.deepEqual(config.reverse.dns, { ttlMs: 20_000, minTtlMs: 2_000, maxTtlMs: 600_000, recordTtl: true });
+  const server = config.servers[0]!;
+  assert.deepEqual(server.rateLimit, { rate: '100r/s', burst: 20 });
+  assert.equal(server.locations[0]!.rateLimit, undefined, 'inherits the server limit');
+  assert.deepEqual(server.locations[1]!.rateLimit, { rate: '6000r/m', key: 'header:X-Api-Key', status: 429, maxKeys: 1000, maxInFlight: 50 });
+  assert.equal(server.locations[2]!.rateLimit, false);
+  const defaults = parseConfig('[control]\nenabled = false\n', 'toml');
+  assert.equal(defaults.reverse.retries.bodyBuffer, 65_536);
+  assert.deepEqual(defaults.reverse.dns, { ttlMs: 30_000, minTtlMs: 1_000, maxTtlMs: 300_000, recordTtl: false });
+  const bad = issuesOf(() =>
+    parseConfig('[control]\nenabled = false\n[[upstream]]\nname = "a"\nservers = ["127.0.0.1:1"]\n[[server]]\nlisten = "127.0.0.1:0"\nrate_limit = { rate = "fast", burst = 1 }\n[[server.location]]\nupstream = "a"\n[[server.location]]\npath = "/x"\nupstream = "a"\nrate_limit = { burst = 1 }\n', 'toml'),
+  );
+  assert.match(bad.message, /server\[0\]\.rate_limit\.rate: expected a rate such as 100r\/s/);
+  assert.match(bad.message, /server\[0\]\.location\[1\]\.rate_limit: expected a `rate` or a `max_in_flight` above 0/);
+});
+
 const ORIGINAL = `
 control = "127.0.0.1:8838"
 disable_stdout = true

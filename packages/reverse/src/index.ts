@@ -20,6 +20,8 @@ export {
 export { AccessLog, formatAccess, timeLocal, type AccessRecord, type AccessLogFormat, type AccessLogSink } from './access-log.js';
 export { StreamProxy, type StreamSpec } from './stream.js';
 export { connectHedged, defaultConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
-export { retryAllowed, type RetryState, type FailureKind } from './retry.js';
+export { DnsCache, cachedConnector, recordTtlResolver, type DnsOptions, type Resolution, type TtlResolver } from './dns.js';
+export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal } from './rate-limit.js';
+export { retryAllowed, bodyBufferLimit, DEFAULT_BODY_BUFFER, type RetryState, type FailureKind, type ReplayOptions } from './retry.js';
 export { DEFAULT_TIMEOUTS, DEFAULT_RETRIES, IDEMPOTENT, type TimeoutOptions, type RetryOptions } from './engine/options.js';
 export { POLICIES, POLICY_NAMES, getPolicy, roundRobin, leastConn, randomTwo, ipHash, hash, first, type Policy, type PolicyName, type SelectContext } from './policies/index.js';

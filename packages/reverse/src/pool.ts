@@ -12,11 +12,6 @@ export interface PoolWaiter {
   take(conn: Conn): void;
 }
 
-interface IdleState {
-  pool: ConnPool;
-  since: number;
-}
-
 /** Installed on parked connections: any byte or FIN from an idle upstream means it is unusable. */
 const idleHandler: ConnHandler = {
   data(conn) {
@@ -26,8 +21,7 @@ const idleHandler: ConnHandler = {
     conn.destroy();
   },
   close(conn) {
-    const state = conn.userData as IdleState | undefined;
-    state?.pool.forget(conn);
+    (conn.userData as ConnPool | undefined)?.forget(conn);
   },
 };
 
@@ -43,6 +37,8 @@ const idleHandler: ConnHandler = {
  */
 export class ConnPool {
   private readonly idle: Conn[] = [];
+  /** When each idle connection was parked (same order as `idle`; no object per release). */
+  private readonly idleSince: number[] = [];
   private readonly waiters: PoolWaiter[] = [];
   readonly maxIdle: number;
   readonly idleTimeoutMs: number;
@@ -63,6 +59,7 @@ export class ConnPool {
   acquire(): Conn | undefined {
     while (this.idle.length > 0) {
       const conn = this.idle.pop()!;
+      this.idleSince.pop();
       if (!conn.closed) {
         this.reused++;
         conn.userData = undefined;
@@ -99,9 +96,10 @@ export class ConnPool {
       conn.destroy();
       return;
     }
-    conn.userData = { pool: this, since: Date.now() } satisfies IdleState;
+    conn.userData = this;
     conn.setHandler(idleHandler);
     this.idle.push(conn);
+    this.idleSince.push(Date.now());
     if (!this.sweeper && this.idleTimeoutMs > 0) {
       this.sweeper = setInterval(sweep, Math.max(50, Math.min(this.idleTimeoutMs / 2, 5_000)), this);
       (this.sweeper as { unref?: () => void }).unref?.();
@@ -111,15 +109,16 @@ export class ConnPool {
   /** @internal */
   forget(conn: Conn): void {
     const index = this.idle.indexOf(conn);
-    if (index >= 0) this.idle.splice(index, 1);
+    if (index >= 0) {
+      this.idle.splice(index, 1);
+      this.idleSince.splice(index, 1);
+    }
   }
 
   /** @internal close connections idle for longer than the timeout. */
   expire(now: number): void {
     for (let i = this.idle.length - 1; i >= 0; i--) {
-      const conn = this.idle[i]!;
-      const state = conn.userData as IdleState;
-      if (now - state.since >= this.idleTimeoutMs) conn.destroy();
+      if (now - this.idleSince[i]! >= this.idleTimeoutMs) this.idle[i]!.destroy();
     }
     if (this.idle.length === 0) this.stopSweeper();
   }
@@ -132,6 +131,7 @@ export class ConnPool {
   /** Close every idle connection. */
   close(): void {
     this.stopSweeper();
+    this.idleSince.length = 0;
     for (const conn of this.idle.splice(0)) conn.destroy();
   }
 }

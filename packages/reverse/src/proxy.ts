@@ -1,22 +1,25 @@
 import {
   Logger,
   Server,
+  formatHostPort,
   parseAddressList,
   silentLogger,
   type Conn,
   type HeadLimits,
   type TlsServerOptions,
 } from '@wmproxy/core-net';
-import { HealthChecker, type HealthCheckerOptions } from '@wmproxy/health';
+import { HealthChecker, type HealthCheckerOptions, type TargetSpec } from '@wmproxy/health';
 import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-log.js';
-import { defaultConnector, type Connector } from './engine/connector.js';
+import type { Connector } from './engine/connector.js';
 import type { ListenerContext, ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
 import { ClientSession, crashed } from './engine/session.js';
+import { cachedConnector, DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
 import { Forwarding, type ForwardedOptions } from './headers.js';
+import type { ReplayOptions } from './retry.js';
 import { Router, type VirtualHostSpec } from './router.js';
 import { StreamProxy, type StreamSpec } from './stream.js';
-import { Upstream, type UpstreamServer, type UpstreamSpec } from './upstream.js';
+import { Upstream, UpstreamServer, type UpstreamServerSpec, type UpstreamSpec } from './upstream.js';
 
 /** One HTTP listener (nginx `server {}`): addresses, optional TLS with SNI, virtual hosts. */
 export interface ListenerSpec {
@@ -37,7 +40,8 @@ export interface ReverseProxyOptions {
   /** Health checker options (passive checks, panic threshold, slow start, defaults of active checks), or a checker to share. */
   health?: HealthCheckerOptions | HealthChecker;
   timeouts?: Partial<TimeoutOptions>;
-  retries?: Partial<RetryOptions>;
+  /** Retry rules, and `bodyBuffer`: the most request-body bytes kept so that an idempotent request with a body can be replayed (default 64 KiB). */
+  retries?: Partial<RetryOptions> & ReplayOptions;
   /** Connect hedging delay in ms (default 100; 0 disables). */
   hedgeDelayMs?: number;
   /**
@@ -50,8 +54,10 @@ export interface ReverseProxyOptions {
   requestHedgeBudget?: number;
   /** Request-head limits (defaults: 64 KiB, 128 fields, 16 KiB target). */
   headLimits?: HeadLimits;
-  /** How upstream connections are opened (tests inject delays here). */
+  /** How upstream connections are opened (tests inject delays here; default: core-net `connect` with the DNS cache). */
   connector?: Connector;
+  /** Resolving upstream DNS names: cached per TTL (see dns.ts). `resolver` may be injected. */
+  dns?: DnsOptions & { resolver?: TtlResolver };
   logger?: Logger;
   /** Access log: an AccessLog, or where to write (`-` = stdout, a file path, a sink) and the format. */
   accessLog?: AccessLog | { to: string | AccessLogSink; format?: AccessLogFormat };
@@ -76,11 +82,13 @@ const SWEEP_MS = 100;
 export class ReverseProxy implements ProxyCore {
   readonly upstreams = new Map<string, Upstream>();
   readonly timeouts: TimeoutOptions;
-  readonly retries: RetryOptions;
-  readonly hedgeDelayMs: number;
-  readonly requestHedgeMs: number;
+  readonly retries: RetryOptions & ReplayOptions;
+  hedgeDelayMs: number;
+  requestHedgeMs: number;
   readonly hedges: { inFlight: number; budget: number };
-  readonly headLimits: HeadLimits;
+  headLimits: HeadLimits;
+  /** Upstream DNS names and their addresses, re-resolved per TTL. */
+  readonly dns: DnsCache;
   readonly connector: Connector;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
@@ -89,10 +97,13 @@ export class ReverseProxy implements ProxyCore {
   draining = false;
   private readonly ownsHealth: boolean;
   private readonly ownsAccessLog: boolean;
-  private readonly listeners: Array<{ server: Server; ctx: ListenerContext }> = [];
+  private readonly listeners: Listener[] = [];
   readonly streams: StreamProxy[] = [];
   private sweeper: ReturnType<typeof setInterval> | undefined;
-  private readonly options: ReverseProxyOptions;
+  private options: ReverseProxyOptions;
+  /** Listeners removed by a reload, draining. */
+  private readonly retiring = new Set<Promise<unknown>>();
+  private readonly healthHandlers: Array<[string, (...args: never[]) => void]> = [];
 
   constructor(options: ReverseProxyOptions) {
     this.options = options;
@@ -103,8 +114,10 @@ export class ReverseProxy implements ProxyCore {
     this.requestHedgeMs = options.requestHedgeMs ?? 0;
     this.hedges = { inFlight: 0, budget: options.requestHedgeBudget ?? 0.1 };
     this.headLimits = options.headLimits ?? {};
-    this.connector = options.connector ?? defaultConnector;
     this.logger = options.logger ?? silentLogger;
+    this.dns = new DnsCache(options.dns, this.logger);
+    this.dns.onChange = (host) => this.addressesChanged(host);
+    this.connector = options.connector ?? cachedConnector(this.dns);
     if (options.accessLog instanceof AccessLog) {
       this.accessLog = options.accessLog;
       this.ownsAccessLog = false;
@@ -119,26 +132,48 @@ export class ReverseProxy implements ProxyCore {
       this.health = new HealthChecker(options.health);
       this.ownsHealth = true;
     }
+    for (const [name, upstream] of this.buildUpstreams(options)) this.upstreams.set(name, upstream);
+    const onTransition = (event: { target: string; from: string; to: string; reason: string }): void => {
+      this.logger.info('upstream health', { target: event.target, from: event.from, to: event.to, reason: event.reason });
+      if (event.to === 'unhealthy') this.markedDown(event.target);
+    };
+    const onEject = (event: { target: string; reason: string; durationMs: number }): void => {
+      this.logger.warn('upstream ejected', { target: event.target, reason: event.reason, ms: event.durationMs });
+      this.markedDown(event.target);
+    };
+    this.health.events.on('transition', onTransition);
+    this.health.events.on('eject', onEject);
+    this.healthHandlers.push(['transition', onTransition], ['eject', onEject]);
+  }
+
+  /**
+   * The upstream groups of `options`, checked (unique names, every location
+   * and stream refers to one). A group whose spec is unchanged from the
+   * running one is the same object; a changed group keeps the server objects
+   * (pool, counters, connections in flight) of servers that stay as they were.
+   */
+  private buildUpstreams(options: ReverseProxyOptions): Map<string, Upstream> {
+    const built = new Map<string, Upstream>();
     for (const spec of options.upstreams) {
-      if (this.upstreams.has(spec.name)) throw new Error(`upstream "${spec.name}" is defined twice`);
-      const upstream = new Upstream(spec, this.health);
-      this.upstreams.set(spec.name, upstream);
+      if (built.has(spec.name)) throw new Error(`upstream "${spec.name}" is defined twice`);
+      const old = this.upstreams.get(spec.name);
+      if (old && sameJson(old.spec, spec)) built.set(spec.name, old);
+      else built.set(spec.name, new Upstream(spec, this.health, old ? reuseServers(old, spec) : undefined));
     }
     for (const listener of options.servers ?? []) {
       for (const vhost of listener.vhosts) {
         for (const location of vhost.locations) {
-          if (location.upstream && !this.upstreams.has(location.upstream)) throw new Error(`location refers to unknown upstream "${location.upstream}"`);
+          if (location.upstream && !built.has(location.upstream)) throw new Error(`location refers to unknown upstream "${location.upstream}"`);
         }
       }
     }
-    this.health.events.on('transition', (event) => {
-      this.logger.info('upstream health', { target: event.target, from: event.from, to: event.to, reason: event.reason });
-      if (event.to === 'unhealthy') this.markedDown(event.target);
-    });
-    this.health.events.on('eject', (event) => {
-      this.logger.warn('upstream ejected', { target: event.target, reason: event.reason, ms: event.durationMs });
-      this.markedDown(event.target);
-    });
+    for (const stream of options.streams ?? []) if (!built.has(stream.upstream)) throw new Error(`stream refers to unknown upstream "${stream.upstream}"`);
+    return built;
+  }
+
+  /** A name's addresses changed: idle connections to the old ones go, so new requests use the new ones. */
+  private addressesChanged(host: string): void {
+    for (const upstream of this.upstreams.values()) for (const server of upstream.servers) if (server.host === host) server.pool.close();
   }
 
   private markedDown(address: string): void {
@@ -148,47 +183,175 @@ export class ReverseProxy implements ProxyCore {
     }
   }
 
-  async start(): Promise<this> {
-    // Health targets: one per server, in its upstream's pool (backups in their own).
+  /** Health targets: one per server, in its upstream's pool (backups in their own). */
+  private healthTargets(): TargetSpec[] {
+    const targets: TargetSpec[] = [];
     for (const upstream of this.upstreams.values()) {
       for (const server of upstream.servers) {
         const spec = upstream.spec.health;
-        this.health.add({ ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) });
+        targets.push({ ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) });
       }
     }
+    return targets;
+  }
+
+  async start(): Promise<this> {
+    for (const target of this.healthTargets()) this.health.add(target);
     try {
-      for (const spec of this.options.servers ?? []) {
-        const ctx: ListenerContext = {
-          core: this,
-          router: new Router(spec.vhosts),
-          forwarding: new Forwarding(spec.forwarding),
-          scheme: spec.tls ? 'https' : 'http',
-        };
-        const addresses = parseAddressList(Array.isArray(spec.listen) ? spec.listen.join(',') : spec.listen);
-        const server = new Server({
-          addresses,
-          tls: spec.tls,
-          logger: this.logger,
-          onConnection: (conn: Conn) => {
-            new ClientSession(conn, ctx);
-          },
-        });
-        await server.start();
-        this.listeners.push({ server, ctx });
-      }
-      for (const spec of this.options.streams ?? []) {
-        const upstream = this.upstreams.get(spec.upstream);
-        if (!upstream) throw new Error(`stream refers to unknown upstream "${spec.upstream}"`);
-        const stream = new StreamProxy(spec, upstream, this);
-        await stream.start();
-        this.streams.push(stream);
-      }
+      for (const spec of this.options.servers ?? []) this.listeners.push(await this.openListener(planListener(spec, this)));
+      for (const spec of this.options.streams ?? []) this.streams.push(await this.openStream(spec));
     } catch (error) {
       await this.close();
       throw error;
     }
     this.sweeper = setInterval(sweep, SWEEP_MS, this);
     return this;
+  }
+
+  private async openListener(plan: ListenerPlan): Promise<Listener> {
+    const listener: Listener = { server: undefined as unknown as Server, ctx: plan.ctx, spec: plan.spec, addresses: plan.addresses, tls: plan.tls };
+    listener.server = new Server({
+      addresses: parseAddressList(plan.addresses.join(',')),
+      tls: plan.spec.tls,
+      logger: this.logger,
+      onConnection: (conn: Conn) => {
+        new ClientSession(conn, listener.ctx);
+      },
+    });
+    await listener.server.start();
+    return listener;
+  }
+
+  private async openStream(spec: StreamSpec): Promise<StreamProxy> {
+    const stream = new StreamProxy(spec, this.upstreams.get(spec.upstream)!, this);
+    await stream.start();
+    return stream;
+  }
+
+  /**
+   * Apply a new configuration in place (nginx's reload without new
+   * workers). Everything is checked and built first: an invalid
+   * configuration, or a new address that cannot be bound, throws and leaves
+   * the running proxy untouched. Then:
+   * - a listener whose addresses (and TLS settings) stay keeps its socket and
+   *   its connections; its routes, forwarding and limits are replaced, so the
+   *   next request on an open keep-alive connection already uses them, and
+   *   WebSockets carry on;
+   * - new listeners open; removed ones stop accepting, answer what they have
+   *   in flight with `Connection: close` and close (within
+   *   `shutdownDeadlineMs`); a listener whose TLS settings changed is reopened;
+   * - an unchanged upstream group is kept as it is, a changed one keeps the
+   *   pools and counters of its servers that stay; health targets follow;
+   * - streams that stay as they were keep running; others are restarted;
+   * - timeouts, retries, hedging and head limits take the new values.
+   * `health`, `connector`, `dns`, `logger` and `accessLog` are those of the
+   * constructor (not reloaded).
+   */
+  reload(options: ReverseProxyOptions): Promise<void> {
+    // One reload at a time, in call order.
+    const run = this.reloading.then(() => this.applyReload(options));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private reloading: Promise<unknown> = Promise.resolve();
+
+  private async applyReload(options: ReverseProxyOptions): Promise<void> {
+    if (this.draining) throw new Error('the proxy is closing');
+    // 1. Check and build everything.
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    const retries = { ...DEFAULT_RETRIES, ...options.retries };
+    if (!(retries.tries >= 1)) throw new Error('retries.tries must be at least 1');
+    const upstreams = this.buildUpstreams(options);
+    const plans = (options.servers ?? []).map((spec) => planListener(spec, this));
+    const unmatched = new Set(this.listeners);
+    for (const plan of plans) {
+      const key = plan.addresses.join(',');
+      const old = [...unmatched].find((listener) => listener.addresses.join(',') === key || [...listener.server.boundAddresses].sort().join(',') === key);
+      if (!old) continue;
+      unmatched.delete(old);
+      if (old.tls === plan.tls) plan.keep = old;
+      else plan.replace = [old];
+    }
+    // A new address set that overlaps a listener being removed: that one must let go of its socket first.
+    for (const plan of plans) {
+      if (plan.keep || plan.replace) continue;
+      const overlapping = [...unmatched].filter((listener) => listener.server.boundAddresses.some((address) => plan.addresses.includes(address)));
+      if (overlapping.length === 0) continue;
+      plan.replace = overlapping;
+      for (const old of overlapping) unmatched.delete(old);
+    }
+    const seen = new Set<string>();
+    for (const plan of plans) {
+      for (const address of plan.addresses) {
+        if (!address.endsWith(':0') && seen.has(address)) throw new Error(`${address} is used by two listeners`);
+        seen.add(address);
+      }
+    }
+    // 2. Open the new listeners; if one fails, nothing has changed yet.
+    const opened: Listener[] = [];
+    try {
+      for (const plan of plans) if (!plan.keep && !plan.replace) opened.push((plan.opened = await this.openListener(plan)));
+    } catch (error) {
+      await Promise.all(opened.map((listener) => listener.server.shutdown({ deadlineMs: 0 })));
+      throw error;
+    }
+    // 3. Commit.
+    const retired: Upstream[] = [...this.upstreams.values()].filter((old) => upstreams.get(old.name) !== old);
+    this.upstreams.clear();
+    for (const [name, upstream] of upstreams) this.upstreams.set(name, upstream);
+    const kept = new Set<UpstreamServer>();
+    for (const upstream of upstreams.values()) for (const server of upstream.servers) kept.add(server);
+    for (const old of retired) for (const server of old.servers) if (!kept.has(server)) server.pool.close();
+    if (this.ownsHealth) this.health.replaceTargets(this.healthTargets());
+    else for (const target of this.healthTargets()) this.health.add(target);
+    Object.assign(this.timeouts, timeouts);
+    Object.assign(this.retries, retries);
+    this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
+    this.requestHedgeMs = options.requestHedgeMs ?? 0;
+    this.hedges.budget = options.requestHedgeBudget ?? 0.1;
+    this.headLimits = options.headLimits ?? {};
+    this.options = { ...options, health: this.options.health, connector: this.options.connector, dns: this.options.dns, logger: this.options.logger, accessLog: this.options.accessLog };
+    const next: Listener[] = [];
+    for (const plan of plans) {
+      if (plan.keep) {
+        const ctx = plan.keep.ctx;
+        ctx.router = new Router(plan.spec.vhosts, ctx.router); // compiled once already; now keeping the limits that stay
+        ctx.forwarding = plan.ctx.forwarding;
+        plan.keep.spec = plan.spec;
+        plan.keep.addresses = plan.addresses;
+        next.push(plan.keep);
+      } else if (plan.replace) {
+        for (const old of plan.replace) {
+          old.server.stopAccepting();
+          this.retire(old);
+        }
+        next.push(await this.openListener(plan));
+      } else next.push(plan.opened!);
+    }
+    for (const old of unmatched) {
+      old.server.stopAccepting();
+      this.retire(old);
+    }
+    this.listeners.length = 0;
+    this.listeners.push(...next);
+    // Streams: those that stay as they were keep running; the others restart (UDP sockets cannot be shared).
+    const streams: Array<StreamProxy | StreamSpec> = (options.streams ?? []).map((spec) => {
+      const index = this.streams.findIndex((stream) => sameJson(stream.spec, spec) && stream.upstream === this.upstreams.get(spec.upstream));
+      return index < 0 ? spec : this.streams.splice(index, 1)[0]!;
+    });
+    await Promise.all(this.streams.map((stream) => stream.close()));
+    this.streams.length = 0;
+    for (const entry of streams) this.streams.push(entry instanceof StreamProxy ? entry : await this.openStream(entry));
+    this.logger.info('reverse proxy reloaded', { listeners: this.listeners.length, upstreams: this.upstreams.size, streams: this.streams.length });
+  }
+
+  /** A listener left the configuration: its connections finish their request in flight with `Connection: close`, then it closes. */
+  private retire(listener: Listener): void {
+    listener.ctx.core = Object.create(this, { draining: { value: true } }) as ProxyCore;
+    for (const session of [...this.sessions]) if (session.ctx === listener.ctx) session.drainIfIdle();
+    const done = listener.server.shutdown({ deadlineMs: this.options.shutdownDeadlineMs ?? 10_000 }).finally(() => this.retiring.delete(done));
+    this.retiring.add(done);
   }
 
   /** Bound HTTP addresses (`host:port`), in listener order. */
@@ -221,18 +384,76 @@ export class ReverseProxy implements ProxyCore {
     await Promise.all([
       ...this.listeners.map((listener) => listener.server.shutdown({ deadlineMs })),
       ...this.streams.map((stream) => stream.close()),
+      ...this.retiring,
     ]);
     this.listeners.length = 0;
     this.streams.length = 0;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
     for (const upstream of this.upstreams.values()) upstream.close();
+    const events = this.health.events as unknown as { off(name: string, fn: (...args: never[]) => void): void };
+    for (const [name, fn] of this.healthHandlers.splice(0)) events.off(name, fn);
     if (this.ownsHealth) await this.health.close();
     if (this.ownsAccessLog) await this.accessLog?.close();
   }
 }
 
+/** A listener's context; reload replaces its router and forwarding in place. */
+type ListenerState = { -readonly [K in keyof ListenerContext]: ListenerContext[K] };
+
+interface Listener {
+  server: Server;
+  ctx: ListenerState;
+  spec: ListenerSpec;
+  /** Configured addresses, normalised and sorted (the key a reload matches on). */
+  addresses: string[];
+  /** The TLS settings as JSON ('' for plain HTTP). */
+  tls: string;
+}
+
+interface ListenerPlan {
+  spec: ListenerSpec;
+  ctx: ListenerState;
+  addresses: string[];
+  tls: string;
+  keep?: Listener;
+  /** Listeners to close before this one opens (same addresses, other TLS settings or address set). */
+  replace?: Listener[];
+  opened?: Listener;
+}
+
+/** Compile a listener spec (routes, limits, forwarding): throws on a bad one. */
+function planListener(spec: ListenerSpec, core: ProxyCore): ListenerPlan {
+  const addresses = parseAddressList(Array.isArray(spec.listen) ? spec.listen.join(',') : spec.listen)
+    .map((address) => formatHostPort(address.host, address.port))
+    .sort();
+  return {
+    spec,
+    addresses,
+    tls: spec.tls ? JSON.stringify(spec.tls) : '',
+    ctx: { core, router: new Router(spec.vhosts), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http' },
+  };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Servers of `old` that a changed group keeps as they are (same address, options and pool settings). */
+function reuseServers(old: Upstream, spec: UpstreamSpec): (server: UpstreamServerSpec) => UpstreamServer | undefined {
+  if (!sameJson(old.spec.pool, spec.pool)) return () => undefined;
+  const taken = new Set<UpstreamServer>();
+  return (serverSpec) => {
+    const index = old.spec.servers.findIndex((candidate, at) => !taken.has(old.servers[at]!) && sameJson(candidate, serverSpec));
+    if (index < 0) return undefined;
+    const server = old.servers[index]!;
+    taken.add(server);
+    return server;
+  };
+}
+
 function sweep(proxy: ReverseProxy): void {
+  proxy.dns.refreshExpired();
   const now = Date.now();
   for (const session of proxy.sessions) {
     try {

@@ -10,26 +10,48 @@ export interface RetryState {
   /** Milliseconds since the first attempt started. */
   elapsedMs: number;
   method: string;
-  /** The request has a body (streamed, so it cannot be replayed once sent). */
+  /** The request has a body. */
   hasBody: boolean;
   /** Some of the body already went to the failed server. */
   bodySent: boolean;
+  /** Every body byte sent so far is kept in the replay buffer (see `bodyBuffer`), so it can be sent again. */
+  bodyReplayable?: boolean;
   /** Part of the response already went to the client. */
   responseStarted: boolean;
+}
+
+/** Request bodies up to this size are kept for a replay by default (Envoy's per_request_buffer_limit is 1 MiB, HAProxy's bufsize 16 KiB). */
+export const DEFAULT_BODY_BUFFER = 64 * 1024;
+
+/** Retry options with the replay buffer (`retries.bodyBuffer` of the ReverseProxy). */
+export interface ReplayOptions {
+  /**
+   * Keep a copy of an idempotent request's body while it is at most this
+   * many bytes, so that the request can be replayed to the next server
+   * (default 64 KiB; 0: never). A larger body is streamed without a copy,
+   * and the request is not retried once its body went out.
+   */
+  bodyBuffer?: number;
+}
+
+/** The replay buffer size of these options. */
+export function bodyBufferLimit(options: RetryOptions & ReplayOptions): number {
+  return options.tries > 1 ? (options.bodyBuffer ?? DEFAULT_BODY_BUFFER) : 0;
 }
 
 /**
  * May the request go to the next server? (nginx's proxy_next_upstream rules.)
  * Never once the client saw part of a response, past `tries` attempts or
  * `totalMs`. A failed connect sent nothing, so any request may move on unless
- * its body was already being sent; after the request went out (timeout,
- * reset, a retryable status, a bad response), only an idempotent request
- * without a body is replayed.
+ * its body was already being sent (and not kept); after the request went out
+ * (timeout, reset, a retryable status, a bad response), only an idempotent
+ * request is replayed, and only if it has no body or its body is kept in the
+ * replay buffer.
  */
 export function retryAllowed(state: RetryState, options: RetryOptions): boolean {
   if (state.responseStarted || state.attempts >= options.tries) return false;
   if (options.totalMs > 0 && state.elapsedMs >= options.totalMs) return false;
-  if (state.kind === 'connect') return !state.bodySent;
+  if (state.kind === 'connect') return !state.bodySent || state.bodyReplayable === true;
   if ((state.kind === 'timeout' || state.kind === 'reset') && !options.onTimeout) return false;
-  return IDEMPOTENT.has(state.method) && !state.hasBody;
+  return IDEMPOTENT.has(state.method) && (!state.hasBody || state.bodyReplayable === true);
 }

@@ -1,5 +1,6 @@
 import { CidrList } from '@wmproxy/core-net';
 import { compileRules, type CompiledRule, type HeaderRule } from './headers.js';
+import { RateLimiter, type RateLimitSpec } from './rate-limit.js';
 import { staticLocation, type StaticOptions } from './static.js';
 
 /** A fixed answer instead of proxying (nginx `return`, Caddy `respond`). */
@@ -65,6 +66,8 @@ export interface LocationSpec {
   upstreamHost?: string;
   /** Remove this prefix from the path before proxying (Caddy `handle_path`). */
   stripPrefix?: string;
+  /** Rate / concurrency limit of this location (replaces the virtual host's; `false`: none). */
+  rateLimit?: RateLimitSpec | false;
 }
 
 export interface VirtualHostSpec {
@@ -72,6 +75,8 @@ export interface VirtualHostSpec {
   names?: string[];
   /** The server that answers when no name matches (nginx `default_server`). */
   default?: boolean;
+  /** Rate / concurrency limit shared by the locations without their own (nginx `limit_req` at server level). */
+  rateLimit?: RateLimitSpec;
   locations: LocationSpec[];
 }
 
@@ -88,6 +93,8 @@ export interface CompiledLocation {
   responseRules: CompiledRule[];
   /** `handler`, or the static-file handler built from `static`. */
   handler: LocationHandler | undefined;
+  /** The location's rate limit, or its virtual host's. */
+  limiter: RateLimiter | undefined;
 }
 
 interface CompiledVhost {
@@ -116,11 +123,21 @@ export class Router {
   private readonly wildcards: Array<{ suffix: string; vhost: CompiledVhost }> = [];
   private readonly fallback: CompiledVhost | undefined;
 
-  constructor(vhosts: VirtualHostSpec[]) {
+  /** Rate limiters by where they are configured and how (a reload keeps those that stay, with their state). */
+  readonly limiters = new Map<string, RateLimiter>();
+
+  /** `previous`: the router this one replaces on reload; its limiters that stay are kept. */
+  constructor(vhosts: VirtualHostSpec[], previous?: Router) {
+    const limiter = (key: string, spec: RateLimitSpec): RateLimiter => {
+      const full = `${key}|${JSON.stringify(spec)}`;
+      const made = previous?.limiters.get(full) ?? new RateLimiter(spec);
+      this.limiters.set(full, made);
+      return made;
+    };
     let fallback: CompiledVhost | undefined;
     let anyHost: CompiledVhost | undefined;
     for (const spec of vhosts) {
-      const compiled = compileVhost(spec);
+      const compiled = compileVhost(spec, limiter);
       const names = spec.names ?? [];
       if (spec.default) {
         if (fallback) throw new Error('two virtual hosts are marked default');
@@ -169,8 +186,10 @@ export function normaliseHost(value: string): string {
   return host.toLowerCase();
 }
 
-function compileVhost(spec: VirtualHostSpec): CompiledVhost {
+function compileVhost(spec: VirtualHostSpec, limiter: (key: string, spec: RateLimitSpec) => RateLimiter): CompiledVhost {
+  const names = (spec.names ?? []).join(',');
   const vhost: CompiledVhost = { spec, exact: [], prefixes: [], regexes: [] };
+  const shared = spec.rateLimit ? limiter(`vhost ${names}`, spec.rateLimit) : undefined;
   spec.locations.forEach((location, order) => {
     if ([location.exact, location.regex, location.path].filter((v) => v !== undefined).length > 1) {
       throw new Error('a location has exactly one of path, exact or regex');
@@ -188,6 +207,12 @@ function compileVhost(spec: VirtualHostSpec): CompiledVhost {
       requestRules: compileRules(location.requestHeaders),
       responseRules: compileRules(location.responseHeaders),
       handler: location.handler ?? (location.static ? staticLocation(location.static) : undefined),
+      limiter:
+        location.rateLimit === false
+          ? undefined
+          : location.rateLimit
+            ? limiter(`location ${names} ${location.exact !== undefined ? `=${location.exact}` : location.regex !== undefined ? `~${location.regex}` : location.path ?? '/'}`, location.rateLimit)
+            : shared,
     };
     if (location.exact !== undefined) vhost.exact.push({ ...base, kind: 'exact', path: location.exact, regex: undefined });
     else if (location.regex !== undefined) vhost.regexes.push({ ...base, kind: 'regex', path: '', regex: new RegExp(location.regex, location.regexFlags) });

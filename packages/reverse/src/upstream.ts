@@ -4,7 +4,7 @@ import { ConnPool, type PoolOptions } from './pool.js';
 import { getPolicy, type Policy, type PolicyName, type SelectContext } from './policies/index.js';
 
 export interface UpstreamServerSpec {
-  /** `host:port` (IP or DNS name; names are resolved on each new connection). */
+  /** `host:port` (IP or DNS name; names are cached per TTL, see dns.ts). */
   address: string;
   /** Relative share of the traffic (default 1). */
   weight?: number;
@@ -132,11 +132,12 @@ export class Upstream {
   cursor = 0;
   private readonly scratch: UpstreamServer[] = [];
 
-  constructor(spec: UpstreamSpec, health?: HealthSource) {
+  /** `reuse` may hand back an existing server object for a server spec (a reload keeps pools and counters). */
+  constructor(spec: UpstreamSpec, health?: HealthSource, reuse?: (server: UpstreamServerSpec) => UpstreamServer | undefined) {
     this.name = spec.name;
     this.spec = spec;
     if (spec.servers.length === 0) throw new Error(`upstream "${spec.name}" has no servers`);
-    this.servers = spec.servers.map((server) => new UpstreamServer(server, spec.pool));
+    this.servers = spec.servers.map((server) => reuse?.(server) ?? new UpstreamServer(server, spec.pool));
     this.policy = getPolicy(spec.policy ?? 'round_robin');
     this.hashKey = spec.hashKey ?? 'uri';
     this.health = health;

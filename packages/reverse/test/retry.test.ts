@@ -26,3 +26,11 @@ test('retries stop at the attempt count, the time budget, or once the client saw
   assert.equal(allowed({ kind: 'status', responseStarted: true }), false);
   assert.equal(retryAllowed({ ...base, kind: 'timeout' }, { ...DEFAULT_RETRIES, onTimeout: false }), false);
 });
+
+test('a body kept in the replay buffer no longer blocks a retry of an idempotent request', () => {
+  for (const kind of ['timeout', 'reset', 'status', 'bad'] as const) {
+    assert.equal(allowed({ kind, method: 'PUT', hasBody: true, bodySent: true, bodyReplayable: true }), true, kind);
+    assert.equal(allowed({ kind, method: 'POST', hasBody: true, bodySent: true, bodyReplayable: true }), false, kind);
+  }
+  assert.equal(allowed({ kind: 'connect', method: 'POST', hasBody: true, bodySent: true, bodyReplayable: true }), true);
+});

@@ -57,3 +57,59 @@ test('an HTTPS listener in front of an HTTPS upstream: X-Forwarded-Proto is http
     await new Promise<void>((resolve) => backend.close(() => resolve()));
   }
 });
+
+test('one HTTPS listener, several certificates chosen by SNI: each name gets its own certificate and virtual host (curl --resolve)', async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const run = promisify(execFile);
+  const alpha = selfSigned('alpha.test');
+  const beta = selfSigned('beta.test');
+  const proxy = new ReverseProxy({
+    upstreams: [],
+    servers: [
+      {
+        listen: '127.0.0.1:0',
+        tls: { cert: alpha.cert, key: alpha.key, sni: { 'beta.test': beta } },
+        vhosts: [
+          { names: ['alpha.test'], locations: [{ path: '/', respond: { status: 200, body: 'alpha vhost' } }] },
+          { names: ['beta.test'], locations: [{ path: '/', respond: { status: 200, body: 'beta vhost' } }] },
+        ],
+      },
+    ],
+  });
+  await proxy.start();
+  try {
+    const port = Number(proxy.addresses[0]!.split(':').pop());
+    for (const name of ['alpha.test', 'beta.test']) {
+      const { stdout, stderr } = await run('curl', ['-sS', '-v', '-k', '--resolve', `${name}:${port}:127.0.0.1`, `https://${name}:${port}/`], { timeout: 20_000 });
+      assert.equal(stdout, `${name.split('.')[0]} vhost`);
+      assert.match(stderr, new RegExp(`subject: CN=${name.replace('.', '\\.')}\\b`), `the certificate of ${name}`);
+    }
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('reload with a new certificate reopens the HTTPS listener on the same address: new connections get the new certificate', async () => {
+  const before = selfSigned('before.test');
+  const after = selfSigned('after.test');
+  const spec = (listen: string, pair: { cert: string; key: string }) => ({
+    listen,
+    tls: pair,
+    vhosts: [{ locations: [{ path: '/', respond: { status: 200, body: 'hello' } }] }],
+  });
+  const proxy = new ReverseProxy({ upstreams: [], shutdownDeadlineMs: 500, servers: [spec('127.0.0.1:0', before)] });
+  await proxy.start();
+  try {
+    const address = proxy.addresses[0]!;
+    const port = Number(address.split(':').pop());
+    assert.equal((await get(port, 'x.test')).cert, 'before.test');
+    await proxy.reload({ upstreams: [], shutdownDeadlineMs: 500, servers: [spec(address, after)] });
+    assert.deepEqual(proxy.addresses, [address]);
+    const reply = await get(port, 'x.test');
+    assert.equal(reply.cert, 'after.test');
+    assert.equal(reply.body, 'hello');
+  } finally {
+    await proxy.close();
+  }
+});

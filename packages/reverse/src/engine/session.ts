@@ -2,6 +2,8 @@ import {
   BodyReader,
   HeadBuffer,
   HOP_BY_HOP,
+  composeHead,
+  lowerName,
   NetError,
   Relay,
   STATUS_TEXT,
@@ -20,13 +22,15 @@ import {
 import type { AccessRecord } from '../access-log.js';
 import { applyRules, FORWARDING_HEADERS, type RuleVariables } from '../headers.js';
 import type { CompiledLocation, LocationResponse } from '../router.js';
+import type { RateLimiter } from '../rate-limit.js';
 import type { SelectContext } from '../policies/index.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import type { PoolWaiter } from '../pool.js';
 import { connectHedged } from './connector.js';
+import { answered, earnHedge, hedgeDelay, isStalled, lostHedge, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import { IDEMPOTENT } from './options.js';
 import type { ListenerContext } from './context.js';
-import { retryAllowed, type FailureKind } from '../retry.js';
+import { bodyBufferLimit, retryAllowed, type FailureKind } from '../retry.js';
 
 const enum Phase {
   Head,
@@ -52,20 +56,6 @@ const HOLD_LIMIT = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
-
-/**
- * A message head as bytes. Unlike core-net's serialisers this does not
- * re-validate: every field came from the strict parser, from configuration
- * validated at start-up, or from variables built of those.
- */
-function headBytes(startLine: string, fields: HeaderList): Uint8Array {
-  let text = startLine;
-  for (let i = 0; i < fields.length; i++) {
-    const field = fields[i]!;
-    text += `${field[0]}: ${field[1]}\r\n`;
-  }
-  return Buffer.from(text + '\r\n', 'latin1');
-}
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = Buffer.allocUnsafe(a.byteLength + b.byteLength);
@@ -116,6 +106,10 @@ export class ClientSession implements SelectContext {
   private readonly respHeadBuf = new HeadBuffer();
   // Request hedging: a second copy of an idempotent request to another server.
   private hedgeDeadline = 0;
+  /** When the current attempt's request head went out (performance.now(); 0 once its first byte came). */
+  private upSentAt = 0;
+  /** The current attempt already counted as a lost hedge (hedge.ts), once is enough. */
+  private lagCounted = false;
   private requestDeadline = 0;
   private hedgeConn: Conn | undefined;
   private hedgeServer: UpstreamServer | undefined;
@@ -271,6 +265,7 @@ export class ClientSession implements SelectContext {
     const requestMs = this.ctx.core.timeouts.requestMs;
     this.requestDeadline = requestMs > 0 ? this.startedAt + requestMs : 0;
     this.reqReader = head.framing === 'none' ? undefined : new BodyReader(head.framing, head.contentLength ?? 0);
+    if (this.reqReader) this.startReplay(head);
     let target = head.target;
     let host = head.host;
     if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
@@ -291,6 +286,7 @@ export class ClientSession implements SelectContext {
       this.writeLocal(404, [['Content-Type', 'text/plain; charset=utf-8']], '404 Not Found\n', 'no location matched');
       return;
     }
+    if (location.limiter && this.refusedByLimit(location.limiter)) return;
     const spec = location.spec;
     if (spec.respond) {
       const fields: HeaderList = spec.respond.headers ? Object.entries(spec.respond.headers) : [];
@@ -320,7 +316,7 @@ export class ClientSession implements SelectContext {
 
   private attempt(): void {
     const upstream = this.upstream!;
-    const server = upstream.pick(this, this.tried);
+    const server = pickAvoiding(upstream, this, this.tried);
     if (!server) {
       const failure = this.lastFailure ?? { status: 503, reason: `no available server in upstream "${upstream.name}"` };
       this.respondError(failure.status, failure.reason);
@@ -370,7 +366,7 @@ export class ClientSession implements SelectContext {
       pickSecond: () => {
         const exclude = new Set(this.tried);
         exclude.add(server);
-        return upstream.pick(this, exclude);
+        return pickAvoiding(upstream, this, exclude);
       },
       adopt: (other, conn) => other.pool.release(conn),
       onFailure: (failed, error) => {
@@ -441,15 +437,25 @@ export class ClientSession implements SelectContext {
       return;
     }
     conn.write(head);
+    if (this.replay && this.replayBytes > 0) for (const piece of this.replay) conn.write(piece);
     if (this.reqReader && !this.reqReader.done) {
+      this.upSentAt = 0;
       this.setDeadline(Deadline.Body, this.ctx.core.timeouts.clientBodyMs);
       this.replayHeld();
       if (this.phase === Phase.Proxy && this.heldBytes < HOLD_LIMIT) this.resumeClient();
     } else {
       this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs);
-      const hedgeMs = this.ctx.core.requestHedgeMs;
+      const core = this.ctx.core;
+      const hedgeMs = core.requestHedgeMs;
+      // First-byte times feed the adaptive hedge delay and stall detection; without hedging, neither.
+      this.upSentAt = hedgeMs > 0 ? performance.now() : 0;
+      this.lagCounted = false;
       if (hedgeMs > 0 && this.hedgeServer === undefined && req.upgrade === undefined && this.reqReader === undefined && IDEMPOTENT.has(req.method)) {
-        this.hedgeDeadline = Date.now() + hedgeMs;
+        // Adaptive delay (hedge.ts): the upstream's recent p99 first-byte time, at most requestHedgeMs.
+        const now = Date.now();
+        if (this.attempts === 1) earnHedge(core.hedges, core.hedges.budget, now);
+        this.hedgeDeadline = now + hedgeDelay(this.upstream!, hedgeMs);
+        scheduleHedge(this, this.hedgeDeadline);
       }
     }
   }
@@ -466,7 +472,7 @@ export class ClientSession implements SelectContext {
     const connection = req.connection;
     let hasHost = false;
     for (const field of req.headers) {
-      const lower = field[0].toLowerCase();
+      const lower = lowerName(field[0]);
       if (HOP_BY_HOP.has(lower) || (connection.length > 0 && connection.includes(lower))) continue;
       if (FORWARDING_HEADERS.has(lower)) {
         if (trusted) {
@@ -503,7 +509,10 @@ export class ClientSession implements SelectContext {
       for (const field of this.forwardedFields) fields.push(field);
     }
     if (this.location!.requestRules.length > 0) applyRules(fields, this.location!.requestRules, this.variables());
-    return headBytes(`${req.method} ${this.upstreamTarget} HTTP/1.1\r\n`, fields);
+    // A view of core-net's shared compose buffer (no re-validation: every field
+    // came from the strict parser, checked configuration, or variables of those).
+    // The callers write it at once.
+    return composeHead(`${req.method} ${this.upstreamTarget} HTTP/1.1\r\n`, fields);
   }
 
   private variables(): RuleVariables {
@@ -533,6 +542,7 @@ export class ClientSession implements SelectContext {
     }
     if (taken > 0) {
       this.reqBodySent = true;
+      if (this.replay) this.keepForReplay(taken === chunk.byteLength ? chunk : chunk.subarray(0, taken));
       if (!this.up!.write(taken === chunk.byteLength ? chunk : chunk.subarray(0, taken))) this.pauseClient();
     }
     if (reader.done) {
@@ -564,6 +574,7 @@ export class ClientSession implements SelectContext {
   }
 
   onClientClose(): void {
+    this.requestEnded();
     const waiter = this.drainWaiter;
     this.drainWaiter = undefined;
     const wasTunnel = this.phase === Phase.Tunnel;
@@ -590,14 +601,31 @@ export class ClientSession implements SelectContext {
   private startRequestHedge(): void {
     this.hedgeDeadline = 0;
     if (this.phase !== Phase.Proxy || this.respHead || !this.up || !this.server || this.respHeadBuf.size > 0) return;
-    // Hedging budget: at most a tenth of the connections hedge at once, so that
-    // a slow pool is not sent twice the load when everything is slow.
+    // Hedging budget (hedge.ts): a share of the requests plus a burst, so that a
+    // stalled server's requests are all hedged while an everywhere-slow pool is
+    // not sent twice the load. Refused: ask again later (backing off), not never.
+    // A request stuck on a server already found stalled is hedged whatever the budget.
     const core = this.ctx.core;
-    if (core.hedges.inFlight >= Math.max(1, Math.ceil(core.sessions.size * core.hedges.budget))) return;
+    let spent = false;
+    if (!isStalled(this.server)) {
+      spent = spendHedge(core.hedges);
+      // No token; but if other servers answered requests sent after this one, this server lags.
+      if (!spent && !this.lagCounted && this.upSentAt !== 0 && overtaken(this.upstream!, this.server, this.upSentAt)) {
+        this.lagging(this.server, 'other servers answered later requests');
+      }
+      if (!spent && !isStalled(this.server)) {
+        this.hedgeDeadline = Date.now() + (this.upSentAt === 0 ? HEDGE_RETRY_MS : Math.max(HEDGE_RETRY_MS, Math.round(performance.now() - this.upSentAt)));
+        scheduleHedge(this, this.hedgeDeadline);
+        return;
+      }
+    }
     const exclude = new Set(this.tried);
     exclude.add(this.server);
-    const server = this.upstream!.pick(this, exclude);
-    if (!server) return;
+    const server = pickAvoiding(this.upstream!, this, exclude);
+    if (!server) {
+      if (spent) refundHedge(core.hedges);
+      return;
+    }
     server.active++;
     server.requests++;
     core.hedges.inFlight++;
@@ -630,6 +658,36 @@ export class ClientSession implements SelectContext {
         this.dropHedge();
       },
     );
+  }
+
+  /** The hedge timer (hedge.ts): the hedge due at `at` may be due now. */
+  hedgeDue(at: number): void {
+    if (this.hedgeDeadline === 0 || this.hedgeDeadline > at) return;
+    try {
+      this.startRequestHedge();
+    } catch (error) {
+      crashed(this, error);
+    }
+  }
+
+  /**
+   * The hedge answered first: the original server sent nothing within the
+   * hedge delay. A passive-health failure, and a step towards skipping it.
+   */
+  private hedgeWon(): void {
+    const slow = this.server;
+    const counted = this.lagCounted;
+    this.promoteHedge();
+    if (slow && !counted) this.lagging(slow, `${this.upstreamAddr} answered the hedge first`);
+  }
+
+  /** `server` sent no first byte within the hedge delay while others answered: passive health and stall detection. */
+  private lagging(server: UpstreamServer, why: string): void {
+    this.lagCounted = true;
+    const core = this.ctx.core;
+    const upstream = this.upstream!;
+    core.reportFailure(upstream, server, 'timeout', `no first byte within the hedge delay; ${why}`);
+    if (lostHedge(upstream, server, Date.now())) core.logger.warn('upstream stalled, skipped for a while', { upstream: server.address, why });
   }
 
   private bindHedge(conn: Conn, server: UpstreamServer): void {
@@ -668,6 +726,7 @@ export class ClientSession implements SelectContext {
     this.hedgeConn = undefined;
     this.hedgeServer = undefined;
     this.ctx.core.hedges.inFlight--;
+    this.upSentAt = 0;
     this.upPaused = false;
     this.upDirty = false;
     this.respHeadBuf.clear();
@@ -679,11 +738,16 @@ export class ClientSession implements SelectContext {
   // ---------------------------------------------------------------- upstream side
 
   onUpstreamData(conn: Conn, chunk: Uint8Array): void {
-    if (conn === this.hedgeConn) this.promoteHedge();
+    if (conn === this.hedgeConn) this.hedgeWon();
     else if (conn !== this.up) {
       conn.destroy();
       return;
     } else if (this.hedgeServer) this.dropHedge();
+    if (this.upSentAt !== 0) {
+      // First byte of this attempt: a latency sample and a sign of life (hedge.ts).
+      answered(this.upstream!, this.server!, this.upSentAt, performance.now());
+      this.upSentAt = 0;
+    }
     if (this.respHead) {
       this.forwardResponseBody(chunk);
       return;
@@ -744,7 +808,7 @@ export class ClientSession implements SelectContext {
     const fields: HeaderList = [];
     const connection = head.connection;
     for (const field of head.headers) {
-      const lower = field[0].toLowerCase();
+      const lower = lowerName(field[0]);
       if (HOP_BY_HOP.has(lower) || (connection.length > 0 && connection.includes(lower))) continue;
       fields.push(field);
     }
@@ -755,11 +819,9 @@ export class ClientSession implements SelectContext {
     if (!this.clientKeepAlive) fields.push(['Connection', 'close']);
     else if (this.req!.version === '1.0') fields.push(['Connection', 'keep-alive']);
     if (this.location!.responseRules.length > 0) applyRules(fields, this.location!.responseRules, this.variables());
-    const bytes = headBytes(`HTTP/1.1 ${head.status} ${head.reason}\r\n`, fields);
-    this.bytesSent += bytes.byteLength;
     this.setDeadline(Deadline.Idle, core.timeouts.idleMs);
     // The head goes out with the first body bytes in one write (one syscall less per response).
-    this.forwardResponseBody(rest, bytes);
+    this.forwardResponseBody(rest, `HTTP/1.1 ${head.status} ${head.reason}\r\n`, fields);
   }
 
   private dechunk = false;
@@ -770,10 +832,15 @@ export class ClientSession implements SelectContext {
     if (!this.client.write(piece)) this.pauseUp();
   }
 
-  private forwardResponseBody(chunk: Uint8Array, head?: Uint8Array): void {
+  /** Forward body bytes; with `statusLine`, the response head (`fields`) goes first, in the same write. */
+  private forwardResponseBody(chunk: Uint8Array, statusLine?: string, fields?: HeaderList): void {
     const reader = this.respReader!;
     if (this.dechunk) {
-      if (head) this.client.write(head);
+      if (statusLine !== undefined) {
+        const head = composeHead(statusLine, fields!);
+        this.bytesSent += head.byteLength;
+        this.client.write(head);
+      }
       const taken = chunk.byteLength === 0 ? 0 : reader.push(chunk, this);
       if (taken < 0) {
         this.abortUpstream();
@@ -794,10 +861,10 @@ export class ClientSession implements SelectContext {
       this.client.destroy();
       return;
     }
-    if (taken > 0 || head) {
-      this.bytesSent += taken;
+    if (taken > 0 || statusLine !== undefined) {
       let out = taken === chunk.byteLength ? chunk : chunk.subarray(0, taken);
-      if (head) out = taken === 0 ? head : concat(head, out);
+      if (statusLine !== undefined) out = composeHead(statusLine, fields!, taken === 0 ? undefined : out);
+      this.bytesSent += out.byteLength;
       if (!this.client.write(out)) this.pauseUp();
       if (taken > 0) this.deadline = Date.now() + this.ctx.core.timeouts.idleMs;
     }
@@ -862,6 +929,7 @@ export class ClientSession implements SelectContext {
         elapsedMs: Date.now() - this.firstAttemptAt,
         method: this.req!.method,
         hasBody: this.reqReader !== undefined,
+        bodyReplayable: this.replay !== undefined,
         bodySent: this.reqBodySent,
         responseStarted: this.respHead !== undefined || this.status !== 0,
       },
@@ -1077,7 +1145,50 @@ export class ClientSession implements SelectContext {
     if (this.phase === Phase.Head && this.heldBytes < HOLD_LIMIT) this.resumeClient();
   }
 
+  // ---------------------------------------------------------------- rate limits (rate-limit.ts)
+
+  private limiter: RateLimiter | undefined;
+
+  /** Admit the request under its location's limit, or answer the refusal (503/429 with Retry-After). */
+  private refusedByLimit(limiter: RateLimiter): boolean {
+    const refusal = limiter.admit(this);
+    if (!refusal) {
+      this.limiter = limiter;
+      return false;
+    }
+    const fields: HeaderList = [['Retry-After', String(refusal.retryAfter)], ['Content-Type', 'text/plain; charset=utf-8']];
+    this.writeLocal(refusal.status, fields, `${refusal.status} ${STATUS_TEXT[refusal.status] ?? ''}\n`, refusal.reason);
+    return true;
+  }
+
+  /** The request is over (answered, or the client left): free its limit slot and replay buffer. */
+  private requestEnded(): void {
+    this.limiter?.release();
+    this.limiter = undefined;
+    this.replay = undefined;
+  }
+
+  // ---------------------------------------------------------------- request body replay buffer (retry.ts)
+
+  /** A copy of the request body sent so far, while it fits `retries.bodyBuffer` (undefined: not kept). */
+  private replay: Uint8Array[] | undefined;
+  private replayBytes = 0;
+
+  private startReplay(head: RequestHead): void {
+    const limit = bodyBufferLimit(this.ctx.core.retries);
+    const fits = limit > 0 && IDEMPOTENT.has(head.method) && (head.contentLength === undefined || head.contentLength <= limit);
+    this.replay = fits ? [] : undefined;
+    this.replayBytes = 0;
+  }
+
+  private keepForReplay(piece: Uint8Array): void {
+    this.replayBytes += piece.byteLength;
+    if (this.replayBytes > bodyBufferLimit(this.ctx.core.retries)) this.replay = undefined;
+    else this.replay!.push(piece.slice());
+  }
+
   private logAccess(reason: string | undefined): void {
+    this.requestEnded();
     const log = this.ctx.core.accessLog;
     if (!log) return;
     const req = this.req;
@@ -1210,6 +1321,7 @@ export class ClientSession implements SelectContext {
         this.respondError(408, 'client body timeout');
         return;
       case Deadline.FirstByte:
+        if (this.ctx.core.requestHedgeMs > 0 && this.server && !this.lagCounted) lostHedge(this.upstream!, this.server, now);
         if (this.hedgeConn) {
           // The original timed out; the hedge gets its own first-byte timeout.
           this.ctx.core.reportFailure(this.upstream!, this.server!, 'timeout', 'first-byte timeout');

@@ -1,0 +1,219 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Logger } from '@wmproxy/core-net';
+import { answered, hedgeDelay, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, isStalled, STALL_AFTER } from '../src/engine/hedge.js';
+import { Upstream } from '../src/upstream.js';
+import { keepAliveAgent, request, startBackend, startProxy, startRaw, until, type BackendHandler } from './helpers.js';
+
+function memoryLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { lines, logger: new Logger({ level: 'debug', sink: { write: (line: string) => lines.push(line) } }) };
+}
+
+/** A backend like a SIGSTOPped process: the kernel accepts connections, nothing ever answers. */
+async function startStalled(): Promise<Awaited<ReturnType<typeof startRaw>> & { requests: number }> {
+  const state = { requests: 0 };
+  const raw = await startRaw((socket) => socket.on('data', () => state.requests++));
+  return {
+    ...raw,
+    get requests() {
+      return state.requests;
+    },
+  };
+}
+
+test('request hedging on: GETs to a pool with a stalled server all succeed, the stalled server is skipped and ejected, its connections discarded', async () => {
+  const stalled = await startStalled();
+  const a = await startBackend('a');
+  const b = await startBackend('b');
+  const { logger, lines } = memoryLogger();
+  const { proxy, base } = await startProxy({
+    logger,
+    requestHedgeMs: 100,
+    // A first-byte timeout nobody should wait for.
+    timeouts: { firstByteMs: 30_000 },
+    health: { passive: { consecutiveFailures: STALL_AFTER } },
+    upstreams: [{ name: 'app', servers: [{ address: stalled.address }, { address: a.address }, { address: b.address }] }],
+  });
+  const agent = keepAliveAgent();
+  try {
+    // A burst: a third of it lands on the stalled server at once; the hedge budget must let all of it through.
+    const burst = await Promise.all(Array.from({ length: 24 }, () => request(`${base}/`, { agent })));
+    for (let i = 0; i < 30; i++) burst.push(await request(`${base}/`, { agent }));
+    for (const reply of burst) {
+      assert.equal(reply.status, 200);
+      assert.ok(reply.body === 'a' || reply.body === 'b', reply.body);
+    }
+    assert.ok(lines.some((line) => line.includes('request hedge won')));
+    assert.equal(lines.filter((line) => line.includes('upstream attempt failed')).length, 0, 'nobody waited for the first-byte timeout');
+    const server = proxy.upstreams.get('app')!.servers[0]!;
+    assert.ok(isStalled(server), 'the stalled server is skipped');
+    assert.ok(lines.some((line) => line.includes('upstream stalled, skipped')));
+    assert.equal(proxy.health.isAvailable(stalled.address), false, 'passive health ejected it');
+    const seen = stalled.requests;
+    for (let i = 0; i < 10; i++) assert.equal((await request(`${base}/`, { agent })).status, 200);
+    assert.equal(stalled.requests, seen, 'no new request went to the skipped server');
+    // The losers' connections were closed, not parked in the pool.
+    await until(() => stalled.sockets.size === 0, 'the stalled connections to close');
+    assert.equal(server.pool.idleCount, 0);
+    assert.equal(proxy.hedges.inFlight, 0);
+  } finally {
+    agent.destroy();
+    await proxy.close();
+    await stalled.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('requests stuck on a server found stalled are hedged even when the hedge budget is spent', async () => {
+  const stalled = await startStalled();
+  const a = await startBackend('a');
+  const b = await startBackend('b');
+  const { logger, lines } = memoryLogger();
+  const { proxy, base } = await startProxy({
+    logger,
+    // Every request arrives within the delay and goes to the first server, the stalled one.
+    requestHedgeMs: 300,
+    // No earnings: only the first burst of tokens, fewer than the requests stuck on the stalled server.
+    requestHedgeBudget: 0,
+    timeouts: { firstByteMs: 30_000 },
+    upstreams: [{ name: 'app', policy: 'first', servers: [{ address: stalled.address }, { address: a.address }, { address: b.address }] }],
+  });
+  try {
+    const replies = await Promise.all(Array.from({ length: 3 * HEDGE_MIN_BURST }, () => request(`${base}/`)));
+    for (const reply of replies) assert.equal(reply.status, 200);
+    assert.ok(stalled.requests > HEDGE_MIN_BURST, `${stalled.requests} requests reached the stalled server`);
+    assert.equal(lines.filter((line) => line.includes('upstream attempt failed')).length, 0, 'nobody waited for the first-byte timeout');
+  } finally {
+    await proxy.close();
+    await stalled.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('request hedging off: a GET to the stalled server waits for the first-byte timeout, then is retried; alone it is a 504', async () => {
+  const stalled = await startStalled();
+  const good = await startBackend('good');
+  const { logger, lines } = memoryLogger();
+  const { proxy, base } = await startProxy({
+    logger,
+    requestHedgeMs: 0,
+    timeouts: { firstByteMs: 300 },
+    upstreams: [{ name: 'app', policy: 'first', servers: [{ address: stalled.address }, { address: good.address }] }],
+  });
+  const alone = await startProxy({ requestHedgeMs: 0, timeouts: { firstByteMs: 300 }, upstreams: [{ name: 'app', servers: [{ address: stalled.address }] }] });
+  try {
+    const reply = await request(`${base}/`);
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body, 'good');
+    assert.ok(lines.some((line) => line.includes('upstream attempt failed') && line.includes('within 300 ms')), 'the first attempt timed out');
+    assert.equal(lines.filter((line) => line.includes('request hedge won')).length, 0);
+    assert.equal(isStalled(proxy.upstreams.get('app')!.servers[0]!), false, 'without hedging nothing is skipped');
+    assert.equal((await request(`${alone.base}/`)).status, 504);
+  } finally {
+    await proxy.close();
+    await alone.proxy.close();
+    await stalled.close();
+    await good.close();
+  }
+});
+
+test('a POST is never hedged: with or without a body it waits for its server and gets a 504, never a second copy', async () => {
+  const stalled = await startStalled();
+  const good = await startBackend('good');
+  const { logger, lines } = memoryLogger();
+  const { proxy, base } = await startProxy({
+    logger,
+    requestHedgeMs: 20,
+    timeouts: { firstByteMs: 400 },
+    upstreams: [{ name: 'app', policy: 'first', servers: [{ address: stalled.address }, { address: good.address }] }],
+  });
+  try {
+    assert.equal((await request(`${base}/submit`, { method: 'POST', body: 'order=1' })).status, 504);
+    assert.equal((await request(`${base}/submit`, { method: 'POST' })).status, 504);
+    assert.equal(good.hits, 0, 'no copy of a POST reached the other server');
+    assert.equal(stalled.requests, 2);
+    assert.equal(lines.filter((line) => line.includes('request hedge won')).length, 0);
+    // A GET through the same proxy is hedged.
+    const reply = await request(`${base}/`);
+    assert.equal(reply.body, 'good');
+    assert.ok(lines.some((line) => line.includes('request hedge won')));
+  } finally {
+    await proxy.close();
+    await stalled.close();
+    await good.close();
+  }
+});
+
+test('a skipped server that answers again is used again once its skip is over', async () => {
+  let stall = true;
+  const flaky = await startBackend('flaky', (req, res) => {
+    if (stall && req.url !== '/health') return; // holds the request, answers nothing
+    res.end('flaky');
+  });
+  const good = await startBackend('good');
+  const { proxy, base } = await startProxy({
+    requestHedgeMs: 50,
+    timeouts: { firstByteMs: 30_000 },
+    health: { passive: { enabled: false } },
+    upstreams: [{ name: 'app', servers: [{ address: flaky.address }, { address: good.address }] }],
+  });
+  const agent = keepAliveAgent();
+  try {
+    const server = proxy.upstreams.get('app')!.servers[0]!;
+    for (let i = 0; i < 4 * STALL_AFTER && !isStalled(server); i++) assert.equal((await request(`${base}/`, { agent })).body, 'good');
+    assert.ok(isStalled(server));
+    stall = false;
+    await until(() => !isStalled(server), 'the skip to end');
+    const bodies = new Set<string>();
+    for (let i = 0; i < 6; i++) bodies.add((await request(`${base}/`, { agent })).body);
+    assert.ok(bodies.has('flaky'), 'the recovered server takes requests again');
+    assert.equal(isStalled(server), false);
+  } finally {
+    agent.destroy();
+    await proxy.close();
+    await flaky.close();
+    await good.close();
+  }
+});
+
+test('when every server is slow, the hedge budget bounds the extra requests and every request still succeeds', async () => {
+  const slowly: BackendHandler = (_req, res, backend) => {
+    setTimeout(() => res.end(backend.name), 300);
+  };
+  const a = await startBackend('a', slowly);
+  const b = await startBackend('b', slowly);
+  const { proxy, base } = await startProxy({
+    requestHedgeMs: 20,
+    timeouts: { firstByteMs: 30_000 },
+    health: { passive: { enabled: false } },
+    upstreams: [{ name: 'app', servers: [{ address: a.address }, { address: b.address }] }],
+  });
+  try {
+    const count = 40;
+    const replies = await Promise.all(Array.from({ length: count }, () => request(`${base}/`)));
+    for (const reply of replies) assert.equal(reply.status, 200);
+    const hedges = a.hits + b.hits - count;
+    assert.ok(hedges > 0, 'slow answers were hedged');
+    assert.ok(hedges <= HEDGE_MIN_BURST + count * 0.1, `${hedges} hedges for ${count} requests`);
+  } finally {
+    await proxy.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('the hedge delay follows the upstream p99 first-byte time, within the floor and the configured ceiling', () => {
+  const fast = new Upstream({ name: 'fast', servers: [{ address: '127.0.0.1:1' }] });
+  const server = fast.servers[0]!;
+  assert.equal(hedgeDelay(fast, 200), 200, 'the configured delay until enough answers were seen');
+  for (let i = 0; i < 4 * HEDGE_MIN_SAMPLES; i++) answered(fast, server, 0, 0.5);
+  assert.equal(hedgeDelay(fast, 200), HEDGE_MIN_DELAY_MS, 'never below the floor');
+  const slow = new Upstream({ name: 'slow', servers: [{ address: '127.0.0.1:1' }] });
+  for (let i = 0; i < 4 * HEDGE_MIN_SAMPLES; i++) answered(slow, slow.servers[0]!, 0, i % 10 === 0 ? 90 : 40);
+  const delay = hedgeDelay(slow, 1_000);
+  assert.ok(delay >= 90 && delay <= 110, `p99 of 40/90 ms answers: ${delay}`);
+  assert.equal(hedgeDelay(slow, 60), 60, 'never above the configured delay');
+});
