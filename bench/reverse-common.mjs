@@ -43,3 +43,163 @@ export function stop(child, signal = 'SIGTERM') {
     child.kill(signal);
   });
 }
+
+/** Nearest-rank percentile of an ascending array (NaN when empty). */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+/**
+ * A light open-loop HTTP/1.1 load client on raw sockets (several times
+ * cheaper per request than node:http, so that on a shared 2-core machine the
+ * load generator is not what is measured). Keep-alive connections, opened on
+ * demand up to `maxConns`; requests beyond that queue. Understands
+ * Content-Length, chunked and close-delimited responses. No retry of any kind:
+ * every failure is reported, as a client would see it.
+ *
+ * `request(done)` calls `done(status, error, reused)`: status 0 with an error
+ * code (ECONNRESET, EPIPE, ETIMEOUT, ECLOSED...) when no complete response came.
+ */
+export class LoadClient {
+  constructor({ port, host = '127.0.0.1', path = '/', maxConns = 256, timeoutMs = 5_000 }) {
+    this.port = port;
+    this.host = host;
+    this.maxConns = maxConns;
+    this.timeoutMs = timeoutMs;
+    this.head = Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUser-Agent: wmproxy-bench\r\n\r\n`, 'latin1');
+    this.idle = [];
+    this.queue = [];
+    this.conns = new Set();
+    this.opened = 0;
+    this.sweeper = setInterval(() => this.sweep(), 100);
+  }
+
+  request(done) {
+    const job = { done, start: 0 };
+    const conn = this.idle.pop();
+    if (conn) return this.send(conn, job);
+    if (this.conns.size < this.maxConns) return this.send(this.open(), job);
+    this.queue.push(job);
+  }
+
+  open() {
+    const socket = net.connect(this.port, this.host);
+    socket.setNoDelay(true);
+    const conn = { socket, job: undefined, buf: undefined, used: 0, dead: false };
+    this.conns.add(conn);
+    this.opened++;
+    socket.on('data', (chunk) => this.onData(conn, chunk));
+    socket.on('error', (error) => this.fail(conn, error.code ?? 'ERROR'));
+    socket.on('close', () => this.fail(conn, 'ECLOSED'));
+    return conn;
+  }
+
+  send(conn, job) {
+    conn.job = job;
+    job.reused = conn.used > 0;
+    job.start = performance.now();
+    conn.buf = undefined;
+    conn.socket.write(this.head);
+  }
+
+  fail(conn, code) {
+    if (conn.dead) return;
+    conn.dead = true;
+    this.conns.delete(conn);
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+    conn.socket.destroy();
+    const job = conn.job;
+    conn.job = undefined;
+    if (job) job.done(0, code, job.reused);
+    if (this.queue.length > 0 && this.conns.size < this.maxConns) this.send(this.open(), this.queue.shift());
+  }
+
+  onData(conn, chunk) {
+    if (!conn.job) return this.fail(conn, 'EUNSOLICITED');
+    conn.buf = conn.buf ? Buffer.concat([conn.buf, chunk]) : chunk;
+    const result = parseResponse(conn.buf);
+    if (result === undefined) return;
+    if (result.error) return this.fail(conn, result.error);
+    const job = conn.job;
+    conn.job = undefined;
+    conn.buf = undefined;
+    conn.used++;
+    job.done(result.status, undefined, job.reused);
+    if (result.close) {
+      conn.dead = true;
+      this.conns.delete(conn);
+      conn.socket.destroy();
+      if (this.queue.length > 0) this.send(this.open(), this.queue.shift());
+      return;
+    }
+    const next = this.queue.shift();
+    if (next) this.send(conn, next);
+    else this.idle.push(conn);
+  }
+
+  sweep() {
+    const now = performance.now();
+    for (const conn of this.conns) if (conn.job && now - conn.job.start > this.timeoutMs) this.fail(conn, 'ETIMEOUT');
+  }
+
+  get inFlight() {
+    let n = this.queue.length;
+    for (const conn of this.conns) if (conn.job) n++;
+    return n;
+  }
+
+  close() {
+    clearInterval(this.sweeper);
+    for (const conn of [...this.conns]) {
+      conn.dead = true;
+      conn.socket.destroy();
+    }
+    this.conns.clear();
+    this.idle.length = 0;
+  }
+}
+
+/** A complete response in `buf`: {status, close}; undefined while incomplete; {error} when malformed. */
+function parseResponse(buf) {
+  const end = buf.indexOf(HEAD_END);
+  if (end < 0) return buf.length > 65536 ? { error: 'EHEAD' } : undefined;
+  const head = buf.toString('latin1', 0, end);
+  const status = Number(head.slice(9, 12));
+  if (!head.startsWith('HTTP/1.') || !(status >= 100)) return { error: 'EBADSTATUS' };
+  let length;
+  let chunked = false;
+  let close = head.startsWith('HTTP/1.0');
+  for (const line of head.split('\r\n').slice(1)) {
+    const colon = line.indexOf(':');
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim().toLowerCase();
+    if (name === 'content-length') length = Number(value);
+    else if (name === 'transfer-encoding') chunked = value.includes('chunked');
+    else if (name === 'connection') close = value.includes('close') ? true : value.includes('keep-alive') ? false : close;
+  }
+  let at = end + 4;
+  if (status === 204 || status === 304) return buf.length === at ? { status, close } : { error: 'EEXTRA' };
+  if (chunked) {
+    for (;;) {
+      const lineEnd = buf.indexOf('\r\n', at);
+      if (lineEnd < 0) return undefined;
+      const size = parseInt(buf.toString('latin1', at, lineEnd), 16);
+      if (!(size >= 0)) return { error: 'ECHUNK' };
+      if (size === 0) {
+        const trailerEnd = buf.indexOf(HEAD_END, lineEnd);
+        if (buf.indexOf('\r\n', lineEnd + 2) === lineEnd + 2) return buf.length >= lineEnd + 4 ? { status, close } : undefined;
+        return trailerEnd < 0 ? undefined : { status, close };
+      }
+      at = lineEnd + 2 + size + 2;
+      if (buf.length < at) return undefined;
+    }
+  }
+  if (length === undefined) return { error: 'ENOLENGTH' };
+  if (buf.length < at + length) return undefined;
+  if (buf.length > at + length) return { error: 'EEXTRA' };
+  return { status, close };
+}

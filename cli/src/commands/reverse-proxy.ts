@@ -83,7 +83,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
     'access-log-format': Flags.string({ description: 'combined or json', default: 'combined' }),
     'panic-threshold': Flags.string({ description: 'below this percentage of healthy servers, send to all of them anyway (0 disables)', default: '50' }),
     'hedge-delay': Flags.string({ description: 'race a second connect after this long (0 disables)', default: '100ms' }),
-    'hedge-request': Flags.string({ description: 'also send an idempotent request without a body to a second server when no answer came after this long (0 disables)', default: '0' }),
+    'hedge-request': Flags.string({ description: 'request hedging: also send an idempotent request without a body to a second server when no answer came after its server\'s recent p99 first-byte time, at most this long (0 disables)', default: '500ms' }),
     'connect-timeout': Flags.string({ description: 'connect timeout per attempt', default: '5s' }),
     'first-byte-timeout': Flags.string({ description: 'time from the end of the request to the response head (then 504 or the next server)', default: '60s' }),
     tries: Flags.string({ description: 'most attempts per request (first included)', default: '3' }),

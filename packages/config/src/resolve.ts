@@ -300,6 +300,8 @@ class Resolver {
         bodyBuffer: reverse.retry_body_buffer === undefined ? 65_536 : parseSize(reverse.retry_body_buffer),
       },
       hedgeDelayMs: durationMs(reverse.hedge_delay, 100),
+      requestHedgeMs: durationMs(reverse.hedge_request, 500),
+      requestHedgeBudget: reverse.hedge_request_budget ?? 0.1,
       dns: {
         ttlMs: durationMs(reverse.resolve_ttl, 30_000),
         minTtlMs: durationMs(reverse.resolve_min_ttl, 1_000),

@@ -360,6 +360,13 @@ export const ReverseSchema = Type.Object(
     retry_on_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { description: 'Statuses that make an idempotent request try the next server.', default: [502, 503, 504] })),
     retry_body_buffer: Type.Optional(Size('Request bodies up to this size are kept so that an idempotent request (PUT, DELETE...) can be replayed to the next server; larger ones are streamed and not retried (`0`: never).', '64k')),
     hedge_delay: Type.Optional(Duration('Race a second connect to another server when the first has not completed after this long (`0s`: off).', '100ms')),
+    hedge_request: Type.Optional(
+      Duration(
+        'Request hedging: an idempotent request without a body that has no response byte after the server\'s recent p99 first-byte time (at least 10 ms, at most this) is also sent to another server; the first answer wins, and a server that keeps losing is skipped (`0s`: off).',
+        '500ms',
+      ),
+    ),
+    hedge_request_budget: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Request hedges earned per request (0.1: at most about one hedge per ten requests, banked up to one second\'s worth).', default: 0.1 })),
     resolve_ttl: Type.Optional(Duration('How long the addresses of an upstream DNS name are used when the resolver gives no TTL (nginx `resolver valid=`).', '30s')),
     resolve_min_ttl: Type.Optional(Duration('Shortest time addresses are cached, and the wait before retrying a failed re-resolution (the last good addresses stay in use).', '1s')),
     resolve_max_ttl: Type.Optional(Duration('Longest time addresses are cached, whatever the record says.', '5m')),

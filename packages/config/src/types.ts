@@ -130,6 +130,9 @@ export interface ReverseConfig {
   /** `bodyBuffer`: the replay buffer for request bodies, in bytes. */
   retries: RetryOptions & Required<ReplayOptions>;
   hedgeDelayMs: number;
+  /** Request hedging: ceiling of the adaptive delay in ms (0: off), and hedges earned per request. */
+  requestHedgeMs: number;
+  requestHedgeBudget: number;
   /** Upstream DNS names: cache validity (ms) and whether record TTLs are used. */
   dns: Required<Omit<DnsOptions, 'resolver'>>;
   maxHeadSize: number;

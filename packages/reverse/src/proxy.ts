@@ -32,6 +32,9 @@ export interface ListenerSpec {
   forwarding?: ForwardedOptions;
 }
 
+/** Request hedging is on by default: the delay adapts below this ceiling. */
+export const DEFAULT_REQUEST_HEDGE_MS = 500;
+
 export interface ReverseProxyOptions {
   servers?: ListenerSpec[];
   upstreams: UpstreamSpec[];
@@ -45,12 +48,14 @@ export interface ReverseProxyOptions {
   /** Connect hedging delay in ms (default 100; 0 disables). */
   hedgeDelayMs?: number;
   /**
-   * Request hedging delay in ms (default 0: off): an idempotent request
-   * without a body that has no response byte after this long is sent to a
-   * second server too, and the first answer wins (Envoy's hedge_on_per_try_timeout).
+   * Request hedging ceiling in ms (default 500; 0: off): an idempotent
+   * request without a body that has no response byte after the server's
+   * recent p99 first-byte time (at least 10 ms, at most this) is sent to a
+   * second server too, and the first answer wins (Envoy's
+   * hedge_on_per_try_timeout, with an adaptive delay). See engine/hedge.ts.
    */
   requestHedgeMs?: number;
-  /** Most request hedges in flight, as a share of client connections (default 0.1, at least one). */
+  /** Request hedges earned per request (default 0.1), banked up to one second's worth. */
   requestHedgeBudget?: number;
   /** Request-head limits (defaults: 64 KiB, 128 fields, 16 KiB target). */
   headLimits?: HeadLimits;
@@ -111,7 +116,7 @@ export class ReverseProxy implements ProxyCore {
     this.retries = { ...DEFAULT_RETRIES, ...options.retries };
     if (!(this.retries.tries >= 1)) throw new Error('retries.tries must be at least 1');
     this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
-    this.requestHedgeMs = options.requestHedgeMs ?? 0;
+    this.requestHedgeMs = options.requestHedgeMs ?? DEFAULT_REQUEST_HEDGE_MS;
     this.hedges = { inFlight: 0, budget: options.requestHedgeBudget ?? 0.1 };
     this.headLimits = options.headLimits ?? {};
     this.logger = options.logger ?? silentLogger;
@@ -308,7 +313,7 @@ export class ReverseProxy implements ProxyCore {
     Object.assign(this.timeouts, timeouts);
     Object.assign(this.retries, retries);
     this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
-    this.requestHedgeMs = options.requestHedgeMs ?? 0;
+    this.requestHedgeMs = options.requestHedgeMs ?? DEFAULT_REQUEST_HEDGE_MS;
     this.hedges.budget = options.requestHedgeBudget ?? 0.1;
     this.headLimits = options.headLimits ?? {};
     this.options = { ...options, health: this.options.health, connector: this.options.connector, dns: this.options.dns, logger: this.options.logger, accessLog: this.options.accessLog };

@@ -179,6 +179,46 @@ test('a skipped server that answers again is used again once its skip is over', 
   }
 });
 
+test('active checks that mark a skipped server down and then up end its skip at once', async () => {
+  let stall = false;
+  const flaky = await startBackend('flaky', (req, res) => {
+    if (stall) return; // health checks included: the whole process hangs
+    res.end(req.url === '/health' ? 'ok' : 'flaky');
+  });
+  const good = await startBackend('good');
+  const { proxy, base } = await startProxy({
+    requestHedgeMs: 50,
+    timeouts: { firstByteMs: 30_000 },
+    health: { passive: { enabled: false } },
+    upstreams: [
+      {
+        name: 'app',
+        policy: 'first',
+        servers: [{ address: flaky.address }, { address: good.address }],
+        health: { check: { type: 'http', path: '/health' }, intervalMs: 100, timeoutMs: 50, rise: 1, fall: 1 },
+      },
+    ],
+  });
+  try {
+    const server = proxy.upstreams.get('app')!.servers[0]!;
+    await until(() => proxy.health.state(flaky.address) === 'healthy', 'the first check to pass');
+    stall = true;
+    const replies = await Promise.all(Array.from({ length: STALL_AFTER + 1 }, () => request(`${base}/`)));
+    for (const reply of replies) assert.equal(reply.body, 'good');
+    assert.ok(isStalled(server), 'skipped after its lost hedges');
+    await until(() => !proxy.health.isAvailable(flaky.address), 'the checks to mark it down');
+    assert.equal((await request(`${base}/`)).body, 'good');
+    stall = false;
+    await until(() => proxy.health.isAvailable(flaky.address), 'the checks to mark it up');
+    assert.equal((await request(`${base}/`)).body, 'flaky', 'back in rotation before its skip ran out');
+    assert.equal(isStalled(server), false);
+  } finally {
+    await proxy.close();
+    await flaky.close();
+    await good.close();
+  }
+});
+
 test('when every server is slow, the hedge budget bounds the extra requests and every request still succeeds', async () => {
   const slowly: BackendHandler = (_req, res, backend) => {
     setTimeout(() => res.end(backend.name), 300);

@@ -121,6 +121,8 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     timeouts: config.reverse.timeouts,
     retries: config.reverse.retries,
     hedgeDelayMs: config.reverse.hedgeDelayMs,
+    requestHedgeMs: config.reverse.requestHedgeMs,
+    requestHedgeBudget: config.reverse.requestHedgeBudget,
     dns: config.reverse.dns,
     headLimits: { maxHeadSize: config.reverse.maxHeadSize },
     logger,

@@ -14,7 +14,8 @@ import type { Upstream, UpstreamServer } from '../upstream.js';
  *   is not sent twice the load. A hedge refused for want of tokens is tried
  *   again a little later, not dropped.
  * - A server that loses `STALL_AFTER` hedges in a row (its first byte did
- *   not come within the delay, another server answered first), with no
+ *   not come within the delay while another server answered first: the
+ *   hedge, or requests sent after this one when no hedge went), with no
  *   answer of its own in between, is skipped by new requests for
  *   `STALL_SKIP_MS` (doubling on each repeat, up to `STALL_SKIP_MAX_MS`;
  *   with active checks, at least as long as they take to mark it down)
