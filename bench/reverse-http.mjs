@@ -2,9 +2,16 @@
 // HTTP reverse-proxy benchmark: wmproxy on Bun, wmproxy on Node, nginx and
 // HAProxy (from Debian) in front of the same two backends, and the backends
 // directly; wrk with keep-alive at 64 and 256 connections. Prints req/s,
-// p50/p99, CPU per request and peak RSS of the proxy, and ratios to nginx.
+// p50/p99, CPU per request (user + system, and user alone: the kernel part of
+// loopback proxying is about the same for every proxy) and peak RSS of the
+// proxy, and ratios to nginx.
 //
-//   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx] [--rounds 1]
+//   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx] [--rounds 1] [--compare DIR] [--warmup 3]
+//
+// --compare DIR adds wmproxy-bun@base and wmproxy-node@base, run from another
+// checkout (DIR, built with `npx tsc -b`), to compare a change against its
+// base in the same run. --warmup S (default 3) loads each proxy for S seconds
+// before measuring, so that JIT-compiled ones are measured at steady state.
 //
 // run% / wait% are the share of the run the proxy's threads spent on a CPU
 // and runnable but waiting for one (/proc/PID/task/*/schedstat; the rest is
@@ -29,6 +36,8 @@ const duration = Number(arg('duration', '5'));
 const connectionsList = arg('connections', '64,256').split(',').map(Number);
 const only = arg('only', '')?.split(',').filter(Boolean);
 const rounds = Math.max(1, Number(arg('rounds', '1')));
+const compareRoot = arg('compare', undefined);
+const warmup = Number(arg('warmup', '3'));
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-bench-'));
 const children = [];
 
@@ -54,15 +63,18 @@ function tree(pid) {
 }
 
 const TICK = 100; // USER_HZ
+/** User and system CPU time of `pids`, in ms. */
 function cpuMs(pids) {
-  let ticks = 0;
+  let user = 0;
+  let system = 0;
   for (const pid of pids) {
     try {
       const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+      user += Number(fields[11]);
+      system += Number(fields[12]);
     } catch {}
   }
-  return (ticks * 1000) / TICK;
+  return { user: (user * 1000) / TICK, system: (system * 1000) / TICK };
 }
 /** Nanoseconds on a CPU and waiting on a run queue, summed over every thread. */
 function schedNs(pids) {
@@ -179,14 +191,18 @@ backend app
       return { child, port };
     },
   },
-  ...['bun', 'node'].map((runtime) => ({
-    name: `wmproxy-${runtime}`,
+  ...[
+    ['bun', root, ''],
+    ['node', root, ''],
+    ...(compareRoot ? [['bun', compareRoot, '@base'], ['node', compareRoot, '@base']] : []),
+  ].map(([runtime, tree, suffix]) => ({
+    name: `wmproxy-${runtime}${suffix}`,
     async start(port) {
-      const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
+      const command = runtime === 'bun' ? join(tree, 'node_modules/.bin/bun') : process.execPath;
       const child = start(
         command,
-        [join(root, 'cli/bin/run.js'), 'reverse-proxy', '--from', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${b1},http://127.0.0.1:${b2}`, '--log-level', 'warn'],
-        `wmproxy-${runtime}`,
+        [join(tree, 'cli/bin/run.js'), 'reverse-proxy', '--from', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${b1},http://127.0.0.1:${b2}`, '--log-level', 'warn'],
+        `wmproxy-${runtime}${suffix}`,
       );
       return { child, port };
     },
@@ -202,7 +218,9 @@ for (let round = 0; round < rounds; round++) {
     await waitPort(started.port);
     // The real server process: bun/node run.js execs no children; nginx has a master and a worker.
     const pids = started.child ? tree(started.child.pid) : [];
-    spawnSync('wrk', ['-t1', '-c8', '-d1s', `http://127.0.0.1:${started.port}/`]); // warm-up
+    // Warm-up long enough for JIT-compiled proxies (Bun, Node) to reach their
+    // optimised code: a fresh process measured at once pays for compiling.
+    spawnSync('wrk', ['-t2', `-c${connectionsList[0]}`, `-d${warmup}s`, `http://127.0.0.1:${started.port}/`]);
     for (const connections of connectionsList) {
       const allPids = started.child ? tree(started.child.pid) : pids;
       const cpuBefore = cpuMs(allPids);
@@ -210,7 +228,9 @@ for (let round = 0; round < rounds; round++) {
       const wallBefore = process.hrtime.bigint();
       const run = wrk(started.port, connections);
       const wallNs = Number(process.hrtime.bigint() - wallBefore);
-      const cpu = cpuMs(allPids) - cpuBefore;
+      const cpuAfter = cpuMs(allPids);
+      const userMs = cpuAfter.user - cpuBefore.user;
+      const systemMs = cpuAfter.system - cpuBefore.system;
       const sched = schedNs(allPids);
       results.push({
         proxy: contender.name,
@@ -219,7 +239,8 @@ for (let round = 0; round < rounds; round++) {
         rps: run.rps,
         p50: run.p50,
         p99: run.p99,
-        cpuUsPerReq: started.child && run.requests ? (cpu * 1000) / run.requests : NaN,
+        cpuUsPerReq: started.child && run.requests ? ((userMs + systemMs) * 1000) / run.requests : NaN,
+        userUsPerReq: started.child && run.requests ? (userMs * 1000) / run.requests : NaN,
         runPct: started.child ? ((sched.run - schedBefore.run) * 100) / wallNs : NaN,
         waitPct: started.child ? ((sched.wait - schedBefore.wait) * 100) / wallNs : NaN,
         peakRssMiB: started.child ? peakRssMiB(allPids) : NaN,
@@ -247,12 +268,12 @@ for (const child of children) await stop(child);
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 const shown = medians(results);
 console.log(`\nreverse proxy, wrk -t2 -d${duration}s, 2 nginx backends, ${rounds > 1 ? `median of ${rounds} rounds, ` : ''}${new Date().toISOString()}`);
-console.log('proxy          conns    req/s  x nginx   p50 ms   p99 ms  cpu us/req  run%  wait%  peak RSS MiB  non-2xx  socket errors');
+console.log('proxy               conns    req/s  x nginx   p50 ms   p99 ms  cpu us/req (user)  run%  wait%  peak RSS MiB  non-2xx  socket errors');
 for (const row of shown) {
   const nginx = shown.find((r) => r.proxy === 'nginx' && r.connections === row.connections);
   const ratio = nginx ? row.rps / nginx.rps : NaN;
   console.log(
-    `${row.proxy.padEnd(14)} ${String(row.connections).padStart(5)} ${fmt(row.rps).padStart(8)} ${fmt(ratio, 2).padStart(8)} ${fmt(row.p50, 2).padStart(8)} ${fmt(row.p99, 2).padStart(8)} ${fmt(row.cpuUsPerReq, 1).padStart(11)} ${fmt(row.runPct).padStart(5)} ${fmt(row.waitPct).padStart(6)} ${fmt(row.peakRssMiB, 1).padStart(13)} ${String(row.errors).padStart(8)}  ${row.socketErrors}`,
+    `${row.proxy.padEnd(19)} ${String(row.connections).padStart(5)} ${fmt(row.rps).padStart(8)} ${fmt(ratio, 2).padStart(8)} ${fmt(row.p50, 2).padStart(8)} ${fmt(row.p99, 2).padStart(8)} ${fmt(row.cpuUsPerReq, 1).padStart(11)} ${`(${fmt(row.userUsPerReq, 1)})`.padStart(6)} ${fmt(row.runPct).padStart(5)} ${fmt(row.waitPct).padStart(6)} ${fmt(row.peakRssMiB, 1).padStart(13)} ${String(row.errors).padStart(8)}  ${row.socketErrors}`,
   );
 }
 if (args.includes('--json')) console.log(JSON.stringify(results));

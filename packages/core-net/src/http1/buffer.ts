@@ -1,6 +1,66 @@
 import { ChunkedDecoder, type ChunkedLimits, type ChunkSink } from './chunked.js';
 import type { BodyFraming } from './head.js';
 
+/** Messages up to this size are composed in the shared buffer; larger ones get their own. */
+const COMPOSE_SIZE = 64 * 1024;
+let composeStore: Buffer | undefined;
+
+/** Views of the compose buffer's first N bytes, by N (small N only): the same response size needs no new view. */
+const VIEW_CACHE = 4096;
+const views: Array<Uint8Array | undefined> = [];
+
+function storeFor(total: number): Buffer {
+  return total <= COMPOSE_SIZE ? (composeStore ??= Buffer.allocUnsafeSlow(COMPOSE_SIZE)) : Buffer.allocUnsafe(total);
+}
+
+function composed(out: Buffer, total: number): Uint8Array {
+  if (out !== composeStore) return out;
+  if (total > VIEW_CACHE) return out.subarray(0, total);
+  return (views[total] ??= out.subarray(0, total));
+}
+
+/** Copy `text` one byte per character (latin1) into `out` at `at`; returns the end. */
+function put(out: Buffer, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i);
+  return at;
+}
+
+/**
+ * An outgoing message head, `startLine` (with its CRLF) then `name: value`
+ * lines and the empty line, followed by `body` (the first body bytes, if
+ * any), as one byte run: a response goes out in one write without
+ * allocating. Text is written one byte per character (latin1), unvalidated:
+ * the caller vouches for the fields (parsed strictly, or checked
+ * configuration). The result is a view of a process-wide buffer, valid until
+ * the next call: hand it to `Conn.write` straight away. Conns do not keep it
+ * past `write` (Bun's sends at once and copies what it could not send;
+ * Node's copies it first, see `isComposed`).
+ */
+export function composeHead(startLine: string, fields: ReadonlyArray<readonly [string, string]>, body?: Uint8Array): Uint8Array {
+  let total = startLine.length + 2 + (body === undefined ? 0 : body.byteLength);
+  for (let i = 0; i < fields.length; i++) total += fields[i]![0].length + fields[i]![1].length + 4;
+  const out = storeFor(total);
+  let at = put(out, 0, startLine);
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    at = put(out, at, field[0]);
+    out[at++] = 0x3a;
+    out[at++] = 0x20;
+    at = put(out, at, field[1]);
+    out[at++] = 0x0d;
+    out[at++] = 0x0a;
+  }
+  out[at++] = 0x0d;
+  out[at++] = 0x0a;
+  if (body !== undefined && body.byteLength > 0) out.set(body, at);
+  return composed(out, total);
+}
+
+/** True when `chunk` is (a view of) the buffer `composeHead` reuses: a Conn that queues it must copy it. */
+export function isComposed(chunk: Uint8Array): boolean {
+  return composeStore !== undefined && chunk.buffer === composeStore.buffer;
+}
+
 /**
  * Holds the bytes of a head that has not fully arrived. Chunks delivered by
  * a Conn are only valid during the `data` call, so a partial head must be

@@ -60,3 +60,60 @@ type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string }
 export function latin1(b: Buffer, start: number, end: number): string {
   return (b as Latin1Buffer).latin1Slice(start, end);
 }
+
+/**
+ * Strings of recently decoded short byte runs, by a hash of their bytes. A
+ * proxy sees the same header names and most of the same values (`Host`,
+ * `Content-Type`, `Server`, this second's `Date`) on every message: reusing
+ * the string saves an allocation and a native call per field. Direct-mapped,
+ * so a miss costs one compare and a slot is simply overwritten.
+ */
+const INTERN_SLOTS = 1024;
+/** Longer runs are decoded without the cache. */
+const INTERN_MAX = 64;
+const interned: Array<string | undefined> = new Array<string | undefined>(INTERN_SLOTS).fill(undefined);
+
+/** Starting value of the byte hash `latin1Hashed` takes (fold bytes in with `hashByte`). */
+export const HASH_SEED = 0x811c9dc5;
+/** FNV-1a step. */
+export function hashByte(hash: number, byte: number): number {
+  return Math.imul(hash ^ byte, 0x01000193);
+}
+
+/**
+ * `latin1(b, start, end)`, reusing the string last decoded from the same
+ * bytes. `hash` is `hashByte` folded over the bytes from `HASH_SEED` (the
+ * parser computes it in the loop that validates them).
+ */
+export function latin1Hashed(b: Buffer, start: number, end: number, hash: number): string {
+  const length = end - start;
+  if (length === 0) return '';
+  if (length > INTERN_MAX) return (b as Latin1Buffer).latin1Slice(start, end);
+  const slot = (hash ^ (hash >>> 13) ^ length) & (INTERN_SLOTS - 1);
+  const cached = interned[slot];
+  if (cached !== undefined && cached.length === length) {
+    let i = 0;
+    while (i < length && cached.charCodeAt(i) === b[start + i]) i++;
+    if (i === length) return cached;
+  }
+  const text = (b as Latin1Buffer).latin1Slice(start, end);
+  interned[slot] = text;
+  return text;
+}
+
+const lowered = new Map<string, string>();
+/**
+ * `name.toLowerCase()` for field names, remembered (header names repeat;
+ * the mixed-case spelling would otherwise allocate a new string per use).
+ */
+export function lowerName(name: string): string {
+  let lower = lowered.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (name.length <= INTERN_MAX) {
+      if (lowered.size >= 4096) lowered.clear();
+      lowered.set(name, lower);
+    }
+  }
+  return lower;
+}

@@ -1,4 +1,4 @@
-import { asBuffer, latin1, COLON, CR, FIELD_VALUE, HTAB, LF, SP, TARGET, TOKEN } from './chars.js';
+import { asBuffer, hashByte, latin1Hashed, lowerName, COLON, CR, FIELD_VALUE, HASH_SEED, HTAB, LF, SP, TARGET, TOKEN } from './chars.js';
 
 /**
  * Strict HTTP/1.1 message-head parsing (RFC 9112) over raw bytes.
@@ -170,7 +170,7 @@ function parseRequest(b: Buffer, limits: HeadLimits): RequestParseResult {
   // RFC 9112 section 2.2: ignore empty lines before the request line.
   while (pos + 1 < len && b[pos] === CR && b[pos + 1] === LF) pos += 2;
   if (pos < len && b[pos] === LF) fail(400, 'lone LF line ending');
-  const lf = b.indexOf(LF, pos);
+  const lf = lineFeed(b, pos);
   if (lf < 0) {
     checkPartialRequestLine(b, pos, len, maxTarget);
     if (len > maxHead) fail(431, 'request head too large');
@@ -179,23 +179,22 @@ function parseRequest(b: Buffer, limits: HeadLimits): RequestParseResult {
   if (lf === pos || b[lf - 1] !== CR) fail(400, 'lone LF line ending');
   // Request line: method SP request-target SP HTTP-version
   const lineEnd = lf - 1;
-  let i = pos;
-  while (i < lineEnd && TOKEN[b[i]!] === 1) i++;
+  let i = scanHashed(b, pos, lineEnd, TOKEN);
   if (i === pos) fail(400, 'invalid method');
   if (i === lineEnd || b[i] !== SP) fail(400, 'invalid character in method');
-  const method = latin1(b, pos, i);
+  const method = latin1Hashed(b, pos, i, scannedHash);
   const targetStart = ++i;
-  while (i < lineEnd && TARGET[b[i]!] === 1) i++;
+  i = scanHashed(b, targetStart, lineEnd, TARGET);
   if (i === targetStart) fail(400, 'invalid request-target');
   if (i - targetStart > maxTarget) fail(414, 'request-target too long');
   if (i === lineEnd || b[i] !== SP) fail(400, 'invalid character in request-target');
-  const target = latin1(b, targetStart, i);
+  const target = latin1Hashed(b, targetStart, i, scannedHash);
   const version = parseVersion(b, i + 1, lineEnd, 400);
   if (version === undefined) fail(400, 'invalid HTTP version');
   if (version === 'unsupported') fail(505, 'HTTP version not supported');
 
   const headers: HeaderList = [];
-  const derived = newDerived();
+  const derived = resetDerived(shared);
   const consumed = parseFields(b, lf + 1, maxHead, limits.maxHeaders ?? DEFAULT_MAX_HEADERS, headers, derived, 400);
   if (consumed < 0) {
     if (len > maxHead) fail(431, 'request head too large');
@@ -225,7 +224,7 @@ function parseRequest(b: Buffer, limits: HeadLimits): RequestParseResult {
 function parseResponse(b: Buffer, options: ResponseParseOptions): ResponseParseResult {
   const len = b.length;
   const maxHead = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
-  const lf = b.indexOf(LF);
+  const lf = lineFeed(b, 0);
   if (lf < 0) {
     for (let i = 0; i < len && i < HTTP_PREFIX.length; i++) if (b[i] !== HTTP_PREFIX[i]) fail(502, 'invalid status line');
     if (len > maxHead) fail(502, 'response head too large');
@@ -247,11 +246,11 @@ function parseResponse(b: Buffer, options: ResponseParseOptions): ResponseParseR
   let reason = '';
   if (lineEnd > 12) {
     if (b[12] !== SP) fail(502, 'invalid status line');
-    for (let i = 13; i < lineEnd; i++) if (FIELD_VALUE[b[i]!] !== 1) fail(502, 'invalid character in reason phrase');
-    reason = latin1(b, 13, lineEnd);
+    if (scanHashed(b, 13, lineEnd, FIELD_VALUE) !== lineEnd) fail(502, 'invalid character in reason phrase');
+    reason = latin1Hashed(b, 13, lineEnd, scannedHash);
   }
   const headers: HeaderList = [];
-  const derived = newDerived();
+  const derived = resetDerived(shared);
   const consumed = parseFields(b, lf + 1, maxHead, options.maxHeaders ?? DEFAULT_MAX_HEADERS, headers, derived, 502);
   if (consumed < 0) {
     if (len > maxHead) fail(502, 'response head too large');
@@ -281,6 +280,54 @@ function parseResponse(b: Buffer, options: ResponseParseOptions): ResponseParseR
     upgrade: derived.connection.includes('upgrade') ? derived.upgradeValue : undefined,
   };
   return { kind: 'ok', head, consumed };
+}
+
+/** No Connection tokens: shared by every head without a Connection field (frozen, so it cannot be changed by accident). */
+const NO_TOKENS = Object.freeze([]) as unknown as string[];
+/** Reused by every parse (parsing is synchronous and does not nest); the head takes only `connection`. */
+const shared = newDerived();
+
+function resetDerived(d: Derived): Derived {
+  d.contentLength = undefined;
+  d.chunked = false;
+  d.transferEncoding = false;
+  if (d.codings.length !== 0) d.codings.length = 0;
+  d.connection = NO_TOKENS;
+  d.upgradeValue = undefined;
+  d.expectContinue = false;
+  d.host = undefined;
+  d.hostCount = 0;
+  return d;
+}
+
+/** The hash (`hashByte` from `HASH_SEED`) of the bytes the last `scanHashed` passed. */
+let scannedHash = HASH_SEED;
+
+/**
+ * Index of the first byte in [from, end) that `table` does not allow (or
+ * `end`), hashing the bytes passed into `scannedHash` for `latin1Hashed`.
+ */
+function scanHashed(b: Buffer, from: number, end: number, table: Uint8Array): number {
+  let hash = HASH_SEED;
+  let i = from;
+  for (; i < end; i++) {
+    const c = b[i]!;
+    if (table[c] !== 1) break;
+    hash = hashByte(hash, c);
+  }
+  scannedHash = hash;
+  return i;
+}
+
+/**
+ * The first LF at or after `from`, or -1. Start lines are short: a loop here
+ * is cheaper than a native `indexOf` call; a long one (a big target) is
+ * handed to `indexOf` after the first 64 bytes.
+ */
+function lineFeed(b: Buffer, from: number): number {
+  const stop = Math.min(b.length, from + 64);
+  for (let i = from; i < stop; i++) if (b[i] === LF) return i;
+  return stop < b.length ? b.indexOf(LF, stop) : -1;
 }
 
 function newDerived(): Derived {
@@ -333,39 +380,78 @@ function checkPartialRequestLine(b: Buffer, start: number, end: number, maxTarge
 
 /**
  * Parse header lines from `pos` up to and including the empty line. Returns
- * the offset after the head, or -1 when it has not all arrived.
+ * the offset after the head, or -1 when it has not all arrived. One pass per
+ * line: the name and value loops validate, hash (for `latin1Hashed`) and
+ * find the line end together.
  */
 function parseFields(b: Buffer, pos: number, maxHead: number, maxHeaders: number, headers: HeaderList, d: Derived, status: number): number {
   const len = b.length;
+  const tooLarge = status === 400 ? 431 : status;
   for (;;) {
     if (pos >= len) return -1;
-    const lf = b.indexOf(LF, pos);
-    if (lf < 0) {
-      checkPartialField(b, pos, len, status);
-      return -1;
+    const first = b[pos]!;
+    if (first === CR) {
+      // The empty line ending the head.
+      if (pos + 1 >= len) return -1;
+      if (b[pos + 1] !== LF) fail(status, 'invalid header name');
+      if (pos + 2 > maxHead) fail(tooLarge, 'head too large');
+      return pos + 2;
     }
-    if (lf === pos || b[lf - 1] !== CR) fail(status, 'lone LF line ending');
-    if (lf + 1 > maxHead) fail(status === 400 ? 431 : status, 'head too large');
-    if (lf === pos + 1) return lf + 1;
-    if (headers.length >= maxHeaders) fail(status === 400 ? 431 : status, 'too many header fields');
-    parseField(b, pos, lf - 1, headers, d, status);
+    if (first === LF) fail(status, 'lone LF line ending');
+    if (first === SP || first === HTAB) fail(status, 'obsolete line folding');
+    const i = scanHashed(b, pos, len, TOKEN);
+    const nameHash = scannedHash;
+    if (i === len) return -1;
+    if (b[i] !== COLON) {
+      if (b[i] === SP || b[i] === HTAB) {
+        let k = i;
+        while (k < len && (b[k] === SP || b[k] === HTAB)) k++;
+        if (k === len) return -1;
+        if (b[k] === COLON) fail(status, 'whitespace before colon');
+      }
+      fail(status, i === pos ? 'invalid header name' : 'invalid character in header name');
+    }
+    if (i === pos) fail(status, 'empty header name');
+    let k = i + 1;
+    while (k < len && (b[k] === SP || b[k] === HTAB)) k++;
+    const valueStart = k;
+    let valueEnd = k;
+    let hash = HASH_SEED;
+    let valueHash = hash;
+    for (; k < len; k++) {
+      const c = b[k]!;
+      if (FIELD_VALUE[c] !== 1) break;
+      hash = hashByte(hash, c);
+      if (c !== SP && c !== HTAB) {
+        valueEnd = k + 1;
+        valueHash = hash;
+      }
+    }
+    if (k === len) return -1;
+    const stop = b[k]!;
+    if (stop === LF) fail(status, 'lone LF line ending');
+    if (stop !== CR) fail(status, 'invalid character in header value');
+    if (k + 1 === len) return -1;
+    if (b[k + 1] !== LF) fail(status, 'invalid character in header value');
+    const lf = k + 1;
+    if (lf + 1 > maxHead) fail(tooLarge, 'head too large');
+    if (headers.length >= maxHeaders) fail(tooLarge, 'too many header fields');
+    const name = latin1Hashed(b, pos, i, nameHash);
+    const value = latin1Hashed(b, valueStart, valueEnd, valueHash);
+    headers.push([name, value]);
+    derive(name, value, d, status);
     pos = lf + 1;
   }
 }
 
-/** Fail early on a field line whose name already broke the rules. */
-function checkPartialField(b: Buffer, start: number, end: number, status: number): void {
-  const first = b[start]!;
-  if (first === CR && end - start === 1) return; // the final CRLF, half-arrived
-  if (first === SP || first === HTAB) fail(status, 'obsolete line folding');
-  let i = start;
-  while (i < end && TOKEN[b[i]!] === 1) i++;
-  if (i < end && b[i] !== COLON) fail(status, i === start ? 'invalid header name' : 'invalid character in header name');
-}
-
 function parseField(b: Buffer, start: number, end: number, headers: HeaderList, d: Derived, status: number): void {
   let i = start;
-  while (i < end && TOKEN[b[i]!] === 1) i++;
+  let hash = HASH_SEED;
+  for (; i < end; i++) {
+    const c = b[i]!;
+    if (TOKEN[c] !== 1) break;
+    hash = hashByte(hash, c);
+  }
   if (i === end || b[i] !== COLON) {
     const c = b[start]!;
     if (c === SP || c === HTAB) fail(status, 'obsolete line folding');
@@ -377,13 +463,18 @@ function parseField(b: Buffer, start: number, end: number, headers: HeaderList, 
     fail(status, i === start ? 'invalid header name' : 'invalid character in header name');
   }
   if (i === start) fail(status, 'empty header name');
-  const name = latin1(b, start, i);
+  const name = latin1Hashed(b, start, i, hash);
   i++;
   while (i < end && (b[i] === SP || b[i] === HTAB)) i++;
   let valueEnd = end;
   while (valueEnd > i && (b[valueEnd - 1] === SP || b[valueEnd - 1] === HTAB)) valueEnd--;
-  for (let k = i; k < valueEnd; k++) if (FIELD_VALUE[b[k]!] !== 1) fail(status, 'invalid character in header value');
-  const value = latin1(b, i, valueEnd);
+  hash = HASH_SEED;
+  for (let k = i; k < valueEnd; k++) {
+    const c = b[k]!;
+    if (FIELD_VALUE[c] !== 1) fail(status, 'invalid character in header value');
+    hash = hashByte(hash, c);
+  }
+  const value = latin1Hashed(b, i, valueEnd, hash);
   headers.push([name, value]);
   derive(name, value, d, status);
 }
@@ -391,22 +482,25 @@ function parseField(b: Buffer, start: number, end: number, headers: HeaderList, 
 function derive(name: string, value: string, d: Derived, status: number): void {
   switch (name.length) {
     case 4:
-      if (name.toLowerCase() === 'host') {
+      if (lowerName(name) === 'host') {
         d.hostCount++;
         d.host = value;
       }
       return;
     case 6:
-      if (name.toLowerCase() === 'expect' && value.toLowerCase() === '100-continue') d.expectContinue = true;
+      if (lowerName(name) === 'expect' && value.toLowerCase() === '100-continue') d.expectContinue = true;
       return;
     case 7:
-      if (name.toLowerCase() === 'upgrade') d.upgradeValue = d.upgradeValue === undefined ? value : `${d.upgradeValue}, ${value}`;
+      if (lowerName(name) === 'upgrade') d.upgradeValue = d.upgradeValue === undefined ? value : `${d.upgradeValue}, ${value}`;
       return;
     case 10:
-      if (name.toLowerCase() === 'connection') addTokens(value, d.connection);
+      if (lowerName(name) === 'connection') {
+        if (d.connection === NO_TOKENS) d.connection = [];
+        addTokens(value, d.connection);
+      }
       return;
     case 14:
-      if (name.toLowerCase() === 'content-length') {
+      if (lowerName(name) === 'content-length') {
         const length = parseContentLength(value);
         if (length < 0) fail(status, 'invalid Content-Length');
         if (d.contentLength !== undefined && d.contentLength !== length) fail(status, 'conflicting Content-Length values');
@@ -414,7 +508,7 @@ function derive(name: string, value: string, d: Derived, status: number): void {
       }
       return;
     case 17:
-      if (name.toLowerCase() === 'transfer-encoding') {
+      if (lowerName(name) === 'transfer-encoding') {
         d.transferEncoding = true;
         const before = d.codings.length;
         addTokens(value, d.codings);
@@ -454,6 +548,11 @@ function parseContentLength(value: string): number {
 
 /** Split a comma-separated field into lower-case tokens (empty elements skipped). */
 function addTokens(value: string, into: string[]): void {
+  // The usual case, one bare token (`keep-alive`, `close`, `chunked`): no slicing.
+  if (value.indexOf(',') < 0 && value.length > 0 && value.charCodeAt(0) > SP && value.charCodeAt(value.length - 1) > SP) {
+    into.push(lowerName(value));
+    return;
+  }
   let start = 0;
   for (let i = 0; i <= value.length; i++) {
     if (i === value.length || value.charCodeAt(i) === 0x2c) {

@@ -1,4 +1,4 @@
-import { isFieldValue, isToken } from './chars.js';
+import { isFieldValue, isToken, lowerName } from './chars.js';
 import type { HeaderList } from './head.js';
 
 /**
@@ -35,7 +35,7 @@ export function removeHopByHop(headers: HeaderList, alsoRemove?: ReadonlySet<str
   }
   const out: HeaderList = [];
   for (const field of headers) {
-    const lower = field[0].toLowerCase();
+    const lower = lowerName(field[0]);
     if (HOP_BY_HOP.has(lower) || named?.has(lower) || alsoRemove?.has(lower)) continue;
     out.push(field);
   }
@@ -44,16 +44,16 @@ export function removeHopByHop(headers: HeaderList, alsoRemove?: ReadonlySet<str
 
 /** The first value of a field (case-insensitive name), or undefined. */
 export function getHeader(headers: HeaderList, name: string): string | undefined {
-  const lower = name.toLowerCase();
-  for (const [key, value] of headers) if (key.length === lower.length && key.toLowerCase() === lower) return value;
+  const lower = lowerName(name);
+  for (const [key, value] of headers) if (key.length === lower.length && lowerName(key) === lower) return value;
   return undefined;
 }
 
 /** Every value of a field, in order. */
 export function getHeaders(headers: HeaderList, name: string): string[] {
-  const lower = name.toLowerCase();
+  const lower = lowerName(name);
   const out: string[] = [];
-  for (const [key, value] of headers) if (key.length === lower.length && key.toLowerCase() === lower) out.push(value);
+  for (const [key, value] of headers) if (key.length === lower.length && lowerName(key) === lower) out.push(value);
   return out;
 }
 

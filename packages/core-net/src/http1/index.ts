@@ -16,6 +16,11 @@
  *   `serializeResponseHead`, `simpleResponse`, `STATUS_TEXT`.
  * - `BodyReader`: counts a body of known framing through a stream of chunks
  *   and says where it ends.
+ * - `composeHead(startLine, fields, body?)`: a head plus the first body bytes
+ *   in one reused buffer, for one `Conn.write` without allocating (the view
+ *   is valid until the next call; Conns copy what they queue).
+ * - Parsed names and values of up to 64 bytes are interned (the same bytes
+ *   give the same string), and `lowerName` caches lower-cased field names.
  *
  * Typical loop of a server reading requests from a Conn:
  * ```ts
@@ -58,5 +63,5 @@ export {
   HeaderSerialiseError,
   type SimpleResponseOptions,
 } from './headers.js';
-export { HeadBuffer, BodyReader } from './buffer.js';
-export { isToken, isFieldValue } from './chars.js';
+export { HeadBuffer, BodyReader, composeHead, isComposed } from './buffer.js';
+export { isToken, isFieldValue, lowerName } from './chars.js';

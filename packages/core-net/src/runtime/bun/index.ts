@@ -59,7 +59,7 @@ export class BunConn extends ConnBase {
   write(chunk: Uint8Array): boolean {
     if (this.closed || this.endRequested) return false;
     if (this.queued > 0) {
-      this.queue.push(chunk.slice());
+      this.queue.push(new Uint8Array(chunk));
       this.queued += chunk.byteLength;
       return this.queued < HIGH_WATER_MARK;
     }
@@ -67,8 +67,9 @@ export class BunConn extends ConnBase {
     if (sent < 0) return false;
     this.written += sent;
     if (sent < chunk.byteLength) {
-      // Copy: the caller's chunk may be a view into a buffer the runtime reuses.
-      const rest = chunk.slice(sent);
+      // Copy (a Buffer's `slice` would be a view): the caller's chunk may be a view
+      // into a buffer that is reused, such as core-net's composeHead buffer.
+      const rest = new Uint8Array(chunk.subarray(sent));
       this.queue.push(rest);
       this.queued += rest.byteLength;
       return this.queued < HIGH_WATER_MARK;

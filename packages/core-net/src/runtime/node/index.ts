@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
+import { isComposed } from '../../http1/buffer.js';
 import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
 
 const kConn = Symbol('wmproxy.conn');
@@ -47,7 +48,8 @@ export class NodeConn extends ConnBase {
   }
   write(chunk: Uint8Array): boolean {
     if (this.socket.destroyed || this.socket.writableEnded) return false;
-    return this.socket.write(chunk);
+    // node:net may queue the chunk itself: the shared compose buffer is reused at once.
+    return this.socket.write(isComposed(chunk) ? Buffer.from(chunk) : chunk);
   }
   end(): void {
     if (this.peerEnded && this.socket.writableLength === 0) {

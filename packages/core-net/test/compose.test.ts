@@ -1,0 +1,114 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { composeHead, isComposed, lowerName, nodeRuntime, parseRequestHead, parseResponseHead, runtimeReady, type Runtime } from '../src/index.js';
+
+const runtimes: Runtime[] = [nodeRuntime];
+const detected = await runtimeReady();
+if (detected.name === 'bun') runtimes.unshift(detected);
+
+const text = (data: Uint8Array): string => Buffer.from(data).toString('latin1');
+
+describe('composeHead', () => {
+  test('writes the start line, the fields, the empty line and the first body bytes as one run', () => {
+    const out = composeHead('HTTP/1.1 200 OK\r\n', [['Content-Length', '5'], ['X-Obs', 'caf\u00e9']], Buffer.from('hello'));
+    assert.equal(text(out), 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Obs: caf\u00e9\r\n\r\nhello');
+    assert.equal(out[out.byteLength - 6], 0x0a);
+    assert.ok(isComposed(out));
+  });
+
+  test('reuses one buffer: a result is only valid until the next call', () => {
+    const first = composeHead('GET /a HTTP/1.1\r\n', [['Host', 'x']]);
+    const copy = Buffer.from(first);
+    composeHead('PUT /b HTTP/1.1\r\n', [['Host', 'y']]);
+    assert.equal(text(copy), 'GET /a HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(text(first), 'PUT /b HTTP/1.1\r\nHost: y\r\n\r\n');
+  });
+
+  test('a message larger than the shared buffer gets its own', () => {
+    const body = Buffer.alloc(100 * 1024, 0x61);
+    const out = composeHead('HTTP/1.1 200 OK\r\n', [], body);
+    assert.equal(out.byteLength, 19 + body.byteLength);
+    assert.equal(isComposed(out), false);
+    assert.equal(text(out.subarray(0, 19)), 'HTTP/1.1 200 OK\r\n\r\n');
+  });
+});
+
+describe('parsed strings are reused only for identical bytes', () => {
+  test('values of the same length but different bytes stay different', () => {
+    for (let i = 0; i < 50; i++) {
+      for (const value of ['aaaa', 'aaab', 'baaa', 'AAAA']) {
+        const result = parseRequestHead(Buffer.from(`GET /${value} HTTP/1.1\r\nHost: h\r\nX-V: ${value}\r\n\r\n`));
+        assert.equal(result.kind, 'ok');
+        if (result.kind !== 'ok') return;
+        assert.equal(result.head.target, `/${value}`);
+        assert.deepEqual(result.head.headers[1], ['X-V', value]);
+      }
+    }
+  });
+
+  test('trailing whitespace is not part of a reused value', () => {
+    const a = parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nServer: x  \r\nContent-Length: 0\r\n\r\n'));
+    const b = parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 0\r\n\r\n'));
+    assert.ok(a.kind === 'ok' && b.kind === 'ok');
+    assert.equal(a.head.headers[0]![1], 'x');
+    assert.equal(b.head.headers[0]![1], 'x');
+  });
+
+  test('lowerName lower-cases field names', () => {
+    assert.equal(lowerName('Content-Length'), 'content-length');
+    assert.equal(lowerName('Content-Length'), 'content-length');
+    assert.equal(lowerName('x-already-lower'), 'x-already-lower');
+  });
+});
+
+/** A server that reads nothing until `drain()`, then collects everything until the peer closes. */
+async function stalledServer(): Promise<{ port: number; drain(): Promise<Buffer>; close(): Promise<void> }> {
+  let socket: net.Socket | undefined;
+  let connected!: () => void;
+  const accepted = new Promise<void>((resolve) => (connected = resolve));
+  const server = net.createServer({ pauseOnConnect: true }, (s) => {
+    socket = s;
+    connected();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    async drain() {
+      await accepted;
+      const chunks: Buffer[] = [];
+      return new Promise<Buffer>((resolve, reject) => {
+        socket!.on('data', (chunk: Buffer) => chunks.push(chunk));
+        socket!.on('error', reject);
+        socket!.on('end', () => {
+          socket!.end();
+          resolve(Buffer.concat(chunks));
+        });
+        socket!.resume();
+      });
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+for (const rt of runtimes) {
+  test(`the ${rt.name} runtime does not keep a composed head it could not send at once`, async () => {
+    const server = await stalledServer();
+    const conn = await rt.connectIp({ ip: '127.0.0.1', port: server.port, timeoutMs: 2000 });
+    // Fill the socket buffers so that what follows is queued in user space.
+    const filler = Buffer.alloc(8 * 1024 * 1024, 0x2e);
+    let accepted = conn.write(filler);
+    accepted = conn.write(composeHead('HTTP/1.1 200 OK\r\n', [['X-First', 'one']])) && accepted;
+    assert.equal(accepted, false, 'the writes should have been queued');
+    // Reuse the shared buffer before the queued head went out.
+    conn.write(composeHead('HTTP/1.1 204 No Content\r\n', [['X-Second', 'two']]));
+    conn.end();
+    const received = await server.drain();
+    const expected = 'HTTP/1.1 200 OK\r\nX-First: one\r\n\r\nHTTP/1.1 204 No Content\r\nX-Second: two\r\n\r\n';
+    assert.equal(received.byteLength, filler.byteLength + expected.length);
+    assert.equal(text(received.subarray(filler.byteLength)), expected);
+    conn.destroy();
+    await server.close();
+  });
+}
