@@ -7,18 +7,26 @@
 // shown, because the machine's noise is large between minutes.
 //
 //   node bench/workers.mjs [--duration 5] [--connections 64] [--rounds 3] [--only wmproxy-bun,nginx]
+//                          [--body 16384] [--access-log] [--pipeline 8]
+//
+// --body makes the backends answer that many bytes, and --access-log makes
+// every proxy write a log line per request to a file: both add work in the
+// proxy relative to wrk and the backends, which is where more workers help.
+// --pipeline N makes wrk send N requests per write (HTTP/1.1 pipelining), so
+// that the client costs far less per request than the proxy: on 2 cores
+// shared with the client, that is how the proxy becomes the bottleneck.
 //
 // On a 2-core machine wrk and the backends share the cores with the proxy, so
 // the gain from a second worker is bounded well below 2x; the ratio that
 // matters is wmproxy's 2-worker gain against nginx's in the same run.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { argument, freePort, sleep, stop, waitPort } from './reverse-common.mjs';
-import { cpuSeconds, peakRssMiB } from './lib/proc.mjs';
-import { runWrk } from './lib/wrk.mjs';
+import { cpuSeconds, peakRssMiB, runCommand } from './lib/proc.mjs';
+import { parseWrk, runWrk } from './lib/wrk.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -26,6 +34,9 @@ const duration = Number(argument(args, 'duration', '5'));
 const connections = Number(argument(args, 'connections', '64'));
 const rounds = Math.max(1, Number(argument(args, 'rounds', '3')));
 const only = (argument(args, 'only', '') ?? '').split(',').filter(Boolean);
+const bodyBytes = Number(argument(args, 'body', '6'));
+const accessLog = args.includes('--access-log');
+const pipeline = Math.max(1, Number(argument(args, 'pipeline', '1')));
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-workers-'));
 const children = new Set();
 
@@ -42,12 +53,14 @@ function start(command, argv, name) {
 async function backends() {
   const ports = [await freePort(), await freePort()];
   const conf = join(dir, 'backends.conf');
+  writeFileSync(join(dir, 'body.txt'), 'x'.repeat(Math.max(0, bodyBytes - 1)) + '\n');
+  chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
   writeFileSync(
     conf,
     `daemon off; worker_processes 1; pid ${join(dir, 'backends.pid')}; error_log stderr error;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
-${ports.map((port) => `server { listen 127.0.0.1:${port}; location / { return 200 "hello\\n"; } }`).join('\n')}
+${ports.map((port) => `server { listen 127.0.0.1:${port}; root ${dir}; location / { try_files /body.txt =404; } }`).join('\n')}
 }`,
   );
   const child = start('nginx', ['-c', conf, '-p', dir], 'backends');
@@ -62,7 +75,7 @@ async function startNginx(workers, ports) {
     conf,
     `daemon off; worker_processes ${workers}; pid ${join(dir, `nginx-${workers}.pid`)}; error_log stderr error;
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
+http { ${accessLog ? `access_log ${join(dir, `nginx-${workers}-access.log`)} combined;` : 'access_log off;'} keepalive_requests 1000000;
 upstream app { ${ports.map((p) => `server 127.0.0.1:${p};`).join(' ')} keepalive 512; }
 server { listen 127.0.0.1:${port} reuseport; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }`,
@@ -81,6 +94,7 @@ async function startWmproxy(runtime, workers, ports) {
 enabled = false
 [log]
 level = "error"
+${accessLog ? `access_log = "${join(dir, `wmproxy-${runtime}-${workers}-access.log`)}"` : ''}
 [[upstream]]
 name = "app"
 servers = [${ports.map((p) => `"127.0.0.1:${p}"`).join(', ')}]
@@ -108,12 +122,22 @@ const contenders = [
   { name: 'wmproxy-node', workers: 2, start: (ports) => startWmproxy('node', 2, ports) },
 ].filter((contender) => only.length === 0 || only.includes(contender.name));
 
+/** wrk, with `pipeline` requests per write when asked (wrk's pipeline.lua). */
+async function load(port, durationSec) {
+  if (pipeline === 1) return runWrk({ url: `http://127.0.0.1:${port}/`, threads: 1, connections, durationSec });
+  const script = join(dir, 'pipeline.lua');
+  writeFileSync(script, `init = function(args)\n  local r = {}\n  for i = 1, ${pipeline} do r[i] = wrk.format(nil, "/") end\n  req = table.concat(r)\nend\nrequest = function() return req end\n`);
+  const result = await runCommand('wrk', ['-t1', `-c${connections}`, `-d${durationSec}s`, '--timeout', '5s', '-s', script, `http://127.0.0.1:${port}/`], { timeoutMs: (durationSec + 60) * 1000 });
+  if (result.code !== 0) throw new Error(`wrk failed: ${result.stderr || result.stdout}`);
+  return parseWrk(result.stdout);
+}
+
 async function measure(contender, ports) {
   const proxy = await contender.start(ports);
   try {
-    await runWrk({ url: `http://127.0.0.1:${proxy.port}/`, threads: 1, connections, durationSec: 1 }); // warm-up
+    await load(proxy.port, 1); // warm-up
     const cpuBefore = cpuSeconds(proxy.child.pid) ?? 0;
-    const result = await runWrk({ url: `http://127.0.0.1:${proxy.port}/`, threads: 1, connections, durationSec: duration });
+    const result = await load(proxy.port, duration);
     const cpu = (cpuSeconds(proxy.child.pid) ?? 0) - cpuBefore;
     return {
       rps: result.requestsPerSec ?? 0,
@@ -143,7 +167,7 @@ async function main() {
   } finally {
     await stop(backendChild);
   }
-  console.log(`\nworkers benchmark: wrk -t1 -c${connections} ${duration}s, 2 nginx backends, median of ${rounds} interleaved rounds; ${new Date().toISOString()}`);
+  console.log(`\nworkers benchmark: wrk -t1 -c${connections} ${duration}s, pipeline ${pipeline}, 2 nginx backends answering ${bodyBytes} bytes, access log ${accessLog ? 'on' : 'off'}, median of ${rounds} interleaved rounds; ${new Date().toISOString()}`);
   console.log('| proxy | workers | req/s | vs 1 worker | errors | CPU µs/req | peak RSS (all processes) |');
   console.log('|---|---|---|---|---|---|---|');
   for (const name of [...new Set(contenders.map((contender) => contender.name))]) {
