@@ -7,7 +7,7 @@
 // shown, because the machine's noise is large between minutes.
 //
 //   node bench/workers.mjs [--duration 5] [--connections 64] [--rounds 3] [--only wmproxy-bun,nginx]
-//                          [--body 16384] [--access-log] [--pipeline 8]
+//                          [--body 16384] [--access-log] [--pipeline 8] [--respond]
 //
 // --body makes the backends answer that many bytes, and --access-log makes
 // every proxy write a log line per request to a file: both add work in the
@@ -15,6 +15,9 @@
 // --pipeline N makes wrk send N requests per write (HTTP/1.1 pipelining), so
 // that the client costs far less per request than the proxy: on 2 cores
 // shared with the client, that is how the proxy becomes the bottleneck.
+// --respond answers from the proxy itself (a fixed-response location; nginx
+// `return 200`), so that no backend shares the cores either: what is left is
+// the proxy's own request handling against a pipelining client.
 //
 // On a 2-core machine wrk and the backends share the cores with the proxy, so
 // the gain from a second worker is bounded well below 2x; the ratio that
@@ -37,6 +40,7 @@ const only = (argument(args, 'only', '') ?? '').split(',').filter(Boolean);
 const bodyBytes = Number(argument(args, 'body', '6'));
 const accessLog = args.includes('--access-log');
 const pipeline = Math.max(1, Number(argument(args, 'pipeline', '1')));
+const respond = args.includes('--respond');
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-workers-'));
 const children = new Set();
 
@@ -77,7 +81,7 @@ async function startNginx(workers, ports) {
 events { worker_connections 4096; }
 http { ${accessLog ? `access_log ${join(dir, `nginx-${workers}-access.log`)} combined;` : 'access_log off;'} keepalive_requests 1000000;
 upstream app { ${ports.map((p) => `server 127.0.0.1:${p};`).join(' ')} keepalive 512; }
-server { listen 127.0.0.1:${port} reuseport; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+server { listen 127.0.0.1:${port} reuseport; location / { ${respond ? 'return 200 "hello\\n";' : 'proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";'} } }
 }`,
   );
   const child = start('nginx', ['-c', conf, '-p', dir], `nginx-${workers}`);
@@ -102,7 +106,7 @@ servers = [${ports.map((p) => `"127.0.0.1:${p}"`).join(', ')}]
 listen = "127.0.0.1:${port}"
 [[server.location]]
 path = "/"
-upstream = "app"
+${respond ? 'respond = { status = 200, body = "hello\\n" }' : 'upstream = "app"'}
 `,
   );
   const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
@@ -167,7 +171,7 @@ async function main() {
   } finally {
     await stop(backendChild);
   }
-  console.log(`\nworkers benchmark: wrk -t1 -c${connections} ${duration}s, pipeline ${pipeline}, 2 nginx backends answering ${bodyBytes} bytes, access log ${accessLog ? 'on' : 'off'}, median of ${rounds} interleaved rounds; ${new Date().toISOString()}`);
+  console.log(`\nworkers benchmark: wrk -t1 -c${connections} ${duration}s, pipeline ${pipeline}, ${respond ? 'answered by the proxy itself' : `2 nginx backends answering ${bodyBytes} bytes`}, access log ${accessLog ? 'on' : 'off'}, median of ${rounds} interleaved rounds; ${new Date().toISOString()}`);
   console.log('| proxy | workers | req/s | vs 1 worker | errors | CPU µs/req | peak RSS (all processes) |');
   console.log('|---|---|---|---|---|---|---|');
   for (const name of [...new Set(contenders.map((contender) => contender.name))]) {
