@@ -1,12 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Logger } from '@wmproxy/core-net';
-import { startBackend, startProxy, startRaw, deadPort, request, keepAliveAgent, until, type Backend } from './helpers.js';
-
-function memoryLogger(): { logger: Logger; lines: string[] } {
-  const lines: string[] = [];
-  return { lines, logger: new Logger({ level: 'debug', sink: { write: (line: string) => lines.push(line) } }) };
-}
+import { startBackend, startProxy, startRaw, deadPort, request, keepAliveAgent, until, type Backend, memoryLogger } from './helpers.js';
 
 test('a backend killed mid-load: no client-visible error, it leaves rotation after fall and returns after rise', async () => {
   const a = await startBackend('a');

@@ -1,13 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Logger, NetError } from '@wmproxy/core-net';
+import { NetError } from '@wmproxy/core-net';
 import { defaultConnector, type Connector } from '../src/index.js';
-import { startBackend, startProxy, startRaw, request } from './helpers.js';
-
-function memoryLogger(): { logger: Logger; lines: string[] } {
-  const lines: string[] = [];
-  return { lines, logger: new Logger({ level: 'debug', sink: { write: (line: string) => lines.push(line) } }) };
-}
+import { startBackend, startProxy, startRaw, request, memoryLogger } from './helpers.js';
 
 /** Connects to `hangAddress` never complete (a blackholed SYN) until the timeout or an abort; others connect for real. */
 function hangingConnector(hangAddress: string, stats: { aborted: number; timedOut: number }): Connector {

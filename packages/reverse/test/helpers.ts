@@ -1,6 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Logger } from '@wmproxy/core-net';
 import { ReverseProxy, type ReverseProxyOptions } from '../src/index.js';
 export { closedPort as deadPort } from '@wmproxy/testkit';
 
@@ -151,4 +152,10 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** A debug-level logger whose lines the test can read. */
+export function memoryLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { lines, logger: new Logger({ level: 'debug', sink: { write: (line: string) => lines.push(line) } }) };
 }

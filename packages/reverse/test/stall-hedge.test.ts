@@ -1,14 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Logger } from '@wmproxy/core-net';
 import { answered, hedgeDelay, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, isStalled, STALL_AFTER } from '../src/engine/hedge.js';
 import { Upstream } from '../src/upstream.js';
-import { keepAliveAgent, request, startBackend, startProxy, startRaw, until, type BackendHandler } from './helpers.js';
-
-function memoryLogger(): { logger: Logger; lines: string[] } {
-  const lines: string[] = [];
-  return { lines, logger: new Logger({ level: 'debug', sink: { write: (line: string) => lines.push(line) } }) };
-}
+import { keepAliveAgent, request, startBackend, startProxy, startRaw, until, type BackendHandler, memoryLogger } from './helpers.js';
 
 /** A backend like a SIGSTOPped process: the kernel accepts connections, nothing ever answers. */
 async function startStalled(): Promise<Awaited<ReturnType<typeof startRaw>> & { requests: number }> {
