@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+// TCP stream proxying: wmproxy `[[stream]]` (Bun and Node) against HAProxy in
+// `mode tcp`, both balancing over the same two backends (one nginx process,
+// two ports, `return 200`), and the backends directly. wrk with keep-alive
+// connections through each relay measures request round trips through the
+// stream; a second figure is bulk transfer (a 64 MiB body) in MB/s. Rounds
+// are interleaved and the median shown.
+//
+//   node bench/reverse-stream.mjs [--duration 5] [--connections 64] [--rounds 3]
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { argument, freePort, sleep, stop, waitPort } from './reverse-common.mjs';
+import { cpuSeconds, peakRssMiB } from './lib/proc.mjs';
+import { runWrk } from './lib/wrk.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const duration = Number(argument(args, 'duration', '5'));
+const connections = Number(argument(args, 'connections', '64'));
+const rounds = Math.max(1, Number(argument(args, 'rounds', '3')));
+const dir = mkdtempSync(join(tmpdir(), 'wmproxy-stream-'));
+chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
+const children = new Set();
+
+function start(command, argv, name) {
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'production' } });
+  child.stderr.on('data', (chunk) => {
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`[${name}] ${chunk}`);
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function backends() {
+  const ports = [await freePort(), await freePort()];
+  writeFileSync(join(dir, 'big.bin'), Buffer.alloc(64 << 20, 120));
+  const conf = join(dir, 'backends.conf');
+  writeFileSync(
+    conf,
+    `daemon off; worker_processes 1; pid ${join(dir, 'backends.pid')}; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; sendfile on;
+${ports.map((port) => `server { listen 127.0.0.1:${port}; root ${dir}; location = /big.bin { } location / { return 200 "hello\\n"; } }`).join('\n')}
+}`,
+  );
+  const child = start('nginx', ['-c', conf, '-p', dir], 'backends');
+  for (const port of ports) await waitPort(port);
+  return { ports, child };
+}
+
+async function startHaproxy(ports) {
+  const port = await freePort();
+  const conf = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    conf,
+    `global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend in
+  bind 127.0.0.1:${port}
+  default_backend app
+backend app
+  balance roundrobin
+${ports.map((p, i) => `  server b${i} 127.0.0.1:${p}`).join('\n')}
+`,
+  );
+  const child = start('haproxy', ['-db', '-f', conf], 'haproxy');
+  await waitPort(port);
+  return { port, child };
+}
+
+async function startWmproxy(runtime, ports) {
+  const port = await freePort();
+  const file = join(dir, `wmproxy-${runtime}.toml`);
+  writeFileSync(
+    file,
+    `[control]
+enabled = false
+[log]
+level = "error"
+[[upstream]]
+name = "app"
+servers = [${ports.map((p) => `"127.0.0.1:${p}"`).join(', ')}]
+[[stream]]
+listen = "127.0.0.1:${port}"
+upstream = "app"
+`,
+  );
+  const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
+  const child = start(command, [join(root, 'cli/bin/run.js'), 'run', '-c', file], `wmproxy-${runtime}`);
+  await waitPort(port);
+  return { port, child };
+}
+
+/** Bulk transfer: `count` sequential downloads of the 64 MiB file through the relay, MB/s. */
+async function bulk(port, count = 4) {
+  const started = performance.now();
+  let bytes = 0;
+  for (let i = 0; i < count; i++) {
+    const response = await fetch(`http://127.0.0.1:${port}/big.bin`);
+    const reader = response.body.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+    }
+  }
+  return bytes / 1e6 / ((performance.now() - started) / 1000);
+}
+
+async function measure(contender, ports) {
+  const proxy = contender.start ? await contender.start(ports) : { port: ports[0], child: undefined };
+  try {
+    await runWrk({ url: `http://127.0.0.1:${proxy.port}/`, threads: 1, connections, durationSec: 1 }); // warm-up
+    const cpuBefore = proxy.child ? cpuSeconds(proxy.child.pid) ?? 0 : 0;
+    const result = await runWrk({ url: `http://127.0.0.1:${proxy.port}/`, threads: 1, connections, durationSec: duration });
+    const cpu = proxy.child ? (cpuSeconds(proxy.child.pid) ?? 0) - cpuBefore : NaN;
+    const mbps = await bulk(proxy.port);
+    return {
+      rps: result.requestsPerSec ?? 0,
+      p99: result.latencyMaxMs,
+      errors: result.socketErrors + result.non2xx,
+      cpuUsPerRequest: result.requests ? (cpu * 1e6) / result.requests : NaN,
+      mbps,
+      rssMiB: proxy.child ? peakRssMiB(proxy.child.pid) ?? NaN : NaN,
+    };
+  } finally {
+    if (proxy.child) await stop(proxy.child);
+    await sleep(300);
+  }
+}
+
+const contenders = [
+  { name: 'direct (one backend)' },
+  { name: 'haproxy mode tcp', start: startHaproxy },
+  { name: 'wmproxy-bun stream', start: (ports) => startWmproxy('bun', ports) },
+  { name: 'wmproxy-node stream', start: (ports) => startWmproxy('node', ports) },
+];
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function main() {
+  const { ports, child: backendChild } = await backends();
+  const results = new Map(contenders.map((contender) => [contender.name, []]));
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const contender of contenders) {
+        const row = await measure(contender, ports);
+        results.get(contender.name).push(row);
+        process.stderr.write(`round ${round + 1} ${contender.name}: ${Math.round(row.rps)} req/s, ${Math.round(row.mbps)} MB/s\n`);
+      }
+    }
+  } finally {
+    await stop(backendChild);
+  }
+  const haproxy = results.get('haproxy mode tcp');
+  const baseRps = median(haproxy.map((row) => row.rps));
+  const baseMbps = median(haproxy.map((row) => row.mbps));
+  console.log(`\nTCP stream benchmark: wrk -t1 -c${connections} ${duration}s through each relay, then 4 x 64 MiB downloads; median of ${rounds} interleaved rounds; ${new Date().toISOString()}`);
+  console.log('| relay | req/s | vs HAProxy | max latency ms | errors | CPU µs/req | bulk MB/s | vs HAProxy | peak RSS |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const [name, rows] of results) {
+    const rps = median(rows.map((row) => row.rps));
+    const mbps = median(rows.map((row) => row.mbps));
+    console.log(
+      `| ${name} | ${Math.round(rps)} | ${(rps / baseRps).toFixed(2)}x | ${median(rows.map((row) => row.p99)).toFixed(1)} | ${rows.reduce((sum, row) => sum + row.errors, 0)} | ${median(rows.map((row) => row.cpuUsPerRequest)).toFixed(1)} | ${Math.round(mbps)} | ${(mbps / baseMbps).toFixed(2)}x | ${Number.isNaN(median(rows.map((row) => row.rssMiB))) ? '–' : `${median(rows.map((row) => row.rssMiB)).toFixed(0)} MiB`} |`,
+    );
+  }
+}
+
+try {
+  await main();
+} finally {
+  for (const child of children) child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+}
