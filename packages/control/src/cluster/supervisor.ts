@@ -171,7 +171,11 @@ export class WorkerSupervisor {
         reject(error);
       };
       channel.on('message', (message) => {
-        if (message.t === 'hello') channel.send({ t: 'start', index: slot.index, config: this.config, health: this.options.healthStates(), quiet: this.options.quiet });
+        if (message.t === 'hello') {
+          // A stop asked for while this worker was loading may have been sent before it listened.
+          if (this.stopping) channel.send({ t: 'stop' });
+          else channel.send({ t: 'start', index: slot.index, config: this.config, health: this.options.healthStates(), quiet: this.options.quiet });
+        }
         else if (message.t === 'ready') {
           slot.services = message.services;
           slot.state = 'running';
