@@ -1,5 +1,11 @@
 // Process and port helpers shared by the reverse-proxy benchmarks.
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -42,6 +48,59 @@ export function stop(child, signal = 'SIGTERM') {
     child.kill('SIGCONT');
     child.kill(signal);
   });
+}
+
+/** The middle value (the upper one of an even count). */
+export const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/**
+ * The processes a benchmark starts, killed together at the end. Their
+ * standard error is shown with BENCH_VERBOSE=1.
+ */
+export class Children {
+  constructor() {
+    this.live = new Set();
+  }
+
+  start(command, argv, name) {
+    const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'production' } });
+    child.stderr.on('data', (chunk) => {
+      if (process.env.BENCH_VERBOSE) process.stderr.write(`[${name}] ${chunk}`);
+    });
+    this.live.add(child);
+    child.once('exit', () => this.live.delete(child));
+    return child;
+  }
+
+  killAll() {
+    for (const child of this.live) child.kill('SIGKILL');
+  }
+}
+
+/**
+ * Two backends in one nginx process (one port each) serving `locations`
+ * (nginx `location` blocks; `root` is `dir`). Resolves once both listen.
+ */
+export async function startNginxBackends(children, dir, locations) {
+  const ports = [await freePort(), await freePort()];
+  const conf = join(dir, 'backends.conf');
+  writeFileSync(
+    conf,
+    `daemon off; worker_processes 1; pid ${join(dir, 'backends.pid')}; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; sendfile on;
+${ports.map((port) => `server { listen 127.0.0.1:${port}; root ${dir}; ${locations} }`).join('\n')}
+}`,
+  );
+  const child = children.start('nginx', ['-c', conf, '-p', dir], 'backends');
+  for (const port of ports) await waitPort(port);
+  return { ports, child };
+}
+
+/** `wmproxy run -c FILE [...extra]` on Bun or Node, as a user starts it. */
+export function startWmproxyRun(children, runtime, file, extra = []) {
+  const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
+  return children.start(command, [join(root, 'cli/bin/run.js'), 'run', '-c', file, ...extra], `wmproxy-${runtime}`);
 }
 
 /** Nearest-rank percentile of an ascending array (NaN when empty). */

@@ -7,49 +7,24 @@
 // are interleaved and the median shown.
 //
 //   node bench/reverse-stream.mjs [--duration 5] [--connections 64] [--rounds 3]
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { argument, freePort, sleep, stop, waitPort } from './reverse-common.mjs';
+import { argument, Children, freePort, median, sleep, startNginxBackends, startWmproxyRun, stop, waitPort } from './reverse-common.mjs';
 import { cpuSeconds, peakRssMiB } from './lib/proc.mjs';
 import { runWrk } from './lib/wrk.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
 const duration = Number(argument(args, 'duration', '5'));
 const connections = Number(argument(args, 'connections', '64'));
 const rounds = Math.max(1, Number(argument(args, 'rounds', '3')));
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-stream-'));
 chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
-const children = new Set();
-
-function start(command, argv, name) {
-  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'production' } });
-  child.stderr.on('data', (chunk) => {
-    if (process.env.BENCH_VERBOSE) process.stderr.write(`[${name}] ${chunk}`);
-  });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
+const children = new Children();
 
 async function backends() {
-  const ports = [await freePort(), await freePort()];
   writeFileSync(join(dir, 'big.bin'), Buffer.alloc(64 << 20, 120));
-  const conf = join(dir, 'backends.conf');
-  writeFileSync(
-    conf,
-    `daemon off; worker_processes 1; pid ${join(dir, 'backends.pid')}; error_log stderr error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; sendfile on;
-${ports.map((port) => `server { listen 127.0.0.1:${port}; root ${dir}; location = /big.bin { } location / { return 200 "hello\\n"; } }`).join('\n')}
-}`,
-  );
-  const child = start('nginx', ['-c', conf, '-p', dir], 'backends');
-  for (const port of ports) await waitPort(port);
-  return { ports, child };
+  return startNginxBackends(children, dir, 'location = /big.bin { } location / { return 200 "hello\\n"; }');
 }
 
 async function startHaproxy(ports) {
@@ -72,7 +47,7 @@ backend app
 ${ports.map((p, i) => `  server b${i} 127.0.0.1:${p}`).join('\n')}
 `,
   );
-  const child = start('haproxy', ['-db', '-f', conf], 'haproxy');
+  const child = children.start('haproxy', ['-db', '-f', conf], 'haproxy');
   await waitPort(port);
   return { port, child };
 }
@@ -94,8 +69,7 @@ listen = "127.0.0.1:${port}"
 upstream = "app"
 `,
   );
-  const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
-  const child = start(command, [join(root, 'cli/bin/run.js'), 'run', '-c', file], `wmproxy-${runtime}`);
+  const child = startWmproxyRun(children, runtime, file);
   await waitPort(port);
   return { port, child };
 }
@@ -145,8 +119,6 @@ const contenders = [
   { name: 'wmproxy-node stream', start: (ports) => startWmproxy('node', ports) },
 ];
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-
 async function main() {
   const { ports, child: backendChild } = await backends();
   const results = new Map(contenders.map((contender) => [contender.name, []]));
@@ -171,7 +143,7 @@ async function main() {
     const rps = median(rows.map((row) => row.rps));
     const mbps = median(rows.map((row) => row.mbps));
     console.log(
-      `| ${name} | ${Math.round(rps)} | ${(rps / baseRps).toFixed(2)}x | ${median(rows.map((row) => row.p99)).toFixed(1)} | ${rows.reduce((sum, row) => sum + row.errors, 0)} | ${median(rows.map((row) => row.cpuUsPerRequest)).toFixed(1)} | ${Math.round(mbps)} | ${(mbps / baseMbps).toFixed(2)}x | ${Number.isNaN(median(rows.map((row) => row.rssMiB))) ? '–' : `${median(rows.map((row) => row.rssMiB)).toFixed(0)} MiB`} |`,
+      `| ${name} | ${Math.round(rps)} | ${(rps / baseRps).toFixed(2)}x | ${median(rows.map((row) => row.p99)).toFixed(1)} | ${rows.reduce((sum, row) => sum + row.errors, 0)} | ${rows[0].cpuUsPerRequest === rows[0].cpuUsPerRequest ? median(rows.map((row) => row.cpuUsPerRequest)).toFixed(1) : '–'} | ${Math.round(mbps)} | ${(mbps / baseMbps).toFixed(2)}x | ${Number.isNaN(median(rows.map((row) => row.rssMiB))) ? '–' : `${median(rows.map((row) => row.rssMiB)).toFixed(0)} MiB`} |`,
     );
   }
 }
@@ -179,6 +151,6 @@ async function main() {
 try {
   await main();
 } finally {
-  for (const child of children) child.kill('SIGKILL');
+  children.killAll();
   rmSync(dir, { recursive: true, force: true });
 }

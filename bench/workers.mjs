@@ -22,16 +22,13 @@
 // On a 2-core machine wrk and the backends share the cores with the proxy, so
 // the gain from a second worker is bounded well below 2x; the ratio that
 // matters is wmproxy's 2-worker gain against nginx's in the same run.
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { argument, freePort, sleep, stop, waitPort } from './reverse-common.mjs';
+import { argument, Children, freePort, median, sleep, startNginxBackends, startWmproxyRun, stop, waitPort } from './reverse-common.mjs';
 import { cpuSeconds, peakRssMiB, runCommand } from './lib/proc.mjs';
 import { parseWrk, runWrk } from './lib/wrk.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
 const duration = Number(argument(args, 'duration', '5'));
 const connections = Number(argument(args, 'connections', '64'));
@@ -42,34 +39,12 @@ const accessLog = args.includes('--access-log');
 const pipeline = Math.max(1, Number(argument(args, 'pipeline', '1')));
 const respond = args.includes('--respond');
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-workers-'));
-const children = new Set();
-
-function start(command, argv, name) {
-  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'production' } });
-  child.stderr.on('data', (chunk) => {
-    if (process.env.BENCH_VERBOSE) process.stderr.write(`[${name}] ${chunk}`);
-  });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
+const children = new Children();
 
 async function backends() {
-  const ports = [await freePort(), await freePort()];
-  const conf = join(dir, 'backends.conf');
   writeFileSync(join(dir, 'body.txt'), 'x'.repeat(Math.max(0, bodyBytes - 1)) + '\n');
   chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
-  writeFileSync(
-    conf,
-    `daemon off; worker_processes 1; pid ${join(dir, 'backends.pid')}; error_log stderr error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-${ports.map((port) => `server { listen 127.0.0.1:${port}; root ${dir}; location / { try_files /body.txt =404; } }`).join('\n')}
-}`,
-  );
-  const child = start('nginx', ['-c', conf, '-p', dir], 'backends');
-  for (const port of ports) await waitPort(port);
-  return { ports, child };
+  return startNginxBackends(children, dir, 'location / { try_files /body.txt =404; }');
 }
 
 async function startNginx(workers, ports) {
@@ -84,7 +59,7 @@ upstream app { ${ports.map((p) => `server 127.0.0.1:${p};`).join(' ')} keepalive
 server { listen 127.0.0.1:${port} reuseport; location / { ${respond ? 'return 200 "hello\\n";' : 'proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";'} } }
 }`,
   );
-  const child = start('nginx', ['-c', conf, '-p', dir], `nginx-${workers}`);
+  const child = children.start('nginx', ['-c', conf, '-p', dir], `nginx-${workers}`);
   await waitPort(port);
   return { port, child };
 }
@@ -109,8 +84,7 @@ path = "/"
 ${respond ? 'respond = { status = 200, body = "hello\\n" }' : 'upstream = "app"'}
 `,
   );
-  const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
-  const child = start(command, [join(root, 'cli/bin/run.js'), 'run', '-c', file, '--workers', String(workers)], `wmproxy-${runtime}-${workers}`);
+  const child = startWmproxyRun(children, runtime, file, ['--workers', String(workers)]);
   await waitPort(port);
   // Every worker binds the port; give the second one time to join before measuring.
   await sleep(workers > 1 ? 1500 : 300);
@@ -155,8 +129,6 @@ async function measure(contender, ports) {
   }
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-
 async function main() {
   const { ports, child: backendChild } = await backends();
   const results = new Map(contenders.map((contender) => [`${contender.name}/${contender.workers}`, []]));
@@ -191,6 +163,6 @@ async function main() {
 try {
   await main();
 } finally {
-  for (const child of children) child.kill('SIGKILL');
+  children.killAll();
   rmSync(dir, { recursive: true, force: true });
 }
