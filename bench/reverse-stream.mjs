@@ -143,7 +143,7 @@ async function main() {
     const rps = median(rows.map((row) => row.rps));
     const mbps = median(rows.map((row) => row.mbps));
     console.log(
-      `| ${name} | ${Math.round(rps)} | ${(rps / baseRps).toFixed(2)}x | ${median(rows.map((row) => row.p99)).toFixed(1)} | ${rows.reduce((sum, row) => sum + row.errors, 0)} | ${rows[0].cpuUsPerRequest === rows[0].cpuUsPerRequest ? median(rows.map((row) => row.cpuUsPerRequest)).toFixed(1) : '–'} | ${Math.round(mbps)} | ${(mbps / baseMbps).toFixed(2)}x | ${Number.isNaN(median(rows.map((row) => row.rssMiB))) ? '–' : `${median(rows.map((row) => row.rssMiB)).toFixed(0)} MiB`} |`,
+      `| ${name} | ${Math.round(rps)} | ${(rps / baseRps).toFixed(2)}x | ${median(rows.map((row) => row.p99)).toFixed(1)} | ${rows.reduce((sum, row) => sum + row.errors, 0)} | ${!Number.isNaN(rows[0].cpuUsPerRequest) ? median(rows.map((row) => row.cpuUsPerRequest)).toFixed(1) : '–'} | ${Math.round(mbps)} | ${(mbps / baseMbps).toFixed(2)}x | ${Number.isNaN(median(rows.map((row) => row.rssMiB))) ? '–' : `${median(rows.map((row) => row.rssMiB)).toFixed(0)} MiB`} |`,
     );
   }
 }
