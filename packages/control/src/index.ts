@@ -15,8 +15,7 @@ export {
   type UpstreamServerView,
 } from './instance.js';
 export { ControlServer } from './api.js';
-export { WorkerSupervisor, type WorkerView } from './cluster/supervisor.js';
-export { workerConfig } from './cluster/worker.js';
+export type { WorkerView } from './cluster/supervisor.js';
 export { ControlClient, ControlClientError, type ControlClientOptions } from './client.js';
 export { DASHBOARD_HTML } from './dashboard.js';
 export { Metrics, Histogram, Exposition } from './metrics.js';

@@ -174,14 +174,17 @@ export class Instance {
         });
         await instance.supervisor.start(instance.config);
       } else {
-        // A worker starts from the primary's health states, before it serves.
-        instance.health.replaceTargets(healthTargets(config));
-        for (const entry of options.worker?.health ?? []) instance.health.applyState(entry.key, entry.state, entry.reason);
+        if (options.worker) {
+          // A worker starts from the primary's health states, before it serves.
+          instance.health.replaceTargets(healthTargets(config));
+          for (const entry of options.worker.health) instance.health.applyState(entry.key, entry.state, entry.reason);
+        }
         for (const proxy of config.proxies) {
           const service = await new ForwardService(proxy, instance.loggerFor(proxy.name)).start();
           instance.forward.set(service.key, service);
         }
         if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog);
+        // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
       if (config.control.enabled) instance.api = await startApi(instance, config.control);

@@ -17,7 +17,7 @@ const REPORT_INTERVAL_MS = 1000;
  * has it) and UDP streams only in worker 0 — UDP sessions are per client
  * address and must not be split between processes.
  */
-export function workerConfig(config: WmproxyConfig, index: number): WmproxyConfig {
+function workerConfig(config: WmproxyConfig, index: number): WmproxyConfig {
   return {
     ...config,
     control: { ...config.control, enabled: false },
