@@ -1,141 +1,158 @@
 #!/usr/bin/env bash
-# Builds the wmproxy images offline (no registry needed):
-#   wmproxy-base:local     a root filesystem holding only the JavaScript runtime
-#                          (Bun by default, or Node), the shared libraries `ldd`
-#                          lists for it, CA certificates and a nobody user;
-#                          made with `docker import`.
-#   wmproxy:local          base + the built repo (sources, dist, production
-#                          node_modules); ENTRYPOINT runs the wmproxy CLI.
-#   wmproxy-backend:local  base + docker/backend/echo-server.mjs, a small
-#                          HTTP/HTTPS echo server used by the e2e tests.
+# Builds the images offline (no registry needed):
+#   wmproxy-base-bun:local  a root filesystem holding only the local Bun binary
+#                           (node_modules/bun), the shared libraries `ldd` lists
+#                           for it, CA certificates and a nobody user; made with
+#                           `docker import`. It stands in for both oven/bun
+#                           images of the Dockerfiles (BUILDER and BASE).
+#   wmproxy:local           docker/Dockerfile: the runtime tree + HEALTHCHECK.
+#   wmproxy-backend:local   docker/backend: the flaky backend of the e2e tests.
+#   wmproxy-curl:local      the host's curl and its libraries, for tests that
+#                           drive the proxies from inside a container.
+# Each image carries a `wmproxy.source` label (a hash of what went into it);
+# an image whose inputs did not change is not rebuilt, so tests can call this
+# every time.
 #
-# Usage: docker/build-image.sh [--runtime bun|node] [--tag NAME] [--no-build]
-#   --runtime   which runtime goes into the images (default bun)
+# Usage: docker/build-image.sh [--tag NAME] [--no-build]
 #   --tag       tag of the wmproxy image (default wmproxy:local)
-#   --no-build  skip `tsc -b` (dist/ must exist)
+#   --no-build  skip `tsc -b` (the image does not need it; it checks that the sources compile)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUNTIME=bun
 TAG=wmproxy:local
 BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runtime) RUNTIME=${2:?--runtime needs bun or node}; shift 2 ;;
     --tag) TAG=${2:?--tag needs a name}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
-case "$RUNTIME" in
-  bun) RUNTIME_BIN=$(readlink -f "$ROOT/node_modules/.bin/bun" 2>/dev/null || true) ;;
-  node) RUNTIME_BIN=$(readlink -f "$(command -v node)") ;;
-  *) echo "build-image.sh: --runtime must be bun or node, not $RUNTIME" >&2; exit 2 ;;
-esac
-if [ -z "$RUNTIME_BIN" ] || [ ! -x "$RUNTIME_BIN" ]; then
-  echo "build-image.sh: no $RUNTIME binary found (run npm install first)" >&2
+BUN_BIN=$(readlink -f "$ROOT/node_modules/.bin/bun" 2>/dev/null || true)
+if [ -z "$BUN_BIN" ] || [ ! -x "$BUN_BIN" ]; then
+  echo "build-image.sh: no bun binary in node_modules (run npm install first)" >&2
   exit 1
 fi
 command -v docker >/dev/null || { echo "build-image.sh: docker is not installed" >&2; exit 1; }
 
-BASE_TAG=wmproxy-base-$RUNTIME:local
+BASE_TAG=wmproxy-base-bun:local
 BACKEND_TAG=wmproxy-backend:local
+CURL_TAG=wmproxy-curl:local
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
-
-# ---------------------------------------------------------------- base image
-# An image is rebuilt only when what goes into it changed (a hash kept as a label).
 label_of() { docker image inspect -f "{{index .Config.Labels \"wmproxy.source\"}}" "$1" 2>/dev/null || true; }
-RUNTIME_ID="$RUNTIME $("$RUNTIME_BIN" --version) $(stat -c %s "$RUNTIME_BIN")"
-import_base() {
-  rootfs=$WORK/rootfs
-  mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs" "$rootfs/tmp" "$rootfs/app"
+replaced() { # the image a new build untagged: drop it (unless a container still uses it)
+  [ -n "$1" ] && docker rmi "$1" >/dev/null 2>&1 || true
+}
+
+# A root filesystem with BINARY at DEST and every shared library it loads (and
+# the loader) at the same paths, plus what glibc and TLS clients read.
+make_rootfs() { # make_rootfs DIR BINARY DEST
+  local rootfs=$1
+  mkdir -p "$rootfs/etc/ssl/certs" "$rootfs/tmp" "$(dirname "$rootfs$3")"
   chmod 1777 "$rootfs/tmp"
-  cp "$RUNTIME_BIN" "$rootfs/usr/local/bin/$RUNTIME"
-  # `js` is the runtime under a neutral name, so the Dockerfiles need not know which one it is.
-  ln -s "$RUNTIME" "$rootfs/usr/local/bin/js"
-  # Every shared library the binary loads (and the loader itself), at the same paths.
-  ldd "$RUNTIME_BIN" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+  cp "$2" "$rootfs$3"
+  ldd "$2" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
     cp -L --parents "$lib" "$rootfs"
   done
-  # glibc's DNS resolver reads these; Docker bind-mounts /etc/hosts and /etc/resolv.conf.
+  # Docker bind-mounts /etc/hosts and /etc/resolv.conf; nsswitch tells glibc to use them.
   printf 'hosts: files dns\n' > "$rootfs/etc/nsswitch.conf"
   printf 'root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n' > "$rootfs/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' > "$rootfs/etc/group"
-  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
-  fi
-  log "importing $BASE_TAG ($(du -sh "$rootfs" | cut -f1), $RUNTIME $("$RUNTIME_BIN" --version))"
-  tar -C "$rootfs" --numeric-owner -c . | docker import \
-    --change 'ENV PATH=/usr/local/bin HOME=/tmp' \
-    --change 'WORKDIR /app' \
-    --change 'ENTRYPOINT ["/usr/local/bin/js"]' \
-    --change "LABEL wmproxy.source=\"$RUNTIME_ID\"" \
-    - "$BASE_TAG" >/dev/null
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"; fi
 }
-if [ "$(label_of "$BASE_TAG")" = "$RUNTIME_ID" ]; then
-  log "$BASE_TAG is up to date ($RUNTIME_ID)"
+
+import_image() { # import_image TAG SOURCE_ID ROOTFS [--change ...]
+  local tag=$1 source=$2 rootfs=$3
+  shift 3
+  local previous
+  previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+  log "importing $tag ($(du -sh "$rootfs" | cut -f1))"
+  tar -C "$rootfs" --numeric-owner -c . | docker import "$@" --change "LABEL wmproxy.source=\"$source\"" - "$tag" >/dev/null
+  replaced "$previous"
+}
+
+# ------------------------------------------------------------------ base image
+BASE_ID="bun $("$BUN_BIN" --version) $(stat -c %s "$BUN_BIN")"
+if [ "$(label_of "$BASE_TAG")" = "$BASE_ID" ]; then
+  log "$BASE_TAG is up to date ($BASE_ID)"
 else
-  previous_base=$(docker image inspect -f '{{.Id}}' "$BASE_TAG" 2>/dev/null || true)
-  import_base
-  [ -n "$previous_base" ] && docker rmi "$previous_base" >/dev/null 2>&1 || true
+  make_rootfs "$WORK/base" "$BUN_BIN" /usr/local/bin/bun
+  import_image "$BASE_TAG" "$BASE_ID" "$WORK/base" \
+    --change 'ENV PATH=/usr/local/bin HOME=/tmp' --change 'ENTRYPOINT ["/usr/local/bin/bun"]'
 fi
 
-# ------------------------------------------------------------- wmproxy image
-if [ "$BUILD" = 1 ]; then
-  log "building TypeScript (tsc -b)"
-  (cd "$ROOT" && node_modules/.bin/tsc -b)
-fi
-app=$WORK/context/app
-mkdir -p "$app"
-cd "$ROOT"
-# The workspace packages and the CLI: sources (Bun runs them), dist (Node runs it), manifests.
-files=(package.json tsconfig.base.json)
-for dir in cli packages/*; do
-  for entry in package.json tsconfig.json bin src dist README.md; do
-    [ -e "$dir/$entry" ] && files+=("$dir/$entry")
-  done
-done
-# Production dependencies only (npm's own view of the tree, so nested copies are kept).
-while read -r path; do
-  files+=("$path")
-done < <(npm ls --omit=dev --all --parseable 2>/dev/null | sed "s|^$ROOT/||" | grep '^node_modules/' | grep -vx 'node_modules/typescript')
-# (typescript, 23 MB, is only a peer dependency of elysia for its types; nothing loads it at run time.)
-tar -c --exclude='*/dist/test' --exclude='*.tsbuildinfo' --exclude='*.map' "${files[@]}" | tar -x -C "$app"
-log "app: $(du -sh "$app" | cut -f1)"
-cp "$ROOT/docker/Dockerfile" "$WORK/context/Dockerfile"
-# Docker (20.10) may print a deprecation notice for the legacy builder on stderr; keep it out of the way.
-build() { # build TAG CONTEXT
-  local hash
-  hash=$( (echo "$RUNTIME_ID"; cd "$2" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)
-  if [ "$(label_of "$1")" = "$hash" ]; then
-    log "$1 is up to date ($hash)"
+# A Dockerfile build, skipped when the label says its context is unchanged.
+REBUILT=0
+build() { # build TAG CONTEXT [docker build args...]
+  local tag=$1 context=$2
+  shift 2
+  local hash previous
+  hash=$( (echo "$BASE_ID"; cd "$context" && find . -type f -print0 | sort -z | xargs -0 sha256sum; find . -type l -printf '%p -> %l\n' | sort) | sha256sum | cut -c1-16)
+  if [ "$(label_of "$tag")" = "$hash" ]; then
+    log "$tag is up to date ($hash)"
     return
   fi
-  log "building $1 ($hash)"
+  log "building $tag ($hash)"
   REBUILT=1
-  local previous
-  previous=$(docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true)
-  DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "wmproxy.source=$hash" -t "$1" "$2" >/dev/null 2>"$WORK/build.log" || {
+  previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+  # The legacy builder: BuildKit would try to reach a registry for its frontend.
+  DOCKER_BUILDKIT=0 docker build -q --build-arg "BUILDER=$BASE_TAG" --build-arg "BASE=$BASE_TAG" \
+    --label "wmproxy.source=$hash" -t "$tag" "$@" "$context" >/dev/null 2>"$WORK/build.log" || {
     cat "$WORK/build.log" >&2
     return 1
   }
-  # The image this one replaces is now untagged: drop it (unless a container still uses it).
-  [ -n "$previous" ] && docker rmi "$previous" >/dev/null 2>&1 || true
+  replaced "$previous"
+  # The app stage of a multi-stage build stays behind as a dangling image.
+  docker image prune -f --filter label=wmproxy.stage=app >/dev/null 2>&1 || true
 }
-REBUILT=0
-build "$TAG" "$WORK/context"
+
+# ------------------------------------------------------------- wmproxy image
+if [ "$BUILD" = 1 ]; then
+  log "checking that the sources compile (tsc -b)"
+  (cd "$ROOT" && node_modules/.bin/tsc -b)
+fi
+# The context a `docker build .` at the repository root would see, with the
+# production dependencies added (npm's view of the tree, so nested copies and
+# the workspace links are kept): stage-app.mjs then installs nothing.
+context=$WORK/context
+mkdir -p "$context"
+cd "$ROOT"
+files=(package.json package-lock.json tsconfig.base.json docker/Dockerfile docker/stage-app.mjs docker/wmproxy.toml)
+for dir in cli packages/*; do
+  for entry in package.json bin src README.md; do
+    [ -e "$dir/$entry" ] && files+=("$dir/$entry")
+  done
+done
+while read -r path; do
+  files+=("$path")
+done < <(npm ls --omit=dev --all --parseable 2>/dev/null | sed "s|^$ROOT/||" | grep '^node_modules/' | grep -v '^node_modules/@wmproxy/e2e$')
+tar -c "${files[@]}" | tar -x -C "$context"
+log "context: $(du -sh "$context" | cut -f1)"
+build "$TAG" "$context" -f "$context/docker/Dockerfile"
 
 # ------------------------------------------------------------- backend image
 mkdir -p "$WORK/backend"
-cp "$ROOT/docker/backend/Dockerfile" "$ROOT/docker/backend/echo-server.mjs" "$WORK/backend/"
+cp "$ROOT/docker/backend/Dockerfile" "$ROOT/docker/backend/flaky-backend.mjs" "$WORK/backend/"
 build "$BACKEND_TAG" "$WORK/backend"
 
+# ---------------------------------------------------------------- curl image
+CURL_BIN=$(readlink -f "$(command -v curl)")
+CURL_ID="curl $(stat -c '%s %Y' "$CURL_BIN") $("$CURL_BIN" --version | head -1 | cut -d' ' -f2)"
+if [ "$(label_of "$CURL_TAG")" = "$CURL_ID" ]; then
+  log "$CURL_TAG is up to date"
+else
+  make_rootfs "$WORK/curl" "$CURL_BIN" /usr/bin/curl
+  import_image "$CURL_TAG" "$CURL_ID" "$WORK/curl" \
+    --change 'ENV PATH=/usr/bin HOME=/tmp' --change 'USER 65534:65534' --change 'ENTRYPOINT ["/usr/bin/curl"]'
+  REBUILT=1
+fi
+
 if [ "$REBUILT" = 1 ]; then
-  docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E "^(${TAG}|${BASE_TAG}|${BACKEND_TAG})\b" >&2 || true
-  docker run --rm "$TAG" version >&2
+  docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E "^(${TAG}|${BASE_TAG}|${BACKEND_TAG}|${CURL_TAG})\b" >&2 || true
+  docker run --rm --no-healthcheck "$TAG" version >&2
 fi

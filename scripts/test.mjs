@@ -81,4 +81,9 @@ if (only !== 'bun') {
     ...compiled,
   ]);
 }
+// The container suites skip themselves without Docker; say so where it is seen.
+const e2eRan = [...sources, ...compiled].some((file) => relative(root, file).startsWith('e2e'));
+if (e2eRan && spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0) {
+  console.log(`\n=== e2e: the container suites were SKIPPED: no Docker daemon answers${process.env.CI ? ' (a failure under CI)' : ''}`);
+}
 process.exit(failed ? 1 : 0);

@@ -77,6 +77,21 @@ test('probe: exit 1 when any target is unhealthy, with the reason', async () => 
   }
 });
 
+test('probe --timeout longer than 1 s is honoured without --interval (the image HEALTHCHECK uses 3s)', async () => {
+  // Accepts and never answers: only the timeout ends the probe.
+  const silent = net.createServer((socket) => socket.on('error', () => undefined));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as net.AddressInfo).port;
+  try {
+    const run = await wmproxy(['probe', `http://127.0.0.1:${port}/`, '--timeout', '1500ms', '--json']);
+    assert.equal(run.code, 1);
+    const report = JSON.parse(run.stdout) as { results: Array<{ reason: string }> };
+    assert.match(report.results[0]!.reason, /^timeout after 1500 ms/);
+  } finally {
+    silent.close();
+  }
+});
+
 test('probe --json: machine-readable results with expected status, body, method and headers applied', async () => {
   const server = await httpServer(500, 'degraded but alive');
   try {

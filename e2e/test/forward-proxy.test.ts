@@ -1,7 +1,8 @@
-// wmproxy's forward proxy in a container, reached from the host through its
-// published (loopback) port, relaying to a backend container by its name on
-// a user-defined Docker network: HTTP, HTTPS via CONNECT, SOCKS5 with and
-// without auth, parent-proxy chaining between containers, graceful stop.
+// wmproxy's forward proxy in containers on a user-defined Docker network,
+// driven by curl in a container on the same network (so every name resolves
+// through Docker's DNS and no open proxy is published on the host): HTTP,
+// HTTPS via CONNECT, SOCKS5 with and without auth, parent-proxy chaining
+// between containers, the image's default configuration, graceful stop.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -9,28 +10,32 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BACKEND_IMAGE, PROXY_IMAGE, LocalContainer, Network, Wait, buildImages, cleanUp, curl, dockerSkipReason, selfSignedCert,
-  type StartedNetwork, type StartedTestContainer,
+  BACKEND_IMAGE, BACKEND_READY, PROXY_IMAGE, LocalContainer, Network, Wait, buildImages, cleanUp, curl, curlIn, dockerSkipReason, selfSignedCert,
+  type CurlResult, type StartedNetwork, type StartedTestContainer,
 } from './support.js';
 
 const skip = dockerSkipReason();
 const USER = 'alice';
 const PASS = 's3cret';
 
+/** The flaky backend's echo (docker/backend/flaky-backend.mjs). */
 interface Echo {
+  id: string;
   url: string;
   method: string;
   headers: Record<string, string>;
+  remoteAddress: string;
   tls: boolean;
 }
 
 interface Setup {
   network: StartedNetwork;
-  backend: StartedTestContainer;
   open: StartedTestContainer;
   authed: StartedTestContainer;
   httpChain: StartedTestContainer;
   socksChain: StartedTestContainer;
+  /** The image's own configuration (no command): the only container the host reaches. */
+  defaultProxy: StartedTestContainer;
   certDir: string;
   caFile: string;
 }
@@ -49,28 +54,37 @@ async function setUp(): Promise<Setup> {
     const caFile = join(certDir, 'backend.pem');
     writeFileSync(caFile, cert);
     const net = (network = await new Network().start());
+    // No published port: only curl on the network talks to these (--insecure-open must not reach the host's clients).
     const proxy = (alias: string, ...args: string[]) =>
       new LocalContainer(PROXY_IMAGE)
         .withNetwork(net)
         .withNetworkAliases(alias)
         .withCommand(['proxy', '--bind', '0.0.0.0:8090', ...args])
-        .withLoopbackPorts(8090)
         .withWaitStrategy(Wait.forLogMessage(/listening/))
         .withStartupTimeout(120_000)
         .start();
-    const backend = await new LocalContainer(BACKEND_IMAGE)
-      .withNetwork(net)
-      .withNetworkAliases('backend')
-      .withEnvironment({ TLS_CERT: cert, TLS_KEY: key, SERVER_NAME: 'backend' })
-      .withWaitStrategy(Wait.forAll([Wait.forLogMessage('echo: http on 8080'), Wait.forLogMessage('echo: https on 8443')]))
-      .withStartupTimeout(120_000)
-      .start();
-    const [open, authed] = await Promise.all([proxy('open-proxy', '--insecure-open'), proxy('auth-proxy', '--user', USER, '--pass', PASS)]);
-    const [httpChain, socksChain] = await Promise.all([
+    // Everything at once: a proxy resolves its parent and the backend per request, not at start.
+    const [, open, authed, httpChain, socksChain, defaultProxy] = await Promise.all([
+      new LocalContainer(BACKEND_IMAGE)
+        .withNetwork(net)
+        .withNetworkAliases('backend')
+        .withEnvironment({ TLS_CERT: cert, TLS_KEY: key, BACKEND_ID: 'backend' })
+        .withWaitStrategy(Wait.forLogMessage(BACKEND_READY))
+        .withStartupTimeout(120_000)
+        .start(),
+      proxy('open-proxy', '--insecure-open'),
+      proxy('auth-proxy', '--user', USER, '--pass', PASS),
       proxy('http-chain', '--insecure-open', '--upstream', `http://${USER}:${PASS}@auth-proxy:8090`),
       proxy('socks-chain', '--insecure-open', '--upstream', `socks5://${USER}:${PASS}@auth-proxy:8090`),
+      new LocalContainer(PROXY_IMAGE)
+        .withNetwork(net)
+        .withNetworkAliases('default-proxy')
+        .withLoopbackPorts(8090)
+        .withWaitStrategy(Wait.forLogMessage(/wmproxy started/))
+        .withStartupTimeout(120_000)
+        .start(),
     ]);
-    return { network: net, backend, open, authed, httpChain, socksChain, certDir, caFile };
+    return { network: net, open, authed, httpChain, socksChain, defaultProxy, certDir, caFile };
   } catch (error) {
     await cleanUp(network);
     rmSync(certDir, { recursive: true, force: true });
@@ -80,10 +94,21 @@ async function setUp(): Promise<Setup> {
 
 const setup = skip ? undefined : await setUp();
 
+/** The JSON echo of a successful curl (the exit code checked first, with curl's complaint as the message). */
+function echoOf(result: CurlResult): Echo {
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as Echo;
+}
+
+/** The address the backend saw, without the IPv4-mapped prefix. */
+const peer = (echo: Echo) => echo.remoteAddress.replace(/^::ffff:/, '');
+
 describe('wmproxy proxy in a container', { skip }, () => {
-  const { network, open, authed, httpChain, caFile } = setup ?? ({} as Partial<Setup>);
+  const { network, open, authed, httpChain, defaultProxy, caFile } = setup ?? ({} as Partial<Setup>);
   let socksChain = setup?.socksChain;
-  const port = (container: StartedTestContainer | undefined) => `127.0.0.1:${container!.getMappedPort(8090)}`;
+  /** curl in a container on the suite's network. */
+  const inNet = (args: string[], files: string[] = []) => curlIn(network!.getName(), args, files);
+  const ipOf = (container: StartedTestContainer | undefined) => container!.getIpAddress(network!.getName());
 
   after(async () => {
     await cleanUp(network);
@@ -91,90 +116,127 @@ describe('wmproxy proxy in a container', { skip }, () => {
   });
 
   test('HTTP: an absolute-form request reaches the backend by its container name, with Via and without hop-by-hop headers', async () => {
-    const result = await curl(['-x', `http://${port(open)}`, '-H', 'Connection: keep-alive, X-Hop', '-H', 'X-Hop: secret', 'http://backend:8080/echo?x=1']);
-    assert.equal(result.code, 0, result.stderr);
-    const echo = JSON.parse(result.stdout) as Echo;
+    const echo = echoOf(await inNet(['-x', 'http://open-proxy:8090', '-H', 'Connection: keep-alive, X-Hop', '-H', 'X-Hop: secret', 'http://backend:8080/echo?x=1']));
+    assert.equal(echo.id, 'backend');
     assert.equal(echo.url, '/echo?x=1');
     assert.equal(echo.headers.host, 'backend:8080');
     assert.ok(echo.headers.via, 'Via added');
     assert.equal(echo.headers['x-hop'], undefined, 'headers named in Connection are removed');
     assert.equal(echo.headers['proxy-connection'], undefined);
+    assert.equal(peer(echo), ipOf(open));
   });
 
   test('HTTPS: a CONNECT tunnel carries TLS end to end (the backend certificate verifies for its name)', async () => {
-    const result = await curl(['-x', `http://${port(open)}`, '--cacert', caFile!, 'https://backend:8443/secure']);
-    assert.equal(result.code, 0, result.stderr);
-    const echo = JSON.parse(result.stdout) as Echo;
+    const echo = echoOf(await inNet(['-x', 'http://open-proxy:8090', '--cacert', caFile!, 'https://backend:8443/secure'], [caFile!]));
     assert.equal(echo.url, '/secure');
     assert.equal(echo.tls, true);
     assert.equal(echo.headers.via, undefined, 'a tunnel does not touch the bytes');
+    assert.equal(peer(echo), ipOf(open));
   });
 
   test('SOCKS5: the proxy resolves the container name (socks5-hostname) and streams a large body intact', async () => {
     const size = 8 * 1024 * 1024;
-    const result = await curl(['--socks5-hostname', port(open), '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `http://backend:8080/bytes/${size}`]);
+    const result = await inNet(['--socks5-hostname', 'open-proxy:8090', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `http://backend:8080/bytes/${size}`]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, `200 ${size}`);
   });
 
   test('HTTP auth: no credentials get 407 with Proxy-Authenticate; the right ones get through', async () => {
-    const refused = await curl(['-x', `http://${port(authed)}`, '-D', '-', '-o', '/dev/null', 'http://backend:8080/']);
+    const [refused, allowed] = await Promise.all([
+      inNet(['-x', 'http://auth-proxy:8090', '-D', '-', '-o', '/dev/null', 'http://backend:8080/']),
+      inNet(['-x', 'http://auth-proxy:8090', '--proxy-user', `${USER}:${PASS}`, 'http://backend:8080/authed']),
+    ]);
     assert.equal(refused.code, 0, refused.stderr);
     assert.match(refused.stdout, /^HTTP\/1\.1 407/);
     assert.match(refused.stdout, /proxy-authenticate: basic/i);
-    const allowed = await curl(['-x', `http://${port(authed)}`, '--proxy-user', `${USER}:${PASS}`, 'http://backend:8080/authed']);
-    assert.equal(allowed.code, 0, allowed.stderr);
-    assert.equal((JSON.parse(allowed.stdout) as Echo).url, '/authed');
-    assert.equal((JSON.parse(allowed.stdout) as Echo).headers['proxy-authorization'], undefined, 'credentials are not forwarded');
+    const echo = echoOf(allowed);
+    assert.equal(echo.url, '/authed');
+    assert.equal(echo.headers['proxy-authorization'], undefined, 'credentials are not forwarded');
   });
 
   test('SOCKS5 auth: username/password works, a wrong password is refused before any connection', async () => {
-    const allowed = await curl(['--socks5-hostname', port(authed), '--proxy-user', `${USER}:${PASS}`, 'http://backend:8080/socks-authed']);
-    assert.equal(allowed.code, 0, allowed.stderr);
-    assert.equal((JSON.parse(allowed.stdout) as Echo).url, '/socks-authed');
-    const refused = await curl(['--socks5-hostname', port(authed), '--proxy-user', `${USER}:wrong`, 'http://backend:8080/']);
+    const [allowed, refused] = await Promise.all([
+      inNet(['--socks5-hostname', 'auth-proxy:8090', '--proxy-user', `${USER}:${PASS}`, 'http://backend:8080/socks-authed']),
+      inNet(['--socks5-hostname', 'auth-proxy:8090', '--proxy-user', `${USER}:wrong`, 'http://backend:8080/']),
+    ]);
+    const echo = echoOf(allowed);
+    assert.equal(echo.url, '/socks-authed');
+    assert.equal(peer(echo), ipOf(authed));
     assert.equal(refused.code, 97, `curl: ${refused.stderr}`); // CURLE_PROXY: the SOCKS5 handshake failed
     assert.equal(refused.stdout, '');
   });
 
   test('an unreachable target gets 502 over HTTP and a SOCKS5 failure reply', async () => {
-    const http = await curl(['-x', `http://${port(open)}`, '-o', '/dev/null', '-w', '%{http_code}', 'http://backend:9/']);
+    const [http, socks] = await Promise.all([
+      inNet(['-x', 'http://open-proxy:8090', '-o', '/dev/null', '-w', '%{http_code}', 'http://backend:9/']),
+      inNet(['--socks5-hostname', 'open-proxy:8090', 'http://backend:9/']),
+    ]);
+    assert.equal(http.code, 0, http.stderr);
     assert.equal(http.stdout, '502');
-    const socks = await curl(['--socks5-hostname', port(open), 'http://backend:9/']);
     assert.equal(socks.code, 97, socks.stderr);
     assert.match(socks.stderr, /\(5\)/, 'SOCKS5 reply 0x05: connection refused');
   });
 
   test('chaining: requests go on through an authenticated parent proxy, over HTTP and over SOCKS5', async () => {
     // The backend sees the parent's address, not the chained proxy's: the parent really is in the path.
-    const parentIp = authed!.getIpAddress(network!.getName());
-    const ownIps = [httpChain!.getIpAddress(network!.getName()), socksChain!.getIpAddress(network!.getName())];
-    assert.ok(!ownIps.includes(parentIp));
-    const peer = (echo: Echo & { remoteAddress?: string }) => String(echo.remoteAddress).replace(/^::ffff:/, '');
-    for (const chain of [httpChain, socksChain]) {
-      const viaHttp = await curl(['-x', `http://${port(chain)}`, 'http://backend:8080/chained']);
-      assert.equal(viaHttp.code, 0, viaHttp.stderr);
-      const plain = JSON.parse(viaHttp.stdout) as Echo;
+    const parentIp = ipOf(authed);
+    assert.ok(![ipOf(httpChain), ipOf(socksChain)].includes(parentIp));
+    const results = await Promise.all(
+      ['http-chain', 'socks-chain'].flatMap((chain) => [
+        inNet(['-x', `http://${chain}:8090`, 'http://backend:8080/chained']),
+        inNet(['--socks5-hostname', `${chain}:8090`, '--cacert', caFile!, 'https://backend:8443/chained-tls'], [caFile!]),
+      ]),
+    );
+    const [httpPlain, httpTls, socksPlain, socksTls] = results.map(echoOf);
+    for (const plain of [httpPlain!, socksPlain!]) {
       assert.equal(plain.url, '/chained');
       assert.equal(peer(plain), parentIp);
-      const viaSocks = await curl(['--socks5-hostname', port(chain), '--cacert', caFile!, 'https://backend:8443/chained-tls']);
-      assert.equal(viaSocks.code, 0, viaSocks.stderr);
-      const secure = JSON.parse(viaSocks.stdout) as Echo;
+    }
+    for (const secure of [httpTls!, socksTls!]) {
+      assert.equal(secure.url, '/chained-tls');
       assert.equal(secure.tls, true);
       assert.equal(peer(secure), parentIp);
     }
   });
 
+  test("the image's default configuration: a client on the Docker network (a private address) gets through over HTTP and SOCKS5", async () => {
+    const [http, socks] = await Promise.all([
+      inNet(['-x', 'http://default-proxy:8090', 'http://backend:8080/default-http']),
+      inNet(['--socks5-hostname', 'default-proxy:8090', 'http://backend:8080/default-socks']),
+    ]);
+    const viaHttp = echoOf(http);
+    assert.equal(viaHttp.url, '/default-http');
+    assert.ok(viaHttp.headers.via, 'Via added');
+    const viaSocks = echoOf(socks);
+    assert.equal(viaSocks.url, '/default-socks');
+    assert.equal(peer(viaSocks), ipOf(defaultProxy), 'the connection came from the proxy');
+  });
+
+  test('from the host: only the default-configuration proxy is published, on 127.0.0.1 only, and it admits the host', async () => {
+    // Open proxies must not be reachable from outside the machine: they publish nothing at all.
+    for (const container of [open, authed, httpChain, socksChain]) {
+      const ports = spawnSync('docker', ['port', container!.getId()], { encoding: 'utf8' });
+      assert.equal(ports.status, 0, ports.stderr);
+      assert.equal(ports.stdout.trim(), '', `${container!.getName()} publishes nothing`);
+    }
+    const published = spawnSync('docker', ['port', defaultProxy!.getId(), '8090'], { encoding: 'utf8' });
+    assert.equal(published.status, 0, published.stderr);
+    assert.deepEqual(published.stdout.trim().split('\n'), [`127.0.0.1:${defaultProxy!.getMappedPort(8090)}`]);
+    // Docker forwards the published port from the network's gateway address, a private one the allow-list admits.
+    const echo = echoOf(await curl(['-x', `http://127.0.0.1:${defaultProxy!.getMappedPort(8090)}`, 'http://backend:8080/from-host']));
+    assert.equal(echo.url, '/from-host');
+    assert.equal(peer(echo), ipOf(defaultProxy));
+  });
+
   test('SIGTERM: the proxy drains and exits 0', async () => {
     const id = socksChain!.getId();
-    const stopped = await socksChain!.stop({ remove: false, timeout: 20_000 });
+    await socksChain!.stop({ remove: false, timeout: 20_000 });
     socksChain = undefined;
     try {
       const inspect = spawnSync('docker', ['inspect', '-f', '{{.State.ExitCode}}', id], { encoding: 'utf8' });
       assert.equal(inspect.stdout.trim(), '0', inspect.stderr);
     } finally {
       spawnSync('docker', ['rm', '-f', id]);
-      void stopped;
     }
   });
 });

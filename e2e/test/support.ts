@@ -25,7 +25,12 @@ export const E2E_LABEL = 'wmproxy.e2e';
 /** This process's value of that label: `sweepSession` removes exactly what this run created. */
 export const SESSION = randomBytes(6).toString('hex');
 export const PROXY_IMAGE = process.env.WMPROXY_E2E_IMAGE ?? 'wmproxy:local';
+/** The flaky backend (docker/backend/flaky-backend.mjs): HTTP 8080, HTTPS 8443, TCP 7000, control 9000. */
 export const BACKEND_IMAGE = 'wmproxy-backend:local';
+/** The host's curl in an image (ENTRYPOINT curl), to drive proxies from inside a Docker network. */
+export const CURL_IMAGE = 'wmproxy-curl:local';
+/** The flaky backend's last start-up line: every port listens. */
+export const BACKEND_READY = /flaky-backend .*: http 8080.*control 9000/;
 
 /** The repository root (this file runs from e2e/test or e2e/dist/test). */
 export const repoRoot = (() => {
@@ -60,7 +65,7 @@ export function dockerSkipReason(): string | false {
 }
 
 let imagesBuilt = false;
-/** Build wmproxy:local and wmproxy-backend:local from the current tree (once per process). */
+/** Build wmproxy:local, wmproxy-backend:local and wmproxy-curl:local from the current tree (once per process). */
 export function buildImages(): void {
   if (imagesBuilt || process.env.WMPROXY_E2E_IMAGE) return;
   const result = spawnSync('bash', [join(repoRoot, 'docker', 'build-image.sh'), '--no-build'], {
@@ -90,6 +95,26 @@ export function curl(args: string[]): Promise<CurlResult> {
   });
 }
 
+/**
+ * Run curl in a throw-away container on `network` (so names resolve through
+ * Docker's DNS and traffic stays between containers). `files` are mounted
+ * read-only at the same path inside (e.g. a CA file for --cacert).
+ */
+export function curlIn(network: string, args: string[], files: string[] = []): Promise<CurlResult> {
+  const mounts = files.flatMap((file) => ['-v', `${file}:${file}:ro`]);
+  return new Promise((resolve) => {
+    execFile(
+      'docker',
+      ['run', '--rm', '--label', `${E2E_LABEL}=${SESSION}`, '--network', network, ...mounts, CURL_IMAGE, '-sS', '--max-time', '30', ...args],
+      { maxBuffer: 64 << 20, encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
 /** A self-signed certificate (and its key) for `name`, made with openssl. */
 export function selfSignedCert(name: string): { cert: string; key: string } {
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-e2e-cert-'));
@@ -109,7 +134,7 @@ export function selfSignedCert(name: string): { cert: string; key: string } {
 }
 
 /** A loopback port that was free a moment ago (the kernel's choice). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

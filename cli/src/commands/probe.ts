@@ -33,7 +33,7 @@ export default class Probe extends WmproxyCommand {
     target: Args.string({ description: 'tcp://host:port, http://… or https://… (repeatable)', required: false }),
   };
   static override flags = {
-    interval: Flags.string({ description: 'time between probes', default: '1s' }),
+    interval: Flags.string({ description: 'time between probes (default 1s, or the --timeout if longer)' }),
     timeout: Flags.string({ description: 'a probe fails after this long (at most the interval)', default: '1s' }),
     rise: Flags.string({ description: 'consecutive successes to be healthy (default 1)' }),
     fall: Flags.string({ description: 'consecutive failures to be unhealthy (default 1)' }),
@@ -79,9 +79,12 @@ export default class Probe extends WmproxyCommand {
     if (flags.config !== undefined && raw.length > 0) throw new UsageError('give TARGETs or -c CONFIG, not both');
     if (flags.config === undefined && raw.length === 0) throw new UsageError('at least one TARGET is required (tcp://host:port, http://… or https://…), or -c CONFIG');
     if (flags.watch && flags.wait !== undefined) throw new UsageError('--watch and --wait cannot be combined');
+    const timeoutMs = duration('--timeout', flags.timeout);
     const active: Partial<ActiveOptions> = {
-      intervalMs: duration('--interval', flags.interval),
-      timeoutMs: duration('--timeout', flags.timeout),
+      // The checker caps the timeout at the interval: without an explicit
+      // --interval, a longer --timeout must not be cut to the 1 s default.
+      intervalMs: flags.interval === undefined ? Math.max(1000, timeoutMs) : duration('--interval', flags.interval),
+      timeoutMs,
       rise: count('--rise', flags.rise) ?? 1,
       fall: count('--fall', flags.fall) ?? 1,
       decideOnFirst: flags.rise === undefined && flags.fall === undefined,

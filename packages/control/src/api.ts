@@ -3,6 +3,7 @@
  * Node through `@elysiajs/node`.
  *
  *   GET  /            dashboard (one HTML page, no build step)
+ *   GET  /healthz     liveness: 200 while running, 503 once stopping (no token needed)
  *   GET  /status      services, listeners, uptime, version
  *   GET  /upstreams   every upstream server: health, reason, counts, last results, counters
  *   GET  /config      the running configuration, secrets redacted
@@ -14,6 +15,8 @@
  * A bearer token (`Authorization: Bearer T`, or `?token=T` for the page and
  * the event stream) is needed for every endpoint when the API listens on a
  * non-loopback address, and for POST endpoints whenever one is configured.
+ * `/healthz` is open to all: it tells nothing but "alive", and container and
+ * orchestrator probes should not need a secret.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { Elysia } from 'elysia';
@@ -23,7 +26,9 @@ import { DASHBOARD_HTML } from './dashboard.js';
 import type { Instance, InstanceEvent } from './instance.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
 const KEEPALIVE_MS = 5_000;
+const HEALTHZ_PATH = '/healthz';
 
 function tokenMatches(expected: string, given: string | undefined): boolean {
   if (given === undefined) return false;
@@ -105,6 +110,7 @@ function buildApp(instance: Instance, access: Access, streams: EventStreams, ada
   return app
     .onBeforeHandle(({ request }) => {
       const mutating = request.method !== 'GET' && request.method !== 'HEAD';
+      if (!mutating && request.url.endsWith(HEALTHZ_PATH)) return;
       const needs = !access.loopback || (mutating && access.token !== undefined);
       if (!needs) return;
       if (access.token === undefined || !tokenMatches(access.token, givenToken(request))) {
@@ -115,6 +121,10 @@ function buildApp(instance: Instance, access: Access, streams: EventStreams, ada
       }
     })
     .get('/', () => new Response(DASHBOARD_HTML, { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } }))
+    .get(HEALTHZ_PATH, () =>
+      instance.stopping
+        ? new Response('stopping\n', { status: 503, headers: TEXT_HEADERS })
+        : new Response('ok\n', { headers: TEXT_HEADERS }))
     .get('/status', async () => {
       await instance.refresh();
       return json(instance.status());

@@ -127,7 +127,7 @@ export class Instance {
   private runtimeName = 'unknown';
   private lastReload: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  private stopping: Promise<void> | undefined;
+  private stopRun: Promise<void> | undefined;
   private supervisor: WorkerSupervisor | undefined;
   private readonly pinner = new PortPinner();
   /** The workers' counters as last collected (see `refresh()`). */
@@ -411,6 +411,11 @@ export class Instance {
     this.logger.info('log files reopened');
   }
 
+  /** True once a stop has begun (the control API's `/healthz` then answers 503). */
+  get stopping(): boolean {
+    return this.stopRun !== undefined;
+  }
+
   /** Asked through the control API: stop, then tell the owner. */
   requestStop(): void {
     void this.stop().then(() => this.options.onStopRequested?.());
@@ -418,8 +423,8 @@ export class Instance {
 
   /** Graceful stop: stop accepting everywhere, let connections finish up to the shutdown deadline, close. */
   stop(): Promise<void> {
-    this.stopping ??= this.shutdown(this.config.reverse.shutdownTimeoutMs);
-    return this.stopping;
+    this.stopRun ??= this.shutdown(this.config.reverse.shutdownTimeoutMs);
+    return this.stopRun;
   }
 
   private async shutdown(deadlineMs: number): Promise<void> {

@@ -1,11 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '@wmproxy/core-net';
 import { loadConfig, parseConfig } from '@wmproxy/config';
 import { ControlClient, ControlClientError, Instance } from '../src/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { backend, until } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-api-'));
@@ -105,6 +108,9 @@ test('on a non-loopback bind every endpoint needs the token', async () => {
     assert.equal((await fetch(`${base}/metrics`)).status, 401);
     assert.equal((await fetch(`${base}/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
     assert.equal((await fetch(`${base}/upstreams?token=${TOKEN}`)).status, 200);
+    const healthz = await fetch(`${base}/healthz`);
+    assert.equal(healthz.status, 200, 'liveness needs no token');
+    assert.equal(await healthz.text(), 'ok\n');
   } finally {
     await instance.stop();
     await app.kill();
@@ -175,4 +181,34 @@ test('POST /stop stops the instance gracefully and tells its owner', async () =>
   await assert.rejects(fetch(`http://${web}/`));
   await assert.rejects(fetch(`${base}/status`));
   await app.kill();
+});
+
+test('GET /healthz answers 503 while the instance drains', async () => {
+  // A backend that holds one request until released keeps the instance draining.
+  let release: (() => void) | undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const app = http.createServer((request, response) => {
+    if (request.url === '/hold') void held.then(() => response.end('released'));
+    else response.end('ok');
+  });
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const { instance, base } = await started(`127.0.0.1:${(app.address() as AddressInfo).port}`);
+  try {
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    const web = instance.addressesOf('web')[0]!;
+    const inFlight = fetch(`http://${web}/hold`).then((response) => response.text());
+    await until(() => instance.status().services.some((service) => service.kind === 'http'), 'the server');
+    await sleep(100); // the request reaches the backend
+    const stopped = instance.stop();
+    const during = await fetch(`${base}/healthz`);
+    assert.equal(during.status, 503);
+    assert.equal(await during.text(), 'stopping\n');
+    release!();
+    assert.equal(await inFlight, 'released', 'the held request finishes during the drain');
+    await stopped;
+  } finally {
+    release!();
+    await instance.stop();
+    app.close();
+  }
 });
