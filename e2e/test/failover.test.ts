@@ -58,7 +58,6 @@ connect_timeout = "1s"
 read_timeout = "3s"
 retries = 3
 retry_on_status = [502, 503, 504]
-resolve_ttl = "1s"
 
 [[upstream]]
 name = "app"

@@ -100,6 +100,17 @@ export class DnsCache {
     for (const [host, entry] of this.entries) if (!entry.pending && now >= entry.expiresAt) void this.refresh(host).catch(() => undefined);
   }
 
+  /**
+   * Re-resolve a cached name now, whatever its TTL: its server changed health
+   * state, and a server that went down and came back may have moved (a
+   * container or pod restarted with a new address). The health probe resolved
+   * it afresh; traffic should not keep the old address until the TTL ends.
+   */
+  refreshNow(host: string): void {
+    const entry = this.entries.get(host);
+    if (entry && !entry.pending) void this.refresh(host).catch(() => undefined);
+  }
+
   /** Cached addresses of a name (undefined when never resolved). */
   addresses(host: string): string[] | undefined {
     const entry = this.entries.get(host);

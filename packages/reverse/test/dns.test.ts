@@ -85,6 +85,38 @@ test('an upstream DNS name is resolved once per TTL, and traffic moves when its 
   }
 });
 
+test('a health transition re-resolves the name at once: a server that came back at a new address gets traffic there', async () => {
+  const backends = await twoAddresses();
+  let address = '127.0.0.1';
+  let lookups = 0;
+  const { proxy, base } = await startProxy({
+    // Follower mode: states come from applyState (as from a primary), no probes.
+    health: { probe: false },
+    dns: {
+      resolver: async () => {
+        lookups++;
+        return { addresses: [address], ttlMs: 60_000 };
+      },
+    },
+    upstreams: [{ name: 'app', servers: [{ address: `app.internal.test:${backends.port}` }], health: { check: { type: 'tcp' } } }],
+  });
+  proxy.dns.now = () => 1_000; // the TTL never runs out in this test
+  try {
+    assert.equal((await request(`${base}/`, { headers: { connection: 'close' } })).body, '127.0.0.1');
+    assert.equal(lookups, 1);
+    const key = proxy.health.snapshot().targets[0]!.checks[0]!.key;
+    proxy.health.applyState(key, 'unhealthy', 'ECONNREFUSED');
+    await until(() => lookups === 2, 'a re-resolution when the server goes down');
+    address = '127.0.0.2'; // restarted elsewhere
+    proxy.health.applyState(key, 'healthy', 'connected');
+    await until(() => lookups === 3, 'a re-resolution when it comes back');
+    assert.equal((await request(`${base}/`, { headers: { connection: 'close' } })).body, '127.0.0.2', 'traffic follows at once, TTL or not');
+  } finally {
+    await proxy.close();
+    await backends.close();
+  }
+});
+
 test('TTLs are clamped to [minTtlMs, maxTtlMs]; a name without a TTL gets ttlMs; concurrent lookups share one query', async () => {
   let clock = 0;
   let queries = 0;
