@@ -5,7 +5,7 @@
 // Ports (environment):
 //   HTTP_PORT 8080     HTTP
 //   TLS_PORT 8443      HTTPS, only when TLS_CERT and TLS_KEY hold PEM text
-//   TCP_PORT 7000      TCP: greets with "<id>\n", then echoes
+//   TCP_PORT 7000      TCP: greets with "hello <id>\n", then echoes
 //   CONTROL_PORT 9000  the control API below; always answers, whatever the mode
 //   BACKEND_ID         identity reported everywhere (default: the host name)
 //   MODE               mode at start (default healthy; same syntax as below)
@@ -126,7 +126,7 @@ function handleTcp(socket) {
   delayThen(() => {
     if (socket.destroyed) return;
     if (state.effective === 'error') return void socket.end('ERROR\n');
-    socket.write(state.effective === 'wrong-body' ? 'WRONG\n' : `${id}\n`);
+    socket.write(state.effective === 'wrong-body' ? 'WRONG\n' : `hello ${id}\n`);
     socket.pipe(socket);
   });
 }

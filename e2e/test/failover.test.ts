@@ -11,6 +11,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +37,7 @@ const BACKENDS = ['b1', 'b2', 'b3'] as const;
 type BackendName = (typeof BACKENDS)[number];
 const VICTIM: BackendName = 'b2';
 
-function proxyConfig(listen: string, control: string, servers: string[]): string {
+function proxyConfig(listen: string, control: string, streamListen: string, servers: string[], tcpServers: string[]): string {
   return `
 [control]
 listen = "${control}"
@@ -69,6 +70,15 @@ listen = "${listen}"
 [[server.location]]
 path = "/"
 upstream = "app"
+
+[[upstream]]
+name = "tcp"
+servers = [${tcpServers.map((server) => `"${server}"`).join(', ')}]
+health_check = { type = "tcp", expect = "hello" }
+
+[[stream]]
+listen = "${streamListen}"
+upstream = "tcp"
 `;
 }
 
@@ -122,6 +132,53 @@ class Load {
   }
 }
 
+/** Steady TCP connections through one proxy's stream: each reads the greeting (`hello <id>`) and closes. */
+class TcpLoad {
+  readonly outcomes: Outcome[] = [];
+  private running = true;
+  private readonly loops: Array<Promise<void>>;
+
+  constructor(private readonly port: number, loops = 3, private readonly pauseMs = 40) {
+    this.loops = Array.from({ length: loops }, () => this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      this.outcomes.push(await this.greeting());
+      await sleep(this.pauseMs);
+    }
+  }
+
+  private greeting(): Promise<Outcome> {
+    const at = Date.now();
+    return new Promise((resolve) => {
+      const socket = net.connect(this.port, '127.0.0.1');
+      let received = '';
+      const done = (outcome: Outcome) => {
+        socket.destroy();
+        resolve(outcome);
+      };
+      socket.setTimeout(3_000, () => done({ at, error: 'no greeting within 3 s' }));
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString();
+        const line = /^hello (\S+)\n/.exec(received);
+        if (line) done({ at, backend: line[1]! });
+      });
+      socket.on('end', () => done({ at, error: `closed after ${JSON.stringify(received)}` }));
+      socket.on('error', (error) => done({ at, error: error.message }));
+    });
+  }
+
+  since(at: number): Outcome[] {
+    return this.outcomes.filter((outcome) => outcome.at >= at);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+}
+
 // ------------------------------------------------------------------ proxies
 interface UpstreamServer {
   address: string;
@@ -133,13 +190,17 @@ interface UpstreamServer {
   lastResults: Array<{ ok: boolean; reason: string }>;
 }
 
+type Group = 'app' | 'tcp';
+
 interface Proxy {
   name: 'container' | 'bun' | 'node';
   trafficPort: number;
+  streamPort: number;
   controlPort: number;
-  /** Each backend's address as this proxy's configuration names it. */
-  addressOf: Record<BackendName, string>;
+  /** Each backend's address as this proxy's configuration names it, per upstream group. */
+  addresses: Record<Group, Record<BackendName, string>>;
   load?: Load;
+  tcpLoad?: TcpLoad;
   stop(): Promise<void>;
 }
 
@@ -149,10 +210,11 @@ async function controlGet(proxy: Proxy, path: string): Promise<string> {
   return response.text();
 }
 
-async function serverView(proxy: Proxy, backend: BackendName): Promise<UpstreamServer> {
+async function serverView(proxy: Proxy, backend: BackendName, group: Group = 'app'): Promise<UpstreamServer> {
   const body = JSON.parse(await controlGet(proxy, '/upstreams')) as { upstreams: Array<{ name: string; servers: UpstreamServer[] }> };
-  const server = body.upstreams.find((group) => group.name === 'app')?.servers.find((entry) => entry.address === proxy.addressOf[backend]);
-  assert.ok(server, `${proxy.name}: ${proxy.addressOf[backend]} in /upstreams`);
+  const address = proxy.addresses[group][backend];
+  const server = body.upstreams.find((entry) => entry.name === group)?.servers.find((entry) => entry.address === address);
+  assert.ok(server, `${proxy.name}: ${address} in /upstreams`);
   return server;
 }
 
@@ -182,12 +244,15 @@ async function waitFor<T>(what: string, deadlineMs: number, probe: () => Promise
 }
 
 /** A host process: `wmproxy run` on Bun or Node, with its config in a temporary file. */
-async function hostProxy(name: 'bun' | 'node', dir: string, ports: Record<BackendName, number>): Promise<Proxy> {
-  const trafficPort = await freePort();
-  const controlPort = await freePort();
-  const addressOf = Object.fromEntries(BACKENDS.map((backend) => [backend, `127.0.0.1:${ports[backend]}`])) as Record<BackendName, string>;
+async function hostProxy(name: 'bun' | 'node', dir: string, ports: Record<Group, Record<BackendName, number>>): Promise<Proxy> {
+  const [trafficPort, streamPort, controlPort] = [await freePort(), await freePort(), await freePort()];
+  const loopback = (group: Group) => Object.fromEntries(BACKENDS.map((backend) => [backend, `127.0.0.1:${ports[group][backend]}`])) as Record<BackendName, string>;
+  const addresses = { app: loopback('app'), tcp: loopback('tcp') };
   const file = join(dir, `${name}.toml`);
-  writeFileSync(file, proxyConfig(`127.0.0.1:${trafficPort}`, `127.0.0.1:${controlPort}`, BACKENDS.map((backend) => addressOf[backend])));
+  writeFileSync(
+    file,
+    proxyConfig(`127.0.0.1:${trafficPort}`, `127.0.0.1:${controlPort}`, `127.0.0.1:${streamPort}`, Object.values(addresses.app), Object.values(addresses.tcp)),
+  );
   const runtime = name === 'bun' ? join(repoRoot, 'node_modules', '.bin', 'bun') : process.execPath;
   const child: ChildProcess = spawn(runtime, [join(repoRoot, 'cli', 'bin', 'run.js'), 'run', '-c', file], {
     cwd: repoRoot,
@@ -206,8 +271,9 @@ async function hostProxy(name: 'bun' | 'node', dir: string, ports: Record<Backen
   return {
     name,
     trafficPort,
+    streamPort,
     controlPort,
-    addressOf,
+    addresses,
     stop: async () => {
       process.off('exit', killOnExit);
       if (child.exitCode !== null) return;
@@ -241,32 +307,40 @@ async function setUp(): Promise<Setup> {
           .withNetworkAliases(name)
           .withName(`wmproxy-e2e-${name}-${Math.random().toString(36).slice(2, 8)}`)
           .withEnvironment({ BACKEND_ID: name })
-          .withLoopbackPorts(8080, 9000)
+          .withLoopbackPorts(8080, 7000, 9000)
           .withWaitStrategy(Wait.forLogMessage(BACKEND_READY))
           .withStartupTimeout(120_000)
           .start(),
       ),
     );
     const backends = Object.fromEntries(BACKENDS.map((name, index) => [name, started[index]!])) as Record<BackendName, StartedTestContainer>;
-    const httpPorts = Object.fromEntries(BACKENDS.map((name) => [name, backends[name].getMappedPort(8080)])) as Record<BackendName, number>;
+    const mapped = (port: number) => Object.fromEntries(BACKENDS.map((name) => [name, backends[name].getMappedPort(port)])) as Record<BackendName, number>;
+    const ports = { app: mapped(8080), tcp: mapped(7000) };
     const controlPorts = Object.fromEntries(BACKENDS.map((name) => [name, backends[name].getMappedPort(9000)])) as Record<BackendName, number>;
 
     const inContainer = await new LocalContainer(PROXY_IMAGE)
       .withNetwork(net)
       .withNetworkAliases('wmproxy')
-      .withCopyContentToContainer([{ content: proxyConfig('0.0.0.0:8080', '0.0.0.0:8837', BACKENDS.map((name) => `${name}:8080`)), target: '/etc/wmproxy/wmproxy.toml', mode: 0o644 }])
-      .withLoopbackPorts(8080, 8837)
+      .withCopyContentToContainer([
+        {
+          content: proxyConfig('0.0.0.0:8080', '0.0.0.0:8837', '0.0.0.0:7000', BACKENDS.map((name) => `${name}:8080`), BACKENDS.map((name) => `${name}:7000`)),
+          target: '/etc/wmproxy/wmproxy.toml',
+          mode: 0o644,
+        },
+      ])
+      .withLoopbackPorts(8080, 8837, 7000)
       .withWaitStrategy(Wait.forLogMessage(/running \(pid/))
       .withStartupTimeout(120_000)
       .start();
     proxies.push({
       name: 'container',
       trafficPort: inContainer.getMappedPort(8080),
+      streamPort: inContainer.getMappedPort(7000),
       controlPort: inContainer.getMappedPort(8837),
-      addressOf: { b1: 'b1:8080', b2: 'b2:8080', b3: 'b3:8080' },
+      addresses: { app: { b1: 'b1:8080', b2: 'b2:8080', b3: 'b3:8080' }, tcp: { b1: 'b1:7000', b2: 'b2:7000', b3: 'b3:7000' } },
       stop: async () => void (await inContainer.stop({ timeout: 10_000 })),
     });
-    proxies.push(await hostProxy('bun', dir, httpPorts), await hostProxy('node', dir, httpPorts));
+    proxies.push(await hostProxy('bun', dir, ports), await hostProxy('node', dir, ports));
     return { network: net, backends, controlPorts, proxies, dir };
   } catch (error) {
     await Promise.allSettled(proxies.map((proxy) => proxy.stop()));
@@ -323,11 +397,11 @@ function containerFault(inject: () => void, heal: () => void, reasons: { host: R
   };
 }
 
-/** Every proxy sees all three backends available (before a scenario starts). */
+/** Every proxy sees all three backends available, HTTP and TCP (before a scenario starts). */
 async function allHealthy(): Promise<void> {
   for (const proxy of setup!.proxies) {
     await waitFor(`${proxy.name}: every backend healthy`, 30_000, async () => {
-      const views = await Promise.all(BACKENDS.map((backend) => serverView(proxy, backend)));
+      const views = await Promise.all(BACKENDS.flatMap((backend) => [serverView(proxy, backend, 'app'), serverView(proxy, backend, 'tcp')]));
       return views.every((view) => view.available && view.state === 'healthy') ? true : undefined;
     });
   }
@@ -348,7 +422,7 @@ async function runScenario(fault: Fault): Promise<void> {
 
 async function scenario(fault: Fault, markHealed: () => void): Promise<void> {
   const { proxies } = setup!;
-  const before = await Promise.all(proxies.map(async (proxy) => metric(await controlGet(proxy, '/metrics'), 'wmproxy_health_transitions_total', { target: proxy.addressOf[VICTIM], to: 'unhealthy' })));
+  const before = await Promise.all(proxies.map(async (proxy) => metric(await controlGet(proxy, '/metrics'), 'wmproxy_health_transitions_total', { target: proxy.addresses.app[VICTIM], to: 'unhealthy' })));
   const start = Date.now();
   await fault.inject();
 
@@ -377,9 +451,9 @@ async function scenario(fault: Fault, markHealed: () => void): Promise<void> {
     assert.match(view.reason ?? '', fault.reason(proxy), `${proxy.name}: reason`);
     console.log(`failover: ${proxy.name}: ${VICTIM} out of the rotation ${removedAt[index]! - start} ms after the fault (${view.state}: ${view.reason})`);
     const metrics = await controlGet(proxy, '/metrics');
-    assert.equal(metric(metrics, 'wmproxy_upstream_healthy', { upstream: 'app', server: proxy.addressOf[VICTIM] }), 0, `${proxy.name}: wmproxy_upstream_healthy`);
+    assert.equal(metric(metrics, 'wmproxy_upstream_healthy', { upstream: 'app', server: proxy.addresses.app[VICTIM] }), 0, `${proxy.name}: wmproxy_upstream_healthy`);
     assert.ok(
-      metric(metrics, 'wmproxy_health_transitions_total', { target: proxy.addressOf[VICTIM], to: 'unhealthy' }) > before[index]!,
+      metric(metrics, 'wmproxy_health_transitions_total', { target: proxy.addresses.app[VICTIM], to: 'unhealthy' }) > before[index]!,
       `${proxy.name}: wmproxy_health_transitions_total{to="unhealthy"} went up`,
     );
   }
@@ -424,10 +498,71 @@ async function scenario(fault: Fault, markHealed: () => void): Promise<void> {
   }
 }
 
+/**
+ * TCP streams: a connection cannot be retried once the upstream accepted it,
+ * so what clients pay depends on the fault. A refused connect is retried on
+ * the next server (no client error); a server that accepts and then hangs or
+ * closes costs the connections made before it is removed, and none after.
+ */
+async function tcpScenario(mode: string, reason: (proxy: Proxy) => RegExp, noErrorAtAll: (proxy: Proxy) => boolean): Promise<void> {
+  const { proxies } = setup!;
+  await allHealthy();
+  for (const proxy of proxies) proxy.tcpLoad ??= new TcpLoad(proxy.streamPort);
+  const warm = Date.now();
+  for (const proxy of proxies) {
+    await waitFor(`${proxy.name}: greetings from every backend`, 10_000, async () =>
+      new Set(proxy.tcpLoad!.since(warm).map((outcome) => outcome.backend)).size === BACKENDS.length ? true : undefined);
+  }
+  const start = Date.now();
+  await setMode(VICTIM, mode);
+  try {
+    const removedAt = await Promise.all(
+      proxies.map((proxy) =>
+        waitFor(
+          `${proxy.name}: ${VICTIM}'s TCP server out of the rotation`,
+          REMOVAL_BOUND_MS + 10_000,
+          async () => ((await serverView(proxy, VICTIM, 'tcp')).available ? undefined : Date.now()),
+          async () => JSON.stringify(await serverView(proxy, VICTIM, 'tcp')),
+        ),
+      ),
+    );
+    for (const [index, proxy] of proxies.entries()) {
+      const tookMs = removedAt[index]! - start;
+      assert.ok(tookMs <= REMOVAL_BOUND_MS, `${proxy.name}: removed after ${tookMs} ms, bound ${REMOVAL_BOUND_MS} ms`);
+      const view = await waitFor(`${proxy.name}: the TCP check of ${VICTIM} to fail ${FALL} times`, REMOVAL_BOUND_MS + 5_000, async () => {
+        const current = await serverView(proxy, VICTIM, 'tcp');
+        return current.failures >= FALL ? current : undefined;
+      });
+      assert.match(view.reason ?? '', reason(proxy), `${proxy.name}: reason`);
+      console.log(`failover: ${proxy.name}: TCP ${VICTIM} out of the rotation ${tookMs} ms after "${mode}" (${view.state}: ${view.reason})`);
+    }
+    for (const [index, proxy] of proxies.entries()) {
+      // A connection opened in the instant of removal may still have been balanced to the victim.
+      const since = removedAt[index]! + 300;
+      // Loops stuck on a hung connection resume when their client timeout fires.
+      await waitFor(`${proxy.name}: TCP traffic after the removal`, 15_000, async () => (proxy.tcpLoad!.since(since).length >= 20 ? true : undefined));
+      const after = proxy.tcpLoad!.since(since);
+      const outcomes = proxy.tcpLoad!.since(start);
+      const failedBefore = outcomes.filter((outcome) => outcome.error !== undefined && outcome.at < removedAt[index]!);
+      assert.deepEqual(after.filter((outcome) => outcome.error !== undefined).slice(0, 5), [], `${proxy.name}: connections failed after the removal`);
+      assert.equal(after.filter((outcome) => outcome.backend === VICTIM).length, 0, `${proxy.name}: connections reached ${VICTIM} after its removal`);
+      if (noErrorAtAll(proxy)) assert.deepEqual(failedBefore.slice(0, 5), [], `${proxy.name}: a refused connect is retried on the next server`);
+      console.log(`failover: ${proxy.name}: TCP "${mode}": ${failedBefore.length} of ${outcomes.length} connections failed, all before the removal`);
+    }
+  } finally {
+    await setMode(VICTIM, 'healthy');
+  }
+  const backAt = Date.now();
+  for (const proxy of proxies) {
+    await waitFor(`${proxy.name}: TCP connections to reach ${VICTIM} again`, RESTORE_BOUND_MS + 10_000, async () =>
+      proxy.tcpLoad!.since(backAt).some((outcome) => outcome.backend === VICTIM) ? true : undefined);
+  }
+}
+
 describe('failover with flaky backends in containers', { skip }, () => {
   after(async () => {
     if (!setup) return;
-    await Promise.allSettled(setup.proxies.map((proxy) => proxy.load?.stop()));
+    await Promise.allSettled(setup.proxies.flatMap((proxy) => [proxy.load?.stop(), proxy.tcpLoad?.stop()]));
     await Promise.allSettled(setup.proxies.map((proxy) => proxy.stop()));
     await cleanUp(setup.network);
     rmSync(setup.dir, { recursive: true, force: true });
@@ -454,7 +589,7 @@ describe('failover with flaky backends in containers', { skip }, () => {
     const { proxies } = setup!;
     await allHealthy();
     const count = async (proxy: Proxy, to: string) =>
-      metric(await controlGet(proxy, '/metrics'), 'wmproxy_health_transitions_total', { target: proxy.addressOf[VICTIM], to });
+      metric(await controlGet(proxy, '/metrics'), 'wmproxy_health_transitions_total', { target: proxy.addresses.app[VICTIM], to });
     const before = await Promise.all(proxies.map(async (proxy) => ({ down: await count(proxy, 'unhealthy'), up: await count(proxy, 'healthy') })));
     const start = Date.now();
     await setMode(VICTIM, 'flap?ms=3000');
@@ -505,4 +640,13 @@ describe('failover with flaky backends in containers', { skip }, () => {
       ),
     );
   });
+  test('TCP stream: a refusing server is passed over at connect, and leaves the rotation', () =>
+    tcpScenario(
+      'refuse',
+      (proxy) => (proxy.name === 'container' ? REFUSED : /closed|ECONNRESET|reset|refused/i),
+      // Out of Docker the published port accepts and then closes: a refusal only the container proxy sees.
+      (proxy) => proxy.name === 'container',
+    ));
+  test('TCP stream: a hung server fails its expect check and leaves the rotation', () =>
+    tcpScenario('hang', () => /timeout after 400 ms/, () => false));
 });

@@ -188,14 +188,24 @@ describe('the wmproxy image', { skip }, () => {
     assert.match(state.Log.at(-1)!.Output, /status 200$/m);
   });
 
+  test('proxy clients cannot reach the control API on the container loopback (403), over HTTP or CONNECT', async () => {
+    const port = container!.getMappedPort(8090);
+    const viaHttp = await curl(['-x', `http://127.0.0.1:${port}`, '-X', 'POST', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8837/stop']);
+    assert.equal(viaHttp.stdout, '403', viaHttp.stderr);
+    await assert.rejects(openTunnel(port, '127.0.0.1:8837'), /CONNECT 127\.0\.0\.1:8837 refused: HTTP\/1\.1 403/);
+    assert.equal((await health(container!.getId())).Status, 'healthy', 'still running');
+  });
+
   test('while a stop drains an open tunnel, the HEALTHCHECK command gets 503; then wmproxy exits 0', async () => {
     const id = container!.getId();
     const port = container!.getMappedPort(8090);
-    // An open CONNECT tunnel (to the control API, the one destination sure to be there) keeps the stop draining.
-    const tunnel = await openTunnel(port, '127.0.0.1:8837');
+    // An open CONNECT tunnel (to the proxy's own port on the container's network address) keeps the stop draining.
+    const tunnel = await openTunnel(port, `${container!.getIpAddress('bridge')}:8090`);
     try {
-      const stop = await curl(['-p', '-x', `http://127.0.0.1:${port}`, '-X', 'POST', 'http://127.0.0.1:8837/stop']);
-      assert.equal(stop.code, 0, stop.stderr);
+      // The control API answers on the container's loopback only: ask from inside.
+      const script = 'const r = await fetch("http://127.0.0.1:8837/stop", { method: "POST" }); process.stdout.write(await r.text())';
+      const stop = await container!.exec([runtime, '-e', script]);
+      assert.equal(stop.exitCode, 0, stop.output);
       assert.equal((JSON.parse(stop.stdout) as { stopping: boolean }).stopping, true);
       const probe = await container!.exec(healthTest!.slice(1));
       console.log(`HEALTHCHECK command while draining: exit ${probe.exitCode}\n${probe.output}`);
