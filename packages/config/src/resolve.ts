@@ -35,6 +35,9 @@ import type {
 } from './types.js';
 import { durationMs, parseDuration, parseSize } from './units.js';
 
+/** Default `deny_destinations` of a forward proxy listening beyond loopback. */
+const LOOPBACK_DESTINATIONS = ['127.0.0.0/8', '::1/128'] as const;
+
 export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:8837';
 export const DEFAULT_PROXY_LISTEN = '127.0.0.1:8090';
 
@@ -473,16 +476,17 @@ class Resolver {
     const listen = list(proxy.listen);
     this.claim(listen, name, [...path, 'listen']);
     const users = proxy.users && Object.keys(proxy.users).length > 0 ? proxy.users : undefined;
+    const exposed = listen.map((address) => {
+      try {
+        const parsed = parseAddress(address);
+        return parsed.wildcard || !isLoopback(parsed.host);
+      } catch {
+        return false; // reported by the schema
+      }
+    });
     if (!proxy.insecure_open && !users && !(proxy.allow && proxy.allow.length > 0)) {
-      listen.forEach((address, at) => {
-        try {
-          const parsed = parseAddress(address);
-          if (parsed.wildcard || !isLoopback(parsed.host)) {
-            this.issues.add([...path, 'listen', ...(listen.length > 1 ? [at] : [])], 'a loopback address, or users / an allow list / insecure_open = true for an open proxy', JSON.stringify(address));
-          }
-        } catch {
-          /* reported by the schema */
-        }
+      exposed.forEach((open, at) => {
+        if (open) this.issues.add([...path, 'listen', ...(listen.length > 1 ? [at] : [])], 'a loopback address, or users / an allow list / insecure_open = true for an open proxy', JSON.stringify(listen[at]));
       });
     }
     return {
@@ -493,7 +497,9 @@ class Resolver {
       realm: proxy.realm ?? 'wmproxy',
       allow: proxy.allow ?? [],
       deny: proxy.deny ?? [],
-      denyDestinations: proxy.deny_destinations ?? [],
+      // Reachable from other hosts: keep its clients off this host's loopback
+      // (the control API, local databases) unless told otherwise (Squid's to_localhost).
+      denyDestinations: proxy.deny_destinations ?? (exposed.includes(true) ? [...LOOPBACK_DESTINATIONS] : []),
       connectPorts: proxy.connect_ports,
       parent: proxy.parent,
       udp: proxy.udp ?? true,

@@ -115,7 +115,7 @@ export const ForwardProxySchema = Type.Object(
     realm: Type.Optional(Type.String({ description: 'Realm sent in `Proxy-Authenticate`.', default: 'wmproxy' })),
     allow: Type.Optional(Cidrs('Clients allowed to use the proxy (CIDR). Empty: everyone not denied.')),
     deny: Type.Optional(Cidrs('Clients refused (CIDR); wins over `allow`.')),
-    deny_destinations: Type.Optional(Cidrs('Destinations refused (checked on resolved IPs), e.g. `127.0.0.0/8` to keep clients off this host.')),
+    deny_destinations: Type.Optional(Cidrs('Destinations refused (checked on resolved IPs). Default: `["127.0.0.0/8", "::1/128"]` (this host\'s loopback, where the control API listens) when a `listen` address is not loopback, none otherwise; `[]` allows everything.')),
     connect_ports: Type.Optional(Type.Array(Port, { description: 'Ports CONNECT may reach (default: any).' })),
     parent: Type.Optional(
       Type.String({

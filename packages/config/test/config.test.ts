@@ -189,6 +189,15 @@ test('the embedded default is the mixed forward proxy on 127.0.0.1:8090 and the 
   assert.equal(config.control.enabled, true);
 });
 
+test('a forward proxy reachable from other hosts is kept off this host\'s loopback unless told otherwise', () => {
+  const deny = (proxy: string) => parseConfig(`[[proxy]]\n${proxy}\n`, 'toml', 'deny.toml').proxies[0]!.denyDestinations;
+  assert.deepEqual(deny('listen = "0.0.0.0:8090"\nusers = { a = "b" }'), ['127.0.0.0/8', '::1/128'], 'the control API listens there without a token');
+  assert.deepEqual(deny('listen = ["127.0.0.1:8090", "10.0.0.5:8090"]\nallow = ["10.0.0.0/8"]'), ['127.0.0.0/8', '::1/128']);
+  assert.deepEqual(deny('listen = "127.0.0.1:8090"'), [], 'local clients reach loopback anyway');
+  assert.deepEqual(deny('listen = "0.0.0.0:8090"\nusers = { a = "b" }\ndeny_destinations = []'), [], 'an explicit empty list allows it');
+  assert.deepEqual(deny('listen = "0.0.0.0:8090"\nusers = { a = "b" }\ndeny_destinations = ["10.1.0.0/16"]'), ['10.1.0.0/16']);
+});
+
 test('every upstream server is checked with TCP by default; a configured check replaces it; false switches it off', () => {
   const config = parseConfig(
     `
