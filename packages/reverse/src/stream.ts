@@ -1,4 +1,7 @@
-import { bindUdp, parseAddressList, relay, Server, toNetError, type Conn, type UdpEndpoint, type UdpPacketHandler } from '@wmproxy/core-net';
+import {
+  bindUdp, parseAddressList, Relay, releaseConn, Server, toNetError,
+  type Conn, type ConnHandler, type RelayStats, type UdpEndpoint, type UdpPacketHandler,
+} from '@wmproxy/core-net';
 import { connectHedged } from './engine/connector.js';
 import type { ProxyCore } from './engine/context.js';
 import type { SelectContext } from './policies/index.js';
@@ -40,7 +43,11 @@ interface UdpSession {
 /**
  * TCP: each connection goes to a server chosen by the group's policy among
  * the available ones; a failed connect moves on to the next server (and is
- * reported to passive health), then bytes are relayed both ways.
+ * reported to passive health), then bytes are relayed both ways. A server
+ * that accepts and then closes before either side sent a byte counts as a
+ * failed connect too: nothing was exchanged, so the next server is tried.
+ * (Docker's userland proxy and kube-proxy in userspace mode answer a refusal
+ * that way, and so do servers at their connection limit.)
  * UDP: each client address gets a session with its own upstream socket, so
  * replies find their way back; sessions idle for `idleTimeoutMs` are closed.
  */
@@ -112,13 +119,22 @@ export class StreamProxy {
           server.active--;
           return;
         }
-        this.core.reportSuccess(this.upstream, server, 0);
         const tunnel = { abort: (error?: Error) => outcome.conn.destroy(error) };
         server.tunnels.add(tunnel);
-        const stats = await relay(client, outcome.conn, { idleTimeoutMs: this.spec.idleTimeoutMs ?? 600_000 });
+        const exchange = await firstExchange(client, outcome.conn, this.spec.idleTimeoutMs ?? 600_000);
         server.tunnels.delete(tunnel);
         server.active--;
-        this.core.logger.debug('tcp stream closed', { client: client.remoteAddress, upstream: server.address, up: stats.bytesUp, down: stats.bytesDown, reason: stats.reason });
+        if (exchange.kind === 'empty') {
+          tried.add(server);
+          this.core.reportFailure(this.upstream, server, 'connect', exchange.reason);
+          this.core.logger.warn('tcp stream upstream closed before any byte', { upstream: server.address, reason: exchange.reason });
+          continue;
+        }
+        this.core.reportSuccess(this.upstream, server, 0);
+        if (exchange.kind === 'relayed') {
+          const { stats } = exchange;
+          this.core.logger.debug('tcp stream closed', { client: client.remoteAddress, upstream: server.address, up: stats.bytesUp, down: stats.bytesDown, reason: stats.reason });
+        }
         return;
       } catch (error) {
         primary.active--;
@@ -188,3 +204,92 @@ export class StreamProxy {
     if (this.server) await this.server.shutdown({ deadlineMs: 1_000 });
   }
 }
+
+/** How a connection ended: relayed, refused in effect (`empty`), or closed before the first byte by the client or the idle timeout. */
+type Exchange = { kind: 'relayed'; stats: RelayStats } | { kind: 'empty'; reason: string } | { kind: 'closed' };
+
+interface Gate {
+  client: Conn;
+  upstream: Conn;
+  idleTimer: ReturnType<typeof setTimeout> | undefined;
+  idleTimeoutMs: number;
+  done(exchange: Exchange): void;
+}
+
+/**
+ * Hold both connections until the first byte either way, then relay. An
+ * upstream that ends or fails before that exchanged nothing: the caller may
+ * try another server for the same client. The first chunk is written by the
+ * gate, the rest by the relay; ordering holds because the relay's handlers
+ * replace the gate's within the same callback.
+ */
+function firstExchange(client: Conn, upstream: Conn, idleTimeoutMs: number): Promise<Exchange> {
+  return new Promise((resolve) => {
+    const gate: Gate = { client, upstream, idleTimer: undefined, idleTimeoutMs, done: resolve };
+    if (idleTimeoutMs > 0) gate.idleTimer = setTimeout(gateIdle, idleTimeoutMs, gate);
+    client.userData = gate;
+    upstream.userData = gate;
+    upstream.setHandler(gateHandler);
+    client.setHandler(gateHandler);
+  });
+}
+
+function startRelay(gate: Gate): void {
+  clearTimeout(gate.idleTimer);
+  new Relay(gate.client, gate.upstream, { idleTimeoutMs: gate.idleTimeoutMs, onClose: (stats) => gate.done({ kind: 'relayed', stats }) });
+}
+
+/** The upstream is gone with nothing exchanged: the client waits (buffered) for the next server. */
+function emptied(gate: Gate, reason: string): void {
+  if (gate.client.userData !== gate) return; // already settled
+  clearTimeout(gate.idleTimer);
+  gate.client.userData = undefined;
+  releaseConn(gate.client);
+  gate.upstream.destroy();
+  gate.done({ kind: 'empty', reason });
+}
+
+/** Settled without an exchange: whatever the upstream does next is not a failure. */
+function closed(gate: Gate): void {
+  if (gate.client.userData !== gate) return;
+  clearTimeout(gate.idleTimer);
+  gate.client.userData = undefined;
+  gate.done({ kind: 'closed' });
+  gate.upstream.destroy();
+}
+
+function gateIdle(gate: Gate): void {
+  closed(gate);
+  gate.client.destroy();
+}
+
+// A settled gate leaves `userData` unset on the client: late events are ignored.
+const gateHandler: ConnHandler = {
+  data(conn, chunk) {
+    const gate = conn.userData as Gate | undefined;
+    if (!gate) return;
+    (conn === gate.client ? gate.upstream : gate.client).write(chunk);
+    startRelay(gate);
+  },
+  end(conn) {
+    const gate = conn.userData as Gate | undefined;
+    if (!gate) return;
+    if (conn === gate.upstream) {
+      // Closed without a byte either way: as good as refused.
+      emptied(gate, 'closed before any byte');
+      return;
+    }
+    // The client half-closed without sending: pass it on, the reply may still come.
+    gate.upstream.end();
+    startRelay(gate);
+  },
+  close(conn, error) {
+    const gate = conn.userData as Gate | undefined;
+    if (!gate) return;
+    if (conn === gate.upstream) {
+      emptied(gate, error ? `${toNetError(error).code} before any byte` : 'closed before any byte');
+      return;
+    }
+    closed(gate);
+  },
+};

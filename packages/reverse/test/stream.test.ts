@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { Logger } from '@wmproxy/core-net';
 import { ReverseProxy } from '../src/index.js';
 import { startRaw, deadPort, until } from './helpers.js';
 
@@ -50,6 +51,73 @@ test('TCP streams are balanced, and a server refusing connections is skipped wit
     await proxy.close();
     await one.close();
     await two.close();
+  }
+});
+
+test('TCP: a server that accepts and closes (or resets) before any byte is passed over like a refusal, and counted as a failure', async () => {
+  const closer = await startRaw((socket) => socket.end()); // e.g. Docker's userland proxy in front of a refusing container
+  const resetter = await startRaw((socket) => socket.resetAndDestroy());
+  const one = await tcpEcho('one');
+  const lines: string[] = [];
+  const proxy = new ReverseProxy({
+    logger: new Logger({ level: 'warn', json: true, sink: { write: (line: string) => lines.push(line) } }),
+    upstreams: [{ name: 'tcp', servers: [{ address: closer.address }, { address: resetter.address }, { address: one.address }] }],
+    streams: [{ protocol: 'tcp', listen: '127.0.0.1:0', upstream: 'tcp' }],
+    health: { passive: { enabled: false } },
+  });
+  await proxy.start();
+  try {
+    const port = Number(proxy.streams[0]!.addresses[0]!.split(':').pop());
+    for (let i = 0; i < 6; i++) {
+      // Server-speaks-first: the client waits for the greeting, so nothing was exchanged when a server closed.
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1');
+        let received = '';
+        socket.on('data', (chunk) => {
+          received += chunk.toString();
+          if (received === 'one\n') socket.write(`ping${i}`);
+          if (received.endsWith(`ping${i}`)) socket.end();
+        });
+        socket.on('close', () => resolve(received));
+        socket.on('error', reject);
+      });
+      assert.equal(text, `one\nping${i}`, 'every connection ends up on the server that talks');
+    }
+    // Each bad server is logged as failed: closed (or reset) before any byte, or, when the
+    // runtime saw the reset while still connecting, as a failed connect.
+    assert.ok(lines.some((line) => line.includes(closer.address) && /before any byte|connect failed/.test(line)), lines.join('\n'));
+    assert.ok(lines.some((line) => line.includes(resetter.address) && /ECONNRESET/.test(line)), lines.join('\n'));
+  } finally {
+    await proxy.close();
+    await Promise.all([closer.close(), resetter.close(), one.close()]);
+  }
+});
+
+test('TCP: client-speaks-first and a client that half-closes before sending still work through the first-byte gate', async () => {
+  // No greeting: answers what it reads, and says goodbye on FIN.
+  const quiet = await startRaw((socket) => {
+    socket.on('data', (chunk) => socket.write(chunk));
+    socket.on('end', () => socket.end('bye\n'));
+  });
+  const proxy = new ReverseProxy({
+    upstreams: [{ name: 'tcp', servers: [{ address: quiet.address }] }],
+    streams: [{ protocol: 'tcp', listen: '127.0.0.1:0', upstream: 'tcp' }],
+  });
+  await proxy.start();
+  try {
+    const port = Number(proxy.streams[0]!.addresses[0]!.split(':').pop());
+    assert.equal(await talk(port, 'hello'), 'hellobye\n', 'the client spoke first; its FIN after the echo got the goodbye');
+    const farewell = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => socket.end());
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString()));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    assert.equal(farewell, 'bye\n', 'the FIN reached the server and its reply came back');
+  } finally {
+    await proxy.close();
+    await quiet.close();
   }
 });
 
