@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { composeHead, isComposed, lowerName, nodeRuntime, parseRequestHead, parseResponseHead, runtimeReady, type Runtime } from '../src/index.js';
+import { composeHead, HeadMemo, isComposed, lowerName, nodeRuntime, parseRequestHead, parseResponseHead, runtimeReady, type Runtime } from '../src/index.js';
 
 const runtimes: Runtime[] = [nodeRuntime];
 const detected = await runtimeReady();
@@ -23,6 +23,29 @@ describe('composeHead', () => {
     composeHead('PUT /b HTTP/1.1\r\n', [['Host', 'y']]);
     assert.equal(text(copy), 'GET /a HTTP/1.1\r\nHost: x\r\n\r\n');
     assert.equal(text(first), 'PUT /b HTTP/1.1\r\nHost: y\r\n\r\n');
+  });
+
+  test('takes a range of the body, copied without a view when short', () => {
+    const chunk = Buffer.from('HEADhello worldNEXT');
+    const out = composeHead('HTTP/1.1 200 OK\r\n', [['Content-Length', '11']], chunk, 4, 15);
+    assert.equal(text(out), 'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world');
+    const long = Buffer.concat([Buffer.from('HEAD'), Buffer.alloc(1000, 0x62), Buffer.from('NEXT')]);
+    assert.equal(text(composeHead('HTTP/1.1 200 OK\r\n', [], long, 4, 1004)), `HTTP/1.1 200 OK\r\n\r\n${'b'.repeat(1000)}`);
+  });
+
+  test('HeadMemo composes the same bytes as composeHead, whether the head repeats or changes', () => {
+    const memo = new HeadMemo();
+    const body = Buffer.from('HEADhello');
+    for (let i = 0; i < 40; i++) {
+      // Repeats, then a value that changes every time (the memo stops remembering), then repeats again.
+      const value = i < 10 || i >= 30 ? 'same' : `v${i}`;
+      const fields: Array<[string, string]> = [['Server', 'x'], ['X-V', value]];
+      const expected = text(composeHead('HTTP/1.1 200 OK\r\n', fields, body, 4, 9));
+      assert.equal(text(memo.compose('HTTP/1.1 200 OK\r\n', fields, body, 4, 9)), expected, `round ${i}`);
+      assert.equal(text(memo.compose('HTTP/1.1 200 OK\r\n', fields)), expected.slice(0, -5), `round ${i}, no body`);
+    }
+    assert.equal(text(memo.compose('HTTP/1.1 404 Not Found\r\n', [['Server', 'x']])), 'HTTP/1.1 404 Not Found\r\nServer: x\r\n\r\n');
+    assert.equal(text(memo.compose('HTTP/1.1 404 Not Found\r\n', [])), 'HTTP/1.1 404 Not Found\r\n\r\n');
   });
 
   test('a message larger than the shared buffer gets its own', () => {

@@ -381,6 +381,18 @@ describe('body reader', () => {
     assert.equal(reader.done, true);
     assert.equal(reader.bytes, 5);
   });
+  test('counts from an offset: the body bytes that came after a head in the same chunk', () => {
+    const reader = new BodyReader('length', 5);
+    assert.equal(reader.push(bytes('HEADabc'), undefined, 4), 3);
+    assert.equal(reader.push(bytes('deGET /'), undefined, 0), 2);
+    assert.equal(reader.done, true);
+    const chunked = new BodyReader('chunked');
+    assert.equal(chunked.push(bytes('HEAD2\r\nab\r\n0\r\n\r\nrest'), undefined, 4), 12);
+    assert.equal(chunked.done, true);
+    const close = new BodyReader('close');
+    assert.equal(close.push(bytes('HEADanything'), undefined, 4), 8);
+    assert.equal(close.bytes, 8);
+  });
   test('follows chunked bodies and reports framing errors', () => {
     const reader = new BodyReader('chunked');
     assert.equal(reader.push(bytes('2\r\nab\r\n0\r\n\r\nrest')), 12);

@@ -120,6 +120,8 @@ export class HealthChecker {
   private readonly aliases = new Map<string, string>();
   private probes = 0;
   private failures = 0;
+  /** Pools in panic now: while none is, a target's availability is its own (no pool lookup per request). */
+  private panicking = 0;
 
   constructor(options: HealthCheckerOptions = {}) {
     this.probing = options.probe ?? true;
@@ -284,6 +286,7 @@ export class HealthChecker {
   isAvailable(target: string, pool?: string): boolean {
     const host = this.findHost(target);
     if (!host) return true;
+    if (this.panicking === 0) return host.available;
     if (pool !== undefined) return this.availableIn(host, this.pools.get(pool));
     for (const name of host.pools) if (!this.availableIn(host, this.pools.get(name))) return false;
     return true;
@@ -304,8 +307,10 @@ export class HealthChecker {
 
   /** Slow start: a factor in (0, 1] to multiply a target's weight by (1 outside the ramp). */
   weightFactor(target: string): number {
+    // Called for every server on every pick: no clock read outside a ramp.
+    if (this.slowStartMs <= 0) return 1;
     const host = this.findHost(target);
-    if (!host) return 1;
+    if (!host || host.recoveredAt === undefined) return 1;
     return slowStartFactor(host.recoveredAt, performance.now(), this.slowStartMs, this.slowStartMinPercent);
   }
 
@@ -554,6 +559,7 @@ export class HealthChecker {
     const panic = inPanic(pool.available, pool.total, this.panicThreshold);
     if (panic === pool.panic) return;
     pool.panic = panic;
+    this.panicking += panic ? 1 : -1;
     this.emit('panic', { pool: pool.name, panic, available: pool.available, total: pool.total, at: Date.now() });
   }
 
@@ -579,6 +585,7 @@ export class HealthChecker {
     if (host.available) pool.available--;
     if (host.outlier.ejected) pool.ejected--;
     if (pool.total === 0) {
+      if (pool.panic) this.panicking--;
       this.pools.delete(name);
       return;
     }

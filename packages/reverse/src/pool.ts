@@ -82,10 +82,12 @@ export class ConnPool {
   /**
    * Give back a connection whose last exchange ended cleanly (not paused:
    * idle bytes or FIN must be seen): to the first waiter, else parked.
+   * `now` (Date.now()) saves a clock read for a caller that has it.
    */
-  release(conn: Conn): void {
+  release(conn: Conn, now = Date.now()): void {
     if (conn.closed) return;
-    const waiter = this.waiters.shift();
+    // Nobody waits in the steady state: no native `shift` call on an empty queue per response.
+    const waiter = this.waiters.length > 0 ? this.waiters.shift() : undefined;
     if (waiter) {
       conn.userData = undefined;
       this.reused++;
@@ -99,7 +101,7 @@ export class ConnPool {
     conn.userData = this;
     conn.setHandler(idleHandler);
     this.idle.push(conn);
-    this.idleSince.push(Date.now());
+    this.idleSince.push(now);
     if (!this.sweeper && this.idleTimeoutMs > 0) {
       this.sweeper = setInterval(sweep, Math.max(50, Math.min(this.idleTimeoutMs / 2, 5_000)), this);
       (this.sweeper as { unref?: () => void }).unref?.();

@@ -122,6 +122,10 @@ export class Router {
   private readonly exactHosts = new Map<string, CompiledVhost>();
   private readonly wildcards: Array<{ suffix: string; vhost: CompiledVhost }> = [];
   private readonly fallback: CompiledVhost | undefined;
+  /** Some virtual host has names (else every request goes to the fallback). */
+  private readonly named: boolean;
+  private lastHost: string | undefined;
+  private lastVhost: CompiledVhost | undefined;
 
   /** Rate limiters by where they are configured and how (a reload keeps those that stay, with their state). */
   readonly limiters = new Map<string, RateLimiter>();
@@ -153,6 +157,7 @@ export class Router {
     }
     this.wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
     this.fallback = fallback ?? anyHost;
+    this.named = this.exactHosts.size > 0 || this.wildcards.length > 0;
   }
 
   /** Find the location for a request, or undefined (answer 404). */
@@ -162,13 +167,25 @@ export class Router {
   }
 
   private vhostFor(hostHeader: string | undefined): CompiledVhost | undefined {
-    if (hostHeader) {
-      const host = normaliseHost(hostHeader);
-      const exact = this.exactHosts.get(host);
-      if (exact) return exact;
-      for (const wildcard of this.wildcards) if (host.endsWith(wildcard.suffix)) return wildcard.vhost;
+    // Without host names there is nothing to compare the Host with.
+    if (!hostHeader || !this.named) return this.fallback;
+    // A connection's requests, and most clients', repeat the same Host (the
+    // parser hands out the same string): remember the last answer.
+    if (hostHeader === this.lastHost) return this.lastVhost;
+    const host = normaliseHost(hostHeader);
+    let vhost = this.exactHosts.get(host);
+    if (!vhost) {
+      vhost = this.fallback;
+      for (const wildcard of this.wildcards) {
+        if (host.endsWith(wildcard.suffix)) {
+          vhost = wildcard.vhost;
+          break;
+        }
+      }
     }
-    return this.fallback;
+    this.lastHost = hostHeader;
+    this.lastVhost = vhost;
+    return vhost;
   }
 }
 

@@ -131,6 +131,8 @@ export class Upstream {
   /** Round-robin cursor for policies that need one. */
   cursor = 0;
   private readonly scratch: UpstreamServer[] = [];
+  /** The health pool of the backups (built once: `poolOf` runs per server per pick). */
+  private readonly backupPool: string;
 
   /** `reuse` may hand back an existing server object for a server spec (a reload keeps pools and counters). */
   constructor(spec: UpstreamSpec, health?: HealthSource, reuse?: (server: UpstreamServerSpec) => UpstreamServer | undefined) {
@@ -141,11 +143,12 @@ export class Upstream {
     this.policy = getPolicy(spec.policy ?? 'round_robin');
     this.hashKey = spec.hashKey ?? 'uri';
     this.health = health;
+    this.backupPool = `${this.name}#backup`;
   }
 
   /** The health-checker pool a server belongs to. */
   poolOf(server: UpstreamServer): string {
-    return server.backup ? `${this.name}#backup` : this.name;
+    return server.backup ? this.backupPool : this.name;
   }
 
   isAvailable(server: UpstreamServer): boolean {

@@ -25,21 +25,39 @@ function put(out: Buffer, at: number, text: string): number {
   return at;
 }
 
+/** Body runs up to this long are copied byte by byte (no view of `body` is made). */
+const COPY_LOOP_MAX = 256;
+
 /**
  * An outgoing message head, `startLine` (with its CRLF) then `name: value`
  * lines and the empty line, followed by `body` (the first body bytes, if
- * any), as one byte run: a response goes out in one write without
- * allocating. Text is written one byte per character (latin1), unvalidated:
- * the caller vouches for the fields (parsed strictly, or checked
- * configuration). The result is a view of a process-wide buffer, valid until
+ * any; bytes [bodyStart, bodyEnd) of it), as one byte run: a response goes
+ * out in one write without allocating. Passing the range rather than a
+ * `subarray` matters on Bun: the first view made of a socket's chunk costs
+ * more than the rest of the copy. Text is written one byte per character
+ * (latin1), unvalidated: the caller vouches for the fields (parsed strictly,
+ * or checked configuration). The result is a view of a process-wide buffer, valid until
  * the next call: hand it to `Conn.write` straight away. Conns do not keep it
  * past `write` (Bun's sends at once and copies what it could not send;
  * Node's copies it first, see `isComposed`).
  */
-export function composeHead(startLine: string, fields: ReadonlyArray<readonly [string, string]>, body?: Uint8Array): Uint8Array {
-  let total = startLine.length + 2 + (body === undefined ? 0 : body.byteLength);
+export function composeHead(
+  startLine: string,
+  fields: ReadonlyArray<readonly [string, string]>,
+  body?: Uint8Array,
+  bodyStart = 0,
+  bodyEnd = body === undefined ? 0 : body.byteLength,
+): Uint8Array {
+  const bodyLength = body === undefined ? 0 : bodyEnd - bodyStart;
+  let total = startLine.length + 2 + bodyLength;
   for (let i = 0; i < fields.length; i++) total += fields[i]![0].length + fields[i]![1].length + 4;
   const out = storeFor(total);
+  const at = writeHead(out, startLine, fields);
+  if (bodyLength > 0) writeBody(out, at, body!, bodyStart, bodyEnd);
+  return composed(out, total);
+}
+
+function writeHead(out: Buffer, startLine: string, fields: ReadonlyArray<readonly [string, string]>): number {
   let at = put(out, 0, startLine);
   for (let i = 0; i < fields.length; i++) {
     const field = fields[i]!;
@@ -52,8 +70,76 @@ export function composeHead(startLine: string, fields: ReadonlyArray<readonly [s
   }
   out[at++] = 0x0d;
   out[at++] = 0x0a;
-  if (body !== undefined && body.byteLength > 0) out.set(body, at);
-  return composed(out, total);
+  return at;
+}
+
+function writeBody(out: Buffer, at: number, body: Uint8Array, bodyStart: number, bodyEnd: number): void {
+  if (bodyStart === 0 && bodyEnd === body.byteLength) out.set(body, at);
+  else if (bodyEnd - bodyStart <= COPY_LOOP_MAX) for (let i = bodyStart; i < bodyEnd; i++) out[at++] = body[i]!;
+  else out.set(body.subarray(bodyStart, bodyEnd), at);
+}
+
+/**
+ * `composeHead` for one sender (a connection's requests, its responses),
+ * remembering the last head as bytes: the same head again (a keep-alive
+ * client's requests, an upstream's responses within the same second) is
+ * copied instead of encoded character by character. Fields are compared by
+ * their strings, mostly a pointer compare: the parser hands out the same
+ * string for the same bytes. A sender whose heads keep changing is only
+ * remembered now and then, so misses cost little.
+ */
+export class HeadMemo {
+  private startLine = '';
+  /** Names and values of the remembered head, in order; `count` of them are set. */
+  private readonly strings: string[] = [];
+  private count = 0;
+  private head: Uint8Array | undefined;
+  private misses = 0;
+
+  compose(
+    startLine: string,
+    fields: ReadonlyArray<readonly [string, string]>,
+    body?: Uint8Array,
+    bodyStart = 0,
+    bodyEnd = body === undefined ? 0 : body.byteLength,
+  ): Uint8Array {
+    const head = this.head;
+    if (head !== undefined && this.matches(startLine, fields)) {
+      this.misses = 0;
+      const bodyLength = body === undefined ? 0 : bodyEnd - bodyStart;
+      const total = head.byteLength + bodyLength;
+      const out = storeFor(total);
+      out.set(head, 0);
+      if (bodyLength > 0) writeBody(out, head.byteLength, body!, bodyStart, bodyEnd);
+      return composed(out, total);
+    }
+    const out = composeHead(startLine, fields, body, bodyStart, bodyEnd);
+    const misses = ++this.misses;
+    if (misses <= 2 || (misses & 15) === 0) this.remember(startLine, fields, out, out.byteLength - (body === undefined ? 0 : bodyEnd - bodyStart));
+    return out;
+  }
+
+  private matches(startLine: string, fields: ReadonlyArray<readonly [string, string]>): boolean {
+    if (startLine !== this.startLine || fields.length * 2 !== this.count) return false;
+    const strings = this.strings;
+    for (let i = 0; i < fields.length; i++) {
+      const field = fields[i]!;
+      if (field[0] !== strings[2 * i] || field[1] !== strings[2 * i + 1]) return false;
+    }
+    return true;
+  }
+
+  private remember(startLine: string, fields: ReadonlyArray<readonly [string, string]>, out: Uint8Array, headLength: number): void {
+    this.startLine = startLine;
+    const strings = this.strings;
+    for (let i = 0; i < fields.length; i++) {
+      strings[2 * i] = fields[i]![0];
+      strings[2 * i + 1] = fields[i]![1];
+    }
+    this.count = fields.length * 2;
+    // A copy: `out` is the shared compose buffer.
+    this.head = new Uint8Array(out.subarray(0, headLength));
+  }
 }
 
 /** True when `chunk` is (a view of) the buffer `composeHead` reuses: a Conn that queues it must copy it. */
@@ -134,24 +220,26 @@ export class BodyReader {
   }
 
   /**
-   * Account for `chunk`. Returns how many of its bytes belong to the body
-   * (the rest follows the body), or -1 on a chunked framing error. `sink`
-   * receives decoded data for chunked bodies and the body bytes otherwise.
+   * Account for `chunk` (from `start`: the bytes after a head in the same
+   * chunk, without making a view of them). Returns how many of its bytes
+   * from `start` belong to the body (the rest follows the body), or -1 on a
+   * chunked framing error. `sink` receives decoded data for chunked bodies
+   * and the body bytes otherwise.
    */
-  push(chunk: Uint8Array, sink?: ChunkSink): number {
+  push(chunk: Uint8Array, sink?: ChunkSink, start = 0): number {
     if (this.done) return 0;
     switch (this.framing) {
       case 'length': {
-        const take = Math.min(this.remaining, chunk.length);
+        const take = Math.min(this.remaining, chunk.length - start);
         this.remaining -= take;
         this.bytes += take;
         if (this.remaining === 0) this.done = true;
-        if (sink && take > 0) sink.onChunkData(take === chunk.length ? chunk : chunk.subarray(0, take));
+        if (sink && take > 0) sink.onChunkData(start === 0 && take === chunk.length ? chunk : chunk.subarray(start, start + take));
         return take;
       }
       case 'chunked': {
         const decoder = this.decoder!;
-        const consumed = decoder.push(chunk, sink);
+        const consumed = decoder.push(start === 0 ? chunk : chunk.subarray(start), sink);
         this.bytes = decoder.bodyBytes;
         if (consumed < 0) {
           this.error = decoder.error;
@@ -160,10 +248,12 @@ export class BodyReader {
         if (decoder.done) this.done = true;
         return consumed;
       }
-      case 'close':
-        this.bytes += chunk.length;
-        if (sink && chunk.length > 0) sink.onChunkData(chunk);
-        return chunk.length;
+      case 'close': {
+        const take = chunk.length - start;
+        this.bytes += take;
+        if (sink && take > 0) sink.onChunkData(start === 0 ? chunk : chunk.subarray(start));
+        return take;
+      }
       default:
         return 0;
     }

@@ -214,7 +214,7 @@ function parseRequest(b: Buffer, limits: HeadLimits): RequestParseResult {
     framing: framingOk === 'chunked' ? 'chunked' : derived.contentLength !== undefined ? 'length' : 'none',
     keepAlive,
     connection: derived.connection,
-    upgrade: derived.connection.includes('upgrade') ? derived.upgradeValue : undefined,
+    upgrade: derived.upgradeValue !== undefined && derived.connection.includes('upgrade') ? derived.upgradeValue : undefined,
     expectContinue: derived.expectContinue,
     host: derived.host,
   };
@@ -277,7 +277,7 @@ function parseResponse(b: Buffer, options: ResponseParseOptions): ResponseParseR
     framing,
     keepAlive: framing !== 'close' && isKeepAlive(version, derived.connection),
     connection: derived.connection,
-    upgrade: derived.connection.includes('upgrade') ? derived.upgradeValue : undefined,
+    upgrade: derived.upgradeValue !== undefined && derived.connection.includes('upgrade') ? derived.upgradeValue : undefined,
   };
   return { kind: 'ok', head, consumed };
 }
@@ -581,6 +581,8 @@ function checkFraming(d: Derived, version: '1.0' | '1.1', status: number): 'chun
 }
 
 function isKeepAlive(version: '1.0' | '1.1', connection: string[]): boolean {
+  // Most messages have no Connection field: no native `includes` call for them.
+  if (connection.length === 0) return version === '1.1';
   if (connection.includes('close')) return false;
   return version === '1.1' || connection.includes('keep-alive');
 }

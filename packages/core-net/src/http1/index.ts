@@ -18,7 +18,8 @@
  *   and says where it ends.
  * - `composeHead(startLine, fields, body?)`: a head plus the first body bytes
  *   in one reused buffer, for one `Conn.write` without allocating (the view
- *   is valid until the next call; Conns copy what they queue).
+ *   is valid until the next call; Conns copy what they queue). `HeadMemo`
+ *   does the same for one sender, copying a head it composed last time.
  * - Parsed names and values of up to 64 bytes are interned (the same bytes
  *   give the same string), and `lowerName` caches lower-cased field names.
  *
@@ -63,5 +64,5 @@ export {
   HeaderSerialiseError,
   type SimpleResponseOptions,
 } from './headers.js';
-export { HeadBuffer, BodyReader, composeHead, isComposed } from './buffer.js';
+export { HeadBuffer, HeadMemo, BodyReader, composeHead, isComposed } from './buffer.js';
 export { isToken, isFieldValue, lowerName } from './chars.js';

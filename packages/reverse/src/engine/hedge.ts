@@ -263,6 +263,9 @@ export function avoiding(upstream: Upstream, tried: ReadonlySet<UpstreamServer> 
  * back to the stalled ones rather than to no server at all.
  */
 export function pickAvoiding(upstream: Upstream, ctx: Parameters<Upstream['pick']>[0], tried: ReadonlySet<UpstreamServer> | undefined): UpstreamServer | undefined {
+  // The common case, no server skipped: no clock read.
+  const state = upstreams.get(upstream);
+  if (state === undefined || state.skipped === 0) return upstream.pick(ctx, tried);
   const avoid = avoiding(upstream, tried, Date.now());
   if (avoid === tried) return upstream.pick(ctx, tried);
   return upstream.pick(ctx, avoid) ?? upstream.pick(ctx, tried);

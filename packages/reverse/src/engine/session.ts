@@ -1,6 +1,7 @@
 import {
   BodyReader,
   HeadBuffer,
+  HeadMemo,
   HOP_BY_HOP,
   composeHead,
   lowerName,
@@ -18,6 +19,7 @@ import {
   type HeaderList,
   type RequestHead,
   type ResponseHead,
+  type ResponseParseOptions,
 } from '@wmproxy/core-net';
 import type { AccessRecord } from '../access-log.js';
 import { applyRules, FORWARDING_HEADERS, type RuleVariables } from '../headers.js';
@@ -56,6 +58,48 @@ const HOLD_LIMIT = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/** What forwarding does with a field. */
+const enum Field {
+  Plain,
+  HopByHop,
+  Forwarding,
+  Host,
+}
+const fieldKinds = new Map<string, Field>();
+/** Names come from clients: the cache is bounded (and longer names are not kept), like core-net's lowerName. */
+const FIELD_KINDS_MAX = 4096;
+
+/** A field's kind by its name as received: one lookup per field instead of lowering and three set lookups. */
+function fieldKind(name: string): Field {
+  let kind = fieldKinds.get(name);
+  if (kind === undefined) {
+    const lower = lowerName(name);
+    kind = HOP_BY_HOP.has(lower) ? Field.HopByHop : FORWARDING_HEADERS.has(lower) ? Field.Forwarding : lower === 'host' ? Field.Host : Field.Plain;
+    if (name.length <= 64) {
+      if (fieldKinds.size >= FIELD_KINDS_MAX) fieldKinds.clear();
+      fieldKinds.set(name, kind);
+    }
+  }
+  return kind;
+}
+
+/** Does Connection name a field other than the hop-by-hop ones (dropped anyway)? Only then is each field looked up in it. */
+function namesOthers(connection: readonly string[]): boolean {
+  for (let i = 0; i < connection.length; i++) if (!HOP_BY_HOP.has(connection[i]!)) return true;
+  return false;
+}
+
+/** Status lines by status, for the reason last seen with it: upstreams send the same few. */
+const statusLines = new Array<{ reason: string; line: string } | undefined>(1000).fill(undefined);
+
+function statusLine(status: number, reason: string): string {
+  const cached = statusLines[status];
+  if (cached !== undefined && cached.reason === reason) return cached.line;
+  const line = `HTTP/1.1 ${status} ${reason}\r\n`;
+  statusLines[status] = { reason, line };
+  return line;
+}
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = Buffer.allocUnsafe(a.byteLength + b.byteLength);
@@ -104,8 +148,12 @@ export class ClientSession implements SelectContext {
   private connectAbort: AbortController | undefined;
   private lastFailure: { status: number; reason: string } | undefined;
   private readonly respHeadBuf = new HeadBuffer();
+  /** Options of the response parse, reused (one object less per response). */
+  private readonly respOptions: ResponseParseOptions = { requestMethod: undefined };
   // Request hedging: a second copy of an idempotent request to another server.
   private hedgeDeadline = 0;
+  /** Due time of this session's earliest entry in the hedge timer (0: none). */
+  private hedgeTimerAt = 0;
   /** When the current attempt's request head went out (performance.now(); 0 once its first byte came). */
   private upSentAt = 0;
   /** The current attempt already counted as a lost hedge (hedge.ts), once is enough. */
@@ -143,9 +191,10 @@ export class ClientSession implements SelectContext {
     return this.req ? getHeader(this.req.headers, lower) : undefined;
   }
 
-  private setDeadline(kind: Deadline, ms: number): void {
+  /** `now` (Date.now()) saves a clock read for a caller that has it: a request reads the clock a few times, not a dozen. */
+  private setDeadline(kind: Deadline, ms: number, now?: number): void {
     this.deadlineKind = ms > 0 ? kind : Deadline.None;
-    this.deadline = ms > 0 ? Date.now() + ms : 0;
+    this.deadline = ms > 0 ? (now ?? Date.now()) + ms : 0;
   }
 
   // ---------------------------------------------------------------- client side
@@ -309,12 +358,12 @@ export class ClientSession implements SelectContext {
       this.upstreamTarget = stripped.startsWith('/') ? stripped : `/${stripped}`;
     }
     this.firstAttemptAt = this.startedAt;
-    this.attempt();
+    this.attempt(this.startedAt);
   }
 
   // ---------------------------------------------------------------- choosing and connecting
 
-  private attempt(): void {
+  private attempt(now: number): void {
     const upstream = this.upstream!;
     const server = pickAvoiding(upstream, this, this.tried);
     if (!server) {
@@ -328,7 +377,7 @@ export class ClientSession implements SelectContext {
     this.server = server;
     const pooled = server.pool.acquire();
     if (pooled) {
-      this.bindUpstream(pooled, server);
+      this.bindUpstream(pooled, server, now);
       return;
     }
     this.phase = Phase.Connecting;
@@ -417,7 +466,7 @@ export class ClientSession implements SelectContext {
     this.poolWaiter = undefined;
   }
 
-  private bindUpstream(conn: Conn, server: UpstreamServer): void {
+  private bindUpstream(conn: Conn, server: UpstreamServer, now = Date.now()): void {
     const req = this.req!;
     this.up = conn;
     this.upPaused = false;
@@ -440,11 +489,11 @@ export class ClientSession implements SelectContext {
     if (this.replay && this.replayBytes > 0) for (const piece of this.replay) conn.write(piece);
     if (this.reqReader && !this.reqReader.done) {
       this.upSentAt = 0;
-      this.setDeadline(Deadline.Body, this.ctx.core.timeouts.clientBodyMs);
+      this.setDeadline(Deadline.Body, this.ctx.core.timeouts.clientBodyMs, now);
       this.replayHeld();
       if (this.phase === Phase.Proxy && this.heldBytes < HOLD_LIMIT) this.resumeClient();
     } else {
-      this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs);
+      this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs, now);
       const core = this.ctx.core;
       const hedgeMs = core.requestHedgeMs;
       // First-byte times feed the adaptive hedge delay and stall detection; without hedging, neither.
@@ -452,10 +501,8 @@ export class ClientSession implements SelectContext {
       this.lagCounted = false;
       if (hedgeMs > 0 && this.hedgeServer === undefined && req.upgrade === undefined && this.reqReader === undefined && IDEMPOTENT.has(req.method)) {
         // Adaptive delay (hedge.ts): the upstream's recent p99 first-byte time, at most requestHedgeMs.
-        const now = Date.now();
         if (this.attempts === 1) earnHedge(core.hedges, core.hedges.budget, now);
-        this.hedgeDeadline = now + hedgeDelay(this.upstream!, hedgeMs);
-        scheduleHedge(this, this.hedgeDeadline);
+        this.armHedge(now + hedgeDelay(this.upstream!, hedgeMs));
       }
     }
   }
@@ -470,19 +517,21 @@ export class ClientSession implements SelectContext {
     let incoming: Map<string, string> | undefined;
     const fields: HeaderList = [];
     const connection = req.connection;
+    const others = connection.length > 0 && namesOthers(connection);
     let hasHost = false;
     for (const field of req.headers) {
-      const lower = lowerName(field[0]);
-      if (HOP_BY_HOP.has(lower) || (connection.length > 0 && connection.includes(lower))) continue;
-      if (FORWARDING_HEADERS.has(lower)) {
+      const kind = fieldKind(field[0]);
+      if (kind === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
+      if (kind === Field.Forwarding) {
         if (trusted) {
+          const lower = lowerName(field[0]);
           incoming ??= new Map();
           const previous = incoming.get(lower);
           incoming.set(lower, previous ? `${previous}, ${field[1]}` : field[1]);
         }
         continue;
       }
-      if (lower === 'host') {
+      if (kind === Field.Host) {
         hasHost = true;
         if (location.upstreamHost) {
           fields.push(['Host', location.upstreamHost]);
@@ -512,7 +561,25 @@ export class ClientSession implements SelectContext {
     // A view of core-net's shared compose buffer (no re-validation: every field
     // came from the strict parser, checked configuration, or variables of those).
     // The callers write it at once.
-    return composeHead(`${req.method} ${this.upstreamTarget} HTTP/1.1\r\n`, fields);
+    return this.requestMemo.compose(this.requestLine(req.method), fields);
+  }
+
+  /** A keep-alive connection's request and response heads mostly repeat: composed from the last ones' bytes. */
+  private readonly requestMemo = new HeadMemo();
+  private readonly responseMemo = new HeadMemo();
+
+  // The last request line built: a connection's requests often repeat it (the parser hands out the same strings).
+  private lineMethod = '';
+  private lineTarget = '';
+  private line = '';
+
+  private requestLine(method: string): string {
+    if (method !== this.lineMethod || this.upstreamTarget !== this.lineTarget) {
+      this.lineMethod = method;
+      this.lineTarget = this.upstreamTarget;
+      this.line = `${method} ${this.upstreamTarget} HTTP/1.1\r\n`;
+    }
+    return this.line;
   }
 
   private variables(): RuleVariables {
@@ -614,8 +681,7 @@ export class ClientSession implements SelectContext {
         this.lagging(this.server, 'other servers answered later requests');
       }
       if (!spent && !isStalled(this.server)) {
-        this.hedgeDeadline = Date.now() + (this.upSentAt === 0 ? HEDGE_RETRY_MS : Math.max(HEDGE_RETRY_MS, Math.round(performance.now() - this.upSentAt)));
-        scheduleHedge(this, this.hedgeDeadline);
+        this.armHedge(Date.now() + (this.upSentAt === 0 ? HEDGE_RETRY_MS : Math.max(HEDGE_RETRY_MS, Math.round(performance.now() - this.upSentAt))));
         return;
       }
     }
@@ -660,9 +726,29 @@ export class ClientSession implements SelectContext {
     );
   }
 
+  /**
+   * The request hedge is due at `at`. Most requests are answered long before:
+   * while the session has an entry in the hedge timer due no later, no new
+   * one is added (that entry re-arms for the current deadline when it fires),
+   * so a keep-alive connection costs the timer one entry per hedge delay, not
+   * one per request.
+   */
+  private armHedge(at: number): void {
+    this.hedgeDeadline = at;
+    if (this.hedgeTimerAt !== 0 && this.hedgeTimerAt <= at) return;
+    this.hedgeTimerAt = at;
+    scheduleHedge(this, at);
+  }
+
   /** The hedge timer (hedge.ts): the hedge due at `at` may be due now. */
   hedgeDue(at: number): void {
-    if (this.hedgeDeadline === 0 || this.hedgeDeadline > at) return;
+    if (at === this.hedgeTimerAt) this.hedgeTimerAt = 0;
+    if (this.hedgeDeadline === 0) return;
+    // An earlier request's timer entry: wait on for this request's deadline (unless it passed meanwhile).
+    if (this.hedgeDeadline > at && this.hedgeDeadline > Date.now()) {
+      this.armHedge(this.hedgeDeadline);
+      return;
+    }
     try {
       this.startRequestHedge();
     } catch (error) {
@@ -749,12 +835,13 @@ export class ClientSession implements SelectContext {
       this.upSentAt = 0;
     }
     if (this.respHead) {
-      this.forwardResponseBody(chunk);
+      this.forwardResponseBody(chunk, 0);
       return;
     }
     let view = this.respHeadBuf.feed(chunk);
     for (;;) {
-      const result = parseResponseHead(view, { requestMethod: this.req!.method });
+      this.respOptions.requestMethod = this.req!.method;
+      const result = parseResponseHead(view, this.respOptions);
       if (result.kind === 'incomplete') {
         this.respHeadBuf.keep(view);
         return;
@@ -785,16 +872,16 @@ export class ClientSession implements SelectContext {
         view = this.respHeadBuf.feed(rest);
         continue;
       }
-      // `rest` may be a view of the chunk or of respHeadBuf's storage: both stay
-      // valid for this call, and onResponseHead consumes it synchronously.
-      const rest = view.byteLength > result.consumed ? view.subarray(result.consumed) : EMPTY;
+      // `view` may be the chunk or respHeadBuf's storage: both stay valid for
+      // this call, and onResponseHead consumes the body bytes synchronously.
       this.respHeadBuf.clear();
-      this.onResponseHead(head, rest);
+      this.onResponseHead(head, view, result.consumed);
       return;
     }
   }
 
-  private onResponseHead(head: ResponseHead, rest: Uint8Array): void {
+  /** The response head came; the body bytes that came with it are `chunk` from `start`. */
+  private onResponseHead(head: ResponseHead, chunk: Uint8Array, start: number): void {
     const core = this.ctx.core;
     if (core.retries.onStatus.includes(head.status) && this.canRetry('status')) {
       this.failAttempt('status', head.status, `status ${head.status} from ${this.upstreamAddr}`, true);
@@ -807,9 +894,9 @@ export class ClientSession implements SelectContext {
     if (head.framing === 'close' || (this.reqReader && !this.reqReader.done)) this.clientKeepAlive = false;
     const fields: HeaderList = [];
     const connection = head.connection;
+    const others = connection.length > 0 && namesOthers(connection);
     for (const field of head.headers) {
-      const lower = lowerName(field[0]);
-      if (HOP_BY_HOP.has(lower) || (connection.length > 0 && connection.includes(lower))) continue;
+      if (fieldKind(field[0]) === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
       fields.push(field);
     }
     // An HTTP/1.0 client cannot read chunked: decode it and delimit by closing.
@@ -819,9 +906,8 @@ export class ClientSession implements SelectContext {
     if (!this.clientKeepAlive) fields.push(['Connection', 'close']);
     else if (this.req!.version === '1.0') fields.push(['Connection', 'keep-alive']);
     if (this.location!.responseRules.length > 0) applyRules(fields, this.location!.responseRules, this.variables());
-    this.setDeadline(Deadline.Idle, core.timeouts.idleMs);
     // The head goes out with the first body bytes in one write (one syscall less per response).
-    this.forwardResponseBody(rest, `HTTP/1.1 ${head.status} ${head.reason}\r\n`, fields);
+    this.forwardResponseBody(chunk, start, statusLine(head.status, head.reason), fields);
   }
 
   private dechunk = false;
@@ -832,10 +918,15 @@ export class ClientSession implements SelectContext {
     if (!this.client.write(piece)) this.pauseUp();
   }
 
-  /** Forward body bytes; with `statusLine`, the response head (`fields`) goes first, in the same write. */
-  private forwardResponseBody(chunk: Uint8Array, statusLine?: string, fields?: HeaderList): void {
+  /**
+   * Forward body bytes (`whole` from `start`: no view is made of a chunk that
+   * also held the head); with `statusLine`, the response head (`fields`) goes
+   * first, in the same write.
+   */
+  private forwardResponseBody(whole: Uint8Array, start: number, statusLine?: string, fields?: HeaderList): void {
     const reader = this.respReader!;
     if (this.dechunk) {
+      const chunk = start === 0 ? whole : whole.subarray(start);
       if (statusLine !== undefined) {
         const head = composeHead(statusLine, fields!);
         this.bytesSent += head.byteLength;
@@ -847,14 +938,14 @@ export class ClientSession implements SelectContext {
         this.client.destroy();
         return;
       }
-      if (taken > 0) this.deadline = Date.now() + this.ctx.core.timeouts.idleMs;
       if (reader.done) {
         if (taken < chunk.byteLength) this.upDirty = true;
         this.finishExchange();
-      }
+      } else if (taken > 0 || statusLine !== undefined) this.setDeadline(Deadline.Idle, this.ctx.core.timeouts.idleMs);
       return;
     }
-    const taken = chunk.byteLength === 0 ? 0 : reader.push(chunk);
+    const available = whole.byteLength - start;
+    const taken = available === 0 ? 0 : reader.push(whole, undefined, start);
     if (taken < 0) {
       this.ctx.core.logger.warn('bad response body', { upstream: this.upstreamAddr, reason: reader.error });
       this.abortUpstream();
@@ -862,16 +953,20 @@ export class ClientSession implements SelectContext {
       return;
     }
     if (taken > 0 || statusLine !== undefined) {
-      let out = taken === chunk.byteLength ? chunk : chunk.subarray(0, taken);
-      if (statusLine !== undefined) out = composeHead(statusLine, fields!, taken === 0 ? undefined : out);
+      const out =
+        statusLine !== undefined
+          ? this.responseMemo.compose(statusLine, fields!, taken === 0 ? undefined : whole, start, start + taken)
+          : start === 0 && taken === whole.byteLength
+            ? whole
+            : whole.subarray(start, start + taken);
       this.bytesSent += out.byteLength;
       if (!this.client.write(out)) this.pauseUp();
-      if (taken > 0) this.deadline = Date.now() + this.ctx.core.timeouts.idleMs;
     }
+    // A complete response (the usual case: head and body in one chunk) needs no idle deadline.
     if (reader.done) {
-      if (taken < chunk.byteLength) this.upDirty = true;
+      if (taken < available) this.upDirty = true;
       this.finishExchange();
-    }
+    } else if (taken > 0 || statusLine !== undefined) this.setDeadline(Deadline.Idle, this.ctx.core.timeouts.idleMs);
   }
 
   onUpstreamDrain(conn: Conn): void {
@@ -954,7 +1049,7 @@ export class ClientSession implements SelectContext {
     this.lastFailure = { status, reason };
     this.ctx.core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
     if (this.canRetry(kind)) {
-      this.attempt();
+      this.attempt(Date.now());
       return;
     }
     this.respondError(status, reason);
@@ -1098,26 +1193,29 @@ export class ClientSession implements SelectContext {
     const server = this.server;
     const up = this.up;
     const upstream = this.upstream!;
+    const now = Date.now();
     this.up = undefined;
     if (server) {
       if (this.status >= 500) core.reportFailure(upstream, server, 'status5xx', `status ${this.status}`);
-      else core.reportSuccess(upstream, server, Date.now() - this.firstAttemptAt);
+      else core.reportSuccess(upstream, server, now - this.firstAttemptAt);
     }
     if (up) {
       const reusable =
         !this.upDirty && this.respHead!.keepAlive && this.respReader!.framing !== 'close' && (!this.reqReader || this.reqReader.done) && !up.closed && server;
       if (reusable) {
         if (this.upPaused) up.resume();
-        server.pool.release(up);
+        server.pool.release(up, now);
       } else up.destroy();
       this.upPaused = false;
     }
     this.releaseServer();
-    this.responseDone();
+    // A connection closing after this response keeps an idle deadline until the client goes.
+    if (!this.clientKeepAlive) this.setDeadline(Deadline.Idle, core.timeouts.idleMs, now);
+    this.responseDone(now);
   }
 
   /** The response is complete: log it, then read the next request or close. */
-  private responseDone(): void {
+  private responseDone(now?: number): void {
     this.logAccess(undefined);
     this.resetRequest();
     if (!this.clientKeepAlive) {
@@ -1125,7 +1223,7 @@ export class ClientSession implements SelectContext {
       this.client.end();
       return;
     }
-    this.nextRequest();
+    this.nextRequest(now);
   }
 
   private resetRequest(): void {
@@ -1135,12 +1233,12 @@ export class ClientSession implements SelectContext {
     this.upstream = undefined;
   }
 
-  private nextRequest(): void {
+  private nextRequest(now?: number): void {
     this.phase = Phase.Head;
     this.req = undefined;
     this.reqReader = undefined;
     this.location = undefined;
-    this.setDeadline(Deadline.KeepAlive, this.ctx.core.timeouts.keepAliveMs);
+    this.setDeadline(Deadline.KeepAlive, this.ctx.core.timeouts.keepAliveMs, now);
     this.replayHeld();
     if (this.phase === Phase.Head && this.heldBytes < HOLD_LIMIT) this.resumeClient();
   }
