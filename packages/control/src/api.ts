@@ -108,9 +108,10 @@ class EventStreams {
 function buildApp(instance: Instance, access: Access, streams: EventStreams, adapter: unknown): Elysia {
   const app = new Elysia(adapter ? { adapter: adapter as never } : {});
   return app
-    .onBeforeHandle(({ request }) => {
+    .onBeforeHandle(({ request, path }) => {
       const mutating = request.method !== 'GET' && request.method !== 'HEAD';
-      if (!mutating && request.url.endsWith(HEALTHZ_PATH)) return;
+      // The path exactly: `/status?x=/healthz` is not liveness.
+      if (!mutating && path === HEALTHZ_PATH) return;
       const needs = !access.loopback || (mutating && access.token !== undefined);
       if (!needs) return;
       if (access.token === undefined || !tokenMatches(access.token, givenToken(request))) {

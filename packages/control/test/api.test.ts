@@ -111,6 +111,7 @@ test('on a non-loopback bind every endpoint needs the token', async () => {
     const healthz = await fetch(`${base}/healthz`);
     assert.equal(healthz.status, 200, 'liveness needs no token');
     assert.equal(await healthz.text(), 'ok\n');
+    assert.equal((await fetch(`${base}/status?probe=/healthz`)).status, 401, 'only the exact path is open');
   } finally {
     await instance.stop();
     await app.kill();
