@@ -2,6 +2,7 @@ import {
   Logger,
   Server,
   formatHostPort,
+  parseAddress,
   parseAddressList,
   silentLogger,
   type Conn,
@@ -141,7 +142,10 @@ export class ReverseProxy implements ProxyCore {
     const onTransition = (event: { target: string; from: string; to: string; reason: string }): void => {
       this.logger.info('upstream health', { target: event.target, from: event.from, to: event.to, reason: event.reason });
       if (event.to === 'unhealthy') this.markedDown(event.target);
-      if (event.to === 'unhealthy' || event.to === 'healthy') this.dns.refreshNow(hostOfTarget(event.target));
+      if (event.to === 'unhealthy' || event.to === 'healthy') {
+        const { host, family } = parseAddress(event.target);
+        if (family === 0) this.dns.refreshNow(host);
+      }
     };
     const onEject = (event: { target: string; reason: string; durationMs: number }): void => {
       this.logger.warn('upstream ejected', { target: event.target, reason: event.reason, ms: event.durationMs });
@@ -471,9 +475,3 @@ function sweep(proxy: ReverseProxy): void {
 }
 
 export { ClientSession };
-
-/** The host of a health target (`name:port`, `1.2.3.4:port` or `[::1]:port`). */
-function hostOfTarget(target: string): string {
-  const host = target.slice(0, target.lastIndexOf(':'));
-  return host.startsWith('[') ? host.slice(1, -1) : host;
-}
