@@ -90,35 +90,24 @@ interface Outcome {
   error?: string;
 }
 
-/** Steady GETs through one proxy: a few keep-alive loops, every outcome kept. */
+/** A request that failed as a client sees it: an error, or an HTTP status other than 200. */
+const failed = (outcome: Outcome): boolean => outcome.error !== undefined || (outcome.status !== undefined && outcome.status !== 200);
+
+/** Steady traffic through one proxy: a few loops repeating `attempt`, every outcome kept. */
 class Load {
   readonly outcomes: Outcome[] = [];
   private running = true;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   private readonly loops: Array<Promise<void>>;
 
-  constructor(private readonly port: number, loops = 3, private readonly pauseMs = 40) {
+  constructor(private readonly attempt: () => Promise<Outcome>, private readonly onStop?: () => void, loops = 3, private readonly pauseMs = 40) {
     this.loops = Array.from({ length: loops }, () => this.loop());
   }
 
   private async loop(): Promise<void> {
     while (this.running) {
-      this.outcomes.push(await this.get());
+      this.outcomes.push(await this.attempt());
       await sleep(this.pauseMs);
     }
-  }
-
-  private get(): Promise<Outcome> {
-    const at = Date.now();
-    return new Promise((resolve) => {
-      const request = http.get({ host: '127.0.0.1', port: this.port, path: '/load', agent: this.agent, timeout: 10_000 }, (response) => {
-        response.resume();
-        response.on('end', () => resolve({ at, status: response.statusCode, backend: String(response.headers['x-backend-id'] ?? '') }));
-        response.on('error', (error) => resolve({ at, error: error.message }));
-      });
-      request.on('timeout', () => request.destroy(new Error('client timeout after 10 s')));
-      request.on('error', (error) => resolve({ at, error: error.message }));
-    });
   }
 
   since(at: number): Outcome[] {
@@ -128,31 +117,34 @@ class Load {
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
-    this.agent.destroy();
+    this.onStop?.();
   }
 }
 
-/** Steady TCP connections through one proxy's stream: each reads the greeting (`hello <id>`) and closes. */
-class TcpLoad {
-  readonly outcomes: Outcome[] = [];
-  private running = true;
-  private readonly loops: Array<Promise<void>>;
-
-  constructor(private readonly port: number, loops = 3, private readonly pauseMs = 40) {
-    this.loops = Array.from({ length: loops }, () => this.loop());
-  }
-
-  private async loop(): Promise<void> {
-    while (this.running) {
-      this.outcomes.push(await this.greeting());
-      await sleep(this.pauseMs);
-    }
-  }
-
-  private greeting(): Promise<Outcome> {
+/** GETs over keep-alive connections; the answering backend from `X-Backend-Id`. */
+function httpLoad(port: number): Load {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const get = (): Promise<Outcome> => {
     const at = Date.now();
     return new Promise((resolve) => {
-      const socket = net.connect(this.port, '127.0.0.1');
+      const request = http.get({ host: '127.0.0.1', port, path: '/load', agent, timeout: 10_000 }, (response) => {
+        response.resume();
+        response.on('end', () => resolve({ at, status: response.statusCode, backend: String(response.headers['x-backend-id'] ?? '') }));
+        response.on('error', (error) => resolve({ at, error: error.message }));
+      });
+      request.on('timeout', () => request.destroy(new Error('client timeout after 10 s')));
+      request.on('error', (error) => resolve({ at, error: error.message }));
+    });
+  };
+  return new Load(get, () => agent.destroy());
+}
+
+/** TCP connections through a stream: each reads the greeting (`hello <id>`) and closes. */
+function tcpLoad(port: number): Load {
+  const greeting = (): Promise<Outcome> => {
+    const at = Date.now();
+    return new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
       let received = '';
       const done = (outcome: Outcome) => {
         socket.destroy();
@@ -167,16 +159,15 @@ class TcpLoad {
       socket.on('end', () => done({ at, error: `closed after ${JSON.stringify(received)}` }));
       socket.on('error', (error) => done({ at, error: error.message }));
     });
-  }
+  };
+  return new Load(greeting);
+}
 
-  since(at: number): Outcome[] {
-    return this.outcomes.filter((outcome) => outcome.at >= at);
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.loops);
-  }
+/** No client of `proxy` saw a failure since `at`. */
+function assertNoFailures(proxy: Proxy, load: Load, at: number): void {
+  const outcomes = load.since(at);
+  const failures = outcomes.filter(failed);
+  assert.deepEqual(failures.slice(0, 5), [], `${proxy.name}: ${failures.length} of ${outcomes.length} requests failed`);
 }
 
 // ------------------------------------------------------------------ proxies
@@ -200,7 +191,7 @@ interface Proxy {
   /** Each backend's address as this proxy's configuration names it, per upstream group. */
   addresses: Record<Group, Record<BackendName, string>>;
   load?: Load;
-  tcpLoad?: TcpLoad;
+  tcpLoad?: Load;
   stop(): Promise<void>;
 }
 
@@ -410,17 +401,19 @@ async function allHealthy(): Promise<void> {
 async function runScenario(fault: Fault): Promise<void> {
   await allHealthy();
   let healed = false;
+  const heal = async () => {
+    healed = true;
+    await fault.heal();
+  };
   try {
-    await scenario(fault, () => {
-      healed = true;
-    });
+    await scenario({ ...fault, heal });
   } finally {
     // A failed scenario must not leave the victim broken for the next one.
     if (!healed) await fault.heal().catch(() => undefined);
   }
 }
 
-async function scenario(fault: Fault, markHealed: () => void): Promise<void> {
+async function scenario(fault: Fault): Promise<void> {
   const { proxies } = setup!;
   const before = await Promise.all(proxies.map(async (proxy) => metric(await controlGet(proxy, '/metrics'), 'wmproxy_health_transitions_total', { target: proxy.addresses.app[VICTIM], to: 'unhealthy' })));
   const start = Date.now();
@@ -470,7 +463,6 @@ async function scenario(fault: Fault, markHealed: () => void): Promise<void> {
 
   // 3. Healed: back after `rise` passing checks, and traffic reaches it again.
   await fault.heal();
-  markHealed();
   const healedAt = Date.now();
   for (const proxy of proxies) {
     await waitFor(`${proxy.name}: ${VICTIM} back in the rotation`, RESTORE_BOUND_MS + 10_000, async () => {
@@ -491,10 +483,8 @@ async function scenario(fault: Fault, markHealed: () => void): Promise<void> {
 
   // 4. Clients saw no error at any point.
   for (const proxy of proxies) {
-    const outcomes = proxy.load!.since(start);
-    const failed = outcomes.filter((outcome) => outcome.error !== undefined || outcome.status !== 200);
-    assert.ok(outcomes.length > 20, `${proxy.name}: traffic ran (${outcomes.length} requests)`);
-    assert.deepEqual(failed.slice(0, 5), [], `${proxy.name}: ${failed.length} of ${outcomes.length} requests failed`);
+    assert.ok(proxy.load!.since(start).length > 20, `${proxy.name}: traffic ran`);
+    assertNoFailures(proxy, proxy.load!, start);
   }
 }
 
@@ -507,7 +497,7 @@ async function scenario(fault: Fault, markHealed: () => void): Promise<void> {
 async function tcpScenario(mode: string, reason: (proxy: Proxy) => RegExp, noErrorOnceSwitched: (proxy: Proxy) => boolean): Promise<void> {
   const { proxies } = setup!;
   await allHealthy();
-  for (const proxy of proxies) proxy.tcpLoad ??= new TcpLoad(proxy.streamPort);
+  for (const proxy of proxies) proxy.tcpLoad ??= tcpLoad(proxy.streamPort);
   const warm = Date.now();
   for (const proxy of proxies) {
     await waitFor(`${proxy.name}: greetings from every backend`, 10_000, async () =>
@@ -545,8 +535,8 @@ async function tcpScenario(mode: string, reason: (proxy: Proxy) => RegExp, noErr
       await waitFor(`${proxy.name}: TCP traffic after the removal`, 15_000, async () => (proxy.tcpLoad!.since(since).length >= 20 ? true : undefined));
       const after = proxy.tcpLoad!.since(since);
       const outcomes = proxy.tcpLoad!.since(start);
-      const failedBefore = outcomes.filter((outcome) => outcome.error !== undefined && outcome.at < removedAt[index]!);
-      assert.deepEqual(after.filter((outcome) => outcome.error !== undefined).slice(0, 5), [], `${proxy.name}: connections failed after the removal`);
+      const failedBefore = outcomes.filter((outcome) => failed(outcome) && outcome.at < removedAt[index]!);
+      assert.deepEqual(after.filter(failed).slice(0, 5), [], `${proxy.name}: connections failed after the removal`);
       assert.equal(after.filter((outcome) => outcome.backend === VICTIM).length, 0, `${proxy.name}: connections reached ${VICTIM} after its removal`);
       if (noErrorOnceSwitched(proxy)) {
         const failedOnceSwitched = failedBefore.filter((outcome) => outcome.at >= switchedAt);
@@ -575,7 +565,7 @@ describe('failover with flaky backends in containers', { skip }, () => {
 
   test('all three proxies balance over the three backends', async () => {
     await allHealthy();
-    for (const proxy of setup!.proxies) proxy.load = new Load(proxy.trafficPort);
+    for (const proxy of setup!.proxies) proxy.load = httpLoad(proxy.trafficPort);
     await sleep(1_500);
     for (const proxy of setup!.proxies) {
       const seen = new Set(proxy.load!.outcomes.map((outcome) => outcome.backend));
@@ -609,11 +599,7 @@ describe('failover with flaky backends in containers', { skip }, () => {
     } finally {
       await setMode(VICTIM, 'healthy');
     }
-    for (const proxy of proxies) {
-      const outcomes = proxy.load!.since(start);
-      const failed = outcomes.filter((outcome) => outcome.error !== undefined || outcome.status !== 200);
-      assert.deepEqual(failed.slice(0, 5), [], `${proxy.name}: ${failed.length} of ${outcomes.length} requests failed`);
-    }
+    for (const proxy of proxies) assertNoFailures(proxy, proxy.load!, start);
   });
 
   test('docker stop, then start', () =>

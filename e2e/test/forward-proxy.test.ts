@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   BACKEND_IMAGE, BACKEND_READY, PROXY_IMAGE, LocalContainer, Network, Wait, buildImages, cleanUp, curl, curlIn, dockerSkipReason, selfSignedCert,
-  type CurlResult, type StartedNetwork, type StartedTestContainer,
+  type RunResult, type StartedNetwork, type StartedTestContainer,
 } from './support.js';
 
 const skip = dockerSkipReason();
@@ -95,7 +95,7 @@ async function setUp(): Promise<Setup> {
 const setup = skip ? undefined : await setUp();
 
 /** The JSON echo of a successful curl (the exit code checked first, with curl's complaint as the message). */
-function echoOf(result: CurlResult): Echo {
+function echoOf(result: RunResult): Echo {
   assert.equal(result.code, 0, result.stderr);
   return JSON.parse(result.stdout) as Echo;
 }

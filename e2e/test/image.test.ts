@@ -4,10 +4,10 @@
 // unhealthy (503) while a stop drains connections.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import {
-  E2E_LABEL, PROXY_IMAGE, SESSION, LocalContainer, Wait, buildImages, cleanUp, curl, dockerSkipReason,
+  E2E_LABEL, PROXY_IMAGE, SESSION, LocalContainer, Wait, buildImages, cleanUp, curl, dockerSkipReason, run,
   type StartedTestContainer,
 } from './support.js';
 
@@ -45,13 +45,7 @@ interface Setup {
   container: StartedTestContainer;
 }
 
-function docker(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('docker', args, { encoding: 'utf8', timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const docker = (args: string[]) => run('docker', args, { timeoutMs: 60_000 });
 
 /** The image's configuration, and a container of it started with its default command. */
 async function setUp(): Promise<Setup> {

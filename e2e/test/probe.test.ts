@@ -6,13 +6,12 @@
 // failing runs are printed, so CI logs show what a gate sees.
 import { test, describe, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BACKEND_IMAGE, BACKEND_READY, E2E_LABEL, PROXY_IMAGE, SESSION, LocalContainer, Network, Wait, buildImages, cleanUp, curl, dockerSkipReason, repoRoot,
-  type StartedNetwork, type StartedTestContainer,
+  BACKEND_IMAGE, BACKEND_READY, E2E_LABEL, PROXY_IMAGE, SESSION, LocalContainer, Network, Wait, buildImages, cleanUp, curl, dockerSkipReason, repoRoot, run,
+  type RunResult, type StartedNetwork, type StartedTestContainer,
 } from './support.js';
 
 const skip = dockerSkipReason();
@@ -54,32 +53,18 @@ async function setUp(): Promise<Setup> {
 
 const setup = skip ? undefined : await setUp();
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(command, args, { cwd: repoRoot, encoding: 'utf8', timeout: 120_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
 /** The CLI on the host, on each runtime (Node runs the compiled dist/, Bun the sources). */
 const HOST_RUNTIMES = [
   { name: 'Node', command: 'node' },
   { name: 'Bun', command: join(repoRoot, 'node_modules', '.bin', 'bun') },
 ];
 
-function probeOnHost(command: string, args: string[]): Promise<Run> {
+function probeOnHost(command: string, args: string[]): Promise<RunResult> {
   return run(command, [join(repoRoot, 'cli', 'bin', 'run.js'), 'probe', ...args]);
 }
 
 /** `wmproxy probe` in a throw-away wmproxy container on the backends' network; the report directory is at /reports. */
-function probeInContainer(args: string[]): Promise<Run> {
+function probeInContainer(args: string[]): Promise<RunResult> {
   return run('docker', [
     'run', '--rm', '--label', `${E2E_LABEL}=${SESSION}`, '--network', setup!.network.getName(),
     '--no-healthcheck', '-v', `${setup!.reports}:/reports`, PROXY_IMAGE, 'probe', ...args,

@@ -79,20 +79,24 @@ export function buildImages(): void {
   imagesBuilt = true;
 }
 
-export interface CurlResult {
+export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
 }
 
-/** Run curl (never throws on a curl failure: the exit code is part of the result). */
-export function curl(args: string[]): Promise<CurlResult> {
+/** Run a command to its end (never throws on failure: the exit code is part of the result; -1 when killed or not started). */
+export function run(command: string, args: string[], options: { timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile('curl', ['-sS', '--max-time', '30', ...args], { maxBuffer: 64 << 20, encoding: 'utf8' }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
+    execFile(command, args, { cwd: repoRoot, encoding: 'utf8', timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
     });
   });
+}
+
+/** curl on the host (30 s at most). */
+export function curl(args: string[]): Promise<RunResult> {
+  return run('curl', ['-sS', '--max-time', '30', ...args]);
 }
 
 /**
@@ -100,19 +104,9 @@ export function curl(args: string[]): Promise<CurlResult> {
  * Docker's DNS and traffic stays between containers). `files` are mounted
  * read-only at the same path inside (e.g. a CA file for --cacert).
  */
-export function curlIn(network: string, args: string[], files: string[] = []): Promise<CurlResult> {
+export function curlIn(network: string, args: string[], files: string[] = []): Promise<RunResult> {
   const mounts = files.flatMap((file) => ['-v', `${file}:${file}:ro`]);
-  return new Promise((resolve) => {
-    execFile(
-      'docker',
-      ['run', '--rm', '--label', `${E2E_LABEL}=${SESSION}`, '--network', network, ...mounts, CURL_IMAGE, '-sS', '--max-time', '30', ...args],
-      { maxBuffer: 64 << 20, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+  return run('docker', ['run', '--rm', '--label', `${E2E_LABEL}=${SESSION}`, '--network', network, ...mounts, CURL_IMAGE, '-sS', '--max-time', '30', ...args]);
 }
 
 /** A self-signed certificate (and its key) for `name`, made with openssl. */
