@@ -372,8 +372,10 @@ const REFUSED = /ECONNREFUSED|refused/i;
  */
 const GONE_HOST = /ECONNREFUSED|refused|closed before the response|ECONNRESET|reset/i;
 const TIMEOUT = /timeout/i;
-/** Inside Docker, a gone (or disconnected) container's name no longer resolves. */
+/** Inside Docker, a disconnected container's name no longer resolves. */
 const GONE_DOCKER = /ENOTFOUND|EAI_AGAIN/;
+/** A stopped or killed one refuses while Docker tears it down, then its name goes too. */
+const STOPPED_DOCKER = /ENOTFOUND|EAI_AGAIN|ECONNREFUSED/;
 
 function modeFault(mode: string, reason: RegExp, answers: boolean): Fault {
   return { inject: () => setMode(VICTIM, mode), heal: () => setMode(VICTIM, 'healthy'), reason: () => reason, answers };
@@ -603,9 +605,9 @@ describe('failover with flaky backends in containers', { skip }, () => {
   });
 
   test('docker stop, then start', () =>
-    runScenario(containerFault(() => docker('stop', '-t', '5', victimId()), () => docker('start', victimId()), { host: GONE_HOST, docker: GONE_DOCKER })));
+    runScenario(containerFault(() => docker('stop', '-t', '5', victimId()), () => docker('start', victimId()), { host: GONE_HOST, docker: STOPPED_DOCKER })));
   test('docker kill, then start', () =>
-    runScenario(containerFault(() => docker('kill', victimId()), () => docker('start', victimId()), { host: GONE_HOST, docker: GONE_DOCKER })));
+    runScenario(containerFault(() => docker('kill', victimId()), () => docker('start', victimId()), { host: GONE_HOST, docker: STOPPED_DOCKER })));
   test('docker pause (a hang), then unpause', () =>
     runScenario(containerFault(() => docker('pause', victimId()), () => docker('unpause', victimId()), { host: TIMEOUT, docker: TIMEOUT })));
   test('network disconnect, then reconnect', () => {
