@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { answered, hedgeDelay, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, isStalled, STALL_AFTER } from '../src/engine/hedge.js';
+import { answered, hedgeDelay, lostHedge, lostSinceAnswer, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, isStalled, STALL_AFTER } from '../src/engine/hedge.js';
 import { Upstream } from '../src/upstream.js';
 import { keepAliveAgent, request, startBackend, startProxy, startRaw, until, type BackendHandler, memoryLogger } from './helpers.js';
 
@@ -197,8 +197,8 @@ test('active checks that mark a skipped server down and then up end its skip at 
     const server = proxy.upstreams.get('app')!.servers[0]!;
     await until(() => proxy.health.state(flaky.address) === 'healthy', 'the first check to pass');
     stall = true;
-    const replies = await Promise.all(Array.from({ length: STALL_AFTER + 1 }, () => request(`${base}/`)));
-    for (const reply of replies) assert.equal(reply.body, 'good');
+    // Losses count one at a time: each request goes out after the previous one lost.
+    for (let i = 0; i < STALL_AFTER; i++) assert.equal((await request(`${base}/`)).body, 'good');
     assert.ok(isStalled(server), 'skipped after its lost hedges');
     await until(() => !proxy.health.isAvailable(flaky.address), 'the checks to mark it down');
     assert.equal((await request(`${base}/`)).body, 'good');
@@ -237,6 +237,60 @@ test('when every server is slow, the hedge budget bounds the extra requests and 
     await a.close();
     await b.close();
   }
+});
+
+test('a slow moment of the whole pool, where hedges win but answer no sooner than the originals had waited, skips and ejects nobody', async () => {
+  // Both servers slow at once, later arrivals answered sooner: every hedge (sent after the
+  // delay) beats its original, but takes longer than the original had waited when hedged.
+  let arrivals = 0;
+  const slowMoment: BackendHandler = (_req, res, backend) => {
+    setTimeout(() => res.end(backend.name), Math.max(60, 400 - 10 * arrivals++));
+  };
+  const a = await startBackend('a', slowMoment);
+  const b = await startBackend('b', slowMoment);
+  const { logger, lines } = memoryLogger();
+  const { proxy, base } = await startProxy({
+    logger,
+    requestHedgeMs: 20,
+    timeouts: { firstByteMs: 30_000 },
+    health: { passive: { consecutiveFailures: STALL_AFTER } },
+    upstreams: [{ name: 'app', servers: [{ address: a.address }, { address: b.address }] }],
+  });
+  try {
+    const replies = await Promise.all(Array.from({ length: 30 }, () => request(`${base}/`)));
+    for (const reply of replies) assert.equal(reply.status, 200);
+    assert.ok(lines.some((line) => line.includes('request hedge won')), 'hedges went out and won');
+    assert.equal(lines.filter((line) => line.includes('upstream stalled')).length, 0, lines.join('\n'));
+    for (const server of proxy.upstreams.get('app')!.servers) assert.equal(isStalled(server), false, `${server.address} skipped`);
+    assert.equal(proxy.health.isAvailable(a.address), true, 'a ejected');
+    assert.equal(proxy.health.isAvailable(b.address), true, 'b ejected');
+  } finally {
+    await proxy.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('lost hedges count as separate observations: requests in flight when a loss was counted add none', () => {
+  const pool = new Upstream({ name: 'losses', servers: [{ address: '127.0.0.1:1' }, { address: '127.0.0.1:2' }] });
+  const server = pool.servers[0]!;
+  const now = Date.now();
+  const burstSentAt = performance.now();
+  assert.equal(lostHedge(pool, server, burstSentAt, now), 'counted');
+  assert.equal(lostSinceAnswer(server, now), true, 'its waiting requests are hedged whatever the budget');
+  // The rest of the same burst: sent before the loss was counted.
+  for (let i = 0; i < 10; i++) assert.equal(lostHedge(pool, server, burstSentAt, now), 'ignored');
+  assert.equal(isStalled(server, now), false);
+  // Requests sent after each counted loss: separate observations, STALL_AFTER of them skip it.
+  let verdict = '';
+  for (let i = 1; i < STALL_AFTER; i++) verdict = lostHedge(pool, server, performance.now() + 1, now);
+  assert.equal(verdict, 'skipped');
+  assert.equal(isStalled(server, now), true);
+  assert.equal(lostHedge(pool, server, performance.now() + 1, now), 'ignored', 'already skipped');
+  // An answer (after the skip) clears the record.
+  answered(pool, server, performance.now(), performance.now());
+  const later = now + 60_000;
+  assert.equal(isStalled(server, later), false);
 });
 
 test('the hedge delay follows the upstream p99 first-byte time, within the floor and the configured ceiling', () => {

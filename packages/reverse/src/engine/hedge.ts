@@ -15,12 +15,15 @@ import type { Upstream, UpstreamServer } from '../upstream.js';
  *   again a little later, not dropped.
  * - A server that loses `STALL_AFTER` hedges in a row (its first byte did
  *   not come within the delay while another server answered first: the
- *   hedge, or requests sent after this one when no hedge went), with no
- *   answer of its own in between, is skipped by new requests for
+ *   hedge, sooner than the original had waited, or requests sent after this
+ *   one when no hedge went), with no answer of its own in between, is skipped by new requests for
  *   `STALL_SKIP_MS` (doubling on each repeat, up to `STALL_SKIP_MAX_MS`;
  *   with active checks, at least as long as they take to mark it down)
  *   while another server is available; then it is on probation, where a
- *   single lost hedge skips it again and an answer restores it. Active
+ *   single lost hedge skips it again and an answer restores it. Losses count
+ *   only as separate observations: a request already in flight when a loss
+ *   was counted cannot add another (a burst that one slow moment delays is
+ *   one loss, not one per request). Active
  *   checks that mark a skipped server down and then up end its skip. Every lost
  *   hedge also counts as a passive-health failure (the caller reports it),
  *   so the health checker ejects the server too when its limits allow.
@@ -102,6 +105,8 @@ interface Stall {
   newestSentAt: number;
   /** Lost hedges since the server last answered. */
   losses: number;
+  /** When the last loss was counted (performance.now()); requests sent before it add none. */
+  lossAt: number;
   /** Skipped until this time (Date.now() ms); 0 when not skipped. */
   until: number;
   /** Skips in a row (the next skip lasts STALL_SKIP_MS × 2^skips). */
@@ -138,7 +143,7 @@ export function hedgeDelay(upstream: Upstream, maxMs: number): number {
 }
 
 function newStall(): Stall {
-  return { newestSentAt: 0, losses: 0, until: 0, skips: 0, probation: false, downSeen: false };
+  return { newestSentAt: 0, losses: 0, lossAt: 0, until: 0, skips: 0, probation: false, downSeen: false };
 }
 
 /** A skip that ran out puts its server on probation. */
@@ -183,28 +188,33 @@ export function overtaken(upstream: Upstream, server: UpstreamServer, sentAt: nu
   return false;
 }
 
+/** What a lost hedge did: nothing (already skipped, or not a separate observation), one more loss, or a skip. */
+export type LossVerdict = 'ignored' | 'counted' | 'skipped';
+
 /**
- * `server` lost a hedge: no first byte within the hedge delay while another
- * server answered (the hedge, or requests sent after this one). Returns
- * true when this makes it skipped.
+ * `server` lost a hedge: no first byte within the hedge delay, for a request
+ * sent at `sentAt` (performance.now(); 0 if unknown), while another server
+ * answered (the hedge, or requests sent after this one).
  */
-export function lostHedge(upstream: Upstream, server: UpstreamServer, now: number): boolean {
+export function lostHedge(upstream: Upstream, server: UpstreamServer, sentAt: number, now: number): LossVerdict {
   let stall = stalls.get(server);
   if (!stall) {
     stall = newStall();
     stalls.set(server, stall);
   }
   expire(stall, now);
-  if (stall.until !== 0) return false;
+  if (stall.until !== 0) return 'ignored';
+  if (sentAt !== 0 && sentAt <= stall.lossAt) return 'ignored';
+  stall.lossAt = performance.now();
   stall.losses++;
-  if (!stall.probation && stall.losses < STALL_AFTER) return false;
+  if (!stall.probation && stall.losses < STALL_AFTER) return 'counted';
   stall.until = now + Math.min(STALL_SKIP_MAX_MS, Math.max(STALL_SKIP_MS * 2 ** stall.skips, activeDetectionMs(upstream)));
   stall.skips = Math.min(stall.skips + 1, 16);
   stall.losses = 0;
   stall.probation = false;
   stall.downSeen = false;
   upstreamHedge(upstream).skipped++;
-  return true;
+  return 'skipped';
 }
 
 /**
@@ -220,6 +230,16 @@ function activeDetectionMs(upstream: Upstream): number {
   const interval = health.intervalMs ?? DEFAULT_ACTIVE.intervalMs;
   const fast = health.fastIntervalMs || interval;
   return (health.fall ?? DEFAULT_ACTIVE.fall) * fast + (health.timeoutMs ?? DEFAULT_ACTIVE.timeoutMs) + interval;
+}
+
+/**
+ * Has `server` lost a hedge and not answered since, or is it skipped? Its
+ * requests still waiting are hedged whatever the budget: they are likely
+ * stuck, and they are few (those in flight to it).
+ */
+export function lostSinceAnswer(server: UpstreamServer, now: number): boolean {
+  const stall = stalls.get(server);
+  return stall !== undefined && (stall.losses > 0 || stall.probation || stall.until > now);
 }
 
 /** Is `server` skipped now (for status pages and tests)? */

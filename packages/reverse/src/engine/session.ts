@@ -29,7 +29,7 @@ import type { SelectContext } from '../policies/index.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import type { PoolWaiter } from '../pool.js';
 import { connectHedged } from './connector.js';
-import { answered, earnHedge, hedgeDelay, isStalled, lostHedge, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
+import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import { IDEMPOTENT } from './options.js';
 import type { ListenerContext } from './context.js';
 import { bodyBufferLimit, retryAllowed, type FailureKind } from '../retry.js';
@@ -160,6 +160,8 @@ export class ClientSession implements SelectContext {
   private lagCounted = false;
   private requestDeadline = 0;
   private hedgeConn: Conn | undefined;
+  /** When the hedge's request head went out (performance.now()). */
+  private hedgeSentAt = 0;
   private hedgeServer: UpstreamServer | undefined;
   private hedgeAbort: AbortController | undefined;
   private respHead: ResponseHead | undefined;
@@ -671,16 +673,16 @@ export class ClientSession implements SelectContext {
     // Hedging budget (hedge.ts): a share of the requests plus a burst, so that a
     // stalled server's requests are all hedged while an everywhere-slow pool is
     // not sent twice the load. Refused: ask again later (backing off), not never.
-    // A request stuck on a server already found stalled is hedged whatever the budget.
+    // A request stuck on a server that lost a hedge since its last answer is hedged whatever the budget.
     const core = this.ctx.core;
     let spent = false;
-    if (!isStalled(this.server)) {
+    if (!lostSinceAnswer(this.server, Date.now())) {
       spent = spendHedge(core.hedges);
       // No token; but if other servers answered requests sent after this one, this server lags.
       if (!spent && !this.lagCounted && this.upSentAt !== 0 && overtaken(this.upstream!, this.server, this.upSentAt)) {
-        this.lagging(this.server, 'other servers answered later requests');
+        this.lagging(this.server, this.upSentAt, 'other servers answered later requests');
       }
-      if (!spent && !isStalled(this.server)) {
+      if (!spent && !lostSinceAnswer(this.server, Date.now())) {
         this.armHedge(Date.now() + (this.upSentAt === 0 ? HEDGE_RETRY_MS : Math.max(HEDGE_RETRY_MS, Math.round(performance.now() - this.upSentAt))));
         return;
       }
@@ -763,21 +765,34 @@ export class ClientSession implements SelectContext {
   private hedgeWon(): void {
     const slow = this.server;
     const counted = this.lagCounted;
+    // The original counts as lagging only when the hedge answered sooner than the original
+    // had waited when it was hedged. A hedge that took longer says the whole pool (or this
+    // proxy, or the network) was slow at that moment, and which answer was read first is
+    // chance; counting it would eject healthy servers of an overloaded pool.
+    const sentAt = this.upSentAt;
+    const now = performance.now();
+    const fair = sentAt !== 0 && now - this.hedgeSentAt < this.hedgeSentAt - sentAt;
     this.promoteHedge();
-    if (slow && !counted) this.lagging(slow, `${this.upstreamAddr} answered the hedge first`);
+    // The winner's answer is a latency sample and a sign of life like any other.
+    answered(this.upstream!, this.server!, this.hedgeSentAt, now);
+    if (slow && !counted && fair) this.lagging(slow, sentAt, `${this.upstreamAddr} answered the hedge first`);
   }
 
   /** `server` sent no first byte within the hedge delay while others answered: passive health and stall detection. */
-  private lagging(server: UpstreamServer, why: string): void {
+  private lagging(server: UpstreamServer, sentAt: number, why: string): void {
     this.lagCounted = true;
     const core = this.ctx.core;
     const upstream = this.upstream!;
+    const verdict = lostHedge(upstream, server, sentAt, Date.now());
+    // One slow moment delays every request in flight: it is one failure, not one per request.
+    if (verdict === 'ignored') return;
     core.reportFailure(upstream, server, 'timeout', `no first byte within the hedge delay; ${why}`);
-    if (lostHedge(upstream, server, Date.now())) core.logger.warn('upstream stalled, skipped for a while', { upstream: server.address, why });
+    if (verdict === 'skipped') core.logger.warn('upstream stalled, skipped for a while', { upstream: server.address, why });
   }
 
   private bindHedge(conn: Conn, server: UpstreamServer): void {
     this.hedgeConn = conn;
+    this.hedgeSentAt = performance.now();
     conn.userData = this;
     conn.setHandler(upstreamHandler);
     try {
@@ -1419,7 +1434,7 @@ export class ClientSession implements SelectContext {
         this.respondError(408, 'client body timeout');
         return;
       case Deadline.FirstByte:
-        if (this.ctx.core.requestHedgeMs > 0 && this.server && !this.lagCounted) lostHedge(this.upstream!, this.server, now);
+        if (this.ctx.core.requestHedgeMs > 0 && this.server && !this.lagCounted) lostHedge(this.upstream!, this.server, this.upSentAt, now);
         if (this.hedgeConn) {
           // The original timed out; the hedge gets its own first-byte timeout.
           this.ctx.core.reportFailure(this.upstream!, this.server!, 'timeout', 'first-byte timeout');
