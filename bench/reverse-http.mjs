@@ -3,8 +3,8 @@
 // HAProxy (from Debian) in front of the same two backends, and the backends
 // directly; wrk with keep-alive at 64 and 256 connections. Prints req/s,
 // p50/p99, CPU per request (user + system, and user alone: the kernel part of
-// loopback proxying is about the same for every proxy) and peak RSS of the
-// proxy, and ratios to nginx.
+// loopback proxying is about the same for every proxy), peak RSS of the
+// proxy and its private part (see peakAnonMiB), and ratios to nginx.
 //
 //   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx] [--rounds 1] [--compare DIR] [--warmup 3]
 //
@@ -17,8 +17,9 @@
 // and runnable but waiting for one (/proc/PID/task/*/schedstat; the rest is
 // sleep): on a shared machine a low CPU share with high wait% is other load,
 // not the proxy waiting on something. With --rounds N every contender runs N
-// times, interleaved, and the median row is shown (the machine's noise is
-// large between minutes).
+// times, interleaved (odd rounds in reverse order), and the median row is
+// shown, then each proxy's req/s and p99 as ratios to the nginx run of the
+// same round: median and range (the machine's noise is large between minutes).
 //
 // The backends are one nginx process (two ports, `return 200`), so they cost
 // little CPU. Everything listens on 127.0.0.1.
@@ -113,9 +114,41 @@ function parseLatency(text, label) {
   return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
 }
 
+/**
+ * Peak private (anonymous) memory of `pids` while `work` runs, sampled every
+ * 50 ms: VmHWM also counts the pages of the executable mapped from disk
+ * (shared, clean: about 36-44 MiB of the Bun binary, 1 MiB of nginx's).
+ */
+async function peakAnonMiB(pids, work) {
+  let peak = 0;
+  const sample = () => {
+    let kb = 0;
+    for (const pid of pids) {
+      try {
+        kb += Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      } catch {}
+    }
+    peak = Math.max(peak, kb / 1024);
+  };
+  const timer = setInterval(sample, 50);
+  try {
+    return { result: await work(), peak };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 function wrk(port, connections) {
-  const result = spawnSync('wrk', ['-t2', `-c${connections}`, `-d${duration}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
-  const text = result.stdout;
+  return new Promise((resolve) => {
+    const child = spawn('wrk', ['-t2', `-c${connections}`, `-d${duration}s`, '--latency', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => (text += chunk));
+    child.on('close', () => resolve(parseWrk(text)));
+  });
+}
+
+function parseWrk(text) {
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
   const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? 0);
   const errors = /Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? '0';
@@ -211,7 +244,9 @@ backend app
 
 const results = [];
 for (let round = 0; round < rounds; round++) {
-  for (const contender of contenders) {
+  // Odd rounds run the contenders in reverse order, so that a drift of the host's speed
+  // within a round favours nobody in the paired ratios.
+  for (const contender of round % 2 === 0 ? contenders : [...contenders].reverse()) {
     const port = await freePort();
     const started = await contender.start(port);
     if (process.env.BENCH_VERBOSE) console.error('started', contender.name, started.port);
@@ -226,7 +261,7 @@ for (let round = 0; round < rounds; round++) {
       const cpuBefore = cpuMs(allPids);
       const schedBefore = schedNs(allPids);
       const wallBefore = process.hrtime.bigint();
-      const run = wrk(started.port, connections);
+      const { result: run, peak: anonMiB } = await peakAnonMiB(allPids, () => wrk(started.port, connections));
       const wallNs = Number(process.hrtime.bigint() - wallBefore);
       const cpuAfter = cpuMs(allPids);
       const userMs = cpuAfter.user - cpuBefore.user;
@@ -244,6 +279,7 @@ for (let round = 0; round < rounds; round++) {
         runPct: started.child ? ((sched.run - schedBefore.run) * 100) / wallNs : NaN,
         waitPct: started.child ? ((sched.wait - schedBefore.wait) * 100) / wallNs : NaN,
         peakRssMiB: started.child ? peakRssMiB(allPids) : NaN,
+        peakAnonMiB: started.child ? anonMiB : NaN,
         errors: run.errors,
         socketErrors: run.socketErrors,
       });
@@ -268,12 +304,33 @@ for (const child of children) await stop(child);
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 const shown = medians(results);
 console.log(`\nreverse proxy, wrk -t2 -d${duration}s, 2 nginx backends, ${rounds > 1 ? `median of ${rounds} rounds, ` : ''}${new Date().toISOString()}`);
-console.log('proxy               conns    req/s  x nginx   p50 ms   p99 ms  cpu us/req (user)  run%  wait%  peak RSS MiB  non-2xx  socket errors');
+console.log('proxy               conns    req/s  x nginx   p50 ms   p99 ms  cpu us/req (user)  run%  wait%  peak RSS MiB (private)  non-2xx  socket errors');
 for (const row of shown) {
   const nginx = shown.find((r) => r.proxy === 'nginx' && r.connections === row.connections);
   const ratio = nginx ? row.rps / nginx.rps : NaN;
   console.log(
-    `${row.proxy.padEnd(19)} ${String(row.connections).padStart(5)} ${fmt(row.rps).padStart(8)} ${fmt(ratio, 2).padStart(8)} ${fmt(row.p50, 2).padStart(8)} ${fmt(row.p99, 2).padStart(8)} ${fmt(row.cpuUsPerReq, 1).padStart(11)} ${`(${fmt(row.userUsPerReq, 1)})`.padStart(6)} ${fmt(row.runPct).padStart(5)} ${fmt(row.waitPct).padStart(6)} ${fmt(row.peakRssMiB, 1).padStart(13)} ${String(row.errors).padStart(8)}  ${row.socketErrors}`,
+    `${row.proxy.padEnd(19)} ${String(row.connections).padStart(5)} ${fmt(row.rps).padStart(8)} ${fmt(ratio, 2).padStart(8)} ${fmt(row.p50, 2).padStart(8)} ${fmt(row.p99, 2).padStart(8)} ${fmt(row.cpuUsPerReq, 1).padStart(11)} ${`(${fmt(row.userUsPerReq, 1)})`.padStart(6)} ${fmt(row.runPct).padStart(5)} ${fmt(row.waitPct).padStart(6)} ${fmt(row.peakRssMiB, 1).padStart(13)} ${`(${fmt(row.peakAnonMiB, 1)})`.padStart(9)} ${String(row.errors).padStart(8)}  ${row.socketErrors}`,
   );
+}
+// The host's speed drifts between minutes by more than the differences measured here;
+// a ratio taken within one round (contenders run back to back) cancels most of it.
+if (rounds > 1) {
+  console.log('\npaired ratios to nginx, per round (each proxy against the nginx run of the same round): median [min - max]');
+  console.log('proxy               conns        req/s x nginx                p99 x nginx');
+  const range = (values) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return `${fmt(sorted[Math.floor((sorted.length - 1) / 2)], 2)} [${fmt(sorted[0], 2)} - ${fmt(sorted[sorted.length - 1], 2)}]`;
+  };
+  for (const row of shown) {
+    if (row.proxy === 'nginx') continue;
+    const pairs = results
+      .filter((r) => r.proxy === row.proxy && r.connections === row.connections)
+      .map((r) => [r, results.find((n) => n.proxy === 'nginx' && n.connections === r.connections && n.round === r.round)])
+      .filter(([, nginx]) => nginx);
+    if (pairs.length === 0) continue;
+    console.log(
+      `${row.proxy.padEnd(19)} ${String(row.connections).padStart(5)} ${range(pairs.map(([r, n]) => r.rps / n.rps)).padStart(24)} ${range(pairs.map(([r, n]) => r.p99 / n.p99)).padStart(26)}`,
+    );
+  }
 }
 if (args.includes('--json')) console.log(JSON.stringify(results));
