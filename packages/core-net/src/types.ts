@@ -7,7 +7,7 @@
 /** Events of one connection. Handlers are objects (not closures) so that a
  * protocol can install one shared handler for every connection it owns. */
 export interface ConnHandler<C extends Conn = Conn> {
-  /** Bytes arrived. The chunk is only valid during the call: copy it to keep it. */
+  /** Bytes arrived. The chunk is the handler's to keep: no runtime reuses it for later reads. */
   data(conn: C, chunk: Uint8Array): void;
   /** The write queue fell below the high-water mark after `write` returned false. */
   drain?(conn: C): void;

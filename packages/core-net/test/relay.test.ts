@@ -110,6 +110,27 @@ for (const rt of runtimes) {
       assert.equal(stats[0]!.bytesDown, total);
     });
 
+    test('a chunk handed to data() is the handler\'s to keep: later reads never overwrite it', async () => {
+      setRuntime(rt);
+      const backend = net.createServer((socket) => {
+        socket.write(Buffer.alloc(1000, 'a'));
+        setTimeout(() => socket.end(Buffer.alloc(1000, 'b')), 50);
+      });
+      await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+      const conn = await connect({ host: '127.0.0.1', port: (backend.address() as net.AddressInfo).port, timeoutMs: 2000 });
+      const kept: Uint8Array[] = [];
+      await new Promise<void>((resolve) =>
+        conn.setHandler({
+          data: (_conn, chunk) => kept.push(chunk),
+          end: (c) => c.end(),
+          close: () => resolve(),
+        }),
+      );
+      backend.close();
+      const all = Buffer.concat(kept);
+      assert.equal(all.toString(), 'a'.repeat(1000) + 'b'.repeat(1000));
+    });
+
     test('closes both sides after the idle timeout', async () => {
       setRuntime(rt);
       const echo = await echoServer();
