@@ -300,6 +300,8 @@ class Resolver {
         totalMs: durationMs(reverse.retry_timeout, 10_000),
         onStatus: reverse.retry_on_status ?? [502, 503, 504],
         onTimeout: true,
+        budgetPercent: reverse.retry_budget_percent ?? 20,
+        budgetMinConcurrency: reverse.retry_budget_min_concurrency ?? 3,
         bodyBuffer: reverse.retry_body_buffer === undefined ? 65_536 : parseSize(reverse.retry_body_buffer),
       },
       hedgeDelayMs: durationMs(reverse.hedge_delay, 100),

@@ -358,6 +358,14 @@ export const ReverseSchema = Type.Object(
     retries: Type.Optional(Type.Integer({ minimum: 1, description: 'Most attempts per request, the first included (nginx proxy_next_upstream_tries).', default: 3 })),
     retry_timeout: Type.Optional(Duration('No new attempt after this long (nginx proxy_next_upstream_timeout).', '10s')),
     retry_on_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { description: 'Statuses that make an idempotent request try the next server.', default: [502, 503, 504] })),
+    retry_budget_percent: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        description: 'Retry budget: retries in flight to an upstream may be at most this percentage of its requests in flight, or `retry_budget_min_concurrency`, whichever is more; failed connects are not counted (nothing reached the server).',
+        default: 20,
+      }),
+    ),
+    retry_budget_min_concurrency: Type.Optional(Type.Integer({ minimum: 0, description: 'Retries in flight the retry budget always allows per upstream.', default: 3 })),
     retry_body_buffer: Type.Optional(Size('Request bodies up to this size are kept so that an idempotent request (PUT, DELETE...) can be replayed to the next server; larger ones are streamed and not retried (`0`: never).', '64k')),
     hedge_delay: Type.Optional(Duration('Race a second connect to another server when the first has not completed after this long (`0s`: off).', '100ms')),
     hedge_request: Type.Optional(

@@ -114,8 +114,7 @@ export class ReverseProxy implements ProxyCore {
   constructor(options: ReverseProxyOptions) {
     this.options = options;
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.retries = { ...DEFAULT_RETRIES, ...options.retries };
-    if (!(this.retries.tries >= 1)) throw new Error('retries.tries must be at least 1');
+    this.retries = checkRetries({ ...DEFAULT_RETRIES, ...options.retries });
     this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
     this.requestHedgeMs = options.requestHedgeMs ?? DEFAULT_REQUEST_HEDGE_MS;
     this.hedges = { inFlight: 0, budget: options.requestHedgeBudget ?? 0.1 };
@@ -270,8 +269,7 @@ export class ReverseProxy implements ProxyCore {
     if (this.draining) throw new Error('the proxy is closing');
     // 1. Check and build everything.
     const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    const retries = { ...DEFAULT_RETRIES, ...options.retries };
-    if (!(retries.tries >= 1)) throw new Error('retries.tries must be at least 1');
+    const retries = checkRetries({ ...DEFAULT_RETRIES, ...options.retries });
     const upstreams = this.buildUpstreams(options);
     const plans = (options.servers ?? []).map((spec) => planListener(spec, this));
     const unmatched = new Set(this.listeners);
@@ -475,3 +473,10 @@ function sweep(proxy: ReverseProxy): void {
 }
 
 export { ClientSession };
+
+function checkRetries<T extends RetryOptions>(retries: T): T {
+  if (!(retries.tries >= 1)) throw new Error('retries.tries must be at least 1');
+  if (!(retries.budgetPercent >= 0)) throw new Error('retries.budgetPercent must be 0 or more');
+  if (!(Number.isInteger(retries.budgetMinConcurrency) && retries.budgetMinConcurrency >= 0)) throw new Error('retries.budgetMinConcurrency must be an integer, 0 or more');
+  return retries;
+}

@@ -130,6 +130,8 @@ export class Upstream {
   health: HealthSource | undefined;
   /** Round-robin cursor for policies that need one. */
   cursor = 0;
+  /** Retries in flight to this group, counted against the retry budget (`RetryOptions.budgetPercent`). */
+  retriesInFlight = 0;
   private readonly scratch: UpstreamServer[] = [];
   /** The health pool of the backups (built once: `poolOf` runs per server per pick). */
   private readonly backupPool: string;

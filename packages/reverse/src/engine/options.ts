@@ -38,8 +38,15 @@ export interface RetryOptions {
   onStatus: number[];
   /** Retry idempotent requests without a body after a first-byte timeout or a reset (default true). */
   onTimeout: boolean;
+  /**
+   * Retry budget (Envoy's `retry_budget`): retries in flight to an upstream group
+   * may be at most this percentage of its requests in flight (default 20)...
+   */
+  budgetPercent: number;
+  /** ...or this many, whichever is more (default 3). Failed connects are not counted: nothing reached the server. */
+  budgetMinConcurrency: number;
 }
 
-export const DEFAULT_RETRIES: RetryOptions = { tries: 3, totalMs: 10_000, onStatus: [502, 503, 504], onTimeout: true };
+export const DEFAULT_RETRIES: RetryOptions = { tries: 3, totalMs: 10_000, onStatus: [502, 503, 504], onTimeout: true, budgetPercent: 20, budgetMinConcurrency: 3 };
 
 export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);

@@ -902,6 +902,7 @@ export class ClientSession implements SelectContext {
       this.failAttempt('status', head.status, `status ${head.status} from ${this.upstreamAddr}`, true);
       return;
     }
+    this.releaseRetrySlot();
     this.respHead = head;
     this.status = head.status;
     const reader = new BodyReader(head.framing, head.contentLength ?? 0);
@@ -1064,10 +1065,41 @@ export class ClientSession implements SelectContext {
     this.lastFailure = { status, reason };
     this.ctx.core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
     if (this.canRetry(kind)) {
-      this.attempt(Date.now());
-      return;
+      // A failed connect sent nothing: moving on costs the servers nothing, so it is not budgeted.
+      if (kind === 'connect' || this.takeRetrySlot(upstream)) {
+        this.attempt(Date.now());
+        return;
+      }
+      this.ctx.core.logger.warn('retry budget exhausted', { client: this.clientIp, upstream: upstream.name, retriesInFlight: upstream.retriesInFlight });
+      reason = `${reason}; not retried: retry budget exhausted`;
     }
     this.respondError(status, reason);
+  }
+
+  /**
+   * The retry budget: retries in flight to `upstream` stay within
+   * `budgetPercent` of its requests in flight, or `budgetMinConcurrency`.
+   * A request holds one slot for all its retries, until it ends.
+   */
+  private retrySlot: Upstream | undefined;
+
+  private takeRetrySlot(upstream: Upstream): boolean {
+    if (this.retrySlot === upstream) return true;
+    const retries = this.ctx.core.retries;
+    let inFlight = 0;
+    for (const server of upstream.servers) inFlight += server.active;
+    const limit = Math.max(retries.budgetMinConcurrency, Math.floor((inFlight * retries.budgetPercent) / 100));
+    if (upstream.retriesInFlight >= limit) return false;
+    upstream.retriesInFlight++;
+    this.retrySlot = upstream;
+    return true;
+  }
+
+  /** No more retries for this request: its response began, it was answered, or the client left. */
+  private releaseRetrySlot(): void {
+    if (this.retrySlot === undefined) return;
+    this.retrySlot.retriesInFlight--;
+    this.retrySlot = undefined;
   }
 
   /** Drop the current upstream connection (not reusable) and release its server. */
@@ -1278,6 +1310,7 @@ export class ClientSession implements SelectContext {
   private requestEnded(): void {
     this.limiter?.release();
     this.limiter = undefined;
+    this.releaseRetrySlot();
     this.replay = undefined;
   }
 
@@ -1349,6 +1382,7 @@ export class ClientSession implements SelectContext {
     this.held = [];
     this.heldBytes = 0;
     this.phase = Phase.Tunnel;
+    this.releaseRetrySlot();
     this.setDeadline(Deadline.None, 0);
     this.up = undefined;
     this.server = undefined;
