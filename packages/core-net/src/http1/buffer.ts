@@ -148,9 +148,9 @@ export function isComposed(chunk: Uint8Array): boolean {
 }
 
 /**
- * Holds the bytes of a head that has not fully arrived. Chunks delivered by
- * a Conn are only valid during the `data` call, so a partial head must be
- * copied; a complete one (the common case: one chunk) never is.
+ * Holds the bytes of a head that has not fully arrived: a head split over
+ * chunks is gathered into one buffer; a complete one (the common case: one
+ * chunk) is never copied.
  */
 export class HeadBuffer {
   private storage: Buffer | undefined;

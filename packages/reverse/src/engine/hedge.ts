@@ -16,17 +16,18 @@ import type { Upstream, UpstreamServer } from '../upstream.js';
  * - A server that loses `STALL_AFTER` hedges in a row (its first byte did
  *   not come within the delay while another server answered first: the
  *   hedge, sooner than the original had waited, or requests sent after this
- *   one when no hedge went), with no answer of its own in between, is skipped by new requests for
- *   `STALL_SKIP_MS` (doubling on each repeat, up to `STALL_SKIP_MAX_MS`;
- *   with active checks, at least as long as they take to mark it down)
- *   while another server is available; then it is on probation, where a
- *   single lost hedge skips it again and an answer restores it. Losses count
- *   only as separate observations: a request already in flight when a loss
- *   was counted cannot add another (a burst that one slow moment delays is
- *   one loss, not one per request). Active
- *   checks that mark a skipped server down and then up end its skip. Every lost
- *   hedge also counts as a passive-health failure (the caller reports it),
- *   so the health checker ejects the server too when its limits allow.
+ *   one when no hedge went), with no answer of its own in between, is
+ *   skipped by new requests for `STALL_SKIP_MS` (doubling on each repeat,
+ *   up to `STALL_SKIP_MAX_MS`; with active checks, at least as long as they
+ *   take to mark it down) while another server is available; then it is on
+ *   probation, where a single lost hedge skips it again and an answer
+ *   restores it. Active checks that mark a skipped server down and then up
+ *   end its skip.
+ * - Losses count only as separate observations: a request already in
+ *   flight when a loss was counted adds none (a burst that one slow moment
+ *   delays is one loss, not one per request). Every counted loss is also a
+ *   passive-health failure (the caller reports it), so the health checker
+ *   ejects the server too when its limits allow.
  *
  * State hangs off the upstream, server and proxy objects (WeakMaps): nothing
  * here holds a proxy alive or needs closing, except the hedge timer which

@@ -1076,13 +1076,14 @@ export class ClientSession implements SelectContext {
     this.respondError(status, reason);
   }
 
+  /** The upstream whose retry budget this request holds a slot of. */
+  private retrySlot: Upstream | undefined;
+
   /**
    * The retry budget: retries in flight to `upstream` stay within
    * `budgetPercent` of its requests in flight, or `budgetMinConcurrency`.
    * A request holds one slot for all its retries, until it ends.
    */
-  private retrySlot: Upstream | undefined;
-
   private takeRetrySlot(upstream: Upstream): boolean {
     if (this.retrySlot === upstream) return true;
     const retries = this.ctx.core.retries;
