@@ -23,7 +23,7 @@ export type {
 } from './types.js';
 export { ConfigError, formatIssue, formatIssues, describeValue, type ConfigIssue } from './errors.js';
 export { loadConfig, loadConfigSync, parseConfig, parseText, buildConfig, stringifyConfig, formatOf, type ConfigFormat, type LoadOptions } from './load.js';
-export { convertOriginal, isOriginalFormat, type ConversionResult } from './original.js';
+export { convertOriginal, isOriginalFormat, type ConversionOptions, type ConversionResult } from './original.js';
 export { DEFAULT_CONFIG, defaultConfig } from './defaults.js';
 export { DEFAULT_CONTROL_LISTEN, DEFAULT_PROXY_LISTEN, parseHeaderRule } from './resolve.js';
 export { redactConfig, REDACTED } from './redact.js';

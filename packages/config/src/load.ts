@@ -1,17 +1,19 @@
 /**
  * Reading a configuration: the format is chosen by extension (`.toml`,
  * `.yaml`/`.yml`, `.json`), a file in the original wmproxy's format is
- * converted (with a warning per key without an equivalent), then the schema
- * and the cross-checks run and every problem is reported at once, each
- * naming the file, the key path, what was expected and what was found.
+ * converted (with a warning per key without an equivalent, an error per
+ * wrongly typed value or unknown key), then the schema and the cross-checks
+ * run and every problem is reported at once, each naming the file, the key
+ * path (of the original file, for a converted one), what was expected and
+ * what was found.
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve as resolvePath } from 'node:path';
 import * as TOML from 'smol-toml';
 import * as YAML from 'yaml';
-import { ConfigError, IssueList } from './errors.js';
-import { convertOriginal, isOriginalFormat } from './original.js';
+import { ConfigError, IssueList, type ConfigIssue } from './errors.js';
+import { convertOriginal, isOriginalFormat, type ConversionResult } from './original.js';
 import { resolveConfig } from './resolve.js';
 import type { ConfigFile } from './schema.js';
 import type { WmproxyConfig } from './types.js';
@@ -69,21 +71,37 @@ export interface LoadOptions {
 export function buildConfig(data: unknown, file: string, options: LoadOptions = {}): WmproxyConfig {
   const warnings: string[] = [];
   let source = data;
+  let converted: ConversionResult | undefined;
   if (isOriginalFormat(data)) {
     if (options.noConvert) {
       throw new ConfigError(file, [{ file, path: '', expected: 'the wmproxy format', found: 'the original wmproxy format (run `wmproxy convert`)' }]);
     }
-    const converted = convertOriginal(data);
+    converted = convertOriginal(data, { file, keepGoing: true });
     warnings.push(...converted.warnings.map((warning) => `${file}: ${warning}`));
+    // Errors about a conversion that dropped values would be about what is missing, not about the file.
+    if (!converted.complete) throw new ConfigError(file, converted.issues);
     source = converted.config;
   }
+  const baseDir = options.baseDir ?? (file.startsWith('<') ? process.cwd() : dirname(resolvePath(file)));
+  const { issues, resolved } = validate(source, file, baseDir);
+  if (converted) {
+    // Name the key the author of the original file wrote, not the converted one; the converter's own issue on a key wins.
+    const own = new Set(converted.issues.map((issue) => issue.path));
+    const mapped = issues.map((issue) => toOriginalPath(issue, converted.origins)).filter((issue) => !own.has(issue.path));
+    issues.splice(0, issues.length, ...converted.issues, ...mapped);
+  }
+  if (issues.length > 0 || !resolved) throw new ConfigError(file, issues);
+  return { ...resolved, file, warnings, source: source as ConfigFile };
+}
+
+/** Schema, then cross-checks; every issue, and the resolved configuration when there is none. */
+function validate(source: unknown, file: string, baseDir: string): { issues: ConfigIssue[]; resolved?: ReturnType<typeof resolveConfig> } {
   const issues = new IssueList(file);
   if (source === null || typeof source !== 'object' || Array.isArray(source)) {
     issues.add('', 'a table of settings', Array.isArray(source) ? 'a list' : String(source));
-    issues.throwIfAny();
+    return { issues: issues.issues };
   }
   const invalid = validateSchema(source, issues);
-  const baseDir = options.baseDir ?? (file.startsWith('<') ? process.cwd() : dirname(resolvePath(file)));
   if (invalid.length > 0) {
     // Still run the cross-checks on what is valid, so that every error is reported at once.
     const extra = new IssueList(file);
@@ -94,11 +112,28 @@ export function buildConfig(data: unknown, file: string, options: LoadOptions = 
     }
     const known = new Set(issues.issues.map((issue) => issue.path));
     for (const issue of extra.issues) if (!known.has(issue.path)) issues.issues.push(issue);
-    issues.throwIfAny();
+    return { issues: issues.issues };
   }
   const resolved = resolveConfig(source as ConfigFile, issues, baseDir);
-  issues.throwIfAny();
-  return { ...resolved, file, warnings, source: source as ConfigFile };
+  return { issues: issues.issues, resolved };
+}
+
+/** The last segment of a key path: `.key`, `[0]` or `["a b"]`. */
+const LAST_SEGMENT = /(?:\.[A-Za-z_$][\w$-]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])$/;
+
+/** An issue of a converted file, at the key of the original file its value came from (the nearest one recorded). */
+function toOriginalPath(issue: ConfigIssue, origins: ReadonlyMap<string, string>): ConfigIssue {
+  let path = issue.path;
+  for (;;) {
+    const original = origins.get(path);
+    if (original !== undefined) {
+      return path === issue.path ? { ...issue, path: original } : { ...issue, path: original, found: `${issue.found} (at ${issue.path} once converted)` };
+    }
+    if (path === '') break;
+    const shorter = path.replace(LAST_SEGMENT, '');
+    path = shorter === path ? '' : shorter;
+  }
+  return { ...issue, path: '', found: issue.path === '' ? issue.found : `${issue.found} (at ${issue.path} once converted)` };
 }
 
 /** Parse and validate configuration text. */

@@ -3,8 +3,18 @@
  * (tickbh/wmproxy): `[proxy]` (bind_addr, flag, username, password,
  * udp_bind...), `[http]` with `[[http.upstream]]`, `[[http.server]]` and
  * `[[http.server.location]]`, and `[stream]` with `[[stream.upstream]]` and
- * `[[stream.server]]`. A key without an equivalent gives a warning naming
- * it; nothing is dropped silently.
+ * `[[stream.server]]`.
+ *
+ * Nothing is dropped silently, and nothing is opened silently:
+ * - every value read is type-checked; a wrong type is an error naming its key
+ *   path, what was expected and what was found, as in the native format;
+ * - a key the original knows but wmproxy has no equivalent for gives a
+ *   warning naming it;
+ * - a key the original does not know is an error (with "did you mean"): serde
+ *   ignores it there, but a misspelt `usename` would leave a proxy open;
+ * - what would make the result more open than the original is an error: a
+ *   proxy reachable from other hosts without username and password, access
+ *   lists (`allow_ip`, `deny_ip`) and match conditions without an equivalent.
  *
  * The original's per-server `fall_times`, `rise_times` and `fail_timeout`
  * (its passive health accounting) become the passive checks:
@@ -13,14 +23,19 @@
  * rise_times. Every upstream server also gets the default active TCP check,
  * which is what the original meant to do.
  */
-import { isLoopback, parseAddress } from '@wmproxy/core-net';
+import { isIP } from 'node:net';
+import { isLoopback, parseAddress, parseCidr } from '@wmproxy/core-net';
+import { ConfigError, describeValue, IssueList, joinPath, type ConfigIssue } from './errors.js';
 import type { ConfigFile } from './schema.js';
+import { unknownKey } from './validate.js';
 
 type Table = Record<string, unknown>;
 type Out = Record<string, unknown>;
+type Path = ReadonlyArray<string | number>;
 
 const isTable = (value: unknown): value is Table => typeof value === 'object' && value !== null && !Array.isArray(value);
-const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : value === undefined ? [] : [value]);
+/** serde reads a null (YAML `key:`) as an absent Option, so the converter does too. */
+const absent = (value: unknown): value is undefined | null => value === undefined || value === null;
 
 /** True when `data` looks like the original wmproxy's format rather than this one. */
 export function isOriginalFormat(data: unknown): boolean {
@@ -31,61 +46,275 @@ export function isOriginalFormat(data: unknown): boolean {
   return 'bind_addr' in data || 'flag' in data || 'disable_stdout' in data;
 }
 
+export interface ConversionOptions {
+  /** File named in issues (default `<inline>`). */
+  file?: string;
+  /** Return the issues instead of throwing a ConfigError (for `wmproxy convert`, which prints a complete conversion even when it is refused). */
+  keepGoing?: boolean;
+}
+
 export interface ConversionResult {
   config: ConfigFile;
   warnings: string[];
+  /** Wrongly typed values, unknown keys and refused conversions (only with `keepGoing`; otherwise they are thrown). */
+  issues: ConfigIssue[];
+  /** False when an issue dropped a value, so that `config` is not the file's conversion; true when every value was converted (issues then only refuse an open proxy). */
+  complete: boolean;
+  /** Key path in `config` → key path in the original file it came from, so that later errors name what the author wrote. */
+  origins: ReadonlyMap<string, string>;
 }
 
 const DURATION = /^(\d+(\.\d+)?(ms|s|m|h|d))+$/;
+const EXPECT = {
+  address: 'an address such as 127.0.0.1:8090, [::1]:8090 or :8090',
+  addresses: 'addresses such as "127.0.0.1:80" or "0.0.0.0:80 [::]:80" (separated by spaces or commas)',
+  duration: 'a duration such as 10s, 500ms, 2min, 1h or a number of seconds',
+  flag: 'a flag such as 7 or "http https socks5" (1 http, 2 https, 4 socks5)',
+  headers: 'a list of header rules such as "proxy x-real-ip {client_ip}", "+ name value" or ["-", "name"]',
+  ips: 'IP addresses or CIDR ranges separated by spaces, such as "127.0.0.1 10.0.0.0/8"',
+} as const;
+const CENTER = "no equivalent: the original's encrypted center tunnel and intranet mappings are not part of wmproxy (ignored)";
+const RATE = 'no equivalent conversion: set rate_limit in [[server]] or [[server.location]] of the converted file (ignored)';
+const IGNORED = 'no equivalent in wmproxy (ignored)';
+/** Keys of the original's CommonConfig that have no equivalent (allow_ip and deny_ip are refused, see `common`). */
+const COMMON_NOTES: Record<string, string> = {
+  max_read_buf: 'no equivalent: buffers are bounded by the engine (ignored)',
+  rate_limit: 'no equivalent: a bandwidth limit is not part of wmproxy (ignored)',
+  limit_req: RATE,
+  client_write_timeout: IGNORED,
+  client_timeout: IGNORED,
+  proxy_timeout: 'not converted: set reverse.request_timeout in the converted file (ignored)',
+  log_format: 'custom log formats have no equivalent: wmproxy writes nginx "combined" or JSON (log.access_format)',
+  domain: IGNORED,
+  match_names: 'named matchers have no equivalent (ignored)',
+};
+const COMMON_KEYS = ['proxy_connect_timeout', 'proxy_read_timeout', 'proxy_write_timeout', 'client_read_timeout', 'client_ka_timeout', 'access_log', 'error_log', 'log_names', 'allow_ip', 'deny_ip', 'proxy_url', ...Object.keys(COMMON_NOTES)];
+const LEVELS: Record<string, string> = { trace: 'debug', debug: 'debug', info: 'info', warn: 'warn', error: 'error', off: 'silent' };
 
 class Converter {
   readonly warnings: string[] = [];
+  readonly issues: IssueList;
+  readonly origins = new Map<string, string>();
+  complete = true;
   private readonly upstreams: Out[] = [];
   private readonly upstreamNames = new Set<string>();
-  private passive: { fall?: number; rise?: number; failTimeout?: string; from?: string } = {};
+  private passive: { fall?: number; rise?: number; failTimeout?: string } = {};
   private readonly reverse: Out = {};
   private readonly log: Out = {};
-  private logNames: Table = {};
+  private logNames: Record<string, string> = {};
 
-  warn(path: string, why: string): void {
-    this.warnings.push(`${path}: ${why}`);
+  constructor(file: string) {
+    this.issues = new IssueList(file);
   }
 
-  /** Report every key of `table` not in `handled` as having no equivalent. */
-  private rest(table: Table, path: string, handled: readonly string[], notes: Record<string, string> = {}): void {
-    for (const key of Object.keys(table)) {
-      if (handled.includes(key)) continue;
-      this.warn(`${path}.${key}`, notes[key] ?? 'no equivalent in wmproxy (ignored)');
-    }
+  warn(path: Path, why: string): void {
+    const at = joinPath(path);
+    this.warnings.push(at === '' ? why : `${at}: ${why}`);
   }
 
-  duration(value: unknown, path: string): string | undefined {
-    if (typeof value === 'number') return `${value}s`;
-    if (typeof value === 'string') {
-      const text = value.trim().toLowerCase();
-      if (/^\d+(\.\d+)?$/.test(text)) return `${text}s`;
-      if (DURATION.test(text)) return text;
-    }
-    this.warn(path, `${JSON.stringify(value)} is not a duration (ignored)`);
+  /** An issue; `drops` says whether a value was left out of the conversion because of it. */
+  private error(path: Path, expected: string, found: string, drops = true): void {
+    this.issues.add(path, expected, found);
+    if (drops) this.complete = false;
+  }
+
+  private wrong(path: Path, expected: string, value: unknown): undefined {
+    this.error(path, expected, describeValue(value));
     return undefined;
   }
 
+  /** `native` (a key path of the converted file) came from `original`. */
+  private from(native: Path, original: Path): void {
+    this.origins.set(joinPath(native), joinPath(original));
+  }
+
+  /** Forget the origins under `native` (a converted item that was then dropped). */
+  private forget(native: Path): void {
+    const prefix = joinPath(native);
+    for (const key of [...this.origins.keys()]) {
+      if (key === prefix || key.startsWith(`${prefix}.`) || key.startsWith(`${prefix}[`)) this.origins.delete(key);
+    }
+  }
+
+  /** Warn for each known key without an equivalent (`notes`); an error for each key the original does not know either. */
+  private rest(table: Table, path: Path, handled: readonly string[], notes: Record<string, string> = {}): void {
+    const known = [...handled, ...Object.keys(notes)];
+    for (const key of Object.keys(table)) {
+      if (handled.includes(key)) continue;
+      if (Object.hasOwn(notes, key)) this.warn([...path, key], notes[key]!);
+      else {
+        const { expected, found } = unknownKey(key, known);
+        this.error([...path, key], expected, found);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ typed readers
+
+  private string(table: Table, key: string, path: Path, nonEmpty = false): string | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    if (typeof value !== 'string') return this.wrong([...path, key], 'a string', value);
+    if (nonEmpty && value.trim() === '') return this.wrong([...path, key], 'a non-empty string', value);
+    return value;
+  }
+
+  private boolean(table: Table, key: string, path: Path): boolean | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    if (typeof value !== 'boolean') return this.wrong([...path, key], 'true or false', value);
+    return value;
+  }
+
+  private integer(table: Table, key: string, path: Path, min: number, max?: number): number | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || (max !== undefined && value > max)) {
+      return this.wrong([...path, key], max === undefined ? `an integer of at least ${min}` : `an integer from ${min} to ${max}`, value);
+    }
+    return value;
+  }
+
+  private table(table: Table, key: string, path: Path): Table | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    if (!isTable(value)) return this.wrong([...path, key], 'a table', value);
+    return value;
+  }
+
+  /** A list of tables (`[[key]]`); a single table is taken as a list of one. */
+  private tables(table: Table, key: string, path: Path): Array<{ value: Table; at: Path }> {
+    const value = table[key];
+    if (absent(value)) return [];
+    if (isTable(value)) return [{ value, at: [...path, key] }];
+    if (!Array.isArray(value)) {
+      this.wrong([...path, key], 'a list of tables', value);
+      return [];
+    }
+    const out: Array<{ value: Table; at: Path }> = [];
+    value.forEach((item, index) => {
+      if (isTable(item)) out.push({ value: item, at: [...path, key, index] });
+      else this.wrong([...path, key, index], 'a table', item);
+    });
+    return out;
+  }
+
+  private strings(table: Table, key: string, path: Path): string[] | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    if (!Array.isArray(value)) return this.wrong([...path, key], 'a list of strings', value);
+    const bad = value.findIndex((item) => typeof item !== 'string');
+    if (bad >= 0) return this.wrong([...path, key, bad], 'a string', value[bad]);
+    return value as string[];
+  }
+
+  /** The original's durations: a number of seconds, `10s`, `500ms`, `2min`, `1h` (and this format's `2m`, `1m30s`). */
+  private duration(table: Table, key: string, path: Path): string | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    if (typeof value === 'number') {
+      if (Number.isFinite(value) && value >= 0 && /^\d+(\.\d+)?$/.test(String(value))) return `${value}s`;
+    } else if (typeof value === 'string') {
+      const text = value.trim().toLowerCase();
+      if (/^\d+(\.\d+)?$/.test(text)) return `${text}s`;
+      const minutes = /^(\d+)min$/.exec(text);
+      if (minutes) return `${minutes[1]}m`;
+      if (DURATION.test(text)) return text;
+    }
+    return this.wrong([...path, key], EXPECT.duration, value);
+  }
+
+  /** One address (the original's SocketAddr). */
+  private address(table: Table, key: string, path: Path): string | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    if (typeof value !== 'string') return this.wrong([...path, key], EXPECT.address, value);
+    try {
+      parseAddress(value);
+      return value.trim();
+    } catch {
+      return this.wrong([...path, key], EXPECT.address, value);
+    }
+  }
+
+  /** Addresses separated by spaces or commas (the original's WrapVecAddr), or a list of them. */
+  private addresses(table: Table, key: string, path: Path): string[] | undefined {
+    const value = table[key];
+    if (absent(value)) return undefined;
+    const parts = typeof value === 'string' ? [value] : Array.isArray(value) && value.every((item) => typeof item === 'string') ? (value as string[]) : undefined;
+    if (!parts) return this.wrong([...path, key], EXPECT.addresses, value);
+    const list = parts.flatMap((part) => part.split(/[\s,]+/).filter(Boolean));
+    if (list.length === 0) return this.wrong([...path, key], EXPECT.addresses, value);
+    for (const address of list) {
+      try {
+        parseAddress(address);
+      } catch {
+        return this.wrong([...path, key], EXPECT.addresses, value);
+      }
+    }
+    return list;
+  }
+
+  /** The original's IpSets: addresses or CIDR ranges separated by spaces, as CIDR ranges that match what the original matches. */
+  private ips(table: Table, key: string, path: Path): string[] | undefined {
+    const value = this.string(table, key, path);
+    if (value === undefined) return undefined;
+    const list = value.split(/\s+/).filter(Boolean);
+    try {
+      if (list.length === 0) throw new Error('empty');
+      // The original compares an IPv6 address, or one with prefix 0, as a single address: "/0" must not become every client.
+      return list.map((entry) => {
+        parseCidr(entry);
+        const [ip, prefix] = entry.split('/');
+        return prefix === undefined || Number(prefix) === 0 || isIP(ip!) === 6 ? ip! : entry;
+      });
+    } catch {
+      return this.wrong([...path, key], EXPECT.ips, value);
+    }
+  }
+
+  // ------------------------------------------------------------ sections
+
   convert(data: Table): ConfigFile {
     const out: Out = {};
-    const handled = ['proxy', 'http', 'stream', 'control', 'disable_stdout'];
-    if (typeof data.control === 'string') out.control = { listen: data.control };
-    else if (data.control !== undefined) this.warn('control', 'expected an address string (ignored)');
-    if (data.disable_stdout !== undefined) this.warn('disable_stdout', 'no equivalent: set log.file to a path to keep logs off the terminal');
-    const proxies: Out[] = [];
-    if (isTable(data.proxy)) proxies.push(this.proxy(data.proxy, 'proxy'));
-    // A bare proxy file (the original's server.toml/client.toml): the keys are at the top level.
-    const bareKeys = Object.keys(data).filter((key) => !handled.includes(key));
-    if (bareKeys.length > 0) {
-      if ('bind_addr' in data || 'flag' in data) proxies.push(this.proxy(Object.fromEntries(bareKeys.map((key) => [key, data[key]])), ''));
-      else this.rest(Object.fromEntries(bareKeys.map((key) => [key, data[key]])), '', []);
+    const top = ['proxy', 'http', 'stream', 'control', 'disable_stdout', 'disable_control', 'pidfile', 'default_level'];
+    const control: Out = {};
+    const listen = this.address(data, 'control', []);
+    if (listen !== undefined) {
+      control.listen = listen;
+      this.from(['control'], ['control']);
+      this.from(['control', 'listen'], ['control']);
     }
-    if (isTable(data.http)) this.http(data.http, out);
-    if (isTable(data.stream)) this.stream(data.stream, out);
+    if (this.boolean(data, 'disable_control', []) === true) {
+      control.enabled = false;
+      this.from(['control', 'enabled'], ['disable_control']);
+    }
+    if (Object.keys(control).length > 0) out.control = control;
+    if (this.boolean(data, 'disable_stdout', []) !== undefined) this.warn(['disable_stdout'], 'no equivalent: set log.file to a path to keep logs off the terminal');
+    if (this.string(data, 'pidfile', []) !== undefined) this.warn(['pidfile'], 'no equivalent: wmproxy writes no pid file (ignored)');
+    const level = this.string(data, 'default_level', []);
+    if (level !== undefined) {
+      const mapped = LEVELS[level.trim().toLowerCase()];
+      if (mapped === undefined) this.wrong(['default_level'], `one of ${Object.keys(LEVELS).map((name) => JSON.stringify(name)).join(', ')}`, level);
+      else {
+        this.log.level = mapped;
+        this.from(['log', 'level'], ['default_level']);
+      }
+    }
+    const proxies: Out[] = [];
+    const proxy = this.table(data, 'proxy', []);
+    if (proxy) proxies.push(this.proxy(proxy, ['proxy'], ['proxy', proxies.length]));
+    // A bare proxy file (the original's server.toml/client.toml): the keys are at the top level.
+    const bareKeys = Object.keys(data).filter((key) => !top.includes(key));
+    if (bareKeys.length > 0) {
+      const bare = Object.fromEntries(bareKeys.map((key) => [key, data[key]]));
+      if ('bind_addr' in data || 'bind' in data || 'flag' in data) proxies.push(this.proxy(bare, [], ['proxy', proxies.length]));
+      else this.rest(bare, [], top);
+    }
+    const http = this.table(data, 'http', []);
+    if (http) this.http(http, out);
+    const stream = this.table(data, 'stream', []);
+    if (stream) this.stream(stream, out);
     if (proxies.length > 0) out.proxy = proxies;
     if (this.upstreams.length > 0) out.upstream = this.upstreams;
     if (Object.keys(this.reverse).length > 0) out.reverse = this.reverse;
@@ -103,54 +332,113 @@ class Converter {
     return reorder(out) as ConfigFile;
   }
 
-  private proxy(proxy: Table, base: string): Out {
-    const at = (key: string) => (base ? `${base}.${key}` : key);
+  /** Bits of the original's `flag`: a number, or the words http, https, socks5 (tcp, udp) as its FromStr reads them. */
+  private flag(value: unknown, path: Path): number | undefined {
+    const words: Record<string, number> = { http: 1, https: 2, socks5: 4, tcp: 8, udp: 16 };
+    let bits: number | undefined;
+    if (typeof value === 'number') bits = value;
+    else if (typeof value === 'string') {
+      const text = value.trim().toLowerCase();
+      if (/^\d+$/.test(text)) bits = Number(text);
+      else if (text !== '') {
+        bits = 0;
+        for (const word of text.split(/[\s,|]+/)) {
+          if (!Object.hasOwn(words, word)) return this.wrong(path, EXPECT.flag, value);
+          bits |= words[word]!;
+        }
+      }
+    }
+    if (bits === undefined || !Number.isInteger(bits) || bits < 1 || bits > 255) return this.wrong(path, EXPECT.flag, value);
+    return bits;
+  }
+
+  private proxy(proxy: Table, base: Path, native: Path): Out {
     const out: Out = {};
-    const listen = typeof proxy.bind_addr === 'string' ? proxy.bind_addr : '127.0.0.1:8090';
+    this.from(native, base);
+    const keys = (['bind_addr', 'bind'] as const).filter((key) => !absent(proxy[key]));
+    // The original renamed bind_addr to bind; a file with both is ambiguous.
+    if (keys.length === 2) this.error([...base, 'bind'], 'only one of bind_addr and bind', describeValue(proxy.bind));
+    const bindKey = keys[0];
+    let listen = '127.0.0.1:8090';
+    if (bindKey) {
+      const address = this.address(proxy, bindKey, base);
+      if (address !== undefined) {
+        listen = address;
+        this.from([...native, 'listen'], [...base, bindKey]);
+      }
+    }
     out.listen = listen;
-    if (proxy.flag !== undefined) {
-      const bits = Number(proxy.flag);
-      if (!Number.isInteger(bits) || bits <= 0) this.warn(at('flag'), `${JSON.stringify(proxy.flag)} is not a flag number (1 http, 2 https, 4 socks5): all three are served`);
-      else {
+    if (!absent(proxy.flag)) {
+      const bits = this.flag(proxy.flag, [...base, 'flag']);
+      if (bits !== undefined) {
         const protocols = [bits & 1 ? 'http' : '', bits & 2 ? 'https' : '', bits & 4 ? 'socks5' : ''].filter(Boolean);
-        if (bits & ~7) this.warn(at('flag'), 'the tcp/udp flags (8, 16) have no equivalent on a proxy port: use [[stream]]');
-        if (protocols.length > 0) out.protocols = protocols;
+        // Serving all three when only tcp/udp were asked for would open more than the file says.
+        if (protocols.length === 0) this.wrong([...base, 'flag'], 'a flag with http (1), https (2) or socks5 (4)', proxy.flag);
+        else {
+          if (bits & ~7) this.warn([...base, 'flag'], 'the tcp/udp flags (8, 16) have no equivalent on a proxy port: use [[stream]]');
+          out.protocols = protocols;
+          this.from([...native, 'protocols'], [...base, 'flag']);
+        }
       }
     }
-    if (typeof proxy.username === 'string' || typeof proxy.password === 'string') {
-      if (typeof proxy.username === 'string' && typeof proxy.password === 'string') out.users = { [proxy.username]: proxy.password };
-      else this.warn(at(typeof proxy.username === 'string' ? 'password' : 'username'), 'missing: username and password come together (authentication left off)');
-    }
-    if (typeof proxy.udp_bind === 'string') out.udp_bind = proxy.udp_bind;
-    try {
-      const parsed = parseAddress(listen);
-      if (!out.users && (parsed.wildcard || !isLoopback(parsed.host) || parsed.host === '0.0.0.0')) {
-        out.insecure_open = true;
-        this.warn(at('bind_addr'), `${listen} is reachable from other hosts without authentication (an open proxy): insecure_open = true keeps the original's behaviour; add users or an allow list`);
+    const username = this.string(proxy, 'username', base, true);
+    const password = this.string(proxy, 'password', base);
+    if (username !== undefined && password !== undefined) {
+      out.users = { [username]: password };
+      this.from([...native, 'users'], [...base, 'username']);
+      this.from([...native, 'users', username], [...base, 'password']);
+    } else {
+      for (const [key, other] of [['username', 'password'], ['password', 'username']] as const) {
+        if (absent(proxy[key]) && !absent(proxy[other])) this.error([...base, key], `a string (${other} is set: username and password come together)`, 'nothing');
       }
-    } catch {
-      this.warn(at('bind_addr'), `${JSON.stringify(listen)} is not an address`);
     }
-    const notes: Record<string, string> = {};
-    for (const key of ['server', 'center', 'mode', 'ts', 'tc', 'two_way_tls', 'domain', 'cert', 'key', 'mappings', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_cert', 'map_key']) {
-      notes[key] = 'no equivalent: the original\'s encrypted center tunnel and intranet mappings are not part of wmproxy (ignored)';
+    const udpBind = this.string(proxy, 'udp_bind', base);
+    if (udpBind !== undefined) {
+      if (isIP(udpBind.trim()) === 0) this.wrong([...base, 'udp_bind'], 'an IP address', udpBind);
+      else {
+        out.udp_bind = udpBind.trim();
+        this.from([...native, 'udp_bind'], [...base, 'udp_bind']);
+      }
     }
-    this.rest(proxy, base || '', ['bind_addr', 'flag', 'username', 'password', 'udp_bind'], notes);
+    // The original serves anyone without credentials; wmproxy refuses an open proxy unless told, and so does the conversion.
+    const noCredentials = absent(proxy.username) && absent(proxy.password);
+    if (bindKey && noCredentials && exposed(listen)) {
+      this.error(
+        [...base, bindKey],
+        'a loopback address, or username and password (an open proxy is never converted silently: to keep one, convert the file with `wmproxy convert` and set allow or insecure_open = true in its [[proxy]])',
+        `${describeValue(listen)}, reachable from other hosts without username and password`,
+        false,
+      );
+    }
+    const notes: Record<string, string> = { server_id: IGNORED };
+    for (const key of ['server', 'center', 'center_addr', 'mode', 'ts', 'tc', 'two_way_tls', 'domain', 'cert', 'key', 'mappings', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_proxy_bind', 'map_cert', 'map_key']) {
+      notes[key] = CENTER;
+    }
+    this.rest(proxy, base, ['bind_addr', 'bind', 'flag', 'username', 'password', 'udp_bind'], notes);
     return out;
   }
 
   /** Keys every original http/server/location level may carry ("CommonConfig"). */
-  private common(table: Table, path: string, level: 'http' | 'server' | 'location'): string[] {
+  private common(table: Table, path: Path, level: 'http' | 'server' | 'location'): string[] {
     const handled: string[] = [];
+    const names = this.table(table, 'log_names', path);
+    if (table.log_names !== undefined) handled.push('log_names');
+    if (names) {
+      for (const [name, target] of Object.entries(names)) {
+        if (typeof target === 'string') this.logNames[name] = target;
+        else this.wrong([...path, 'log_names', name], 'a string such as "logs/access.log trace"', target);
+      }
+    }
     const hoist = (key: string, target: string) => {
       if (table[key] === undefined) return;
       handled.push(key);
-      const value = this.duration(table[key], `${path}.${key}`);
+      const value = this.duration(table, key, path);
       if (value === undefined) return;
       if (this.reverse[target] === undefined) {
         this.reverse[target] = value;
-        if (level !== 'http') this.warn(`${path}.${key}`, `applies to every server as reverse.${target} (timeouts are global in wmproxy)`);
-      } else if (this.reverse[target] !== value) this.warn(`${path}.${key}`, `differs from reverse.${target} = ${String(this.reverse[target])}; timeouts are global in wmproxy (ignored)`);
+        this.from(['reverse', target], [...path, key]);
+        if (level !== 'http') this.warn([...path, key], `applies to every server as reverse.${target} (timeouts are global in wmproxy)`);
+      } else if (this.reverse[target] !== value) this.warn([...path, key], `differs from reverse.${target} = ${String(this.reverse[target])}; timeouts are global in wmproxy (ignored)`);
     };
     hoist('proxy_connect_timeout', 'connect_timeout');
     hoist('proxy_read_timeout', 'read_timeout');
@@ -160,117 +448,130 @@ class Converter {
     for (const key of ['access_log', 'error_log']) {
       if (table[key] === undefined) continue;
       handled.push(key);
-      this.logTarget(key, table[key], `${path}.${key}`, level);
+      const value = this.string(table, key, path, true);
+      if (value !== undefined) this.logTarget(key, value, [...path, key], level);
     }
-    if (table.log_names !== undefined) {
-      handled.push('log_names');
-      if (isTable(table.log_names)) this.logNames = { ...this.logNames, ...table.log_names };
+    // Dropping an access list would let every client in: refused, not warned.
+    for (const key of ['allow_ip', 'deny_ip']) {
+      if (table[key] === undefined) continue;
+      handled.push(key);
+      this.error(
+        [...path, key],
+        `no ${key} (wmproxy has no equivalent, and dropping it would let every client in: restrict access another way, such as a firewall or an internal listen address, then remove it)`,
+        describeValue(table[key]),
+      );
     }
     return handled;
   }
 
   /** `access_log = "access main"` refers to `log_names.access = "logs/access.log trace"`. */
-  private logTarget(key: string, value: unknown, path: string, level: string): void {
-    if (typeof value !== 'string') return this.warn(path, 'expected a string (ignored)');
+  private logTarget(key: string, value: string, path: Path, level: string): void {
     const [name, format] = value.trim().split(/\s+/);
-    const target = typeof this.logNames[name!] === 'string' ? (this.logNames[name!] as string).trim().split(/\s+/) : undefined;
-    const file = target ? target[0]! : name!;
+    const target = Object.hasOwn(this.logNames, name!) ? this.logNames[name!]!.trim().split(/\s+/) : undefined;
+    const file = target?.[0] ? target[0] : name!;
     const fileKey = key === 'access_log' ? 'access_log' : 'file';
-    if (this.log[fileKey] === undefined) this.log[fileKey] = file === 'stdout' ? '-' : file;
-    else if (this.log[fileKey] !== file) this.warn(path, `one ${key} for the whole instance in wmproxy (log.${fileKey} = ${String(this.log[fileKey])}; ignored)`);
+    const written = file === 'stdout' ? '-' : file;
+    if (this.log[fileKey] === undefined) {
+      this.log[fileKey] = written;
+      this.from(['log', fileKey], path);
+    } else if (this.log[fileKey] !== written) this.warn(path, `one ${key} for the whole instance in wmproxy (log.${fileKey} = ${String(this.log[fileKey])}; ignored)`);
     if (format && key === 'access_log') this.warn(path, `log format "${format}": wmproxy writes nginx "combined" or JSON (log.access_format)`);
     if (key === 'error_log') {
       // `error_log = "error debug"`: the second word (or the log_names entry's) is the level.
-      const levels: Record<string, string> = { trace: 'debug', debug: 'debug', info: 'info', warn: 'warn', error: 'error' };
-      const level = levels[format ?? ''] ?? levels[target?.[1] ?? ''];
-      if (level) this.log.level = level;
+      const mapped = LEVELS[(format ?? '').toLowerCase()] ?? LEVELS[(target?.[1] ?? '').toLowerCase()];
+      if (mapped && mapped !== 'silent') {
+        this.log.level = mapped;
+        this.from(['log', 'level'], path);
+      }
     }
     if (level !== 'http') this.warn(path, 'logs are global in wmproxy ([log])');
   }
 
   private http(http: Table, out: Out): void {
-    const handled = ['server', 'upstream', 'log_format', ...this.preLogNames(http)];
-    handled.push(...this.common(http, 'http', 'http'));
-    if (http.log_format !== undefined) this.warn('http.log_format', 'custom log formats have no equivalent: wmproxy writes nginx "combined" or JSON (log.access_format)');
-    asArray(http.upstream).forEach((upstream, index) => this.upstream(upstream, `http.upstream[${index}]`));
+    const path = ['http'];
+    const handled = ['server', 'upstream', ...this.common(http, path, 'http')];
+    this.tables(http, 'upstream', path).forEach(({ value, at }) => this.upstream(value, at));
     const servers: Out[] = [];
-    asArray(http.server).forEach((server, index) => {
-      if (isTable(server)) servers.push(this.server(server, `http.server[${index}]`));
-      else this.warn(`http.server[${index}]`, 'expected a table (ignored)');
-    });
+    for (const { value, at } of this.tables(http, 'server', path)) servers.push(this.server(value, at, ['server', servers.length]));
     if (servers.length > 0) out.server = servers;
-    this.rest(http, 'http', handled, { limit_req_zone: 'no equivalent: rate limiting is not part of wmproxy (ignored)' });
+    this.rest(http, path, handled, { ...COMMON_NOTES, limit_req_zone: RATE, proxy_url: 'only a location proxies in wmproxy (ignored)' });
   }
 
-  private preLogNames(table: Table): string[] {
-    if (isTable(table.log_names)) this.logNames = { ...this.logNames, ...table.log_names };
-    return table.log_names !== undefined ? ['log_names'] : [];
-  }
-
-  private upstream(upstream: unknown, path: string, prefix = ''): string | undefined {
-    if (!isTable(upstream)) {
-      this.warn(path, 'expected a table (ignored)');
-      return undefined;
-    }
-    let name = typeof upstream.name === 'string' && upstream.name !== '' ? upstream.name : `upstream-${this.upstreams.length}`;
+  private upstream(upstream: Table, path: Path, prefix = ''): string | undefined {
+    const given = this.string(upstream, 'name', path);
+    let name = given !== undefined && given !== '' ? given : `upstream-${this.upstreams.length}`;
     if (this.upstreamNames.has(name)) {
       const renamed = `${prefix || 'dup-'}${name}`;
-      this.warn(`${path}.name`, `"${name}" is already an upstream: renamed "${renamed}"`);
+      this.warn([...path, 'name'], `"${name}" is already an upstream: renamed "${renamed}"`);
       name = renamed;
     }
+    const native = ['upstream', this.upstreams.length];
     const servers: Array<Out | string> = [];
-    asArray(upstream.server).forEach((server, index) => {
-      const at = `${path}.server[${index}]`;
-      if (!isTable(server) || typeof server.addr !== 'string') return this.warn(at, 'expected a table with addr (ignored)');
-      const entry: Out = { address: server.addr };
-      if (typeof server.weight === 'number') entry.weight = server.weight;
-      servers.push(Object.keys(entry).length === 1 ? server.addr : entry);
-      if (typeof server.fall_times === 'number') this.passiveValue('fall', server.fall_times, `${at}.fall_times`);
-      if (typeof server.rise_times === 'number') this.passiveValue('rise', server.rise_times, `${at}.rise_times`);
-      if (server.fail_timeout !== undefined) {
-        const value = this.duration(server.fail_timeout, `${at}.fail_timeout`);
-        if (value !== undefined) this.passiveValue('failTimeout', value, `${at}.fail_timeout`);
-      }
+    for (const { value: server, at } of this.tables(upstream, 'server', path)) {
+      const address = this.address(server, 'addr', at);
+      if (address === undefined && absent(server.addr)) this.error([...at, 'addr'], `${EXPECT.address} (required)`, 'nothing');
+      const weight = this.integer(server, 'weight', at, 1, 65535);
+      const fall = this.integer(server, 'fall_times', at, 1);
+      const rise = this.integer(server, 'rise_times', at, 1);
+      const failTimeout = this.duration(server, 'fail_timeout', at);
       this.rest(server, at, ['addr', 'weight', 'fall_times', 'rise_times', 'fail_timeout'], { status: 'no equivalent: health comes from the checks (ignored)' });
-    });
+      if (address === undefined) continue;
+      this.from([...native, 'servers', servers.length], at);
+      if (weight !== undefined) this.from([...native, 'servers', servers.length, 'weight'], [...at, 'weight']);
+      servers.push(weight === undefined ? address : { address, weight });
+      if (fall !== undefined) this.passiveValue('fall', fall, [...at, 'fall_times'], ['health', 'passive', 'consecutive_failures']);
+      if (rise !== undefined) this.passiveValue('rise', rise, [...at, 'rise_times'], ['health', 'rise']);
+      if (failTimeout !== undefined) this.passiveValue('failTimeout', failTimeout, [...at, 'fail_timeout'], ['health', 'passive', 'window'], ['health', 'passive', 'ejection_time']);
+    }
+    this.rest(upstream, path, ['name', 'server'], { bind: 'not needed: the stream server says tcp or udp (ignored)' });
     if (servers.length === 0) {
+      this.forget(native);
       this.warn(path, 'no servers (upstream dropped)');
       return undefined;
     }
+    this.from(native, path);
+    if (given !== undefined) this.from([...native, 'name'], [...path, 'name']);
     this.upstreamNames.add(name);
     this.upstreams.push({ name, servers });
-    this.rest(upstream, path, ['name', 'server'], { bind: 'not needed: the stream server says tcp or udp (ignored)' });
     return name;
   }
 
-  private passiveValue(key: 'fall' | 'rise' | 'failTimeout', value: number | string, path: string): void {
+  private passiveValue(key: 'fall' | 'rise' | 'failTimeout', value: number | string, path: Path, ...natives: Path[]): void {
     const current = this.passive[key];
-    if (current === undefined) (this.passive as Record<string, unknown>)[key] = value;
-    else if (current !== value) this.warn(path, `passive checks are global in wmproxy; ${JSON.stringify(current)} from an earlier server is used`);
+    if (current === undefined) {
+      (this.passive as Record<string, unknown>)[key] = value;
+      for (const native of natives) this.from(native, path);
+    } else if (current !== value) this.warn(path, `passive checks are global in wmproxy; ${JSON.stringify(current)} from an earlier server is used`);
   }
 
   /** An upstream for `http://name` or `http://host:port`. */
-  private upstreamFor(url: string, path: string): string | undefined {
-    const match = /^(https?):\/\/([^/]+)/i.exec(url.trim());
-    if (!match) {
-      this.warn(path, `${JSON.stringify(url)} is not an http:// or https:// URL (ignored)`);
-      return undefined;
-    }
+  private upstreamFor(url: string, path: Path): string | undefined {
+    const match = /^(https?):\/\/([^/\s]+)/i.exec(url.trim());
+    if (!match) return this.wrong(path, 'an http:// or https:// URL, or the name of an upstream as http://NAME', url);
     const host = match[2]!;
     if (this.upstreamNames.has(host)) return host;
     const tls = match[1]!.toLowerCase() === 'https';
     const address = /:\d+$/.test(host) ? host : `${host}:${tls ? 443 : 80}`;
-    const name = host;
-    this.upstreamNames.add(name);
-    this.upstreams.push({ name, servers: [tls ? { address, tls: true } : address] });
-    return name;
+    try {
+      parseAddress(address);
+    } catch {
+      return this.wrong(path, 'an http:// or https:// URL, or the name of an upstream as http://NAME', url);
+    }
+    this.from(['upstream', this.upstreams.length], path);
+    this.upstreamNames.add(host);
+    this.upstreams.push({ name: host, servers: [tls ? { address, tls: true } : address] });
+    return host;
   }
 
-  private headers(value: unknown, path: string, request: string[], response: string[]): void {
-    asArray(value).forEach((entry, index) => {
-      const at = `${path}[${index}]`;
-      const words = typeof entry === 'string' ? splitWords(entry) : Array.isArray(entry) ? entry.map(String) : undefined;
-      if (!words || words.length < 2) return this.warn(at, 'expected a header rule such as ["+", "name", "value"] (ignored)');
+  /** The original's header rules (`"proxy + name value"`, or the older `["proxy", "+", "name", "value"]`); a malformed one is an error, since a dropped rule may be a security header. */
+  private headers(table: Table, path: Path, request: string[], response: string[]): void {
+    const value = table.headers;
+    if (absent(value)) return;
+    if (!Array.isArray(value)) return void this.wrong([...path, 'headers'], EXPECT.headers, value);
+    value.forEach((entry, index) => {
+      const at = [...path, 'headers', index];
+      const words = typeof entry === 'string' ? splitWords(entry) : Array.isArray(entry) && entry.every((word) => typeof word === 'string') ? [...(entry as string[])] : undefined;
+      if (!words || words.length < 2) return void this.wrong(at, 'a header rule such as "proxy x-real-ip {client_ip}", "+ name value" or "- name"', entry);
       let target = response;
       if (words[0] === 'proxy') {
         target = request;
@@ -279,175 +580,309 @@ class Converter {
       const op = words[0] === '+' ? 'add' : words[0] === '-' ? 'remove' : words[0] === '?' ? 'add_if_missing' : undefined;
       if (op) words.shift();
       if (op === 'remove') {
-        if (words[0]) target.push(`remove ${words[0]}`);
+        // The original ignores a value after "- name".
+        if (words.length === 0) return void this.wrong(at, 'a header rule such as "- name"', entry);
+        target.push(`remove ${words[0]}`);
         return;
       }
-      if (words.length < 2) return this.warn(at, 'expected a name and a value (ignored)');
-      const value = words.slice(1).join(' ');
-      target.push(`${op ?? 'set'} ${words[0]} ${value}`);
+      if (words.length < 2) return void this.wrong(at, 'a header rule with a name and a value, such as "+ name value"', entry);
+      target.push(`${op ?? 'set'} ${words[0]} ${words.slice(1).join(' ')}`);
     });
   }
 
-  private server(server: Table, path: string): Out {
+  private server(server: Table, path: Path, native: Path): Out {
     const out: Out = {};
-    const listen = asArray(server.bind_addr).flatMap((value) => (typeof value === 'string' ? value.split(/[\s,]+/).filter(Boolean) : []));
-    out.listen = listen.length === 1 ? listen[0] : listen.length > 0 ? listen : '127.0.0.1:80';
-    if (listen.length === 0) this.warn(`${path}.bind_addr`, 'missing: 127.0.0.1:80 assumed');
-    const names = typeof server.server_name === 'string' ? server.server_name.split(/\s+/).filter(Boolean) : [];
-    if (names.length > 0) out.server_name = names;
-    if (typeof server.cert === 'string' && typeof server.key === 'string') out.tls = { cert: server.cert, key: server.key };
+    this.from(native, path);
+    const listen = this.addresses(server, 'bind_addr', path);
+    if (listen === undefined && absent(server.bind_addr)) this.error([...path, 'bind_addr'], `${EXPECT.addresses} (required)`, 'nothing');
+    out.listen = listen === undefined ? '127.0.0.1:80' : listen.length === 1 ? listen[0] : listen;
+    if (listen !== undefined) this.from([...native, 'listen'], [...path, 'bind_addr']);
+    const names = this.string(server, 'server_name', path)?.split(/\s+/).filter(Boolean) ?? [];
+    if (names.length > 0) {
+      out.server_name = names;
+      this.from([...native, 'server_name'], [...path, 'server_name']);
+    }
+    const cert = this.string(server, 'cert', path, true);
+    const key = this.string(server, 'key', path, true);
+    if (cert !== undefined && key !== undefined) {
+      out.tls = { cert, key };
+      this.from([...native, 'tls'], [...path, 'cert']);
+      this.from([...native, 'tls', 'cert'], [...path, 'cert']);
+      this.from([...native, 'tls', 'key'], [...path, 'key']);
+    } else {
+      // Serving plain HTTP where the file asked for TLS is not a conversion.
+      for (const [name, other] of [['cert', 'key'], ['key', 'cert']] as const) {
+        if (absent(server[name]) && !absent(server[other])) this.error([...path, name], `a file name (${other} is set: cert and key come together)`, 'nothing');
+      }
+    }
     const request: string[] = [];
     const response: string[] = [];
-    this.headers(server.headers, `${path}.headers`, request, response);
+    this.headers(server, path, request, response);
     if (request.length > 0) out.request_headers = request;
     if (response.length > 0) out.response_headers = response;
     // Upstreams nested in the server are global in wmproxy.
-    asArray(server.upstream).forEach((upstream, index) => this.upstream(upstream, `${path}.upstream[${index}]`));
-    const upName = typeof server.up_name === 'string' && server.up_name !== '' ? server.up_name : undefined;
-    const root = typeof server.root === 'string' && server.root !== '' ? server.root : undefined;
+    this.tables(server, 'upstream', path).forEach(({ value, at }) => this.upstream(value, at));
+    const upName = this.string(server, 'up_name', path) || undefined;
+    const root = this.string(server, 'root', path) || undefined;
+    // Before the locations: a server's timeouts and log names come before theirs.
+    const common = this.common(server, path, 'server');
     const locations: Out[] = [];
-    asArray(server.location).forEach((location, index) => {
-      if (isTable(location)) {
-        const converted = this.location(location, `${path}.location[${index}]`, upName, root);
-        if (converted) locations.push(converted);
-      } else this.warn(`${path}.location[${index}]`, 'expected a table (ignored)');
-    });
+    for (const { value, at } of this.tables(server, 'location', path)) {
+      const where = [...native, 'location', locations.length];
+      const converted = this.location(value, at, upName, root, path, where);
+      if (converted) locations.push(converted);
+      else this.forget(where);
+    }
     if (locations.length === 0) {
-      if (upName) locations.push({ path: '/', upstream: upName });
-      else if (root) locations.push({ path: '/', static: { root } });
-      else {
+      const where = [...native, 'location', 0];
+      if (upName) {
+        locations.push({ path: '/', upstream: upName });
+        this.from(where, [...path, 'up_name']);
+      } else if (root) {
+        locations.push({ path: '/', static: { root } });
+        this.from(where, [...path, 'root']);
+      } else {
         locations.push({ path: '/', respond: { status: 404, body: 'not found\n' } });
         this.warn(path, 'no location, up_name or root: answers 404');
       }
     }
     out.location = locations;
-    const handled = ['bind_addr', 'server_name', 'cert', 'key', 'headers', 'upstream', 'up_name', 'root', 'location', 'is_ws'];
-    handled.push(...this.common(server, path, 'server'));
+    const handled = ['bind_addr', 'server_name', 'cert', 'key', 'headers', 'upstream', 'up_name', 'root', 'location', ...common];
     this.rest(server, path, handled, {
-      limit_req: 'no equivalent: rate limiting is not part of wmproxy (ignored)',
-      rate_limit_nums: 'no equivalent: rate limiting is not part of wmproxy (ignored)',
-      rate_limit_per: 'no equivalent: rate limiting is not part of wmproxy (ignored)',
-      max_read_buf: 'no equivalent: buffers are bounded by the engine (ignored)',
+      ...COMMON_NOTES,
+      is_ws: 'not needed: WebSocket upgrades are proxied by every location (ignored)',
+      bind_ssl: 'not converted: add a [[server]] with tls and these addresses to the converted file (ignored)',
       bind_mode: 'HTTP servers are always tcp (ignored)',
+      proxy_url: 'only a location proxies in wmproxy: set reverse_proxy in the locations (ignored)',
+      rate_limit_nums: RATE,
+      rate_limit_per: RATE,
     });
     return out;
   }
 
-  private location(location: Table, path: string, upName: string | undefined, serverRoot: string | undefined): Out | undefined {
+  private location(location: Table, path: Path, upName: string | undefined, serverRoot: string | undefined, serverPath: Path, native: Path): Out | undefined {
     const out: Out = {};
+    this.from(native, path);
+    const handled = ['rule', 'method', 'headers', 'up_name', 'reverse_proxy', 'proxy_pass', 'proxy_url', 'file_server', 'root', 'is_ws', 'upstream', 'static_response'];
+    let named = false;
     const rule = location.rule;
-    const handled = ['rule', 'method', 'headers', 'up_name', 'reverse_proxy', 'proxy_pass', 'proxy_url', 'file_server', 'root', 'is_ws', 'upstream'];
-    if (typeof rule === 'string' || rule === undefined) this.rule(rule ?? '/', out, `${path}.rule`);
+    if (absent(rule)) this.error([...path, 'rule'], 'a path rule such as "/" or "/api" (required)', 'nothing');
+    else if (typeof rule === 'string') named = this.rule(rule, out, [...path, 'rule'], native);
     else if (isTable(rule)) {
-      if (typeof rule.path === 'string') this.rule(rule.path, out, `${path}.rule.path`);
-      if (typeof rule.method === 'string') out.methods = [rule.method.toUpperCase()];
-      if (typeof rule.client_ip === 'string') out.client_ips = [rule.client_ip];
-      this.rest(rule, `${path}.rule`, ['path', 'method', 'client_ip']);
+      const at = [...path, 'rule'];
+      const rulePath = this.string(rule, 'path', at);
+      if (rulePath !== undefined) named = this.rule(rulePath, out, [...at, 'path'], native);
+      const method = this.string(rule, 'method', at, true);
+      if (method !== undefined) {
+        out.methods = methods(method);
+        this.from([...native, 'methods'], [...at, 'method']);
+      }
+      const clients = this.ips(rule, 'client_ip', at);
+      if (clients !== undefined) {
+        out.client_ips = clients;
+        this.from([...native, 'client_ips'], [...at, 'client_ip']);
+      }
+      // Dropping a condition would make the location match more than the file says.
+      for (const key of ['host', 'scheme']) {
+        if (absent(rule[key])) continue;
+        this.error([...at, key], `no ${key} (a location cannot match on the ${key} in wmproxy: put it in a [[http.server]] of its own${key === 'host' ? ' with that server_name' : ''}, then remove it)`, describeValue(rule[key]));
+      }
+      this.rest(rule, at, ['path', 'method', 'client_ip', 'host', 'scheme'], { remote_ip: 'not checked by the original either (ignored)' });
+    } else this.wrong([...path, 'rule'], 'a path rule such as "/api", or a table with path, method and client_ip', rule);
+    const method = this.string(location, 'method', path, true);
+    if (method !== undefined) {
+      out.methods = methods(method);
+      this.from([...native, 'methods'], [...path, 'method']);
     }
-    if (typeof location.method === 'string' && location.method !== '') out.methods = location.method.split(/[\s,|]+/).map((method) => method.toUpperCase());
+    this.boolean(location, 'is_ws', path);
     const request: string[] = [];
     const response: string[] = [];
-    this.headers(location.headers, `${path}.headers`, request, response);
+    this.headers(location, path, request, response);
     if (request.length > 0) out.request_headers = request;
     if (response.length > 0) out.response_headers = response;
-    asArray(location.upstream).forEach((upstream, index) => this.upstream(upstream, `${path}.upstream[${index}]`));
-    const url = [location.reverse_proxy, location.proxy_pass, location.proxy_url].find((value) => typeof value === 'string' && value !== '') as string | undefined;
-    if (isTable(location.file_server)) {
-      const fs = location.file_server;
-      const root = typeof fs.root === 'string' ? fs.root : typeof location.root === 'string' ? location.root : serverRoot;
-      if (!root) {
-        this.warn(`${path}.file_server`, 'no root (here, in the location or in the server): location dropped');
-        return undefined;
-      }
-      const spec: Out = { root };
-      if (typeof fs.browse === 'boolean') spec.browse = fs.browse;
-      if (Array.isArray(fs.index)) spec.index = fs.index;
-      if (Array.isArray(fs.precompressed)) spec.precompressed = fs.precompressed.length > 0;
-      if (typeof fs.cors === 'boolean') spec.cors = fs.cors;
-      if (typeof fs.path404 === 'string') spec.not_found = fs.path404;
-      if (Array.isArray(fs.hide)) spec.hide = fs.hide.map((entry) => `*${String(entry)}*`);
-      out.static = spec;
-      this.rest(fs, `${path}.file_server`, ['root', 'browse', 'index', 'precompressed', 'cors', 'path404', 'hide', 'prefix'], {
+    this.tables(location, 'upstream', path).forEach(({ value, at }) => this.upstream(value, at));
+    let urlKey: string | undefined;
+    for (const key of ['reverse_proxy', 'proxy_pass', 'proxy_url']) {
+      if (this.string(location, key, path) && urlKey === undefined) urlKey = key;
+    }
+    const locationRoot = this.string(location, 'root', path) || undefined;
+    const ownUpName = this.string(location, 'up_name', path) || undefined;
+    const staticResponse = this.string(location, 'static_response', path);
+    const fs = this.table(location, 'file_server', path);
+    const common = this.common(location, path, 'location');
+    this.rest(location, path, [...handled, ...common], {
+      ...COMMON_NOTES,
+      try_paths: 'use static.try_files instead (ignored)',
+      rate_limit_nums: RATE,
+      rate_limit_per: RATE,
+    });
+    if (named) return undefined;
+    // The original's order: file_server, then static_response, then the proxy target.
+    if (fs) {
+      const at = [...path, 'file_server'];
+      const fsRoot = this.string(fs, 'root', at) || undefined;
+      const root = fsRoot ?? locationRoot ?? serverRoot;
+      const spec: Out = {};
+      const browse = this.boolean(fs, 'browse', at);
+      if (browse !== undefined) spec.browse = browse;
+      const index = this.strings(fs, 'index', at);
+      if (index !== undefined) spec.index = index;
+      const precompressed = this.strings(fs, 'precompressed', at);
+      if (precompressed !== undefined) spec.precompressed = precompressed.length > 0;
+      const cors = this.boolean(fs, 'cors', at);
+      if (cors !== undefined) spec.cors = cors;
+      const notFound = this.string(fs, 'path404', at, true);
+      if (notFound !== undefined) spec.not_found = notFound;
+      const hide = this.strings(fs, 'hide', at);
+      if (hide !== undefined) spec.hide = hide.map((entry) => `*${entry}*`);
+      this.string(fs, 'prefix', at);
+      this.rest(fs, at, ['root', 'browse', 'index', 'precompressed', 'cors', 'path404', 'hide', 'prefix'], {
         ext_mimetype: 'no equivalent: MIME types come from mime-db (ignored)',
         default_mimetype: 'no equivalent: unknown types are application/octet-stream (ignored)',
         cache_time: 'use static.cache_control rules instead (ignored)',
         disable_compress: 'no equivalent: on-the-fly compression is off unless configured (ignored)',
+        robots: IGNORED,
+        status: 'no equivalent: a missing file is a 404 (ignored)',
+        comm: IGNORED,
       });
-      if (url) this.warn(`${path}.reverse_proxy`, 'both file_server and a proxy target: the files are served');
-    } else if (url) {
-      const name = this.upstreamFor(url, `${path}.reverse_proxy`);
+      if (!root) {
+        const reported = [fs.root, location.root].some((value) => !absent(value) && typeof value !== 'string');
+        if (!reported) this.error([...at, 'root'], 'a directory, here or in root of the location or of the server (required)', 'nothing');
+        return undefined;
+      }
+      out.static = { root, ...spec };
+      this.from([...native, 'static'], at);
+      this.from([...native, 'static', 'root'], fsRoot ? [...at, 'root'] : locationRoot ? [...path, 'root'] : [...serverPath, 'root']);
+      if (staticResponse !== undefined) this.warn([...path, 'static_response'], 'both file_server and static_response: the files are served (as in the original)');
+    } else if (staticResponse !== undefined) {
+      const match = /^\s*(\d{3})\s*(.*)$/s.exec(staticResponse);
+      out.respond = match ? { status: Number(match[1]), ...(match[2] ? { body: match[2] } : {}) } : { status: 200, body: staticResponse };
+      this.from([...native, 'respond'], [...path, 'static_response']);
+    } else if (urlKey) {
+      const name = this.upstreamFor(location[urlKey] as string, [...path, urlKey]);
       if (!name) return undefined;
       out.upstream = name;
-    } else if (typeof location.up_name === 'string' && location.up_name !== '') out.upstream = location.up_name;
-    else if (upName) out.upstream = upName;
-    else if (location.static_response !== undefined) {
-      handled.push('static_response');
-      const text = String(location.static_response);
-      const match = /^\s*(\d{3})\s*(.*)$/s.exec(text);
-      out.respond = match ? { status: Number(match[1]), ...(match[2] ? { body: match[2] } : {}) } : { status: 200, body: text };
+      this.from([...native, 'upstream'], [...path, urlKey]);
+    } else if (ownUpName) {
+      out.upstream = ownUpName;
+      this.from([...native, 'upstream'], [...path, 'up_name']);
+    } else if (upName) {
+      out.upstream = upName;
+      this.from([...native, 'upstream'], [...serverPath, 'up_name']);
     } else {
-      this.warn(path, 'no file_server, reverse_proxy or up_name: location dropped');
+      this.warn(path, 'no file_server, static_response, reverse_proxy or up_name: location dropped');
       return undefined;
     }
-    const common = this.common(location, path, 'location');
-    handled.push(...common);
-    this.rest(location, path, handled, {
-      try_paths: 'use static.try_files instead (ignored)',
-      rate_limit_nums: 'no equivalent: rate limiting is not part of wmproxy (ignored)',
-      rate_limit_per: 'no equivalent: rate limiting is not part of wmproxy (ignored)',
-      limit_req: 'no equivalent: rate limiting is not part of wmproxy (ignored)',
-      static_response: 'ignored: the location already has a target',
-    });
+    if (urlKey && out.upstream === undefined) this.warn([...path, urlKey], `both ${out.static ? 'file_server' : 'static_response'} and a proxy target: the ${out.static ? 'files are' : 'response is'} served (as in the original)`);
     return out;
   }
 
-  private rule(rule: string, out: Out, path: string): void {
+  /** Returns true for a named matcher (`@name`), which only try_paths reach in the original. */
+  private rule(rule: string, out: Out, path: Path, native: Path): boolean {
     const text = rule.trim();
+    if (text.startsWith('@')) {
+      // Matching "/" instead would send every request there.
+      this.warn(path, `named location ${text} (reached only through try_paths) has no equivalent: location dropped`);
+      return true;
+    }
     if (text.startsWith('~*')) {
       out.regex = text.slice(2).trim();
       out.regex_flags = 'i';
-    } else if (text.startsWith('~')) out.regex = text.slice(1).trim();
-    else if (text.startsWith('=')) out.exact = text.slice(1).trim();
-    else if (text.startsWith('/')) out.path = text;
-    else if (text.startsWith('@')) this.warn(path, `named matcher ${text} has no equivalent: "/" used`);
-    else out.path = `/${text}`;
+      this.from([...native, 'regex'], path);
+    } else if (text.startsWith('~')) {
+      out.regex = text.slice(1).trim();
+      this.from([...native, 'regex'], path);
+    } else if (text.startsWith('=')) {
+      out.exact = text.slice(1).trim();
+      this.from([...native, 'exact'], path);
+    } else {
+      out.path = text.startsWith('/') ? text : `/${text}`;
+      this.from([...native, 'path'], path);
+    }
+    return false;
   }
 
   private stream(stream: Table, out: Out): void {
     const names = new Map<string, string>();
-    asArray(stream.upstream).forEach((upstream, index) => {
-      const original = isTable(upstream) && typeof upstream.name === 'string' ? upstream.name : undefined;
-      const name = this.upstream(upstream, `stream.upstream[${index}]`, 'stream-');
+    this.tables(stream, 'upstream', ['stream']).forEach(({ value, at }) => {
+      const original = typeof value.name === 'string' ? value.name : undefined;
+      const name = this.upstream(value, at, 'stream-');
       if (original && name) names.set(original, name);
     });
     const streams: Out[] = [];
-    asArray(stream.server).forEach((server, index) => {
-      const path = `stream.server[${index}]`;
-      if (!isTable(server)) return this.warn(path, 'expected a table (ignored)');
-      const mode = typeof server.bind_mode === 'string' ? server.bind_mode : 'tcp';
-      if (mode !== 'tcp' && mode !== 'udp') return this.warn(`${path}.bind_mode`, `"${mode}" (WebSocket bridging) has no equivalent: server dropped`);
-      const listen = asArray(server.bind_addr).flatMap((value) => (typeof value === 'string' ? value.split(/[\s,]+/).filter(Boolean) : []));
-      const ref = [server.up_name, server.server_name].find((value) => typeof value === 'string' && value !== '') as string | undefined;
+    for (const { value: server, at: path } of this.tables(stream, 'server', ['stream'])) {
+      const native = ['stream', streams.length];
+      const mode = this.string(server, 'bind_mode', path) ?? 'tcp';
+      const listen = this.addresses(server, 'bind_addr', path);
+      if (listen === undefined && absent(server.bind_addr)) this.error([...path, 'bind_addr'], `${EXPECT.addresses} (required)`, 'nothing');
+      const refs = { up_name: this.string(server, 'up_name', path), server_name: this.string(server, 'server_name', path) };
+      const refKey = (['up_name', 'server_name'] as const).find((key) => refs[key]);
+      const ref = refKey ? refs[refKey] : undefined;
       let upstream = ref ? names.get(ref) ?? (this.upstreamNames.has(ref) ? ref : undefined) : undefined;
-      asArray(server.upstream).forEach((nested, at) => {
-        const name = this.upstream(nested, `${path}.upstream[${at}]`, 'stream-');
-        if (name && (!upstream || (isTable(nested) && nested.name === ref))) upstream = name;
+      let upstreamFrom: Path | undefined = upstream ? [...path, refKey!] : undefined;
+      this.tables(server, 'upstream', path).forEach(({ value: nested, at }) => {
+        const name = this.upstream(nested, at, 'stream-');
+        if (name && (!upstream || nested.name === ref)) {
+          upstream = name;
+          upstreamFrom = at;
+        }
       });
-      if (!upstream && typeof server.proxy_url === 'string') upstream = this.upstreamFor(server.proxy_url.replace(/^tcp:/, 'http:'), `${path}.proxy_url`);
-      if (listen.length === 0 || !upstream) return this.warn(path, `missing ${listen.length === 0 ? 'bind_addr' : 'upstream (up_name / server_name)'}: server dropped`);
+      const proxyUrl = this.string(server, 'proxy_url', path, true);
+      const timeoutKey = absent(server.timeout) ? 'client_timeout' : 'timeout';
+      const timeout = this.duration(server, timeoutKey, path);
+      const ignored = Object.fromEntries(COMMON_KEYS.map((key) => [key, 'no effect on a stream (ignored)']));
+      for (const key of ['bind_ssl', 'root', 'cert', 'key', 'headers', 'location', 'is_ws']) ignored[key] = 'no effect on a stream (ignored)';
+      this.rest(server, path, ['bind_addr', 'bind_mode', 'up_name', 'server_name', 'upstream', 'proxy_url', 'timeout', 'client_timeout'], ignored);
+      if (mode === 'ws2tcp' || mode === 'tcp2ws') {
+        this.warn([...path, 'bind_mode'], `"${mode}" (WebSocket bridging) has no equivalent: server dropped`);
+        continue;
+      }
+      if (mode !== 'tcp' && mode !== 'udp') {
+        this.wrong([...path, 'bind_mode'], 'one of "tcp", "udp", "ws2tcp", "tcp2ws"', server.bind_mode);
+        continue;
+      }
+      if (!upstream && proxyUrl !== undefined) {
+        upstream = this.upstreamFor(proxyUrl.replace(/^tcp:/i, 'http:'), [...path, 'proxy_url']);
+        upstreamFrom = [...path, 'proxy_url'];
+      }
+      if (!upstream) {
+        if (ref !== undefined) this.wrong([...path, refKey!], `the name of a [[stream.upstream]]${names.size > 0 ? ` (${[...names.keys()].map((name) => JSON.stringify(name)).join(', ')})` : ''}`, ref);
+        else if (proxyUrl === undefined) this.error([...path, 'up_name'], 'the name of a [[stream.upstream]], or proxy_url (required)', 'nothing');
+        continue;
+      }
+      if (listen === undefined) continue;
       const entry: Out = { listen: listen.length === 1 ? listen[0] : listen, upstream };
+      this.from(native, path);
+      this.from([...native, 'listen'], [...path, 'bind_addr']);
+      this.from([...native, 'upstream'], upstreamFrom!);
       if (mode === 'udp') entry.protocol = 'udp';
-      const timeout = server.timeout ?? server.client_timeout;
       if (timeout !== undefined) {
-        const value = this.duration(timeout, `${path}.timeout`);
-        if (value) entry.idle_timeout = value;
+        entry.idle_timeout = timeout;
+        this.from([...native, 'idle_timeout'], [...path, timeoutKey]);
       }
       streams.push(entry);
-      this.rest(server, path, ['bind_addr', 'bind_mode', 'up_name', 'server_name', 'upstream', 'proxy_url', 'timeout', 'client_timeout']);
-    });
+    }
     if (streams.length > 0) out.stream = streams;
-    this.rest(stream, 'stream', ['server', 'upstream']);
+    this.rest(stream, ['stream'], ['server', 'upstream']);
   }
+}
+
+/** Reachable from other hosts: a wildcard or a non-loopback address. */
+function exposed(listen: string): boolean {
+  try {
+    const parsed = parseAddress(listen);
+    return parsed.wildcard || !isLoopback(parsed.host);
+  } catch {
+    return false;
+  }
+}
+
+/** `get post` or `GET|POST` → ["GET", "POST"]. */
+function methods(text: string): string[] {
+  return text
+    .split(/[\s,|]+/)
+    .filter(Boolean)
+    .map((method) => method.toUpperCase());
 }
 
 /** Words of `proxy + key "val 1"`, honouring quotes as the original does. */
@@ -465,10 +900,21 @@ function reorder(out: Out): Out {
   return sorted;
 }
 
-/** Convert a configuration in the original wmproxy's format; every key without an equivalent gets a warning. */
-export function convertOriginal(data: unknown): ConversionResult {
-  const converter = new Converter();
-  if (!isTable(data)) return { config: {}, warnings: ['the file is not a table'] };
-  const config = converter.convert(data);
-  return { config, warnings: converter.warnings };
+/**
+ * Convert a configuration in the original wmproxy's format: every key
+ * without an equivalent gets a warning; a wrongly typed value, an unknown
+ * key or an open proxy is a ConfigError (or, with `keepGoing`, an issue).
+ */
+export function convertOriginal(data: unknown, options: ConversionOptions = {}): ConversionResult {
+  const file = options.file ?? '<inline>';
+  const converter = new Converter(file);
+  let config: ConfigFile = {};
+  if (isTable(data)) config = converter.convert(data);
+  else {
+    converter.issues.add('', 'a table of settings', describeValue(data));
+    converter.complete = false;
+  }
+  const issues = converter.issues.issues;
+  if (issues.length > 0 && !options.keepGoing) throw new ConfigError(file, issues);
+  return { config, warnings: converter.warnings, issues, complete: converter.complete, origins: converter.origins };
 }

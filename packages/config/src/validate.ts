@@ -26,14 +26,19 @@ if (!FormatRegistry.Has('wmproxy-address')) {
   FormatRegistry.Set('wmproxy-regex', (value) => succeeds(() => new RegExp(value)));
 }
 
-/** `/upstream/0/servers/1` → `upstream[0].servers[1]`. */
-export function pointerToPath(pointer: string): string {
+/** `/upstream/0/servers/1` → `upstream[0].servers[1]`; with `data`, a digit key of a table stays a key (`health["0"]`), only list positions are indices. */
+export function pointerToPath(pointer: string, data?: unknown): string {
   if (pointer === '') return '';
+  let node = data;
   const segments = pointer
     .slice(1)
     .split('/')
     .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+    .map((part) => {
+      const index = /^\d+$/.test(part) && (data === undefined || Array.isArray(node));
+      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined;
+      return index ? Number(part) : part;
+    });
   return joinPath(segments);
 }
 
@@ -103,7 +108,13 @@ function levenshtein(a: string, b: string): number {
   return row[b.length]!;
 }
 
-function report(error: ValueError, issues: IssueList, seen: Set<string>): void {
+/** Expected and found of an unknown key, with a "did you mean" when a known key is close (the original format's loader says the same). */
+export function unknownKey(key: string, known: readonly string[]): { expected: string; found: string } {
+  const guess = closest(key, [...known]);
+  return { expected: guess ? `a known key (did you mean "${guess}"?)` : `one of the keys ${known.join(', ')}`, found: `unknown key "${key}"` };
+}
+
+function report(error: ValueError, issues: IssueList, seen: Set<string>, data: unknown): void {
   const schema = error.schema as SchemaLike;
   // A union (e.g. "address or table"): when the value's shape picks one variant, report inside it.
   if (error.type === ValueErrorType.Union && Array.isArray(schema.anyOf)) {
@@ -111,20 +122,17 @@ function report(error: ValueError, issues: IssueList, seen: Set<string>): void {
     const shape = Array.isArray(error.value) ? 'array' : isPlainObject(error.value) ? 'object' : undefined;
     const index = shape ? variants.findIndex((variant) => variant.type === shape) : -1;
     if (index >= 0 && variants.filter((variant) => variant.type === shape).length === 1) {
-      for (const inner of error.errors[index]!) report(inner, issues, seen);
+      for (const inner of error.errors[index]!) report(inner, issues, seen, data);
       return;
     }
   }
-  let path = pointerToPath(error.path);
+  let path = pointerToPath(error.path, data);
   let expected = expectedOf(schema);
   let found = describeValue(error.value);
   if (error.type === ValueErrorType.ObjectAdditionalProperties) {
     // TypeBox reports the unknown key's own path, with the object's schema.
-    const key = error.path.slice(error.path.lastIndexOf('/') + 1);
-    const known = Object.keys((schema.properties as Record<string, unknown>) ?? {});
-    const guess = closest(key, known);
-    expected = guess ? `a known key (did you mean "${guess}"?)` : `one of the keys ${known.join(', ')}`;
-    found = `unknown key "${key}"`;
+    const key = error.path.slice(error.path.lastIndexOf('/') + 1).replace(/~1/g, '/').replace(/~0/g, '~');
+    ({ expected, found } = unknownKey(key, Object.keys((schema.properties as Record<string, unknown>) ?? {})));
   } else if (error.type === ValueErrorType.ObjectRequiredProperty || error.value === undefined) {
     expected = `${expectedOf(schema)} (required)`;
     found = 'nothing';
@@ -148,7 +156,7 @@ export function validateSchema(data: unknown, issues: IssueList, schema: TSchema
   const pointers: string[] = [];
   for (const error of Value.Errors(schema, data)) {
     pointers.push(error.path);
-    report(error, issues, seen);
+    report(error, issues, seen, data);
   }
   return pointers;
 }
