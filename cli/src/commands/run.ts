@@ -53,7 +53,8 @@ export default class Run extends WmproxyCommand {
     }
     for (const warning of config.warnings) process.stderr.write(`warning: ${warning}\n`);
     for (const service of instance.status().services) {
-      this.log(`${service.kind} ${service.name} listening on ${service.addresses.join(', ')}`);
+      // The configured addresses should a service not report bound ones: never an empty line.
+      this.log(`${service.kind} ${service.name} listening on ${(service.addresses.length > 0 ? service.addresses : service.listen).join(', ')}`);
     }
     const stop = () => void instance.stop().then(done);
     process.on('SIGTERM', stop);

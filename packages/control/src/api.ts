@@ -12,46 +12,53 @@
  *   POST /reload      re-read the configuration file (errors: 422, the running one stays)
  *   POST /stop        graceful stop
  *
- * A bearer token (`Authorization: Bearer T`, or `?token=T` for the page and
- * the event stream) is needed for every endpoint when the API listens on a
- * non-loopback address, and for POST endpoints whenever one is configured.
- * `/healthz` is open to all: it tells nothing but "alive", and container and
- * orchestrator probes should not need a secret.
+ * Every request passes `RequestGuard` first (guard.ts): the bearer token
+ * (`Authorization: Bearer T`, or `?token=T` for the page and the event
+ * stream) for every endpoint off loopback and for mutations whenever one is
+ * set, the Host check against DNS rebinding, and the cross-site checks on
+ * mutations. `/healthz` is open to all: it tells nothing but "alive", and
+ * container and orchestrator probes should not need a secret.
+ *
+ * The port is never shared: Elysia binds with SO_REUSEPORT unless told not
+ * to, and a second instance (or anything else) on the same port would then
+ * answer some of the requests meant for this one.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { Elysia } from 'elysia';
-import { formatHostPort, isLoopback, listenHost, parseAddress } from '@wmproxy/core-net';
+import { formatHostPort, isLoopback, listenHost, parseAddress, silentLogger, type Address, type Logger } from '@wmproxy/core-net';
 import type { ControlConfig } from '@wmproxy/config';
 import { DASHBOARD_HTML } from './dashboard.js';
+import { HEALTHZ_PATH, RequestGuard, type GuardSettings } from './guard.js';
 import type { Instance, InstanceEvent } from './instance.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
 const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
 const KEEPALIVE_MS = 5_000;
-const HEALTHZ_PATH = '/healthz';
-
-function tokenMatches(expected: string, given: string | undefined): boolean {
-  if (given === undefined) return false;
-  const a = Buffer.from(expected);
-  const b = Buffer.from(given);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-function givenToken(request: Request): string | undefined {
-  const header = request.headers.get('authorization');
-  if (header && /^bearer\s+/i.test(header)) return header.replace(/^bearer\s+/i, '').trim();
-  const query = new URL(request.url).searchParams.get('token');
-  return query ?? undefined;
-}
+/** Node's wording for the listen errors a user can act on; Bun's own messages name neither the code nor the address. */
+const LISTEN_REASONS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied',
+  EADDRNOTAVAIL: 'address not available',
+};
 
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body, null, 2) + '\n', { status, headers: JSON_HEADERS });
 }
 
-/** The API's own state: the settings can change on reload without a restart (same address). */
-interface Access {
-  token: string | undefined;
-  loopback: boolean;
+function guardSettings(config: ControlConfig, address: Address): GuardSettings {
+  return {
+    token: config.token,
+    loopback: !address.wildcard && isLoopback(address.host),
+    allowedHosts: config.allowedHosts,
+    listenHost: address.host,
+  };
+}
+
+/** One line saying which listener failed and why, with the system code kept on `code`. */
+function listenFailure(error: unknown, address: string): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  const reason = typeof code === 'string' ? LISTEN_REASONS[code] : undefined;
+  const detail = reason ? `listen ${String(code)}: ${reason} ${address}` : `listen ${address}: ${(error as Error).message ?? String(error)}`;
+  return Object.assign(new Error(`control API: ${detail}`, { cause: error }), typeof code === 'string' ? { code } : {});
 }
 
 /** Open event streams, closed on shutdown so that the server can stop. */
@@ -105,22 +112,11 @@ class EventStreams {
   }
 }
 
-function buildApp(instance: Instance, access: Access, streams: EventStreams, adapter: unknown): Elysia {
+function buildApp(instance: Instance, guard: RequestGuard, streams: EventStreams, adapter: unknown): Elysia {
   const app = new Elysia(adapter ? { adapter: adapter as never } : {});
   return app
-    .onBeforeHandle(({ request, path }) => {
-      const mutating = request.method !== 'GET' && request.method !== 'HEAD';
-      // The path exactly: `/status?x=/healthz` is not liveness.
-      if (!mutating && path === HEALTHZ_PATH) return;
-      const needs = !access.loopback || (mutating && access.token !== undefined);
-      if (!needs) return;
-      if (access.token === undefined || !tokenMatches(access.token, givenToken(request))) {
-        return new Response(JSON.stringify({ error: 'a valid bearer token is required' }) + '\n', {
-          status: 401,
-          headers: { ...JSON_HEADERS, 'www-authenticate': 'Bearer realm="wmproxy"' },
-        });
-      }
-    })
+    // Before routing, so that unknown paths and methods are guarded too.
+    .onRequest(({ request }) => guard.check(request))
     .get('/', () => new Response(DASHBOARD_HTML, { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } }))
     .get(HEALTHZ_PATH, () =>
       instance.stopping
@@ -158,44 +154,56 @@ export class ControlServer {
   readonly address: string;
   private readonly app: Elysia;
   private readonly streams: EventStreams;
-  private readonly access: Access;
+  private readonly guard: RequestGuard;
+  private readonly bind: Address;
   private readonly nodeServer: NodeServerInfo | undefined;
 
-  private constructor(app: Elysia, address: string, streams: EventStreams, access: Access, nodeServer: NodeServerInfo | undefined) {
+  private constructor(app: Elysia, address: string, streams: EventStreams, guard: RequestGuard, bind: Address, nodeServer: NodeServerInfo | undefined) {
     this.app = app;
     this.address = address;
     this.streams = streams;
-    this.access = access;
+    this.guard = guard;
+    this.bind = bind;
     this.nodeServer = nodeServer;
   }
 
-  static async start(instance: Instance, config: ControlConfig): Promise<ControlServer> {
+  /** Listen on `config.listen`; a port already taken (by anything) fails with `code` EADDRINUSE. `logger` gets the refusals. */
+  static async start(instance: Instance, config: ControlConfig, logger: Logger = silentLogger): Promise<ControlServer> {
     const address = parseAddress(config.listen);
     const hostname = listenHost(address);
-    const access: Access = { token: config.token, loopback: !address.wildcard && isLoopback(address.host) };
+    const guard = new RequestGuard(guardSettings(config, address), logger);
     const streams = new EventStreams(instance);
     const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined';
     if (onBun) {
-      const app = buildApp(instance, access, streams, undefined);
-      app.listen({ hostname, port: address.port, idleTimeout: 255 } as never);
+      const app = buildApp(instance, guard, streams, undefined);
+      try {
+        app.listen({ hostname, port: address.port, idleTimeout: 255, reusePort: false } as never);
+      } catch (error) {
+        throw listenFailure(error, formatHostPort(hostname, address.port));
+      }
       const port = (app.server as { port?: number } | null)?.port ?? address.port;
-      return new ControlServer(app, formatHostPort(hostname, port), streams, access, undefined);
+      return new ControlServer(app, formatHostPort(hostname, port), streams, guard, address, undefined);
     }
     const { node } = await import('@elysiajs/node');
-    const app = buildApp(instance, access, streams, node());
+    const app = buildApp(instance, guard, streams, node());
     let info: NodeServerInfo | undefined;
-    app.listen({ hostname, port: address.port, gracefulShutdown: false, silent: true } as never, (server: unknown) => {
-      info = server as NodeServerInfo;
-    });
-    await info?.raw?.ready();
+    try {
+      // reusePort: @elysiajs/node asks for it, and Node honours it from 22.12 on.
+      app.listen({ hostname, port: address.port, gracefulShutdown: false, silent: true, reusePort: false } as never, (server: unknown) => {
+        info = server as NodeServerInfo;
+      });
+      await info?.raw?.ready();
+    } catch (error) {
+      throw listenFailure(error, formatHostPort(hostname, address.port));
+    }
     const bound = info?.raw?.node?.server?.address();
     const port = typeof bound === 'object' && bound ? bound.port : address.port;
-    return new ControlServer(app, formatHostPort(hostname, port), streams, access, info);
+    return new ControlServer(app, formatHostPort(hostname, port), streams, guard, address, info);
   }
 
-  /** New token (same address): applies at once. */
+  /** New token or allowed hosts (same address): applies at once. */
   configure(config: ControlConfig): void {
-    this.access.token = config.token;
+    this.guard.configure(guardSettings(config, this.bind));
   }
 
   async close(): Promise<void> {

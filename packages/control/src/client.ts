@@ -1,5 +1,6 @@
 /** A client of the control API, for `wmproxy status|reload|stop` and scripts. */
 import { DEFAULT_CONTROL_LISTEN } from '@wmproxy/config';
+import { REQUEST_HEADER } from './guard.js';
 
 export interface ControlClientOptions {
   /** `host:port` or `http://host:port` of the control API (default 127.0.0.1:8837). */
@@ -38,7 +39,8 @@ export class ControlClient {
     try {
       response = await fetch(this.base + path, {
         method,
-        headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
+        // The API refuses mutations without it (or JSON, or a token): no browser sends it on a cross-site request.
+        headers: this.token ? { [REQUEST_HEADER]: '1', authorization: `Bearer ${this.token}` } : { [REQUEST_HEADER]: '1' },
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (error) {

@@ -1,7 +1,9 @@
 /**
  * The dashboard: one self-contained HTML page (no build step, no external
  * assets) that reads /status and /upstreams and follows /events, so that a
- * server's row changes colour the moment its health changes.
+ * server's row changes colour the moment its health changes. It calls only
+ * its own origin, with the `X-Wmproxy-Request` header the API asks of
+ * mutations (guard.ts), so that a button added later passes.
  */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -48,7 +50,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 (() => {
   const token = new URLSearchParams(location.search).get('token');
   const withToken = (path) => token ? path + (path.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token) : path;
-  const headers = token ? { authorization: 'Bearer ' + token } : {};
+  const headers = token ? { authorization: 'Bearer ' + token, 'x-wmproxy-request': '1' } : { 'x-wmproxy-request': '1' };
   const $ = (id) => document.getElementById(id);
   const text = (value) => value === undefined || value === null ? '' : String(value);
   function cell(row, value, className) {

@@ -105,9 +105,9 @@ export interface UpstreamView {
 const RECENT_EVENTS = 200;
 
 /** Elysia is loaded only where the control API runs: worker processes never need it. */
-async function startApi(instance: Instance, config: WmproxyConfig['control']): Promise<ControlServer> {
+async function startApi(instance: Instance, config: WmproxyConfig['control'], logger: Logger): Promise<ControlServer> {
   const { ControlServer } = await import('./api.js');
-  return ControlServer.start(instance, config);
+  return ControlServer.start(instance, config, logger);
 }
 
 export class Instance {
@@ -187,7 +187,7 @@ export class Instance {
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
-      if (config.control.enabled) instance.api = await startApi(instance, config.control);
+      if (config.control.enabled) instance.api = await startApi(instance, config.control, instance.loggerFor('control'));
     } catch (error) {
       await instance.shutdown(0);
       throw error;
@@ -398,7 +398,7 @@ export class Instance {
     await old?.close();
     if (!this.config.control.enabled || this.stopping) return;
     try {
-      this.api = await startApi(this, this.config.control);
+      this.api = await startApi(this, this.config.control, this.loggerFor('control'));
     } catch (error) {
       this.logger.error('control API could not start', { listen: this.config.control.listen, error: (error as Error).message });
     }
@@ -455,13 +455,9 @@ export class Instance {
       });
     }
     if (this.reverse) {
-      const bound = [...this.reverse.proxy.addresses];
-      const seen = new Set<string>();
+      const bound = this.reverse.serverAddresses();
       for (const server of this.config.servers) {
-        const key = server.listen.join(',');
-        const addresses = seen.has(key) && !key.endsWith(':0') ? [] : bound.splice(0, server.listen.length);
-        seen.add(key);
-        services.push({ kind: 'http', name: server.name, listen: server.listen, addresses, serverNames: server.serverNames, tls: server.tls !== undefined, locations: server.locations.length });
+        services.push({ kind: 'http', name: server.name, listen: server.listen, addresses: bound.get(server.name) ?? [], serverNames: server.serverNames, tls: server.tls !== undefined, locations: server.locations.length });
       }
       this.config.streams.forEach((stream, index) => {
         services.push({ kind: 'stream', name: stream.name, listen: stream.listen, addresses: this.reverse!.proxy.streams[index]?.addresses ?? [], protocol: stream.protocol, upstream: stream.upstream });

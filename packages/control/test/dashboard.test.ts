@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -50,7 +52,8 @@ class Page {
   }
 
   async evaluate<T>(expression: string): Promise<T> {
-    const result = await this.send<{ result: { value: T }; exceptionDetails?: unknown }>('Runtime.evaluate', { expression, returnByValue: true });
+    // A promise is awaited in the page: its value comes back.
+    const result = await this.send<{ result: { value: T }; exceptionDetails?: unknown }>('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true });
     return result.result.value;
   }
 
@@ -59,11 +62,12 @@ class Page {
   }
 }
 
-async function launch(profile: string): Promise<{ chrome: ChildProcess; port: number }> {
+async function launch(profile: string, extra: string[] = []): Promise<{ chrome: ChildProcess; port: number }> {
   const chrome = spawn(
     CHROMIUM!,
     [
       ...chromiumFlags(profile),
+      ...extra,
       '--remote-debugging-address=127.0.0.1',
       '--remote-debugging-port=0',
       'about:blank',
@@ -145,6 +149,64 @@ upstream = "app"
     await instance.stop();
     await alive.kill();
     // Chromium's helper processes may still be writing the profile as they die: retry.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+  }
+});
+
+test('in a browser, the dashboard can call its own API, while a page of another site cannot stop the instance and a rebound name reads nothing', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const text = `[control]\nlisten = "127.0.0.1:0"\n[[upstream]]\nname = "app"\nservers = ["127.0.0.1:1"]\nhealth_check = false\n`;
+  const stops: number[] = [];
+  const instance = await Instance.start(parseConfig(text, 'toml'), { logger: silentLogger, load: async () => parseConfig(text, 'toml'), onStopRequested: () => stops.push(Date.now()) });
+  const control = instance.controlAddress!;
+  const port = Number(control.slice(control.lastIndexOf(':') + 1));
+  // The hostile site: its page fires the simple requests any site can make a browser send.
+  const hostile = http.createServer((_request, response) => {
+    response.setHeader('content-type', 'text/html');
+    response.end(`<!doctype html><script>
+      window.attempts = Promise.allSettled([
+        fetch('http://127.0.0.1:${port}/stop', { method: 'POST', mode: 'no-cors', body: 'x' }),
+        fetch('http://127.0.0.1:${port}/reload', { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'text/plain' }, body: '{}' }),
+      ]).then(() => 'sent');
+    </script>`);
+  });
+  await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+  const hostilePort = (hostile.address() as AddressInfo).port;
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
+  try {
+    // Names under .test resolve to this machine, as a DNS-rebinding attacker's name would.
+    const launched = await launch(profile, ['--host-resolver-rules=MAP *.test 127.0.0.1']);
+    chrome = launched.chrome;
+    const targets = (await (await fetch(`http://127.0.0.1:${launched.port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
+    page = await Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+    await page.send('Runtime.enable');
+
+    await page.send('Page.navigate', { url: `http://localhost:${port}/` });
+    await until(async () => (await page!.evaluate<number>(`document.querySelectorAll('#services tbody tr').length`)) > 0, 'the dashboard to list the services', 30_000);
+    const own = await page.evaluate<number>(`fetch('/reload', { method: 'POST', headers: { 'x-wmproxy-request': '1' } }).then((response) => response.status)`);
+    assert.equal(own, 200, 'a same-origin POST from the dashboard passes');
+    assert.equal(instance.metrics.reloadsOk, 1);
+
+    await page.send('Page.navigate', { url: `http://evil.test:${hostilePort}/` });
+    await until(async () => (await page!.evaluate<string>('typeof window.attempts')) === 'object', 'the hostile page to load', 30_000);
+    assert.equal(await page.evaluate<string>('window.attempts'), 'sent');
+    assert.equal((await fetch(`http://${control}/healthz`)).status, 200, 'still running');
+    assert.equal(instance.stopping, false);
+    assert.equal(stops.length, 0);
+    assert.equal(instance.metrics.reloadsOk, 1, 'no reload from the hostile page');
+
+    await page.send('Page.navigate', { url: `http://rebind.test:${port}/status` });
+    await until(async () => /does not name this control API/.test((await page!.evaluate<string>('document.body ? document.body.innerText : ""')) ?? ''), 'the 421 answer', 30_000);
+  } finally {
+    page?.close();
+    if (chrome && chrome.exitCode === null) {
+      const exited = new Promise((resolve) => chrome!.once('exit', resolve));
+      chrome.kill('SIGKILL');
+      await exited;
+    }
+    await instance.stop();
+    await new Promise<void>((resolve) => hostile.close(() => resolve()));
     rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
   }
 });

@@ -83,6 +83,7 @@ export async function createStaticServer(options: StaticServerOptions): Promise<
     runtime,
     handler,
     listenHost(address),
+    address.port,
   );
 }
 

@@ -3,6 +3,13 @@
  * get its own. Before workers start, the primary replaces every `:0` listen
  * address with a concrete free port, and keeps the choice across reloads so
  * that an unchanged listener keeps its socket.
+ *
+ * Workers bind with SO_REUSEPORT on Bun, which would also join a port that
+ * another program holds with SO_REUSEPORT (another wmproxy, an Elysia or
+ * Bun.serve app) and split its connections with it. So the primary first
+ * binds every TCP port it has not checked yet without SO_REUSEPORT: a port
+ * anyone holds fails there with EADDRINUSE. (A program binding between this
+ * check and the workers' bind is not caught.)
  */
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
@@ -30,9 +37,21 @@ async function freePort(host: string, protocol: 'tcp' | 'udp'): Promise<number> 
   return typeof address === 'object' && address ? address.port : 0;
 }
 
+/** Bind `host:port` exclusively and let go: throws the listen error (EADDRINUSE) when anyone holds it. */
+async function checkFree(host: string, port: number): Promise<void> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, reusePort: false }, () => resolve());
+  });
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 export class PortPinner {
   /** `kind/name/position/address` → the pinned address. */
   private readonly pinned = new Map<string, string>();
+  /** TCP addresses (`host:port` as bound) found free before: our workers hold them now. */
+  private checked = new Set<string>();
 
   /** A copy of `config` with every `:0` listen address made concrete. */
   async pin(config: WmproxyConfig): Promise<WmproxyConfig> {
@@ -61,6 +80,25 @@ export class PortPinner {
     for (const server of config.servers) servers.push({ ...server, listen: await pinList('server', server.name, server.listen, 'tcp') });
     const streams = [];
     for (const stream of config.streams) streams.push({ ...stream, listen: await pinList('stream', stream.name, stream.listen, stream.protocol === 'udp' ? 'udp' : 'tcp') });
+    await this.checkNewPorts([...proxies, ...servers, ...streams.filter((stream) => stream.protocol !== 'udp')].flatMap((service) => service.listen));
     return { ...config, proxies, servers, streams };
+  }
+
+  /** Fail on a TCP port someone else holds, before any worker could join it; ports already ours are skipped. */
+  private async checkNewPorts(listen: readonly string[]): Promise<void> {
+    const wanted = new Set<string>();
+    for (const text of listen) {
+      const address = parseAddress(text);
+      wanted.add(formatHostPort(listenHost(address), address.port));
+    }
+    const pinnedNow = new Set(this.pinned.values());
+    for (const key of wanted) {
+      // A pinned port was found free by `freePort` itself; servers sharing one listener name it twice.
+      if (this.checked.has(key) || pinnedNow.has(key)) continue;
+      const address = parseAddress(key);
+      await checkFree(address.host, address.port);
+    }
+    // Removed listeners close, so their ports are checked again should they come back.
+    this.checked = wanted;
   }
 }

@@ -178,11 +178,7 @@ export class ReverseService {
    */
   pin(config: WmproxyConfig): WmproxyConfig {
     const bound = new Map<string, string[]>();
-    const addresses = [...this.proxy.addresses];
-    for (const group of groupServers(this.current.servers)) {
-      const taken = addresses.splice(0, group[0]!.listen.length);
-      for (const server of group) bound.set(`server:${server.name}`, taken);
-    }
+    for (const [name, taken] of this.serverAddresses()) bound.set(`server:${name}`, taken);
     this.current.streams.forEach((stream, index) => bound.set(`stream:${stream.name}`, this.proxy.streams[index]?.addresses ?? []));
     const pinList = (listen: string[], key: string): string[] =>
       listen.map((address, index) => (address.endsWith(':0') && bound.get(key)?.[index] ? bound.get(key)![index]! : address));
@@ -212,6 +208,17 @@ export class ReverseService {
 
   get addresses(): string[] {
     return [...this.proxy.addresses, ...this.proxy.streams.flatMap((stream) => stream.addresses)];
+  }
+
+  /** Bound addresses of each `[[server]]`, by name: the virtual hosts of one listener all have its addresses. */
+  serverAddresses(): Map<string, string[]> {
+    const bound = new Map<string, string[]>();
+    const addresses = [...this.proxy.addresses];
+    for (const group of groupServers(this.current.servers)) {
+      const taken = addresses.splice(0, group[0]!.listen.length);
+      for (const server of group) bound.set(server.name, taken);
+    }
+    return bound;
   }
 
   async stop(): Promise<void> {

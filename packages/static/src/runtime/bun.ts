@@ -2,6 +2,17 @@ import { bodyChunks, bodyStream } from '../body.js';
 import type { Server } from 'bun';
 import type { StaticRequest, StaticResponse } from '../types.js';
 import { hostMatches, serverUrl, type AdapterOptions, type StaticServer } from '../server.js';
+import { listenError } from './listen-error.js';
+import { formatHostPort } from '@wmproxy/core-net';
+
+/** Bun.serve's listen errors in Node's words (`listen EADDRINUSE: address already in use 127.0.0.1:8080`). */
+function listening<T>(host: string, port: number, bind: () => T): T {
+  try {
+    return bind();
+  } catch (error) {
+    throw listenError(error, formatHostPort(host, port));
+  }
+}
 
 /**
  * A web Response for Bun.serve. File bodies are `Bun.file(path).slice()`, which
@@ -67,28 +78,31 @@ export async function serveBun(options: AdapterOptions): Promise<StaticServer> {
     return toBunResponse(response, request);
   }
 
-  const server = Bun.serve({
-    hostname: options.host,
-    port: options.port,
-    reusePort: options.reusePort,
-    idleTimeout: 30,
-    fetch(request, bunServer) {
-      if (domain !== undefined && !hostMatches(request.headers.get('host'), domain)) {
-        return new Response(MISDIRECTED, { status: 421 });
-      }
-      const staticRequest: StaticRequest = { method: request.method, target: targetOf(request.url), headers: request.headers };
-      if (!accessLog) {
-        // Synchronous answer when the handler has it memoised: no promise, no I/O.
-        const hit = handler.cached(staticRequest);
-        if (hit) return toBunResponse(hit, request);
-      }
-      return respond(staticRequest, request, bunServer);
-    },
-    error(error) {
-      options.logger?.error('static handler failed', { error: String(error) });
-      return new Response(null, { status: 500 });
-    },
-  });
+  const server = listening(options.host, options.port, () =>
+    Bun.serve({
+      hostname: options.host,
+      port: options.port,
+      // Set only for our own workers: anyone else's taken port must fail.
+      reusePort: options.reusePort,
+      idleTimeout: 30,
+      fetch(request, bunServer) {
+        if (domain !== undefined && !hostMatches(request.headers.get('host'), domain)) {
+          return new Response(MISDIRECTED, { status: 421 });
+        }
+        const staticRequest: StaticRequest = { method: request.method, target: targetOf(request.url), headers: request.headers };
+        if (!accessLog) {
+          // Synchronous answer when the handler has it memoised: no promise, no I/O.
+          const hit = handler.cached(staticRequest);
+          if (hit) return toBunResponse(hit, request);
+        }
+        return respond(staticRequest, request, bunServer);
+      },
+      error(error) {
+        options.logger?.error('static handler failed', { error: String(error) });
+        return new Response(null, { status: 500 });
+      },
+    }),
+  );
   const port = server.port ?? options.port;
   return {
     runtime: 'bun',

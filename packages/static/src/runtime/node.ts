@@ -3,7 +3,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { Readable, pipeline } from 'node:stream';
 import { bodyChunks, CHUNK_SIZE } from '../body.js';
 import type { StaticResponse } from '../types.js';
+import { formatHostPort } from '@wmproxy/core-net';
 import { hostMatches, serverUrl, type AdapterOptions, type StaticServer } from '../server.js';
+import { listenError } from './listen-error.js';
 
 const MISDIRECTED_BODY = new TextEncoder().encode('421 Misdirected Request\n');
 const MISDIRECTED: StaticResponse = {
@@ -102,9 +104,11 @@ export async function serveNode(options: AdapterOptions): Promise<StaticServer> 
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
+    const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
+    server.once('error', failed);
+    // Never SO_REUSEPORT here: a taken port must fail (the workers share one socket through node:cluster).
+    server.listen({ port: options.port, host: options.host, reusePort: false }, () => {
+      server.off('error', failed);
       resolve();
     });
   });

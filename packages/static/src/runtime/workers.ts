@@ -1,6 +1,9 @@
 import cluster from 'node:cluster';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { formatHostPort } from '@wmproxy/core-net';
+import { listenError } from './listen-error.js';
 import type { StaticHandler } from '../handler.js';
 import { serverUrl, type StaticServer, type StaticServerOptions } from '../server.js';
 
@@ -44,6 +47,22 @@ function waitReady(child: ChildProcess | ReturnType<typeof cluster.fork>, label:
   });
 }
 
+/**
+ * Bind `host:port` without SO_REUSEPORT and let go. On Bun the workers bind
+ * with it, which would also join a port another program holds with it (and
+ * split its connections); on Node a taken port would only show as "worker 0
+ * exited". This fails with EADDRINUSE instead. (A program binding between
+ * this check and the workers' bind is not caught.)
+ */
+async function checkFree(host: string, port: number): Promise<void> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error) => reject(listenError(error, formatHostPort(host, port))));
+    server.listen({ host, port, reusePort: false }, () => resolve());
+  });
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 export async function startWorkers(
   count: number,
   spec: WorkerSpec,
@@ -51,6 +70,7 @@ export async function startWorkers(
   runtime: 'bun' | 'node',
   handler: StaticHandler,
   host: string,
+  port: number,
 ): Promise<StaticServer> {
   const handles: WorkerHandle[] = [];
   const stopAll = async () => {
@@ -58,6 +78,7 @@ export async function startWorkers(
     await Promise.all(handles.map((handle) => handle.exited));
   };
   try {
+    if (port !== 0) await checkFree(host, port);
     if (runtime === 'bun') {
       // This process serves too; the others join its port with SO_REUSEPORT.
       const local = await startLocal(true);
@@ -73,16 +94,16 @@ export async function startWorkers(
     }
     cluster.setupPrimary({ exec: workerEntry(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] } as Parameters<typeof cluster.setupPrimary>[0]);
     cluster.schedulingPolicy = cluster.SCHED_NONE;
-    let port = 0;
+    let bound = 0;
     for (let i = 0; i < count; i++) {
       const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(spec) });
       handles.push({
         kill: () => worker.process.kill('SIGTERM'),
         exited: new Promise((resolve) => (worker.isDead() ? resolve() : worker.once('exit', () => resolve()))),
       });
-      port = await waitReady(worker as unknown as ChildProcess, `worker ${i}`);
+      bound = await waitReady(worker as unknown as ChildProcess, `worker ${i}`);
     }
-    return { runtime: 'node', host, port, url: serverUrl(host, port), handler, close: stopAll };
+    return { runtime: 'node', host, port: bound, url: serverUrl(host, bound), handler, close: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

@@ -3,6 +3,7 @@ import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
 import { nodeRuntime } from '../node/index.js';
+import { listenError } from '../listen-error.js';
 import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
 
 type BunSocket = import('bun').Socket<BunConn | undefined>;
@@ -196,12 +197,13 @@ async function listen(options: ListenOptions): Promise<Listener> {
       hostname: options.host,
       port: options.port,
       allowHalfOpen: true,
+      // Only our own workers share a port (they ask for it); anyone else's taken port is an error.
       reusePort: options.reusePort ?? false,
       ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
       socket: handlers,
     } as unknown as import('bun').TCPSocketListenOptions<BunConn | undefined>);
   } catch (error) {
-    throw toNetError(error, formatHostPort(options.host, options.port));
+    throw listenError(error, formatHostPort(options.host, options.port));
   }
   return {
     host: server.hostname,

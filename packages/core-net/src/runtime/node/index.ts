@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
+import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
 
@@ -126,9 +127,11 @@ function listen(options: ListenOptions): Promise<Listener> {
         socket.destroy();
       });
     }
-    server.once('error', reject);
-    server.listen({ host: options.host, port: options.port, reusePort: options.reusePort }, () => {
-      server.off('error', reject);
+    const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
+    server.once('error', failed);
+    // reusePort false unless asked: only our own workers share a port (Node honours it from 22.12).
+    server.listen({ host: options.host, port: options.port, reusePort: options.reusePort ?? false }, () => {
+      server.off('error', failed);
       server.on('error', (error) => options.onError?.(error));
       const address = server.address() as net.AddressInfo;
       resolve({
