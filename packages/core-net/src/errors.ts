@@ -15,7 +15,8 @@ export type NetErrorCode =
   | 'EHEADERSIZE' // headers over the configured limit
   | 'EAUTH' // missing or wrong credentials
   | 'EABORTED' // the owner cancelled
-  | 'EPROTO'; // the peer broke its protocol
+  | 'EPROTO' // the peer broke its protocol
+  | 'ELOCAL'; // this host ran out of something (descriptors, ports, buffers): not the peer's fault
 
 export class NetError extends Error {
   readonly code: NetErrorCode;
@@ -38,6 +39,9 @@ const SYSTEM_CODES: ReadonlySet<string> = new Set<NetErrorCode>([
   'ECONNRESET',
 ]);
 
+/** Errors of this host's own resources: a proxy out of descriptors must not eject healthy servers. */
+const LOCAL_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
+
 /** Wrap whatever a runtime threw into a NetError with a stable code. */
 export function toNetError(error: unknown, address?: string): NetError {
   if (error instanceof NetError) return error;
@@ -48,6 +52,7 @@ export function toNetError(error: unknown, address?: string): NetError {
     else if (raw === 'EAI_AGAIN' || raw === 'EAI_NONAME' || raw === 'EAI_FAIL' || raw === 'DNSException') code = 'ENOTFOUND';
     else if (raw === 'EPIPE') code = 'ECONNRESET';
     else if (raw === 'ABORT_ERR') code = 'EABORTED';
+    else if (LOCAL_CODES.has(raw)) code = 'ELOCAL';
   }
   const message = error instanceof Error ? error.message : String(error);
   return new NetError(code, address ? `${message} (${address})` : message, { address, cause: error });
@@ -67,6 +72,8 @@ export function httpStatusFor(code: NetErrorCode): number {
       return 431;
     case 'EAUTH':
       return 407;
+    case 'ELOCAL':
+      return 503;
     default:
       return 502;
   }

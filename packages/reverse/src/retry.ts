@@ -1,4 +1,4 @@
-import { IDEMPOTENT, type RetryOptions } from './engine/options.js';
+import type { RetryOptions } from './engine/options.js';
 
 /** Why an attempt failed. */
 export type FailureKind = 'connect' | 'timeout' | 'reset' | 'status' | 'bad';
@@ -53,5 +53,5 @@ export function retryAllowed(state: RetryState, options: RetryOptions): boolean 
   if (options.totalMs > 0 && state.elapsedMs >= options.totalMs) return false;
   if (state.kind === 'connect') return !state.bodySent || state.bodyReplayable === true;
   if ((state.kind === 'timeout' || state.kind === 'reset') && !options.onTimeout) return false;
-  return IDEMPOTENT.has(state.method) && (!state.hasBody || state.bodyReplayable === true);
+  return options.methods.includes(state.method) && (!state.hasBody || state.bodyReplayable === true);
 }

@@ -202,6 +202,8 @@ function parseRequest(b: Buffer, limits: HeadLimits): RequestParseResult {
   }
   if (derived.hostCount > 1) fail(400, 'more than one Host field');
   if (derived.hostCount === 0 && version === '1.1' && limits.requireHost !== false) fail(400, 'missing Host field');
+  // The Host is copied into routing decisions, X-Forwarded-Host and Forwarded: only the RFC 9110 syntax passes.
+  if (derived.host !== undefined && !isValidHost(derived.host)) fail(400, 'invalid Host field');
   const framingOk = checkFraming(derived, version, 400);
   const keepAlive = isKeepAlive(version, derived.connection);
   const head: RequestHead = {
@@ -496,7 +498,7 @@ function derive(name: string, value: string, d: Derived, status: number): void {
     case 10:
       if (lowerName(name) === 'connection') {
         if (d.connection === NO_TOKENS) d.connection = [];
-        addTokens(value, d.connection);
+        addConnectionTokens(value, d.connection);
       }
       return;
     case 14:
@@ -561,6 +563,72 @@ function addTokens(value: string, into: string[]): void {
       start = i + 1;
     }
   }
+}
+
+/**
+ * Fields a Connection token is never allowed to remove. RFC 9110 section 7.6.1
+ * has intermediaries drop every field Connection names, but a client that
+ * names Content-Length would then have its body read as the next request on a
+ * pooled upstream connection (and a backend that names it would leave the
+ * client without framing). Such a token is ignored: the field stays and
+ * frames the message as the parser already decided.
+ */
+const NEVER_NOMINATED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
+
+function addConnectionTokens(value: string, into: string[]): void {
+  const before = into.length;
+  addTokens(value, into);
+  for (let i = into.length - 1; i >= before; i--) if (NEVER_NOMINATED.has(into[i]!)) into.splice(i, 1);
+}
+
+/**
+ * Host name characters: RFC 3986 unreserved (letters, digits, `-._~`). The RFC's
+ * reg-name also allows pct-encoding and sub-delims (`!$&'()*+,;=`), which no
+ * DNS name or IPv4 address uses and which read as list or parameter
+ * separators once copied into X-Forwarded-Host or Forwarded: refused.
+ */
+const HOST_NAME = new Uint8Array(256);
+for (let c = 0; c < 128; c++) {
+  const isAlnum = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+  HOST_NAME[c] = isAlnum || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e ? 1 : 0;
+}
+
+/**
+ * RFC 9110 section 7.2: `Host = uri-host [ ":" port ]`, where uri-host is an
+ * IP-literal in brackets, or a host name of HOST_NAME characters (which covers
+ * IPv4 addresses). Empty is allowed (a target without an authority). No
+ * userinfo, no path, no whitespace, no separators.
+ */
+export function isValidHost(value: string): boolean {
+  const length = value.length;
+  if (length === 0) return true;
+  let i = 0;
+  if (value.charCodeAt(0) === 0x5b /* [ */) {
+    const close = value.indexOf(']');
+    if (close < 3) return false;
+    for (i = 1; i < close; i++) {
+      const c = value.charCodeAt(i);
+      const ok = (c >= 0x30 && c <= 0x3a) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66) || c === 0x2e;
+      if (!ok) return false;
+    }
+    i = close + 1;
+  } else {
+    while (i < length && value.charCodeAt(i) !== COLON) {
+      const c = value.charCodeAt(i);
+      if (c > 0x7f || HOST_NAME[c] !== 1) return false;
+      i++;
+    }
+    if (i === 0) return false;
+  }
+  if (i === length) return true;
+  if (value.charCodeAt(i) !== COLON) return false;
+  // port = *DIGIT (RFC 3986 allows it empty); at most 5 digits.
+  if (length - i - 1 > 5) return false;
+  for (let j = i + 1; j < length; j++) {
+    const c = value.charCodeAt(j);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
 }
 
 /** Apply the framing rules; returns 'chunked' or 'plain'. */

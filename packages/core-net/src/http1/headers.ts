@@ -18,10 +18,17 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'upgrade',
 ]);
 
+/** Framing and routing fields: a Connection token naming one is ignored (see head.ts, which does the same for `connection`). */
+const NEVER_NOMINATED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
+
 /**
  * A copy of `headers` without hop-by-hop fields: the fixed set above, every
- * field named in Connection, and any extra lower-case names in `alsoRemove`
- * (for example `content-length`, when the caller re-frames the body).
+ * field named in Connection (but never Content-Length or Host: removing those
+ * would change the message's framing or routing at the next hop), and any
+ * extra lower-case names in `alsoRemove` (for example `content-length`, when
+ * the caller re-frames the body). Content-Length goes out once, as the
+ * single number the parser validated (`5, 5` becomes `5`), so the next hop
+ * cannot read it differently.
  */
 export function removeHopByHop(headers: HeaderList, alsoRemove?: ReadonlySet<string>): HeaderList {
   let named: Set<string> | undefined;
@@ -29,17 +36,36 @@ export function removeHopByHop(headers: HeaderList, alsoRemove?: ReadonlySet<str
     if (name.length === 10 && name.toLowerCase() === 'connection') {
       for (const token of value.split(',')) {
         const trimmed = token.trim().toLowerCase();
-        if (trimmed) (named ??= new Set()).add(trimmed);
+        if (trimmed && !NEVER_NOMINATED.has(trimmed)) (named ??= new Set()).add(trimmed);
       }
     }
   }
   const out: HeaderList = [];
+  let lengthPlaced = false;
   for (const field of headers) {
     const lower = lowerName(field[0]);
     if (HOP_BY_HOP.has(lower) || named?.has(lower) || alsoRemove?.has(lower)) continue;
+    if (lower === 'content-length') {
+      if (lengthPlaced) continue;
+      lengthPlaced = true;
+      out.push([field[0], canonicalContentLength(field[1])]);
+      continue;
+    }
     out.push(field);
   }
   return out;
+}
+
+/**
+ * The one number of a Content-Length value the parser accepted (`5, 5`, ` 5`):
+ * a list of equal values collapses to one (RFC 9110 section 8.6).
+ */
+export function canonicalContentLength(value: string): string {
+  const comma = value.indexOf(',');
+  const first = comma < 0 ? value : value.slice(0, comma);
+  const trimmed = first.trim();
+  // Leading zeros are valid but read as octal by some parsers: send the plain number.
+  return trimmed.length > 1 && trimmed.charCodeAt(0) === 0x30 ? String(Number(trimmed)) : trimmed;
 }
 
 /** The first value of a field (case-insensitive name), or undefined. */

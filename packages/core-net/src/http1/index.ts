@@ -36,6 +36,7 @@
 export {
   parseRequestHead,
   parseResponseHead,
+  isValidHost,
   DEFAULT_MAX_HEAD_SIZE,
   DEFAULT_MAX_HEADERS,
   DEFAULT_MAX_TARGET_LENGTH,
@@ -54,6 +55,7 @@ export { ChunkedDecoder, chunkHeader, chunkTrailerCrlf, encodeChunk, encodeLastC
 export {
   HOP_BY_HOP,
   removeHopByHop,
+  canonicalContentLength,
   getHeader,
   getHeaders,
   hasHeader,
@@ -64,5 +66,6 @@ export {
   HeaderSerialiseError,
   type SimpleResponseOptions,
 } from './headers.js';
+export { normalizePath } from './path.js';
 export { HeadBuffer, HeadMemo, BodyReader, composeHead, isComposed } from './buffer.js';
 export { isToken, isFieldValue, lowerName } from './chars.js';

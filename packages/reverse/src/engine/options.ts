@@ -34,10 +34,19 @@ export interface RetryOptions {
   tries: number;
   /** No new attempt after this long since the first (default 10 000; nginx proxy_next_upstream_timeout). */
   totalMs: number;
-  /** Response statuses that make an idempotent request without a body try the next server (default 502, 503, 504). */
+  /** Response statuses that make a request of `methods` try the next server (default 502, 503, 504). */
   onStatus: number[];
-  /** Retry idempotent requests without a body after a first-byte timeout or a reset (default true). */
+  /** Retry requests of `methods` after a first-byte timeout or a reset (default true). */
   onTimeout: boolean;
+  /**
+   * Methods that may be sent twice: replayed to the next server once the
+   * request went out, and hedged (default the safe methods GET, HEAD,
+   * OPTIONS, TRACE). PUT and DELETE are idempotent by RFC, but a slow DELETE
+   * hedged to a second backend runs twice on a backend that is not; add them
+   * where the backends honour it (nginx retries them by default; Envoy's
+   * `retry_on` leaves the choice to the route).
+   */
+  methods: readonly string[];
   /**
    * Retry budget (Envoy's `retry_budget`): retries in flight to an upstream group
    * may be at most this percentage of its requests in flight (default 20)...
@@ -47,6 +56,15 @@ export interface RetryOptions {
   budgetMinConcurrency: number;
 }
 
-export const DEFAULT_RETRIES: RetryOptions = { tries: 3, totalMs: 10_000, onStatus: [502, 503, 504], onTimeout: true, budgetPercent: 20, budgetMinConcurrency: 3 };
+/** RFC 9110 section 9.2.1: the methods a client expects to have no effect on the server. */
+export const SAFE_METHODS: readonly string[] = Object.freeze(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
-export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+export const DEFAULT_RETRIES: RetryOptions = {
+  tries: 3,
+  totalMs: 10_000,
+  onStatus: [502, 503, 504],
+  onTimeout: true,
+  methods: SAFE_METHODS,
+  budgetPercent: 20,
+  budgetMinConcurrency: 3,
+};

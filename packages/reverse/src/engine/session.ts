@@ -11,6 +11,8 @@ import {
   getHeader,
   httpStatusFor,
   parseRequestHead,
+  isValidHost,
+  normalizePath,
   parseResponseHead,
   serializeResponseHead,
   toNetError,
@@ -30,7 +32,6 @@ import type { Upstream, UpstreamServer } from '../upstream.js';
 import type { PoolWaiter } from '../pool.js';
 import { connectHedged } from './connector.js';
 import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
-import { IDEMPOTENT } from './options.js';
 import type { ListenerContext } from './context.js';
 import { bodyBufferLimit, retryAllowed, type FailureKind } from '../retry.js';
 
@@ -58,6 +59,8 @@ const HOLD_LIMIT = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+/** absolute-form request-target: authority, then path and query. */
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)$/i;
 
 /** What forwarding does with a field. */
 const enum Field {
@@ -65,6 +68,7 @@ const enum Field {
   HopByHop,
   Forwarding,
   Host,
+  Length,
 }
 const fieldKinds = new Map<string, Field>();
 /** Names come from clients: the cache is bounded (and longer names are not kept), like core-net's lowerName. */
@@ -75,7 +79,7 @@ function fieldKind(name: string): Field {
   let kind = fieldKinds.get(name);
   if (kind === undefined) {
     const lower = lowerName(name);
-    kind = HOP_BY_HOP.has(lower) ? Field.HopByHop : FORWARDING_HEADERS.has(lower) ? Field.Forwarding : lower === 'host' ? Field.Host : Field.Plain;
+    kind = HOP_BY_HOP.has(lower) ? Field.HopByHop : FORWARDING_HEADERS.has(lower) ? Field.Forwarding : lower === 'host' ? Field.Host : lower === 'content-length' ? Field.Length : Field.Plain;
     if (name.length <= 64) {
       if (fieldKinds.size >= FIELD_KINDS_MAX) fieldKinds.clear();
       fieldKinds.set(name, kind);
@@ -88,6 +92,18 @@ function fieldKind(name: string): Field {
 function namesOthers(connection: readonly string[]): boolean {
   for (let i = 0; i < connection.length; i++) if (!HOP_BY_HOP.has(connection[i]!)) return true;
   return false;
+}
+
+/** A response's fields without hop-by-hop ones (nor any Connection names). */
+function endToEnd(head: ResponseHead): HeaderList {
+  const connection = head.connection;
+  const others = connection.length > 0 && namesOthers(connection);
+  const fields: HeaderList = [];
+  for (const field of head.headers) {
+    if (fieldKind(field[0]) === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
+    fields.push(field);
+  }
+  return fields;
 }
 
 /** Status lines by status, for the reason last seen with it: upstreams send the same few. */
@@ -135,6 +151,8 @@ export class ClientSession implements SelectContext {
   private reqReader: BodyReader | undefined;
   private reqBodySent = false;
   private path = '';
+  /** The authority of an absolute-form target: it replaces the client's Host upstream. */
+  private authority: string | undefined;
   private upstreamTarget = '';
   private startedAt = 0;
   private clientKeepAlive = true;
@@ -270,6 +288,13 @@ export class ClientSession implements SelectContext {
     const view = this.headBuf.feed(chunk);
     const result = parseRequestHead(view, this.ctx.core.headLimits);
     if (result.kind === 'incomplete') {
+      if (this.clientEnded) {
+        // Replayed bytes after the client's FIN: this head can never complete.
+        this.headBuf.clear();
+        this.phase = Phase.Closed;
+        this.client.destroy();
+        return;
+      }
       this.headBuf.keep(view);
       // The header timeout starts with the first byte and is not extended (slow-loris defence).
       if (wasEmpty) this.setDeadline(Deadline.Header, this.ctx.core.timeouts.clientHeaderMs);
@@ -293,7 +318,7 @@ export class ClientSession implements SelectContext {
 
   /** Answer a malformed request and close: nothing after it can be trusted (smuggling). */
   private rejectRequest(status: number, reason: string): void {
-    this.req = undefined;
+    // `req` stays (when the head parsed): an answer to HEAD carries no content, even a 400.
     this.status = status;
     this.ctx.core.logger.warn('bad request', { client: this.clientIp, status, reason });
     this.clientKeepAlive = false;
@@ -317,21 +342,37 @@ export class ClientSession implements SelectContext {
     this.requestDeadline = requestMs > 0 ? this.startedAt + requestMs : 0;
     this.reqReader = head.framing === 'none' ? undefined : new BodyReader(head.framing, head.contentLength ?? 0);
     if (this.reqReader) this.startReplay(head);
+    if (head.method === 'CONNECT') {
+      // A 2xx would turn a pooled upstream connection into a tunnel the next request is written into.
+      this.rejectRequest(405, 'CONNECT is not proxied by a reverse proxy');
+      return;
+    }
     let target = head.target;
     let host = head.host;
+    this.authority = undefined;
     if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
-      // absolute-form: the authority in the target wins over Host (RFC 9112 section 3.2.2).
-      const match = /^https?:\/\/([^/?#]*)([^#]*)$/i.exec(target);
-      if (!match) {
+      // absolute-form: the authority in the target wins over Host (RFC 9112 section 3.2.2),
+      // and the Host sent upstream is regenerated from it.
+      const match = ABSOLUTE_FORM.exec(target);
+      if (!match || !isValidHost(match[1]!)) {
         this.rejectRequest(400, 'unsupported request-target form');
         return;
       }
       host = match[1];
-      target = match[2] || '/';
+      this.authority = host;
+      target = match[2]!.charCodeAt(0) === 47 ? match[2]! : `/${match[2]}`;
     }
     const q = target.indexOf('?');
-    this.path = q < 0 ? target : target.slice(0, q);
-    const location = this.ctx.router.route(host, this.path, head.method, this.clientIp);
+    const rawPath = q < 0 ? target : target.slice(0, q);
+    // Matched and forwarded as normalised, so the upstream reads the path the location rules saw.
+    const path = target === '*' ? rawPath : normalizePath(rawPath);
+    if (path === undefined) {
+      this.rejectRequest(400, 'invalid request path');
+      return;
+    }
+    if (path !== rawPath) target = q < 0 ? path : path + target.slice(q);
+    this.path = path;
+    const location = this.ctx.router.route(host, path, head.method, this.clientIp);
     this.location = location;
     if (!location) {
       this.writeLocal(404, [['Content-Type', 'text/plain; charset=utf-8']], '404 Not Found\n', 'no location matched');
@@ -355,7 +396,7 @@ export class ClientSession implements SelectContext {
     }
     this.upstream = upstream;
     this.upstreamTarget = target;
-    if (spec.stripPrefix && this.path.startsWith(spec.stripPrefix)) {
+    if (spec.stripPrefix && path.startsWith(spec.stripPrefix)) {
       const stripped = target.slice(spec.stripPrefix.length);
       this.upstreamTarget = stripped.startsWith('/') ? stripped : `/${stripped}`;
     }
@@ -421,7 +462,8 @@ export class ClientSession implements SelectContext {
       },
       adopt: (other, conn) => other.pool.release(conn),
       onFailure: (failed, error) => {
-        core.reportFailure(upstream, failed, error.code === 'ETIMEDOUT' ? 'timeout' : 'connect', error.message);
+        // Out of descriptors or ports here is the proxy's own failure, not the server's.
+        if (error.code !== 'ELOCAL') core.reportFailure(upstream, failed, error.code === 'ETIMEDOUT' ? 'timeout' : 'connect', error.message);
         (this.tried ??= new Set()).add(failed);
       },
     }).then(
@@ -493,6 +535,7 @@ export class ClientSession implements SelectContext {
       this.upSentAt = 0;
       this.setDeadline(Deadline.Body, this.ctx.core.timeouts.clientBodyMs, now);
       this.replayHeld();
+      if (this.phase === Phase.Proxy && this.clientEnded) this.abandonIncompleteBody();
       if (this.phase === Phase.Proxy && this.heldBytes < HOLD_LIMIT) this.resumeClient();
     } else {
       this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs, now);
@@ -501,7 +544,7 @@ export class ClientSession implements SelectContext {
       // First-byte times feed the adaptive hedge delay and stall detection; without hedging, neither.
       this.upSentAt = hedgeMs > 0 ? performance.now() : 0;
       this.lagCounted = false;
-      if (hedgeMs > 0 && this.hedgeServer === undefined && req.upgrade === undefined && this.reqReader === undefined && IDEMPOTENT.has(req.method)) {
+      if (hedgeMs > 0 && this.hedgeServer === undefined && req.upgrade === undefined && this.reqReader === undefined && core.retries.methods.includes(req.method)) {
         // Adaptive delay (hedge.ts): the upstream's recent p99 first-byte time, at most requestHedgeMs.
         if (this.attempts === 1) earnHedge(core.hedges, core.hedges.budget, now);
         this.armHedge(now + hedgeDelay(this.upstream!, hedgeMs));
@@ -521,6 +564,7 @@ export class ClientSession implements SelectContext {
     const connection = req.connection;
     const others = connection.length > 0 && namesOthers(connection);
     let hasHost = false;
+    let lengthPlaced = false;
     for (const field of req.headers) {
       const kind = fieldKind(field[0]);
       if (kind === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
@@ -535,23 +579,30 @@ export class ClientSession implements SelectContext {
       }
       if (kind === Field.Host) {
         hasHost = true;
-        if (location.upstreamHost) {
-          fields.push(['Host', location.upstreamHost]);
+        const host = location.upstreamHost ?? this.authority;
+        if (host !== undefined) {
+          fields.push(['Host', host]);
           continue;
         }
       }
+      if (kind === Field.Length) {
+        // One normalised value (`5, 5` is 5): the next hop must not read the framing differently.
+        if (!lengthPlaced && req.contentLength !== undefined) fields.push(['Content-Length', String(req.contentLength)]);
+        lengthPlaced = true;
+        continue;
+      }
       fields.push(field);
     }
-    if (!hasHost) fields.push(['Host', location.upstreamHost ?? server.address]);
+    if (!hasHost) fields.push(['Host', location.upstreamHost ?? this.authority ?? server.address]);
     if (req.chunked) fields.push(['Transfer-Encoding', 'chunked']);
     if (req.upgrade !== undefined) {
       fields.push(['Connection', 'Upgrade']);
       fields.push(['Upgrade', req.upgrade]);
     }
-    if (trusted) forwarding.append(fields, this.clientIp, this.ctx.scheme, req.host ?? '', incoming);
+    if (trusted) forwarding.append(fields, this.clientIp, this.ctx.scheme, this.authority ?? req.host ?? '', incoming);
     else {
       // Per connection the forwarding fields only change with the Host: build them once.
-      const host = req.host ?? '';
+      const host = this.authority ?? req.host ?? '';
       if (this.forwardedFor !== host || this.forwardedFields === undefined) {
         this.forwardedFields = [];
         forwarding.append(this.forwardedFields, this.clientIp, this.ctx.scheme, host, undefined);
@@ -589,7 +640,7 @@ export class ClientSession implements SelectContext {
     return {
       client_ip: this.clientIp,
       client_port: this.client.remotePort,
-      host: req?.host ?? '',
+      host: this.authority ?? req?.host ?? '',
       uri: req?.target ?? '',
       method: req?.method ?? '',
       scheme: this.ctx.scheme,
@@ -639,7 +690,33 @@ export class ClientSession implements SelectContext {
   onClientEnd(): void {
     this.clientEnded = true;
     this.clientKeepAlive = false;
-    if (this.phase === Phase.Head && this.headBuf.size === 0 && this.held.length === 0) this.client.end();
+    if (this.phase === Phase.Head) {
+      if (this.held.length > 0) return;
+      // Between requests: close. Mid-head: the head can never complete, so no wait for the header timeout.
+      if (this.headBuf.size === 0) this.client.end();
+      else {
+        this.headBuf.clear();
+        this.phase = Phase.Closed;
+        this.client.destroy();
+      }
+      return;
+    }
+    if (this.phase === Phase.Proxy) this.abandonIncompleteBody();
+  }
+
+  /**
+   * The client ended its side while its request body was still owed: the
+   * request can never complete, so the upstream exchange stops now instead of
+   * holding a server connection for the body timeout. The server did nothing
+   * wrong and is not blamed. (While connecting, held bytes may yet complete
+   * the body: bindUpstream asks again once they went out.)
+   */
+  private abandonIncompleteBody(): void {
+    const reader = this.reqReader;
+    if (!this.clientEnded || !reader || reader.done || this.respHead !== undefined || this.held.length > 0) return;
+    this.ctx.core.logger.info('client closed before sending the whole request body', { client: this.clientIp, upstream: this.upstreamAddr });
+    this.abortUpstream();
+    this.respondError(400, 'client closed before sending the whole request body');
   }
 
   onClientClose(): void {
@@ -722,7 +799,7 @@ export class ClientSession implements SelectContext {
         if (this.hedgeAbort !== controller) return;
         this.hedgeAbort = undefined;
         const netError = toNetError(error, server.address);
-        core.reportFailure(this.upstream!, server, netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', netError.message);
+        if (netError.code !== 'ELOCAL') core.reportFailure(this.upstream!, server, netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', netError.message);
         this.dropHedge();
       },
     );
@@ -879,8 +956,9 @@ export class ClientSession implements SelectContext {
           this.startTunnel(head, rest);
           return;
         }
-        // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they came.
-        if (this.req!.version === '1.1') this.client.write(view.subarray(0, result.consumed));
+        // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients, rebuilt as
+        // HTTP/1.1 without hop-by-hop fields (the upstream's version and Connection are its own).
+        if (this.req!.version === '1.1') this.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
         const rest = view.subarray(result.consumed).slice();
         this.respHeadBuf.clear();
         if (rest.byteLength === 0) return;
@@ -911,8 +989,16 @@ export class ClientSession implements SelectContext {
     const fields: HeaderList = [];
     const connection = head.connection;
     const others = connection.length > 0 && namesOthers(connection);
+    let lengthPlaced = false;
     for (const field of head.headers) {
-      if (fieldKind(field[0]) === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
+      const kind = fieldKind(field[0]);
+      if (kind === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
+      if (kind === Field.Length) {
+        // As for requests: one normalised Content-Length reaches the client.
+        if (!lengthPlaced && head.contentLength !== undefined) fields.push(['Content-Length', String(head.contentLength)]);
+        lengthPlaced = true;
+        continue;
+      }
       fields.push(field);
     }
     // An HTTP/1.0 client cannot read chunked: decode it and delimit by closing.
@@ -1323,7 +1409,7 @@ export class ClientSession implements SelectContext {
 
   private startReplay(head: RequestHead): void {
     const limit = bodyBufferLimit(this.ctx.core.retries);
-    const fits = limit > 0 && IDEMPOTENT.has(head.method) && (head.contentLength === undefined || head.contentLength <= limit);
+    const fits = limit > 0 && this.ctx.core.retries.methods.includes(head.method) && (head.contentLength === undefined || head.contentLength <= limit);
     this.replay = fits ? [] : undefined;
     this.replayBytes = 0;
   }
@@ -1346,7 +1432,7 @@ export class ClientSession implements SelectContext {
       method: req?.method ?? '-',
       target: req?.target ?? '-',
       version: req?.version ?? '1.1',
-      host: req?.host ?? '',
+      host: this.authority ?? req?.host ?? '',
       status: this.status,
       bytesSent: this.bytesSent,
       referer: req ? getHeader(req.headers, 'referer') : undefined,
@@ -1422,7 +1508,9 @@ export class ClientSession implements SelectContext {
     }
     if (this.phase === Phase.Tunnel || this.phase === Phase.Closed) return;
     if (this.status === 0 && this.respHead === undefined && (this.phase === Phase.Proxy || this.phase === Phase.Connecting)) {
-      if (this.server) this.ctx.core.reportFailure(this.upstream!, this.server, 'timeout', reason);
+      // A client still sending its body made the request late, not the server.
+      const bodyOwed = this.reqReader !== undefined && !this.reqReader.done;
+      if (this.server && !bodyOwed) this.ctx.core.reportFailure(this.upstream!, this.server, 'timeout', reason);
       this.abortUpstream();
       this.clientKeepAlive = false;
       this.respondError(504, reason);
