@@ -30,14 +30,14 @@ function ipv6ToBigInt(ip: string): bigint {
   const zone = text.indexOf('%');
   if (zone >= 0) text = text.slice(0, zone);
   let tail: number[] = [];
-  // An embedded IPv4 suffix (::ffff:1.2.3.4) becomes two groups.
+  // An embedded IPv4 suffix (::ffff:1.2.3.4) becomes two groups, and holds
+  // two places when "::" is expanded (`::0:ffff:1.2.3.4` is IPv4-mapped).
   const lastColon = text.lastIndexOf(':');
   const suffix = text.slice(lastColon + 1);
   if (suffix.includes('.')) {
     const v4 = Number(ipv4ToBigInt(suffix));
     tail = [(v4 >>> 16) & 0xffff, v4 & 0xffff];
-    text = text.slice(0, lastColon + 1) + '0';
-    tail.length = 2;
+    text = text.slice(0, lastColon + 1) + '0:0';
   }
   const [head, rest] = text.split('::') as [string, string | undefined];
   const headGroups = head === '' ? [] : head.split(':');
@@ -68,20 +68,46 @@ export function normaliseIp(ip: string): string {
   return lower;
 }
 
+/** An IP address as a number: `value` has 32 bits for IPv4, 128 for IPv6. */
+export interface IpValue {
+  v6: boolean;
+  value: bigint;
+}
+
+/**
+ * The numeric value of an IP literal, IPv4-mapped IPv6 (any spelling) read as
+ * IPv4; undefined for anything else (names, and IPv4 spellings such as
+ * `127.1` that only a resolver reads).
+ */
+export function parseIp(ip: string): IpValue | undefined {
+  const normalised = normaliseIp(ip);
+  const family = isIP(normalised);
+  if (family === 0) return undefined;
+  return family === 4 ? { v6: false, value: ipv4ToBigInt(normalised) } : { v6: true, value: ipv6ToBigInt(normalised) };
+}
+
 export function parseCidr(input: string): Range {
   const text = input.trim();
   const slash = text.indexOf('/');
-  const ip = normaliseIp(slash < 0 ? text : text.slice(0, slash));
+  const written = slash < 0 ? text : text.slice(0, slash);
+  const ip = normaliseIp(written);
   const family = isIP(ip);
   if (family === 0) throw new CidrError(input, `"${ip}" is not an IP address`);
+  // An IPv4-mapped range (::ffff:10.0.0.0/104) is the IPv4 range it maps (10.0.0.0/8).
+  const mapped = family === 4 && isIP(written) === 6;
+  const writtenWidth = family === 4 && !mapped ? 32 : 128;
   const width = family === 4 ? 32 : 128;
   let prefix = width;
   if (slash >= 0) {
     const prefixText = text.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > width) {
-      throw new CidrError(input, `prefix must be 0-${width}`);
+    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > writtenWidth) {
+      throw new CidrError(input, `prefix must be 0-${writtenWidth}`);
     }
     prefix = Number(prefixText);
+    if (mapped) {
+      if (prefix < 96) throw new CidrError(input, 'an IPv4-mapped range needs a prefix of 96-128');
+      prefix -= 96;
+    }
   }
   const all = (1n << BigInt(width)) - 1n;
   const mask = prefix === 0 ? 0n : (all >> BigInt(width - prefix)) << BigInt(width - prefix);
@@ -99,11 +125,11 @@ export class CidrList {
   }
   /** True when `ip` lies in any range. A non-IP never matches. */
   contains(ip: string): boolean {
-    const normalised = normaliseIp(ip);
-    const family = isIP(normalised);
-    if (family === 0) return false;
-    const value = family === 4 ? ipv4ToBigInt(normalised) : ipv6ToBigInt(normalised);
-    const v6 = family === 6;
+    const parsed = parseIp(ip);
+    return parsed !== undefined && this.matches(parsed.v6, parsed.value);
+  }
+  /** True when the address `value` (of `parseIp`) lies in any range of its family. */
+  matches(v6: boolean, value: bigint): boolean {
     for (const range of this.ranges) {
       if (range.v6 === v6 && (value & range.mask) === range.bits) return true;
     }

@@ -19,19 +19,30 @@ export const systemResolver: Resolver = async (host) => {
   }
 };
 
+/** `connect`'s options: where to, and how names are resolved. */
+export interface ConnectTarget extends ConnectOptions {
+  resolver?: Resolver;
+  /**
+   * The addresses to dial, already resolved (and vetted by a destination
+   * policy): `host` is then not resolved again, so what was checked is what
+   * is dialled. `host` still names the target in errors and for TLS.
+   */
+  addresses?: readonly string[];
+}
+
 /**
  * Connect to `host:port`. Names are resolved to every address, and each is
  * tried in turn until one answers; the timeout bounds the whole attempt. The
  * error of the last address is reported (ETIMEDOUT when the time ran out).
  */
-export async function connect(options: ConnectOptions & { resolver?: Resolver }): Promise<Conn> {
+export async function connect(options: ConnectTarget): Promise<Conn> {
   await runtimeReady();
   const runtime = activeRuntime();
   const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
   const label = formatHostPort(options.host, options.port);
   const literal = isIP(options.host) !== 0;
-  const ips = literal ? [options.host] : await withDeadline((options.resolver ?? systemResolver)(options.host), deadline, label);
+  const ips = options.addresses ?? (literal ? [options.host] : await withDeadline((options.resolver ?? systemResolver)(options.host), deadline, label));
   if (ips.length === 0) throw new NetError('ENOTFOUND', `no address for ${options.host}`, { address: label });
   const tls: (TlsClientOptions & { servername: string }) | undefined = options.tls
     ? { ...(options.tls === true ? {} : options.tls), servername: (options.tls !== true && options.tls.servername) || (literal ? '' : options.host) }

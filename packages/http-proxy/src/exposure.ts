@@ -7,6 +7,11 @@ export interface ExposureOptions {
   insecureOpen?: boolean;
 }
 
+/** The first address other hosts can reach (a wildcard or a non-loopback IP or name), if any. */
+export function exposedAddress(addresses: readonly Address[]): Address | undefined {
+  return addresses.find((address) => address.wildcard || !isLoopback(address.host));
+}
+
 /**
  * An open proxy on a reachable address is abused within hours, so a
  * non-loopback listener needs credentials or a client allow-list unless the
@@ -16,7 +21,7 @@ export function openProxyRefusal(addresses: readonly Address[], options: Exposur
   if (options.insecureOpen) return undefined;
   const guarded = (options.users !== undefined && Object.keys(options.users).length > 0) || (options.allow?.length ?? 0) > 0;
   if (guarded) return undefined;
-  const exposed = addresses.find((address) => address.wildcard || !isLoopback(address.host));
+  const exposed = exposedAddress(addresses);
   if (!exposed) return undefined;
   const where = exposed.wildcard ? `:${exposed.port} (every address)` : `${exposed.host}:${exposed.port}`;
   return `refusing to run an open proxy on ${where}: add --user/--pass or --allow CIDR, or pass --insecure-open`;

@@ -173,6 +173,10 @@ export class ForwardProxy {
 export interface ForwardProxyServerOptions extends ForwardProxyOptions {
   /** Addresses to listen on: a list (`127.0.0.1:8090, [::1]:8090`) or parsed addresses ["127.0.0.1:8090"]. */
   bind?: string | Address[];
+  /** Most client connections open at once on the port (default 0: only the process limit, core-net's `setProcessConnectionLimit`; Squid `max_filedescriptors`, HAProxy `maxconn`). */
+  maxConnections?: number;
+  /** Most client connections open at once from one IP address (default 0: no limit; Squid `maxconn` ACL, nginx `limit_conn`). */
+  maxConnectionsPerIp?: number;
 }
 
 export const DEFAULT_FORWARD_BIND = '127.0.0.1:8090';
@@ -182,5 +186,7 @@ export function createForwardProxyServer(options: ForwardProxyServerOptions = {}
   const proxy = new ForwardProxy(options);
   const bind = options.bind ?? DEFAULT_FORWARD_BIND;
   const addresses = typeof bind === 'string' ? parseAddressList(bind) : bind;
-  return new Server({ addresses, logger: options.logger, onConnection: (conn) => proxy.handle(conn) });
+  // Over a limit a connection is closed without a byte: the port also speaks SOCKS5, so an HTTP 503 could be garbage to the client.
+  const limits = { maxConnections: options.maxConnections, maxConnectionsPerIp: options.maxConnectionsPerIp };
+  return new Server({ addresses, logger: options.logger, limits, onConnection: (conn) => proxy.handle(conn) });
 }

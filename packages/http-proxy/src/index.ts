@@ -30,4 +30,4 @@ export {
   type Connector,
   type ParentProxy,
 } from './upstream.js';
-export { openProxyRefusal, type ExposureOptions } from './exposure.js';
+export { openProxyRefusal, exposedAddress, type ExposureOptions } from './exposure.js';

@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import {
   BodyReader,
   HeadBuffer,
@@ -6,10 +5,10 @@ import {
   Relay,
   formatHostPort,
   httpStatusFor,
-  normaliseIp,
   parseRequestHead,
   parseResponseHead,
   removeHopByHop,
+  resolveDestination,
   serializeRequestHead,
   serializeResponseHead,
   simpleResponse,
@@ -29,6 +28,8 @@ import { withTimeout } from './upstream.js';
 
 /** How long a refused client may take to read its answer before the socket is closed. */
 const LINGER_MS = 2_000;
+/** Methods a request may be sent again with after a connection failed (RFC 9110 section 9.2.2). */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
 const enum Phase {
@@ -172,6 +173,12 @@ export class Session {
     const isConnect = head.method === 'CONNECT';
     if (isConnect ? !config.allowConnect : !config.allowHttp) {
       this.answerAndClose(405, `${isConnect ? 'CONNECT' : 'plain HTTP'} is disabled on this port`);
+      return;
+    }
+    // RFC 9110 section 9.3.6: CONNECT has no content; a body would be written into the tunnel.
+    // (`Content-Length: 0`, which some clients send, carries none.)
+    if (isConnect && head.framing !== 'none' && (head.framing !== 'length' || head.contentLength !== 0)) {
+      this.answerAndClose(400, 'CONNECT request with a body', 'A CONNECT request has no content.\n');
       return;
     }
     if (!isConnect && (head.target.charCodeAt(0) === 0x2f || head.target === '*')) {
@@ -337,7 +344,13 @@ export class Session {
     clearTimeout(this.timer);
     if (this.config.idleTimeoutMs > 0) this.timer = setTimeout(onTimer, this.config.idleTimeoutMs, this);
     this.replayHeld();
-    if (this.phase === Phase.Body) this.client.resume();
+    if (this.phase !== Phase.Body) return;
+    if (this.clientEnded) {
+      // The client's FIN came while connecting: the body can never complete, so free the upstream now.
+      this.destroy('client closed in the middle of a request body');
+      return;
+    }
+    this.client.resume();
   }
 
   private readRequestBody(chunk: Uint8Array): void {
@@ -390,8 +403,10 @@ export class Session {
     switch (this.responsePhase) {
       case Response.Head: {
         const body = this.requestBody!;
-        // A reused keep-alive connection the server closed just as we sent: retry once on a fresh one.
-        if (this.upstreamReused && !this.retried && this.responseBuffer.size === 0 && body.framing === 'none') {
+        // A reused keep-alive connection the server closed just as we sent: retry once on a fresh one,
+        // if the method is idempotent (RFC 9110 section 9.2.2: a proxy MUST NOT retry others; the
+        // server may have acted on the request before closing).
+        if (this.upstreamReused && !this.retried && this.responseBuffer.size === 0 && body.framing === 'none' && IDEMPOTENT.has(this.request!.method)) {
           this.retried = true;
           this.phase = Phase.Connecting;
           void this.connectAndSend(this.upstreamKey);
@@ -533,15 +548,8 @@ export class Session {
 
   private async checkAndConnect(host: string, port: number, toHttpParent: boolean): Promise<Conn> {
     const config = this.config;
-    const label = formatHostPort(host, port);
-    let addresses: string[] | undefined;
-    if (config.destinationDeny && config.destinationDeny.size > 0) {
-      addresses = isIP(host) !== 0 ? [normaliseIp(host)] : await config.resolver(host);
-      if (addresses.length === 0) throw new NetError('ENOTFOUND', `no address for ${host}`, { address: label });
-      for (const ip of addresses) {
-        if (config.destinationDeny.contains(ip)) throw new NetError('EFORBIDDEN', `destination ${label} (${ip}) is denied`, { address: label });
-      }
-    }
+    // The vetted addresses are the ones dialled (no second lookup to rebind).
+    const addresses = await resolveDestination(host, port, config.destinationDeny, config.resolver);
     if (toHttpParent) {
       const parent = config.parent!;
       return connect({ host: parent.host, port: parent.port, timeoutMs: config.connectTimeoutMs, resolver: config.resolver });

@@ -67,8 +67,7 @@ export function parseParentProxy(url: string): ParentProxy {
 
 /** Connect directly, through core-net `connect` (every address tried, one deadline). */
 export function directConnector(resolver?: Resolver): Connector {
-  return (host, port, timeoutMs, addresses) =>
-    connect({ host, port, timeoutMs, resolver: addresses ? () => Promise.resolve([...addresses]) : resolver });
+  return (host, port, timeoutMs, addresses) => connect({ host, port, timeoutMs, resolver, addresses });
 }
 
 /** Reach targets through a parent proxy: CONNECT for an HTTP parent, a SOCKS5 CONNECT for a SOCKS5 parent. */

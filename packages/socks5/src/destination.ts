@@ -1,5 +1,4 @@
-import { isIP } from 'node:net';
-import { NetError, formatHostPort, isValidHostname, normaliseIp, type CidrList, type Conn, type Resolver } from '@wmproxy/core-net';
+import { NetError, formatHostPort, resolveDestination, type CidrList, type Conn, type Resolver } from '@wmproxy/core-net';
 
 /**
  * Opens the upstream connection for a CONNECT. `addresses`, when given, are
@@ -17,36 +16,20 @@ export interface DestinationPolicy {
 }
 
 /**
- * Check a target against the policy. Returns the resolved, permitted
- * addresses of a name when resolution was needed (a deny list is set, or
- * `resolve` asks for it), otherwise undefined. Throws NetError EFORBIDDEN for
- * a refused target and ENOTFOUND for a name that does not resolve.
+ * Check a target against the policy: `allow` on the target as the client
+ * sent it, then core-net's `resolveDestination` (port 0 refused, the deny
+ * list on every resolved address, IPv6 forms of IPv4 addresses and the
+ * unspecified address included). Returns the resolved, permitted addresses
+ * when resolution was needed (a deny list is set, or `resolve` asks for it),
+ * otherwise undefined. Throws NetError EFORBIDDEN for a refused target and
+ * ENOTFOUND for a name that does not resolve.
  */
-export async function vetDestination(
-  policy: DestinationPolicy,
-  host: string,
-  port: number,
-  resolve: boolean,
-): Promise<string[] | undefined> {
-  const label = formatHostPort(host, port);
+export async function vetDestination(policy: DestinationPolicy, host: string, port: number, resolve: boolean): Promise<string[] | undefined> {
   if (policy.allow && !policy.allow(host, port)) {
+    const label = formatHostPort(host, port);
     throw new NetError('EFORBIDDEN', `destination ${label} is not allowed`, { address: label });
   }
-  const deny = policy.deny && policy.deny.size > 0 ? policy.deny : undefined;
-  if (isIP(host) !== 0) {
-    if (deny?.contains(host)) throw new NetError('EFORBIDDEN', `destination ${label} is denied`, { address: label });
-    return resolve ? [normaliseIp(host)] : undefined;
-  }
-  if (!isValidHostname(host)) throw new NetError('ENOTFOUND', `"${host}" is not a valid host name`, { address: label });
-  if (!deny && !resolve) return undefined;
-  const ips = await policy.resolver(host);
-  if (ips.length === 0) throw new NetError('ENOTFOUND', `no address for ${host}`, { address: label });
-  for (const ip of ips) {
-    if (deny?.contains(ip)) {
-      throw new NetError('EFORBIDDEN', `destination ${label} resolves to ${ip}, which is denied`, { address: label });
-    }
-  }
-  return ips;
+  return resolveDestination(host, port, policy.deny, policy.resolver, resolve);
 }
 
 /**

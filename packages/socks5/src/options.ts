@@ -80,6 +80,5 @@ function positive(value: number | undefined, fallback: number, name: string, zer
 }
 
 function defaultConnector(resolver: Resolver): Connector {
-  return (host, port, timeoutMs, addresses) =>
-    connect({ host, port, timeoutMs, resolver: addresses ? () => Promise.resolve([...addresses]) : resolver });
+  return (host, port, timeoutMs, addresses) => connect({ host, port, timeoutMs, resolver, addresses });
 }

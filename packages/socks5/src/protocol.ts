@@ -34,8 +34,6 @@ export interface SocksAddress {
 /** Result of reading an address: the address and where the bytes after it start. */
 export type AddressRead = { address: SocksAddress; next: number } | 'incomplete' | 'bad-type';
 
-const latin1 = new TextDecoder('latin1');
-
 /** Read ATYP, DST.ADDR and DST.PORT starting at `offset` (the ATYP byte). */
 export function readAddress(buf: Uint8Array, offset: number): AddressRead {
   if (buf.byteLength <= offset) return 'incomplete';
@@ -54,7 +52,7 @@ export function readAddress(buf: Uint8Array, offset: number): AddressRead {
   let host: string;
   if (type === AddressType.ipv4) host = `${buf[start]}.${buf[start + 1]}.${buf[start + 2]}.${buf[start + 3]}`;
   else if (type === AddressType.ipv6) host = formatIpv6(buf, start);
-  else host = latin1.decode(buf.subarray(start, end));
+  else host = Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1');
   return { address: { host, port, type }, next: end + 2 };
 }
 
