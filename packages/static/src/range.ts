@@ -62,8 +62,19 @@ function coalesce(ranges: Array<[number, number]>): Array<[number, number]> {
 }
 
 const encoder = new TextEncoder();
-let boundaryCounter = 0;
-const boundaryPrefix = Math.random().toString(36).slice(2, 12);
+const boundaryBytes = new Uint8Array(12);
+
+/**
+ * A fresh boundary per response, from 96 random bits: one that could be told
+ * from an earlier response (a per-process prefix and a counter, say) lets a
+ * file that holds the next delimiter split a multipart body into forged parts.
+ */
+function newBoundary(): string {
+  globalThis.crypto.getRandomValues(boundaryBytes);
+  let hex = '';
+  for (const byte of boundaryBytes) hex += (byte < 16 ? '0' : '') + byte.toString(16);
+  return `wmproxy-${hex}`;
+}
 
 /** The pieces of a multipart/byteranges body, and its exact length. */
 export function multipartLayout(
@@ -71,7 +82,7 @@ export function multipartLayout(
   size: number,
   contentType: string,
 ): { boundary: string; parts: Array<{ head: Uint8Array; start: number; end: number }>; tail: Uint8Array; length: number } {
-  const boundary = `wmproxy-${boundaryPrefix}-${(boundaryCounter++).toString(36)}`;
+  const boundary = newBoundary();
   let length = 0;
   const parts = ranges.map(([start, end]) => {
     const head = encoder.encode(

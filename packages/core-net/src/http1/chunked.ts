@@ -1,4 +1,4 @@
-import { CR, FIELD_VALUE, HEX, HTAB, LF, SP, TOKEN } from './chars.js';
+import { COLON, CR, FIELD_VALUE, HEX, HTAB, LF, SP, TOKEN } from './chars.js';
 import { parseFieldLine, type HeaderList } from './head.js';
 
 /** Receives decoded body bytes. The piece is a view into the input chunk, valid only during the call. */
@@ -26,6 +26,9 @@ const enum State {
   ExtValue,
   ExtQuoted,
   ExtQuotedEscape,
+  /** Just after a quoted value's closing quote. */
+  ExtAfterQuoted,
+  /** Whitespace after a value: only `;` may follow (no BWS before CRLF). */
   ExtAfterValue,
   SizeLf,
   Data,
@@ -34,6 +37,14 @@ const enum State {
   Trailer,
   Done,
   Error,
+}
+
+/** Where a trailer line is: its start (an empty line ends the trailers), the name, the value, or after its CR. */
+const enum TrailerPhase {
+  LineStart,
+  Name,
+  Value,
+  Lf,
 }
 
 const SEMICOLON = 0x3b;
@@ -49,7 +60,8 @@ const BACKSLASH = 0x5c;
  *
  * Rejected: a size that is not plain hex (no `0x`, no sign, no whitespace
  * before it), more than 16 hex digits or over `maxChunkSize`; whitespace after
- * the size not followed by an extension; malformed extensions (`;name[=token|"quoted"]`);
+ * the size not followed by an extension; malformed extensions (`;name[=token|"quoted"]`,
+ * with BWS only where RFC 9112's ABNF has it: around `;` and `=`, never before the CRLF);
  * anything but CRLF after the size line and after each chunk's data (lone LF,
  * bare CR); malformed or oversized trailer fields.
  *
@@ -72,6 +84,7 @@ export class ChunkedDecoder {
   private remaining = 0;
   private trailerBytes = 0;
   private trailerLine: number[] = [];
+  private trailerPhase = TrailerPhase.LineStart;
   private readonly maxExtensionSize: number;
   private readonly maxTrailerSize: number;
   private readonly maxChunkSize: number;
@@ -149,25 +162,39 @@ export class ChunkedDecoder {
           i++;
           break;
         case State.Trailer: {
-          const lf = indexOfLf(chunk, i);
-          const end = lf < 0 ? len : lf + 1;
-          this.trailerBytes += end - i;
-          if (this.trailerBytes > this.maxTrailerSize) return this.fail('trailers too large');
-          for (let k = i; k < end; k++) this.trailerLine.push(chunk[k]!);
-          i = end;
-          if (lf >= 0) {
+          // Every trailer byte is checked as it comes: a caller forwards what push() consumed
+          // at once, so a bare CR or NUL must not pass while the line is still open.
+          if (++this.trailerBytes > this.maxTrailerSize) return this.fail('trailers too large');
+          const phase = this.trailerPhase;
+          i++;
+          if (phase === TrailerPhase.Lf) {
+            if (c !== LF) return this.fail('trailer line not ended by CRLF');
             const line = this.trailerLine;
             this.trailerLine = [];
-            const n = line.length;
-            if (n < 2 || line[n - 2] !== CR) return this.fail('trailer line not ended by CRLF');
-            if (n === 2) {
+            this.trailerPhase = TrailerPhase.LineStart;
+            if (line.length === 0) {
               this.state = State.Done;
               this.done = true;
               return i;
             }
-            const reason = parseFieldLine(Buffer.from(line), 0, n - 2, this.trailers);
+            const reason = parseFieldLine(Buffer.from(line), 0, line.length, this.trailers);
             if (reason !== undefined) return this.fail(`invalid trailer: ${reason}`);
+            break;
           }
+          if (c === CR && phase !== TrailerPhase.Name) {
+            this.trailerPhase = TrailerPhase.Lf;
+            break;
+          }
+          if (phase === TrailerPhase.LineStart) {
+            if (TOKEN[c] !== 1) return this.fail(c === SP || c === HTAB ? 'invalid trailer: obsolete line folding' : 'invalid trailer: invalid field name');
+            this.trailerPhase = TrailerPhase.Name;
+          } else if (phase === TrailerPhase.Name) {
+            if (c === COLON) this.trailerPhase = TrailerPhase.Value;
+            else if (TOKEN[c] !== 1) return this.fail('invalid trailer: invalid field name');
+          } else if (FIELD_VALUE[c] !== 1) {
+            return this.fail('invalid trailer: invalid character in field value');
+          }
+          this.trailerLine.push(c);
           break;
         }
         case State.Done:
@@ -200,10 +227,10 @@ export class ChunkedDecoder {
         if (c === CR) return State.SizeLf;
         break;
       case State.ExtAfterName:
+        // Whitespace after a name must lead to `=` or `;`, not to the line end.
         if (c === SP || c === HTAB) return state;
         if (c === EQUALS) return State.ExtBeforeValue;
         if (c === SEMICOLON) return State.ExtBeforeName;
-        if (c === CR) return State.SizeLf;
         break;
       case State.ExtBeforeValue:
         if (c === SP || c === HTAB) return state;
@@ -217,17 +244,22 @@ export class ChunkedDecoder {
         if (c === CR) return State.SizeLf;
         break;
       case State.ExtQuoted:
-        if (c === DQUOTE) return State.ExtAfterValue;
+        if (c === DQUOTE) return State.ExtAfterQuoted;
         if (c === BACKSLASH) return State.ExtQuotedEscape;
         if (FIELD_VALUE[c] === 1) return state;
         break;
       case State.ExtQuotedEscape:
         if (FIELD_VALUE[c] === 1) return State.ExtQuoted;
         break;
-      case State.ExtAfterValue:
-        if (c === SP || c === HTAB) return state;
+      case State.ExtAfterQuoted:
+        if (c === SP || c === HTAB) return State.ExtAfterValue;
         if (c === SEMICOLON) return State.ExtBeforeName;
         if (c === CR) return State.SizeLf;
+        break;
+      case State.ExtAfterValue:
+        // Whitespace after a value must lead to another extension, not to the line end.
+        if (c === SP || c === HTAB) return state;
+        if (c === SEMICOLON) return State.ExtBeforeName;
         break;
       default:
     }
@@ -240,10 +272,6 @@ export class ChunkedDecoder {
     this.error = reason;
     return -1;
   }
-}
-
-function indexOfLf(chunk: Uint8Array, from: number): number {
-  return chunk.indexOf(LF, from);
 }
 
 const CRLF_BYTES = new Uint8Array([CR, LF]);
