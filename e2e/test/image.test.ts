@@ -110,6 +110,35 @@ function openTunnel(port: number, target: string): Promise<Socket> {
   });
 }
 
+/** A SOCKS5 CONNECT (no auth) to an IPv4 target through the proxy on `port`. */
+function openSocksTunnel(port: number, ip: string, targetPort: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.from([5, 1, 0])));
+    socket.once('error', reject);
+    let stage = 0;
+    let received = Buffer.alloc(0);
+    socket.on('data', function onData(chunk: Buffer) {
+      received = Buffer.concat([received, chunk]);
+      if (stage === 0 && received.length >= 2) {
+        if (received[1] !== 0) return fail(`method ${received[1]}`);
+        received = received.subarray(2);
+        stage = 1;
+        const request = Buffer.from([5, 1, 0, 1, ...ip.split('.').map(Number), targetPort >> 8, targetPort & 255]);
+        socket.write(request);
+      }
+      if (stage === 1 && received.length >= 10) {
+        socket.off('data', onData);
+        if (received[1] !== 0) return fail(`reply ${received[1]}`);
+        resolve(socket);
+      }
+    });
+    function fail(why: string): void {
+      socket.destroy();
+      reject(new Error(`SOCKS5 CONNECT ${ip}:${targetPort} refused: ${why}`));
+    }
+  });
+}
+
 describe('the wmproxy image', { skip }, () => {
   const { config, healthTest, healthTimeoutMs, container } = setup ?? ({} as Partial<Setup>);
   /** The runtime the image's entrypoint runs (bun, or node in a Node image), for scripts run with `docker exec`. */
@@ -193,11 +222,12 @@ describe('the wmproxy image', { skip }, () => {
   test('while a stop drains an open tunnel, the HEALTHCHECK command gets 503; then wmproxy exits 0', async () => {
     const id = container!.getId();
     const port = container!.getMappedPort(8090);
-    // An open CONNECT tunnel (to the proxy's own port on the container's network address) keeps the stop draining.
-    const tunnel = await openTunnel(port, `${container!.getIpAddress('bridge')}:8090`);
+    // An open SOCKS5 tunnel (to the proxy's own port on the container's network address: HTTP CONNECT
+    // of an exposed proxy reaches only 443 and 8443) keeps the stop draining.
+    const tunnel = await openSocksTunnel(port, container!.getIpAddress('bridge'), 8090);
     try {
       // The control API answers on the container's loopback only: ask from inside.
-      const script = 'const r = await fetch("http://127.0.0.1:8837/stop", { method: "POST" }); process.stdout.write(await r.text())';
+      const script = 'const r = await fetch("http://127.0.0.1:8837/stop", { method: "POST", headers: { "X-Wmproxy-Request": "1" } }); process.stdout.write(await r.text())';
       const stop = await container!.exec([runtime, '-e', script]);
       assert.equal(stop.exitCode, 0, stop.output);
       assert.equal((JSON.parse(stop.stdout) as { stopping: boolean }).stopping, true);

@@ -10,7 +10,9 @@ export default class Proxy extends WmproxyCommand {
   static override summary = 'Run the forward proxy: HTTP, HTTPS (CONNECT) and SOCKS5 on one port, told apart by the first byte.';
   static override description = [
     'Listens on 127.0.0.1:8090 unless --bind says otherwise. A non-loopback bind needs --user/--pass or --allow',
-    '(or --insecure-open): an open proxy on a public address is abused within hours.',
+    '(or --insecure-open): an open proxy on a public address is abused within hours. On a non-loopback bind,',
+    'destinations on this host and its link (loopback, 0.0.0.0, ::, link-local, multicast, cloud metadata) are',
+    'refused and CONNECT may reach ports 443 and 8443 only, as in the config file: --deny-dest and --connect-ports change that.',
     'SIGINT/SIGTERM stop accepting and let live connections finish for up to --drain before closing them.',
   ].join('\n');
   static override examples = [
@@ -28,10 +30,16 @@ export default class Proxy extends WmproxyCommand {
     upstream: Flags.string({ description: 'parent proxy: http://[user:pass@]host:port or socks5://[user:pass@]host:port' }),
     allow: Flags.string({ description: 'client CIDR allowed (repeatable; default: everyone)', multiple: true }),
     deny: Flags.string({ description: 'client CIDR refused (repeatable)', multiple: true }),
-    'deny-dest': Flags.string({ description: 'destination CIDR refused, checked on resolved addresses (repeatable)', multiple: true }),
+    'deny-dest': Flags.string({
+      description: 'destination CIDR refused, checked on resolved addresses (repeatable; replaces the default of a non-loopback bind; "none": refuse nothing)',
+      multiple: true,
+    }),
+    'connect-ports': Flags.string({ description: 'ports CONNECT may reach, comma-separated, or "any" (default: 443,8443 on a non-loopback bind, any on loopback)' }),
     'connect-timeout': Flags.integer({ description: 'milliseconds to reach a target before 504 / SOCKS 0x06', default: 10_000, min: 1 }),
     'idle-timeout': Flags.integer({ description: 'milliseconds without traffic before a tunnel is closed (0 = never)', default: 300_000, min: 0 }),
     drain: Flags.integer({ description: 'milliseconds live connections get to finish on shutdown', default: 10_000, min: 0 }),
+    'max-connections': Flags.integer({ description: 'most client connections open at once; more are closed at once (HAProxy maxconn; 0: no limit)', default: 9_000, min: 0 }),
+    'max-connections-per-ip': Flags.integer({ description: 'most client connections open at once from one IP address; more are closed at once (0: no limit)', default: 0, min: 0 }),
     'insecure-open': Flags.boolean({ description: 'allow an unauthenticated proxy on a non-loopback address', default: false }),
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info', options: ['debug', 'info', 'warn', 'error', 'silent'] }),
     'log-json': Flags.boolean({ description: 'log one JSON object per line', default: false }),
@@ -40,8 +48,8 @@ export default class Proxy extends WmproxyCommand {
   async run(): Promise<void> {
     const { flags } = await this.parseFlags(Proxy);
     // Loaded here, not at the top: oclif imports every command module at start-up.
-    const { Logger, parseAddressList } = await import('@wmproxy/core-net');
-    const { createForwardProxyServer, openProxyRefusal } = await import('@wmproxy/http-proxy');
+    const { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, Logger, parseAddressList, setProcessConnectionLimit } = await import('@wmproxy/core-net');
+    const { createForwardProxyServer, exposedAddress, openProxyRefusal } = await import('@wmproxy/http-proxy');
     let addresses: Address[];
     try {
       addresses = parseAddressList(flags.bind);
@@ -55,6 +63,17 @@ export default class Proxy extends WmproxyCommand {
     const users = flags.user !== undefined && flags.pass !== undefined ? { [flags.user]: flags.pass } : undefined;
     const refusal = openProxyRefusal(addresses, { users, allow: flags.allow, insecureOpen: flags['insecure-open'] });
     if (refusal) return this.usageError(refusal);
+    // Reachable from other hosts: keep clients off this host's services (the control API
+    // answers loopback without a token) and CONNECT on HTTPS ports, as the config file does.
+    const exposed = exposedAddress(addresses) !== undefined;
+    let destinationDeny: readonly string[] | undefined = flags['deny-dest'];
+    if (destinationDeny?.includes('none')) {
+      if (destinationDeny.length > 1) return this.usageError('--deny-dest none cannot be combined with CIDRs');
+      destinationDeny = [];
+    }
+    destinationDeny ??= exposed ? DEFAULT_DENY_DESTINATIONS : undefined;
+    const connectPorts = parseConnectPorts(flags['connect-ports'], exposed ? DEFAULT_CONNECT_PORTS : undefined);
+    if (typeof connectPorts === 'string') return this.usageError(connectPorts);
 
     const logger = new Logger({ level: flags['log-level'] as LogLevel, json: flags['log-json'], fields: { service: 'proxy' } });
     let server;
@@ -64,13 +83,18 @@ export default class Proxy extends WmproxyCommand {
         flags: kinds as ForwardFlag[],
         users,
         clientPolicy: flags.allow || flags.deny ? { allow: flags.allow, deny: flags.deny } : undefined,
-        destinationDeny: flags['deny-dest'],
+        destinationDeny,
         upstream: flags.upstream,
         connectTimeoutMs: flags['connect-timeout'],
         idleTimeoutMs: flags['idle-timeout'],
         socks5: flags['udp-bind'] ? { udpBind: flags['udp-bind'] } : undefined,
+        http: connectPorts ? { connectPorts } : undefined,
+        maxConnections: flags['max-connections'],
+        maxConnectionsPerIp: flags['max-connections-per-ip'],
         logger,
       });
+      // One listener in this process: its limit is the process's.
+      setProcessConnectionLimit(0);
     } catch (error) {
       return this.usageError((error as Error).message);
     }
@@ -91,4 +115,14 @@ export default class Proxy extends WmproxyCommand {
     }
     await new Promise<never>(() => {});
   }
+}
+
+/** `--connect-ports`: "any", or comma-separated ports; the fallback when absent. A string is the complaint. */
+function parseConnectPorts(value: string | undefined, fallback: readonly number[] | undefined): readonly number[] | undefined | string {
+  if (value === undefined) return fallback;
+  if (value.trim() === 'any') return undefined;
+  const ports = value.split(',').map((part) => part.trim());
+  const bad = ports.find((port) => !/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535);
+  if (bad !== undefined) return `--connect-ports: "${bad}" is not a port from 1 to 65535 (or use "any")`;
+  return ports.map(Number);
 }

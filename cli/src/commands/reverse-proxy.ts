@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { Logger, parseAddressList, type LogLevel } from '@wmproxy/core-net';
+import { DEFAULT_PROCESS_MAX_CONNECTIONS, Logger, parseAddressList, setProcessConnectionLimit, type LogLevel } from '@wmproxy/core-net';
 import { parseDuration } from '@wmproxy/health';
 import {
   AccessLog,
@@ -28,6 +28,13 @@ function duration(name: string, text: string | undefined, fallback: number, allo
   } catch {
     throw new UsageError(`--${name}: invalid duration "${text}" (e.g. 500ms, 2s, 1m)`);
   }
+}
+
+/** `GET,HEAD`: HTTP method tokens, upper-cased as methods are case-sensitive and always sent upper case. */
+function methodList(text: string): string[] {
+  const methods = text.split(',').map((method) => method.trim()).filter((method) => method.length > 0);
+  for (const method of methods) if (!/^[A-Za-z]+$/.test(method)) throw new UsageError(`--retry-methods: "${method}" is not an HTTP method`);
+  return methods.map((method) => method.toUpperCase());
 }
 
 /** `http://host:port`, `https://host:port` (optionally `#weight=N`, `#backup`). */
@@ -83,11 +90,21 @@ export default class ReverseProxyCommand extends WmproxyCommand {
     'access-log-format': Flags.string({ description: 'combined or json', default: 'combined' }),
     'panic-threshold': Flags.string({ description: 'below this percentage of healthy servers, send to all of them anyway (0 disables)', default: '50' }),
     'hedge-delay': Flags.string({ description: 'race a second connect after this long (0 disables)', default: '100ms' }),
-    'hedge-request': Flags.string({ description: 'request hedging: also send an idempotent request without a body to a second server when no answer came after its server\'s recent p99 first-byte time, at most this long (0 disables)', default: '500ms' }),
+    'hedge-request': Flags.string({ description: 'request hedging: also send a request of --retry-methods without a body to a second server when no answer came after its server\'s recent p99 first-byte time, at most this long (0 disables)', default: '500ms' }),
     'connect-timeout': Flags.string({ description: 'connect timeout per attempt', default: '5s' }),
     'first-byte-timeout': Flags.string({ description: 'time from the end of the request to the response head (then 504 or the next server)', default: '60s' }),
     tries: Flags.string({ description: 'most attempts per request (first included)', default: '3' }),
+    'retry-methods': Flags.string({
+      description: 'methods that may be sent twice (retried once sent, and hedged), comma-separated; add PUT,DELETE only for idempotent backends',
+      default: 'GET,HEAD,OPTIONS,TRACE',
+    }),
     'trusted-proxy': Flags.string({ description: 'CIDR whose X-Forwarded-* headers are kept (repeatable)', multiple: true }),
+    'max-connections': Flags.integer({
+      description: 'most client connections open at once; more are answered 503 (Connection: close) and closed (HAProxy maxconn; 0: no limit)',
+      default: DEFAULT_PROCESS_MAX_CONNECTIONS,
+      min: 0,
+    }),
+    'max-connections-per-ip': Flags.integer({ description: 'most client connections open at once from one IP address; more are answered 503 and closed (nginx limit_conn; 0: no limit)', default: 0, min: 0 }),
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info' }),
     'log-json': Flags.boolean({ description: 'log lines as JSON', default: false }),
   };
@@ -156,6 +173,8 @@ export default class ReverseProxyCommand extends WmproxyCommand {
     const tls = servers.some((s) => s.tls);
     const panicText = flags['panic-threshold'];
     if (!/^\d{1,3}$/.test(panicText) || Number(panicText) > 100) throw new UsageError(`--panic-threshold must be a percentage from 0 to 100, got "${panicText}"`);
+    // One listener in this process: its limit is the process's.
+    setProcessConnectionLimit(0);
     return {
       logger,
       health: { panicThreshold: Number(panicText) },
@@ -165,7 +184,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
         connectMs: duration('connect-timeout', flags['connect-timeout'], 5_000),
         firstByteMs: duration('first-byte-timeout', flags['first-byte-timeout'], 60_000),
       },
-      retries: { tries: positiveInt('tries', flags.tries, 3) },
+      retries: { tries: positiveInt('tries', flags.tries, 3), methods: methodList(flags['retry-methods']) },
       accessLog: flags['access-log'] ? new AccessLog(flags['access-log'], format) : undefined,
       upstreams: [
         {
@@ -186,6 +205,8 @@ export default class ReverseProxyCommand extends WmproxyCommand {
         {
           listen: flags.from,
           forwarding: { trustedProxies: flags['trusted-proxy'] ?? [] },
+          maxConnections: flags['max-connections'],
+          maxConnectionsPerIp: flags['max-connections-per-ip'],
           vhosts: [{ locations: [{ path: '/', upstream: 'default', requestHeaders: requestRules, responseHeaders: responseRules }] }],
         },
       ],

@@ -6,7 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
+import { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, DEFAULT_PROCESS_MAX_CONNECTIONS, formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
 import type { CheckSpec, HealthCheckerOptions } from '@wmproxy/health';
 import { describeValue, type IssueList } from './errors.js';
 import type {
@@ -35,8 +35,6 @@ import type {
 } from './types.js';
 import { durationMs, parseDuration, parseSize } from './units.js';
 
-/** Default `deny_destinations` of a forward proxy listening beyond loopback. */
-const LOOPBACK_DESTINATIONS = ['127.0.0.0/8', '::1/128'] as const;
 
 export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:8837';
 export const DEFAULT_PROXY_LISTEN = '127.0.0.1:8090';
@@ -162,6 +160,7 @@ class Resolver {
     return {
       baseDir: this.baseDir,
       workers: file.workers ?? 1,
+      maxConnections: file.max_connections ?? DEFAULT_PROCESS_MAX_CONNECTIONS,
       log: {
         level: log.level ?? 'info',
         levels: log.levels ?? {},
@@ -170,7 +169,7 @@ class Resolver {
         accessLog: log.access_log === undefined || log.access_log === 'off' ? undefined : log.access_log === '-' ? '-' : this.path(log.access_log),
         accessFormat: log.access_format ?? 'combined',
       },
-      control: { enabled: controlEnabled, listen: controlListen, token: control.token },
+      control: { enabled: controlEnabled, listen: controlListen, token: control.token, allowedHosts: (control.allowed_hosts ?? []).map((name) => name.toLowerCase()) },
       health: this.health(),
       reverse,
       proxies,
@@ -300,6 +299,7 @@ class Resolver {
         totalMs: durationMs(reverse.retry_timeout, 10_000),
         onStatus: reverse.retry_on_status ?? [502, 503, 504],
         onTimeout: true,
+        methods: reverse.retry_methods ?? ['GET', 'HEAD', 'OPTIONS', 'TRACE'],
         budgetPercent: reverse.retry_budget_percent ?? 20,
         budgetMinConcurrency: reverse.retry_budget_min_concurrency ?? 3,
         bodyBuffer: reverse.retry_body_buffer === undefined ? 65_536 : parseSize(reverse.retry_body_buffer),
@@ -353,6 +353,14 @@ class Resolver {
         const plain = members.find((index) => servers[index]!.tls === undefined)!;
         this.issues.add(['server', plain, 'tls'], `TLS settings, as server[${tls[0]}] on the same port has them`, 'nothing');
       }
+      // One listener, one set of connection limits.
+      const first = servers[members[0]!]!;
+      for (const index of members.slice(1)) {
+        const server = servers[index]!;
+        for (const [key, field] of [['max_connections', 'maxConnections'], ['max_connections_per_ip', 'maxConnectionsPerIp'], ['connection_limit_status', 'connectionLimitStatus']] as const) {
+          if (server[field] !== first[field]) this.issues.add(['server', index, key], `${first[field]}, as server[${members[0]}] on the same port (one listener has one set of connection limits)`, String(server[field]));
+        }
+      }
       const owner = `server[${members[0]}]`;
       for (const index of members) this.claim(servers[index]!.listen, owner, ['server', index, 'listen']);
     }
@@ -377,6 +385,9 @@ class Resolver {
       tls,
       trustedProxies: server.trusted_proxies ?? this.file.reverse?.trusted_proxies ?? [],
       rateLimit: server.rate_limit ? this.rateLimit(server.rate_limit, [...path, 'rate_limit']) : undefined,
+      maxConnections: server.max_connections ?? 0,
+      maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
+      connectionLimitStatus: server.connection_limit_status ?? 503,
       locations: server.location.map((location, at) => this.location(location, [...path, 'location', at], upstreams, request, response)),
     };
   }
@@ -462,6 +473,11 @@ class Resolver {
     const name = stream.name ?? `stream-${index}`;
     this.claim(listen, name, [...path, 'listen'], protocol === 'udp');
     if (!upstreams.has(stream.upstream)) this.issues.add([...path, 'upstream'], this.knownUpstreams(upstreams), JSON.stringify(stream.upstream));
+    if (protocol === 'udp') {
+      for (const key of ['max_connections', 'max_connections_per_ip'] as const) {
+        if (stream[key]) this.issues.add([...path, key], 'no connection limit on a udp stream (UDP has no connections)', String(stream[key]));
+      }
+    }
     return {
       name,
       listen,
@@ -469,6 +485,8 @@ class Resolver {
       upstream: stream.upstream,
       tries: stream.tries ?? 3,
       idleTimeoutMs: durationMs(stream.idle_timeout, protocol === 'udp' ? 60_000 : 600_000),
+      maxConnections: stream.max_connections ?? 0,
+      maxConnectionsPerIp: stream.max_connections_per_ip ?? 0,
     };
   }
 
@@ -499,10 +517,11 @@ class Resolver {
       realm: proxy.realm ?? 'wmproxy',
       allow: proxy.allow ?? [],
       deny: proxy.deny ?? [],
-      // Reachable from other hosts: keep its clients off this host's loopback
-      // (the control API, local databases) unless told otherwise (Squid's to_localhost).
-      denyDestinations: proxy.deny_destinations ?? (exposed.includes(true) ? [...LOOPBACK_DESTINATIONS] : []),
-      connectPorts: proxy.connect_ports,
+      // Reachable from other hosts: keep its clients off this host and its link
+      // (the control API, local databases, cloud metadata) and CONNECT on HTTPS
+      // ports unless told otherwise (Squid's to_localhost and SSL_ports).
+      denyDestinations: proxy.deny_destinations ?? (exposed.includes(true) ? [...DEFAULT_DENY_DESTINATIONS] : []),
+      connectPorts: proxy.connect_ports ?? (exposed.includes(true) ? [...DEFAULT_CONNECT_PORTS] : undefined),
       parent: proxy.parent,
       udp: proxy.udp ?? true,
       udpBind: proxy.udp_bind,
@@ -512,6 +531,8 @@ class Resolver {
       idleTimeoutMs: durationMs(proxy.idle_timeout, 300_000),
       maxHeadSize: proxy.max_header_size === undefined ? 65_536 : parseSize(proxy.max_header_size),
       via: proxy.via ?? '1.1 wmproxy',
+      maxConnections: proxy.max_connections ?? 0,
+      maxConnectionsPerIp: proxy.max_connections_per_ip ?? 0,
     };
   }
 }

@@ -57,6 +57,16 @@ const Enum = <T extends string>(values: readonly T[], options: Record<string, un
   );
 const Strict = { additionalProperties: false } as const;
 
+/** Connection limits of one listener (core-net's ConnLimit): over one, a new connection is refused at once. */
+const ListenerLimits = {
+  max_connections: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'Most client connections open at once on this listener; more are refused at once (HAProxy frontend `maxconn`). `0`: only the process-wide `max_connections`.', default: 0 }),
+  ),
+  max_connections_per_ip: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'Most client connections open at once from one IP address; more are refused at once (nginx `limit_conn` on `$binary_remote_addr`, HAProxy `src_conn_cur`). `0`: no limit.', default: 0 }),
+  ),
+};
+
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export const POLICY_NAMES = ['round_robin', 'least_conn', 'random_two', 'ip_hash', 'hash', 'first'] as const;
 export const PROTOCOLS = ['http', 'https', 'socks5'] as const;
@@ -92,6 +102,19 @@ export const ControlSchema = Type.Object(
         'x-expected': 'a string of at least 8 characters',
       }),
     ),
+    allowed_hosts: Type.Optional(
+      Type.Array(
+        Type.String({
+          // A name or an IP, without a port (`host:port` has one colon; an IPv6 literal has two or more, or brackets).
+          pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*|[^\\s/:@\\[\\]]+)$',
+          'x-expected': 'a host name or IP address without a port, such as wmproxy.internal or 10.0.0.5',
+        }),
+        {
+          description: 'Names the `Host` header of a request may carry besides the listen address, `localhost`, `127.0.0.1` and `[::1]` (any port): requests naming another host get 421 unless they carry the token (DNS-rebinding protection). Add the name you reach the dashboard by, e.g. through a reverse proxy.',
+          default: [],
+        },
+      ),
+    ),
   },
   { ...Strict, description: 'The control API (GET /status, /upstreams, /config, /metrics, /events; POST /reload, /stop) and the dashboard at /.' },
 );
@@ -115,8 +138,8 @@ export const ForwardProxySchema = Type.Object(
     realm: Type.Optional(Type.String({ description: 'Realm sent in `Proxy-Authenticate`.', default: 'wmproxy' })),
     allow: Type.Optional(Cidrs('Clients allowed to use the proxy (CIDR). Empty: everyone not denied.')),
     deny: Type.Optional(Cidrs('Clients refused (CIDR); wins over `allow`.')),
-    deny_destinations: Type.Optional(Cidrs('Destinations refused (checked on resolved IPs). Default: `["127.0.0.0/8", "::1/128"]` (this host\'s loopback, where the control API listens) when a `listen` address is not loopback, none otherwise; `[]` allows everything.')),
-    connect_ports: Type.Optional(Type.Array(Port, { description: 'Ports CONNECT may reach (default: any).' })),
+    deny_destinations: Type.Optional(Cidrs('Destinations refused (checked on every resolved IP; IPv6 spellings of an IPv4 address and 0.0.0.0 / :: count as what they reach). Default when a `listen` address is not loopback: this host and its link, where the control API listens — `0.0.0.0/8`, `127.0.0.0/8`, `::/128`, `::1/128`, link-local `169.254.0.0/16` and `fe80::/10` (cloud metadata), multicast `224.0.0.0/4` and `ff00::/8`, `255.255.255.255/32`, and the metadata services `fd00:ec2::254/128` and `100.100.100.200/32`; none otherwise. An explicit list replaces the default; `[]` allows everything.')),
+    connect_ports: Type.Optional(Type.Array(Port, { description: 'Ports CONNECT may reach. Default: `[443, 8443]` when a `listen` address is not loopback (Squid\'s SSL_ports), any otherwise; `[]` allows any port.' })),
     parent: Type.Optional(
       Type.String({
         pattern: '^(http|socks5)://',
@@ -135,6 +158,7 @@ export const ForwardProxySchema = Type.Object(
     insecure_open: Type.Optional(
       Type.Boolean({ description: 'Allow a non-loopback listen address without users or an allow list (an open proxy).', default: false }),
     ),
+    ...ListenerLimits,
   },
   { ...Strict, description: 'A forward proxy port serving HTTP, HTTPS (CONNECT) and SOCKS5.' },
 );
@@ -340,6 +364,14 @@ export const HttpServerSchema = Type.Object(
     request_headers: Type.Optional(HeaderRulesSchema),
     response_headers: Type.Optional(HeaderRulesSchema),
     rate_limit: Type.Optional(RateLimitSchema),
+    ...ListenerLimits,
+    connection_limit_status: Type.Optional(
+      Type.Union([Type.Literal(0), Type.Integer({ minimum: 400, maximum: 599 })], {
+        description: 'Status answered (with `Connection: close` and `Retry-After: 1`) to a connection over `max_connections` or `max_connections_per_ip` before it is closed (nginx `limit_conn_status`); `0`: closed without an answer. Servers sharing a port must agree on the limits.',
+        default: 503,
+        'x-expected': '0 or a status from 400 to 599',
+      }),
+    ),
     location: Type.Array(LocationSchema, { minItems: 1, description: 'Locations, matched with nginx\'s rules.' }),
   },
   { ...Strict, description: 'An HTTP(S) reverse-proxy server (nginx `server {}`).' },
@@ -358,6 +390,13 @@ export const ReverseSchema = Type.Object(
     retries: Type.Optional(Type.Integer({ minimum: 1, description: 'Most attempts per request, the first included (nginx proxy_next_upstream_tries).', default: 3 })),
     retry_timeout: Type.Optional(Duration('No new attempt after this long (nginx proxy_next_upstream_timeout).', '10s')),
     retry_on_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { description: 'Statuses that make an idempotent request try the next server.', default: [502, 503, 504] })),
+    retry_methods: Type.Optional(
+      Type.Array(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", 'x-expected': 'an HTTP method such as GET' }), {
+        description:
+          'Methods that may be sent twice: retried once the request went out, and hedged. Default the safe methods; add PUT and DELETE only where the backends really are idempotent (nginx retries them by default).',
+        default: ['GET', 'HEAD', 'OPTIONS', 'TRACE'],
+      }),
+    ),
     retry_budget_percent: Type.Optional(
       Type.Number({
         minimum: 0,
@@ -366,7 +405,7 @@ export const ReverseSchema = Type.Object(
       }),
     ),
     retry_budget_min_concurrency: Type.Optional(Type.Integer({ minimum: 0, description: 'Retries in flight the retry budget always allows per upstream.', default: 3 })),
-    retry_body_buffer: Type.Optional(Size('Request bodies up to this size are kept so that an idempotent request (PUT, DELETE...) can be replayed to the next server; larger ones are streamed and not retried (`0`: never).', '64k')),
+    retry_body_buffer: Type.Optional(Size('Request bodies up to this size are kept so that a request of `retry_methods` can be replayed to the next server; larger ones are streamed and not retried (`0`: never).', '64k')),
     hedge_delay: Type.Optional(Duration('Race a second connect to another server when the first has not completed after this long (`0s`: off).', '100ms')),
     hedge_request: Type.Optional(
       Duration(
@@ -397,6 +436,7 @@ export const StreamSchema = Type.Object(
     upstream: Type.String({ minLength: 1, description: 'Upstream group to balance over.' }),
     tries: Type.Optional(Type.Integer({ minimum: 1, description: 'TCP: most servers tried when connects fail.', default: 3 })),
     idle_timeout: Type.Optional(Duration('TCP: close after this long without traffic (default 10m); UDP: forget a client after this long (default 60s).')),
+    ...ListenerLimits,
   },
   { ...Strict, description: 'A TCP or UDP stream listener (nginx `stream {}`).' },
 );
@@ -410,6 +450,13 @@ export const ConfigSchema = Type.Object(
         description: 'Processes sharing the listeners (nginx worker_processes). `auto`: one per core.',
         default: 1,
         'x-expected': '"auto" or a number of processes',
+      }),
+    ),
+    max_connections: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description: 'Most client connections each process keeps open at once over every listener (HAProxy global `maxconn`, nginx `worker_connections`); more are refused at once. The default keeps two descriptors per connection (client and upstream) under a 20 000 file-descriptor limit with room to spare. `0`: no limit.',
+        default: 9000,
       }),
     ),
     log: Type.Optional(LogSchema),

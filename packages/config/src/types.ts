@@ -28,6 +28,8 @@ export interface ControlConfig {
   enabled: boolean;
   listen: string;
   token: string | undefined;
+  /** Extra names the Host header may carry (lowercase, without port), besides the listen address and localhost. */
+  allowedHosts: string[];
 }
 
 export interface ForwardProxyConfig {
@@ -50,6 +52,9 @@ export interface ForwardProxyConfig {
   idleTimeoutMs: number;
   maxHeadSize: number;
   via: string | false;
+  /** Connection limits of the port (0: none beyond the process limit / no per-IP limit). */
+  maxConnections: number;
+  maxConnectionsPerIp: number;
 }
 
 export interface UpstreamServerConfig {
@@ -121,6 +126,11 @@ export interface HttpServerConfig {
   trustedProxies: string[];
   /** Request limit shared by the locations without their own. */
   rateLimit: RateLimitSpec | undefined;
+  /** Connection limits of the listener (the same on every server of a port; 0: none beyond the process limit / no per-IP limit). */
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  /** Status answered to a connection over a limit (0: closed without an answer). */
+  connectionLimitStatus: number;
   locations: LocationConfig[];
 }
 
@@ -146,6 +156,9 @@ export interface StreamConfig {
   upstream: string;
   tries: number;
   idleTimeoutMs: number;
+  /** TCP connection limits (0: none beyond the process limit / no per-IP limit). */
+  maxConnections: number;
+  maxConnectionsPerIp: number;
 }
 
 export interface WmproxyConfig {
@@ -154,6 +167,8 @@ export interface WmproxyConfig {
   /** Directory relative paths were resolved against. */
   baseDir: string;
   workers: number | 'auto';
+  /** Most client connections open at once per process over every listener (core-net `setProcessConnectionLimit`; 0: no limit). */
+  maxConnections: number;
   log: LogConfig;
   control: ControlConfig;
   /** Options of the one HealthChecker shared by every upstream. */

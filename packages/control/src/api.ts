@@ -24,7 +24,7 @@
  * answer some of the requests meant for this one.
  */
 import { Elysia } from 'elysia';
-import { formatHostPort, isLoopback, listenHost, parseAddress, silentLogger, type Address, type Logger } from '@wmproxy/core-net';
+import { formatHostPort, isLoopback, listenError, listenHost, parseAddress, silentLogger, type Address, type Logger } from '@wmproxy/core-net';
 import type { ControlConfig } from '@wmproxy/config';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { HEALTHZ_PATH, RequestGuard, type GuardSettings } from './guard.js';
@@ -33,13 +33,6 @@ import type { Instance, InstanceEvent } from './instance.js';
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
 const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
 const KEEPALIVE_MS = 5_000;
-/** Node's wording for the listen errors a user can act on; Bun's own messages name neither the code nor the address. */
-const LISTEN_REASONS: Record<string, string> = {
-  EADDRINUSE: 'address already in use',
-  EACCES: 'permission denied',
-  EADDRNOTAVAIL: 'address not available',
-};
-
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body, null, 2) + '\n', { status, headers: JSON_HEADERS });
 }
@@ -55,10 +48,9 @@ function guardSettings(config: ControlConfig, address: Address): GuardSettings {
 
 /** One line saying which listener failed and why, with the system code kept on `code`. */
 function listenFailure(error: unknown, address: string): Error {
-  const code = (error as { code?: unknown } | null)?.code;
-  const reason = typeof code === 'string' ? LISTEN_REASONS[code] : undefined;
-  const detail = reason ? `listen ${String(code)}: ${reason} ${address}` : `listen ${address}: ${(error as Error).message ?? String(error)}`;
-  return Object.assign(new Error(`control API: ${detail}`, { cause: error }), typeof code === 'string' ? { code } : {});
+  const failure = listenError(error, address);
+  failure.message = `control API: ${failure.message}`;
+  return failure;
 }
 
 /** Open event streams, closed on shutdown so that the server can stop. */

@@ -1,6 +1,6 @@
 /**
  * Who may talk to the control API, decided for every request before routing
- * (docs/security-control.md has the threat model):
+ * (docs/security.md, "The control API", has the threat model):
  *
  * 1. `GET /healthz` is open to everyone: it tells nothing but "alive", and
  *    container probes reach it through whatever name or mapped port they have.

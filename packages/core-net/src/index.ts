@@ -21,7 +21,14 @@ export {
   AddressError,
   type Address,
 } from './address.js';
-export { CidrList, AccessPolicy, CidrError, parseCidr, normaliseIp } from './cidr.js';
+export { CidrList, AccessPolicy, CidrError, parseCidr, normaliseIp, parseIp, type IpValue } from './cidr.js';
+export {
+  DEFAULT_DENY_DESTINATIONS,
+  DEFAULT_CONNECT_PORTS,
+  embeddedIpv4,
+  isDeniedDestination,
+  resolveDestination,
+} from './destination-policy.js';
 export {
   NetError,
   toNetError,
@@ -31,10 +38,19 @@ export {
   type NetErrorCode,
 } from './errors.js';
 export { Logger, silentLogger, type LogLevel, type LogFields, type LoggerOptions, type LogSink } from './logger.js';
-export { connect, systemResolver, DEFAULT_CONNECT_TIMEOUT_MS, type Resolver } from './connect.js';
+export { connect, systemResolver, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectTarget, type Resolver } from './connect.js';
 export { relay, Relay, DEFAULT_IDLE_TIMEOUT_MS, type RelayOptions, type RelayStats } from './relay.js';
 export { Server, shareListenersByDefault, type ServerOptions, type ShutdownOptions } from './server.js';
+export {
+  ConnLimit,
+  DEFAULT_PROCESS_MAX_CONNECTIONS,
+  processConnections,
+  setProcessConnectionLimit,
+  type ConnLimitKind,
+  type ConnLimitOptions,
+} from './conn-limit.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
+export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';

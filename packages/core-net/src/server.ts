@@ -1,6 +1,7 @@
 import { formatHostPort, listenHost, type Address } from './address.js';
 import { runtime as activeRuntime, runtimeReady } from './runtime/index.js';
 import { silentLogger, type Logger } from './logger.js';
+import { ConnLimit, type ConnLimitOptions } from './conn-limit.js';
 import type { Conn, ConnTracker, Listener, TlsServerOptions } from './types.js';
 
 export interface ServerOptions {
@@ -8,6 +9,8 @@ export interface ServerOptions {
   tls?: TlsServerOptions;
   reusePort?: boolean;
   logger?: Logger;
+  /** Connection limits of this listener (see conn-limit.ts); the process limit applies in any case. */
+  limits?: ConnLimitOptions;
   /** Called for every accepted connection; the server tracks it until it closes. */
   onConnection(conn: Conn): void;
 }
@@ -38,12 +41,20 @@ export class Server implements ConnTracker {
   private readonly live = new Set<Conn>();
   private readonly options: ServerOptions;
   private readonly logger: Logger;
+  /** Connection limits and counts of the accepted connections. */
+  readonly limit: ConnLimit;
   private draining = false;
   private idleWaiters: Array<() => void> = [];
 
   constructor(options: ServerOptions) {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
+    this.limit = new ConnLimit(this, this.logger, options.limits);
+  }
+
+  /** Replace the connection limits (a reload): open connections stay, new ones are checked against these. */
+  setLimits(limits: ConnLimitOptions): void {
+    this.limit.configure(limits);
   }
 
   get connectionCount(): number {
@@ -96,7 +107,9 @@ export class Server implements ConnTracker {
       conn.destroy();
       return;
     }
-    this.track(conn);
+    // Over a limit: refused (answered or closed) and never tracked. Admitted: its tracker is the limit, which releases its counts, then untracks it here.
+    if (!this.limit.admit(conn)) return;
+    this.live.add(conn);
     this.options.onConnection(conn);
   }
 

@@ -5,7 +5,9 @@ import {
   parseAddress,
   parseAddressList,
   silentLogger,
+  simpleResponse,
   type Conn,
+  type ConnLimitOptions,
   type HeadLimits,
   type TlsServerOptions,
 } from '@wmproxy/core-net';
@@ -31,6 +33,23 @@ export interface ListenerSpec {
   vhosts: VirtualHostSpec[];
   /** X-Forwarded-* / Forwarded / X-Real-IP handling. */
   forwarding?: ForwardedOptions;
+  /** Most client connections open at once on this listener (default 0: only the process limit, core-net's `setProcessConnectionLimit`; HAProxy frontend `maxconn`). */
+  maxConnections?: number;
+  /** Most client connections open at once from one IP address (default 0: no limit; nginx `limit_conn` on `$binary_remote_addr`). */
+  maxConnectionsPerIp?: number;
+  /** Status answered (with `Connection: close`, `Retry-After: 1`) to a connection over a limit before it is closed (default 503, as nginx `limit_conn_status`; 0: closed without an answer). */
+  connectionLimitStatus?: number;
+}
+
+/** The connection limits of a listener spec, for core-net's Server. */
+function listenerLimits(spec: ListenerSpec): ConnLimitOptions {
+  const status = spec.connectionLimitStatus ?? 503;
+  if (status !== 0 && !(Number.isInteger(status) && status >= 400 && status <= 599)) throw new Error(`connectionLimitStatus must be 0 or a status from 400 to 599, got ${status}`);
+  return {
+    maxConnections: spec.maxConnections,
+    maxConnectionsPerIp: spec.maxConnectionsPerIp,
+    refusal: status === 0 ? undefined : simpleResponse(status, { headers: [['Retry-After', '1']], body: 'Too many connections; try again later.\n' }),
+  };
 }
 
 /** Request hedging is on by default: the delay adapts below this ceiling. */
@@ -223,6 +242,7 @@ export class ReverseProxy implements ProxyCore {
       addresses: parseAddressList(plan.addresses.join(',')),
       tls: plan.spec.tls,
       logger: this.logger,
+      limits: plan.limits,
       onConnection: (conn: Conn) => {
         new ClientSession(conn, listener.ctx);
       },
@@ -328,6 +348,7 @@ export class ReverseProxy implements ProxyCore {
         ctx.forwarding = plan.ctx.forwarding;
         plan.keep.spec = plan.spec;
         plan.keep.addresses = plan.addresses;
+        plan.keep.server.setLimits(plan.limits);
         next.push(plan.keep);
       } else if (plan.replace) {
         for (const old of plan.replace) {
@@ -421,6 +442,7 @@ interface Listener {
 
 interface ListenerPlan {
   spec: ListenerSpec;
+  limits: ConnLimitOptions;
   ctx: ListenerState;
   addresses: string[];
   tls: string;
@@ -437,6 +459,7 @@ function planListener(spec: ListenerSpec, core: ProxyCore): ListenerPlan {
     .sort();
   return {
     spec,
+    limits: listenerLimits(spec),
     addresses,
     tls: spec.tls ? JSON.stringify(spec.tls) : '',
     ctx: { core, router: new Router(spec.vhosts), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http' },

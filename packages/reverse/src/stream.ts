@@ -16,6 +16,10 @@ export interface StreamSpec {
   tries?: number;
   /** TCP: close after this long without traffic (default 600 000); UDP: forget a client's session after this long (default 60 000). */
   idleTimeoutMs?: number;
+  /** TCP: most client connections open at once on this listener (default 0: only the process limit; nginx stream `worker_connections`, HAProxy `maxconn`); over it a connection is closed at once. */
+  maxConnections?: number;
+  /** TCP: most client connections open at once from one IP address (default 0: no limit; nginx stream `limit_conn`). */
+  maxConnectionsPerIp?: number;
 }
 
 class StreamContext implements SelectContext {
@@ -74,7 +78,12 @@ export class StreamProxy {
   async start(): Promise<void> {
     const addresses = parseAddressList(Array.isArray(this.spec.listen) ? this.spec.listen.join(',') : this.spec.listen);
     if (this.spec.protocol === 'tcp') {
-      this.server = new Server({ addresses, logger: this.core.logger, onConnection: (conn) => void this.acceptTcp(conn) });
+      this.server = new Server({
+        addresses,
+        logger: this.core.logger,
+        limits: { maxConnections: this.spec.maxConnections, maxConnectionsPerIp: this.spec.maxConnectionsPerIp },
+        onConnection: (conn) => void this.acceptTcp(conn),
+      });
       await this.server.start();
       return;
     }
@@ -105,7 +114,7 @@ export class StreamProxy {
           adopt: (_server, conn) => conn.destroy(),
           onFailure: (server, error) => {
             tried.add(server);
-            this.core.reportFailure(this.upstream, server, error.code === 'ETIMEDOUT' ? 'timeout' : 'connect', error.message);
+            if (error.code !== 'ELOCAL') this.core.reportFailure(this.upstream, server, error.code === 'ETIMEDOUT' ? 'timeout' : 'connect', error.message);
           },
         });
         const server = outcome.server;

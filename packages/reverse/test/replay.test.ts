@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import { startBackend, startProxy, startRaw, deadPort, type Backend } from './helpers.js';
+import { SAFE_METHODS } from '../src/index.js';
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -67,8 +68,9 @@ function wholeRequest(received: Buffer): boolean {
 /**
  * A proxy over two servers, tried in order: the first resets every request
  * once it has read it whole, the second answers with a digest of the body.
+ * PUT is declared safe to send twice (by default only the safe methods are).
  */
-async function failingThenGood(retries: { bodyBuffer?: number } = {}): Promise<{
+async function failingThenGood(options: { bodyBuffer?: number } = {}): Promise<{
   base: string;
   first: { seen: number };
   second: Backend;
@@ -78,7 +80,7 @@ async function failingThenGood(retries: { bodyBuffer?: number } = {}): Promise<{
   const second = await digestBackend('second');
   const { proxy, base } = await startProxy({
     hedgeDelayMs: 0,
-    retries,
+    retries: { ...options, methods: [...SAFE_METHODS, 'PUT'] },
     upstreams: [{ name: 'app', policy: 'first', servers: [{ address: first.address }, { address: second.address }] }],
   });
   return {

@@ -12,13 +12,16 @@ test('a failed connect moves any request on, unless its body was being sent', ()
   assert.equal(allowed({ method: 'POST', hasBody: true, bodySent: true }), false);
 });
 
-test('after the request went out, only idempotent requests without a body are replayed', () => {
+test('after the request went out, only the safe methods without a body are replayed by default', () => {
   for (const kind of ['timeout', 'reset', 'status', 'bad'] as const) {
     assert.equal(allowed({ kind, method: 'GET' }), true, kind);
-    assert.equal(allowed({ kind, method: 'DELETE' }), true, kind);
+    assert.equal(allowed({ kind, method: 'OPTIONS' }), true, kind);
+    assert.equal(allowed({ kind, method: 'DELETE' }), false, kind);
     assert.equal(allowed({ kind, method: 'POST' }), false, kind);
     assert.equal(allowed({ kind, method: 'PATCH' }), false, kind);
     assert.equal(allowed({ kind, method: 'PUT', hasBody: true }), false, kind);
+    const withDelete = { ...DEFAULT_RETRIES, methods: [...DEFAULT_RETRIES.methods, 'DELETE'] };
+    assert.equal(retryAllowed({ ...base, kind, method: 'DELETE' }, withDelete), true, kind);
   }
 });
 
@@ -29,9 +32,11 @@ test('retries stop at the attempt count, the time budget, or once the client saw
   assert.equal(retryAllowed({ ...base, kind: 'timeout' }, { ...DEFAULT_RETRIES, onTimeout: false }), false);
 });
 
-test('a body kept in the replay buffer no longer blocks a retry of an idempotent request', () => {
+test('a body kept in the replay buffer no longer blocks a retry of a method that may be sent twice', () => {
+  const withPut = { ...DEFAULT_RETRIES, methods: [...DEFAULT_RETRIES.methods, 'PUT'] };
   for (const kind of ['timeout', 'reset', 'status', 'bad'] as const) {
-    assert.equal(allowed({ kind, method: 'PUT', hasBody: true, bodySent: true, bodyReplayable: true }), true, kind);
+    assert.equal(retryAllowed({ ...base, kind, method: 'PUT', hasBody: true, bodySent: true, bodyReplayable: true }, withPut), true, kind);
+    assert.equal(allowed({ kind, method: 'PUT', hasBody: true, bodySent: true, bodyReplayable: true }), false, kind);
     assert.equal(allowed({ kind, method: 'POST', hasBody: true, bodySent: true, bodyReplayable: true }), false, kind);
   }
   assert.equal(allowed({ kind: 'connect', method: 'POST', hasBody: true, bodySent: true, bodyReplayable: true }), true);

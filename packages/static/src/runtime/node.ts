@@ -3,9 +3,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { Readable, pipeline } from 'node:stream';
 import { bodyChunks, CHUNK_SIZE } from '../body.js';
 import type { StaticResponse } from '../types.js';
-import { formatHostPort } from '@wmproxy/core-net';
+import { formatHostPort, listenError } from '@wmproxy/core-net';
 import { hostMatches, serverUrl, type AdapterOptions, type StaticServer } from '../server.js';
-import { listenError } from './listen-error.js';
 
 const MISDIRECTED_BODY = new TextEncoder().encode('421 Misdirected Request\n');
 const MISDIRECTED: StaticResponse = {

@@ -2,8 +2,7 @@ import cluster from 'node:cluster';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { formatHostPort } from '@wmproxy/core-net';
-import { listenError } from './listen-error.js';
+import { formatHostPort, listenError } from '@wmproxy/core-net';
 import type { StaticHandler } from '../handler.js';
 import { serverUrl, type StaticServer, type StaticServerOptions } from '../server.js';
 

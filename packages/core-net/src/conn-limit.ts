@@ -1,0 +1,204 @@
+/**
+ * Connection limits, checked when a listener accepts: at most
+ * `maxConnections` open connections on the listener (all clients together),
+ * at most `maxConnectionsPerIp` from one client address, and at most the
+ * process limit over every listener of the process (HAProxy's global
+ * `maxconn`, frontend `maxconn` and a `src_conn_cur` stick-table rule; nginx's
+ * `worker_connections` and `limit_conn`).
+ *
+ * A connection over a limit is refused at once: closed without a byte, or,
+ * when the listener has `refusal` bytes (an HTTP listener's 503), answered
+ * with them and closed. It never reaches the protocol, holds no upstream
+ * connection and is not counted. Refusals are logged at most once a second
+ * per listener, with how many there were since the previous line.
+ *
+ * Open connections are counted per client address in a map whose entries go
+ * at zero, so it holds at most one entry per open connection.
+ */
+import type { Logger } from './logger.js';
+import type { Conn, ConnHandler, ConnTracker } from './types.js';
+
+/**
+ * The default process limit. Each proxied connection can hold two file
+ * descriptors (the client's and one upstream or tunnel target), and the
+ * process needs some for listeners, idle upstream pools, health checks and
+ * logs: with the usual hard limit of 20 000 descriptors (which Bun and Node
+ * raise their soft limit to at start), 9 000 clients use at most 18 000 and
+ * leave 2 000 spare, so accepting and connecting never fail with EMFILE (a
+ * failed upstream connect would count against a healthy server).
+ */
+export const DEFAULT_PROCESS_MAX_CONNECTIONS = 9_000;
+
+/** A refused connection that was sent `refusal` bytes is closed after this long if its peer has not closed first. */
+const LINGER_MS = 2_000;
+/** At most this many refused connections per listener wait for their answer to reach the peer; more are closed at once. */
+const MAX_LINGERING = 128;
+/** At most one "refusing connections" line per listener in this interval. */
+const LOG_INTERVAL_MS = 1_000;
+
+export interface ConnLimitOptions {
+  /** Most connections open at once on this listener, every client together (0 or absent: only the process limit). */
+  maxConnections?: number;
+  /** Most connections open at once from one client IP address (0 or absent: no limit). */
+  maxConnectionsPerIp?: number;
+  /** Bytes sent to a refused connection before it is closed (e.g. an HTTP 503 with `Connection: close`); absent: closed at once. */
+  refusal?: Uint8Array;
+}
+
+/** Which limit refused a connection. */
+export type ConnLimitKind = 'process' | 'listener' | 'client';
+
+let processOpen = 0;
+let processMax = DEFAULT_PROCESS_MAX_CONNECTIONS;
+
+/**
+ * Set the most client connections this process keeps open at once over
+ * every listener (0: no limit). Connections already open stay; only new ones
+ * are refused while the count is at or above the limit.
+ */
+export function setProcessConnectionLimit(max: number): void {
+  processMax = checkCount(max, 'process connection limit');
+}
+
+/** The process limit and how many accepted connections are open now, over every listener. */
+export function processConnections(): { open: number; max: number } {
+  return { open: processOpen, max: processMax };
+}
+
+function checkCount(value: number | undefined, name: string): number {
+  if (value === undefined) return 0;
+  if (!Number.isInteger(value) || value < 0) throw new RangeError(`${name} must be a whole number, 0 or more (got ${value})`);
+  return value;
+}
+
+/**
+ * The limits of one listener (a core-net Server) and its counts. It is the
+ * tracker of every connection it admitted: their close releases the counts,
+ * then tells the owner (`owner.untrack`).
+ */
+export class ConnLimit implements ConnTracker {
+  maxConnections = 0;
+  maxConnectionsPerIp = 0;
+  refusal: Uint8Array | undefined = undefined;
+  /** Admitted connections open now. */
+  open = 0;
+  /** Connections refused since start. */
+  refused = 0;
+  private readonly perIp = new Map<string, number>();
+  private lingering = 0;
+  private lastLog = 0;
+  private unlogged = 0;
+
+  constructor(
+    private readonly owner: ConnTracker,
+    private readonly logger: Logger,
+    options: ConnLimitOptions = {},
+  ) {
+    this.configure(options);
+  }
+
+  /** New limits (a reload): connections already open stay, new ones are checked against these. */
+  configure(options: ConnLimitOptions): void {
+    this.maxConnections = checkCount(options.maxConnections, 'maxConnections');
+    this.maxConnectionsPerIp = checkCount(options.maxConnectionsPerIp, 'maxConnectionsPerIp');
+    this.refusal = options.refusal;
+  }
+
+  /** Client addresses with at least one open connection. */
+  get clients(): number {
+    return this.perIp.size;
+  }
+
+  /** Open connections from `ip`. */
+  openFrom(ip: string): number {
+    return this.perIp.get(ip) ?? 0;
+  }
+
+  /**
+   * Count a just-accepted connection and become its tracker, or refuse it
+   * (answered and closed) and return false.
+   */
+  admit(conn: Conn): boolean {
+    const ip = conn.remoteAddress;
+    const fromIp = this.perIp.get(ip) ?? 0;
+    let over: ConnLimitKind | undefined;
+    if (processMax > 0 && processOpen >= processMax) over = 'process';
+    else if (this.maxConnections > 0 && this.open >= this.maxConnections) over = 'listener';
+    else if (this.maxConnectionsPerIp > 0 && fromIp >= this.maxConnectionsPerIp) over = 'client';
+    if (over !== undefined) {
+      this.refuse(conn, over, ip);
+      return false;
+    }
+    this.perIp.set(ip, fromIp + 1);
+    this.open++;
+    processOpen++;
+    conn.tracker = this;
+    return true;
+  }
+
+  /** An admitted connection closed (called once, by the connection). */
+  untrack(conn: Conn): void {
+    const ip = conn.remoteAddress;
+    const fromIp = this.perIp.get(ip);
+    if (fromIp !== undefined) {
+      if (fromIp <= 1) this.perIp.delete(ip);
+      else this.perIp.set(ip, fromIp - 1);
+    }
+    this.open--;
+    processOpen--;
+    this.owner.untrack(conn);
+  }
+
+  private refuse(conn: Conn, over: ConnLimitKind, ip: string): void {
+    this.refused++;
+    this.unlogged++;
+    const now = Date.now();
+    if (now - this.lastLog >= LOG_INTERVAL_MS) {
+      this.lastLog = now;
+      this.logger.warn('connection limit reached, refusing connections', {
+        limit: over,
+        max: over === 'process' ? processMax : over === 'listener' ? this.maxConnections : this.maxConnectionsPerIp,
+        client: ip,
+        refused: this.unlogged,
+        open: this.open,
+        local: conn.localPort,
+      });
+      this.unlogged = 0;
+    }
+    const refusal = this.refusal;
+    if (refusal === undefined || this.lingering >= MAX_LINGERING) {
+      conn.destroy();
+      return;
+    }
+    // Answer, send FIN, and read (and drop) what the client sends until it
+    // closes: closing with its request unread would reset the connection,
+    // and the reset can reach the client before it has read the answer.
+    this.lingering++;
+    conn.userData = this;
+    conn.setHandler(lingerHandler);
+    conn.write(refusal);
+    conn.end();
+    setTimeout(destroyConn, LINGER_MS, conn).unref?.();
+  }
+
+  /** @internal A refused connection that was answered has closed. */
+  lingerDone(): void {
+    this.lingering--;
+  }
+}
+
+function destroyConn(conn: Conn): void {
+  conn.destroy();
+}
+
+/** Handler of a refused connection after its answer: drop what arrives, close when the peer is done. */
+const lingerHandler: ConnHandler = {
+  data() {},
+  end(conn) {
+    conn.destroy();
+  },
+  close(conn) {
+    (conn.userData as ConnLimit).lingerDone();
+    conn.userData = undefined;
+  },
+};
