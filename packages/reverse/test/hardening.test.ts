@@ -1,41 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { recordingServer } from '@wmproxy/testkit';
 import { startBackend, startProxy, startRaw, rawExchange, request, until, sleep, memoryLogger } from './helpers.js';
 
-/** Raw requests as a backend received them on each connection (head and body as read by Content-Length). */
-interface Seen {
-  head: string;
-  body: string;
-}
-
-/**
- * A backend that logs every request it reads (framed by Content-Length only,
- * the way a simple origin reads) and answers each with `ok <n>`.
- */
-async function recordingBackend(): Promise<{ address: string; seen: Seen[]; close(): Promise<void> }> {
-  const seen: Seen[] = [];
-  const raw = await startRaw((socket) => {
-    let buffered = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      for (;;) {
-        const end = buffered.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buffered.subarray(0, end).toString('latin1');
-        const match = /\r\ncontent-length:\s*([0-9]+)/i.exec(head);
-        const length = match ? Number(match[1]) : 0;
-        if (buffered.length < end + 4 + length) return;
-        const body = buffered.subarray(end + 4, end + 4 + length).toString('latin1');
-        buffered = buffered.subarray(end + 4 + length);
-        seen.push({ head, body });
-        const text = `ok ${seen.length}`;
-        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
-      }
-    });
-  });
-  return { address: raw.address, seen, close: raw.close };
-}
+/** Records each request as a simple origin reads it (Content-Length framing only) and answers `ok N`. */
+const recordingBackend = recordingServer;
 
 test('a Connection header naming Content-Length cannot smuggle the body as a second request', async () => {
   const backend = await recordingBackend();

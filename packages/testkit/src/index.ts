@@ -44,6 +44,40 @@ export async function trackedServer(onSocket: (socket: net.Socket) => void, host
   };
 }
 
+/** A request as a recording server read it. */
+export interface RecordedRequest {
+  head: string;
+  body: string;
+}
+
+/**
+ * A server that records every request it reads, framed by Content-Length
+ * only (the way a simple origin or parent proxy reads), and answers each with
+ * `ok N`: what reached the next hop, byte for byte, for smuggling tests.
+ */
+export async function recordingServer(): Promise<{ port: number; address: string; seen: RecordedRequest[]; close(): Promise<void> }> {
+  const seen: RecordedRequest[] = [];
+  const server = await trackedServer((socket) => {
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buffered.subarray(0, end).toString('latin1');
+        const match = /\r\ncontent-length:\s*([0-9]+)/i.exec(head);
+        const length = match ? Number(match[1]) : 0;
+        if (buffered.length < end + 4 + length) return;
+        seen.push({ head, body: buffered.subarray(end + 4, end + 4 + length).toString('latin1') });
+        buffered = buffered.subarray(end + 4 + length);
+        const text = `ok ${seen.length}`;
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
+      }
+    });
+  });
+  return { port: server.port, address: `127.0.0.1:${server.port}`, seen, close: server.close };
+}
+
 /** Debian's Chromium, when installed. */
 export const CHROMIUM: string | undefined = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 

@@ -14,3 +14,4 @@ export { HostileOrigin, type HostileSeen } from './hostile.js';
 export { JsonChild, FUZZ_DIR, NODE_BINARY, PYTHON_BINARY } from './child.js';
 export { startOrigin, startNodeOrigin, startPythonOrigin, startNginxOrigin, OriginUnavailable, NGINX_BINARY, type Origin, type OriginEvent, type OriginRecord } from './origins.js';
 export { LlhttpOracle, type LlhttpResponse } from './llhttp.js';
+export { defineFuzzSuite, type FuzzSuite } from './suite.js';
