@@ -33,7 +33,7 @@ import type { PoolWaiter } from '../pool.js';
 import { connectHedged } from './connector.js';
 import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import type { ListenerContext } from './context.js';
-import { bodyBufferLimit, retryAllowed, type FailureKind } from '../retry.js';
+import { bodyBufferLimit, retryAllowed, RetrySlot, type FailureKind } from '../retry.js';
 
 const enum Phase {
   Head,
@@ -980,7 +980,7 @@ export class ClientSession implements SelectContext {
       this.failAttempt('status', head.status, `status ${head.status} from ${this.upstreamAddr}`, true);
       return;
     }
-    this.releaseRetrySlot();
+    this.retrySlot.release();
     this.respHead = head;
     this.status = head.status;
     const reader = new BodyReader(head.framing, head.contentLength ?? 0);
@@ -1152,7 +1152,7 @@ export class ClientSession implements SelectContext {
     this.ctx.core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
     if (this.canRetry(kind)) {
       // A failed connect sent nothing: moving on costs the servers nothing, so it is not budgeted.
-      if (kind === 'connect' || this.takeRetrySlot(upstream)) {
+      if (kind === 'connect' || this.retrySlot.take(upstream, this.ctx.core.retries)) {
         this.attempt(Date.now());
         return;
       }
@@ -1162,32 +1162,8 @@ export class ClientSession implements SelectContext {
     this.respondError(status, reason);
   }
 
-  /** The upstream whose retry budget this request holds a slot of. */
-  private retrySlot: Upstream | undefined;
-
-  /**
-   * The retry budget: retries in flight to `upstream` stay within
-   * `budgetPercent` of its requests in flight, or `budgetMinConcurrency`.
-   * A request holds one slot for all its retries, until it ends.
-   */
-  private takeRetrySlot(upstream: Upstream): boolean {
-    if (this.retrySlot === upstream) return true;
-    const retries = this.ctx.core.retries;
-    let inFlight = 0;
-    for (const server of upstream.servers) inFlight += server.active;
-    const limit = Math.max(retries.budgetMinConcurrency, Math.floor((inFlight * retries.budgetPercent) / 100));
-    if (upstream.retriesInFlight >= limit) return false;
-    upstream.retriesInFlight++;
-    this.retrySlot = upstream;
-    return true;
-  }
-
-  /** No more retries for this request: its response began, it was answered, or the client left. */
-  private releaseRetrySlot(): void {
-    if (this.retrySlot === undefined) return;
-    this.retrySlot.retriesInFlight--;
-    this.retrySlot = undefined;
-  }
+  /** This request's slot in its upstream's retry budget (retry.ts), held from its first budgeted retry until it ends. */
+  private readonly retrySlot = new RetrySlot();
 
   /** Drop the current upstream connection (not reusable) and release its server. */
   private abortUpstream(): void {
@@ -1397,7 +1373,7 @@ export class ClientSession implements SelectContext {
   private requestEnded(): void {
     this.limiter?.release();
     this.limiter = undefined;
-    this.releaseRetrySlot();
+    this.retrySlot.release();
     this.replay = undefined;
   }
 
@@ -1469,7 +1445,7 @@ export class ClientSession implements SelectContext {
     this.held = [];
     this.heldBytes = 0;
     this.phase = Phase.Tunnel;
-    this.releaseRetrySlot();
+    this.retrySlot.release();
     this.setDeadline(Deadline.None, 0);
     this.up = undefined;
     this.server = undefined;
