@@ -55,3 +55,56 @@ export function retryAllowed(state: RetryState, options: RetryOptions): boolean 
   if ((state.kind === 'timeout' || state.kind === 'reset') && !options.onTimeout) return false;
   return options.methods.includes(state.method) && (!state.hasBody || state.bodyReplayable === true);
 }
+
+/** What the retry budget reads and counts of an upstream group. */
+export interface BudgetedUpstream {
+  readonly servers: readonly { readonly active: number }[];
+  /** Requests of this group holding a retry slot. */
+  retriesInFlight: number;
+}
+
+export type RetryBudgetOptions = Pick<RetryOptions, 'budgetPercent' | 'budgetMinConcurrency'>;
+
+/**
+ * The retry budget (Envoy's retry_budget): retries in flight to `upstream`
+ * stay within `budgetPercent` of its requests in flight, or
+ * `budgetMinConcurrency`, whichever is more.
+ */
+export function retryBudgetLimit(upstream: BudgetedUpstream, options: RetryBudgetOptions): number {
+  let inFlight = 0;
+  for (const server of upstream.servers) inFlight += server.active;
+  return Math.max(options.budgetMinConcurrency, Math.floor((inFlight * options.budgetPercent) / 100));
+}
+
+/**
+ * One request's hold on a retry budget: a request takes one slot for all its
+ * retries and gives it back once, when no more retries can come (its
+ * response began, it was answered, or the client left). One per client
+ * session, reused from request to request.
+ */
+export class RetrySlot {
+  private upstream: BudgetedUpstream | undefined = undefined;
+
+  /** The upstream whose budget this slot is held in. */
+  get held(): BudgetedUpstream | undefined {
+    return this.upstream;
+  }
+
+  /** May the request retry on `upstream`? Takes a slot unless it already holds one there. */
+  take(upstream: BudgetedUpstream, options: RetryBudgetOptions): boolean {
+    if (this.upstream === upstream) return true;
+    if (upstream.retriesInFlight >= retryBudgetLimit(upstream, options)) return false;
+    // A slot held elsewhere (never in practice: a request stays in one group) is given back first.
+    this.release();
+    upstream.retriesInFlight++;
+    this.upstream = upstream;
+    return true;
+  }
+
+  /** No more retries for this request (idempotent). */
+  release(): void {
+    if (this.upstream === undefined) return;
+    this.upstream.retriesInFlight--;
+    this.upstream = undefined;
+  }
+}

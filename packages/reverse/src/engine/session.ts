@@ -29,11 +29,11 @@ import type { CompiledLocation, LocationResponse } from '../router.js';
 import type { RateLimiter } from '../rate-limit.js';
 import type { SelectContext } from '../policies/index.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
-import type { PoolWaiter } from '../pool.js';
 import { connectHedged } from './connector.js';
 import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import type { ListenerContext } from './context.js';
-import { bodyBufferLimit, retryAllowed, type FailureKind } from '../retry.js';
+import { bodyBufferLimit, retryAllowed, RetrySlot, type FailureKind } from '../retry.js';
+import { Attempt, type AttemptOwner } from './attempt.js';
 
 const enum Phase {
   Head,
@@ -132,7 +132,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * here; the upstream connection is borrowed from the server's keep-alive
  * pool and given back when the exchange ended cleanly.
  */
-export class ClientSession implements SelectContext {
+export class ClientSession implements SelectContext, AttemptOwner {
   readonly client: Conn;
   readonly ctx: ListenerContext;
   readonly clientIp: string;
@@ -157,31 +157,23 @@ export class ClientSession implements SelectContext {
   private startedAt = 0;
   private clientKeepAlive = true;
 
-  // The current attempt.
-  up: Conn | undefined;
-  private server: UpstreamServer | undefined;
+  // The current attempt: its server lease, connection, connect and pool wait (attempt.ts).
+  private attempt: Attempt | undefined;
   private tried: Set<UpstreamServer> | undefined;
   private attempts = 0;
   private firstAttemptAt = 0;
-  private connectAbort: AbortController | undefined;
   private lastFailure: { status: number; reason: string } | undefined;
   private readonly respHeadBuf = new HeadBuffer();
   /** Options of the response parse, reused (one object less per response). */
   private readonly respOptions: ResponseParseOptions = { requestMethod: undefined };
-  // Request hedging: a second copy of an idempotent request to another server.
+  // Request hedging: a second copy of an idempotent request to another server, as a second attempt.
+  private hedge: Attempt | undefined;
   private hedgeDeadline = 0;
   /** Due time of this session's earliest entry in the hedge timer (0: none). */
   private hedgeTimerAt = 0;
-  /** When the current attempt's request head went out (performance.now(); 0 once its first byte came). */
-  private upSentAt = 0;
   /** The current attempt already counted as a lost hedge (hedge.ts), once is enough. */
   private lagCounted = false;
   private requestDeadline = 0;
-  private hedgeConn: Conn | undefined;
-  /** When the hedge's request head went out (performance.now()). */
-  private hedgeSentAt = 0;
-  private hedgeServer: UpstreamServer | undefined;
-  private hedgeAbort: AbortController | undefined;
   private respHead: ResponseHead | undefined;
   private respReader: BodyReader | undefined;
   private upDirty = false;
@@ -197,6 +189,11 @@ export class ClientSession implements SelectContext {
     this.setDeadline(Deadline.KeepAlive, ctx.core.timeouts.keepAliveMs);
     ctx.core.sessions.add(this);
     client.setHandler(clientHandler);
+  }
+
+  /** The current attempt's upstream connection. */
+  get up(): Conn | undefined {
+    return this.attempt?.conn;
   }
 
   get isClosed(): boolean {
@@ -401,12 +398,13 @@ export class ClientSession implements SelectContext {
       this.upstreamTarget = stripped.startsWith('/') ? stripped : `/${stripped}`;
     }
     this.firstAttemptAt = this.startedAt;
-    this.attempt(this.startedAt);
+    this.tryNext(this.startedAt);
   }
 
   // ---------------------------------------------------------------- choosing and connecting
 
-  private attempt(now: number): void {
+  /** Try the next server: a new attempt, on a pooled connection or a (hedged) connect. */
+  private tryNext(now: number): void {
     const upstream = this.upstream!;
     const server = pickAvoiding(upstream, this, this.tried);
     if (!server) {
@@ -415,40 +413,20 @@ export class ClientSession implements SelectContext {
       return;
     }
     this.attempts++;
-    server.active++;
-    server.requests++;
-    this.server = server;
+    const attempt = new Attempt(server, this);
+    this.attempt = attempt;
     const pooled = server.pool.acquire();
     if (pooled) {
-      this.bindUpstream(pooled, server, now);
+      this.bindUpstream(pooled, now);
       return;
     }
     this.phase = Phase.Connecting;
     this.setDeadline(Deadline.None, 0);
     this.pauseClient();
     const core = this.ctx.core;
-    const controller = new AbortController();
-    this.connectAbort = controller;
-    // Meanwhile, a connection another request releases may serve this one first.
-    const waiter: PoolWaiter = {
-      take: (conn) => {
-        this.poolWaiter = undefined;
-        if (this.connectAbort !== controller) {
-          server.pool.release(conn);
-          return;
-        }
-        // The connect goes on; its connection will be parked for the next request.
-        this.connectAbort = undefined;
-        this.resumeClient();
-        try {
-          this.bindUpstream(conn, server);
-        } catch (error) {
-          crashed(this, error);
-        }
-      },
-    };
-    this.poolWaiter = { waiter, server };
-    server.pool.wait(waiter);
+    const controller = attempt.beginConnect();
+    // Meanwhile, a connection another request releases may serve this one first (pooledConn).
+    attempt.waitForPool();
     connectHedged({
       primary: server,
       connector: core.connector,
@@ -468,29 +446,22 @@ export class ClientSession implements SelectContext {
       },
     }).then(
       (outcome) => {
-        if (this.connectAbort !== controller) {
+        if (!attempt.claimConnect(controller)) {
           outcome.server.pool.release(outcome.conn);
           return;
         }
-        this.connectAbort = undefined;
-        this.cancelPoolWait();
-        if (outcome.server !== server) {
-          server.active--;
-          outcome.server.active++;
-          outcome.server.requests++;
-          this.server = outcome.server;
-        }
+        attempt.cancelWait();
+        attempt.switchTo(outcome.server);
         this.resumeClient();
         try {
-          this.bindUpstream(outcome.conn, outcome.server);
+          this.bindUpstream(outcome.conn);
         } catch (error) {
           crashed(this, error);
         }
       },
       (error: unknown) => {
-        if (this.connectAbort !== controller) return;
-        this.connectAbort = undefined;
-        this.cancelPoolWait();
+        if (!attempt.claimConnect(controller)) return;
+        attempt.cancelWait();
         this.resumeClient();
         const netError = toNetError(error, server.address);
         try {
@@ -502,17 +473,25 @@ export class ClientSession implements SelectContext {
     );
   }
 
-  private poolWaiter: { waiter: PoolWaiter; server: UpstreamServer } | undefined;
-
-  private cancelPoolWait(): void {
-    if (!this.poolWaiter) return;
-    this.poolWaiter.server.pool.cancel(this.poolWaiter.waiter);
-    this.poolWaiter = undefined;
+  /** AttemptOwner: a connection another request released beat the connect; the connect goes on and parks its own. */
+  pooledConn(attempt: Attempt, conn: Conn): void {
+    if (attempt !== this.attempt) {
+      attempt.server.pool.release(conn);
+      return;
+    }
+    this.resumeClient();
+    try {
+      this.bindUpstream(conn);
+    } catch (error) {
+      crashed(this, error);
+    }
   }
 
-  private bindUpstream(conn: Conn, server: UpstreamServer, now = Date.now()): void {
+  private bindUpstream(conn: Conn, now = Date.now()): void {
     const req = this.req!;
-    this.up = conn;
+    const attempt = this.attempt!;
+    const server = attempt.server;
+    attempt.conn = conn;
     this.upPaused = false;
     this.upDirty = false;
     this.upstreamAddr = server.address;
@@ -523,16 +502,15 @@ export class ClientSession implements SelectContext {
     try {
       head = this.buildUpstreamHead(req, server);
     } catch (error) {
-      this.releaseServer();
-      conn.destroy();
-      this.up = undefined;
+      this.attempt = undefined;
+      attempt.abort();
       this.respondError(500, `cannot build the upstream request: ${(error as Error).message}`);
       return;
     }
     conn.write(head);
     if (this.replay && this.replayBytes > 0) for (const piece of this.replay) conn.write(piece);
     if (this.reqReader && !this.reqReader.done) {
-      this.upSentAt = 0;
+      attempt.sentAt = 0;
       this.setDeadline(Deadline.Body, this.ctx.core.timeouts.clientBodyMs, now);
       this.replayHeld();
       if (this.phase === Phase.Proxy && this.clientEnded) this.abandonIncompleteBody();
@@ -542,9 +520,9 @@ export class ClientSession implements SelectContext {
       const core = this.ctx.core;
       const hedgeMs = core.requestHedgeMs;
       // First-byte times feed the adaptive hedge delay and stall detection; without hedging, neither.
-      this.upSentAt = hedgeMs > 0 ? performance.now() : 0;
+      attempt.sentAt = hedgeMs > 0 ? performance.now() : 0;
       this.lagCounted = false;
-      if (hedgeMs > 0 && this.hedgeServer === undefined && req.upgrade === undefined && this.reqReader === undefined && core.retries.methods.includes(req.method)) {
+      if (hedgeMs > 0 && this.hedge === undefined && req.upgrade === undefined && this.reqReader === undefined && core.retries.methods.includes(req.method)) {
         // Adaptive delay (hedge.ts): the upstream's recent p99 first-byte time, at most requestHedgeMs.
         if (this.attempts === 1) earnHedge(core.hedges, core.hedges.budget, now);
         this.armHedge(now + hedgeDelay(this.upstream!, hedgeMs));
@@ -728,13 +706,7 @@ export class ClientSession implements SelectContext {
     this.ctx.core.sessions.delete(this);
     if (wasTunnel) return;
     waiter?.();
-    if (this.connectAbort) {
-      this.connectAbort.abort();
-      this.connectAbort = undefined;
-      this.cancelPoolWait();
-      this.releaseServer();
-    }
-    if (this.up) this.abortUpstream();
+    if (this.attempt || this.hedge) this.abortUpstream();
   }
 
   // ---------------------------------------------------------------- request hedging
@@ -746,58 +718,56 @@ export class ClientSession implements SelectContext {
    */
   private startRequestHedge(): void {
     this.hedgeDeadline = 0;
-    if (this.phase !== Phase.Proxy || this.respHead || !this.up || !this.server || this.respHeadBuf.size > 0) return;
+    const attempt = this.attempt;
+    if (this.phase !== Phase.Proxy || this.respHead || !attempt?.conn || this.respHeadBuf.size > 0) return;
     // Hedging budget (hedge.ts): a share of the requests plus a burst, so that a
     // stalled server's requests are all hedged while an everywhere-slow pool is
     // not sent twice the load. Refused: ask again later (backing off), not never.
     // A request stuck on a server that lost a hedge since its last answer is hedged whatever the budget.
     const core = this.ctx.core;
+    const sentAt = attempt.sentAt;
     let spent = false;
-    if (!lostSinceAnswer(this.server, Date.now())) {
+    if (!lostSinceAnswer(attempt.server, Date.now())) {
       spent = spendHedge(core.hedges);
       // No token; but if other servers answered requests sent after this one, this server lags.
-      if (!spent && !this.lagCounted && this.upSentAt !== 0 && overtaken(this.upstream!, this.server, this.upSentAt)) {
-        this.lagging(this.server, this.upSentAt, 'other servers answered later requests');
+      if (!spent && !this.lagCounted && sentAt !== 0 && overtaken(this.upstream!, attempt.server, sentAt)) {
+        this.lagging(attempt.server, sentAt, 'other servers answered later requests');
       }
-      if (!spent && !lostSinceAnswer(this.server, Date.now())) {
-        this.armHedge(Date.now() + (this.upSentAt === 0 ? HEDGE_RETRY_MS : Math.max(HEDGE_RETRY_MS, Math.round(performance.now() - this.upSentAt))));
+      if (!spent && !lostSinceAnswer(attempt.server, Date.now())) {
+        this.armHedge(Date.now() + (sentAt === 0 ? HEDGE_RETRY_MS : Math.max(HEDGE_RETRY_MS, Math.round(performance.now() - sentAt))));
         return;
       }
     }
     const exclude = new Set(this.tried);
-    exclude.add(this.server);
+    exclude.add(attempt.server);
     const server = pickAvoiding(this.upstream!, this, exclude);
     if (!server) {
       if (spent) refundHedge(core.hedges);
       return;
     }
-    server.active++;
-    server.requests++;
+    const hedge = new Attempt(server, this);
+    this.hedge = hedge;
     core.hedges.inFlight++;
-    this.hedgeServer = server;
     const pooled = server.pool.acquire();
     if (pooled) {
-      this.bindHedge(pooled, server);
+      this.bindHedge(hedge, pooled);
       return;
     }
-    const controller = new AbortController();
-    this.hedgeAbort = controller;
+    const controller = hedge.beginConnect();
     core.connector(server, core.timeouts.connectMs, controller.signal).then(
       (conn) => {
-        if (this.hedgeAbort !== controller) {
+        if (!hedge.claimConnect(controller)) {
           server.pool.release(conn);
           return;
         }
-        this.hedgeAbort = undefined;
         try {
-          this.bindHedge(conn, server);
+          this.bindHedge(hedge, conn);
         } catch (error) {
           crashed(this, error);
         }
       },
       (error: unknown) => {
-        if (this.hedgeAbort !== controller) return;
-        this.hedgeAbort = undefined;
+        if (!hedge.claimConnect(controller)) return;
         const netError = toNetError(error, server.address);
         if (netError.code !== 'ELOCAL') core.reportFailure(this.upstream!, server, netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', netError.message);
         this.dropHedge();
@@ -840,19 +810,20 @@ export class ClientSession implements SelectContext {
    * hedge delay. A passive-health failure, and a step towards skipping it.
    */
   private hedgeWon(): void {
-    const slow = this.server;
+    const slow = this.attempt!.server;
     const counted = this.lagCounted;
     // The original counts as lagging only when the hedge answered sooner than the original
     // had waited when it was hedged. A hedge that took longer says the whole pool (or this
     // proxy, or the network) was slow at that moment, and which answer was read first is
     // chance; counting it would eject healthy servers of an overloaded pool.
-    const sentAt = this.upSentAt;
+    const sentAt = this.attempt!.sentAt;
+    const hedgeSentAt = this.hedge!.sentAt;
     const now = performance.now();
-    const fair = sentAt !== 0 && now - this.hedgeSentAt < this.hedgeSentAt - sentAt;
+    const fair = sentAt !== 0 && now - hedgeSentAt < hedgeSentAt - sentAt;
     this.promoteHedge();
     // The winner's answer is a latency sample and a sign of life like any other.
-    answered(this.upstream!, this.server!, this.hedgeSentAt, now);
-    if (slow && !counted && fair) this.lagging(slow, sentAt, `${this.upstreamAddr} answered the hedge first`);
+    answered(this.upstream!, this.attempt!.server, hedgeSentAt, now);
+    if (!counted && fair) this.lagging(slow, sentAt, `${this.upstreamAddr} answered the hedge first`);
   }
 
   /** `server` sent no first byte within the hedge delay while others answered: passive health and stall detection. */
@@ -867,64 +838,57 @@ export class ClientSession implements SelectContext {
     if (verdict === 'skipped') core.logger.warn('upstream stalled, skipped for a while', { upstream: server.address, why });
   }
 
-  private bindHedge(conn: Conn, server: UpstreamServer): void {
-    this.hedgeConn = conn;
-    this.hedgeSentAt = performance.now();
+  private bindHedge(hedge: Attempt, conn: Conn): void {
+    hedge.conn = conn;
+    hedge.sentAt = performance.now();
     conn.userData = this;
     conn.setHandler(upstreamHandler);
     try {
-      conn.write(this.buildUpstreamHead(this.req!, server));
+      conn.write(this.buildUpstreamHead(this.req!, hedge.server));
     } catch {
       this.dropHedge();
     }
   }
 
-  /** Forget the hedge (the original answered first, or the exchange ended). */
+  /** Forget the hedge (the original answered first, or the exchange ended): the loser is aborted. */
   private dropHedge(): void {
     this.hedgeDeadline = 0;
-    this.hedgeAbort?.abort();
-    this.hedgeAbort = undefined;
-    const conn = this.hedgeConn;
-    this.hedgeConn = undefined;
-    if (this.hedgeServer) {
-      this.hedgeServer.active--;
-      this.hedgeServer = undefined;
-      this.ctx.core.hedges.inFlight--;
-    }
-    conn?.destroy();
+    const hedge = this.hedge;
+    if (!hedge) return;
+    this.hedge = undefined;
+    this.ctx.core.hedges.inFlight--;
+    hedge.abort();
   }
 
-  /** The hedge answered first (or the original failed): it becomes the exchange. */
+  /** The hedge answered first (or the original failed): it becomes the attempt, the original is aborted. */
   private promoteHedge(): void {
-    const old = this.up;
-    const oldServer = this.server;
-    this.up = this.hedgeConn;
-    this.server = this.hedgeServer;
-    this.upstreamAddr = this.server!.address;
-    this.hedgeConn = undefined;
-    this.hedgeServer = undefined;
+    const loser = this.attempt!;
+    const winner = this.hedge!;
+    this.attempt = winner;
+    this.hedge = undefined;
     this.ctx.core.hedges.inFlight--;
-    this.upSentAt = 0;
+    this.upstreamAddr = winner.server.address;
+    winner.sentAt = 0;
     this.upPaused = false;
     this.upDirty = false;
     this.respHeadBuf.clear();
-    if (oldServer) oldServer.active--;
-    old?.destroy();
-    this.ctx.core.logger.debug('request hedge won', { client: this.clientIp, slow: oldServer?.address, upstream: this.upstreamAddr });
+    loser.abort();
+    this.ctx.core.logger.debug('request hedge won', { client: this.clientIp, slow: loser.server.address, upstream: this.upstreamAddr });
   }
 
   // ---------------------------------------------------------------- upstream side
 
   onUpstreamData(conn: Conn, chunk: Uint8Array): void {
-    if (conn === this.hedgeConn) this.hedgeWon();
+    if (conn === this.hedge?.conn) this.hedgeWon();
     else if (conn !== this.up) {
       conn.destroy();
       return;
-    } else if (this.hedgeServer) this.dropHedge();
-    if (this.upSentAt !== 0) {
+    } else if (this.hedge) this.dropHedge();
+    const attempt = this.attempt!;
+    if (attempt.sentAt !== 0) {
       // First byte of this attempt: a latency sample and a sign of life (hedge.ts).
-      answered(this.upstream!, this.server!, this.upSentAt, performance.now());
-      this.upSentAt = 0;
+      answered(this.upstream!, attempt.server, attempt.sentAt, performance.now());
+      attempt.sentAt = 0;
     }
     if (this.respHead) {
       this.forwardResponseBody(chunk, 0);
@@ -980,7 +944,7 @@ export class ClientSession implements SelectContext {
       this.failAttempt('status', head.status, `status ${head.status} from ${this.upstreamAddr}`, true);
       return;
     }
-    this.releaseRetrySlot();
+    this.retrySlot.release();
     this.respHead = head;
     this.status = head.status;
     const reader = new BodyReader(head.framing, head.contentLength ?? 0);
@@ -1086,19 +1050,21 @@ export class ClientSession implements SelectContext {
   }
 
   onUpstreamClose(conn: Conn, error: Error | undefined): void {
-    if (conn === this.hedgeConn) {
-      this.hedgeConn = undefined;
+    const hedge = this.hedge;
+    if (hedge && conn === hedge.conn) {
+      hedge.conn = undefined;
       this.dropHedge();
       return;
     }
-    if (conn !== this.up) return;
-    if (this.hedgeConn && !this.respHead) {
+    const attempt = this.attempt;
+    if (!attempt || conn !== attempt.conn) return;
+    attempt.conn = undefined;
+    if (hedge?.conn && !this.respHead) {
       // The original died before answering: the hedge carries on.
-      this.server!.failures++;
+      attempt.fail();
       this.promoteHedge();
       return;
     }
-    this.up = undefined;
     if (this.respHead) {
       if (this.respReader?.framing === 'close' && !error) {
         this.finishExchange();
@@ -1106,8 +1072,9 @@ export class ClientSession implements SelectContext {
       }
       // Truncated response: the client must see it fail, not a short body.
       this.ctx.core.logger.warn('upstream closed mid-response', { upstream: this.upstreamAddr, error: error?.message });
-      this.ctx.core.reportFailure(this.upstream!, this.server!, 'connect', 'closed mid-response');
-      this.releaseServer();
+      this.ctx.core.reportFailure(this.upstream!, attempt.server, 'connect', 'closed mid-response');
+      this.attempt = undefined;
+      attempt.release();
       this.client.destroy();
       return;
     }
@@ -1140,10 +1107,10 @@ export class ClientSession implements SelectContext {
    * (the connector reported them already).
    */
   private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean): void {
-    const server = this.server;
+    const server = this.attempt?.server;
     const upstream = this.upstream!;
     if (server) {
-      server.failures++;
+      this.attempt!.fail();
       if (report) this.ctx.core.reportFailure(upstream, server, kind === 'status' ? 'status5xx' : kind === 'timeout' ? 'timeout' : 'connect', reason);
       (this.tried ??= new Set()).add(server);
     }
@@ -1152,8 +1119,8 @@ export class ClientSession implements SelectContext {
     this.ctx.core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
     if (this.canRetry(kind)) {
       // A failed connect sent nothing: moving on costs the servers nothing, so it is not budgeted.
-      if (kind === 'connect' || this.takeRetrySlot(upstream)) {
-        this.attempt(Date.now());
+      if (kind === 'connect' || this.retrySlot.take(upstream, this.ctx.core.retries)) {
+        this.tryNext(Date.now());
         return;
       }
       this.ctx.core.logger.warn('retry budget exhausted', { client: this.clientIp, upstream: upstream.name, retriesInFlight: upstream.retriesInFlight });
@@ -1162,49 +1129,17 @@ export class ClientSession implements SelectContext {
     this.respondError(status, reason);
   }
 
-  /** The upstream whose retry budget this request holds a slot of. */
-  private retrySlot: Upstream | undefined;
+  /** This request's slot in its upstream's retry budget (retry.ts), held from its first budgeted retry until it ends. */
+  private readonly retrySlot = new RetrySlot();
 
-  /**
-   * The retry budget: retries in flight to `upstream` stay within
-   * `budgetPercent` of its requests in flight, or `budgetMinConcurrency`.
-   * A request holds one slot for all its retries, until it ends.
-   */
-  private takeRetrySlot(upstream: Upstream): boolean {
-    if (this.retrySlot === upstream) return true;
-    const retries = this.ctx.core.retries;
-    let inFlight = 0;
-    for (const server of upstream.servers) inFlight += server.active;
-    const limit = Math.max(retries.budgetMinConcurrency, Math.floor((inFlight * retries.budgetPercent) / 100));
-    if (upstream.retriesInFlight >= limit) return false;
-    upstream.retriesInFlight++;
-    this.retrySlot = upstream;
-    return true;
-  }
-
-  /** No more retries for this request: its response began, it was answered, or the client left. */
-  private releaseRetrySlot(): void {
-    if (this.retrySlot === undefined) return;
-    this.retrySlot.retriesInFlight--;
-    this.retrySlot = undefined;
-  }
-
-  /** Drop the current upstream connection (not reusable) and release its server. */
+  /** Drop the current attempt (its connection is not reusable) and any hedge. */
   private abortUpstream(): void {
-    if (this.hedgeServer) this.dropHedge();
+    if (this.hedge) this.dropHedge();
     this.hedgeDeadline = 0;
-    const up = this.up;
-    this.up = undefined;
     this.respHeadBuf.clear();
-    if (up) up.destroy();
-    this.releaseServer();
-  }
-
-  private releaseServer(): void {
-    if (this.server) {
-      this.server.active--;
-      this.server = undefined;
-    }
+    const attempt = this.attempt;
+    this.attempt = undefined;
+    attempt?.abort();
   }
 
   private respondError(status: number, reason: string): void {
@@ -1321,14 +1256,15 @@ export class ClientSession implements SelectContext {
   // ---------------------------------------------------------------- end of an exchange
 
   private finishExchange(): void {
-    if (this.hedgeServer) this.dropHedge();
+    if (this.hedge) this.dropHedge();
     this.hedgeDeadline = 0;
     const core = this.ctx.core;
-    const server = this.server;
-    const up = this.up;
+    const attempt = this.attempt;
+    this.attempt = undefined;
+    const server = attempt?.server;
+    const up = attempt?.detach();
     const upstream = this.upstream!;
     const now = Date.now();
-    this.up = undefined;
     if (server) {
       if (this.status >= 500) core.reportFailure(upstream, server, 'status5xx', `status ${this.status}`);
       else core.reportSuccess(upstream, server, now - this.firstAttemptAt);
@@ -1342,7 +1278,7 @@ export class ClientSession implements SelectContext {
       } else up.destroy();
       this.upPaused = false;
     }
-    this.releaseServer();
+    attempt?.release();
     // A connection closing after this response keeps an idle deadline until the client goes.
     if (!this.clientKeepAlive) this.setDeadline(Deadline.Idle, core.timeouts.idleMs, now);
     this.responseDone(now);
@@ -1397,7 +1333,7 @@ export class ClientSession implements SelectContext {
   private requestEnded(): void {
     this.limiter?.release();
     this.limiter = undefined;
-    this.releaseRetrySlot();
+    this.retrySlot.release();
     this.replay = undefined;
   }
 
@@ -1448,8 +1384,11 @@ export class ClientSession implements SelectContext {
   // ---------------------------------------------------------------- WebSocket and other upgrades
 
   private startTunnel(head: ResponseHead, rest: Uint8Array): void {
-    const up = this.up!;
-    const server = this.server!;
+    // The attempt's lease lasts as long as the tunnel; the session lets go of both.
+    const attempt = this.attempt!;
+    this.attempt = undefined;
+    const up = attempt.detach()!;
+    const server = attempt.server;
     const upstream = this.upstream!;
     const core = this.ctx.core;
     const fields: HeaderList = [];
@@ -1469,10 +1408,8 @@ export class ClientSession implements SelectContext {
     this.held = [];
     this.heldBytes = 0;
     this.phase = Phase.Tunnel;
-    this.releaseRetrySlot();
+    this.retrySlot.release();
     this.setDeadline(Deadline.None, 0);
-    this.up = undefined;
-    this.server = undefined;
     core.sessions.delete(this);
     core.reportSuccess(upstream, server, Date.now() - this.firstAttemptAt);
     const startedAt = this.startedAt;
@@ -1480,7 +1417,7 @@ export class ClientSession implements SelectContext {
       idleTimeoutMs: core.timeouts.tunnelIdleMs,
       onClose: (stats) => {
         server.tunnels.delete(relay);
-        server.active--;
+        attempt.release();
         this.bytesSent = bytes.byteLength + stats.bytesDown;
         this.startedAt = startedAt;
         this.logAccess(stats.reason === 'done' ? undefined : `tunnel ${stats.reason}`);
@@ -1500,17 +1437,16 @@ export class ClientSession implements SelectContext {
     this.deadline = 0;
     this.deadlineKind = Deadline.None;
     const reason = `request not complete within ${this.ctx.core.timeouts.requestMs} ms`;
-    if (this.connectAbort) {
-      this.connectAbort.abort();
-      this.connectAbort = undefined;
-      this.cancelPoolWait();
-      this.releaseServer();
+    if (this.attempt?.connecting) {
+      // Nothing reached the server yet: it is not blamed.
+      this.attempt.abort();
+      this.attempt = undefined;
     }
     if (this.phase === Phase.Tunnel || this.phase === Phase.Closed) return;
     if (this.status === 0 && this.respHead === undefined && (this.phase === Phase.Proxy || this.phase === Phase.Connecting)) {
       // A client still sending its body made the request late, not the server.
       const bodyOwed = this.reqReader !== undefined && !this.reqReader.done;
-      if (this.server && !bodyOwed) this.ctx.core.reportFailure(this.upstream!, this.server, 'timeout', reason);
+      if (this.attempt && !bodyOwed) this.ctx.core.reportFailure(this.upstream!, this.attempt.server, 'timeout', reason);
       this.abortUpstream();
       this.clientKeepAlive = false;
       this.respondError(504, reason);
@@ -1557,10 +1493,10 @@ export class ClientSession implements SelectContext {
         this.respondError(408, 'client body timeout');
         return;
       case Deadline.FirstByte:
-        if (this.ctx.core.requestHedgeMs > 0 && this.server && !this.lagCounted) lostHedge(this.upstream!, this.server, this.upSentAt, now);
-        if (this.hedgeConn) {
+        if (this.ctx.core.requestHedgeMs > 0 && this.attempt && !this.lagCounted) lostHedge(this.upstream!, this.attempt.server, this.attempt.sentAt, now);
+        if (this.hedge?.conn) {
           // The original timed out; the hedge gets its own first-byte timeout.
-          this.ctx.core.reportFailure(this.upstream!, this.server!, 'timeout', 'first-byte timeout');
+          this.ctx.core.reportFailure(this.upstream!, this.attempt!.server, 'timeout', 'first-byte timeout');
           this.promoteHedge();
           this.setDeadline(Deadline.FirstByte, this.ctx.core.timeouts.firstByteMs);
           return;
