@@ -1,4 +1,5 @@
 import type { Conn, ConnHandler } from '@wmproxy/core-net';
+import { REVERSE_DEFAULTS } from './defaults.js';
 
 export interface PoolOptions {
   /** Idle keep-alive connections kept per server (default 256; 0 disables reuse). */
@@ -47,8 +48,8 @@ export class ConnPool {
   reused = 0;
 
   constructor(options: PoolOptions = {}) {
-    this.maxIdle = options.maxIdle ?? 256;
-    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.maxIdle = options.maxIdle ?? REVERSE_DEFAULTS.pool.maxIdle;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? REVERSE_DEFAULTS.pool.idleTimeoutMs;
   }
 
   get idleCount(): number {

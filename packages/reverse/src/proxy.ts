@@ -16,6 +16,7 @@ import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-lo
 import type { Connector } from './engine/connector.js';
 import type { ListenerContext, ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
+import { REVERSE_DEFAULTS } from './defaults.js';
 import { ClientSession, crashed } from './engine/session.js';
 import { cachedConnector, DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
 import { Forwarding, type ForwardedOptions } from './headers.js';
@@ -43,7 +44,7 @@ export interface ListenerSpec {
 
 /** The connection limits of a listener spec, for core-net's Server. */
 function listenerLimits(spec: ListenerSpec): ConnLimitOptions {
-  const status = spec.connectionLimitStatus ?? 503;
+  const status = spec.connectionLimitStatus ?? REVERSE_DEFAULTS.connectionLimitStatus;
   if (status !== 0 && !(Number.isInteger(status) && status >= 400 && status <= 599)) throw new Error(`connectionLimitStatus must be 0 or a status from 400 to 599, got ${status}`);
   return {
     maxConnections: spec.maxConnections,
@@ -51,9 +52,6 @@ function listenerLimits(spec: ListenerSpec): ConnLimitOptions {
     refusal: status === 0 ? undefined : simpleResponse(status, { headers: [['Retry-After', '1']], body: 'Too many connections; try again later.\n' }),
   };
 }
-
-/** Request hedging is on by default: the delay adapts below this ceiling. */
-export const DEFAULT_REQUEST_HEDGE_MS = 500;
 
 export interface ReverseProxyOptions {
   servers?: ListenerSpec[];
@@ -134,9 +132,9 @@ export class ReverseProxy implements ProxyCore {
     this.options = options;
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.retries = checkRetries({ ...DEFAULT_RETRIES, ...options.retries });
-    this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
-    this.requestHedgeMs = options.requestHedgeMs ?? DEFAULT_REQUEST_HEDGE_MS;
-    this.hedges = { inFlight: 0, budget: options.requestHedgeBudget ?? 0.1 };
+    this.hedgeDelayMs = options.hedgeDelayMs ?? REVERSE_DEFAULTS.hedgeDelayMs;
+    this.requestHedgeMs = options.requestHedgeMs ?? REVERSE_DEFAULTS.requestHedgeMs;
+    this.hedges = { inFlight: 0, budget: options.requestHedgeBudget ?? REVERSE_DEFAULTS.requestHedgeBudget };
     this.headLimits = options.headLimits ?? {};
     this.logger = options.logger ?? silentLogger;
     this.dns = new DnsCache(options.dns, this.logger);
@@ -335,9 +333,9 @@ export class ReverseProxy implements ProxyCore {
     else for (const target of this.healthTargets()) this.health.add(target);
     Object.assign(this.timeouts, timeouts);
     Object.assign(this.retries, retries);
-    this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
-    this.requestHedgeMs = options.requestHedgeMs ?? DEFAULT_REQUEST_HEDGE_MS;
-    this.hedges.budget = options.requestHedgeBudget ?? 0.1;
+    this.hedgeDelayMs = options.hedgeDelayMs ?? REVERSE_DEFAULTS.hedgeDelayMs;
+    this.requestHedgeMs = options.requestHedgeMs ?? REVERSE_DEFAULTS.requestHedgeMs;
+    this.hedges.budget = options.requestHedgeBudget ?? REVERSE_DEFAULTS.requestHedgeBudget;
     this.headLimits = options.headLimits ?? {};
     this.options = { ...options, health: this.options.health, connector: this.options.connector, dns: this.options.dns, logger: this.options.logger, accessLog: this.options.accessLog };
     const next: Listener[] = [];
@@ -379,7 +377,7 @@ export class ReverseProxy implements ProxyCore {
   private retire(listener: Listener): void {
     listener.ctx.core = Object.create(this, { draining: { value: true } }) as ProxyCore;
     for (const session of [...this.sessions]) if (session.ctx === listener.ctx) session.drainIfIdle();
-    const done = listener.server.shutdown({ deadlineMs: this.options.shutdownDeadlineMs ?? 10_000 }).finally(() => this.retiring.delete(done));
+    const done = listener.server.shutdown({ deadlineMs: this.options.shutdownDeadlineMs ?? REVERSE_DEFAULTS.shutdownDeadlineMs }).finally(() => this.retiring.delete(done));
     this.retiring.add(done);
   }
 
@@ -409,7 +407,7 @@ export class ReverseProxy implements ProxyCore {
   async close(): Promise<void> {
     this.draining = true;
     for (const session of [...this.sessions]) session.drainIfIdle();
-    const deadlineMs = this.options.shutdownDeadlineMs ?? 10_000;
+    const deadlineMs = this.options.shutdownDeadlineMs ?? REVERSE_DEFAULTS.shutdownDeadlineMs;
     await Promise.all([
       ...this.listeners.map((listener) => listener.server.shutdown({ deadlineMs })),
       ...this.streams.map((stream) => stream.close()),
