@@ -1,4 +1,4 @@
-import type { Conn, ConnHandler } from '@wmproxy/core-net';
+import { Ticker, type Conn, type ConnHandler } from '@wmproxy/core-net';
 import { REVERSE_DEFAULTS } from './defaults.js';
 
 export interface PoolOptions {
@@ -34,7 +34,9 @@ const idleHandler: ConnHandler = {
  * connection may wait for one while its own connect is in progress (as Go's
  * transport does): whichever comes first serves it, and a connect that lost
  * the race is parked for the next request, so a burst does not open one
- * connection per request.
+ * connection per request. Idle connections expire on the ticks of the
+ * owner's Ticker (a proxy shares one among its pools, see `useTicker`), or of
+ * the pool's own while it has none.
  */
 export class ConnPool {
   private readonly idle: Conn[] = [];
@@ -43,7 +45,9 @@ export class ConnPool {
   private readonly waiters: PoolWaiter[] = [];
   readonly maxIdle: number;
   readonly idleTimeoutMs: number;
-  private sweeper: ReturnType<typeof setInterval> | undefined;
+  private ticker: Ticker | undefined;
+  private sweeping = false;
+  private readonly sweep = (now: number): void => this.expire(now);
   /** Connections handed out by `acquire` that were reused (for stats). */
   reused = 0;
 
@@ -103,10 +107,21 @@ export class ConnPool {
     conn.setHandler(idleHandler);
     this.idle.push(conn);
     this.idleSince.push(now);
-    if (!this.sweeper && this.idleTimeoutMs > 0) {
-      this.sweeper = setInterval(sweep, Math.max(50, Math.min(this.idleTimeoutMs / 2, 5_000)), this);
-      (this.sweeper as { unref?: () => void }).unref?.();
+    if (!this.sweeping && this.idleTimeoutMs > 0) {
+      this.ticker ??= new Ticker(Math.max(50, Math.min(this.idleTimeoutMs / 2, 5_000)));
+      this.ticker.add(this.sweep);
+      this.sweeping = true;
     }
+  }
+
+  /** Expire idle connections on `ticker`'s ticks from now on (the owner's shared timer). */
+  useTicker(ticker: Ticker): void {
+    if (ticker === this.ticker) return;
+    if (this.sweeping) {
+      this.ticker!.delete(this.sweep);
+      ticker.add(this.sweep);
+    }
+    this.ticker = ticker;
   }
 
   /** @internal */
@@ -127,8 +142,8 @@ export class ConnPool {
   }
 
   private stopSweeper(): void {
-    if (this.sweeper) clearInterval(this.sweeper);
-    this.sweeper = undefined;
+    if (this.sweeping) this.ticker!.delete(this.sweep);
+    this.sweeping = false;
   }
 
   /** Close every idle connection. */
@@ -137,8 +152,4 @@ export class ConnPool {
     this.idleSince.length = 0;
     for (const conn of this.idle.splice(0)) conn.destroy();
   }
-}
-
-function sweep(pool: ConnPool): void {
-  pool.expire(Date.now());
 }

@@ -1,6 +1,7 @@
 import {
   Logger,
   Server,
+  Ticker,
   formatHostPort,
   parseAddress,
   parseAddressList,
@@ -88,6 +89,7 @@ export interface ReverseProxyOptions {
   shutdownDeadlineMs?: number;
 }
 
+/** Period of the proxy's one timer: request deadlines, DNS refresh, idle pool expiry. */
 const SWEEP_MS = 100;
 
 /**
@@ -122,7 +124,9 @@ export class ReverseProxy implements ProxyCore {
   private readonly ownsAccessLog: boolean;
   private readonly listeners: Listener[] = [];
   readonly streams: StreamProxy[] = [];
-  private sweeper: ReturnType<typeof setInterval> | undefined;
+  /** The proxy's one timer: the deadline sweep and every pool's idle expiry run on its ticks. */
+  readonly ticker = new Ticker(SWEEP_MS);
+  private readonly sweepJob = (now: number): void => sweep(this, now);
   private options: ReverseProxyOptions;
   /** Listeners removed by a reload, draining. */
   private readonly retiring = new Set<Promise<unknown>>();
@@ -186,6 +190,7 @@ export class ReverseProxy implements ProxyCore {
       if (old && sameJson(old.spec, spec)) built.set(spec.name, old);
       else built.set(spec.name, new Upstream(spec, this.health, old ? reuseServers(old, spec) : undefined));
     }
+    for (const upstream of built.values()) for (const server of upstream.servers) server.pool.useTicker(this.ticker);
     for (const listener of options.servers ?? []) {
       for (const vhost of listener.vhosts) {
         for (const location of vhost.locations) {
@@ -230,7 +235,7 @@ export class ReverseProxy implements ProxyCore {
       await this.close();
       throw error;
     }
-    this.sweeper = setInterval(sweep, SWEEP_MS, this);
+    this.ticker.add(this.sweepJob);
     return this;
   }
 
@@ -415,9 +420,8 @@ export class ReverseProxy implements ProxyCore {
     ]);
     this.listeners.length = 0;
     this.streams.length = 0;
-    if (this.sweeper) clearInterval(this.sweeper);
-    this.sweeper = undefined;
     for (const upstream of this.upstreams.values()) upstream.close();
+    this.ticker.close();
     const events = this.health.events as unknown as { off(name: string, fn: (...args: never[]) => void): void };
     for (const [name, fn] of this.healthHandlers.splice(0)) events.off(name, fn);
     if (this.ownsHealth) await this.health.close();
@@ -481,9 +485,8 @@ function reuseServers(old: Upstream, spec: UpstreamSpec): (server: UpstreamServe
   };
 }
 
-function sweep(proxy: ReverseProxy): void {
+function sweep(proxy: ReverseProxy, now: number): void {
   proxy.dns.refreshExpired();
-  const now = Date.now();
   for (const session of proxy.sessions) {
     try {
       session.checkDeadline(now);
