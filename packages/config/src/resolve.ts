@@ -20,7 +20,7 @@ import type {
   StreamFile,
   UpstreamFile,
 } from './schema.js';
-import type { RateLimitSpec } from '@wmproxy/reverse';
+import { REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
 import type {
   ForwardProxyConfig,
   HeaderRuleConfig,
@@ -237,7 +237,7 @@ class Resolver {
       policy: upstream.policy ?? 'round_robin',
       hashKey: upstream.hash_key ?? 'uri',
       health: this.healthCheck(upstream.health_check, [...path, 'health_check']),
-      pool: { maxIdle: upstream.keepalive ?? 64, idleTimeoutMs: durationMs(upstream.keepalive_timeout, 60_000) },
+      pool: { maxIdle: upstream.keepalive ?? REVERSE_DEFAULTS.pool.maxIdle, idleTimeoutMs: durationMs(upstream.keepalive_timeout, REVERSE_DEFAULTS.pool.idleTimeoutMs) },
       shutdownSessionsOnDown: upstream.shutdown_sessions_on_down ?? false,
     };
   }
@@ -283,38 +283,39 @@ class Resolver {
 
   private reverse(): ReverseConfig {
     const reverse = this.file.reverse ?? {};
+    const { timeouts, retries, dns } = REVERSE_DEFAULTS;
     return {
       timeouts: {
-        connectMs: durationMs(reverse.connect_timeout, 5_000),
-        firstByteMs: durationMs(reverse.read_timeout, 60_000),
-        idleMs: durationMs(reverse.idle_timeout, 60_000),
-        clientHeaderMs: durationMs(reverse.client_header_timeout, 10_000),
-        clientBodyMs: durationMs(reverse.client_body_timeout, 60_000),
-        keepAliveMs: durationMs(reverse.keepalive_timeout, 75_000),
-        tunnelIdleMs: durationMs(reverse.tunnel_idle_timeout, 3_600_000),
-        ...(reverse.request_timeout !== undefined ? { requestMs: parseDuration(reverse.request_timeout) } : {}),
+        connectMs: durationMs(reverse.connect_timeout, timeouts.connectMs),
+        firstByteMs: durationMs(reverse.read_timeout, timeouts.firstByteMs),
+        idleMs: durationMs(reverse.idle_timeout, timeouts.idleMs),
+        clientHeaderMs: durationMs(reverse.client_header_timeout, timeouts.clientHeaderMs),
+        clientBodyMs: durationMs(reverse.client_body_timeout, timeouts.clientBodyMs),
+        keepAliveMs: durationMs(reverse.keepalive_timeout, timeouts.keepAliveMs),
+        tunnelIdleMs: durationMs(reverse.tunnel_idle_timeout, timeouts.tunnelIdleMs),
+        requestMs: durationMs(reverse.request_timeout, timeouts.requestMs),
       },
       retries: {
-        tries: reverse.retries ?? 3,
-        totalMs: durationMs(reverse.retry_timeout, 10_000),
-        onStatus: reverse.retry_on_status ?? [502, 503, 504],
-        onTimeout: true,
-        methods: reverse.retry_methods ?? ['GET', 'HEAD', 'OPTIONS', 'TRACE'],
-        budgetPercent: reverse.retry_budget_percent ?? 20,
-        budgetMinConcurrency: reverse.retry_budget_min_concurrency ?? 3,
-        bodyBuffer: reverse.retry_body_buffer === undefined ? 65_536 : parseSize(reverse.retry_body_buffer),
+        tries: reverse.retries ?? retries.tries,
+        totalMs: durationMs(reverse.retry_timeout, retries.totalMs),
+        onStatus: reverse.retry_on_status ?? [...retries.onStatus],
+        onTimeout: retries.onTimeout,
+        methods: reverse.retry_methods ?? [...retries.methods],
+        budgetPercent: reverse.retry_budget_percent ?? retries.budgetPercent,
+        budgetMinConcurrency: reverse.retry_budget_min_concurrency ?? retries.budgetMinConcurrency,
+        bodyBuffer: reverse.retry_body_buffer === undefined ? REVERSE_DEFAULTS.retryBodyBuffer : parseSize(reverse.retry_body_buffer),
       },
-      hedgeDelayMs: durationMs(reverse.hedge_delay, 100),
-      requestHedgeMs: durationMs(reverse.hedge_request, 500),
-      requestHedgeBudget: reverse.hedge_request_budget ?? 0.1,
+      hedgeDelayMs: durationMs(reverse.hedge_delay, REVERSE_DEFAULTS.hedgeDelayMs),
+      requestHedgeMs: durationMs(reverse.hedge_request, REVERSE_DEFAULTS.requestHedgeMs),
+      requestHedgeBudget: reverse.hedge_request_budget ?? REVERSE_DEFAULTS.requestHedgeBudget,
       dns: {
-        ttlMs: durationMs(reverse.resolve_ttl, 30_000),
-        minTtlMs: durationMs(reverse.resolve_min_ttl, 1_000),
-        maxTtlMs: durationMs(reverse.resolve_max_ttl, 300_000),
-        recordTtl: reverse.resolve_record_ttl ?? false,
+        ttlMs: durationMs(reverse.resolve_ttl, dns.ttlMs),
+        minTtlMs: durationMs(reverse.resolve_min_ttl, dns.minTtlMs),
+        maxTtlMs: durationMs(reverse.resolve_max_ttl, dns.maxTtlMs),
+        recordTtl: reverse.resolve_record_ttl ?? dns.recordTtl,
       },
-      maxHeadSize: reverse.max_header_size === undefined ? 65_536 : parseSize(reverse.max_header_size),
-      shutdownTimeoutMs: durationMs(reverse.shutdown_timeout, 10_000),
+      maxHeadSize: reverse.max_header_size === undefined ? REVERSE_DEFAULTS.maxHeadSize : parseSize(reverse.max_header_size),
+      shutdownTimeoutMs: durationMs(reverse.shutdown_timeout, REVERSE_DEFAULTS.shutdownDeadlineMs),
     };
   }
 
@@ -387,7 +388,7 @@ class Resolver {
       rateLimit: server.rate_limit ? this.rateLimit(server.rate_limit, [...path, 'rate_limit']) : undefined,
       maxConnections: server.max_connections ?? 0,
       maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
-      connectionLimitStatus: server.connection_limit_status ?? 503,
+      connectionLimitStatus: server.connection_limit_status ?? REVERSE_DEFAULTS.connectionLimitStatus,
       locations: server.location.map((location, at) => this.location(location, [...path, 'location', at], upstreams, request, response)),
     };
   }

@@ -10,6 +10,13 @@
  * look like, for error messages ("expected a duration such as 500ms, 10s or 2m").
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE } from '@wmproxy/health';
+import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { durationText, sizeText } from './units.js';
+
+// Defaults come from the packages that apply them (test/defaults.test.ts checks the READMEs against them).
+const R = REVERSE_DEFAULTS;
+const T = REVERSE_DEFAULTS.timeouts;
 
 const DURATION_PATTERN = '^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$';
 const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?$';
@@ -165,14 +172,14 @@ export const ForwardProxySchema = Type.Object(
 
 // ---------------------------------------------------------------- health checks
 const ActiveTiming = {
-  interval: Type.Optional(Duration('Time between probes of a target.', '2s')),
-  timeout: Type.Optional(Duration('A probe fails after this long (never longer than the interval).', '1s')),
-  rise: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive successes to become healthy.', default: 2 })),
-  fall: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive failures to become unhealthy.', default: 3 })),
-  jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Random spread of each interval, as a fraction.', default: 0.1 })),
+  interval: Type.Optional(Duration('Time between probes of a target.', durationText(DEFAULT_ACTIVE.intervalMs))),
+  timeout: Type.Optional(Duration('A probe fails after this long (never longer than the interval).', durationText(DEFAULT_ACTIVE.timeoutMs))),
+  rise: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive successes to become healthy.', default: DEFAULT_ACTIVE.rise })),
+  fall: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive failures to become unhealthy.', default: DEFAULT_ACTIVE.fall })),
+  jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Random spread of each interval, as a fraction.', default: DEFAULT_ACTIVE.jitter })),
   fast_interval: Type.Optional(Duration('Interval while a target is changing state (HAProxy fastinter; default: `interval`).')),
   down_interval: Type.Optional(Duration('Interval while a target is unhealthy (HAProxy downinter; default: `interval`).')),
-  initial: Type.Optional(Enum(['unknown', 'healthy', 'unhealthy'] as const, { description: 'State before the first probe.', default: 'unknown' })),
+  initial: Type.Optional(Enum(['unknown', 'healthy', 'unhealthy'] as const, { description: 'State before the first probe.', default: DEFAULT_ACTIVE.initial })),
 };
 
 export const HealthCheckSchema = Type.Object(
@@ -197,13 +204,13 @@ export const HealthCheckSchema = Type.Object(
 
 export const PassiveSchema = Type.Object(
   {
-    enabled: Type.Optional(Type.Boolean({ description: 'Use failures seen by real traffic (outlier detection).', default: true })),
-    consecutive_failures: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive failures that eject a server.', default: 5 })),
-    window: Type.Optional(Duration('The failures must fall within this window.', '10s')),
-    ejection_time: Type.Optional(Duration('First ejection time; the n-th lasts n times this.', '30s')),
-    max_ejection_time: Type.Optional(Duration('Cap on the ejection time.', '5m')),
-    max_ejection_percent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Most of a group that may be ejected at once, in percent.', default: 10 })),
-    count_5xx: Type.Optional(Type.Boolean({ description: 'Count 5xx responses as failures.', default: false })),
+    enabled: Type.Optional(Type.Boolean({ description: 'Use failures seen by real traffic (outlier detection).', default: DEFAULT_PASSIVE.enabled })),
+    consecutive_failures: Type.Optional(Type.Integer({ minimum: 1, description: 'Consecutive failures that eject a server.', default: DEFAULT_PASSIVE.consecutiveFailures })),
+    window: Type.Optional(Duration('The failures must fall within this window.', durationText(DEFAULT_PASSIVE.windowMs))),
+    ejection_time: Type.Optional(Duration('First ejection time; the n-th lasts n times this.', durationText(DEFAULT_PASSIVE.baseEjectionMs))),
+    max_ejection_time: Type.Optional(Duration('Cap on the ejection time.', durationText(DEFAULT_PASSIVE.maxEjectionMs))),
+    max_ejection_percent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Most of a group that may be ejected at once, in percent.', default: DEFAULT_PASSIVE.maxEjectionPercent })),
+    count_5xx: Type.Optional(Type.Boolean({ description: 'Count 5xx responses as failures.', default: DEFAULT_PASSIVE.count5xx })),
   },
   { ...Strict, description: 'Passive health checks (Envoy outlier detection, nginx max_fails/fail_timeout).' },
 );
@@ -211,10 +218,10 @@ export const PassiveSchema = Type.Object(
 export const HealthSchema = Type.Object(
   {
     ...ActiveTiming,
-    panic_threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Below this percentage of available servers a group panics (0 disables).', default: 50 })),
+    panic_threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Below this percentage of available servers a group panics (0 disables).', default: DEFAULT_PANIC_THRESHOLD })),
     fail_mode: Type.Optional(Enum(['open', 'closed'] as const, { description: 'In panic, `open` sends traffic to every server, `closed` only to available ones.', default: 'open' })),
     slow_start: Type.Optional(Duration('A recovered server\'s weight ramps up over this window (`0s`: off).', '0s')),
-    concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Most probes in flight at once.', default: 1024 })),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Most probes in flight at once.', default: DEFAULT_CONCURRENCY })),
     passive: Type.Optional(PassiveSchema),
   },
   { ...Strict, description: 'Defaults of every health check, the panic threshold and passive checks (global).' },
@@ -254,8 +261,8 @@ export const UpstreamSchema = Type.Object(
         'x-expected': 'a health check table, or false',
       }),
     ),
-    keepalive: Type.Optional(Type.Integer({ minimum: 0, description: 'Idle keep-alive connections kept per server (0 disables reuse).', default: 64 })),
-    keepalive_timeout: Type.Optional(Duration('Close an idle upstream connection after this long.', '60s')),
+    keepalive: Type.Optional(Type.Integer({ minimum: 0, description: 'Idle keep-alive connections kept per server (0 disables reuse).', default: R.pool.maxIdle })),
+    keepalive_timeout: Type.Optional(Duration('Close an idle upstream connection after this long.', durationText(R.pool.idleTimeoutMs))),
     shutdown_sessions_on_down: Type.Optional(Type.Boolean({ description: 'Close a server\'s WebSocket connections when it is marked down.', default: false })),
   },
   { ...Strict, description: 'A named group of servers, balanced and health-checked.' },
@@ -368,7 +375,7 @@ export const HttpServerSchema = Type.Object(
     connection_limit_status: Type.Optional(
       Type.Union([Type.Literal(0), Type.Integer({ minimum: 400, maximum: 599 })], {
         description: 'Status answered (with `Connection: close` and `Retry-After: 1`) to a connection over `max_connections` or `max_connections_per_ip` before it is closed (nginx `limit_conn_status`); `0`: closed without an answer. Servers sharing a port must agree on the limits.',
-        default: 503,
+        default: REVERSE_DEFAULTS.connectionLimitStatus,
         'x-expected': '0 or a status from 400 to 599',
       }),
     ),
@@ -379,50 +386,50 @@ export const HttpServerSchema = Type.Object(
 
 export const ReverseSchema = Type.Object(
   {
-    connect_timeout: Type.Optional(Duration('Connecting to an upstream server (nginx proxy_connect_timeout).', '5s')),
-    read_timeout: Type.Optional(Duration('From the end of the request to the first byte of the response (nginx proxy_read_timeout).', '60s')),
-    idle_timeout: Type.Optional(Duration('Longest silence while a response body streams.', '60s')),
-    client_header_timeout: Type.Optional(Duration('Receiving a request head once it started (nginx client_header_timeout).', '10s')),
-    client_body_timeout: Type.Optional(Duration('Longest silence while a request body streams (nginx client_body_timeout).', '60s')),
-    keepalive_timeout: Type.Optional(Duration('How long an idle client keep-alive connection is kept (nginx keepalive_timeout).', '75s')),
-    tunnel_idle_timeout: Type.Optional(Duration('Idle timeout of WebSocket connections.', '1h')),
-    request_timeout: Type.Optional(Duration('The whole exchange, from the request head to the end of the response (`0s`: no limit; 504 when nothing was sent yet).', '0s')),
-    retries: Type.Optional(Type.Integer({ minimum: 1, description: 'Most attempts per request, the first included (nginx proxy_next_upstream_tries).', default: 3 })),
-    retry_timeout: Type.Optional(Duration('No new attempt after this long (nginx proxy_next_upstream_timeout).', '10s')),
-    retry_on_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { description: 'Statuses that make an idempotent request try the next server.', default: [502, 503, 504] })),
+    connect_timeout: Type.Optional(Duration('Connecting to an upstream server (nginx proxy_connect_timeout).', durationText(T.connectMs))),
+    read_timeout: Type.Optional(Duration('From the end of the request to the first byte of the response (nginx proxy_read_timeout).', durationText(T.firstByteMs))),
+    idle_timeout: Type.Optional(Duration('Longest silence while a response body streams.', durationText(T.idleMs))),
+    client_header_timeout: Type.Optional(Duration('Receiving a request head once it started (nginx client_header_timeout).', durationText(T.clientHeaderMs))),
+    client_body_timeout: Type.Optional(Duration('Longest silence while a request body streams (nginx client_body_timeout).', durationText(T.clientBodyMs))),
+    keepalive_timeout: Type.Optional(Duration('How long an idle client keep-alive connection is kept (nginx keepalive_timeout).', durationText(T.keepAliveMs))),
+    tunnel_idle_timeout: Type.Optional(Duration('Idle timeout of WebSocket connections.', durationText(T.tunnelIdleMs))),
+    request_timeout: Type.Optional(Duration('The whole exchange, from the request head to the end of the response (`0s`: no limit; 504 when nothing was sent yet).', durationText(T.requestMs))),
+    retries: Type.Optional(Type.Integer({ minimum: 1, description: 'Most attempts per request, the first included (nginx proxy_next_upstream_tries).', default: R.retries.tries })),
+    retry_timeout: Type.Optional(Duration('No new attempt after this long (nginx proxy_next_upstream_timeout).', durationText(R.retries.totalMs))),
+    retry_on_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { description: 'Statuses that make an idempotent request try the next server.', default: [...R.retries.onStatus] })),
     retry_methods: Type.Optional(
       Type.Array(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", 'x-expected': 'an HTTP method such as GET' }), {
         description:
           'Methods that may be sent twice: retried once the request went out, and hedged. Default the safe methods; add PUT and DELETE only where the backends really are idempotent (nginx retries them by default).',
-        default: ['GET', 'HEAD', 'OPTIONS', 'TRACE'],
+        default: [...R.retries.methods],
       }),
     ),
     retry_budget_percent: Type.Optional(
       Type.Number({
         minimum: 0,
         description: 'Retry budget: retries in flight to an upstream may be at most this percentage of its requests in flight, or `retry_budget_min_concurrency`, whichever is more; failed connects are not counted (nothing reached the server).',
-        default: 20,
+        default: R.retries.budgetPercent,
       }),
     ),
-    retry_budget_min_concurrency: Type.Optional(Type.Integer({ minimum: 0, description: 'Retries in flight the retry budget always allows per upstream.', default: 3 })),
-    retry_body_buffer: Type.Optional(Size('Request bodies up to this size are kept so that a request of `retry_methods` can be replayed to the next server; larger ones are streamed and not retried (`0`: never).', '64k')),
-    hedge_delay: Type.Optional(Duration('Race a second connect to another server when the first has not completed after this long (`0s`: off).', '100ms')),
+    retry_budget_min_concurrency: Type.Optional(Type.Integer({ minimum: 0, description: 'Retries in flight the retry budget always allows per upstream.', default: R.retries.budgetMinConcurrency })),
+    retry_body_buffer: Type.Optional(Size('Request bodies up to this size are kept so that a request of `retry_methods` can be replayed to the next server; larger ones are streamed and not retried (`0`: never).', sizeText(R.retryBodyBuffer))),
+    hedge_delay: Type.Optional(Duration('Race a second connect to another server when the first has not completed after this long (`0s`: off).', durationText(R.hedgeDelayMs))),
     hedge_request: Type.Optional(
       Duration(
         'Request hedging: an idempotent request without a body that has no response byte after the server\'s recent p99 first-byte time (at least 10 ms, at most this) is also sent to another server; the first answer wins, and a server that keeps losing is skipped (`0s`: off).',
-        '500ms',
+        durationText(R.requestHedgeMs),
       ),
     ),
-    hedge_request_budget: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Request hedges earned per request (0.1: at most about one hedge per ten requests, banked up to one second\'s worth).', default: 0.1 })),
-    resolve_ttl: Type.Optional(Duration('How long the addresses of an upstream DNS name are used when the resolver gives no TTL (nginx `resolver valid=`).', '30s')),
-    resolve_min_ttl: Type.Optional(Duration('Shortest time addresses are cached, and the wait before retrying a failed re-resolution (the last good addresses stay in use).', '1s')),
-    resolve_max_ttl: Type.Optional(Duration('Longest time addresses are cached, whatever the record says.', '5m')),
-    resolve_record_ttl: Type.Optional(Type.Boolean({ description: 'Query DNS directly (A and AAAA) and use the records\' TTLs, instead of the system resolver (hosts file, nsswitch) with `resolve_ttl`.', default: false })),
-    max_header_size: Type.Optional(Size('Largest request head (431 above).', '64k')),
+    hedge_request_budget: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Request hedges earned per request (0.1: at most about one hedge per ten requests, banked up to one second\'s worth).', default: R.requestHedgeBudget })),
+    resolve_ttl: Type.Optional(Duration('How long the addresses of an upstream DNS name are used when the resolver gives no TTL (nginx `resolver valid=`).', durationText(R.dns.ttlMs))),
+    resolve_min_ttl: Type.Optional(Duration('Shortest time addresses are cached, and the wait before retrying a failed re-resolution (the last good addresses stay in use).', durationText(R.dns.minTtlMs))),
+    resolve_max_ttl: Type.Optional(Duration('Longest time addresses are cached, whatever the record says.', durationText(R.dns.maxTtlMs))),
+    resolve_record_ttl: Type.Optional(Type.Boolean({ description: 'Query DNS directly (A and AAAA) and use the records\' TTLs, instead of the system resolver (hosts file, nsswitch) with `resolve_ttl`.', default: R.dns.recordTtl })),
+    max_header_size: Type.Optional(Size('Largest request head (431 above).', sizeText(R.maxHeadSize))),
     trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept (inherited by servers).')),
     request_headers: Type.Optional(HeaderRulesSchema),
     response_headers: Type.Optional(HeaderRulesSchema),
-    shutdown_timeout: Type.Optional(Duration('How long in-flight requests may take to finish on reload or stop.', '10s')),
+    shutdown_timeout: Type.Optional(Duration('How long in-flight requests may take to finish on reload or stop.', durationText(R.shutdownDeadlineMs))),
   },
   { ...Strict, description: 'Settings of every reverse-proxy server; `request_headers`, `response_headers` and `trusted_proxies` are inherited by servers and locations (rules of the outer level apply first).' },
 );

@@ -135,8 +135,8 @@ export interface HttpServerConfig {
 }
 
 export interface ReverseConfig {
-  /** `@wmproxy/reverse` timeouts, in milliseconds (the ones not set keep that package's defaults). */
-  timeouts: Partial<TimeoutOptions>;
+  /** `@wmproxy/reverse` timeouts, in milliseconds (unset ones are REVERSE_DEFAULTS'). */
+  timeouts: TimeoutOptions;
   /** `bodyBuffer`: the replay buffer for request bodies, in bytes. */
   retries: RetryOptions & Required<ReplayOptions>;
   hedgeDelayMs: number;

@@ -31,3 +31,20 @@ export function parseSize(input: string | number): number {
 export function durationMs(input: string | undefined, fallback: number): number {
   return input === undefined ? fallback : parseDuration(input);
 }
+
+/** A duration in ms as the schema writes defaults: the largest whole unit, except that 60s stays 60s. */
+export function durationText(ms: number): string {
+  if (ms === 0) return '0s';
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0 && ms > 60_000) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/** Bytes as the schema writes defaults: `64k`, `10m`, or a plain number. */
+export function sizeText(bytes: number): string {
+  for (const [unit, factor] of [['g', 1024 ** 3], ['m', 1024 ** 2], ['k', 1024]] as const) {
+    if (bytes >= factor && bytes % factor === 0) return `${bytes / factor}${unit}`;
+  }
+  return String(bytes);
+}

@@ -28,7 +28,7 @@ import { formatHostPort, isLoopback, listenError, listenHost, parseAddress, sile
 import type { ControlConfig } from '@wmproxy/config';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { HEALTHZ_PATH, RequestGuard, type GuardSettings } from './guard.js';
-import type { Instance, InstanceEvent } from './instance.js';
+import type { ControlApi, ControlTarget, InstanceEvent } from './types.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
 const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
@@ -58,7 +58,7 @@ class EventStreams {
   private readonly open = new Set<ReadableStreamDefaultController<Uint8Array>>();
   private readonly encoder = new TextEncoder();
 
-  constructor(private readonly instance: Instance) {}
+  constructor(private readonly instance: ControlTarget) {}
 
   response(): Response {
     let listener: ((event: InstanceEvent) => void) | undefined;
@@ -104,7 +104,7 @@ class EventStreams {
   }
 }
 
-function buildApp(instance: Instance, guard: RequestGuard, streams: EventStreams, adapter: unknown): Elysia {
+function buildApp(instance: ControlTarget, guard: RequestGuard, streams: EventStreams, adapter: unknown): Elysia {
   const app = new Elysia(adapter ? { adapter: adapter as never } : {});
   return app
     // Before routing, so that unknown paths and methods are guarded too.
@@ -142,7 +142,7 @@ interface NodeServerInfo {
   raw?: { ready(): Promise<unknown>; close(closeAll?: boolean): Promise<void>; node?: { server?: { address(): { port: number } | string | null } } };
 }
 
-export class ControlServer {
+export class ControlServer implements ControlApi {
   readonly address: string;
   private readonly app: Elysia;
   private readonly streams: EventStreams;
@@ -160,7 +160,7 @@ export class ControlServer {
   }
 
   /** Listen on `config.listen`; a port already taken (by anything) fails with `code` EADDRINUSE. `logger` gets the refusals. */
-  static async start(instance: Instance, config: ControlConfig, logger: Logger = silentLogger): Promise<ControlServer> {
+  static async start(instance: ControlTarget, config: ControlConfig, logger: Logger = silentLogger): Promise<ControlServer> {
     const address = parseAddress(config.listen);
     const hostname = listenHost(address);
     const guard = new RequestGuard(guardSettings(config, address), logger);

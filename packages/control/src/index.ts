@@ -3,19 +3,9 @@
  * (start every service, hot reload without dropping traffic, graceful stop),
  * its control API and dashboard (Elysia), metrics and reopenable logs.
  */
-export {
-  Instance,
-  VERSION,
-  type InstanceOptions,
-  type InstanceEvent,
-  type ReloadResult,
-  type StatusView,
-  type ServiceStatus,
-  type UpstreamView,
-  type UpstreamServerView,
-} from './instance.js';
+export { Instance, VERSION, type InstanceOptions } from './instance.js';
+export type { InstanceEvent, ReloadResult, StatusView, ServiceStatus, UpstreamView, UpstreamServerView, WorkerView, ControlTarget } from './types.js';
 export { ControlServer } from './api.js';
-export type { WorkerView } from './cluster/supervisor.js';
 export { ControlClient, ControlClientError, type ControlClientOptions } from './client.js';
 export { DASHBOARD_HTML } from './dashboard.js';
 export { Metrics, Histogram, Exposition } from './metrics.js';

@@ -6,15 +6,15 @@
 import { EventEmitter } from 'node:events';
 import { runtimeReady, type Logger } from '@wmproxy/core-net';
 import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
-import { ConfigError, redactConfig, type ConfigIssue, type WmproxyConfig } from '@wmproxy/config';
+import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
-import type { ControlServer } from './api.js';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
-import { WorkerSupervisor, type WorkerView } from './cluster/supervisor.js';
+import { WorkerSupervisor } from './cluster/supervisor.js';
+import type { ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
 
 export const VERSION = '0.1.0';
 
@@ -37,75 +37,10 @@ export interface InstanceOptions {
   worker?: { index: number; health: HealthEntry[] };
 }
 
-/** An event of the `/events` stream and the dashboard. */
-export interface InstanceEvent {
-  type: 'transition' | 'eject' | 'uneject' | 'panic' | 'reload' | 'stop' | 'worker';
-  at: number;
-  [field: string]: unknown;
-}
-
-export interface ReloadResult {
-  ok: boolean;
-  /** Why it was rejected (the running configuration stays). */
-  errors?: ConfigIssue[];
-  message?: string;
-  /** What changed, in words (`proxy "mixed": settings updated, socket kept`). */
-  changes: string[];
-  warnings: string[];
-}
-
-export interface ServiceStatus {
-  kind: 'forward' | 'http' | 'stream' | 'control';
-  name: string;
-  listen: string[];
-  /** Bound addresses (the real ports when 0 was asked). */
-  addresses: string[];
-  [field: string]: unknown;
-}
-
-export interface StatusView {
-  version: string;
-  runtime: string;
-  pid: number;
-  startedAt: string;
-  uptimeSeconds: number;
-  configFile: string;
-  reloads: { ok: number; failed: number; last: string | undefined };
-  services: ServiceStatus[];
-  /** With `workers` > 1: each worker process. */
-  workers?: WorkerView[];
-}
-
-export interface UpstreamServerView {
-  address: string;
-  weight: number;
-  backup: boolean;
-  /** unknown | healthy | unhealthy (active checks), `ejected` overrides while passive checks keep it out. */
-  state: string;
-  available: boolean;
-  ejected: boolean;
-  reason: string | undefined;
-  successes: number;
-  failures: number;
-  latencyMs: number | undefined;
-  lastResults: Array<{ ok: boolean; at: number; latencyMs: number; reason: string }>;
-  check: string | undefined;
-  activeRequests: number;
-  idleConnections: number;
-  requests: number;
-  requestFailures: number;
-}
-
-export interface UpstreamView {
-  name: string;
-  policy: string;
-  servers: UpstreamServerView[];
-}
-
 const RECENT_EVENTS = 200;
 
 /** Elysia is loaded only where the control API runs: worker processes never need it. */
-async function startApi(instance: Instance, config: WmproxyConfig['control'], logger: Logger): Promise<ControlServer> {
+async function startApi(instance: Instance, config: WmproxyConfig['control'], logger: Logger): Promise<ControlApi> {
   const { ControlServer } = await import('./api.js');
   return ControlServer.start(instance, config, logger);
 }
@@ -122,7 +57,7 @@ export class Instance {
   private readonly accessLog: MeteredAccessLog;
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
-  private api: ControlServer | undefined;
+  private api: ControlApi | undefined;
   private readonly options: InstanceOptions;
   private runtimeName = 'unknown';
   private lastReload: string | undefined;

@@ -51,6 +51,7 @@ export {
 } from './conn-limit.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
+export { Ticker, type TickJob } from './ticker.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';

@@ -16,6 +16,7 @@
 import { lookup, Resolver as DnsResolver } from 'node:dns/promises';
 import { connect, NetError, silentLogger, type Logger, type Resolver } from '@wmproxy/core-net';
 import type { Connector } from './engine/connector.js';
+import { REVERSE_DEFAULTS } from './defaults.js';
 
 /** What a resolver found: the addresses and, when known, how long they are valid. */
 export interface Resolution {
@@ -79,9 +80,9 @@ export class DnsCache {
 
   constructor(options: DnsOptions = {}, logger: Logger = silentLogger) {
     this.resolver = options.resolver ?? (options.recordTtl ? recordTtlResolver() : systemTtlResolver);
-    this.ttlMs = options.ttlMs ?? 30_000;
-    this.minTtlMs = options.minTtlMs ?? 1_000;
-    this.maxTtlMs = options.maxTtlMs ?? 300_000;
+    this.ttlMs = options.ttlMs ?? REVERSE_DEFAULTS.dns.ttlMs;
+    this.minTtlMs = options.minTtlMs ?? REVERSE_DEFAULTS.dns.minTtlMs;
+    this.maxTtlMs = options.maxTtlMs ?? REVERSE_DEFAULTS.dns.maxTtlMs;
     if (!(this.minTtlMs >= 0 && this.maxTtlMs >= this.minTtlMs && this.ttlMs >= 0)) throw new Error('dns: need 0 <= minTtlMs <= maxTtlMs and ttlMs >= 0');
     this.logger = logger;
   }

@@ -23,5 +23,6 @@ export { connectHedged, defaultConnector, type Connector, type HedgeRequest, typ
 export { DnsCache, cachedConnector, recordTtlResolver, type DnsOptions, type Resolution, type TtlResolver } from './dns.js';
 export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal } from './rate-limit.js';
 export { retryAllowed, bodyBufferLimit, DEFAULT_BODY_BUFFER, type RetryState, type FailureKind, type ReplayOptions } from './retry.js';
+export { REVERSE_DEFAULTS } from './defaults.js';
 export { DEFAULT_TIMEOUTS, DEFAULT_RETRIES, SAFE_METHODS, type TimeoutOptions, type RetryOptions } from './engine/options.js';
 export { POLICIES, POLICY_NAMES, getPolicy, roundRobin, leastConn, randomTwo, ipHash, hash, first, type Policy, type PolicyName, type SelectContext } from './policies/index.js';

@@ -1,4 +1,5 @@
-import type { Conn, ConnHandler } from '@wmproxy/core-net';
+import { Ticker, type Conn, type ConnHandler } from '@wmproxy/core-net';
+import { REVERSE_DEFAULTS } from './defaults.js';
 
 export interface PoolOptions {
   /** Idle keep-alive connections kept per server (default 256; 0 disables reuse). */
@@ -33,7 +34,9 @@ const idleHandler: ConnHandler = {
  * connection may wait for one while its own connect is in progress (as Go's
  * transport does): whichever comes first serves it, and a connect that lost
  * the race is parked for the next request, so a burst does not open one
- * connection per request.
+ * connection per request. Idle connections expire on the ticks of the
+ * owner's Ticker (a proxy shares one among its pools, see `useTicker`), or of
+ * the pool's own while it has none.
  */
 export class ConnPool {
   private readonly idle: Conn[] = [];
@@ -42,13 +45,15 @@ export class ConnPool {
   private readonly waiters: PoolWaiter[] = [];
   readonly maxIdle: number;
   readonly idleTimeoutMs: number;
-  private sweeper: ReturnType<typeof setInterval> | undefined;
+  private ticker: Ticker | undefined;
+  private sweeping = false;
+  private readonly sweep = (now: number): void => this.expire(now);
   /** Connections handed out by `acquire` that were reused (for stats). */
   reused = 0;
 
   constructor(options: PoolOptions = {}) {
-    this.maxIdle = options.maxIdle ?? 256;
-    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.maxIdle = options.maxIdle ?? REVERSE_DEFAULTS.pool.maxIdle;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? REVERSE_DEFAULTS.pool.idleTimeoutMs;
   }
 
   get idleCount(): number {
@@ -102,10 +107,21 @@ export class ConnPool {
     conn.setHandler(idleHandler);
     this.idle.push(conn);
     this.idleSince.push(now);
-    if (!this.sweeper && this.idleTimeoutMs > 0) {
-      this.sweeper = setInterval(sweep, Math.max(50, Math.min(this.idleTimeoutMs / 2, 5_000)), this);
-      (this.sweeper as { unref?: () => void }).unref?.();
+    if (!this.sweeping && this.idleTimeoutMs > 0) {
+      this.ticker ??= new Ticker(Math.max(50, Math.min(this.idleTimeoutMs / 2, 5_000)));
+      this.ticker.add(this.sweep);
+      this.sweeping = true;
     }
+  }
+
+  /** Expire idle connections on `ticker`'s ticks from now on (the owner's shared timer). */
+  useTicker(ticker: Ticker): void {
+    if (ticker === this.ticker) return;
+    if (this.sweeping) {
+      this.ticker!.delete(this.sweep);
+      ticker.add(this.sweep);
+    }
+    this.ticker = ticker;
   }
 
   /** @internal */
@@ -126,8 +142,8 @@ export class ConnPool {
   }
 
   private stopSweeper(): void {
-    if (this.sweeper) clearInterval(this.sweeper);
-    this.sweeper = undefined;
+    if (this.sweeping) this.ticker!.delete(this.sweep);
+    this.sweeping = false;
   }
 
   /** Close every idle connection. */
@@ -136,8 +152,4 @@ export class ConnPool {
     this.idleSince.length = 0;
     for (const conn of this.idle.splice(0)) conn.destroy();
   }
-}
-
-function sweep(pool: ConnPool): void {
-  pool.expire(Date.now());
 }

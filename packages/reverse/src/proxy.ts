@@ -1,6 +1,7 @@
 import {
   Logger,
   Server,
+  Ticker,
   formatHostPort,
   parseAddress,
   parseAddressList,
@@ -16,6 +17,7 @@ import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-lo
 import type { Connector } from './engine/connector.js';
 import type { ListenerContext, ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
+import { REVERSE_DEFAULTS } from './defaults.js';
 import { ClientSession, crashed } from './engine/session.js';
 import { cachedConnector, DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
 import { Forwarding, type ForwardedOptions } from './headers.js';
@@ -43,7 +45,7 @@ export interface ListenerSpec {
 
 /** The connection limits of a listener spec, for core-net's Server. */
 function listenerLimits(spec: ListenerSpec): ConnLimitOptions {
-  const status = spec.connectionLimitStatus ?? 503;
+  const status = spec.connectionLimitStatus ?? REVERSE_DEFAULTS.connectionLimitStatus;
   if (status !== 0 && !(Number.isInteger(status) && status >= 400 && status <= 599)) throw new Error(`connectionLimitStatus must be 0 or a status from 400 to 599, got ${status}`);
   return {
     maxConnections: spec.maxConnections,
@@ -51,9 +53,6 @@ function listenerLimits(spec: ListenerSpec): ConnLimitOptions {
     refusal: status === 0 ? undefined : simpleResponse(status, { headers: [['Retry-After', '1']], body: 'Too many connections; try again later.\n' }),
   };
 }
-
-/** Request hedging is on by default: the delay adapts below this ceiling. */
-export const DEFAULT_REQUEST_HEDGE_MS = 500;
 
 export interface ReverseProxyOptions {
   servers?: ListenerSpec[];
@@ -90,6 +89,7 @@ export interface ReverseProxyOptions {
   shutdownDeadlineMs?: number;
 }
 
+/** Period of the proxy's one timer: request deadlines, DNS refresh, idle pool expiry. */
 const SWEEP_MS = 100;
 
 /**
@@ -124,7 +124,9 @@ export class ReverseProxy implements ProxyCore {
   private readonly ownsAccessLog: boolean;
   private readonly listeners: Listener[] = [];
   readonly streams: StreamProxy[] = [];
-  private sweeper: ReturnType<typeof setInterval> | undefined;
+  /** The proxy's one timer: the deadline sweep and every pool's idle expiry run on its ticks. */
+  readonly ticker = new Ticker(SWEEP_MS);
+  private readonly sweepJob = (now: number): void => sweep(this, now);
   private options: ReverseProxyOptions;
   /** Listeners removed by a reload, draining. */
   private readonly retiring = new Set<Promise<unknown>>();
@@ -134,9 +136,9 @@ export class ReverseProxy implements ProxyCore {
     this.options = options;
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.retries = checkRetries({ ...DEFAULT_RETRIES, ...options.retries });
-    this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
-    this.requestHedgeMs = options.requestHedgeMs ?? DEFAULT_REQUEST_HEDGE_MS;
-    this.hedges = { inFlight: 0, budget: options.requestHedgeBudget ?? 0.1 };
+    this.hedgeDelayMs = options.hedgeDelayMs ?? REVERSE_DEFAULTS.hedgeDelayMs;
+    this.requestHedgeMs = options.requestHedgeMs ?? REVERSE_DEFAULTS.requestHedgeMs;
+    this.hedges = { inFlight: 0, budget: options.requestHedgeBudget ?? REVERSE_DEFAULTS.requestHedgeBudget };
     this.headLimits = options.headLimits ?? {};
     this.logger = options.logger ?? silentLogger;
     this.dns = new DnsCache(options.dns, this.logger);
@@ -188,6 +190,7 @@ export class ReverseProxy implements ProxyCore {
       if (old && sameJson(old.spec, spec)) built.set(spec.name, old);
       else built.set(spec.name, new Upstream(spec, this.health, old ? reuseServers(old, spec) : undefined));
     }
+    for (const upstream of built.values()) for (const server of upstream.servers) server.pool.useTicker(this.ticker);
     for (const listener of options.servers ?? []) {
       for (const vhost of listener.vhosts) {
         for (const location of vhost.locations) {
@@ -232,7 +235,7 @@ export class ReverseProxy implements ProxyCore {
       await this.close();
       throw error;
     }
-    this.sweeper = setInterval(sweep, SWEEP_MS, this);
+    this.ticker.add(this.sweepJob);
     return this;
   }
 
@@ -335,9 +338,9 @@ export class ReverseProxy implements ProxyCore {
     else for (const target of this.healthTargets()) this.health.add(target);
     Object.assign(this.timeouts, timeouts);
     Object.assign(this.retries, retries);
-    this.hedgeDelayMs = options.hedgeDelayMs ?? 100;
-    this.requestHedgeMs = options.requestHedgeMs ?? DEFAULT_REQUEST_HEDGE_MS;
-    this.hedges.budget = options.requestHedgeBudget ?? 0.1;
+    this.hedgeDelayMs = options.hedgeDelayMs ?? REVERSE_DEFAULTS.hedgeDelayMs;
+    this.requestHedgeMs = options.requestHedgeMs ?? REVERSE_DEFAULTS.requestHedgeMs;
+    this.hedges.budget = options.requestHedgeBudget ?? REVERSE_DEFAULTS.requestHedgeBudget;
     this.headLimits = options.headLimits ?? {};
     this.options = { ...options, health: this.options.health, connector: this.options.connector, dns: this.options.dns, logger: this.options.logger, accessLog: this.options.accessLog };
     const next: Listener[] = [];
@@ -379,7 +382,7 @@ export class ReverseProxy implements ProxyCore {
   private retire(listener: Listener): void {
     listener.ctx.core = Object.create(this, { draining: { value: true } }) as ProxyCore;
     for (const session of [...this.sessions]) if (session.ctx === listener.ctx) session.drainIfIdle();
-    const done = listener.server.shutdown({ deadlineMs: this.options.shutdownDeadlineMs ?? 10_000 }).finally(() => this.retiring.delete(done));
+    const done = listener.server.shutdown({ deadlineMs: this.options.shutdownDeadlineMs ?? REVERSE_DEFAULTS.shutdownDeadlineMs }).finally(() => this.retiring.delete(done));
     this.retiring.add(done);
   }
 
@@ -409,7 +412,7 @@ export class ReverseProxy implements ProxyCore {
   async close(): Promise<void> {
     this.draining = true;
     for (const session of [...this.sessions]) session.drainIfIdle();
-    const deadlineMs = this.options.shutdownDeadlineMs ?? 10_000;
+    const deadlineMs = this.options.shutdownDeadlineMs ?? REVERSE_DEFAULTS.shutdownDeadlineMs;
     await Promise.all([
       ...this.listeners.map((listener) => listener.server.shutdown({ deadlineMs })),
       ...this.streams.map((stream) => stream.close()),
@@ -417,9 +420,8 @@ export class ReverseProxy implements ProxyCore {
     ]);
     this.listeners.length = 0;
     this.streams.length = 0;
-    if (this.sweeper) clearInterval(this.sweeper);
-    this.sweeper = undefined;
     for (const upstream of this.upstreams.values()) upstream.close();
+    this.ticker.close();
     const events = this.health.events as unknown as { off(name: string, fn: (...args: never[]) => void): void };
     for (const [name, fn] of this.healthHandlers.splice(0)) events.off(name, fn);
     if (this.ownsHealth) await this.health.close();
@@ -483,9 +485,8 @@ function reuseServers(old: Upstream, spec: UpstreamSpec): (server: UpstreamServe
   };
 }
 
-function sweep(proxy: ReverseProxy): void {
+function sweep(proxy: ReverseProxy, now: number): void {
   proxy.dns.refreshExpired();
-  const now = Date.now();
   for (const session of proxy.sessions) {
     try {
       session.checkDeadline(now);

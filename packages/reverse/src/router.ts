@@ -2,39 +2,15 @@ import { CidrList } from '@wmproxy/core-net';
 import { compileRules, type CompiledRule, type HeaderRule } from './headers.js';
 import { RateLimiter, type RateLimitSpec } from './rate-limit.js';
 import { staticLocation, type StaticOptions } from './static.js';
+import type { LocationHandler } from './types.js';
+
+export type { LocationHandler, LocationResponse } from './types.js';
 
 /** A fixed answer instead of proxying (nginx `return`, Caddy `respond`). */
 export interface FixedResponse {
   status: number;
   body?: string;
   headers?: Record<string, string>;
-}
-
-/** What a location handler answers. */
-export interface LocationResponse {
-  status: number;
-  /** Response fields in order (a Content-Length here is used as `length`). */
-  headers: Array<[string, string]>;
-  body?: Uint8Array | string | AsyncIterable<Uint8Array>;
-  /** Body length (the full length for HEAD); chunked encoding is used when unknown. */
-  length?: number;
-}
-
-/**
- * A location handler other than proxying (static files): gets the request
- * and returns the response, whose body is streamed with backpressure.
- */
-export interface LocationHandler {
-  handle(request: {
-    method: string;
-    /** The request-target as received (path and query). */
-    target: string;
-    /** Same as `target`. */
-    uri: string;
-    /** The path without the query. */
-    path: string;
-    header(lower: string): string | undefined;
-  }): Promise<LocationResponse>;
 }
 
 export interface LocationSpec {

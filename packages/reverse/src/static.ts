@@ -1,5 +1,5 @@
 import type { StaticOptions } from '@wmproxy/static';
-import type { LocationHandler, LocationResponse } from './router.js';
+import type { LocationHandler, LocationResponse } from './types.js';
 
 type StaticModule = typeof import('@wmproxy/static');
 let loading: Promise<StaticModule> | undefined;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Conn, ConnHandler } from '@wmproxy/core-net';
+import { Ticker, type Conn, type ConnHandler } from '@wmproxy/core-net';
 import { ConnPool } from '../src/index.js';
 
 function fakeConn(): Conn & { destroyed: boolean } {
@@ -56,4 +56,23 @@ test('a released connection goes to a waiting request before being parked; maxId
   assert.equal(c.destroyed, true, 'over maxIdle: closed');
   pool.close();
   assert.equal(b.destroyed, true, 'close() closes idle connections');
+});
+
+test('pools sharing a ticker expire idle connections on its ticks, and leave it once empty', () => {
+  const ticker = new Ticker(100);
+  const pool = new ConnPool({ idleTimeoutMs: 1_000 });
+  pool.useTicker(ticker);
+  const a = fakeConn();
+  pool.release(a, 10_000);
+  assert.equal(ticker.size, 1, 'a parked connection subscribes the pool');
+  ticker.run(10_500);
+  assert.equal(a.destroyed, false, 'not idle long enough');
+  ticker.run(11_000);
+  assert.equal(a.destroyed, true, 'idle for idleTimeoutMs: closed');
+  assert.equal(ticker.size, 0, 'nothing left to expire: unsubscribed');
+  const b = fakeConn();
+  pool.release(b, 20_000);
+  pool.close();
+  assert.equal(ticker.size, 0, 'close() unsubscribes');
+  ticker.close();
 });

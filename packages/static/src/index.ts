@@ -27,5 +27,6 @@ export {
   type CorsOptions,
   type CompressOptions,
 } from './options.js';
-export { createStaticServer, type StaticServer, type StaticServerOptions } from './server.js';
+export { createStaticServer } from './server.js';
+export type { StaticServer, StaticServerOptions } from './runtime/adapter.js';
 export type { StaticRequest, StaticResponse, StaticBody, HeaderSource, Representation } from './types.js';

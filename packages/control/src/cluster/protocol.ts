@@ -6,7 +6,7 @@
  */
 import type { HealthState } from '@wmproxy/health';
 import type { WmproxyConfig } from '@wmproxy/config';
-import type { InstanceEvent, ReloadResult, ServiceStatus } from '../instance.js';
+import type { InstanceEvent, ReloadResult, ServiceStatus } from '../types.js';
 
 /** One active check's state, by the key both processes derive from the same configuration. */
 export interface HealthEntry {

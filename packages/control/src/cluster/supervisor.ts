@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '@wmproxy/core-net';
 import type { WmproxyConfig } from '@wmproxy/config';
-import type { InstanceEvent, ReloadResult, ServiceStatus } from '../instance.js';
+import type { InstanceEvent, ReloadResult, ServiceStatus, WorkerView } from '../types.js';
 import { emptyCounters, mergeCounters, retiredPart, type HealthEntry, type PrimaryMessage, type WorkerCounters, type WorkerMessage } from './protocol.js';
 
 /** How long a worker may take to start (bind, load certificates) or to answer a reload. */
@@ -22,15 +22,6 @@ const RESTART_DELAY_MIN_MS = 100;
 const RESTART_DELAY_MAX_MS = 10_000;
 /** A worker that lived this long resets the restart back-off. */
 const STABLE_AFTER_MS = 10_000;
-
-export interface WorkerView {
-  index: number;
-  pid: number | undefined;
-  state: 'starting' | 'running' | 'restarting' | 'stopping';
-  startedAt: string;
-  restarts: number;
-  openConnections: number;
-}
 
 interface Channel {
   readonly pid: number | undefined;

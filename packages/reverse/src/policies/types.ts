@@ -1,4 +1,4 @@
-import type { Upstream, UpstreamServer } from '../upstream.js';
+import type { BalancedGroup, BalancedServer } from '../types.js';
 
 /** What a policy may look at to choose a server for one request. */
 export interface SelectContext {
@@ -15,7 +15,7 @@ export interface SelectContext {
  */
 export interface Policy {
   readonly name: string;
-  select(pool: readonly UpstreamServer[], ctx: SelectContext, group: Upstream): UpstreamServer;
+  select<S extends BalancedServer>(pool: readonly S[], ctx: SelectContext, group: BalancedGroup<S>): S;
 }
 
 /** 32-bit FNV-1a. */
@@ -44,7 +44,7 @@ export function mix32(value: number): number {
  * `-weight / ln(u)` for a per-(key, server) uniform `u`; the highest wins.
  * Removing a server moves only the keys it owned.
  */
-export function rendezvous(pool: readonly UpstreamServer[], key: string, group: Upstream): UpstreamServer {
+export function rendezvous<S extends BalancedServer>(pool: readonly S[], key: string, group: BalancedGroup<S>): S {
   const keyHash = fnv1a(key);
   let best = pool[0]!;
   let bestScore = -Infinity;

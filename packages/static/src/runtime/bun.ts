@@ -1,7 +1,7 @@
 import { bodyChunks, bodyStream } from '../body.js';
 import type { Server } from 'bun';
 import type { StaticRequest, StaticResponse } from '../types.js';
-import { hostMatches, serverUrl, type AdapterOptions, type StaticServer } from '../server.js';
+import { hostMatches, serverUrl, type AdapterOptions, type StaticServer } from './adapter.js';
 import { formatHostPort, listenError } from '@wmproxy/core-net';
 
 /** Bun.serve's listen errors in Node's words (`listen EADDRINUSE: address already in use 127.0.0.1:8080`). */

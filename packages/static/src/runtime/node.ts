@@ -4,7 +4,7 @@ import { Readable, pipeline } from 'node:stream';
 import { bodyChunks, CHUNK_SIZE } from '../body.js';
 import type { StaticResponse } from '../types.js';
 import { formatHostPort, listenError } from '@wmproxy/core-net';
-import { hostMatches, serverUrl, type AdapterOptions, type StaticServer } from '../server.js';
+import { hostMatches, serverUrl, type AdapterOptions, type StaticServer } from './adapter.js';
 
 const MISDIRECTED_BODY = new TextEncoder().encode('421 Misdirected Request\n');
 const MISDIRECTED: StaticResponse = {

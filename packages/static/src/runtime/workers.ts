@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { formatHostPort, listenError } from '@wmproxy/core-net';
 import type { StaticHandler } from '../handler.js';
-import { serverUrl, type StaticServer, type StaticServerOptions } from '../server.js';
+import { serverUrl, type StaticServer, type StaticServerOptions } from './adapter.js';
 
 /**
  * Several processes serving one port, like nginx's `worker_processes`. On Bun

@@ -1,0 +1,147 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE } from '@wmproxy/health';
+import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { buildConfig, jsonSchema, parseDuration, parseSize } from '../src/index.js';
+
+/** This package's directory, from src (Bun) or dist/test (Node). */
+function packageDir(): string {
+  let dir = fileURLToPath(new URL('.', import.meta.url));
+  while (!readdirSync(dir).includes('README.md')) dir = join(dir, '..');
+  return dir;
+}
+
+type Node = { properties?: Record<string, Node>; items?: Node; anyOf?: Node[]; default?: unknown };
+
+/** Every `default` of the JSON Schema by key path as the README writes it (`upstream[].keepalive`). */
+function schemaDefaults(): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  const walk = (node: Node, path: string): void => {
+    if (path !== '' && node.default !== undefined) out.set(path, node.default);
+    for (const [key, child] of Object.entries(node.properties ?? {})) walk(child, path === '' ? key : `${path}.${key}`);
+    if (node.items) walk(node.items, `${path}[]`);
+    for (const member of node.anyOf ?? []) if (member.properties) walk({ properties: member.properties }, path);
+  };
+  walk(jsonSchema() as Node, '');
+  return out;
+}
+
+/** README rows whose Default cell is one plain value (`"5s"`, `256`, `[502,503,504]`), by key. */
+function readmeDefaults(): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const line of readFileSync(join(packageDir(), 'README.md'), 'utf8').split('\n')) {
+    if (!line.startsWith('| `')) continue;
+    const cells = line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim());
+    const key = /^`([a-z_.[\]]+)`$/.exec(cells[0]!)?.[1];
+    const value = /^`([^`]+)`$/.exec(cells[3] ?? '')?.[1];
+    if (key === undefined || value === undefined) continue;
+    try {
+      out.set(key, JSON.parse(value));
+    } catch {
+      // prose, an enum spelled without quotes: not a single value to compare
+    }
+  }
+  return out;
+}
+
+/** Durations and sizes compare by what they mean (`"60s"` is `"1m"`). */
+function meaning(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  for (const parse of [parseDuration, parseSize]) {
+    try {
+      return parse(value);
+    } catch {
+      // not this kind of value
+    }
+  }
+  return value;
+}
+
+test('the README states the default the schema gives for every key it lists', () => {
+  const schema = schemaDefaults();
+  const readme = readmeDefaults();
+  assert.ok(readme.size > 50, `README rows parsed (${readme.size})`);
+  for (const [key, value] of readme) {
+    assert.ok(schema.has(key), `${key}: README says ${JSON.stringify(value)}, the schema has no default`);
+    assert.deepEqual(meaning(value), meaning(schema.get(key)), `${key}: README and schema disagree`);
+  }
+});
+
+test('the README lists every key the schema gives a default', () => {
+  const listed = readFileSync(join(packageDir(), 'README.md'), 'utf8');
+  // A server's rate_limit is the same table as a location's, documented once there.
+  const documented = (key: string): string => key.replace(/^server\[\]\.rate_limit\./, 'server[].location[].rate_limit.');
+  const missing = [...schemaDefaults().keys()].filter((key) => !listed.includes(`| \`${documented(key)}\` |`));
+  assert.deepEqual(missing, []);
+});
+
+test('the schema defaults are the ones the packages export', () => {
+  const schema = schemaDefaults();
+  const { timeouts, retries, dns, pool } = REVERSE_DEFAULTS;
+  const expected: Record<string, unknown> = {
+    'reverse.connect_timeout': timeouts.connectMs,
+    'reverse.read_timeout': timeouts.firstByteMs,
+    'reverse.idle_timeout': timeouts.idleMs,
+    'reverse.client_header_timeout': timeouts.clientHeaderMs,
+    'reverse.client_body_timeout': timeouts.clientBodyMs,
+    'reverse.keepalive_timeout': timeouts.keepAliveMs,
+    'reverse.tunnel_idle_timeout': timeouts.tunnelIdleMs,
+    'reverse.request_timeout': timeouts.requestMs,
+    'reverse.retries': retries.tries,
+    'reverse.retry_timeout': retries.totalMs,
+    'reverse.retry_on_status': retries.onStatus,
+    'reverse.retry_methods': retries.methods,
+    'reverse.retry_budget_percent': retries.budgetPercent,
+    'reverse.retry_budget_min_concurrency': retries.budgetMinConcurrency,
+    'reverse.retry_body_buffer': REVERSE_DEFAULTS.retryBodyBuffer,
+    'reverse.hedge_delay': REVERSE_DEFAULTS.hedgeDelayMs,
+    'reverse.hedge_request': REVERSE_DEFAULTS.requestHedgeMs,
+    'reverse.hedge_request_budget': REVERSE_DEFAULTS.requestHedgeBudget,
+    'reverse.resolve_ttl': dns.ttlMs,
+    'reverse.resolve_min_ttl': dns.minTtlMs,
+    'reverse.resolve_max_ttl': dns.maxTtlMs,
+    'reverse.resolve_record_ttl': dns.recordTtl,
+    'reverse.max_header_size': REVERSE_DEFAULTS.maxHeadSize,
+    'reverse.shutdown_timeout': REVERSE_DEFAULTS.shutdownDeadlineMs,
+    'server[].connection_limit_status': REVERSE_DEFAULTS.connectionLimitStatus,
+    'upstream[].keepalive': pool.maxIdle,
+    'upstream[].keepalive_timeout': pool.idleTimeoutMs,
+    'health.interval': DEFAULT_ACTIVE.intervalMs,
+    'health.timeout': DEFAULT_ACTIVE.timeoutMs,
+    'health.rise': DEFAULT_ACTIVE.rise,
+    'health.fall': DEFAULT_ACTIVE.fall,
+    'health.jitter': DEFAULT_ACTIVE.jitter,
+    'health.initial': DEFAULT_ACTIVE.initial,
+    'health.panic_threshold': DEFAULT_PANIC_THRESHOLD,
+    'health.concurrency': DEFAULT_CONCURRENCY,
+    'health.passive.enabled': DEFAULT_PASSIVE.enabled,
+    'health.passive.consecutive_failures': DEFAULT_PASSIVE.consecutiveFailures,
+    'health.passive.window': DEFAULT_PASSIVE.windowMs,
+    'health.passive.ejection_time': DEFAULT_PASSIVE.baseEjectionMs,
+    'health.passive.max_ejection_time': DEFAULT_PASSIVE.maxEjectionMs,
+    'health.passive.max_ejection_percent': DEFAULT_PASSIVE.maxEjectionPercent,
+    'health.passive.count_5xx': DEFAULT_PASSIVE.count5xx,
+  };
+  for (const [key, value] of Object.entries(expected)) {
+    assert.deepEqual(meaning(schema.get(key)), Array.isArray(value) ? [...value] : value, key);
+  }
+});
+
+test('a file that sets nothing resolves to the packages\' own defaults', () => {
+  const config = buildConfig({ upstream: [{ name: 'app', servers: ['127.0.0.1:3000'] }] }, '<test>');
+  const { retryBodyBuffer, hedgeDelayMs, requestHedgeMs, requestHedgeBudget, maxHeadSize, shutdownDeadlineMs } = REVERSE_DEFAULTS;
+  assert.deepEqual(config.reverse, {
+    timeouts: { ...REVERSE_DEFAULTS.timeouts },
+    retries: { ...REVERSE_DEFAULTS.retries, onStatus: [...REVERSE_DEFAULTS.retries.onStatus], methods: [...REVERSE_DEFAULTS.retries.methods], bodyBuffer: retryBodyBuffer },
+    hedgeDelayMs,
+    requestHedgeMs,
+    requestHedgeBudget,
+    dns: { ...REVERSE_DEFAULTS.dns },
+    maxHeadSize,
+    shutdownTimeoutMs: shutdownDeadlineMs,
+  });
+  assert.deepEqual(config.upstreams[0]!.pool, { ...REVERSE_DEFAULTS.pool });
+});

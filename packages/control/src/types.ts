@@ -1,0 +1,106 @@
+/**
+ * The control package's shared vocabulary: what the instance reports (status,
+ * upstreams, events, reload results), what the cluster sends between
+ * processes, and the two sides of the control API, in a file that imports no
+ * module of this package, so that instance.ts, api.ts and cluster/* need not
+ * import each other for types.
+ */
+import type { EventEmitter } from 'node:events';
+import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
+
+/** An event of the `/events` stream and the dashboard. */
+export interface InstanceEvent {
+  type: 'transition' | 'eject' | 'uneject' | 'panic' | 'reload' | 'stop' | 'worker';
+  at: number;
+  [field: string]: unknown;
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  /** Why it was rejected (the running configuration stays). */
+  errors?: ConfigIssue[];
+  message?: string;
+  /** What changed, in words (`proxy "mixed": settings updated, socket kept`). */
+  changes: string[];
+  warnings: string[];
+}
+
+export interface ServiceStatus {
+  kind: 'forward' | 'http' | 'stream' | 'control';
+  name: string;
+  listen: string[];
+  /** Bound addresses (the real ports when 0 was asked). */
+  addresses: string[];
+  [field: string]: unknown;
+}
+
+export interface StatusView {
+  version: string;
+  runtime: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  configFile: string;
+  reloads: { ok: number; failed: number; last: string | undefined };
+  services: ServiceStatus[];
+  /** With `workers` > 1: each worker process. */
+  workers?: WorkerView[];
+}
+
+export interface UpstreamServerView {
+  address: string;
+  weight: number;
+  backup: boolean;
+  /** unknown | healthy | unhealthy (active checks), `ejected` overrides while passive checks keep it out. */
+  state: string;
+  available: boolean;
+  ejected: boolean;
+  reason: string | undefined;
+  successes: number;
+  failures: number;
+  latencyMs: number | undefined;
+  lastResults: Array<{ ok: boolean; at: number; latencyMs: number; reason: string }>;
+  check: string | undefined;
+  activeRequests: number;
+  idleConnections: number;
+  requests: number;
+  requestFailures: number;
+}
+
+export interface UpstreamView {
+  name: string;
+  policy: string;
+  servers: UpstreamServerView[];
+}
+
+export interface WorkerView {
+  index: number;
+  pid: number | undefined;
+  state: 'starting' | 'running' | 'restarting' | 'stopping';
+  startedAt: string;
+  restarts: number;
+  openConnections: number;
+}
+
+/** What the control API asks of the instance it serves (Instance implements it). */
+export interface ControlTarget {
+  readonly stopping: boolean;
+  /** Emits `event` with an InstanceEvent. */
+  readonly events: EventEmitter;
+  readonly recentEvents: readonly InstanceEvent[];
+  /** Collect the workers' counters and health before a read. */
+  refresh(): Promise<void>;
+  status(): StatusView;
+  upstreams(): UpstreamView[];
+  redactedConfig(): { file: string; warnings: string[]; config: unknown };
+  prometheus(): string;
+  reload(): Promise<ReloadResult>;
+  requestStop(): void;
+}
+
+/** What the instance keeps of its running control API (ControlServer implements it). */
+export interface ControlApi {
+  readonly address: string;
+  configure(config: WmproxyConfig['control']): void;
+  close(): Promise<void>;
+}

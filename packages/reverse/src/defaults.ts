@@ -1,0 +1,39 @@
+/**
+ * Every default of the reverse proxy in one place: the engine, config's
+ * resolver, the config schema (and so wmproxy.schema.json and `--help`) and
+ * the README tables read them from here (test/defaults.test.ts checks the
+ * README; config's defaults test checks the schema and the resolver).
+ */
+import { DEFAULT_MAX_HEAD_SIZE } from '@wmproxy/core-net';
+import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS } from './engine/options.js';
+import { DEFAULT_BODY_BUFFER } from './retry.js';
+
+export const REVERSE_DEFAULTS = Object.freeze({
+  timeouts: DEFAULT_TIMEOUTS,
+  retries: DEFAULT_RETRIES,
+  /** Most request-body bytes kept to replay a request of `retries.methods`. */
+  retryBodyBuffer: DEFAULT_BODY_BUFFER,
+  /** Connect hedging delay (0: off). */
+  hedgeDelayMs: 100,
+  /** Request hedging ceiling (0: off); the delay adapts below it. */
+  requestHedgeMs: 500,
+  /** Request hedges earned per request. */
+  requestHedgeBudget: 0.1,
+  /** Largest request head. */
+  maxHeadSize: DEFAULT_MAX_HEAD_SIZE,
+  /** Graceful shutdown deadline on reload or stop. */
+  shutdownDeadlineMs: 10_000,
+  /** Status answered to a connection over a listener's limits (0: closed without an answer). */
+  connectionLimitStatus: 503,
+  dns: Object.freeze({ ttlMs: 30_000, minTtlMs: 1_000, maxTtlMs: 300_000, recordTtl: false }),
+  /**
+   * Keep-alive connections to one upstream server. `maxIdle` only caps what
+   * a burst already opened (LIFO, so the surplus times out after
+   * `idleTimeoutMs`); too low a cap closes a connection per response once
+   * concurrency exceeds it and opens a new one for the next request, the
+   * churn pooling exists to avoid. 256 per server and process, as HAProxy
+   * (`pool-max-conn` unlimited by default) leans, rather than nginx's small
+   * per-worker cache that its docs size for a few workers.
+   */
+  pool: Object.freeze({ maxIdle: 256, idleTimeoutMs: 60_000 }),
+});
