@@ -52,5 +52,6 @@ export {
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
+export { hostRuntime, runtimeName, supportsReusePort, hasCluster } from './runtime/facts.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';

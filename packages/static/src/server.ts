@@ -1,4 +1,4 @@
-import { parseAddress, listenHost, formatHostPort, type Logger } from '@wmproxy/core-net';
+import { parseAddress, listenHost, formatHostPort, hostRuntime, runtimeName, type Logger } from '@wmproxy/core-net';
 import type { AccessLog } from './access-log.js';
 import { StaticHandler } from './handler.js';
 import { StaticOptionsError, type StaticOptions } from './options.js';
@@ -10,7 +10,7 @@ export interface StaticServerOptions extends StaticOptions {
   domain?: string;
   accessLog?: AccessLog;
   logger?: Logger;
-  /** Force an adapter; by default Bun.serve on Bun (unless WMPROXY_RUNTIME=node), node:http elsewhere. */
+  /** Force an adapter; by default core-net's `runtimeName`: Bun.serve on Bun (unless WMPROXY_RUNTIME=node), node:http elsewhere. */
   runtime?: 'bun' | 'node';
   /** Processes serving the port, like nginx's `worker_processes` (default 1). */
   workers?: number;
@@ -42,12 +42,6 @@ export interface AdapterOptions {
 
 export type Adapter = (options: AdapterOptions) => Promise<StaticServer>;
 
-function chooseRuntime(forced: 'bun' | 'node' | undefined): 'bun' | 'node' {
-  if (forced) return forced;
-  const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined';
-  return onBun && process.env.WMPROXY_RUNTIME !== 'node' ? 'bun' : 'node';
-}
-
 /**
  * Start a static file server: `Bun.serve` with zero-copy `Bun.file` bodies on
  * Bun, `node:http` with streamed reads on Node — the adapter is picked once here.
@@ -55,7 +49,7 @@ function chooseRuntime(forced: 'bun' | 'node' | undefined): 'bun' | 'node' {
 export async function createStaticServer(options: StaticServerOptions): Promise<StaticServer> {
   const address = parseAddress(options.listen ?? '127.0.0.1:8080');
   const handler = new StaticHandler(options);
-  const runtime = chooseRuntime(options.runtime);
+  const runtime = options.runtime ?? runtimeName;
   const workers = options.workers ?? 1;
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new StaticOptionsError('workers must be an integer from 1 to 64');
   const adapter: Adapter =
@@ -71,7 +65,7 @@ export async function createStaticServer(options: StaticServerOptions): Promise<
       reusePort,
     });
   if (workers === 1) return start(options.reusePort ?? false);
-  if (runtime === 'node' && typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined') {
+  if (runtime === 'node' && hostRuntime === 'bun') {
     throw new StaticOptionsError('workers > 1 with the node adapter needs Node (on Bun, use the bun adapter)');
   }
   const { startWorkers } = await import('./runtime/workers.js');

@@ -9,7 +9,7 @@
 import cluster from 'node:cluster';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '@wmproxy/core-net';
+import { hasCluster, type Logger } from '@wmproxy/core-net';
 import type { WmproxyConfig } from '@wmproxy/config';
 import type { InstanceEvent, ReloadResult, ServiceStatus } from '../instance.js';
 import { emptyCounters, mergeCounters, retiredPart, type HealthEntry, type PrimaryMessage, type WorkerCounters, type WorkerMessage } from './protocol.js';
@@ -89,7 +89,7 @@ export class WorkerSupervisor {
 
   constructor(private readonly options: SupervisorOptions) {
     this.retired = emptyCounters(options.buckets);
-    this.useCluster = process.versions.bun === undefined;
+    this.useCluster = hasCluster;
   }
 
   /** Start every worker; rejects (after stopping those started) when one cannot serve the configuration. */
