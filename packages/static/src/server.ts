@@ -14,7 +14,7 @@ export interface StaticServerOptions extends StaticOptions {
   runtime?: 'bun' | 'node';
   /** Processes serving the port, like nginx's `worker_processes` (default 1). */
   workers?: number;
-  /** Bind with SO_REUSEPORT (Bun; set for the workers). */
+  /** Bind with SO_REUSEPORT (set for the workers where core-net's `workerSharing` is `reuseport`). */
   reusePort?: boolean;
 }
 
@@ -78,6 +78,7 @@ export async function createStaticServer(options: StaticServerOptions): Promise<
     handler,
     listenHost(address),
     address.port,
+    options.logger,
   );
 }
 
