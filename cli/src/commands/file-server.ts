@@ -27,7 +27,7 @@ export default class FileServer extends WmproxyCommand {
     'GET and HEAD with strong ETags, If-None-Match/If-Modified-Since (304), If-Match/If-Unmodified-Since (412),',
     'single and multiple byte ranges with If-Range, precompressed .br/.zst/.gz siblings, optional directory listing,',
     'SPA fallback and try_files. Paths that escape the root in any encoding are refused with 400.',
-    'On Bun, file bodies are sent with sendfile (Bun.file); on Node, streamed in 64 KiB reads.',
+    'On Bun, file bodies are sent with sendfile; on Node, streamed in 64 KiB reads.',
   ].join('\n');
   static override examples = [
     '<%= config.bin %> file-server --root ./public',

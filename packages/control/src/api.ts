@@ -24,7 +24,7 @@
  * answer some of the requests meant for this one.
  */
 import { Elysia } from 'elysia';
-import { formatHostPort, isLoopback, listenError, listenHost, parseAddress, silentLogger, type Address, type Logger } from '@wmproxy/core-net';
+import { formatHostPort, hostRuntime, isLoopback, listenError, listenHost, parseAddress, silentLogger, type Address, type Logger } from '@wmproxy/core-net';
 import type { ControlConfig } from '@wmproxy/config';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { HEALTHZ_PATH, RequestGuard, type GuardSettings } from './guard.js';
@@ -165,8 +165,8 @@ export class ControlServer implements ControlApi {
     const hostname = listenHost(address);
     const guard = new RequestGuard(guardSettings(config, address), logger);
     const streams = new EventStreams(instance);
-    const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined';
-    if (onBun) {
+    // Elysia's adapter follows the process, not WMPROXY_RUNTIME: that picks the data plane's sockets.
+    if (hostRuntime === 'bun') {
       const app = buildApp(instance, guard, streams, undefined);
       try {
         app.listen({ hostname, port: address.port, idleTimeout: 255, reusePort: false } as never);

@@ -7,6 +7,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
+import type { WorkerPoolView } from '@wmproxy/core-net';
 
 /** An event of the `/events` stream and the dashboard. */
 export interface InstanceEvent {
@@ -73,12 +74,8 @@ export interface UpstreamView {
   servers: UpstreamServerView[];
 }
 
-export interface WorkerView {
-  index: number;
-  pid: number | undefined;
-  state: 'starting' | 'running' | 'restarting' | 'stopping';
-  startedAt: string;
-  restarts: number;
+/** A worker process as core-net's WorkerPool sees it, plus what it serves. */
+export interface WorkerView extends WorkerPoolView {
   openConnections: number;
 }
 

@@ -53,5 +53,8 @@ export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
 export { Ticker, type TickJob } from './ticker.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
+export { hostRuntime, runtimeName, supportsReusePort, hasCluster } from './runtime/facts.js';
+export { WorkerPool, workerSharing, WORKER_START_TIMEOUT_MS, type PoolMessage, type WorkerPoolOptions, type WorkerPoolView } from './workers/supervisor.js';
+export { checkPortFree } from './workers/ports.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';

@@ -1,13 +1,7 @@
-import { parseAddress, listenHost } from '@wmproxy/core-net';
+import { parseAddress, listenHost, hostRuntime, runtimeName } from '@wmproxy/core-net';
 import { StaticHandler } from './handler.js';
 import { StaticOptionsError } from './options.js';
 import type { Adapter, StaticServer, StaticServerOptions } from './runtime/adapter.js';
-
-function chooseRuntime(forced: 'bun' | 'node' | undefined): 'bun' | 'node' {
-  if (forced) return forced;
-  const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined';
-  return onBun && process.env.WMPROXY_RUNTIME !== 'node' ? 'bun' : 'node';
-}
 
 /**
  * Start a static file server: `Bun.serve` with zero-copy `Bun.file` bodies on
@@ -16,7 +10,7 @@ function chooseRuntime(forced: 'bun' | 'node' | undefined): 'bun' | 'node' {
 export async function createStaticServer(options: StaticServerOptions): Promise<StaticServer> {
   const address = parseAddress(options.listen ?? '127.0.0.1:8080');
   const handler = new StaticHandler(options);
-  const runtime = chooseRuntime(options.runtime);
+  const runtime = options.runtime ?? runtimeName;
   const workers = options.workers ?? 1;
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new StaticOptionsError('workers must be an integer from 1 to 64');
   const adapter: Adapter =
@@ -32,7 +26,7 @@ export async function createStaticServer(options: StaticServerOptions): Promise<
       reusePort,
     });
   if (workers === 1) return start(options.reusePort ?? false);
-  if (runtime === 'node' && typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined') {
+  if (runtime === 'node' && hostRuntime === 'bun') {
     throw new StaticOptionsError('workers > 1 with the node adapter needs Node (on Bun, use the bun adapter)');
   }
   const { startWorkers } = await import('./runtime/workers.js');
@@ -45,5 +39,6 @@ export async function createStaticServer(options: StaticServerOptions): Promise<
     handler,
     listenHost(address),
     address.port,
+    options.logger,
   );
 }

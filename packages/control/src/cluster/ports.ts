@@ -4,16 +4,14 @@
  * address with a concrete free port, and keeps the choice across reloads so
  * that an unchanged listener keeps its socket.
  *
- * Workers bind with SO_REUSEPORT on Bun, which would also join a port that
- * another program holds with SO_REUSEPORT (another wmproxy, an Elysia or
- * Bun.serve app) and split its connections with it. So the primary first
- * binds every TCP port it has not checked yet without SO_REUSEPORT: a port
- * anyone holds fails there with EADDRINUSE. (A program binding between this
- * check and the workers' bind is not caught.)
+ * Workers may bind with SO_REUSEPORT, which would also join a port that
+ * another program holds with it and split its connections. So the primary
+ * first checks every TCP port it has not checked yet with core-net's
+ * `checkPortFree`: a port anyone holds fails there with EADDRINUSE.
  */
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
-import { formatHostPort, listenHost, parseAddress } from '@wmproxy/core-net';
+import { checkPortFree, formatHostPort, listenHost, parseAddress } from '@wmproxy/core-net';
 import type { WmproxyConfig } from '@wmproxy/config';
 
 async function freePort(host: string, protocol: 'tcp' | 'udp'): Promise<number> {
@@ -35,16 +33,6 @@ async function freePort(host: string, protocol: 'tcp' | 'udp'): Promise<number> 
   const address = server.address();
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return typeof address === 'object' && address ? address.port : 0;
-}
-
-/** Bind `host:port` exclusively and let go: throws the listen error (EADDRINUSE) when anyone holds it. */
-async function checkFree(host: string, port: number): Promise<void> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port, reusePort: false }, () => resolve());
-  });
-  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 export class PortPinner {
@@ -96,7 +84,7 @@ export class PortPinner {
       // A pinned port was found free by `freePort` itself; servers sharing one listener name it twice.
       if (this.checked.has(key) || pinnedNow.has(key)) continue;
       const address = parseAddress(key);
-      await checkFree(address.host, address.port);
+      await checkPortFree(address.host, address.port);
     }
     // Removed listeners close, so their ports are checked again should they come back.
     this.checked = wanted;

@@ -1,4 +1,5 @@
 import type { Runtime } from '../types.js';
+import { runtimeName } from './facts.js';
 import { nodeRuntime } from './node/index.js';
 
 /**
@@ -7,8 +8,7 @@ import { nodeRuntime } from './node/index.js';
  * `WMPROXY_RUNTIME=node` forces the fallback, for comparison and tests.
  */
 async function chooseRuntime(): Promise<Runtime> {
-  const forced = process.env.WMPROXY_RUNTIME;
-  if (typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined' && forced !== 'node') {
+  if (runtimeName === 'bun') {
     const { bunRuntime } = await import('./bun/index.js');
     return bunRuntime;
   }

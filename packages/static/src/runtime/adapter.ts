@@ -15,11 +15,11 @@ export interface StaticServerOptions extends StaticOptions {
   domain?: string;
   accessLog?: AccessLog;
   logger?: Logger;
-  /** Force an adapter; by default Bun.serve on Bun (unless WMPROXY_RUNTIME=node), node:http elsewhere. */
+  /** Force an adapter; by default core-net's `runtimeName`: Bun.serve on Bun (unless WMPROXY_RUNTIME=node), node:http elsewhere. */
   runtime?: 'bun' | 'node';
   /** Processes serving the port, like nginx's `worker_processes` (default 1). */
   workers?: number;
-  /** Bind with SO_REUSEPORT (Bun; set for the workers). */
+  /** Bind with SO_REUSEPORT (set for the workers where core-net's `workerSharing` is `reuseport`). */
   reusePort?: boolean;
 }
 

@@ -105,8 +105,8 @@ export async function serveNode(options: AdapterOptions): Promise<StaticServer> 
   await new Promise<void>((resolve, reject) => {
     const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
     server.once('error', failed);
-    // Never SO_REUSEPORT here: a taken port must fail (the workers share one socket through node:cluster).
-    server.listen({ port: options.port, host: options.host, reusePort: false }, () => {
+    // SO_REUSEPORT only for our own workers, and only where it balances (core-net's workerSharing; Node from 22.12).
+    server.listen({ port: options.port, host: options.host, reusePort: options.reusePort }, () => {
       server.off('error', failed);
       resolve();
     });

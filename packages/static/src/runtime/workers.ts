@@ -1,17 +1,14 @@
-import cluster from 'node:cluster';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { formatHostPort, listenError } from '@wmproxy/core-net';
+import { checkPortFree, silentLogger, WorkerPool, workerSharing, type Logger } from '@wmproxy/core-net';
 import type { StaticHandler } from '../handler.js';
 import { serverUrl, type StaticServer, type StaticServerOptions } from './adapter.js';
 
 /**
- * Several processes serving one port, like nginx's `worker_processes`. On Bun
- * every process binds the port with SO_REUSEPORT (the kernel spreads
- * connections); on Node (no reusePort before 22.12) the workers are a
- * `node:cluster` sharing one listening socket (SCHED_NONE: each accepts for
- * itself) while this process only supervises.
+ * Several processes serving one port, like nginx's `worker_processes`, run by
+ * core-net's `WorkerPool` (the same supervisor as `wmproxy run --workers`).
+ * Where SO_REUSEPORT balances, this process serves too and the other N-1 bind
+ * the same port with it; otherwise N `node:cluster` workers share one socket
+ * while this process only supervises. Workers that crash are restarted.
  */
 
 /** What a worker process receives: the serialisable options. */
@@ -20,46 +17,11 @@ export interface WorkerSpec {
   accessLog?: { destination: string; format: 'combined' | 'json' };
 }
 
-export const WORKER_ENV = 'WMPROXY_STATIC_WORKER';
+export type StaticPrimaryMessage = { t: 'start'; spec: WorkerSpec } | { t: 'stop' };
+export type StaticWorkerMessage = { t: 'hello' } | { t: 'ready'; port: number } | { t: 'failed'; message: string };
 
 function workerEntry(): string {
-  const self = fileURLToPath(import.meta.url);
-  return self.replace(/workers\.(ts|js)$/, 'worker-main.$1');
-}
-
-interface WorkerHandle {
-  kill(): void;
-  exited: Promise<void>;
-}
-
-function waitReady(child: ChildProcess | ReturnType<typeof cluster.fork>, label: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (message: unknown) => {
-      const port = (message as { ready?: number })?.ready;
-      if (typeof port === 'number') {
-        child.off('message', onMessage);
-        resolve(port);
-      }
-    };
-    child.on('message', onMessage);
-    child.once('exit', (code: number | null) => reject(new Error(`${label} exited (${code}) before listening`)));
-  });
-}
-
-/**
- * Bind `host:port` without SO_REUSEPORT and let go. On Bun the workers bind
- * with it, which would also join a port another program holds with it (and
- * split its connections); on Node a taken port would only show as "worker 0
- * exited". This fails with EADDRINUSE instead. (A program binding between
- * this check and the workers' bind is not caught.)
- */
-async function checkFree(host: string, port: number): Promise<void> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(listenError(error, formatHostPort(host, port))));
-    server.listen({ host, port, reusePort: false }, () => resolve());
-  });
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return fileURLToPath(import.meta.url).replace(/workers\.(ts|js)$/, 'worker-main.$1');
 }
 
 export async function startWorkers(
@@ -70,41 +32,37 @@ export async function startWorkers(
   handler: StaticHandler,
   host: string,
   port: number,
+  logger: Logger = silentLogger,
 ): Promise<StaticServer> {
-  const handles: WorkerHandle[] = [];
-  const stopAll = async () => {
-    for (const handle of handles) handle.kill();
-    await Promise.all(handles.map((handle) => handle.exited));
-  };
-  try {
-    if (port !== 0) await checkFree(host, port);
-    if (runtime === 'bun') {
-      // This process serves too; the others join its port with SO_REUSEPORT.
-      const local = await startLocal(true);
-      for (let i = 1; i < count; i++) {
-        const child = spawn(process.execPath, [workerEntry()], {
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-          env: { ...process.env, [WORKER_ENV]: JSON.stringify({ ...spec, options: { ...spec.options, listen: `${local.host}:${local.port}` } }) },
-        });
-        handles.push({ kill: () => child.kill('SIGTERM'), exited: new Promise((resolve) => child.once('exit', () => resolve())) });
-        await waitReady(child, `worker ${i}`);
-      }
-      return { ...local, close: async () => { await stopAll(); await local.close(); } };
+  if (port !== 0) await checkPortFree(host, port);
+  if (workerSharing === 'reuseport') {
+    // The others join this process's port (a concrete one, also when asked for port 0).
+    const local = await startLocal(true);
+    const listen = `${local.host}:${local.port}`;
+    const pool = new WorkerPool<StaticPrimaryMessage, StaticWorkerMessage>({
+      entry: workerEntry(),
+      count: count - 1,
+      logger,
+      startMessage: () => ({ t: 'start', spec: { ...spec, options: { ...spec.options, listen } } }),
+    });
+    try {
+      await pool.start();
+    } catch (error) {
+      await local.close();
+      throw error;
     }
-    cluster.setupPrimary({ exec: workerEntry(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] } as Parameters<typeof cluster.setupPrimary>[0]);
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
-    let bound = 0;
-    for (let i = 0; i < count; i++) {
-      const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(spec) });
-      handles.push({
-        kill: () => worker.process.kill('SIGTERM'),
-        exited: new Promise((resolve) => (worker.isDead() ? resolve() : worker.once('exit', () => resolve()))),
-      });
-      bound = await waitReady(worker as unknown as ChildProcess, `worker ${i}`);
-    }
-    return { runtime: 'node', host, port: bound, url: serverUrl(host, bound), handler, close: stopAll };
-  } catch (error) {
-    await stopAll();
-    throw error;
+    return { ...local, close: async () => { await pool.stop(); await local.close(); } };
   }
+  let bound = port;
+  const pool = new WorkerPool<StaticPrimaryMessage, StaticWorkerMessage>({
+    entry: workerEntry(),
+    count,
+    logger,
+    startMessage: () => ({ t: 'start', spec }),
+    onReady: (_index, message) => {
+      if (message.t === 'ready') bound = message.port;
+    },
+  });
+  await pool.start();
+  return { runtime, host, port: bound, url: serverUrl(host, bound), handler, close: () => pool.stop() };
 }
