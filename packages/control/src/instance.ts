@@ -4,7 +4,7 @@
  * applies a new configuration without dropping traffic; `stop()` drains.
  */
 import { EventEmitter } from 'node:events';
-import { runtimeReady, type Logger } from '@wmproxy/core-net';
+import { runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
 import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
@@ -95,6 +95,8 @@ export class Instance {
     const instance = new Instance(config, options);
     try {
       instance.runtimeName = (await runtimeReady()).name;
+      // Each process (a worker too) holds at most this many client connections over all its listeners.
+      setProcessConnectionLimit(config.maxConnections);
       const workers = options.workers ?? 1;
       if (workers > 1) {
         instance.config = await instance.pinner.pin(config);
@@ -197,6 +199,7 @@ export class Instance {
       return this.rejected({ ok: false, message: (error as Error).message, changes: [], warnings: [] });
     }
     const changes: string[] = [];
+    setProcessConnectionLimit(next.maxConnections);
     try {
       this.health.configure(next.health);
     } catch (error) {

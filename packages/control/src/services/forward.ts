@@ -48,6 +48,10 @@ export function forwardOptions(config: ForwardProxyConfig, logger: Logger): Forw
   };
 }
 
+function connectionLimits(config: ForwardProxyConfig): { maxConnections: number; maxConnectionsPerIp: number } {
+  return { maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp };
+}
+
 export class ForwardService {
   readonly kind = 'forward';
   readonly key: string;
@@ -66,6 +70,7 @@ export class ForwardService {
     this.server = new Server({
       addresses: config.listen.map((text) => parseAddress(text)),
       logger: child,
+      limits: connectionLimits(config),
       onConnection: (conn: Conn) => {
         this.accepted++;
         this.proxy.handle(conn);
@@ -91,6 +96,7 @@ export class ForwardService {
   commit(proxy: ForwardProxy, config: ForwardProxyConfig): void {
     this.proxy = proxy;
     this.config = config;
+    this.server.setLimits(connectionLimits(config));
   }
 
   get addresses(): string[] {

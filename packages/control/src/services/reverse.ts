@@ -55,6 +55,10 @@ function listeners(servers: readonly HttpServerConfig[]): ListenerSpec[] {
         locations: server.locations.map(location),
       })),
       forwarding: { trustedProxies: first.trustedProxies },
+      // One listener, one set of limits (config checks the servers of a port agree).
+      maxConnections: first.maxConnections,
+      maxConnectionsPerIp: first.maxConnectionsPerIp,
+      connectionLimitStatus: first.connectionLimitStatus,
     };
     if (first.tls) {
       const sni: Record<string, { cert: string; key: string }> = {};
@@ -112,6 +116,8 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     upstream: stream.upstream,
     tries: stream.tries,
     idleTimeoutMs: stream.idleTimeoutMs,
+    maxConnections: stream.maxConnections,
+    maxConnectionsPerIp: stream.maxConnectionsPerIp,
   }));
   return {
     servers: listeners(config.servers),
