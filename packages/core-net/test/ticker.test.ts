@@ -27,7 +27,13 @@ test('a ticker runs its jobs on its own timer while it has any', async () => {
     };
     ticker.add(job);
   });
-  assert.equal(typeof (await ran), 'number');
+  // The ticker's timer is unref'd: on Node nothing else would keep this test's event loop alive meanwhile.
+  const keepAlive = setTimeout(() => undefined, 10_000);
+  try {
+    assert.equal(typeof (await ran), 'number');
+  } finally {
+    clearTimeout(keepAlive);
+  }
   assert.equal(ticker.size, 0, 'the last job gone, the timer stops (the test process exits)');
 });
 
