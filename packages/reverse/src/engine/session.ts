@@ -31,7 +31,7 @@ import type { SelectContext } from '../policies/index.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import type { PoolWaiter } from '../pool.js';
 import { connectHedged } from './connector.js';
-import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
+import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import type { ListenerContext } from './context.js';
 import { bodyBufferLimit, retryAllowed, type FailureKind } from '../retry.js';
 
@@ -408,7 +408,7 @@ export class ClientSession implements SelectContext {
 
   private attempt(now: number): void {
     const upstream = this.upstream!;
-    const server = pickAvoiding(upstream, this, this.tried);
+    const server = upstream.pick(this, this.tried);
     if (!server) {
       const failure = this.lastFailure ?? { status: 503, reason: `no available server in upstream "${upstream.name}"` };
       this.respondError(failure.status, failure.reason);
@@ -451,6 +451,7 @@ export class ClientSession implements SelectContext {
     server.pool.wait(waiter);
     connectHedged({
       primary: server,
+      upstream,
       connector: core.connector,
       timeoutMs: core.timeouts.connectMs,
       hedgeDelayMs: core.hedgeDelayMs,
@@ -458,7 +459,7 @@ export class ClientSession implements SelectContext {
       pickSecond: () => {
         const exclude = new Set(this.tried);
         exclude.add(server);
-        return pickAvoiding(upstream, this, exclude);
+        return upstream.pick(this, exclude);
       },
       adopt: (other, conn) => other.pool.release(conn),
       onFailure: (failed, error) => {
@@ -766,7 +767,7 @@ export class ClientSession implements SelectContext {
     }
     const exclude = new Set(this.tried);
     exclude.add(this.server);
-    const server = pickAvoiding(this.upstream!, this, exclude);
+    const server = this.upstream!.pick(this, exclude);
     if (!server) {
       if (spent) refundHedge(core.hedges);
       return;
