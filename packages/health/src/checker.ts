@@ -73,6 +73,8 @@ class Host {
   stallEjected: Stall | undefined;
   /** Active checks marked the target unhealthy during its stall ejection. */
   downSeen = false;
+  /** The reason of the current ejection (for snapshots). */
+  ejectReason = '';
   readonly hostname: string;
   readonly port: number;
   state: HealthState = 'unknown';
@@ -404,6 +406,7 @@ export class HealthChecker {
   /** The one ejection mechanism (outlier and stall detection): counts, timer, event. */
   private eject(host: Host, now: number, durationMs: number, reason: string): void {
     host.ejectedAt = now;
+    host.ejectReason = reason;
     for (const name of host.pools) this.pools.get(name)!.ejected++;
     host.ejectTimer = setTimeout(onEjectionOver, durationMs, this, host);
     this.emit('eject', { target: host.address, reason, ejections: host.outlier.ejections, durationMs, at: Date.now() });
@@ -442,7 +445,10 @@ export class HealthChecker {
             fall: check.options.fall,
           })),
       };
-      if (host.outlier.ejectedUntil !== undefined) entry.ejectedUntil = Math.round(wall + host.outlier.ejectedUntil - now);
+      if (host.outlier.ejectedUntil !== undefined) {
+        entry.ejectedUntil = Math.round(wall + host.outlier.ejectedUntil - now);
+        entry.ejectReason = host.ejectReason;
+      }
       targets.push(entry);
     }
     const pools: PoolSnapshot[] = [...this.pools.values()].map((pool) => ({

@@ -27,7 +27,9 @@ test('lost races count as separate observations: work under way when a loss was 
     assert.equal(ejections.events.length, 1);
     assert.match(ejections.events[0]!.reason, /stalled/);
     assert.equal(ejections.events[0]!.durationMs, STALL_EJECT_MS);
-    assert.equal(health.snapshot().targets.find((t) => t.target === target)!.ejected, true, 'snapshots and the dashboard see it');
+    const row = health.snapshot().targets.find((t) => t.target === target)!;
+    assert.equal(row.ejected, true, 'snapshots and the dashboard see it');
+    assert.match(row.ejectReason!, /stalled: 3 lost hedges/);
   } finally {
     ejections.stop();
     await health.close();
