@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LatencyEstimate } from '../src/engine/latency.js';
-import { answered, connected, connectHedgeDelay, hedgeDelay, CONNECT_HEDGE_MIN_DELAY_MS, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, STALL_AFTER } from '../src/engine/hedge.js';
+import { answered, connected, connectHedgeDelay, hedgeDelay, CONNECT_HEDGE_MIN_DELAY_MS, CONNECT_HEDGE_MIN_SAMPLES, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, STALL_AFTER } from '../src/engine/hedge.js';
 import { Upstream } from '../src/upstream.js';
 import { keepAliveAgent, request, startBackend, startProxy, startRaw, until, type BackendHandler, memoryLogger } from './helpers.js';
 
@@ -288,7 +288,10 @@ test('the hedge delay follows the upstream p99 first-byte time, within the floor
 test('the connect-hedge delay follows the upstream p99 connect time, within the floor and the configured ceiling', () => {
   const lan = new Upstream({ name: 'lan', servers: [{ address: '127.0.0.1:1' }] });
   const server = lan.servers[0]!;
+  for (let i = 1; i < CONNECT_HEDGE_MIN_SAMPLES; i++) connected(lan, server, 0, 0.2);
   assert.equal(connectHedgeDelay(lan, 100), 100, 'the configured delay until enough connects were seen');
+  connected(lan, server, 0, 0.2);
+  assert.equal(connectHedgeDelay(lan, 100), CONNECT_HEDGE_MIN_DELAY_MS, 'adapts after a few connects: keep-alive makes them rare');
   for (let i = 0; i < 4 * HEDGE_MIN_SAMPLES; i++) connected(lan, server, 0, 0.2);
   assert.equal(connectHedgeDelay(lan, 100), CONNECT_HEDGE_MIN_DELAY_MS, 'loopback connects: the floor, not 100 ms');
   assert.equal(connectHedgeDelay(lan, 0), 0, 'hedging off stays off');

@@ -36,8 +36,14 @@ import { LatencyEstimate } from './latency.js';
 export const HEDGE_MIN_DELAY_MS = 10;
 /** Never hedge a connect sooner than this after it started (ms): above loopback and LAN jitter. */
 export const CONNECT_HEDGE_MIN_DELAY_MS = 5;
-/** Samples needed before a delay adapts (until then: the configured delay). */
+/** Answers needed before the request-hedge delay adapts (until then: the configured delay). */
 export const HEDGE_MIN_SAMPLES = 32;
+/**
+ * Connects needed before the connect-hedge delay adapts: fewer, because
+ * keep-alive pools make connects rare, and a blackhole met before the
+ * delay adapted costs clients the whole configured delay.
+ */
+export const CONNECT_HEDGE_MIN_SAMPLES = 8;
 /** Quantile of the first-byte and connect times the delays follow. */
 export const HEDGE_QUANTILE = 0.99;
 /** Smallest hedge burst the budget allows. */
@@ -60,7 +66,7 @@ const upstreams = new WeakMap<Upstream, UpstreamHedge>();
 function upstreamHedge(upstream: Upstream): UpstreamHedge {
   let state = upstreams.get(upstream);
   if (!state) {
-    state = { latency: new LatencyEstimate(HEDGE_QUANTILE, HEDGE_MIN_SAMPLES), connect: new LatencyEstimate(HEDGE_QUANTILE, HEDGE_MIN_SAMPLES) };
+    state = { latency: new LatencyEstimate(HEDGE_QUANTILE, HEDGE_MIN_SAMPLES), connect: new LatencyEstimate(HEDGE_QUANTILE, CONNECT_HEDGE_MIN_SAMPLES) };
     upstreams.set(upstream, state);
   }
   return state;

@@ -19,13 +19,17 @@ export class LatencyEstimate {
   private total = 0;
   private sinceDecay = 0;
   private sinceRecompute = 0;
+  /** Recompute every RECOMPUTE_EVERY samples, or sooner when fewer are enough to start. */
+  private readonly recomputeEvery: number;
   /** The cached quantile in ms (NaN until `minSamples` samples). */
   quantileMs = Number.NaN;
 
   constructor(
     private readonly quantile: number,
     private readonly minSamples: number,
-  ) {}
+  ) {
+    this.recomputeEvery = Math.max(1, Math.min(RECOMPUTE_EVERY, minSamples));
+  }
 
   add(ms: number): void {
     const index = ms <= 1 ? 0 : Math.min(BUCKETS - 1, Math.ceil(Math.log(ms) / LOG_BASE));
@@ -36,7 +40,7 @@ export class LatencyEstimate {
       for (let i = 0; i < BUCKETS; i++) this.counts[i]! *= 0.5;
       this.total *= 0.5;
     }
-    if (++this.sinceRecompute >= RECOMPUTE_EVERY) {
+    if (++this.sinceRecompute >= this.recomputeEvery) {
       this.sinceRecompute = 0;
       this.recompute();
     }
