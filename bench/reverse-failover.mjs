@@ -24,7 +24,15 @@
 //        [--only wmproxy,nginx,haproxy] [--wmproxy-args "--hedge-request 0"] [--json]
 //        [--baseline DIR --baseline-args "..."]   (another wmproxy checkout, as "wm-base")
 // BENCH_VERBOSE=1 prints per-second p50/p99/errors.
-import { spawn } from 'node:child_process';
+//
+// --blackhole [--connections 64]: instead, a closed-loop run (wrk) per proxy:
+// healthy 5 s, then backend B blackholed for 5 s: an iptables rule drops the
+// SYNs to its port on loopback and B is restarted (its established
+// connections close; the process listens, new connects hang). Reports each
+// proxy's request rate during the blackhole as a share of its healthy rate,
+// p99 and errors. Needs root and iptables; the rule is removed at the end,
+// also on failure or Ctrl-C.
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -265,6 +273,96 @@ function printRound(results, title) {
   }
 }
 
+// ------------------------------------------------------------------ --blackhole
+
+const BLACKHOLE_MS = 5000;
+const WRK_CONNECTIONS = Number(arg('connections', '64'));
+/** iptables rules inserted and not yet removed (removed on exit whatever happens). */
+const rules = new Set();
+
+function iptables(op, port) {
+  const result = spawnSync('iptables', [op, 'INPUT', '-i', 'lo', '-p', 'tcp', '--dport', String(port), '--syn', '-j', 'DROP'], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`iptables ${op} failed: ${result.stderr || result.error}`);
+}
+function dropSyns(port) {
+  iptables('-I', port);
+  rules.add(port);
+}
+function allowSyns(port) {
+  if (!rules.delete(port)) return;
+  iptables('-D', port);
+}
+const removeAll = () => {
+  for (const port of [...rules]) {
+    try {
+      allowSyns(port);
+    } catch (error) {
+      console.error(`could not remove the iptables rule for port ${port}: ${error.message}`);
+    }
+  }
+};
+process.on('exit', removeAll);
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
+
+/** One wrk run: requests per second, p99 ms, errors (socket errors, non-2xx, timeouts). */
+function wrk(port, durationMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', ['-t', '2', '-c', String(WRK_CONNECTIONS), '-d', `${durationMs / 1000}s`, '--timeout', '5s', '--latency', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.on('error', reject);
+    child.on('close', () => {
+      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+      const p99 = /\s99%\s+([\d.]+)(us|ms|s)/.exec(out);
+      const p99ms = p99 ? Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1) : NaN;
+      const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      const socketErrors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;
+      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+      resolve({ rps, p99ms, errors: socketErrors + non2xx });
+    });
+  });
+}
+
+async function blackholeOne(name) {
+  if (process.env.BENCH_VERBOSE) console.error(`blackhole: ${name}`);
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const backends = ports.map(startBackend);
+  for (const port of ports) await waitPort(port);
+  const port = await freePort();
+  const proxy = proxies[name](port, ports);
+  try {
+    await waitPort(port);
+    await sleep(1000); // let active checks settle
+    if (warmupSec > 0) await wrk(port, warmupSec * 1000);
+    const healthy = await wrk(port, BLACKHOLE_MS);
+    // Blackhole B: new SYNs dropped, its established connections closed by a restart.
+    dropSyns(ports[1]);
+    await stop(backends[1], 'SIGKILL');
+    backends[1] = startBackend(ports[1]);
+    const blackhole = await wrk(port, BLACKHOLE_MS);
+    allowSyns(ports[1]);
+    return { name, healthy, blackhole };
+  } finally {
+    allowSyns(ports[1]);
+    await stop(proxy);
+    for (const child of backends) await stop(child);
+  }
+}
+
+async function blackholeRounds(names) {
+  for (let round = 1; round <= rounds; round++) {
+    const results = [];
+    for (const name of names) results.push(await blackholeOne(name));
+    console.log(`\nround ${round}/${rounds}: wrk ${WRK_CONNECTIONS} connections, 3 backends, B blackholed (SYNs dropped, restarted) for ${BLACKHOLE_MS / 1000} s; ${new Date().toISOString()}` + (extraWmproxyArgs.length ? `; wmproxy ${extraWmproxyArgs.join(' ')}` : ''));
+    console.log(`${'proxy'.padEnd(8)} ${'healthy req/s'.padStart(14)} ${'p99 ms'.padStart(7)} ${'blackhole req/s'.padStart(16)} ${'share'.padStart(6)} ${'p99 ms'.padStart(7)} ${'errors'.padStart(7)}`);
+    for (const { name, healthy, blackhole } of results) {
+      console.log(
+        `${name.padEnd(8)} ${healthy.rps.toFixed(0).padStart(14)} ${fmt(healthy.p99ms).padStart(7)} ${blackhole.rps.toFixed(0).padStart(16)} ${`${((blackhole.rps / healthy.rps) * 100).toFixed(0)}%`.padStart(6)} ${fmt(blackhole.p99ms).padStart(7)} ${String(blackhole.errors + healthy.errors).padStart(7)}`,
+      );
+    }
+  }
+}
+
 // Warm the load generator itself (JIT) so that the first proxy measured is not penalised.
 {
   const port = await freePort();
@@ -277,6 +375,10 @@ function printRound(results, title) {
 }
 
 const names = Object.keys(proxies).filter((n) => !only.length || only.includes(n));
+if (args.includes('--blackhole')) {
+  await blackholeRounds(names);
+  process.exit(0);
+}
 const all = [];
 for (let round = 1; round <= rounds; round++) {
   const results = [];

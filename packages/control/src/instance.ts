@@ -457,7 +457,7 @@ export class Instance {
           state: target?.ejected ? 'ejected' : target?.state ?? 'unknown',
           available: counter?.available ?? target?.available ?? true,
           ejected: target?.ejected ?? false,
-          reason: last?.reason,
+          reason: (target?.ejected ? target.ejectReason : undefined) ?? last?.reason,
           successes: check?.successes ?? 0,
           failures: check?.failures ?? 0,
           latencyMs: last?.latencyMs,

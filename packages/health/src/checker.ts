@@ -12,6 +12,7 @@ import { runProbe } from './probes/index.js';
 import { Scheduler, type Job } from './scheduler.js';
 import { slowStartFactor } from './slow-start.js';
 import { RiseFall } from './state.js';
+import { Stall, type LossVerdict } from './stall.js';
 import { checkKey, describeCheck, normaliseAddress, parseTargetUrl, resolveCheck, splitAddress, type ResolvedCheck } from './target.js';
 import type {
   ActiveOptions,
@@ -64,6 +65,16 @@ class Host {
   readonly checks = new Set<Check>();
   readonly pools = new Set<string>();
   readonly outlier = new Outlier();
+  /** Stall detection of responses (lost request hedges); created by the first answer or loss. */
+  stall: Stall | undefined;
+  /** Stall detection of connects (lost connect races): a server can accept and never answer, so apart. */
+  connectStall: Stall | undefined;
+  /** The stall detector behind the current ejection (undefined: none, or the outlier's). */
+  stallEjected: Stall | undefined;
+  /** Active checks marked the target unhealthy during its stall ejection. */
+  downSeen = false;
+  /** The reason of the current ejection (for snapshots). */
+  ejectReason = '';
   readonly hostname: string;
   readonly port: number;
   state: HealthState = 'unknown';
@@ -326,22 +337,79 @@ export class HealthChecker {
     if (!host) return;
     const now = performance.now();
     if (!host.outlier.failure(kind, now, this.passive)) return;
+    if (!this.mayEject(host)) return;
+    const streak = host.outlier.failures;
+    this.eject(host, now, host.outlier.eject(now, this.passive), `${streak} consecutive ${kindWords(kind)} failures`);
+  }
+
+  /**
+   * Stall detection: work sent to `target` at `sentAt` (performance.now();
+   * 0 if unknown) lost a race — no first byte (or no connection) within the
+   * hedge delay while another target of its group answered (or connected)
+   * first. `STALL_AFTER` separate losses in a row, or one on probation, eject
+   * it for at least `minEjectMs` (see stall.ts), within the same
+   * max-ejection-percent as outlier detection. Works whether passive checks
+   * are enabled or not: it is driven by hedging, which is configured apart.
+   */
+  reportLostRace(target: string, sentAt: number, minEjectMs = 0, race: Race = 'response'): LossVerdict {
+    if (this.closed) return 'ignored';
+    const host = this.findHost(target);
+    if (!host || host.outlier.ejected) return 'ignored';
+    const stall = race === 'connect' ? (host.connectStall ??= new Stall()) : (host.stall ??= new Stall());
+    const now = performance.now();
+    const verdict = stall.lost(sentAt, now);
+    if (verdict !== 'skipped') return verdict;
+    if (!this.mayEject(host)) return 'counted';
+    const losses = stall.losses;
+    host.stallEjected = stall;
+    host.downSeen = false;
+    const what = race === 'connect' ? 'connect races' : 'hedges';
+    this.eject(host, now, host.outlier.ejectFor(now, stall.ejected(minEjectMs)), `stalled: ${losses} lost ${what} in a row`);
+    return 'skipped';
+  }
+
+  /** Stall detection: `target` answered a request (or completed a connect) started at `sentAt` (performance.now()). */
+  reportAnswer(target: string, sentAt: number, race: Race = 'response'): void {
+    const host = this.findHost(target);
+    if (!host) return;
+    if (race === 'connect') (host.connectStall ??= new Stall()).answered(sentAt);
+    else (host.stall ??= new Stall()).answered(sentAt);
+  }
+
+  /** Has `target` answered work sent after `sentAt` (performance.now())? */
+  answeredAfter(target: string, sentAt: number): boolean {
+    const stall = this.findHost(target)?.stall;
+    return stall !== undefined && stall.newestSentAt > sentAt;
+  }
+
+  /** Has `target` lost a race and not answered since (or is it out for stalling)? Its waiting work is worth hedging. */
+  lostSinceAnswer(target: string): boolean {
+    const host = this.findHost(target);
+    if (!host?.stall) return false;
+    return host.stall.losses > 0 || host.stall.probation || host.stallEjected !== undefined;
+  }
+
+  /** Is `target` ejected by the stall detector right now? */
+  isStalled(target: string): boolean {
+    return this.findHost(target)?.stallEjected !== undefined;
+  }
+
+  /** Max ejection percent: may one more target of each of `host`'s pools be ejected? */
+  private mayEject(host: Host): boolean {
     for (const name of host.pools) {
       const pool = this.pools.get(name)!;
-      if (pool.ejected >= maxEjected(pool.total, this.passive.maxEjectionPercent)) return;
+      if (pool.ejected >= maxEjected(pool.total, this.passive.maxEjectionPercent)) return false;
     }
-    const streak = host.outlier.failures;
-    const durationMs = host.outlier.eject(now, this.passive);
+    return true;
+  }
+
+  /** The one ejection mechanism (outlier and stall detection): counts, timer, event. */
+  private eject(host: Host, now: number, durationMs: number, reason: string): void {
     host.ejectedAt = now;
+    host.ejectReason = reason;
     for (const name of host.pools) this.pools.get(name)!.ejected++;
     host.ejectTimer = setTimeout(onEjectionOver, durationMs, this, host);
-    this.emit('eject', {
-      target: host.address,
-      reason: `${streak} consecutive ${kindWords(kind)} failures`,
-      ejections: host.outlier.ejections,
-      durationMs,
-      at: Date.now(),
-    });
+    this.emit('eject', { target: host.address, reason, ejections: host.outlier.ejections, durationMs, at: Date.now() });
     this.refreshHost(host, 'ejected');
   }
 
@@ -377,7 +445,10 @@ export class HealthChecker {
             fall: check.options.fall,
           })),
       };
-      if (host.outlier.ejectedUntil !== undefined) entry.ejectedUntil = Math.round(wall + host.outlier.ejectedUntil - now);
+      if (host.outlier.ejectedUntil !== undefined) {
+        entry.ejectedUntil = Math.round(wall + host.outlier.ejectedUntil - now);
+        entry.ejectReason = host.ejectReason;
+      }
       targets.push(entry);
     }
     const pools: PoolSnapshot[] = [...this.pools.values()].map((pool) => ({
@@ -508,8 +579,10 @@ export class HealthChecker {
         at: result.at,
       });
     }
-    // A passing active check that started after the ejection brings the target back early.
-    if (result.ok && host.outlier.ejected && startedAt >= host.ejectedAt) {
+    // A passing active check that started after the ejection brings the target back early;
+    // a stalled one only once the checks had marked it down (a TCP check passes while the
+    // process behind the port hangs).
+    if (result.ok && host.outlier.ejected && startedAt >= host.ejectedAt && (host.stallEjected === undefined || host.downSeen)) {
       this.uneject(host, 'active check passed');
     } else if (previous !== undefined) {
       this.refreshHost(host, result.reason);
@@ -522,6 +595,10 @@ export class HealthChecker {
     if (host.ejectTimer) clearTimeout(host.ejectTimer);
     host.ejectTimer = undefined;
     host.outlier.uneject(performance.now());
+    if (host.stallEjected) {
+      host.stallEjected.returned();
+      host.stallEjected = undefined;
+    }
     for (const name of host.pools) {
       const pool = this.pools.get(name);
       if (pool) pool.ejected--;
@@ -541,6 +618,7 @@ export class HealthChecker {
       if (state !== 'healthy') allHealthy = false;
     }
     const state: HealthState = unhealthy ? 'unhealthy' : allHealthy ? 'healthy' : 'unknown';
+    if (unhealthy && host.stallEjected !== undefined) host.downSeen = true;
     const wasUnhealthy = host.state === 'unhealthy';
     host.state = state;
     if (wasUnhealthy && state === 'healthy') host.recoveredAt = performance.now();
@@ -620,6 +698,9 @@ export class HealthChecker {
     }
   }
 }
+
+/** What a lost race was: a request hedge (first byte) or a connect hedge. */
+export type Race = 'response' | 'connect';
 
 function onEjectionOver(checker: HealthChecker, host: Host): void {
   checker.uneject(host, 'ejection time elapsed');

@@ -3,7 +3,7 @@
  * HAProxy's rise/fall, Envoy's outlier detection and panic threshold, and
  * nginx's slow start. See README.md for every option and its equivalents.
  */
-export { HealthChecker } from './checker.js';
+export { HealthChecker, type Race } from './checker.js';
 export type {
   ActiveOptions,
   CheckSnapshot,
@@ -46,5 +46,6 @@ export { Scheduler, type Job } from './scheduler.js';
 export { runProbe, probeTcp, probeHttp } from './probes/index.js';
 export { slowStartFactor } from './slow-start.js';
 export { maxEjected, inPanic } from './passive.js';
+export { Stall, STALL_AFTER, STALL_EJECT_MS, STALL_EJECT_MAX_MS, type LossVerdict } from './stall.js';
 export { runProbes, type ProbeRunOptions, type ProbeRunReport, type ProbeOutcome, type ProbeTarget } from './run.js';
 export { formatTable, toJUnit, type TableRow } from './report.js';

@@ -55,6 +55,13 @@ export class Outlier {
     return duration;
   }
 
+  /** Eject now for `durationMs` chosen by another detector (stall detection); returns it. */
+  ejectFor(now: number, durationMs: number): number {
+    this.ejectedUntil = now + durationMs;
+    this.streak.length = 0;
+    return durationMs;
+  }
+
   uneject(now: number): void {
     this.ejectedUntil = undefined;
     this.returnedAt = now;

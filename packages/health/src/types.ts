@@ -208,6 +208,8 @@ export interface TargetSnapshot {
   available: boolean;
   ejected: boolean;
   ejectedUntil?: number;
+  /** Why it is ejected (`5 consecutive connect failures`, `stalled: 3 lost hedges in a row`), while it is. */
+  ejectReason?: string;
   ejections: number;
   passiveFailures: number;
   weightFactor: number;

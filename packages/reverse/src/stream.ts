@@ -107,6 +107,7 @@ export class StreamProxy {
       try {
         const outcome = await connectHedged({
           primary,
+          upstream: this.upstream,
           connector: this.core.connector,
           timeoutMs: this.core.timeouts.connectMs,
           hedgeDelayMs: this.core.hedgeDelayMs,

@@ -9,16 +9,12 @@ export interface BalancedServer {
   readonly address: string;
   /** Requests in flight. */
   readonly active: number;
-  /** Smooth weighted round robin state (nginx's current_weight). */
-  currentWeight: number;
 }
 
 /** What a policy may use of its upstream group (Upstream has these). */
 export interface BalancedGroup<S extends BalancedServer> {
   /** For `hash`: `uri`, `path`, `ip`, `header:NAME` or `cookie:NAME`. */
   readonly hashKey: string;
-  /** Round-robin cursor for policies that need one. */
-  cursor: number;
   /** The server's weight now (slow start included). */
   effectiveWeight(server: S): number;
 }

@@ -1,5 +1,5 @@
 import { formatHostPort, type Conn } from '@wmproxy/core-net';
-import type { TargetSpec } from '@wmproxy/health';
+import type { LossVerdict, TargetSpec } from '@wmproxy/health';
 import { ConnPool, type PoolOptions } from './pool.js';
 import { getPolicy, type Policy, type PolicyName, type SelectContext } from './policies/index.js';
 
@@ -32,6 +32,12 @@ export interface HealthSource {
   /** Passive health: outcome of real traffic. */
   reportSuccess?(target: string): void;
   reportFailure?(target: string, kind: 'connect' | 'timeout' | 'status5xx'): void;
+  /** Stall detection (hedge.ts reports into it): work sent at `sentAt` lost a hedge or connect race. */
+  reportLostRace?(target: string, sentAt: number, minEjectMs: number, race?: 'response' | 'connect'): LossVerdict;
+  /** Stall detection: work sent at `sentAt` was answered (or connected). */
+  reportAnswer?(target: string, sentAt: number, race?: 'response' | 'connect'): void;
+  answeredAfter?(target: string, sentAt: number): boolean;
+  lostSinceAnswer?(target: string): boolean;
 }
 
 /** One server of an upstream group, with its keep-alive pool and balancing state. */
@@ -48,8 +54,8 @@ export class UpstreamServer {
   readonly pool: ConnPool;
   /** Requests in flight (least-connections, max_conns). */
   active = 0;
-  /** Smooth weighted round robin state (nginx's current_weight). */
-  currentWeight = 0;
+  /** The group it serves now (a reload may hand the server to a new group object). */
+  group: Upstream | undefined;
   /** Long-lived (upgraded) sessions, closed when the server is marked down if configured. */
   readonly tunnels = new Set<{ abort(error?: Error): void }>();
   /** Totals for snapshots. */
@@ -128,8 +134,6 @@ export class Upstream {
   readonly hashKey: string;
   readonly spec: UpstreamSpec;
   health: HealthSource | undefined;
-  /** Round-robin cursor for policies that need one. */
-  cursor = 0;
   /** Retries in flight to this group, counted against the retry budget (`RetryOptions.budgetPercent`). */
   retriesInFlight = 0;
   private readonly scratch: UpstreamServer[] = [];
@@ -142,7 +146,9 @@ export class Upstream {
     this.spec = spec;
     if (spec.servers.length === 0) throw new Error(`upstream "${spec.name}" has no servers`);
     this.servers = spec.servers.map((server) => reuse?.(server) ?? new UpstreamServer(server, spec.pool));
-    this.policy = getPolicy(spec.policy ?? 'round_robin');
+    for (const server of this.servers) server.group = this;
+    const policy = getPolicy(spec.policy ?? 'round_robin');
+    this.policy = policy.create?.() ?? policy;
     this.hashKey = spec.hashKey ?? 'uri';
     this.health = health;
     this.backupPool = `${this.name}#backup`;
@@ -164,8 +170,10 @@ export class Upstream {
   }
 
   /**
-   * The servers a policy may choose from, skipping `exclude` (servers that
-   * already failed this request) and servers at max_conns.
+   * The servers a policy may choose from: the available ones (health: active
+   * checks, outlier and stall ejections, panic) under their max_conns,
+   * skipping `exclude` (servers this request already tried); the backups
+   * only when no primary qualifies. Reuses one array: no allocation.
    */
   candidates(exclude?: ReadonlySet<UpstreamServer>): UpstreamServer[] {
     const list = this.scratch;
@@ -182,7 +190,12 @@ export class Upstream {
     return list;
   }
 
-  /** Pick a server for a request, or undefined when none may take it. */
+  /**
+   * The one place a server is chosen, for HTTP requests and their hedges and
+   * retries, TCP connections and their connect hedges, and UDP sessions:
+   * every exclusion is applied here (see `candidates`), then the policy
+   * chooses. O(servers), no allocation. Undefined when none may take it.
+   */
   pick(ctx: SelectContext, exclude?: ReadonlySet<UpstreamServer>): UpstreamServer | undefined {
     const list = this.candidates(exclude);
     if (list.length === 0) return undefined;

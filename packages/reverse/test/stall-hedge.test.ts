@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { answered, hedgeDelay, lostHedge, lostSinceAnswer, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, isStalled, STALL_AFTER } from '../src/engine/hedge.js';
+import { LatencyEstimate } from '../src/engine/latency.js';
+import { answered, connected, connectHedgeDelay, hedgeDelay, CONNECT_HEDGE_MIN_DELAY_MS, CONNECT_HEDGE_MIN_SAMPLES, HEDGE_MIN_BURST, HEDGE_MIN_DELAY_MS, HEDGE_MIN_SAMPLES, STALL_AFTER } from '../src/engine/hedge.js';
 import { Upstream } from '../src/upstream.js';
 import { keepAliveAgent, request, startBackend, startProxy, startRaw, until, type BackendHandler, memoryLogger } from './helpers.js';
 
@@ -41,7 +42,7 @@ test('request hedging on: GETs to a pool with a stalled server all succeed, the 
     assert.ok(lines.some((line) => line.includes('request hedge won')));
     assert.equal(lines.filter((line) => line.includes('upstream attempt failed')).length, 0, 'nobody waited for the first-byte timeout');
     const server = proxy.upstreams.get('app')!.servers[0]!;
-    assert.ok(isStalled(server), 'the stalled server is skipped');
+    assert.ok(proxy.health.isStalled(server.address), 'the stalled server is skipped');
     assert.ok(lines.some((line) => line.includes('upstream stalled, skipped')));
     assert.equal(proxy.health.isAvailable(stalled.address), false, 'passive health ejected it');
     const seen = stalled.requests;
@@ -104,7 +105,7 @@ test('request hedging off: a GET to the stalled server waits for the first-byte 
     assert.equal(reply.body, 'good');
     assert.ok(lines.some((line) => line.includes('upstream attempt failed') && line.includes('within 300 ms')), 'the first attempt timed out');
     assert.equal(lines.filter((line) => line.includes('request hedge won')).length, 0);
-    assert.equal(isStalled(proxy.upstreams.get('app')!.servers[0]!), false, 'without hedging nothing is skipped');
+    assert.equal(proxy.health.isStalled(stalled.address), false, 'without hedging nothing is skipped');
     assert.equal((await request(`${alone.base}/`)).status, 504);
   } finally {
     await proxy.close();
@@ -157,14 +158,14 @@ test('a skipped server that answers again is used again once its skip is over', 
   const agent = keepAliveAgent();
   try {
     const server = proxy.upstreams.get('app')!.servers[0]!;
-    for (let i = 0; i < 4 * STALL_AFTER && !isStalled(server); i++) assert.equal((await request(`${base}/`, { agent })).body, 'good');
-    assert.ok(isStalled(server));
+    for (let i = 0; i < 4 * STALL_AFTER && !proxy.health.isStalled(server.address); i++) assert.equal((await request(`${base}/`, { agent })).body, 'good');
+    assert.ok(proxy.health.isStalled(server.address));
     stall = false;
-    await until(() => !isStalled(server), 'the skip to end');
+    await until(() => !proxy.health.isStalled(server.address), 'the skip to end');
     const bodies = new Set<string>();
     for (let i = 0; i < 6; i++) bodies.add((await request(`${base}/`, { agent })).body);
     assert.ok(bodies.has('flaky'), 'the recovered server takes requests again');
-    assert.equal(isStalled(server), false);
+    assert.equal(proxy.health.isStalled(server.address), false);
   } finally {
     agent.destroy();
     await proxy.close();
@@ -199,13 +200,13 @@ test('active checks that mark a skipped server down and then up end its skip at 
     stall = true;
     // Losses count one at a time: each request goes out after the previous one lost.
     for (let i = 0; i < STALL_AFTER; i++) assert.equal((await request(`${base}/`)).body, 'good');
-    assert.ok(isStalled(server), 'skipped after its lost hedges');
+    assert.ok(proxy.health.isStalled(server.address), 'skipped after its lost hedges');
     await until(() => !proxy.health.isAvailable(flaky.address), 'the checks to mark it down');
     assert.equal((await request(`${base}/`)).body, 'good');
     stall = false;
     await until(() => proxy.health.isAvailable(flaky.address), 'the checks to mark it up');
     assert.equal((await request(`${base}/`)).body, 'flaky', 'back in rotation before its skip ran out');
-    assert.equal(isStalled(server), false);
+    assert.equal(proxy.health.isStalled(server.address), false);
   } finally {
     await proxy.close();
     await flaky.close();
@@ -261,7 +262,7 @@ test('a slow moment of the whole pool, where hedges win but answer no sooner tha
     for (const reply of replies) assert.equal(reply.status, 200);
     assert.ok(lines.some((line) => line.includes('request hedge won')), 'hedges went out and won');
     assert.equal(lines.filter((line) => line.includes('upstream stalled')).length, 0, lines.join('\n'));
-    for (const server of proxy.upstreams.get('app')!.servers) assert.equal(isStalled(server), false, `${server.address} skipped`);
+    for (const server of proxy.upstreams.get('app')!.servers) assert.equal(proxy.health.isStalled(server.address), false, `${server.address} skipped`);
     assert.equal(proxy.health.isAvailable(a.address), true, 'a ejected');
     assert.equal(proxy.health.isAvailable(b.address), true, 'b ejected');
   } finally {
@@ -269,28 +270,6 @@ test('a slow moment of the whole pool, where hedges win but answer no sooner tha
     await a.close();
     await b.close();
   }
-});
-
-test('lost hedges count as separate observations: requests in flight when a loss was counted add none', () => {
-  const pool = new Upstream({ name: 'losses', servers: [{ address: '127.0.0.1:1' }, { address: '127.0.0.1:2' }] });
-  const server = pool.servers[0]!;
-  const now = Date.now();
-  const burstSentAt = performance.now();
-  assert.equal(lostHedge(pool, server, burstSentAt, now), 'counted');
-  assert.equal(lostSinceAnswer(server, now), true, 'its waiting requests are hedged whatever the budget');
-  // The rest of the same burst: sent before the loss was counted.
-  for (let i = 0; i < 10; i++) assert.equal(lostHedge(pool, server, burstSentAt, now), 'ignored');
-  assert.equal(isStalled(server, now), false);
-  // Requests sent after each counted loss: separate observations, STALL_AFTER of them skip it.
-  let verdict = '';
-  for (let i = 1; i < STALL_AFTER; i++) verdict = lostHedge(pool, server, performance.now() + 1, now);
-  assert.equal(verdict, 'skipped');
-  assert.equal(isStalled(server, now), true);
-  assert.equal(lostHedge(pool, server, performance.now() + 1, now), 'ignored', 'already skipped');
-  // An answer (after the skip) clears the record.
-  answered(pool, server, performance.now(), performance.now());
-  const later = now + 60_000;
-  assert.equal(isStalled(server, later), false);
 });
 
 test('the hedge delay follows the upstream p99 first-byte time, within the floor and the configured ceiling', () => {
@@ -304,4 +283,29 @@ test('the hedge delay follows the upstream p99 first-byte time, within the floor
   const delay = hedgeDelay(slow, 1_000);
   assert.ok(delay >= 90 && delay <= 110, `p99 of 40/90 ms answers: ${delay}`);
   assert.equal(hedgeDelay(slow, 60), 60, 'never above the configured delay');
+});
+
+test('the connect-hedge delay follows the upstream p99 connect time, within the floor and the configured ceiling', () => {
+  const lan = new Upstream({ name: 'lan', servers: [{ address: '127.0.0.1:1' }] });
+  const server = lan.servers[0]!;
+  for (let i = 1; i < CONNECT_HEDGE_MIN_SAMPLES; i++) connected(lan, server, 0, 0.2);
+  assert.equal(connectHedgeDelay(lan, 100), 100, 'the configured delay until enough connects were seen');
+  connected(lan, server, 0, 0.2);
+  assert.equal(connectHedgeDelay(lan, 100), CONNECT_HEDGE_MIN_DELAY_MS, 'adapts after a few connects: keep-alive makes them rare');
+  for (let i = 0; i < 4 * HEDGE_MIN_SAMPLES; i++) connected(lan, server, 0, 0.2);
+  assert.equal(connectHedgeDelay(lan, 100), CONNECT_HEDGE_MIN_DELAY_MS, 'loopback connects: the floor, not 100 ms');
+  assert.equal(connectHedgeDelay(lan, 0), 0, 'hedging off stays off');
+  const wan = new Upstream({ name: 'wan', servers: [{ address: '127.0.0.1:1' }] });
+  for (let i = 0; i < 4 * HEDGE_MIN_SAMPLES; i++) connected(wan, wan.servers[0]!, 0, i % 10 === 0 ? 30 : 12);
+  const delay = connectHedgeDelay(wan, 1_000);
+  assert.ok(delay >= 30 && delay <= 37, `p99 of 12/30 ms connects: ${delay}`);
+  assert.equal(connectHedgeDelay(wan, 20), 20, 'never above the configured delay');
+});
+
+test('the latency estimate follows recent samples: old ones decay', () => {
+  const estimate = new LatencyEstimate(0.99, 32);
+  for (let i = 0; i < 2_000; i++) estimate.add(50);
+  assert.ok(estimate.clamp(1, 1_000) >= 50);
+  for (let i = 0; i < 20_000; i++) estimate.add(2);
+  assert.ok(estimate.clamp(1, 1_000) <= 3, `after a long run of 2 ms samples: ${estimate.clamp(1, 1_000)}`);
 });

@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { Logger } from '@wmproxy/core-net';
-import { ReverseProxy } from '../src/index.js';
+import { Logger, NetError } from '@wmproxy/core-net';
+import { STALL_AFTER } from '@wmproxy/health';
+import { defaultConnector, ReverseProxy, type Connector } from '../src/index.js';
 import { startRaw, deadPort, until } from './helpers.js';
 
 function tcpEcho(name: string) {
@@ -157,5 +158,48 @@ test('UDP: each client address gets its own upstream session, closed after the i
     for (const client of clients) client.close();
     await proxy.close();
     upstreamSocket.close();
+  }
+});
+
+test('TCP: a blackholed server (connects never complete) leaves the rotation after a few lost connect races; every connection is served', async () => {
+  const one = await tcpEcho('one');
+  const hang = '127.0.0.1:9'; // never dialled: the connector stands in for dropped SYNs
+  let hangDials = 0;
+  const connector: Connector = (server, timeoutMs, signal) => {
+    if (server.address !== hang) return defaultConnector(server, timeoutMs, signal);
+    hangDials++;
+    return new Promise((_, reject) => {
+      const timer = setTimeout(() => reject(new NetError('ETIMEDOUT', 'connect timed out')), timeoutMs);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        reject(new NetError('EABORTED', 'aborted'));
+      });
+    });
+  };
+  const ejections: string[] = [];
+  const proxy = new ReverseProxy({
+    hedgeDelayMs: 20,
+    timeouts: { connectMs: 10_000 },
+    connector,
+    upstreams: [{ name: 'tcp', servers: [{ address: hang }, { address: one.address }] }],
+    streams: [{ protocol: 'tcp', listen: '127.0.0.1:0', upstream: 'tcp' }],
+  });
+  proxy.health.events.on('eject', (event) => ejections.push(`${event.target} ${event.reason}`));
+  await proxy.start();
+  try {
+    const port = Number(proxy.streams[0]!.addresses[0]!.split(':').pop());
+    for (let i = 0; i < 12; i++) {
+      const text = await talk(port, `ping${i}`);
+      assert.equal(text, `one\nping${i}`);
+    }
+    // Round robin sends every other connection to the blackhole until it is out: STALL_AFTER of them.
+    assert.equal(hangDials, STALL_AFTER, 'new connections went to the healthy server once the stalled one was out');
+    assert.equal(proxy.health.isStalled(hang), true);
+    assert.equal(proxy.health.isAvailable(hang), false);
+    assert.deepEqual(ejections.map((line) => line.split(' ')[0]), [hang]);
+    assert.match(ejections[0]!, /stalled/, 'reported as a health ejection with its reason');
+  } finally {
+    await proxy.close();
+    await one.close();
   }
 });

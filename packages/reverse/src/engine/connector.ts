@@ -1,5 +1,6 @@
 import { connect, NetError, toNetError, type Conn } from '@wmproxy/core-net';
-import type { UpstreamServer } from '../upstream.js';
+import type { Upstream, UpstreamServer } from '../upstream.js';
+import { connected, connectHedgeDelay, lostConnect } from './hedge.js';
 
 /**
  * Opens a new connection to an upstream server. The default uses core-net's
@@ -25,9 +26,15 @@ export interface HedgeOutcome {
 
 export interface HedgeRequest {
   primary: UpstreamServer;
+  /**
+   * The group the servers belong to: with it, the hedge delay adapts to its
+   * connect times (hedge.ts) and a primary that loses the race is reported
+   * to health's stall detector.
+   */
+  upstream?: Upstream;
   connector: Connector;
   timeoutMs: number;
-  /** 0 disables hedging. */
+  /** The longest wait before hedging (the delay itself when `upstream` is not given); 0 disables hedging. */
   hedgeDelayMs: number;
   /** Chooses the second server when the hedge fires (undefined: none available). */
   pickSecond(): UpstreamServer | undefined;
@@ -42,14 +49,19 @@ interface Attempt {
   server: UpstreamServer;
   controller: AbortController;
   settled: boolean;
+  /** performance.now() at the start of the connect. */
+  startedAt: number;
 }
 
 /**
  * Connect hedging: connect to `primary`; if that has not completed after
- * `hedgeDelayMs`, start a second connect to another server and take
+ * the hedge delay (learnt from the group's connect times, at most
+ * `hedgeDelayMs`), start a second connect to another server and take
  * whichever completes first. The loser is aborted (or, when it connects
- * anyway, handed to `adopt`). Rejects with the first error when every
- * attempt failed.
+ * anyway, handed to `adopt`); a primary beaten by a hedge that took less
+ * time than the primary had waited lost a race (a blackholed server: SYNs
+ * dropped), which health's stall detector counts towards ejecting it.
+ * Rejects with the first error when every attempt failed.
  */
 export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
   return new Promise((resolve, reject) => {
@@ -69,7 +81,7 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     };
 
     const start = (server: UpstreamServer): void => {
-      const attempt: Attempt = { server, controller: new AbortController(), settled: false };
+      const attempt: Attempt = { server, controller: new AbortController(), settled: false, startedAt: performance.now() };
       attempts.push(attempt);
       request.connector(server, request.timeoutMs, attempt.controller.signal).then(
         (conn) => {
@@ -79,6 +91,16 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
             return;
           }
           finish();
+          const upstream = request.upstream;
+          if (upstream !== undefined) {
+            const now = performance.now();
+            connected(upstream, server, attempt.startedAt, now);
+            // The hedge won fairly: it connected sooner than the primary had waited when it was hedged.
+            const primary = attempts[0]!;
+            if (attempt !== primary && !primary.settled && now - attempt.startedAt < attempt.startedAt - primary.startedAt) {
+              lostConnect(upstream, primary.server, primary.startedAt);
+            }
+          }
           for (const other of attempts) if (other !== attempt && !other.settled) other.controller.abort();
           resolve({ conn, server, hedged: attempts.length > 1 });
         },
@@ -104,6 +126,7 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     };
 
     start(request.primary);
-    if (request.hedgeDelayMs > 0 && !done) timer = setTimeout(hedge, request.hedgeDelayMs);
+    const delay = request.upstream === undefined ? request.hedgeDelayMs : connectHedgeDelay(request.upstream, request.hedgeDelayMs);
+    if (delay > 0 && !done) timer = setTimeout(hedge, delay);
   });
 }

@@ -30,7 +30,7 @@ import type { RateLimiter } from '../rate-limit.js';
 import type { SelectContext } from '../policies/index.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import { connectHedged } from './connector.js';
-import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, pickAvoiding, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
+import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, refundHedge, scheduleHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import type { ListenerContext } from './context.js';
 import { bodyBufferLimit, retryAllowed, RetrySlot, type FailureKind } from '../retry.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
@@ -406,7 +406,7 @@ export class ClientSession implements SelectContext, AttemptOwner {
   /** Try the next server: a new attempt, on a pooled connection or a (hedged) connect. */
   private tryNext(now: number): void {
     const upstream = this.upstream!;
-    const server = pickAvoiding(upstream, this, this.tried);
+    const server = upstream.pick(this, this.tried);
     if (!server) {
       const failure = this.lastFailure ?? { status: 503, reason: `no available server in upstream "${upstream.name}"` };
       this.respondError(failure.status, failure.reason);
@@ -429,6 +429,7 @@ export class ClientSession implements SelectContext, AttemptOwner {
     attempt.waitForPool();
     connectHedged({
       primary: server,
+      upstream,
       connector: core.connector,
       timeoutMs: core.timeouts.connectMs,
       hedgeDelayMs: core.hedgeDelayMs,
@@ -436,7 +437,7 @@ export class ClientSession implements SelectContext, AttemptOwner {
       pickSecond: () => {
         const exclude = new Set(this.tried);
         exclude.add(server);
-        return pickAvoiding(upstream, this, exclude);
+        return upstream.pick(this, exclude);
       },
       adopt: (other, conn) => other.pool.release(conn),
       onFailure: (failed, error) => {
@@ -740,7 +741,7 @@ export class ClientSession implements SelectContext, AttemptOwner {
     }
     const exclude = new Set(this.tried);
     exclude.add(attempt.server);
-    const server = pickAvoiding(this.upstream!, this, exclude);
+    const server = this.upstream!.pick(this, exclude);
     if (!server) {
       if (spent) refundHedge(core.hedges);
       return;

@@ -16,6 +16,8 @@ export interface SelectContext {
 export interface Policy {
   readonly name: string;
   select<S extends BalancedServer>(pool: readonly S[], ctx: SelectContext, group: BalancedGroup<S>): S;
+  /** A fresh instance for one group, for policies that keep state between picks (each group owns its own). */
+  create?(): Policy;
 }
 
 /** 32-bit FNV-1a. */
