@@ -457,7 +457,7 @@ export class Instance {
           state: target?.ejected ? 'ejected' : target?.state ?? 'unknown',
           available: counter?.available ?? target?.available ?? true,
           ejected: target?.ejected ?? false,
-          reason: (target?.ejected ? target.ejectReason : undefined) ?? last?.reason,
+          reason: rowReason(target?.ejected ? target.ejectReason : undefined, last?.reason),
           successes: check?.successes ?? 0,
           failures: check?.failures ?? 0,
           latencyMs: last?.latencyMs,
@@ -521,4 +521,10 @@ export class Instance {
     m.probeLatency.render(out.lines, 'wmproxy_health_probe_duration_seconds', '');
     return out.text();
   }
+}
+
+/** While ejected, why (outlier or stall) and, when it says more, what the last active check saw (ECONNREFUSED, a timeout). */
+function rowReason(ejectReason: string | undefined, checkReason: string | undefined): string | undefined {
+  if (ejectReason === undefined) return checkReason;
+  return checkReason !== undefined && checkReason !== ejectReason ? `${ejectReason}; last check: ${checkReason}` : ejectReason;
 }
