@@ -93,6 +93,27 @@ async function launch(profile: string, extra: string[] = []): Promise<{ chrome: 
   return { chrome, port };
 }
 
+
+/**
+ * Chromium's helper processes may still be writing the profile as they die
+ * (they outlive the killed browser for a moment): retry, and if the directory
+ * is still busy, leave it to the end of the process. A temporary directory
+ * is not what these tests are about.
+ */
+function removeProfile(profile: string): void {
+  try {
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+  } catch {
+    process.once('exit', () => {
+      try {
+        rmSync(profile, { recursive: true, force: true });
+      } catch {
+        // Left in the temporary directory.
+      }
+    });
+  }
+}
+
 test('the dashboard shows upstream health live: a killed backend\'s row turns unhealthy without reloading the page', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
   const alive = await backend('alive');
   const doomed = await backend('doomed');
@@ -148,8 +169,7 @@ upstream = "app"
     // The servers first, so that nothing keeps the test process alive if the clean-up below fails.
     await instance.stop();
     await alive.kill();
-    // Chromium's helper processes may still be writing the profile as they die: retry.
-    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+    removeProfile(profile);
   }
 });
 
@@ -207,6 +227,6 @@ test('in a browser, the dashboard can call its own API, while a page of another 
     }
     await instance.stop();
     await new Promise<void>((resolve) => hostile.close(() => resolve()));
-    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+    removeProfile(profile);
   }
 });
