@@ -63,6 +63,9 @@ test('normalizePath decodes unreserved escapes, removes dot segments and merges 
     ['/%00', undefined],
     ['/%g0', undefined],
     ['/%4', undefined],
+    ['/public/..\\admin', undefined],
+    ['/a\\b', undefined],
+    ['/a/%5Cb', '/a/%5Cb'],
   ];
   for (const [input, expected] of cases) assert.equal(normalizePath(input), expected, input);
 });

@@ -110,7 +110,7 @@ test('an absolute-form target with userinfo or a bad authority is refused', asyn
   const backend = await recordingBackend();
   const { proxy, port } = await startProxy({ upstreams: [{ name: 'app', servers: [{ address: backend.address }] }] });
   try {
-    for (const target of ['http://user@public.test/', 'http://a b/', 'http://a,b/']) {
+    for (const target of ['http://user@public.test/', 'http://a b/', 'http://a,b/', 'http:///x']) {
       const raw = await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: a\r\n\r\n`, 500);
       assert.match(raw, /^HTTP\/1\.1 400 /, target);
     }
@@ -158,7 +158,7 @@ test('encoded, doubled-slash and dot-segment variants of a denied prefix meet th
       assert.match(raw, /^HTTP\/1\.1 403 /, path);
     }
     assert.equal(backend.seen.length, 0, 'no variant reached the upstream');
-    for (const path of ['/..', '/../admin', '/a/%00', '/a/%zz', '/a%2']) {
+    for (const path of ['/..', '/../admin', '/a/%00', '/a/%zz', '/a%2', '/public/..\\admin']) {
       const raw = await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`, 300);
       assert.match(raw, /^HTTP\/1\.1 400 /, path);
     }

@@ -14,11 +14,14 @@ import { HEX } from './chars.js';
  *
  * `%2F` stays encoded: it is data inside one segment, not a separator, and a
  * backend that decodes it before splitting is the one that would disagree.
- * Returned `undefined` (answer 400): a malformed escape, an encoded NUL, or
- * `..` climbing above the root, which nginx refuses too.
+ * Returned `undefined` (answer 400): a malformed escape, an encoded NUL,
+ * `..` climbing above the root (nginx refuses these too), or a raw `\`: not
+ * valid in a path (RFC 3986), and the WHATWG URL parser that many backends
+ * use reads it as `/`, so `/public/..\admin` would land on `/admin` there.
  */
 export function normalizePath(path: string): string | undefined {
   if (!needsNormalizing(path)) return path;
+  if (path.indexOf('\\') >= 0) return undefined;
   const decoded = decodeUnreserved(path);
   if (decoded === undefined) return undefined;
   return removeDotSegments(decoded);
@@ -29,7 +32,7 @@ function needsNormalizing(path: string): boolean {
   let previous = 0;
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i);
-    if (c === 0x25 /* % */) return true;
+    if (c === 0x25 /* % */ || c === 0x5c /* \ */) return true;
     if (previous === 0x2f /* / */ && (c === 0x2f || c === 0x2e /* . */)) return true;
     previous = c;
   }

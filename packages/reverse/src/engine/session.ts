@@ -351,7 +351,7 @@ export class ClientSession implements SelectContext, AttemptOwner {
       // absolute-form: the authority in the target wins over Host (RFC 9112 section 3.2.2),
       // and the Host sent upstream is regenerated from it.
       const match = ABSOLUTE_FORM.exec(target);
-      if (!match || !isValidHost(match[1]!)) {
+      if (!match || match[1]!.length === 0 || !isValidHost(match[1]!)) {
         this.rejectRequest(400, 'unsupported request-target form');
         return;
       }
