@@ -14,6 +14,7 @@ import { Logger, silentLogger } from '@wmproxy/core-net';
 import { loadConfig, parseConfig } from '@wmproxy/config';
 import { ControlClient, Instance } from '../src/index.js';
 import { until } from './helpers.js';
+import { reusePortHolder } from '@wmproxy/testkit';
 
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-api-security-'));
 process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
@@ -212,23 +213,8 @@ respond = { status = 200, body = "hello", headers = { "X-Session-Id" = "s3cret-1
   }
 });
 
-/** A listener on a free loopback port, bound with SO_REUSEPORT where the runtime supports it (Bun; Node from 22.12). */
-async function holder(): Promise<{ port: number; accepted: () => number; close(): Promise<void> }> {
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted++;
-    socket.destroy();
-  });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0, reusePort: true } as net.ListenOptions, resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    accepted: () => accepted,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
 test('the control API refuses a port that is already taken, also by a socket bound with SO_REUSEPORT', async () => {
-  const taken = await holder();
+  const taken = await reusePortHolder();
   try {
     const config = parseConfig(`[control]\nlisten = "127.0.0.1:${taken.port}"\n`, 'toml');
     await assert.rejects(Instance.start(config, { logger: silentLogger }), (error: NodeJS.ErrnoException) => {
@@ -262,7 +248,7 @@ test('a second instance cannot start on the control port of a running one', asyn
 });
 
 test('with workers, a listen port another process holds is refused before any worker starts', { timeout: 60_000 }, async () => {
-  const taken = await holder();
+  const taken = await reusePortHolder();
   try {
     const config = parseConfig(`[control]\nenabled = false\n[[proxy]]\nname = "p"\nlisten = "127.0.0.1:${taken.port}"\n`, 'toml');
     await assert.rejects(Instance.start(config, { logger: silentLogger, workers: 2 }), (error: NodeJS.ErrnoException) => {

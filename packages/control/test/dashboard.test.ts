@@ -100,6 +100,13 @@ async function launch(profile: string, extra: string[] = []): Promise<{ chrome: 
  * is still busy, leave it to the end of the process. A temporary directory
  * is not what these tests are about.
  */
+async function killChrome(chrome: ChildProcess | undefined): Promise<void> {
+  if (!chrome || chrome.exitCode !== null) return;
+  const exited = new Promise((resolve) => chrome.once('exit', resolve));
+  chrome.kill('SIGKILL');
+  await exited;
+}
+
 function removeProfile(profile: string): void {
   try {
     rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
@@ -161,11 +168,7 @@ upstream = "app"
     assert.match(events, new RegExp(`${doomed.address.replace(/\./g, '\\.')} healthy → unhealthy`));
   } finally {
     page?.close();
-    if (chrome && chrome.exitCode === null) {
-      const exited = new Promise((resolve) => chrome!.once('exit', resolve));
-      chrome.kill('SIGKILL');
-      await exited;
-    }
+    await killChrome(chrome);
     // The servers first, so that nothing keeps the test process alive if the clean-up below fails.
     await instance.stop();
     await alive.kill();
@@ -220,11 +223,7 @@ test('in a browser, the dashboard can call its own API, while a page of another 
     await until(async () => /does not name this control API/.test((await page!.evaluate<string>('document.body ? document.body.innerText : ""')) ?? ''), 'the 421 answer', 30_000);
   } finally {
     page?.close();
-    if (chrome && chrome.exitCode === null) {
-      const exited = new Promise((resolve) => chrome!.once('exit', resolve));
-      chrome.kill('SIGKILL');
-      await exited;
-    }
+    await killChrome(chrome);
     await instance.stop();
     await new Promise<void>((resolve) => hostile.close(() => resolve()));
     removeProfile(profile);

@@ -7,25 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Server, nodeRuntime, parseAddress, runtimeReady, type Runtime } from '../src/index.js';
+import { reusePortHolder } from '@wmproxy/testkit';
 
 const runtimes: Runtime[] = [nodeRuntime];
 const detected = await runtimeReady();
 if (detected.name === 'bun') runtimes.unshift(detected);
-
-/** A listener on a free loopback port, bound with SO_REUSEPORT where the runtime supports it (Bun; Node from 22.12). */
-async function holder(): Promise<{ port: number; accepted: () => number; close(): Promise<void> }> {
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted++;
-    socket.destroy();
-  });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0, reusePort: true } as net.ListenOptions, resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    accepted: () => accepted,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 function connectOnce(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -37,7 +23,7 @@ function connectOnce(port: number): Promise<void> {
 
 for (const runtime of runtimes) {
   test(`${runtime.name}: listening on a port another socket holds with SO_REUSEPORT fails with EADDRINUSE, and the holder keeps every connection`, async () => {
-    const taken = await holder();
+    const taken = await reusePortHolder();
     try {
       await assert.rejects(
         runtime.listen({ host: '127.0.0.1', port: taken.port, onConnection: (conn) => conn.destroy() }),
@@ -56,7 +42,7 @@ for (const runtime of runtimes) {
 }
 
 test('a Server on a taken port fails to start with EADDRINUSE and holds none of its other addresses', async () => {
-  const taken = await holder();
+  const taken = await reusePortHolder();
   const server = new Server({ addresses: [parseAddress('127.0.0.1:0'), parseAddress(`127.0.0.1:${taken.port}`)], onConnection: (conn) => conn.destroy() });
   try {
     await assert.rejects(server.start(), { code: 'EADDRINUSE', message: `listen EADDRINUSE: address already in use 127.0.0.1:${taken.port}` });

@@ -44,6 +44,25 @@ export async function trackedServer(onSocket: (socket: net.Socket) => void, host
   };
 }
 
+/**
+ * A listener on a free loopback port, bound with SO_REUSEPORT where the
+ * runtime supports it (Bun; Node from 22.12): the socket another program or
+ * a Bun.serve app would hold, for tests that our listeners never join it.
+ */
+export async function reusePortHolder(): Promise<{ port: number; accepted: () => number; close(): Promise<void> }> {
+  let accepted = 0;
+  const server = net.createServer((socket) => {
+    accepted++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0, reusePort: true } as net.ListenOptions, resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    accepted: () => accepted,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 /** A request as a recording server read it. */
 export interface RecordedRequest {
   head: string;
