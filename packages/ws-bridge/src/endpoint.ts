@@ -97,8 +97,9 @@ export class WsEndpoint implements FrameSink {
   /** Fail the connection (RFC 6455 7.1.7): a close frame with `code`, no more reading, then end. */
   fail(code: number, reason: string): void {
     this.failure ??= new NetError('EPROTO', `websocket ${code}: ${reason}`);
+    // Not paused: the peer's FIN must still be read (Bun sees no FIN on a paused socket); the halted parser drops data.
     this.parser.halt();
-    this.conn.pause();
+    this.conn.resume();
     if (this.closeSentAt === 0 && !this.conn.closed) {
       this.closeSentAt = Date.now();
       this.conn.write(encodeFrame(OP_CLOSE, closePayload(code, reason), true, this.masked));
