@@ -13,42 +13,38 @@ export class Base64Decoder {
   /** Characters of an incomplete group (0..3). */
   private readonly carry = new Uint8Array(4);
   private carried = 0;
-  private padded = false;
+  /** '=' seen so far in this message: only more '=' (two at most) may follow. */
+  private pads = 0;
 
   /** Decode the next piece; undefined when it is not base64. */
   push(text: Uint8Array): Uint8Array | undefined {
-    if (this.padded && text.length > 0) return undefined;
-    let padAt = -1;
     for (let i = 0; i < text.length; i++) {
       const c = text[i]!;
       if (VALID[c]) {
-        if (padAt >= 0) return undefined;
+        if (this.pads > 0) return undefined;
       } else if (c === PAD) {
-        if (padAt < 0) padAt = i;
+        if (++this.pads > 2) return undefined;
       } else return undefined;
     }
     const total = this.carried + text.length;
-    if (padAt >= 0) {
-      // Padding ends the message: at most two '=' closing the last group.
-      if (total % 4 !== 0 || text.length - padAt > 2) return undefined;
-      this.padded = true;
-    }
     const whole = total - (total % 4);
     const joined = Buffer.allocUnsafe(total);
     joined.set(this.carry.subarray(0, this.carried), 0);
     joined.set(text, this.carried);
     this.carried = total - whole;
     this.carry.set(joined.subarray(whole, total), 0);
-    return Buffer.from(joined.toString('latin1', 0, whole), 'base64');
+    return whole === 0 ? EMPTY : Buffer.from(joined.toString('latin1', 0, whole), 'base64');
   }
 
-  /** The message ended: the bytes of an unpadded last group, or undefined when one character was left over. */
+  /** The message ended: the bytes of an unpadded last group, or undefined when the text cannot be base64. */
   end(): Uint8Array | undefined {
     const carried = this.carried;
+    const padded = this.pads > 0;
     this.carried = 0;
-    this.padded = false;
-    if (carried === 1) return undefined;
-    return carried === 0 ? EMPTY : Buffer.from(Buffer.from(this.carry.subarray(0, carried)).toString('latin1'), 'base64');
+    this.pads = 0;
+    if (carried === 0) return EMPTY;
+    if (carried === 1 || padded) return undefined;
+    return Buffer.from(Buffer.from(this.carry.subarray(0, carried)).toString('latin1'), 'base64');
   }
 }
 
