@@ -1,7 +1,8 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { encodeFrame, FrameParser, parseClosePayload, type FrameSink } from '../src/index.js';
+import { acceptKey, encodeFrame, FrameParser, parseClosePayload, type FrameSink } from '../src/index.js';
 
 /** A TCP server that echoes, or does what `onSocket` says. */
 export async function tcpServer(onSocket: (socket: net.Socket) => void = (socket) => socket.pipe(socket)): Promise<{ port: number; sockets: net.Socket[]; close(): Promise<void> }> {
@@ -103,4 +104,60 @@ export async function until(check: () => boolean, what: string, limitMs = 10_000
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * A minimal WebSocket server of our own codec on node:net / node:tls that
+ * records each upgrade request head and echoes every message as binary.
+ */
+export async function recordingWsServer(tlsOptions?: { cert: string; key: string }): Promise<{ port: number; heads: string[]; close(): Promise<void> }> {
+  const heads: string[] = [];
+  const sockets: net.Socket[] = [];
+  const onSocket = (socket: net.Socket): void => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    let buffered = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const end = buffered.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData);
+      const head = buffered.subarray(0, end).toString('latin1');
+      heads.push(head);
+      const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? '';
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+      let parts: Buffer[] = [];
+      const parser = new FrameParser({
+        messageStart() {
+          parts = [];
+        },
+        messageData(bytes) {
+          parts.push(Buffer.from(bytes));
+        },
+        messageEnd() {
+          socket.write(encodeFrame(0x2, Buffer.concat(parts)));
+        },
+        control(opcode, payload) {
+          if (opcode === 0x8) socket.end(encodeFrame(0x8, payload));
+          else if (opcode === 0x9) socket.write(encodeFrame(0xa, payload));
+        },
+      }, { role: 'server', maxMessageSize: 1 << 26 });
+      const rest = buffered.subarray(end + 4);
+      if (rest.length > 0) parser.push(Buffer.from(rest));
+      socket.on('data', (more: Buffer) => parser.push(more));
+    };
+    socket.on('data', onData);
+  };
+  const server = tlsOptions ? tls.createServer(tlsOptions, onSocket) : net.createServer(onSocket);
+  server.on('tlsClientError', () => {});
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    heads,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
