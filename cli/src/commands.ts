@@ -10,6 +10,7 @@ import Stop from './commands/stop.js';
 import FileServer from './commands/file-server.js';
 import Probe from './commands/probe.js';
 import ReverseProxyCommand from './commands/reverse-proxy.js';
+import WsProxy from './commands/ws-proxy.js';
 
 /** Every command, by name (oclif's explicit strategy: no directory scan at start-up). */
 export const commands = {
@@ -24,5 +25,6 @@ export const commands = {
   probe: Probe,
   'reverse-proxy': ReverseProxyCommand,
   proxy: Proxy,
+  'ws-proxy': WsProxy,
   version: Version,
 };
