@@ -6,6 +6,9 @@ import {
   type DataOpcode,
 } from './frame.js';
 
+/** Payload pieces of one read are gathered into one TCP write up to this size. */
+const GATHER_LIMIT = 64 * 1024;
+
 /** What happens to text messages when the subprotocol is not `base64`. */
 export type TextPolicy = 'forward' | 'refuse';
 
@@ -56,6 +59,9 @@ export class Bridge implements WsEvents {
   private error: Error | undefined;
   private finished = false;
   private readonly onClose: BridgeOptions['onClose'];
+  /** Payload of the current read, written on `flush`. */
+  private readonly pending: Uint8Array[] = [];
+  private pendingBytes = 0;
 
   constructor(ws: WsEndpoint, tcp: Conn, options: BridgeOptions) {
     this.ws = ws;
@@ -114,13 +120,16 @@ export class Bridge implements WsEvents {
   drain(_ws: WsEndpoint): void {
     this.tcp.resume();
   }
-  peerClose(_ws: WsEndpoint, code: number): void {
+  peerClose(ws: WsEndpoint, code: number): void {
     if (this.tcpClosed) return;
+    // Data that came in the same read as the close frame goes first.
+    this.flush(ws);
     if (code === CLOSE_NORMAL || code === CLOSE_GOING_AWAY || code === CLOSE_NO_STATUS) this.tcp.end();
     else this.resetTcp(new NetError('ECONNRESET', `the WebSocket peer closed with ${code}`));
   }
-  closed(_ws: WsEndpoint, code: number, error: Error | undefined): void {
+  closed(ws: WsEndpoint, code: number, error: Error | undefined): void {
     this.wsClosed = true;
+    if (!error) this.flush(ws);
     if (error) this.error ??= error;
     // No close frame (1006) or a failure: the TCP peer must not take it for a clean end.
     if (!this.tcpClosed) {
@@ -133,7 +142,25 @@ export class Bridge implements WsEvents {
   private toTcp(bytes: Uint8Array): void {
     if (bytes.length === 0 || this.tcpClosed) return;
     this.bytesToTcp += bytes.length;
-    if (!this.tcp.write(bytes)) this.ws.pause();
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+  }
+
+  /** Write what one read of the WebSocket carried: small messages together in one write, large ones as they are. */
+  flush(_ws: WsEndpoint): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    let writable = true;
+    if (this.tcpClosed) {
+      // Nothing to write to any more.
+    } else if (pending.length === 1 || this.pendingBytes > GATHER_LIMIT) {
+      for (const piece of pending) writable = this.tcp.write(piece);
+    } else {
+      writable = this.tcp.write(Buffer.concat(pending, this.pendingBytes));
+    }
+    pending.length = 0;
+    this.pendingBytes = 0;
+    if (!writable) this.ws.pause();
   }
 
   private failWs(code: number, reason: string): void {
@@ -143,6 +170,8 @@ export class Bridge implements WsEvents {
   }
 
   private resetTcp(error: Error): void {
+    this.pending.length = 0;
+    this.pendingBytes = 0;
     this.tcpReset = true;
     this.tcp.destroy(error);
   }

@@ -1,7 +1,7 @@
 import { NetError, type Conn, type ConnHandler } from '@wmproxy/core-net';
 import {
   CLOSE_ABNORMAL, CLOSE_NO_STATUS, FrameParser, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
-  closePayload, encodeFrame, parseClosePayload,
+  closePayload, encodeFrame, frameHeader, parseClosePayload,
   type ControlOpcode, type DataOpcode, type FrameSink,
 } from './frame.js';
 
@@ -12,6 +12,8 @@ export interface WsEvents {
   messageEnd(ws: WsEndpoint): void;
   /** The write queue fell below the high-water mark after a send returned false. */
   drain(ws: WsEndpoint): void;
+  /** One read's frames have all been delivered (a bridge writes what they carried in one go). */
+  flush(ws: WsEndpoint): void;
   /** The peer sent a close frame (1005 when it carried no code). */
   peerClose(ws: WsEndpoint, code: number, reason: string): void;
   /**
@@ -72,7 +74,13 @@ export class WsEndpoint implements FrameSink {
     return this.closeSentAt !== 0;
   }
 
+  /** `bytes` may be queued as is (not copied): the caller must not reuse it. */
   sendBinary(bytes: Uint8Array): boolean {
+    // A server's large payload goes out behind its own header: no copy of the payload.
+    if (!this.masked && bytes.length >= COPY_LIMIT) {
+      this.conn.write(frameHeader(OP_BINARY, bytes.length));
+      return this.conn.write(bytes);
+    }
     return this.conn.write(encodeFrame(OP_BINARY, bytes, true, this.masked));
   }
 
@@ -160,6 +168,7 @@ export class WsEndpoint implements FrameSink {
     this.lastReceived = Date.now();
     this.pingSentAt = 0;
     const code = this.parser.push(chunk);
+    this.events!.flush(this);
     if (code !== 0) this.fail(code, this.parser.reason);
   }
   /** @internal */
@@ -175,6 +184,8 @@ export class WsEndpoint implements FrameSink {
 }
 
 const EMPTY_PAYLOAD = new Uint8Array(0);
+/** Payloads from this size on are sent without copying them next to their header. */
+const COPY_LIMIT = 16 * 1024;
 
 const endpointHandler: ConnHandler = {
   data(conn, chunk) {

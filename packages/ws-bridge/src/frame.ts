@@ -342,6 +342,33 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true, mas
   return frame;
 }
 
+/**
+ * The header alone of an unmasked frame, for sending a large payload
+ * without copying it (the header and the payload as two writes).
+ */
+export function frameHeader(opcode: number, length: number, fin = true): Uint8Array {
+  const header = new Uint8Array(length < 126 ? 2 : length < 0x10000 ? 4 : 10);
+  header[0] = (fin ? 0x80 : 0) | opcode;
+  if (length < 126) header[1] = length;
+  else if (length < 0x10000) {
+    header[1] = 126;
+    header[2] = length >>> 8;
+    header[3] = length & 0xff;
+  } else {
+    header[1] = 127;
+    const high = Math.floor(length / 0x1_0000_0000);
+    header[2] = high >>> 24;
+    header[3] = (high >>> 16) & 0xff;
+    header[4] = (high >>> 8) & 0xff;
+    header[5] = high & 0xff;
+    header[6] = length >>> 24;
+    header[7] = (length >>> 16) & 0xff;
+    header[8] = (length >>> 8) & 0xff;
+    header[9] = length & 0xff;
+  }
+  return header;
+}
+
 /** A close frame's payload: the code (2 bytes) and a UTF-8 reason cut to fit 125 bytes. */
 export function closePayload(code: number, reason = ''): Uint8Array {
   let text = Buffer.from(reason, 'utf8');
