@@ -302,31 +302,10 @@ let keyPoolAt = keyPool.length;
  */
 export function encodeFrame(opcode: number, payload: Uint8Array, fin = true, masked = false): Uint8Array {
   const length = payload.length;
-  const headerLength = (length < 126 ? 2 : length < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
+  const at = headerSize(length);
+  const headerLength = at + (masked ? 4 : 0);
   const frame = new Uint8Array(headerLength + length);
-  frame[0] = (fin ? 0x80 : 0) | opcode;
-  let at: number;
-  if (length < 126) {
-    frame[1] = length;
-    at = 2;
-  } else if (length < 0x10000) {
-    frame[1] = 126;
-    frame[2] = length >>> 8;
-    frame[3] = length & 0xff;
-    at = 4;
-  } else {
-    frame[1] = 127;
-    const high = Math.floor(length / 0x1_0000_0000);
-    frame[2] = high >>> 24;
-    frame[3] = (high >>> 16) & 0xff;
-    frame[4] = (high >>> 8) & 0xff;
-    frame[5] = high & 0xff;
-    frame[6] = length >>> 24;
-    frame[7] = (length >>> 16) & 0xff;
-    frame[8] = (length >>> 8) & 0xff;
-    frame[9] = length & 0xff;
-    at = 10;
-  }
+  writeHeader(frame, opcode, length, fin);
   frame.set(payload, headerLength);
   if (masked) {
     frame[1] |= 0x80;
@@ -347,26 +326,36 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true, mas
  * without copying it (the header and the payload as two writes).
  */
 export function frameHeader(opcode: number, length: number, fin = true): Uint8Array {
-  const header = new Uint8Array(length < 126 ? 2 : length < 0x10000 ? 4 : 10);
-  header[0] = (fin ? 0x80 : 0) | opcode;
-  if (length < 126) header[1] = length;
-  else if (length < 0x10000) {
-    header[1] = 126;
-    header[2] = length >>> 8;
-    header[3] = length & 0xff;
-  } else {
-    header[1] = 127;
-    const high = Math.floor(length / 0x1_0000_0000);
-    header[2] = high >>> 24;
-    header[3] = (high >>> 16) & 0xff;
-    header[4] = (high >>> 8) & 0xff;
-    header[5] = high & 0xff;
-    header[6] = length >>> 24;
-    header[7] = (length >>> 16) & 0xff;
-    header[8] = (length >>> 8) & 0xff;
-    header[9] = length & 0xff;
-  }
+  const header = new Uint8Array(headerSize(length));
+  writeHeader(header, opcode, length, fin);
   return header;
+}
+
+function headerSize(length: number): number {
+  return length < 126 ? 2 : length < 0x10000 ? 4 : 10;
+}
+
+/** FIN, opcode and the payload length in its shortest form (RFC 6455 5.2), at the start of `frame`. */
+function writeHeader(frame: Uint8Array, opcode: number, length: number, fin: boolean): void {
+  frame[0] = (fin ? 0x80 : 0) | opcode;
+  if (length < 126) {
+    frame[1] = length;
+  } else if (length < 0x10000) {
+    frame[1] = 126;
+    frame[2] = length >>> 8;
+    frame[3] = length & 0xff;
+  } else {
+    frame[1] = 127;
+    const high = Math.floor(length / 0x1_0000_0000);
+    frame[2] = high >>> 24;
+    frame[3] = (high >>> 16) & 0xff;
+    frame[4] = (high >>> 8) & 0xff;
+    frame[5] = high & 0xff;
+    frame[6] = length >>> 24;
+    frame[7] = (length >>> 16) & 0xff;
+    frame[8] = (length >>> 8) & 0xff;
+    frame[9] = length & 0xff;
+  }
 }
 
 /** A close frame's payload: the code (2 bytes) and a UTF-8 reason cut to fit 125 bytes. */

@@ -1,17 +1,15 @@
 import {
-  connect, formatHostPort, HeadBuffer, isValidHost, NetError, parseAddressList, parseResponseHead, Server, silentLogger, toNetError,
+  connect, formatHostPort, HeadBuffer, isValidHost, NetError, parseResponseHead, toNetError,
   isFieldValue, isToken,
-  type Address, type Conn, type ConnHandler, type HeaderList, type Logger,
+  type Conn, type ConnHandler, type HeaderList,
 } from '@wmproxy/core-net';
 import { Bridge, type BridgeStats } from './bridge.js';
 import { WS_BRIDGE_DEFAULTS } from './defaults.js';
 import { WsEndpoint } from './endpoint.js';
 import { checkUpgradeResponse, newKey } from './handshake.js';
-import { Keepalive } from './keepalive.js';
+import { BridgeListener, type BridgeListenerOptions } from './listener.js';
 
-export interface Tcp2WsOptions {
-  /** Addresses to listen on (`ip:port`, comma-separated), default 127.0.0.1:8080. */
-  listen?: string | Address[];
+export interface Tcp2WsOptions extends BridgeListenerOptions {
   /** `ws://` or `wss://` URL; its path and query are sent as they are. User info becomes Basic auth. */
   url: string;
   /** Host field to send instead of the URL's authority. */
@@ -27,15 +25,9 @@ export interface Tcp2WsOptions {
   origin?: string;
   /** Extra request fields. */
   headers?: HeaderList;
-  pingIntervalMs?: number;
-  pongTimeoutMs?: number;
-  closeTimeoutMs?: number;
   maxMessageSize?: number;
   handshakeTimeoutMs?: number;
   connectTimeoutMs?: number;
-  maxConnections?: number;
-  maxConnectionsPerIp?: number;
-  logger?: Logger;
   onBridgeClose?(stats: BridgeStats): void;
 }
 
@@ -103,54 +95,23 @@ interface Handshake {
  * connection to one URL, relayed as binary messages. Bytes the TCP client
  * sends before the WebSocket is up wait in core-net's bounded buffer.
  */
-export class Tcp2WsServer {
+export class Tcp2WsServer extends BridgeListener {
   readonly options: Tcp2WsOptions;
-  readonly logger: Logger;
   private readonly dial: Dial;
-  private readonly server: Server;
-  private readonly keepalive: Keepalive;
   private readonly offered: string[];
 
   constructor(options: Tcp2WsOptions) {
+    super(options);
     this.options = options;
-    this.logger = options.logger ?? silentLogger;
     this.dial = planDial(options);
     this.offered = options.subprotocols ?? [];
-    this.keepalive = new Keepalive({
-      pingIntervalMs: options.pingIntervalMs ?? WS_BRIDGE_DEFAULTS.pingIntervalMs,
-      pongTimeoutMs: options.pongTimeoutMs ?? WS_BRIDGE_DEFAULTS.pongTimeoutMs,
-      closeTimeoutMs: options.closeTimeoutMs ?? WS_BRIDGE_DEFAULTS.closeTimeoutMs,
-    });
-    const listen = options.listen ?? WS_BRIDGE_DEFAULTS.listen;
-    this.server = new Server({
-      addresses: typeof listen === 'string' ? parseAddressList(listen) : listen,
-      logger: this.logger,
-      limits: { maxConnections: options.maxConnections, maxConnectionsPerIp: options.maxConnectionsPerIp },
-      onConnection: (conn) => void this.accept(conn),
-    });
   }
 
-  async start(): Promise<this> {
-    await this.server.start();
-    return this;
+  protected accept(client: Conn): void {
+    void this.open(client);
   }
 
-  get boundAddresses(): string[] {
-    return this.server.boundAddresses;
-  }
-  get bridgeCount(): number {
-    return this.keepalive.size;
-  }
-
-  async shutdown(options: { deadlineMs?: number } = {}): Promise<{ forced: number }> {
-    this.server.stopAccepting();
-    for (const bridge of this.keepalive.all()) bridge.abort();
-    const result = await this.server.shutdown(options);
-    this.keepalive.close();
-    return result;
-  }
-
-  private async accept(client: Conn): Promise<void> {
+  private async open(client: Conn): Promise<void> {
     const { host, port, tls } = this.dial;
     const address = formatHostPort(host, port);
     let upstream: Conn;

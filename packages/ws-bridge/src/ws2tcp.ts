@@ -1,13 +1,13 @@
 import {
-  connect, formatHostPort, releaseConn, HeadBuffer, NetError, parseAddressList, parseRequestHead, Server, silentLogger, simpleResponse, toNetError,
+  connect, formatHostPort, releaseConn, HeadBuffer, NetError, parseRequestHead, simpleResponse, toNetError,
   httpStatusFor,
-  type Address, type Conn, type ConnHandler, type HeaderList, type Logger, type RequestHead, type TlsServerOptions,
+  type Conn, type ConnHandler, type HeaderList, type Logger, type RequestHead, type TlsServerOptions,
 } from '@wmproxy/core-net';
 import { Bridge, type BridgeStats, type TextPolicy } from './bridge.js';
 import { WS_BRIDGE_DEFAULTS } from './defaults.js';
 import { WsEndpoint } from './endpoint.js';
 import { authorized, challenge, checkUpgrade, isRefusal, switchingProtocols, type AuthOptions, type HandshakeRefusal } from './handshake.js';
-import { Keepalive } from './keepalive.js';
+import { BridgeListener, type BridgeListenerOptions } from './listener.js';
 import { parseHostPort, TokenFile, type HostPort } from './tokens.js';
 
 /** What a target connector is told about the upgrade it serves. */
@@ -28,9 +28,7 @@ export interface TargetRequest {
  */
 export type TargetConnector = (request: TargetRequest, timeoutMs: number, signal?: AbortSignal) => Promise<Conn>;
 
-export interface Ws2TcpOptions {
-  /** Addresses to listen on (`ip:port`, comma-separated), default 127.0.0.1:8080. */
-  listen?: string | Address[];
+export interface Ws2TcpOptions extends BridgeListenerOptions {
   tls?: TlsServerOptions;
   /** Exactly one of `target`, `tokenFile`, `connector`. A fixed `host:port`. */
   target?: string | HostPort;
@@ -45,15 +43,9 @@ export interface Ws2TcpOptions {
   /** Subprotocols accepted, in order of preference (default `binary`, `base64`). */
   subprotocols?: string[];
   text?: TextPolicy;
-  pingIntervalMs?: number;
-  pongTimeoutMs?: number;
-  closeTimeoutMs?: number;
   maxMessageSize?: number;
   handshakeTimeoutMs?: number;
   connectTimeoutMs?: number;
-  maxConnections?: number;
-  maxConnectionsPerIp?: number;
-  logger?: Logger;
   /** Called when a bridge ends (tests, metrics). */
   onBridgeClose?(stats: BridgeStats): void;
 }
@@ -70,11 +62,8 @@ interface Pending {
  * status and a log line: 404 (path or token), 403 (Origin), 401 (auth),
  * 400/426 (not a valid upgrade), 502/504 (the target).
  */
-export class Ws2TcpServer {
+export class Ws2TcpServer extends BridgeListener {
   readonly options: Ws2TcpOptions;
-  readonly logger: Logger;
-  private readonly server: Server;
-  private readonly keepalive: Keepalive;
   private readonly tokens: TokenFile | undefined;
   private readonly fixed: HostPort | undefined;
   private readonly connector: TargetConnector;
@@ -87,8 +76,8 @@ export class Ws2TcpServer {
   private readonly handshakeTimeoutMs: number;
 
   constructor(options: Ws2TcpOptions) {
+    super(options, options.tls);
     this.options = options;
-    this.logger = options.logger ?? silentLogger;
     const sources = [options.target, options.tokenFile, options.connector].filter((value) => value !== undefined).length;
     if (sources !== 1) throw new Error('ws2tcp needs exactly one of target, tokenFile, connector');
     if (options.target !== undefined) {
@@ -110,48 +99,14 @@ export class Ws2TcpServer {
     this.maxMessageSize = options.maxMessageSize ?? WS_BRIDGE_DEFAULTS.maxMessageSize;
     this.connectTimeoutMs = options.connectTimeoutMs ?? WS_BRIDGE_DEFAULTS.connectTimeoutMs;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? WS_BRIDGE_DEFAULTS.handshakeTimeoutMs;
-    this.keepalive = new Keepalive({
-      pingIntervalMs: options.pingIntervalMs ?? WS_BRIDGE_DEFAULTS.pingIntervalMs,
-      pongTimeoutMs: options.pongTimeoutMs ?? WS_BRIDGE_DEFAULTS.pongTimeoutMs,
-      closeTimeoutMs: options.closeTimeoutMs ?? WS_BRIDGE_DEFAULTS.closeTimeoutMs,
-    });
-    const listen = options.listen ?? WS_BRIDGE_DEFAULTS.listen;
-    this.server = new Server({
-      addresses: typeof listen === 'string' ? parseAddressList(listen) : listen,
-      tls: options.tls,
-      logger: this.logger,
-      limits: { maxConnections: options.maxConnections, maxConnectionsPerIp: options.maxConnectionsPerIp },
-      onConnection: (conn) => this.accept(conn),
-    });
   }
 
-  async start(): Promise<this> {
+  override async start(): Promise<this> {
     await this.tokens?.load();
-    await this.server.start();
-    return this;
+    return super.start();
   }
 
-  get boundAddresses(): string[] {
-    return this.server.boundAddresses;
-  }
-  get connectionCount(): number {
-    return this.server.connectionCount;
-  }
-  /** Bridges open now. */
-  get bridgeCount(): number {
-    return this.keepalive.size;
-  }
-
-  /** Stop accepting, send 1001 to every WebSocket peer, wait for them up to the deadline. */
-  async shutdown(options: { deadlineMs?: number } = {}): Promise<{ forced: number }> {
-    this.server.stopAccepting();
-    for (const bridge of this.keepalive.all()) bridge.abort();
-    const result = await this.server.shutdown(options);
-    this.keepalive.close();
-    return result;
-  }
-
-  private accept(conn: Conn): void {
+  protected accept(conn: Conn): void {
     const pending: Pending = { server: this, head: new HeadBuffer(), timer: setTimeout(onHandshakeTimeout, this.handshakeTimeoutMs, conn) };
     conn.userData = pending;
     conn.setHandler(handshakeHandler);
