@@ -273,6 +273,11 @@ export class FrameParser {
 export function unmask(bytes: Uint8Array, key: Uint8Array, offset: number): number {
   const length = bytes.length;
   let i = 0;
+  if (length < 64) {
+    // Small payloads: the word path's two typed-array views cost more than they save.
+    for (; i < length; i++) bytes[i] = bytes[i]! ^ key[(offset + i) & 3]!;
+    return (offset + length) & 3;
+  }
   // Head: until the view is 4-byte aligned in its buffer.
   const misalign = (4 - ((bytes.byteOffset) & 3)) & 3;
   const head = Math.min(misalign, length);
