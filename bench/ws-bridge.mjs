@@ -366,11 +366,14 @@ for (const kind of candidates) {
   const ws = kind !== 'direct';
   try {
     const row = {};
+    console.error(`${kind}: measuring`);
     row.uploadMiBs = await upload(candidate.port, ws);
     row.downloadMiBs = await download(candidate.port, ws);
     row.msgsPerSec = await smallMessages(candidate.port, ws);
     row.kibPerConn = await memoryPerConn(candidate, ws);
     results[kind] = row;
+    // Progress on stderr, so that a run cut short still says what it measured.
+    console.error(`${kind}: ${JSON.stringify(row)}`);
   } catch (error) {
     results[kind] = { error: error.message };
   } finally {
