@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
-import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
+import { EJECT_KINDS, HealthChecker, type EjectKind, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
@@ -84,8 +84,8 @@ export class Instance {
       this.metrics.observeTransition(event.target, event.to);
       this.emit({ type: 'transition', at: event.at, target: event.target, check: event.check, from: event.from, to: event.to, reason: event.reason, latencyMs: event.latencyMs });
     });
-    this.health.events.on('eject', (event) => this.emit({ type: 'eject', at: event.at, target: event.target, reason: event.reason, durationMs: event.durationMs }));
-    this.health.events.on('uneject', (event) => this.emit({ type: 'uneject', at: event.at, target: event.target, reason: event.reason }));
+    this.health.events.on('eject', (event) => this.emit({ type: 'eject', at: event.at, target: event.target, kind: event.kind, reason: event.reason, durationMs: event.durationMs }));
+    this.health.events.on('uneject', (event) => this.emit({ type: 'uneject', at: event.at, target: event.target, kind: event.kind, reason: event.reason }));
     this.health.events.on('panic', (event) => this.emit({ type: 'panic', at: event.at, pool: event.pool, panic: event.panic, available: event.available, total: event.total }));
     this.health.events.on('probe', (event) => this.metrics.observeProbe(event.result.ok, event.result.latencyMs));
   }
@@ -160,6 +160,8 @@ export class Instance {
   }
 
   private emit(event: InstanceEvent): void {
+    // Ejections of this process's checker and of the workers' (passive and stall detection run where the traffic is).
+    if (event.type === 'eject' && typeof event.target === 'string') this.metrics.observeEjection(event.target, ejectKindOf(event.kind));
     this.recentEvents.push(event);
     if (this.recentEvents.length > RECENT_EVENTS) this.recentEvents.shift();
     this.events.emit('event', event);
@@ -457,6 +459,7 @@ export class Instance {
           state: target?.ejected ? 'ejected' : target?.state ?? 'unknown',
           available: counter?.available ?? target?.available ?? true,
           ejected: target?.ejected ?? false,
+          ejectKind: target?.ejected ? target.ejectKind : undefined,
           reason: rowReason(target?.ejected ? target.ejectReason : undefined, last?.reason),
           successes: check?.successes ?? 0,
           failures: check?.failures ?? 0,
@@ -504,6 +507,18 @@ export class Instance {
     const upstreams = this.upstreams();
     out.family('wmproxy_upstream_healthy', 'gauge', '1 when the server is available for traffic (healthy or not yet checked, not ejected).');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_healthy', { upstream: group.name, server: server.address, state: server.state }, server.available ? 1 : 0);
+    out.family('wmproxy_upstream_ejections_total', 'counter', 'Times each upstream server was ejected, by detector: consecutive_failures (outlier detection), stall (lost request hedges), connect_stall (lost connect races).');
+    for (const group of upstreams) {
+      for (const server of group.servers) {
+        for (const reason of EJECT_KINDS) out.sample('wmproxy_upstream_ejections_total', { upstream: group.name, server: server.address, reason }, m.ejectionCount(server.address, reason));
+      }
+    }
+    out.family('wmproxy_upstream_ejected', 'gauge', '1 while the server is ejected by the detector named in reason, else 0.');
+    for (const group of upstreams) {
+      for (const server of group.servers) {
+        for (const reason of EJECT_KINDS) out.sample('wmproxy_upstream_ejected', { upstream: group.name, server: server.address, reason }, server.ejected && server.ejectKind === reason ? 1 : 0);
+      }
+    }
     out.family('wmproxy_upstream_requests_total', 'counter', 'Requests sent to each upstream server.');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_requests_total', { upstream: group.name, server: server.address }, server.requests);
     out.family('wmproxy_upstream_failures_total', 'counter', 'Failed requests to each upstream server.');
@@ -521,6 +536,11 @@ export class Instance {
     m.probeLatency.render(out.lines, 'wmproxy_health_probe_duration_seconds', '');
     return out.text();
   }
+}
+
+/** A worker's event names its detector; anything else (an older worker) counts as outlier detection: the label stays bounded. */
+function ejectKindOf(kind: unknown): EjectKind {
+  return EJECT_KINDS.includes(kind as EjectKind) ? (kind as EjectKind) : 'consecutive_failures';
 }
 
 /** While ejected, why (outlier or stall) and, when it says more, what the last active check saw (ECONNREFUSED, a timeout). */

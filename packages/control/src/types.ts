@@ -56,6 +56,8 @@ export interface UpstreamServerView {
   state: string;
   available: boolean;
   ejected: boolean;
+  /** While ejected: which detector (`consecutive_failures`, `stall`, `connect_stall`). */
+  ejectKind: string | undefined;
   reason: string | undefined;
   successes: number;
   failures: number;

@@ -16,6 +16,7 @@ import { Stall, type LossVerdict } from './stall.js';
 import { checkKey, describeCheck, normaliseAddress, parseTargetUrl, resolveCheck, splitAddress, type ResolvedCheck } from './target.js';
 import type {
   ActiveOptions,
+  EjectKind,
   FailureKind,
   HealthCheckerOptions,
   HealthEventMap,
@@ -77,6 +78,8 @@ class Host {
   downSeen = false;
   /** The reason of the current ejection (for snapshots). */
   ejectReason = '';
+  /** The detector behind the current ejection. */
+  ejectKind: EjectKind = 'consecutive_failures';
   readonly hostname: string;
   readonly port: number;
   state: HealthState = 'unknown';
@@ -341,7 +344,7 @@ export class HealthChecker {
     if (!host.outlier.failure(kind, now, this.passive)) return;
     if (!this.mayEject(host)) return;
     const streak = host.outlier.failures;
-    this.eject(host, now, host.outlier.eject(now, this.passive), `${streak} consecutive ${kindWords(kind)} failures`);
+    this.eject(host, now, host.outlier.eject(now, this.passive), 'consecutive_failures', `${streak} consecutive ${kindWords(kind)} failures`);
   }
 
   /**
@@ -366,7 +369,7 @@ export class HealthChecker {
     host.stallEjected = stall;
     host.downSeen = false;
     const what = race === 'connect' ? 'connect races' : 'hedges';
-    this.eject(host, now, host.outlier.ejectFor(now, stall.ejected(minEjectMs)), `stalled: ${losses} lost ${what} in a row`);
+    this.eject(host, now, host.outlier.ejectFor(now, stall.ejected(minEjectMs)), race === 'connect' ? 'connect_stall' : 'stall', `stalled: ${losses} lost ${what} in a row`);
     return 'skipped';
   }
 
@@ -406,12 +409,13 @@ export class HealthChecker {
   }
 
   /** The one ejection mechanism (outlier and stall detection): counts, timer, event. */
-  private eject(host: Host, now: number, durationMs: number, reason: string): void {
+  private eject(host: Host, now: number, durationMs: number, kind: EjectKind, reason: string): void {
     host.ejectedAt = now;
     host.ejectReason = reason;
+    host.ejectKind = kind;
     for (const name of host.pools) this.pools.get(name)!.ejected++;
     host.ejectTimer = setTimeout(onEjectionOver, durationMs, this, host);
-    this.emit('eject', { target: host.address, reason, ejections: host.outlier.ejections, durationMs, at: Date.now() });
+    this.emit('eject', { target: host.address, kind, reason, ejections: host.outlier.ejections, durationMs, at: Date.now() });
     this.refreshHost(host, 'ejected');
   }
 
@@ -450,6 +454,7 @@ export class HealthChecker {
       if (host.outlier.ejectedUntil !== undefined) {
         entry.ejectedUntil = Math.round(wall + host.outlier.ejectedUntil - now);
         entry.ejectReason = host.ejectReason;
+        entry.ejectKind = host.ejectKind;
       }
       targets.push(entry);
     }
@@ -606,7 +611,7 @@ export class HealthChecker {
       const pool = this.pools.get(name);
       if (pool) pool.ejected--;
     }
-    this.emit('uneject', { target: host.address, reason, ejections: host.outlier.ejections, durationMs: 0, at: Date.now() });
+    this.emit('uneject', { target: host.address, kind: host.ejectKind, reason, ejections: host.outlier.ejections, durationMs: 0, at: Date.now() });
     this.refreshHost(host, reason);
   }
 

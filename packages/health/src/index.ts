@@ -9,6 +9,7 @@ export type {
   CheckSnapshot,
   CheckSpec,
   EjectionEvent,
+  EjectKind,
   FailureKind,
   HealthCheckerOptions,
   HealthEventMap,
@@ -25,6 +26,7 @@ export type {
   TcpCheck,
   TransitionEvent,
 } from './types.js';
+export { EJECT_KINDS } from './types.js';
 export { parseDuration, formatDuration, DurationError } from './duration.js';
 export { parseStatusRanges, statusMatches, formatStatusRanges, StatusSpecError, DEFAULT_STATUS, type StatusRanges } from './status.js';
 export {

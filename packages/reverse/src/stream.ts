@@ -62,7 +62,8 @@ export class StreamProxy {
   private server: Server | undefined;
   private readonly udpListeners: UdpEndpoint[] = [];
   private readonly udpSessions = new Map<string, UdpSession>();
-  private udpSweeper: ReturnType<typeof setInterval> | undefined;
+  /** Expires idle UDP sessions on the proxy's ticker (set while UDP listeners run). */
+  private udpSweep: ((now: number) => void) | undefined;
 
   constructor(spec: StreamSpec, upstream: Upstream, core: ProxyCore) {
     this.spec = spec;
@@ -93,7 +94,8 @@ export class StreamProxy {
     };
     for (const address of addresses) this.udpListeners.push(await bindUdp(address.wildcard ? '::' : address.host, address.port, handler));
     const idle = this.spec.idleTimeoutMs ?? 60_000;
-    this.udpSweeper = setInterval(() => this.expireUdp(Date.now() - idle), Math.max(50, Math.min(idle / 2, 5_000)));
+    this.udpSweep = (now) => this.expireUdp(now - idle);
+    this.core.ticker.add(this.udpSweep);
   }
 
   private async acceptTcp(client: Conn): Promise<void> {
@@ -109,6 +111,7 @@ export class StreamProxy {
           primary,
           upstream: this.upstream,
           connector: this.core.connector,
+          ticker: this.core.ticker,
           timeoutMs: this.core.timeouts.connectMs,
           hedgeDelayMs: this.core.hedgeDelayMs,
           pickSecond: () => this.upstream.pick(ctx, new Set([...tried, primary])),
@@ -200,7 +203,8 @@ export class StreamProxy {
   }
 
   private expireUdp(before: number): void {
-    for (const session of [...this.udpSessions.values()]) if (session.lastActivity < before) this.dropUdp(session);
+    // Deleting the entry being visited is safe in a Map iteration.
+    for (const session of this.udpSessions.values()) if (session.lastActivity < before) this.dropUdp(session);
   }
 
   get udpSessionCount(): number {
@@ -208,7 +212,7 @@ export class StreamProxy {
   }
 
   async close(): Promise<void> {
-    if (this.udpSweeper) clearInterval(this.udpSweeper);
+    if (this.udpSweep) this.core.ticker.delete(this.udpSweep);
     for (const session of [...this.udpSessions.values()]) this.dropUdp(session);
     for (const endpoint of this.udpListeners.splice(0)) endpoint.close();
     if (this.server) await this.server.shutdown({ deadlineMs: 1_000 });

@@ -1,4 +1,4 @@
-import { NetError, tcpTransport, tlsTransport, toNetError, type Conn, type TransportMap } from '@wmproxy/core-net';
+import { NetError, tcpTransport, tlsTransport, toNetError, type Conn, type Ticker, type TransportMap } from '@wmproxy/core-net';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import { connected, connectHedgeDelay, lostConnect } from './hedge.js';
 
@@ -38,6 +38,8 @@ export interface HedgeRequest {
    */
   upstream?: Upstream;
   connector: Connector;
+  /** The proxy's timer facility, which times the hedge delay. */
+  ticker: Ticker;
   timeoutMs: number;
   /** The longest wait before hedging (the delay itself when `upstream` is not given); 0 disables hedging. */
   hedgeDelayMs: number;
@@ -73,7 +75,8 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     let firstError: NetError | undefined;
     const attempts: Attempt[] = [];
     let done = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    /** The hedge timer's id on the ticker (0: none pending). */
+    let timer = 0;
     const onAbort = (): void => {
       for (const attempt of attempts) attempt.controller.abort();
     };
@@ -81,7 +84,8 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
 
     const finish = (): void => {
       done = true;
-      clearTimeout(timer);
+      if (timer !== 0) request.ticker.cancel(timer);
+      timer = 0;
       request.signal?.removeEventListener('abort', onAbort);
     };
 
@@ -124,7 +128,7 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     };
 
     const hedge = (): void => {
-      timer = undefined;
+      timer = 0;
       if (done) return;
       const second = request.pickSecond();
       if (second) start(second);
@@ -132,6 +136,10 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
 
     start(request.primary);
     const delay = request.upstream === undefined ? request.hedgeDelayMs : connectHedgeDelay(request.upstream, request.hedgeDelayMs);
-    if (delay > 0 && !done) timer = setTimeout(hedge, delay);
+    if (delay > 0 && !done) timer = request.ticker.once(Date.now() + delay, fireConnectHedge, hedge);
   });
+}
+
+function fireConnectHedge(hedge: () => void): void {
+  hedge();
 }
