@@ -25,6 +25,7 @@ export { ConfigError, formatIssue, formatIssues, describeValue, type ConfigIssue
 export { loadConfig, loadConfigSync, parseConfig, parseText, buildConfig, stringifyConfig, formatOf, type ConfigFormat, type LoadOptions } from './load.js';
 export { convertOriginal, isOriginalFormat, type ConversionOptions, type ConversionResult } from './original.js';
 export { DEFAULT_CONFIG, defaultConfig } from './defaults.js';
+export { CONTROL_DEFAULTS } from './control-defaults.js';
 export { DEFAULT_CONTROL_LISTEN, DEFAULT_PROXY_LISTEN, parseHeaderRule } from './resolve.js';
 export { redactConfig, REDACTED } from './redact.js';
 export { jsonSchema, jsonSchemaText } from './json-schema.js';

@@ -6,7 +6,11 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, DEFAULT_PROCESS_MAX_CONNECTIONS, formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
+import { CORE_NET_DEFAULTS, DEFAULT_DENY_DESTINATIONS, formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
+import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
+import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
+import { STATIC_DEFAULTS } from '@wmproxy/static';
+import { CONTROL_DEFAULTS } from './control-defaults.js';
 import type { CheckSpec, HealthCheckerOptions } from '@wmproxy/health';
 import { describeValue, type IssueList } from './errors.js';
 import type {
@@ -36,8 +40,8 @@ import type {
 import { durationMs, parseDuration, parseSize } from './units.js';
 
 
-export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:8837';
-export const DEFAULT_PROXY_LISTEN = '127.0.0.1:8090';
+export const DEFAULT_CONTROL_LISTEN = CONTROL_DEFAULTS.listen;
+export const DEFAULT_PROXY_LISTEN = HTTP_PROXY_DEFAULTS.bind;
 
 const list = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
 
@@ -123,7 +127,7 @@ class Resolver {
     const log = file.log ?? {};
     const control = file.control ?? {};
     const controlListen = control.listen ?? DEFAULT_CONTROL_LISTEN;
-    const controlEnabled = control.enabled ?? true;
+    const controlEnabled = control.enabled ?? CONTROL_DEFAULTS.enabled;
     if (controlEnabled) {
       this.claim([controlListen], 'control', ['control', 'listen']);
       try {
@@ -159,8 +163,8 @@ class Resolver {
     }
     return {
       baseDir: this.baseDir,
-      workers: file.workers ?? 1,
-      maxConnections: file.max_connections ?? DEFAULT_PROCESS_MAX_CONNECTIONS,
+      workers: file.workers ?? CONTROL_DEFAULTS.workers,
+      maxConnections: file.max_connections ?? CORE_NET_DEFAULTS.processMaxConnections,
       log: {
         level: log.level ?? 'info',
         levels: log.levels ?? {},
@@ -169,7 +173,7 @@ class Resolver {
         accessLog: log.access_log === undefined || log.access_log === 'off' ? undefined : log.access_log === '-' ? '-' : this.path(log.access_log),
         accessFormat: log.access_format ?? 'combined',
       },
-      control: { enabled: controlEnabled, listen: controlListen, token: control.token, allowedHosts: (control.allowed_hosts ?? []).map((name) => name.toLowerCase()) },
+      control: { enabled: controlEnabled, listen: controlListen, token: control.token, allowedHosts: (control.allowed_hosts ?? CONTROL_DEFAULTS.allowedHosts).map((name) => name.toLowerCase()) },
       health: this.health(),
       reverse,
       proxies,
@@ -419,16 +423,16 @@ class Resolver {
       this.fileExists(root, [...path, 'static', 'root'], true);
       staticConfig = {
         root,
-        index: spec.index ?? ['index.html'],
-        browse: spec.browse ?? false,
-        spa: spec.spa ?? false,
+        index: spec.index ?? [...STATIC_DEFAULTS.index],
+        browse: spec.browse ?? STATIC_DEFAULTS.browse,
+        spa: spec.spa ?? STATIC_DEFAULTS.spa,
         tryFiles: spec.try_files,
         notFound: spec.not_found,
-        precompressed: spec.precompressed ?? false,
+        precompressed: spec.precompressed ?? STATIC_DEFAULTS.precompressed,
         hide: spec.hide ?? [],
-        dotfiles: spec.dotfiles ?? false,
+        dotfiles: spec.dotfiles ?? STATIC_DEFAULTS.dotfiles === 'allow',
         cacheControl: spec.cache_control ?? {},
-        cors: spec.cors ?? false,
+        cors: spec.cors ?? STATIC_DEFAULTS.cors,
       };
     }
     const out: LocationConfig = {
@@ -484,8 +488,8 @@ class Resolver {
       listen,
       protocol,
       upstream: stream.upstream,
-      tries: stream.tries ?? 3,
-      idleTimeoutMs: durationMs(stream.idle_timeout, protocol === 'udp' ? 60_000 : 600_000),
+      tries: stream.tries ?? REVERSE_DEFAULTS.stream.tries,
+      idleTimeoutMs: durationMs(stream.idle_timeout, protocol === 'udp' ? REVERSE_DEFAULTS.stream.udpIdleTimeoutMs : REVERSE_DEFAULTS.stream.tcpIdleTimeoutMs),
       maxConnections: stream.max_connections ?? 0,
       maxConnectionsPerIp: stream.max_connections_per_ip ?? 0,
     };
@@ -513,25 +517,25 @@ class Resolver {
     return {
       name,
       listen,
-      protocols: proxy.protocols ?? ['http', 'https', 'socks5'],
+      protocols: proxy.protocols ?? [...HTTP_PROXY_DEFAULTS.protocols],
       users,
-      realm: proxy.realm ?? 'wmproxy',
+      realm: proxy.realm ?? HTTP_PROXY_DEFAULTS.realm,
       allow: proxy.allow ?? [],
       deny: proxy.deny ?? [],
       // Reachable from other hosts: keep its clients off this host and its link
       // (the control API, local databases, cloud metadata) and CONNECT on HTTPS
       // ports unless told otherwise (Squid's to_localhost and SSL_ports).
       denyDestinations: proxy.deny_destinations ?? (exposed.includes(true) ? [...DEFAULT_DENY_DESTINATIONS] : []),
-      connectPorts: proxy.connect_ports ?? (exposed.includes(true) ? [...DEFAULT_CONNECT_PORTS] : undefined),
+      connectPorts: proxy.connect_ports ?? (exposed.includes(true) ? [...CORE_NET_DEFAULTS.connectPorts] : undefined),
       parent: proxy.parent,
-      udp: proxy.udp ?? true,
+      udp: proxy.udp ?? SOCKS5_DEFAULTS.udp,
       udpBind: proxy.udp_bind,
-      connectTimeoutMs: durationMs(proxy.connect_timeout, 10_000),
-      headerTimeoutMs: durationMs(proxy.header_timeout, 30_000),
-      keepAliveTimeoutMs: durationMs(proxy.keepalive_timeout, 60_000),
-      idleTimeoutMs: durationMs(proxy.idle_timeout, 300_000),
-      maxHeadSize: proxy.max_header_size === undefined ? 65_536 : parseSize(proxy.max_header_size),
-      via: proxy.via ?? '1.1 wmproxy',
+      connectTimeoutMs: durationMs(proxy.connect_timeout, HTTP_PROXY_DEFAULTS.connectTimeoutMs),
+      headerTimeoutMs: durationMs(proxy.header_timeout, HTTP_PROXY_DEFAULTS.headerTimeoutMs),
+      keepAliveTimeoutMs: durationMs(proxy.keepalive_timeout, HTTP_PROXY_DEFAULTS.keepAliveTimeoutMs),
+      idleTimeoutMs: durationMs(proxy.idle_timeout, HTTP_PROXY_DEFAULTS.idleTimeoutMs),
+      maxHeadSize: proxy.max_header_size === undefined ? HTTP_PROXY_DEFAULTS.maxHeadSize : parseSize(proxy.max_header_size),
+      via: proxy.via ?? HTTP_PROXY_DEFAULTS.via,
       maxConnections: proxy.max_connections ?? 0,
       maxConnectionsPerIp: proxy.max_connections_per_ip ?? 0,
     };

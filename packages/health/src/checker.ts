@@ -3,6 +3,7 @@ import {
   DEFAULT_CONCURRENCY,
   DEFAULT_PANIC_THRESHOLD,
   DEFAULT_SLOW_START_MIN_PERCENT,
+  HEALTH_DEFAULTS,
   resolveActive,
   resolvePassive,
   validateChecker,
@@ -157,10 +158,10 @@ export class HealthChecker {
     const passive = resolvePassive(options.passive);
     this.activeDefaults = options.active;
     this.passive = passive;
-    this.slowStartMs = options.slowStartMs ?? 0;
+    this.slowStartMs = options.slowStartMs ?? HEALTH_DEFAULTS.slowStartMs;
     this.slowStartMinPercent = options.slowStartMinPercent ?? DEFAULT_SLOW_START_MIN_PERCENT;
     this.panicThreshold = options.panicThreshold ?? DEFAULT_PANIC_THRESHOLD;
-    this.failMode = options.failMode ?? 'open';
+    this.failMode = options.failMode ?? HEALTH_DEFAULTS.failMode;
     this.scheduler.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     for (const pool of this.pools.values()) this.updatePanic(pool);
   }

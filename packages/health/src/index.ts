@@ -42,7 +42,7 @@ export {
   type ResolvedHttpCheck,
   type ResolvedTcpCheck,
 } from './target.js';
-export { DEFAULT_ACTIVE, DEFAULT_PASSIVE, DEFAULT_PANIC_THRESHOLD, DEFAULT_CONCURRENCY, HealthOptionError, resolveActive } from './options.js';
+export { HEALTH_DEFAULTS, DEFAULT_ACTIVE, DEFAULT_PASSIVE, DEFAULT_PANIC_THRESHOLD, DEFAULT_CONCURRENCY, HealthOptionError, resolveActive } from './options.js';
 export { RiseFall } from './state.js';
 export { Scheduler, type Job } from './scheduler.js';
 export { runProbe, probeTcp, probeHttp } from './probes/index.js';

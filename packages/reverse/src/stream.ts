@@ -6,6 +6,7 @@ import { connectHedged } from './engine/connector.js';
 import type { ProxyCore } from './engine/context.js';
 import type { SelectContext } from './policies/index.js';
 import type { Upstream, UpstreamServer } from './upstream.js';
+import { REVERSE_DEFAULTS } from './defaults.js';
 
 /** A TCP or UDP listener balanced over an upstream group (nginx `stream {}`, HAProxy `mode tcp`). */
 export interface StreamSpec {
@@ -93,14 +94,14 @@ export class StreamProxy {
       error: (_endpoint, error) => this.core.logger.warn('udp listener error', { error: error.message }),
     };
     for (const address of addresses) this.udpListeners.push(await bindUdp(address.wildcard ? '::' : address.host, address.port, handler));
-    const idle = this.spec.idleTimeoutMs ?? 60_000;
+    const idle = this.spec.idleTimeoutMs ?? REVERSE_DEFAULTS.stream.udpIdleTimeoutMs;
     this.udpSweep = (now) => this.expireUdp(now - idle);
     this.core.ticker.add(this.udpSweep);
   }
 
   private async acceptTcp(client: Conn): Promise<void> {
     const ctx = new StreamContext(client.remoteAddress);
-    const tries = this.spec.tries ?? 3;
+    const tries = this.spec.tries ?? REVERSE_DEFAULTS.stream.tries;
     const tried = new Set<UpstreamServer>();
     for (let attempt = 0; attempt < tries && !client.closed; attempt++) {
       const primary = this.upstream.pick(ctx, tried);
@@ -134,7 +135,7 @@ export class StreamProxy {
         }
         const tunnel = { abort: (error?: Error) => outcome.conn.destroy(error) };
         server.tunnels.add(tunnel);
-        const exchange = await firstExchange(client, outcome.conn, this.spec.idleTimeoutMs ?? 600_000);
+        const exchange = await firstExchange(client, outcome.conn, this.spec.idleTimeoutMs ?? REVERSE_DEFAULTS.stream.tcpIdleTimeoutMs);
         server.tunnels.delete(tunnel);
         server.active--;
         if (exchange.kind === 'empty') {
