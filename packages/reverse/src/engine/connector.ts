@@ -71,6 +71,7 @@ interface Attempt {
  * Rejects with the first error when every attempt failed.
  */
 export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
+  const delay = request.upstream === undefined ? request.hedgeDelayMs : connectHedgeDelay(request.upstream, request.hedgeDelayMs);
   return new Promise((resolve, reject) => {
     let firstError: NetError | undefined;
     const attempts: Attempt[] = [];
@@ -95,23 +96,32 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
       request.connector(server, request.timeoutMs, attempt.controller.signal).then(
         (conn) => {
           attempt.settled = true;
+          const upstream = request.upstream;
+          // Connected, even if late: a sample, and a sign of life for stall detection.
+          if (upstream !== undefined) connected(upstream, server, attempt.startedAt, performance.now());
           if (done) {
             request.adopt(server, conn);
             return;
           }
           finish();
-          const upstream = request.upstream;
-          if (upstream !== undefined) {
-            const now = performance.now();
-            connected(upstream, server, attempt.startedAt, now);
-            // The hedge won fairly: it connected sooner than the primary had waited when it was hedged.
-            const primary = attempts[0]!;
-            if (attempt !== primary && !primary.settled && now - attempt.startedAt < attempt.startedAt - primary.startedAt) {
-              lostConnect(upstream, primary.server, primary.startedAt);
-            }
-          }
-          for (const other of attempts) if (other !== attempt && !other.settled) other.controller.abort();
           resolve({ conn, server, hedged: attempts.length > 1 });
+          const primary = attempts[0]!;
+          if (attempt === primary || primary.settled || upstream === undefined) {
+            abortOthers(attempts, attempt);
+            return;
+          }
+          const now = performance.now();
+          const race = raceOutcome(now - primary.startedAt, now - attempt.startedAt, delay);
+          if (race === 'lost') lostConnect(upstream, primary.server, primary.startedAt);
+          if (race !== 'late') {
+            abortOthers(attempts, attempt);
+            return;
+          }
+          // Let the I/O already waiting be read first: a primary whose connect completed meanwhile was only seen late.
+          setImmediate(() => {
+            if (!primary.settled) lostConnect(upstream, primary.server, primary.startedAt);
+            abortOthers(attempts, attempt);
+          });
         },
         (error: unknown) => {
           attempt.settled = true;
@@ -135,9 +145,29 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     };
 
     start(request.primary);
-    const delay = request.upstream === undefined ? request.hedgeDelayMs : connectHedgeDelay(request.upstream, request.hedgeDelayMs);
     if (delay > 0 && !done) timer = request.ticker.once(Date.now() + delay, fireConnectHedge, hedge);
   });
+}
+
+function abortOthers(attempts: Attempt[], winner: Attempt): void {
+  for (const other of attempts) if (other !== winner && !other.settled) other.controller.abort();
+}
+
+/**
+ * A primary still connecting after `waitedMs` when a hedge that started
+ * `delayMs` or later after it connected in `hedgeMs`:
+ * - `lost`: the hedge connected sooner than the primary had waited when the
+ *   hedge started (a fair race);
+ * - `late`: not that, but the primary has now waited twice the delay (a high
+ *   percentile of recent connects). On a busy event loop both completions
+ *   are seen late, which stretches the hedge's time as much as the head start
+ *   it must beat, so a blackholed server would never lose a fair race: it
+ *   lost if it is still connecting once the I/O already waiting was read;
+ * - `even`: neither (the whole pool is slow): nobody is blamed.
+ */
+export function raceOutcome(waitedMs: number, hedgeMs: number, delayMs: number): 'lost' | 'late' | 'even' {
+  if (hedgeMs < waitedMs - hedgeMs) return 'lost';
+  return waitedMs >= 2 * delayMs ? 'late' : 'even';
 }
 
 function fireConnectHedge(hedge: () => void): void {

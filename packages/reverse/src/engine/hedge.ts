@@ -45,6 +45,12 @@ export const HEDGE_MIN_SAMPLES = 32;
  * delay adapted costs clients the whole configured delay.
  */
 export const CONNECT_HEDGE_MIN_SAMPLES = 8;
+/**
+ * Before that, the connect-hedge delay is the longest connect seen so far
+ * times this (within floor and ceiling): a blackhole met in the first
+ * seconds of a process costs a few milliseconds, not the configured delay.
+ */
+export const CONNECT_HEDGE_WARMUP_FACTOR = 4;
 /** Quantile of the first-byte and connect times the delays follow. */
 export const HEDGE_QUANTILE = 0.99;
 /** Smallest hedge burst the budget allows. */
@@ -67,7 +73,7 @@ const upstreams = new WeakMap<Upstream, UpstreamHedge>();
 function upstreamHedge(upstream: Upstream): UpstreamHedge {
   let state = upstreams.get(upstream);
   if (!state) {
-    state = { latency: new LatencyEstimate(HEDGE_QUANTILE, HEDGE_MIN_SAMPLES), connect: new LatencyEstimate(HEDGE_QUANTILE, CONNECT_HEDGE_MIN_SAMPLES) };
+    state = { latency: new LatencyEstimate(HEDGE_QUANTILE, HEDGE_MIN_SAMPLES), connect: new LatencyEstimate(HEDGE_QUANTILE, CONNECT_HEDGE_MIN_SAMPLES, CONNECT_HEDGE_WARMUP_FACTOR) };
     upstreams.set(upstream, state);
   }
   return state;
