@@ -1,16 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { packageReadme, readmeTable } from '@wmproxy/testkit';
+import { packageReadme, readmeTable, tableCell } from '@wmproxy/testkit';
 import { parseConfig } from '@wmproxy/config';
 import { CONTROL_DEFAULTS } from '../src/index.js';
 
 test('the README\'s [control] options table states CONTROL_DEFAULTS', () => {
   const rows = readmeTable(packageReadme(import.meta.url), 'Options (`[control]`');
-  const cell = (name: string): string => {
-    const row = rows.get(name);
-    assert.ok(row, `README row for ${name}`);
-    return row[2]!;
-  };
+  const cell = (name: string): string => tableCell(rows, name, 2);
   assert.equal(cell('enabled'), `\`${CONTROL_DEFAULTS.enabled}\``);
   assert.equal(cell('listen'), `\`${CONTROL_DEFAULTS.listen}\``);
   assert.equal(cell('allowed_hosts'), `\`${JSON.stringify(CONTROL_DEFAULTS.allowedHosts)}\``);

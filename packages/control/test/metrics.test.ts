@@ -1,21 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
 import { STALL_AFTER } from '@wmproxy/health';
 import { Instance } from '../src/index.js';
+import { packageReadme } from '@wmproxy/testkit';
 import { backend } from './helpers.js';
-
-/** This package's directory, from test (Bun) or dist/test (Node). */
-function packageDir(): string {
-  let dir = fileURLToPath(new URL('.', import.meta.url));
-  while (!readdirSync(dir).includes('README.md')) dir = join(dir, '..');
-  return dir;
-}
 
 function config(servers: string[]): string {
   return `
@@ -100,7 +91,7 @@ test('/metrics counts ejections by detector (stall, connect_stall, consecutive_f
 });
 
 test('the README\'s metrics table names every family /metrics exports, with its type', async () => {
-  const readme = readFileSync(join(packageDir(), 'README.md'), 'utf8');
+  const readme = packageReadme(import.meta.url);
   const documented = new Map<string, string>();
   for (const match of readme.matchAll(/^\| `(wmproxy_[a-z_]+)` \| (counter|gauge|histogram) \|/gm)) documented.set(match[1]!, match[2]!);
   const a = await backend('a');

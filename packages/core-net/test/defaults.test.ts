@@ -1,15 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { numbersIn, packageReadme, readmeTable } from '@wmproxy/testkit';
+import { numbersIn, packageReadme, readmeTable, tableCell } from '@wmproxy/testkit';
 import { CORE_NET_DEFAULTS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PROCESS_MAX_CONNECTIONS, processConnections } from '../src/index.js';
 
 test('the README\'s defaults table states what CORE_NET_DEFAULTS exports', () => {
   const rows = readmeTable(packageReadme(import.meta.url), 'Defaults');
-  const value = (name: string): number[] => {
-    const row = rows.get(name);
-    assert.ok(row, `README row for ${name}`);
-    return numbersIn(row[1]!);
-  };
+  const value = (name: string): number[] => numbersIn(tableCell(rows, name, 1));
   for (const key of ['connectTimeoutMs', 'relayIdleTimeoutMs', 'processMaxConnections', 'maxHeadSize', 'maxHeaders'] as const) {
     assert.equal(value(key)[0], CORE_NET_DEFAULTS[key], key);
   }

@@ -1,15 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { numbersIn, packageReadme, readmeTable } from '@wmproxy/testkit';
+import { numbersIn, packageReadme, readmeTable, tableCell } from '@wmproxy/testkit';
 import { HEALTH_DEFAULTS, HealthChecker, STALL_AFTER, STALL_EJECT_MAX_MS, STALL_EJECT_MS } from '../src/index.js';
 
 const readme = packageReadme(import.meta.url);
 
-function cell(rows: Map<string, string[]>, name: string, column = 2): string {
-  const row = rows.get(name);
-  assert.ok(row, `README row for ${name}`);
-  return row[column]!;
-}
+const cell = (rows: Map<string, string[]>, name: string, column = 2): string => tableCell(rows, name, column);
 
 test('the README tables state the defaults HEALTH_DEFAULTS exports', () => {
   const active = readmeTable(readme, 'Active checks');

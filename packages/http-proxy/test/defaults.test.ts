@@ -1,17 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { numbersIn, packageReadme, readmeTable } from '@wmproxy/testkit';
+import { numbersIn, packageReadme, readmeTable, tableCell } from '@wmproxy/testkit';
 import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { DEFAULT_FORWARD_BIND, DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, HTTP_PROXY_DEFAULTS } from '../src/index.js';
 
 test('the README\'s option tables state the defaults HTTP_PROXY_DEFAULTS exports', () => {
   // Both option tables (ForwardProxyOptions, HttpProxyOptions) sit under "Options"; they agree where they overlap.
   const rows = readmeTable(packageReadme(import.meta.url), 'Options');
-  const cell = (name: string): string => {
-    const row = rows.get(name);
-    assert.ok(row, `README row for ${name}`);
-    return row[2]!;
-  };
+  const cell = (name: string): string => tableCell(rows, name, 2);
   assert.match(cell('bind'), new RegExp(`^\`${HTTP_PROXY_DEFAULTS.bind}\``));
   assert.match(cell('realm'), new RegExp(`^\`${HTTP_PROXY_DEFAULTS.realm}\``));
   assert.match(cell('via'), new RegExp(`^\`${HTTP_PROXY_DEFAULTS.via}\``));

@@ -1,16 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { numbersIn, packageReadme, readmeTable } from '@wmproxy/testkit';
+import { numbersIn, packageReadme, readmeTable, tableCell } from '@wmproxy/testkit';
 import { CORE_NET_DEFAULTS } from '@wmproxy/core-net';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, SOCKS5_DEFAULTS } from '../src/index.js';
 
 test('the README\'s options table states the defaults SOCKS5_DEFAULTS exports', () => {
   const rows = readmeTable(packageReadme(import.meta.url), 'Options');
-  const cell = (name: string): string => {
-    const row = rows.get(name);
-    assert.ok(row, `README row for ${name}`);
-    return row[2]!;
-  };
+  const cell = (name: string): string => tableCell(rows, name, 2);
   for (const key of ['connectTimeoutMs', 'handshakeTimeoutMs', 'idleTimeoutMs'] as const) assert.equal(numbersIn(cell(key))[0], SOCKS5_DEFAULTS[key], key);
   assert.equal(cell('udp'), `\`${SOCKS5_DEFAULTS.udp}\``);
 });

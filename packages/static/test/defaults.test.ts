@@ -1,15 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { numbersIn, packageReadme, readmeTable } from '@wmproxy/testkit';
+import { numbersIn, packageReadme, readmeTable, tableCell } from '@wmproxy/testkit';
 import { STATIC_DEFAULTS } from '../src/index.js';
 import { resolveOptions } from '../src/options.js';
 
 const rows = readmeTable(packageReadme(import.meta.url), 'Options');
-function cell(name: string): string {
-  const row = rows.get(name);
-  assert.ok(row, `README row for ${name}`);
-  return row[2]!;
-}
+const cell = (name: string): string => tableCell(rows, name, 2);
 
 test('the README\'s options table states the defaults STATIC_DEFAULTS exports', () => {
   assert.equal(cell('listen'), `\`${STATIC_DEFAULTS.listen}\``);

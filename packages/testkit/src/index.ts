@@ -117,4 +117,4 @@ export function chromiumFlags(profileDir: string): string[] {
     `--user-data-dir=${profileDir}`,
   ];
 }
-export { packageReadme, readmeTable, numbersIn } from './readme.js';
+export { packageReadme, readmeTable, tableCell, numbersIn } from './readme.js';

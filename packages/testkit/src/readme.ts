@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,4 +34,11 @@ export function readmeTable(readme: string, heading: string): Map<string, string
 /** The numbers a cell states, digit groups (`60 000`) joined. */
 export function numbersIn(cell: string): number[] {
   return [...cell.replace(/(\d) (?=\d{3}\b)/g, '$1').matchAll(/\d+(\.\d+)?/g)].map((match) => Number(match[0]));
+}
+
+/** The cell in `column` of the row named `name` (an assertion error when the README has no such row). */
+export function tableCell(rows: Map<string, string[]>, name: string, column: number): string {
+  const row = rows.get(name);
+  if (row === undefined) throw new assert.AssertionError({ message: `README table row for ${name}` });
+  return row[column] ?? '';
 }
