@@ -95,7 +95,14 @@ export class StreamProxy {
     };
     for (const address of addresses) this.udpListeners.push(await bindUdp(address.wildcard ? '::' : address.host, address.port, handler));
     const idle = this.spec.idleTimeoutMs ?? REVERSE_DEFAULTS.stream.udpIdleTimeoutMs;
-    this.udpSweep = (now) => this.expireUdp(now - idle);
+    // Sessions are swept every half idle time (50 ms to 5 s), on the proxy's ticks.
+    const every = Math.max(50, Math.min(idle / 2, 5_000));
+    let next = 0;
+    this.udpSweep = (now) => {
+      if (now < next) return;
+      next = now + every;
+      this.expireUdp(now - idle);
+    };
     this.core.ticker.add(this.udpSweep);
   }
 
