@@ -27,7 +27,7 @@ export type {
   TransitionEvent,
 } from './types.js';
 export { EJECT_KINDS } from './types.js';
-export { parseDuration, formatDuration, DurationError } from './duration.js';
+export { parseDuration, formatDuration, DurationError, MAX_DURATION_MS } from './duration.js';
 export { parseStatusRanges, statusMatches, formatStatusRanges, StatusSpecError, DEFAULT_STATUS, type StatusRanges } from './status.js';
 export {
   normaliseAddress,
