@@ -23,10 +23,8 @@ export class Ticker {
 
   // One-shot timers: a binary min-heap on `heapAt` in parallel arrays (no object per timer).
   private readonly heapAt: number[] = [];
-  private readonly heapId: number[] = [];
   private readonly heapFire: Array<TimerFire<never>> = [];
   private readonly heapTarget: unknown[] = [];
-  private nextId = 1;
   private onceTimer: ReturnType<typeof setTimeout> | undefined;
   private onceTimerAt = Infinity;
   /** Due one-shots, [fire, target, at] flattened, waiting for `runDue`. */
@@ -68,14 +66,13 @@ export class Ticker {
    * the past fires on the next turn. Timers due together fire in the order
    * of their due times. They fire in a `setImmediate` after the timer, so
    * that I/O already waiting (an answer that came while the loop was busy)
-   * is read first. Returns an id for `cancel`.
+   * is read first. The same `fire` and `target` may be scheduled several
+   * times (each fires); `cancel(fire, target)` drops them.
    */
-  once<T>(at: number, fire: TimerFire<T>, target: T): number {
+  once<T>(at: number, fire: TimerFire<T>, target: T): void {
     const heapAt = this.heapAt;
-    const id = this.nextId++;
     let i = heapAt.length;
     heapAt.push(at);
-    this.heapId.push(id);
     this.heapFire.push(fire as TimerFire<never>);
     this.heapTarget.push(target);
     while (i > 0) {
@@ -85,28 +82,26 @@ export class Ticker {
       i = parent;
     }
     heapAt[i] = at;
-    this.heapId[i] = id;
     this.heapFire[i] = fire as TimerFire<never>;
     this.heapTarget[i] = target;
     if (at < this.onceTimerAt) this.arm(at);
-    return id;
   }
 
   /**
-   * A one-shot timer from `once` will not fire (no effect when it already
-   * did). A linear search over the pending timers: meant for the rare
-   * cancel (a connect that completed before its hedge); a hot path that
-   * re-arms should let a stale timer fire and ignore it instead.
+   * The pending one-shot timers of `fire` on `target` will not fire (no
+   * effect on those that already did). A linear search over the pending
+   * timers: meant for the rare cancel (a connect that completed before its
+   * hedge); a hot path that re-arms should let a stale timer fire and
+   * ignore it instead.
    */
-  cancel(id: number): void {
-    const ids = this.heapId;
-    for (let i = 0; i < ids.length; i++) {
-      if (ids[i] !== id) continue;
+  cancel<T>(fire: TimerFire<T>, target: T): void {
+    const fires = this.heapFire;
+    const targets = this.heapTarget;
+    for (let i = 0; i < fires.length; i++) {
+      if (fires[i] !== fire || targets[i] !== target) continue;
       // Inert from now on; it leaves the heap when it comes due.
-      ids[i] = 0;
-      this.heapFire[i] = ignore;
-      this.heapTarget[i] = undefined;
-      return;
+      fires[i] = ignore;
+      targets[i] = undefined;
     }
   }
 
@@ -117,7 +112,7 @@ export class Ticker {
     if (this.onceTimer !== undefined) clearTimeout(this.onceTimer);
     this.onceTimer = undefined;
     this.onceTimerAt = Infinity;
-    this.heapAt.length = this.heapId.length = this.heapFire.length = this.heapTarget.length = 0;
+    this.heapAt.length = this.heapFire.length = this.heapTarget.length = 0;
     this.due.length = 0;
   }
 
@@ -140,7 +135,7 @@ export class Ticker {
     const heapAt = this.heapAt;
     const due = this.due;
     while (heapAt.length > 0 && heapAt[0]! <= now) {
-      if (this.heapId[0] !== 0) due.push(this.heapFire[0], this.heapTarget[0], heapAt[0]);
+      if (this.heapFire[0] !== ignore) due.push(this.heapFire[0], this.heapTarget[0], heapAt[0]);
       this.pop();
     }
     if (heapAt.length > 0) this.arm(heapAt[0]!);
@@ -174,7 +169,6 @@ export class Ticker {
 
   private move(from: number, to: number): void {
     this.heapAt[to] = this.heapAt[from]!;
-    this.heapId[to] = this.heapId[from]!;
     this.heapFire[to] = this.heapFire[from]!;
     this.heapTarget[to] = this.heapTarget[from];
   }
@@ -182,7 +176,6 @@ export class Ticker {
   private pop(): void {
     const heapAt = this.heapAt;
     const lastAt = heapAt.pop()!;
-    const lastId = this.heapId.pop()!;
     const lastFire = this.heapFire.pop()!;
     const lastTarget = this.heapTarget.pop();
     const n = heapAt.length;
@@ -197,7 +190,6 @@ export class Ticker {
       i = child;
     }
     heapAt[i] = lastAt;
-    this.heapId[i] = lastId;
     this.heapFire[i] = lastFire;
     this.heapTarget[i] = lastTarget;
   }

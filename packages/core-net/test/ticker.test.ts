@@ -70,21 +70,23 @@ test('one-shot timers fire in the order of their due times, each with the time i
   ticker.close();
 });
 
-test('a cancelled one-shot timer does not fire; the others do; cancelling twice or a fired id is harmless', () => {
+test('a cancelled one-shot timer does not fire; the others do; cancelling twice or one that fired is harmless', () => {
   const ticker = new Ticker(1_000);
   const { fired, fire } = recorder();
+  const other = (name: string, at: number): void => void fired.push([`other ${name}`, at]);
   const base = Date.now() + 60_000;
-  const a = ticker.once(base + 1, fire, 'a');
-  const b = ticker.once(base + 2, fire, 'b');
+  ticker.once(base + 1, fire, 'a');
+  ticker.once(base + 2, fire, 'b');
+  ticker.once(base + 2, other, 'b');
   ticker.once(base + 3, fire, 'c');
-  ticker.cancel(b);
-  ticker.cancel(b);
+  ticker.cancel(fire, 'b');
+  ticker.cancel(fire, 'b');
   ticker.expire(base + 1);
   ticker.runDue();
-  ticker.cancel(a); // already fired
+  ticker.cancel(fire, 'a'); // already fired
   ticker.expire(base + 10);
   ticker.runDue();
-  assert.deepEqual(fired.map(([name]) => name), ['a', 'c']);
+  assert.deepEqual(fired.map(([name]) => name), ['a', 'other b', 'c'], 'only the same function on the same target is cancelled');
   ticker.close();
 });
 
@@ -119,15 +121,16 @@ test('many one-shot timers with random due times all fire once, in order', () =>
   const ticker = new Ticker(1_000);
   const base = Date.now() + 60_000;
   const order: number[] = [];
-  const fire = (_target: undefined, at: number): void => void order.push(at);
-  const ids: number[] = [];
+  const fire = (_target: { i: number }, at: number): void => void order.push(at);
+  const targets: Array<{ i: number }> = [];
   let seed = 7;
   for (let i = 0; i < 10_000; i++) {
     seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
-    ids.push(ticker.once(base + (seed % 5_000), fire, undefined));
+    targets.push({ i });
+    ticker.once(base + (seed % 5_000), fire, targets[i]!);
   }
   // Cancel every tenth.
-  for (let i = 0; i < ids.length; i += 10) ticker.cancel(ids[i]!);
+  for (let i = 0; i < targets.length; i += 10) ticker.cancel(fire, targets[i]!);
   for (let now = base; now <= base + 5_000; now += 250) {
     ticker.expire(now);
     ticker.runDue();

@@ -76,8 +76,8 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     let firstError: NetError | undefined;
     const attempts: Attempt[] = [];
     let done = false;
-    /** The hedge timer's id on the ticker (0: none pending). */
-    let timer = 0;
+    /** The hedge timer is pending on the ticker. */
+    let timer = false;
     const onAbort = (): void => {
       for (const attempt of attempts) attempt.controller.abort();
     };
@@ -85,8 +85,8 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
 
     const finish = (): void => {
       done = true;
-      if (timer !== 0) request.ticker.cancel(timer);
-      timer = 0;
+      if (timer) request.ticker.cancel(fireConnectHedge, hedge);
+      timer = false;
       request.signal?.removeEventListener('abort', onAbort);
     };
 
@@ -138,14 +138,17 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     };
 
     const hedge = (): void => {
-      timer = 0;
+      timer = false;
       if (done) return;
       const second = request.pickSecond();
       if (second) start(second);
     };
 
     start(request.primary);
-    if (delay > 0 && !done) timer = request.ticker.once(Date.now() + delay, fireConnectHedge, hedge);
+    if (delay > 0 && !done) {
+      timer = true;
+      request.ticker.once(Date.now() + delay, fireConnectHedge, hedge);
+    }
   });
 }
 
