@@ -111,14 +111,16 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
             return;
           }
           const now = performance.now();
-          const race = raceOutcome(now - primary.startedAt, now - attempt.startedAt, delay);
+          const hedgeMs = now - attempt.startedAt;
+          const race = raceOutcome(now - primary.startedAt, hedgeMs, delay);
           if (race === 'lost') lostConnect(upstream, primary.server, primary.startedAt);
           if (race !== 'late') {
             abortOthers(attempts, attempt);
             return;
           }
-          // Let the I/O already waiting be read first: a primary whose connect completed meanwhile was only seen late.
-          setImmediate(() => {
+          // Give the primary as long again as the hedge took: one that was only slow (a burst of connects, a
+          // busy loop) connects meanwhile, goes to its pool and counts as alive; a blackholed one lost.
+          request.ticker.once(Date.now() + Math.ceil(Math.max(hedgeMs, delay)), fireConnectHedge, () => {
             if (!primary.settled) lostConnect(upstream, primary.server, primary.startedAt);
             abortOthers(attempts, attempt);
           });
@@ -165,7 +167,7 @@ function abortOthers(attempts: Attempt[], winner: Attempt): void {
  *   percentile of recent connects). On a busy event loop both completions
  *   are seen late, which stretches the hedge's time as much as the head start
  *   it must beat, so a blackholed server would never lose a fair race: it
- *   lost if it is still connecting once the I/O already waiting was read;
+ *   lost if it is still connecting after as long again as the hedge took;
  * - `even`: neither (the whole pool is slow): nobody is blamed.
  */
 export function raceOutcome(waitedMs: number, hedgeMs: number, delayMs: number): 'lost' | 'late' | 'even' {
