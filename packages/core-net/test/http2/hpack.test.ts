@@ -163,7 +163,7 @@ describe('HPACK limits', () => {
     const out: string[] = [];
     const result = d.decode(block, out);
     assert.equal(result.tooLarge, true);
-    assert.ok(out.length <= 12, `kept ${out.length / 2} fields`);
+    assert.equal(out.length, 0);
     // The table is still in step: a following block can reference the entry.
     const next: string[] = [];
     d.decode(hex('be'), next);

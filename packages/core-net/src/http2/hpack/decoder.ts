@@ -97,7 +97,7 @@ export interface HpackDecoderOptions {
 export interface DecodeResult {
   /** Decoded size per RFC 7541 (names + values + 32 per field). */
   listSize: number;
-  /** The list exceeded maxHeaderListSize: `out` holds only its first fields. */
+  /** The list exceeded maxHeaderListSize: `out` was emptied. */
   tooLarge: boolean;
 }
 
@@ -178,8 +178,14 @@ export class HpackDecoder {
       }
       fieldSeen = true;
       listSize += name.length + value.length + ENTRY_OVERHEAD;
-      if (listSize > limit) tooLarge = true;
-      if (!tooLarge) out.push(name, value);
+      if (tooLarge) continue;
+      if (listSize > limit) {
+        // The block will be refused: drop what it held so far too.
+        tooLarge = true;
+        out.length = 0;
+        continue;
+      }
+      out.push(name, value);
     }
     return { listSize, tooLarge };
   }
