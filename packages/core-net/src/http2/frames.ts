@@ -55,6 +55,8 @@ function connError(code: number, message: string): Http2Error {
 export class FrameParser {
   private pending: Uint8Array | undefined;
   private dead = false;
+  /** The peer's first frame must be SETTINGS (RFC 9113 §3.4). */
+  private first = true;
   // An open header block awaiting CONTINUATION.
   private blockStream = 0;
   private blockParts: Uint8Array[] = [];
@@ -117,6 +119,10 @@ export class FrameParser {
   }
 
   private frame(type: number, flags: number, streamId: number, payload: Uint8Array): void {
+    if (this.first) {
+      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw connError(ErrorCode.PROTOCOL_ERROR, 'the first frame is not SETTINGS');
+      this.first = false;
+    }
     if (this.blockStream !== 0) {
       if (type !== FrameType.CONTINUATION || streamId !== this.blockStream) {
         throw connError(ErrorCode.PROTOCOL_ERROR, `expected CONTINUATION on stream ${this.blockStream}, got frame type ${type} on stream ${streamId}`);
@@ -322,6 +328,13 @@ export class FrameWriter {
     b[at++] = streamId & 0xff;
     this.length = at + length;
     return at;
+  }
+
+  /** Raw bytes (the client preface). */
+  raw(bytes: Uint8Array): void {
+    const b = this.reserve(bytes.byteLength);
+    b.set(bytes, this.length);
+    this.length += bytes.byteLength;
   }
 
   /** The buffer the last `header()` reserved payload space in. */

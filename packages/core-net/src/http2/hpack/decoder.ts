@@ -6,7 +6,7 @@ import { STATIC_TABLE, STATIC_TABLE_LENGTH } from './static-table.js';
 export const ENTRY_OVERHEAD = 32;
 
 /** Flat header list: name, value, name, value, ... (latin1 strings, names lowercase). */
-export type HeaderList = string[];
+export type Http2Headers = string[];
 
 function compressionError(message: string): Http2Error {
   return new Http2Error(ErrorCode.COMPRESSION_ERROR, message, 0);
@@ -123,7 +123,7 @@ export class HpackDecoder {
     this.table = new DynamicTable(this.settingsMaxTableSize);
   }
 
-  decode(block: Uint8Array, out: HeaderList): DecodeResult {
+  decode(block: Uint8Array, out: Http2Headers): DecodeResult {
     const limit = this.maxHeaderListSize;
     let listSize = 0;
     let tooLarge = false;

@@ -1,4 +1,4 @@
-import { DynamicTable, ENTRY_OVERHEAD, type HeaderList } from './decoder.js';
+import { DynamicTable, ENTRY_OVERHEAD, type Http2Headers } from './decoder.js';
 import { huffmanEncode, huffmanLength } from './huffman.js';
 import { STATIC_NAME_INDEX, STATIC_PAIR_INDEX, STATIC_TABLE_LENGTH } from './static-table.js';
 
@@ -13,6 +13,15 @@ const NOT_INDEXED = new Set([
   'grpc-timeout', 'grpc-message',
 ]);
 const MAX_INDEXED_VALUE = 256;
+const STATUS_INDEX: Record<number, number> = { 200: 8, 204: 9, 206: 10, 304: 11, 400: 12, 404: 13, 500: 14 };
+
+function hasUpper(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) return true;
+  }
+  return false;
+}
 
 export interface HpackEncoderOptions {
   /** Most dynamic table this encoder uses, whatever the peer allows (default 4096). */
@@ -67,15 +76,41 @@ export class HpackEncoder {
    * Encode a flat header list. The returned view is valid until the next
    * call. `neverIndex` names extra sensitive fields.
    */
-  encode(headers: HeaderList, neverIndex?: ReadonlySet<string>): Uint8Array {
+  encode(headers: Http2Headers, neverIndex?: ReadonlySet<string>): Uint8Array {
+    this.begin();
+    for (let i = 0; i < headers.length; i += 2) this.field(headers[i]!, headers[i + 1]!, neverIndex);
+    return this.finish();
+  }
+
+  /** Start a block field by field: `begin()`, `status()`/`field()`..., `finish()`. */
+  begin(): void {
     this.at = 0;
     for (const size of this.pendingUpdates) this.integer(0x20, 5, size);
     this.pendingUpdates.length = 0;
-    for (let i = 0; i < headers.length; i += 2) this.field(headers[i]!, headers[i + 1]!, neverIndex);
+  }
+
+  /** `:status`, one byte for the seven codes in the static table. */
+  status(code: number): void {
+    const index = STATUS_INDEX[code];
+    if (index !== undefined) {
+      this.integer(0x80, 7, index);
+      return;
+    }
+    // Literal without indexing, name :status (8); three ASCII digits.
+    this.reserve(5);
+    const text = String(code);
+    this.buf[this.at++] = 0x08;
+    this.buf[this.at++] = text.length;
+    for (let i = 0; i < text.length; i++) this.buf[this.at++] = text.charCodeAt(i);
+  }
+
+  /** The block so far; valid until the next `begin()`. */
+  finish(): Uint8Array {
     return this.buf.subarray(0, this.at);
   }
 
-  private field(name: string, value: string, neverIndex: ReadonlySet<string> | undefined): void {
+  field(name: string, value: string, neverIndex?: ReadonlySet<string>): void {
+    if (hasUpper(name)) name = name.toLowerCase();
     const staticPair = STATIC_PAIR_INDEX.get(name)?.get(value);
     if (staticPair !== undefined) {
       this.integer(0x80, 7, staticPair);
