@@ -254,6 +254,9 @@ export class Http2Session implements FrameHandler {
   private readonly tick = (now: number): void => this.onTick(now);
   private closeError: Error | undefined;
   private activeStreams = 0;
+  /** The last streams we reset or refused, whose late frames are expected (a small ring). */
+  private readonly recentlyReset: number[] = new Array<number>(32).fill(0);
+  private recentlyResetAt = 0;
 
   constructor(
     readonly conn: Conn,
@@ -443,18 +446,19 @@ export class Http2Session implements FrameHandler {
     }
     if ((streamId & 1) === 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `client stream id ${streamId} is even`);
     if (streamId <= this.lastPeerStreamId) {
-      this.closedStreamFrame(streamId, 'HEADERS');
-      return;
+      // Trailers racing our reset are fine; anything else reuses an old id (RFC 9113 §5.1.1).
+      if (this.recentlyReset.includes(streamId)) return;
+      throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `HEADERS on closed stream ${streamId}`);
     }
     this.lastPeerStreamId = streamId;
     if (this.goawaySent && streamId > this.goawayLastId) {
-      this.out.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+      this.sendRst(streamId, ErrorCode.REFUSED_STREAM);
       return;
     }
     if (this.activeStreams >= this.options.maxConcurrentStreams) {
       this.stats.refused++;
       this.countReset();
-      this.out.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+      this.sendRst(streamId, ErrorCode.REFUSED_STREAM);
       return;
     }
     const created = new Http2Stream(this, streamId, this.peerInitialWindow, this.localInitialWindow);
@@ -472,14 +476,14 @@ export class Http2Session implements FrameHandler {
     const head = validateRequest(fields, facts);
     if (typeof head === 'string') {
       this.countReset();
-      this.out.rstStream(streamId, ErrorCode.PROTOCOL_ERROR);
+      this.sendRst(streamId, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     created.request = head;
     created.expectedLength = facts.contentLength;
     if (endStream && facts.contentLength > 0) {
       this.countReset();
-      this.out.rstStream(streamId, ErrorCode.PROTOCOL_ERROR);
+      this.sendRst(streamId, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     this.streams.set(streamId, created);
@@ -652,7 +656,7 @@ export class Http2Session implements FrameHandler {
     const stream = this.streams.get(error.streamId);
     if (stream) this.streamError(stream, error.code, error.message);
     else if (this.isIdle(error.streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `frame on idle stream ${error.streamId}`);
-    else this.out.rstStream(error.streamId, error.code);
+    else this.sendRst(error.streamId, error.code);
   }
 
   /** A stream id the peer could not have used yet. */
@@ -665,7 +669,7 @@ export class Http2Session implements FrameHandler {
   private closedStreamFrame(streamId: number, what: string): void {
     if (this.isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `${what} on idle stream ${streamId}`);
     this.countControl();
-    this.out.rstStream(streamId, ErrorCode.STREAM_CLOSED);
+    this.sendRst(streamId, ErrorCode.STREAM_CLOSED);
   }
 
   private countReset(): void {
@@ -851,7 +855,7 @@ export class Http2Session implements FrameHandler {
     }
     if (this.isServer) {
       // RFC 9113 §8.1: the response is complete; the rest of the request is not needed.
-      this.out.rstStream(stream.id, ErrorCode.NO_ERROR);
+      this.sendRst(stream.id, ErrorCode.NO_ERROR);
       this.finishStream(stream, undefined);
     }
   }
@@ -868,14 +872,14 @@ export class Http2Session implements FrameHandler {
   /** @internal */
   resetStream(stream: Http2Stream, code: number, local: boolean): void {
     if (stream.closed) return;
-    this.out.rstStream(stream.id, code);
+    this.sendRst(stream.id, code);
     this.scheduleFlush();
     this.finishStream(stream, new Http2StreamError(code, local ? `stream reset (${errorName(code)})` : `stream error (${errorName(code)})`));
   }
 
   private streamError(stream: Http2Stream, code: number, message: string): void {
     if (stream.closed) return;
-    this.out.rstStream(stream.id, code);
+    this.sendRst(stream.id, code);
     this.finishStream(stream, new Http2StreamError(code, message));
   }
 
@@ -897,6 +901,12 @@ export class Http2Session implements FrameHandler {
     stream.queued = 0;
     stream.handler?.close(stream, error);
     this.maybeFinish();
+  }
+
+  private sendRst(streamId: number, code: number): void {
+    this.out.rstStream(streamId, code);
+    this.recentlyReset[this.recentlyResetAt] = streamId;
+    this.recentlyResetAt = (this.recentlyResetAt + 1) % this.recentlyReset.length;
   }
 
   private sendGoaway(code: number, debug: string): void {
