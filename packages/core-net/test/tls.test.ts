@@ -100,6 +100,38 @@ for (const rt of runtimes) {
       assert.equal(await readUntilClose(conn), 'hello');
       await server.shutdown({ deadlineMs: 500 });
     });
+
+    test('a TLS listener with an ALPN list negotiates h2 or http/1.1, and both ends report the choice', async () => {
+      setRuntime(rt);
+      const seen: Array<string | undefined> = [];
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert, key, alpn: ['h2', 'http/1.1'] },
+        onConnection(conn) {
+          conn.setHandler({
+            data(c) {
+              seen.push(c.alpnProtocol);
+              c.write(new TextEncoder().encode(c.alpnProtocol ?? 'none'));
+              c.end();
+            },
+            close() {},
+          });
+        },
+      }).start();
+      const port = Number(server.boundAddresses[0]!.split(':').pop());
+      try {
+        for (const [offer, expected] of [[['h2', 'http/1.1'], 'h2'], [['http/1.1'], 'http/1.1'], [undefined, 'none']] as const) {
+          const conn = await connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', ca: cert, ...(offer ? { alpn: [...offer] } : {}) } });
+          assert.equal(conn.alpnProtocol, expected === 'none' ? undefined : expected);
+          const reply = readUntilClose(conn);
+          conn.write(new TextEncoder().encode('?'));
+          assert.equal(await reply, expected);
+        }
+        assert.deepEqual(seen, ['h2', 'http/1.1', undefined]);
+      } finally {
+        await server.shutdown({ deadlineMs: 100 });
+      }
+    });
   });
 }
 
