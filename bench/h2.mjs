@@ -86,25 +86,41 @@ if (withH2c) {
   );
 }
 
+// Every server is started first and the runs are interleaved (round 1 of each,
+// then round 2...), so that load from elsewhere on a shared machine falls on
+// all of them alike.
 const rows = [];
+const live = [];
 try {
   for (const c of cases) {
     const { port, proc } = await c.start();
-    try {
-      h2load(port, c.tls, Math.min(20_000, requests)); // warm-up (JIT, TLS session set-up)
-      const samples = [];
-      let failed = 0;
-      for (let i = 0; i < runs; i++) {
-        const r = h2load(port, c.tls, requests);
-        samples.push(r.rps);
-        failed += r.failed + (r.ok - r.codes2xx);
-      }
-      rows.push({ server: c.name, tls: c.tls, peer: !!c.peer, rps: Math.round(median(samples)), samples: samples.map(Math.round), failed, peakRssMiB: proc.peakRssMiB?.() });
-    } finally {
-      await proc.stop();
+    live.push({ c, port, proc, samples: [], failed: 0, cpu: 0 });
+  }
+  for (const s of live) h2load(s.port, s.c.tls, Math.min(20_000, requests)); // warm-up (JIT, TLS set-up)
+  for (let round = 0; round < runs; round++) {
+    for (const s of live) {
+      const cpuBefore = s.proc.cpuSeconds();
+      const r = h2load(s.port, s.c.tls, requests);
+      // Server CPU per request: h2load is single-threaded and may be what limits req/s.
+      s.cpu += s.proc.cpuSeconds() - cpuBefore;
+      s.samples.push(r.rps);
+      s.failed += r.failed + (r.ok - r.codes2xx);
     }
   }
+  for (const s of live) {
+    rows.push({
+      server: s.c.name,
+      tls: s.c.tls,
+      peer: !!s.c.peer,
+      rps: Math.round(median(s.samples)),
+      samples: s.samples.map(Math.round),
+      failed: s.failed,
+      cpuUsPerRequest: Number(((s.cpu * 1e6) / (runs * requests)).toFixed(1)),
+      peakRssMiB: s.proc.peakRssMiB?.(),
+    });
+  }
 } finally {
+  for (const s of live) await s.proc.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -113,7 +129,9 @@ for (const row of rows) {
   row.vsNginx = peer ? Number((row.rps / peer.rps).toFixed(2)) : null;
 }
 console.log(`\nh2load -n ${requests} -c 32 -m 10, 100-byte body, median of ${runs} runs`);
-console.log('| server | req/s | vs nginx | runs | failed | peak RSS MiB |');
-console.log('|---|---|---|---|---|---|');
-for (const r of rows) console.log(`| ${r.server} | ${r.rps} | ${r.vsNginx?.toFixed(2)}x | ${r.samples.join(', ')} | ${r.failed} | ${r.peakRssMiB?.toFixed?.(1) ?? ''} |`);
+console.log('| server | req/s | vs nginx | runs | failed | server CPU µs/req | peak RSS MiB |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  console.log(`| ${r.server} | ${r.rps} | ${r.vsNginx?.toFixed(2)}x | ${r.samples.join(', ')} | ${r.failed} | ${r.cpuUsPerRequest} | ${r.peakRssMiB?.toFixed?.(1) ?? ''} |`);
+}
 console.log(JSON.stringify({ bench: 'h2', requests, runs, rows }));

@@ -754,12 +754,8 @@ export class Http2Session implements FrameHandler {
     if (!this.isServer) throw new Error('respond() is for server streams');
     if (stream.closed) return;
     if (stream.headersSent && status >= 200) throw new Error(`stream ${stream.id}: response head already sent`);
-    const e = this.encoder;
-    e.begin();
-    e.status(status);
-    for (let i = 0; i < headers.length; i += 2) e.field(headers[i]!, headers[i + 1]!);
     const final = status >= 200;
-    this.out.headers(stream.id, e.finish(), endStream && final, this.peerMaxFrameSize);
+    this.out.headers(stream.id, this.encoder.encodeResponse(status, headers), endStream && final, this.peerMaxFrameSize);
     if (final) stream.headersSent = true;
     if (endStream && final) this.sentEnd(stream);
     this.scheduleFlush();

@@ -230,3 +230,29 @@ describe('HPACK properties', () => {
     );
   });
 });
+
+describe('HPACK response heads', () => {
+  test('the same header list encodes once, then reuses its bytes; a table size change re-encodes', () => {
+    const e = new HpackEncoder();
+    const d = new HpackDecoder();
+    const headers = ['content-type', 'text/plain', 'content-length', '100', 'server', 'wmproxy'];
+    const blocks: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const block = e.encodeResponse(200, headers);
+      blocks.push(toHex(block));
+      const out: string[] = [];
+      d.decode(block, out);
+      assert.deepEqual(out, [':status', '200', ...headers]);
+    }
+    assert.notEqual(blocks[0], blocks[1]); // the first adds entries; the second references them
+    assert.equal(blocks[1], blocks[2]);
+    assert.equal(blocks[2], blocks[3]);
+    e.setPeerMaxTableSize(0);
+    const after = e.encodeResponse(200, headers);
+    const out: string[] = [];
+    // The block starts with the size update that empties the peer's table, and references nothing.
+    d.decode(after, out);
+    assert.deepEqual(out, [':status', '200', ...headers]);
+    assert.equal(d.table.count, 0);
+  });
+});

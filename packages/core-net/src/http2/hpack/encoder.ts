@@ -63,6 +63,7 @@ export class HpackEncoder {
   }
 
   setPeerMaxTableSize(size: number): void {
+    this.cachedHeaders = undefined;
     const next = Math.min(size, this.ownMax);
     if (next === this.table.maxSize && this.pendingUpdates.length === 0) return;
     // The smallest size in between must be announced too (RFC 7541 §4.2).
@@ -102,6 +103,41 @@ export class HpackEncoder {
     this.buf[this.at++] = 0x08;
     this.buf[this.at++] = text.length;
     for (let i = 0; i < text.length; i++) this.buf[this.at++] = text.charCodeAt(i);
+  }
+
+  // A one-entry cache of the last response head: a server answering many
+  // requests with the same header list (the same array) reuses its bytes while
+  // the dynamic table has not changed.
+  private cachedHeaders: Http2Headers | undefined;
+  private cachedStatus = 0;
+  private cachedInserted = -1;
+  private cachedBlock: Uint8Array | undefined;
+
+  /**
+   * A response head (`:status` then `headers`). The same `headers` array
+   * passed again (unchanged: callers must not mutate a list they reuse) costs
+   * no encoding once its fields are in the table.
+   */
+  encodeResponse(status: number, headers: Http2Headers): Uint8Array {
+    const inserted = this.table.inserted;
+    const clean = this.pendingUpdates.length === 0;
+    if (clean && headers === this.cachedHeaders && status === this.cachedStatus && inserted === this.cachedInserted) {
+      return this.cachedBlock!;
+    }
+    this.begin();
+    this.status(status);
+    for (let i = 0; i < headers.length; i += 2) this.field(headers[i]!, headers[i + 1]!);
+    const block = this.finish();
+    if (clean && this.table.inserted === inserted) {
+      // Encoding changed nothing in the table: the same list gives the same bytes next time.
+      this.cachedHeaders = headers;
+      this.cachedStatus = status;
+      this.cachedInserted = inserted;
+      this.cachedBlock = block.slice();
+    } else {
+      this.cachedHeaders = undefined;
+    }
+    return block;
   }
 
   /** The block so far; valid until the next `begin()`. */
