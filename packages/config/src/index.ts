@@ -29,4 +29,4 @@ export { DEFAULT_CONTROL_LISTEN, DEFAULT_PROXY_LISTEN, parseHeaderRule } from '.
 export { redactConfig, REDACTED } from './redact.js';
 export { jsonSchema, jsonSchemaText } from './json-schema.js';
 export { upstreamTargets } from './targets.js';
-export { parseSize, parseDuration, formatDuration, SizeError, DurationError } from './units.js';
+export { parseSize, parseDuration, formatDuration, SizeError, DurationError, MAX_DURATION_MS } from './units.js';

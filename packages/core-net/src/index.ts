@@ -27,6 +27,7 @@ export {
   DEFAULT_CONNECT_PORTS,
   embeddedIpv4,
   isDeniedDestination,
+  protectLocalPort,
   resolveDestination,
 } from './destination-policy.js';
 export {
@@ -58,4 +59,15 @@ export { WorkerPool, workerSharing, WORKER_START_TIMEOUT_MS, type PoolMessage, t
 export { checkPortFree } from './workers/ports.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';
+export {
+  socketTransport,
+  tcpTransport,
+  tlsTransport,
+  transportMap,
+  type Transport,
+  type TransportMap,
+  type TransportTarget,
+  type SocketTransportOptions,
+} from './transport.js';
+export { VirtualConn, connPair, DEFAULT_PAIR_HIGH_WATER_MARK } from './virtual-conn.js';
 export * from './http2/index.js';
