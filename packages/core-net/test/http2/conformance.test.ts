@@ -3,11 +3,10 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { testRuntimes } from '../helpers.js';
 import {
   Server,
   parseAddress,
-  nodeRuntime,
-  runtimeReady,
   setRuntime,
   Http2Session,
   HpackEncoder,
@@ -19,12 +18,9 @@ import {
   CLIENT_PREFACE,
   type Http2Options,
   type Http2Stream,
-  type Runtime,
 } from '../../src/index.js';
 
-const runtimes: Runtime[] = [nodeRuntime];
-const detected = await runtimeReady();
-if (detected.name === 'bun') runtimes.unshift(detected);
+const { runtimes, detected } = await testRuntimes();
 
 interface Frame {
   type: number;

@@ -1,6 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { selfSigned, testRuntimes } from '../helpers.js';
 import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -10,32 +11,22 @@ import {
   Server,
   connect,
   parseAddress,
-  nodeRuntime,
-  runtimeReady,
   setRuntime,
   Http2Session,
   ErrorCode,
   type Http2Stream,
   type Http2Headers,
-  type Runtime,
 } from '../../src/index.js';
 
 const run = promisify(execFile);
-const runtimes: Runtime[] = [nodeRuntime];
-const detected = await runtimeReady();
-if (detected.name === 'bun') runtimes.unshift(detected);
+const { runtimes, detected } = await testRuntimes();
 
 let dir = '';
 let cert = '';
 let key = '';
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'wmproxy-h2-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-  ], { stdio: 'ignore' });
-  cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  key = readFileSync(join(dir, 'key.pem'), 'utf8');
+  ({ cert, key } = selfSigned(dir, 'localhost', 'DNS:localhost,IP:127.0.0.1'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
