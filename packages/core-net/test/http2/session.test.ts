@@ -2,7 +2,18 @@
 // stream events, resets and GOAWAY as each side sees them.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { connPair, Http2Session, ErrorCode, type Http2Stream, type Http2SessionHandler, type Http2StreamError } from '../../src/index.js';
+import fc from 'fast-check';
+import {
+  connPair,
+  Http2Session,
+  ErrorCode,
+  FrameWriter,
+  CLIENT_PREFACE,
+  HpackEncoder,
+  type Http2Stream,
+  type Http2SessionHandler,
+  type Http2StreamError,
+} from '../../src/index.js';
 
 const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -118,5 +129,45 @@ describe('Http2Session client and server', () => {
     const stream = client.request(get('/'), true);
     const got = await new Promise<string[]>((resolve) => stream.setHandler({ response: (s) => resolve(s.response!.headers), data() {}, close() {} }));
     assert.deepEqual(got, ['x-big', big]);
+  });
+});
+
+describe('Http2Session under random input', () => {
+  test('random frames after a valid preface never throw out of the session: it answers or sends GOAWAY', async () => {
+    const frame = fc.record({
+      type: fc.integer({ min: 0, max: 10 }),
+      flags: fc.integer({ min: 0, max: 255 }),
+      stream: fc.constantFrom(0, 1, 2, 3, 5, 0x7fffffff),
+      payload: fc.uint8Array({ maxLength: 40 }),
+      headers: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(frame, { maxLength: 25 }), async (frames) => {
+        const [a, b] = connPair();
+        const server = new Http2Session(a, 'server', {
+          stream(s) {
+            s.setHandler({ data() {}, end: (st) => st.end(new Uint8Array(3)), close() {} });
+            if (s.request!.path === '/x') s.respond(200, [], true);
+          },
+        });
+        let received = 0;
+        b.setHandler({ data: (_c, chunk) => (received += chunk.byteLength), close() {} });
+        const w = new FrameWriter();
+        w.raw(CLIENT_PREFACE);
+        w.settings([]);
+        const enc = new HpackEncoder();
+        for (const f of frames) {
+          // Half the HEADERS frames carry a valid block, so that streams open and the state machine is reached.
+          const payload = f.type === 1 && f.headers ? enc.encode([':method', 'POST', ':scheme', 'http', ':authority', 'a', ':path', '/x']) : f.payload;
+          w.bytes.set(payload, w.header(payload.byteLength, f.type, f.flags, f.stream));
+        }
+        b.write(w.take());
+        await new Promise((r) => setTimeout(r, 1));
+        assert.ok(received > 0); // at least the server's SETTINGS
+        server.destroy();
+        b.destroy();
+      }),
+      { numRuns: 300 },
+    );
   });
 });
