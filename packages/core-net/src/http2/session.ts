@@ -340,11 +340,22 @@ export class Http2Session implements FrameHandler {
     return stream;
   }
 
-  /** Send PING (keep-alive, liveness). */
-  ping(payload: Uint8Array = new Uint8Array(8)): void {
+  /**
+   * Send PING and resolve with the round trip in milliseconds when the peer
+   * acknowledges it (keep-alive and liveness of idle upstream connections);
+   * rejects if the connection closes first.
+   */
+  ping(): Promise<number> {
+    if (this.closed) return Promise.reject(new Error('HTTP/2 connection closed'));
+    const id = ++this.pingCounter;
+    const payload = new Uint8Array(8);
+    new DataView(payload.buffer).setUint32(4, id);
     this.out.ping(false, payload);
     this.scheduleFlush();
+    return new Promise((resolve, reject) => this.pings.set(id, { start: performance.now(), resolve, reject }));
   }
+  private pingCounter = 0;
+  private readonly pings = new Map<number, { start: number; resolve(rtt: number): void; reject(error: Error): void }>();
 
   /**
    * Graceful close: GOAWAY with the last stream we will process; streams in
@@ -614,7 +625,16 @@ export class Http2Session implements FrameHandler {
 
   onPing(ack: boolean, payload: Uint8Array): void {
     this.countControl();
-    if (!ack) this.out.ping(true, payload);
+    if (!ack) {
+      this.out.ping(true, payload);
+      return;
+    }
+    const id = ((payload[4]! << 24) | (payload[5]! << 16) | (payload[6]! << 8) | payload[7]!) >>> 0;
+    const waiter = this.pings.get(id);
+    if (waiter) {
+      this.pings.delete(id);
+      waiter.resolve(performance.now() - waiter.start);
+    }
   }
 
   onGoaway(lastStreamId: number, code: number): void {
@@ -977,6 +997,8 @@ export class Http2Session implements FrameHandler {
     this.closed = true;
     ticker().delete(this.tick);
     const reason = this.closeError ?? error;
+    for (const waiter of this.pings.values()) waiter.reject(new Error(`HTTP/2 connection closed before PING was answered`));
+    this.pings.clear();
     for (const stream of [...this.streams.values()]) {
       this.finishStreamOnClose(stream, reason);
     }

@@ -132,6 +132,18 @@ describe('Http2Session client and server', () => {
   });
 });
 
+describe('Http2Session PING', () => {
+  test('ping() resolves with a round trip from either side, and rejects when the connection closes', async () => {
+    const { client, server } = pair({});
+    const rtt = await client.ping();
+    assert.ok(rtt >= 0);
+    assert.ok((await server.ping()) >= 0);
+    const lost = client.ping();
+    client.destroy();
+    await assert.rejects(lost, /closed before PING/);
+  });
+});
+
 describe('Http2Session under random input', () => {
   test('random frames after a valid preface never throw out of the session: it answers or sends GOAWAY', async () => {
     const frame = fc.record({
