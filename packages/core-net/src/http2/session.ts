@@ -808,10 +808,11 @@ export class Http2Session implements FrameHandler {
   }
 
   /** Frame as much of a stream's queue as the windows and the socket allow. */
-  private pumpStream(stream: Http2Stream): void {
+  private pumpStream(stream: Http2Stream, maxFrames = Number.POSITIVE_INFINITY): boolean {
     const maxFrame = this.peerMaxFrameSize;
+    let frames = 0;
     while (stream.queued > 0) {
-      if (this.socketBlocked) break;
+      if (this.socketBlocked || frames >= maxFrames) break;
       const allowed = Math.min(stream.sendWindow, this.connSendWindow, maxFrame);
       if (allowed <= 0) break;
       const head = stream.queue[0]!;
@@ -823,6 +824,7 @@ export class Http2Session implements FrameHandler {
         piece = head.subarray(0, allowed);
         stream.queue[0] = head.subarray(allowed);
       }
+      frames++;
       stream.queued -= piece.byteLength;
       stream.sendWindow -= piece.byteLength;
       this.connSendWindow -= piece.byteLength;
@@ -831,7 +833,7 @@ export class Http2Session implements FrameHandler {
       if (last) {
         this.sentEnd(stream);
         this.scheduleFlush();
-        return;
+        return true;
       }
     }
     if (stream.queued === 0 && stream.endQueued && stream.send !== ENDED) {
@@ -845,7 +847,7 @@ export class Http2Session implements FrameHandler {
       }
       this.sentEnd(stream);
       this.scheduleFlush();
-      return;
+      return true;
     }
     if (stream.queued > 0) {
       if (!this.sending.has(stream) || stream.sendWindow > 0) stream.stalledSince = Date.now();
@@ -858,6 +860,7 @@ export class Http2Session implements FrameHandler {
       stream.wantDrain = false;
       stream.handler?.drain?.(stream);
     }
+    return frames > 0;
   }
 
   private sentEnd(stream: Http2Stream): void {
@@ -876,12 +879,16 @@ export class Http2Session implements FrameHandler {
     }
   }
 
-  /** Pump every stream waiting for window or socket. */
+  /** Pump every stream waiting for window or socket, one frame each per pass, so that none starves the others. */
   private pump(): void {
-    if (this.sending.size === 0) return;
-    for (const stream of [...this.sending]) {
-      if (this.socketBlocked || this.connSendWindow <= 0) break;
-      this.pumpStream(stream);
+    let progressed = true;
+    while (progressed && this.sending.size > 0 && !this.socketBlocked && this.connSendWindow > 0) {
+      progressed = false;
+      // A Set may lose its current member while iterating; that is safe.
+      for (const stream of this.sending) {
+        if (this.pumpStream(stream, 1)) progressed = true;
+        if (this.socketBlocked || this.connSendWindow <= 0) break;
+      }
     }
   }
 

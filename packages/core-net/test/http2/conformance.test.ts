@@ -223,6 +223,34 @@ for (const rt of runtimes) {
       }
     });
 
+    test('streams sharing a small connection window take turns, frame by frame', async () => {
+      setRuntime(rt);
+      const s = await serve({}, (stream) => {
+        stream.respond(200);
+        stream.end(new Uint8Array(100_000));
+      });
+      try {
+        // Stream windows of 1 MiB: only the 65 535-byte connection window limits.
+        const c = await RawClient.open(s.port, [[0x4, 1 << 20]]);
+        c.get(1);
+        c.get(3);
+        await c.response(3);
+        await settle(100);
+        assert.equal(c.dataBytes(), 65_535);
+        const before = [c.dataBytes(1), c.dataBytes(3)];
+        // Refill the connection window: both waiting streams continue, neither starves.
+        c.frame((w) => w.windowUpdate(0, 65_536));
+        await settle(100);
+        const one = c.dataBytes(1) - before[0]!;
+        const three = c.dataBytes(3) - before[1]!;
+        assert.equal(one + three, 65_536);
+        assert.ok(Math.abs(one - three) <= 16_384, `stream 1 got ${one}, stream 3 got ${three}`);
+        c.close();
+      } finally {
+        await s.stop();
+      }
+    });
+
     test('a peer lowering SETTINGS_INITIAL_WINDOW_SIZE to 0 gets no DATA until it opens the stream window', async () => {
       setRuntime(rt);
       const s = await serve({}, (stream) => {
