@@ -872,8 +872,9 @@ export class Http2Session implements FrameHandler {
       this.finishStream(stream, undefined);
       return;
     }
-    if (this.isServer) {
-      // RFC 9113 §8.1: the response is complete; the rest of the request is not needed.
+    // RFC 9113 §8.1: the response is complete; the rest of the request is not needed.
+    // Not for CONNECT, where END_STREAM is a half-close of the tunnel (§8.5).
+    if (this.isServer && stream.request?.method !== 'CONNECT') {
       this.sendRst(stream.id, ErrorCode.NO_ERROR);
       this.finishStream(stream, undefined);
     }

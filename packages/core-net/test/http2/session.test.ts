@@ -2,8 +2,15 @@
 // stream events, resets and GOAWAY as each side sees them.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import fc from 'fast-check';
+import { echoServer } from '../helpers.js';
 import {
+  Server,
+  parseAddress,
+  connect,
+  relay,
+  Http2StreamConn,
   connPair,
   Http2Session,
   ErrorCode,
@@ -181,5 +188,44 @@ describe('Http2Session under random input', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('Http2StreamConn', () => {
+  test('CONNECT over HTTP/2: a stream relayed to a TCP echo server, half-close passed through', async () => {
+    const echo = await echoServer();
+    const relays: Promise<unknown>[] = [];
+    const server = await new Server({
+      addresses: [parseAddress('127.0.0.1:0')],
+      onConnection(conn) {
+        new Http2Session(conn, 'server', {
+          stream(stream) {
+            const [host, port] = stream.request!.authority.split(':');
+            stream.respond(200);
+            const tunnel = new Http2StreamConn(stream);
+            relays.push(connect({ host: host!, port: Number(port) }).then((upstream) => relay(tunnel, upstream)));
+          },
+        });
+      },
+    }).start();
+    const port = Number(server.boundAddresses[0]!.split(':').pop());
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const req = client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${echo.port}` });
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      const ended = new Promise((resolve) => req.on('end', resolve));
+      req.write('hello ');
+      req.end('tunnel');
+      await ended;
+      assert.equal(Buffer.concat(chunks).toString(), 'hello tunnel');
+      const [stats] = (await Promise.all(relays)) as Array<{ reason: string; bytesUp: number; bytesDown: number }>;
+      assert.equal(stats!.bytesUp, 12);
+      assert.equal(stats!.bytesDown, 12);
+    } finally {
+      client.close();
+      await echo.close();
+      await server.shutdown({ deadlineMs: 100 });
+    }
   });
 });
