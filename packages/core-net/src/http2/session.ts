@@ -112,6 +112,21 @@ function ticker(): Ticker {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Events in the current one-second window: `hit(limit)` is false once more than `limit` happened. */
+class SecondCounter {
+  private start = 0;
+  private count = 0;
+
+  hit(limit: number): boolean {
+    const now = Date.now();
+    if (now - this.start >= 1000) {
+      this.start = now;
+      this.count = 0;
+    }
+    return ++this.count <= limit;
+  }
+}
 const te = new TextEncoder();
 
 /**
@@ -246,10 +261,8 @@ export class Http2Session implements FrameHandler {
   private goawaySent = false;
   private goawayLastId = MAX_WINDOW_SIZE;
   private goawayReceived = false;
-  private resetWindowStart = 0;
-  private resetCount = 0;
-  private controlWindowStart = 0;
-  private controlCount = 0;
+  private readonly resets = new SecondCounter();
+  private readonly controls = new SecondCounter();
   private lastActivity = Date.now();
   private readonly tick = (now: number): void => this.onTick(now);
   private closeError: Error | undefined;
@@ -693,25 +706,11 @@ export class Http2Session implements FrameHandler {
   }
 
   private countReset(): void {
-    const now = Date.now();
-    if (now - this.resetWindowStart >= 1000) {
-      this.resetWindowStart = now;
-      this.resetCount = 0;
-    }
-    if (++this.resetCount > this.options.maxResetsPerSecond) {
-      throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset or refused');
-    }
+    if (!this.resets.hit(this.options.maxResetsPerSecond)) throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset or refused');
   }
 
   private countControl(): void {
-    const now = Date.now();
-    if (now - this.controlWindowStart >= 1000) {
-      this.controlWindowStart = now;
-      this.controlCount = 0;
-    }
-    if (++this.controlCount > this.options.maxControlFramesPerSecond) {
-      throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'control frame flood');
-    }
+    if (!this.controls.hit(this.options.maxControlFramesPerSecond)) throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'control frame flood');
   }
 
   private peerEnded(stream: Http2Stream, trailers: Http2Headers | undefined): void {
