@@ -118,3 +118,5 @@ export function chromiumFlags(profileDir: string): string[] {
   ];
 }
 export { packageReadme, readmeTable, tableCell, numbersIn } from './readme.js';
+export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
+export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
