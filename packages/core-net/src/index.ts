@@ -50,7 +50,7 @@ export {
   type ConnLimitOptions,
 } from './conn-limit.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
-export { releaseConn } from './conn-base.js';
+export { releaseConn, ConnBase } from './conn-base.js';
 export { Ticker, type TickJob } from './ticker.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
 export { hostRuntime, runtimeName, supportsReusePort, hasCluster } from './runtime/facts.js';

@@ -1,1 +1,2 @@
 export * from './frame.js';
+export * from './mux.js';
