@@ -66,7 +66,7 @@ async function hello(tls: { cert: string; key: string; requestCert?: boolean; ca
       conn.end();
     },
   }).start();
-  return { port: Number(srv.boundAddresses[0]!.split(':').pop()), stop: () => srv.shutdown({ deadlineMs: 200 }) };
+  return { port: Number(srv.boundAddresses[0]!.split(':').pop()), stop: async () => void (await srv.shutdown({ deadlineMs: 200 })) };
 }
 
 const pin = (fingerprint: string) => (der: Uint8Array) =>
