@@ -147,15 +147,20 @@ function validPort(value: unknown): value is number {
 
 /** Read a mapping announced by a client (untrusted JSON). */
 export function readPublicMapping(value: unknown): PublicMapping {
-  if (typeof value !== 'object' || value === null) throw new MappingError('mapping is not an object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new MappingError('mapping is not an object');
   const raw = value as Record<string, unknown>;
-  const view: PublicMapping = { name: String(raw.name ?? ''), kind: raw.kind as MappingKind };
+  if (typeof raw.name !== 'string') throw new MappingError('mapping has no name');
+  if (typeof raw.kind !== 'string') throw new MappingError(`${raw.name.slice(0, 64)}: mapping has no kind`);
+  const view: PublicMapping = { name: raw.name, kind: raw.kind as MappingKind };
   if (raw.remotePort !== undefined) view.remotePort = raw.remotePort as number;
   if (raw.domains !== undefined) {
     if (!Array.isArray(raw.domains) || raw.domains.length > 32 || !raw.domains.every((d) => typeof d === 'string')) throw new MappingError(`${view.name}: domains must be a list of names`);
     view.domains = (raw.domains as string[]).map((d) => d.toLowerCase());
   }
-  if (raw.path !== undefined) view.path = String(raw.path);
+  if (raw.path !== undefined) {
+    if (typeof raw.path !== 'string') throw new MappingError(`${view.name}: path must be text`);
+    view.path = raw.path;
+  }
   // Validate with a placeholder local address: the server never sees the real one.
   validateMapping({ ...view, ...(view.kind === 'proxy' ? {} : { localHost: 'localhost', localPort: 1 }) } as Mapping);
   return view;

@@ -105,6 +105,10 @@ export interface ClientSnapshot {
   openStreams: number;
   bytesIn: number;
   bytesOut: number;
+  /** Bytes written by streams to this client and not yet sent (flow control or a saturated connection). */
+  queuedBytes: number;
+  /** Bytes from this client not yet read by visitors (paused streams). */
+  bufferedBytes: number;
 }
 
 export interface MappingSnapshot {
@@ -562,6 +566,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   private snapshot(session: ClientSession): ClientSnapshot {
     const conn = session.mux.conn;
+    const stats = session.mux.stats();
     return {
       id: session.id,
       name: session.name,
@@ -575,6 +580,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       openStreams: session.mux.streams.size,
       bytesIn: conn.bytesRead,
       bytesOut: conn.bytesWritten,
+      queuedBytes: stats.queuedBytes,
+      bufferedBytes: stats.bufferedBytes,
     };
   }
 
