@@ -12,7 +12,7 @@
  * - Control frames (credit, pings, opens, resets) go first; datagrams next,
  *   dropped rather than queued without bound when the connection is saturated.
  */
-import { ConnBase, NetError, isComposed, type Conn, type ConnHandler, type Logger } from '@wmproxy/core-net';
+import { NetError, VirtualConn, isComposed, type Conn, type ConnHandler, type Logger } from '@wmproxy/core-net';
 import {
   DEFAULT_MAX_FRAME_SIZE,
   Flag,
@@ -596,16 +596,10 @@ const muxConnHandler: ConnHandler = {
  * use it like a socket. `remoteAddress` is the visitor the stream carries
  * (set by the tunnel from the OPEN request) or the tunnel peer.
  */
-export class TunnelStream extends ConnBase {
+export class TunnelStream extends VirtualConn {
   readonly mux: Mux;
   /** Stream id on the wire. */
   readonly sid: number;
-  remoteAddress: string;
-  remotePort: number;
-  localAddress: string;
-  localPort: number;
-  bytesRead = 0;
-  bytesWritten = 0;
   /** The peer accepted the stream (OPEN_OK seen or sent). */
   accepted = false;
   // send side
@@ -705,10 +699,6 @@ export class TunnelStream extends ConnBase {
     if (!this.paused) return;
     this.paused = false;
     this.deliver();
-  }
-
-  setNoDelay(): void {
-    // Frames are sent on the next microtask already.
   }
 
   /** Bytes that may go out now. */

@@ -24,6 +24,8 @@ import {
   silentLogger,
   type Conn,
   type Logger,
+  type Transport,
+  type TransportTarget,
   type UdpEndpoint,
 } from '@wmproxy/core-net';
 import { domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
@@ -464,13 +466,13 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
    * Rejects with NetError: ECONNREFUSED (no client, or the client's local
    * service refused; the reason says which), ETIMEDOUT, EABORTED.
    */
-  async openStream(mappingName: string, visitor: Visitor, options: { timeoutMs?: number; signal?: AbortSignal; client?: string } = {}): Promise<TunnelStream> {
+  async openStream(mappingName: string, visitor: Visitor, options: { timeoutMs?: number; signal?: AbortSignal; client?: string; wait?: boolean } = {}): Promise<TunnelStream> {
     const route = this.routes.get(mappingName);
     if (!route) throw new NetError('ECONNREFUSED', `no tunnel mapping "${mappingName}"`);
     const tried = new Set<ClientSession>();
     for (;;) {
       let session = options.client ? route.sessions.find((s) => s.id === options.client && !tried.has(s)) : this.pick(route, tried);
-      if (!session && tried.size === 0 && !options.client && (await this.waitForClient(route, options.signal))) session = this.pick(route, tried);
+      if (!session && tried.size === 0 && !options.client && options.wait !== false && (await this.waitForClient(route, options.signal))) session = this.pick(route, tried);
       if (!session) {
         throw new NetError('ECONNREFUSED', tried.size > 0 ? `every client of tunnel mapping "${mappingName}" failed` : `no tunnel client serving "${mappingName}" is connected`);
       }
@@ -560,6 +562,20 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const idle = this.options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS;
     const now = Date.now();
     for (const route of this.routes.values()) for (const flow of [...route.flows.values()]) if (now - flow.lastActive >= idle) flow.stream.destroy();
+  }
+
+  /**
+   * A core-net Transport over this server: `connect({ key: mapping })` (or
+   * the host as the mapping name) opens a stream to a client serving it, for
+   * the reverse proxy's `transports` (`tunnel://web`). With no client
+   * connected it rejects at once (ECONNREFUSED), so health and retries move on.
+   */
+  transport(): Transport {
+    return {
+      kind: 'tunnel',
+      connect: (target: TransportTarget, timeoutMs: number, signal?: AbortSignal) =>
+        this.openStream(target.key ?? target.host, { address: '', port: 0 }, { timeoutMs, signal, wait: false }),
+    };
   }
 
   // ---- views and operations ----------------------------------------------

@@ -427,6 +427,14 @@ test('openStream gives other engines a stream to a mapping; events report client
     stream.end();
     assert.equal(await reply, 'GET / HTTP/1.1\r\n\r\n');
     await assert.rejects(server.openStream('nope', { address: '1.2.3.4', port: 1 }), /no tunnel mapping "nope"/);
+    // The same through the core-net Transport the reverse proxy takes.
+    const transport = server.transport();
+    assert.equal(transport.kind, 'tunnel');
+    const viaTransport = await transport.connect({ host: 'web', port: 0, key: 'web' }, 2000);
+    const echoed = new Promise<string>((resolve) => viaTransport.setHandler({ data: (_c, chunk) => resolve(Buffer.from(chunk).toString()), close() {} }));
+    viaTransport.write(Buffer.from('ping'));
+    assert.equal(await echoed, 'ping');
+    viaTransport.destroy();
     const [snapshot] = server.clients();
     assert.equal(typeof snapshot!.rttMs === 'number' || snapshot!.rttMs === undefined, true);
   } finally {
