@@ -4,3 +4,4 @@ export * from './auth.js';
 export * from './mapping.js';
 export * from './server.js';
 export * from './client.js';
+export * from './http-front.js';
