@@ -5,3 +5,5 @@ export * from './mapping.js';
 export * from './server.js';
 export * from './client.js';
 export * from './http-front.js';
+export * from './sni.js';
+export * from './tls-front.js';
