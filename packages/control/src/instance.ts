@@ -11,6 +11,7 @@ import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import { TunnelService } from './services/tunnel.js';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
@@ -57,6 +58,7 @@ export class Instance {
   private readonly accessLog: MeteredAccessLog;
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
+  private tunnel: TunnelService | undefined;
   private api: ControlApi | undefined;
   /** Releases the control API's port from the forward proxies' refusals (see `guardControlPort`). */
   private releaseControlPort: (() => void) | undefined;
@@ -126,6 +128,8 @@ export class Instance {
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
+      // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
+      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
       await instance.shutdown(0);
@@ -216,6 +220,19 @@ export class Instance {
       changes.push('logs reopened with the new settings');
     }
     this.retargetAccessLog(next.log.accessFormat);
+    if (!this.options.worker) {
+      try {
+        if (this.tunnel) changes.push(...(await this.tunnel.apply(next.tunnel)));
+        else if (hasTunnel(next)) {
+          this.tunnel = new TunnelService((service) => this.loggerFor(service));
+          changes.push(...(await this.tunnel.apply(next.tunnel)));
+        }
+      } catch (error) {
+        if (oldLogs) this.restoreLogs(oldLogs);
+        this.retargetAccessLog(this.config.log.accessFormat);
+        return this.rejected({ ok: false, message: `tunnel: ${(error as Error).message}`, changes, warnings: [] });
+      }
+    }
     if (this.supervisor) return this.reloadWorkers(this.supervisor, next, changes, oldLogs);
     // 2. Forward proxies: validate every new proxy, bind new ports, then commit.
     const kept: Array<{ service: ForwardService; config: WmproxyConfig['proxies'][number]; proxy: ReturnType<ForwardService['prepare']> }> = [];
@@ -383,8 +400,9 @@ export class Instance {
   private async shutdown(deadlineMs: number): Promise<void> {
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
-    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs)]);
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs)]);
     this.forward.clear();
+    this.tunnel = undefined;
     this.reverse = undefined;
     await this.health.close();
     await this.api?.close();
@@ -430,7 +448,13 @@ export class Instance {
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
       ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+      ...(this.tunnel ? { tunnel: this.tunnel.status() } : {}),
     };
+  }
+
+  /** The running tunnel server, if the configuration has one (for http/https mappings through the reverse proxy). */
+  get tunnelServer() {
+    return this.tunnel?.tunnelServer;
   }
 
   /** With workers: collect their counters now (the control API calls this before answering). */
@@ -544,4 +568,8 @@ export class Instance {
 function rowReason(ejectReason: string | undefined, checkReason: string | undefined): string | undefined {
   if (ejectReason === undefined) return checkReason;
   return checkReason !== undefined && checkReason !== ejectReason ? `${ejectReason}; last check: ${checkReason}` : ejectReason;
+}
+
+function hasTunnel(config: WmproxyConfig): boolean {
+  return config.tunnel.server !== undefined || config.tunnel.clients.length > 0;
 }
