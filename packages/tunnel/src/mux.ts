@@ -231,11 +231,13 @@ export class Mux implements FrameSink {
           stream.inReady = false;
           const take = stream.sendable();
           if (take > 0) {
-            const frame = new Uint8Array(HEADER_SIZE + take);
-            writeHeader(frame, 0, FrameType.DATA, 0, stream.sid, take);
-            stream.takeInto(frame, HEADER_SIZE, take);
-            frames.push(frame);
-            total += frame.byteLength;
+            // Header, then the queued chunks themselves (views, not copies): large
+            // ones are written as they are, small ones coalesced with their neighbours.
+            const header = new Uint8Array(HEADER_SIZE);
+            writeHeader(header, 0, FrameType.DATA, 0, stream.sid, take);
+            frames.push(header);
+            stream.takeViews(take, frames);
+            total += HEADER_SIZE + take;
             if (stream.needsDrain()) drained.push(stream);
           }
           if (stream.finDue()) {
@@ -260,7 +262,7 @@ export class Mux implements FrameSink {
     if (this.control.length > 0 || (this.ready.length > 0 && !this.blocked)) this.scheduleFlush();
   }
 
-  /** Large frames go out as they are; runs of small ones are coalesced into one write. */
+  /** Large pieces go out as they are; runs of small ones (control frames, DATA headers, small chunks) are coalesced into one write. */
   private writeFrames(frames: Uint8Array[]): void {
     let run: Uint8Array[] = [];
     let runBytes = 0;
@@ -269,7 +271,7 @@ export class Mux implements FrameSink {
       let out: Uint8Array;
       if (run.length === 1) out = run[0]!;
       else {
-        out = new Uint8Array(runBytes);
+        out = Buffer.allocUnsafe(runBytes);
         let at = 0;
         for (const part of run) {
           out.set(part, at);
@@ -729,20 +731,19 @@ export class TunnelStream extends VirtualConn {
     return this.endRequested && !this.finSent && this.queued === 0 && this.accepted;
   }
 
-  /** Copy `n` queued bytes into `out` at `at` and account for them. */
-  takeInto(out: Uint8Array, at: number, n: number): void {
+  /** Append views of the next `n` queued bytes to `out` and account for them. */
+  takeViews(n: number, out: Uint8Array[]): void {
     let left = n;
     while (left > 0) {
       const head = this.sendQueue[0]!;
       const available = head.byteLength - this.sendOffset;
       if (available <= left) {
-        out.set(this.sendOffset === 0 ? head : head.subarray(this.sendOffset), at);
-        at += available;
+        out.push(this.sendOffset === 0 ? head : head.subarray(this.sendOffset));
         left -= available;
         this.sendQueue.shift();
         this.sendOffset = 0;
       } else {
-        out.set(head.subarray(this.sendOffset, this.sendOffset + left), at);
+        out.push(head.subarray(this.sendOffset, this.sendOffset + left));
         this.sendOffset += left;
         left = 0;
       }
