@@ -199,6 +199,14 @@ export interface TunnelConfig {
   clients: TunnelClientConfig[];
 }
 
+/** What several instances share (`[cluster]`). */
+export interface ClusterConfig {
+  /** Redis URL of `scope = "cluster"` rate limits (undefined: none). */
+  redis: string | undefined;
+  instances: number;
+  redisTimeoutMs: number;
+}
+
 export interface WmproxyConfig {
   /** The file it came from (`<default>` for the embedded one). */
   file: string;
@@ -209,6 +217,7 @@ export interface WmproxyConfig {
   maxConnections: number;
   log: LogConfig;
   control: ControlConfig;
+  cluster: ClusterConfig;
   /** Options of the one HealthChecker shared by every upstream. */
   health: HealthCheckerOptions;
   reverse: ReverseConfig;
