@@ -28,7 +28,7 @@ test('check: exit 0 for a valid file, 1 with every error for an invalid one, 2 w
   assert.equal(invalid.code, 1);
   assert.match(invalid.stderr, /invalid\.yaml: 2 errors/);
   assert.match(invalid.stderr, /invalid\.yaml: proxy\[0\]\.listen: expected an address/);
-  assert.match(invalid.stderr, /invalid\.yaml: proxy\[0\]\.idle_timeout: expected a duration such as 500ms, 10s or 2m, found "soon" \(string\)/);
+  assert.match(invalid.stderr, /invalid\.yaml: proxy\[0\]\.idle_timeout: expected a duration such as 500ms, 10s or 2m, at most 24d, found "soon" \(string\)/);
   const json = await wmproxy(['check', '-c', file, '--json']);
   assert.equal(json.code, 1);
   assert.equal((JSON.parse(json.stdout) as { errors: unknown[] }).errors.length, 2);
@@ -51,7 +51,7 @@ test('convert prints the new format and one warning per key without an equivalen
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /\[\[upstream\]\]\nname = "server"/);
   assert.match(run.stdout, /\[health\.passive\]\nconsecutive_failures = 2/);
-  assert.match(run.stderr, /warning: .*reverse\.toml: proxy\.center: no equivalent/);
+  assert.match(run.stderr, /warning: .*reverse\.toml: proxy\.center: applies to the center tunnel/);
   assert.match(run.stderr, /warning: .*reverse\.toml: http\.server\[0\]\.limit_req: no equivalent/);
   // The output is itself a valid configuration.
   const converted = join(repo, 'examples', 'original', `converted-${process.pid}.toml`);

@@ -11,7 +11,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE } from '@wmproxy/health';
-import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS } from '@wmproxy/reverse';
 import { durationText, sizeText } from './units.js';
 
 // Defaults come from the packages that apply them (test/defaults.test.ts checks the READMEs against them).
@@ -24,14 +24,17 @@ const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?$';
 export const Duration = (description: string, defaultValue?: string) =>
   Type.String({
     pattern: DURATION_PATTERN,
+    // The pattern cannot bound the value: the format refuses what a timer cannot wait (over 24.8 days).
+    format: 'wmproxy-duration',
     description,
     ...(defaultValue !== undefined ? { default: defaultValue } : {}),
     examples: ['500ms', '10s', '2m'],
-    'x-expected': 'a duration such as 500ms, 10s or 2m',
+    'x-expected': 'a duration such as 500ms, 10s or 2m, at most 24d',
   });
 
 export const Size = (description: string, defaultValue?: string) =>
-  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })], {
+  // Bounded like parseSize: a byte count above 2^53 is no longer exact.
+  Type.Union([Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), Type.String({ pattern: SIZE_PATTERN, format: 'wmproxy-size' })], {
     description,
     ...(defaultValue !== undefined ? { default: defaultValue } : {}),
     examples: ['64k', '10m'],
@@ -325,6 +328,12 @@ export const RateLimitSchema = Type.Object(
     status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'Status of a refused request (with `Retry-After`); 429 is the other usual choice.', default: 503 })),
     max_keys: Type.Optional(Type.Integer({ minimum: 1, description: 'Most clients remembered at once; the least recently seen is forgotten first.', default: 100000 })),
     max_in_flight: Type.Optional(Type.Integer({ minimum: 0, description: 'Most requests in flight at once through this limit, all clients together (0: no limit).', default: 0 })),
+    scope: Type.Optional(
+      Enum(['local', 'cluster'] as const, { description: '`local`: each instance counts alone. `cluster`: the rate holds across every instance sharing `[cluster] redis` (a sliding window per key in Redis; the hot path never waits on it).', default: 'local' }),
+    ),
+    fallback: Type.Optional(
+      Enum(['local', 'open', 'closed'] as const, { description: 'With `scope = "cluster"`, while Redis is unreachable: `local` (this instance\'s share, rate / `[cluster] instances`), `open` (no limit) or `closed` (refuse).', default: 'local' }),
+    ),
   },
   { ...Strict, description: 'A request limit (nginx `limit_req` with `nodelay`): over `rate` + `burst`, or over `max_in_flight`, requests are refused at once with `status` and `Retry-After`. Needs `rate` or `max_in_flight`.' },
 );
@@ -448,7 +457,94 @@ export const StreamSchema = Type.Object(
   { ...Strict, description: 'A TCP or UDP stream listener (nginx `stream {}`).' },
 );
 
+// ---------------------------------------------------------------- tunnel
+const PortRangeText = Type.Union([Port, Type.String({ pattern: '^\\s*\\d{1,5}(\\s*-\\s*\\d{1,5})?(\\s*,\\s*\\d{1,5}(\\s*-\\s*\\d{1,5})?)*\\s*$' })], {
+  'x-expected': 'a port or a range such as 15000-15999',
+});
+
+export const TunnelCredentialSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'Name of the client in logs, /status and metrics.' }),
+    token: Type.String({ minLength: 8, description: 'Its secret (challenge/response: never sent in clear).' }),
+    allow_ports: Type.Optional(Type.Array(PortRangeText, { description: 'Public ports it may ask for (default: the server-wide `allow_ports`).' })),
+    allow_domains: Type.Optional(Type.Array(Type.String(), { description: 'Domains it may serve over http/https, `*.example.com` allowed (default: the server-wide `allow_domains`).' })),
+  },
+  { ...Strict, description: 'One client credential (frp per-user tokens; rathole per-service tokens).' },
+);
+
+export const TunnelServerSchema = Type.Object(
+  {
+    listen: Type.Optional(AddressString('Where tunnel clients connect (default 127.0.0.1:7000).')),
+    token: Type.Optional(Type.String({ minLength: 8, description: 'Shared secret of every client (or give per-client `clients`).' })),
+    clients: Type.Optional(Type.Array(TunnelCredentialSchema, { description: 'Per-client tokens with their own allowed ports and domains.' })),
+    allow_ports: Type.Optional(Type.Array(PortRangeText, { description: 'Public ports any client may ask for (default: any; frp `allowPorts`).' })),
+    allow_domains: Type.Optional(Type.Array(Type.String(), { description: 'Domains any client may serve over http/https (default: any).' })),
+    public_host: Type.Optional(Type.String({ description: 'IP address public tcp/udp/proxy mapping ports bind on (default: the host of `listen`).' })),
+    cert: Type.Optional(Type.String({ description: 'TLS certificate (PEM) clients see; default: a self-signed one kept in `state_dir`.' })),
+    key: Type.Optional(Type.String({ description: 'Private key (PEM) of `cert`.' })),
+    client_ca: Type.Optional(Type.String({ description: 'Require client certificates signed by this CA (PEM): mutual TLS (the original `two_way_tls`).' })),
+    state_dir: Type.Optional(Type.String({ description: 'Directory of the self-signed certificate (relative to the file).', default: 'tunnel-state' })),
+    plain: Type.Optional(Type.Boolean({ description: 'No TLS (only behind another TLS layer or on loopback).', default: false })),
+    heartbeat: Type.Optional(Duration('Ping interval both ways; a peer silent for two is dropped.', '10s')),
+    visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
+    drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
+  },
+  { ...Strict, description: 'The public side of the intranet tunnel (`wmproxy tunnel server`; frps; the original `center_addr`).' },
+);
+
+export const TunnelMappingSchema = Type.Union(
+  [
+    Type.String({ description: 'A map spec: `db=tcp:127.0.0.1:5432:15432`, `dns=udp:127.0.0.1:53:15353`, `out=proxy::18090`, `web=http:127.0.0.1:8080@app.example.com`.' }),
+    Type.Object(
+      {
+        name: Type.String({ minLength: 1, description: 'Name (several clients serving one name form a group).' }),
+        kind: Enum(['tcp', 'udp', 'http', 'https', 'proxy'] as const, { description: 'What is exposed.' }),
+        local: Type.Optional(Type.String({ description: 'Local service `host:port` (not for proxy).' })),
+        remote_port: Type.Optional(Port),
+        domains: Type.Optional(Type.Array(Type.String(), { description: 'http/https: names or `*.example.com`.' })),
+        path: Type.Optional(Type.String({ description: 'http/https: path prefix.' })),
+        proxy_protocol: Type.Optional(Enum(['v1', 'v2'] as const, { description: 'Send a PROXY protocol header to the local service.' })),
+      },
+      Strict,
+    ),
+  ],
+  { 'x-expected': 'a map spec string or a mapping table' },
+);
+
+export const TunnelClientSchema = Type.Object(
+  {
+    server: Type.String({ minLength: 3, description: 'Tunnel server `host:port`.' }),
+    token: Type.String({ minLength: 8, description: 'Secret shared with the server.' }),
+    name: Type.Optional(Type.String({ description: 'Name shown in the server logs.' })),
+    ca: Type.Optional(Type.String({ description: 'CA certificate (PEM) to verify the server against.' })),
+    fingerprint: Type.Optional(Type.String({ description: 'Pin the server certificate by SHA-256 fingerprint (`SHA256:<base64>` or hex).' })),
+    servername: Type.Optional(Type.String({ description: 'Name verified in the server certificate (default the server host).' })),
+    cert: Type.Optional(Type.String({ description: 'Client certificate (PEM) for mutual TLS.' })),
+    key: Type.Optional(Type.String({ description: 'Private key (PEM) of `cert`.' })),
+    plain: Type.Optional(Type.Boolean({ description: 'No TLS (only for a server with `plain = true`).', default: false })),
+    mappings: Type.Array(TunnelMappingSchema, { minItems: 1, description: 'What this client exposes.' }),
+  },
+  { ...Strict, description: 'The private side of the intranet tunnel (`wmproxy tunnel client`; frpc; the original `[proxy] server`).' },
+);
+
+export const TunnelSchema = Type.Object(
+  {
+    server: Type.Optional(TunnelServerSchema),
+    client: Type.Optional(Type.Union([TunnelClientSchema, Type.Array(TunnelClientSchema)], { 'x-expected': 'a client table or a list of them' })),
+  },
+  { ...Strict, description: 'Intranet tunnelling (内网穿透): a server on a public host, clients behind NAT.' },
+);
+
 // ---------------------------------------------------------------- the file
+export const ClusterSchema = Type.Object(
+  {
+    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis holding the counters of `scope = "cluster"` rate limits: `redis://[user:pass@]host:port[/db]`.', 'x-expected': 'a redis:// URL' })),
+    instances: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Instances sharing the limits: with Redis unreachable, a `fallback = "local"` limit allows rate / instances here.', default: CLUSTER_DEFAULTS.instances })),
+    redis_timeout: Type.Optional(Duration('A Redis call not answered within this time fails, and the fallback applies.', durationText(CLUSTER_DEFAULTS.redisTimeoutMs))),
+  },
+  { ...Strict, description: 'What several instances share (`wmproxy run --store` shares the configuration itself).' },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String({ description: 'JSON Schema of this file (for editors).' })),
@@ -468,12 +564,14 @@ export const ConfigSchema = Type.Object(
     ),
     log: Type.Optional(LogSchema),
     control: Type.Optional(ControlSchema),
+    cluster: Type.Optional(ClusterSchema),
     health: Type.Optional(HealthSchema),
     reverse: Type.Optional(ReverseSchema),
     proxy: Type.Optional(Type.Array(ForwardProxySchema, { description: 'Forward proxies (`[[proxy]]`).' })),
     upstream: Type.Optional(Type.Array(UpstreamSchema, { description: 'Upstream groups (`[[upstream]]`).' })),
     server: Type.Optional(Type.Array(HttpServerSchema, { description: 'Reverse-proxy servers (`[[server]]`).' })),
     stream: Type.Optional(Type.Array(StreamSchema, { description: 'TCP/UDP streams (`[[stream]]`).' })),
+    tunnel: Type.Optional(TunnelSchema),
   },
   {
     ...Strict,
@@ -491,6 +589,9 @@ export type HttpServerFile = Static<typeof HttpServerSchema>;
 export type LocationFile = Static<typeof LocationSchema>;
 export type RateLimitFile = Static<typeof RateLimitSchema>;
 export type StreamFile = Static<typeof StreamSchema>;
+export type TunnelFile = Static<typeof TunnelSchema>;
+export type TunnelClientFile = Static<typeof TunnelClientSchema>;
+export type TunnelServerFile = Static<typeof TunnelServerSchema>;
 export type HealthCheckFile = Static<typeof HealthCheckSchema>;
 export type HeaderRulesFile = Static<typeof HeaderRulesSchema>;
 export type StaticFile = Static<typeof StaticSchema>;

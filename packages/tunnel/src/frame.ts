@@ -157,7 +157,9 @@ export function decodeReason(payload: Uint8Array): string {
 /**
  * Incremental decoder: feed it chunks of any size; it calls `sink.frame` for
  * each complete frame, with a zero-copy view when the frame lies inside one
- * chunk. Throws `ProtocolError` (and only that) on a bad header; after one,
+ * chunk. DATA is the exception: a DATA frame split over chunks is handed out
+ * as several DATA pieces (views, as they arrive), never assembled: the
+ * receiver treats DATA as a byte stream anyway. Throws `ProtocolError` (and only that) on a bad header; after one,
  * the decoder is dead (the session closes).
  */
 export class FrameDecoder {
@@ -170,6 +172,8 @@ export class FrameDecoder {
   private flags = 0;
   private streamId = 0;
   private length = -1;
+  /** Payload bytes of a DATA frame still to come: DATA is handed out piece by piece as it arrives, never assembled. */
+  private dataLeft = 0;
   private failed = false;
 
   constructor(maxFrameSize = DEFAULT_MAX_FRAME_SIZE) {
@@ -184,7 +188,10 @@ export class FrameDecoder {
   push(chunk: Uint8Array, sink: FrameSink): void {
     if (this.failed) throw new ProtocolError('decoder already failed');
     let offset = 0;
-    if (this.pendingSize > 0) {
+    if (this.dataLeft > 0) {
+      offset = this.streamData(chunk, 0, sink);
+      if (offset < 0) return;
+    } else if (this.pendingSize > 0) {
       offset = this.fillPending(chunk, sink);
       if (offset < 0) return;
     }
@@ -192,7 +199,14 @@ export class FrameDecoder {
     while (chunk.byteLength - offset >= HEADER_SIZE) {
       const length = this.readHeader(chunk, offset);
       const end = offset + HEADER_SIZE + length;
-      if (end > chunk.byteLength) break;
+      if (end > chunk.byteLength) {
+        if (this.type !== FrameType.DATA) break;
+        // A DATA frame running past this chunk: what is here goes out now, the rest as it comes.
+        this.length = -1;
+        this.dataLeft = length;
+        this.streamData(chunk, offset + HEADER_SIZE, sink);
+        return;
+      }
       const payload = chunk.subarray(offset + HEADER_SIZE, end);
       offset = end;
       this.length = -1;
@@ -205,6 +219,15 @@ export class FrameDecoder {
       this.pending.push(rest);
       this.pendingSize += rest.byteLength;
     }
+  }
+
+  /** Hand out up to `dataLeft` bytes of `chunk` from `offset` as a DATA piece. Returns where the unread bytes start, or -1 if the chunk was used up. */
+  private streamData(chunk: Uint8Array, offset: number, sink: FrameSink): number {
+    const take = Math.min(this.dataLeft, chunk.byteLength - offset);
+    this.dataLeft -= take;
+    if (take > 0) sink.frame(FrameType.DATA, this.flags, this.streamId, chunk.subarray(offset, offset + take));
+    if (this.failed || this.dataLeft > 0 || offset + take === chunk.byteLength) return -1;
+    return offset + take;
   }
 
   /** Complete a frame begun in earlier chunks. Returns where this chunk's unread bytes start, or -1 if all was consumed into pending. */
@@ -221,6 +244,13 @@ export class FrameDecoder {
       this.pendingSize += need;
       offset = need;
       this.readHeader(this.concat(HEADER_SIZE), 0);
+      if (this.type === FrameType.DATA && this.length > 0) {
+        this.pending = [];
+        this.pendingSize = 0;
+        this.dataLeft = this.length;
+        this.length = -1;
+        return this.streamData(chunk, offset, sink);
+      }
     }
     const total = HEADER_SIZE + this.length;
     const need = total - this.pendingSize;
@@ -232,7 +262,8 @@ export class FrameDecoder {
       }
       return -1;
     }
-    const whole = new Uint8Array(total);
+    // Not zero-filled: every byte is copied in below.
+    const whole = Buffer.allocUnsafeSlow(total);
     let at = 0;
     for (const part of this.pending) {
       whole.set(part, at);

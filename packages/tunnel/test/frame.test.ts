@@ -22,6 +22,23 @@ function collector(): FrameSink & { seen: Seen[] } {
   };
 }
 
+/** DATA is a byte stream: the decoder may hand a frame out in pieces. Merge adjacent DATA of one stream (and drop empty ones) on both sides. */
+function mergeData(frames: Seen[]): Seen[] {
+  const out: Seen[] = [];
+  for (const frame of frames) {
+    if (frame.type === FrameType.DATA) {
+      if (frame.payload.length === 0) continue;
+      const last = out[out.length - 1];
+      if (last && last.type === FrameType.DATA && last.id === frame.id && last.flags === frame.flags) {
+        last.payload = [...last.payload, ...frame.payload];
+        continue;
+      }
+    }
+    out.push({ ...frame, payload: [...frame.payload] });
+  }
+  return out;
+}
+
 /** Split `bytes` at the given cut points (any order, duplicates allowed). */
 function chunked(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   const points = [...new Set(cuts.map((cut) => cut % (bytes.byteLength + 1)))].sort((a, b) => a - b);
@@ -57,8 +74,8 @@ test('frames round-trip byte-exact however the stream is chunked', () => {
       const decoder = new FrameDecoder();
       for (const chunk of chunked(all, cuts)) decoder.push(chunk, sink);
       assert.deepEqual(
-        sink.seen,
-        frames.map((f) => ({ type: f.type, flags: f.flags, id: f.id, payload: [...f.payload] })),
+        mergeData(sink.seen),
+        mergeData(frames.map((f) => ({ type: f.type, flags: f.flags, id: f.id, payload: [...f.payload] }))),
       );
       assert.equal(decoder.buffered, 0);
     }),
@@ -102,6 +119,21 @@ test('fixed-size frames of the wrong size and unknown types are protocol errors'
   assert.throws(() => new FrameDecoder().push(encodeFrame(FrameType.WINDOW_UPDATE, 0, 1, new Uint8Array(3)), collector()), /shorter than 4/);
   assert.throws(() => new FrameDecoder().push(encodeFrame(FrameType.PING, 0, 0, new Uint8Array(9)), collector()), /exceeds/);
   assert.throws(() => new FrameDecoder().push(new Uint8Array([0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0]), collector()), /unknown frame type 238/);
+});
+
+test('a DATA frame split over reads is handed out piece by piece as it arrives, other frames whole', () => {
+  const data = encodeFrame(FrameType.DATA, 0, 3, new Uint8Array(1000).fill(9));
+  const open = encodeFrame(FrameType.OPEN, 0, 5, new Uint8Array(100).fill(1));
+  const wire = Buffer.concat([data, open]);
+  const sink = collector();
+  const decoder = new FrameDecoder();
+  decoder.push(wire.subarray(0, 400), sink);
+  assert.deepEqual(sink.seen.map((f) => [f.type, f.payload.length]), [[FrameType.DATA, 390]]);
+  decoder.push(wire.subarray(400, 1050), sink);
+  assert.deepEqual(sink.seen.map((f) => [f.type, f.payload.length]), [[FrameType.DATA, 390], [FrameType.DATA, 610]]);
+  assert.equal(decoder.buffered, 40);
+  decoder.push(wire.subarray(1050), sink);
+  assert.deepEqual(sink.seen.map((f) => [f.type, f.payload.length]), [[FrameType.DATA, 390], [FrameType.DATA, 610], [FrameType.OPEN, 100]]);
 });
 
 test('a whole 64 KiB datagram is one frame', () => {

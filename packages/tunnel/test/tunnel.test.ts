@@ -458,3 +458,55 @@ test('a local service that refuses gives the visitor a prompt close and the serv
     await server.stop({ deadlineMs: 0 });
   }
 });
+
+test('mutual TLS: a client with a certificate from the server\'s client CA gets in; one without is refused', async () => {
+  const { createSelfSignedCertificate } = await import('@wmproxy/core-net');
+  const serverCert = createSelfSignedCertificate({ altNames: ['localhost', '127.0.0.1'] });
+  const clientCert = createSelfSignedCertificate({ commonName: 'office', altNames: ['office'] });
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: { cert: serverCert.cert, key: serverCert.key, clientCa: clientCert.cert } }).start();
+  const good = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: { ca: serverCert.cert, servername: 'localhost', cert: clientCert.cert, key: clientCert.key }, mappings: [] }).start();
+  const bad = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: { ca: serverCert.cert, servername: 'localhost' }, backoffInitialMs: 50, mappings: [] });
+  const failures: Error[] = [];
+  bad.on('retry', (error) => failures.push(error));
+  bad.start();
+  try {
+    await good.ready();
+    await until(() => failures.length >= 1, 'the client without a certificate to fail');
+    assert.equal(server.clients().length, 1);
+  } finally {
+    await good.stop();
+    await bad.stop();
+    await server.stop({ deadlineMs: 0 });
+  }
+});
+
+test('graceful stop: open streams finish within the deadline, new visitors are refused', async () => {
+  // A local service that answers slowly: 4 chunks, 50 ms apart.
+  const local = await trackedServer((socket) => {
+    let sent = 0;
+    const timer = setInterval(() => {
+      socket.write(`part${sent};`);
+      if (++sent === 4) {
+        clearInterval(timer);
+        socket.end();
+      }
+    }, 50);
+    socket.on('close', () => clearInterval(timer));
+  });
+  const publicPort = await freePort();
+  const { server, client } = await start({}, { map: [`slow=tcp:127.0.0.1:${local.port}:${publicPort}`] });
+  client.start();
+  try {
+    await client.ready();
+    const reply = roundTrip(publicPort, '');
+    await until(() => server.clients()[0]!.openStreams === 1, 'the stream to open');
+    const stopped = server.stop({ deadlineMs: 5000 });
+    assert.equal((await reply).toString(), 'part0;part1;part2;part3;');
+    await stopped;
+    await assert.rejects(roundTrip(publicPort, 'late'), /ECONNREFUSED/);
+  } finally {
+    await client.stop();
+    await server.stop({ deadlineMs: 0 });
+    await local.close();
+  }
+});

@@ -36,6 +36,10 @@ export class NodeConn extends ConnBase {
   get remotePort(): number {
     return this.socket.remotePort ?? 0;
   }
+  get alpnProtocol(): string | undefined {
+    const chosen = (this.socket as tls.TLSSocket).alpnProtocol;
+    return typeof chosen === 'string' && chosen !== '' ? chosen : undefined;
+  }
   get localAddress(): string {
     return this.socket.localAddress ?? '';
   }
@@ -120,6 +124,7 @@ function listen(options: ListenOptions): Promise<Listener> {
             ...(options.tls.requestCert
               ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca as tls.TlsOptions['ca'] }
               : {}),
+            ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
           },
           onSocket,
         )
