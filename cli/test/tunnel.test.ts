@@ -2,11 +2,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
-import { Running, wmproxy } from './helpers.js';
+import { Running, curl, wmproxy } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-cli-tunnel-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -85,5 +86,52 @@ test('run -c starts [tunnel.server] and [[tunnel.client]]; /status shows the cli
   } finally {
     run.kill();
     await echo.close();
+  }
+});
+
+test('run -c with http_listen: an http mapping is served by Host through the engine, checked through the tunnel; tunnel server --http-listen does the same', async () => {
+  const web = http.createServer((req, res) => res.end(`web ${req.url}`));
+  await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+  const webPort = (web.address() as { port: number }).port;
+  const [tunnelPort, httpPort, controlPort] = [await closedPort(), await closedPort(), await closedPort()];
+  const file = join(dir, 'tunnel-http.toml');
+  writeFileSync(
+    file,
+    [
+      `[control]\nlisten = "127.0.0.1:${controlPort}"`,
+      `[tunnel.server]\nlisten = "127.0.0.1:${tunnelPort}"\ntoken = "0123456789abcdef"\nplain = true\nhttp_listen = "127.0.0.1:${httpPort}"\nhttp_health = { path = "/healthz", interval = "200ms", rise = 1, fall = 1 }`,
+      `[[tunnel.client]]\nserver = "127.0.0.1:${tunnelPort}"\ntoken = "0123456789abcdef"\nplain = true\nmappings = ["site=http:127.0.0.1:${webPort}@site.test"]`,
+    ].join('\n'),
+  );
+  const run = new Running(['run', '-c', file]);
+  const get = (host: string) => curl(['-s', '-H', `Host: ${host}`, `http://127.0.0.1:${httpPort}/page`]);
+  try {
+    await run.waitFor(/tunnel mapping registered .*mapping=site/, { stream: 'stderr' });
+    await run.waitFor(/upstream health .*to=healthy/, { stream: 'stderr' });
+    assert.equal((await get('site.test')).stdout, 'web /page');
+    assert.match((await get('nothing.test')).stdout, /no tunnel mapping serves this host/);
+    const status = (await (await fetch(`http://127.0.0.1:${controlPort}/status`)).json()) as { tunnel: { server: { http: string[] } } };
+    assert.deepEqual(status.tunnel.server.http, [`127.0.0.1:${httpPort}`]);
+    assert.equal(await run.stop(), 0);
+  } finally {
+    run.kill();
+  }
+  // The same from the command line.
+  const [cliTunnel, cliHttp] = [await closedPort(), await closedPort()];
+  const server = new Running(['tunnel', 'server', '--listen', `127.0.0.1:${cliTunnel}`, '--token', '0123456789abcdef', '--plain', '--http-listen', `127.0.0.1:${cliHttp}`]);
+  const client = new Running(['tunnel', 'client', '--server', `127.0.0.1:${cliTunnel}`, '--token', '0123456789abcdef', '--plain', '--map', `site=http:127.0.0.1:${webPort}@site.test`]);
+  try {
+    await server.waitFor(/http mappings served on 127\.0\.0\.1:\d+/);
+    await client.waitFor(/registered|mapping/, { stream: 'stderr' });
+    let body = '';
+    for (let i = 0; i < 100 && body !== 'web /cli'; i++) {
+      body = (await curl(['-s', '-H', 'Host: site.test', `http://127.0.0.1:${cliHttp}/cli`])).stdout;
+      if (body !== 'web /cli') await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(body, 'web /cli');
+  } finally {
+    client.kill();
+    server.kill();
+    web.close();
   }
 });

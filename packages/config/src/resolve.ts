@@ -256,6 +256,30 @@ class Resolver {
       heartbeatMs: durationMs(server.heartbeat, 10_000),
       visitorWaitMs: durationMs(server.visitor_wait, 0),
       drainMs: durationMs(server.drain, 10_000),
+      ...this.tunnelWeb(server, path),
+    };
+  }
+
+  private tunnelWeb(server: TunnelServerFile, path: string[]): Pick<TunnelServerConfig, 'httpListen' | 'httpsListen' | 'https' | 'httpPolicy' | 'httpHealth'> {
+    if (server.http_listen !== undefined) this.claim([server.http_listen], 'tunnel http', [...path, 'http_listen']);
+    if (server.https_listen !== undefined) this.claim([server.https_listen], 'tunnel https', [...path, 'https_listen']);
+    if ((server.https_cert === undefined) !== (server.https_key === undefined)) {
+      this.issues.add([...path, server.https_cert === undefined ? 'https_cert' : 'https_key'], 'https_cert and https_key together', 'only one');
+    }
+    let https: TunnelServerConfig['https'];
+    if (server.https_cert !== undefined && server.https_key !== undefined) {
+      if (server.https_listen === undefined) this.issues.add([...path, 'https_cert'], 'https_listen as well (where the certificate is served)', 'no https_listen');
+      https = { cert: this.path(server.https_cert), key: this.path(server.https_key) };
+      this.fileExists(https.cert, [...path, 'https_cert']);
+      this.fileExists(https.key, [...path, 'https_key']);
+    }
+    const health = server.http_health;
+    return {
+      httpListen: server.http_listen,
+      httpsListen: server.https_listen,
+      https,
+      httpPolicy: server.http_policy ?? 'round_robin',
+      httpHealth: health ? { path: health.path, intervalMs: durationMs(health.interval, 2_000), rise: health.rise ?? 2, fall: health.fall ?? 3 } : undefined,
     };
   }
 

@@ -488,6 +488,22 @@ export const TunnelServerSchema = Type.Object(
     heartbeat: Type.Optional(Duration('Ping interval both ways; a peer silent for two is dropped.', '10s')),
     visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
     drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
+    http_listen: Type.Optional(AddressString('Serve http mappings here, by Host and path, through the reverse proxy engine: the clients of one mapping form a balanced, health-checked upstream group.')),
+    https_listen: Type.Optional(AddressString('Serve https mappings here by SNI passthrough (and http mappings over TLS with `https_cert`).')),
+    https_cert: Type.Optional(Type.String({ description: 'Certificate (PEM) of http mappings served on `https_listen` (TLS terminated here).' })),
+    https_key: Type.Optional(Type.String({ description: 'Private key (PEM) of `https_cert`.' })),
+    http_policy: Type.Optional(Enum(['round_robin', 'least_conn', 'random_two', 'ip_hash', 'hash', 'first'] as const, { description: 'Balancing among the clients of one http mapping.', default: 'round_robin' })),
+    http_health: Type.Optional(
+      Type.Object(
+        {
+          path: Type.String({ description: 'GET this path of each client\'s local service, through its tunnel.' }),
+          interval: Type.Optional(Duration('Time between checks.', '2s')),
+          rise: Type.Optional(Type.Integer({ minimum: 1, description: 'Passing checks that bring a client back.', default: 2 })),
+          fall: Type.Optional(Type.Integer({ minimum: 1, description: 'Failing checks that take a client out.', default: 3 })),
+        },
+        { ...Strict, description: 'Active health checks of http mappings (default: passive checks only).' },
+      ),
+    ),
   },
   { ...Strict, description: 'The public side of the intranet tunnel (`wmproxy tunnel server`; frps; the original `center_addr`).' },
 );

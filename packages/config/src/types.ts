@@ -178,6 +178,12 @@ export interface TunnelServerConfig {
   heartbeatMs: number;
   visitorWaitMs: number;
   drainMs: number;
+  /** Web front of http/https mappings (see @wmproxy/tunnel's TunnelWeb). */
+  httpListen: string | undefined;
+  httpsListen: string | undefined;
+  https: { cert: string; key: string } | undefined;
+  httpPolicy: 'round_robin' | 'least_conn' | 'random_two' | 'ip_hash' | 'hash' | 'first';
+  httpHealth: { path: string; intervalMs: number; rise: number; fall: number } | undefined;
 }
 
 /** One tunnel mapping: @wmproxy/tunnel's `Mapping`. */

@@ -38,7 +38,7 @@ export interface ServiceStatus {
 
 /** The intranet tunnel of an instance: the server's clients and mappings, each client's session. */
 export interface TunnelStatus {
-  server?: { address: string; fingerprint: string | undefined; clients: ClientSnapshot[]; mappings: MappingSnapshot[] };
+  server?: { address: string; fingerprint: string | undefined; clients: ClientSnapshot[]; mappings: MappingSnapshot[]; http: string[]; https: string[] };
   clients: Array<TunnelClientStatus & { service: string }>;
 }
 

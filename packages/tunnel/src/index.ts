@@ -7,3 +7,4 @@ export * from './client.js';
 export * from './http-front.js';
 export * from './sni.js';
 export * from './tls-front.js';
+export * from './web.js';

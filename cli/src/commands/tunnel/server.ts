@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import type { LogLevel } from '@wmproxy/core-net';
+import type { PolicyName } from '@wmproxy/reverse';
 import { WmproxyCommand } from '../../base.js';
 import { defaultStateDir, readPem } from './shared.js';
 
@@ -30,6 +31,15 @@ export default class TunnelServerCommand extends WmproxyCommand {
     'visitor-wait': Flags.integer({ description: 'milliseconds a visitor waits for an absent client before being closed', default: 0, min: 0 }),
     heartbeat: Flags.integer({ description: 'milliseconds between pings; a peer silent for two is dropped', default: 10_000, min: 100 }),
     drain: Flags.integer({ description: 'milliseconds open streams get to finish on shutdown', default: 10_000, min: 0 }),
+    'http-listen': Flags.string({ description: 'serve http mappings here, by Host and path, through the reverse proxy engine (the clients of one mapping are a balanced, health-checked group)' }),
+    'https-listen': Flags.string({ description: 'serve https mappings here by SNI passthrough (and http mappings over TLS with --https-cert)' }),
+    'https-cert': Flags.string({ description: 'certificate (PEM) for http mappings served on --https-listen (TLS terminated here)' }),
+    'https-key': Flags.string({ description: 'private key (PEM) of --https-cert' }),
+    policy: Flags.string({ description: 'balancing among the clients of one http mapping', default: 'round_robin', options: ['round_robin', 'least_conn', 'random_two', 'ip_hash', 'hash', 'first'] }),
+    'health-path': Flags.string({ description: 'actively check each client\'s local service of http mappings with GET PATH, through its tunnel' }),
+    'health-interval': Flags.string({ description: 'time between those checks', default: '2s' }),
+    rise: Flags.integer({ description: 'passing checks that bring a client back', default: 2, min: 1 }),
+    fall: Flags.integer({ description: 'failing checks that take a client out', default: 3, min: 1 }),
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info', options: ['debug', 'info', 'warn', 'error', 'silent'] }),
     'log-json': Flags.boolean({ description: 'log one JSON object per line', default: false }),
   };
@@ -37,7 +47,16 @@ export default class TunnelServerCommand extends WmproxyCommand {
   async run(): Promise<void> {
     const { flags } = await this.parseFlags(TunnelServerCommand);
     const { Logger } = await import('@wmproxy/core-net');
-    const { TunnelServer, parsePortRanges } = await import('@wmproxy/tunnel');
+    const { TunnelServer, TunnelWeb, parsePortRanges } = await import('@wmproxy/tunnel');
+    const { parseDuration } = await import('@wmproxy/health');
+    if ((flags['https-cert'] === undefined) !== (flags['https-key'] === undefined)) return this.usageError('--https-cert and --https-key go together');
+    if (flags['https-cert'] !== undefined && flags['https-listen'] === undefined) return this.usageError('--https-cert needs --https-listen');
+    let healthIntervalMs: number;
+    try {
+      healthIntervalMs = parseDuration(flags['health-interval']);
+    } catch (error) {
+      return this.usageError(`--health-interval: ${(error as Error).message}`);
+    }
     if ((flags.cert === undefined) !== (flags.key === undefined)) return this.usageError('--cert and --key go together');
     if (flags.plain && (flags.cert || flags['client-ca'])) return this.usageError('--plain cannot be combined with --cert or --client-ca');
     let allowPorts;
@@ -69,8 +88,10 @@ export default class TunnelServerCommand extends WmproxyCommand {
     } catch (error) {
       return this.usageError((error as Error).message);
     }
+    let web: InstanceType<typeof TunnelWeb> | undefined;
     const stop = async (signal: string): Promise<void> => {
       logger.info('shutting down', { signal, clients: server.clients().length });
+      await web?.close();
       await server.stop({ deadlineMs: flags.drain });
       logger.info('stopped');
       process.exit(0);
@@ -79,8 +100,23 @@ export default class TunnelServerCommand extends WmproxyCommand {
     process.once('SIGTERM', () => void stop('SIGTERM'));
     try {
       await server.start();
+      if (flags['http-listen'] !== undefined || flags['https-listen'] !== undefined) {
+        web = await new TunnelWeb(server, {
+          httpListen: flags['http-listen'],
+          httpsListen: flags['https-listen'],
+          ...(flags['https-cert'] ? { httpsTls: { cert: await readPem(flags['https-cert']), key: await readPem(flags['https-key']!) } } : {}),
+          policy: flags.policy as PolicyName,
+          ...(flags['health-path']
+            ? { health: { check: { type: 'http' as const, path: flags['health-path'] }, intervalMs: healthIntervalMs, timeoutMs: Math.min(healthIntervalMs, 2_000), rise: flags.rise, fall: flags.fall } }
+            : {}),
+          logger,
+        }).start();
+        for (const address of web.httpAddresses) process.stdout.write(`http mappings served on ${address}\n`);
+        for (const address of web.httpsAddresses) process.stdout.write(`https mappings served on ${address}\n`);
+      }
     } catch (error) {
       logger.error('cannot start the tunnel server', { error: (error as Error).message });
+      await server.stop({ deadlineMs: 0 });
       return this.exit(1);
     }
     if (server.fingerprint) {

@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '@wmproxy/core-net';
 import type { TunnelClientConfig, TunnelConfig, TunnelServerConfig } from '@wmproxy/config';
-import { TunnelClient, TunnelServer, type TunnelClientOptions } from '@wmproxy/tunnel';
+import { TunnelClient, TunnelServer, TunnelWeb, type TunnelClientOptions } from '@wmproxy/tunnel';
 import type { TunnelStatus } from '../types.js';
 
 function serverKey(config: TunnelServerConfig): string {
@@ -42,7 +42,7 @@ async function clientTls(config: TunnelClientConfig): Promise<TunnelClientOption
 }
 
 export class TunnelService {
-  private server: { instance: TunnelServer; key: string; config: TunnelServerConfig } | undefined;
+  private server: { instance: TunnelServer; key: string; config: TunnelServerConfig; web: TunnelWeb | undefined; webKey: string } | undefined;
   private readonly clients = new Map<string, { instance: TunnelClient; key: string }>();
 
   constructor(private readonly loggerFor: (service: string) => Logger) {}
@@ -62,9 +62,20 @@ export class TunnelService {
       if (current && current.key === key) {
         current.instance.reload(serverOptions(config.server));
         current.config = config.server;
+        const webKey = webConfigKey(config.server);
+        if (webKey !== current.webKey) {
+          await current.web?.close();
+          current.web = undefined;
+          current.webKey = webKey;
+          current.web = await startWeb(current.instance, config.server, this.loggerFor('tunnel-web'));
+          changes.push(`tunnel web front ${current.web ? `on ${[...current.web.httpAddresses, ...current.web.httpsAddresses].join(', ')}` : 'stopped'}`);
+        }
       } else {
         // Bind the new one first when the address changed; the same address needs the old one gone.
-        if (current) await current.instance.stop({ deadlineMs: current.config.drainMs });
+        if (current) {
+          await current.web?.close();
+          await current.instance.stop({ deadlineMs: current.config.drainMs });
+        }
         const instance = new TunnelServer({
           ...serverOptions(config.server),
           listen: config.server.listen,
@@ -75,11 +86,19 @@ export class TunnelService {
           logger: this.loggerFor('tunnel-server'),
         });
         await instance.start();
-        this.server = { instance, key, config: config.server };
+        let web: TunnelWeb | undefined;
+        try {
+          web = await startWeb(instance, config.server, this.loggerFor('tunnel-web'));
+        } catch (error) {
+          await instance.stop({ deadlineMs: 0 });
+          throw error;
+        }
+        this.server = { instance, key, config: config.server, web, webKey: webConfigKey(config.server) };
         changes.push(`tunnel server ${current ? 'restarted' : 'started'} on ${instance.address}${instance.fingerprint ? ` (certificate ${instance.fingerprint})` : ''}`);
       }
     } else if (current) {
       this.server = undefined;
+      await current.web?.close();
       await current.instance.stop({ deadlineMs: current.config.drainMs });
       changes.push('tunnel server stopped');
     }
@@ -117,7 +136,18 @@ export class TunnelService {
   status(): TunnelStatus {
     const server = this.server?.instance;
     return {
-      ...(server ? { server: { address: server.address, fingerprint: server.fingerprint, clients: server.clients(), mappings: server.mappings() } } : {}),
+      ...(server
+        ? {
+            server: {
+              address: server.address,
+              fingerprint: server.fingerprint,
+              clients: server.clients(),
+              mappings: server.mappings(),
+              http: this.server?.web?.httpAddresses ?? [],
+              https: this.server?.web?.httpsAddresses ?? [],
+            },
+          }
+        : {}),
       clients: [...this.clients].map(([service, { instance }]) => ({ service, ...instance.status() })),
     };
   }
@@ -128,10 +158,29 @@ export class TunnelService {
   }
 
   async stop(deadlineMs: number): Promise<void> {
+    await this.server?.web?.close();
     await Promise.all([this.server?.instance.stop({ deadlineMs }), ...[...this.clients.values()].map(({ instance }) => instance.stop({ deadlineMs }))]);
     this.server = undefined;
     this.clients.clear();
   }
+}
+
+function webConfigKey(config: TunnelServerConfig): string {
+  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpPolicy, config.httpHealth]);
+}
+
+/** The web front of http/https mappings, when the server has a port for them. */
+async function startWeb(server: TunnelServer, config: TunnelServerConfig, logger: Logger): Promise<TunnelWeb | undefined> {
+  if (config.httpListen === undefined && config.httpsListen === undefined) return undefined;
+  const health = config.httpHealth;
+  return new TunnelWeb(server, {
+    httpListen: config.httpListen,
+    httpsListen: config.httpsListen,
+    ...(config.https ? { httpsTls: { cert: await readFile(config.https.cert, 'utf8'), key: await readFile(config.https.key, 'utf8') } } : {}),
+    policy: config.httpPolicy,
+    ...(health ? { health: { check: { type: 'http' as const, path: health.path }, intervalMs: health.intervalMs, timeoutMs: Math.min(health.intervalMs, 2_000), rise: health.rise, fall: health.fall } } : {}),
+    logger,
+  }).start();
 }
 
 function serverOptions(config: TunnelServerConfig) {
