@@ -11,6 +11,7 @@ import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import { TunnelService } from './services/tunnel.js';
 import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
@@ -66,6 +67,7 @@ export class Instance {
   private readonly accessLog: MeteredAccessLog;
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
+  private tunnel: TunnelService | undefined;
   private api: ControlApi | undefined;
   /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
   private counters: (SharedCounters & { close(): Promise<void> }) | undefined;
@@ -138,6 +140,8 @@ export class Instance {
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
+      // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
+      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
       await instance.shutdown(0);
@@ -230,6 +234,19 @@ export class Instance {
       changes.push('logs reopened with the new settings');
     }
     this.retargetAccessLog(next.log.accessFormat);
+    if (!this.options.worker) {
+      try {
+        if (this.tunnel) changes.push(...(await this.tunnel.apply(next.tunnel)));
+        else if (hasTunnel(next)) {
+          this.tunnel = new TunnelService((service) => this.loggerFor(service));
+          changes.push(...(await this.tunnel.apply(next.tunnel)));
+        }
+      } catch (error) {
+        if (oldLogs) this.restoreLogs(oldLogs);
+        this.retargetAccessLog(this.config.log.accessFormat);
+        return this.rejected({ ok: false, message: `tunnel: ${(error as Error).message}`, changes, warnings: [] });
+      }
+    }
     if (this.supervisor) return this.reloadWorkers(this.supervisor, next, changes, oldLogs);
     // 2. Forward proxies: validate every new proxy, bind new ports, then commit.
     const kept: Array<{ service: ForwardService; config: WmproxyConfig['proxies'][number]; proxy: ReturnType<ForwardService['prepare']> }> = [];
@@ -397,8 +414,9 @@ export class Instance {
   private async shutdown(deadlineMs: number): Promise<void> {
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
-    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs)]);
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs)]);
     this.forward.clear();
+    this.tunnel = undefined;
     this.reverse = undefined;
     await this.health.close();
     await this.counters?.close();
@@ -445,8 +463,14 @@ export class Instance {
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
       ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+      ...(this.tunnel ? { tunnel: this.tunnel.status() } : {}),
       ...(this.options.cluster ? { cluster: this.options.cluster.view() } : {}),
     };
+  }
+
+  /** The running tunnel server, if the configuration has one (for http/https mappings through the reverse proxy). */
+  get tunnelServer() {
+    return this.tunnel?.tunnelServer;
   }
 
   /** Targets by health state, for a cluster member record. */
@@ -595,4 +619,8 @@ function ejectKindOf(kind: unknown): EjectKind {
 function rowReason(ejectReason: string | undefined, checkReason: string | undefined): string | undefined {
   if (ejectReason === undefined) return checkReason;
   return checkReason !== undefined && checkReason !== ejectReason ? `${ejectReason}; last check: ${checkReason}` : ejectReason;
+}
+
+function hasTunnel(config: WmproxyConfig): boolean {
+  return config.tunnel.server !== undefined || config.tunnel.clients.length > 0;
 }
