@@ -11,11 +11,17 @@ import FileServer from './commands/file-server.js';
 import Probe from './commands/probe.js';
 import ReverseProxyCommand from './commands/reverse-proxy.js';
 import WsProxy from './commands/ws-proxy.js';
+import TunnelServerCommand from './commands/tunnel/server.js';
+import TunnelClientCommand from './commands/tunnel/client.js';
+import ConfigPush from './commands/config/push.js';
+import ConfigPull from './commands/config/pull.js';
 
 /** Every command, by name (oclif's explicit strategy: no directory scan at start-up). */
 export const commands = {
   check: Check,
   convert: Convert,
+  'config:push': ConfigPush,
+  'config:pull': ConfigPull,
   schema: Schema,
   run: Run,
   status: Status,
@@ -26,5 +32,7 @@ export const commands = {
   'reverse-proxy': ReverseProxyCommand,
   proxy: Proxy,
   'ws-proxy': WsProxy,
+  'tunnel:server': TunnelServerCommand,
+  'tunnel:client': TunnelClientCommand,
   version: Version,
 };

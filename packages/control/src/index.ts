@@ -3,8 +3,9 @@
  * (start every service, hot reload without dropping traffic, graceful stop),
  * its control API and dashboard (Elysia), metrics and reopenable logs.
  */
+export { CONTROL_DEFAULTS } from '@wmproxy/config';
 export { Instance, VERSION, type InstanceOptions } from './instance.js';
-export type { InstanceEvent, ReloadResult, StatusView, ServiceStatus, UpstreamView, UpstreamServerView, WorkerView, ControlTarget } from './types.js';
+export type { InstanceEvent, ReloadResult, StatusView, ServiceStatus, UpstreamView, UpstreamServerView, WorkerView, ControlTarget, ClusterView, ClusterSource } from './types.js';
 export { ControlServer } from './api.js';
 export { ControlClient, ControlClientError, type ControlClientOptions } from './client.js';
 export { DASHBOARD_HTML } from './dashboard.js';

@@ -5,6 +5,7 @@
  * module of this package, so that instance.ts, api.ts and cluster/* need not
  * import each other for types.
  */
+import type { ClientSnapshot, MappingSnapshot, TunnelClientStatus } from '@wmproxy/tunnel';
 import type { EventEmitter } from 'node:events';
 import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
 import type { WorkerPoolView } from '@wmproxy/core-net';
@@ -35,6 +36,12 @@ export interface ServiceStatus {
   [field: string]: unknown;
 }
 
+/** The intranet tunnel of an instance: the server's clients and mappings, each client's session. */
+export interface TunnelStatus {
+  server?: { address: string; fingerprint: string | undefined; clients: ClientSnapshot[]; mappings: MappingSnapshot[]; http: string[]; https: string[] };
+  clients: Array<TunnelClientStatus & { service: string }>;
+}
+
 export interface StatusView {
   version: string;
   runtime: string;
@@ -46,6 +53,26 @@ export interface StatusView {
   services: ServiceStatus[];
   /** With `workers` > 1: each worker process. */
   workers?: WorkerView[];
+  /** The intranet tunnel: the server's clients and mappings, each client's session. */
+  tunnel?: TunnelStatus;
+  /** With a configuration store (`run --store`): the store, this instance's view of it, every instance registered. */
+  cluster?: ClusterView;
+}
+
+/** Instances sharing a configuration store (`@wmproxy/cluster` provides it). */
+export interface ClusterView {
+  store: string;
+  /** False while the store is unreachable: the last good configuration keeps serving. */
+  connected: boolean;
+  /** Revision of the stored configuration this instance runs (0: none from the store). */
+  revision: number;
+  lastError?: string;
+  members: Array<{ id: string; address: string; version: string; configRevision: number; health: { healthy: number; unhealthy: number }; since: string; updatedAt: string }>;
+}
+
+/** What an instance asks of its cluster membership. */
+export interface ClusterSource {
+  view(): ClusterView;
 }
 
 export interface UpstreamServerView {
@@ -56,6 +83,8 @@ export interface UpstreamServerView {
   state: string;
   available: boolean;
   ejected: boolean;
+  /** While ejected: which detector (`consecutive_failures`, `stall`, `connect_stall`). */
+  ejectKind: string | undefined;
   reason: string | undefined;
   successes: number;
   failures: number;

@@ -135,3 +135,6 @@ export function selfSignedCert(name = 'localhost', san = 'DNS:localhost,IP:127.0
     rmSync(dir, { recursive: true, force: true });
   }
 }
+export { packageReadme, readmeTable, tableCell, numbersIn } from './readme.js';
+export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
+export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
