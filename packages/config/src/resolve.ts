@@ -268,7 +268,8 @@ class Resolver {
     if (server.http_listen !== undefined) this.claim([server.http_listen], 'tunnel http', [...path, 'http_listen']);
     if (server.https_listen !== undefined) this.claim([server.https_listen], 'tunnel https', [...path, 'https_listen']);
     if ((server.https_cert === undefined) !== (server.https_key === undefined)) {
-      this.issues.add([...path, server.https_cert === undefined ? 'https_cert' : 'https_key'], 'https_cert and https_key together', 'only one');
+      const given = server.https_cert === undefined ? 'https_key' : 'https_cert';
+      this.issues.add([...path, given], `${given === 'https_key' ? 'https_cert' : 'https_key'} as well (they go together)`, 'only one of them');
     }
     let https: TunnelServerConfig['https'];
     if (server.https_cert !== undefined && server.https_key !== undefined) {
