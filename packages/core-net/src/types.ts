@@ -67,6 +67,12 @@ export interface TlsServerOptions {
   key: string | Uint8Array;
   /** Extra certificates chosen by SNI server name (exact or `*.example.com`). */
   sni?: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>;
+  /**
+   * Mutual TLS: CA certificates (PEM) that client certificates must chain to.
+   * When set, a client without a valid certificate fails the handshake and
+   * never reaches `onConnection` with data (the listener's `onError` is told).
+   */
+  clientCa?: string | Uint8Array | Array<string | Uint8Array>;
 }
 
 export interface TlsClientOptions {
@@ -77,6 +83,9 @@ export interface TlsClientOptions {
   /** Extra CA certificates (PEM). */
   ca?: string | Uint8Array | Array<string | Uint8Array>;
   alpn?: string[];
+  /** Client certificate and key (PEM) presented to a server asking for one (mutual TLS). */
+  cert?: string | Uint8Array;
+  key?: string | Uint8Array;
 }
 
 export interface ListenOptions {
@@ -86,8 +95,11 @@ export interface ListenOptions {
   /** Let several processes bind the same address (SO_REUSEPORT). */
   reusePort?: boolean;
   onConnection(conn: Conn): void;
-  /** Called when accepting failed or a TLS handshake failed; the server keeps running. */
-  onError?(error: Error): void;
+  /**
+   * Called when accepting failed or a TLS handshake failed (then `error` is a
+   * NetError EPROTO and `peer` the client's `ip:port`); the server keeps running.
+   */
+  onError?(error: Error, peer?: string): void;
 }
 
 export interface Listener {

@@ -153,7 +153,8 @@ export class BunConn extends ConnBase {
 }
 
 // One handler object per listener or connect call, shared by its sockets.
-function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error) => void) {
+/** `verifiesPeer`: a mutual-TLS listener, for which a handshake that completed with an authorization error is a refusal too. */
+function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error, peer?: string) => void, verifiesPeer = false) {
   return {
     open: onOpen,
     data(socket: BunSocket, chunk: Uint8Array) {
@@ -176,7 +177,14 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
       if (waiter) {
         socket.data!.handshake = undefined;
         waiter.resolve(success ? authorizationError : (authorizationError ?? new Error('TLS handshake failed')));
-      } else if (!success && onHandshakeError) onHandshakeError(authorizationError ?? new Error('TLS handshake failed'));
+      } else if (!success || (verifiesPeer && authorizationError)) {
+        // Bun reports a client certificate from an unknown CA as a finished handshake with an error: close it here.
+        socket.terminate();
+        if (!onHandshakeError) return;
+        const peer = formatHostPort(socket.remoteAddress, (socket as { remotePort?: number }).remotePort ?? 0);
+        const reason = authorizationError?.message ?? 'TLS handshake failed';
+        onHandshakeError(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${reason}`, { address: peer, cause: authorizationError ?? undefined }), peer);
+      }
     },
   };
 }
@@ -190,7 +198,7 @@ async function listen(options: ListenOptions): Promise<Listener> {
     socket.data = conn;
     socket.setNoDelay(true);
     options.onConnection(conn);
-  }, options.onError);
+  }, options.onError, options.tls?.clientCa !== undefined);
   let server: import('bun').TCPSocketListener<BunConn | undefined>;
   try {
     server = Bun.listen<BunConn | undefined>({
@@ -199,7 +207,16 @@ async function listen(options: ListenOptions): Promise<Listener> {
       allowHalfOpen: true,
       // Only our own workers share a port (they ask for it); anyone else's taken port is an error.
       reusePort: options.reusePort ?? false,
-      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+      ...(options.tls
+        ? {
+            tls: {
+              cert: options.tls.cert,
+              key: options.tls.key,
+              // Mutual TLS: a client without a certificate from `clientCa` fails the handshake (Bun closes it).
+              ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+            },
+          }
+        : {}),
       socket: handlers,
     } as unknown as import('bun').TCPSocketListenOptions<BunConn | undefined>);
   } catch (error) {
@@ -229,6 +246,8 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
             rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
             ca: options.tls.ca,
             ALPNProtocols: options.tls.alpn,
+            cert: options.tls.cert,
+            key: options.tls.key,
           },
         }
       : {}),
