@@ -23,11 +23,13 @@ export { BasicAuth, basicCredentials } from './auth.js';
 export { parseAbsoluteTarget, parseConnectTarget, parseAuthority, TargetError, type Target } from './target.js';
 export {
   parseParentProxy,
+  connectParent,
   directConnector,
   parentConnector,
   httpTunnel,
   ParentProxyError,
   type Connector,
   type ParentProxy,
+  type ParentTlsOptions,
 } from './upstream.js';
 export { openProxyRefusal, exposedAddress, type ExposureOptions } from './exposure.js';

@@ -99,6 +99,9 @@ function onSocketEnd(this: TaggedSocket): void {
 }
 function onSocketError(this: TaggedSocket, error: Error): void {
   this[kConn]?.recordError(toNetError(error));
+  // An error is fatal. A TLS socket that received an alert (a server refusing our client
+  // certificate) reports the error, then 'end', and would otherwise stay open half-closed.
+  this.destroy();
 }
 function onSocketClose(this: TaggedSocket): void {
   this[kConn]?.finish();
