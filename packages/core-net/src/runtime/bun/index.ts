@@ -178,10 +178,10 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
         socket.data!.handshake = undefined;
         waiter.resolve(success ? authorizationError : (authorizationError ?? new Error('TLS handshake failed')));
       } else if (!success || (verifiesPeer && authorizationError)) {
+        const peer = formatHostPort(socket.remoteAddress, (socket as { remotePort?: number }).remotePort ?? 0);
         // Bun reports a client certificate from an unknown CA as a finished handshake with an error: close it here.
         socket.terminate();
         if (!onHandshakeError) return;
-        const peer = formatHostPort(socket.remoteAddress, (socket as { remotePort?: number }).remotePort ?? 0);
         const reason = authorizationError?.message ?? 'TLS handshake failed';
         onHandshakeError(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${reason}`, { address: peer, cause: authorizationError ?? undefined }), peer);
       }

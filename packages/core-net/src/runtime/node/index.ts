@@ -131,7 +131,10 @@ function listen(options: ListenOptions): Promise<Listener> {
       server.on('connection', notePeer);
       server.on('tlsClientError', (error: Error, socket: net.Socket) => {
         const peer = socket.remoteAddress ? formatHostPort(socket.remoteAddress, socket.remotePort ?? 0) : ((socket as { _parent?: PeerNoted })._parent?.[kPeer] ?? 'unknown');
-        options.onError?.(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${error.message}`, { address: peer, cause: error }), peer);
+        // OpenSSL's `reason` ("peer did not return a certificate") without the source file and line of `message`.
+        const reason = (error as { reason?: unknown }).reason;
+        const text = typeof reason === 'string' ? reason : error.message.trim();
+        options.onError?.(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${text}`, { address: peer, cause: error }), peer);
         socket.destroy();
       });
     }
