@@ -4,8 +4,9 @@
  * reload, so the socket stays open, new connections get the new settings
  * and connections already open finish with the old ones.
  */
-import { Server, formatHostPort, parseAddress, type Conn, type Logger } from '@wmproxy/core-net';
-import { ForwardProxy, type ForwardProxyOptions } from '@wmproxy/http-proxy';
+import { readFileSync } from 'node:fs';
+import { Server, formatHostPort, parseAddress, type Conn, type Logger, type TlsServerOptions } from '@wmproxy/core-net';
+import { ForwardProxy, type ForwardProxyOptions, type ParentTlsOptions } from '@wmproxy/http-proxy';
 import type { ForwardProxyConfig } from '@wmproxy/config';
 
 /** Canonical, order-free key of a listen list: the same key means the same sockets. */
@@ -19,10 +20,35 @@ export function listenKey(listen: readonly string[]): string {
     .join(',');
 }
 
-/** Which service a forward proxy is across reloads: its sockets, or its name when it asks for ephemeral ports. */
+/**
+ * Which service a forward proxy is across reloads: its sockets, or its name
+ * when it asks for ephemeral ports. TLS settings belong to the listening
+ * socket, so a change of them makes a new service (the port is reopened).
+ */
 export function serviceKey(config: ForwardProxyConfig): string {
   const key = listenKey(config.listen);
-  return /:0(,|$)/.test(key) ? `${key}#${config.name}` : key;
+  const tls = config.tls ? `#tls:${config.tls.cert}:${config.tls.key}:${config.tls.clientCa ?? ''}` : '';
+  return (/:0(,|$)/.test(key) ? `${key}#${config.name}` : key) + tls;
+}
+
+/** The TLS of the listening socket, read from its files. */
+export function listenerTls(config: ForwardProxyConfig): TlsServerOptions | undefined {
+  const tls = config.tls;
+  if (!tls) return undefined;
+  const options: TlsServerOptions = { cert: readFileSync(tls.cert, 'utf8'), key: readFileSync(tls.key, 'utf8') };
+  if (tls.clientCa) options.clientCa = readFileSync(tls.clientCa, 'utf8');
+  return options;
+}
+
+function parentTls(config: ForwardProxyConfig): ParentTlsOptions | undefined {
+  const tls = config.parentTls;
+  if (!tls) return undefined;
+  const options: ParentTlsOptions = { verify: tls.verify };
+  if (tls.ca) options.ca = readFileSync(tls.ca, 'utf8');
+  if (tls.cert) options.cert = readFileSync(tls.cert, 'utf8');
+  if (tls.key) options.key = readFileSync(tls.key, 'utf8');
+  if (tls.servername) options.servername = tls.servername;
+  return options;
 }
 
 export function forwardOptions(config: ForwardProxyConfig, logger: Logger): ForwardProxyOptions {
@@ -33,6 +59,7 @@ export function forwardOptions(config: ForwardProxyConfig, logger: Logger): Forw
     ...(hasPolicy ? { clientPolicy: { allow: config.allow.length > 0 ? config.allow : undefined, deny: config.deny } } : {}),
     ...(config.denyDestinations.length > 0 ? { destinationDeny: config.denyDestinations } : {}),
     ...(config.parent ? { upstream: config.parent } : {}),
+    ...(config.parentTls ? { upstreamTls: parentTls(config) } : {}),
     connectTimeoutMs: config.connectTimeoutMs,
     headerTimeoutMs: config.headerTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -69,6 +96,7 @@ export class ForwardService {
     this.proxy = new ForwardProxy(forwardOptions(config, child));
     this.server = new Server({
       addresses: config.listen.map((text) => parseAddress(text)),
+      tls: listenerTls(config),
       logger: child,
       limits: connectionLimits(config),
       onConnection: (conn: Conn) => {
