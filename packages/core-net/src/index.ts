@@ -27,6 +27,7 @@ export {
   DEFAULT_CONNECT_PORTS,
   embeddedIpv4,
   isDeniedDestination,
+  protectLocalPort,
   resolveDestination,
 } from './destination-policy.js';
 export {
