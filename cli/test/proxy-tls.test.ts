@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import { join } from 'node:path';
@@ -39,7 +40,7 @@ async function chain(serverArgs: string[], clientArgs: (serverPort: number) => s
   return { server, client, serverPort, clientPort };
 }
 
-test('the README chain with the original flags: -S --ts --two-way-tls to --tc --two-way-tls, one shared pair', async () => {
+test('the README chain with the original flags: -S --ts --two-way-tls to --tc --two-way-tls, one shared pair', { timeout: 90_000 }, async () => {
   const { server, client, clientPort } = await chain(['--tc', '--two-way-tls', '--cert', pair.cert, '--key', pair.key], (port) => [
     '-S', `127.0.0.1:${port}`, '--ts', '--two-way-tls', '--cert', pair.cert, '--key', pair.key,
   ]);
@@ -56,7 +57,7 @@ test('the README chain with the original flags: -S --ts --two-way-tls to --tc --
   }
 });
 
-test('the README mutual-TLS chain with our flags; a client without a certificate gets a 502 and the server logs the refusal', async () => {
+test('the README mutual-TLS chain with our flags; a client without a certificate gets a 502 and the server logs the refusal', { timeout: 90_000 }, async () => {
   const serverArgs = ['--cert', pki.server.certPath, '--key', pki.server.keyPath, '--client-ca', pki.ca.certPath];
   const { server, client, clientPort, serverPort } = await chain(serverArgs, (port) => [
     '--upstream', `https://127.0.0.1:${port}`, '--upstream-ca', pki.ca.certPath, '--upstream-cert', pki.client.certPath, '--upstream-key', pki.client.keyPath,
@@ -81,7 +82,7 @@ test('the README mutual-TLS chain with our flags; a client without a certificate
   }
 });
 
-test('a parent whose certificate does not chain to --upstream-ca: 502 and a log line naming the parent', async () => {
+test('a parent whose certificate does not chain to --upstream-ca: 502 and a log line naming the parent', { timeout: 90_000 }, async () => {
   const { server, client, clientPort, serverPort } = await chain(['--cert', pki.server.certPath, '--key', pki.server.keyPath], (port) => [
     '--upstream', `https://127.0.0.1:${port}`, '--upstream-ca', pki.rogueCa.certPath,
   ]);
@@ -95,7 +96,7 @@ test('a parent whose certificate does not chain to --upstream-ca: 502 and a log 
   }
 });
 
-test('TLS flags that cannot work are refused with exit 2 and one line', async () => {
+test('TLS flags that cannot work are refused with exit 2 and one line', { timeout: 90_000 }, async () => {
   for (const [args, message] of [
     [['--cert', 'x.pem'], '--cert and --key go together'],
     [['--tc'], '--tc needs --cert and --key'],
@@ -115,11 +116,43 @@ test('TLS flags that cannot work are refused with exit 2 and one line', async ()
   }
 });
 
-test('mutual TLS counts as authentication on a public bind', async () => {
+test('mutual TLS counts as authentication on a public bind', { timeout: 90_000 }, async () => {
   const proxy = new Running(['proxy', '--bind', '0.0.0.0:0', '--cert', pki.server.certPath, '--key', pki.server.keyPath, '--client-ca', pki.ca.certPath]);
   try {
     await proxy.waitFor(/listening .*address=0\.0\.0\.0:\d+/, { stream: 'stderr' });
   } finally {
     proxy.kill();
+  }
+});
+
+test('wmproxy run with the original\'s config files: client.toml (server, ts, two_way_tls) → server.toml (tc, two_way_tls)', { timeout: 90_000 }, async () => {
+  const free = async (): Promise<number> => {
+    const { createServer: createNetServer } = await import('node:net');
+    const server = createNetServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  };
+  const [serverPort, clientPort] = [await free(), await free()];
+  const serverFile = join(pki.dir, 'server.toml');
+  const clientFile = join(pki.dir, 'client.toml');
+  writeFileSync(serverFile, `disable_control = true\n[proxy]\nbind_addr = "127.0.0.1:${serverPort}"\ntc = true\ntwo_way_tls = true\ncert = "${pair.cert}"\nkey = "${pair.key}"\n`);
+  writeFileSync(clientFile, `disable_control = true\n[proxy]\nbind_addr = "127.0.0.1:${clientPort}"\nserver = "127.0.0.1:${serverPort}"\nts = true\ntwo_way_tls = true\ncert = "${pair.cert}"\nkey = "${pair.key}"\n`);
+  const server = new Running(['run', '-c', serverFile]);
+  const client = new Running(['run', '-c', clientFile]);
+  try {
+    await server.waitFor(/running/);
+    await client.waitFor(/running/);
+    const target = `http://127.0.0.1:${backendPort}/from-config`;
+    assert.equal((await curl(['-x', `http://127.0.0.1:${clientPort}`, target])).stdout, 'hello from /from-config');
+    assert.equal((await curl(['--socks5-hostname', `127.0.0.1:${clientPort}`, target])).stdout, 'hello from /from-config');
+    // The server port is TLS with client certificates: curl with the pair gets through, curl without it does not.
+    const direct = ['--proxy', `https://127.0.0.1:${serverPort}`, '--proxy-cacert', pair.cert];
+    assert.equal((await curl([...direct, '--proxy-cert', pair.cert, '--proxy-key', pair.key, target])).stdout, 'hello from /from-config');
+    assert.notEqual((await curl([...direct, target])).code, 0);
+  } finally {
+    client.kill();
+    server.kill();
   }
 });
