@@ -24,6 +24,7 @@ export { parseAbsoluteTarget, parseConnectTarget, parseAuthority, TargetError, t
 export {
   parseParentProxy,
   connectParent,
+  parentTransport,
   directConnector,
   parentConnector,
   httpTunnel,

@@ -13,6 +13,8 @@ import {
   type HeaderList,
   type Resolver,
   type TlsClientOptions,
+  type Transport,
+  type TransportTarget,
 } from '@wmproxy/core-net';
 import { basicCredentials } from './auth.js';
 import { parseAuthority } from './target.js';
@@ -132,6 +134,32 @@ export function directConnector(resolver?: Resolver): Connector {
 export function parentConnector(parent: ParentProxy, resolver?: Resolver): Connector {
   if (parent.kind === 'http') return (host, port, timeoutMs) => httpTunnel(parent, host, port, timeoutMs, resolver);
   return (host, port, timeoutMs) => socks5Tunnel(parent, host, port, timeoutMs);
+}
+
+/**
+ * A parent proxy as a core-net `Transport`: each stream is a tunnel through
+ * the parent (CONNECT, or a SOCKS5 CONNECT; inside TLS for `https://` and
+ * `socks5+tls://` parents) to the target's `host:port`. A reverse proxy given
+ * `transports: { parent: parentTransport(parent) }` reaches servers named
+ * `parent://host:port` through it.
+ */
+export function parentTransport(parent: ParentProxy, resolver?: Resolver): Transport {
+  return new ParentTransport(parent, parentConnector(parent, resolver));
+}
+
+class ParentTransport implements Transport {
+  readonly kind: string;
+  constructor(
+    parent: ParentProxy,
+    private readonly connector: Connector,
+  ) {
+    this.kind = `${parent.kind}${parent.tls ? '+tls' : ''}-parent`;
+  }
+
+  connect(target: TransportTarget, timeoutMs: number, signal?: AbortSignal): Promise<Conn> {
+    if (signal?.aborted) return Promise.reject(new NetError('EABORTED', `connect to ${formatHostPort(target.host, target.port)} aborted`));
+    return withTimeout(this.connector(target.host, target.port, timeoutMs), timeoutMs, formatHostPort(target.host, target.port));
+  }
 }
 
 function socks5Tunnel(parent: ParentProxy, host: string, port: number, timeoutMs: number): Promise<Conn> {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Logger, parseAddress, type Server, type TlsServerOptions } from '@wmproxy/core-net';
 import { socks5Connect } from '@wmproxy/socks5';
 import { testPki, type TestPki } from '@wmproxy/testkit';
-import { createForwardProxyServer, parseParentProxy, ParentProxyError, type ForwardProxyServerOptions } from '../src/index.js';
+import { createForwardProxyServer, parentTransport, parseParentProxy, ParentProxyError, type ForwardProxyServerOptions } from '../src/index.js';
 import { curl, startBackend, type Backend } from './helpers.js';
 
 interface RunningProxy {
@@ -119,6 +119,19 @@ describe('encrypted hops: TLS on forward-proxy listeners and TLS parents', () =>
         await waitForLog(parent, scheme === 'https' ? new RegExp(`tunnel open.*127\\.0\\.0\\.1:${tlsBackend.port}`) : new RegExp(`socks5 connect.*127\\.0\\.0\\.1:${tlsBackend.port}`));
       });
     }
+
+    test('a TLS parent as a core-net Transport: a stream to the target through the mutual-TLS hop', async () => {
+      const transport = parentTransport(parseParentProxy(`https://127.0.0.1:${parent.port}`, { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }));
+      assert.equal(transport.kind, 'http+tls-parent');
+      const conn = await transport.connect({ host: '127.0.0.1', port: backend.port }, 5_000);
+      const reply = await new Promise<string>((resolve) => {
+        let text = '';
+        conn.setHandler({ data: (_c, chunk) => (text += Buffer.from(chunk).toString()), end: (c) => c.end(), close: () => resolve(text) });
+        conn.write(Buffer.from('GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      });
+      assert.match(reply, new RegExp(`hello from ${backend.port}$`));
+      await waitForLog(parent, new RegExp(`tunnel open.*127\\.0\\.0\\.1:${backend.port}`));
+    });
 
     test('a client without a certificate is refused by the parent: the user gets a 502 naming the parent, the parent logs the refusal', async () => {
       const child = await start({ upstream: `https://127.0.0.1:${parent.port}`, upstreamTls: { ca: pki.ca.cert } });
