@@ -188,14 +188,7 @@ function tlsSubjects(keys) {
 async function benchTls(origin) {
   const keys = makeKeys();
   try {
-    await curlDownload(origin.fileUrl);
-    const rows = await inRounds(tlsSubjects(keys), reps, (proxy) => curlDownload(origin.fileUrl, proxy?.port), 'tls hop');
-    for (const row of rows) {
-      if (row.error) continue;
-      row.mibPerSec = median(row.samples);
-      if (row.cpuSeconds !== undefined) row.cpuSecPerGiB = row.cpuSeconds / ((row.samples.length * sizeBytes) / GiB);
-    }
-    return rows;
+    return await downloadRows(origin, tlsSubjects(keys), 'tls hop');
   } finally {
     keys.cleanup();
   }
@@ -267,8 +260,13 @@ async function inRounds(subjects, rounds, measure, label) {
 }
 
 async function benchSocks(origin) {
+  return downloadRows(origin, socksSubjects, 'socks5');
+}
+
+/** `curl --socks5` downloads through each subject in rounds: MiB/s (median) and CPU s/GiB. */
+async function downloadRows(origin, subjects, label) {
   await curlDownload(origin.fileUrl); // page cache warm-up
-  const rows = await inRounds(socksSubjects, reps, (proxy) => curlDownload(origin.fileUrl, proxy?.port), 'socks5');
+  const rows = await inRounds(subjects, reps, (proxy) => curlDownload(origin.fileUrl, proxy?.port), label);
   for (const row of rows) {
     if (row.error) continue;
     row.mibPerSec = median(row.samples);
@@ -303,6 +301,11 @@ function table(headers, rows) {
   return [line(headers), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
 }
 
+/** Print `rows` under `headers`: the name, then `cells(row)`, or "error" for a row that failed. */
+function printRows(headers, rows, cells) {
+  console.log(table(headers, rows.map((row) => (row.error ? [row.name, 'error', ...headers.slice(2).map(() => '')] : [row.name, ...cells(row)]))));
+}
+
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}x` : '-');
 const cpus = (await import('node:os')).cpus().length;
 const load = (await import('node:os')).loadavg()[0];
@@ -324,16 +327,7 @@ if (report.socks5) {
   const direct = by('direct (no proxy)')?.mibPerSec;
   const dante = by('Dante 1.4')?.mibPerSec;
   console.log(`\n(a) SOCKS5 download of ${options['size-mib']} MiB, curl --socks5, median of ${reps}`);
-  console.log(
-    table(
-      ['proxy', 'MiB/s', 'vs Dante', 'vs direct', 'CPU s/GiB', 'peak RSS MiB', 'samples MiB/s'],
-      report.socks5.map((row) =>
-        row.error
-          ? [row.name, 'error', '', '', '', '', '']
-          : [row.name, fixed(row.mibPerSec, 0), ratio(row.mibPerSec, dante), ratio(row.mibPerSec, direct), fixed(row.cpuSecPerGiB, 2), fixed(row.peakRssMiB), row.samples.map((v) => v.toFixed(0)).join(' ')],
-      ),
-    ),
-  );
+  printRows(['proxy', 'MiB/s', 'vs Dante', 'vs direct', 'CPU s/GiB', 'peak RSS MiB', 'samples MiB/s'], report.socks5, (row) => [fixed(row.mibPerSec, 0), ratio(row.mibPerSec, dante), ratio(row.mibPerSec, direct), fixed(row.cpuSecPerGiB, 2), fixed(row.peakRssMiB), row.samples.map((v) => v.toFixed(0)).join(' ')]);
   const bunRow = by('wmproxy on Bun');
   if (bunRow && !bunRow.error) {
     verdicts.push([`wmproxy on Bun >= 1.4x Dante`, bunRow.mibPerSec / dante >= 1.4, ratio(bunRow.mibPerSec, dante)]);
@@ -346,16 +340,7 @@ if (report.socks5) {
 if (report.http) {
   const tiny = report.http.find((row) => row.name.startsWith('tinyproxy'))?.requestsPerSec;
   console.log(`\n(b) HTTP requests/s through the proxy, wrk -c${connections} -d${wrkSec}s, median of ${reps}, absolute-form GET of a 6-byte body`);
-  console.log(
-    table(
-      ['proxy', 'req/s', 'vs tinyproxy', 'avg latency ms', 'errors', 'CPU us/req', 'peak RSS MiB', 'samples req/s'],
-      report.http.map((row) =>
-        row.error
-          ? [row.name, 'error', '', '', '', '', '', '']
-          : [row.name, fixed(row.requestsPerSec, 0), ratio(row.requestsPerSec, tiny), fixed(row.latencyAvgMs, 2), row.errors, fixed(row.cpuMicrosPerRequest, 0), fixed(row.peakRssMiB), row.samples.map((v) => v.toFixed(0)).join(' ')],
-      ),
-    ),
-  );
+  printRows(['proxy', 'req/s', 'vs tinyproxy', 'avg latency ms', 'errors', 'CPU us/req', 'peak RSS MiB', 'samples req/s'], report.http, (row) => [fixed(row.requestsPerSec, 0), ratio(row.requestsPerSec, tiny), fixed(row.latencyAvgMs, 2), row.errors, fixed(row.cpuMicrosPerRequest, 0), fixed(row.peakRssMiB), row.samples.map((v) => v.toFixed(0)).join(' ')]);
   const bunRow = report.http.find((row) => row.name === 'wmproxy on Bun');
   if (bunRow && !bunRow.error) verdicts.push([`wmproxy on Bun peak RSS < 80 MiB (HTTP)`, bunRow.peakRssMiB < 80, `${fixed(bunRow.peakRssMiB)} MiB`]);
 }
@@ -365,16 +350,7 @@ if (report.tlsHop) {
   const sshDefault = report.tlsHop.find((row) => row.name.startsWith('ssh -D, default'))?.mibPerSec;
   const sshGcm = report.tlsHop.find((row) => row.name.startsWith('ssh -D, aes128'))?.mibPerSec;
   console.log(`\n(c) Encrypted hop: SOCKS5 download of ${options['size-mib']} MiB (curl --socks5) through two nodes, median of ${reps}; CPU and RSS of both nodes`);
-  console.log(
-    table(
-      ['path', 'MiB/s', 'vs ssh -D', 'vs ssh aes-gcm', 'vs direct', 'CPU s/GiB', 'peak RSS MiB', 'samples MiB/s'],
-      report.tlsHop.map((row) =>
-        row.error
-          ? [row.name, 'error', '', '', '', '', '', '']
-          : [row.name, fixed(row.mibPerSec, 0), ratio(row.mibPerSec, sshDefault), ratio(row.mibPerSec, sshGcm), ratio(row.mibPerSec, direct), fixed(row.cpuSecPerGiB, 2), fixed(row.peakRssMiB), row.samples.map((v) => v.toFixed(0)).join(' ')],
-      ),
-    ),
-  );
+  printRows(['path', 'MiB/s', 'vs ssh -D', 'vs ssh aes-gcm', 'vs direct', 'CPU s/GiB', 'peak RSS MiB', 'samples MiB/s'], report.tlsHop, (row) => [fixed(row.mibPerSec, 0), ratio(row.mibPerSec, sshDefault), ratio(row.mibPerSec, sshGcm), ratio(row.mibPerSec, direct), fixed(row.cpuSecPerGiB, 2), fixed(row.peakRssMiB), row.samples.map((v) => v.toFixed(0)).join(' ')]);
   const bunRow = report.tlsHop.find((row) => row.target);
   if (bunRow && !bunRow.error) verdicts.push([`(info) wmproxy TLS chain on Bun vs ssh -D`, undefined, `${ratio(bunRow.mibPerSec, sshDefault)} (default cipher), ${ratio(bunRow.mibPerSec, sshGcm)} (AES-GCM)`]);
 }
