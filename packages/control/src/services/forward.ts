@@ -20,15 +20,15 @@ export function listenKey(listen: readonly string[]): string {
     .join(',');
 }
 
-/**
- * Which service a forward proxy is across reloads: its sockets, or its name
- * when it asks for ephemeral ports. TLS settings belong to the listening
- * socket, so a change of them makes a new service (the port is reopened).
- */
+/** Which service a forward proxy is across reloads: its sockets, or its name when it asks for ephemeral ports. */
 export function serviceKey(config: ForwardProxyConfig): string {
   const key = listenKey(config.listen);
-  const tls = config.tls ? `#tls:${config.tls.cert}:${config.tls.key}:${config.tls.clientCa ?? ''}` : '';
-  return (/:0(,|$)/.test(key) ? `${key}#${config.name}` : key) + tls;
+  return /:0(,|$)/.test(key) ? `${key}#${config.name}` : key;
+}
+
+/** The TLS settings of a port, comparable across reloads (the files' paths). */
+function tlsKey(config: ForwardProxyConfig): string {
+  return config.tls ? `${config.tls.cert}\n${config.tls.key}\n${config.tls.clientCa ?? ''}` : '';
 }
 
 /** The TLS of the listening socket, read from its files. */
@@ -117,6 +117,10 @@ export class ForwardService {
 
   /** Build the proxy for new settings (throws on bad options, changing nothing). */
   prepare(config: ForwardProxyConfig, logger: Logger): ForwardProxy {
+    // TLS belongs to the listening socket, which a reload keeps (no moment without a listener): a change waits for a restart.
+    if (tlsKey(config) !== tlsKey(this.config)) {
+      throw new Error(`proxy "${config.name}": its TLS settings (tls.cert, tls.key, tls.client_ca) changed; they apply to a listening port only at start: restart to change them (reload refused, nothing changed)`);
+    }
     return new ForwardProxy(forwardOptions(config, logger));
   }
 
