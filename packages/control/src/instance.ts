@@ -11,10 +11,11 @@ import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
-import type { ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
+import type { ClusterSource, ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
 
 export const VERSION = '0.1.0';
 
@@ -35,9 +36,17 @@ export interface InstanceOptions {
   workers?: number;
   /** Set in a worker process by the cluster: its index and the primary's health states to start from. */
   worker?: { index: number; health: HealthEntry[] };
+  /** A configuration store this instance follows (`run --store`): shown in /status, the dashboard and /metrics. */
+  cluster?: ClusterSource;
 }
 
 const RECENT_EVENTS = 200;
+
+/** ioredis is loaded only when `[cluster] redis` is set. */
+async function sharedCounters(config: WmproxyConfig, logger: Logger): Promise<SharedCounters & { close(): Promise<void> }> {
+  const { RedisCounters } = await import('@wmproxy/cluster');
+  return new RedisCounters({ url: config.cluster.redis!, instances: config.cluster.instances, timeoutMs: config.cluster.redisTimeoutMs, logger });
+}
 
 /** Elysia is loaded only where the control API runs: worker processes never need it. */
 async function startApi(instance: Instance, config: WmproxyConfig['control'], logger: Logger): Promise<ControlApi> {
@@ -58,6 +67,8 @@ export class Instance {
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
   private api: ControlApi | undefined;
+  /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
+  private counters: (SharedCounters & { close(): Promise<void> }) | undefined;
   /** Releases the control API's port from the forward proxies' refusals (see `guardControlPort`). */
   private releaseControlPort: (() => void) | undefined;
   private readonly options: InstanceOptions;
@@ -122,7 +133,8 @@ export class Instance {
           const service = await new ForwardService(proxy, instance.loggerFor(proxy.name)).start();
           instance.forward.set(service.key, service);
         }
-        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog);
+        if (config.cluster.redis !== undefined) instance.counters = await sharedCounters(config, instance.loggerFor('cluster'));
+        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.counters);
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
@@ -255,7 +267,7 @@ export class Instance {
           const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog);
           if (outcome !== 'unchanged') changes.push(`reverse proxy ${outcome}`);
         } else {
-          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog);
+          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.counters);
           changes.push('reverse proxy started');
         }
       } else if (this.reverse) {
@@ -387,6 +399,7 @@ export class Instance {
     this.forward.clear();
     this.reverse = undefined;
     await this.health.close();
+    await this.counters?.close();
     await this.api?.close();
     this.api = undefined;
     this.releaseControlPort?.();
@@ -430,7 +443,19 @@ export class Instance {
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
       ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+      ...(this.options.cluster ? { cluster: this.options.cluster.view() } : {}),
     };
+  }
+
+  /** Targets by health state, for a cluster member record. */
+  healthSummary(): { healthy: number; unhealthy: number } {
+    let healthy = 0;
+    let unhealthy = 0;
+    for (const target of this.health.snapshot().targets) {
+      if (target.available) healthy++;
+      else unhealthy++;
+    }
+    return { healthy, unhealthy };
   }
 
   /** With workers: collect their counters now (the control API calls this before answering). */
@@ -502,6 +527,12 @@ export class Instance {
     out.family('wmproxy_uptime_seconds', 'gauge', 'Seconds since the instance started.').sample('wmproxy_uptime_seconds', {}, (Date.now() - this.startedAt) / 1000);
     out.family('wmproxy_reloads_total', 'counter', 'Configuration reloads by result.');
     out.sample('wmproxy_reloads_total', { result: 'ok' }, m.reloadsOk).sample('wmproxy_reloads_total', { result: 'rejected' }, m.reloadsFailed);
+    const cluster = this.options.cluster?.view();
+    if (cluster) {
+      out.family('wmproxy_config_store_up', 'gauge', 'Whether the configuration store is reachable (0: serving the last good configuration).').sample('wmproxy_config_store_up', {}, cluster.connected ? 1 : 0);
+      out.family('wmproxy_config_store_revision', 'gauge', 'Revision of the stored configuration this instance runs.').sample('wmproxy_config_store_revision', {}, cluster.revision);
+      out.family('wmproxy_cluster_members', 'gauge', 'Instances registered in the configuration store.').sample('wmproxy_cluster_members', {}, cluster.members.length);
+    }
     out.family('wmproxy_open_connections', 'gauge', 'Open client connections by service.');
     for (const entry of traffic.forward) out.sample('wmproxy_open_connections', { service: entry.name, kind: 'forward' }, entry.open);
     if (this.reverse || hasReverse(this.config)) out.sample('wmproxy_open_connections', { service: 'reverse', kind: 'http' }, traffic.sessions);

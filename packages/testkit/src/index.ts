@@ -197,3 +197,6 @@ export function spkiHash(certPath: string): string {
   if (digest.status !== 0) throw new Error(`openssl dgst failed: ${digest.stderr.toString()}`);
   return digest.stdout.toString('base64');
 }
+
+export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
+export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
