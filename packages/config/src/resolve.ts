@@ -660,9 +660,33 @@ class Resolver {
         return false; // reported by the schema
       }
     });
-    if (!proxy.insecure_open && !users && !(proxy.allow && proxy.allow.length > 0)) {
+    let tls: ForwardProxyConfig['tls'];
+    if (proxy.tls) {
+      tls = { cert: this.path(proxy.tls.cert), key: this.path(proxy.tls.key) };
+      this.fileExists(tls.cert, [...path, 'tls', 'cert']);
+      this.fileExists(tls.key, [...path, 'tls', 'key']);
+      if (proxy.tls.client_ca !== undefined) {
+        tls.clientCa = this.path(proxy.tls.client_ca);
+        this.fileExists(tls.clientCa, [...path, 'tls', 'client_ca']);
+      }
+    }
+    let parentTls: ForwardProxyConfig['parentTls'];
+    if (proxy.parent_tls) {
+      const given = proxy.parent_tls;
+      if (!proxy.parent || !/^(https|socks5\+tls):\/\//i.test(proxy.parent)) this.issues.add([...path, 'parent_tls'], 'a TLS parent (https:// or socks5+tls://) in `parent`', proxy.parent ? JSON.stringify(proxy.parent) : 'no parent');
+      if ((given.cert === undefined) !== (given.key === undefined)) this.issues.add([...path, 'parent_tls', given.cert === undefined ? 'key' : 'cert'], 'both cert and key (a client certificate needs its key)', 'only one of them');
+      parentTls = { verify: given.verify ?? true };
+      for (const key of ['ca', 'cert', 'key'] as const) {
+        const file = given[key];
+        if (file === undefined) continue;
+        parentTls[key] = this.path(file);
+        this.fileExists(parentTls[key]!, [...path, 'parent_tls', key]);
+      }
+      if (given.server_name !== undefined) parentTls.servername = given.server_name;
+    }
+    if (!proxy.insecure_open && !users && !(proxy.allow && proxy.allow.length > 0) && !tls?.clientCa) {
       exposed.forEach((open, at) => {
-        if (open) this.issues.add([...path, 'listen', ...(listen.length > 1 ? [at] : [])], 'a loopback address, or users / an allow list / insecure_open = true for an open proxy', JSON.stringify(listen[at]));
+        if (open) this.issues.add([...path, 'listen', ...(listen.length > 1 ? [at] : [])], 'a loopback address, or users / an allow list / tls.client_ca / insecure_open = true for an open proxy', JSON.stringify(listen[at]));
       });
     }
     return {
@@ -679,6 +703,8 @@ class Resolver {
       denyDestinations: proxy.deny_destinations ?? (exposed.includes(true) ? [...DEFAULT_DENY_DESTINATIONS] : []),
       connectPorts: proxy.connect_ports ?? (exposed.includes(true) ? [...CORE_NET_DEFAULTS.connectPorts] : undefined),
       parent: proxy.parent,
+      parentTls,
+      tls,
       udp: proxy.udp ?? SOCKS5_DEFAULTS.udp,
       udpBind: proxy.udp_bind,
       connectTimeoutMs: durationMs(proxy.connect_timeout, HTTP_PROXY_DEFAULTS.connectTimeoutMs),

@@ -162,10 +162,32 @@ export const ForwardProxySchema = Type.Object(
     connect_ports: Type.Optional(Type.Array(Port, { description: 'Ports CONNECT may reach. Default: `[443, 8443]` when a `listen` address is not loopback (Squid\'s SSL_ports), any otherwise; `[]` allows any port.' })),
     parent: Type.Optional(
       Type.String({
-        pattern: '^(http|socks5)://',
-        description: 'Parent proxy to chain through: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`.',
-        'x-expected': 'a proxy URL such as http://127.0.0.1:3128 or socks5://127.0.0.1:1080',
+        pattern: '^(https?|socks5|socks5\\+tls)://',
+        description: 'Parent proxy to chain through: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`; over TLS `https://...` or `socks5+tls://...` (see `parent_tls`).',
+        'x-expected': 'a proxy URL such as http://127.0.0.1:3128, https://proxy.example:8443, socks5://127.0.0.1:1080 or socks5+tls://proxy.example:1443',
       }),
+    ),
+    parent_tls: Type.Optional(
+      Type.Object(
+        {
+          ca: Type.Optional(Type.String({ description: 'CA certificate(s) (PEM file) the parent\'s certificate must chain to. Default: the system\'s CAs.' })),
+          cert: Type.Optional(Type.String({ description: 'Client certificate (PEM file) shown to a parent that asks for one (mutual TLS); with `key`.' })),
+          key: Type.Optional(Type.String({ description: 'Private key (PEM file) of `cert`.' })),
+          server_name: Type.Optional(Type.String({ minLength: 1, description: 'Name sent as SNI and expected in the parent\'s certificate. Default: the host of `parent`.' })),
+          verify: Type.Optional(Type.Boolean({ description: 'Verify the parent\'s certificate; false lets anyone on the path read the traffic.', default: true })),
+        },
+        { ...Strict, description: 'How a TLS parent (`https://`, `socks5+tls://`) is verified and which client certificate it is shown (the original\'s `ts`, `two_way_tls`, `cert`, `key`, `domain`).' },
+      ),
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          cert: Type.String({ description: 'Certificate chain file (PEM).' }),
+          key: Type.String({ description: 'Private key file (PEM).' }),
+          client_ca: Type.Optional(Type.String({ description: 'CA certificate(s) (PEM file) client certificates must chain to: clients without one fail the handshake (mutual TLS). Counts as authentication for a non-loopback `listen`.' })),
+        },
+        { ...Strict, description: 'Serve the port inside TLS (an HTTPS proxy; SOCKS5 in TLS): the handshake first, then the first-byte dispatch (the original\'s `tc`, `two_way_tls`, `cert`, `key`).' },
+      ),
     ),
     udp: Type.Optional(Type.Boolean({ description: 'Serve SOCKS5 UDP ASSOCIATE.', default: SOCKS5_DEFAULTS.udp })),
     udp_bind: Type.Optional(Type.String({ format: 'wmproxy-ip', description: 'IP the SOCKS5 UDP relay sockets bind to (default: the address the client connected to).', 'x-expected': 'an IP address' })),

@@ -45,6 +45,10 @@ export interface ForwardProxyConfig {
   denyDestinations: string[];
   connectPorts: number[] | undefined;
   parent: string | undefined;
+  /** Files (absolute paths) and checks for a TLS parent. */
+  parentTls: { ca?: string; cert?: string; key?: string; servername?: string; verify: boolean } | undefined;
+  /** The port speaks TLS with these files (absolute paths); `clientCa`: mutual TLS. */
+  tls: { cert: string; key: string; clientCa?: string } | undefined;
   udp: boolean;
   udpBind: string | undefined;
   connectTimeoutMs: number;

@@ -13,7 +13,6 @@ import {
   serializeResponseHead,
   simpleResponse,
   toNetError,
-  connect,
   type Conn,
   type ConnHandler,
   type HeaderList,
@@ -24,7 +23,7 @@ import {
 } from '@wmproxy/core-net';
 import type { ProxyConfig } from './options.js';
 import { parseAbsoluteTarget, parseConnectTarget, TargetError, type Target } from './target.js';
-import { withTimeout } from './upstream.js';
+import { connectParent, withTimeout } from './upstream.js';
 
 /** How long a refused client may take to read its answer before the socket is closed. */
 const LINGER_MS = 2_000;
@@ -551,8 +550,7 @@ export class Session {
     // The vetted addresses are the ones dialled (no second lookup to rebind).
     const addresses = await resolveDestination(host, port, config.destinationDeny, config.resolver);
     if (toHttpParent) {
-      const parent = config.parent!;
-      return connect({ host: parent.host, port: parent.port, timeoutMs: config.connectTimeoutMs, resolver: config.resolver });
+      return connectParent(config.parent!, config.connectTimeoutMs, config.resolver);
     }
     return config.connector(host, port, config.connectTimeoutMs, config.parent ? undefined : addresses);
   }

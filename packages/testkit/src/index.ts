@@ -1,6 +1,6 @@
 import net from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -136,5 +136,82 @@ export function selfSignedCert(name = 'localhost', san = 'DNS:localhost,IP:127.0
   }
 }
 export { packageReadme, readmeTable, tableCell, numbersIn } from './readme.js';
+/** A PEM certificate and key, as text and as files (for CLI flags and curl). */
+export interface TestIdentity {
+  cert: string;
+  key: string;
+  certPath: string;
+  keyPath: string;
+}
+
+/** A throw-away CA with a server certificate (localhost, 127.0.0.1, ::1) and a client certificate it signed. */
+export interface TestPki {
+  dir: string;
+  ca: TestIdentity;
+  server: TestIdentity;
+  client: TestIdentity;
+  /** A second, unrelated CA and a client and a server certificate of its own: what verification must refuse. */
+  rogueCa: TestIdentity;
+  rogueClient: TestIdentity;
+  rogueServer: TestIdentity;
+  cleanup(): void;
+}
+
+function openssl(args: string[]): void {
+  const result = spawnSync('openssl', args, { stdio: 'pipe' });
+  if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${result.stderr.toString()}`);
+}
+
+function identity(dir: string, name: string): TestIdentity {
+  const certPath = join(dir, `${name}.pem`);
+  const keyPath = join(dir, `${name}.key`);
+  return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
+}
+
+function makeCa(dir: string, name: string): TestIdentity {
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${name}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.pem`)]);
+  return identity(dir, name);
+}
+
+function makeLeaf(dir: string, name: string, ca: TestIdentity, extensions: string): TestIdentity {
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${name}`, '-keyout', join(dir, `${name}.key`), '-out', csr]);
+  writeFileSync(ext, extensions);
+  openssl(['x509', '-req', '-in', csr, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', join(dir, `${name}.pem`)]);
+  return identity(dir, name);
+}
+
+const SERVER_EXTENSIONS = 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n';
+const CLIENT_EXTENSIONS = 'extendedKeyUsage=clientAuth\n';
+
+/** Make a test PKI with openssl in a temp dir (synchronous: for `before` hooks). */
+export function testPki(): TestPki {
+  const dir = mkdtempSync(join(tmpdir(), 'wmproxy-pki-'));
+  const ca = makeCa(dir, 'test-ca');
+  const rogueCa = makeCa(dir, 'rogue-ca');
+  return {
+    dir,
+    ca,
+    server: makeLeaf(dir, 'localhost', ca, SERVER_EXTENSIONS),
+    client: makeLeaf(dir, 'client', ca, CLIENT_EXTENSIONS),
+    rogueCa,
+    rogueClient: makeLeaf(dir, 'rogue-client', rogueCa, CLIENT_EXTENSIONS),
+    rogueServer: makeLeaf(dir, 'rogue-server', rogueCa, SERVER_EXTENSIONS),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** The base64 SHA-256 of a certificate's public key, for Chromium's `--ignore-certificate-errors-spki-list`. */
+export function spkiHash(certPath: string): string {
+  const pub = spawnSync('openssl', ['x509', '-in', certPath, '-pubkey', '-noout'], { stdio: 'pipe' });
+  const der = spawnSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub.stdout, stdio: 'pipe' });
+  const digest = spawnSync('openssl', ['dgst', '-sha256', '-binary'], { input: der.stdout, stdio: 'pipe' });
+  if (digest.status !== 0) throw new Error(`openssl dgst failed: ${digest.stderr.toString()}`);
+  return digest.stdout.toString('base64');
+}
+
 export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
 export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';

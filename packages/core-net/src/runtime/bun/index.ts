@@ -172,7 +172,8 @@ function alpnWire(names: string[]): Uint8Array {
 }
 
 // One handler object per listener or connect call, shared by its sockets.
-function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error) => void) {
+/** `verifiesPeer`: a mutual-TLS listener, for which a handshake that completed with an authorization error is a refusal too. */
+function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error, peer?: string) => void, verifiesPeer = false) {
   return {
     open: onOpen,
     data(socket: BunSocket, chunk: Uint8Array) {
@@ -195,7 +196,14 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
       if (waiter) {
         socket.data!.handshake = undefined;
         waiter.resolve(success ? authorizationError : (authorizationError ?? new Error('TLS handshake failed')));
-      } else if (!success && onHandshakeError) onHandshakeError(authorizationError ?? new Error('TLS handshake failed'));
+      } else if (!success || (verifiesPeer && authorizationError)) {
+        const peer = formatHostPort(socket.remoteAddress, (socket as { remotePort?: number }).remotePort ?? 0);
+        // Bun reports a client certificate from an unknown CA as a finished handshake with an error: close it here.
+        socket.terminate();
+        if (!onHandshakeError) return;
+        const reason = authorizationError?.message ?? 'TLS handshake failed';
+        onHandshakeError(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${reason}`, { address: peer, cause: authorizationError ?? undefined }), peer);
+      }
     },
   };
 }
@@ -209,7 +217,7 @@ async function listen(options: ListenOptions): Promise<Listener> {
     socket.data = conn;
     socket.setNoDelay(true);
     options.onConnection(conn);
-  }, options.onError);
+  }, options.onError, options.tls?.clientCa !== undefined);
   let server: import('bun').TCPSocketListener<BunConn | undefined>;
   try {
     server = Bun.listen<BunConn | undefined>({
@@ -223,8 +231,9 @@ async function listen(options: ListenOptions): Promise<Listener> {
             tls: {
               cert: options.tls.cert,
               key: options.tls.key,
-              ...(options.tls.requestCert ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca } : {}),
               ...(options.tls.alpn?.length ? { ALPNProtocols: alpnWire(options.tls.alpn) } : {}),
+              // Mutual TLS: a client without a certificate from `clientCa` fails the handshake (Bun closes it).
+              ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
             },
           }
         : {}),

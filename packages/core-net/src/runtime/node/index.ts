@@ -103,6 +103,9 @@ function onSocketEnd(this: TaggedSocket): void {
 }
 function onSocketError(this: TaggedSocket, error: Error): void {
   this[kConn]?.recordError(toNetError(error));
+  // An error is fatal. A TLS socket that received an alert (a server refusing our client
+  // certificate) reports the error, then 'end', and would otherwise stay open half-closed.
+  this.destroy();
 }
 function onSocketClose(this: TaggedSocket): void {
   this[kConn]?.finish();
@@ -121,17 +124,22 @@ function listen(options: ListenOptions): Promise<Listener> {
             key: toPem(options.tls.key),
             allowHalfOpen: true,
             SNICallback: options.tls.sni ? sniCallback(options.tls.sni) : undefined,
-            ...(options.tls.requestCert
-              ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca as tls.TlsOptions['ca'] }
-              : {}),
             ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
+            // Mutual TLS: a client without a certificate from `clientCa` fails the handshake ('tlsClientError').
+            ...(options.tls.clientCa ? { ca: toPemList(options.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
           },
           onSocket,
         )
       : net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onSocket);
     if (options.tls) {
+      // The peer is noted on the raw socket at accept: a TLS socket that failed its handshake may have lost its address by the time it is reported.
+      server.on('connection', notePeer);
       server.on('tlsClientError', (error: Error, socket: net.Socket) => {
-        options.onError?.(error);
+        const peer = socket.remoteAddress ? formatHostPort(socket.remoteAddress, socket.remotePort ?? 0) : ((socket as { _parent?: PeerNoted })._parent?.[kPeer] ?? 'unknown');
+        // OpenSSL's `reason` ("peer did not return a certificate") without the source file and line of `message`.
+        const reason = (error as { reason?: unknown }).reason;
+        const text = typeof reason === 'string' ? reason : error.message.trim();
+        options.onError?.(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${text}`, { address: peer, cause: error }), peer);
         socket.destroy();
       });
     }
@@ -151,8 +159,18 @@ function listen(options: ListenOptions): Promise<Listener> {
   });
 }
 
+const kPeer = Symbol('wmproxy.peer');
+type PeerNoted = net.Socket & { [kPeer]?: string };
+function notePeer(socket: PeerNoted): void {
+  socket[kPeer] = formatHostPort(socket.remoteAddress ?? '', socket.remotePort ?? 0);
+}
+
 function toPem(value: string | Uint8Array): string | Buffer {
   return typeof value === 'string' ? value : Buffer.from(value);
+}
+
+function toPemList(value: string | Uint8Array | Array<string | Uint8Array>): Array<string | Buffer> {
+  return (Array.isArray(value) ? value : [value]).map(toPem);
 }
 
 function sniCallback(
@@ -237,7 +255,7 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
       options.timeoutMs,
     );
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    socket.once('error', (error) => fail(toNetError(error, address)));
+    socket.once('error', (error) => fail(options.tls && isCertificateError(error) ? new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error }) : toNetError(error, address)));
     socket.once(options.tls ? 'secureConnect' : 'connect', () => {
       if (settled) return;
       const verifyPeer = options.tls?.verifyPeer;
@@ -253,6 +271,12 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
       resolve(new NodeConn(socket, !options.tls));
     });
   });
+}
+
+/** OpenSSL's verification failures (UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, ERR_TLS_CERT_ALTNAME_INVALID...), as opposed to socket errors. */
+function isCertificateError(error: Error): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /CERT|SELF_SIGNED|UNABLE_TO|VERIFY/.test(code));
 }
 
 export const nodeRuntime: Runtime = { name: 'node', listen, connectIp };
