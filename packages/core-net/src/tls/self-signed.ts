@@ -5,6 +5,7 @@
  */
 import { createHash, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+import { parseIp } from '../cidr.js';
 
 export interface SelfSignedOptions {
   /** Subject and issuer common name (default the first name, or "wmproxy"). */
@@ -77,18 +78,14 @@ function name(commonName: string): Uint8Array {
 }
 
 function ipBytes(ip: string): Uint8Array {
-  if (isIP(ip) === 4) return Uint8Array.from(ip.split('.').map(Number));
-  // Expand IPv6 (with ::) into 16 bytes.
-  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = [...left, ...new Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  const out = new Uint8Array(16);
-  groups.forEach((group, i) => {
-    const v = parseInt(group || '0', 16);
-    out[2 * i] = v >> 8;
-    out[2 * i + 1] = v & 0xff;
-  });
+  const parsed = parseIp(ip)!;
+  const size = parsed.v6 ? 16 : 4;
+  const out = new Uint8Array(size);
+  let value = parsed.value;
+  for (let i = size - 1; i >= 0; i--) {
+    out[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
   return out;
 }
 
