@@ -6,7 +6,7 @@
 //
 //   visitor -> public port (tunnel server / sshd) -> tunnel client / ssh -> local service
 //
-//   flock /work/bench.lock node bench/tunnel.mjs [--quick] [--only direct,ssh,wmproxy-bun,wmproxy-node]
+//   flock /work/bench.lock node bench/tunnel.mjs [--quick] [--only direct,ssh,ssh-tty,wmproxy-bun,wmproxy-node]
 //         [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
 //
 // Scenarios, for every contender:
@@ -114,11 +114,12 @@ async function main() {
 
   // ------------------------------------------------------------ contenders
   const contenders = [
-    { name: 'direct', start: async () => ({ ports: services, pids: () => [], stop: async () => {} }) },
-    { name: 'ssh -R', start: () => startSsh(children, dir, services) },
-    { name: 'wmproxy-bun', start: () => startTunnel(children, dir, services, 'bun', token) },
-    { name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token) },
-  ].filter((c) => only.length === 0 || only.includes(c.name) || only.includes(c.name.split(' ')[0]));
+    { id: 'direct', name: 'direct', start: async () => ({ ports: services, pids: () => [], stop: async () => {} }) },
+    { id: 'ssh', name: 'ssh -R', start: () => startSsh(children, dir, services, false) },
+    { id: 'ssh-tty', name: 'ssh -R tty', start: () => startSsh(children, dir, services, true) },
+    { id: 'wmproxy-bun', name: 'wmproxy-bun', start: () => startTunnel(children, dir, services, 'bun', token) },
+    { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token) },
+  ].filter((c) => only.length === 0 || only.includes(c.id));
 
   const results = [];
   for (const contender of contenders) {
@@ -232,10 +233,14 @@ async function main() {
 
 // ---------------------------------------------------------------- contenders
 
-/** A private sshd on a loopback port and `ssh -N -R` for both services. */
-async function startSsh(children, dir, services) {
-  const sshDir = join(dir, 'ssh');
-  mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+/**
+ * A private sshd on a loopback port and `ssh -N -R` for both services. With
+ * `tty`, `ssh -tt ... sleep` instead: OpenSSH turns TCP_NODELAY on for its
+ * connection only when a session is interactive, so `-N` leaves Nagle on
+ * and a lone small reply waits for a delayed ACK (~40 ms of TTFB).
+ */
+async function startSsh(children, dir, services, tty) {
+  const sshDir = mkdtempSync(join(dir, 'ssh-'));
   for (const name of ['host_key', 'user_key']) {
     const made = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, name)], { encoding: 'utf8' });
     if (made.status !== 0) throw new Error(`ssh-keygen: ${made.stderr}`);
@@ -271,12 +276,13 @@ LogLevel ERROR
   const client = children.start(
     'ssh',
     [
-      '-N', '-F', '/dev/null', '-i', join(sshDir, 'user_key'), '-p', String(sshdPort),
+      ...(tty ? ['-tt'] : ['-N']), '-F', '/dev/null', '-i', join(sshDir, 'user_key'), '-p', String(sshdPort),
       '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
       '-o', 'ExitOnForwardFailure=yes', '-o', 'Ciphers=chacha20-poly1305@openssh.com', '-o', 'LogLevel=ERROR',
       '-R', `127.0.0.1:${ports.bulk}:127.0.0.1:${services.bulk}`,
       '-R', `127.0.0.1:${ports.http}:127.0.0.1:${services.http}`,
       `${userInfo().username}@127.0.0.1`,
+      ...(tty ? ['sleep', '86400'] : []),
     ],
     'ssh',
   );
