@@ -333,7 +333,7 @@ async function startTunnel(children, dir, services, runtime, token) {
 
 /** The SHA-256 fingerprint the tunnel server prints at start (hex, colon-separated hex, or SHA256:base64). */
 function printedFingerprint(child) {
-  const patterns = [/\b((?:[0-9a-f]{2}:){31}[0-9a-f]{2})\b/i, /\b([0-9a-f]{64})\b/i, /\b(SHA256:[A-Za-z0-9+/=]{43,44})/];
+  const patterns = [/\b(SHA256:[A-Za-z0-9+/=]{43,44})/, /\b((?:[0-9a-f]{2}:){31}[0-9a-f]{2})\b/i, /\b([0-9a-f]{64})\b/i];
   return new Promise((resolve, reject) => {
     const look = () => {
       for (const pattern of patterns) {
