@@ -50,7 +50,7 @@ export {
   type ConnLimitOptions,
 } from './conn-limit.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
-export { releaseConn } from './conn-base.js';
+export { releaseConn, ConnBase } from './conn-base.js';
 export { Ticker, type TickJob } from './ticker.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
 export { hostRuntime, runtimeName, supportsReusePort, hasCluster } from './runtime/facts.js';
@@ -58,3 +58,4 @@ export { WorkerPool, workerSharing, WORKER_START_TIMEOUT_MS, type PoolMessage, t
 export { checkPortFree } from './workers/ports.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';
+export { createSelfSignedCertificate, certificateFingerprint, normaliseFingerprint, type SelfSigned, type SelfSignedOptions } from './tls/self-signed.js';

@@ -199,7 +199,15 @@ async function listen(options: ListenOptions): Promise<Listener> {
       allowHalfOpen: true,
       // Only our own workers share a port (they ask for it); anyone else's taken port is an error.
       reusePort: options.reusePort ?? false,
-      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+      ...(options.tls
+        ? {
+            tls: {
+              cert: options.tls.cert,
+              key: options.tls.key,
+              ...(options.tls.requestCert ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca } : {}),
+            },
+          }
+        : {}),
       socket: handlers,
     } as unknown as import('bun').TCPSocketListenOptions<BunConn | undefined>);
   } catch (error) {
@@ -229,6 +237,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
             rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
             ca: options.tls.ca,
             ALPNProtocols: options.tls.alpn,
+            ...(options.tls.cert !== undefined ? { cert: options.tls.cert, key: options.tls.key } : {}),
           },
         }
       : {}),
@@ -262,6 +271,15 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
       if (error && (options.tls?.rejectUnauthorized ?? true)) {
         conn.destroy();
         throw new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error });
+      }
+      const verifyPeer = options.tls?.verifyPeer;
+      if (verifyPeer) {
+        const raw = (conn.socket as unknown as { getPeerCertificate(): { raw?: Uint8Array } | undefined }).getPeerCertificate()?.raw;
+        const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
+        if (refusal) {
+          conn.destroy();
+          throw new NetError('EPROTO', `TLS verification of ${address} failed: ${refusal}`, { address });
+        }
       }
     }
     return conn;

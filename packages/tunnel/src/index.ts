@@ -1,0 +1,3 @@
+export * from './frame.js';
+export * from './mux.js';
+export * from './auth.js';
