@@ -50,6 +50,10 @@
 // error and on SIGINT/SIGTERM. Everything listens on 127.0.0.1.
 // BENCH_VERBOSE=1 shows the children's output.
 //
+// `--only mux-bun` (not in the default set) adds the tunnel's multiplexer
+// alone (bench/lib/mux-relay.ts: two Bun processes, TLS, no handshake or
+// CLI), to tell the cost of the stream layer from the rest.
+//
 // The visitor runs in this (node) process and the local service in another
 // node process, so `direct` is bounded by node's socket reads and writes
 // (~2 GiB/s on loopback here), not by the kernel.
@@ -119,7 +123,8 @@ async function main() {
     { id: 'ssh-tty', name: 'ssh -R tty', start: () => startSsh(children, dir, services, true) },
     { id: 'wmproxy-bun', name: 'wmproxy-bun', start: () => startTunnel(children, dir, services, 'bun', token) },
     { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token) },
-  ].filter((c) => only.length === 0 || only.includes(c.id));
+    { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
+  ].filter((c) => (only.length === 0 && !c.optional) || only.includes(c.id));
 
   const results = [];
   for (const contender of contenders) {
@@ -329,6 +334,31 @@ async function startTunnel(children, dir, services, runtime, token) {
       await stopChild(server);
     },
   };
+}
+
+/** bench/lib/mux-relay.ts: the tunnel's Mux over TLS between two Bun processes, without the CLI. */
+async function startMuxRelay(children, services) {
+  const bun = join(root, 'node_modules/.bin/bun');
+  const relay = join(root, 'bench/lib/mux-relay.ts');
+  const bulk = await freePort();
+  const http = await freePort();
+  const pair = [];
+  for (const [name, pub, local] of [['bulk', bulk, services.bulk], ['http', http, services.http]]) {
+    const server = children.start(bun, [relay, 'server', String(pub)], `mux-server-${name}`, { stdout: true });
+    const control = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`mux relay did not start: ${server.output}`)), 10_000);
+      server.stdout.on('data', () => {
+        const match = /"control":(\d+)/.exec(server.output);
+        if (match) (clearTimeout(timer), resolve(Number(match[1])));
+      });
+    });
+    const client = children.start(bun, [relay, 'client', String(control), String(local)], `mux-client-${name}`, { stdout: true });
+    pair.push(server, client);
+  }
+  const ports = { bulk, http };
+  await ready(ports, pair);
+  // The bulk mapping's pair only: the idle streams go through it.
+  return { ports, pids: () => [...processTree(pair[0].pid), ...processTree(pair[1].pid)], stop: async () => { for (const c of pair) await stopChild(c); } };
 }
 
 /** The SHA-256 fingerprint the tunnel server prints at start (hex, colon-separated hex, or SHA256:base64). */
