@@ -26,8 +26,10 @@
 //     Head-of-line blocking, or a window shared between streams, shows here;
 //  5. memory with 1,000 idle streams: each stream completes one round trip
 //     to the service and stays open; the growth of RSS (VmRSS) of the tunnel
-//     server + client process trees (sshd + ssh for ssh -R) after 1 s,
-//     divided by the number of streams, in KiB.
+//     server + client process trees (sshd + ssh for ssh -R), each settled
+//     (1 s, then the median of 5 samples), divided by the number of streams,
+//     in KiB. A garbage-collected runtime may or may not have collected the
+//     garbage of the warm-up by then: +-1 KiB per stream is noise.
 // `--quick` shrinks every scenario (128 MiB, one repeat, 2 s of wrk, 50 new
 // connections, 200 idle streams) for a smoke run; its figures are noisier.
 //
@@ -214,13 +216,10 @@ async function main() {
     await attempt('idle', async () => {
       const warm = await openIdle(ports.bulk, 100);
       for (const socket of warm) socket.destroy();
-      await sleep(1000);
-      const pids = started.pids();
-      row.rssBeforeMiB = rssMiB(pids);
+      row.rssBeforeMiB = await settledRss(started.pids);
       const sockets = await openIdle(ports.bulk, config.idleStreams);
       try {
-        await sleep(1000);
-        row.rssIdleMiB = rssMiB(started.pids());
+        row.rssIdleMiB = await settledRss(started.pids);
         if (row.rssBeforeMiB !== undefined) row.idleKiBPerStream = ((row.rssIdleMiB - row.rssBeforeMiB) * 1024) / config.idleStreams;
         // Every idle stream must still be usable: one more round trip on a sample.
         await Promise.all(sockets.filter((_, i) => i % 50 === 0).map((socket) => roundTrip(socket)));
@@ -482,6 +481,19 @@ function roundTrip(socket, timeoutMs = 10_000) {
     socket.once('data', () => (clearTimeout(timer), resolve()));
     socket.write('P');
   });
+}
+
+/** RSS of the processes after 1 s of quiet: the median of 5 samples over the next second (undefined without processes). */
+async function settledRss(pids) {
+  await sleep(1000);
+  const samples = [];
+  for (let i = 0; i < 5; i++) {
+    const rss = rssMiB(pids());
+    if (rss === undefined) return undefined;
+    samples.push(rss);
+    await sleep(250);
+  }
+  return median(samples);
 }
 
 /** Peak RSS (VmHWM) of `pids` together, in MiB. */
