@@ -7,7 +7,7 @@
 //   visitor -> public port (tunnel server / sshd) -> tunnel client / ssh -> local service
 //
 //   flock /work/bench.lock node bench/tunnel.mjs [--quick] [--only direct,ssh,ssh-tty,wmproxy-bun,wmproxy-node]
-//         [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
+//         [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
 //
 // Scenarios, for every contender:
 //  1. throughput: one stream downloads 1 GiB from the local service (the
@@ -62,7 +62,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
+import { loadavg, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSecondsOf, processTree, rssMiB } from './lib/procstat.mjs';
@@ -86,6 +86,9 @@ async function main() {
     idleStreams: arg('idle', 1000, 200),
     stallMiB: arg('stall-mib', 256, 64),
     repeat: arg('repeat', 3, 1),
+    rounds: Math.max(1, arg('rounds', 1, 1)),
+    // The machine is shared: its load is printed beside the figures.
+    loadAtStart: loadavg()[0],
   };
   const only = argument(args, 'only', '')?.split(',').filter(Boolean) ?? [];
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-tunnel-bench-'));
@@ -128,17 +131,33 @@ async function main() {
     { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
   ].filter((c) => (only.length === 0 && !c.optional) || only.includes(c.id));
 
-  const results = [];
-  for (const contender of contenders) {
-    const row = { name: contender.name, errors: {} };
-    results.push(row);
+  const rows = [];
+  for (let round = 0; round < config.rounds; round++) {
+    // Odd rounds run the contenders in reverse order, so that a drift of the host's
+    // speed within a round favours nobody in the paired ratios.
+    for (const contender of round % 2 === 0 ? contenders : [...contenders].reverse()) {
+      const row = { name: contender.name, round, errors: {} };
+      rows.push(row);
+      await runContender(contender, row, config, round);
+    }
+  }
+  report(rows, config);
+  cleanup();
+  process.exit(0);
+}
+
+/** Every scenario for one contender, into `row`; a failing scenario leaves its error there. */
+async function runContender(contender, row, config, round) {
+  const prefix = config.rounds > 1 ? `round ${round + 1}/${config.rounds}, ` : '';
+  const progress = (text) => process.stderr.write(`[tunnel bench] ${prefix}${text}\n`);
+  {
     let started;
     try {
       started = await contender.start();
     } catch (error) {
       row.errors.start = oneLine(error);
       console.error(`${contender.name}: could not start: ${row.errors.start}`);
-      continue;
+      return;
     }
     const { ports } = started;
     const attempt = async (scenario, fn) => {
@@ -230,9 +249,6 @@ async function main() {
     row.peakRssMiB = started.pids().length ? peakOf(started.pids()) : undefined;
     await started.stop();
   }
-  report(results, config);
-  cleanup();
-  process.exit(0);
 }
 
 // ---------------------------------------------------------------- contenders
@@ -509,22 +525,42 @@ function peakOf(pids) {
 
 // ---------------------------------------------------------------- report
 
-function report(results, config) {
-  const fmt = (n, digits = 0) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : '-');
-  const direct = results.find((r) => r.name === 'direct');
-  const ssh = results.find((r) => r.name === 'ssh -R');
+/**
+ * One row per contender: ratios are taken within each round (against direct
+ * and ssh -R of the same round), then every figure is the median over rounds.
+ */
+function aggregate(rows) {
   const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b > 0 ? a / b : undefined);
-  for (const row of results) {
+  for (const row of rows) {
+    const direct = rows.find((r) => r.name === 'direct' && r.round === row.round);
+    const ssh = rows.find((r) => r.name === 'ssh -R' && r.round === row.round);
     row.downXDirect = ratio(row.downMiBs, direct?.downMiBs);
     row.downXSsh = ratio(row.downMiBs, ssh?.downMiBs);
     row.upXDirect = ratio(row.upMiBs, direct?.upMiBs);
     row.upXSsh = ratio(row.upMiBs, ssh?.upMiBs);
     row.rpsXSsh = ratio(row.rps, ssh?.rps);
   }
+  const names = [...new Set(rows.map((r) => r.name))];
+  return names.map((name) => {
+    const same = rows.filter((r) => r.name === name);
+    const out = { name, rounds: same.length, errors: Object.assign({}, ...same.map((r) => r.errors)) };
+    for (const key of new Set(same.flatMap((r) => Object.keys(r)))) {
+      if (key === 'round' || key === 'name' || key === 'errors') continue;
+      const values = same.map((r) => r[key]).filter((v) => typeof v === 'number' && Number.isFinite(v));
+      if (values.length > 0) out[key] = median(values);
+    }
+    return out;
+  });
+}
+
+function report(rows, config) {
+  const fmt = (n, digits = 0) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : '-');
+  const results = aggregate(rows);
   const mib = config.sizeMiB >= 1024 ? `${config.sizeMiB / 1024} GiB` : `${config.sizeMiB} MiB`;
   console.log(
     `\nintranet tunnel, ${config.quick ? 'QUICK, ' : ''}${mib} per transfer, wrk -t2 -c${config.connections} -d${config.durationSec}s, ` +
-      `TTFB over ${config.ttfbCount} new connections, ${config.idleStreams} idle streams, ${new Date().toISOString()}`,
+      `TTFB over ${config.ttfbCount} new connections, ${config.idleStreams} idle streams, ` +
+      `${config.rounds > 1 ? `median of ${config.rounds} rounds (ratios paired within a round), ` : ''}load ${loadavg()[0].toFixed(1)} (was ${config.loadAtStart.toFixed(1)}), ${new Date().toISOString()}`,
   );
   console.log('                     download MiB/s (x direct, x ssh) [cpu s/GiB]     upload MiB/s (x direct, x ssh) [cpu s/GiB]');
   for (const row of results) {
@@ -562,11 +598,7 @@ function report(results, config) {
       console.log(`  ${verdict}  ${t.contender.padEnd(13)} ${t.target.padEnd(44)} ${fmt(t.value, t.value !== undefined && Math.abs(t.value) < 20 ? 2 : 0)}`);
     }
   }
-  console.log(JSON.stringify({ bench: 'tunnel', date: new Date().toISOString(), config, results, targets }));
-}
-
-function progress(text) {
-  process.stderr.write(`[tunnel bench] ${text}\n`);
+  console.log(JSON.stringify({ bench: 'tunnel', date: new Date().toISOString(), config, load: loadavg(), results, targets, rounds: config.rounds > 1 ? rows : undefined }));
 }
 
 function oneLine(error) {
