@@ -10,6 +10,8 @@ import Stop from './commands/stop.js';
 import FileServer from './commands/file-server.js';
 import Probe from './commands/probe.js';
 import ReverseProxyCommand from './commands/reverse-proxy.js';
+import TunnelServerCommand from './commands/tunnel/server.js';
+import TunnelClientCommand from './commands/tunnel/client.js';
 
 /** Every command, by name (oclif's explicit strategy: no directory scan at start-up). */
 export const commands = {
@@ -24,5 +26,7 @@ export const commands = {
   probe: Probe,
   'reverse-proxy': ReverseProxyCommand,
   proxy: Proxy,
+  'tunnel:server': TunnelServerCommand,
+  'tunnel:client': TunnelClientCommand,
   version: Version,
 };

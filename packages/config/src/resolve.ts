@@ -6,7 +6,8 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, DEFAULT_PROCESS_MAX_CONNECTIONS, formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
+import { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, DEFAULT_PROCESS_MAX_CONNECTIONS, formatHostPort, isLoopback, normaliseFingerprint, parseAddress } from '@wmproxy/core-net';
+import { DEFAULT_TUNNEL_LISTEN, MappingError, parseMapSpec, parsePortRanges, validateMapping, type Mapping } from '@wmproxy/tunnel';
 import type { CheckSpec, HealthCheckerOptions } from '@wmproxy/health';
 import { describeValue, type IssueList } from './errors.js';
 import type {
@@ -19,6 +20,8 @@ import type {
   RateLimitFile,
   StreamFile,
   UpstreamFile,
+  TunnelClientFile,
+  TunnelServerFile,
 } from './schema.js';
 import { REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
 import type {
@@ -32,6 +35,11 @@ import type {
   UpstreamConfig,
   UpstreamHealthConfig,
   WmproxyConfig,
+  TunnelClientConfig,
+  TunnelConfig,
+  TunnelMappingConfig,
+  TunnelPortRange,
+  TunnelServerConfig,
 } from './types.js';
 import { durationMs, parseDuration, parseSize } from './units.js';
 
@@ -176,7 +184,116 @@ class Resolver {
       upstreams,
       servers,
       streams,
+      tunnel: this.tunnel(),
     };
+  }
+
+  private tunnel(): TunnelConfig {
+    const file = this.file.tunnel ?? {};
+    const clients = file.client === undefined ? [] : Array.isArray(file.client) ? file.client : [file.client];
+    return {
+      server: file.server ? this.tunnelServer(file.server) : undefined,
+      clients: clients.map((client, index) => this.tunnelClient(client, Array.isArray(file.client) ? ['tunnel', 'client', index] : ['tunnel', 'client'], index)),
+    };
+  }
+
+  private portRanges(values: Array<number | string> | undefined, path: Array<string | number>): TunnelPortRange[] | undefined {
+    if (values === undefined) return undefined;
+    const out: TunnelPortRange[] = [];
+    values.forEach((value, index) => {
+      try {
+        out.push(...parsePortRanges(String(value)));
+      } catch (error) {
+        this.issues.add([...path, index], 'a port or a range such as 15000-15999', `${JSON.stringify(value)} (${(error as Error).message})`);
+      }
+    });
+    return out;
+  }
+
+  private tunnelServer(server: TunnelServerFile): TunnelServerConfig {
+    const path = ['tunnel', 'server'];
+    const listen = server.listen ?? DEFAULT_TUNNEL_LISTEN;
+    this.claim([listen], 'tunnel server', [...path, 'listen']);
+    if (!server.token && !(server.clients && server.clients.length > 0)) this.issues.add([...path, 'token'], 'a token, or per-client tokens in clients', 'neither');
+    const plain = server.plain ?? false;
+    if (plain && (server.cert || server.client_ca)) this.issues.add([...path, 'plain'], 'plain = false when cert or client_ca is set', 'true');
+    if ((server.cert === undefined) !== (server.key === undefined)) this.issues.add([...path, server.cert === undefined ? 'cert' : 'key'], 'cert and key together', 'only one of them');
+    let tls: TunnelServerConfig['tls'] = plain ? false : 'self-signed';
+    if (!plain && server.cert && server.key) {
+      tls = { cert: this.path(server.cert), key: this.path(server.key) };
+      this.fileExists(tls.cert, [...path, 'cert']);
+      this.fileExists(tls.key, [...path, 'key']);
+      if (server.client_ca) {
+        tls.clientCa = this.path(server.client_ca);
+        this.fileExists(tls.clientCa, [...path, 'client_ca']);
+      }
+    } else if (server.client_ca) this.issues.add([...path, 'client_ca'], 'cert and key as well (mutual TLS needs a server certificate from a file)', JSON.stringify(server.client_ca));
+    const names = new Set<string>();
+    const clients = (server.clients ?? []).map((client, index) => {
+      if (names.has(client.name)) this.issues.add([...path, 'clients', index, 'name'], 'a name used by no other client', JSON.stringify(client.name));
+      names.add(client.name);
+      const out: TunnelServerConfig['clients'][number] = { name: client.name, token: client.token };
+      const ranges = this.portRanges(client.allow_ports, [...path, 'clients', index, 'allow_ports']);
+      if (ranges) out.allowPorts = ranges;
+      if (client.allow_domains) out.allowDomains = client.allow_domains;
+      return out;
+    });
+    return {
+      listen,
+      token: server.token,
+      clients,
+      allowPorts: this.portRanges(server.allow_ports, [...path, 'allow_ports']),
+      allowDomains: server.allow_domains,
+      publicHost: server.public_host,
+      tls,
+      stateDir: this.path(server.state_dir ?? 'tunnel-state'),
+      heartbeatMs: durationMs(server.heartbeat, 10_000),
+      visitorWaitMs: durationMs(server.visitor_wait, 0),
+      drainMs: durationMs(server.drain, 10_000),
+    };
+  }
+
+  private tunnelClient(client: TunnelClientFile, path: Array<string | number>, index: number): TunnelClientConfig {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(client.server)) this.issues.add([...path, 'server'], 'host:port of the tunnel server', JSON.stringify(client.server));
+    const plain = client.plain ?? false;
+    if (client.ca && client.fingerprint) this.issues.add([...path, 'fingerprint'], 'either ca or fingerprint, not both', JSON.stringify(client.fingerprint));
+    if ((client.cert === undefined) !== (client.key === undefined)) this.issues.add([...path, client.cert === undefined ? 'cert' : 'key'], 'cert and key together', 'only one of them');
+    let tls: TunnelClientConfig['tls'] = false;
+    if (!plain) {
+      tls = {};
+      if (client.ca) {
+        tls.ca = this.path(client.ca);
+        this.fileExists(tls.ca, [...path, 'ca']);
+      }
+      if (client.fingerprint) {
+        try {
+          tls.fingerprint = normaliseFingerprint(client.fingerprint);
+        } catch (error) {
+          this.issues.add([...path, 'fingerprint'], 'a SHA-256 fingerprint: SHA256:<base64> or 64 hex digits', JSON.stringify(client.fingerprint));
+        }
+      }
+      if (client.servername) tls.servername = client.servername;
+      if (client.cert && client.key) {
+        tls.cert = this.path(client.cert);
+        tls.key = this.path(client.key);
+        this.fileExists(tls.cert, [...path, 'cert']);
+        this.fileExists(tls.key, [...path, 'key']);
+      }
+    } else if (client.ca || client.fingerprint || client.cert) this.issues.add([...path, 'plain'], 'plain = false when TLS settings are given', 'true');
+    const mappings: TunnelMappingConfig[] = [];
+    const names = new Set<string>();
+    client.mappings.forEach((entry, at) => {
+      const where = [...path, 'mappings', at];
+      try {
+        const mapping = typeof entry === 'string' ? parseMapSpec(entry) : validateMapping(mappingFromTable(entry));
+        if (names.has(mapping.name)) this.issues.add([...where, ...(typeof entry === 'string' ? [] : ['name'])], 'a mapping name used once per client', JSON.stringify(mapping.name));
+        names.add(mapping.name);
+        mappings.push(mapping);
+      } catch (error) {
+        this.issues.add(where, 'a valid mapping', (error as Error).message);
+      }
+    });
+    return { service: `tunnel-client-${index}`, server: client.server, token: client.token, name: client.name, tls, mappings };
   }
 
   private health(): HealthCheckerOptions {
@@ -536,6 +653,22 @@ class Resolver {
       maxConnectionsPerIp: proxy.max_connections_per_ip ?? 0,
     };
   }
+}
+
+/** A `[[tunnel.client.mappings]]` table as a tunnel Mapping. */
+function mappingFromTable(entry: Exclude<TunnelClientFile['mappings'][number], string>): Mapping {
+  const mapping: Mapping = { name: entry.name, kind: entry.kind };
+  if (entry.local !== undefined) {
+    const colon = entry.local.lastIndexOf(':');
+    if (colon <= 0) throw new MappingError(`${entry.name}: local must be host:port`);
+    mapping.localHost = entry.local.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    mapping.localPort = Number(entry.local.slice(colon + 1));
+  }
+  if (entry.remote_port !== undefined) mapping.remotePort = entry.remote_port;
+  if (entry.domains !== undefined) mapping.domains = entry.domains.map((domain) => domain.toLowerCase());
+  if (entry.path !== undefined) mapping.path = entry.path;
+  if (entry.proxy_protocol !== undefined) mapping.proxyProtocol = entry.proxy_protocol === 'v1' ? 1 : 2;
+  return mapping;
 }
 
 /** Defaults and cross-checks of a schema-valid file. Issues go to `issues`; the result is only meaningful when none was added. */

@@ -448,6 +448,84 @@ export const StreamSchema = Type.Object(
   { ...Strict, description: 'A TCP or UDP stream listener (nginx `stream {}`).' },
 );
 
+// ---------------------------------------------------------------- tunnel
+const PortRangeText = Type.Union([Port, Type.String({ pattern: '^\\s*\\d{1,5}(\\s*-\\s*\\d{1,5})?(\\s*,\\s*\\d{1,5}(\\s*-\\s*\\d{1,5})?)*\\s*$' })], {
+  'x-expected': 'a port or a range such as 15000-15999',
+});
+
+export const TunnelCredentialSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'Name of the client in logs, /status and metrics.' }),
+    token: Type.String({ minLength: 8, description: 'Its secret (challenge/response: never sent in clear).' }),
+    allow_ports: Type.Optional(Type.Array(PortRangeText, { description: 'Public ports it may ask for (default: the server-wide `allow_ports`).' })),
+    allow_domains: Type.Optional(Type.Array(Type.String(), { description: 'Domains it may serve over http/https, `*.example.com` allowed (default: the server-wide `allow_domains`).' })),
+  },
+  { ...Strict, description: 'One client credential (frp per-user tokens; rathole per-service tokens).' },
+);
+
+export const TunnelServerSchema = Type.Object(
+  {
+    listen: Type.Optional(AddressString('Where tunnel clients connect (default 127.0.0.1:7000).')),
+    token: Type.Optional(Type.String({ minLength: 8, description: 'Shared secret of every client (or give per-client `clients`).' })),
+    clients: Type.Optional(Type.Array(TunnelCredentialSchema, { description: 'Per-client tokens with their own allowed ports and domains.' })),
+    allow_ports: Type.Optional(Type.Array(PortRangeText, { description: 'Public ports any client may ask for (default: any; frp `allowPorts`).' })),
+    allow_domains: Type.Optional(Type.Array(Type.String(), { description: 'Domains any client may serve over http/https (default: any).' })),
+    public_host: Type.Optional(Type.String({ description: 'IP address public tcp/udp/proxy mapping ports bind on (default: the host of `listen`).' })),
+    cert: Type.Optional(Type.String({ description: 'TLS certificate (PEM) clients see; default: a self-signed one kept in `state_dir`.' })),
+    key: Type.Optional(Type.String({ description: 'Private key (PEM) of `cert`.' })),
+    client_ca: Type.Optional(Type.String({ description: 'Require client certificates signed by this CA (PEM): mutual TLS (the original `two_way_tls`).' })),
+    state_dir: Type.Optional(Type.String({ description: 'Directory of the self-signed certificate (relative to the file).', default: 'tunnel-state' })),
+    plain: Type.Optional(Type.Boolean({ description: 'No TLS (only behind another TLS layer or on loopback).', default: false })),
+    heartbeat: Type.Optional(Duration('Ping interval both ways; a peer silent for two is dropped.', '10s')),
+    visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
+    drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
+  },
+  { ...Strict, description: 'The public side of the intranet tunnel (`wmproxy tunnel server`; frps; the original `center_addr`).' },
+);
+
+export const TunnelMappingSchema = Type.Union(
+  [
+    Type.String({ description: 'A map spec: `db=tcp:127.0.0.1:5432:15432`, `dns=udp:127.0.0.1:53:15353`, `out=proxy::18090`, `web=http:127.0.0.1:8080@app.example.com`.' }),
+    Type.Object(
+      {
+        name: Type.String({ minLength: 1, description: 'Name (several clients serving one name form a group).' }),
+        kind: Enum(['tcp', 'udp', 'http', 'https', 'proxy'] as const, { description: 'What is exposed.' }),
+        local: Type.Optional(Type.String({ description: 'Local service `host:port` (not for proxy).' })),
+        remote_port: Type.Optional(Port),
+        domains: Type.Optional(Type.Array(Type.String(), { description: 'http/https: names or `*.example.com`.' })),
+        path: Type.Optional(Type.String({ description: 'http/https: path prefix.' })),
+        proxy_protocol: Type.Optional(Enum(['v1', 'v2'] as const, { description: 'Send a PROXY protocol header to the local service.' })),
+      },
+      Strict,
+    ),
+  ],
+  { 'x-expected': 'a map spec string or a mapping table' },
+);
+
+export const TunnelClientSchema = Type.Object(
+  {
+    server: Type.String({ minLength: 3, description: 'Tunnel server `host:port`.' }),
+    token: Type.String({ minLength: 8, description: 'Secret shared with the server.' }),
+    name: Type.Optional(Type.String({ description: 'Name shown in the server logs.' })),
+    ca: Type.Optional(Type.String({ description: 'CA certificate (PEM) to verify the server against.' })),
+    fingerprint: Type.Optional(Type.String({ description: 'Pin the server certificate by SHA-256 fingerprint (`SHA256:<base64>` or hex).' })),
+    servername: Type.Optional(Type.String({ description: 'Name verified in the server certificate (default the server host).' })),
+    cert: Type.Optional(Type.String({ description: 'Client certificate (PEM) for mutual TLS.' })),
+    key: Type.Optional(Type.String({ description: 'Private key (PEM) of `cert`.' })),
+    plain: Type.Optional(Type.Boolean({ description: 'No TLS (only for a server with `plain = true`).', default: false })),
+    mappings: Type.Array(TunnelMappingSchema, { minItems: 1, description: 'What this client exposes.' }),
+  },
+  { ...Strict, description: 'The private side of the intranet tunnel (`wmproxy tunnel client`; frpc; the original `[proxy] server`).' },
+);
+
+export const TunnelSchema = Type.Object(
+  {
+    server: Type.Optional(TunnelServerSchema),
+    client: Type.Optional(Type.Union([TunnelClientSchema, Type.Array(TunnelClientSchema)], { 'x-expected': 'a client table or a list of them' })),
+  },
+  { ...Strict, description: 'Intranet tunnelling (内网穿透): a server on a public host, clients behind NAT.' },
+);
+
 // ---------------------------------------------------------------- the file
 export const ConfigSchema = Type.Object(
   {
@@ -474,6 +552,7 @@ export const ConfigSchema = Type.Object(
     upstream: Type.Optional(Type.Array(UpstreamSchema, { description: 'Upstream groups (`[[upstream]]`).' })),
     server: Type.Optional(Type.Array(HttpServerSchema, { description: 'Reverse-proxy servers (`[[server]]`).' })),
     stream: Type.Optional(Type.Array(StreamSchema, { description: 'TCP/UDP streams (`[[stream]]`).' })),
+    tunnel: Type.Optional(TunnelSchema),
   },
   {
     ...Strict,
@@ -491,6 +570,9 @@ export type HttpServerFile = Static<typeof HttpServerSchema>;
 export type LocationFile = Static<typeof LocationSchema>;
 export type RateLimitFile = Static<typeof RateLimitSchema>;
 export type StreamFile = Static<typeof StreamSchema>;
+export type TunnelFile = Static<typeof TunnelSchema>;
+export type TunnelClientFile = Static<typeof TunnelClientSchema>;
+export type TunnelServerFile = Static<typeof TunnelServerSchema>;
 export type HealthCheckFile = Static<typeof HealthCheckSchema>;
 export type HeaderRulesFile = Static<typeof HeaderRulesSchema>;
 export type StaticFile = Static<typeof StaticSchema>;

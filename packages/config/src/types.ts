@@ -161,6 +161,55 @@ export interface StreamConfig {
   maxConnectionsPerIp: number;
 }
 
+/** A port range of a tunnel allow list. */
+export interface TunnelPortRange {
+  from: number;
+  to: number;
+}
+
+export interface TunnelServerConfig {
+  listen: string;
+  token: string | undefined;
+  clients: Array<{ name: string; token: string; allowPorts?: TunnelPortRange[]; allowDomains?: string[] }>;
+  allowPorts: TunnelPortRange[] | undefined;
+  allowDomains: string[] | undefined;
+  publicHost: string | undefined;
+  /** false: plain TCP; 'self-signed': made and kept in `stateDir`; else PEM file paths. */
+  tls: false | 'self-signed' | { cert: string; key: string; clientCa?: string };
+  stateDir: string;
+  heartbeatMs: number;
+  visitorWaitMs: number;
+  drainMs: number;
+}
+
+/** One tunnel mapping (as @wmproxy/tunnel's `Mapping`). */
+export interface TunnelMappingConfig {
+  name: string;
+  kind: 'tcp' | 'udp' | 'http' | 'https' | 'proxy';
+  localHost?: string;
+  localPort?: number;
+  remotePort?: number;
+  domains?: string[];
+  path?: string;
+  proxyProtocol?: 1 | 2;
+}
+
+export interface TunnelClientConfig {
+  /** Service name (`tunnel-client-N`). */
+  service: string;
+  server: string;
+  token: string;
+  name: string | undefined;
+  /** false: plain TCP; else what to verify the server against (PEM paths, a fingerprint, or the system CAs). */
+  tls: false | { ca?: string; fingerprint?: string; servername?: string; cert?: string; key?: string };
+  mappings: TunnelMappingConfig[];
+}
+
+export interface TunnelConfig {
+  server: TunnelServerConfig | undefined;
+  clients: TunnelClientConfig[];
+}
+
 export interface WmproxyConfig {
   /** The file it came from (`<default>` for the embedded one). */
   file: string;
@@ -178,6 +227,8 @@ export interface WmproxyConfig {
   upstreams: UpstreamConfig[];
   servers: HttpServerConfig[];
   streams: StreamConfig[];
+  /** The intranet tunnel's server and clients. */
+  tunnel: TunnelConfig;
   /** Warnings (e.g. keys of the original format without an equivalent). */
   warnings: string[];
   /** The file as written (after conversion from the original format), for `GET /config` through `redactConfig`. */

@@ -4,13 +4,14 @@
  * applies a new configuration without dropping traffic; `stop()` drains.
  */
 import { EventEmitter } from 'node:events';
-import { runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
+import { protectLocalPort, runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
 import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import { TunnelService } from './services/tunnel.js';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
@@ -57,7 +58,10 @@ export class Instance {
   private readonly accessLog: MeteredAccessLog;
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
+  private tunnel: TunnelService | undefined;
   private api: ControlApi | undefined;
+  /** Releases the control API's port from the forward proxies' refusals (see `guardControlPort`). */
+  private releaseControlPort: (() => void) | undefined;
   private readonly options: InstanceOptions;
   private runtimeName = 'unknown';
   private lastReload: string | undefined;
@@ -124,7 +128,9 @@ export class Instance {
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
-      if (config.control.enabled) instance.api = await startApi(instance, config.control, instance.loggerFor('control'));
+      // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
+      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
+      if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
       await instance.shutdown(0);
       throw error;
@@ -214,6 +220,19 @@ export class Instance {
       changes.push('logs reopened with the new settings');
     }
     this.retargetAccessLog(next.log.accessFormat);
+    if (!this.options.worker) {
+      try {
+        if (this.tunnel) changes.push(...(await this.tunnel.apply(next.tunnel)));
+        else if (hasTunnel(next)) {
+          this.tunnel = new TunnelService((service) => this.loggerFor(service));
+          changes.push(...(await this.tunnel.apply(next.tunnel)));
+        }
+      } catch (error) {
+        if (oldLogs) this.restoreLogs(oldLogs);
+        this.retargetAccessLog(this.config.log.accessFormat);
+        return this.rejected({ ok: false, message: `tunnel: ${(error as Error).message}`, changes, warnings: [] });
+      }
+    }
     if (this.supervisor) return this.reloadWorkers(this.supervisor, next, changes, oldLogs);
     // 2. Forward proxies: validate every new proxy, bind new ports, then commit.
     const kept: Array<{ service: ForwardService; config: WmproxyConfig['proxies'][number]; proxy: ReturnType<ForwardService['prepare']> }> = [];
@@ -333,10 +352,12 @@ export class Instance {
   private async restartApi(): Promise<void> {
     const old = this.api;
     this.api = undefined;
+    this.releaseControlPort?.();
+    this.releaseControlPort = undefined;
     await old?.close();
     if (!this.config.control.enabled || this.stopping) return;
     try {
-      this.api = await startApi(this, this.config.control, this.loggerFor('control'));
+      this.guardControlPort(await startApi(this, this.config.control, this.loggerFor('control')));
     } catch (error) {
       this.logger.error('control API could not start', { listen: this.config.control.listen, error: (error as Error).message });
     }
@@ -365,15 +386,29 @@ export class Instance {
     return this.stopRun;
   }
 
+  /**
+   * Serve `api`, and make every forward proxy of this process refuse its
+   * port on every address of this host: no path from a proxy client to the
+   * control API, even from a loopback proxy without a deny list.
+   */
+  private guardControlPort(api: ControlApi): void {
+    this.api = api;
+    this.releaseControlPort?.();
+    this.releaseControlPort = protectLocalPort(Number(api.address.slice(api.address.lastIndexOf(':') + 1)));
+  }
+
   private async shutdown(deadlineMs: number): Promise<void> {
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
-    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs)]);
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs)]);
     this.forward.clear();
+    this.tunnel = undefined;
     this.reverse = undefined;
     await this.health.close();
     await this.api?.close();
     this.api = undefined;
+    this.releaseControlPort?.();
+    this.releaseControlPort = undefined;
     await this.accessLog.close();
     await this.logs?.close();
   }
@@ -413,7 +448,13 @@ export class Instance {
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
       ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+      ...(this.tunnel ? { tunnel: this.tunnel.status() } : {}),
     };
+  }
+
+  /** The running tunnel server, if the configuration has one (for http/https mappings through the reverse proxy). */
+  get tunnelServer() {
+    return this.tunnel?.tunnelServer;
   }
 
   /** With workers: collect their counters now (the control API calls this before answering). */
@@ -527,4 +568,8 @@ export class Instance {
 function rowReason(ejectReason: string | undefined, checkReason: string | undefined): string | undefined {
   if (ejectReason === undefined) return checkReason;
   return checkReason !== undefined && checkReason !== ejectReason ? `${ejectReason}; last check: ${checkReason}` : ejectReason;
+}
+
+function hasTunnel(config: WmproxyConfig): boolean {
+  return config.tunnel.server !== undefined || config.tunnel.clients.length > 0;
 }

@@ -5,6 +5,7 @@
  * module of this package, so that instance.ts, api.ts and cluster/* need not
  * import each other for types.
  */
+import type { ClientSnapshot, MappingSnapshot, TunnelClientStatus } from '@wmproxy/tunnel';
 import type { EventEmitter } from 'node:events';
 import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
 import type { WorkerPoolView } from '@wmproxy/core-net';
@@ -35,6 +36,12 @@ export interface ServiceStatus {
   [field: string]: unknown;
 }
 
+/** The intranet tunnel of an instance: the server's clients and mappings, each client's session. */
+export interface TunnelStatus {
+  server?: { address: string; fingerprint: string | undefined; clients: ClientSnapshot[]; mappings: MappingSnapshot[] };
+  clients: Array<TunnelClientStatus & { service: string }>;
+}
+
 export interface StatusView {
   version: string;
   runtime: string;
@@ -46,6 +53,8 @@ export interface StatusView {
   services: ServiceStatus[];
   /** With `workers` > 1: each worker process. */
   workers?: WorkerView[];
+  /** The intranet tunnel: the server's clients and mappings, each client's session. */
+  tunnel?: TunnelStatus;
 }
 
 export interface UpstreamServerView {

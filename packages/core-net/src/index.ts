@@ -27,6 +27,7 @@ export {
   DEFAULT_CONNECT_PORTS,
   embeddedIpv4,
   isDeniedDestination,
+  protectLocalPort,
   resolveDestination,
 } from './destination-policy.js';
 export {
@@ -50,7 +51,7 @@ export {
   type ConnLimitOptions,
 } from './conn-limit.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
-export { releaseConn, ConnBase } from './conn-base.js';
+export { releaseConn } from './conn-base.js';
 export { Ticker, type TickJob } from './ticker.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
 export { hostRuntime, runtimeName, supportsReusePort, hasCluster } from './runtime/facts.js';
@@ -59,3 +60,14 @@ export { checkPortFree } from './workers/ports.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';
 export { createSelfSignedCertificate, certificateFingerprint, normaliseFingerprint, type SelfSigned, type SelfSignedOptions } from './tls/self-signed.js';
+export {
+  socketTransport,
+  tcpTransport,
+  tlsTransport,
+  transportMap,
+  type Transport,
+  type TransportMap,
+  type TransportTarget,
+  type SocketTransportOptions,
+} from './transport.js';
+export { VirtualConn, connPair, DEFAULT_PAIR_HIGH_WATER_MARK } from './virtual-conn.js';

@@ -28,6 +28,7 @@ import type {
   TargetSnapshot,
   TargetSpec,
 } from './types.js';
+import type { Transport } from '@wmproxy/core-net';
 
 const DEFAULT_POOL = 'default';
 const MAX_ALIASES = 10_000;
@@ -51,6 +52,7 @@ class Check implements Job {
     readonly check: ResolvedCheck | null,
     readonly description: string,
     public options: ActiveOptions,
+    readonly transport: Transport | undefined,
   ) {
     this.machine = new RiseFall(options.initial, options.rise, options.fall, options.decideOnFirst);
   }
@@ -211,7 +213,7 @@ export class HealthChecker {
       host = new Host(address);
       this.hosts.set(address, host);
     }
-    const entry = new Check(key, host, check, description, options);
+    const entry = new Check(key, host, check, description, options, spec.transport);
     this.checks.set(key, entry);
     host.checks.add(entry);
     this.joinPool(host, pool);
@@ -489,7 +491,8 @@ export class HealthChecker {
   private identify(spec: TargetSpec): { key: string; address: string; check: ResolvedCheck | null; description: string } {
     const address = normaliseAddress(spec.address);
     const check = spec.check === null ? null : resolveCheck(address, spec.check ?? { type: 'tcp' });
-    return { key: checkKey(address, check), address, check, description: describeCheck(check) };
+    const key = checkKey(address, check);
+    return { key: spec.transport ? `${key} via ${spec.transport.kind}` : key, address, check, description: describeCheck(check) };
   }
 
   private findHost(target: string): Host | undefined {
@@ -536,7 +539,7 @@ export class HealthChecker {
     const startedAt = check.lastStart;
     let result: ProbeResult;
     try {
-      result = await runProbe(check.host.hostname, check.host.port, check.check!, check.options.timeoutMs);
+      result = await runProbe(check.host.hostname, check.host.port, check.check!, check.options.timeoutMs, check.transport);
     } catch (error) {
       result = { ok: false, at: Date.now(), latencyMs: 0, reason: error instanceof Error ? error.message : String(error) };
     } finally {

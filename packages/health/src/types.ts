@@ -1,3 +1,4 @@
+import type { Transport } from '@wmproxy/core-net';
 /**
  * Public types of @wmproxy/health. Durations are numbers of milliseconds in
  * the API (`…Ms`); `parseDuration` turns `500ms`, `1s`, `2m` into them.
@@ -78,6 +79,12 @@ export interface TargetSpec extends Partial<ActiveOptions> {
   check?: CheckSpec | null;
   /** The group the target belongs to, for max-ejection and panic accounting (default `default`). */
   pool?: string;
+  /**
+   * How probes reach the target when it is not a plain socket address (a
+   * tunnel mapping): TCP and HTTP checks then open their stream through it.
+   * Default core-net's `connect` (TCP, or TLS for `https` checks).
+   */
+  transport?: Transport;
 }
 
 /** Passive checks (Envoy's outlier detection, Caddy's passive health checks). */

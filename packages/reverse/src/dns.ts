@@ -169,16 +169,3 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
   const set = new Set(a);
   return b.every((address) => set.has(address));
 }
-
-/** core-net `connect` with names answered by `cache` (the proxy's default connector). */
-export function cachedConnector(cache: DnsCache): Connector {
-  return (server, timeoutMs, signal) =>
-    connect({
-      host: server.host,
-      port: server.port,
-      timeoutMs,
-      signal,
-      resolver: cache.resolve,
-      tls: server.tls ? { servername: server.servername, rejectUnauthorized: server.tlsVerify } : undefined,
-    });
-}

@@ -19,8 +19,8 @@ export {
 } from './headers.js';
 export { AccessLog, formatAccess, timeLocal, type AccessRecord, type AccessLogFormat, type AccessLogSink } from './access-log.js';
 export { StreamProxy, type StreamSpec } from './stream.js';
-export { connectHedged, defaultConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
-export { DnsCache, cachedConnector, recordTtlResolver, type DnsOptions, type Resolution, type TtlResolver } from './dns.js';
+export { connectHedged, defaultConnector, transportConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
+export { DnsCache, recordTtlResolver, type DnsOptions, type Resolution, type TtlResolver } from './dns.js';
 export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal } from './rate-limit.js';
 export { retryAllowed, bodyBufferLimit, DEFAULT_BODY_BUFFER, type RetryState, type FailureKind, type ReplayOptions } from './retry.js';
 export { REVERSE_DEFAULTS } from './defaults.js';

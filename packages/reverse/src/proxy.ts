@@ -11,15 +11,17 @@ import {
   type ConnLimitOptions,
   type HeadLimits,
   type TlsServerOptions,
+  transportMap,
+  type TransportMap,
 } from '@wmproxy/core-net';
 import { HealthChecker, type HealthCheckerOptions, type TargetSpec } from '@wmproxy/health';
 import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-log.js';
-import type { Connector } from './engine/connector.js';
+import { transportConnector, type Connector } from './engine/connector.js';
 import type { ListenerContext, ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
 import { REVERSE_DEFAULTS } from './defaults.js';
 import { ClientSession, crashed } from './engine/session.js';
-import { cachedConnector, DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
+import { DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
 import { Forwarding, type ForwardedOptions } from './headers.js';
 import type { ReplayOptions } from './retry.js';
 import { Router, type VirtualHostSpec } from './router.js';
@@ -78,7 +80,14 @@ export interface ReverseProxyOptions {
   requestHedgeBudget?: number;
   /** Request-head limits (defaults: 64 KiB, 128 fields, 16 KiB target). */
   headLimits?: HeadLimits;
-  /** How upstream connections are opened (tests inject delays here; default: core-net `connect` with the DNS cache). */
+  /**
+   * Transports besides `tcp` and `tls` (which always exist and resolve names
+   * through the DNS cache), by the name servers give in `transport`: a
+   * tunnel, an HTTP/2 connection. Active health checks of those servers go
+   * through the same transport.
+   */
+  transports?: TransportMap;
+  /** How upstream connections are opened (tests inject delays here; default: the server's transport). */
   connector?: Connector;
   /** Resolving upstream DNS names: cached per TTL (see dns.ts). `resolver` may be injected. */
   dns?: DnsOptions & { resolver?: TtlResolver };
@@ -115,6 +124,7 @@ export class ReverseProxy implements ProxyCore {
   /** Upstream DNS names and their addresses, re-resolved per TTL. */
   readonly dns: DnsCache;
   readonly connector: Connector;
+  readonly transports: TransportMap;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   readonly sessions = new Set<ClientSession>();
@@ -143,7 +153,8 @@ export class ReverseProxy implements ProxyCore {
     this.logger = options.logger ?? silentLogger;
     this.dns = new DnsCache(options.dns, this.logger);
     this.dns.onChange = (host) => this.addressesChanged(host);
-    this.connector = options.connector ?? cachedConnector(this.dns);
+    this.transports = transportMap(options.transports, this.dns.resolve);
+    this.connector = options.connector ?? transportConnector(this.transports);
     if (options.accessLog instanceof AccessLog) {
       this.accessLog = options.accessLog;
       this.ownsAccessLog = false;
@@ -187,6 +198,10 @@ export class ReverseProxy implements ProxyCore {
     for (const spec of options.upstreams) {
       if (built.has(spec.name)) throw new Error(`upstream "${spec.name}" is defined twice`);
       const old = this.upstreams.get(spec.name);
+      for (const server of spec.servers) {
+        const kind = server.transport ?? (server.tls ? 'tls' : 'tcp');
+        if (this.transports[kind] === undefined) throw new Error(`upstream "${spec.name}": server ${server.address} names an unknown transport "${kind}"`);
+      }
       if (old && sameJson(old.spec, spec)) built.set(spec.name, old);
       else built.set(spec.name, new Upstream(spec, this.health, old ? reuseServers(old, spec) : undefined));
     }
@@ -220,7 +235,10 @@ export class ReverseProxy implements ProxyCore {
     for (const upstream of this.upstreams.values()) {
       for (const server of upstream.servers) {
         const spec = upstream.spec.health;
-        targets.push({ ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) });
+        const target: TargetSpec = { ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) };
+        // Sockets are probed by address as before; other transports carry their own probes.
+        if (server.transport !== 'tcp' && server.transport !== 'tls') target.transport = this.transports[server.transport];
+        targets.push(target);
       }
     }
     return targets;

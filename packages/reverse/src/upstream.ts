@@ -1,4 +1,4 @@
-import { formatHostPort, type Conn } from '@wmproxy/core-net';
+import { formatHostPort, type Conn, type TransportTarget } from '@wmproxy/core-net';
 import type { LossVerdict, TargetSpec } from '@wmproxy/health';
 import { ConnPool, type PoolOptions } from './pool.js';
 import { getPolicy, type Policy, type PolicyName, type SelectContext } from './policies/index.js';
@@ -18,6 +18,12 @@ export interface UpstreamServerSpec {
   servername?: string;
   /** Verify the upstream certificate (default true). */
   tlsVerify?: boolean;
+  /**
+   * The transport that reaches it, by name in the proxy's transports: `tcp`
+   * (default), `tls` (the default when `tls` is set), or one an embedder
+   * adds (`tunnel`). Pools, policies and health do not look at it.
+   */
+  transport?: string;
 }
 
 /**
@@ -40,8 +46,8 @@ export interface HealthSource {
   lostSinceAnswer?(target: string): boolean;
 }
 
-/** One server of an upstream group, with its keep-alive pool and balancing state. */
-export class UpstreamServer {
+/** One server of an upstream group, with its keep-alive pool and balancing state; the target its transport connects to. */
+export class UpstreamServer implements TransportTarget {
   readonly address: string;
   readonly host: string;
   readonly port: number;
@@ -51,6 +57,8 @@ export class UpstreamServer {
   readonly tls: boolean;
   readonly servername: string | undefined;
   readonly tlsVerify: boolean;
+  /** The name of its transport (see `UpstreamServerSpec.transport`). */
+  readonly transport: string;
   readonly pool: ConnPool;
   /** Requests in flight (least-connections, max_conns). */
   active = 0;
@@ -74,6 +82,7 @@ export class UpstreamServer {
     this.tls = spec.tls ?? false;
     this.servername = spec.servername;
     this.tlsVerify = spec.tlsVerify ?? true;
+    this.transport = spec.transport ?? (this.tls ? 'tls' : 'tcp');
     this.pool = new ConnPool(pool);
   }
 

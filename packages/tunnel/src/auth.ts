@@ -55,24 +55,63 @@ export interface AuthResult {
   announcedName: string;
 }
 
-function waitFrame(mux: Mux, timeoutMs: number, what: string): Promise<{ type: FrameTypeT; payload: Uint8Array }> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      mux.destroy(new NetError('ETIMEDOUT', `tunnel handshake: no ${what} within ${timeoutMs} ms`));
-      reject(new NetError('ETIMEDOUT', `tunnel handshake: no ${what} within ${timeoutMs} ms`));
-    }, timeoutMs);
+interface Received {
+  type: FrameTypeT;
+  payload: Uint8Array;
+}
+
+/**
+ * Handshake frames in order. A peer may pipeline (send AUTH before it saw
+ * the challenge, as a replay does): frames are queued, never lost.
+ */
+class HandshakeReader {
+  private readonly queue: Received[] = [];
+  private waiter: { resolve(frame: Received): void; reject(error: Error): void } | undefined;
+  private failure: Error | undefined;
+
+  constructor(private readonly mux: Mux) {
     mux.setEvents({
-      control(_mux, type, _flags, payload) {
-        clearTimeout(timer);
+      control: (_mux, type, _flags, payload) => {
         // The payload may be a view of a chunk the runtime hands on: copy it.
-        resolve({ type, payload: payload.slice() });
+        const frame = { type, payload: payload.slice() };
+        const waiter = this.waiter;
+        this.waiter = undefined;
+        if (waiter) waiter.resolve(frame);
+        else if (this.queue.length < 4) this.queue.push(frame);
+        else mux.protocolError('too many handshake frames');
       },
-      close(_mux, error) {
-        clearTimeout(timer);
-        reject(error ?? new NetError('ECONNRESET', `tunnel connection closed during the handshake (waiting for ${what})`));
+      close: (_mux, error) => {
+        this.failure = error ?? new NetError('ECONNRESET', 'tunnel connection closed during the handshake');
+        const waiter = this.waiter;
+        this.waiter = undefined;
+        waiter?.reject(this.failure);
       },
     });
-  });
+  }
+
+  next(timeoutMs: number, what: string): Promise<Received> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        const error = new NetError('ETIMEDOUT', `tunnel handshake: no ${what} within ${timeoutMs} ms`);
+        this.mux.destroy(error);
+        reject(error);
+      }, timeoutMs);
+      this.waiter = {
+        resolve: (frame) => {
+          clearTimeout(timer);
+          resolve(frame);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+    });
+  }
 }
 
 /**
@@ -89,7 +128,8 @@ export async function serverHandshake(
     mux.fail(reason);
     throw new NetError('EAUTH', reason);
   };
-  const hello = await waitFrame(mux, timeoutMs, 'HELLO');
+  const reader = new HandshakeReader(mux);
+  const hello = await reader.next(timeoutMs, 'HELLO');
   if (hello.type !== FrameType.HELLO) {
     mux.protocolError('expected HELLO');
     throw new NetError('EPROTO', 'tunnel handshake: expected HELLO');
@@ -107,7 +147,7 @@ export async function serverHandshake(
   challenge.set(serverNonce, 1);
   challenge.set(id, 1 + NONCE);
   mux.sendControl(FrameType.CHALLENGE, 0, challenge);
-  const auth = await waitFrame(mux, Math.max(1, deadline - Date.now()), 'AUTH');
+  const auth = await reader.next(Math.max(1, deadline - Date.now()), 'AUTH');
   if (auth.type !== FrameType.AUTH) refuse('expected AUTH');
   const proof = auth.payload.subarray(0, MAC);
   const announcedName = safeName(auth.payload.subarray(MAC));
@@ -143,8 +183,9 @@ export async function clientHandshake(
   hello[MAGIC.length] = PROTOCOL_VERSION;
   hello.set(clientNonce, MAGIC.length + 1);
   hello.set(name, MAGIC.length + 1 + NONCE);
+  const reader = new HandshakeReader(mux);
   mux.sendControl(FrameType.HELLO, 0, hello);
-  const challenge = await waitFrame(mux, timeoutMs, 'CHALLENGE');
+  const challenge = await reader.next(timeoutMs, 'CHALLENGE');
   if (challenge.type === FrameType.ERROR) throw refusal(mux, challenge.payload);
   if (challenge.type !== FrameType.CHALLENGE || challenge.payload.byteLength < 1 + NONCE) {
     mux.protocolError('expected CHALLENGE');
@@ -162,7 +203,7 @@ export async function clientHandshake(
   auth.set(proof, 0);
   auth.set(name, MAC);
   mux.sendControl(FrameType.AUTH, 0, auth);
-  const answer = await waitFrame(mux, Math.max(1, deadline - Date.now()), 'AUTH_OK');
+  const answer = await reader.next(Math.max(1, deadline - Date.now()), 'AUTH_OK');
   if (answer.type === FrameType.ERROR) throw refusal(mux, answer.payload);
   if (answer.type !== FrameType.AUTH_OK || answer.payload.byteLength < MAC) {
     mux.protocolError('expected AUTH_OK');

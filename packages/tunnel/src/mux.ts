@@ -12,7 +12,7 @@
  * - Control frames (credit, pings, opens, resets) go first; datagrams next,
  *   dropped rather than queued without bound when the connection is saturated.
  */
-import { ConnBase, NetError, isComposed, type Conn, type ConnHandler, type Logger } from '@wmproxy/core-net';
+import { NetError, VirtualConn, isComposed, type Conn, type ConnHandler, type Logger } from '@wmproxy/core-net';
 import {
   DEFAULT_MAX_FRAME_SIZE,
   Flag,
@@ -42,6 +42,8 @@ const BATCH_BYTES = 256 * 1024;
 const CONTROL_QUEUE_LIMIT = 1024 * 1024;
 const DATAGRAM_QUEUE_LIMIT = 512 * 1024;
 const MAX_WINDOW = 0x7fffffff;
+/** Frames below this size are coalesced with their neighbours into one write. */
+const SMALL_FRAME = 16 * 1024;
 
 export interface MuxOptions {
   /** Stream id parity: the client opens odd ids, the server even ones. */
@@ -84,8 +86,6 @@ interface PendingOpen {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
-
-type Planned = Uint8Array | TunnelStream;
 
 /** One multiplexed session over `conn`. */
 export class Mux implements FrameSink {
@@ -198,43 +198,45 @@ export class Mux implements FrameSink {
     const finished: TunnelStream[] = [];
     try {
       while (!this.blocked && !this.closed) {
-        const planned: Planned[] = [];
+        const frames: Uint8Array[] = [];
         let total = 0;
         while (this.control.length > 0) {
           const frame = this.control.shift()!;
-          planned.push(frame);
+          frames.push(frame);
           total += frame.byteLength;
         }
         this.controlBytes = 0;
         while (this.datagrams.length > 0 && total < BATCH_BYTES) {
           const frame = this.datagrams.shift()!;
           this.datagramBytes -= frame.byteLength;
-          planned.push(frame);
+          frames.push(frame);
           total += frame.byteLength;
         }
-        // Round-robin: each ready stream gives one frame per turn.
+        // Round-robin: each ready stream gives one frame (up to 64 KiB) per turn.
         while (this.ready.length > 0 && total < BATCH_BYTES) {
           const stream = this.ready.shift()!;
           stream.inReady = false;
           const take = stream.sendable();
           if (take > 0) {
-            stream.planned = take;
-            planned.push(stream);
-            total += HEADER_SIZE + take;
+            const frame = new Uint8Array(HEADER_SIZE + take);
+            writeHeader(frame, 0, FrameType.DATA, 0, stream.sid, take);
+            stream.takeInto(frame, HEADER_SIZE, take);
+            frames.push(frame);
+            total += frame.byteLength;
+            if (stream.needsDrain()) drained.push(stream);
           }
-          if (stream.finDue(take)) {
+          if (stream.finDue()) {
             stream.finSent = true;
-            planned.push(encodeFrame(FrameType.FIN, 0, stream.sid));
-            finished.push(stream);
+            frames.push(encodeFrame(FrameType.FIN, 0, stream.sid));
             total += HEADER_SIZE;
-          } else if (take > 0 && stream.sendable(take) > 0) {
+            finished.push(stream);
+          } else if (stream.sendable() > 0) {
             stream.inReady = true;
             this.ready.push(stream);
           }
         }
-        if (planned.length === 0) break;
-        const batch = planned.length === 1 && planned[0] instanceof Uint8Array ? planned[0] : this.build(planned, total, drained);
-        if (!this.conn.write(batch)) this.blocked = true;
+        if (frames.length === 0) break;
+        this.writeFrames(frames);
       }
     } finally {
       this.flushing = false;
@@ -245,23 +247,36 @@ export class Mux implements FrameSink {
     if (this.control.length > 0 || (this.ready.length > 0 && !this.blocked)) this.scheduleFlush();
   }
 
-  private build(planned: Planned[], total: number, drained: TunnelStream[]): Uint8Array {
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const item of planned) {
-      if (item instanceof Uint8Array) {
-        out.set(item, at);
-        at += item.byteLength;
-        continue;
+  /** Large frames go out as they are; runs of small ones are coalesced into one write. */
+  private writeFrames(frames: Uint8Array[]): void {
+    let run: Uint8Array[] = [];
+    let runBytes = 0;
+    const flushRun = (): void => {
+      if (run.length === 0) return;
+      let out: Uint8Array;
+      if (run.length === 1) out = run[0]!;
+      else {
+        out = new Uint8Array(runBytes);
+        let at = 0;
+        for (const part of run) {
+          out.set(part, at);
+          at += part.byteLength;
+        }
       }
-      const n = item.planned;
-      writeHeader(out, at, FrameType.DATA, 0, item.sid, n);
-      at += HEADER_SIZE;
-      item.takeInto(out, at, n);
-      at += n;
-      if (item.needsDrain()) drained.push(item);
+      run = [];
+      runBytes = 0;
+      if (!this.conn.write(out)) this.blocked = true;
+    };
+    for (const frame of frames) {
+      if (frame.byteLength >= SMALL_FRAME) {
+        flushRun();
+        if (!this.conn.write(frame)) this.blocked = true;
+      } else {
+        run.push(frame);
+        runBytes += frame.byteLength;
+      }
     }
-    return out;
+    flushRun();
   }
 
   // ---- streams ------------------------------------------------------------
@@ -372,7 +387,7 @@ export class Mux implements FrameSink {
         if (!pending || !stream) return;
         stream.accepted = true;
         pending.resolve(stream);
-        if (stream.sendable() > 0 || stream.finDue(0)) this.markReady(stream);
+        if (stream.sendable() > 0 || stream.finDue()) this.markReady(stream);
         return;
       }
       case FrameType.OPEN_FAIL: {
@@ -581,16 +596,10 @@ const muxConnHandler: ConnHandler = {
  * use it like a socket. `remoteAddress` is the visitor the stream carries
  * (set by the tunnel from the OPEN request) or the tunnel peer.
  */
-export class TunnelStream extends ConnBase {
+export class TunnelStream extends VirtualConn {
   readonly mux: Mux;
   /** Stream id on the wire. */
   readonly sid: number;
-  remoteAddress: string;
-  remotePort: number;
-  localAddress: string;
-  localPort: number;
-  bytesRead = 0;
-  bytesWritten = 0;
   /** The peer accepted the stream (OPEN_OK seen or sent). */
   accepted = false;
   // send side
@@ -605,8 +614,6 @@ export class TunnelStream extends ConnBase {
   rstSent = false;
   private wantDrain = false;
   inReady = false;
-  /** @internal Bytes chosen for the frame being built. */
-  planned = 0;
   // receive side
   /** Credit we still grant the peer. */
   window: number;
@@ -694,19 +701,15 @@ export class TunnelStream extends ConnBase {
     this.deliver();
   }
 
-  setNoDelay(): void {
-    // Frames are sent on the next microtask already.
-  }
-
-  /** Bytes that may go out now (optionally after `already` more were taken). */
-  sendable(already = 0): number {
+  /** Bytes that may go out now. */
+  sendable(): number {
     if (!this.accepted) return 0;
-    return Math.min(this.credit - already, this.queued - already, MAX_DATA_PAYLOAD);
+    return Math.min(this.credit, this.queued, MAX_DATA_PAYLOAD);
   }
 
-  /** FIN goes out once everything written was sent (`taking` bytes are about to be). */
-  finDue(taking: number): boolean {
-    return this.endRequested && !this.finSent && this.queued - taking === 0 && this.accepted;
+  /** FIN goes out once everything written was sent. */
+  finDue(): boolean {
+    return this.endRequested && !this.finSent && this.queued === 0 && this.accepted;
   }
 
   /** Copy `n` queued bytes into `out` at `at` and account for them. */

@@ -1,4 +1,4 @@
-import { connect, type Conn, type ConnHandler } from '@wmproxy/core-net';
+import { connect, type Conn, type ConnHandler, type Transport } from '@wmproxy/core-net';
 import { statusMatches } from '../status.js';
 import type { ResolvedHttpCheck } from '../target.js';
 import type { ProbeResult } from '../types.js';
@@ -39,12 +39,14 @@ export function buildRequest(check: ResolvedHttpCheck): Uint8Array {
  * so the timing is the server's). Reads at most 16 KiB of headers and, when
  * the body must match, at most `maxBodyBytes` of the decoded body.
  */
-export async function probeHttp(host: string, port: number, check: ResolvedHttpCheck, timeoutMs: number): Promise<ProbeResult> {
+export async function probeHttp(host: string, port: number, check: ResolvedHttpCheck, timeoutMs: number, transport?: Transport): Promise<ProbeResult> {
   const at = Date.now();
   const started = performance.now();
   let conn: Conn;
   try {
-    conn = await connect({
+    // A transport decides itself how the stream is secured (its kind is `tls`, or a tunnel's own encryption).
+    if (transport) conn = await transport.connect({ host, port, servername: check.servername, tlsVerify: check.tlsVerify }, timeoutMs);
+    else conn = await connect({
       host,
       port,
       timeoutMs,

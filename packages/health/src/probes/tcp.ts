@@ -1,4 +1,4 @@
-import { connect, type Conn, type ConnHandler } from '@wmproxy/core-net';
+import { connect, type Conn, type ConnHandler, type Transport } from '@wmproxy/core-net';
 import type { ResolvedTcpCheck } from '../target.js';
 import type { ProbeResult } from '../types.js';
 import { appendBounded, connectFailureReason, Exchange, failure, success, timeoutReason } from './result.js';
@@ -11,12 +11,12 @@ const MAX_REPLY_BYTES = 16 * 1024;
  * bytes are written; with `expect`, the reply must contain those bytes before
  * the timeout (reading at most 16 KiB).
  */
-export async function probeTcp(host: string, port: number, check: ResolvedTcpCheck, timeoutMs: number): Promise<ProbeResult> {
+export async function probeTcp(host: string, port: number, check: ResolvedTcpCheck, timeoutMs: number, transport?: Transport): Promise<ProbeResult> {
   const at = Date.now();
   const started = performance.now();
   let conn: Conn;
   try {
-    conn = await connect({ host, port, timeoutMs });
+    conn = await (transport ? transport.connect({ host, port }, timeoutMs) : connect({ host, port, timeoutMs }));
   } catch (error) {
     return failure(at, started, connectFailureReason(error, timeoutMs));
   }

@@ -1,22 +1,27 @@
-import { connect, NetError, toNetError, type Conn } from '@wmproxy/core-net';
+import { NetError, tcpTransport, tlsTransport, toNetError, type Conn, type TransportMap } from '@wmproxy/core-net';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import { connected, connectHedgeDelay, lostConnect } from './hedge.js';
 
 /**
- * Opens a new connection to an upstream server. The default uses core-net's
- * `connect` (DNS re-resolved on each call, every address tried); tests and
+ * Opens a new connection to an upstream server: through the core-net
+ * `Transport` its scheme names (`tcp`, `tls`, a tunnel...). Tests and
  * embedders may inject their own (for example one that delays).
  */
 export type Connector = (server: UpstreamServer, timeoutMs: number, signal: AbortSignal) => Promise<Conn>;
 
-export const defaultConnector: Connector = (server, timeoutMs, signal) =>
-  connect({
-    host: server.host,
-    port: server.port,
-    timeoutMs,
-    signal,
-    tls: server.tls ? { servername: server.servername, rejectUnauthorized: server.tlsVerify } : undefined,
-  });
+/** Each server through the transport of its kind in `transports`. */
+export function transportConnector(transports: TransportMap): Connector {
+  return (server, timeoutMs, signal) => {
+    const transport = transports[server.transport];
+    if (transport === undefined) {
+      return Promise.reject(new NetError('ECONNREFUSED', `no transport "${server.transport}" for ${server.address}`, { address: server.address }));
+    }
+    return transport.connect(server, timeoutMs, signal);
+  };
+}
+
+/** TCP and TLS with the system resolver. */
+export const defaultConnector: Connector = transportConnector({ tcp: tcpTransport, tls: tlsTransport });
 
 export interface HedgeOutcome {
   conn: Conn;
