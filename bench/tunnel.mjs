@@ -24,12 +24,14 @@
 //     (--repeat stalled ones); each stalled run is taken as a share of the
 //     mean of the unstalled runs on either side, and the median share shown.
 //     Head-of-line blocking, or a window shared between streams, shows here;
-//  5. memory with 1,000 idle streams: each stream completes one round trip
-//     to the service and stays open; the growth of RSS (VmRSS) of the tunnel
-//     server + client process trees (sshd + ssh for ssh -R), each settled
-//     (1 s, then the median of 5 samples), divided by the number of streams,
-//     in KiB. A garbage-collected runtime may or may not have collected the
-//     garbage of the warm-up by then: +-1 KiB per stream is noise.
+//  5. memory with 1,000 idle streams, on freshly started processes (the
+//     garbage of the scenarios above would swamp it): after 100 streams opened
+//     and closed, each of 1,000 streams completes one round trip to the
+//     service and stays open; the growth of RSS (VmRSS) of the tunnel server
+//     + client process trees (sshd + ssh for ssh -R), each settled (1 s, then
+//     the median of 5 samples), divided by the number of streams, in KiB.
+//     A garbage collection during the measurement can still move it by a few
+//     KiB per stream: read it over --rounds 3.
 // `--quick` shrinks every scenario (128 MiB, one repeat, 2 s of wrk, 50 new
 // connections, 200 idle streams) for a smoke run; its figures are noisier.
 //
@@ -231,23 +233,44 @@ async function runContender(contender, row, config, round) {
       row.healthyPct = median(ratios) * 100;
     });
 
-    progress(`${contender.name}: ${config.idleStreams} idle streams`);
-    await attempt('idle', async () => {
-      const warm = await openIdle(ports.bulk, 100);
-      for (const socket of warm) socket.destroy();
-      row.rssBeforeMiB = await settledRss(started.pids);
-      const sockets = await openIdle(ports.bulk, config.idleStreams);
-      try {
-        row.rssIdleMiB = await settledRss(started.pids);
-        if (row.rssBeforeMiB !== undefined) row.idleKiBPerStream = ((row.rssIdleMiB - row.rssBeforeMiB) * 1024) / config.idleStreams;
-        // Every idle stream must still be usable: one more round trip on a sample.
-        await Promise.all(sockets.filter((_, i) => i % 50 === 0).map((socket) => roundTrip(socket)));
-      } finally {
-        for (const socket of sockets) socket.destroy();
-      }
-    });
     row.peakRssMiB = started.pids().length ? peakOf(started.pids()) : undefined;
     await started.stop();
+  }
+
+  // On fresh processes: the garbage of the transfers above, collected (or not)
+  // during the measurement, would move RSS by more than 1,000 streams hold.
+  progress(`${contender.name}: ${config.idleStreams} idle streams (fresh processes)`);
+  let fresh;
+  try {
+    fresh = await contender.start();
+  } catch (error) {
+    row.errors.idle = oneLine(error);
+    return;
+  }
+  try {
+    const port = fresh.ports.bulk;
+    const warm = await openIdle(port, 100);
+    for (const socket of warm) socket.destroy();
+    const before = await settledRss(fresh);
+    const sockets = await openIdle(port, config.idleStreams);
+    try {
+      const after = await settledRss(fresh);
+      const perStream = (name) => (after[name] === undefined || before[name] === undefined ? undefined : ((after[name] - before[name]) * 1024) / config.idleStreams);
+      row.rssBeforeMiB = before.all;
+      row.rssIdleMiB = after.all;
+      row.idleKiBPerStream = perStream('all');
+      // Which side holds it: the public (server) side or the intranet (client) side.
+      row.idleKiBServer = perStream('server');
+      row.idleKiBClient = perStream('client');
+      // Every idle stream must still be usable: one more round trip on a sample.
+      await Promise.all(sockets.filter((_, i) => i % 50 === 0).map((socket) => roundTrip(socket)));
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  } catch (error) {
+    row.errors.idle = oneLine(error);
+  } finally {
+    await fresh.stop();
   }
 }
 
@@ -311,6 +334,7 @@ LogLevel ERROR
     ports,
     // sshd's per-connection processes (privileged monitor + user session) are its children.
     pids: () => [...processTree(server.pid), ...processTree(client.pid)],
+    sides: () => ({ server: processTree(server.pid), client: processTree(client.pid) }),
     stop: async () => {
       await stopChild(client);
       await stopTree(server);
@@ -344,6 +368,7 @@ async function startTunnel(children, dir, services, runtime, token) {
   return {
     ports,
     pids: () => [...processTree(server.pid), ...processTree(client.pid)],
+    sides: () => ({ server: processTree(server.pid), client: processTree(client.pid) }),
     stop: async () => {
       await stopChild(client);
       await stopChild(server);
@@ -373,7 +398,14 @@ async function startMuxRelay(children, services) {
   const ports = { bulk, http };
   await ready(ports, pair);
   // The bulk mapping's pair only: the idle streams go through it.
-  return { ports, pids: () => [...processTree(pair[0].pid), ...processTree(pair[1].pid)], stop: async () => { for (const c of pair) await stopChild(c); } };
+  return {
+    ports,
+    pids: () => [...processTree(pair[0].pid), ...processTree(pair[1].pid)],
+    sides: () => ({ server: processTree(pair[0].pid), client: processTree(pair[1].pid) }),
+    stop: async () => {
+      for (const c of pair) await stopChild(c);
+    },
+  };
 }
 
 /** The SHA-256 fingerprint the tunnel server prints at start (hex, colon-separated hex, or SHA256:base64). */
@@ -499,17 +531,22 @@ function roundTrip(socket, timeoutMs = 10_000) {
   });
 }
 
-/** RSS of the processes after 1 s of quiet: the median of 5 samples over the next second (undefined without processes). */
-async function settledRss(pids) {
+/**
+ * RSS of the tunnel's processes after 1 s of quiet: the median of 5 samples
+ * over the next second, for both sides together (`all`) and each side; in MiB,
+ * undefined without processes.
+ */
+async function settledRss(started) {
   await sleep(1000);
-  const samples = [];
+  const groups = () => ({ all: started.pids(), ...(started.sides?.() ?? {}) });
+  const samples = {};
   for (let i = 0; i < 5; i++) {
-    const rss = rssMiB(pids());
-    if (rss === undefined) return undefined;
-    samples.push(rss);
+    for (const [name, pids] of Object.entries(groups())) (samples[name] ??= []).push(rssMiB(pids));
     await sleep(250);
   }
-  return median(samples);
+  const out = {};
+  for (const [name, values] of Object.entries(samples)) out[name] = values.includes(undefined) ? undefined : median(values);
+  return out;
 }
 
 /** Peak RSS (VmHWM) of `pids` together, in MiB. */
@@ -569,12 +606,12 @@ function report(rows, config) {
         `        ${fmt(row.upMiBs).padStart(9)} (${fmt(row.upXDirect, 2).padStart(5)}, ${fmt(row.upXSsh, 2).padStart(5)}) [${fmt(row.upCpuPerGiB, 2).padStart(5)}]`,
     );
   }
-  console.log('\n                    req/s  x ssh  p50 ms  p99 ms  errors   TTFB p50 ms  p99 ms   healthy MiB/s stalled/unstalled    %   idle KiB/stream  RSS MiB before/idle/peak');
+  console.log('\n                    req/s  x ssh  p50 ms  p99 ms  errors   TTFB p50 ms  p99 ms   healthy MiB/s stalled/unstalled    %   idle KiB/stream (server + client)  RSS MiB before/idle/peak');
   for (const row of results) {
     console.log(
       `${row.name.padEnd(16)} ${fmt(row.rps).padStart(8)} ${fmt(row.rpsXSsh, 2).padStart(6)} ${fmt(row.p50Ms, 2).padStart(7)} ${fmt(row.p99Ms, 2).padStart(7)} ${String(row.httpErrors ?? '-').padStart(7)}` +
         `   ${fmt(row.ttfbP50Ms, 2).padStart(11)} ${fmt(row.ttfbP99Ms, 2).padStart(7)}   ${fmt(row.stalledMiBs).padStart(13)} ${fmt(row.unstalledMiBs).padStart(9)}${''.padStart(10)} ${fmt(row.healthyPct).padStart(4)}` +
-        `   ${fmt(row.idleKiBPerStream, 1).padStart(15)}  ${fmt(row.rssBeforeMiB, 1)}/${fmt(row.rssIdleMiB, 1)}/${fmt(row.peakRssMiB, 1)}`,
+        `   ${fmt(row.idleKiBPerStream, 1).padStart(5)} (${fmt(row.idleKiBServer, 1).padStart(4)} + ${fmt(row.idleKiBClient, 1).padStart(4)})  ${fmt(row.rssBeforeMiB, 1)}/${fmt(row.rssIdleMiB, 1)}/${fmt(row.peakRssMiB, 1)}`,
     );
   }
   const failures = results.flatMap((row) => Object.entries(row.errors).map(([scenario, error]) => `  ${row.name} ${scenario}: ${error}`));
