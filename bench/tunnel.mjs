@@ -606,7 +606,7 @@ function report(rows, config) {
         `        ${fmt(row.upMiBs).padStart(9)} (${fmt(row.upXDirect, 2).padStart(5)}, ${fmt(row.upXSsh, 2).padStart(5)}) [${fmt(row.upCpuPerGiB, 2).padStart(5)}]`,
     );
   }
-  console.log('\n                    req/s  x ssh  p50 ms  p99 ms  errors   TTFB p50 ms  p99 ms   healthy MiB/s stalled/unstalled    %   idle KiB/stream (server + client)  RSS MiB before/idle/peak');
+  console.log('\n                    req/s  x ssh  p50 ms  p99 ms  errors   TTFB p50 ms  p99 ms   healthy MiB/s stalled/unstalled    %   idle KiB/stream (server + client)  RSS MiB idle before/after, peak in 1-4');
   for (const row of results) {
     console.log(
       `${row.name.padEnd(16)} ${fmt(row.rps).padStart(8)} ${fmt(row.rpsXSsh, 2).padStart(6)} ${fmt(row.p50Ms, 2).padStart(7)} ${fmt(row.p99Ms, 2).padStart(7)} ${String(row.httpErrors ?? '-').padStart(7)}` +
