@@ -54,6 +54,10 @@
 // error and on SIGINT/SIGTERM. Everything listens on 127.0.0.1.
 // BENCH_VERBOSE=1 shows the children's output.
 //
+// `--only ...,ssh-tty` (not in the default set) adds `ssh -tt -R ... sleep`:
+// OpenSSH sets TCP_NODELAY on its connection only for an interactive session,
+// so with `-N` a lone small reply can wait for a delayed ACK (TTFB of ~40 ms
+// instead of ~1 ms; throughput and req/s are the same).
 // `--only mux-bun` (not in the default set) adds the tunnel's multiplexer
 // alone (bench/lib/mux-relay.ts: two Bun processes, TLS, no handshake or
 // CLI), to tell the cost of the stream layer from the rest.
@@ -64,7 +68,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { loadavg, tmpdir, userInfo } from 'node:os';
+import { cpus, loadavg, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSecondsOf, processTree, rssMiB } from './lib/procstat.mjs';
@@ -127,7 +131,7 @@ async function main() {
   const contenders = [
     { id: 'direct', name: 'direct', start: async () => ({ ports: services, pids: () => [], stop: async () => {} }) },
     { id: 'ssh', name: 'ssh -R', start: () => startSsh(children, dir, services, false) },
-    { id: 'ssh-tty', name: 'ssh -R tty', start: () => startSsh(children, dir, services, true) },
+    { id: 'ssh-tty', name: 'ssh -R tty', optional: true, start: () => startSsh(children, dir, services, true) },
     { id: 'wmproxy-bun', name: 'wmproxy-bun', start: () => startTunnel(children, dir, services, 'bun', token) },
     { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token) },
     { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
@@ -330,14 +334,18 @@ LogLevel ERROR
     'ssh',
   );
   await ready(ports, [server, client]);
+  // sshd's per-connection processes (privileged monitor + user session) are its children.
+  return contenderHandle(ports, server, client);
+}
+
+/** What the scenarios get from a started contender: its public ports, its processes by side, and a stop. */
+function contenderHandle(ports, server, client, others = []) {
   return {
     ports,
-    // sshd's per-connection processes (privileged monitor + user session) are its children.
     pids: () => [...processTree(server.pid), ...processTree(client.pid)],
     sides: () => ({ server: processTree(server.pid), client: processTree(client.pid) }),
     stop: async () => {
-      await stopChild(client);
-      await stopTree(server);
+      for (const child of [client, ...others, server]) await stopTree(child);
     },
   };
 }
@@ -365,15 +373,7 @@ async function startTunnel(children, dir, services, runtime, token) {
     { stdout: true },
   );
   await ready(ports, [server, client]);
-  return {
-    ports,
-    pids: () => [...processTree(server.pid), ...processTree(client.pid)],
-    sides: () => ({ server: processTree(server.pid), client: processTree(client.pid) }),
-    stop: async () => {
-      await stopChild(client);
-      await stopChild(server);
-    },
-  };
+  return contenderHandle(ports, server, client);
 }
 
 /** bench/lib/mux-relay.ts: the tunnel's Mux over TLS between two Bun processes, without the CLI. */
@@ -397,15 +397,8 @@ async function startMuxRelay(children, services) {
   }
   const ports = { bulk, http };
   await ready(ports, pair);
-  // The bulk mapping's pair only: the idle streams go through it.
-  return {
-    ports,
-    pids: () => [...processTree(pair[0].pid), ...processTree(pair[1].pid)],
-    sides: () => ({ server: processTree(pair[0].pid), client: processTree(pair[1].pid) }),
-    stop: async () => {
-      for (const c of pair) await stopChild(c);
-    },
-  };
+  // Memory and CPU are the bulk mapping's pair's: every scenario but HTTP goes through it.
+  return contenderHandle(ports, pair[0], pair[1], pair.slice(2));
 }
 
 /** The SHA-256 fingerprint the tunnel server prints at start (hex, colon-separated hex, or SHA256:base64). */
@@ -599,6 +592,10 @@ function report(rows, config) {
       `TTFB over ${config.ttfbCount} new connections, ${config.idleStreams} idle streams, ` +
       `${config.rounds > 1 ? `median of ${config.rounds} rounds (ratios paired within a round), ` : ''}load ${loadavg()[0].toFixed(1)} (was ${config.loadAtStart.toFixed(1)}), ${new Date().toISOString()}`,
   );
+  const busiest = Math.max(config.loadAtStart, ...loadavg().slice(0, 2));
+  if (busiest > cpus().length) {
+    console.log(`WARNING: the host's load average reached ${busiest.toFixed(1)} on ${cpus().length} CPUs during the run: other processes competed for the CPU, so single figures are unreliable (compare the paired ratios, or run again with --rounds 3 on a quiet host)`);
+  }
   console.log('                     download MiB/s (x direct, x ssh) [cpu s/GiB]     upload MiB/s (x direct, x ssh) [cpu s/GiB]');
   for (const row of results) {
     console.log(
