@@ -430,7 +430,7 @@ class Converter {
     const isClient = !absent(proxy.server);
     const isServer = !absent(proxy.center_addr);
     if (!isClient && !isServer) {
-      for (const key of ['ts', 'tc', 'two_way_tls', 'domain', 'cert', 'key', 'mappings', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_proxy_bind', 'map_cert', 'map_key']) {
+      for (const key of ['center', 'mode', 'ts', 'tc', 'two_way_tls', 'domain', 'cert', 'key', 'mappings', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_proxy_bind', 'map_cert', 'map_key']) {
         if (!absent(proxy[key])) this.warn([...base, key], 'applies to the center tunnel, which needs server (client) or center_addr (server) (ignored)');
         handled.push(key);
       }

@@ -214,10 +214,10 @@ class Resolver {
     const path = ['tunnel', 'server'];
     const listen = server.listen ?? DEFAULT_TUNNEL_LISTEN;
     this.claim([listen], 'tunnel server', [...path, 'listen']);
-    if (!server.token && !(server.clients && server.clients.length > 0)) this.issues.add([...path, 'token'], 'a token, or per-client tokens in clients', 'neither');
+    if (!server.token && !(server.clients && server.clients.length > 0)) this.issues.add([...path, 'token'], 'a token, or per-client tokens in clients', 'nothing');
     const plain = server.plain ?? false;
     if (plain && (server.cert || server.client_ca)) this.issues.add([...path, 'plain'], 'plain = false when cert or client_ca is set', 'true');
-    if ((server.cert === undefined) !== (server.key === undefined)) this.issues.add([...path, server.cert === undefined ? 'cert' : 'key'], 'cert and key together', 'only one of them');
+    if ((server.cert === undefined) !== (server.key === undefined)) this.issues.add([...path, server.cert === undefined ? 'cert' : 'key'], `cert and key together (${server.cert === undefined ? 'key' : 'cert'} is set)`, 'nothing');
     let tls: TunnelServerConfig['tls'] = plain ? false : 'self-signed';
     if (!plain && server.cert && server.key) {
       tls = { cert: this.path(server.cert), key: this.path(server.key) };
@@ -257,7 +257,7 @@ class Resolver {
     if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(client.server)) this.issues.add([...path, 'server'], 'host:port of the tunnel server', JSON.stringify(client.server));
     const plain = client.plain ?? false;
     if (client.ca && client.fingerprint) this.issues.add([...path, 'fingerprint'], 'either ca or fingerprint, not both', JSON.stringify(client.fingerprint));
-    if ((client.cert === undefined) !== (client.key === undefined)) this.issues.add([...path, client.cert === undefined ? 'cert' : 'key'], 'cert and key together', 'only one of them');
+    if ((client.cert === undefined) !== (client.key === undefined)) this.issues.add([...path, client.cert === undefined ? 'cert' : 'key'], `cert and key together (${client.cert === undefined ? 'key' : 'cert'} is set)`, 'nothing');
     let tls: TunnelClientConfig['tls'] = false;
     if (!plain) {
       tls = {};

@@ -5,6 +5,7 @@
  * options of the packages that run each part (`@wmproxy/http-proxy`,
  * `@wmproxy/socks5`, `@wmproxy/reverse`, `@wmproxy/health`, `@wmproxy/static`).
  */
+import type { Mapping, PortRange } from '@wmproxy/tunnel';
 import type { LogLevel } from '@wmproxy/core-net';
 import type { CheckSpec, HealthCheckerOptions, HealthState } from '@wmproxy/health';
 import type { DnsOptions, HeaderRule, LocationSpec, RateLimitSpec, ReplayOptions, RetryOptions, TimeoutOptions } from '@wmproxy/reverse';
@@ -162,10 +163,7 @@ export interface StreamConfig {
 }
 
 /** A port range of a tunnel allow list. */
-export interface TunnelPortRange {
-  from: number;
-  to: number;
-}
+export type TunnelPortRange = PortRange;
 
 export interface TunnelServerConfig {
   listen: string;
@@ -182,17 +180,8 @@ export interface TunnelServerConfig {
   drainMs: number;
 }
 
-/** One tunnel mapping (as @wmproxy/tunnel's `Mapping`). */
-export interface TunnelMappingConfig {
-  name: string;
-  kind: 'tcp' | 'udp' | 'http' | 'https' | 'proxy';
-  localHost?: string;
-  localPort?: number;
-  remotePort?: number;
-  domains?: string[];
-  path?: string;
-  proxyProtocol?: 1 | 2;
-}
+/** One tunnel mapping: @wmproxy/tunnel's `Mapping`. */
+export type TunnelMappingConfig = Mapping;
 
 export interface TunnelClientConfig {
   /** Service name (`tunnel-client-N`). */

@@ -1,11 +1,16 @@
 /**
  * Streams over one connection, with per-stream credit-based flow control.
  *
- * - Each stream may have at most `initialWindow` unacknowledged bytes in
+ * - Each stream may have at most one window of unacknowledged bytes in
  *   flight; the receiver returns credit (WINDOW_UPDATE) once half of it was
  *   handed to the stream's reader. A paused reader therefore holds at most one
  *   window, and its sender simply stops: the shared connection never waits on
  *   one stream (no head-of-line blocking).
+ * - The window starts at `initialWindow` and doubles, up to `maxWindow`, while
+ *   the reader consumes half a window faster than two round trips: then the
+ *   window, not the reader, limits the stream (as QUIC and HTTP/2 stacks
+ *   auto-tune theirs). Only a stream being read grows; a stalled one keeps
+ *   the window it had.
  * - The writer takes up to 64 KiB per stream per turn, round-robin, builds one
  *   buffer per batch and stops when the connection reports backpressure
  *   (`write()` false), continuing on its `drain`.
@@ -32,6 +37,10 @@ import {
 } from './frame.js';
 
 export const DEFAULT_INITIAL_WINDOW = 256 * 1024;
+/** Largest window a fast stream grows to: the most a stream that stalls later can hold. */
+export const DEFAULT_MAX_WINDOW = 8 * 1024 * 1024;
+/** Round trip assumed before a ping measured one, and the floor of the growth test (event loops add their own latency). */
+const MIN_GROWTH_RTT_MS = 1;
 /** Bytes a stream's writer may queue before `write()` returns false. */
 export const DEFAULT_STREAM_HIGH_WATER = 256 * 1024;
 export const DEFAULT_MAX_STREAMS = 4096;
@@ -49,6 +58,8 @@ export interface MuxOptions {
   /** Stream id parity: the client opens odd ids, the server even ones. */
   side: 'client' | 'server';
   initialWindow?: number;
+  /** Largest window a stream may grow to (default 8 MiB; set it to `initialWindow` for a fixed window). */
+  maxWindow?: number;
   streamHighWater?: number;
   /** Most streams the peer may have open at once (beyond: OPEN_FAIL). */
   maxStreams?: number;
@@ -92,6 +103,7 @@ export class Mux implements FrameSink {
   readonly conn: Conn;
   readonly side: 'client' | 'server';
   readonly initialWindow: number;
+  readonly maxWindow: number;
   readonly streamHighWater: number;
   readonly maxStreams: number;
   /** Stream frames are refused until the handshake marks the session established. */
@@ -132,6 +144,7 @@ export class Mux implements FrameSink {
     this.conn = conn;
     this.side = options.side;
     this.initialWindow = options.initialWindow ?? DEFAULT_INITIAL_WINDOW;
+    this.maxWindow = Math.max(this.initialWindow, options.maxWindow ?? DEFAULT_MAX_WINDOW);
     this.streamHighWater = options.streamHighWater ?? DEFAULT_STREAM_HIGH_WATER;
     this.maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
     this.decoder = new FrameDecoder(Math.max(options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE, MAX_DATA_PAYLOAD));
@@ -619,6 +632,9 @@ export class TunnelStream extends VirtualConn {
   window: number;
   /** Bytes handed to the reader since the last WINDOW_UPDATE. */
   private consumed = 0;
+  /** The receive window this stream grants (grows while the reader keeps up). */
+  windowSize: number;
+  private lastUpdateAt = 0;
   private inbox: Uint8Array[] = [];
   inboxBytes = 0;
   private paused = false;
@@ -631,6 +647,7 @@ export class TunnelStream extends VirtualConn {
     this.sid = id;
     this.credit = mux.initialWindow;
     this.window = mux.initialWindow;
+    this.windowSize = mux.initialWindow;
     this.remoteAddress = mux.conn.remoteAddress;
     this.remotePort = mux.conn.remotePort;
     this.localAddress = mux.conn.localAddress;
@@ -788,11 +805,18 @@ export class TunnelStream extends VirtualConn {
 
   private consume(n: number): void {
     this.consumed += n;
-    if (this.consumed >= this.mux.initialWindow / 2 && !this.peerFin) {
-      this.window += this.consumed;
-      this.mux.sendControl(FrameType.WINDOW_UPDATE, this.sid, u32(this.consumed));
-      this.consumed = 0;
+    if (this.consumed < this.windowSize / 2 || this.peerFin) return;
+    let increment = this.consumed;
+    const now = Date.now();
+    if (this.windowSize < this.mux.maxWindow && now - this.lastUpdateAt < 2 * Math.max(this.mux.rttMs ?? MIN_GROWTH_RTT_MS, MIN_GROWTH_RTT_MS)) {
+      const grown = Math.min(this.windowSize * 2, this.mux.maxWindow);
+      increment += grown - this.windowSize;
+      this.windowSize = grown;
     }
+    this.lastUpdateAt = now;
+    this.window += increment;
+    this.mux.sendControl(FrameType.WINDOW_UPDATE, this.sid, u32(increment));
+    this.consumed = 0;
   }
 
   /** @internal Both directions finished: the stream is done. */

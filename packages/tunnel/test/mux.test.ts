@@ -187,6 +187,25 @@ test('a window update that overflows the window is a protocol error', async () =
   }
 });
 
+test('a stream read quickly grows its window up to maxWindow; a stalled one keeps its initial window', async () => {
+  const { client, server, close } = await muxPair({ initialWindow: 64 * 1024, maxWindow: 1024 * 1024 });
+  try {
+    const [fastA, fastB] = await streamPair(client, server);
+    const [slowA, slowB] = await streamPair(client, server);
+    slowB.setHandler({ data(c) { c.pause(); }, close() {} });
+    slowB.pause();
+    writeAll(slowA, split(new Uint8Array(2 * 1024 * 1024), [65536])).catch(() => undefined);
+    const fast = sink(fastB, { endOnEnd: true });
+    await writeAll(fastA, split(pattern(16 * 1024 * 1024, 3), [65536]));
+    await fast.done;
+    assert.equal(fastB.windowSize, 1024 * 1024);
+    assert.equal(slowB.windowSize, 64 * 1024);
+    assert.ok(server.stats().bufferedBytes <= 64 * 1024);
+  } finally {
+    close();
+  }
+});
+
 test('a peer that goes silent (socket paused, not closed) is declared dead within two heartbeats; pings measure RTT', async () => {
   const { client, server, close } = await muxPair();
   try {
