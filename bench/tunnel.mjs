@@ -156,90 +156,88 @@ async function main() {
 async function runContender(contender, row, config, round) {
   const prefix = config.rounds > 1 ? `round ${round + 1}/${config.rounds}, ` : '';
   const progress = (text) => process.stderr.write(`[tunnel bench] ${prefix}${text}\n`);
-  {
-    let started;
-    try {
-      started = await contender.start();
-    } catch (error) {
-      row.errors.start = oneLine(error);
-      console.error(`${contender.name}: could not start: ${row.errors.start}`);
-      return;
-    }
-    const { ports } = started;
-    const attempt = async (scenario, fn) => {
-      try {
-        await fn();
-      } catch (error) {
-        row.errors[scenario] = oneLine(error);
-        if (process.env.BENCH_VERBOSE) console.error(`${contender.name} ${scenario}:`, error);
-      }
-    };
-    progress(`${contender.name}: warm-up`);
-    await attempt('warmup', async () => {
-      await download(ports.bulk, 32 << 20);
-      await upload(ports.bulk, 32 << 20);
-      await runWrk({ url: `http://127.0.0.1:${ports.http}/`, connections: config.connections, durationSec: 1 });
-    });
-
-    const bytes = config.sizeMiB * 1024 * 1024;
-    progress(`${contender.name}: ${config.sizeMiB} MiB download, upload x${config.repeat}`);
-    // Interleaved repeats, the median shown: other load on a shared host moves single runs by +-30 %.
-    const downs = [];
-    const ups = [];
-    for (let i = 0; i < config.repeat; i++) {
-      await attempt('download', async () => downs.push(await transfer(download, ports.bulk, bytes, started.pids)));
-      await attempt('upload', async () => ups.push(await transfer(upload, ports.bulk, bytes, started.pids)));
-    }
-    if (downs.length) Object.assign(row, { downMiBs: median(downs.map((r) => r.mibs)), downCpuPerGiB: median(downs.map((r) => r.cpuPerGiB)) });
-    if (ups.length) Object.assign(row, { upMiBs: median(ups.map((r) => r.mibs)), upCpuPerGiB: median(ups.map((r) => r.cpuPerGiB)) });
-
-    progress(`${contender.name}: wrk -c${config.connections} ${config.durationSec}s`);
-    await attempt('http', async () => {
-      const wrk = await runWrk({ url: `http://127.0.0.1:${ports.http}/`, connections: config.connections, durationSec: config.durationSec, latency: true });
-      row.rps = wrk.requestsPerSec;
-      row.p50Ms = wrk.latencyP50Ms;
-      row.p99Ms = wrk.latencyP99Ms;
-      row.httpErrors = wrk.non2xx + wrk.socketErrors;
-      if (!(wrk.requests > 0)) throw new Error(`wrk completed no request: ${wrk.raw.trim().split('\n').slice(-3).join(' | ')}`);
-    });
-
-    progress(`${contender.name}: time to first byte x${config.ttfbCount}`);
-    await attempt('ttfb', async () => {
-      const times = [];
-      for (let i = 0; i < config.ttfbCount; i++) times.push(await firstByteMs(ports.http));
-      times.sort((a, b) => a - b);
-      row.ttfbP50Ms = percentile(times, 50);
-      row.ttfbP99Ms = percentile(times, 99);
-    });
-
-    progress(`${contender.name}: healthy stream beside a stalled one`);
-    await attempt('stall', async () => {
-      // Unstalled and stalled runs alternate (U S U S U ...); each stalled run is
-      // compared with the mean of the unstalled runs on either side of it.
-      const stallBytes = config.stallMiB * 1024 * 1024;
-      const speed = async () => config.stallMiB / (await download(ports.bulk, stallBytes)).seconds;
-      const unstalled = [await speed()];
-      const stalledRuns = [];
-      for (let i = 0; i < config.repeat; i++) {
-        const stalled = await stalledDownload(ports.bulk, 64 * 1024 ** 3);
-        try {
-          await sleep(1000); // every buffer on the stalled stream's path fills
-          stalledRuns.push(await speed());
-        } finally {
-          stalled.destroy();
-        }
-        await sleep(300);
-        unstalled.push(await speed());
-      }
-      const ratios = stalledRuns.map((mibs, i) => mibs / ((unstalled[i] + unstalled[i + 1]) / 2));
-      row.stalledMiBs = median(stalledRuns);
-      row.unstalledMiBs = median(unstalled);
-      row.healthyPct = median(ratios) * 100;
-    });
-
-    row.peakRssMiB = started.pids().length ? peakOf(started.pids()) : undefined;
-    await started.stop();
+  let started;
+  try {
+    started = await contender.start();
+  } catch (error) {
+    row.errors.start = oneLine(error);
+    console.error(`${contender.name}: could not start: ${row.errors.start}`);
+    return;
   }
+  const { ports } = started;
+  const attempt = async (scenario, fn) => {
+    try {
+      await fn();
+    } catch (error) {
+      row.errors[scenario] = oneLine(error);
+      if (process.env.BENCH_VERBOSE) console.error(`${contender.name} ${scenario}:`, error);
+    }
+  };
+  progress(`${contender.name}: warm-up`);
+  await attempt('warmup', async () => {
+    await download(ports.bulk, 32 << 20);
+    await upload(ports.bulk, 32 << 20);
+    await runWrk({ url: `http://127.0.0.1:${ports.http}/`, connections: config.connections, durationSec: 1 });
+  });
+
+  const bytes = config.sizeMiB * 1024 * 1024;
+  progress(`${contender.name}: ${config.sizeMiB} MiB download, upload x${config.repeat}`);
+  // Interleaved repeats, the median shown: other load on a shared host moves single runs by +-30 %.
+  const downs = [];
+  const ups = [];
+  for (let i = 0; i < config.repeat; i++) {
+    await attempt('download', async () => downs.push(await transfer(download, ports.bulk, bytes, started.pids)));
+    await attempt('upload', async () => ups.push(await transfer(upload, ports.bulk, bytes, started.pids)));
+  }
+  if (downs.length) Object.assign(row, { downMiBs: median(downs.map((r) => r.mibs)), downCpuPerGiB: median(downs.map((r) => r.cpuPerGiB)) });
+  if (ups.length) Object.assign(row, { upMiBs: median(ups.map((r) => r.mibs)), upCpuPerGiB: median(ups.map((r) => r.cpuPerGiB)) });
+
+  progress(`${contender.name}: wrk -c${config.connections} ${config.durationSec}s`);
+  await attempt('http', async () => {
+    const wrk = await runWrk({ url: `http://127.0.0.1:${ports.http}/`, connections: config.connections, durationSec: config.durationSec, latency: true });
+    row.rps = wrk.requestsPerSec;
+    row.p50Ms = wrk.latencyP50Ms;
+    row.p99Ms = wrk.latencyP99Ms;
+    row.httpErrors = wrk.non2xx + wrk.socketErrors;
+    if (!(wrk.requests > 0)) throw new Error(`wrk completed no request: ${wrk.raw.trim().split('\n').slice(-3).join(' | ')}`);
+  });
+
+  progress(`${contender.name}: time to first byte x${config.ttfbCount}`);
+  await attempt('ttfb', async () => {
+    const times = [];
+    for (let i = 0; i < config.ttfbCount; i++) times.push(await firstByteMs(ports.http));
+    times.sort((a, b) => a - b);
+    row.ttfbP50Ms = percentile(times, 50);
+    row.ttfbP99Ms = percentile(times, 99);
+  });
+
+  progress(`${contender.name}: healthy stream beside a stalled one`);
+  await attempt('stall', async () => {
+    // Unstalled and stalled runs alternate (U S U S U ...); each stalled run is
+    // compared with the mean of the unstalled runs on either side of it.
+    const stallBytes = config.stallMiB * 1024 * 1024;
+    const speed = async () => config.stallMiB / (await download(ports.bulk, stallBytes)).seconds;
+    const unstalled = [await speed()];
+    const stalledRuns = [];
+    for (let i = 0; i < config.repeat; i++) {
+      const stalled = await stalledDownload(ports.bulk, 64 * 1024 ** 3);
+      try {
+        await sleep(1000); // every buffer on the stalled stream's path fills
+        stalledRuns.push(await speed());
+      } finally {
+        stalled.destroy();
+      }
+      await sleep(300);
+      unstalled.push(await speed());
+    }
+    const ratios = stalledRuns.map((mibs, i) => mibs / ((unstalled[i] + unstalled[i + 1]) / 2));
+    row.stalledMiBs = median(stalledRuns);
+    row.unstalledMiBs = median(unstalled);
+    row.healthyPct = median(ratios) * 100;
+  });
+
+  row.peakRssMiB = started.pids().length ? peakOf(started.pids()) : undefined;
+  await started.stop();
 
   // On fresh processes: the garbage of the transfers above, collected (or not)
   // during the measurement, would move RSS by more than 1,000 streams hold.
