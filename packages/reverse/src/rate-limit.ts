@@ -11,7 +11,7 @@
  * distinct addresses costs at most `maxKeys` entries.
  */
 
-/** What a limiter may look at to key a request (a ClientSession). */
+/** What a limiter may look at to key a request (an Exchange). */
 export interface LimitContext {
   clientIp: string;
   /** Request target (path and query). */
