@@ -243,7 +243,7 @@ backend app
   console.log('| proxy | idle connections | failed | RSS bytes/conn | anon bytes/conn | RSS after (MiB) | × nginx |');
   console.log('|---|---|---|---|---|---|---|');
   for (const row of rows) {
-    const ratio = nginx ? (row.rssPerConn / nginx.rssPerConn).toFixed(2) : '-';
+    const ratio = nginx && nginx.rssPerConn > 0 ? (row.rssPerConn / nginx.rssPerConn).toFixed(2) : "-";
     console.log(`| ${row.proxy} | ${row.connections} | ${row.failed} | ${row.rssPerConn} | ${row.anonPerConn} | ${row.rssAfterMiB} | ${ratio} |`);
   }
   if (n < 50_000) console.log(`50 000 connections need a descriptor hard limit above ${50_000 + 1_000} (here ${limit}; raising it needs CAP_SYS_RESOURCE)`);
