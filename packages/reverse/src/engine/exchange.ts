@@ -31,8 +31,7 @@ import { bodyBufferLimit, retryAllowed, RetrySlot, type FailureKind } from '../r
 import { connectHedged } from './connector.js';
 import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, refundHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
-import { Deadline, Phase } from './phase.js';
-import type { ClientSession } from './session.js';
+import { Deadline, Phase, type ClientConnection } from './phase.js';
 
 /** Held client bytes beyond this pause reading from the client. */
 export const HOLD_LIMIT = 64 * 1024;
@@ -125,7 +124,7 @@ export function exchangeCount(): number {
  * that a keep-alive connection between requests holds none of this.
  */
 export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
-  readonly session: ClientSession;
+  readonly session: ClientConnection;
   /** undefined: the head did not parse (the answer is a 400 or 408). */
   readonly req: RequestHead | undefined;
   startedAt: number;
@@ -177,7 +176,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   private replay: Uint8Array[] | undefined = undefined;
   private replayBytes = 0;
 
-  constructor(session: ClientSession, head: RequestHead | undefined, now: number) {
+  constructor(session: ClientConnection, head: RequestHead | undefined, now: number) {
     this.session = session;
     this.req = head;
     this.startedAt = now;

@@ -2,7 +2,7 @@ import { HeadBuffer, parseRequestHead, type Conn, type ConnHandler, type Request
 import type { ListenerContext } from './context.js';
 import { Exchange, HOLD_LIMIT } from './exchange.js';
 import { scheduleHedge } from './hedge.js';
-import { Deadline, Phase } from './phase.js';
+import { Deadline, Phase, type ClientConnection } from './phase.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -15,7 +15,7 @@ const EMPTY = new Uint8Array(0);
  * requests a keep-alive connection holds its Conn, this object and, only
  * while a head is partial, the head's bytes.
  */
-export class ClientSession {
+export class ClientSession implements ClientConnection {
   readonly client: Conn;
   readonly ctx: ListenerContext;
   phase = Phase.Head;
@@ -202,7 +202,7 @@ export class ClientSession {
    * then read the next request (once the client took the answer, when it
    * was not flushed) or close.
    */
-  exchangeDone(exchange: Exchange, keepAlive: boolean, flushed: boolean, now?: number): void {
+  exchangeDone(exchange: object, keepAlive: boolean, flushed: boolean, now?: number): void {
     if (this.exchange === exchange) this.exchange = undefined;
     if (!keepAlive) {
       this.phase = Phase.Closed;
