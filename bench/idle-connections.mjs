@@ -7,7 +7,10 @@
 // and its anonymous part RssAnon, from /proc) is read before and after, and
 // the growth divided by N is the cost of one idle connection.
 //
-//   node bench/idle-connections.mjs [--connections N] [--clients K] [--only wmproxy,nginx,haproxy] [--rounds R]
+//   node bench/idle-connections.mjs [--connections N] [--clients K] [--only wmproxy,nginx,haproxy] [--rounds R] [--compare DIR]
+//
+// --compare DIR adds wmproxy@base: the same proxy from another checkout (DIR,
+// with its node_modules), to measure a change against its base in one run.
 //
 // N defaults to the largest count the file-descriptor hard limit allows one
 // server process (the limit less 1 000 for listeners, upstream connections
@@ -184,7 +187,21 @@ backend app
         return start('haproxy', ['-f', join(dir, 'haproxy.cfg')]);
       },
     },
-  ].filter((c) => !only?.length || only.includes(c.name));
+  ];
+  const compare = argument(args, 'compare', undefined);
+  if (compare) {
+    // The serving code must resolve @wmproxy/* from the other checkout: a copy of this script there.
+    const copy = join(compare, 'bench', '.idle-connections-serve.mjs');
+    writeFileSync(copy, readFileSync(self));
+    contenders.splice(1, 0, {
+      name: 'wmproxy@base',
+      start: (port) => start(join(compare, 'node_modules/.bin/bun'), [copy, '--wmproxy', String(port), `127.0.0.1:${backendPort}`]),
+      gc: (child) => child.kill('SIGUSR2'),
+    });
+  }
+  const selected = contenders.filter((c) => !only?.length || only.includes(c.name));
+  contenders.length = 0;
+  contenders.push(...selected);
 
   const results = [];
   let source = 1;
