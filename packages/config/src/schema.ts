@@ -11,7 +11,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE } from '@wmproxy/health';
-import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS } from '@wmproxy/reverse';
 import { durationText, sizeText } from './units.js';
 
 // Defaults come from the packages that apply them (test/defaults.test.ts checks the READMEs against them).
@@ -24,14 +24,17 @@ const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?$';
 export const Duration = (description: string, defaultValue?: string) =>
   Type.String({
     pattern: DURATION_PATTERN,
+    // The pattern cannot bound the value: the format refuses what a timer cannot wait (over 24.8 days).
+    format: 'wmproxy-duration',
     description,
     ...(defaultValue !== undefined ? { default: defaultValue } : {}),
     examples: ['500ms', '10s', '2m'],
-    'x-expected': 'a duration such as 500ms, 10s or 2m',
+    'x-expected': 'a duration such as 500ms, 10s or 2m, at most 24d',
   });
 
 export const Size = (description: string, defaultValue?: string) =>
-  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })], {
+  // Bounded like parseSize: a byte count above 2^53 is no longer exact.
+  Type.Union([Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), Type.String({ pattern: SIZE_PATTERN, format: 'wmproxy-size' })], {
     description,
     ...(defaultValue !== undefined ? { default: defaultValue } : {}),
     examples: ['64k', '10m'],
@@ -325,6 +328,12 @@ export const RateLimitSchema = Type.Object(
     status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'Status of a refused request (with `Retry-After`); 429 is the other usual choice.', default: 503 })),
     max_keys: Type.Optional(Type.Integer({ minimum: 1, description: 'Most clients remembered at once; the least recently seen is forgotten first.', default: 100000 })),
     max_in_flight: Type.Optional(Type.Integer({ minimum: 0, description: 'Most requests in flight at once through this limit, all clients together (0: no limit).', default: 0 })),
+    scope: Type.Optional(
+      Enum(['local', 'cluster'] as const, { description: '`local`: each instance counts alone. `cluster`: the rate holds across every instance sharing `[cluster] redis` (a sliding window per key in Redis; the hot path never waits on it).', default: 'local' }),
+    ),
+    fallback: Type.Optional(
+      Enum(['local', 'open', 'closed'] as const, { description: 'With `scope = "cluster"`, while Redis is unreachable: `local` (this instance\'s share, rate / `[cluster] instances`), `open` (no limit) or `closed` (refuse).', default: 'local' }),
+    ),
   },
   { ...Strict, description: 'A request limit (nginx `limit_req` with `nodelay`): over `rate` + `burst`, or over `max_in_flight`, requests are refused at once with `status` and `Retry-After`. Needs `rate` or `max_in_flight`.' },
 );
@@ -449,6 +458,15 @@ export const StreamSchema = Type.Object(
 );
 
 // ---------------------------------------------------------------- the file
+export const ClusterSchema = Type.Object(
+  {
+    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis holding the counters of `scope = "cluster"` rate limits: `redis://[user:pass@]host:port[/db]`.', 'x-expected': 'a redis:// URL' })),
+    instances: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Instances sharing the limits: with Redis unreachable, a `fallback = "local"` limit allows rate / instances here.', default: CLUSTER_DEFAULTS.instances })),
+    redis_timeout: Type.Optional(Duration('A Redis call not answered within this time fails, and the fallback applies.', durationText(CLUSTER_DEFAULTS.redisTimeoutMs))),
+  },
+  { ...Strict, description: 'What several instances share (`wmproxy run --store` shares the configuration itself).' },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String({ description: 'JSON Schema of this file (for editors).' })),
@@ -468,6 +486,7 @@ export const ConfigSchema = Type.Object(
     ),
     log: Type.Optional(LogSchema),
     control: Type.Optional(ControlSchema),
+    cluster: Type.Optional(ClusterSchema),
     health: Type.Optional(HealthSchema),
     reverse: Type.Optional(ReverseSchema),
     proxy: Type.Optional(Type.Array(ForwardProxySchema, { description: 'Forward proxies (`[[proxy]]`).' })),

@@ -4,17 +4,18 @@
  * applies a new configuration without dropping traffic; `stop()` drains.
  */
 import { EventEmitter } from 'node:events';
-import { runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
+import { protectLocalPort, runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
 import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
-import type { ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
+import type { ClusterSource, ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
 
 export const VERSION = '0.1.0';
 
@@ -35,9 +36,17 @@ export interface InstanceOptions {
   workers?: number;
   /** Set in a worker process by the cluster: its index and the primary's health states to start from. */
   worker?: { index: number; health: HealthEntry[] };
+  /** A configuration store this instance follows (`run --store`): shown in /status, the dashboard and /metrics. */
+  cluster?: ClusterSource;
 }
 
 const RECENT_EVENTS = 200;
+
+/** ioredis is loaded only when `[cluster] redis` is set. */
+async function sharedCounters(config: WmproxyConfig, logger: Logger): Promise<SharedCounters & { close(): Promise<void> }> {
+  const { RedisCounters } = await import('@wmproxy/cluster');
+  return new RedisCounters({ url: config.cluster.redis!, instances: config.cluster.instances, timeoutMs: config.cluster.redisTimeoutMs, logger });
+}
 
 /** Elysia is loaded only where the control API runs: worker processes never need it. */
 async function startApi(instance: Instance, config: WmproxyConfig['control'], logger: Logger): Promise<ControlApi> {
@@ -58,6 +67,10 @@ export class Instance {
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
   private api: ControlApi | undefined;
+  /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
+  private counters: (SharedCounters & { close(): Promise<void> }) | undefined;
+  /** Releases the control API's port from the forward proxies' refusals (see `guardControlPort`). */
+  private releaseControlPort: (() => void) | undefined;
   private readonly options: InstanceOptions;
   private runtimeName = 'unknown';
   private lastReload: string | undefined;
@@ -120,11 +133,12 @@ export class Instance {
           const service = await new ForwardService(proxy, instance.loggerFor(proxy.name)).start();
           instance.forward.set(service.key, service);
         }
-        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog);
+        if (config.cluster.redis !== undefined) instance.counters = await sharedCounters(config, instance.loggerFor('cluster'));
+        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.counters);
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
-      if (config.control.enabled) instance.api = await startApi(instance, config.control, instance.loggerFor('control'));
+      if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
       await instance.shutdown(0);
       throw error;
@@ -253,7 +267,7 @@ export class Instance {
           const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog);
           if (outcome !== 'unchanged') changes.push(`reverse proxy ${outcome}`);
         } else {
-          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog);
+          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.counters);
           changes.push('reverse proxy started');
         }
       } else if (this.reverse) {
@@ -333,10 +347,12 @@ export class Instance {
   private async restartApi(): Promise<void> {
     const old = this.api;
     this.api = undefined;
+    this.releaseControlPort?.();
+    this.releaseControlPort = undefined;
     await old?.close();
     if (!this.config.control.enabled || this.stopping) return;
     try {
-      this.api = await startApi(this, this.config.control, this.loggerFor('control'));
+      this.guardControlPort(await startApi(this, this.config.control, this.loggerFor('control')));
     } catch (error) {
       this.logger.error('control API could not start', { listen: this.config.control.listen, error: (error as Error).message });
     }
@@ -365,6 +381,17 @@ export class Instance {
     return this.stopRun;
   }
 
+  /**
+   * Serve `api`, and make every forward proxy of this process refuse its
+   * port on every address of this host: no path from a proxy client to the
+   * control API, even from a loopback proxy without a deny list.
+   */
+  private guardControlPort(api: ControlApi): void {
+    this.api = api;
+    this.releaseControlPort?.();
+    this.releaseControlPort = protectLocalPort(Number(api.address.slice(api.address.lastIndexOf(':') + 1)));
+  }
+
   private async shutdown(deadlineMs: number): Promise<void> {
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
@@ -372,8 +399,11 @@ export class Instance {
     this.forward.clear();
     this.reverse = undefined;
     await this.health.close();
+    await this.counters?.close();
     await this.api?.close();
     this.api = undefined;
+    this.releaseControlPort?.();
+    this.releaseControlPort = undefined;
     await this.accessLog.close();
     await this.logs?.close();
   }
@@ -413,7 +443,19 @@ export class Instance {
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
       ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+      ...(this.options.cluster ? { cluster: this.options.cluster.view() } : {}),
     };
+  }
+
+  /** Targets by health state, for a cluster member record. */
+  healthSummary(): { healthy: number; unhealthy: number } {
+    let healthy = 0;
+    let unhealthy = 0;
+    for (const target of this.health.snapshot().targets) {
+      if (target.available) healthy++;
+      else unhealthy++;
+    }
+    return { healthy, unhealthy };
   }
 
   /** With workers: collect their counters now (the control API calls this before answering). */
@@ -485,6 +527,12 @@ export class Instance {
     out.family('wmproxy_uptime_seconds', 'gauge', 'Seconds since the instance started.').sample('wmproxy_uptime_seconds', {}, (Date.now() - this.startedAt) / 1000);
     out.family('wmproxy_reloads_total', 'counter', 'Configuration reloads by result.');
     out.sample('wmproxy_reloads_total', { result: 'ok' }, m.reloadsOk).sample('wmproxy_reloads_total', { result: 'rejected' }, m.reloadsFailed);
+    const cluster = this.options.cluster?.view();
+    if (cluster) {
+      out.family('wmproxy_config_store_up', 'gauge', 'Whether the configuration store is reachable (0: serving the last good configuration).').sample('wmproxy_config_store_up', {}, cluster.connected ? 1 : 0);
+      out.family('wmproxy_config_store_revision', 'gauge', 'Revision of the stored configuration this instance runs.').sample('wmproxy_config_store_revision', {}, cluster.revision);
+      out.family('wmproxy_cluster_members', 'gauge', 'Instances registered in the configuration store.').sample('wmproxy_cluster_members', {}, cluster.members.length);
+    }
     out.family('wmproxy_open_connections', 'gauge', 'Open client connections by service.');
     for (const entry of traffic.forward) out.sample('wmproxy_open_connections', { service: entry.name, kind: 'forward' }, entry.open);
     if (this.reverse || hasReverse(this.config)) out.sample('wmproxy_open_connections', { service: 'reverse', kind: 'http' }, traffic.sessions);

@@ -27,6 +27,7 @@ export {
   DEFAULT_CONNECT_PORTS,
   embeddedIpv4,
   isDeniedDestination,
+  protectLocalPort,
   resolveDestination,
 } from './destination-policy.js';
 export {
@@ -69,3 +70,4 @@ export {
   type SocketTransportOptions,
 } from './transport.js';
 export { VirtualConn, connPair, DEFAULT_PAIR_HIGH_WATER_MARK } from './virtual-conn.js';
+export * from './http2/index.js';

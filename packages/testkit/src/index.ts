@@ -117,3 +117,5 @@ export function chromiumFlags(profileDir: string): string[] {
     `--user-data-dir=${profileDir}`,
   ];
 }
+export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
+export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';

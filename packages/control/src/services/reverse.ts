@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@wmproxy/core-net';
 import type { HealthChecker, TargetSpec } from '@wmproxy/health';
-import { ReverseProxy, type AccessLog, type ListenerSpec, type LocationSpec, type ReverseProxyOptions, type StreamSpec, type UpstreamSpec } from '@wmproxy/reverse';
+import { ReverseProxy, type AccessLog, type ListenerSpec, type LocationSpec, type ReverseProxyOptions, type SharedCounters, type StreamSpec, type UpstreamSpec } from '@wmproxy/reverse';
 import { upstreamTargets, type HttpServerConfig, type LocationConfig, type UpstreamConfig, type WmproxyConfig } from '@wmproxy/config';
 import { listenKey } from './forward.js';
 import { staticOptions } from './static-location.js';
@@ -109,7 +109,7 @@ export function reverseSignature(config: WmproxyConfig): string {
   });
 }
 
-export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog): ReverseProxyOptions {
+export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters): ReverseProxyOptions {
   const streams: StreamSpec[] = config.streams.map((stream) => ({
     protocol: stream.protocol,
     listen: stream.listen,
@@ -134,6 +134,7 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     logger,
     accessLog,
     shutdownDeadlineMs: config.reverse.shutdownTimeoutMs,
+    ...(sharedCounters ? { sharedCounters } : {}),
   };
 }
 
@@ -169,8 +170,9 @@ export class ReverseService {
     this.signature = '';
   }
 
-  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog): Promise<ReverseService> {
-    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog));
+  /** `sharedCounters`: where `scope = "cluster"` rate limits count (the instance's Redis connection). */
+  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters): Promise<ReverseService> {
+    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, sharedCounters));
     await startWithRetry(proxy);
     const service = new ReverseService(proxy, config);
     service.signature = reverseSignature(service.pin(config));
@@ -206,7 +208,7 @@ export class ReverseService {
     const config = this.pin(given);
     const signature = reverseSignature(config);
     if (signature === this.signature) return 'unchanged';
-    await this.proxy.reload(reverseOptions(config, health, logger, accessLog));
+    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, this.proxy.sharedCounters));
     this.signature = signature;
     this.current = config;
     return 'reloaded';
