@@ -18,7 +18,7 @@ import { HealthChecker, type HealthCheckerOptions, type TargetSpec } from '@wmpr
 import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-log.js';
 import { transportConnector, type Connector } from './engine/connector.js';
 import type { SharedCounters } from './cluster-limit.js';
-import type { ListenerContext, ProxyCore } from './engine/context.js';
+import { ListenerWire, type ListenerContext, type ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
 import { REVERSE_DEFAULTS } from './defaults.js';
 import { ClientSession, crashed } from './engine/session.js';
@@ -487,7 +487,7 @@ function planListener(spec: ListenerSpec, core: ProxyCore): ListenerPlan {
     limits: listenerLimits(spec),
     addresses,
     tls: spec.tls ? JSON.stringify(spec.tls) : '',
-    ctx: { core, router: new Router(spec.vhosts, undefined, core.sharedCounters), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http' },
+    ctx: { core, router: new Router(spec.vhosts, undefined, core.sharedCounters), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http', wire: new ListenerWire() },
   };
 }
 

@@ -18,7 +18,8 @@ const HIGH_WATER_MARK = 64 * 1024;
  */
 export class BunConn extends ConnBase {
   socket: BunSocket;
-  private queue: Uint8Array[] = [];
+  /** What a write could not send yet (allocated on the first short write: an idle connection has none). */
+  private queue: Uint8Array[] | undefined = undefined;
   private queued = 0;
   private endRequested = false;
   private shutDown = false;
@@ -66,7 +67,7 @@ export class BunConn extends ConnBase {
   write(chunk: Uint8Array): boolean {
     if (this.closed || this.endRequested) return false;
     if (this.queued > 0) {
-      this.queue.push(new Uint8Array(chunk));
+      this.queue!.push(new Uint8Array(chunk));
       this.queued += chunk.byteLength;
       return this.queued < HIGH_WATER_MARK;
     }
@@ -77,7 +78,7 @@ export class BunConn extends ConnBase {
       // Copy (a Buffer's `slice` would be a view): the caller's chunk may be a view
       // into a buffer that is reused, such as core-net's composeHead buffer.
       const rest = new Uint8Array(chunk.subarray(sent));
-      this.queue.push(rest);
+      (this.queue ??= []).push(rest);
       this.queued += rest.byteLength;
       return this.queued < HIGH_WATER_MARK;
     }
@@ -93,7 +94,7 @@ export class BunConn extends ConnBase {
   destroy(error?: Error): void {
     if (this.closed) return;
     if (error) this.lastError = error;
-    this.queue = [];
+    this.queue = undefined;
     this.queued = 0;
     this.socket.terminate();
   }
@@ -123,19 +124,21 @@ export class BunConn extends ConnBase {
   }
   /** @internal */
   onDrain(): void {
-    while (this.queue.length > 0) {
-      const head = this.queue[0]!;
+    const queue = this.queue;
+    while (queue !== undefined && queue.length > 0) {
+      const head = queue[0]!;
       const sent = this.socket.write(head);
       if (sent < 0) return;
       this.written += sent;
       if (sent < head.byteLength) {
-        this.queue[0] = head.subarray(sent);
+        queue[0] = head.subarray(sent);
         this.queued -= sent;
         return;
       }
-      this.queue.shift();
+      queue.shift();
       this.queued -= head.byteLength;
     }
+    if (queue !== undefined && queue.length === 0) this.queue = undefined;
     if (this.endRequested) {
       this.sendFin();
       return;
