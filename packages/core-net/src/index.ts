@@ -9,7 +9,9 @@ export type {
   Runtime,
   TlsClientOptions,
   TlsServerOptions,
+  TlsKeyPair,
 } from './types.js';
+export { parseClientHello, type ClientHello } from './tls/client-hello.js';
 export {
   parseAddress,
   parseAddressList,
@@ -58,6 +60,7 @@ export { WorkerPool, workerSharing, WORKER_START_TIMEOUT_MS, type PoolMessage, t
 export { checkPortFree } from './workers/ports.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';
+export { createSelfSignedCertificate, certificateFingerprint, normaliseFingerprint, type SelfSigned, type SelfSignedOptions } from './tls/self-signed.js';
 export {
   socketTransport,
   tcpTransport,

@@ -67,6 +67,24 @@ export interface TlsServerOptions {
   key: string | Uint8Array;
   /** Extra certificates chosen by SNI server name (exact or `*.example.com`). */
   sni?: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>;
+  /**
+   * Certificates that change while the listener runs (ACME): asked at each
+   * handshake for the SNI name (after `sni`, before the default `cert`).
+   * Return the same object while the certificate is the same: its TLS
+   * context is cached by identity.
+   */
+  select?(servername: string): TlsKeyPair | undefined;
+  /**
+   * TLS-ALPN-01 challenges (RFC 8737): a client offering only the ALPN
+   * protocol `acme-tls/1` for a name this returns a certificate for gets that
+   * certificate and protocol; every other client the usual certificate.
+   */
+  acmeTlsAlpn?(servername: string): TlsKeyPair | undefined;
+}
+
+export interface TlsKeyPair {
+  cert: string | Uint8Array;
+  key: string | Uint8Array;
 }
 
 export interface TlsClientOptions {
