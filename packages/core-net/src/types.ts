@@ -78,8 +78,9 @@ export interface TlsServerOptions {
    * TLS-ALPN-01 challenges (RFC 8737): a client offering only the ALPN
    * protocol `acme-tls/1` for a name this returns a certificate for gets that
    * certificate and protocol; every other client the usual certificate.
+   * May answer asynchronously (a challenge placed by another worker).
    */
-  acmeTlsAlpn?(servername: string): TlsKeyPair | undefined;
+  acmeTlsAlpn?(servername: string): TlsKeyPair | undefined | Promise<TlsKeyPair | undefined>;
 }
 
 export interface TlsKeyPair {

@@ -3,7 +3,7 @@
  * the X.509 structure is encoded here in DER): a tunnel server's first start,
  * and a stand-in certificate until ACME issues a real one.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 
 export interface SelfSignedOptions {
@@ -18,6 +18,8 @@ export interface SelfSignedOptions {
   notAfter?: Date;
   /** SHA-256 of an ACME key authorization: makes a TLS-ALPN-01 challenge certificate (RFC 8737, critical acmeIdentifier). */
   acmeIdentifier?: Uint8Array;
+  /** PEM ECDSA P-256 private key to certify (default a new one). */
+  key?: string;
 }
 
 export interface SelfSigned {
@@ -104,7 +106,8 @@ export function createSelfSignedCertificate(options: SelfSignedOptions = {}): Se
   const altNames = options.altNames && options.altNames.length > 0 ? options.altNames : ['localhost', '127.0.0.1', '::1'];
   const commonName = options.commonName ?? altNames[0] ?? 'wmproxy';
   const days = options.days ?? 3650;
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const privateKey = options.key ? createPrivateKey(options.key) : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const publicKey = createPublicKey(privateKey);
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const notBefore = options.notBefore ?? new Date(Date.now() - 60 * 60 * 1000);
   const notAfter = options.notAfter ?? new Date(Date.now() + days * 24 * 60 * 60 * 1000);

@@ -192,7 +192,7 @@ const ACME_TLS_ALPN = 'acme-tls/1';
  * server, or, for an ACME TLS-ALPN-01 validation of a name with a pending
  * challenge, answer with the challenge certificate and `acme-tls/1`.
  */
-function routeByClientHello(socket: net.Socket, server: tls.Server, challenge: (name: string) => TlsKeyPair | undefined, onError?: (error: Error) => void): void {
+function routeByClientHello(socket: net.Socket, server: tls.Server, challenge: NonNullable<TlsServerOptions['acmeTlsAlpn']>, onError?: (error: Error) => void): void {
   let buffered: Buffer = Buffer.alloc(0);
   const timer = setTimeout(() => socket.destroy(), CLIENT_HELLO_TIMEOUT_MS);
   const stop = (): void => {
@@ -212,18 +212,30 @@ function routeByClientHello(socket: net.Socket, server: tls.Server, challenge: (
     stop();
     socket.pause();
     socket.unshift(buffered);
-    const pair = typeof hello === 'object' && hello.alpn.includes(ACME_TLS_ALPN) ? challenge(hello.servername) : undefined;
-    if (!pair) {
+    if (typeof hello !== 'object' || !hello.alpn.includes(ACME_TLS_ALPN)) {
       server.emit('connection', socket);
       return;
     }
-    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: secureContext(pair), ALPNProtocols: [ACME_TLS_ALPN] });
-    // The validator only reads the certificate; nothing is served.
-    secure.on('secure', () => secure.end());
-    secure.on('error', (error) => {
-      onError?.(error);
-      secure.destroy();
-    });
+    Promise.resolve(challenge(hello.servername)).then(
+      (pair) => {
+        if (socket.destroyed) return;
+        if (!pair) {
+          server.emit('connection', socket);
+          return;
+        }
+        const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: secureContext(pair), ALPNProtocols: [ACME_TLS_ALPN] });
+        // The validator only reads the certificate; nothing is served.
+        secure.on('secure', () => secure.end());
+        secure.on('error', (error) => {
+          onError?.(error);
+          secure.destroy();
+        });
+      },
+      (error: Error) => {
+        onError?.(error);
+        socket.destroy();
+      },
+    );
   };
   socket.on('data', onData);
   socket.on('error', onFail);
