@@ -27,7 +27,7 @@ function text(status: number, body: string, extra: Array<[string, string]> = [])
 }
 
 /** Answers /.well-known/acme-challenge/<token> with the key authorization, 404 for unknown tokens. */
-export function acmeChallengeHandler(store: ChallengeStore): HttpHandler {
+export function acmeChallengeHandler(store: Pick<ChallengeStore, 'httpAnswer'>): HttpHandler {
   return {
     async handle(request) {
       const answer = await store.httpAnswer(request.path);

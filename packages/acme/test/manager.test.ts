@@ -25,7 +25,7 @@ function storageDir(): string {
 function manager(ca: FakeCa, storage: string, extra: Partial<CertificateManagerOptions> = {}): { manager: CertificateManager; log: string[] } {
   const log: string[] = [];
   const made = new CertificateManager({ authority: ca, storage, logger: new Logger({ level: 'debug', sink: { write: (line) => log.push(line) } }), lockPollMs: 20, ...extra });
-  ca.store ??= made.challenges;
+  if (!ca.answers) ca.store = made.challenges;
   cleanup.push(() => made.close());
   return { manager: made, log };
 }

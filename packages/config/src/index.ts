@@ -19,6 +19,7 @@ export type {
   StaticConfig,
   ReverseConfig,
   StreamConfig,
+  AcmeConfig,
   Protocol,
 } from './types.js';
 export { ConfigError, formatIssue, formatIssues, describeValue, type ConfigIssue } from './errors.js';

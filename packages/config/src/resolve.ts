@@ -6,7 +6,9 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, DEFAULT_PROCESS_MAX_CONNECTIONS, formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
+import { isIP } from 'node:net';
+import { ACME_DEFAULTS, ACME_DIRECTORIES } from '@wmproxy/acme';
+import { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, DEFAULT_PROCESS_MAX_CONNECTIONS, formatHostPort, isLoopback, isValidHostname, parseAddress } from '@wmproxy/core-net';
 import type { CheckSpec, HealthCheckerOptions } from '@wmproxy/health';
 import { describeValue, type IssueList } from './errors.js';
 import type {
@@ -22,6 +24,7 @@ import type {
 } from './schema.js';
 import { REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
 import type {
+  AcmeConfig,
   ForwardProxyConfig,
   HeaderRuleConfig,
   HttpServerConfig,
@@ -176,6 +179,26 @@ class Resolver {
       upstreams,
       servers,
       streams,
+      acme: this.acme(servers),
+    };
+  }
+
+  private acme(servers: HttpServerConfig[]): AcmeConfig | undefined {
+    const acme = this.file.acme;
+    if (!acme && !servers.some((server) => server.tls === 'auto')) return undefined;
+    const spec = acme ?? {};
+    const directory = spec.directory ?? 'production';
+    const caRoot = spec.ca_root === undefined ? undefined : this.path(spec.ca_root);
+    if (caRoot !== undefined) this.fileExists(caRoot, ['acme', 'ca_root']);
+    return {
+      email: spec.email,
+      directory: directory === 'production' || directory === 'staging' ? ACME_DIRECTORIES[directory] : directory,
+      caRoot,
+      challenges: spec.challenges ?? [...ACME_DEFAULTS.challenges],
+      storage: this.path(spec.storage ?? ACME_DEFAULTS.storage),
+      renewBeforeMs: spec.renew_before === undefined ? undefined : durationMs(spec.renew_before, 0),
+      redirect: spec.redirect ?? ACME_DEFAULTS.redirect,
+      httpPort: spec.http_port ?? 80,
     };
   }
 
@@ -373,7 +396,15 @@ class Resolver {
     const request = [...globalRequest, ...this.rules(server.request_headers, [...path, 'request_headers'])];
     const response = [...globalResponse, ...this.rules(server.response_headers, [...path, 'response_headers'])];
     let tls: HttpServerConfig['tls'];
-    if (server.tls) {
+    if (server.tls === 'auto') {
+      tls = 'auto';
+      // ACME validates DNS names over HTTP-01/TLS-ALPN-01: not IPs, not wildcards (DNS-01 only), not an empty list.
+      if (!server.server_name || server.server_name.length === 0) this.issues.add([...path, 'server_name'], 'the host names to obtain certificates for, with tls = "auto"', 'nothing');
+      (server.server_name ?? []).forEach((name, at) => {
+        if (name.includes('*')) this.issues.add([...path, 'server_name', at], 'a host name without a wildcard with tls = "auto" (wildcard certificates need DNS-01, which wmproxy does not answer)', JSON.stringify(name));
+        else if (!isValidHostname(name) || isIP(name) !== 0 || !name.includes('.')) this.issues.add([...path, 'server_name', at], 'a public DNS name (such as example.com) with tls = "auto"', JSON.stringify(name));
+      });
+    } else if (server.tls) {
       tls = { cert: this.path(server.tls.cert), key: this.path(server.tls.key) };
       this.fileExists(tls.cert, [...path, 'tls', 'cert']);
       this.fileExists(tls.key, [...path, 'tls', 'key']);

@@ -121,8 +121,8 @@ export interface HttpServerConfig {
   listen: string[];
   serverNames: string[];
   default: boolean;
-  /** Absolute paths of the PEM files. */
-  tls: { cert: string; key: string } | undefined;
+  /** Absolute paths of the PEM files, or `auto` (ACME, `WmproxyConfig.acme`). */
+  tls: { cert: string; key: string } | 'auto' | undefined;
   trustedProxies: string[];
   /** Request limit shared by the locations without their own. */
   rateLimit: RateLimitSpec | undefined;
@@ -161,6 +161,22 @@ export interface StreamConfig {
   maxConnectionsPerIp: number;
 }
 
+/** `[acme]`, with defaults (set when a server has `tls = "auto"` or the section is present). */
+export interface AcmeConfig {
+  email: string | undefined;
+  /** Directory URL. */
+  directory: string;
+  /** Absolute path of a PEM CA file for the directory's HTTPS. */
+  caRoot: string | undefined;
+  challenges: Array<'tls-alpn-01' | 'http-01'>;
+  /** Absolute path. */
+  storage: string;
+  /** Renew this many ms before expiry (undefined: a third of the lifetime). */
+  renewBeforeMs: number | undefined;
+  redirect: boolean;
+  httpPort: number;
+}
+
 export interface WmproxyConfig {
   /** The file it came from (`<default>` for the embedded one). */
   file: string;
@@ -178,6 +194,7 @@ export interface WmproxyConfig {
   upstreams: UpstreamConfig[];
   servers: HttpServerConfig[];
   streams: StreamConfig[];
+  acme: AcmeConfig | undefined;
   /** Warnings (e.g. keys of the original format without an equivalent). */
   warnings: string[];
   /** The file as written (after conversion from the original format), for `GET /config` through `redactConfig`. */

@@ -117,3 +117,4 @@ export function chromiumFlags(profileDir: string): string[] {
     `--user-data-dir=${profileDir}`,
   ];
 }
+export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
