@@ -118,3 +118,4 @@ export function chromiumFlags(profileDir: string): string[] {
   ];
 }
 export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
+export { startPebble, PEBBLE_MISSING, type Pebble } from './pebble.js';
