@@ -20,6 +20,7 @@ export const ACME_DEFAULTS = {
   lockLeaseMs: 2 * 60_000,
   /** How often a worker waiting for another's order checks the storage again. */
   lockPollMs: 2_000,
-  /** HTTP→HTTPS redirect listener on port 80 when `tls = "auto"`. */
+  /** HTTP→HTTPS redirect listener when `tls = "auto"`, on this port (where CAs send HTTP-01 requests). */
   redirect: true,
+  httpPort: 80,
 } as const;

@@ -198,7 +198,7 @@ class Resolver {
       storage: this.path(spec.storage ?? ACME_DEFAULTS.storage),
       renewBeforeMs: spec.renew_before === undefined ? undefined : durationMs(spec.renew_before, 0),
       redirect: spec.redirect ?? ACME_DEFAULTS.redirect,
-      httpPort: spec.http_port ?? 80,
+      httpPort: spec.http_port ?? ACME_DEFAULTS.httpPort,
     };
   }
 

@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Logger, Server, parseAddress, silentLogger } from '@wmproxy/core-net';
+import { Logger, Server, createSelfSignedCertificate, parseAddress, silentLogger } from '@wmproxy/core-net';
 import { loadConfig } from '@wmproxy/config';
 import { AcmeClientAuthority, CertificateManager, CertificateStorage, acmeClientAvailable, type CertificateAuthority } from '@wmproxy/acme';
 import { PEBBLE_MISSING, startPebble } from '@wmproxy/testkit';
@@ -116,18 +116,18 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
 }
 
 /** A manager on Pebble with a TLS listener on Pebble's TLS-ALPN-01 port, retrying fast. */
-async function managedListener(pebble: Awaited<ReturnType<typeof startPebble>>, storage: string, log: string[], authority?: CertificateAuthority) {
+async function managedListener(pebble: Awaited<ReturnType<typeof startPebble>>, storage: string, log: string[]) {
   const store = new CertificateStorage(storage);
   await store.init();
   const real = await AcmeClientAuthority.create({ directory: pebble.directory, caRoot: pebble.caRoot, accountKey: await store.accountKey(pebble.directory), httpRetries: { attempts: 0, delaySeconds: 0 } });
   const manager = new CertificateManager({
-    authority: authority ?? real,
+    authority: real,
     storage,
     challenges: ['tls-alpn-01'],
     renewal: { retryMinMs: 300, retryMaxMs: 1500 },
     logger: new Logger({ level: 'info', sink: { write: (line) => log.push(line) } }),
   });
-  const fallback = (await import('@wmproxy/core-net')).createSelfSignedCertificate({ altNames: ['pending.invalid'] });
+  const fallback = createSelfSignedCertificate({ altNames: ['pending.invalid'] });
   const server = await new Server({
     addresses: [parseAddress(`127.0.0.1:${pebble.tlsPort}`)],
     tls: { ...fallback, select: (name) => manager.get(name), acmeTlsAlpn: (name) => manager.challenges.tlsAlpnAnswer(name) },
@@ -135,7 +135,7 @@ async function managedListener(pebble: Awaited<ReturnType<typeof startPebble>>, 
       conn.setHandler({ data: (c) => { c.write(Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok')); c.end(); }, end: (c) => c.end(), close() {} });
     },
   }).start();
-  return { manager, real, server };
+  return { manager, server };
 }
 
 test('short-lived certificates renew while curl keeps connecting with no failed handshake', { skip: SKIP_ISSUANCE }, async () => {
@@ -200,29 +200,27 @@ test('Pebble stopped during renewal: the old certificate is served, retries are 
 test('two managers sharing storage place one order per name with Pebble', { skip: SKIP_ISSUANCE }, async () => {
   const pebble = await startPebble();
   const storage = mkdtempSync(join(scratch, 'shared-'));
-  let orders = 0;
-  const log: string[] = [];
-  const a = await managedListener(pebble, storage, log);
-  const counting: CertificateAuthority = { name: a.real.name, order: (request) => (orders++, a.real.order(request)) };
-  a.manager.close();
-  const first = new CertificateManager({ authority: counting, storage, challenges: ['tls-alpn-01'], lockPollMs: 50 });
-  const second = new CertificateManager({ authority: counting, storage, challenges: ['tls-alpn-01'], lockPollMs: 50 });
-  // The listener answers from the first manager's store; the second's challenges reach it through the shared storage.
-  const stores = [first, second];
-  await a.server.shutdown({ deadlineMs: 100 });
-  const fallback = (await import('@wmproxy/core-net')).createSelfSignedCertificate({ altNames: ['pending.invalid'] });
+  const store = new CertificateStorage(storage);
+  await store.init();
+  const real = await AcmeClientAuthority.create({ directory: pebble.directory, caRoot: pebble.caRoot, accountKey: await store.accountKey(pebble.directory) });
+  const ordered: string[] = [];
+  const counting: CertificateAuthority = { name: real.name, order: (request) => (ordered.push(request.names.join(',')), real.order(request)) };
+  const [first, second] = [0, 1].map(() => new CertificateManager({ authority: counting, storage, challenges: ['tls-alpn-01'], lockPollMs: 50 }));
+  // One listener on Pebble's TLS-ALPN-01 port answers for both: the second's challenges reach it through the shared storage.
+  const fallback = createSelfSignedCertificate({ altNames: ['pending.invalid'] });
   const server = await new Server({
     addresses: [parseAddress(`127.0.0.1:${pebble.tlsPort}`)],
-    tls: { ...fallback, select: (name) => first.get(name), acmeTlsAlpn: (name) => stores[0]!.challenges.tlsAlpnAnswer(name) },
+    tls: { ...fallback, select: (name) => first!.get(name), acmeTlsAlpn: (name) => first!.challenges.tlsAlpnAnswer(name) },
     onConnection: (conn) => conn.destroy(),
   }).start();
   try {
-    await Promise.all([first.manage([['one.site.test'], ['two.site.test']]), second.manage([['one.site.test'], ['two.site.test']])]);
-    await Promise.all(['one.site.test', 'two.site.test'].flatMap((name) => [first.issued([name]), second.issued([name])]));
-    assert.equal(orders, 2);
+    await Promise.all([first!.manage([['one.site.test'], ['two.site.test']]), second!.manage([['one.site.test'], ['two.site.test']])]);
+    await Promise.all(['one.site.test', 'two.site.test'].flatMap((name) => [first!.issued([name]), second!.issued([name])]));
+    assert.deepEqual(ordered.sort(), ['one.site.test', 'two.site.test']);
+    assert.equal(first!.get('one.site.test')!.cert, second!.get('one.site.test')!.cert);
   } finally {
-    first.close();
-    second.close();
+    first!.close();
+    second!.close();
     await server.shutdown({ deadlineMs: 200 });
     await pebble.close();
   }
