@@ -28,7 +28,7 @@ test('check: exit 0 for a valid file, 1 with every error for an invalid one, 2 w
   assert.equal(invalid.code, 1);
   assert.match(invalid.stderr, /invalid\.yaml: 2 errors/);
   assert.match(invalid.stderr, /invalid\.yaml: proxy\[0\]\.listen: expected an address/);
-  assert.match(invalid.stderr, /invalid\.yaml: proxy\[0\]\.idle_timeout: expected a duration such as 500ms, 10s or 2m, found "soon" \(string\)/);
+  assert.match(invalid.stderr, /invalid\.yaml: proxy\[0\]\.idle_timeout: expected a duration such as 500ms, 10s or 2m, at most 24d, found "soon" \(string\)/);
   const json = await wmproxy(['check', '-c', file, '--json']);
   assert.equal(json.code, 1);
   assert.equal((JSON.parse(json.stdout) as { errors: unknown[] }).errors.length, 2);

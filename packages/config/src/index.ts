@@ -22,12 +22,13 @@ export type {
   AcmeConfig,
   Protocol,
 } from './types.js';
-export { ConfigError, formatIssue, formatIssues, describeValue, type ConfigIssue } from './errors.js';
+export { ConfigError, IssueList, formatIssue, formatIssues, describeValue, type ConfigIssue } from './errors.js';
 export { loadConfig, loadConfigSync, parseConfig, parseText, buildConfig, stringifyConfig, formatOf, type ConfigFormat, type LoadOptions } from './load.js';
 export { convertOriginal, isOriginalFormat, type ConversionOptions, type ConversionResult } from './original.js';
 export { DEFAULT_CONFIG, defaultConfig } from './defaults.js';
 export { DEFAULT_CONTROL_LISTEN, DEFAULT_PROXY_LISTEN, parseHeaderRule } from './resolve.js';
 export { redactConfig, REDACTED } from './redact.js';
+export { interpolateEnv, type Environment } from './env.js';
 export { jsonSchema, jsonSchemaText } from './json-schema.js';
 export { upstreamTargets } from './targets.js';
-export { parseSize, parseDuration, formatDuration, SizeError, DurationError } from './units.js';
+export { parseSize, parseDuration, formatDuration, SizeError, DurationError, MAX_DURATION_MS } from './units.js';

@@ -18,6 +18,7 @@ import { resolveConfig } from './resolve.js';
 import type { ConfigFile } from './schema.js';
 import type { WmproxyConfig } from './types.js';
 import { validateSchema, withoutInvalid } from './validate.js';
+import { interpolateEnv, type Environment } from './env.js';
 
 export type ConfigFormat = 'toml' | 'yaml' | 'json';
 
@@ -65,11 +66,18 @@ export interface LoadOptions {
   baseDir?: string;
   /** Reject a file in the original wmproxy format instead of converting it (default false). */
   noConvert?: boolean;
+  /** Where `${NAME}` references in values are looked up (default `process.env`; see env.ts). */
+  env?: Environment;
 }
 
 /** Validate parsed data as a configuration; throws ConfigError with every issue. */
 export function buildConfig(data: unknown, file: string, options: LoadOptions = {}): WmproxyConfig {
   const warnings: string[] = [];
+  // `source` keeps the references as written: what is shown, stored and pushed never holds the values (secrets).
+  const referenceIssues = new IssueList(file);
+  const written = data;
+  data = interpolateEnv(data, options.env ?? process.env, referenceIssues);
+  referenceIssues.throwIfAny();
   let source = data;
   let converted: ConversionResult | undefined;
   if (isOriginalFormat(data)) {
@@ -91,7 +99,9 @@ export function buildConfig(data: unknown, file: string, options: LoadOptions = 
     issues.splice(0, issues.length, ...converted.issues, ...mapped);
   }
   if (issues.length > 0 || !resolved) throw new ConfigError(file, issues);
-  return { ...resolved, file, warnings, source: source as ConfigFile };
+  // What GET /config shows: the references as written, never the values they stood for.
+  const shown = converted ? convertOriginal(written, { file, keepGoing: true }).config : written;
+  return { ...resolved, file, warnings, source: shown as ConfigFile };
 }
 
 /** Schema, then cross-checks; every issue, and the resolved configuration when there is none. */

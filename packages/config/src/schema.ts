@@ -25,14 +25,17 @@ const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]([iI]?[bB])?|[bB])?$';
 export const Duration = (description: string, defaultValue?: string) =>
   Type.String({
     pattern: DURATION_PATTERN,
+    // The pattern cannot bound the value: the format refuses what a timer cannot wait (over 24.8 days).
+    format: 'wmproxy-duration',
     description,
     ...(defaultValue !== undefined ? { default: defaultValue } : {}),
     examples: ['500ms', '10s', '2m'],
-    'x-expected': 'a duration such as 500ms, 10s or 2m',
+    'x-expected': 'a duration such as 500ms, 10s or 2m, at most 24d',
   });
 
 export const Size = (description: string, defaultValue?: string) =>
-  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })], {
+  // Bounded like parseSize: a byte count above 2^53 is no longer exact.
+  Type.Union([Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), Type.String({ pattern: SIZE_PATTERN, format: 'wmproxy-size' })], {
     description,
     ...(defaultValue !== undefined ? { default: defaultValue } : {}),
     examples: ['64k', '10m'],

@@ -1,6 +1,6 @@
 import { parseDuration } from '@wmproxy/health';
 
-export { parseDuration, formatDuration, DurationError } from '@wmproxy/health';
+export { parseDuration, formatDuration, DurationError, MAX_DURATION_MS } from '@wmproxy/health';
 
 // The schema's size pattern: a unit letter may be followed by b or ib, a bare number only by b.
 const SIZE = /^(\d+(?:\.\d+)?)\s*(?:([kmg])(?:i?b)?|b)?$/i;

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { parseAddress, parseCidr } from '@wmproxy/core-net';
 import { describeValue, joinPath, type IssueList } from './errors.js';
 import { ConfigSchema } from './schema.js';
+import { parseDuration, parseSize } from './units.js';
 
 function succeeds(check: () => unknown): boolean {
   try {
@@ -24,6 +25,8 @@ if (!FormatRegistry.Has('wmproxy-address')) {
   FormatRegistry.Set('wmproxy-cidr', (value) => succeeds(() => parseCidr(value)));
   FormatRegistry.Set('wmproxy-ip', (value) => isIP(value) !== 0);
   FormatRegistry.Set('wmproxy-regex', (value) => succeeds(() => new RegExp(value)));
+  FormatRegistry.Set('wmproxy-duration', (value) => succeeds(() => parseDuration(value)));
+  FormatRegistry.Set('wmproxy-size', (value) => succeeds(() => parseSize(value)));
 }
 
 /** `/upstream/0/servers/1` → `upstream[0].servers[1]`; with `data`, a digit key of a table stays a key (`health["0"]`), only list positions are indices. */

@@ -81,7 +81,7 @@ upstream = "nope"
   assert.equal(error.issues.length, 6);
   const text = error.message;
   assert.match(text, /bad\.toml: \d+ errors/);
-  assert.match(text, /bad\.toml: proxy\[0\]\.idle_timeout: expected a duration such as 500ms, 10s or 2m, found 10 \(number\)/);
+  assert.match(text, /bad\.toml: proxy\[0\]\.idle_timeout: expected a duration such as 500ms, 10s or 2m, at most 24d, found 10 \(number\)/);
 });
 
 test('cross-checks: unknown upstreams, port conflicts, open proxies, missing files, timeouts', () => {

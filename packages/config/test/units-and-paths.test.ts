@@ -27,3 +27,17 @@ test('parseSize reads the sizes the schema accepts, and no others', () => {
   }
   for (const text of ['64ib', '64i', '64bb', '64 kk', '1t', '-1', '']) assert.throws(() => parseSize(text), SizeError, text);
 });
+
+test('a duration longer than a timer can wait, or a size a number cannot hold, is a ConfigError at its key path', () => {
+  const base = '[[proxy]]\nname = "p"\nlisten = "127.0.0.1:0"\n';
+  const refused = (extra: string, path: string, expected: RegExp) =>
+    assert.throws(
+      () => parseConfig(base + extra, 'toml', 'limits.toml'),
+      (error: unknown) => error instanceof ConfigError && error.message.includes(`limits.toml: ${path}: expected`) && expected.test(error.message),
+    );
+  // setTimeout fires after 1 ms for more than 2^31 - 1 ms: a 30-day timeout would be none at all.
+  refused('header_timeout = "30d"\n', 'proxy[0].header_timeout', /at most 24d, found "30d"/);
+  refused('header_timeout = "999999999999999999999d"\n', 'proxy[0].header_timeout', /at most 24d/);
+  refused('max_header_size = "99999999999999999999g"\n', 'proxy[0].max_header_size', /a size in bytes/);
+  assert.equal(parseConfig(base + 'header_timeout = "24d"\n', 'toml', 'limits.toml').proxies[0]!.headerTimeoutMs, 24 * 86_400_000);
+});

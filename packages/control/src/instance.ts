@@ -4,7 +4,7 @@
  * applies a new configuration without dropping traffic; `stop()` drains.
  */
 import { EventEmitter } from 'node:events';
-import { runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
+import { protectLocalPort, runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
 import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
@@ -64,6 +64,8 @@ export class Instance {
   /** Automatic HTTPS (servers with `tls = "auto"`), in the process that serves them. */
   readonly acme: AcmeService;
   private api: ControlApi | undefined;
+  /** Releases the control API's port from the forward proxies' refusals (see `guardControlPort`). */
+  private releaseControlPort: (() => void) | undefined;
   private readonly options: InstanceOptions;
   private runtimeName = 'unknown';
   private lastReload: string | undefined;
@@ -132,7 +134,7 @@ export class Instance {
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
-      if (config.control.enabled) instance.api = await startApi(instance, config.control, instance.loggerFor('control'));
+      if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
       await instance.shutdown(0);
       throw error;
@@ -343,10 +345,12 @@ export class Instance {
   private async restartApi(): Promise<void> {
     const old = this.api;
     this.api = undefined;
+    this.releaseControlPort?.();
+    this.releaseControlPort = undefined;
     await old?.close();
     if (!this.config.control.enabled || this.stopping) return;
     try {
-      this.api = await startApi(this, this.config.control, this.loggerFor('control'));
+      this.guardControlPort(await startApi(this, this.config.control, this.loggerFor('control')));
     } catch (error) {
       this.logger.error('control API could not start', { listen: this.config.control.listen, error: (error as Error).message });
     }
@@ -375,6 +379,17 @@ export class Instance {
     return this.stopRun;
   }
 
+  /**
+   * Serve `api`, and make every forward proxy of this process refuse its
+   * port on every address of this host: no path from a proxy client to the
+   * control API, even from a loopback proxy without a deny list.
+   */
+  private guardControlPort(api: ControlApi): void {
+    this.api = api;
+    this.releaseControlPort?.();
+    this.releaseControlPort = protectLocalPort(Number(api.address.slice(api.address.lastIndexOf(':') + 1)));
+  }
+
   private async shutdown(deadlineMs: number): Promise<void> {
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
@@ -385,6 +400,8 @@ export class Instance {
     await this.health.close();
     await this.api?.close();
     this.api = undefined;
+    this.releaseControlPort?.();
+    this.releaseControlPort = undefined;
     await this.accessLog.close();
     await this.logs?.close();
   }

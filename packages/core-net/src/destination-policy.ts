@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { formatHostPort, isValidHostname } from './address.js';
 import { normaliseIp, parseIp, type CidrList } from './cidr.js';
 import type { Resolver } from './connect.js';
@@ -79,6 +80,77 @@ export function isDeniedDestination(deny: CidrList, ip: string): boolean {
 }
 
 /**
+ * Ports of this process's own local endpoints (the control API) that no
+ * proxy client may reach on any address of this host, whatever the deny
+ * list says: a forward proxy on loopback has an empty deny list, and would
+ * otherwise be a path from a proxy client to the control API. Counted, so
+ * that two owners of one port release it independently.
+ */
+const protectedPorts = new Map<number, number>();
+
+/** Refuse `port` on every address of this host as a proxy destination, until the returned function is called. */
+export function protectLocalPort(port: number): () => void {
+  protectedPorts.set(port, (protectedPorts.get(port) ?? 0) + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const left = (protectedPorts.get(port) ?? 1) - 1;
+    if (left > 0) protectedPorts.set(port, left);
+    else protectedPorts.delete(port);
+  };
+}
+
+const INTERFACE_REFRESH_MS = 10_000;
+let interfaceAddresses: Set<string> | undefined;
+let interfacesReadAt = 0;
+
+/** Loopback, unspecified, or one of this host's interface addresses (in any IPv6 spelling of an IPv4 address). */
+function isThisHost(ip: string): boolean {
+  const parsed = parseIp(ip);
+  if (parsed === undefined) return true;
+  let value = parsed.value;
+  let v6 = parsed.v6;
+  if (v6) {
+    if (value === 0n || value === LOOPBACK_V6) return true;
+    const v4 = embeddedIpv4(value);
+    if (v4 !== undefined) {
+      value = v4;
+      v6 = false;
+    }
+  }
+  if (!v6 && (value === 0n || value >> 24n === 0x7fn)) return true;
+  const now = Date.now();
+  if (interfaceAddresses === undefined || now - interfacesReadAt > INTERFACE_REFRESH_MS) {
+    interfaceAddresses = new Set();
+    for (const list of Object.values(networkInterfaces())) {
+      for (const entry of list ?? []) {
+        const own = parseIp(entry.address.split('%')[0]!);
+        if (own) interfaceAddresses.add(`${own.v6 ? 6 : 4}/${own.value}`);
+      }
+    }
+    interfacesReadAt = now;
+  }
+  return interfaceAddresses.has(`${v6 ? 6 : 4}/${value}`);
+}
+
+/** A protected local port (see `protectLocalPort`) is refused on every address of this host. */
+async function refuseProtected(host: string, port: number, resolver: Resolver): Promise<string[]> {
+  const label = formatHostPort(host, port);
+  let ips: string[];
+  if (isIP(host) !== 0) ips = [normaliseIp(host)];
+  else {
+    if (!isValidHostname(host)) throw new NetError('ENOTFOUND', `"${host}" is not a valid host name`, { address: label });
+    ips = await resolver(host);
+    if (ips.length === 0) throw new NetError('ENOTFOUND', `no address for ${host}`, { address: label });
+  }
+  for (const ip of ips) {
+    if (isThisHost(ip)) throw new NetError('EFORBIDDEN', `destination ${label} is this instance's control port`, { address: label });
+  }
+  return ips;
+}
+
+/**
  * Vet `host:port` against a deny list and say where to connect. A name is
  * resolved and every address it resolves to must pass (one denied address
  * refuses the name); the caller then dials exactly the returned addresses,
@@ -87,7 +159,8 @@ export function isDeniedDestination(deny: CidrList, ip: string): boolean {
  * as written). Returns undefined when there is nothing to check and `resolve`
  * is false (the caller's connector resolves). Port 0 is never a destination.
  * Throws NetError EFORBIDDEN for a refused target, ENOTFOUND for a name that
- * is malformed or does not resolve.
+ * is malformed or does not resolve. A protected local port (the control
+ * API's, see `protectLocalPort`) is refused on every address of this host.
  */
 export async function resolveDestination(
   host: string,
@@ -101,6 +174,11 @@ export async function resolveDestination(
     throw new NetError('EFORBIDDEN', `destination ${label}: port ${port} is not a destination port`, { address: label });
   }
   const checked = deny !== undefined && deny.size > 0 ? deny : undefined;
+  if (protectedPorts.size > 0 && protectedPorts.has(port)) {
+    const ips = await refuseProtected(host, port, resolver);
+    if (checked) for (const ip of ips) if (isDeniedDestination(checked, ip)) throw new NetError('EFORBIDDEN', `destination ${formatHostPort(host, port)} is denied`, { address: formatHostPort(host, port) });
+    return ips;
+  }
   if (isIP(host) !== 0) {
     if (checked && isDeniedDestination(checked, host)) {
       const label = formatHostPort(host, port);

@@ -29,6 +29,7 @@ export {
   DEFAULT_CONNECT_PORTS,
   embeddedIpv4,
   isDeniedDestination,
+  protectLocalPort,
   resolveDestination,
 } from './destination-policy.js';
 export {

@@ -6,21 +6,37 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
 const BARE = /^\d+(?:\.\d+)?$/;
 
+/**
+ * The longest duration a timer can wait: setTimeout fires at once (after
+ * 1 ms) for anything above 2^31 - 1 ms, so a longer timeout would silently
+ * become none.
+ */
+export const MAX_DURATION_MS = 2_147_483_647;
+
 export class DurationError extends Error {
-  constructor(input: string) {
-    super(`invalid duration "${input}" (expected e.g. 500ms, 2s, 1m30s)`);
+  constructor(input: string, tooLong = false) {
+    super(
+      tooLong
+        ? `duration "${input}" is too long (at most 24d, 2147483647 ms: timers cannot wait longer)`
+        : `invalid duration "${input}" (expected e.g. 500ms, 2s, 1m30s)`,
+    );
     this.name = 'DurationError';
   }
 }
 
-/** Milliseconds in `input`; throws DurationError when it is not a duration. */
+/** Milliseconds in `input`; throws DurationError when it is not a duration or is longer than MAX_DURATION_MS. */
 export function parseDuration(input: string | number): number {
   if (typeof input === 'number') {
     if (!Number.isFinite(input) || input < 0) throw new DurationError(String(input));
+    if (input > MAX_DURATION_MS) throw new DurationError(String(input), true);
     return input;
   }
   const text = input.trim().toLowerCase();
-  if (BARE.test(text)) return Number(text);
+  if (BARE.test(text)) {
+    const ms = Number(text);
+    if (ms > MAX_DURATION_MS) throw new DurationError(input, true);
+    return ms;
+  }
   if (text.length === 0) throw new DurationError(input);
   let total = 0;
   PART.lastIndex = 0;
@@ -30,6 +46,7 @@ export function parseDuration(input: string | number): number {
     if (!match || match.index !== at) throw new DurationError(input);
     total += Number(match[1]) * UNITS[match[2]!]!;
   }
+  if (total > MAX_DURATION_MS) throw new DurationError(input, true);
   return Math.round(total);
 }
 

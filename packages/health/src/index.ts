@@ -25,7 +25,7 @@ export type {
   TcpCheck,
   TransitionEvent,
 } from './types.js';
-export { parseDuration, formatDuration, DurationError } from './duration.js';
+export { parseDuration, formatDuration, DurationError, MAX_DURATION_MS } from './duration.js';
 export { parseStatusRanges, statusMatches, formatStatusRanges, StatusSpecError, DEFAULT_STATUS, type StatusRanges } from './status.js';
 export {
   normaliseAddress,

@@ -6,6 +6,7 @@ import {
   HealthOptionError,
   normaliseAddress,
   parseDuration,
+  MAX_DURATION_MS,
   parseStatusRanges,
   parseTargetUrl,
   resolveActive,
@@ -28,6 +29,12 @@ test('durations read as people write them', () => {
   assert.equal(formatDuration(250), '250ms');
   assert.equal(formatDuration(1500), '1.5s');
   assert.equal(formatDuration(120_000), '2m');
+  // Longer than a timer can wait (setTimeout would fire after 1 ms): refused with the reason.
+  assert.equal(parseDuration('24d'), 24 * 86_400_000);
+  assert.equal(parseDuration(MAX_DURATION_MS), MAX_DURATION_MS);
+  assert.throws(() => parseDuration('25d'), /too long \(at most 24d/);
+  assert.throws(() => parseDuration('2147483648'), /too long/);
+  assert.throws(() => parseDuration(2 ** 31), /too long/);
 });
 
 test('status lists accept ranges, single codes and classes', () => {

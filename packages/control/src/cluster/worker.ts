@@ -4,7 +4,7 @@
  * states (it never probes), and reports its counters. It exits when the
  * primary asks it to stop or disappears.
  */
-import { shareListenersByDefault, silentLogger } from '@wmproxy/core-net';
+import { parseAddress, protectLocalPort, shareListenersByDefault, silentLogger } from '@wmproxy/core-net';
 import type { WmproxyConfig } from '@wmproxy/config';
 import { Instance } from '../instance.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
@@ -59,6 +59,11 @@ export function runWorker(): void {
     switch (message.t) {
       case 'start':
         index = message.index;
+        // The primary serves the control API; this worker's proxies must refuse its port too.
+        if (message.config.control.enabled) {
+          const port = parseAddress(message.config.control.listen).port;
+          if (port > 0) protectLocalPort(port);
+        }
         void Instance.start(workerConfig(message.config, index), { worker: { index, health: message.health }, ...(message.quiet ? { logger: silentLogger } : {}) }).then(
           (started) => {
             instance = started;
