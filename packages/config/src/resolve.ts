@@ -89,6 +89,14 @@ function stripQuotes(text: string): string {
   return trimmed;
 }
 
+const LONG_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** A duration the schema's pattern accepted, without parseDuration's timer bound (`renew_before = "30d"` is no timer). */
+function longDurationMs(text: string): number {
+  let total = 0;
+  for (const part of text.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)/g)) total += Number(part[1]) * LONG_UNITS[part[2]!]!;
+  return total;
+}
+
 class Resolver {
   /** Listen key → who uses it, to report conflicts. */
   private readonly tcpListeners = new Map<string, string>();
@@ -196,7 +204,7 @@ class Resolver {
       caRoot,
       challenges: spec.challenges ?? [...ACME_DEFAULTS.challenges],
       storage: this.path(spec.storage ?? ACME_DEFAULTS.storage),
-      renewBeforeMs: spec.renew_before === undefined ? undefined : durationMs(spec.renew_before, 0),
+      renewBeforeMs: spec.renew_before === undefined ? undefined : longDurationMs(spec.renew_before),
       redirect: spec.redirect ?? ACME_DEFAULTS.redirect,
       httpPort: spec.http_port ?? ACME_DEFAULTS.httpPort,
     };

@@ -36,13 +36,13 @@ test('tls = "auto" alone turns automatic HTTPS on with every default (Let\'s Enc
 
 test('[acme] takes staging or a URL, the challenge order, storage, renew_before, redirect and http_port', () => {
   const config = parseConfig(
-    `[acme]\nemail = "ops@example.com"\ndirectory = "staging"\nchallenges = ["http-01"]\nstorage = "/var/lib/wmproxy/acme"\nrenew_before = "20d"\nredirect = false\nhttp_port = 8080\n${server('["example.com"]')}`,
+    `[acme]\nemail = "ops@example.com"\ndirectory = "staging"\nchallenges = ["http-01"]\nstorage = "/var/lib/wmproxy/acme"\nrenew_before = "30d"\nredirect = false\nhttp_port = 8080\n${server('["example.com"]')}`,
     'toml',
   );
   assert.equal(config.acme!.directory, ACME_DIRECTORIES.staging);
   assert.deepEqual(config.acme!.challenges, ['http-01']);
   assert.equal(config.acme!.storage, '/var/lib/wmproxy/acme');
-  assert.equal(config.acme!.renewBeforeMs, 20 * 24 * 3600_000);
+  assert.equal(config.acme!.renewBeforeMs, 30 * 24 * 3600_000);
   assert.equal(config.acme!.redirect, false);
   assert.equal(config.acme!.httpPort, 8080);
   assert.equal(parseConfig(`[acme]\ndirectory = "https://ca.internal/acme/directory"\n${server('["a.internal.test"]')}`, 'toml').acme!.directory, 'https://ca.internal/acme/directory');
