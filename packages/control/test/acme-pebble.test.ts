@@ -7,8 +7,8 @@
 // skipped (and say so), and only Pebble itself is checked.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import tls from 'node:tls';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { Logger, Server, createSelfSignedCertificate, parseAddress, silentLogger } from '@wmproxy/core-net';
 import { loadConfig } from '@wmproxy/config';
 import { AcmeClientAuthority, CertificateManager, CertificateStorage, acmeClientAvailable, type CertificateAuthority } from '@wmproxy/acme';
-import { PEBBLE_MISSING, startPebble } from '@wmproxy/testkit';
+import { CHROMIUM, PEBBLE_MISSING, chromiumDumpDom, startPebble } from '@wmproxy/testkit';
 import { Instance } from '../src/index.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-pebble-e2e-'));
@@ -222,6 +222,40 @@ test('two managers sharing storage place one order per name with Pebble', { skip
     first!.close();
     second!.close();
     await server.shutdown({ deadlineMs: 200 });
+    await pebble.close();
+  }
+});
+
+const CERTUTIL_MISSING = spawnSync('certutil', ['-H'], { stdio: 'ignore' }).error !== undefined ? 'certutil is not installed (apt-get install libnss3-tools)' : undefined;
+
+test('headless Chromium trusting Pebble\'s root (in its NSS store) loads a page from a tls = "auto" server', { skip: SKIP_ISSUANCE ?? (CHROMIUM ? CERTUTIL_MISSING : 'chromium is not installed') }, async () => {
+  const pebble = await startPebble();
+  const storage = mkdtempSync(join(scratch, 'chromium-storage-'));
+  const file = join(scratch, 'chromium.toml');
+  writeFileSync(
+    file,
+    `[control]\nenabled = false\n[acme]\ndirectory = "${pebble.directory}"\nca_root = "${pebble.caRootFile}"\nchallenges = ["tls-alpn-01"]\nredirect = false\nstorage = "${storage}"\n` +
+      `[[server]]\nlisten = "127.0.0.1:${pebble.tlsPort}"\nserver_name = ["browser.site.test"]\ntls = "auto"\n[[server.location]]\npath = "/"\nrespond = { status = 200, body = "<h1 id=ok>served over automatic HTTPS</h1>", headers = { "Content-Type" = "text/html" } }\n`,
+  );
+  const instance = await Instance.start(await loadConfig(file), { logger: silentLogger });
+  try {
+    await instance.acme.issued(['browser.site.test']);
+    // A HOME whose NSS database trusts Pebble's root, as an administrator would add a private CA.
+    const home = mkdtempSync(join(scratch, 'home-'));
+    const nssdb = join(home, '.pki', 'nssdb');
+    mkdirSync(nssdb, { recursive: true });
+    const root = join(home, 'pebble-root.pem');
+    writeFileSync(root, await pebble.issuerRoot());
+    execFileSync('certutil', ['-N', '-d', `sql:${nssdb}`, '--empty-password']);
+    execFileSync('certutil', ['-A', '-d', `sql:${nssdb}`, '-t', 'C,,', '-n', 'pebble-root', '-i', root]);
+    const dom = await chromiumDumpDom(`https://browser.site.test:${pebble.tlsPort}/`, {
+      profileDir: mkdtempSync(join(scratch, 'profile-')),
+      home,
+      extra: ['--host-resolver-rules=MAP browser.site.test 127.0.0.1'],
+    });
+    assert.match(dom, /<h1 id="ok">served over automatic HTTPS<\/h1>/);
+  } finally {
+    await instance.stop();
     await pebble.close();
   }
 });

@@ -149,6 +149,11 @@ test('tls = "auto" with HTTP-01: issued at start, served to verifying clients, r
     assert.ok(body.certificates.every((row) => Date.parse(row.nextRenewal) < Date.parse(row.notAfter)));
     const metrics = (await client.request<string>('GET', '/metrics')).body;
     for (const name of ['site.test', 'www.site.test', 'two.site.test']) assert.match(String(metrics), new RegExp(`wmproxy_certificate_expiry_timestamp_seconds\\{name="${name.replace(/\./g, '\\.')}"\\} \\d+`));
+
+    // The dashboard has a certificates table filled from /certs.
+    const page = await (await fetch(`http://${instance.controlAddress}/`)).text();
+    assert.match(page, /<table id="certs">/);
+    assert.match(page, /get\('\/certs'\)/);
   } finally {
     await instance.stop();
   }

@@ -119,3 +119,29 @@ export function chromiumFlags(profileDir: string): string[] {
 }
 export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
 export { startPebble, PEBBLE_MISSING, type Pebble } from './pebble.js';
+
+/**
+ * Load a page in headless Chromium and return the DOM after its scripts ran
+ * (`--virtual-time-budget`). `home`: the HOME Chromium reads its NSS trust
+ * store from (`$HOME/.pki/nssdb`).
+ */
+export async function chromiumDumpDom(url: string, options: { profileDir: string; home?: string; extra?: string[] }): Promise<string> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    const child = spawn(CHROMIUM!, [...chromiumFlags(options.profileDir), '--dump-dom', '--virtual-time-budget=5000', ...(options.extra ?? []), url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...(options.home ? { HOME: options.home } : {}) },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`chromium exited with ${code}: ${stderr.slice(-2000)}`));
+    });
+  });
+}
