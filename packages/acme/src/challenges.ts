@@ -20,6 +20,8 @@ const TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
 export class ChallengeStore implements ChallengeSolver {
   private readonly http = new Map<string, string>();
   private readonly tls = new Map<string, TlsKeyPair>();
+  /** Certificates made for other workers' challenges, by name (one each: validations are brief). */
+  private readonly fromFiles = new Map<string, { keyAuthorization: string; pair: TlsKeyPair }>();
 
   /** `directory`: shared with other workers (the storage's `challenges/`). */
   constructor(private readonly directory?: string) {}
@@ -59,10 +61,11 @@ export class ChallengeStore implements ChallengeSolver {
     if (local || !this.directory || !isValidHostname(name)) return local;
     const keyAuthorization = await readOptional(join(this.directory, `tls-alpn-01.${name}`));
     if (keyAuthorization === undefined) return undefined;
+    // The file is read each time (a retried order has a new key authorization); the certificate made from it is kept.
+    const known = this.fromFiles.get(name);
+    if (known?.keyAuthorization === keyAuthorization) return known.pair;
     const pair = challengeCertificate(name, keyAuthorization);
-    this.tls.set(name, pair);
-    // Forgotten with the challenge: validation takes seconds.
-    setTimeout(() => this.tls.get(name) === pair && this.tls.delete(name), 60_000).unref?.();
+    this.fromFiles.set(name, { keyAuthorization, pair });
     return pair;
   }
 

@@ -6,7 +6,7 @@
  * certificate the holder stored.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 
@@ -66,22 +66,21 @@ export class LeaseLock {
     return JSON.stringify({ owner: this.owner, expires: this.now() + this.leaseMs } satisfies Lease);
   }
 
+  /** The lock file appears with its lease in it (link of a written file): nobody ever reads it empty. */
   private async create(): Promise<boolean> {
+    const temporary = await this.temporary();
     try {
-      const handle = await open(this.path, 'wx', 0o600);
-      try {
-        await handle.writeFile(this.lease());
-      } finally {
-        await handle.close();
-      }
+      await link(temporary, this.path);
       return true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw error;
+    } finally {
+      await unlink(temporary).catch(() => undefined);
     }
   }
 
-  private async write(): Promise<void> {
+  private async temporary(): Promise<string> {
     const temporary = `${this.path}.${randomBytes(6).toString('hex')}.tmp`;
     const handle = await open(temporary, 'wx', 0o600);
     try {
@@ -89,15 +88,28 @@ export class LeaseLock {
     } finally {
       await handle.close();
     }
-    await rename(temporary, this.path);
+    return temporary;
   }
 
+  private async write(): Promise<void> {
+    await rename(await this.temporary(), this.path);
+  }
+
+  /** The lease on the file; one that cannot be read (another program's, a torn disk) lasts `leaseMs` from the file's last change. */
   private async read(): Promise<Lease | undefined> {
+    let text: string;
     try {
-      const lease = JSON.parse(await readFile(this.path, 'utf8')) as Partial<Lease>;
-      return typeof lease.owner === 'string' && typeof lease.expires === 'number' ? (lease as Lease) : undefined;
+      text = await readFile(this.path, 'utf8');
     } catch {
       return undefined;
     }
+    try {
+      const lease = JSON.parse(text) as Partial<Lease>;
+      if (typeof lease.owner === 'string' && typeof lease.expires === 'number') return lease as Lease;
+    } catch {
+      /* below */
+    }
+    const changed = await stat(this.path).then((info) => info.mtimeMs, () => 0);
+    return { owner: '', expires: changed + this.leaseMs };
   }
 }

@@ -160,6 +160,17 @@ describe('lease lock', () => {
   });
 });
 
+test('of many workers racing for a free lock, exactly one gets it (the file never exists without its lease)', async () => {
+  const dir = storageDir();
+  for (let round = 0; round < 30; round++) {
+    const path = join(dir, 'locks', `race-${round}.lock`);
+    const locks = Array.from({ length: 8 }, () => new LeaseLock(path, 60_000));
+    const won = await Promise.all(locks.map((lock) => lock.tryAcquire()));
+    assert.equal(won.filter(Boolean).length, 1, `round ${round}`);
+    await Promise.all(locks.map((lock) => lock.release()));
+  }
+});
+
 describe('renewal policy', () => {
   test('renews with a third of the lifetime left by default, earlier by at most the jitter', () => {
     const day = 24 * 3600_000;

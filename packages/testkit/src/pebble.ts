@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closedPort } from './index.js';
+import { closedPort } from './ports.js';
 
 export const PEBBLE_MISSING = spawnSync('pebble', ['-h'], { stdio: 'ignore' }).error !== undefined ? 'pebble is not installed (apt-get install pebble)' : undefined;
 
