@@ -6,7 +6,8 @@
  * certificate the holder stored.
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, stat, unlink } from 'node:fs/promises';
+import { createExclusive, writeFileAtomic } from './files.js';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 
@@ -67,32 +68,12 @@ export class LeaseLock {
   }
 
   /** The lock file appears with its lease in it (link of a written file): nobody ever reads it empty. */
-  private async create(): Promise<boolean> {
-    const temporary = await this.temporary();
-    try {
-      await link(temporary, this.path);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
-    } finally {
-      await unlink(temporary).catch(() => undefined);
-    }
+  private create(): Promise<boolean> {
+    return createExclusive(this.path, this.lease());
   }
 
-  private async temporary(): Promise<string> {
-    const temporary = `${this.path}.${randomBytes(6).toString('hex')}.tmp`;
-    const handle = await open(temporary, 'wx', 0o600);
-    try {
-      await handle.writeFile(this.lease());
-    } finally {
-      await handle.close();
-    }
-    return temporary;
-  }
-
-  private async write(): Promise<void> {
-    await rename(await this.temporary(), this.path);
+  private write(): Promise<void> {
+    return writeFileAtomic(this.path, this.lease());
   }
 
   /** The lease on the file; one that cannot be read (another program's, a torn disk) lasts `leaseMs` from the file's last change. */

@@ -7,7 +7,7 @@
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readOptional, writeFileAtomic } from './files.js';
+import { createExclusive, readOptional, writeFileAtomic } from './files.js';
 
 export interface StoredCertificate {
   cert: string;
@@ -78,8 +78,9 @@ export class CertificateStorage {
     const file = this.path('accounts', ca.replace(/^https?:\/\//, '').replace(/[^a-z0-9.-]/gi, '_'), 'account.key');
     const existing = await readOptional(file);
     if (existing) return existing;
+    // Workers starting together: the first key written is everyone's (one account).
     const key = newPrivateKey();
-    await writeFileAtomic(file, key);
+    if (await createExclusive(file, key)) return key;
     return (await readOptional(file)) ?? key;
   }
 }
