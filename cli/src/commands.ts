@@ -11,11 +11,15 @@ import Stop from './commands/stop.js';
 import FileServer from './commands/file-server.js';
 import Probe from './commands/probe.js';
 import ReverseProxyCommand from './commands/reverse-proxy.js';
+import ConfigPush from './commands/config/push.js';
+import ConfigPull from './commands/config/pull.js';
 
 /** Every command, by name (oclif's explicit strategy: no directory scan at start-up). */
 export const commands = {
   check: Check,
   convert: Convert,
+  'config:push': ConfigPush,
+  'config:pull': ConfigPull,
   schema: Schema,
   run: Run,
   status: Status,

@@ -32,8 +32,8 @@ export interface Run {
   stderr: string;
 }
 
-function spawnCli(args: string[]): ChildProcess {
-  return spawn(process.execPath, [runJs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() });
+function spawnCli(args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [runJs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...cliEnv(), ...env } });
 }
 
 /** Run `wmproxy <args>` to its exit; it is killed after `timeoutMs` should it hang. */
@@ -79,8 +79,12 @@ export class Running {
   readonly child: ChildProcess;
   private closed = false;
 
-  constructor(readonly args: string[]) {
-    this.child = spawnCli(args);
+  /** `env` is added to the tests' environment. */
+  constructor(
+    readonly args: string[],
+    env: Record<string, string> = {},
+  ) {
+    this.child = spawnCli(args, env);
     this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     const safety = setTimeout(() => this.child.kill('SIGKILL'), 60_000);

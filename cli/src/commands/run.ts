@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Flags } from '@oclif/core';
 import type { WmproxyConfig } from '@wmproxy/config';
 import type { Instance } from '@wmproxy/control';
+import type { ClusterMember } from '@wmproxy/cluster';
 import { WmproxyCommand } from '../base.js';
 
 export default class Run extends WmproxyCommand {
@@ -16,6 +17,10 @@ export default class Run extends WmproxyCommand {
   static override flags = {
     config: Flags.string({ char: 'c', description: 'configuration file (.toml, .yaml, .yml, .json; the original wmproxy format is converted)' }),
     workers: Flags.string({ description: 'processes sharing the listeners: auto (one per CPU) or N; overrides `workers` of the file (default 1)' }),
+    store: Flags.string({
+      description: 'follow the configuration stored in etcd (etcd://HOST:PORT[,...]/PREFIX): every change pushed there is applied like SIGHUP; with -c, that file serves when the store is unreachable at start',
+      env: 'WMPROXY_STORE',
+    }),
   };
 
   async run(): Promise<void> {
@@ -28,8 +33,13 @@ export default class Run extends WmproxyCommand {
     }
     const file = flags.config;
     let config: WmproxyConfig;
+    let member: ClusterMember<WmproxyConfig> | undefined;
     try {
-      config = file ? await loadConfig(file) : defaultConfig();
+      if (flags.store !== undefined) {
+        const started = await this.fromStore(flags.store, file);
+        if (!started) return this.exit(1);
+        ({ config, member } = started);
+      } else config = file ? await loadConfig(file) : defaultConfig();
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       process.stderr.write(error.message + '\n');
@@ -43,7 +53,7 @@ export default class Run extends WmproxyCommand {
     try {
       instance = await Instance.start(config, {
         version: this.config.version,
-        ...(file ? { load: () => loadConfig(file) } : {}),
+        ...(member ? { load: () => member.latest(), cluster: member } : file ? { load: () => loadConfig(file) } : {}),
         onStopRequested: () => done(),
         workers,
       });
@@ -51,12 +61,20 @@ export default class Run extends WmproxyCommand {
       process.stderr.write(`wmproxy run: ${(error as Error).message.split('\n')[0]}\n`);
       return this.exit(1);
     }
+    if (member) {
+      const following = instance;
+      await member.follow({
+        reload: (next) => following.reload(next),
+        healthSummary: () => following.healthSummary(),
+        address: () => following.controlAddress ?? following.status().services[0]?.addresses[0] ?? '',
+      });
+    }
     for (const warning of config.warnings) process.stderr.write(`warning: ${warning}\n`);
     for (const service of instance.status().services) {
       // The configured addresses should a service not report bound ones: never an empty line.
       this.log(`${service.kind} ${service.name} listening on ${(service.addresses.length > 0 ? service.addresses : service.listen).join(', ')}`);
     }
-    const stop = () => void instance.stop().then(done);
+    const stop = () => void instance.stop().then(() => member?.close()).then(done);
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {
@@ -71,5 +89,35 @@ export default class Run extends WmproxyCommand {
     await finished;
     this.log('wmproxy stopped');
     this.exit(0);
+  }
+
+  /** The stored configuration and the membership that follows it; with `fallback`, that file when the store cannot be read. */
+  private async fromStore(url: string, fallback: string | undefined): Promise<{ config: WmproxyConfig; member: ClusterMember<WmproxyConfig> } | undefined> {
+    const { loadConfig, parseConfig } = await import('@wmproxy/config');
+    const { ClusterMember, ConfigStore, StoreError } = await import('@wmproxy/cluster');
+    let store;
+    try {
+      store = new ConfigStore(url);
+    } catch (error) {
+      process.stderr.write(`--store: ${(error as Error).message}\n`);
+      return undefined;
+    }
+    const member = new ClusterMember<WmproxyConfig>({
+      store,
+      parse: (stored) => parseConfig(stored.text, stored.format, `${store.url.display} (revision ${stored.revision})`),
+      version: this.config.version,
+    });
+    try {
+      return { config: await member.initial(), member };
+    } catch (error) {
+      if (!(error instanceof StoreError) || fallback === undefined) {
+        if (error instanceof StoreError) process.stderr.write(`${error.message}\n`);
+        else throw error;
+        await store.close();
+        return undefined;
+      }
+      process.stderr.write(`warning: ${error.message}; serving ${fallback} until the store answers\n`);
+      return { config: await loadConfig(fallback), member };
+    }
   }
 }

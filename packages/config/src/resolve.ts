@@ -22,7 +22,7 @@ import type {
   StreamFile,
   UpstreamFile,
 } from './schema.js';
-import { REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
+import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
 import type {
   AcmeConfig,
   ForwardProxyConfig,
@@ -102,11 +102,16 @@ class Resolver {
   private readonly tcpListeners = new Map<string, string>();
   private readonly udpListeners = new Map<string, string>();
 
+  /** `[cluster] redis`, read first: `scope = "cluster"` rate limits need it. */
+  private readonly clusterRedis: string | undefined;
+
   constructor(
     private readonly file: ConfigFile,
     private readonly issues: IssueList,
     private readonly baseDir: string,
-  ) {}
+  ) {
+    this.clusterRedis = file.cluster?.redis;
+  }
 
   private claim(addresses: string[], owner: string, path: Array<string | number>, udp = false): void {
     const table = udp ? this.udpListeners : this.tcpListeners;
@@ -181,6 +186,7 @@ class Resolver {
         accessFormat: log.access_format ?? 'combined',
       },
       control: { enabled: controlEnabled, listen: controlListen, token: control.token, allowedHosts: (control.allowed_hosts ?? []).map((name) => name.toLowerCase()) },
+      cluster: { redis: this.clusterRedis, instances: file.cluster?.instances ?? CLUSTER_DEFAULTS.instances, redisTimeoutMs: durationMs(file.cluster?.redis_timeout, CLUSTER_DEFAULTS.redisTimeoutMs) },
       health: this.health(),
       reverse,
       proxies,
@@ -499,6 +505,9 @@ class Resolver {
     if (limit.status !== undefined) spec.status = limit.status;
     if (limit.max_keys !== undefined) spec.maxKeys = limit.max_keys;
     if (limit.max_in_flight !== undefined) spec.maxInFlight = limit.max_in_flight;
+    if (limit.scope !== undefined) spec.scope = limit.scope;
+    if (limit.fallback !== undefined) spec.fallback = limit.fallback;
+    if (limit.scope === 'cluster' && this.clusterRedis === undefined) this.issues.add([...path, 'scope'], 'a `[cluster] redis` URL to share the counts in', '"cluster" without one');
     return spec;
   }
 

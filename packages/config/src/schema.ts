@@ -11,7 +11,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE } from '@wmproxy/health';
-import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS } from '@wmproxy/reverse';
 import { ACME_DEFAULTS } from '@wmproxy/acme';
 import { durationText, sizeText } from './units.js';
 
@@ -329,6 +329,12 @@ export const RateLimitSchema = Type.Object(
     status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'Status of a refused request (with `Retry-After`); 429 is the other usual choice.', default: 503 })),
     max_keys: Type.Optional(Type.Integer({ minimum: 1, description: 'Most clients remembered at once; the least recently seen is forgotten first.', default: 100000 })),
     max_in_flight: Type.Optional(Type.Integer({ minimum: 0, description: 'Most requests in flight at once through this limit, all clients together (0: no limit).', default: 0 })),
+    scope: Type.Optional(
+      Enum(['local', 'cluster'] as const, { description: '`local`: each instance counts alone. `cluster`: the rate holds across every instance sharing `[cluster] redis` (a sliding window per key in Redis; the hot path never waits on it).', default: 'local' }),
+    ),
+    fallback: Type.Optional(
+      Enum(['local', 'open', 'closed'] as const, { description: 'With `scope = "cluster"`, while Redis is unreachable: `local` (this instance\'s share, rate / `[cluster] instances`), `open` (no limit) or `closed` (refuse).', default: 'local' }),
+    ),
   },
   { ...Strict, description: 'A request limit (nginx `limit_req` with `nodelay`): over `rate` + `burst`, or over `max_in_flight`, requests are refused at once with `status` and `Retry-After`. Needs `rate` or `max_in_flight`.' },
 );
@@ -490,6 +496,15 @@ export const AcmeSchema = Type.Object(
 );
 
 // ---------------------------------------------------------------- the file
+export const ClusterSchema = Type.Object(
+  {
+    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis holding the counters of `scope = "cluster"` rate limits: `redis://[user:pass@]host:port[/db]`.', 'x-expected': 'a redis:// URL' })),
+    instances: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Instances sharing the limits: with Redis unreachable, a `fallback = "local"` limit allows rate / instances here.', default: CLUSTER_DEFAULTS.instances })),
+    redis_timeout: Type.Optional(Duration('A Redis call not answered within this time fails, and the fallback applies.', durationText(CLUSTER_DEFAULTS.redisTimeoutMs))),
+  },
+  { ...Strict, description: 'What several instances share (`wmproxy run --store` shares the configuration itself).' },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String({ description: 'JSON Schema of this file (for editors).' })),
@@ -509,6 +524,7 @@ export const ConfigSchema = Type.Object(
     ),
     log: Type.Optional(LogSchema),
     control: Type.Optional(ControlSchema),
+    cluster: Type.Optional(ClusterSchema),
     health: Type.Optional(HealthSchema),
     reverse: Type.Optional(ReverseSchema),
     proxy: Type.Optional(Type.Array(ForwardProxySchema, { description: 'Forward proxies (`[[proxy]]`).' })),

@@ -177,6 +177,14 @@ export interface AcmeConfig {
   httpPort: number;
 }
 
+/** What several instances share (`[cluster]`). */
+export interface ClusterConfig {
+  /** Redis URL of `scope = "cluster"` rate limits (undefined: none). */
+  redis: string | undefined;
+  instances: number;
+  redisTimeoutMs: number;
+}
+
 export interface WmproxyConfig {
   /** The file it came from (`<default>` for the embedded one). */
   file: string;
@@ -187,6 +195,7 @@ export interface WmproxyConfig {
   maxConnections: number;
   log: LogConfig;
   control: ControlConfig;
+  cluster: ClusterConfig;
   /** Options of the one HealthChecker shared by every upstream. */
   health: HealthCheckerOptions;
   reverse: ReverseConfig;

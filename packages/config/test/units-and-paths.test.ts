@@ -41,3 +41,14 @@ test('a duration longer than a timer can wait, or a size a number cannot hold, i
   refused('max_header_size = "99999999999999999999g"\n', 'proxy[0].max_header_size', /a size in bytes/);
   assert.equal(parseConfig(base + 'header_timeout = "24d"\n', 'toml', 'limits.toml').proxies[0]!.headerTimeoutMs, 24 * 86_400_000);
 });
+
+test('a cluster-scoped rate limit needs [cluster] redis, named at its key path; with it, the limit and the cluster settings resolve', () => {
+  const server = '[[server]]\nlisten = "127.0.0.1:0"\n[[server.location]]\npath = "/"\nrespond = { status = 200 }\nrate_limit = { rate = "100r/s", scope = "cluster", fallback = "open" }\n';
+  assert.throws(
+    () => parseConfig(server, 'toml', 'rl.toml'),
+    (error: unknown) => error instanceof ConfigError && /rl\.toml: server\[0\]\.location\[0\]\.rate_limit\.scope: expected a `\[cluster\] redis` URL/.test(error.message),
+  );
+  const config = parseConfig(`[cluster]\nredis = "redis://127.0.0.1:6379"\ninstances = 3\n${server}`, 'toml', 'rl.toml');
+  assert.deepEqual(config.cluster, { redis: 'redis://127.0.0.1:6379', instances: 3, redisTimeoutMs: 500 });
+  assert.deepEqual(config.servers[0]!.locations[0]!.rateLimit, { rate: '100r/s', scope: 'cluster', fallback: 'open' });
+});

@@ -4,7 +4,7 @@
  * its control API and dashboard (Elysia), metrics and reopenable logs.
  */
 export { Instance, VERSION, type InstanceOptions } from './instance.js';
-export type { InstanceEvent, ReloadResult, StatusView, ServiceStatus, UpstreamView, UpstreamServerView, WorkerView, ControlTarget } from './types.js';
+export type { InstanceEvent, ReloadResult, StatusView, ServiceStatus, UpstreamView, UpstreamServerView, WorkerView, ControlTarget, ClusterView, ClusterSource } from './types.js';
 export { ControlServer } from './api.js';
 export { ControlClient, ControlClientError, type ControlClientOptions } from './client.js';
 export { DASHBOARD_HTML } from './dashboard.js';

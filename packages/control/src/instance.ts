@@ -13,10 +13,11 @@ import { ForwardService, serviceKey } from './services/forward.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
 import { AcmeService, acmeNameSets, storedCertificates, type AuthorityFactory } from './services/acme.js';
 import type { ManagedCertificate } from '@wmproxy/acme';
+import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
-import type { ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
+import type { ClusterSource, ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
 
 export const VERSION = '0.1.0';
 
@@ -39,9 +40,17 @@ export interface InstanceOptions {
   worker?: { index: number; health: HealthEntry[] };
   /** The ACME CA of automatic HTTPS (default: acme-client with `[acme]`'s directory; tests pass an in-process CA). */
   acmeAuthority?: AuthorityFactory;
+  /** A configuration store this instance follows (`run --store`): shown in /status, the dashboard and /metrics. */
+  cluster?: ClusterSource;
 }
 
 const RECENT_EVENTS = 200;
+
+/** ioredis is loaded only when `[cluster] redis` is set. */
+async function sharedCounters(config: WmproxyConfig, logger: Logger): Promise<SharedCounters & { close(): Promise<void> }> {
+  const { RedisCounters } = await import('@wmproxy/cluster');
+  return new RedisCounters({ url: config.cluster.redis!, instances: config.cluster.instances, timeoutMs: config.cluster.redisTimeoutMs, logger });
+}
 
 /** Elysia is loaded only where the control API runs: worker processes never need it. */
 async function startApi(instance: Instance, config: WmproxyConfig['control'], logger: Logger): Promise<ControlApi> {
@@ -64,6 +73,8 @@ export class Instance {
   /** Automatic HTTPS (servers with `tls = "auto"`), in the process that serves them. */
   readonly acme: AcmeService;
   private api: ControlApi | undefined;
+  /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
+  private counters: (SharedCounters & { close(): Promise<void> }) | undefined;
   /** Releases the control API's port from the forward proxies' refusals (see `guardControlPort`). */
   private releaseControlPort: (() => void) | undefined;
   private readonly options: InstanceOptions;
@@ -129,8 +140,9 @@ export class Instance {
           const service = await new ForwardService(proxy, instance.loggerFor(proxy.name)).start();
           instance.forward.set(service.key, service);
         }
+        if (config.cluster.redis !== undefined) instance.counters = await sharedCounters(config, instance.loggerFor('cluster'));
         await instance.acme.apply(config);
-        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.acme);
+        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.counters, instance.acme);
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
@@ -265,7 +277,7 @@ export class Instance {
           if (outcome !== 'unchanged') changes.push(`reverse proxy ${outcome}`);
         } else {
           await this.acme.apply(next);
-          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.acme);
+          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.counters, this.acme);
           changes.push('reverse proxy started');
         }
       } else if (this.reverse) {
@@ -398,6 +410,7 @@ export class Instance {
     this.reverse = undefined;
     this.acme.stop();
     await this.health.close();
+    await this.counters?.close();
     await this.api?.close();
     this.api = undefined;
     this.releaseControlPort?.();
@@ -441,7 +454,19 @@ export class Instance {
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
       ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+      ...(this.options.cluster ? { cluster: this.options.cluster.view() } : {}),
     };
+  }
+
+  /** Targets by health state, for a cluster member record. */
+  healthSummary(): { healthy: number; unhealthy: number } {
+    let healthy = 0;
+    let unhealthy = 0;
+    for (const target of this.health.snapshot().targets) {
+      if (target.available) healthy++;
+      else unhealthy++;
+    }
+    return { healthy, unhealthy };
   }
 
   /** With workers: collect their counters now (the control API calls this before answering). */
@@ -519,6 +544,12 @@ export class Instance {
     out.family('wmproxy_uptime_seconds', 'gauge', 'Seconds since the instance started.').sample('wmproxy_uptime_seconds', {}, (Date.now() - this.startedAt) / 1000);
     out.family('wmproxy_reloads_total', 'counter', 'Configuration reloads by result.');
     out.sample('wmproxy_reloads_total', { result: 'ok' }, m.reloadsOk).sample('wmproxy_reloads_total', { result: 'rejected' }, m.reloadsFailed);
+    const cluster = this.options.cluster?.view();
+    if (cluster) {
+      out.family('wmproxy_config_store_up', 'gauge', 'Whether the configuration store is reachable (0: serving the last good configuration).').sample('wmproxy_config_store_up', {}, cluster.connected ? 1 : 0);
+      out.family('wmproxy_config_store_revision', 'gauge', 'Revision of the stored configuration this instance runs.').sample('wmproxy_config_store_revision', {}, cluster.revision);
+      out.family('wmproxy_cluster_members', 'gauge', 'Instances registered in the configuration store.').sample('wmproxy_cluster_members', {}, cluster.members.length);
+    }
     out.family('wmproxy_open_connections', 'gauge', 'Open client connections by service.');
     for (const entry of traffic.forward) out.sample('wmproxy_open_connections', { service: entry.name, kind: 'forward' }, entry.open);
     if (this.reverse || hasReverse(this.config)) out.sample('wmproxy_open_connections', { service: 'reverse', kind: 'http' }, traffic.sessions);

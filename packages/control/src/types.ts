@@ -47,6 +47,24 @@ export interface StatusView {
   services: ServiceStatus[];
   /** With `workers` > 1: each worker process. */
   workers?: WorkerView[];
+  /** With a configuration store (`run --store`): the store, this instance's view of it, every instance registered. */
+  cluster?: ClusterView;
+}
+
+/** Instances sharing a configuration store (`@wmproxy/cluster` provides it). */
+export interface ClusterView {
+  store: string;
+  /** False while the store is unreachable: the last good configuration keeps serving. */
+  connected: boolean;
+  /** Revision of the stored configuration this instance runs (0: none from the store). */
+  revision: number;
+  lastError?: string;
+  members: Array<{ id: string; address: string; version: string; configRevision: number; health: { healthy: number; unhealthy: number }; since: string; updatedAt: string }>;
+}
+
+/** What an instance asks of its cluster membership. */
+export interface ClusterSource {
+  view(): ClusterView;
 }
 
 export interface UpstreamServerView {

@@ -73,3 +73,4 @@ export {
   type SocketTransportOptions,
 } from './transport.js';
 export { VirtualConn, connPair, DEFAULT_PAIR_HIGH_WATER_MARK } from './virtual-conn.js';
+export * from './http2/index.js';

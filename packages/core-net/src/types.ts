@@ -31,6 +31,8 @@ export interface Conn {
   readonly closed: boolean;
   /** TLS server name the client asked for (SNI), on TLS listeners. */
   readonly servername?: string;
+  /** The protocol TLS ALPN chose (`'h2'`), once the handshake is done; undefined when none was. */
+  readonly alpnProtocol?: string | undefined;
   /**
    * Queue bytes for sending. Returns false when the queued amount is above the
    * high-water mark: the producer should pause until `drain`. Bytes are never
@@ -81,6 +83,8 @@ export interface TlsServerOptions {
    * May answer asynchronously (a challenge placed by another worker).
    */
   acmeTlsAlpn?(servername: string): TlsKeyPair | undefined | Promise<TlsKeyPair | undefined>;
+  /** ALPN protocols offered, in the server's order of preference (`['h2', 'http/1.1']`). None by default. */
+  alpn?: string[];
 }
 
 export interface TlsKeyPair {

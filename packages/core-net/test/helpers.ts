@@ -1,4 +1,8 @@
 import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { nodeRuntime, runtimeReady, type Runtime } from '../src/index.js';
 import { trackedServer } from '@wmproxy/testkit';
 export { closedPort } from '@wmproxy/testkit';
 
@@ -26,4 +30,20 @@ export function roundTrip(port: number, data: Buffer | string, host = '127.0.0.1
     socket.on('error', reject);
     socket.on('close', () => resolve(Buffer.concat(chunks)));
   });
+}
+
+/** The runtimes to run a suite on: Node's adapter always, Bun's native one too under Bun. */
+export async function testRuntimes(): Promise<{ runtimes: Runtime[]; detected: Runtime }> {
+  const detected = await runtimeReady();
+  return { runtimes: detected.name === 'bun' ? [detected, nodeRuntime] : [nodeRuntime], detected };
+}
+
+/** A self-signed certificate for `name` (with `san`, e.g. `DNS:localhost,IP:127.0.0.1`) written into `dir`. */
+export function selfSigned(dir: string, name: string, san: string): { cert: string; key: string } {
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`,
+    '-addext', `subjectAltName=${san}`,
+    '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.pem`),
+  ], { stdio: 'ignore' });
+  return { cert: readFileSync(join(dir, `${name}.pem`), 'utf8'), key: readFileSync(join(dir, `${name}.key`), 'utf8') };
 }

@@ -1,32 +1,22 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Server, connect, parseAddress, nodeRuntime, runtimeReady, setRuntime, NetError, bindUdp, type Conn, type Runtime } from '../src/index.js';
+import { Server, connect, parseAddress, setRuntime, NetError, bindUdp, type Conn } from '../src/index.js';
+import { selfSigned, testRuntimes } from './helpers.js';
 
-const runtimes: Runtime[] = [nodeRuntime];
-const detected = await runtimeReady();
-if (detected.name === 'bun') runtimes.unshift(detected);
+const { runtimes, detected } = await testRuntimes();
 
 let dir = '';
 let cert = '';
 let key = '';
 let otherCert = '';
 let otherKey = '';
-function selfSigned(name: string, san: string): { cert: string; key: string } {
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`,
-    '-addext', `subjectAltName=${san}`,
-    '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.pem`),
-  ], { stdio: 'ignore' });
-  return { cert: readFileSync(join(dir, `${name}.pem`), 'utf8'), key: readFileSync(join(dir, `${name}.key`), 'utf8') };
-}
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'wmproxy-tls-'));
-  ({ cert, key } = selfSigned('localhost', 'DNS:localhost,IP:127.0.0.1'));
-  ({ cert: otherCert, key: otherKey } = selfSigned('other.test', 'DNS:other.test,DNS:*.wild.test'));
+  ({ cert, key } = selfSigned(dir, 'localhost', 'DNS:localhost,IP:127.0.0.1'));
+  ({ cert: otherCert, key: otherKey } = selfSigned(dir, 'other.test', 'DNS:other.test,DNS:*.wild.test'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -99,6 +89,38 @@ for (const rt of runtimes) {
       const conn = await connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', rejectUnauthorized: false } });
       assert.equal(await readUntilClose(conn), 'hello');
       await server.shutdown({ deadlineMs: 500 });
+    });
+
+    test('a TLS listener with an ALPN list negotiates h2 or http/1.1, and both ends report the choice', async () => {
+      setRuntime(rt);
+      const seen: Array<string | undefined> = [];
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert, key, alpn: ['h2', 'http/1.1'] },
+        onConnection(conn) {
+          conn.setHandler({
+            data(c) {
+              seen.push(c.alpnProtocol);
+              c.write(new TextEncoder().encode(c.alpnProtocol ?? 'none'));
+              c.end();
+            },
+            close() {},
+          });
+        },
+      }).start();
+      const port = Number(server.boundAddresses[0]!.split(':').pop());
+      try {
+        for (const [offer, expected] of [[['h2', 'http/1.1'], 'h2'], [['http/1.1'], 'http/1.1'], [undefined, 'none']] as const) {
+          const conn = await connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', ca: cert, ...(offer ? { alpn: [...offer] } : {}) } });
+          assert.equal(conn.alpnProtocol, expected === 'none' ? undefined : expected);
+          const reply = readUntilClose(conn);
+          conn.write(new TextEncoder().encode('?'));
+          assert.equal(await reply, expected);
+        }
+        assert.deepEqual(seen, ['h2', 'http/1.1', undefined]);
+      } finally {
+        await server.shutdown({ deadlineMs: 100 });
+      }
     });
   });
 }

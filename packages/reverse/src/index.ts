@@ -21,7 +21,8 @@ export { AccessLog, formatAccess, timeLocal, type AccessRecord, type AccessLogFo
 export { StreamProxy, type StreamSpec } from './stream.js';
 export { connectHedged, defaultConnector, transportConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
 export { DnsCache, recordTtlResolver, type DnsOptions, type Resolution, type TtlResolver } from './dns.js';
-export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal } from './rate-limit.js';
+export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal, type SharedLimit } from './rate-limit.js';
+export { ClusterWindow, CLUSTER_WINDOW_MS, CLUSTER_SYNC_MS, CLUSTER_DEFAULTS, type SharedCounters, type CounterSync, type CounterTotals, type ClusterFallback } from './cluster-limit.js';
 export { retryAllowed, bodyBufferLimit, DEFAULT_BODY_BUFFER, type RetryState, type FailureKind, type ReplayOptions } from './retry.js';
 export { REVERSE_DEFAULTS } from './defaults.js';
 export { DEFAULT_TIMEOUTS, DEFAULT_RETRIES, SAFE_METHODS, type TimeoutOptions, type RetryOptions } from './engine/options.js';

@@ -17,6 +17,7 @@ import {
 import { HealthChecker, type HealthCheckerOptions, type TargetSpec } from '@wmproxy/health';
 import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-log.js';
 import { transportConnector, type Connector } from './engine/connector.js';
+import type { SharedCounters } from './cluster-limit.js';
 import type { ListenerContext, ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
 import { REVERSE_DEFAULTS } from './defaults.js';
@@ -91,6 +92,8 @@ export interface ReverseProxyOptions {
   transports?: TransportMap;
   /** How upstream connections are opened (tests inject delays here; default: the server's transport). */
   connector?: Connector;
+  /** Where `scope = "cluster"` rate limits count, shared by every instance (`@wmproxy/cluster`'s Redis counters). */
+  sharedCounters?: SharedCounters;
   /** Resolving upstream DNS names: cached per TTL (see dns.ts). `resolver` may be injected. */
   dns?: DnsOptions & { resolver?: TtlResolver };
   logger?: Logger;
@@ -127,6 +130,7 @@ export class ReverseProxy implements ProxyCore {
   readonly dns: DnsCache;
   readonly connector: Connector;
   readonly transports: TransportMap;
+  readonly sharedCounters: SharedCounters | undefined;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   readonly sessions = new Set<ClientSession>();
@@ -156,6 +160,7 @@ export class ReverseProxy implements ProxyCore {
     this.dns = new DnsCache(options.dns, this.logger);
     this.dns.onChange = (host) => this.addressesChanged(host);
     this.transports = transportMap(options.transports, this.dns.resolve);
+    this.sharedCounters = options.sharedCounters;
     this.connector = options.connector ?? transportConnector(this.transports);
     if (options.accessLog instanceof AccessLog) {
       this.accessLog = options.accessLog;
@@ -367,7 +372,7 @@ export class ReverseProxy implements ProxyCore {
     for (const plan of plans) {
       if (plan.keep) {
         const ctx = plan.keep.ctx;
-        ctx.router = new Router(plan.spec.vhosts, ctx.router, plan.spec.ahead); // compiled once already; now keeping the limits that stay
+        ctx.router = new Router(plan.spec.vhosts, ctx.router, this.sharedCounters, plan.spec.ahead); // compiled once already; now keeping the limits that stay
         ctx.forwarding = plan.ctx.forwarding;
         plan.keep.spec = plan.spec;
         plan.keep.addresses = plan.addresses;
@@ -484,7 +489,7 @@ function planListener(spec: ListenerSpec, core: ProxyCore): ListenerPlan {
     limits: listenerLimits(spec),
     addresses,
     tls: spec.tls ? JSON.stringify(spec.tls) : '',
-    ctx: { core, router: new Router(spec.vhosts, undefined, spec.ahead), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http' },
+    ctx: { core, router: new Router(spec.vhosts, undefined, core.sharedCounters, spec.ahead), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http' },
   };
 }
 

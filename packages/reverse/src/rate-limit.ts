@@ -11,6 +11,8 @@
  * distinct addresses costs at most `maxKeys` entries.
  */
 
+import { ClusterWindow, type ClusterFallback, type SharedCounters } from './cluster-limit.js';
+
 /** What a limiter may look at to key a request (a ClientSession). */
 export interface LimitContext {
   clientIp: string;
@@ -35,6 +37,20 @@ export interface RateLimitSpec {
   maxKeys?: number;
   /** Most requests in flight at once through this limit, all clients together (default 0: no limit). */
   maxInFlight?: number;
+  /**
+   * `local` (default): each instance counts alone. `cluster`: the rate holds
+   * across every instance sharing the store (`ReverseProxyOptions.sharedCounters`,
+   * Redis), see cluster-limit.ts.
+   */
+  scope?: 'local' | 'cluster';
+  /** With `scope = "cluster"`, while the store is unreachable: `local` (this instance's share, rate / instances; default), `open` or `closed`. */
+  fallback?: ClusterFallback;
+}
+
+/** Where a cluster-scoped limit keeps its counts, and the name it uses there. */
+export interface SharedLimit {
+  counters: SharedCounters;
+  name: string;
 }
 
 /** Requests per millisecond from `"100r/s"`-style text or a number per second. */
@@ -77,6 +93,8 @@ function keyFunction(key: string): KeyFn {
 
 export class RateLimiter {
   readonly status: number;
+  readonly scope: 'local' | 'cluster';
+  readonly fallback: ClusterFallback;
   /** Tokens per millisecond (0: no rate limit). */
   readonly perMs: number;
   readonly capacity: number;
@@ -89,8 +107,10 @@ export class RateLimiter {
   private readonly keyOf: KeyFn;
   /** Insertion order is recency order: a key seen again is moved to the end. */
   private readonly buckets = new Map<string, Bucket>();
+  private readonly cluster: ClusterWindow | undefined;
+  private readonly counters: SharedCounters | undefined;
 
-  constructor(spec: RateLimitSpec) {
+  constructor(spec: RateLimitSpec, shared?: SharedLimit) {
     this.perMs = spec.rate === undefined ? 0 : parseRate(spec.rate);
     const burst = spec.burst ?? 0;
     if (!Number.isInteger(burst) || burst < 0) throw new Error(`invalid burst ${burst} (a whole number >= 0)`);
@@ -103,6 +123,15 @@ export class RateLimiter {
     if (!Number.isInteger(this.maxInFlight) || this.maxInFlight < 0) throw new Error(`invalid maxInFlight ${this.maxInFlight}`);
     if (this.perMs === 0 && this.maxInFlight === 0) throw new Error('a rate limit needs a rate or maxInFlight');
     this.keyOf = keyFunction(spec.key ?? 'ip');
+    this.scope = spec.scope ?? 'local';
+    this.fallback = spec.fallback ?? 'local';
+    if (this.scope !== 'local' && this.scope !== 'cluster') throw new Error(`invalid rate-limit scope "${String(this.scope)}" (local or cluster)`);
+    if (!['local', 'open', 'closed'].includes(this.fallback)) throw new Error(`invalid rate-limit fallback "${String(this.fallback)}" (local, open or closed)`);
+    if (this.scope === 'cluster' && this.perMs > 0) {
+      if (!shared) throw new Error('a cluster-scoped rate limit needs a shared store ([cluster] redis)');
+      this.counters = shared.counters;
+      this.cluster = new ClusterWindow(shared.counters, { name: shared.name, perMs: this.perMs, burst, maxKeys: this.maxKeys });
+    }
   }
 
   /** Keys remembered now. */
@@ -122,7 +151,7 @@ export class RateLimiter {
     if (this.perMs > 0) {
       const key = this.keyOf(ctx);
       if (key) {
-        const refusal = this.take(key, now);
+        const refusal = this.cluster ? this.takeShared(key, now) : this.take(key, now, this.perMs);
         if (refusal) return refusal;
       }
     }
@@ -134,12 +163,27 @@ export class RateLimiter {
     if (this.inFlight > 0) this.inFlight--;
   }
 
-  private take(key: string, now: number): Refusal | undefined {
+  private takeShared(key: string, now: number): Refusal | undefined {
+    const verdict = this.cluster!.take(key, now);
+    if (verdict === 'admit') return undefined;
+    if (verdict === 'refuse') {
+      this.refused++;
+      return { status: this.status, retryAfter: 1, reason: 'rate_limited' };
+    }
+    if (this.fallback === 'open') return undefined;
+    if (this.fallback === 'closed') {
+      this.refused++;
+      return { status: this.status, retryAfter: 1, reason: 'rate_limited' };
+    }
+    return this.take(key, now, this.perMs / Math.max(1, this.counters!.instances));
+  }
+
+  private take(key: string, now: number, perMs: number): Refusal | undefined {
     const buckets = this.buckets;
     let bucket = buckets.get(key);
     if (bucket) {
       buckets.delete(key);
-      bucket.tokens = Math.min(this.capacity, bucket.tokens + (now - bucket.at) * this.perMs);
+      bucket.tokens = Math.min(this.capacity, bucket.tokens + (now - bucket.at) * perMs);
       bucket.at = now;
     } else {
       if (buckets.size >= this.maxKeys) buckets.delete(buckets.keys().next().value!);
@@ -151,7 +195,7 @@ export class RateLimiter {
       return undefined;
     }
     this.refused++;
-    const retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000));
+    const retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / perMs / 1000));
     return { status: this.status, retryAfter, reason: 'rate_limited' };
   }
 }

@@ -1,6 +1,7 @@
 import { CidrList } from '@wmproxy/core-net';
 import { compileRules, type CompiledRule, type HeaderRule } from './headers.js';
 import { RateLimiter, type RateLimitSpec } from './rate-limit.js';
+import type { SharedCounters } from './cluster-limit.js';
 import { staticLocation, type StaticOptions } from './static.js';
 import type { LocationHandler } from './types.js';
 
@@ -108,11 +109,15 @@ export class Router {
   /** Rate limiters by where they are configured and how (a reload keeps those that stay, with their state). */
   readonly limiters = new Map<string, RateLimiter>();
 
-  /** `previous`: the router this one replaces on reload; its limiters that stay are kept. `ahead`: locations matched first, for every host. */
-  constructor(vhosts: VirtualHostSpec[], previous?: Router, ahead?: LocationSpec[]) {
+  /**
+   * `previous`: the router this one replaces on reload; its limiters that stay
+   * are kept. `counters`: where `scope = "cluster"` limits count (Redis).
+   * `ahead`: locations matched first, for every host (ACME HTTP-01).
+   */
+  constructor(vhosts: VirtualHostSpec[], previous?: Router, counters?: SharedCounters, ahead?: LocationSpec[]) {
     const limiter = (key: string, spec: RateLimitSpec): RateLimiter => {
       const full = `${key}|${JSON.stringify(spec)}`;
-      const made = previous?.limiters.get(full) ?? new RateLimiter(spec);
+      const made = previous?.limiters.get(full) ?? new RateLimiter(spec, counters ? { counters, name: key } : undefined);
       this.limiters.set(full, made);
       return made;
     };

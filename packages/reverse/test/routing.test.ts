@@ -30,6 +30,7 @@ test('locations ahead of the virtual hosts win for every host, even over an exac
       { names: ['site.test'], locations: [{ path: '/', ...respond('site') }, { exact: '/.well-known/acme-challenge/t', ...respond('exact') }] },
     ],
     undefined,
+    undefined,
     [{ path: '/.well-known/acme-challenge/', ...respond('acme') }],
   );
   const body = (host: string | undefined, path: string) => router.route(host, path, 'GET', '127.0.0.1')?.spec.respond?.body;

@@ -100,6 +100,8 @@ export function chromiumFlags(profileDir: string): string[] {
     `--user-data-dir=${profileDir}`,
   ];
 }
+export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
+export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
 export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
 export { startPebble, PEBBLE_MISSING, type Pebble } from './pebble.js';
 

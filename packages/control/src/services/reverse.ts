@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@wmproxy/core-net';
 import type { HealthChecker, TargetSpec } from '@wmproxy/health';
-import { ReverseProxy, type AccessLog, type ListenerSpec, type LocationSpec, type ReverseProxyOptions, type StreamSpec, type UpstreamSpec } from '@wmproxy/reverse';
+import { ReverseProxy, type AccessLog, type ListenerSpec, type LocationSpec, type ReverseProxyOptions, type SharedCounters, type StreamSpec, type UpstreamSpec } from '@wmproxy/reverse';
 import { upstreamTargets, type HttpServerConfig, type LocationConfig, type UpstreamConfig, type WmproxyConfig } from '@wmproxy/config';
 import { listenKey } from './forward.js';
 import { staticOptions } from './static-location.js';
@@ -118,7 +118,7 @@ export function reverseSignature(config: WmproxyConfig): string {
   });
 }
 
-export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, acme?: AcmeService): ReverseProxyOptions {
+export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters, acme?: AcmeService): ReverseProxyOptions {
   const streams: StreamSpec[] = config.streams.map((stream) => ({
     protocol: stream.protocol,
     listen: stream.listen,
@@ -143,6 +143,7 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     logger,
     accessLog,
     shutdownDeadlineMs: config.reverse.shutdownTimeoutMs,
+    ...(sharedCounters ? { sharedCounters } : {}),
   };
 }
 
@@ -178,8 +179,9 @@ export class ReverseService {
     this.signature = '';
   }
 
-  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, acme?: AcmeService): Promise<ReverseService> {
-    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, acme));
+  /** `sharedCounters`: where `scope = "cluster"` rate limits count (the instance's Redis connection). `acme`: automatic HTTPS. */
+  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters, acme?: AcmeService): Promise<ReverseService> {
+    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, sharedCounters, acme));
     await startWithRetry(proxy);
     const service = new ReverseService(proxy, config);
     service.signature = reverseSignature(service.pin(config));
@@ -215,7 +217,7 @@ export class ReverseService {
     const config = this.pin(given);
     const signature = reverseSignature(config);
     if (signature === this.signature) return 'unchanged';
-    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, acme));
+    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, this.proxy.sharedCounters, acme));
     this.signature = signature;
     this.current = config;
     return 'reloaded';

@@ -4,6 +4,7 @@ import type { Forwarding } from '../headers.js';
 import type { Router } from '../router.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import type { Connector } from './connector.js';
+import type { SharedCounters } from '../cluster-limit.js';
 import type { RetryOptions, TimeoutOptions } from './options.js';
 
 /** What every client session of a proxy shares. */
@@ -19,6 +20,8 @@ export interface ProxyCore {
   readonly hedges: { inFlight: number; budget: number };
   readonly headLimits: HeadLimits;
   readonly connector: Connector;
+  /** Where `scope = "cluster"` rate limits count (undefined: none configured). */
+  readonly sharedCounters: SharedCounters | undefined;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   /** Live sessions, for the timeout sweep. */

@@ -44,6 +44,12 @@ export class BunConn extends ConnBase {
     return (this.socket as { getServername?: () => string }).getServername?.() || undefined;
   }
 
+  get alpnProtocol(): string | undefined {
+    if (!this.tls) return undefined;
+    const chosen = (this.socket as { alpnProtocol?: string | false | null }).alpnProtocol;
+    return typeof chosen === 'string' && chosen !== '' ? chosen : undefined;
+  }
+
   get localAddress(): string {
     return (this.socket as { localAddress?: string }).localAddress ?? '';
   }
@@ -152,6 +158,19 @@ export class BunConn extends ConnBase {
   }
 }
 
+/** Bun takes ALPN lists only in wire format: each name prefixed by its length. */
+function alpnWire(names: string[]): Uint8Array {
+  const parts = names.map((name) => Buffer.from(name, 'latin1'));
+  const wire = new Uint8Array(parts.reduce((sum, part) => sum + 1 + part.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    wire[at++] = part.byteLength;
+    wire.set(part, at);
+    at += part.byteLength;
+  }
+  return wire;
+}
+
 // One handler object per listener or connect call, shared by its sockets.
 function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error) => void) {
   return {
@@ -200,7 +219,15 @@ async function listen(options: ListenOptions): Promise<Listener> {
       allowHalfOpen: true,
       // Only our own workers share a port (they ask for it); anyone else's taken port is an error.
       reusePort: options.reusePort ?? false,
-      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+      ...(options.tls
+        ? {
+            tls: {
+              cert: options.tls.cert,
+              key: options.tls.key,
+              ...(options.tls.alpn?.length ? { ALPNProtocols: alpnWire(options.tls.alpn) } : {}),
+            },
+          }
+        : {}),
       socket: handlers,
     } as unknown as import('bun').TCPSocketListenOptions<BunConn | undefined>);
   } catch (error) {
@@ -229,7 +256,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
             serverName: options.tls.servername || undefined,
             rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
             ca: options.tls.ca,
-            ALPNProtocols: options.tls.alpn,
+            ALPNProtocols: options.tls.alpn?.length ? alpnWire(options.tls.alpn) : undefined,
           },
         }
       : {}),

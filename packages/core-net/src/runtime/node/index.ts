@@ -37,6 +37,10 @@ export class NodeConn extends ConnBase {
   get remotePort(): number {
     return this.socket.remotePort ?? 0;
   }
+  get alpnProtocol(): string | undefined {
+    const chosen = (this.socket as tls.TLSSocket).alpnProtocol;
+    return typeof chosen === 'string' && chosen !== '' ? chosen : undefined;
+  }
   get localAddress(): string {
     return this.socket.localAddress ?? '';
   }
@@ -118,6 +122,7 @@ function listen(options: ListenOptions): Promise<Listener> {
             key: toPem(options.tls.key),
             allowHalfOpen: true,
             SNICallback: options.tls.sni || options.tls.select ? sniCallback(options.tls) : undefined,
+            ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
           },
           onSocket,
         )
