@@ -141,8 +141,9 @@ export class Instance {
           instance.forward.set(service.key, service);
         }
         if (config.cluster.redis !== undefined) instance.counters = await sharedCounters(config, instance.loggerFor('cluster'));
-        await instance.acme.apply(config);
         if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.counters, instance.acme);
+        // Orders start once the listeners that answer the CA's challenges are up.
+        await instance.acme.apply(config);
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
@@ -272,12 +273,12 @@ export class Instance {
     try {
       if (hasReverse(next)) {
         if (this.reverse) {
-          await this.acme.apply(next);
           const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog, this.acme);
+          await this.acme.apply(next);
           if (outcome !== 'unchanged') changes.push(`reverse proxy ${outcome}`);
         } else {
-          await this.acme.apply(next);
           this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.counters, this.acme);
+          await this.acme.apply(next);
           changes.push('reverse proxy started');
         }
       } else if (this.reverse) {
