@@ -11,6 +11,9 @@ import Stop from './commands/stop.js';
 import FileServer from './commands/file-server.js';
 import Probe from './commands/probe.js';
 import ReverseProxyCommand from './commands/reverse-proxy.js';
+import WsProxy from './commands/ws-proxy.js';
+import TunnelServerCommand from './commands/tunnel/server.js';
+import TunnelClientCommand from './commands/tunnel/client.js';
 import ConfigPush from './commands/config/push.js';
 import ConfigPull from './commands/config/pull.js';
 
@@ -30,5 +33,8 @@ export const commands = {
   probe: Probe,
   'reverse-proxy': ReverseProxyCommand,
   proxy: Proxy,
+  'ws-proxy': WsProxy,
+  'tunnel:server': TunnelServerCommand,
+  'tunnel:client': TunnelClientCommand,
   version: Version,
 };

@@ -54,7 +54,8 @@ export {
 } from './conn-limit.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
-export { Ticker, type TickJob } from './ticker.js';
+export { CORE_NET_DEFAULTS } from './defaults.js';
+export { Ticker, type TickJob, type TimerFire } from './ticker.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
 export { hostRuntime, runtimeName, supportsReusePort, hasCluster } from './runtime/facts.js';
 export { WorkerPool, workerSharing, WORKER_START_TIMEOUT_MS, type PoolMessage, type WorkerPoolOptions, type WorkerPoolView } from './workers/supervisor.js';

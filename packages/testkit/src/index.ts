@@ -1,5 +1,8 @@
 import net from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export { closedPort } from './ports.js';
 
@@ -100,6 +103,22 @@ export function chromiumFlags(profileDir: string): string[] {
     `--user-data-dir=${profileDir}`,
   ];
 }
+
+/** A self-signed certificate and key (PEM) for `name` and the SANs given (openssl, EC P-256, valid 2 days). */
+export function selfSignedCert(name = 'localhost', san = 'DNS:localhost,IP:127.0.0.1'): { cert: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'wmproxy-cert-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${name}`,
+      '-addext', `subjectAltName=${san}`,
+    ], { stdio: 'ignore' });
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+export { packageReadme, readmeTable, tableCell, numbersIn } from './readme.js';
 export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
 export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
 export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
