@@ -1,3 +1,4 @@
+import type { ManagedCertificate } from '@wmproxy/acme';
 /**
  * The control package's shared vocabulary: what the instance reports (status,
  * upstreams, events, reload results), what the cluster sends between
@@ -120,6 +121,8 @@ export interface ControlTarget {
   upstreams(): UpstreamView[];
   redactedConfig(): { file: string; warnings: string[]; config: unknown };
   prometheus(): string;
+  /** Certificates managed by automatic HTTPS (ACME). */
+  certificates?(): Promise<ManagedCertificate[]>;
   reload(): Promise<ReloadResult>;
   requestStop(): void;
 }

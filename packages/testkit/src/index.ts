@@ -4,24 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/**
- * A loopback port nothing listens on. It is taken from below the ephemeral
- * range (32768-60999), so a connect to it can never be answered by a TCP
- * self-connect from a source port the kernel happened to pick.
- */
-export async function closedPort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const server = net.createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) continue;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
-  }
-}
+export { closedPort } from './ports.js';
 
 /**
  * A TCP server on `host` (default 127.0.0.1), port 0, that hands each socket
@@ -215,3 +198,31 @@ export function spkiHash(certPath: string): string {
 
 export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
 export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
+export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
+export { startPebble, PEBBLE_MISSING, type Pebble } from './pebble.js';
+
+/**
+ * Load a page in headless Chromium and return the DOM after its scripts ran
+ * (`--virtual-time-budget`). `home`: the HOME Chromium reads its NSS trust
+ * store from (`$HOME/.pki/nssdb`).
+ */
+export async function chromiumDumpDom(url: string, options: { profileDir: string; home?: string; extra?: string[] }): Promise<string> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    const child = spawn(CHROMIUM!, [...chromiumFlags(options.profileDir), '--dump-dom', '--virtual-time-budget=5000', ...(options.extra ?? []), url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...(options.home ? { HOME: options.home } : {}) },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`chromium exited with ${code}: ${stderr.slice(-2000)}`));
+    });
+  });
+}

@@ -318,6 +318,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     connectHedged({
       primary: server,
       upstream,
+      ticker: core.ticker,
       connector: core.connector,
       timeoutMs: core.timeouts.connectMs,
       hedgeDelayMs: core.hedgeDelayMs,

@@ -247,7 +247,7 @@ export class ClientSession implements ClientConnection {
   armHedgeTimer(at: number): void {
     if (this.hedgeTimerAt !== 0 && this.hedgeTimerAt <= at) return;
     this.hedgeTimerAt = at;
-    scheduleHedge(this, at);
+    scheduleHedge(this.ctx.core.ticker, this, at);
   }
 
   /** The hedge timer: the exchange's hedge due at `at` may be due now. */

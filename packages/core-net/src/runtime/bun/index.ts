@@ -213,8 +213,9 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
 
 async function listen(options: ListenOptions): Promise<Listener> {
   // Bun.listen takes one certificate; a listener choosing certificates by SNI
-  // runs on node:tls (which Bun also implements) rather than failing.
-  if (options.tls?.sni) return nodeRuntime.listen(options);
+  // runs on node:tls (which Bun also implements) rather than failing; so does
+  // one choosing them at handshake time or answering ACME TLS-ALPN-01.
+  if (options.tls?.sni || options.tls?.select || options.tls?.acmeTlsAlpn) return nodeRuntime.listen(options);
   const handlers = socketHandlers((socket) => {
     const conn = new BunConn(socket, options.tls !== undefined);
     socket.data = conn;

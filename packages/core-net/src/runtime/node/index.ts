@@ -5,7 +5,8 @@ import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
+import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsKeyPair, TlsServerOptions } from '../../types.js';
 
 const kConn = Symbol('wmproxy.conn');
 type TaggedSocket = net.Socket & { [kConn]?: NodeConn };
@@ -117,24 +118,24 @@ function listen(options: ListenOptions): Promise<Listener> {
       socket.setNoDelay(true);
       options.onConnection(new NodeConn(socket));
     };
-    const server: net.Server = options.tls
+    const tlsServer = options.tls
       ? tls.createServer(
           {
             cert: toPem(options.tls.cert),
             key: toPem(options.tls.key),
             allowHalfOpen: true,
-            SNICallback: options.tls.sni ? sniCallback(options.tls.sni) : undefined,
+            SNICallback: options.tls.sni || options.tls.select ? sniCallback(options.tls) : undefined,
             ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
             // Mutual TLS: a client without a certificate from `clientCa` fails the handshake ('tlsClientError').
             ...(options.tls.clientCa ? { ca: toPemList(options.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
           },
           onSocket,
         )
-      : net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onSocket);
-    if (options.tls) {
+      : undefined;
+    if (tlsServer) {
       // The peer is noted on the raw socket at accept: a TLS socket that failed its handshake may have lost its address by the time it is reported.
-      server.on('connection', notePeer);
-      server.on('tlsClientError', (error: Error, socket: net.Socket) => {
+      tlsServer.on('connection', notePeer);
+      tlsServer.on('tlsClientError', (error: Error, socket: net.Socket) => {
         const peer = socket.remoteAddress ? formatHostPort(socket.remoteAddress, socket.remotePort ?? 0) : ((socket as { _parent?: PeerNoted })._parent?.[kPeer] ?? 'unknown');
         // OpenSSL's `reason` ("peer did not return a certificate") without the source file and line of `message`.
         const reason = (error as { reason?: unknown }).reason;
@@ -143,6 +144,11 @@ function listen(options: ListenOptions): Promise<Listener> {
         socket.destroy();
       });
     }
+    const acme = options.tls?.acmeTlsAlpn;
+    const server: net.Server =
+      tlsServer && acme
+        ? net.createServer({ allowHalfOpen: true }, (socket) => routeByClientHello(socket, tlsServer, acme, options.onError))
+        : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onSocket));
     const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
     server.once('error', failed);
     // reusePort false unless asked: only our own workers share a port (Node honours it from 22.12).
@@ -173,20 +179,93 @@ function toPemList(value: string | Uint8Array | Array<string | Uint8Array>): Arr
   return (Array.isArray(value) ? value : [value]).map(toPem);
 }
 
-function sniCallback(
-  certs: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>,
-): (name: string, done: (error: Error | null, context?: tls.SecureContext) => void) => void {
+type SniDone = (error: Error | null, context?: tls.SecureContext) => void;
+
+function sniCallback(options: TlsServerOptions): (name: string, done: SniDone) => void {
   const contexts = new Map<string, tls.SecureContext>();
-  for (const [name, pair] of Object.entries(certs)) {
-    contexts.set(name.toLowerCase(), tls.createSecureContext({ cert: toPem(pair.cert), key: toPem(pair.key) }));
-  }
+  for (const [name, pair] of Object.entries(options.sni ?? {})) contexts.set(name.toLowerCase(), secureContext(pair));
+  const select = options.select;
   return (name, done) => {
     const lower = name.toLowerCase();
     const exact = contexts.get(lower);
     if (exact) return done(null, exact);
     const dot = lower.indexOf('.');
-    done(null, dot > 0 ? contexts.get('*' + lower.slice(dot)) : undefined);
+    const wildcard = dot > 0 ? contexts.get('*' + lower.slice(dot)) : undefined;
+    if (wildcard) return done(null, wildcard);
+    const pair = select?.(lower);
+    done(null, pair ? cachedContext(pair) : undefined);
   };
+}
+
+function secureContext(pair: TlsKeyPair): tls.SecureContext {
+  return tls.createSecureContext({ cert: toPem(pair.cert), key: toPem(pair.key) });
+}
+
+/** Contexts of `select`ed pairs, by pair identity: a renewed certificate is a new pair, the old context is collected. */
+const selectedContexts = new WeakMap<TlsKeyPair, tls.SecureContext>();
+function cachedContext(pair: TlsKeyPair): tls.SecureContext {
+  let context = selectedContexts.get(pair);
+  if (!context) selectedContexts.set(pair, (context = secureContext(pair)));
+  return context;
+}
+
+/** A client that sends no complete ClientHello within this long is dropped. */
+const CLIENT_HELLO_TIMEOUT_MS = 10_000;
+const ACME_TLS_ALPN = 'acme-tls/1';
+
+/**
+ * Read the ClientHello, then hand the socket (bytes put back) to the TLS
+ * server, or, for an ACME TLS-ALPN-01 validation of a name with a pending
+ * challenge, answer with the challenge certificate and `acme-tls/1`.
+ */
+function routeByClientHello(socket: net.Socket, server: tls.Server, challenge: NonNullable<TlsServerOptions['acmeTlsAlpn']>, onError?: (error: Error) => void): void {
+  let buffered: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), CLIENT_HELLO_TIMEOUT_MS);
+  const stop = (): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('error', onFail);
+    socket.off('end', onFail);
+  };
+  const onFail = (): void => {
+    stop();
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    buffered = buffered.byteLength === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    const hello = parseClientHello(buffered);
+    if (hello === 'incomplete' && buffered.byteLength < CLIENT_HELLO_MAX_BYTES) return;
+    stop();
+    socket.pause();
+    socket.unshift(buffered);
+    if (typeof hello !== 'object' || !hello.alpn.includes(ACME_TLS_ALPN)) {
+      server.emit('connection', socket);
+      return;
+    }
+    Promise.resolve(challenge(hello.servername)).then(
+      (pair) => {
+        if (socket.destroyed) return;
+        if (!pair) {
+          server.emit('connection', socket);
+          return;
+        }
+        const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: secureContext(pair), ALPNProtocols: [ACME_TLS_ALPN] });
+        // The validator only reads the certificate; nothing is served.
+        secure.on('secure', () => secure.end());
+        secure.on('error', (error) => {
+          onError?.(error);
+          secure.destroy();
+        });
+      },
+      (error: Error) => {
+        onError?.(error);
+        socket.destroy();
+      },
+    );
+  };
+  socket.on('data', onData);
+  socket.on('error', onFail);
+  socket.on('end', onFail);
 }
 
 /**
