@@ -194,14 +194,13 @@ async function tlsHops(flags: TlsFlags): Promise<TlsHops> {
   const original = flags.ts || flags.tc || flags['two-way-tls'];
   const listenerTls = flags.cert !== undefined && (!original || flags.tc);
   if (flags['client-ca'] !== undefined && !listenerTls) throw new Error('--client-ca needs a TLS port (--cert and --key)');
-  const [cert, key, clientCa, upstreamCa, upstreamCert, upstreamKey] = await Promise.all([
-    pem(flags.cert, '--cert'),
-    pem(flags.key, '--key'),
-    pem(flags['client-ca'], '--client-ca'),
-    pem(flags['upstream-ca'], '--upstream-ca'),
-    pem(flags['upstream-cert'], '--upstream-cert'),
-    pem(flags['upstream-key'], '--upstream-key'),
-  ]);
+  // One after another, so that with several unreadable files the error names the first flag, every time.
+  const cert = await pem(flags.cert, '--cert');
+  const key = await pem(flags.key, '--key');
+  const clientCa = await pem(flags['client-ca'], '--client-ca');
+  const upstreamCa = await pem(flags['upstream-ca'], '--upstream-ca');
+  const upstreamCert = await pem(flags['upstream-cert'], '--upstream-cert');
+  const upstreamKey = await pem(flags['upstream-key'], '--upstream-key');
   const hops: TlsHops = {};
   // Without the original's switches, --cert/--key always mean "this port speaks TLS"; with them, only --tc does.
   if (listenerTls) {
