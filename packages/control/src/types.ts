@@ -7,6 +7,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
+import type { SeriesView } from './timeseries.js';
 import type { WorkerPoolView } from '@wmproxy/core-net';
 
 /** An event of the `/events` stream and the dashboard. */
@@ -109,6 +110,8 @@ export interface ControlTarget {
   upstreams(): UpstreamView[];
   redactedConfig(): { file: string; warnings: string[]; config: unknown };
   prometheus(): string;
+  /** The time series after `since` (epoch ms), for GET /series. */
+  seriesView(since: number): SeriesView;
   reload(): Promise<ReloadResult>;
   requestStop(): void;
 }
