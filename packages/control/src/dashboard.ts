@@ -350,7 +350,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       const mine = data.transitions.filter((transition) => transition.target === address || transition.target.endsWith('/' + address) || transition.target.includes(address));
       changes.textContent = mine.slice(-6).map((transition) => {
         const left = transition.to === 'unhealthy' || transition.to === 'ejected';
-        return new Date(transition.at).toLocaleTimeString() + ' ' + (left ? 'left' : 'returned') + ' (' + (transition.kind === 'transition' ? transition.from + ' → ' + transition.to : transition.kind) + (transition.reason ? ': ' + transition.reason : '') + ')';
+        return new Date(transition.at).toLocaleTimeString() + ' ' + (left ? 'left' : transition.from === 'unknown' ? 'up' : 'returned') + ' (' + (transition.kind === 'transition' ? transition.from + ' → ' + transition.to : transition.kind) + (transition.reason ? ': ' + transition.reason : '') + ')';
       }).join(' · ');
       box.append(label, bar, changes);
     }
