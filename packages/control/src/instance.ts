@@ -559,6 +559,7 @@ export class Instance {
     out.family('wmproxy_uptime_seconds', 'gauge', 'Seconds since the instance started.').sample('wmproxy_uptime_seconds', {}, (Date.now() - this.startedAt) / 1000);
     out.family('wmproxy_reloads_total', 'counter', 'Configuration reloads by result.');
     out.sample('wmproxy_reloads_total', { result: 'ok' }, m.reloadsOk).sample('wmproxy_reloads_total', { result: 'rejected' }, m.reloadsFailed);
+    out.family('wmproxy_config_last_reload_success_timestamp_seconds', 'gauge', 'When the last reload was applied (epoch seconds; 0: none since start).').sample('wmproxy_config_last_reload_success_timestamp_seconds', {}, this.lastReload ? Date.parse(this.lastReload) / 1000 : 0);
     const cluster = this.options.cluster?.view();
     if (cluster) {
       out.family('wmproxy_config_store_up', 'gauge', 'Whether the configuration store is reachable (0: serving the last good configuration).').sample('wmproxy_config_store_up', {}, cluster.connected ? 1 : 0);
