@@ -5,6 +5,7 @@ import Schema from './commands/schema.js';
 import Convert from './commands/convert.js';
 import Run from './commands/run.js';
 import Status from './commands/status.js';
+import Top from './commands/top.js';
 import Reload from './commands/reload.js';
 import Stop from './commands/stop.js';
 import FileServer from './commands/file-server.js';
@@ -22,6 +23,7 @@ export const commands = {
   schema: Schema,
   run: Run,
   status: Status,
+  top: Top,
   reload: Reload,
   stop: Stop,
   'file-server': FileServer,
