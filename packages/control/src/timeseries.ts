@@ -6,7 +6,8 @@
  * as per-second deltas; latency percentiles come from the delta of the
  * request-duration histogram over that second.
  *
- * Per-server columns are allocated when a server first appears and dropped
+ * Counters start at zero with the instance, so the first sample holds what
+ * came before it. Per-server columns are allocated when a server first appears and dropped
  * when the configuration no longer names it, so memory is bounded by the
  * configuration, not by traffic. Health transitions are kept in a bounded
  * list of their own (time, target, from, to, reason).
@@ -83,11 +84,14 @@ class ServerColumns {
   readonly errors: Float64Array;
   readonly probeLatencyMs: Float32Array;
   readonly state: Uint8Array;
-  lastRequests = -1;
-  lastErrors = -1;
+  // Counters start at 0 with the instance; a server added by a reload starts from its first reading.
+  lastRequests: number;
+  lastErrors: number;
   seen = true;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, requests: number, errors: number) {
+    this.lastRequests = requests;
+    this.lastErrors = errors;
     this.requests = new Float64Array(capacity);
     this.errors = new Float64Array(capacity);
     this.probeLatencyMs = new Float32Array(capacity).fill(NaN);
@@ -101,7 +105,6 @@ class ServerColumns {
 
 /** A counter's growth since the last reading; a counter that went back (a restarted worker) counts from 0. */
 function delta(now: number, last: number): number {
-  if (last < 0) return 0;
   return now >= last ? now - last : now;
 }
 
@@ -122,9 +125,9 @@ export class TimeSeries {
   /** Next slot to write, and how many slots hold samples. */
   private head = 0;
   private filled = 0;
-  private readonly lastRequests = new Float64Array(STATUS_CLASSES.length).fill(-1);
-  private lastBytes = -1;
-  private lastLimited = -1;
+  private readonly lastRequests = new Float64Array(STATUS_CLASSES.length);
+  private lastBytes = 0;
+  private lastLimited = 0;
   private lastHistogram: HistogramData | undefined;
   private readonly bucketDelta: Float64Array;
 
@@ -192,9 +195,9 @@ export class TimeSeries {
   }
 
   private samplePercentiles(slot: number, histogram: HistogramData): void {
-    const last = this.lastHistogram;
+    const last = this.lastHistogram ?? { counts: [], sum: 0, count: 0 };
     let total = 0;
-    if (last && histogram.count >= last.count) {
+    if (histogram.count >= last.count) {
       for (let i = 0; i < this.bucketDelta.length; i++) this.bucketDelta[i] = (histogram.counts[i] ?? 0) - (last.counts[i] ?? 0);
       total = histogram.count - last.count;
     }
@@ -211,7 +214,7 @@ export class TimeSeries {
         const key = `${group.name}\u0000${server.address}`;
         let columns = this.servers.get(key);
         if (!columns) {
-          columns = new ServerColumns(this.capacity);
+          columns = new ServerColumns(this.capacity, this.filled === 0 ? 0 : server.requests, this.filled === 0 ? 0 : server.requestFailures);
           this.servers.set(key, columns);
         }
         columns.seen = true;
