@@ -11,6 +11,8 @@ import Stop from './commands/stop.js';
 import FileServer from './commands/file-server.js';
 import Probe from './commands/probe.js';
 import ReverseProxyCommand from './commands/reverse-proxy.js';
+import TunnelServerCommand from './commands/tunnel/server.js';
+import TunnelClientCommand from './commands/tunnel/client.js';
 import ConfigPush from './commands/config/push.js';
 import ConfigPull from './commands/config/pull.js';
 
@@ -30,5 +32,7 @@ export const commands = {
   probe: Probe,
   'reverse-proxy': ReverseProxyCommand,
   proxy: Proxy,
+  'tunnel:server': TunnelServerCommand,
+  'tunnel:client': TunnelClientCommand,
   version: Version,
 };

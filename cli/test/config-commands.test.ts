@@ -51,7 +51,7 @@ test('convert prints the new format and one warning per key without an equivalen
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /\[\[upstream\]\]\nname = "server"/);
   assert.match(run.stdout, /\[health\.passive\]\nconsecutive_failures = 2/);
-  assert.match(run.stderr, /warning: .*reverse\.toml: proxy\.center: no equivalent/);
+  assert.match(run.stderr, /warning: .*reverse\.toml: proxy\.center: applies to the center tunnel/);
   assert.match(run.stderr, /warning: .*reverse\.toml: http\.server\[0\]\.limit_req: no equivalent/);
   // The output is itself a valid configuration.
   const converted = join(repo, 'examples', 'original', `converted-${process.pid}.toml`);

@@ -31,6 +31,8 @@ export default class Check extends WmproxyCommand {
           `${config.upstreams.length} upstream${config.upstreams.length === 1 ? '' : 's'}`,
           `${config.streams.length} stream${config.streams.length === 1 ? '' : 's'}`,
         ];
+        if (config.tunnel.server) services.push(`a tunnel server on ${config.tunnel.server.listen}`);
+        if (config.tunnel.clients.length > 0) services.push(`${config.tunnel.clients.length} tunnel client${config.tunnel.clients.length === 1 ? '' : 's'}`);
         if (!flags.quiet) this.log(`${flags.config}: valid (${services.join(', ')}${config.control.enabled ? `, control API on ${config.control.listen}` : ''})`);
       }
     } catch (error) {

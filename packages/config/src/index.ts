@@ -4,7 +4,7 @@
  * extension, every error at once with file, key path, expected and found,
  * defaults and inheritance, conversion from the original wmproxy format.
  */
-export { ConfigSchema, type ConfigFile, type ForwardProxyFile, type UpstreamFile, type HttpServerFile, type LocationFile, type StreamFile, type HealthCheckFile, type StaticFile } from './schema.js';
+export { ConfigSchema, type ConfigFile, type ForwardProxyFile, type UpstreamFile, type HttpServerFile, type LocationFile, type StreamFile, type TunnelFile, type HealthCheckFile, type StaticFile } from './schema.js';
 export type {
   WmproxyConfig,
   LogConfig,
@@ -19,12 +19,18 @@ export type {
   StaticConfig,
   ReverseConfig,
   StreamConfig,
+  TunnelConfig,
+  TunnelServerConfig,
+  TunnelClientConfig,
+  TunnelMappingConfig,
+  TunnelPortRange,
   Protocol,
 } from './types.js';
 export { ConfigError, IssueList, formatIssue, formatIssues, describeValue, type ConfigIssue } from './errors.js';
 export { loadConfig, loadConfigSync, parseConfig, parseText, buildConfig, stringifyConfig, formatOf, type ConfigFormat, type LoadOptions } from './load.js';
 export { convertOriginal, isOriginalFormat, type ConversionOptions, type ConversionResult } from './original.js';
 export { DEFAULT_CONFIG, defaultConfig } from './defaults.js';
+export { CONTROL_DEFAULTS } from './control-defaults.js';
 export { DEFAULT_CONTROL_LISTEN, DEFAULT_PROXY_LISTEN, parseHeaderRule } from './resolve.js';
 export { redactConfig, REDACTED } from './redact.js';
 export { interpolateEnv, type Environment } from './env.js';

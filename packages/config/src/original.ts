@@ -73,7 +73,6 @@ const EXPECT = {
   headers: 'a list of header rules such as "proxy x-real-ip {client_ip}", "+ name value" or ["-", "name"]',
   ips: 'IP addresses or CIDR ranges separated by spaces, such as "127.0.0.1 10.0.0.0/8"',
 } as const;
-const CENTER = "no equivalent: the original's encrypted center tunnel and intranet mappings are not part of wmproxy (ignored)";
 const RATE = 'no equivalent conversion: set rate_limit in [[server]] or [[server.location]] of the converted file (ignored)';
 const IGNORED = 'no equivalent in wmproxy (ignored)';
 /** Keys of the original's CommonConfig that have no equivalent (allow_ip and deny_ip are refused, see `common`). */
@@ -100,6 +99,7 @@ class Converter {
   private readonly upstreamNames = new Set<string>();
   private passive: { fall?: number; rise?: number; failTimeout?: string } = {};
   private readonly reverse: Out = {};
+  private tunnelOut: Out | undefined;
   private readonly log: Out = {};
   private logNames: Record<string, string> = {};
 
@@ -316,6 +316,7 @@ class Converter {
     const stream = this.table(data, 'stream', []);
     if (stream) this.stream(stream, out);
     if (proxies.length > 0) out.proxy = proxies;
+    if (this.tunnelOut) out.tunnel = this.tunnelOut;
     if (this.upstreams.length > 0) out.upstream = this.upstreams;
     if (Object.keys(this.reverse).length > 0) out.reverse = this.reverse;
     if (Object.keys(this.log).length > 0) out.log = this.log;
@@ -411,11 +412,135 @@ class Converter {
       );
     }
     const notes: Record<string, string> = { server_id: IGNORED };
-    for (const key of ['server', 'center', 'center_addr', 'mode', 'ts', 'tc', 'two_way_tls', 'domain', 'cert', 'key', 'mappings', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_proxy_bind', 'map_cert', 'map_key']) {
-      notes[key] = CENTER;
-    }
-    this.rest(proxy, base, ['bind_addr', 'bind', 'flag', 'username', 'password', 'udp_bind'], notes);
+    const tunnelKeys = this.tunnel(proxy, base, username, password);
+    this.rest(proxy, base, ['bind_addr', 'bind', 'flag', 'username', 'password', 'udp_bind', ...tunnelKeys], notes);
     return out;
+  }
+
+  /**
+   * The original's center tunnel, kept in `[proxy]`: `server` (+ `ts`,
+   * `two_way_tls`, `cert`/`key`, `domain`, `[[proxy.mappings]]`) makes a tunnel
+   * client; `center_addr` (+ `tc`, `cert`/`key`, `map_tcp_bind`,
+   * `map_proxy_bind`) a tunnel server. Its plaintext username/password become
+   * the challenge/response token `username:password` on both sides, so two
+   * converted files still match. Returns the keys it handled.
+   */
+  private tunnel(proxy: Table, base: Path, username: string | undefined, password: string | undefined): string[] {
+    const handled = ['center', 'mode'];
+    const isClient = !absent(proxy.server);
+    const isServer = !absent(proxy.center_addr);
+    if (!isClient && !isServer) {
+      for (const key of ['center', 'mode', 'ts', 'tc', 'two_way_tls', 'domain', 'cert', 'key', 'mappings', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_proxy_bind', 'map_cert', 'map_key']) {
+        if (!absent(proxy[key])) this.warn([...base, key], 'applies to the center tunnel, which needs server (client) or center_addr (server) (ignored)');
+        handled.push(key);
+      }
+      return handled;
+    }
+    this.boolean(proxy, 'center', base);
+    const token = username !== undefined && password !== undefined ? `${username}:${password}` : password;
+    const tokenPath = [...base, password !== undefined ? 'password' : 'username'];
+    if (token === undefined) this.error([...base, 'password'], 'username and password: the tunnel token (wmproxy never runs an unauthenticated tunnel)', 'nothing');
+    const tunnel: Out = (this.tunnelOut ??= {});
+    const cert = this.string(proxy, 'cert', base);
+    const key = this.string(proxy, 'key', base);
+    handled.push('cert', 'key', 'server', 'center_addr', 'ts', 'tc', 'two_way_tls', 'domain', 'mappings', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_proxy_bind', 'map_cert', 'map_key');
+    const tcpBind = this.address(proxy, 'map_tcp_bind', base);
+    const proxyBind = this.address(proxy, 'map_proxy_bind', base);
+    const portOf = (address: string | undefined): number | undefined => (address === undefined ? undefined : Number(address.slice(address.lastIndexOf(':') + 1)));
+    if (isServer) {
+      const listen = this.address(proxy, 'center_addr', base);
+      const server: Out = {};
+      if (listen !== undefined) {
+        server.listen = listen;
+        this.from(['tunnel', 'server', 'listen'], [...base, 'center_addr']);
+      }
+      if (token !== undefined) {
+        server.token = token;
+        this.from(['tunnel', 'server', 'token'], tokenPath);
+      }
+      if (this.boolean(proxy, 'tc', base) === true) {
+        if (cert !== undefined && key !== undefined) {
+          server.cert = cert;
+          server.key = key;
+          this.from(['tunnel', 'server', 'cert'], [...base, 'cert']);
+          this.from(['tunnel', 'server', 'key'], [...base, 'key']);
+        }
+      } else {
+        server.plain = true;
+        this.warn([...base, 'tc'], 'the original center listened without TLS: converted as plain = true (the token is still never sent in clear; set tc = true or remove plain for TLS)');
+      }
+      const ports = [portOf(tcpBind), portOf(proxyBind)].filter((port): port is number => port !== undefined);
+      if (ports.length > 0) server.allow_ports = ports;
+      const bindHost = tcpBind ?? proxyBind;
+      if (bindHost !== undefined) {
+        const host = bindHost.slice(0, bindHost.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+        if (host !== '') server.public_host = host;
+      }
+      for (const k of ['map_http_bind', 'map_https_bind', 'map_cert', 'map_key']) {
+        if (!absent(proxy[k])) this.warn([...base, k], 'http/https tunnel mappings are served through the reverse proxy; not converted yet (ignored)');
+      }
+      tunnel.server = server;
+      this.from(['tunnel', 'server'], base);
+    }
+    if (isClient) {
+      const address = this.string(proxy, 'server', base, true);
+      const client: Out = {};
+      if (address !== undefined) {
+        client.server = address.trim();
+        this.from(['tunnel', 'client', 'server'], [...base, 'server']);
+      }
+      if (token !== undefined) {
+        client.token = token;
+        this.from(['tunnel', 'client', 'token'], tokenPath);
+      }
+      if (this.boolean(proxy, 'ts', base) === true) {
+        const domain = this.string(proxy, 'domain', base);
+        if (domain !== undefined) client.servername = domain;
+        if (this.boolean(proxy, 'two_way_tls', base) === true && cert !== undefined && key !== undefined) {
+          client.cert = cert;
+          client.key = key;
+        }
+      } else {
+        client.plain = true;
+        this.warn([...base, 'ts'], 'the original client connected without TLS: converted as plain = true (set ts = true for TLS)');
+      }
+      const mappings: Out[] = [];
+      for (const { value, at } of this.tables(proxy, 'mappings', base)) {
+        const name = this.string(value, 'name', at, true);
+        const mode = this.string(value, 'mode', at, true);
+        const local = this.string(value, 'local_addr', at);
+        const domain = this.string(value, 'domain', at);
+        if (!absent(value.headers)) this.warn([...at, 'headers'], 'header rules of tunnel http mappings come with the reverse-proxy wiring (ignored)');
+        this.rest(value, at, ['name', 'mode', 'local_addr', 'domain', 'headers']);
+        if (name === undefined || mode === undefined) continue;
+        const mapping: Out = { name, kind: mode };
+        if (local !== undefined) mapping.local = local;
+        if (mode === 'tcp' || mode === 'proxy') {
+          const port = portOf(mode === 'tcp' ? tcpBind : proxyBind);
+          if (port === undefined) {
+            this.error(at, `the public port of this ${mode} mapping: the server's map_${mode}_bind (add remote_port to the converted [[tunnel.client.mappings]])`, 'none in this file');
+            continue;
+          }
+          mapping.remote_port = port;
+        } else if (mode === 'http' || mode === 'https') {
+          if (domain === undefined) {
+            this.error([...at, 'domain'], `a domain for an ${mode} mapping`, 'nothing');
+            continue;
+          }
+          mapping.domains = [domain];
+        } else {
+          this.wrong([...at, 'mode'], 'one of "http", "https", "tcp", "proxy"', mode);
+          continue;
+        }
+        this.from(['tunnel', 'client', 'mappings', mappings.length], at);
+        mappings.push(mapping);
+      }
+      if (mappings.length === 0) this.error([...base, 'mappings'], 'at least one mapping', 'none');
+      client.mappings = mappings;
+      tunnel.client = client;
+      this.from(['tunnel', 'client'], base);
+    }
+    return handled;
   }
 
   /** Keys every original http/server/location level may carry ("CommonConfig"). */
@@ -893,7 +1018,7 @@ function splitWords(text: string): string[] {
   return words;
 }
 
-const ORDER = ['workers', 'log', 'control', 'health', 'reverse', 'proxy', 'upstream', 'server', 'stream'];
+const ORDER = ['workers', 'log', 'control', 'health', 'reverse', 'proxy', 'upstream', 'server', 'stream', 'tunnel'];
 function reorder(out: Out): Out {
   const sorted: Out = {};
   for (const key of ORDER) if (out[key] !== undefined) sorted[key] = out[key];

@@ -6,7 +6,12 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { DEFAULT_CONNECT_PORTS, DEFAULT_DENY_DESTINATIONS, DEFAULT_PROCESS_MAX_CONNECTIONS, formatHostPort, isLoopback, parseAddress } from '@wmproxy/core-net';
+import { CORE_NET_DEFAULTS, DEFAULT_DENY_DESTINATIONS, formatHostPort, isLoopback, normaliseFingerprint, parseAddress } from '@wmproxy/core-net';
+import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
+import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
+import { STATIC_DEFAULTS } from '@wmproxy/static';
+import { DEFAULT_TUNNEL_LISTEN, MappingError, parseMapSpec, parsePortRanges, validateMapping, type Mapping } from '@wmproxy/tunnel';
+import { CONTROL_DEFAULTS } from './control-defaults.js';
 import type { CheckSpec, HealthCheckerOptions } from '@wmproxy/health';
 import { describeValue, type IssueList } from './errors.js';
 import type {
@@ -19,6 +24,8 @@ import type {
   RateLimitFile,
   StreamFile,
   UpstreamFile,
+  TunnelClientFile,
+  TunnelServerFile,
 } from './schema.js';
 import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
 import type {
@@ -32,12 +39,17 @@ import type {
   UpstreamConfig,
   UpstreamHealthConfig,
   WmproxyConfig,
+  TunnelClientConfig,
+  TunnelConfig,
+  TunnelMappingConfig,
+  TunnelPortRange,
+  TunnelServerConfig,
 } from './types.js';
 import { durationMs, parseDuration, parseSize } from './units.js';
 
 
-export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:8837';
-export const DEFAULT_PROXY_LISTEN = '127.0.0.1:8090';
+export const DEFAULT_CONTROL_LISTEN = CONTROL_DEFAULTS.listen;
+export const DEFAULT_PROXY_LISTEN = HTTP_PROXY_DEFAULTS.bind;
 
 const list = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
 
@@ -128,7 +140,7 @@ class Resolver {
     const log = file.log ?? {};
     const control = file.control ?? {};
     const controlListen = control.listen ?? DEFAULT_CONTROL_LISTEN;
-    const controlEnabled = control.enabled ?? true;
+    const controlEnabled = control.enabled ?? CONTROL_DEFAULTS.enabled;
     if (controlEnabled) {
       this.claim([controlListen], 'control', ['control', 'listen']);
       try {
@@ -164,8 +176,8 @@ class Resolver {
     }
     return {
       baseDir: this.baseDir,
-      workers: file.workers ?? 1,
-      maxConnections: file.max_connections ?? DEFAULT_PROCESS_MAX_CONNECTIONS,
+      workers: file.workers ?? CONTROL_DEFAULTS.workers,
+      maxConnections: file.max_connections ?? CORE_NET_DEFAULTS.processMaxConnections,
       log: {
         level: log.level ?? 'info',
         levels: log.levels ?? {},
@@ -174,7 +186,7 @@ class Resolver {
         accessLog: log.access_log === undefined || log.access_log === 'off' ? undefined : log.access_log === '-' ? '-' : this.path(log.access_log),
         accessFormat: log.access_format ?? 'combined',
       },
-      control: { enabled: controlEnabled, listen: controlListen, token: control.token, allowedHosts: (control.allowed_hosts ?? []).map((name) => name.toLowerCase()) },
+      control: { enabled: controlEnabled, listen: controlListen, token: control.token, allowedHosts: (control.allowed_hosts ?? CONTROL_DEFAULTS.allowedHosts).map((name) => name.toLowerCase()) },
       cluster: { redis: this.clusterRedis, instances: file.cluster?.instances ?? CLUSTER_DEFAULTS.instances, redisTimeoutMs: durationMs(file.cluster?.redis_timeout, CLUSTER_DEFAULTS.redisTimeoutMs) },
       health: this.health(),
       reverse,
@@ -182,7 +194,140 @@ class Resolver {
       upstreams,
       servers,
       streams,
+      tunnel: this.tunnel(),
     };
+  }
+
+  private tunnel(): TunnelConfig {
+    const file = this.file.tunnel ?? {};
+    const clients = file.client === undefined ? [] : Array.isArray(file.client) ? file.client : [file.client];
+    return {
+      server: file.server ? this.tunnelServer(file.server) : undefined,
+      clients: clients.map((client, index) => this.tunnelClient(client, Array.isArray(file.client) ? ['tunnel', 'client', index] : ['tunnel', 'client'], index)),
+    };
+  }
+
+  private portRanges(values: Array<number | string> | undefined, path: Array<string | number>): TunnelPortRange[] | undefined {
+    if (values === undefined) return undefined;
+    const out: TunnelPortRange[] = [];
+    values.forEach((value, index) => {
+      try {
+        out.push(...parsePortRanges(String(value)));
+      } catch (error) {
+        this.issues.add([...path, index], 'a port or a range such as 15000-15999', `${JSON.stringify(value)} (${(error as Error).message})`);
+      }
+    });
+    return out;
+  }
+
+  private tunnelServer(server: TunnelServerFile): TunnelServerConfig {
+    const path = ['tunnel', 'server'];
+    const listen = server.listen ?? DEFAULT_TUNNEL_LISTEN;
+    this.claim([listen], 'tunnel server', [...path, 'listen']);
+    if (!server.token && !(server.clients && server.clients.length > 0)) this.issues.add([...path, 'token'], 'a token, or per-client tokens in clients', 'nothing');
+    const plain = server.plain ?? false;
+    if (plain && (server.cert || server.client_ca)) this.issues.add([...path, 'plain'], 'plain = false when cert or client_ca is set', 'true');
+    if ((server.cert === undefined) !== (server.key === undefined)) this.issues.add([...path, server.cert === undefined ? 'cert' : 'key'], `cert and key together (${server.cert === undefined ? 'key' : 'cert'} is set)`, 'nothing');
+    let tls: TunnelServerConfig['tls'] = plain ? false : 'self-signed';
+    if (!plain && server.cert && server.key) {
+      tls = { cert: this.path(server.cert), key: this.path(server.key) };
+      this.fileExists(tls.cert, [...path, 'cert']);
+      this.fileExists(tls.key, [...path, 'key']);
+      if (server.client_ca) {
+        tls.clientCa = this.path(server.client_ca);
+        this.fileExists(tls.clientCa, [...path, 'client_ca']);
+      }
+    } else if (server.client_ca) this.issues.add([...path, 'client_ca'], 'cert and key as well (mutual TLS needs a server certificate from a file)', JSON.stringify(server.client_ca));
+    const names = new Set<string>();
+    const clients = (server.clients ?? []).map((client, index) => {
+      if (names.has(client.name)) this.issues.add([...path, 'clients', index, 'name'], 'a name used by no other client', JSON.stringify(client.name));
+      names.add(client.name);
+      const out: TunnelServerConfig['clients'][number] = { name: client.name, token: client.token };
+      const ranges = this.portRanges(client.allow_ports, [...path, 'clients', index, 'allow_ports']);
+      if (ranges) out.allowPorts = ranges;
+      if (client.allow_domains) out.allowDomains = client.allow_domains;
+      return out;
+    });
+    return {
+      listen,
+      token: server.token,
+      clients,
+      allowPorts: this.portRanges(server.allow_ports, [...path, 'allow_ports']),
+      allowDomains: server.allow_domains,
+      publicHost: server.public_host,
+      tls,
+      stateDir: this.path(server.state_dir ?? 'tunnel-state'),
+      heartbeatMs: durationMs(server.heartbeat, 10_000),
+      visitorWaitMs: durationMs(server.visitor_wait, 0),
+      drainMs: durationMs(server.drain, 10_000),
+      ...this.tunnelWeb(server, path),
+    };
+  }
+
+  private tunnelWeb(server: TunnelServerFile, path: string[]): Pick<TunnelServerConfig, 'httpListen' | 'httpsListen' | 'https' | 'httpPolicy' | 'httpHealth'> {
+    if (server.http_listen !== undefined) this.claim([server.http_listen], 'tunnel http', [...path, 'http_listen']);
+    if (server.https_listen !== undefined) this.claim([server.https_listen], 'tunnel https', [...path, 'https_listen']);
+    if ((server.https_cert === undefined) !== (server.https_key === undefined)) {
+      this.issues.add([...path, server.https_cert === undefined ? 'https_cert' : 'https_key'], 'https_cert and https_key together', 'only one');
+    }
+    let https: TunnelServerConfig['https'];
+    if (server.https_cert !== undefined && server.https_key !== undefined) {
+      if (server.https_listen === undefined) this.issues.add([...path, 'https_cert'], 'https_listen as well (where the certificate is served)', 'no https_listen');
+      https = { cert: this.path(server.https_cert), key: this.path(server.https_key) };
+      this.fileExists(https.cert, [...path, 'https_cert']);
+      this.fileExists(https.key, [...path, 'https_key']);
+    }
+    const health = server.http_health;
+    return {
+      httpListen: server.http_listen,
+      httpsListen: server.https_listen,
+      https,
+      httpPolicy: server.http_policy ?? 'round_robin',
+      httpHealth: health ? { path: health.path, intervalMs: durationMs(health.interval, 2_000), rise: health.rise ?? 2, fall: health.fall ?? 3 } : undefined,
+    };
+  }
+
+  private tunnelClient(client: TunnelClientFile, path: Array<string | number>, index: number): TunnelClientConfig {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(client.server)) this.issues.add([...path, 'server'], 'host:port of the tunnel server', JSON.stringify(client.server));
+    const plain = client.plain ?? false;
+    if (client.ca && client.fingerprint) this.issues.add([...path, 'fingerprint'], 'either ca or fingerprint, not both', JSON.stringify(client.fingerprint));
+    if ((client.cert === undefined) !== (client.key === undefined)) this.issues.add([...path, client.cert === undefined ? 'cert' : 'key'], `cert and key together (${client.cert === undefined ? 'key' : 'cert'} is set)`, 'nothing');
+    let tls: TunnelClientConfig['tls'] = false;
+    if (!plain) {
+      tls = {};
+      if (client.ca) {
+        tls.ca = this.path(client.ca);
+        this.fileExists(tls.ca, [...path, 'ca']);
+      }
+      if (client.fingerprint) {
+        try {
+          tls.fingerprint = normaliseFingerprint(client.fingerprint);
+        } catch (error) {
+          this.issues.add([...path, 'fingerprint'], 'a SHA-256 fingerprint: SHA256:<base64> or 64 hex digits', JSON.stringify(client.fingerprint));
+        }
+      }
+      if (client.servername) tls.servername = client.servername;
+      if (client.cert && client.key) {
+        tls.cert = this.path(client.cert);
+        tls.key = this.path(client.key);
+        this.fileExists(tls.cert, [...path, 'cert']);
+        this.fileExists(tls.key, [...path, 'key']);
+      }
+    } else if (client.ca || client.fingerprint || client.cert) this.issues.add([...path, 'plain'], 'plain = false when TLS settings are given', 'true');
+    const mappings: TunnelMappingConfig[] = [];
+    const names = new Set<string>();
+    client.mappings.forEach((entry, at) => {
+      const where = [...path, 'mappings', at];
+      try {
+        const mapping = typeof entry === 'string' ? parseMapSpec(entry) : validateMapping(mappingFromTable(entry));
+        if (names.has(mapping.name)) this.issues.add([...where, ...(typeof entry === 'string' ? [] : ['name'])], 'a mapping name used once per client', JSON.stringify(mapping.name));
+        names.add(mapping.name);
+        mappings.push(mapping);
+      } catch (error) {
+        this.issues.add(where, 'a valid mapping', (error as Error).message);
+      }
+    });
+    return { service: `tunnel-client-${index}`, server: client.server, token: client.token, name: client.name, tls, mappings };
   }
 
   private health(): HealthCheckerOptions {
@@ -425,16 +570,16 @@ class Resolver {
       this.fileExists(root, [...path, 'static', 'root'], true);
       staticConfig = {
         root,
-        index: spec.index ?? ['index.html'],
-        browse: spec.browse ?? false,
-        spa: spec.spa ?? false,
+        index: spec.index ?? [...STATIC_DEFAULTS.index],
+        browse: spec.browse ?? STATIC_DEFAULTS.browse,
+        spa: spec.spa ?? STATIC_DEFAULTS.spa,
         tryFiles: spec.try_files,
         notFound: spec.not_found,
-        precompressed: spec.precompressed ?? false,
+        precompressed: spec.precompressed ?? STATIC_DEFAULTS.precompressed,
         hide: spec.hide ?? [],
-        dotfiles: spec.dotfiles ?? false,
+        dotfiles: spec.dotfiles ?? STATIC_DEFAULTS.dotfiles === 'allow',
         cacheControl: spec.cache_control ?? {},
-        cors: spec.cors ?? false,
+        cors: spec.cors ?? STATIC_DEFAULTS.cors,
       };
     }
     const out: LocationConfig = {
@@ -493,8 +638,8 @@ class Resolver {
       listen,
       protocol,
       upstream: stream.upstream,
-      tries: stream.tries ?? 3,
-      idleTimeoutMs: durationMs(stream.idle_timeout, protocol === 'udp' ? 60_000 : 600_000),
+      tries: stream.tries ?? REVERSE_DEFAULTS.stream.tries,
+      idleTimeoutMs: durationMs(stream.idle_timeout, protocol === 'udp' ? REVERSE_DEFAULTS.stream.udpIdleTimeoutMs : REVERSE_DEFAULTS.stream.tcpIdleTimeoutMs),
       maxConnections: stream.max_connections ?? 0,
       maxConnectionsPerIp: stream.max_connections_per_ip ?? 0,
     };
@@ -522,29 +667,45 @@ class Resolver {
     return {
       name,
       listen,
-      protocols: proxy.protocols ?? ['http', 'https', 'socks5'],
+      protocols: proxy.protocols ?? [...HTTP_PROXY_DEFAULTS.protocols],
       users,
-      realm: proxy.realm ?? 'wmproxy',
+      realm: proxy.realm ?? HTTP_PROXY_DEFAULTS.realm,
       allow: proxy.allow ?? [],
       deny: proxy.deny ?? [],
       // Reachable from other hosts: keep its clients off this host and its link
       // (the control API, local databases, cloud metadata) and CONNECT on HTTPS
       // ports unless told otherwise (Squid's to_localhost and SSL_ports).
       denyDestinations: proxy.deny_destinations ?? (exposed.includes(true) ? [...DEFAULT_DENY_DESTINATIONS] : []),
-      connectPorts: proxy.connect_ports ?? (exposed.includes(true) ? [...DEFAULT_CONNECT_PORTS] : undefined),
+      connectPorts: proxy.connect_ports ?? (exposed.includes(true) ? [...CORE_NET_DEFAULTS.connectPorts] : undefined),
       parent: proxy.parent,
-      udp: proxy.udp ?? true,
+      udp: proxy.udp ?? SOCKS5_DEFAULTS.udp,
       udpBind: proxy.udp_bind,
-      connectTimeoutMs: durationMs(proxy.connect_timeout, 10_000),
-      headerTimeoutMs: durationMs(proxy.header_timeout, 30_000),
-      keepAliveTimeoutMs: durationMs(proxy.keepalive_timeout, 60_000),
-      idleTimeoutMs: durationMs(proxy.idle_timeout, 300_000),
-      maxHeadSize: proxy.max_header_size === undefined ? 65_536 : parseSize(proxy.max_header_size),
-      via: proxy.via ?? '1.1 wmproxy',
+      connectTimeoutMs: durationMs(proxy.connect_timeout, HTTP_PROXY_DEFAULTS.connectTimeoutMs),
+      headerTimeoutMs: durationMs(proxy.header_timeout, HTTP_PROXY_DEFAULTS.headerTimeoutMs),
+      keepAliveTimeoutMs: durationMs(proxy.keepalive_timeout, HTTP_PROXY_DEFAULTS.keepAliveTimeoutMs),
+      idleTimeoutMs: durationMs(proxy.idle_timeout, HTTP_PROXY_DEFAULTS.idleTimeoutMs),
+      maxHeadSize: proxy.max_header_size === undefined ? HTTP_PROXY_DEFAULTS.maxHeadSize : parseSize(proxy.max_header_size),
+      via: proxy.via ?? HTTP_PROXY_DEFAULTS.via,
       maxConnections: proxy.max_connections ?? 0,
       maxConnectionsPerIp: proxy.max_connections_per_ip ?? 0,
     };
   }
+}
+
+/** A `[[tunnel.client.mappings]]` table as a tunnel Mapping. */
+function mappingFromTable(entry: Exclude<TunnelClientFile['mappings'][number], string>): Mapping {
+  const mapping: Mapping = { name: entry.name, kind: entry.kind };
+  if (entry.local !== undefined) {
+    const colon = entry.local.lastIndexOf(':');
+    if (colon <= 0) throw new MappingError(`${entry.name}: local must be host:port`);
+    mapping.localHost = entry.local.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    mapping.localPort = Number(entry.local.slice(colon + 1));
+  }
+  if (entry.remote_port !== undefined) mapping.remotePort = entry.remote_port;
+  if (entry.domains !== undefined) mapping.domains = entry.domains.map((domain) => domain.toLowerCase());
+  if (entry.path !== undefined) mapping.path = entry.path;
+  if (entry.proxy_protocol !== undefined) mapping.proxyProtocol = entry.proxy_protocol === 'v1' ? 1 : 2;
+  return mapping;
 }
 
 /** Defaults and cross-checks of a schema-valid file. Issues go to `issues`; the result is only meaningful when none was added. */

@@ -10,7 +10,12 @@
  * look like, for error messages ("expected a duration such as 500ms, 10s or 2m").
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE } from '@wmproxy/health';
+import { CORE_NET_DEFAULTS } from '@wmproxy/core-net';
+import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE, HEALTH_DEFAULTS } from '@wmproxy/health';
+import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
+import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
+import { STATIC_DEFAULTS } from '@wmproxy/static';
+import { CONTROL_DEFAULTS } from './control-defaults.js';
 import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS } from '@wmproxy/reverse';
 import { durationText, sizeText } from './units.js';
 
@@ -42,8 +47,13 @@ export const Size = (description: string, defaultValue?: string) =>
   });
 
 /** One address: checked by core-net's parser (registered as the `wmproxy-address` format). */
-export const AddressString = (description: string) =>
-  Type.String({ format: 'wmproxy-address', description, 'x-expected': 'an address such as 127.0.0.1:8080, [::1]:8080 or :8080' });
+export const AddressString = (description: string, defaultValue?: string) =>
+  Type.String({
+    format: 'wmproxy-address',
+    description,
+    ...(defaultValue !== undefined ? { default: defaultValue } : {}),
+    'x-expected': 'an address such as 127.0.0.1:8080, [::1]:8080 or :8080',
+  });
 
 /** One address or a list of them. */
 export const Listen = (description: string, defaultValue?: string) =>
@@ -103,8 +113,8 @@ export const LogSchema = Type.Object(
 // ---------------------------------------------------------------- control API
 export const ControlSchema = Type.Object(
   {
-    enabled: Type.Optional(Type.Boolean({ description: 'Serve the control API and dashboard.', default: true })),
-    listen: Type.Optional(AddressString('Address of the control API and dashboard (the original wmproxy\'s control port).')),
+    enabled: Type.Optional(Type.Boolean({ description: 'Serve the control API and dashboard.', default: CONTROL_DEFAULTS.enabled })),
+    listen: Type.Optional(AddressString('Address of the control API and dashboard (the original wmproxy\'s control port).', CONTROL_DEFAULTS.listen)),
     token: Type.Optional(
       Type.String({
         minLength: 8,
@@ -139,13 +149,13 @@ export const ForwardProxySchema = Type.Object(
         uniqueItems: true,
         minItems: 1,
         description: 'Protocols served on the port: `http` (absolute-form requests), `https` (CONNECT tunnels), `socks5` (the original\'s `flag` 1, 2, 4).',
-        default: ['http', 'https', 'socks5'],
+        default: [...HTTP_PROXY_DEFAULTS.protocols],
       }),
     ),
     users: Type.Optional(
       Type.Record(Type.String({ minLength: 1 }), Type.String(), { description: 'Users and passwords (Basic `Proxy-Authorization` for HTTP, RFC 1929 for SOCKS5). Empty: no authentication.' }),
     ),
-    realm: Type.Optional(Type.String({ description: 'Realm sent in `Proxy-Authenticate`.', default: 'wmproxy' })),
+    realm: Type.Optional(Type.String({ description: 'Realm sent in `Proxy-Authenticate`.', default: HTTP_PROXY_DEFAULTS.realm })),
     allow: Type.Optional(Cidrs('Clients allowed to use the proxy (CIDR). Empty: everyone not denied.')),
     deny: Type.Optional(Cidrs('Clients refused (CIDR); wins over `allow`.')),
     deny_destinations: Type.Optional(Cidrs('Destinations refused (checked on every resolved IP; IPv6 spellings of an IPv4 address and 0.0.0.0 / :: count as what they reach). Default when a `listen` address is not loopback: this host and its link, where the control API listens — `0.0.0.0/8`, `127.0.0.0/8`, `::/128`, `::1/128`, link-local `169.254.0.0/16` and `fe80::/10` (cloud metadata), multicast `224.0.0.0/4` and `ff00::/8`, `255.255.255.255/32`, and the metadata services `fd00:ec2::254/128` and `100.100.100.200/32`; none otherwise. An explicit list replaces the default; `[]` allows everything.')),
@@ -157,14 +167,14 @@ export const ForwardProxySchema = Type.Object(
         'x-expected': 'a proxy URL such as http://127.0.0.1:3128 or socks5://127.0.0.1:1080',
       }),
     ),
-    udp: Type.Optional(Type.Boolean({ description: 'Serve SOCKS5 UDP ASSOCIATE.', default: true })),
+    udp: Type.Optional(Type.Boolean({ description: 'Serve SOCKS5 UDP ASSOCIATE.', default: SOCKS5_DEFAULTS.udp })),
     udp_bind: Type.Optional(Type.String({ format: 'wmproxy-ip', description: 'IP the SOCKS5 UDP relay sockets bind to (default: the address the client connected to).', 'x-expected': 'an IP address' })),
-    connect_timeout: Type.Optional(Duration('Give up connecting to a target after this long (HTTP 504, SOCKS5 reply 0x06).', '10s')),
-    header_timeout: Type.Optional(Duration('A client must send its request head (or SOCKS5 handshake) within this time.', '30s')),
-    keepalive_timeout: Type.Optional(Duration('Close an idle keep-alive client connection after this long.', '60s')),
-    idle_timeout: Type.Optional(Duration('Close a tunnel or relay without traffic for this long (`0s`: never).', '5m')),
-    max_header_size: Type.Optional(Size('Largest request head (HTTP 431 above it).', '64k')),
-    via: Type.Optional(Type.Union([Type.String(), Type.Literal(false)], { description: 'Value of the `Via` header added, or false for none.', default: '1.1 wmproxy' })),
+    connect_timeout: Type.Optional(Duration('Give up connecting to a target after this long (HTTP 504, SOCKS5 reply 0x06).', durationText(HTTP_PROXY_DEFAULTS.connectTimeoutMs))),
+    header_timeout: Type.Optional(Duration('A client must send its request head (or SOCKS5 handshake) within this time.', durationText(HTTP_PROXY_DEFAULTS.headerTimeoutMs))),
+    keepalive_timeout: Type.Optional(Duration('Close an idle keep-alive client connection after this long.', durationText(HTTP_PROXY_DEFAULTS.keepAliveTimeoutMs))),
+    idle_timeout: Type.Optional(Duration('Close a tunnel or relay without traffic for this long (`0s`: never).', durationText(HTTP_PROXY_DEFAULTS.idleTimeoutMs))),
+    max_header_size: Type.Optional(Size('Largest request head (HTTP 431 above it).', sizeText(HTTP_PROXY_DEFAULTS.maxHeadSize))),
+    via: Type.Optional(Type.Union([Type.String(), Type.Literal(false)], { description: 'Value of the `Via` header added, or false for none.', default: HTTP_PROXY_DEFAULTS.via })),
     insecure_open: Type.Optional(
       Type.Boolean({ description: 'Allow a non-loopback listen address without users or an allow list (an open proxy).', default: false }),
     ),
@@ -222,8 +232,8 @@ export const HealthSchema = Type.Object(
   {
     ...ActiveTiming,
     panic_threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Below this percentage of available servers a group panics (0 disables).', default: DEFAULT_PANIC_THRESHOLD })),
-    fail_mode: Type.Optional(Enum(['open', 'closed'] as const, { description: 'In panic, `open` sends traffic to every server, `closed` only to available ones.', default: 'open' })),
-    slow_start: Type.Optional(Duration('A recovered server\'s weight ramps up over this window (`0s`: off).', '0s')),
+    fail_mode: Type.Optional(Enum(['open', 'closed'] as const, { description: 'In panic, `open` sends traffic to every server, `closed` only to available ones.', default: HEALTH_DEFAULTS.failMode })),
+    slow_start: Type.Optional(Duration('A recovered server\'s weight ramps up over this window (`0s`: off).', durationText(HEALTH_DEFAULTS.slowStartMs))),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Most probes in flight at once.', default: DEFAULT_CONCURRENCY })),
     passive: Type.Optional(PassiveSchema),
   },
@@ -293,16 +303,16 @@ export const HeaderRulesSchema = Type.Array(
 export const StaticSchema = Type.Object(
   {
     root: Type.String({ minLength: 1, description: 'Directory to serve (relative paths are relative to the configuration file).' }),
-    index: Type.Optional(Type.Array(Type.String(), { description: 'Index files of a directory.', default: ['index.html'] })),
-    browse: Type.Optional(Type.Boolean({ description: 'List directories without an index file.', default: false })),
-    spa: Type.Optional(Type.Boolean({ description: 'Answer unknown paths with the root index file (single-page apps).', default: false })),
+    index: Type.Optional(Type.Array(Type.String(), { description: 'Index files of a directory.', default: [...STATIC_DEFAULTS.index] })),
+    browse: Type.Optional(Type.Boolean({ description: 'List directories without an index file.', default: STATIC_DEFAULTS.browse })),
+    spa: Type.Optional(Type.Boolean({ description: 'Answer unknown paths with the root index file (single-page apps).', default: STATIC_DEFAULTS.spa })),
     try_files: Type.Optional(Type.Array(Type.String(), { description: 'Candidates tried in order (`{path}`, `{path}.html`, `/fallback.html`, `=404`).' })),
     not_found: Type.Optional(Type.String({ description: 'File sent with 404 for a missing path.' })),
-    precompressed: Type.Optional(Type.Boolean({ description: 'Serve `.br`, `.zst`, `.gz` siblings by Accept-Encoding.', default: false })),
+    precompressed: Type.Optional(Type.Boolean({ description: 'Serve `.br`, `.zst`, `.gz` siblings by Accept-Encoding.', default: STATIC_DEFAULTS.precompressed })),
     hide: Type.Optional(Type.Array(Type.String(), { description: 'Globs of paths never served.' })),
-    dotfiles: Type.Optional(Type.Boolean({ description: 'Serve dot-files (`.well-known` is always served).', default: false })),
+    dotfiles: Type.Optional(Type.Boolean({ description: 'Serve dot-files (`.well-known` is always served).', default: STATIC_DEFAULTS.dotfiles === 'allow' })),
     cache_control: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Cache-Control by glob, e.g. `{ "*.js" = "public, max-age=31536000, immutable" }`.' })),
-    cors: Type.Optional(Type.Boolean({ description: 'Add `Access-Control-Allow-Origin: *`.', default: false })),
+    cors: Type.Optional(Type.Boolean({ description: 'Add `Access-Control-Allow-Origin: *`.', default: STATIC_DEFAULTS.cors })),
   },
   { ...Strict, description: 'Serve files from a directory (`@wmproxy/static`).' },
 );
@@ -321,13 +331,13 @@ export const RateLimitSchema = Type.Object(
     rate: Type.Optional(
       Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?r/[smh]$', description: 'Sustained rate per key: `100r/s`, `6000r/m` or `10r/h` (nginx `limit_req_zone ... rate=`).', 'x-expected': 'a rate such as 100r/s or 6000r/m' }),
     ),
-    burst: Type.Optional(Type.Integer({ minimum: 0, description: 'Requests allowed above the rate in a burst, answered without delay (nginx `burst=` with `nodelay`).', default: 0 })),
+    burst: Type.Optional(Type.Integer({ minimum: 0, description: 'Requests allowed above the rate in a burst, answered without delay (nginx `burst=` with `nodelay`).', default: R.rateLimit.burst })),
     key: Type.Optional(
       Type.String({ pattern: '^(ip|host|uri|header:.+)$', description: 'What identifies a client: `ip`, `host`, `uri` or `header:NAME` (a request without the key is not limited).', default: 'ip', 'x-expected': 'ip, host, uri or header:NAME' }),
     ),
-    status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'Status of a refused request (with `Retry-After`); 429 is the other usual choice.', default: 503 })),
-    max_keys: Type.Optional(Type.Integer({ minimum: 1, description: 'Most clients remembered at once; the least recently seen is forgotten first.', default: 100000 })),
-    max_in_flight: Type.Optional(Type.Integer({ minimum: 0, description: 'Most requests in flight at once through this limit, all clients together (0: no limit).', default: 0 })),
+    status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'Status of a refused request (with `Retry-After`); 429 is the other usual choice.', default: R.rateLimit.status })),
+    max_keys: Type.Optional(Type.Integer({ minimum: 1, description: 'Most clients remembered at once; the least recently seen is forgotten first.', default: R.rateLimit.maxKeys })),
+    max_in_flight: Type.Optional(Type.Integer({ minimum: 0, description: 'Most requests in flight at once through this limit, all clients together (0: no limit).', default: R.rateLimit.maxInFlight })),
     scope: Type.Optional(
       Enum(['local', 'cluster'] as const, { description: '`local`: each instance counts alone. `cluster`: the rate holds across every instance sharing `[cluster] redis` (a sliding window per key in Redis; the hot path never waits on it).', default: 'local' }),
     ),
@@ -450,11 +460,105 @@ export const StreamSchema = Type.Object(
     listen: Listen('Addresses to listen on.'),
     protocol: Type.Optional(Enum(['tcp', 'udp'] as const, { description: 'TCP connections or UDP datagrams.', default: 'tcp' })),
     upstream: Type.String({ minLength: 1, description: 'Upstream group to balance over.' }),
-    tries: Type.Optional(Type.Integer({ minimum: 1, description: 'TCP: most servers tried when connects fail.', default: 3 })),
-    idle_timeout: Type.Optional(Duration('TCP: close after this long without traffic (default 10m); UDP: forget a client after this long (default 60s).')),
+    tries: Type.Optional(Type.Integer({ minimum: 1, description: 'TCP: most servers tried when connects fail.', default: R.stream.tries })),
+    idle_timeout: Type.Optional(Duration(`TCP: close after this long without traffic (default ${durationText(R.stream.tcpIdleTimeoutMs)}); UDP: forget a client after this long (default ${durationText(R.stream.udpIdleTimeoutMs)}).`)),
     ...ListenerLimits,
   },
   { ...Strict, description: 'A TCP or UDP stream listener (nginx `stream {}`).' },
+);
+
+// ---------------------------------------------------------------- tunnel
+const PortRangeText = Type.Union([Port, Type.String({ pattern: '^\\s*\\d{1,5}(\\s*-\\s*\\d{1,5})?(\\s*,\\s*\\d{1,5}(\\s*-\\s*\\d{1,5})?)*\\s*$' })], {
+  'x-expected': 'a port or a range such as 15000-15999',
+});
+
+export const TunnelCredentialSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'Name of the client in logs, /status and metrics.' }),
+    token: Type.String({ minLength: 8, description: 'Its secret (challenge/response: never sent in clear).' }),
+    allow_ports: Type.Optional(Type.Array(PortRangeText, { description: 'Public ports it may ask for (default: the server-wide `allow_ports`).' })),
+    allow_domains: Type.Optional(Type.Array(Type.String(), { description: 'Domains it may serve over http/https, `*.example.com` allowed (default: the server-wide `allow_domains`).' })),
+  },
+  { ...Strict, description: 'One client credential (frp per-user tokens; rathole per-service tokens).' },
+);
+
+export const TunnelServerSchema = Type.Object(
+  {
+    listen: Type.Optional(AddressString('Where tunnel clients connect (default 127.0.0.1:7000).')),
+    token: Type.Optional(Type.String({ minLength: 8, description: 'Shared secret of every client (or give per-client `clients`).' })),
+    clients: Type.Optional(Type.Array(TunnelCredentialSchema, { description: 'Per-client tokens with their own allowed ports and domains.' })),
+    allow_ports: Type.Optional(Type.Array(PortRangeText, { description: 'Public ports any client may ask for (default: any; frp `allowPorts`).' })),
+    allow_domains: Type.Optional(Type.Array(Type.String(), { description: 'Domains any client may serve over http/https (default: any).' })),
+    public_host: Type.Optional(Type.String({ description: 'IP address public tcp/udp/proxy mapping ports bind on (default: the host of `listen`).' })),
+    cert: Type.Optional(Type.String({ description: 'TLS certificate (PEM) clients see; default: a self-signed one kept in `state_dir`.' })),
+    key: Type.Optional(Type.String({ description: 'Private key (PEM) of `cert`.' })),
+    client_ca: Type.Optional(Type.String({ description: 'Require client certificates signed by this CA (PEM): mutual TLS (the original `two_way_tls`).' })),
+    state_dir: Type.Optional(Type.String({ description: 'Directory of the self-signed certificate (relative to the file).', default: 'tunnel-state' })),
+    plain: Type.Optional(Type.Boolean({ description: 'No TLS (only behind another TLS layer or on loopback).', default: false })),
+    heartbeat: Type.Optional(Duration('Ping interval both ways; a peer silent for two is dropped.', '10s')),
+    visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
+    drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
+    http_listen: Type.Optional(AddressString('Serve http mappings here, by Host and path, through the reverse proxy engine: the clients of one mapping form a balanced, health-checked upstream group.')),
+    https_listen: Type.Optional(AddressString('Serve https mappings here by SNI passthrough (and http mappings over TLS with `https_cert`).')),
+    https_cert: Type.Optional(Type.String({ description: 'Certificate (PEM) of http mappings served on `https_listen` (TLS terminated here).' })),
+    https_key: Type.Optional(Type.String({ description: 'Private key (PEM) of `https_cert`.' })),
+    http_policy: Type.Optional(Enum(['round_robin', 'least_conn', 'random_two', 'ip_hash', 'hash', 'first'] as const, { description: 'Balancing among the clients of one http mapping.', default: 'round_robin' })),
+    http_health: Type.Optional(
+      Type.Object(
+        {
+          path: Type.String({ description: 'GET this path of each client\'s local service, through its tunnel.' }),
+          interval: Type.Optional(Duration('Time between checks.', '2s')),
+          rise: Type.Optional(Type.Integer({ minimum: 1, description: 'Passing checks that bring a client back.', default: 2 })),
+          fall: Type.Optional(Type.Integer({ minimum: 1, description: 'Failing checks that take a client out.', default: 3 })),
+        },
+        { ...Strict, description: 'Active health checks of http mappings (default: passive checks only).' },
+      ),
+    ),
+  },
+  { ...Strict, description: 'The public side of the intranet tunnel (`wmproxy tunnel server`; frps; the original `center_addr`).' },
+);
+
+export const TunnelMappingSchema = Type.Union(
+  [
+    Type.String({ description: 'A map spec: `db=tcp:127.0.0.1:5432:15432`, `dns=udp:127.0.0.1:53:15353`, `out=proxy::18090`, `web=http:127.0.0.1:8080@app.example.com`.' }),
+    Type.Object(
+      {
+        name: Type.String({ minLength: 1, description: 'Name (several clients serving one name form a group).' }),
+        kind: Enum(['tcp', 'udp', 'http', 'https', 'proxy'] as const, { description: 'What is exposed.' }),
+        local: Type.Optional(Type.String({ description: 'Local service `host:port` (not for proxy).' })),
+        remote_port: Type.Optional(Port),
+        domains: Type.Optional(Type.Array(Type.String(), { description: 'http/https: names or `*.example.com`.' })),
+        path: Type.Optional(Type.String({ description: 'http/https: path prefix.' })),
+        proxy_protocol: Type.Optional(Enum(['v1', 'v2'] as const, { description: 'Send a PROXY protocol header to the local service.' })),
+      },
+      Strict,
+    ),
+  ],
+  { 'x-expected': 'a map spec string or a mapping table' },
+);
+
+export const TunnelClientSchema = Type.Object(
+  {
+    server: Type.String({ minLength: 3, description: 'Tunnel server `host:port`.' }),
+    token: Type.String({ minLength: 8, description: 'Secret shared with the server.' }),
+    name: Type.Optional(Type.String({ description: 'Name shown in the server logs.' })),
+    ca: Type.Optional(Type.String({ description: 'CA certificate (PEM) to verify the server against.' })),
+    fingerprint: Type.Optional(Type.String({ description: 'Pin the server certificate by SHA-256 fingerprint (`SHA256:<base64>` or hex).' })),
+    servername: Type.Optional(Type.String({ description: 'Name verified in the server certificate (default the server host).' })),
+    cert: Type.Optional(Type.String({ description: 'Client certificate (PEM) for mutual TLS.' })),
+    key: Type.Optional(Type.String({ description: 'Private key (PEM) of `cert`.' })),
+    plain: Type.Optional(Type.Boolean({ description: 'No TLS (only for a server with `plain = true`).', default: false })),
+    mappings: Type.Array(TunnelMappingSchema, { minItems: 1, description: 'What this client exposes.' }),
+  },
+  { ...Strict, description: 'The private side of the intranet tunnel (`wmproxy tunnel client`; frpc; the original `[proxy] server`).' },
+);
+
+export const TunnelSchema = Type.Object(
+  {
+    server: Type.Optional(TunnelServerSchema),
+    client: Type.Optional(Type.Union([TunnelClientSchema, Type.Array(TunnelClientSchema)], { 'x-expected': 'a client table or a list of them' })),
+  },
+  { ...Strict, description: 'Intranet tunnelling (内网穿透): a server on a public host, clients behind NAT.' },
 );
 
 // ---------------------------------------------------------------- the file
@@ -473,7 +577,7 @@ export const ConfigSchema = Type.Object(
     workers: Type.Optional(
       Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
         description: 'Processes sharing the listeners (nginx worker_processes). `auto`: one per core.',
-        default: 1,
+        default: CONTROL_DEFAULTS.workers,
         'x-expected': '"auto" or a number of processes',
       }),
     ),
@@ -481,7 +585,7 @@ export const ConfigSchema = Type.Object(
       Type.Integer({
         minimum: 0,
         description: 'Most client connections each process keeps open at once over every listener (HAProxy global `maxconn`, nginx `worker_connections`); more are refused at once. The default keeps two descriptors per connection (client and upstream) under a 20 000 file-descriptor limit with room to spare. `0`: no limit.',
-        default: 9000,
+        default: CORE_NET_DEFAULTS.processMaxConnections,
       }),
     ),
     log: Type.Optional(LogSchema),
@@ -493,6 +597,7 @@ export const ConfigSchema = Type.Object(
     upstream: Type.Optional(Type.Array(UpstreamSchema, { description: 'Upstream groups (`[[upstream]]`).' })),
     server: Type.Optional(Type.Array(HttpServerSchema, { description: 'Reverse-proxy servers (`[[server]]`).' })),
     stream: Type.Optional(Type.Array(StreamSchema, { description: 'TCP/UDP streams (`[[stream]]`).' })),
+    tunnel: Type.Optional(TunnelSchema),
   },
   {
     ...Strict,
@@ -510,6 +615,9 @@ export type HttpServerFile = Static<typeof HttpServerSchema>;
 export type LocationFile = Static<typeof LocationSchema>;
 export type RateLimitFile = Static<typeof RateLimitSchema>;
 export type StreamFile = Static<typeof StreamSchema>;
+export type TunnelFile = Static<typeof TunnelSchema>;
+export type TunnelClientFile = Static<typeof TunnelClientSchema>;
+export type TunnelServerFile = Static<typeof TunnelServerSchema>;
 export type HealthCheckFile = Static<typeof HealthCheckSchema>;
 export type HeaderRulesFile = Static<typeof HeaderRulesSchema>;
 export type StaticFile = Static<typeof StaticSchema>;

@@ -5,6 +5,7 @@
  * options of the packages that run each part (`@wmproxy/http-proxy`,
  * `@wmproxy/socks5`, `@wmproxy/reverse`, `@wmproxy/health`, `@wmproxy/static`).
  */
+import type { Mapping, PortRange } from '@wmproxy/tunnel';
 import type { LogLevel } from '@wmproxy/core-net';
 import type { CheckSpec, HealthCheckerOptions, HealthState } from '@wmproxy/health';
 import type { DnsOptions, HeaderRule, LocationSpec, RateLimitSpec, ReplayOptions, RetryOptions, TimeoutOptions } from '@wmproxy/reverse';
@@ -161,6 +162,49 @@ export interface StreamConfig {
   maxConnectionsPerIp: number;
 }
 
+/** A port range of a tunnel allow list. */
+export type TunnelPortRange = PortRange;
+
+export interface TunnelServerConfig {
+  listen: string;
+  token: string | undefined;
+  clients: Array<{ name: string; token: string; allowPorts?: TunnelPortRange[]; allowDomains?: string[] }>;
+  allowPorts: TunnelPortRange[] | undefined;
+  allowDomains: string[] | undefined;
+  publicHost: string | undefined;
+  /** false: plain TCP; 'self-signed': made and kept in `stateDir`; else PEM file paths. */
+  tls: false | 'self-signed' | { cert: string; key: string; clientCa?: string };
+  stateDir: string;
+  heartbeatMs: number;
+  visitorWaitMs: number;
+  drainMs: number;
+  /** Web front of http/https mappings (see @wmproxy/tunnel's TunnelWeb). */
+  httpListen: string | undefined;
+  httpsListen: string | undefined;
+  https: { cert: string; key: string } | undefined;
+  httpPolicy: 'round_robin' | 'least_conn' | 'random_two' | 'ip_hash' | 'hash' | 'first';
+  httpHealth: { path: string; intervalMs: number; rise: number; fall: number } | undefined;
+}
+
+/** One tunnel mapping: @wmproxy/tunnel's `Mapping`. */
+export type TunnelMappingConfig = Mapping;
+
+export interface TunnelClientConfig {
+  /** Service name (`tunnel-client-N`). */
+  service: string;
+  server: string;
+  token: string;
+  name: string | undefined;
+  /** false: plain TCP; else what to verify the server against (PEM paths, a fingerprint, or the system CAs). */
+  tls: false | { ca?: string; fingerprint?: string; servername?: string; cert?: string; key?: string };
+  mappings: TunnelMappingConfig[];
+}
+
+export interface TunnelConfig {
+  server: TunnelServerConfig | undefined;
+  clients: TunnelClientConfig[];
+}
+
 /** What several instances share (`[cluster]`). */
 export interface ClusterConfig {
   /** Redis URL of `scope = "cluster"` rate limits (undefined: none). */
@@ -187,6 +231,8 @@ export interface WmproxyConfig {
   upstreams: UpstreamConfig[];
   servers: HttpServerConfig[];
   streams: StreamConfig[];
+  /** The intranet tunnel's server and clients. */
+  tunnel: TunnelConfig;
   /** Warnings (e.g. keys of the original format without an equivalent). */
   warnings: string[];
   /** The file as written (after conversion from the original format), for `GET /config` through `redactConfig`. */

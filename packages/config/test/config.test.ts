@@ -179,7 +179,7 @@ test('every example in examples/ loads', async () => {
   assert.ok(files.length >= 6, `found ${files.length} examples`);
   for (const name of files) {
     const config = await loadConfig(join(root, 'examples', name));
-    const services = config.proxies.length + config.servers.length + config.streams.length;
+    const services = config.proxies.length + config.servers.length + config.streams.length + (config.tunnel.server ? 1 : 0) + config.tunnel.clients.length;
     assert.ok(services > 0, `${name} defines no service`);
   }
 });
@@ -426,4 +426,93 @@ test('service names are unique across proxies, servers and streams', () => {
     ),
   );
   assert.deepEqual(error.issues.map((issue) => [issue.path, issue.expected]), [['stream[0].name', 'a name no other service has (proxy[0] is "edge")']]);
+});
+
+test('tunnel sections: defaults, map specs and tables, and errors with key paths', () => {
+  const config = parseConfig(
+    [
+      '[tunnel.server]',
+      'token = "0123456789abcdef"',
+      'allow_ports = ["15000-15999", 18090]',
+      '[[tunnel.client]]',
+      'server = "tunnel.example.com:7000"',
+      'token = "0123456789abcdef"',
+      'fingerprint = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"',
+      'mappings = ["db=tcp:127.0.0.1:5432:15432,proxy-protocol=v1", { name = "out", kind = "proxy", remote_port = 18090 }]',
+    ].join('\n'),
+    'toml',
+    '/etc/wmproxy/tunnel.toml',
+  );
+  const server = config.tunnel.server!;
+  assert.equal(server.listen, '127.0.0.1:7000');
+  assert.equal(server.tls, 'self-signed');
+  assert.equal(server.stateDir, '/etc/wmproxy/tunnel-state');
+  assert.equal(server.heartbeatMs, 10_000);
+  assert.deepEqual(server.allowPorts, [{ from: 15000, to: 15999 }, { from: 18090, to: 18090 }]);
+  const [client] = config.tunnel.clients;
+  assert.equal(client!.service, 'tunnel-client-0');
+  assert.deepEqual(client!.tls, { fingerprint: 'SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU' });
+  assert.deepEqual(client!.mappings, [
+    { name: 'db', kind: 'tcp', localHost: '127.0.0.1', localPort: 5432, remotePort: 15432, proxyProtocol: 1 },
+    { name: 'out', kind: 'proxy', remotePort: 18090 },
+  ]);
+  assert.throws(
+    () =>
+      parseConfig(
+        [
+          '[tunnel.server]',
+          'allow_ports = ["9-1"]',
+          '[[tunnel.client]]',
+          'server = "nohost"',
+          'token = "0123456789abcdef"',
+          'fingerprint = "nope"',
+          'mappings = ["db=tcp:127.0.0.1:5432", "db=tcp:127.0.0.1:5432:1", "db=tcp:127.0.0.1:5432:2"]',
+        ].join('\n'),
+        'toml',
+        'bad.toml',
+      ),
+    (error: ConfigError) => {
+      const paths = error.issues.map((issue) => issue.path);
+      assert.ok(paths.includes('tunnel.server.token'), paths.join(' '));
+      assert.ok(paths.includes('tunnel.server.allow_ports[0]'), paths.join(' '));
+      assert.ok(paths.includes('tunnel.client[0].server'), paths.join(' '));
+      assert.ok(paths.includes('tunnel.client[0].fingerprint'), paths.join(' '));
+      assert.ok(paths.includes('tunnel.client[0].mappings[0]'), paths.join(' '));
+      assert.ok(paths.includes('tunnel.client[0].mappings[2]'), paths.join(' '));
+      return true;
+    },
+  );
+});
+
+test("the original's center tunnel keys become [tunnel.server] and [[tunnel.client]] with matching tokens", () => {
+  const client = convertOriginal({
+    proxy: {
+      server: 'tunnel.example.com:8091',
+      username: 'wm',
+      password: 'secret-pass',
+      ts: true,
+      domain: 'tunnel.example.com',
+      map_tcp_bind: '0.0.0.0:8089',
+      mappings: [
+        { name: 'web', mode: 'http', local_addr: '127.0.0.1:8080', domain: 'web.example.com' },
+        { name: 'ssh', mode: 'tcp', local_addr: '127.0.0.1:22' },
+      ],
+    },
+  });
+  const server = convertOriginal({ proxy: { center_addr: '0.0.0.0:8091', username: 'wm', password: 'secret-pass', tc: true, map_tcp_bind: '0.0.0.0:8089' } });
+  const tunnelClient = (client.config as { tunnel: { client: Record<string, unknown> } }).tunnel.client;
+  const tunnelServer = (server.config as { tunnel: { server: Record<string, unknown> } }).tunnel.server;
+  assert.equal(tunnelClient.token, tunnelServer.token);
+  assert.equal(tunnelClient.servername, 'tunnel.example.com');
+  assert.deepEqual(tunnelClient.mappings, [
+    { name: 'web', kind: 'http', local: '127.0.0.1:8080', domains: ['web.example.com'] },
+    { name: 'ssh', kind: 'tcp', local: '127.0.0.1:22', remote_port: 8089 },
+  ]);
+  assert.deepEqual(tunnelServer, { listen: '0.0.0.0:8091', token: 'wm:secret-pass', allow_ports: [8089], public_host: '0.0.0.0' });
+  // Without TLS in the original: converted faithfully, with a warning.
+  const plain = convertOriginal({ proxy: { center_addr: '127.0.0.1:8091', username: 'wm', password: 'secret-pass' } });
+  assert.equal((plain.config as { tunnel: { server: { plain?: boolean } } }).tunnel.server.plain, true);
+  assert.ok(plain.warnings.some((warning) => warning.includes('proxy.tc')));
+  // A tcp mapping whose public port is not in the file is an error, not a guess.
+  assert.throws(() => convertOriginal({ proxy: { server: 'h:1', username: 'a', password: 'b', mappings: [{ name: 'x', mode: 'tcp', local_addr: '127.0.0.1:1' }] } }), /map_tcp_bind/);
 });

@@ -3,9 +3,13 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE } from '@wmproxy/health';
+import { CORE_NET_DEFAULTS } from '@wmproxy/core-net';
+import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE, HEALTH_DEFAULTS } from '@wmproxy/health';
+import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
-import { buildConfig, jsonSchema, parseDuration, parseSize } from '../src/index.js';
+import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
+import { STATIC_DEFAULTS } from '@wmproxy/static';
+import { CONTROL_DEFAULTS, buildConfig, jsonSchema, parseDuration, parseSize } from '../src/index.js';
 
 /** This package's directory, from src (Bun) or dist/test (Node). */
 function packageDir(): string {
@@ -124,6 +128,32 @@ test('the schema defaults are the ones the packages export', () => {
     'health.passive.max_ejection_time': DEFAULT_PASSIVE.maxEjectionMs,
     'health.passive.max_ejection_percent': DEFAULT_PASSIVE.maxEjectionPercent,
     'health.passive.count_5xx': DEFAULT_PASSIVE.count5xx,
+    'health.fail_mode': HEALTH_DEFAULTS.failMode,
+    'health.slow_start': HEALTH_DEFAULTS.slowStartMs,
+    'proxy[].protocols': HTTP_PROXY_DEFAULTS.protocols,
+    'proxy[].realm': HTTP_PROXY_DEFAULTS.realm,
+    'proxy[].via': HTTP_PROXY_DEFAULTS.via,
+    'proxy[].connect_timeout': HTTP_PROXY_DEFAULTS.connectTimeoutMs,
+    'proxy[].header_timeout': HTTP_PROXY_DEFAULTS.headerTimeoutMs,
+    'proxy[].keepalive_timeout': HTTP_PROXY_DEFAULTS.keepAliveTimeoutMs,
+    'proxy[].idle_timeout': HTTP_PROXY_DEFAULTS.idleTimeoutMs,
+    'proxy[].max_header_size': HTTP_PROXY_DEFAULTS.maxHeadSize,
+    'proxy[].udp': SOCKS5_DEFAULTS.udp,
+    'stream[].tries': REVERSE_DEFAULTS.stream.tries,
+    'server[].location[].rate_limit.burst': REVERSE_DEFAULTS.rateLimit.burst,
+    'server[].location[].rate_limit.status': REVERSE_DEFAULTS.rateLimit.status,
+    'server[].location[].rate_limit.max_keys': REVERSE_DEFAULTS.rateLimit.maxKeys,
+    'server[].location[].rate_limit.max_in_flight': REVERSE_DEFAULTS.rateLimit.maxInFlight,
+    'server[].location[].static.index': STATIC_DEFAULTS.index,
+    'server[].location[].static.browse': STATIC_DEFAULTS.browse,
+    'server[].location[].static.spa': STATIC_DEFAULTS.spa,
+    'server[].location[].static.precompressed': STATIC_DEFAULTS.precompressed,
+    'server[].location[].static.dotfiles': STATIC_DEFAULTS.dotfiles === 'allow',
+    'server[].location[].static.cors': STATIC_DEFAULTS.cors,
+    'control.enabled': CONTROL_DEFAULTS.enabled,
+    'control.listen': CONTROL_DEFAULTS.listen,
+    workers: CONTROL_DEFAULTS.workers,
+    max_connections: CORE_NET_DEFAULTS.processMaxConnections,
   };
   for (const [key, value] of Object.entries(expected)) {
     assert.deepEqual(meaning(schema.get(key)), Array.isArray(value) ? [...value] : value, key);
@@ -144,4 +174,43 @@ test('a file that sets nothing resolves to the packages\' own defaults', () => {
     shutdownTimeoutMs: shutdownDeadlineMs,
   });
   assert.deepEqual(config.upstreams[0]!.pool, { ...REVERSE_DEFAULTS.pool });
+});
+
+test('a forward proxy, a stream, a static location and the control section that set nothing resolve to their packages\' defaults', () => {
+  const config = buildConfig(
+    {
+      proxy: [{ name: 'p', listen: '127.0.0.1:0' }],
+      upstream: [{ name: 'app', servers: ['127.0.0.1:3000'] }],
+      stream: [
+        { name: 't', listen: '127.0.0.1:0', upstream: 'app' },
+        { name: 'u', listen: '127.0.0.1:0', upstream: 'app', protocol: 'udp' },
+      ],
+      server: [{ listen: '127.0.0.1:0', location: [{ path: '/', static: { root: '.' } }] }],
+    },
+    '<test>',
+  );
+  const proxy = config.proxies[0]!;
+  assert.deepEqual(proxy.protocols, [...HTTP_PROXY_DEFAULTS.protocols]);
+  assert.equal(proxy.realm, HTTP_PROXY_DEFAULTS.realm);
+  assert.equal(proxy.via, HTTP_PROXY_DEFAULTS.via);
+  assert.equal(proxy.udp, SOCKS5_DEFAULTS.udp);
+  assert.equal(proxy.connectTimeoutMs, HTTP_PROXY_DEFAULTS.connectTimeoutMs);
+  assert.equal(proxy.connectTimeoutMs, CORE_NET_DEFAULTS.connectTimeoutMs);
+  assert.equal(proxy.headerTimeoutMs, HTTP_PROXY_DEFAULTS.headerTimeoutMs);
+  assert.equal(proxy.keepAliveTimeoutMs, HTTP_PROXY_DEFAULTS.keepAliveTimeoutMs);
+  assert.equal(proxy.idleTimeoutMs, CORE_NET_DEFAULTS.relayIdleTimeoutMs);
+  assert.equal(proxy.maxHeadSize, CORE_NET_DEFAULTS.maxHeadSize);
+  const [tcp, udp] = config.streams;
+  assert.equal(tcp!.tries, REVERSE_DEFAULTS.stream.tries);
+  assert.equal(tcp!.idleTimeoutMs, REVERSE_DEFAULTS.stream.tcpIdleTimeoutMs);
+  assert.equal(udp!.idleTimeoutMs, REVERSE_DEFAULTS.stream.udpIdleTimeoutMs);
+  const files = config.servers[0]!.locations[0]!.static!;
+  assert.deepEqual(files.index, [...STATIC_DEFAULTS.index]);
+  assert.equal(files.browse, STATIC_DEFAULTS.browse);
+  assert.equal(files.spa, STATIC_DEFAULTS.spa);
+  assert.equal(files.cors, STATIC_DEFAULTS.cors);
+  assert.equal(config.control.enabled, CONTROL_DEFAULTS.enabled);
+  assert.equal(config.control.listen, CONTROL_DEFAULTS.listen);
+  assert.equal(config.workers, CONTROL_DEFAULTS.workers);
+  assert.equal(config.maxConnections, CORE_NET_DEFAULTS.processMaxConnections);
 });

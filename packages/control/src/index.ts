@@ -3,6 +3,7 @@
  * (start every service, hot reload without dropping traffic, graceful stop),
  * its control API and dashboard (Elysia), metrics and reopenable logs.
  */
+export { CONTROL_DEFAULTS } from '@wmproxy/config';
 export { Instance, VERSION, type InstanceOptions } from './instance.js';
 export type { InstanceEvent, ReloadResult, StatusView, ServiceStatus, UpstreamView, UpstreamServerView, WorkerView, ControlTarget, ClusterView, ClusterSource } from './types.js';
 export { ControlServer } from './api.js';

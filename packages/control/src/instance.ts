@@ -5,13 +5,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { Ticker, protectLocalPort, runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
-import { HealthChecker, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
+import { EJECT_KINDS, HealthChecker, type EjectKind, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { TimeSeries, type SeriesView } from './timeseries.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import { TunnelService } from './services/tunnel.js';
 import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
@@ -71,6 +72,7 @@ export class Instance {
   private readonly accessLog: MeteredAccessLog;
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
+  private tunnel: TunnelService | undefined;
   private api: ControlApi | undefined;
   /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
   private counters: (SharedCounters & { close(): Promise<void> }) | undefined;
@@ -102,8 +104,8 @@ export class Instance {
       this.metrics.observeTransition(event.target, event.to);
       this.emit({ type: 'transition', at: event.at, target: event.target, check: event.check, from: event.from, to: event.to, reason: event.reason, latencyMs: event.latencyMs });
     });
-    this.health.events.on('eject', (event) => this.emit({ type: 'eject', at: event.at, target: event.target, reason: event.reason, durationMs: event.durationMs }));
-    this.health.events.on('uneject', (event) => this.emit({ type: 'uneject', at: event.at, target: event.target, reason: event.reason }));
+    this.health.events.on('eject', (event) => this.emit({ type: 'eject', at: event.at, target: event.target, kind: event.kind, reason: event.reason, durationMs: event.durationMs }));
+    this.health.events.on('uneject', (event) => this.emit({ type: 'uneject', at: event.at, target: event.target, kind: event.kind, reason: event.reason }));
     this.health.events.on('panic', (event) => this.emit({ type: 'panic', at: event.at, pool: event.pool, panic: event.panic, available: event.available, total: event.total }));
     this.health.events.on('probe', (event) => this.metrics.observeProbe(event.result.ok, event.result.latencyMs));
   }
@@ -143,6 +145,8 @@ export class Instance {
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
+      // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
+      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
       if (!options.worker) instance.seriesTicker.add((now) => instance.sampleSeries(now));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
@@ -202,6 +206,8 @@ export class Instance {
   }
 
   private emit(event: InstanceEvent): void {
+    // Ejections of this process's checker and of the workers' (passive and stall detection run where the traffic is).
+    if (event.type === 'eject' && typeof event.target === 'string') this.metrics.observeEjection(event.target, ejectKindOf(event.kind));
     if (event.type === 'transition' && typeof event.target === 'string') this.series.noteTransition({ at: event.at, kind: 'transition', target: event.target, from: String(event.from), to: String(event.to), reason: event.reason === undefined ? undefined : String(event.reason) });
     else if ((event.type === 'eject' || event.type === 'uneject') && typeof event.target === 'string') this.series.noteTransition({ at: event.at, kind: event.type, target: event.target, to: event.type === 'eject' ? 'ejected' : 'returned', reason: event.reason === undefined ? undefined : String(event.reason) });
     this.recentEvents.push(event);
@@ -258,6 +264,19 @@ export class Instance {
       changes.push('logs reopened with the new settings');
     }
     this.retargetAccessLog(next.log.accessFormat);
+    if (!this.options.worker) {
+      try {
+        if (this.tunnel) changes.push(...(await this.tunnel.apply(next.tunnel)));
+        else if (hasTunnel(next)) {
+          this.tunnel = new TunnelService((service) => this.loggerFor(service));
+          changes.push(...(await this.tunnel.apply(next.tunnel)));
+        }
+      } catch (error) {
+        if (oldLogs) this.restoreLogs(oldLogs);
+        this.retargetAccessLog(this.config.log.accessFormat);
+        return this.rejected({ ok: false, message: `tunnel: ${(error as Error).message}`, changes, warnings: [] });
+      }
+    }
     if (this.supervisor) return this.reloadWorkers(this.supervisor, next, changes, oldLogs);
     // 2. Forward proxies: validate every new proxy, bind new ports, then commit.
     const kept: Array<{ service: ForwardService; config: WmproxyConfig['proxies'][number]; proxy: ReturnType<ForwardService['prepare']> }> = [];
@@ -426,8 +445,9 @@ export class Instance {
     this.seriesTicker.close();
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
-    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs)]);
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs)]);
     this.forward.clear();
+    this.tunnel = undefined;
     this.reverse = undefined;
     await this.health.close();
     await this.counters?.close();
@@ -474,8 +494,14 @@ export class Instance {
       reloads: { ok: this.metrics.reloadsOk, failed: this.metrics.reloadsFailed, last: this.lastReload },
       services,
       ...(this.supervisor ? { workers: this.supervisor.workers() } : {}),
+      ...(this.tunnel ? { tunnel: this.tunnel.status() } : {}),
       ...(this.options.cluster ? { cluster: this.options.cluster.view() } : {}),
     };
+  }
+
+  /** The running tunnel server, if the configuration has one (for http/https mappings through the reverse proxy). */
+  get tunnelServer() {
+    return this.tunnel?.tunnelServer;
   }
 
   /** Targets by health state, for a cluster member record. */
@@ -531,6 +557,7 @@ export class Instance {
           state: target?.ejected ? 'ejected' : target?.state ?? 'unknown',
           available: counter?.available ?? target?.available ?? true,
           ejected: target?.ejected ?? false,
+          ejectKind: target?.ejected ? target.ejectKind : undefined,
           reason: rowReason(target?.ejected ? target.ejectReason : undefined, last?.reason),
           successes: check?.successes ?? 0,
           failures: check?.failures ?? 0,
@@ -587,6 +614,18 @@ export class Instance {
     const upstreams = this.upstreams();
     out.family('wmproxy_upstream_healthy', 'gauge', '1 when the server is available for traffic (healthy or not yet checked, not ejected).');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_healthy', { upstream: group.name, server: server.address, state: server.state }, server.available ? 1 : 0);
+    out.family('wmproxy_upstream_ejections_total', 'counter', 'Times each upstream server was ejected, by detector: consecutive_failures (outlier detection), stall (lost request hedges), connect_stall (lost connect races).');
+    for (const group of upstreams) {
+      for (const server of group.servers) {
+        for (const reason of EJECT_KINDS) out.sample('wmproxy_upstream_ejections_total', { upstream: group.name, server: server.address, reason }, m.ejectionCount(server.address, reason));
+      }
+    }
+    out.family('wmproxy_upstream_ejected', 'gauge', '1 while the server is ejected by the detector named in reason, else 0.');
+    for (const group of upstreams) {
+      for (const server of group.servers) {
+        for (const reason of EJECT_KINDS) out.sample('wmproxy_upstream_ejected', { upstream: group.name, server: server.address, reason }, server.ejected && server.ejectKind === reason ? 1 : 0);
+      }
+    }
     out.family('wmproxy_upstream_requests_total', 'counter', 'Requests sent to each upstream server.');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_requests_total', { upstream: group.name, server: server.address }, server.requests);
     out.family('wmproxy_upstream_failures_total', 'counter', 'Failed requests to each upstream server.');
@@ -606,8 +645,17 @@ export class Instance {
   }
 }
 
+/** A worker's event names its detector; anything else (an older worker) counts as outlier detection: the label stays bounded. */
+function ejectKindOf(kind: unknown): EjectKind {
+  return EJECT_KINDS.includes(kind as EjectKind) ? (kind as EjectKind) : 'consecutive_failures';
+}
+
 /** While ejected, why (outlier or stall) and, when it says more, what the last active check saw (ECONNREFUSED, a timeout). */
 function rowReason(ejectReason: string | undefined, checkReason: string | undefined): string | undefined {
   if (ejectReason === undefined) return checkReason;
   return checkReason !== undefined && checkReason !== ejectReason ? `${ejectReason}; last check: ${checkReason}` : ejectReason;
+}
+
+function hasTunnel(config: WmproxyConfig): boolean {
+  return config.tunnel.server !== undefined || config.tunnel.clients.length > 0;
 }

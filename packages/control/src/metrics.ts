@@ -68,6 +68,8 @@ export class Metrics {
   readonly upstreamDuration = new Histogram();
   bytesSent = 0;
   readonly transitions = new Map<string, number>();
+  /** `target\0kind` → ejections (kind: an EjectKind of @wmproxy/health). */
+  readonly ejections = new Map<string, number>();
   readonly probeLatency = new Histogram();
   readonly probes = new Map<string, number>();
   reloadsOk = 0;
@@ -87,6 +89,15 @@ export class Metrics {
   observeTransition(target: string, to: string): void {
     const key = `${target}\u0000${to}`;
     this.transitions.set(key, (this.transitions.get(key) ?? 0) + 1);
+  }
+
+  observeEjection(target: string, kind: string): void {
+    const key = `${target}\u0000${kind}`;
+    this.ejections.set(key, (this.ejections.get(key) ?? 0) + 1);
+  }
+
+  ejectionCount(target: string, kind: string): number {
+    return this.ejections.get(`${target}\u0000${kind}`) ?? 0;
   }
 
   observeProbe(ok: boolean, latencyMs: number): void {

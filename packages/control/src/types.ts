@@ -5,6 +5,7 @@
  * module of this package, so that instance.ts, api.ts and cluster/* need not
  * import each other for types.
  */
+import type { ClientSnapshot, MappingSnapshot, TunnelClientStatus } from '@wmproxy/tunnel';
 import type { EventEmitter } from 'node:events';
 import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
 import type { SeriesView } from './timeseries.js';
@@ -36,6 +37,12 @@ export interface ServiceStatus {
   [field: string]: unknown;
 }
 
+/** The intranet tunnel of an instance: the server's clients and mappings, each client's session. */
+export interface TunnelStatus {
+  server?: { address: string; fingerprint: string | undefined; clients: ClientSnapshot[]; mappings: MappingSnapshot[]; http: string[]; https: string[] };
+  clients: Array<TunnelClientStatus & { service: string }>;
+}
+
 export interface StatusView {
   version: string;
   runtime: string;
@@ -47,6 +54,8 @@ export interface StatusView {
   services: ServiceStatus[];
   /** With `workers` > 1: each worker process. */
   workers?: WorkerView[];
+  /** The intranet tunnel: the server's clients and mappings, each client's session. */
+  tunnel?: TunnelStatus;
   /** With a configuration store (`run --store`): the store, this instance's view of it, every instance registered. */
   cluster?: ClusterView;
 }
@@ -75,6 +84,8 @@ export interface UpstreamServerView {
   state: string;
   available: boolean;
   ejected: boolean;
+  /** While ejected: which detector (`consecutive_failures`, `stall`, `connect_stall`). */
+  ejectKind: string | undefined;
   reason: string | undefined;
   successes: number;
   failures: number;

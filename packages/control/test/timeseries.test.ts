@@ -15,7 +15,7 @@ function counters(requests: number, seconds: number[] = [], bytes = 0): WorkerCo
 }
 
 function upstream(requests: number, failures: number, state = 'healthy', address = '10.0.0.1:80'): UpstreamView[] {
-  return [{ name: 'app', policy: 'round_robin', servers: [{ address, weight: 1, backup: false, state, available: state === 'healthy', ejected: false, reason: undefined, successes: 0, failures: 0, latencyMs: 3, lastResults: [], check: 'tcp', activeRequests: 0, idleConnections: 0, requests, requestFailures: failures }] }];
+  return [{ name: 'app', policy: 'round_robin', servers: [{ address, weight: 1, backup: false, state, available: state === 'healthy', ejected: false, ejectKind: undefined, reason: undefined, successes: 0, failures: 0, latencyMs: 3, lastResults: [], check: 'tcp', activeRequests: 0, idleConnections: 0, requests, requestFailures: failures }] }];
 }
 
 test('stores per-second deltas of cumulative counters, oldest first', () => {

@@ -52,13 +52,15 @@ export {
 } from './conn-limit.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
-export { Ticker, type TickJob } from './ticker.js';
+export { CORE_NET_DEFAULTS } from './defaults.js';
+export { Ticker, type TickJob, type TimerFire } from './ticker.js';
 export { runtime, runtimeReady, setRuntime, nodeRuntime } from './runtime/index.js';
 export { hostRuntime, runtimeName, supportsReusePort, hasCluster } from './runtime/facts.js';
 export { WorkerPool, workerSharing, WORKER_START_TIMEOUT_MS, type PoolMessage, type WorkerPoolOptions, type WorkerPoolView } from './workers/supervisor.js';
 export { checkPortFree } from './workers/ports.js';
 export { listenError, type ListenError } from './runtime/listen-error.js';
 export * from './http1/index.js';
+export { createSelfSignedCertificate, certificateFingerprint, normaliseFingerprint, type SelfSigned, type SelfSignedOptions } from './tls/self-signed.js';
 export {
   socketTransport,
   tcpTransport,

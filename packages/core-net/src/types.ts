@@ -69,6 +69,10 @@ export interface TlsServerOptions {
   key: string | Uint8Array;
   /** Extra certificates chosen by SNI server name (exact or `*.example.com`). */
   sni?: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>;
+  /** Ask clients for a certificate and require one signed by `ca` (mutual TLS). */
+  requestCert?: boolean;
+  /** CA certificates (PEM) that client certificates must chain to, with `requestCert`. */
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
   /** ALPN protocols offered, in the server's order of preference (`['h2', 'http/1.1']`). None by default. */
   alpn?: string[];
 }
@@ -81,6 +85,15 @@ export interface TlsClientOptions {
   /** Extra CA certificates (PEM). */
   ca?: string | Uint8Array | Array<string | Uint8Array>;
   alpn?: string[];
+  /** Client certificate and key (PEM) for servers that ask for one (mutual TLS). */
+  cert?: string | Uint8Array;
+  key?: string | Uint8Array;
+  /**
+   * Check the server's leaf certificate (DER) after the handshake; a returned
+   * reason fails the connect with EPROTO. With `rejectUnauthorized: false`
+   * this is certificate pinning (by fingerprint, as ssh does).
+   */
+  verifyPeer?(certificateDer: Uint8Array): string | undefined;
 }
 
 export interface ListenOptions {

@@ -3,6 +3,7 @@ import {
   DEFAULT_CONCURRENCY,
   DEFAULT_PANIC_THRESHOLD,
   DEFAULT_SLOW_START_MIN_PERCENT,
+  HEALTH_DEFAULTS,
   resolveActive,
   resolvePassive,
   validateChecker,
@@ -16,6 +17,7 @@ import { Stall, type LossVerdict } from './stall.js';
 import { checkKey, describeCheck, normaliseAddress, parseTargetUrl, resolveCheck, splitAddress, type ResolvedCheck } from './target.js';
 import type {
   ActiveOptions,
+  EjectKind,
   FailureKind,
   HealthCheckerOptions,
   HealthEventMap,
@@ -77,6 +79,8 @@ class Host {
   downSeen = false;
   /** The reason of the current ejection (for snapshots). */
   ejectReason = '';
+  /** The detector behind the current ejection. */
+  ejectKind: EjectKind = 'consecutive_failures';
   readonly hostname: string;
   readonly port: number;
   state: HealthState = 'unknown';
@@ -154,10 +158,10 @@ export class HealthChecker {
     const passive = resolvePassive(options.passive);
     this.activeDefaults = options.active;
     this.passive = passive;
-    this.slowStartMs = options.slowStartMs ?? 0;
+    this.slowStartMs = options.slowStartMs ?? HEALTH_DEFAULTS.slowStartMs;
     this.slowStartMinPercent = options.slowStartMinPercent ?? DEFAULT_SLOW_START_MIN_PERCENT;
     this.panicThreshold = options.panicThreshold ?? DEFAULT_PANIC_THRESHOLD;
-    this.failMode = options.failMode ?? 'open';
+    this.failMode = options.failMode ?? HEALTH_DEFAULTS.failMode;
     this.scheduler.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     for (const pool of this.pools.values()) this.updatePanic(pool);
   }
@@ -341,7 +345,7 @@ export class HealthChecker {
     if (!host.outlier.failure(kind, now, this.passive)) return;
     if (!this.mayEject(host)) return;
     const streak = host.outlier.failures;
-    this.eject(host, now, host.outlier.eject(now, this.passive), `${streak} consecutive ${kindWords(kind)} failures`);
+    this.eject(host, now, host.outlier.eject(now, this.passive), 'consecutive_failures', `${streak} consecutive ${kindWords(kind)} failures`);
   }
 
   /**
@@ -366,7 +370,7 @@ export class HealthChecker {
     host.stallEjected = stall;
     host.downSeen = false;
     const what = race === 'connect' ? 'connect races' : 'hedges';
-    this.eject(host, now, host.outlier.ejectFor(now, stall.ejected(minEjectMs)), `stalled: ${losses} lost ${what} in a row`);
+    this.eject(host, now, host.outlier.ejectFor(now, stall.ejected(minEjectMs)), race === 'connect' ? 'connect_stall' : 'stall', `stalled: ${losses} lost ${what} in a row`);
     return 'skipped';
   }
 
@@ -406,12 +410,13 @@ export class HealthChecker {
   }
 
   /** The one ejection mechanism (outlier and stall detection): counts, timer, event. */
-  private eject(host: Host, now: number, durationMs: number, reason: string): void {
+  private eject(host: Host, now: number, durationMs: number, kind: EjectKind, reason: string): void {
     host.ejectedAt = now;
     host.ejectReason = reason;
+    host.ejectKind = kind;
     for (const name of host.pools) this.pools.get(name)!.ejected++;
     host.ejectTimer = setTimeout(onEjectionOver, durationMs, this, host);
-    this.emit('eject', { target: host.address, reason, ejections: host.outlier.ejections, durationMs, at: Date.now() });
+    this.emit('eject', { target: host.address, kind, reason, ejections: host.outlier.ejections, durationMs, at: Date.now() });
     this.refreshHost(host, 'ejected');
   }
 
@@ -450,6 +455,7 @@ export class HealthChecker {
       if (host.outlier.ejectedUntil !== undefined) {
         entry.ejectedUntil = Math.round(wall + host.outlier.ejectedUntil - now);
         entry.ejectReason = host.ejectReason;
+        entry.ejectKind = host.ejectKind;
       }
       targets.push(entry);
     }
@@ -606,7 +612,7 @@ export class HealthChecker {
       const pool = this.pools.get(name);
       if (pool) pool.ejected--;
     }
-    this.emit('uneject', { target: host.address, reason, ejections: host.outlier.ejections, durationMs: 0, at: Date.now() });
+    this.emit('uneject', { target: host.address, kind: host.ejectKind, reason, ejections: host.outlier.ejections, durationMs: 0, at: Date.now() });
     this.refreshHost(host, reason);
   }
 

@@ -9,6 +9,7 @@ export type {
   CheckSnapshot,
   CheckSpec,
   EjectionEvent,
+  EjectKind,
   FailureKind,
   HealthCheckerOptions,
   HealthEventMap,
@@ -25,6 +26,7 @@ export type {
   TcpCheck,
   TransitionEvent,
 } from './types.js';
+export { EJECT_KINDS } from './types.js';
 export { parseDuration, formatDuration, DurationError, MAX_DURATION_MS } from './duration.js';
 export { parseStatusRanges, statusMatches, formatStatusRanges, StatusSpecError, DEFAULT_STATUS, type StatusRanges } from './status.js';
 export {
@@ -40,7 +42,7 @@ export {
   type ResolvedHttpCheck,
   type ResolvedTcpCheck,
 } from './target.js';
-export { DEFAULT_ACTIVE, DEFAULT_PASSIVE, DEFAULT_PANIC_THRESHOLD, DEFAULT_CONCURRENCY, HealthOptionError, resolveActive } from './options.js';
+export { HEALTH_DEFAULTS, DEFAULT_ACTIVE, DEFAULT_PASSIVE, DEFAULT_PANIC_THRESHOLD, DEFAULT_CONCURRENCY, HealthOptionError, resolveActive } from './options.js';
 export { RiseFall } from './state.js';
 export { Scheduler, type Job } from './scheduler.js';
 export { runProbe, probeTcp, probeHttp } from './probes/index.js';

@@ -27,6 +27,23 @@ export const DEFAULT_PANIC_THRESHOLD = 50;
 export const DEFAULT_CONCURRENCY = 1024;
 export const DEFAULT_SLOW_START_MIN_PERCENT = 10;
 
+/**
+ * Every default of the health checker in one place: the checker, config's
+ * resolver and schema, and the README tables read them from here
+ * (test/defaults.test.ts checks the README).
+ */
+export const HEALTH_DEFAULTS = Object.freeze({
+  active: DEFAULT_ACTIVE,
+  passive: DEFAULT_PASSIVE,
+  panicThreshold: DEFAULT_PANIC_THRESHOLD,
+  /** In panic, send traffic to every target (`open`) or only to available ones (`closed`). */
+  failMode: 'open' as 'open' | 'closed',
+  /** Slow-start window (0: off). */
+  slowStartMs: 0,
+  slowStartMinPercent: DEFAULT_SLOW_START_MIN_PERCENT,
+  concurrency: DEFAULT_CONCURRENCY,
+});
+
 export class HealthOptionError extends RangeError {
   constructor(message: string) {
     super(message);

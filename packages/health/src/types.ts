@@ -159,9 +159,22 @@ export interface TransitionEvent {
   at: number;
 }
 
+/**
+ * Which detector ejected a target, as a bounded word for metric labels:
+ * outlier detection (`consecutive_failures`, the last of them a connect
+ * failure, a timeout or a 5xx) or stall detection (`stall`: lost request
+ * hedges; `connect_stall`: lost connect races).
+ */
+export type EjectKind = 'consecutive_failures' | 'stall' | 'connect_stall';
+
+/** Every `EjectKind`, in a fixed order (metrics list them all). */
+export const EJECT_KINDS: readonly EjectKind[] = ['consecutive_failures', 'stall', 'connect_stall'];
+
 /** A target taken out (or put back) by passive checks. */
 export interface EjectionEvent {
   target: string;
+  /** Which detector ejected it (on `uneject`: the one whose ejection ended). */
+  kind: EjectKind;
   /** `5 consecutive connect failures`, `active check passed`, `ejection time elapsed`, `removed`. */
   reason: string;
   /** How many times the target has been ejected (drives the growing ejection time). */
@@ -217,6 +230,8 @@ export interface TargetSnapshot {
   ejectedUntil?: number;
   /** Why it is ejected (`5 consecutive connect failures`, `stalled: 3 lost hedges in a row`), while it is. */
   ejectReason?: string;
+  /** Which detector ejected it, while it is. */
+  ejectKind?: EjectKind;
   ejections: number;
   passiveFailures: number;
   weightFactor: number;

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { HTTP_PROXY_DEFAULTS } from './defaults.js';
 
 /**
  * `Proxy-Authorization: Basic ...` checking against a user table. Passwords
@@ -9,7 +10,7 @@ export class BasicAuth {
   private readonly digests = new Map<string, Buffer>();
   readonly realm: string;
 
-  constructor(users: Record<string, string>, realm = 'wmproxy') {
+  constructor(users: Record<string, string>, realm: string = HTTP_PROXY_DEFAULTS.realm) {
     for (const [user, password] of Object.entries(users)) this.digests.set(user, digest(password));
     this.realm = realm;
   }

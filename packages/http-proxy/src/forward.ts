@@ -15,6 +15,7 @@ import { resolveConfig, DEFAULT_HEADER_TIMEOUT_MS, type HttpProxyOptions } from 
 import { HttpProxyServer } from './server.js';
 import { refuse } from './session.js';
 import type { Connector } from './upstream.js';
+import { HTTP_PROXY_DEFAULTS } from './defaults.js';
 
 /** What a mixed port serves: plain HTTP proxying, CONNECT (HTTPS) tunnels, SOCKS5. */
 export type ForwardFlag = 'http' | 'https' | 'socks5';
@@ -179,7 +180,7 @@ export interface ForwardProxyServerOptions extends ForwardProxyOptions {
   maxConnectionsPerIp?: number;
 }
 
-export const DEFAULT_FORWARD_BIND = '127.0.0.1:8090';
+export const DEFAULT_FORWARD_BIND = HTTP_PROXY_DEFAULTS.bind;
 
 /** A core-net Server running a ForwardProxy on every accepted connection (call `start()`). */
 export function createForwardProxyServer(options: ForwardProxyServerOptions = {}): Server {

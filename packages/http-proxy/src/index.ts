@@ -18,6 +18,7 @@ export {
   type ForwardProxyServerOptions,
   type ForwardSocks5Options,
 } from './forward.js';
+export { HTTP_PROXY_DEFAULTS } from './defaults.js';
 export { DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, type HttpProxyOptions } from './options.js';
 export { BasicAuth, basicCredentials } from './auth.js';
 export { parseAbsoluteTarget, parseConnectTarget, parseAuthority, TargetError, type Target } from './target.js';

@@ -11,6 +11,7 @@ import {
   type Logger,
   type Resolver,
 } from '@wmproxy/core-net';
+import { HTTP_PROXY_DEFAULTS } from './defaults.js';
 import { BasicAuth } from './auth.js';
 import { directConnector, parentConnector, parseParentProxy, type Connector, type ParentProxy } from './upstream.js';
 
@@ -53,8 +54,8 @@ export interface HttpProxyOptions {
   logger?: Logger;
 }
 
-export const DEFAULT_HEADER_TIMEOUT_MS = 30_000;
-export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 60_000;
+export const DEFAULT_HEADER_TIMEOUT_MS = HTTP_PROXY_DEFAULTS.headerTimeoutMs;
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = HTTP_PROXY_DEFAULTS.keepAliveTimeoutMs;
 
 /** Options with defaults applied, shared by every session of a server. */
 export interface ProxyConfig {
@@ -105,7 +106,7 @@ export function resolveConfig(options: HttpProxyOptions): ProxyConfig {
     keepAliveTimeoutMs: duration(options.keepAliveTimeoutMs, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, 'keepAliveTimeoutMs'),
     idleTimeoutMs: duration(options.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS, 'idleTimeoutMs', true),
     limits: { maxHeadSize: options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE, maxHeaders: options.maxHeaders ?? DEFAULT_MAX_HEADERS, requireHost: false },
-    via: options.via === false ? undefined : options.via ?? '1.1 wmproxy',
+    via: options.via === false ? undefined : options.via ?? HTTP_PROXY_DEFAULTS.via,
     resolver,
     logger: options.logger ?? silentLogger,
   };

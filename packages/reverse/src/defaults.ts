@@ -36,4 +36,8 @@ export const REVERSE_DEFAULTS = Object.freeze({
    * per-worker cache that its docs size for a few workers.
    */
   pool: Object.freeze({ maxIdle: 256, idleTimeoutMs: 60_000 }),
+  /** TCP/UDP streams: servers tried when connects fail; idle timeouts (TCP: a silent relay is closed; UDP: a silent client is forgotten). */
+  stream: Object.freeze({ tries: 3, tcpIdleTimeoutMs: 600_000, udpIdleTimeoutMs: 60_000 }),
+  /** Rate limits: burst above the rate, status of a refused request, clients remembered, requests in flight (0: no limit). */
+  rateLimit: Object.freeze({ burst: 0, status: 503, maxKeys: 100_000, maxInFlight: 0 }),
 });

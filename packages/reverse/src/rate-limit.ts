@@ -10,6 +10,7 @@
  * forgotten (a forgotten key starts again with a full bucket), so a flood of
  * distinct addresses costs at most `maxKeys` entries.
  */
+import { REVERSE_DEFAULTS } from './defaults.js';
 
 import { ClusterWindow, type ClusterFallback, type SharedCounters } from './cluster-limit.js';
 
@@ -112,14 +113,14 @@ export class RateLimiter {
 
   constructor(spec: RateLimitSpec, shared?: SharedLimit) {
     this.perMs = spec.rate === undefined ? 0 : parseRate(spec.rate);
-    const burst = spec.burst ?? 0;
+    const burst = spec.burst ?? REVERSE_DEFAULTS.rateLimit.burst;
     if (!Number.isInteger(burst) || burst < 0) throw new Error(`invalid burst ${burst} (a whole number >= 0)`);
     this.capacity = burst + 1;
-    this.status = spec.status ?? 503;
+    this.status = spec.status ?? REVERSE_DEFAULTS.rateLimit.status;
     if (!Number.isInteger(this.status) || this.status < 400 || this.status > 599) throw new Error(`invalid rate-limit status ${this.status} (4xx or 5xx)`);
-    this.maxKeys = spec.maxKeys ?? 100_000;
+    this.maxKeys = spec.maxKeys ?? REVERSE_DEFAULTS.rateLimit.maxKeys;
     if (!(this.maxKeys >= 1)) throw new Error(`invalid maxKeys ${this.maxKeys}`);
-    this.maxInFlight = spec.maxInFlight ?? 0;
+    this.maxInFlight = spec.maxInFlight ?? REVERSE_DEFAULTS.rateLimit.maxInFlight;
     if (!Number.isInteger(this.maxInFlight) || this.maxInFlight < 0) throw new Error(`invalid maxInFlight ${this.maxInFlight}`);
     if (this.perMs === 0 && this.maxInFlight === 0) throw new Error('a rate limit needs a rate or maxInFlight');
     this.keyOf = keyFunction(spec.key ?? 'ip');

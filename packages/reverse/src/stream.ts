@@ -6,6 +6,7 @@ import { connectHedged } from './engine/connector.js';
 import type { ProxyCore } from './engine/context.js';
 import type { SelectContext } from './policies/index.js';
 import type { Upstream, UpstreamServer } from './upstream.js';
+import { REVERSE_DEFAULTS } from './defaults.js';
 
 /** A TCP or UDP listener balanced over an upstream group (nginx `stream {}`, HAProxy `mode tcp`). */
 export interface StreamSpec {
@@ -62,7 +63,8 @@ export class StreamProxy {
   private server: Server | undefined;
   private readonly udpListeners: UdpEndpoint[] = [];
   private readonly udpSessions = new Map<string, UdpSession>();
-  private udpSweeper: ReturnType<typeof setInterval> | undefined;
+  /** Expires idle UDP sessions on the proxy's ticker (set while UDP listeners run). */
+  private udpSweep: ((now: number) => void) | undefined;
 
   constructor(spec: StreamSpec, upstream: Upstream, core: ProxyCore) {
     this.spec = spec;
@@ -92,13 +94,21 @@ export class StreamProxy {
       error: (_endpoint, error) => this.core.logger.warn('udp listener error', { error: error.message }),
     };
     for (const address of addresses) this.udpListeners.push(await bindUdp(address.wildcard ? '::' : address.host, address.port, handler));
-    const idle = this.spec.idleTimeoutMs ?? 60_000;
-    this.udpSweeper = setInterval(() => this.expireUdp(Date.now() - idle), Math.max(50, Math.min(idle / 2, 5_000)));
+    const idle = this.spec.idleTimeoutMs ?? REVERSE_DEFAULTS.stream.udpIdleTimeoutMs;
+    // Sessions are swept every half idle time (50 ms to 5 s), on the proxy's ticks.
+    const every = Math.max(50, Math.min(idle / 2, 5_000));
+    let next = 0;
+    this.udpSweep = (now) => {
+      if (now < next) return;
+      next = now + every;
+      this.expireUdp(now - idle);
+    };
+    this.core.ticker.add(this.udpSweep);
   }
 
   private async acceptTcp(client: Conn): Promise<void> {
     const ctx = new StreamContext(client.remoteAddress);
-    const tries = this.spec.tries ?? 3;
+    const tries = this.spec.tries ?? REVERSE_DEFAULTS.stream.tries;
     const tried = new Set<UpstreamServer>();
     for (let attempt = 0; attempt < tries && !client.closed; attempt++) {
       const primary = this.upstream.pick(ctx, tried);
@@ -109,6 +119,7 @@ export class StreamProxy {
           primary,
           upstream: this.upstream,
           connector: this.core.connector,
+          ticker: this.core.ticker,
           timeoutMs: this.core.timeouts.connectMs,
           hedgeDelayMs: this.core.hedgeDelayMs,
           pickSecond: () => this.upstream.pick(ctx, new Set([...tried, primary])),
@@ -131,7 +142,7 @@ export class StreamProxy {
         }
         const tunnel = { abort: (error?: Error) => outcome.conn.destroy(error) };
         server.tunnels.add(tunnel);
-        const exchange = await firstExchange(client, outcome.conn, this.spec.idleTimeoutMs ?? 600_000);
+        const exchange = await firstExchange(client, outcome.conn, this.spec.idleTimeoutMs ?? REVERSE_DEFAULTS.stream.tcpIdleTimeoutMs);
         server.tunnels.delete(tunnel);
         server.active--;
         if (exchange.kind === 'empty') {
@@ -200,7 +211,8 @@ export class StreamProxy {
   }
 
   private expireUdp(before: number): void {
-    for (const session of [...this.udpSessions.values()]) if (session.lastActivity < before) this.dropUdp(session);
+    // Deleting the entry being visited is safe in a Map iteration.
+    for (const session of this.udpSessions.values()) if (session.lastActivity < before) this.dropUdp(session);
   }
 
   get udpSessionCount(): number {
@@ -208,7 +220,7 @@ export class StreamProxy {
   }
 
   async close(): Promise<void> {
-    if (this.udpSweeper) clearInterval(this.udpSweeper);
+    if (this.udpSweep) this.core.ticker.delete(this.udpSweep);
     for (const session of [...this.udpSessions.values()]) this.dropUdp(session);
     for (const endpoint of this.udpListeners.splice(0)) endpoint.close();
     if (this.server) await this.server.shutdown({ deadlineMs: 1_000 });

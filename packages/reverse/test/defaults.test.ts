@@ -1,43 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { numbersIn, packageReadme, readmeTable, tableCell } from '@wmproxy/testkit';
 import { ConnPool, DnsCache, REVERSE_DEFAULTS } from '../src/index.js';
 
-/** This package's directory, from src (Bun) or dist/test (Node). */
-function packageDir(): string {
-  let dir = fileURLToPath(new URL('.', import.meta.url));
-  while (!readdirSync(dir).includes('README.md')) dir = join(dir, '..');
-  return dir;
-}
-const readme = readFileSync(join(packageDir(), 'README.md'), 'utf8');
-
-/** Cells of the first table under the heading that starts with `heading`, keyed by the option's backticked name. */
-function table(heading: string): Map<string, string[]> {
-  const lines = readme.split('\n');
-  const start = lines.findIndex((line) => line.startsWith(`### ${heading}`));
-  assert.ok(start >= 0, `README has a "### ${heading}" section`);
-  const rows = new Map<string, string[]>();
-  for (const line of lines.slice(start + 1)) {
-    if (line.startsWith('#')) break;
-    if (!line.startsWith('| `')) continue;
-    const cells = line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim());
-    rows.set(/^`([^`]+)`/.exec(cells[0]!)![1]!, cells);
-  }
-  return rows;
-}
-
-/** The numbers a default cell states, with digit groups (`60 000`) joined. */
-function numbers(cell: string): number[] {
-  return [...cell.replace(/(\d) (?=\d{3}\b)/g, '$1').matchAll(/\d+(\.\d+)?/g)].map((match) => Number(match[0]));
-}
-
-function cell(rows: Map<string, string[]>, name: string, column: number): string {
-  const row = rows.get(name);
-  assert.ok(row, `README table row for ${name}`);
-  return row[column]!;
-}
+const readme = packageReadme(import.meta.url);
+const table = (heading: string): Map<string, string[]> => readmeTable(readme, heading);
+const numbers = numbersIn;
+const cell = tableCell;
 
 test('the README tables state the defaults REVERSE_DEFAULTS exports', () => {
   const proxy = table('ReverseProxy');

@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
-import { CidrList, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, connect, silentLogger, systemResolver } from '@wmproxy/core-net';
+import { CidrList, connect, silentLogger, systemResolver } from '@wmproxy/core-net';
 import type { Logger, Resolver } from '@wmproxy/core-net';
 import { UserTable } from './auth.js';
+import { SOCKS5_DEFAULTS } from './defaults.js';
 import type { Connector, DestinationPolicy } from './destination.js';
 
 export interface Socks5ServerOptions {
@@ -28,7 +29,7 @@ export interface Socks5ServerOptions {
   logger?: Logger;
 }
 
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = SOCKS5_DEFAULTS.handshakeTimeoutMs;
 
 /** Options with every default filled in, shared by all sessions of a server. */
 export interface ServerConfig {
@@ -49,10 +50,10 @@ export function resolveOptions(options: Socks5ServerOptions): ServerConfig {
   const users = options.users && Object.keys(options.users).length > 0 ? new UserTable(options.users) : undefined;
   return {
     users,
-    connectTimeoutMs: positive(options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs'),
+    connectTimeoutMs: positive(options.connectTimeoutMs, SOCKS5_DEFAULTS.connectTimeoutMs, 'connectTimeoutMs'),
     handshakeTimeoutMs: positive(options.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs'),
-    idleTimeoutMs: positive(options.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS, 'idleTimeoutMs', true),
-    udp: options.udp ?? true,
+    idleTimeoutMs: positive(options.idleTimeoutMs, SOCKS5_DEFAULTS.idleTimeoutMs, 'idleTimeoutMs', true),
+    udp: options.udp ?? SOCKS5_DEFAULTS.udp,
     udpBind: ipLiteral(options.udpBind),
     policy: {
       allow: options.allowDestination,

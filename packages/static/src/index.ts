@@ -1,4 +1,5 @@
 export { StaticHandler } from './handler.js';
+export { STATIC_DEFAULTS } from './defaults.js';
 export { evaluate, type EvaluateOptions } from './evaluate.js';
 export { normalisePath, encodePath, resolveFile, refusalFor, type PathResult, type ResolvedPath, type ResolveOptions } from './path.js';
 export { parseRange, multipartLayout, type RangeResult } from './range.js';

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { STATIC_DEFAULTS as D } from './defaults.js';
 import { Glob } from './glob.js';
 import type { Coding } from './encoding.js';
 
@@ -120,7 +121,7 @@ export function resolveOptions(options: StaticOptions, zstdAvailable: boolean): 
   const cors = options.cors === true ? {} : options.cors || undefined;
   const precompressed = options.precompressed === true ? ALL_CODINGS : options.precompressed || [];
   for (const coding of precompressed) if (!ALL_CODINGS.includes(coding)) throw new StaticOptionsError(`unknown coding "${coding}"`);
-  const index = options.index ?? ['index.html'];
+  const index = options.index ?? [...D.index];
   for (const name of index) if (name.includes('/') || name.startsWith('.')) throw new StaticOptionsError(`bad index name "${name}"`);
   if (options.tryFiles && options.tryFiles.length === 0) throw new StaticOptionsError('tryFiles needs at least one entry');
   for (const rule of options.headers ?? []) {
@@ -131,22 +132,22 @@ export function resolveOptions(options: StaticOptions, zstdAvailable: boolean): 
   return {
     root: resolve(options.root),
     index,
-    browse: options.browse ?? false,
+    browse: options.browse ?? D.browse,
     spa: options.spa === true ? 'index.html' : typeof options.spa === 'string' ? options.spa.replace(/^\/+/, '') : undefined,
     tryFiles: options.tryFiles,
     notFoundPage: options.notFoundPage?.replace(/^\/+/, ''),
-    dotfiles: options.dotfiles ?? 'ignore',
+    dotfiles: options.dotfiles ?? D.dotfiles,
     hide: (options.hide ?? []).map((pattern) => new Glob(pattern)),
-    followSymlinks: options.followSymlinks ?? false,
+    followSymlinks: options.followSymlinks ?? D.followSymlinks,
     cacheControl: (options.cacheControl ?? []).map((rule) => ({ glob: new Glob(rule.pattern), value: rule.value })),
     precompressed,
     compress: compress && {
       encodings: (compress.encodings ?? ALL_CODINGS).filter((coding) => coding !== 'zstd' || zstdAvailable),
-      maxSize: compress.maxSize ?? 1024 * 1024,
-      minSize: compress.minSize ?? 256,
+      maxSize: compress.maxSize ?? D.compress.maxSize,
+      minSize: compress.minSize ?? D.compress.minSize,
     },
     mimeTypes: options.mimeTypes ?? {},
-    defaultMimeType: options.defaultMimeType ?? 'application/octet-stream',
+    defaultMimeType: options.defaultMimeType ?? D.defaultMimeType,
     headers: (options.headers ?? []).map((rule) => ({
       glob: rule.pattern ? new Glob(rule.pattern) : undefined,
       name: rule.name.toLowerCase(),
@@ -154,13 +155,13 @@ export function resolveOptions(options: StaticOptions, zstdAvailable: boolean): 
     })),
     cors: cors && {
       origins: cors.origins === undefined || cors.origins === '*' ? '*' : new Set(cors.origins),
-      maxAge: cors.maxAge ?? 86400,
+      maxAge: cors.maxAge ?? D.corsMaxAge,
       credentials: cors.credentials ?? false,
     },
-    robots: options.robots ?? false,
-    maxRanges: options.maxRanges ?? 50,
-    statCacheMs: options.statCacheMs ?? 1000,
-    memoryCache: memory && { maxFileSize: memory.maxFileSize ?? 64 * 1024, maxBytes: memory.maxBytes ?? 32 * 1024 * 1024 },
-    listingLimit: options.listingLimit ?? 10000,
+    robots: options.robots ?? D.robots,
+    maxRanges: options.maxRanges ?? D.maxRanges,
+    statCacheMs: options.statCacheMs ?? D.statCacheMs,
+    memoryCache: memory && { maxFileSize: memory.maxFileSize ?? D.memoryCache.maxFileSize, maxBytes: memory.maxBytes ?? D.memoryCache.maxBytes },
+    listingLimit: options.listingLimit ?? D.listingLimit,
   };
 }

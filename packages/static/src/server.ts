@@ -2,13 +2,14 @@ import { parseAddress, listenHost, hostRuntime, runtimeName } from '@wmproxy/cor
 import { StaticHandler } from './handler.js';
 import { StaticOptionsError } from './options.js';
 import type { Adapter, StaticServer, StaticServerOptions } from './runtime/adapter.js';
+import { STATIC_DEFAULTS } from './defaults.js';
 
 /**
  * Start a static file server: `Bun.serve` with zero-copy `Bun.file` bodies on
  * Bun, `node:http` with streamed reads on Node — the adapter is picked once here.
  */
 export async function createStaticServer(options: StaticServerOptions): Promise<StaticServer> {
-  const address = parseAddress(options.listen ?? '127.0.0.1:8080');
+  const address = parseAddress(options.listen ?? STATIC_DEFAULTS.listen);
   const handler = new StaticHandler(options);
   const runtime = options.runtime ?? runtimeName;
   const workers = options.workers ?? 1;

@@ -117,5 +117,6 @@ export function chromiumFlags(profileDir: string): string[] {
     `--user-data-dir=${profileDir}`,
   ];
 }
+export { packageReadme, readmeTable, tableCell, numbersIn } from './readme.js';
 export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
 export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';

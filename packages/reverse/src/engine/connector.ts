@@ -1,4 +1,4 @@
-import { NetError, tcpTransport, tlsTransport, toNetError, type Conn, type TransportMap } from '@wmproxy/core-net';
+import { NetError, tcpTransport, tlsTransport, toNetError, type Conn, type Ticker, type TransportMap } from '@wmproxy/core-net';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import { connected, connectHedgeDelay, lostConnect } from './hedge.js';
 
@@ -38,6 +38,8 @@ export interface HedgeRequest {
    */
   upstream?: Upstream;
   connector: Connector;
+  /** The proxy's timer facility, which times the hedge delay. */
+  ticker: Ticker;
   timeoutMs: number;
   /** The longest wait before hedging (the delay itself when `upstream` is not given); 0 disables hedging. */
   hedgeDelayMs: number;
@@ -69,11 +71,13 @@ interface Attempt {
  * Rejects with the first error when every attempt failed.
  */
 export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
+  const delay = request.upstream === undefined ? request.hedgeDelayMs : connectHedgeDelay(request.upstream, request.hedgeDelayMs);
   return new Promise((resolve, reject) => {
     let firstError: NetError | undefined;
     const attempts: Attempt[] = [];
     let done = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    /** The hedge timer is pending on the ticker. */
+    let timer = false;
     const onAbort = (): void => {
       for (const attempt of attempts) attempt.controller.abort();
     };
@@ -81,7 +85,8 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
 
     const finish = (): void => {
       done = true;
-      clearTimeout(timer);
+      if (timer) request.ticker.cancel(fireConnectHedge, hedge);
+      timer = false;
       request.signal?.removeEventListener('abort', onAbort);
     };
 
@@ -91,23 +96,34 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
       request.connector(server, request.timeoutMs, attempt.controller.signal).then(
         (conn) => {
           attempt.settled = true;
+          const upstream = request.upstream;
+          // Connected, even if late: a sample, and a sign of life for stall detection.
+          if (upstream !== undefined) connected(upstream, server, attempt.startedAt, performance.now());
           if (done) {
             request.adopt(server, conn);
             return;
           }
           finish();
-          const upstream = request.upstream;
-          if (upstream !== undefined) {
-            const now = performance.now();
-            connected(upstream, server, attempt.startedAt, now);
-            // The hedge won fairly: it connected sooner than the primary had waited when it was hedged.
-            const primary = attempts[0]!;
-            if (attempt !== primary && !primary.settled && now - attempt.startedAt < attempt.startedAt - primary.startedAt) {
-              lostConnect(upstream, primary.server, primary.startedAt);
-            }
-          }
-          for (const other of attempts) if (other !== attempt && !other.settled) other.controller.abort();
           resolve({ conn, server, hedged: attempts.length > 1 });
+          const primary = attempts[0]!;
+          if (attempt === primary || primary.settled || upstream === undefined) {
+            abortOthers(attempts, attempt);
+            return;
+          }
+          const now = performance.now();
+          const hedgeMs = now - attempt.startedAt;
+          const race = raceOutcome(now - primary.startedAt, hedgeMs, delay);
+          if (race === 'lost') lostConnect(upstream, primary.server, primary.startedAt);
+          if (race !== 'late') {
+            abortOthers(attempts, attempt);
+            return;
+          }
+          // Give the primary as long again as the hedge took: one that was only slow (a burst of connects, a
+          // busy loop) connects meanwhile, goes to its pool and counts as alive; a blackholed one lost.
+          request.ticker.once(Date.now() + Math.ceil(Math.max(hedgeMs, delay)), fireConnectHedge, () => {
+            if (!primary.settled) lostConnect(upstream, primary.server, primary.startedAt);
+            abortOthers(attempts, attempt);
+          });
         },
         (error: unknown) => {
           attempt.settled = true;
@@ -124,14 +140,41 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     };
 
     const hedge = (): void => {
-      timer = undefined;
+      timer = false;
       if (done) return;
       const second = request.pickSecond();
       if (second) start(second);
     };
 
     start(request.primary);
-    const delay = request.upstream === undefined ? request.hedgeDelayMs : connectHedgeDelay(request.upstream, request.hedgeDelayMs);
-    if (delay > 0 && !done) timer = setTimeout(hedge, delay);
+    if (delay > 0 && !done) {
+      timer = true;
+      request.ticker.once(Date.now() + delay, fireConnectHedge, hedge);
+    }
   });
+}
+
+function abortOthers(attempts: Attempt[], winner: Attempt): void {
+  for (const other of attempts) if (other !== winner && !other.settled) other.controller.abort();
+}
+
+/**
+ * A primary still connecting after `waitedMs` when a hedge that started
+ * `delayMs` or later after it connected in `hedgeMs`:
+ * - `lost`: the hedge connected sooner than the primary had waited when the
+ *   hedge started (a fair race);
+ * - `late`: not that, but the primary has now waited twice the delay (a high
+ *   percentile of recent connects). On a busy event loop both completions
+ *   are seen late, which stretches the hedge's time as much as the head start
+ *   it must beat, so a blackholed server would never lose a fair race: it
+ *   lost if it is still connecting after as long again as the hedge took;
+ * - `even`: neither (the whole pool is slow): nobody is blamed.
+ */
+export function raceOutcome(waitedMs: number, hedgeMs: number, delayMs: number): 'lost' | 'late' | 'even' {
+  if (hedgeMs < waitedMs - hedgeMs) return 'lost';
+  return waitedMs >= 2 * delayMs ? 'late' : 'even';
+}
+
+function fireConnectHedge(hedge: () => void): void {
+  hedge();
 }

@@ -1,4 +1,4 @@
-import type { HeadLimits, Logger } from '@wmproxy/core-net';
+import type { HeadLimits, Logger, Ticker } from '@wmproxy/core-net';
 import type { AccessLog } from '../access-log.js';
 import type { Forwarding } from '../headers.js';
 import type { Router } from '../router.js';
@@ -20,6 +20,8 @@ export interface ProxyCore {
   readonly hedges: { inFlight: number; budget: number };
   readonly headLimits: HeadLimits;
   readonly connector: Connector;
+  /** The proxy's one timer facility: deadline sweep, pools' idle expiry, request and connect hedge delays. */
+  readonly ticker: Ticker;
   /** Where `scope = "cluster"` rate limits count (undefined: none configured). */
   readonly sharedCounters: SharedCounters | undefined;
   readonly logger: Logger;

@@ -1,3 +1,4 @@
+import type { Ticker } from '@wmproxy/core-net';
 import { DEFAULT_ACTIVE, STALL_AFTER, type LossVerdict } from '@wmproxy/health';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import { LatencyEstimate } from './latency.js';
@@ -28,8 +29,8 @@ import { LatencyEstimate } from './latency.js';
  *   as the group's active checks take to mark a dead server down.
  *
  * Latency state hangs off the upstream objects (a WeakMap): nothing here
- * holds a proxy alive or needs closing, except the hedge timer which only
- * runs while hedges are due.
+ * holds a proxy alive or needs closing. Hedge delays are timed on the
+ * proxy's one timer facility (core-net's Ticker), never a timer of their own.
  */
 
 /** Never hedge a request sooner than this after it went out (ms). */
@@ -44,6 +45,12 @@ export const HEDGE_MIN_SAMPLES = 32;
  * delay adapted costs clients the whole configured delay.
  */
 export const CONNECT_HEDGE_MIN_SAMPLES = 8;
+/**
+ * Before that, the connect-hedge delay is the longest connect seen so far
+ * times this (within floor and ceiling): a blackhole met in the first
+ * seconds of a process costs a few milliseconds, not the configured delay.
+ */
+export const CONNECT_HEDGE_WARMUP_FACTOR = 4;
 /** Quantile of the first-byte and connect times the delays follow. */
 export const HEDGE_QUANTILE = 0.99;
 /** Smallest hedge burst the budget allows. */
@@ -66,7 +73,7 @@ const upstreams = new WeakMap<Upstream, UpstreamHedge>();
 function upstreamHedge(upstream: Upstream): UpstreamHedge {
   let state = upstreams.get(upstream);
   if (!state) {
-    state = { latency: new LatencyEstimate(HEDGE_QUANTILE, HEDGE_MIN_SAMPLES), connect: new LatencyEstimate(HEDGE_QUANTILE, CONNECT_HEDGE_MIN_SAMPLES) };
+    state = { latency: new LatencyEstimate(HEDGE_QUANTILE, HEDGE_MIN_SAMPLES), connect: new LatencyEstimate(HEDGE_QUANTILE, CONNECT_HEDGE_MIN_SAMPLES, CONNECT_HEDGE_WARMUP_FACTOR) };
     upstreams.set(upstream, state);
   }
   return state;
@@ -205,81 +212,21 @@ export function refundHedge(owner: object): void {
 
 // ------------------------------------------------------------------ timer
 
-/** What the hedge timer calls: a session whose hedge may be due at `at` (Date.now() ms). */
+/** What a request hedge timer calls: a session whose hedge may be due at `at` (Date.now() ms). */
 export interface HedgeWaiter {
   hedgeDue(at: number): void;
 }
 
-/** Min-heap of [due time, waiter], one timer for the earliest. */
-const heapAt: number[] = [];
-const heapWaiter: HedgeWaiter[] = [];
-let timer: ReturnType<typeof setTimeout> | undefined;
-let timerAt = Infinity;
+function fireHedge(waiter: HedgeWaiter, at: number): void {
+  waiter.hedgeDue(at);
+}
 
 /**
- * Call `waiter.hedgeDue(at)` at `at` (or soon after): with millisecond
- * precision rather than the proxy's 100 ms deadline sweep. Entries are never
- * removed; the waiter ignores calls that no longer match its state.
+ * Call `waiter.hedgeDue(at)` at `at` (or soon after) on the proxy's timer
+ * facility (`ticker`): with millisecond precision rather than the proxy's
+ * 100 ms deadline sweep. Entries are never cancelled; the waiter ignores
+ * calls that no longer match its state.
  */
-export function scheduleHedge(waiter: HedgeWaiter, at: number): void {
-  let i = heapAt.length;
-  heapAt.push(at);
-  heapWaiter.push(waiter);
-  while (i > 0) {
-    const parent = (i - 1) >> 1;
-    if (heapAt[parent]! <= at) break;
-    heapAt[i] = heapAt[parent]!;
-    heapWaiter[i] = heapWaiter[parent]!;
-    i = parent;
-  }
-  heapAt[i] = at;
-  heapWaiter[i] = waiter;
-  if (at < timerAt) arm(at);
-}
-
-function arm(at: number): void {
-  if (timer !== undefined) clearTimeout(timer);
-  timerAt = at;
-  timer = setTimeout(onTimer, Math.max(0, at - Date.now()));
-  (timer as { unref?: () => void }).unref?.();
-}
-
-function pop(): void {
-  const lastAt = heapAt.pop()!;
-  const lastWaiter = heapWaiter.pop()!;
-  const n = heapAt.length;
-  if (n === 0) return;
-  let i = 0;
-  for (;;) {
-    let child = 2 * i + 1;
-    if (child >= n) break;
-    if (child + 1 < n && heapAt[child + 1]! < heapAt[child]!) child++;
-    if (heapAt[child]! >= lastAt) break;
-    heapAt[i] = heapAt[child]!;
-    heapWaiter[i] = heapWaiter[child]!;
-    i = child;
-  }
-  heapAt[i] = lastAt;
-  heapWaiter[i] = lastWaiter;
-}
-
-const due: Array<HedgeWaiter | number> = [];
-
-function onTimer(): void {
-  timer = undefined;
-  timerAt = Infinity;
-  const now = Date.now();
-  while (heapAt.length > 0 && heapAt[0]! <= now) {
-    due.push(heapWaiter[0]!, heapAt[0]!);
-    pop();
-  }
-  if (heapAt.length > 0) arm(heapAt[0]!);
-  // Let I/O that is already waiting (answers that came while the loop was
-  // busy) be read first, so that a late timer does not hedge answered requests.
-  if (due.length > 0) setImmediate(runDue);
-}
-
-function runDue(): void {
-  const list = due.splice(0);
-  for (let i = 0; i < list.length; i += 2) (list[i] as HedgeWaiter).hedgeDue(list[i + 1] as number);
+export function scheduleHedge(ticker: Ticker, waiter: HedgeWaiter, at: number): void {
+  ticker.once(at, fireHedge, waiter);
 }

@@ -23,10 +23,19 @@ export class LatencyEstimate {
   private readonly recomputeEvery: number;
   /** The cached quantile in ms (NaN until `minSamples` samples). */
   quantileMs = Number.NaN;
+  /** The longest sample seen so far (for the provisional value before `minSamples`). */
+  private longestMs = 0;
 
+  /**
+   * `warmupFactor` > 0: until `minSamples` samples were seen, `clamp` gives
+   * the longest sample so far times this factor (within floor and ceiling)
+   * rather than the ceiling, so that the first moments of a process (or of a
+   * rarely connecting pool) do not cost the whole ceiling; 0: the ceiling.
+   */
   constructor(
     private readonly quantile: number,
     private readonly minSamples: number,
+    private readonly warmupFactor = 0,
   ) {
     this.recomputeEvery = Math.max(1, Math.min(RECOMPUTE_EVERY, minSamples));
   }
@@ -35,6 +44,7 @@ export class LatencyEstimate {
     const index = ms <= 1 ? 0 : Math.min(BUCKETS - 1, Math.ceil(Math.log(ms) / LOG_BASE));
     this.counts[index]! += 1;
     this.total += 1;
+    if (ms > this.longestMs) this.longestMs = ms;
     if (++this.sinceDecay >= DECAY_EVERY) {
       this.sinceDecay = 0;
       for (let i = 0; i < BUCKETS; i++) this.counts[i]! *= 0.5;
@@ -46,10 +56,17 @@ export class LatencyEstimate {
     }
   }
 
-  /** The quantile, at least `floorMs`, at most `ceilingMs`; the ceiling until enough samples were seen. */
+  /**
+   * The quantile, at least `floorMs`, at most `ceilingMs`; until enough
+   * samples were seen, the ceiling (or the provisional value, see
+   * `warmupFactor`).
+   */
   clamp(floorMs: number, ceilingMs: number): number {
-    const estimate = this.quantileMs;
-    if (!(estimate > 0)) return ceilingMs;
+    let estimate = this.quantileMs;
+    if (!(estimate > 0)) {
+      if (this.warmupFactor === 0 || this.longestMs === 0) return ceilingMs;
+      estimate = this.longestMs * this.warmupFactor;
+    }
     return Math.min(ceilingMs, Math.max(floorMs, Math.ceil(estimate)));
   }
 

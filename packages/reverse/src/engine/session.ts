@@ -431,6 +431,7 @@ export class ClientSession implements SelectContext, AttemptOwner {
       primary: server,
       upstream,
       connector: core.connector,
+      ticker: core.ticker,
       timeoutMs: core.timeouts.connectMs,
       hedgeDelayMs: core.hedgeDelayMs,
       signal: controller.signal,
@@ -787,7 +788,7 @@ export class ClientSession implements SelectContext, AttemptOwner {
     this.hedgeDeadline = at;
     if (this.hedgeTimerAt !== 0 && this.hedgeTimerAt <= at) return;
     this.hedgeTimerAt = at;
-    scheduleHedge(this, at);
+    scheduleHedge(this.ctx.core.ticker, this, at);
   }
 
   /** The hedge timer (hedge.ts): the hedge due at `at` may be due now. */

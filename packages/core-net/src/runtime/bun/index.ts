@@ -223,6 +223,7 @@ async function listen(options: ListenOptions): Promise<Listener> {
             tls: {
               cert: options.tls.cert,
               key: options.tls.key,
+              ...(options.tls.requestCert ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca } : {}),
               ...(options.tls.alpn?.length ? { ALPNProtocols: alpnWire(options.tls.alpn) } : {}),
             },
           }
@@ -255,6 +256,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
             serverName: options.tls.servername || undefined,
             rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
             ca: options.tls.ca,
+            ...(options.tls.cert !== undefined ? { cert: options.tls.cert, key: options.tls.key } : {}),
             ALPNProtocols: options.tls.alpn?.length ? alpnWire(options.tls.alpn) : undefined,
           },
         }
@@ -289,6 +291,15 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
       if (error && (options.tls?.rejectUnauthorized ?? true)) {
         conn.destroy();
         throw new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error });
+      }
+      const verifyPeer = options.tls?.verifyPeer;
+      if (verifyPeer) {
+        const raw = (conn.socket as unknown as { getPeerCertificate(): { raw?: Uint8Array } | undefined }).getPeerCertificate()?.raw;
+        const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
+        if (refusal) {
+          conn.destroy();
+          throw new NetError('EPROTO', `TLS verification of ${address} failed: ${refusal}`, { address });
+        }
       }
     }
     return conn;

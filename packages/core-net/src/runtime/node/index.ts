@@ -121,6 +121,9 @@ function listen(options: ListenOptions): Promise<Listener> {
             key: toPem(options.tls.key),
             allowHalfOpen: true,
             SNICallback: options.tls.sni ? sniCallback(options.tls.sni) : undefined,
+            ...(options.tls.requestCert
+              ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca as tls.TlsOptions['ca'] }
+              : {}),
             ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
           },
           onSocket,
@@ -213,6 +216,8 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
           rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
           ca: options.tls.ca as tls.ConnectionOptions['ca'],
           ALPNProtocols: options.tls.alpn,
+          cert: options.tls.cert === undefined ? undefined : toPem(options.tls.cert),
+          key: options.tls.key === undefined ? undefined : toPem(options.tls.key),
           localAddress: options.localAddress,
           allowHalfOpen: true,
         })
@@ -235,6 +240,12 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
     socket.once('error', (error) => fail(toNetError(error, address)));
     socket.once(options.tls ? 'secureConnect' : 'connect', () => {
       if (settled) return;
+      const verifyPeer = options.tls?.verifyPeer;
+      if (verifyPeer) {
+        const raw = (socket as tls.TLSSocket).getPeerCertificate(false)?.raw;
+        const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
+        if (refusal) return fail(new NetError('EPROTO', `TLS verification of ${address} failed: ${refusal}`, { address }));
+      }
       settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);

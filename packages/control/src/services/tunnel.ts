@@ -1,0 +1,194 @@
+/**
+ * The intranet tunnel of a `wmproxy run` instance: the `[tunnel.server]` and
+ * every `[[tunnel.client]]`. Runs in the primary process only (one session per
+ * client; its public ports are not shared between workers). Reloads keep what
+ * did not change: a server whose listener and TLS settings are unchanged
+ * takes new credentials and allow lists in place; a client with the same
+ * server, token and TLS settings swaps its mappings on its live session.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Logger } from '@wmproxy/core-net';
+import type { TunnelClientConfig, TunnelConfig, TunnelServerConfig } from '@wmproxy/config';
+import { TunnelClient, TunnelServer, TunnelWeb, type TunnelClientOptions } from '@wmproxy/tunnel';
+import type { TunnelStatus } from '../types.js';
+
+function serverKey(config: TunnelServerConfig): string {
+  return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs]);
+}
+
+function clientKey(config: TunnelClientConfig): string {
+  return JSON.stringify([config.server, config.token, config.name, config.tls]);
+}
+
+async function serverTls(config: TunnelServerConfig): Promise<false | undefined | { cert: string; key: string; clientCa?: string }> {
+  if (config.tls === false) return false;
+  if (config.tls === 'self-signed') return undefined;
+  return {
+    cert: await readFile(config.tls.cert, 'utf8'),
+    key: await readFile(config.tls.key, 'utf8'),
+    ...(config.tls.clientCa ? { clientCa: await readFile(config.tls.clientCa, 'utf8') } : {}),
+  };
+}
+
+async function clientTls(config: TunnelClientConfig): Promise<TunnelClientOptions['tls']> {
+  if (config.tls === false) return false;
+  const tls = config.tls;
+  return {
+    ...(tls.ca ? { ca: await readFile(tls.ca, 'utf8') } : {}),
+    ...(tls.fingerprint ? { fingerprint: tls.fingerprint } : {}),
+    ...(tls.servername ? { servername: tls.servername } : {}),
+    ...(tls.cert && tls.key ? { cert: await readFile(tls.cert, 'utf8'), key: await readFile(tls.key, 'utf8') } : {}),
+  };
+}
+
+export class TunnelService {
+  private server: { instance: TunnelServer; key: string; config: TunnelServerConfig; web: TunnelWeb | undefined; webKey: string } | undefined;
+  private readonly clients = new Map<string, { instance: TunnelClient; key: string }>();
+
+  constructor(private readonly loggerFor: (service: string) => Logger) {}
+
+  static async start(config: TunnelConfig, loggerFor: (service: string) => Logger): Promise<TunnelService> {
+    const service = new TunnelService(loggerFor);
+    await service.apply(config);
+    return service;
+  }
+
+  /** Bring the running tunnel to `config`; returns what changed, in words. */
+  async apply(config: TunnelConfig): Promise<string[]> {
+    const changes: string[] = [];
+    const current = this.server;
+    if (config.server) {
+      const key = serverKey(config.server);
+      if (current && current.key === key) {
+        current.instance.reload(serverOptions(config.server));
+        current.config = config.server;
+        const webKey = webConfigKey(config.server);
+        if (webKey !== current.webKey) {
+          await current.web?.close();
+          current.web = undefined;
+          current.webKey = webKey;
+          current.web = await startWeb(current.instance, config.server, this.loggerFor('tunnel-web'));
+          changes.push(`tunnel web front ${current.web ? `on ${[...current.web.httpAddresses, ...current.web.httpsAddresses].join(', ')}` : 'stopped'}`);
+        }
+      } else {
+        // Bind the new one first when the address changed; the same address needs the old one gone.
+        if (current) {
+          await current.web?.close();
+          await current.instance.stop({ deadlineMs: current.config.drainMs });
+        }
+        const instance = new TunnelServer({
+          ...serverOptions(config.server),
+          listen: config.server.listen,
+          tls: await serverTls(config.server),
+          stateDir: config.server.stateDir,
+          publicHost: config.server.publicHost,
+          heartbeatMs: config.server.heartbeatMs,
+          logger: this.loggerFor('tunnel-server'),
+        });
+        await instance.start();
+        let web: TunnelWeb | undefined;
+        try {
+          web = await startWeb(instance, config.server, this.loggerFor('tunnel-web'));
+        } catch (error) {
+          await instance.stop({ deadlineMs: 0 });
+          throw error;
+        }
+        this.server = { instance, key, config: config.server, web, webKey: webConfigKey(config.server) };
+        changes.push(`tunnel server ${current ? 'restarted' : 'started'} on ${instance.address}${instance.fingerprint ? ` (certificate ${instance.fingerprint})` : ''}`);
+      }
+    } else if (current) {
+      this.server = undefined;
+      await current.web?.close();
+      await current.instance.stop({ deadlineMs: current.config.drainMs });
+      changes.push('tunnel server stopped');
+    }
+    const wanted = new Set(config.clients.map((client) => client.service));
+    for (const [name, running] of [...this.clients]) {
+      if (!wanted.has(name)) {
+        this.clients.delete(name);
+        await running.instance.stop({ deadlineMs: 10_000 });
+        changes.push(`${name} stopped`);
+      }
+    }
+    for (const client of config.clients) {
+      const key = clientKey(client);
+      const running = this.clients.get(client.service);
+      if (running && running.key === key) {
+        await running.instance.reload(client.mappings);
+        changes.push(`${client.service}: mappings reloaded`);
+        continue;
+      }
+      if (running) await running.instance.stop({ deadlineMs: 10_000 });
+      const instance = new TunnelClient({
+        server: client.server,
+        token: client.token,
+        name: client.name,
+        tls: await clientTls(client),
+        mappings: client.mappings,
+        logger: this.loggerFor(client.service),
+      }).start();
+      this.clients.set(client.service, { instance, key });
+      changes.push(`${client.service} ${running ? 'restarted' : 'started'} towards ${client.server}`);
+    }
+    return changes;
+  }
+
+  status(): TunnelStatus {
+    const server = this.server?.instance;
+    return {
+      ...(server
+        ? {
+            server: {
+              address: server.address,
+              fingerprint: server.fingerprint,
+              clients: server.clients(),
+              mappings: server.mappings(),
+              http: this.server?.web?.httpAddresses ?? [],
+              https: this.server?.web?.httpsAddresses ?? [],
+            },
+          }
+        : {}),
+      clients: [...this.clients].map(([service, { instance }]) => ({ service, ...instance.status() })),
+    };
+  }
+
+  /** The running server (for engines that route http/https mappings to it). */
+  get tunnelServer(): TunnelServer | undefined {
+    return this.server?.instance;
+  }
+
+  async stop(deadlineMs: number): Promise<void> {
+    await this.server?.web?.close();
+    await Promise.all([this.server?.instance.stop({ deadlineMs }), ...[...this.clients.values()].map(({ instance }) => instance.stop({ deadlineMs }))]);
+    this.server = undefined;
+    this.clients.clear();
+  }
+}
+
+function webConfigKey(config: TunnelServerConfig): string {
+  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpPolicy, config.httpHealth]);
+}
+
+/** The web front of http/https mappings, when the server has a port for them. */
+async function startWeb(server: TunnelServer, config: TunnelServerConfig, logger: Logger): Promise<TunnelWeb | undefined> {
+  if (config.httpListen === undefined && config.httpsListen === undefined) return undefined;
+  const health = config.httpHealth;
+  return new TunnelWeb(server, {
+    httpListen: config.httpListen,
+    httpsListen: config.httpsListen,
+    ...(config.https ? { httpsTls: { cert: await readFile(config.https.cert, 'utf8'), key: await readFile(config.https.key, 'utf8') } } : {}),
+    policy: config.httpPolicy,
+    ...(health ? { health: { check: { type: 'http' as const, path: health.path }, intervalMs: health.intervalMs, timeoutMs: Math.min(health.intervalMs, 2_000), rise: health.rise, fall: health.fall } } : {}),
+    logger,
+  }).start();
+}
+
+function serverOptions(config: TunnelServerConfig) {
+  return {
+    token: config.token,
+    clients: config.clients,
+    allowPorts: config.allowPorts,
+    allowDomains: config.allowDomains,
+    visitorWaitMs: config.visitorWaitMs,
+  };
+}

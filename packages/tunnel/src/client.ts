@@ -1,0 +1,465 @@
+/**
+ * The private side: dials out to the tunnel server (one connection, so it
+ * passes NAT), authenticates, registers its mappings, and serves each stream
+ * the server opens by connecting to the local service (or running the
+ * forward proxy on it). Reconnects with jittered exponential backoff and
+ * registers its mappings again; `reload` swaps mappings on a live session.
+ */
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import {
+  NetError,
+  bindUdp,
+  certificateFingerprint,
+  connect,
+  formatHostPort,
+  normaliseFingerprint,
+  relay,
+  silentLogger,
+  type Conn,
+  type Logger,
+  type TlsClientOptions,
+  type UdpEndpoint,
+} from '@wmproxy/core-net';
+import { ForwardProxy, type ForwardProxyOptions } from '@wmproxy/http-proxy';
+import { clientHandshake } from './auth.js';
+import { Flag, FrameType, decodeJson, decodeReason, encodeJson } from './frame.js';
+import { proxyProtocolHeader, publicView, validateMapping, type Mapping } from './mapping.js';
+import { Mux, type TunnelStream } from './mux.js';
+import { DEFAULT_RELAY_IDLE_MS, DEFAULT_UDP_IDLE_MS } from './server.js';
+
+export const DEFAULT_BACKOFF_INITIAL_MS = 1000;
+export const DEFAULT_BACKOFF_MAX_MS = 20_000;
+/** A session that lasted this long resets the backoff. */
+export const DEFAULT_STABLE_MS = 10_000;
+export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 5000;
+const REGISTER_TIMEOUT_MS = 10_000;
+
+export interface TunnelClientTls {
+  /** Trust this CA (PEM) for the server's certificate. */
+  ca?: string | Uint8Array;
+  /** Pin the server's certificate by SHA-256 fingerprint (`SHA256:<base64>` or hex), as ssh does. */
+  fingerprint?: string;
+  /** Name to verify in the certificate (default the server host). */
+  servername?: string;
+  /** Client certificate and key for servers that require mutual TLS. */
+  cert?: string | Uint8Array;
+  key?: string | Uint8Array;
+}
+
+export interface TunnelClientOptions {
+  /** `host:port` of the tunnel server. */
+  server: string;
+  token: string;
+  /** Name shown in the server's logs and client list. */
+  name?: string;
+  /** TLS settings (default: verify against the system CAs); `false` for plain TCP. */
+  tls?: TunnelClientTls | false;
+  mappings: Mapping[];
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  stableMs?: number;
+  connectTimeoutMs?: number;
+  /** Connect timeout towards local services. */
+  localConnectTimeoutMs?: number;
+  udpIdleMs?: number;
+  relayIdleMs?: number;
+  /** Options of the forward proxy that serves `proxy` mappings. */
+  proxy?: ForwardProxyOptions;
+  logger?: Logger;
+}
+
+export interface RegistrationResult {
+  name: string;
+  ok: boolean;
+  reason?: string;
+}
+
+export interface TunnelClientStatus {
+  connected: boolean;
+  server: string;
+  since: string | undefined;
+  rttMs: number | undefined;
+  reconnects: number;
+  openStreams: number;
+  lastError: string | undefined;
+  results: RegistrationResult[];
+}
+
+export interface TunnelClientEvents {
+  connected: [{ serverId: string }];
+  registered: [RegistrationResult[]];
+  disconnected: [Error | undefined];
+  /** A connection attempt failed (network, TLS or auth); `delayMs` until the next. */
+  retry: [Error, number];
+}
+
+interface LocalFlow {
+  endpoint: UdpEndpoint;
+  mapping: Mapping;
+  lastActive: number;
+  stream: TunnelStream;
+}
+
+export class TunnelClient extends EventEmitter<TunnelClientEvents> {
+  private readonly options: TunnelClientOptions;
+  private readonly logger: Logger;
+  private mappings: Map<string, Mapping>;
+  private mux: Mux | undefined;
+  private stopped = true;
+  private attempt = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private wakeRetry: (() => void) | undefined;
+  private sessionSince: number | undefined;
+  private sessions = 0;
+  private lastError: string | undefined;
+  private results: RegistrationResult[] = [];
+  private pendingRegistration: ((results: RegistrationResult[]) => void) | undefined;
+  private proxy: ForwardProxy | undefined;
+  private readonly flows = new Map<number, LocalFlow>();
+  private sweep: ReturnType<typeof setInterval> | undefined;
+  private loop: Promise<void> | undefined;
+  private abort = new AbortController();
+  private readonly host: string;
+  private readonly port: number;
+
+  constructor(options: TunnelClientOptions) {
+    super();
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.mappings = TunnelClient.index(options.mappings);
+    const colon = options.server.lastIndexOf(':');
+    if (colon <= 0) throw new RangeError(`tunnel client: server "${options.server}" is not host:port`);
+    this.host = options.server.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    this.port = Number(options.server.slice(colon + 1));
+    if (!Number.isInteger(this.port) || this.port < 1 || this.port > 65535) throw new RangeError(`tunnel client: server "${options.server}" has no valid port`);
+    if (options.tls && options.tls.fingerprint) options.tls.fingerprint = normaliseFingerprint(options.tls.fingerprint);
+  }
+
+  private static index(mappings: Mapping[]): Map<string, Mapping> {
+    const out = new Map<string, Mapping>();
+    for (const mapping of mappings) {
+      validateMapping(mapping);
+      if (out.has(mapping.name)) throw new RangeError(`tunnel client: two mappings are named "${mapping.name}"`);
+      out.set(mapping.name, mapping);
+    }
+    return out;
+  }
+
+  /** Start connecting (and keep reconnecting until `stop`). */
+  start(): this {
+    if (!this.stopped) return this;
+    this.stopped = false;
+    this.abort = new AbortController();
+    const every = Math.max(100, Math.floor((this.options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS) / 2));
+    this.sweep = setInterval(() => this.sweepFlows(), every);
+    this.sweep.unref?.();
+    this.loop = this.run();
+    return this;
+  }
+
+  /** Resolves once a session is registered (the first `registered` event). */
+  ready(): Promise<RegistrationResult[]> {
+    if (this.mux && !this.mux.closed && this.results.length > 0) return Promise.resolve(this.results);
+    return new Promise((resolve) => this.once('registered', resolve));
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      let error: Error | undefined;
+      try {
+        await this.session();
+      } catch (caught) {
+        error = caught as Error;
+      }
+      if (this.stopped) break;
+      const lived = this.sessionSince === undefined ? 0 : Date.now() - this.sessionSince;
+      if (lived >= (this.options.stableMs ?? DEFAULT_STABLE_MS)) this.attempt = 0;
+      this.sessionSince = undefined;
+      const delay = this.backoff();
+      if (error) {
+        this.lastError = error.message;
+        const auth = error instanceof NetError && error.code === 'EAUTH';
+        this.logger[auth ? 'error' : 'warn']('tunnel connection failed', { server: this.options.server, error: error.message, retryInMs: delay });
+        this.emit('retry', error, delay);
+      }
+      await new Promise<void>((resolve) => {
+        this.wakeRetry = resolve;
+        this.retryTimer = setTimeout(resolve, delay);
+      });
+      this.wakeRetry = undefined;
+    }
+  }
+
+  /** Full jitter between half and all of min(max, initial * 2^attempt). */
+  private backoff(): number {
+    const initial = this.options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS;
+    const max = this.options.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
+    const base = Math.min(max, initial * 2 ** Math.min(this.attempt, 30));
+    this.attempt++;
+    return Math.round(base / 2 + Math.random() * (base / 2));
+  }
+
+  private tlsOptions(): TlsClientOptions | undefined {
+    const tls = this.options.tls;
+    if (tls === false) return undefined;
+    const out: TlsClientOptions = {};
+    if (tls?.servername) out.servername = tls.servername;
+    if (tls?.cert !== undefined) {
+      out.cert = tls.cert;
+      out.key = tls.key;
+    }
+    if (tls?.fingerprint) {
+      const pinned = tls.fingerprint;
+      out.rejectUnauthorized = false;
+      out.verifyPeer = (der) => {
+        const seen = certificateFingerprint(der);
+        return seen === pinned ? undefined : `the server certificate's fingerprint ${seen} is not the pinned ${pinned}`;
+      };
+    } else if (tls?.ca !== undefined) out.ca = tls.ca;
+    return out;
+  }
+
+  /** One session: connect, authenticate, register, serve until it closes. */
+  private async session(): Promise<void> {
+    const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal });
+    if (this.stopped) {
+      conn.destroy();
+      return;
+    }
+    const mux = new Mux(conn, { side: 'client', logger: this.logger });
+    this.mux = mux;
+    const settings = await clientHandshake(mux, { token: this.options.token, name: this.options.name });
+    const closed = new Promise<Error | undefined>((resolve) => {
+      mux.setEvents({
+        control: (_m, type, _flags, payload) => this.onControl(type, payload),
+        open: (_m, stream, flags, payload) => this.onOpen(stream, flags, payload),
+        datagram: (_m, id, payload) => this.onDatagram(id, payload),
+        goaway: (_m, reason) => this.logger.info('tunnel server is going away', { reason }),
+        close: (_m, error) => resolve(error),
+      });
+    });
+    mux.startHeartbeat(settings.heartbeatMs);
+    this.sessionSince = Date.now();
+    this.sessions++;
+    this.lastError = undefined;
+    this.logger.info('tunnel connected', { server: this.options.server, serverId: settings.serverId, heartbeatMs: settings.heartbeatMs });
+    this.emit('connected', { serverId: settings.serverId });
+    void this.register().catch(() => undefined);
+    const error = await closed;
+    if (this.mux === mux) this.mux = undefined;
+    this.logger.info('tunnel disconnected', { server: this.options.server, reason: error?.message });
+    this.emit('disconnected', error);
+    if (error && !this.stopped) throw error;
+  }
+
+  private onControl(type: FrameType, payload: Uint8Array): void {
+    if (type === FrameType.ERROR) {
+      this.logger.error('tunnel server error', { reason: decodeReason(payload) });
+      return;
+    }
+    if (type !== FrameType.MAPPINGS) return;
+    let results: RegistrationResult[] = [];
+    try {
+      const raw = decodeJson(payload, 'MAPPINGS').results;
+      if (Array.isArray(raw)) {
+        results = raw.slice(0, 1024).map((r: { name?: unknown; ok?: unknown; reason?: unknown }) => ({
+          name: String(r?.name ?? ''),
+          ok: r?.ok === true,
+          ...(r?.ok === true ? {} : { reason: String(r?.reason ?? 'refused') }),
+        }));
+      }
+    } catch {
+      this.mux?.protocolError('MAPPINGS answer is not JSON');
+      return;
+    }
+    this.results = results;
+    for (const result of results) {
+      if (result.ok) this.logger.info('tunnel mapping registered', { mapping: result.name });
+      else this.logger.error('tunnel mapping refused by the server', { mapping: result.name, reason: result.reason });
+    }
+    const waiter = this.pendingRegistration;
+    this.pendingRegistration = undefined;
+    waiter?.(results);
+    this.emit('registered', results);
+  }
+
+  /** Send the current mappings; resolves with the server's verdict per mapping. */
+  private register(): Promise<RegistrationResult[]> {
+    const mux = this.mux;
+    if (!mux || mux.closed) return Promise.reject(new NetError('ECONNRESET', 'not connected to the tunnel server'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new NetError('ETIMEDOUT', 'the tunnel server did not answer the mappings')), REGISTER_TIMEOUT_MS);
+      this.pendingRegistration = (results) => {
+        clearTimeout(timer);
+        resolve(results);
+      };
+      mux.sendControl(FrameType.MAPPINGS, 0, encodeJson({ mappings: [...this.mappings.values()].map(publicView) }));
+    });
+  }
+
+  /**
+   * Replace the mappings. Streams already open continue (also those of
+   * removed mappings, until they end). Resolves with the server's verdict
+   * when connected, or an empty list (the next session registers them).
+   */
+  async reload(mappings: Mapping[]): Promise<RegistrationResult[]> {
+    this.mappings = TunnelClient.index(mappings);
+    if (!this.mux || this.mux.closed || !this.mux.established) return [];
+    return this.register();
+  }
+
+  // ---- streams from the server --------------------------------------------
+
+  private onOpen(stream: TunnelStream, flags: number, payload: Uint8Array): void {
+    let request: Record<string, unknown>;
+    try {
+      request = decodeJson(payload, 'OPEN');
+    } catch {
+      stream.reject('bad OPEN request');
+      return;
+    }
+    const mapping = this.mappings.get(String(request.m));
+    if (!mapping) {
+      stream.reject(`no mapping "${String(request.m).slice(0, 64)}" on this client`);
+      return;
+    }
+    const visitor = { address: typeof request.a === 'string' ? request.a : '', port: typeof request.p === 'number' ? request.p : 0 };
+    stream.remoteAddress = visitor.address;
+    stream.remotePort = visitor.port;
+    if (flags & Flag.DATAGRAM_FLOW) {
+      void this.openFlow(stream, mapping);
+      return;
+    }
+    if (mapping.kind === 'proxy') {
+      stream.accept();
+      this.proxy ??= new ForwardProxy({ logger: this.logger, ...this.options.proxy });
+      this.proxy.handle(stream);
+      return;
+    }
+    const target = formatHostPort(mapping.localHost!, mapping.localPort!);
+    connect({ host: mapping.localHost!, port: mapping.localPort!, timeoutMs: this.options.localConnectTimeoutMs ?? DEFAULT_LOCAL_CONNECT_TIMEOUT_MS }).then(
+      (local) => {
+        if (stream.closed) {
+          local.destroy();
+          return;
+        }
+        stream.accept();
+        if (mapping.proxyProtocol) {
+          const destination = { address: typeof request.la === 'string' ? request.la : '0.0.0.0', port: typeof request.lp === 'number' ? request.lp : 0 };
+          local.write(proxyProtocolHeader(mapping.proxyProtocol, visitor, destination));
+        }
+        relay(stream, local, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
+      },
+      (error: Error) => {
+        this.logger.warn('tunnel local service unreachable', { mapping: mapping.name, target, error: error.message });
+        stream.reject(`local service ${target} of mapping "${mapping.name}": ${error.message}`);
+      },
+    );
+  }
+
+  private async openFlow(stream: TunnelStream, mapping: Mapping): Promise<void> {
+    if (mapping.kind !== 'udp') {
+      stream.reject(`mapping "${mapping.name}" is not udp`);
+      return;
+    }
+    const host = mapping.localHost!;
+    let endpoint: UdpEndpoint;
+    try {
+      endpoint = await bindUdp(isIP(host) === 6 ? '::' : '0.0.0.0', 0, {
+        message: (_endpoint, data) => {
+          const flow = this.flows.get(stream.sid);
+          if (!flow) return;
+          flow.lastActive = Date.now();
+          stream.mux.sendDatagram(stream.sid, data);
+        },
+      });
+    } catch (error) {
+      this.logger.warn('tunnel udp flow failed', { mapping: mapping.name, error: (error as Error).message });
+      stream.destroy();
+      return;
+    }
+    if (stream.closed) {
+      endpoint.close();
+      return;
+    }
+    const flow: LocalFlow = { endpoint, mapping, lastActive: Date.now(), stream };
+    this.flows.set(stream.sid, flow);
+    for (const early of flowBacklog.get(stream) ?? []) endpoint.send(early, mapping.localPort!, host);
+    flowBacklog.delete(stream);
+    stream.setHandler({
+      data() {},
+      close: () => {
+        if (this.flows.get(stream.sid) === flow) this.flows.delete(stream.sid);
+        endpoint.close();
+      },
+    });
+  }
+
+  private onDatagram(id: number, payload: Uint8Array): void {
+    const flow = this.flows.get(id);
+    if (flow) {
+      flow.lastActive = Date.now();
+      flow.endpoint.send(payload, flow.mapping.localPort!, flow.mapping.localHost!);
+      return;
+    }
+    // The flow's socket is still being bound: keep the first datagrams (a few).
+    const stream = this.mux?.streams.get(id);
+    if (!stream) return;
+    const backlog = flowBacklog.get(stream) ?? [];
+    if (backlog.length < 16) backlog.push(payload.slice());
+    flowBacklog.set(stream, backlog);
+  }
+
+  private sweepFlows(): void {
+    const idle = this.options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS;
+    const now = Date.now();
+    for (const flow of [...this.flows.values()]) if (now - flow.lastActive >= idle) flow.stream.destroy();
+  }
+
+  // ---- status and stop -------------------------------------------------------
+
+  status(): TunnelClientStatus {
+    const mux = this.mux;
+    return {
+      connected: mux !== undefined && !mux.closed && mux.established,
+      server: this.options.server,
+      since: this.sessionSince === undefined ? undefined : new Date(this.sessionSince).toISOString(),
+      rttMs: mux?.rttMs,
+      reconnects: Math.max(0, this.sessions - 1),
+      openStreams: mux?.streams.size ?? 0,
+      lastError: this.lastError,
+      results: this.results,
+    };
+  }
+
+  /** The live session's multiplexer (for stats and tests). */
+  get sessionMux(): Mux | undefined {
+    return this.mux;
+  }
+
+  /** Stop reconnecting; GOAWAY the session and let its streams finish up to `deadlineMs`. */
+  async stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.abort.abort();
+    clearTimeout(this.retryTimer);
+    this.wakeRetry?.();
+    clearInterval(this.sweep);
+    // UDP flows have no end of their own: they do not hold the drain.
+    for (const flow of [...this.flows.values()]) flow.stream.destroy();
+    const mux = this.mux;
+    if (mux && !mux.closed) {
+      mux.goAway('client stopping');
+      const until = Date.now() + (options.deadlineMs ?? 10_000);
+      while (!mux.closed && mux.streams.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      mux.destroy();
+    }
+    for (const flow of this.flows.values()) flow.endpoint.close();
+    this.flows.clear();
+    await this.loop;
+  }
+}
+
+/** Datagrams that arrived before their flow's local socket was bound. */
+const flowBacklog = new WeakMap<Conn, Uint8Array[]>();

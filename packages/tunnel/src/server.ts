@@ -1,0 +1,703 @@
+/**
+ * The public side: accepts tunnel clients (TLS by default), authenticates
+ * them, binds the public ports they register, and carries each visitor over a
+ * stream of the client's session. Public listeners outlive a client's absence
+ * (visitors get a prompt close, or wait up to `visitorWaitMs` for it to
+ * return). `openStream` gives other engines (the reverse proxy's http/https
+ * mappings) a stream to a mapping.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  NetError,
+  Server,
+  bindUdp,
+  certificateFingerprint,
+  createSelfSignedCertificate,
+  formatHostPort,
+  parseAddress,
+  relay,
+  releaseConn,
+  silentLogger,
+  type Conn,
+  type Logger,
+  type Transport,
+  type TransportTarget,
+  type UdpEndpoint,
+} from '@wmproxy/core-net';
+import { domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
+import { Flag, FrameType, decodeJson, encodeJson } from './frame.js';
+import { readPublicMapping, sameShape, type PublicMapping } from './mapping.js';
+import { Mux, type TunnelStream } from './mux.js';
+
+export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
+export const DEFAULT_HEARTBEAT_MS = 10_000;
+export const DEFAULT_UDP_IDLE_MS = 60_000;
+export const DEFAULT_DRAIN_MS = 10_000;
+export const DEFAULT_RELAY_IDLE_MS = 5 * 60_000;
+const CERT_FILE = 'tunnel-cert.pem';
+const KEY_FILE = 'tunnel-key.pem';
+const MAX_MAPPINGS_PER_CLIENT = 256;
+const MAX_UDP_FLOWS_PER_MAPPING = 4096;
+
+export interface TunnelServerTls {
+  cert: string | Uint8Array;
+  key: string | Uint8Array;
+  /** Require client certificates signed by this CA (mutual TLS, the original's `two_way_tls`). */
+  clientCa?: string | Uint8Array;
+}
+
+export interface TunnelServerOptions {
+  /** Where tunnel clients connect (default 127.0.0.1:7000). */
+  listen?: string;
+  /** One shared token (a credential named "default" allowed everything the server allows). */
+  token?: string;
+  /** Per-client tokens, each with its own allowed ports and domains. */
+  clients?: ClientCredential[];
+  /** Public ports any client may ask for, unless its credential says otherwise (default: any). */
+  allowPorts?: PortRange[];
+  /** Domains any client may serve over http/https, unless its credential says otherwise (default: any). */
+  allowDomains?: string[];
+  /** Where public tcp/udp/proxy ports bind (default: the host of `listen`). */
+  publicHost?: string;
+  /** TLS certificate; `false` for plain TCP (tests, or TLS terminated in front). Absent: a self-signed certificate kept in `stateDir`. */
+  tls?: TunnelServerTls | false;
+  /** Directory for the self-signed certificate (created 0700; key 0600). */
+  stateDir?: string;
+  /** Name bound into the handshake (default the host name). */
+  serverId?: string;
+  /** PING interval both ways; a peer silent for two intervals is dropped (default 10 s). */
+  heartbeatMs?: number;
+  /** How long a visitor waits for a client to (re)appear (default 0: closed at once). */
+  visitorWaitMs?: number;
+  /** How long opening a stream to a client may take (default 10 s). */
+  openTimeoutMs?: number;
+  udpIdleMs?: number;
+  /** Idle timeout of a relayed visitor connection (default 5 min). */
+  relayIdleMs?: number;
+  /** Most streams one client session may carry at once (default 4096). */
+  maxStreamsPerClient?: number;
+  handshakeTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** A visitor as the local service should see it. */
+export interface Visitor {
+  address: string;
+  port: number;
+  /** The public address the visitor reached. */
+  localAddress?: string;
+  localPort?: number;
+}
+
+export interface ClientSnapshot {
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  since: string;
+  rttMs: number | undefined;
+  /** Earlier sessions of the same credential since the server started. */
+  reconnects: number;
+  mappings: PublicMapping[];
+  rejected: Array<{ name: string; reason: string }>;
+  openStreams: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Bytes written by streams to this client and not yet sent (flow control or a saturated connection). */
+  queuedBytes: number;
+  /** Bytes from this client not yet read by visitors (paused streams). */
+  bufferedBytes: number;
+}
+
+export interface MappingSnapshot {
+  mapping: PublicMapping;
+  clients: string[];
+  listening: boolean;
+}
+
+interface UdpFlow {
+  key: string;
+  address: string;
+  port: number;
+  stream: TunnelStream;
+  route: Route;
+  lastActive: number;
+}
+
+interface Route {
+  mapping: PublicMapping;
+  sessions: ClientSession[];
+  next: number;
+  listener: Server | undefined;
+  udp: UdpEndpoint | undefined;
+  flows: Map<string, UdpFlow>;
+  waiters: Set<() => void>;
+}
+
+class ClientSession {
+  readonly id = randomBytes(6).toString('hex');
+  readonly since = new Date();
+  mappings = new Map<string, PublicMapping>();
+  rejected: Array<{ name: string; reason: string }> = [];
+  flows = new Map<number, UdpFlow>();
+  /** MAPPINGS messages are applied one after another. */
+  chain: Promise<void> = Promise.resolve();
+  constructor(
+    readonly mux: Mux,
+    readonly credential: ClientCredential,
+    readonly name: string,
+    readonly reconnects: number,
+  ) {}
+}
+
+export interface TunnelServerEvents {
+  'client-joined': [ClientSnapshot];
+  'client-left': [ClientSnapshot, Error | undefined];
+  'mappings-changed': [MappingSnapshot[]];
+}
+
+export class TunnelServer extends EventEmitter<TunnelServerEvents> {
+  private options: TunnelServerOptions;
+  private readonly logger: Logger;
+  private control: Server | undefined;
+  private readonly sessions = new Set<ClientSession>();
+  private readonly routes = new Map<string, Route>();
+  private readonly seen = new Map<string, number>();
+  private sweep: ReturnType<typeof setInterval> | undefined;
+  private stopping = false;
+  /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
+  fingerprint: string | undefined;
+  /** Where the self-signed certificate lives, when one is used. */
+  certificatePath: string | undefined;
+
+  constructor(options: TunnelServerOptions) {
+    super();
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    if (this.credentials().length === 0) throw new RangeError('tunnel server: set a token or at least one client credential');
+  }
+
+  private credentials(): ClientCredential[] {
+    const list = [...(this.options.clients ?? [])];
+    if (this.options.token) list.push({ name: 'default', token: this.options.token });
+    return list.map((credential, i) => ({ ...credential, name: credential.name ?? `client ${i + 1}` }));
+  }
+
+  /** The bound control address (`host:port`). */
+  get address(): string {
+    return this.control?.boundAddresses[0] ?? '';
+  }
+  get port(): number {
+    return Number(this.address.split(':').pop());
+  }
+
+  async start(): Promise<this> {
+    const listen = parseAddress(this.options.listen ?? DEFAULT_TUNNEL_LISTEN);
+    let tls: { cert: string | Uint8Array; key: string | Uint8Array; requestCert?: boolean; ca?: string | Uint8Array } | undefined;
+    if (this.options.tls !== false) {
+      const pair = this.options.tls ?? (await this.stateCertificate());
+      tls = { cert: pair.cert, key: pair.key };
+      if (this.options.tls && this.options.tls.clientCa) Object.assign(tls, { requestCert: true, ca: this.options.tls.clientCa });
+      this.fingerprint = certificateFingerprint(typeof pair.cert === 'string' ? pair.cert : Buffer.from(pair.cert).toString());
+    }
+    this.control = new Server({ addresses: [listen], tls, logger: this.logger, onConnection: (conn) => this.accept(conn) });
+    await this.control.start();
+    const sweepEvery = Math.max(100, Math.floor((this.options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS) / 2));
+    this.sweep = setInterval(() => this.sweepFlows(), sweepEvery);
+    this.sweep.unref?.();
+    this.logger.info('tunnel server listening', { address: this.address, tls: tls !== undefined, fingerprint: this.fingerprint });
+    return this;
+  }
+
+  /** Load the state directory's certificate, or make one (atomic writes, key 0600). */
+  private async stateCertificate(): Promise<{ cert: string; key: string }> {
+    const dir = this.options.stateDir;
+    if (!dir) throw new RangeError('tunnel server: give tls (cert and key), or a stateDir to keep a self-signed certificate in, or tls: false');
+    const certPath = join(dir, CERT_FILE);
+    const keyPath = join(dir, KEY_FILE);
+    this.certificatePath = certPath;
+    try {
+      return { cert: await readFile(certPath, 'utf8'), key: await readFile(keyPath, 'utf8') };
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    }
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const host = this.options.serverId ?? hostname();
+    const made = createSelfSignedCertificate({ commonName: host, altNames: [host, 'localhost', '127.0.0.1', '::1'] });
+    await atomicWrite(keyPath, made.key, 0o600);
+    await atomicWrite(certPath, made.cert, 0o644);
+    this.logger.info('tunnel server made a self-signed certificate', { path: certPath, fingerprint: made.fingerprint });
+    return made;
+  }
+
+  // ---- client sessions ----------------------------------------------------
+
+  private accept(conn: Conn): void {
+    if (this.stopping) {
+      conn.destroy();
+      return;
+    }
+    const mux = new Mux(conn, { side: 'server', logger: this.logger, maxStreams: this.options.maxStreamsPerClient });
+    const heartbeatMs = this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    const peer = formatHostPort(conn.remoteAddress, conn.remotePort);
+    serverHandshake(mux, {
+      credentials: this.credentials(),
+      serverId: this.options.serverId ?? hostname(),
+      settings: { heartbeatMs, sessionId: randomBytes(8).toString('hex') },
+      timeoutMs: this.options.handshakeTimeoutMs,
+    }).then(
+      ({ credential, announcedName }) => {
+        if (mux.closed) return;
+        const name = credential.name!;
+        const reconnects = this.seen.get(name) ?? 0;
+        this.seen.set(name, reconnects + 1);
+        const session = new ClientSession(mux, credential, name, reconnects);
+        this.sessions.add(session);
+        mux.setEvents({
+          control: (_m, type, _flags, payload) => this.onControl(session, type, payload),
+          open: (_m, stream) => stream.reject('the tunnel server accepts no streams from clients'),
+          datagram: (_m, id, payload) => this.onClientDatagram(session, id, payload),
+          close: (_m, error) => this.onSessionClosed(session, error),
+        });
+        mux.startHeartbeat(heartbeatMs);
+        this.logger.info('tunnel client joined', { client: name, announced: announcedName || undefined, peer, reconnects });
+        this.emit('client-joined', this.snapshot(session));
+      },
+      (error: Error) => {
+        this.logger.warn('tunnel client refused', { peer, reason: error.message });
+      },
+    );
+  }
+
+  private onControl(session: ClientSession, type: FrameType, payload: Uint8Array): void {
+    if (type !== FrameType.MAPPINGS) {
+      if (type === FrameType.ERROR) return;
+      session.mux.protocolError(`unexpected ${type} frame after the handshake`);
+      return;
+    }
+    let wanted: unknown;
+    try {
+      wanted = decodeJson(payload, 'MAPPINGS').mappings;
+    } catch (error) {
+      session.mux.protocolError((error as Error).message);
+      return;
+    }
+    if (!Array.isArray(wanted) || wanted.length > MAX_MAPPINGS_PER_CLIENT) {
+      session.mux.protocolError(`MAPPINGS: expected a list of at most ${MAX_MAPPINGS_PER_CLIENT} mappings`);
+      return;
+    }
+    session.chain = session.chain.then(() => this.register(session, wanted as unknown[]));
+  }
+
+  /** Apply a client's full set of mappings (a reload replaces the previous set). */
+  private async register(session: ClientSession, wanted: unknown[]): Promise<void> {
+    const results: Array<{ name: string; ok: boolean; reason?: string }> = [];
+    const keep = new Map<string, PublicMapping>();
+    const rejected: Array<{ name: string; reason: string }> = [];
+    for (const raw of wanted) {
+      let mapping: PublicMapping;
+      try {
+        mapping = readPublicMapping(raw);
+      } catch (error) {
+        const name = String((raw as { name?: unknown })?.name ?? '?').slice(0, 64);
+        results.push({ name, ok: false, reason: (error as Error).message });
+        continue;
+      }
+      const reason = keep.has(mapping.name) ? `duplicate mapping name "${mapping.name}"` : this.refusal(session, mapping) ?? (await this.attach(session, mapping));
+      if (reason) {
+        results.push({ name: mapping.name, ok: false, reason });
+        rejected.push({ name: mapping.name, reason });
+        this.logger.warn('tunnel mapping refused', { client: session.name, mapping: mapping.name, reason });
+      } else {
+        keep.set(mapping.name, mapping);
+        results.push({ name: mapping.name, ok: true });
+      }
+    }
+    // Mappings the client dropped: detach (and close a route nobody serves any more).
+    for (const name of session.mappings.keys()) if (!keep.has(name)) this.detach(session, name, true);
+    session.mappings = keep;
+    session.rejected = rejected;
+    if (session.mux.closed) {
+      for (const name of keep.keys()) this.detach(session, name, false);
+      return;
+    }
+    session.mux.sendControl(FrameType.MAPPINGS, 0, encodeJson({ results }));
+    this.emit('mappings-changed', this.mappings());
+  }
+
+  /** Why this client may not have this mapping (undefined: allowed). */
+  private refusal(session: ClientSession, mapping: PublicMapping): string | undefined {
+    const credential = session.credential;
+    if (mapping.remotePort !== undefined) {
+      const ranges = credential.allowPorts ?? this.options.allowPorts;
+      if (!portAllowed(mapping.remotePort, ranges)) {
+        return `public port ${mapping.remotePort} is not allowed for client "${session.name}" (allowed: ${ranges!.map((r) => (r.from === r.to ? r.from : `${r.from}-${r.to}`)).join(', ') || 'none'})`;
+      }
+    }
+    for (const domain of mapping.domains ?? []) {
+      const patterns = credential.allowDomains ?? this.options.allowDomains;
+      if (!domainAllowed(domain, patterns)) return `domain ${domain} is not allowed for client "${session.name}" (allowed: ${patterns!.join(', ') || 'none'})`;
+    }
+    return undefined;
+  }
+
+  /** Add the session to the mapping's route, binding its public port first if needed. */
+  private async attach(session: ClientSession, mapping: PublicMapping): Promise<string | undefined> {
+    const existing = this.routes.get(mapping.name);
+    if (existing) {
+      const others = existing.sessions.filter((s) => s !== session);
+      if (others.length > 0 && !sameShape(existing.mapping, mapping)) return `mapping "${mapping.name}" is already served by another client with a different definition`;
+      if (!sameShape(existing.mapping, mapping)) {
+        // Same name, new shape, no other client: rebuild the route.
+        this.closeRoute(existing);
+      } else {
+        if (!existing.sessions.includes(session)) existing.sessions.push(session);
+        this.wake(existing);
+        return undefined;
+      }
+    }
+    if (mapping.remotePort !== undefined) {
+      const udp = mapping.kind === 'udp';
+      for (const route of this.routes.values()) {
+        if (route.mapping.name !== mapping.name && route.mapping.remotePort === mapping.remotePort && (route.mapping.kind === 'udp') === udp) {
+          return `public ${udp ? 'udp' : 'tcp'} port ${mapping.remotePort} is already used by mapping "${route.mapping.name}"`;
+        }
+      }
+    }
+    const route: Route = { mapping, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), waiters: new Set() };
+    try {
+      await this.bind(route);
+    } catch (error) {
+      return `cannot listen on public port ${mapping.remotePort}: ${(error as Error).message}`;
+    }
+    if (session.mux.closed) route.sessions = [];
+    this.routes.set(mapping.name, route);
+    return undefined;
+  }
+
+  private async bind(route: Route): Promise<void> {
+    const { mapping } = route;
+    if (mapping.remotePort === undefined) return;
+    const host = this.options.publicHost ?? parseAddress(this.options.listen ?? DEFAULT_TUNNEL_LISTEN).host ?? '127.0.0.1';
+    if (mapping.kind === 'udp') {
+      route.udp = await bindUdp(host || '::', mapping.remotePort, {
+        message: (_endpoint, data, address, port) => this.onVisitorDatagram(route, data, address, port),
+        error: (_endpoint, error) => this.logger.warn('tunnel udp error', { mapping: mapping.name, error: error.message }),
+      });
+      return;
+    }
+    const address = parseAddress(formatHostPort(host, mapping.remotePort));
+    route.listener = new Server({ addresses: [address], logger: this.logger, onConnection: (conn) => void this.onVisitor(route, conn) });
+    await route.listener.start();
+    this.logger.info('tunnel public port open', { mapping: mapping.name, kind: mapping.kind, address: route.listener.boundAddresses[0] });
+  }
+
+  private detach(session: ClientSession, name: string, explicit: boolean): void {
+    const route = this.routes.get(name);
+    if (!route) return;
+    route.sessions = route.sessions.filter((s) => s !== session);
+    for (const flow of [...route.flows.values()]) if (flow.stream.mux === session.mux) flow.stream.destroy();
+    // A client that is away keeps its public port; one that dropped the mapping releases it.
+    if (explicit && route.sessions.length === 0) this.closeRoute(route);
+  }
+
+  private closeRoute(route: Route): void {
+    if (this.routes.get(route.mapping.name) === route) this.routes.delete(route.mapping.name);
+    void route.listener?.shutdown({ deadlineMs: 0 });
+    route.udp?.close();
+    for (const flow of route.flows.values()) flow.stream.destroy();
+    route.flows.clear();
+    this.wake(route);
+  }
+
+  private wake(route: Route): void {
+    for (const waiter of [...route.waiters]) waiter();
+  }
+
+  private onSessionClosed(session: ClientSession, error: Error | undefined): void {
+    if (!this.sessions.delete(session)) return;
+    for (const name of session.mappings.keys()) this.detach(session, name, false);
+    this.logger.info('tunnel client left', { client: session.name, reason: error?.message });
+    this.emit('client-left', this.snapshot(session), error);
+    this.emit('mappings-changed', this.mappings());
+  }
+
+  // ---- visitors -------------------------------------------------------------
+
+  /** Next live client of the route, round-robin (undefined when none). */
+  private pick(route: Route, exclude?: ReadonlySet<ClientSession>): ClientSession | undefined {
+    const count = route.sessions.length;
+    for (let i = 0; i < count; i++) {
+      const session = route.sessions[(route.next + i) % count]!;
+      if (session.mux.closed || session.mux.peerGoingAway || exclude?.has(session)) continue;
+      route.next = (route.next + i + 1) % count;
+      return session;
+    }
+    return undefined;
+  }
+
+  /** Wait up to `visitorWaitMs` for a client serving the route. */
+  private waitForClient(route: Route, signal?: AbortSignal): Promise<boolean> {
+    const waitMs = this.options.visitorWaitMs ?? 0;
+    if (waitMs <= 0 || this.stopping) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        route.waiters.delete(wake);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(ok);
+      };
+      const wake = (): void => done(true);
+      const onAbort = (): void => done(false);
+      const timer = setTimeout(() => done(false), waitMs);
+      route.waiters.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * A stream to the client side of `mappingName` for one visitor, chosen
+   * round-robin among the clients serving it (`options.client` picks one by
+   * session id). Waits up to `visitorWaitMs` when no client is connected.
+   * Rejects with NetError: ECONNREFUSED (no client, or the client's local
+   * service refused; the reason says which), ETIMEDOUT, EABORTED.
+   */
+  async openStream(mappingName: string, visitor: Visitor, options: { timeoutMs?: number; signal?: AbortSignal; client?: string; wait?: boolean } = {}): Promise<TunnelStream> {
+    const route = this.routes.get(mappingName);
+    if (!route) throw new NetError('ECONNREFUSED', `no tunnel mapping "${mappingName}"`);
+    const tried = new Set<ClientSession>();
+    for (;;) {
+      let session = options.client ? route.sessions.find((s) => s.id === options.client && !tried.has(s)) : this.pick(route, tried);
+      if (!session && tried.size === 0 && !options.client && options.wait !== false && (await this.waitForClient(route, options.signal))) session = this.pick(route, tried);
+      if (!session) {
+        throw new NetError('ECONNREFUSED', tried.size > 0 ? `every client of tunnel mapping "${mappingName}" failed` : `no tunnel client serving "${mappingName}" is connected`);
+      }
+      tried.add(session);
+      const payload = encodeJson({ m: mappingName, a: visitor.address, p: visitor.port, la: visitor.localAddress, lp: visitor.localPort });
+      try {
+        const stream = await session.mux.open(payload, { timeoutMs: options.timeoutMs ?? this.options.openTimeoutMs, signal: options.signal });
+        stream.remoteAddress = visitor.address;
+        stream.remotePort = visitor.port;
+        return stream;
+      } catch (error) {
+        // The session died under us: another client may serve the visitor. A refusal by the client is final.
+        if (session.mux.closed && error instanceof NetError && error.code === 'ECONNRESET') continue;
+        throw error;
+      }
+    }
+  }
+
+  private async onVisitor(route: Route, conn: Conn): Promise<void> {
+    const visitor: Visitor = { address: conn.remoteAddress, port: conn.remotePort, localAddress: conn.localAddress, localPort: conn.localPort };
+    // Visitor bytes wait here (the socket paused after the first chunk) until the stream is open.
+    const abort = new AbortController();
+    const early: Uint8Array[] = [];
+    conn.setHandler({
+      data(c, chunk) {
+        early.push(chunk);
+        c.pause();
+      },
+      close: () => abort.abort(),
+    });
+    let stream: TunnelStream;
+    try {
+      stream = await this.openStream(route.mapping.name, visitor, { signal: abort.signal });
+    } catch (error) {
+      this.logger.info('tunnel visitor refused', { mapping: route.mapping.name, visitor: formatHostPort(visitor.address, visitor.port), reason: (error as Error).message });
+      conn.destroy();
+      return;
+    }
+    if (conn.closed) {
+      stream.destroy();
+      return;
+    }
+    // The relay gets the early bytes first, then the peer's FIN if it came meanwhile.
+    releaseConn(conn, early.length === 1 ? early[0] : early.length > 1 ? Buffer.concat(early) : undefined);
+    conn.resume();
+    relay(conn, stream, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
+  }
+
+  private onVisitorDatagram(route: Route, data: Uint8Array, address: string, port: number): void {
+    const key = `${address}|${port}`;
+    const flow = route.flows.get(key);
+    if (flow) {
+      flow.lastActive = Date.now();
+      flow.stream.mux.sendDatagram(flow.stream.sid, data);
+      return;
+    }
+    if (route.flows.size >= MAX_UDP_FLOWS_PER_MAPPING) return;
+    const session = this.pick(route);
+    if (!session) return;
+    const payload = encodeJson({ m: route.mapping.name, a: address, p: port });
+    void session.mux.open(payload, { flags: Flag.DATAGRAM_FLOW }).then(
+      (stream) => {
+        const created: UdpFlow = { key, address, port, stream, route, lastActive: Date.now() };
+        route.flows.set(key, created);
+        session.flows.set(stream.sid, created);
+        stream.setHandler({
+          data() {},
+          close: () => {
+            if (route.flows.get(key) === created) route.flows.delete(key);
+            session.flows.delete(stream.sid);
+          },
+        });
+        session.mux.sendDatagram(stream.sid, data);
+      },
+      () => undefined,
+    );
+  }
+
+  private onClientDatagram(session: ClientSession, id: number, payload: Uint8Array): void {
+    const flow = session.flows.get(id);
+    if (!flow || !flow.route.udp) return;
+    flow.lastActive = Date.now();
+    flow.route.udp.send(payload, flow.port, flow.address);
+  }
+
+  private sweepFlows(): void {
+    const idle = this.options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS;
+    const now = Date.now();
+    for (const route of this.routes.values()) for (const flow of [...route.flows.values()]) if (now - flow.lastActive >= idle) flow.stream.destroy();
+  }
+
+  /**
+   * A core-net Transport over this server: `connect({ key: mapping })` (or
+   * the host as the mapping name) opens a stream to a client serving it, for
+   * the reverse proxy's `transports` (`tunnel://web`). With no client
+   * connected it rejects at once (ECONNREFUSED), so health and retries move on.
+   */
+  transport(): Transport {
+    return {
+      kind: 'tunnel',
+      connect: (target: TransportTarget, timeoutMs: number, signal?: AbortSignal) =>
+        this.openStream(target.key ?? target.host, { address: '', port: 0 }, { timeoutMs, signal, wait: false }),
+    };
+  }
+
+  // ---- views and operations ----------------------------------------------
+
+  private snapshot(session: ClientSession): ClientSnapshot {
+    const conn = session.mux.conn;
+    const stats = session.mux.stats();
+    return {
+      id: session.id,
+      name: session.name,
+      address: conn.remoteAddress,
+      port: conn.remotePort,
+      since: session.since.toISOString(),
+      rttMs: session.mux.rttMs,
+      reconnects: session.reconnects,
+      mappings: [...session.mappings.values()],
+      rejected: session.rejected,
+      openStreams: session.mux.streams.size,
+      bytesIn: conn.bytesRead,
+      bytesOut: conn.bytesWritten,
+      queuedBytes: stats.queuedBytes,
+      bufferedBytes: stats.bufferedBytes,
+    };
+  }
+
+  /** Connected clients. */
+  clients(): ClientSnapshot[] {
+    return [...this.sessions].map((session) => this.snapshot(session));
+  }
+
+  /** Every mapping with the clients serving it now (empty while they are away). */
+  mappings(): MappingSnapshot[] {
+    return [...this.routes.values()].map((route) => ({
+      mapping: route.mapping,
+      clients: route.sessions.filter((s) => !s.mux.closed).map((s) => s.id),
+      listening: route.listener !== undefined || route.udp !== undefined,
+    }));
+  }
+
+  /**
+   * The http/https mapping for a request: exact domain first, then the
+   * longest wildcard, then the longest path prefix (undefined: none).
+   */
+  matchHttp(kind: 'http' | 'https', host: string, path = '/'): PublicMapping | undefined {
+    const name = host.toLowerCase().replace(/:\d+$/, '');
+    let best: PublicMapping | undefined;
+    let bestScore = -1;
+    for (const route of this.routes.values()) {
+      const mapping = route.mapping;
+      if (mapping.kind !== kind) continue;
+      const prefix = mapping.path ?? '/';
+      if (!path.startsWith(prefix)) continue;
+      for (const domain of mapping.domains ?? []) {
+        let score = -1;
+        if (domain === name) score = 1_000_000;
+        else if (domain.startsWith('*.') && name.endsWith(domain.slice(1)) && name.length > domain.length - 1) score = domain.length * 1000;
+        if (score < 0) continue;
+        score += prefix.length;
+        if (score > bestScore) {
+          bestScore = score;
+          best = mapping;
+        }
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Replace credentials and allow lists without dropping anything that is
+   * still allowed: clients whose credential is gone are disconnected, and
+   * mappings no longer allowed are detached (their clients are told on their
+   * next registration).
+   */
+  reload(options: Pick<TunnelServerOptions, 'token' | 'clients' | 'allowPorts' | 'allowDomains' | 'visitorWaitMs'>): void {
+    this.options = { ...this.options, ...options };
+    const tokens = new Set(this.credentials().map((c) => c.token));
+    for (const session of [...this.sessions]) {
+      if (!tokens.has(session.credential.token)) {
+        this.logger.info('tunnel client credential removed: disconnecting', { client: session.name });
+        session.mux.fail('your credential was removed from the server');
+        continue;
+      }
+      const fresh = this.credentials().find((c) => c.token === session.credential.token)!;
+      Object.assign(session.credential, { allowPorts: fresh.allowPorts, allowDomains: fresh.allowDomains });
+      for (const mapping of [...session.mappings.values()]) {
+        const reason = this.refusal(session, mapping);
+        if (!reason) continue;
+        this.logger.warn('tunnel mapping no longer allowed', { client: session.name, mapping: mapping.name, reason });
+        session.mappings.delete(mapping.name);
+        session.rejected.push({ name: mapping.name, reason });
+        this.detach(session, mapping.name, true);
+      }
+    }
+    this.emit('mappings-changed', this.mappings());
+  }
+
+  /** Graceful stop: no new clients or visitors, GOAWAY to clients, streams finish up to `deadlineMs`. */
+  async stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const deadlineMs = options.deadlineMs ?? DEFAULT_DRAIN_MS;
+    clearInterval(this.sweep);
+    const closing: Array<Promise<unknown>> = [];
+    if (this.control) closing.push(this.control.shutdown({ deadlineMs }));
+    for (const route of this.routes.values()) {
+      if (route.listener) closing.push(route.listener.shutdown({ deadlineMs }));
+      route.udp?.close();
+      for (const flow of [...route.flows.values()]) flow.stream.destroy();
+      this.wake(route);
+    }
+    for (const session of this.sessions) session.mux.goAway('server shutting down');
+    const until = Date.now() + deadlineMs;
+    while (Date.now() < until && [...this.sessions].some((s) => s.mux.streams.size > 0)) await new Promise((r) => setTimeout(r, 20));
+    for (const session of [...this.sessions]) session.mux.destroy(new NetError('ECONNRESET', 'tunnel server stopped'));
+    await Promise.all(closing);
+    this.routes.clear();
+  }
+}
+
+async function atomicWrite(path: string, text: string, mode: number): Promise<void> {
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(temp, text, { mode, flag: 'wx' });
+  await chmod(temp, mode);
+  await rename(temp, path);
+}

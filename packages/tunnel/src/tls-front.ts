@@ -1,0 +1,164 @@
+/**
+ * The public TLS port of a tunnel server. Each connection's ClientHello is
+ * read without terminating TLS: a server name that an `https` mapping
+ * serves is passed through, bytes untouched, to a client of that mapping
+ * (the local service holds the certificate: SNI passthrough); any other
+ * name goes to the terminating listener when there is one (http mappings
+ * served over TLS with the tunnel server's certificate), or is closed.
+ */
+import {
+  connect,
+  formatHostPort,
+  parseAddress,
+  parseAddressList,
+  relay,
+  releaseConn,
+  Server,
+  silentLogger,
+  type Conn,
+  type ConnHandler,
+  type Logger,
+} from '@wmproxy/core-net';
+import { readClientHelloSni, MAX_CLIENT_HELLO_BYTES } from './sni.js';
+import type { TunnelServer } from './server.js';
+import { DEFAULT_RELAY_IDLE_MS } from './server.js';
+
+export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+
+export interface TunnelTlsOptions {
+  listen: string | string[];
+  /** `host:port` of the listener that terminates TLS for names no https mapping passes through (TunnelHttpFront's `tlsListen`). */
+  terminate?: string;
+  /** A client must send its ClientHello within this time (default 10 s). */
+  helloTimeoutMs?: number;
+  relayIdleMs?: number;
+  logger?: Logger;
+}
+
+/** Per connection, until its ClientHello is read. */
+class Pending {
+  chunks: Uint8Array[] = [];
+  size = 0;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  constructor(readonly front: TunnelTlsFront) {}
+
+  bytes(): Uint8Array {
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+  }
+}
+
+const helloHandler: ConnHandler = {
+  data(conn, chunk) {
+    const pending = conn.userData as Pending;
+    pending.chunks.push(chunk);
+    pending.size += chunk.byteLength;
+    pending.front.onHelloBytes(conn, pending);
+  },
+  end(conn) {
+    conn.destroy();
+  },
+  close(conn) {
+    const pending = conn.userData as Pending | undefined;
+    if (pending?.timer) clearTimeout(pending.timer);
+  },
+};
+
+function onHelloTimeout(conn: Conn): void {
+  (conn.userData as Pending).front.refuse(conn, 'no ClientHello in time');
+}
+
+export class TunnelTlsFront {
+  private readonly server: Server;
+  private readonly logger: Logger;
+  private readonly terminate: { host: string; port: number } | undefined;
+
+  constructor(
+    private readonly tunnel: TunnelServer,
+    private readonly options: TunnelTlsOptions,
+  ) {
+    this.logger = options.logger ?? silentLogger;
+    if (options.terminate !== undefined) {
+      const address = parseAddress(options.terminate);
+      this.terminate = { host: address.host, port: address.port };
+    }
+    this.server = new Server({
+      addresses: (Array.isArray(options.listen) ? options.listen : [options.listen]).flatMap((entry) => parseAddressList(entry)),
+      onConnection: (conn) => this.accept(conn),
+      logger: this.logger,
+    });
+  }
+
+  get addresses(): string[] {
+    return this.server.boundAddresses;
+  }
+
+  async start(): Promise<this> {
+    await this.server.start();
+    return this;
+  }
+
+  async close(deadlineMs = 1000): Promise<void> {
+    await this.server.shutdown({ deadlineMs });
+  }
+
+  private accept(conn: Conn): void {
+    const pending = new Pending(this);
+    conn.userData = pending;
+    pending.timer = setTimeout(onHelloTimeout, this.options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS, conn);
+    conn.setHandler(helloHandler);
+  }
+
+  /** @internal */
+  onHelloBytes(conn: Conn, pending: Pending): void {
+    if (pending.size > MAX_CLIENT_HELLO_BYTES + 1024) return this.refuse(conn, 'ClientHello too large');
+    const result = readClientHelloSni(pending.bytes());
+    if (result.kind === 'partial') return;
+    clearTimeout(pending.timer);
+    pending.timer = undefined;
+    conn.pause();
+    if (result.kind === 'invalid') return this.refuse(conn, result.reason);
+    const name = result.kind === 'sni' ? result.name : undefined;
+    const mapping = name === undefined ? undefined : this.tunnel.matchHttp('https', name);
+    if (mapping !== undefined) void this.passThrough(conn, pending, mapping.name, name!);
+    else if (this.terminate !== undefined) void this.toTerminator(conn, pending);
+    else this.refuse(conn, name === undefined ? 'no server name (SNI), and no terminating listener' : `no https mapping serves "${name}"`);
+  }
+
+  /** @internal */
+  refuse(conn: Conn, reason: string): void {
+    this.logger.info('tunnel tls: connection refused', { client: formatHostPort(conn.remoteAddress, conn.remotePort), reason });
+    conn.destroy();
+  }
+
+  private async passThrough(conn: Conn, pending: Pending, mapping: string, name: string): Promise<void> {
+    let stream: Conn;
+    try {
+      stream = await this.tunnel.openStream(mapping, { address: conn.remoteAddress, port: conn.remotePort, localAddress: conn.localAddress, localPort: conn.localPort });
+    } catch (error) {
+      return this.refuse(conn, `https mapping "${mapping}" for "${name}": ${(error as Error).message}`);
+    }
+    this.splice(conn, pending, stream);
+  }
+
+  private async toTerminator(conn: Conn, pending: Pending): Promise<void> {
+    let upstream: Conn;
+    try {
+      upstream = await connect({ host: this.terminate!.host, port: this.terminate!.port, timeoutMs: 5000 });
+    } catch (error) {
+      return this.refuse(conn, `terminating listener: ${(error as Error).message}`);
+    }
+    this.splice(conn, pending, upstream);
+  }
+
+  /** Relay with the ClientHello bytes first. */
+  private splice(conn: Conn, pending: Pending, upstream: Conn): void {
+    if (conn.closed) {
+      upstream.destroy();
+      return;
+    }
+    releaseConn(conn, pending.bytes());
+    conn.userData = undefined;
+    conn.resume();
+    relay(conn, upstream, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
+  }
+}

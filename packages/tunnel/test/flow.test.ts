@@ -1,0 +1,177 @@
+// Through a whole tunnel: large transfers both ways stay within the flow-control
+// bounds with a slow visitor, a stalled local service does not slow a parallel
+// stream, and a blackholed control connection is detected and replaced.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { createHash } from 'node:crypto';
+import { NetError } from '@wmproxy/core-net';
+import { closedPort, trackedServer } from '@wmproxy/testkit';
+import { DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_WINDOW, DEFAULT_STREAM_HIGH_WATER, TunnelClient, TunnelServer, parseMapSpec } from '../src/index.js';
+import { pattern, until } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+async function tunnel(map: string[], serverOptions: { heartbeatMs?: number } = {}) {
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 't', tls: false, ...serverOptions }).start();
+  const client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 't', tls: false, backoffInitialMs: 50, backoffMaxMs: 100, mappings: map.map(parseMapSpec) }).start();
+  await client.ready();
+  return {
+    server,
+    client,
+    async stop() {
+      await client.stop({ deadlineMs: 0 });
+      await server.stop({ deadlineMs: 0 });
+    },
+  };
+}
+
+const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+test('64 MiB each way with a slow visitor: byte-exact, and queued bytes stay within the largest window and one write buffer per side', async () => {
+  const down = pattern(64 * MiB, 11);
+  const upHash = createHash('sha256');
+  let upBytes = 0;
+  // The local service sends 64 MiB and hashes what it receives.
+  const local = await trackedServer((socket) => {
+    socket.on('data', (chunk) => {
+      upHash.update(chunk);
+      upBytes += chunk.byteLength;
+    });
+    socket.end(down);
+  });
+  const publicPort = await closedPort();
+  const t = await tunnel([`big=tcp:127.0.0.1:${local.port}:${publicPort}`]);
+  let maxQueued = 0;
+  const sample = setInterval(() => {
+    const mux = t.client.sessionMux!;
+    const stats = mux.stats();
+    const [serverSide] = t.server.clients();
+    maxQueued = Math.max(maxQueued, stats.queuedBytes + stats.bufferedBytes, serverSide ? serverSide.queuedBytes + serverSide.bufferedBytes : 0);
+  }, 2);
+  try {
+    const received = createHash('sha256');
+    let got = 0;
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port: publicPort, allowHalfOpen: true });
+      socket.on('error', reject);
+      // A slow reader: pause after every chunk, resume a moment later.
+      socket.on('data', (chunk) => {
+        received.update(chunk);
+        got += chunk.byteLength;
+        socket.pause();
+        setImmediate(() => socket.resume());
+      });
+      socket.on('end', () => resolve());
+      const up = pattern(64 * MiB, 12);
+      let at = 0;
+      const write = (): void => {
+        while (at < up.byteLength) {
+          const piece = up.subarray(at, at + 256 * 1024);
+          at += piece.byteLength;
+          if (!socket.write(piece)) return void socket.once('drain', write);
+        }
+        socket.end();
+      };
+      write();
+    });
+    assert.equal(got, down.byteLength);
+    assert.equal(received.digest('hex'), sha(down));
+    await until(() => upBytes === 64 * MiB, 'the upload to arrive');
+    assert.equal(upHash.digest('hex'), sha(pattern(64 * MiB, 12)));
+    // Per stream and direction: at most a (grown) window in flight/buffered plus a writer's high-water mark (and one chunk).
+    const bound = 2 * (DEFAULT_MAX_WINDOW + DEFAULT_STREAM_HIGH_WATER + 256 * 1024);
+    assert.ok(maxQueued <= bound, `max queued ${maxQueued} > ${bound}`);
+  } finally {
+    clearInterval(sample);
+    await t.stop();
+    await local.close();
+  }
+});
+
+test('a stalled local service does not slow a parallel stream of the same tunnel', async () => {
+  // Local service: connections whose first byte is "S" are never read (stalled); others echo.
+  const local = await trackedServer((socket) => {
+    socket.once('data', (first) => {
+      if (first[0] === 0x53) {
+        socket.pause();
+        return;
+      }
+      socket.write(first);
+      socket.on('data', (chunk) => socket.write(chunk));
+      socket.on('end', () => socket.end());
+    });
+  });
+  const publicPort = await closedPort();
+  const t = await tunnel([`svc=tcp:127.0.0.1:${local.port}:${publicPort}`]);
+  try {
+    // The stalled visitor keeps writing until everything backs up.
+    const stalled = net.connect({ host: '127.0.0.1', port: publicPort });
+    stalled.on('error', () => undefined);
+    const junk = Buffer.alloc(64 * 1024, 0x53);
+    let stalledWritten = 0;
+    await new Promise<void>((resolve) => {
+      const fill = (): void => {
+        while (stalled.write(junk)) stalledWritten += junk.byteLength;
+        stalledWritten += junk.byteLength;
+        // Once the kernel, the tunnel and the local socket are all full, the writes stop draining.
+        const timer = setTimeout(resolve, 300);
+        stalled.once('drain', () => {
+          clearTimeout(timer);
+          fill();
+        });
+      };
+      fill();
+    });
+    // A healthy stream moves 16 MiB through the same session, byte-exact.
+    const data = pattern(16 * MiB, 5);
+    const echoed = await new Promise<Buffer>((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port: publicPort, allowHalfOpen: true });
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk) => chunks.push(chunk));
+      socket.on('error', reject);
+      socket.on('end', () => resolve(Buffer.concat(chunks)));
+      socket.end(data);
+    });
+    assert.equal(echoed.byteLength, data.byteLength);
+    assert.ok(echoed.equals(data));
+    // The stalled stream is still open, holding its bounded share.
+    assert.ok(!stalled.destroyed);
+    assert.equal(t.client.sessionMux!.streams.size, 1);
+    assert.ok(stalledWritten > DEFAULT_INITIAL_WINDOW);
+    stalled.destroy();
+  } finally {
+    await t.stop();
+    await local.close();
+  }
+});
+
+test('a blackholed control connection is detected within two heartbeats; the client reconnects and registers again', async () => {
+  const echo = await trackedServer((socket) => socket.pipe(socket));
+  const publicPort = await closedPort();
+  const t = await tunnel([`e=tcp:127.0.0.1:${echo.port}:${publicPort}`], { heartbeatMs: 200 });
+  try {
+    const disconnected = new Promise<Error | undefined>((resolve) => t.client.once('disconnected', resolve));
+    const registered = new Promise((resolve) => t.client.once('registered', resolve));
+    // Stop reading the control connection without closing it.
+    t.client.sessionMux!.conn.pause();
+    const error = await disconnected;
+    assert.ok(error instanceof NetError);
+    assert.equal(error.code, 'ETIMEDOUT');
+    await registered;
+    assert.equal(t.client.status().reconnects, 1);
+    await until(() => t.server.clients().length === 1, 'the old session to be dropped by the server');
+    const reply = await new Promise<string>((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port: publicPort });
+      socket.once('data', (chunk) => {
+        resolve(chunk.toString());
+        socket.destroy();
+      });
+      socket.write('alive');
+    });
+    assert.equal(reply, 'alive');
+  } finally {
+    await t.stop();
+    await echo.close();
+  }
+});
