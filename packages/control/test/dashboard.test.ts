@@ -126,27 +126,27 @@ function removeProfile(profile: string): void {
   }
 }
 
-test('the dashboard shows upstream health live: a killed backend\'s row turns unhealthy without reloading the page', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
-  const alive = await backend('alive');
-  const doomed = await backend('doomed');
-  const instance = await Instance.start(
-    parseConfig(
-      `
+/** A reverse proxy over two backends, health-checked every 200 ms, with its control API. */
+function twoBackends(first: string, second: string): Promise<Instance> {
+  const config = `
 [control]
 listen = "127.0.0.1:0"
 [[upstream]]
 name = "app"
-servers = ["${alive.address}", "${doomed.address}"]
+servers = ["${first}", "${second}"]
 health_check = { interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }
 [[server]]
 listen = "127.0.0.1:0"
 [[server.location]]
 upstream = "app"
-`,
-      'toml',
-    ),
-    { logger: silentLogger },
-  );
+`;
+  return Instance.start(parseConfig(config, 'toml'), { logger: silentLogger });
+}
+
+test('the dashboard shows upstream health live: a killed backend\'s row turns unhealthy without reloading the page', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const alive = await backend('alive');
+  const doomed = await backend('doomed');
+  const instance = await twoBackends(alive.address, doomed.address);
   const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
   let chrome: ChildProcess | undefined;
   let page: Page | undefined;
@@ -238,24 +238,7 @@ test('in a browser, the dashboard can call its own API, while a page of another 
 test('the dashboard draws live charts from /series with uPlot served by the API: points arrive every second, a killed backend is marked on the time axis and in its health timeline, no console error, no request leaves the control API', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
   const alive = await backend('alive');
   const doomed = await backend('doomed');
-  const instance = await Instance.start(
-    parseConfig(
-      `
-[control]
-listen = "127.0.0.1:0"
-[[upstream]]
-name = "app"
-servers = ["${alive.address}", "${doomed.address}"]
-health_check = { interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }
-[[server]]
-listen = "127.0.0.1:0"
-[[server.location]]
-upstream = "app"
-`,
-      'toml',
-    ),
-    { logger: silentLogger },
-  );
+  const instance = await twoBackends(alive.address, doomed.address);
   const [front] = instance.addressesOf(instance.status().services.find((service) => service.kind === 'http')!.name);
   let load = true;
   const traffic = (async () => {

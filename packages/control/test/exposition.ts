@@ -37,3 +37,30 @@ export function parseExposition(text: string): Map<string, Family> {
   }
   return families;
 }
+
+/**
+ * A configuration under which /metrics exports every family: a forward proxy,
+ * an upstream of `server` with active checks, and a reverse proxy whose
+ * `/limited` location allows one request a minute (refusals answer 429).
+ */
+export function everyFamilyConfig(server: string): string {
+  return `
+[control]
+listen = "127.0.0.1:0"
+[[proxy]]
+name = "fwd"
+listen = "127.0.0.1:0"
+[[upstream]]
+name = "app"
+servers = ["${server}"]
+health_check = { interval = "200ms", timeout = "150ms" }
+[[server]]
+listen = "127.0.0.1:0"
+[[server.location]]
+path = "/limited"
+upstream = "app"
+rate_limit = { rate = "1r/m", status = 429 }
+[[server.location]]
+upstream = "app"
+`;
+}

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
 import { Instance } from '../src/index.js';
-import { parseExposition } from './exposition.js';
+import { everyFamilyConfig, parseExposition } from './exposition.js';
 
 function repoFile(relative: string): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -49,22 +49,7 @@ test('every PromQL expression of examples/grafana/wmproxy.json references a metr
   const dashboard = JSON.parse(readFileSync(repoFile('examples/grafana/wmproxy.json'), 'utf8')) as { panels: Array<{ targets?: unknown[] }> };
   const exprs = expressions(dashboard);
   assert.ok(exprs.length >= 14, 'the dashboard has its panels');
-  const config = `
-[control]
-listen = "127.0.0.1:0"
-[[proxy]]
-name = "fwd"
-listen = "127.0.0.1:0"
-[[upstream]]
-name = "app"
-servers = ["127.0.0.1:1"]
-health_check = { interval = "1s" }
-[[server]]
-listen = "127.0.0.1:0"
-[[server.location]]
-upstream = "app"
-`;
-  const instance = await Instance.start(parseConfig(config, 'toml'), { logger: silentLogger });
+  const instance = await Instance.start(parseConfig(everyFamilyConfig('127.0.0.1:1'), 'toml'), { logger: silentLogger });
   try {
     const families = parseExposition(await (await fetch(`http://${instance.controlAddress}/metrics`)).text());
     const used = new Set<string>();

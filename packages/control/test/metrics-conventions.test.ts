@@ -10,32 +10,14 @@ import { parseConfig } from '@wmproxy/config';
 import { Instance } from '../src/index.js';
 import { backend } from './helpers.js';
 
-import { parseExposition } from './exposition.js';
+import { everyFamilyConfig, parseExposition } from './exposition.js';
 
 /** Every label any family may carry: each takes values from the configuration or a fixed set. */
 const BOUNDED_LABELS = new Set(['code', 'result', 'service', 'kind', 'upstream', 'server', 'state', 'target', 'to', 'reason', 'worker', 'le']);
 
 test('/metrics follows Prometheus conventions: HELP/TYPE, _total counters, _seconds durations, bounded labels; rate-limited requests and reload results are exported', async () => {
   const app = await backend('app');
-  const config = `
-[control]
-listen = "127.0.0.1:0"
-[[proxy]]
-name = "fwd"
-listen = "127.0.0.1:0"
-[[upstream]]
-name = "app"
-servers = ["${app.address}"]
-health_check = { interval = "200ms", timeout = "150ms" }
-[[server]]
-listen = "127.0.0.1:0"
-[[server.location]]
-path = "/limited"
-upstream = "app"
-rate_limit = { rate = "1r/m", status = 429 }
-[[server.location]]
-upstream = "app"
-`;
+  const config = everyFamilyConfig(app.address);
   const instance = await Instance.start(parseConfig(config, 'toml'), { logger: silentLogger, load: async () => parseConfig(config, 'toml') });
   try {
     const [front] = instance.addressesOf(instance.status().services.find((service) => service.kind === 'http')!.name);
