@@ -48,6 +48,12 @@ class Page {
     return new Page(socket);
   }
 
+  /** The browser's first page, through its DevTools port. */
+  static async first(port: number): Promise<Page> {
+    const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
+    return Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+  }
+
   send<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
     const id = ++this.id;
     return new Promise<T>((resolve, reject) => {
@@ -153,8 +159,7 @@ test('the dashboard shows upstream health live: a killed backend\'s row turns un
   try {
     const launched = await launch(profile);
     chrome = launched.chrome;
-    const targets = (await (await fetch(`http://127.0.0.1:${launched.port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
-    page = await Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+    page = await Page.first(launched.port);
     await page.send('Runtime.enable');
     await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
     const stateOf = (address: string) => page!.evaluate<string | null>(`document.querySelector('tr[data-server="${address}"]')?.dataset.state ?? null`);
@@ -206,8 +211,7 @@ test('in a browser, the dashboard can call its own API, while a page of another 
     // Names under .test resolve to this machine, as a DNS-rebinding attacker's name would.
     const launched = await launch(profile, ['--host-resolver-rules=MAP *.test 127.0.0.1']);
     chrome = launched.chrome;
-    const targets = (await (await fetch(`http://127.0.0.1:${launched.port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
-    page = await Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+    page = await Page.first(launched.port);
     await page.send('Runtime.enable');
 
     await page.send('Page.navigate', { url: `http://localhost:${port}/` });
@@ -253,8 +257,7 @@ test('the dashboard draws live charts from /series with uPlot served by the API:
   try {
     const launched = await launch(profile);
     chrome = launched.chrome;
-    const targets = (await (await fetch(`http://127.0.0.1:${launched.port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
-    page = await Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+    page = await Page.first(launched.port);
     await page.send('Runtime.enable');
     await page.send('Network.enable');
     await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
