@@ -14,7 +14,9 @@
  */
 import type { HistogramData, WorkerCounters } from './cluster/protocol.js';
 import { LATENCY_BUCKETS } from './metrics.js';
-import type { UpstreamView } from './types.js';
+import type { SeriesTransition, SeriesView, UpstreamView } from './types.js';
+
+export type { SeriesTransition, SeriesView };
 
 export const SERIES_DEFAULTS = {
   /** Samples kept: 15 minutes at one a second. */
@@ -27,36 +29,6 @@ export const SERIES_DEFAULTS = {
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 /** Server states as stored (index into this list). */
 export const SERVER_STATES = ['unknown', 'healthy', 'unhealthy', 'ejected'] as const;
-
-/** One change of a server's availability, for the markers and the timeline. */
-export interface SeriesTransition {
-  at: number;
-  target: string;
-  /** transition: an active check changed state; eject/uneject: passive detection. */
-  kind: 'transition' | 'eject' | 'uneject';
-  from?: string;
-  to: string;
-  reason?: string;
-}
-
-/** Columns as sent by `GET /series` (null: no value that second, e.g. no request to take a percentile of). */
-export interface SeriesView {
-  at: number;
-  intervalMs: number;
-  capacity: number;
-  /** Sample times, epoch seconds. */
-  t: number[];
-  requests: Record<string, number[]>;
-  /** Request duration percentiles, milliseconds. */
-  latencyMs: { p50: Array<number | null>; p95: Array<number | null>; p99: Array<number | null> };
-  bytesOut: number[];
-  /** Rate-limited (refused) requests per second. */
-  limited: number[];
-  connections: number[];
-  states: readonly string[];
-  servers: Array<{ upstream: string; server: string; requests: number[]; errors: number[]; probeLatencyMs: Array<number | null>; state: number[] }>;
-  transitions: SeriesTransition[];
-}
 
 /**
  * Quantile `q` (0..1) of a histogram of per-bucket (not cumulative) counts

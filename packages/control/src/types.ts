@@ -8,7 +8,6 @@
 import type { ClientSnapshot, MappingSnapshot, TunnelClientStatus } from '@wmproxy/tunnel';
 import type { EventEmitter } from 'node:events';
 import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
-import type { SeriesView } from './timeseries.js';
 import type { WorkerPoolView } from '@wmproxy/core-net';
 
 /** An event of the `/events` stream and the dashboard. */
@@ -132,4 +131,34 @@ export interface ControlApi {
   readonly address: string;
   configure(config: WmproxyConfig['control']): void;
   close(): Promise<void>;
+}
+
+/** One change of a server's availability, for the markers and the timeline. */
+export interface SeriesTransition {
+  at: number;
+  target: string;
+  /** transition: an active check changed state; eject/uneject: passive detection. */
+  kind: 'transition' | 'eject' | 'uneject';
+  from?: string;
+  to: string;
+  reason?: string;
+}
+
+/** Columns as sent by `GET /series` (null: no value that second, e.g. no request to take a percentile of). */
+export interface SeriesView {
+  at: number;
+  intervalMs: number;
+  capacity: number;
+  /** Sample times, epoch seconds. */
+  t: number[];
+  requests: Record<string, number[]>;
+  /** Request duration percentiles, milliseconds. */
+  latencyMs: { p50: Array<number | null>; p95: Array<number | null>; p99: Array<number | null> };
+  bytesOut: number[];
+  /** Rate-limited (refused) requests per second. */
+  limited: number[];
+  connections: number[];
+  states: readonly string[];
+  servers: Array<{ upstream: string; server: string; requests: number[]; errors: number[]; probeLatencyMs: Array<number | null>; state: number[] }>;
+  transitions: SeriesTransition[];
 }
