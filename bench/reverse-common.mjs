@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processTree } from './lib/procstat.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -55,25 +56,38 @@ export const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(v
 
 /**
  * The processes a benchmark starts, killed together at the end. Their
- * standard error is shown with BENCH_VERBOSE=1.
+ * standard error is shown with BENCH_VERBOSE=1. With `{ stdout: true }` the
+ * child's standard output is read too, and `child.output` keeps the last
+ * 8 KiB of both (to parse what a server prints, and for error messages).
  */
 export class Children {
   constructor() {
     this.live = new Set();
   }
 
-  start(command, argv, name) {
-    const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'production' } });
-    child.stderr.on('data', (chunk) => {
+  start(command, argv, name, { stdout = false } = {}) {
+    const child = spawn(command, argv, { stdio: ['ignore', stdout ? 'pipe' : 'ignore', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'production' } });
+    child.output = '';
+    const keep = (chunk) => {
+      child.output = (child.output + chunk).slice(-8192);
       if (process.env.BENCH_VERBOSE) process.stderr.write(`[${name}] ${chunk}`);
-    });
+    };
+    child.stderr.on('data', keep);
+    child.stdout?.on('data', keep);
     this.live.add(child);
     child.once('exit', () => this.live.delete(child));
     return child;
   }
 
+  /** SIGKILL every child and its descendants (an sshd's per-connection processes). */
   killAll() {
-    for (const child of this.live) child.kill('SIGKILL');
+    for (const child of this.live) {
+      for (const pid of processTree(child.pid).reverse()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
+    }
   }
 }
 

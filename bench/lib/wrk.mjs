@@ -24,17 +24,27 @@ export function parseWrk(text) {
     transferPerSec: transfer ? Number(transfer[1]) * SIZES[transfer[2]] : undefined,
     non2xx: number(/Non-2xx or 3xx responses: (\d+)/) ?? 0,
     socketErrors: socketErrors ? socketErrors.slice(1).reduce((sum, value) => sum + Number(value), 0) : 0,
+    // Only with --latency (the distribution table); undefined otherwise.
+    latencyP50Ms: percentile(text, 50),
+    latencyP99Ms: percentile(text, 99),
   };
+}
+
+/** A line `  99%    1.23ms` of wrk's --latency distribution, in ms. */
+function percentile(text, p) {
+  const match = new RegExp(`^\\s+${p}(?:\\.0+)?%\\s+([\\d.]+)(us|ms|s|m|h)\\s*$`, 'm').exec(text);
+  return match ? Number(match[1]) * UNITS[match[2]] : undefined;
 }
 
 /**
  * Run wrk against `url`. With `proxy` ({host, port}) wrk connects to the
  * proxy and sends absolute-form requests for `url` (set by a Lua script).
+ * `latency` adds wrk's percentile table (latencyP50Ms, latencyP99Ms).
  */
-export async function runWrk({ url, proxy, threads = 2, connections = 50, durationSec = 10, timeoutSec = 5 }) {
+export async function runWrk({ url, proxy, threads = 2, connections = 50, durationSec = 10, timeoutSec = 5, latency = false }) {
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-wrk-'));
   try {
-    const args = [`-t${threads}`, `-c${connections}`, `-d${durationSec}s`, `--timeout`, `${timeoutSec}s`];
+    const args = [`-t${threads}`, `-c${connections}`, `-d${durationSec}s`, `--timeout`, `${timeoutSec}s`, ...(latency ? ['--latency'] : [])];
     let target = url;
     if (proxy) {
       const script = join(dir, 'proxy.lua');

@@ -19,6 +19,7 @@ export type {
   StaticConfig,
   ReverseConfig,
   StreamConfig,
+  AcmeConfig,
   TunnelConfig,
   TunnelServerConfig,
   TunnelClientConfig,

@@ -75,6 +75,9 @@ const EXPECT = {
 } as const;
 const RATE = 'no equivalent conversion: set rate_limit in [[server]] or [[server.location]] of the converted file (ignored)';
 const IGNORED = 'no equivalent in wmproxy (ignored)';
+/** `[proxy]` keys of the encrypted link between two proxies (see `hops`). */
+const CENTER = 'applies to the center tunnel, which needs center_addr (a tunnel server) or mappings (a tunnel client) (ignored)';
+const HOP_KEYS = ['server', 'ts', 'tc', 'two_way_tls', 'cert', 'key', 'domain'];
 /** Keys of the original's CommonConfig that have no equivalent (allow_ip and deny_ip are refused, see `common`). */
 const COMMON_NOTES: Record<string, string> = {
   max_read_buf: 'no equivalent: buffers are bounded by the engine (ignored)',
@@ -401,8 +404,13 @@ class Converter {
         this.from([...native, 'udp_bind'], [...base, 'udp_bind']);
       }
     }
+    // The original's [proxy] is either a center tunnel (center_addr, mappings, center = true) or a proxy
+    // with encrypted hops (server as the parent, ts, tc, two_way_tls): the same keys mean different things.
+    const tunnelMode = !absent(proxy.center_addr) || !absent(proxy.mappings) || proxy.center === true;
+    const mutualTls = tunnelMode ? false : this.hops(proxy, base, native, out);
     // The original serves anyone without credentials; wmproxy refuses an open proxy unless told, and so does the conversion.
-    const noCredentials = absent(proxy.username) && absent(proxy.password);
+    // Client certificates (tc with two_way_tls) are credentials too.
+    const noCredentials = absent(proxy.username) && absent(proxy.password) && !mutualTls;
     if (bindKey && noCredentials && exposed(listen)) {
       this.error(
         [...base, bindKey],
@@ -412,9 +420,60 @@ class Converter {
       );
     }
     const notes: Record<string, string> = { server_id: IGNORED };
-    const tunnelKeys = this.tunnel(proxy, base, username, password);
-    this.rest(proxy, base, ['bind_addr', 'bind', 'flag', 'username', 'password', 'udp_bind', ...tunnelKeys], notes);
+    if (tunnelMode) {
+      const tunnelKeys = this.tunnel(proxy, base, username, password);
+      this.rest(proxy, base, ['bind_addr', 'bind', 'flag', 'username', 'password', 'udp_bind', ...tunnelKeys], notes);
+    } else {
+      for (const key of ['center', 'mode', 'map_http_bind', 'map_https_bind', 'map_tcp_bind', 'map_proxy_bind', 'map_cert', 'map_key']) notes[key] = CENTER;
+      this.rest(proxy, base, ['bind_addr', 'bind', 'flag', 'username', 'password', 'udp_bind', ...HOP_KEYS], notes);
+    }
     return out;
+  }
+
+  /**
+   * The encrypted link between two proxies: `server` (the parent) with `ts`
+   * (reach it over TLS), `tc` (serve the port over TLS), `two_way_tls`
+   * (mutual TLS) and the one `cert`/`key` pair the original uses for all of
+   * it (the port's certificate with tc, the one shown to the server with ts,
+   * and the CA trusted for the other side either way), `domain` (the name
+   * expected in the server's certificate). Returns whether clients must
+   * show a certificate.
+   */
+  private hops(proxy: Table, base: Path, native: Path, out: Out): boolean {
+    const server = this.string(proxy, 'server', base, true);
+    const ts = this.boolean(proxy, 'ts', base) ?? false;
+    const tc = this.boolean(proxy, 'tc', base) ?? false;
+    const twoWay = this.boolean(proxy, 'two_way_tls', base) ?? false;
+    const cert = this.string(proxy, 'cert', base, true);
+    const key = this.string(proxy, 'key', base, true);
+    const domain = this.string(proxy, 'domain', base, true);
+    let mutual = false;
+    if (tc) {
+      // The original falls back to a certificate compiled into it; serving plain text instead would silently drop the encryption.
+      if (cert === undefined || key === undefined) this.error([...base, 'tc'], 'cert and key with tc = true (wmproxy has no built-in certificate)', 'no cert/key');
+      else {
+        out.tls = { cert, key, ...(twoWay ? { client_ca: cert } : {}) };
+        mutual = twoWay;
+        this.from([...native, 'tls'], [...base, 'tc']);
+      }
+    }
+    if (server !== undefined) {
+      const url = server.includes('://') ? server : `${ts ? 'https' : 'http'}://${server}`;
+      out.parent = url;
+      this.from([...native, 'parent'], [...base, 'server']);
+      if (ts) {
+        const tls: Out = {};
+        if (cert !== undefined) tls.ca = cert;
+        if (twoWay && cert !== undefined && key !== undefined) Object.assign(tls, { cert, key });
+        if (domain !== undefined) tls.server_name = domain;
+        if (Object.keys(tls).length > 0) {
+          out.parent_tls = tls;
+          this.from([...native, 'parent_tls'], [...base, 'ts']);
+        }
+      }
+    } else if (ts) this.warn([...base, 'ts'], 'no server to reach over TLS (ignored)');
+    if (twoWay && !tc && !(ts && server !== undefined)) this.warn([...base, 'two_way_tls'], 'neither tc nor ts with a server: nothing to authenticate (ignored)');
+    return mutual;
   }
 
   /**

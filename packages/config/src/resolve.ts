@@ -6,7 +6,9 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { CORE_NET_DEFAULTS, DEFAULT_DENY_DESTINATIONS, formatHostPort, isLoopback, normaliseFingerprint, parseAddress } from '@wmproxy/core-net';
+import { isIP } from 'node:net';
+import { ACME_DEFAULTS, ACME_DIRECTORIES } from '@wmproxy/acme';
+import { CORE_NET_DEFAULTS, DEFAULT_DENY_DESTINATIONS, formatHostPort, isLoopback, isValidHostname, normaliseFingerprint, parseAddress } from '@wmproxy/core-net';
 import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { STATIC_DEFAULTS } from '@wmproxy/static';
@@ -29,6 +31,7 @@ import type {
 } from './schema.js';
 import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
 import type {
+  AcmeConfig,
   ForwardProxyConfig,
   HeaderRuleConfig,
   HttpServerConfig,
@@ -96,6 +99,14 @@ function stripQuotes(text: string): string {
   const trimmed = text.trim();
   if (trimmed.length >= 2 && (trimmed[0] === '"' || trimmed[0] === "'") && trimmed.endsWith(trimmed[0]!)) return trimmed.slice(1, -1);
   return trimmed;
+}
+
+const LONG_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** A duration the schema's pattern accepted, without parseDuration's timer bound (`renew_before = "30d"` is no timer). */
+function longDurationMs(text: string): number {
+  let total = 0;
+  for (const part of text.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)/g)) total += Number(part[1]) * LONG_UNITS[part[2]!]!;
+  return total;
 }
 
 class Resolver {
@@ -195,6 +206,26 @@ class Resolver {
       servers,
       streams,
       tunnel: this.tunnel(),
+      acme: this.acme(servers),
+    };
+  }
+
+  private acme(servers: HttpServerConfig[]): AcmeConfig | undefined {
+    const acme = this.file.acme;
+    if (!acme && !servers.some((server) => server.tls === 'auto')) return undefined;
+    const spec = acme ?? {};
+    const directory = spec.directory ?? 'production';
+    const caRoot = spec.ca_root === undefined ? undefined : this.path(spec.ca_root);
+    if (caRoot !== undefined) this.fileExists(caRoot, ['acme', 'ca_root']);
+    return {
+      email: spec.email,
+      directory: directory === 'production' || directory === 'staging' ? ACME_DIRECTORIES[directory] : directory,
+      caRoot,
+      challenges: spec.challenges ?? [...ACME_DEFAULTS.challenges],
+      storage: this.path(spec.storage ?? ACME_DEFAULTS.storage),
+      renewBeforeMs: spec.renew_before === undefined ? undefined : longDurationMs(spec.renew_before),
+      redirect: spec.redirect ?? ACME_DEFAULTS.redirect,
+      httpPort: spec.http_port ?? ACME_DEFAULTS.httpPort,
     };
   }
 
@@ -268,7 +299,8 @@ class Resolver {
     if (server.http_listen !== undefined) this.claim([server.http_listen], 'tunnel http', [...path, 'http_listen']);
     if (server.https_listen !== undefined) this.claim([server.https_listen], 'tunnel https', [...path, 'https_listen']);
     if ((server.https_cert === undefined) !== (server.https_key === undefined)) {
-      this.issues.add([...path, server.https_cert === undefined ? 'https_cert' : 'https_key'], 'https_cert and https_key together', 'only one');
+      const given = server.https_cert === undefined ? 'https_key' : 'https_cert';
+      this.issues.add([...path, given], `${given === 'https_key' ? 'https_cert' : 'https_key'} as well (they go together)`, 'only one of them');
     }
     let https: TunnelServerConfig['https'];
     if (server.https_cert !== undefined && server.https_key !== undefined) {
@@ -524,7 +556,15 @@ class Resolver {
     const request = [...globalRequest, ...this.rules(server.request_headers, [...path, 'request_headers'])];
     const response = [...globalResponse, ...this.rules(server.response_headers, [...path, 'response_headers'])];
     let tls: HttpServerConfig['tls'];
-    if (server.tls) {
+    if (server.tls === 'auto') {
+      tls = 'auto';
+      // ACME validates DNS names over HTTP-01/TLS-ALPN-01: not IPs, not wildcards (DNS-01 only), not an empty list.
+      if (!server.server_name || server.server_name.length === 0) this.issues.add([...path, 'server_name'], 'the host names to obtain certificates for, with tls = "auto"', 'nothing');
+      (server.server_name ?? []).forEach((name, at) => {
+        if (name.includes('*')) this.issues.add([...path, 'server_name', at], 'a host name without a wildcard with tls = "auto" (wildcard certificates need DNS-01, which wmproxy does not answer)', JSON.stringify(name));
+        else if (!isValidHostname(name) || isIP(name) !== 0 || !name.includes('.')) this.issues.add([...path, 'server_name', at], 'a public DNS name (such as example.com) with tls = "auto"', JSON.stringify(name));
+      });
+    } else if (server.tls) {
       tls = { cert: this.path(server.tls.cert), key: this.path(server.tls.key) };
       this.fileExists(tls.cert, [...path, 'tls', 'cert']);
       this.fileExists(tls.key, [...path, 'tls', 'key']);
@@ -659,9 +699,33 @@ class Resolver {
         return false; // reported by the schema
       }
     });
-    if (!proxy.insecure_open && !users && !(proxy.allow && proxy.allow.length > 0)) {
+    let tls: ForwardProxyConfig['tls'];
+    if (proxy.tls) {
+      tls = { cert: this.path(proxy.tls.cert), key: this.path(proxy.tls.key) };
+      this.fileExists(tls.cert, [...path, 'tls', 'cert']);
+      this.fileExists(tls.key, [...path, 'tls', 'key']);
+      if (proxy.tls.client_ca !== undefined) {
+        tls.clientCa = this.path(proxy.tls.client_ca);
+        this.fileExists(tls.clientCa, [...path, 'tls', 'client_ca']);
+      }
+    }
+    let parentTls: ForwardProxyConfig['parentTls'];
+    if (proxy.parent_tls) {
+      const given = proxy.parent_tls;
+      if (!proxy.parent || !/^(https|socks5\+tls):\/\//i.test(proxy.parent)) this.issues.add([...path, 'parent_tls'], 'a TLS parent (https:// or socks5+tls://) in `parent`', proxy.parent ? JSON.stringify(proxy.parent) : 'no parent');
+      if ((given.cert === undefined) !== (given.key === undefined)) this.issues.add([...path, 'parent_tls', given.cert === undefined ? 'key' : 'cert'], 'both cert and key (a client certificate needs its key)', 'only one of them');
+      parentTls = { verify: given.verify ?? true };
+      for (const key of ['ca', 'cert', 'key'] as const) {
+        const file = given[key];
+        if (file === undefined) continue;
+        parentTls[key] = this.path(file);
+        this.fileExists(parentTls[key]!, [...path, 'parent_tls', key]);
+      }
+      if (given.server_name !== undefined) parentTls.servername = given.server_name;
+    }
+    if (!proxy.insecure_open && !users && !(proxy.allow && proxy.allow.length > 0) && !tls?.clientCa) {
       exposed.forEach((open, at) => {
-        if (open) this.issues.add([...path, 'listen', ...(listen.length > 1 ? [at] : [])], 'a loopback address, or users / an allow list / insecure_open = true for an open proxy', JSON.stringify(listen[at]));
+        if (open) this.issues.add([...path, 'listen', ...(listen.length > 1 ? [at] : [])], 'a loopback address, or users / an allow list / tls.client_ca / insecure_open = true for an open proxy', JSON.stringify(listen[at]));
       });
     }
     return {
@@ -678,6 +742,8 @@ class Resolver {
       denyDestinations: proxy.deny_destinations ?? (exposed.includes(true) ? [...DEFAULT_DENY_DESTINATIONS] : []),
       connectPorts: proxy.connect_ports ?? (exposed.includes(true) ? [...CORE_NET_DEFAULTS.connectPorts] : undefined),
       parent: proxy.parent,
+      parentTls,
+      tls,
       udp: proxy.udp ?? SOCKS5_DEFAULTS.udp,
       udpBind: proxy.udp_bind,
       connectTimeoutMs: durationMs(proxy.connect_timeout, HTTP_PROXY_DEFAULTS.connectTimeoutMs),

@@ -17,6 +17,7 @@ import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { STATIC_DEFAULTS } from '@wmproxy/static';
 import { CONTROL_DEFAULTS } from './control-defaults.js';
 import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { ACME_DEFAULTS } from '@wmproxy/acme';
 import { durationText, sizeText } from './units.js';
 
 // Defaults come from the packages that apply them (test/defaults.test.ts checks the READMEs against them).
@@ -162,10 +163,32 @@ export const ForwardProxySchema = Type.Object(
     connect_ports: Type.Optional(Type.Array(Port, { description: 'Ports CONNECT may reach. Default: `[443, 8443]` when a `listen` address is not loopback (Squid\'s SSL_ports), any otherwise; `[]` allows any port.' })),
     parent: Type.Optional(
       Type.String({
-        pattern: '^(http|socks5)://',
-        description: 'Parent proxy to chain through: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`.',
-        'x-expected': 'a proxy URL such as http://127.0.0.1:3128 or socks5://127.0.0.1:1080',
+        pattern: '^(https?|socks5|socks5\\+tls)://',
+        description: 'Parent proxy to chain through: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`; over TLS `https://...` or `socks5+tls://...` (see `parent_tls`).',
+        'x-expected': 'a proxy URL such as http://127.0.0.1:3128, https://proxy.example:8443, socks5://127.0.0.1:1080 or socks5+tls://proxy.example:1443',
       }),
+    ),
+    parent_tls: Type.Optional(
+      Type.Object(
+        {
+          ca: Type.Optional(Type.String({ description: 'CA certificate(s) (PEM file) the parent\'s certificate must chain to. Default: the system\'s CAs.' })),
+          cert: Type.Optional(Type.String({ description: 'Client certificate (PEM file) shown to a parent that asks for one (mutual TLS); with `key`.' })),
+          key: Type.Optional(Type.String({ description: 'Private key (PEM file) of `cert`.' })),
+          server_name: Type.Optional(Type.String({ minLength: 1, description: 'Name sent as SNI and expected in the parent\'s certificate. Default: the host of `parent`.' })),
+          verify: Type.Optional(Type.Boolean({ description: 'Verify the parent\'s certificate; false lets anyone on the path read the traffic.', default: true })),
+        },
+        { ...Strict, description: 'How a TLS parent (`https://`, `socks5+tls://`) is verified and which client certificate it is shown (the original\'s `ts`, `two_way_tls`, `cert`, `key`, `domain`).' },
+      ),
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          cert: Type.String({ description: 'Certificate chain file (PEM).' }),
+          key: Type.String({ description: 'Private key file (PEM).' }),
+          client_ca: Type.Optional(Type.String({ description: 'CA certificate(s) (PEM file) client certificates must chain to: clients without one fail the handshake (mutual TLS). Counts as authentication for a non-loopback `listen`.' })),
+        },
+        { ...Strict, description: 'Serve the port inside TLS (an HTTPS proxy; SOCKS5 in TLS): the handshake first, then the first-byte dispatch (the original\'s `tc`, `two_way_tls`, `cert`, `key`).' },
+      ),
     ),
     udp: Type.Optional(Type.Boolean({ description: 'Serve SOCKS5 UDP ASSOCIATE.', default: SOCKS5_DEFAULTS.udp })),
     udp_bind: Type.Optional(Type.String({ format: 'wmproxy-ip', description: 'IP the SOCKS5 UDP relay sockets bind to (default: the address the client connected to).', 'x-expected': 'an IP address' })),
@@ -385,7 +408,12 @@ export const HttpServerSchema = Type.Object(
     listen: Listen('Addresses to listen on. Servers with the same `listen` share the port as virtual hosts.'),
     server_name: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Host names (exact or `*.example.com`). Empty: any host.' })),
     default: Type.Optional(Type.Boolean({ description: 'Answer requests whose Host matches no server of this port (nginx `default_server`).', default: false })),
-    tls: Type.Optional(TlsSchema),
+    tls: Type.Optional(
+      Type.Union([TlsSchema, Type.Literal('auto')], {
+        description: 'HTTPS: a certificate and key, or `"auto"`: certificates for every `server_name`, obtained and renewed by ACME (see `[acme]`).',
+        'x-expected': 'a table with cert and key, or "auto"',
+      }),
+    ),
     trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept and extended (inherits `[reverse]`).')),
     request_headers: Type.Optional(HeaderRulesSchema),
     response_headers: Type.Optional(HeaderRulesSchema),
@@ -465,6 +493,37 @@ export const StreamSchema = Type.Object(
     ...ListenerLimits,
   },
   { ...Strict, description: 'A TCP or UDP stream listener (nginx `stream {}`).' },
+);
+
+export const AcmeSchema = Type.Object(
+  {
+    email: Type.Optional(Type.String({ pattern: '^[^\\s@]+@[^\\s@]+$', description: 'Account contact: the CA sends expiry warnings here.', 'x-expected': 'an e-mail address' })),
+    directory: Type.Optional(
+      Type.String({
+        pattern: '^(production|staging|https?://\\S+)$',
+        description: '`production` (Let\'s Encrypt), `staging` (Let\'s Encrypt\'s test CA: untrusted certificates, high rate limits) or the directory URL of another ACME CA.',
+        default: 'production',
+        'x-expected': '"production", "staging" or an ACME directory URL',
+      }),
+    ),
+    ca_root: Type.Optional(Type.String({ description: 'PEM file of the CA certificate the directory\'s HTTPS chains to (a private ACME CA such as Pebble or step-ca).' })),
+    challenges: Type.Optional(
+      Type.Array(Enum(['tls-alpn-01', 'http-01'] as const, { description: 'challenge type' }), {
+        minItems: 1,
+        uniqueItems: true,
+        description: 'Challenge types in order of preference: `tls-alpn-01` needs the TLS port (443) reachable from the CA, `http-01` port 80.',
+        default: [...ACME_DEFAULTS.challenges],
+      }),
+    ),
+    storage: Type.Optional(Type.String({ description: 'Directory of account keys, certificates and locks (created 0700, files 0600). Instances sharing it order each certificate once.', default: ACME_DEFAULTS.storage })),
+    // Not a timer: longer than Duration's 24-day bound is fine (30d is usual).
+    renew_before: Type.Optional(
+      Type.String({ pattern: DURATION_PATTERN, description: 'Renew this long before expiry (default: when a third of the lifetime is left, with a little jitter).', examples: ['30d', '720h'], 'x-expected': 'a duration such as 30d or 720h' }),
+    ),
+    redirect: Type.Optional(Type.Boolean({ description: 'Listen on `http_port` and redirect to HTTPS (answering HTTP-01 there too) when a server has `tls = "auto"` and nothing else uses that port.', default: ACME_DEFAULTS.redirect })),
+    http_port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Port of the automatic redirect listener, where the CA sends HTTP-01 requests (80; another only behind a port forward or with a test CA).', default: ACME_DEFAULTS.httpPort })),
+  },
+  { ...Strict, description: 'Automatic HTTPS (ACME, RFC 8555) for servers with `tls = "auto"`.' },
 );
 
 // ---------------------------------------------------------------- tunnel
@@ -597,6 +656,7 @@ export const ConfigSchema = Type.Object(
     upstream: Type.Optional(Type.Array(UpstreamSchema, { description: 'Upstream groups (`[[upstream]]`).' })),
     server: Type.Optional(Type.Array(HttpServerSchema, { description: 'Reverse-proxy servers (`[[server]]`).' })),
     stream: Type.Optional(Type.Array(StreamSchema, { description: 'TCP/UDP streams (`[[stream]]`).' })),
+    acme: Type.Optional(AcmeSchema),
     tunnel: Type.Optional(TunnelSchema),
   },
   {
@@ -621,4 +681,5 @@ export type TunnelServerFile = Static<typeof TunnelServerSchema>;
 export type HealthCheckFile = Static<typeof HealthCheckSchema>;
 export type HeaderRulesFile = Static<typeof HeaderRulesSchema>;
 export type StaticFile = Static<typeof StaticSchema>;
+export type AcmeFile = Static<typeof AcmeSchema>;
 export type { TSchema };

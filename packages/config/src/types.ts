@@ -45,6 +45,10 @@ export interface ForwardProxyConfig {
   denyDestinations: string[];
   connectPorts: number[] | undefined;
   parent: string | undefined;
+  /** Files (absolute paths) and checks for a TLS parent. */
+  parentTls: { ca?: string; cert?: string; key?: string; servername?: string; verify: boolean } | undefined;
+  /** The port speaks TLS with these files (absolute paths); `clientCa`: mutual TLS. */
+  tls: { cert: string; key: string; clientCa?: string } | undefined;
   udp: boolean;
   udpBind: string | undefined;
   connectTimeoutMs: number;
@@ -122,8 +126,8 @@ export interface HttpServerConfig {
   listen: string[];
   serverNames: string[];
   default: boolean;
-  /** Absolute paths of the PEM files. */
-  tls: { cert: string; key: string } | undefined;
+  /** Absolute paths of the PEM files, or `auto` (ACME, `WmproxyConfig.acme`). */
+  tls: { cert: string; key: string } | 'auto' | undefined;
   trustedProxies: string[];
   /** Request limit shared by the locations without their own. */
   rateLimit: RateLimitSpec | undefined;
@@ -160,6 +164,22 @@ export interface StreamConfig {
   /** TCP connection limits (0: none beyond the process limit / no per-IP limit). */
   maxConnections: number;
   maxConnectionsPerIp: number;
+}
+
+/** `[acme]`, with defaults (set when a server has `tls = "auto"` or the section is present). */
+export interface AcmeConfig {
+  email: string | undefined;
+  /** Directory URL. */
+  directory: string;
+  /** Absolute path of a PEM CA file for the directory's HTTPS. */
+  caRoot: string | undefined;
+  challenges: Array<'tls-alpn-01' | 'http-01'>;
+  /** Absolute path. */
+  storage: string;
+  /** Renew this many ms before expiry (undefined: a third of the lifetime). */
+  renewBeforeMs: number | undefined;
+  redirect: boolean;
+  httpPort: number;
 }
 
 /** A port range of a tunnel allow list. */
@@ -231,6 +251,7 @@ export interface WmproxyConfig {
   upstreams: UpstreamConfig[];
   servers: HttpServerConfig[];
   streams: StreamConfig[];
+  acme: AcmeConfig | undefined;
   /** The intranet tunnel's server and clients. */
   tunnel: TunnelConfig;
   /** Warnings (e.g. keys of the original format without an equivalent). */

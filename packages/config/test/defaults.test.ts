@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { ACME_DEFAULTS } from '@wmproxy/acme';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,6 +129,10 @@ test('the schema defaults are the ones the packages export', () => {
     'health.passive.max_ejection_time': DEFAULT_PASSIVE.maxEjectionMs,
     'health.passive.max_ejection_percent': DEFAULT_PASSIVE.maxEjectionPercent,
     'health.passive.count_5xx': DEFAULT_PASSIVE.count5xx,
+    'acme.challenges': ACME_DEFAULTS.challenges,
+    'acme.storage': ACME_DEFAULTS.storage,
+    'acme.redirect': ACME_DEFAULTS.redirect,
+    'acme.http_port': ACME_DEFAULTS.httpPort,
     'health.fail_mode': HEALTH_DEFAULTS.failMode,
     'health.slow_start': HEALTH_DEFAULTS.slowStartMs,
     'proxy[].protocols': HTTP_PROXY_DEFAULTS.protocols,

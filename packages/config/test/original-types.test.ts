@@ -217,3 +217,26 @@ test('a server\'s timeouts win over its locations\', which are global in wmproxy
   assert.equal(config.reverse!.read_timeout, '5s');
   assert.ok(warnings.some((warning) => warning.startsWith('http.server[0].location[0].proxy_read_timeout: differs from reverse.read_timeout = 5s')), JSON.stringify(warnings));
 });
+
+test('the encrypted link of the original: server/ts/two_way_tls on the client, tc/two_way_tls on the server, one cert/key pair', () => {
+  const client = convert('[proxy]\nbind_addr = "127.0.0.1:8090"\nserver = "proxy.example:8091"\nts = true\ntwo_way_tls = true\ncert = "pair.pem"\nkey = "pair.key"\ndomain = "proxy.example"\n');
+  assert.deepEqual(client.warnings, []);
+  const clientProxy = (client.config.proxy as Array<Record<string, unknown>>)[0]!;
+  assert.equal(clientProxy.parent, 'https://proxy.example:8091');
+  assert.deepEqual(clientProxy.parent_tls, { ca: 'pair.pem', cert: 'pair.pem', key: 'pair.key', server_name: 'proxy.example' });
+  assert.equal(clientProxy.tls, undefined, 'the client port stays plain without tc');
+
+  // tc with two_way_tls: clients need a certificate, which counts as credentials on a public address.
+  const server = convert('[proxy]\nbind_addr = "0.0.0.0:8091"\ntc = true\ntwo_way_tls = true\ncert = "pair.pem"\nkey = "pair.key"\n');
+  assert.deepEqual(server.warnings, []);
+  assert.deepEqual((server.config.proxy as Array<Record<string, unknown>>)[0]!.tls, { cert: 'pair.pem', key: 'pair.key', client_ca: 'pair.pem' });
+
+  const plainParent = convert('[proxy]\nserver = "127.0.0.1:8091"\n');
+  assert.equal((plainParent.config.proxy as Array<Record<string, unknown>>)[0]!.parent, 'http://127.0.0.1:8091');
+});
+
+test('tc without a certificate is an error (no built-in certificate), and tc alone does not open a public port', () => {
+  assert.deepEqual(issuesOf('[proxy]\ntc = true\n').map((issue) => [issue.path, issue.expected]), [['proxy.tc', 'cert and key with tc = true (wmproxy has no built-in certificate)']]);
+  const open = issuesOf('[proxy]\nbind_addr = "0.0.0.0:8091"\ntc = true\ncert = "pair.pem"\nkey = "pair.key"\n');
+  assert.ok(open.some((issue) => issue.path === 'proxy.bind_addr'), JSON.stringify(open));
+});

@@ -126,6 +126,7 @@ function buildApp(instance: ControlTarget, guard: RequestGuard, streams: EventSt
       return json({ at: Date.now(), upstreams: instance.upstreams() });
     })
     .get('/config', () => json(instance.redactedConfig()))
+    .get('/certs', async () => json({ at: Date.now(), certificates: (await instance.certificates?.()) ?? [] }))
     .get('/metrics', async () => {
       await instance.refresh();
       return new Response(instance.prometheus(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' } });

@@ -1,6 +1,6 @@
 /**
  * The dashboard: one self-contained HTML page (no build step, no external
- * assets) that reads /status and /upstreams and follows /events, so that a
+ * assets) that reads /status, /upstreams and /certs and follows /events, so that a
  * server's row changes colour the moment its health changes. Live charts
  * (uPlot, served by the API itself from /assets) draw GET /series, polled
  * once a second with `since`, with health transitions marked on the time
@@ -65,6 +65,9 @@ export const DASHBOARD_HTML = `<!doctype html>
 
 <h2>Upstreams</h2>
 <table id="upstreams"><thead><tr><th>upstream</th><th>server</th><th>state</th><th>reason</th><th>last probes</th><th>latency</th><th>active</th><th>requests</th><th>failures</th></tr></thead><tbody></tbody></table>
+
+<h2>Certificates</h2>
+<table id="certs"><thead><tr><th>names</th><th>status</th><th>issuer</th><th>expires</th><th>next renewal</th><th>last error</th></tr></thead><tbody></tbody></table>
 
 <h2>Events</h2>
 <div id="events"></div>
@@ -150,6 +153,24 @@ export const DASHBOARD_HTML = `<!doctype html>
       }
     }
   }
+  async function refreshCerts() {
+    const view = await get('/certs');
+    const body = $('certs').tBodies[0];
+    body.replaceChildren();
+    for (const cert of view.certificates) {
+      const row = document.createElement('tr');
+      row.className = cert.status === 'failing' ? 'unhealthy' : cert.status === 'valid' ? 'healthy' : '';
+      row.dataset.names = cert.names.join(',');
+      row.dataset.status = cert.status;
+      cell(row, cert.names.join(', '));
+      cell(row, cert.status + (cert.failures ? ' (' + cert.failures + ' failed)' : ''), 'state');
+      cell(row, cert.issuer);
+      cell(row, cert.notAfter ? new Date(cert.notAfter).toLocaleString() : '');
+      cell(row, cert.nextRenewal ? new Date(cert.nextRenewal).toLocaleString() : '');
+      cell(row, cert.lastError);
+      body.appendChild(row);
+    }
+  }
   function logEvent(event) {
     const line = document.createElement('div');
     const time = new Date(event.at).toLocaleTimeString();
@@ -182,7 +203,8 @@ export const DASHBOARD_HTML = `<!doctype html>
   refreshStatus().catch(() => {});
   refreshUpstreams().catch(() => {});
   follow();
-  setInterval(() => refreshStatus().catch(() => {}), 10000);
+  refreshCerts().catch(() => {});
+  setInterval(() => { refreshStatus().catch(() => {}); refreshCerts().catch(() => {}); }, 10000);
 })();
 </script>
 <script>

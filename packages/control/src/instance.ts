@@ -12,6 +12,8 @@ import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.
 import { ForwardService, serviceKey } from './services/forward.js';
 import { TimeSeries, type SeriesView } from './timeseries.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import { AcmeService, acmeNameSets, storedCertificates, type AuthorityFactory } from './services/acme.js';
+import type { ManagedCertificate } from '@wmproxy/acme';
 import { TunnelService } from './services/tunnel.js';
 import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
@@ -38,6 +40,8 @@ export interface InstanceOptions {
   workers?: number;
   /** Set in a worker process by the cluster: its index and the primary's health states to start from. */
   worker?: { index: number; health: HealthEntry[] };
+  /** The ACME CA of automatic HTTPS (default: acme-client with `[acme]`'s directory; tests pass an in-process CA). */
+  acmeAuthority?: AuthorityFactory;
   /** A configuration store this instance follows (`run --store`): shown in /status, the dashboard and /metrics. */
   cluster?: ClusterSource;
 }
@@ -72,6 +76,8 @@ export class Instance {
   private readonly accessLog: MeteredAccessLog;
   private readonly forward = new Map<string, ForwardService>();
   private reverse: ReverseService | undefined;
+  /** Automatic HTTPS (servers with `tls = "auto"`), in the process that serves them. */
+  readonly acme: AcmeService;
   private tunnel: TunnelService | undefined;
   private api: ControlApi | undefined;
   /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
@@ -98,6 +104,7 @@ export class Instance {
       this.logger = this.logs.logger;
     }
     this.accessLog = this.newAccessLog();
+    this.acme = new AcmeService(this.loggerFor('acme'), options.acmeAuthority);
     this.health = new HealthChecker(options.worker ? { ...config.health, probe: false } : config.health);
     this.health.events.on('transition', (event) => {
       this.supervisor?.broadcastHealth([{ key: event.key, state: event.to, reason: event.reason }]);
@@ -141,7 +148,9 @@ export class Instance {
           instance.forward.set(service.key, service);
         }
         if (config.cluster.redis !== undefined) instance.counters = await sharedCounters(config, instance.loggerFor('cluster'));
-        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.counters);
+        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.counters, instance.acme);
+        // Orders start once the listeners that answer the CA's challenges are up.
+        await instance.acme.apply(config);
         // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
         instance.health.replaceTargets(healthTargets(config));
       }
@@ -313,10 +322,12 @@ export class Instance {
     try {
       if (hasReverse(next)) {
         if (this.reverse) {
-          const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog);
+          const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog, this.acme);
+          await this.acme.apply(next);
           if (outcome !== 'unchanged') changes.push(`reverse proxy ${outcome}`);
         } else {
-          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.counters);
+          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.counters, this.acme);
+          await this.acme.apply(next);
           changes.push('reverse proxy started');
         }
       } else if (this.reverse) {
@@ -449,6 +460,7 @@ export class Instance {
     this.forward.clear();
     this.tunnel = undefined;
     this.reverse = undefined;
+    this.acme.stop();
     await this.health.close();
     await this.counters?.close();
     await this.api?.close();
@@ -573,6 +585,12 @@ export class Instance {
     }));
   }
 
+  /** Managed certificates: this process's manager, or (with workers, which run the managers) what the storage holds. */
+  async certificates(): Promise<ManagedCertificate[]> {
+    if (this.supervisor && this.config.acme) return storedCertificates(this.config.acme.storage, acmeNameSets(this.config));
+    return this.acme.list();
+  }
+
   /** The running configuration as written, secrets redacted. */
   redactedConfig(): { file: string; warnings: string[]; config: unknown } {
     return { file: this.config.file, warnings: this.config.warnings, config: redactConfig(this.config.source) };
@@ -632,6 +650,13 @@ export class Instance {
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_failures_total', { upstream: group.name, server: server.address }, server.requestFailures);
     out.family('wmproxy_upstream_active_requests', 'gauge', 'Requests in flight to each upstream server.');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_active_requests', { upstream: group.name, server: server.address }, server.activeRequests);
+    const certificates = this.acme.list();
+    out.family('wmproxy_certificate_expiry_timestamp_seconds', 'gauge', 'When the managed (ACME) certificate of each name expires, in Unix seconds.');
+    for (const row of certificates) {
+      if (row.notAfter) for (const name of row.names) out.sample('wmproxy_certificate_expiry_timestamp_seconds', { name }, Date.parse(row.notAfter) / 1000);
+    }
+    out.family('wmproxy_certificate_order_failures', 'gauge', 'Failed certificate orders in a row for each name (0 after a success).');
+    for (const row of certificates) for (const name of row.names) out.sample('wmproxy_certificate_order_failures', { name, status: row.status }, row.failures);
     out.family('wmproxy_health_transitions_total', 'counter', 'Health state changes by target and new state.');
     for (const [key, count] of m.transitions) {
       const [target, to] = key.split('\u0000');

@@ -1,3 +1,4 @@
+import type { ManagedCertificate } from '@wmproxy/acme';
 /**
  * The control package's shared vocabulary: what the instance reports (status,
  * upstreams, events, reload results), what the cluster sends between
@@ -122,6 +123,8 @@ export interface ControlTarget {
   prometheus(): string;
   /** The time series after `since` (epoch ms), for GET /series. */
   seriesView(since: number): SeriesView;
+  /** Certificates managed by automatic HTTPS (ACME). */
+  certificates?(): Promise<ManagedCertificate[]>;
   reload(): Promise<ReloadResult>;
   requestStop(): void;
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { silentLogger } from '@wmproxy/core-net';
 import { loadConfig, parseConfig } from '@wmproxy/config';
 import { Instance } from '../src/index.js';
-import { closedPort } from '@wmproxy/testkit';
+import { closedPort, testPki } from '@wmproxy/testkit';
 import { RawClient, accepts, backend, curl, until } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-control-'));
@@ -292,5 +292,25 @@ test('a reload applies the global health options (panic threshold) to the runnin
   } finally {
     await instance.stop();
     await one.kill();
+  }
+});
+
+test('a [[proxy]] with tls serves an HTTPS proxy; a reload that changes its TLS is refused with a reason and changes nothing', async () => {
+  const app = await backend('tls');
+  const pki = testPki();
+  const tls = (cert: string): string => `tls = { cert = "${cert}", key = "${pki.server.keyPath}", client_ca = "${pki.ca.certPath}" }\n`;
+  const instance = await Instance.start(parseConfig(`${NO_CONTROL}[[proxy]]\nname = "p"\nlisten = "127.0.0.1:0"\n${tls(pki.server.certPath)}`, 'toml'), { logger: silentLogger });
+  try {
+    const [address] = instance.addressesOf('p');
+    const through = ['--proxy', `https://${address}`, '--proxy-cacert', pki.ca.certPath, '--proxy-cert', pki.client.certPath, '--proxy-key', pki.client.keyPath];
+    assert.equal((await curl([...through, `http://${app.address}/a`])).stdout, 'tls /a');
+    const result = await instance.reload(parseConfig(`${NO_CONTROL}[[proxy]]\nname = "p"\nlisten = "127.0.0.1:0"\n${tls(pki.rogueServer.certPath)}`, 'toml'));
+    assert.equal(result.ok, false);
+    assert.match(result.message ?? '', /TLS settings .* changed; .* restart/);
+    assert.equal((await curl([...through, `http://${app.address}/b`])).stdout, 'tls /b');
+  } finally {
+    await instance.stop();
+    await app.kill();
+    pki.cleanup();
   }
 });

@@ -16,13 +16,13 @@ interface BufferedState {
 
 const bufferingHandler: ConnHandler = {
   data(conn, chunk) {
-    const base = conn as ConnBase;
-    base.buffered.chunks.push(chunk.slice());
-    base.buffered.size += chunk.byteLength;
-    if (base.buffered.size >= BUFFER_LIMIT) conn.pause();
+    const buffered = ((conn as ConnBase).buffered ??= { chunks: [], size: 0, ended: false });
+    buffered.chunks.push(chunk.slice());
+    buffered.size += chunk.byteLength;
+    if (buffered.size >= BUFFER_LIMIT) conn.pause();
   },
   end(conn) {
-    (conn as ConnBase).buffered.ended = true;
+    ((conn as ConnBase).buffered ??= { chunks: [], size: 0, ended: false }).ended = true;
   },
   close() {
     // Nothing to do: the owner sees `closed` when it installs its handler.
@@ -33,7 +33,8 @@ const bufferingHandler: ConnHandler = {
 export abstract class ConnBase implements Conn {
   readonly id = nextConnId++;
   handler: ConnHandler = bufferingHandler;
-  buffered: BufferedState = { chunks: [], size: 0, ended: false };
+  /** What arrived before the owner's handler (allocated only then: most owners install theirs at once). */
+  buffered: BufferedState | undefined = undefined;
   closed = false;
   closeError: Error | undefined;
   peerEnded = false;
@@ -57,7 +58,7 @@ export abstract class ConnBase implements Conn {
     const previous = this.handler;
     this.handler = handler;
     const held = previous === bufferingHandler ? this.buffered : undefined;
-    if (held) this.buffered = { chunks: [], size: 0, ended: false };
+    this.buffered = undefined;
     if (unread && unread.byteLength > 0) handler.data(this, unread);
     if (held) {
       for (const chunk of held.chunks) {
@@ -98,5 +99,5 @@ export abstract class ConnBase implements Conn {
  */
 export function releaseConn(conn: Conn, unread?: Uint8Array): void {
   conn.setHandler(bufferingHandler, unread);
-  if (conn instanceof ConnBase && conn.peerEnded) conn.buffered.ended = true;
+  if (conn instanceof ConnBase && conn.peerEnded) (conn.buffered ??= { chunks: [], size: 0, ended: false }).ended = true;
 }

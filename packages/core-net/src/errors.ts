@@ -42,6 +42,9 @@ const SYSTEM_CODES: ReadonlySet<string> = new Set<NetErrorCode>([
 /** Errors of this host's own resources: a proxy out of descriptors must not eject healthy servers. */
 const LOCAL_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
 
+/** OpenSSL/BoringSSL alerts a server sends about the client's certificate (Node: "tlsv13 alert certificate required", Bun: "TLSV1_ALERT_CERTIFICATE_REQUIRED"). */
+const CLIENT_CERT_ALERT = /alert[ _](certificate[ _]required|unknown[ _]ca|bad[ _]certificate)/i;
+
 /** Wrap whatever a runtime threw into a NetError with a stable code. */
 export function toNetError(error: unknown, address?: string): NetError {
   if (error instanceof NetError) return error;
@@ -53,8 +56,11 @@ export function toNetError(error: unknown, address?: string): NetError {
     else if (raw === 'EPIPE') code = 'ECONNRESET';
     else if (raw === 'ABORT_ERR') code = 'EABORTED';
     else if (LOCAL_CODES.has(raw)) code = 'ELOCAL';
+    else if (raw === 'EPROTO' || raw.startsWith('ERR_SSL_')) code = 'EPROTO';
   }
-  const message = error instanceof Error ? error.message : String(error);
+  let message = error instanceof Error ? error.message : String(error);
+  // TLS 1.3 refuses a client certificate after the client's handshake is done: the alert arrives as a read error. Say what it means.
+  if (code === 'EPROTO' && CLIENT_CERT_ALERT.test(message)) message = `the TLS server refused our client certificate (none, or not signed by a CA it trusts): ${message}`;
   return new NetError(code, address ? `${message} (${address})` : message, { address, cause: error });
 }
 

@@ -9,7 +9,9 @@ export type {
   Runtime,
   TlsClientOptions,
   TlsServerOptions,
+  TlsKeyPair,
 } from './types.js';
+export { parseClientHello, type ClientHello } from './tls/client-hello.js';
 export {
   parseAddress,
   parseAddressList,

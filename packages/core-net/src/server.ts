@@ -77,7 +77,9 @@ export class Server implements ConnTracker {
           tls: this.options.tls,
           reusePort: this.options.reusePort ?? reusePortByDefault,
           onConnection: (conn) => this.accept(conn),
-          onError: (error) => this.logger.warn('accept error', { error: error.message }),
+          onError: (error, peer) =>
+            // A refused TLS client (no or a wrong certificate under mutual TLS, a plain-text client) is the client's fault: one clear line.
+            peer === undefined ? this.logger.warn('accept error', { error: error.message }) : this.logger.warn('tls handshake refused', { client: peer, error: error.message }),
         });
         this.listeners.push(listener);
         this.logger.info('listening', { address: formatHostPort(listener.host, listener.port), runtime: runtime.name });

@@ -69,12 +69,33 @@ export interface TlsServerOptions {
   key: string | Uint8Array;
   /** Extra certificates chosen by SNI server name (exact or `*.example.com`). */
   sni?: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>;
-  /** Ask clients for a certificate and require one signed by `ca` (mutual TLS). */
-  requestCert?: boolean;
-  /** CA certificates (PEM) that client certificates must chain to, with `requestCert`. */
-  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  /**
+   * Certificates that change while the listener runs (ACME): asked at each
+   * handshake for the SNI name (after `sni`, before the default `cert`).
+   * Return the same object while the certificate is the same: its TLS
+   * context is cached by identity.
+   */
+  select?(servername: string): TlsKeyPair | undefined;
+  /**
+   * TLS-ALPN-01 challenges (RFC 8737): a client offering only the ALPN
+   * protocol `acme-tls/1` for a name this returns a certificate for gets that
+   * certificate and protocol; every other client the usual certificate.
+   * May answer asynchronously (a challenge placed by another worker).
+   */
+  acmeTlsAlpn?(servername: string): TlsKeyPair | undefined | Promise<TlsKeyPair | undefined>;
   /** ALPN protocols offered, in the server's order of preference (`['h2', 'http/1.1']`). None by default. */
   alpn?: string[];
+  /**
+   * Mutual TLS: CA certificates (PEM) that client certificates must chain to.
+   * When set, a client without a valid certificate fails the handshake and
+   * never reaches `onConnection` with data (the listener's `onError` is told).
+   */
+  clientCa?: string | Uint8Array | Array<string | Uint8Array>;
+}
+
+export interface TlsKeyPair {
+  cert: string | Uint8Array;
+  key: string | Uint8Array;
 }
 
 export interface TlsClientOptions {
@@ -103,8 +124,11 @@ export interface ListenOptions {
   /** Let several processes bind the same address (SO_REUSEPORT). */
   reusePort?: boolean;
   onConnection(conn: Conn): void;
-  /** Called when accepting failed or a TLS handshake failed; the server keeps running. */
-  onError?(error: Error): void;
+  /**
+   * Called when accepting failed or a TLS handshake failed (then `error` is a
+   * NetError EPROTO and `peer` the client's `ip:port`); the server keeps running.
+   */
+  onError?(error: Error, peer?: string): void;
 }
 
 export interface Listener {

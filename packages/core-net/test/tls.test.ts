@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Server, connect, parseAddress, setRuntime, NetError, bindUdp, type Conn } from '../src/index.js';
+import { testPki, type TestPki } from '@wmproxy/testkit';
+import { Logger, Server, connect, parseAddress, setRuntime, NetError, bindUdp, type Conn } from '../src/index.js';
 import { selfSigned, testRuntimes } from './helpers.js';
 
 const { runtimes, detected } = await testRuntimes();
@@ -140,5 +141,60 @@ test('UDP endpoints exchange datagrams over IPv4 and IPv6', async () => {
     });
     assert.equal(await reply, `ping ${host}`);
     echo.close();
+  }
+});
+
+describe('mutual TLS', () => {
+  let pki: TestPki;
+  before(() => {
+    pki = testPki();
+  });
+  after(() => pki.cleanup());
+
+  for (const rt of runtimes) {
+    test(`on ${rt.name}: a listener with clientCa serves a client with its certificate and refuses one without, logging why`, async () => {
+      setRuntime(rt);
+      const refused: string[] = [];
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.ca.cert },
+        logger: new Logger({ level: 'warn', json: true, sink: { write: (line: string) => refused.push(line) } }),
+        onConnection(conn) {
+          conn.setHandler({
+            data(c, chunk) {
+              c.write(Buffer.concat([Buffer.from('echo:'), Buffer.from(chunk)]));
+              c.end();
+            },
+            end: (c) => c.end(),
+            close() {},
+          });
+        },
+      }).start();
+      try {
+        const port = Number(server.boundAddresses[0]!.split(':').pop());
+        const good = await connect({ host: '127.0.0.1', port, tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } });
+        const reply = readUntilClose(good);
+        good.write(Buffer.from('hi'));
+        assert.equal(await reply, 'echo:hi');
+
+        for (const identity of [undefined, pki.rogueClient]) {
+          // TLS 1.3: the client's handshake completes before the server has judged its certificate; the refusal arrives as an alert instead of data.
+          const before = refused.length;
+          const conn = await connect({ host: '127.0.0.1', port, tls: { ca: pki.ca.cert, ...(identity ? { cert: identity.cert, key: identity.key } : {}) } }).catch(() => undefined);
+          if (conn) {
+            const text = readUntilClose(conn);
+            conn.write(Buffer.from('hi'));
+            assert.equal(await text, '');
+          }
+          for (let i = 0; i < 100 && refused.length === before; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+          const record = JSON.parse(refused[before] ?? '{}') as { msg?: string; client?: string; error?: string };
+          assert.equal(record.msg, 'tls handshake refused');
+          assert.match(record.client ?? '', /^127\.0\.0\.1:\d+$/);
+          assert.match(record.error ?? '', /^TLS handshake with 127\.0\.0\.1:\d+ failed: /);
+        }
+      } finally {
+        await server.shutdown({ deadlineMs: 500 });
+      }
+    });
   }
 });

@@ -3,6 +3,8 @@ import { isLoopback, type Address } from '@wmproxy/core-net';
 export interface ExposureOptions {
   users?: Record<string, string>;
   allow?: readonly string[];
+  /** Clients must present a certificate from a CA the operator chose (mutual TLS): that is authentication too. */
+  clientCertificates?: boolean;
   /** The operator accepts an open proxy on a public address. */
   insecureOpen?: boolean;
 }
@@ -19,10 +21,10 @@ export function exposedAddress(addresses: readonly Address[]): Address | undefin
  */
 export function openProxyRefusal(addresses: readonly Address[], options: ExposureOptions): string | undefined {
   if (options.insecureOpen) return undefined;
-  const guarded = (options.users !== undefined && Object.keys(options.users).length > 0) || (options.allow?.length ?? 0) > 0;
+  const guarded = (options.users !== undefined && Object.keys(options.users).length > 0) || (options.allow?.length ?? 0) > 0 || options.clientCertificates === true;
   if (guarded) return undefined;
   const exposed = exposedAddress(addresses);
   if (!exposed) return undefined;
   const where = exposed.wildcard ? `:${exposed.port} (every address)` : `${exposed.host}:${exposed.port}`;
-  return `refusing to run an open proxy on ${where}: add --user/--pass or --allow CIDR, or pass --insecure-open`;
+  return `refusing to run an open proxy on ${where}: add --user/--pass, --allow CIDR or --client-ca FILE, or pass --insecure-open`;
 }

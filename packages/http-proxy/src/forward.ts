@@ -10,11 +10,12 @@ import {
   type Conn,
   type ConnHandler,
   type Logger,
+  type TlsServerOptions,
 } from '@wmproxy/core-net';
 import { resolveConfig, DEFAULT_HEADER_TIMEOUT_MS, type HttpProxyOptions } from './options.js';
 import { HttpProxyServer } from './server.js';
 import { refuse } from './session.js';
-import type { Connector } from './upstream.js';
+import type { Connector, ParentTlsOptions } from './upstream.js';
 import { HTTP_PROXY_DEFAULTS } from './defaults.js';
 
 /** What a mixed port serves: plain HTTP proxying, CONNECT (HTTPS) tunnels, SOCKS5. */
@@ -40,8 +41,10 @@ export interface ForwardProxyOptions {
   clientPolicy?: AccessPolicy | { allow?: readonly string[]; deny?: readonly string[] };
   /** Destinations refused (403 / SOCKS 0x02), checked on resolved IPs [none]. */
   destinationDeny?: CidrList | readonly string[];
-  /** Parent proxy for every kind: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port` [direct]. */
+  /** Parent proxy for every kind: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`, over TLS `https://` or `socks5+tls://` [direct]. */
   upstream?: string;
+  /** How a TLS parent is verified and which client certificate it is shown [system CAs, none]. */
+  upstreamTls?: ParentTlsOptions;
   /** Give up on a target after this long (504 / SOCKS 0x06) [10 000 ms]. */
   connectTimeoutMs?: number;
   /** Close a client that sends nothing (no first byte, or no complete head) in this time [30 000 ms]. */
@@ -49,7 +52,7 @@ export interface ForwardProxyOptions {
   /** Close a tunnel with no traffic for this long [300 000 ms; 0 = never]. */
   idleTimeoutMs?: number;
   /** Further HTTP-only options (limits, Via, CONNECT ports, keep-alive timeout...). */
-  http?: Omit<HttpProxyOptions, 'users' | 'clientPolicy' | 'destinationDeny' | 'upstream' | 'logger' | 'allowHttp' | 'allowConnect'>;
+  http?: Omit<HttpProxyOptions, 'users' | 'clientPolicy' | 'destinationDeny' | 'upstream' | 'upstreamTls' | 'logger' | 'allowHttp' | 'allowConnect'>;
   /** Further SOCKS5-only options. */
   socks5?: ForwardSocks5Options;
   /** Opens target connections for both HTTP and SOCKS5 [direct, or through `upstream`]. */
@@ -112,6 +115,7 @@ export class ForwardProxy {
       users: options.users,
       destinationDeny,
       upstream: options.upstream,
+      upstreamTls: options.upstreamTls,
       connectTimeoutMs: options.connectTimeoutMs ?? options.http?.connectTimeoutMs,
       headerTimeoutMs: this.headerTimeoutMs,
       idleTimeoutMs: options.idleTimeoutMs ?? options.http?.idleTimeoutMs,
@@ -178,6 +182,13 @@ export interface ForwardProxyServerOptions extends ForwardProxyOptions {
   maxConnections?: number;
   /** Most client connections open at once from one IP address (default 0: no limit; Squid `maxconn` ACL, nginx `limit_conn`). */
   maxConnectionsPerIp?: number;
+  /**
+   * Serve the port over TLS (an HTTPS proxy, SOCKS5 inside TLS): the
+   * handshake comes first, then the first-byte dispatch inside it. With
+   * `clientCa`, clients must present a certificate it signed (mutual TLS);
+   * others fail the handshake and are logged [plain TCP].
+   */
+  tls?: TlsServerOptions;
 }
 
 export const DEFAULT_FORWARD_BIND = HTTP_PROXY_DEFAULTS.bind;
@@ -189,5 +200,5 @@ export function createForwardProxyServer(options: ForwardProxyServerOptions = {}
   const addresses = typeof bind === 'string' ? parseAddressList(bind) : bind;
   // Over a limit a connection is closed without a byte: the port also speaks SOCKS5, so an HTTP 503 could be garbage to the client.
   const limits = { maxConnections: options.maxConnections, maxConnectionsPerIp: options.maxConnectionsPerIp };
-  return new Server({ addresses, logger: options.logger, limits, onConnection: (conn) => proxy.handle(conn) });
+  return new Server({ addresses, tls: options.tls, logger: options.logger, limits, onConnection: (conn) => proxy.handle(conn) });
 }

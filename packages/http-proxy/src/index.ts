@@ -24,11 +24,14 @@ export { BasicAuth, basicCredentials } from './auth.js';
 export { parseAbsoluteTarget, parseConnectTarget, parseAuthority, TargetError, type Target } from './target.js';
 export {
   parseParentProxy,
+  connectParent,
+  parentTransport,
   directConnector,
   parentConnector,
   httpTunnel,
   ParentProxyError,
   type Connector,
   type ParentProxy,
+  type ParentTlsOptions,
 } from './upstream.js';
 export { openProxyRefusal, exposedAddress, type ExposureOptions } from './exposure.js';

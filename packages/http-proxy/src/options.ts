@@ -13,7 +13,7 @@ import {
 } from '@wmproxy/core-net';
 import { HTTP_PROXY_DEFAULTS } from './defaults.js';
 import { BasicAuth } from './auth.js';
-import { directConnector, parentConnector, parseParentProxy, type Connector, type ParentProxy } from './upstream.js';
+import { directConnector, parentConnector, parseParentProxy, type Connector, type ParentProxy, type ParentTlsOptions } from './upstream.js';
 
 /** Options of `HttpProxyServer` (every one optional; defaults in brackets). */
 export interface HttpProxyOptions {
@@ -31,8 +31,10 @@ export interface HttpProxyOptions {
   allowHttp?: boolean;
   /** Serve CONNECT tunnels [true]; when false they get 405. */
   allowConnect?: boolean;
-  /** Parent proxy: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port` [direct]. */
+  /** Parent proxy: `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`, or over TLS `https://...` / `socks5+tls://...` [direct]. */
   upstream?: string;
+  /** For a TLS parent: CA to verify it by, client certificate to present, server name [system CAs, no client certificate, the URL's host]. */
+  upstreamTls?: ParentTlsOptions;
   /** Give up connecting to a target after this long: 504 [10 000 ms]. */
   connectTimeoutMs?: number;
   /** Close a client that has not sent a complete request head this long after connecting: 408 [30 000 ms]. */
@@ -86,7 +88,7 @@ function duration(value: number | undefined, fallback: number, name: string, zer
 
 export function resolveConfig(options: HttpProxyOptions): ProxyConfig {
   const resolver = options.resolver ?? systemResolver;
-  const parent = options.upstream ? parseParentProxy(options.upstream) : undefined;
+  const parent = options.upstream ? parseParentProxy(options.upstream, options.upstreamTls) : undefined;
   const policy = options.clientPolicy;
   const deny = options.destinationDeny;
   for (const port of options.connectPorts ?? []) {

@@ -1,6 +1,6 @@
 import { simpleResponse, type Conn } from '@wmproxy/core-net';
 import { resolveConfig, type HttpProxyOptions, type ProxyConfig } from './options.js';
-import { clientHandler, refuse, Session } from './session.js';
+import { clientHandler, refuse, Session, SessionClock } from './session.js';
 
 /**
  * The HTTP forward proxy for connections someone else accepted:
@@ -15,6 +15,8 @@ import { clientHandler, refuse, Session } from './session.js';
 export class HttpProxyServer {
   /** @internal */
   readonly config: ProxyConfig;
+  /** The one timer of this proxy's sessions (a core-net Ticker). */
+  private readonly clock = new SessionClock();
 
   constructor(options: HttpProxyOptions = {}) {
     this.config = resolveConfig(options);
@@ -32,7 +34,7 @@ export class HttpProxyServer {
       refuse(conn, simpleResponse(403, { body: 'Your address is not allowed to use this proxy.\n' }));
       return;
     }
-    conn.userData = new Session(this.config, conn);
+    conn.userData = new Session(this.config, conn, this.clock);
     conn.setHandler(clientHandler, unread);
   }
 }

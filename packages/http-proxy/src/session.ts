@@ -3,17 +3,18 @@ import {
   HeadBuffer,
   NetError,
   Relay,
+  ResponseHeadReader,
+  Ticker,
+  connectionReusable,
   formatHostPort,
   httpStatusFor,
   parseRequestHead,
-  parseResponseHead,
   removeHopByHop,
   resolveDestination,
   serializeRequestHead,
   serializeResponseHead,
   simpleResponse,
   toNetError,
-  connect,
   type Conn,
   type ConnHandler,
   type HeaderList,
@@ -21,16 +22,54 @@ import {
   type RelayStats,
   type RequestHead,
   type ResponseHead,
+  type ResponseHeadSink,
 } from '@wmproxy/core-net';
 import type { ProxyConfig } from './options.js';
 import { parseAbsoluteTarget, parseConnectTarget, TargetError, type Target } from './target.js';
-import { withTimeout } from './upstream.js';
+import { connectParent, withTimeout } from './upstream.js';
 
 /** How long a refused client may take to read its answer before the socket is closed. */
 const LINGER_MS = 2_000;
 /** Methods a request may be sent again with after a connection failed (RFC 9110 section 9.2.2). */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
+/** How often the sessions' deadlines are checked. */
+const SWEEP_MS = 100;
+
+/**
+ * The timer of one proxy's sessions: each session has one deadline (header,
+ * keep-alive, idle or linger), checked on the ticks of one core-net Ticker
+ * per proxy instead of a timer per connection.
+ */
+export class SessionClock {
+  private readonly sessions = new Set<Session>();
+  private readonly ticker = new Ticker(SWEEP_MS);
+  private readonly job = (now: number): void => {
+    for (const session of this.sessions) {
+      if (session.deadline === 0 || now < session.deadline) continue;
+      session.deadline = 0;
+      try {
+        session.onTimer();
+      } catch (error) {
+        session.crashed(error);
+      }
+    }
+  };
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  watch(session: Session): void {
+    if (this.sessions.size === 0) this.ticker.add(this.job);
+    this.sessions.add(session);
+  }
+
+  unwatch(session: Session): void {
+    if (!this.sessions.delete(session)) return;
+    if (this.sessions.size === 0) this.ticker.delete(this.job);
+  }
+}
 
 const enum Phase {
   /** Reading a request head (header or keep-alive timeout armed). */
@@ -62,14 +101,17 @@ const enum Response {
  * (re)uses one upstream connection at a time and streams bodies both ways
  * with backpressure. Events arrive through the shared handler objects below.
  */
-export class Session {
+export class Session implements ResponseHeadSink {
   readonly config: ProxyConfig;
   readonly client: Conn;
   readonly fields: LogFields;
   phase = Phase.Head;
-  private readonly headBuffer = new HeadBuffer();
+  private readonly clock: SessionClock;
+  /** A partial request head (only while one is partial). */
+  private headBuffer: HeadBuffer | undefined = undefined;
   private held: Uint8Array[] = [];
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the session's one timer fires (Date.now() ms; 0: not armed), on the proxy's SessionClock. */
+  deadline = 0;
   private lastActivity = Date.now();
   private clientEnded = false;
   private requests = 0;
@@ -87,15 +129,32 @@ export class Session {
   private upstreamKey = '';
   private upstreamReused = false;
   private responsePhase = Response.Idle;
-  private readonly responseBuffer = new HeadBuffer();
+  private readonly responseHeads = new ResponseHeadReader();
   private response: ResponseHead | undefined;
   private responseBody: BodyReader | undefined;
 
-  constructor(config: ProxyConfig, client: Conn) {
+  constructor(config: ProxyConfig, client: Conn, clock: SessionClock) {
     this.config = config;
     this.client = client;
+    this.clock = clock;
     this.fields = { conn: client.id, client: formatHostPort(client.remoteAddress, client.remotePort) };
-    this.timer = setTimeout(onTimer, config.headerTimeoutMs, this);
+    clock.watch(this);
+    this.setTimer(config.headerTimeoutMs);
+  }
+
+  private setTimer(ms: number): void {
+    this.deadline = Date.now() + ms;
+  }
+
+  private clearTimer(): void {
+    this.deadline = 0;
+  }
+
+  /** A bug costs this connection, never the process. */
+  crashed(error: unknown): void {
+    this.config.logger.error('http proxy session failed', { ...this.fields, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    this.dropUpstream();
+    this.client.destroy();
   }
 
   // ---- client side -------------------------------------------------------
@@ -122,7 +181,7 @@ export class Session {
   onClientEnd(): void {
     this.clientEnded = true;
     if (this.phase === Phase.Head) {
-      if (this.headBuffer.size === 0 && this.held.length === 0) this.closeClient();
+      if (this.headBuffer === undefined && this.held.length === 0) this.closeClient();
       else this.destroy('client closed in the middle of a request head');
     } else if (this.phase === Phase.Body && this.requestBody && !this.requestBody.done) {
       this.destroy('client closed in the middle of a request body');
@@ -139,32 +198,33 @@ export class Session {
       this.config.logger.info('http client closed', { ...this.fields, requests: this.requests, bytesIn: client.bytesRead, bytesOut: client.bytesWritten });
     }
     this.phase = Phase.Closed;
-    clearTimeout(this.timer);
+    this.clearTimer();
+    this.clock.unwatch(this);
+    this.headBuffer = undefined;
     this.dropUpstream();
   }
 
   private readHead(chunk: Uint8Array): void {
-    const view = this.headBuffer.feed(chunk);
+    const view = this.headBuffer === undefined ? chunk : this.headBuffer.feed(chunk);
     const result = parseRequestHead(view, this.config.limits);
     if (result.kind === 'incomplete') {
-      this.headBuffer.keep(view);
+      (this.headBuffer ??= new HeadBuffer()).keep(view);
       return;
     }
+    // The buffer goes with the head: an idle keep-alive connection keeps no head bytes.
+    this.headBuffer = undefined;
     if (result.kind === 'error') {
-      this.headBuffer.clear();
       this.answerAndClose(result.status, `bad request head: ${result.reason}`);
       return;
     }
     const rest = view.subarray(result.consumed);
     // What followed the head precedes anything still held (held chunks arrived later).
     if (rest.length > 0) this.held.unshift(rest.slice());
-    this.headBuffer.clear();
     this.onRequest(result.head);
   }
 
   private onRequest(head: RequestHead): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.clearTimer();
     this.requests++;
     this.request = head;
     this.phase = Phase.Connecting;
@@ -242,7 +302,8 @@ export class Session {
     }
     this.dropUpstream();
     this.phase = Phase.Tunnel;
-    clearTimeout(this.timer);
+    this.clearTimer();
+    this.clock.unwatch(this);
     this.client.write(CONNECT_ESTABLISHED);
     this.config.logger.info('tunnel open', { ...this.fields, target: target.authority });
     this.startRelay(upstream, target.authority);
@@ -335,14 +396,14 @@ export class Session {
   private sendRequest(): void {
     const upstream = this.upstream!;
     this.responsePhase = Response.Head;
-    this.responseBuffer.clear();
+    this.responseHeads.clear();
     this.response = undefined;
     this.responseStarted = false;
     upstream.write(this.requestBytes!);
     this.phase = this.requestBody!.done ? Phase.AwaitResponse : Phase.Body;
     this.lastActivity = Date.now();
-    clearTimeout(this.timer);
-    if (this.config.idleTimeoutMs > 0) this.timer = setTimeout(onTimer, this.config.idleTimeoutMs, this);
+    if (this.config.idleTimeoutMs > 0) this.setTimer(this.config.idleTimeoutMs);
+    else this.clearTimer();
     this.replayHeld();
     if (this.phase !== Phase.Body) return;
     if (this.clientEnded) {
@@ -375,7 +436,7 @@ export class Session {
     this.lastActivity = Date.now();
     switch (this.responsePhase) {
       case Response.Head:
-        this.readResponseHead(chunk);
+        this.responseHeads.push(chunk, this.request!.method, this);
         return;
       case Response.Body:
         this.readResponseBody(chunk);
@@ -406,7 +467,7 @@ export class Session {
         // A reused keep-alive connection the server closed just as we sent: retry once on a fresh one,
         // if the method is idempotent (RFC 9110 section 9.2.2: a proxy MUST NOT retry others; the
         // server may have acted on the request before closing).
-        if (this.upstreamReused && !this.retried && this.responseBuffer.size === 0 && body.framing === 'none' && IDEMPOTENT.has(this.request!.method)) {
+        if (this.upstreamReused && !this.retried && this.responseHeads.pending === 0 && body.framing === 'none' && IDEMPOTENT.has(this.request!.method)) {
           this.retried = true;
           this.phase = Phase.Connecting;
           void this.connectAndSend(this.upstreamKey);
@@ -427,36 +488,29 @@ export class Session {
     }
   }
 
-  private readResponseHead(chunk: Uint8Array): void {
-    const view = this.responseBuffer.feed(chunk);
+  /** ResponseHeadSink: a malformed response head. */
+  onBadHead(reason: string): void {
+    this.dropUpstream();
+    this.answerAndClose(502, `bad response from ${this.target?.authority}: ${reason}`);
+  }
+
+  /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they come. */
+  onInterim(head: ResponseHead): void {
+    if (this.request!.version === '1.1') this.client.write(serializeResponseHead(head.status, head.reason, this.responseHeaders(head)));
+  }
+
+  /** ResponseHeadSink: the final head (or 101), with what followed it in `chunk` from `start`. */
+  onFinal(head: ResponseHead, chunk: Uint8Array, start: number): void {
     const request = this.request!;
-    const result = parseResponseHead(view, { requestMethod: request.method });
-    if (result.kind === 'incomplete') {
-      this.responseBuffer.keep(view);
-      return;
-    }
-    this.responseBuffer.clear();
-    if (result.kind === 'error') {
-      this.dropUpstream();
-      this.answerAndClose(502, `bad response from ${this.target?.authority}: ${result.reason}`);
-      return;
-    }
-    const head = result.head;
-    const rest = view.subarray(result.consumed);
+    const rest = chunk.subarray(start);
     if (head.status === 407 && this.config.parent?.kind === 'http') {
       // The parent refused our credentials: the client cannot fix that, so it is a gateway error.
       this.dropUpstream();
       this.answerAndClose(502, 'the parent proxy refused our credentials (407)');
       return;
     }
-    if (head.status < 200) {
-      if (head.status === 101) {
-        this.upgrade(head, rest);
-        return;
-      }
-      // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they come.
-      if (request.version === '1.1') this.client.write(serializeResponseHead(head.status, head.reason, this.responseHeaders(head)));
-      if (rest.length > 0) this.readResponseHead(rest);
+    if (head.status === 101) {
+      this.upgrade(head, rest);
       return;
     }
     this.response = head;
@@ -501,7 +555,7 @@ export class Session {
 
   private responseDone(rest: Uint8Array): void {
     this.responsePhase = Response.Done;
-    const reusable = this.response!.keepAlive && rest.length === 0;
+    const reusable = connectionReusable(this.response!, this.phase !== Phase.Body, rest.length > 0);
     if (this.phase === Phase.Body) {
       // The server answered before the request body ended: the client connection cannot continue.
       this.clientKeepAlive = false;
@@ -532,7 +586,8 @@ export class Session {
     if (rest.length > 0) this.client.write(rest);
     this.upstream = undefined;
     this.phase = Phase.Tunnel;
-    clearTimeout(this.timer);
+    this.clearTimer();
+    this.clock.unwatch(this);
     this.startRelay(upstream, this.target?.authority ?? '');
   }
 
@@ -551,8 +606,7 @@ export class Session {
     // The vetted addresses are the ones dialled (no second lookup to rebind).
     const addresses = await resolveDestination(host, port, config.destinationDeny, config.resolver);
     if (toHttpParent) {
-      const parent = config.parent!;
-      return connect({ host: parent.host, port: parent.port, timeoutMs: config.connectTimeoutMs, resolver: config.resolver });
+      return connectParent(config.parent!, config.connectTimeoutMs, config.resolver);
     }
     return config.connector(host, port, config.connectTimeoutMs, config.parent ? undefined : addresses);
   }
@@ -570,8 +624,7 @@ export class Session {
     this.responseBody = undefined;
     this.response = undefined;
     this.target = undefined;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(onTimer, this.config.keepAliveTimeoutMs, this);
+    this.setTimer(this.config.keepAliveTimeoutMs);
     this.replayHeld();
     if (this.phase === Phase.Head) this.client.resume();
   }
@@ -610,8 +663,7 @@ export class Session {
     this.dropUpstream();
     this.client.end();
     this.client.resume();
-    clearTimeout(this.timer);
-    this.timer = setTimeout(onTimer, LINGER_MS, this);
+    this.setTimer(LINGER_MS);
   }
 
   private destroy(reason: string): void {
@@ -630,13 +682,12 @@ export class Session {
     upstream.destroy();
   }
 
-  /** @internal The one timer: header / keep-alive timeout, exchange idle timeout, or linger. */
+  /** @internal The one timer (on the SessionClock): header / keep-alive timeout, exchange idle timeout, or linger. */
   onTimer(): void {
-    this.timer = undefined;
     switch (this.phase) {
       case Phase.Head:
         // A started head gets 408; a connection that said nothing is just closed (as nginx does).
-        if (this.headBuffer.size > 0) {
+        if (this.headBuffer !== undefined) {
           this.answerAndClose(408, `no complete request head within ${this.requests === 0 ? this.config.headerTimeoutMs : this.config.keepAliveTimeoutMs} ms`);
         } else this.closeClient();
         return;
@@ -644,7 +695,7 @@ export class Session {
       case Phase.AwaitResponse: {
         const idleFor = Date.now() - this.lastActivity;
         if (idleFor < this.config.idleTimeoutMs) {
-          this.timer = setTimeout(onTimer, this.config.idleTimeoutMs - idleFor, this);
+          this.setTimer(this.config.idleTimeoutMs - idleFor);
           return;
         }
         if (this.responseStarted) this.destroy('exchange idle timeout');
@@ -657,10 +708,6 @@ export class Session {
       default:
     }
   }
-}
-
-function onTimer(session: Session): void {
-  session.onTimer();
 }
 
 export const clientHandler: ConnHandler = {

@@ -12,6 +12,9 @@ import {
   type ConnHandler,
   type HeaderList,
   type Resolver,
+  type TlsClientOptions,
+  type Transport,
+  type TransportTarget,
 } from '@wmproxy/core-net';
 import { basicCredentials } from './auth.js';
 import { parseAuthority } from './target.js';
@@ -33,22 +36,54 @@ export interface ParentProxy {
   password?: string;
   /** `Basic ...` for an HTTP parent with credentials. */
   authorization?: string;
+  /** The parent is reached over TLS (`https://`, `socks5+tls://`): how its certificate is verified and which one we present. */
+  tls?: TlsClientOptions;
 }
+
+/** How a TLS parent is trusted and what we show it (`--upstream-ca`, `--upstream-cert`, `--upstream-key`). */
+export interface ParentTlsOptions {
+  /** CA certificates (PEM) the parent's certificate must chain to [the system's trusted CAs]. */
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  /** Client certificate and key (PEM) for a parent that asks for one (mutual TLS) [none]. */
+  cert?: string | Uint8Array;
+  key?: string | Uint8Array;
+  /** Name sent as SNI and verified in the parent's certificate [the URL's host]. */
+  servername?: string;
+  /** Verify the parent's certificate [true]. Turning it off lets anyone on the path read the traffic. */
+  verify?: boolean;
+}
+
+const PARENT_SCHEMES: Readonly<Record<string, { kind: ParentProxy['kind']; tls: boolean; port: number }>> = {
+  http: { kind: 'http', tls: false, port: 8080 },
+  https: { kind: 'http', tls: true, port: 443 },
+  socks5: { kind: 'socks5', tls: false, port: 1080 },
+  socks5h: { kind: 'socks5', tls: false, port: 1080 },
+  'socks5+tls': { kind: 'socks5', tls: true, port: 1080 },
+};
 
 export class ParentProxyError extends Error {
   override name = 'ParentProxyError';
 }
 
-/** Parse `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port` (`socks5h` is accepted as a synonym). */
-export function parseParentProxy(url: string): ParentProxy {
-  const match = /^([a-z0-9]+):\/\/(?:([^@/]*)@)?([^/@]+)\/?$/i.exec(url.trim());
-  if (!match) throw new ParentProxyError(`invalid upstream proxy URL "${url}": expected http://[user:pass@]host:port or socks5://[user:pass@]host:port`);
-  const scheme = match[1]!.toLowerCase();
-  const kind = scheme === 'http' ? 'http' : scheme === 'socks5' || scheme === 'socks5h' ? 'socks5' : undefined;
-  if (!kind) throw new ParentProxyError(`invalid upstream proxy URL "${url}": scheme must be http or socks5`);
-  const address = parseAuthority(match[3]!, kind === 'http' ? 8080 : 1080);
+/**
+ * Parse `http://[user:pass@]host:port` or `socks5://[user:pass@]host:port`
+ * (`socks5h` is accepted as a synonym), or their TLS forms `https://` and
+ * `socks5+tls://`, which `tls` configures. TLS options with a plain-text
+ * parent are refused: they would silently protect nothing.
+ */
+export function parseParentProxy(url: string, tls?: ParentTlsOptions): ParentProxy {
+  const match = /^([a-z0-9+]+):\/\/(?:([^@/]*)@)?([^/@]+)\/?$/i.exec(url.trim());
+  if (!match) throw new ParentProxyError(`invalid upstream proxy URL "${url}": expected http(s)://[user:pass@]host:port or socks5(+tls)://[user:pass@]host:port`);
+  const scheme = PARENT_SCHEMES[match[1]!.toLowerCase()];
+  if (!scheme) throw new ParentProxyError(`invalid upstream proxy URL "${url}": scheme must be http, https, socks5 or socks5+tls`);
+  const kind = scheme.kind;
+  const address = parseAuthority(match[3]!, scheme.port);
   if (!address) throw new ParentProxyError(`invalid upstream proxy URL "${url}": bad host or port`);
   const parent: ParentProxy = { kind, host: address.host, port: address.port };
+  if (scheme.tls) parent.tls = parentTls(tls);
+  else if (tls && (tls.ca !== undefined || tls.cert !== undefined || tls.key !== undefined || tls.servername !== undefined)) {
+    throw new ParentProxyError(`upstream TLS options (CA, client certificate, server name) need an https:// or socks5+tls:// upstream, not "${match[1]}://"`);
+  }
   if (match[2] !== undefined) {
     const colon = match[2].indexOf(':');
     const decode = (text: string): string => {
@@ -65,6 +100,31 @@ export function parseParentProxy(url: string): ParentProxy {
   return parent;
 }
 
+function parentTls(options: ParentTlsOptions = {}): TlsClientOptions {
+  if ((options.cert === undefined) !== (options.key === undefined)) throw new ParentProxyError('an upstream client certificate needs both its certificate and its key');
+  const tls: TlsClientOptions = { rejectUnauthorized: options.verify ?? true };
+  if (options.ca !== undefined) tls.ca = options.ca;
+  if (options.cert !== undefined) tls.cert = options.cert;
+  if (options.key !== undefined) tls.key = options.key;
+  if (options.servername !== undefined) tls.servername = options.servername;
+  return tls;
+}
+
+/**
+ * Open the connection to the parent itself (TLS when it is a TLS parent).
+ * Errors name the parent: a refused certificate reads `parent proxy
+ * 127.0.0.1:8443: TLS verification of ... failed: ...` (EPROTO: a 502).
+ */
+export async function connectParent(parent: ParentProxy, timeoutMs: number, resolver?: Resolver): Promise<Conn> {
+  try {
+    return await connect({ host: parent.host, port: parent.port, timeoutMs, resolver, tls: parent.tls });
+  } catch (error) {
+    const netError = toNetError(error);
+    const label = formatHostPort(parent.host, parent.port);
+    throw new NetError(netError.code, `parent proxy ${label}: ${netError.message}`, { address: label, cause: error });
+  }
+}
+
 /** Connect directly, through core-net `connect` (every address tried, one deadline). */
 export function directConnector(resolver?: Resolver): Connector {
   return (host, port, timeoutMs, addresses) => connect({ host, port, timeoutMs, resolver, addresses });
@@ -76,13 +136,39 @@ export function parentConnector(parent: ParentProxy, resolver?: Resolver): Conne
   return (host, port, timeoutMs) => socks5Tunnel(parent, host, port, timeoutMs);
 }
 
+/**
+ * A parent proxy as a core-net `Transport`: each stream is a tunnel through
+ * the parent (CONNECT, or a SOCKS5 CONNECT; inside TLS for `https://` and
+ * `socks5+tls://` parents) to the target's `host:port`. A reverse proxy given
+ * `transports: { parent: parentTransport(parent) }` reaches servers named
+ * `parent://host:port` through it.
+ */
+export function parentTransport(parent: ParentProxy, resolver?: Resolver): Transport {
+  return new ParentTransport(parent, parentConnector(parent, resolver));
+}
+
+class ParentTransport implements Transport {
+  readonly kind: string;
+  constructor(
+    parent: ParentProxy,
+    private readonly connector: Connector,
+  ) {
+    this.kind = `${parent.kind}${parent.tls ? '+tls' : ''}-parent`;
+  }
+
+  connect(target: TransportTarget, timeoutMs: number, signal?: AbortSignal): Promise<Conn> {
+    if (signal?.aborted) return Promise.reject(new NetError('EABORTED', `connect to ${formatHostPort(target.host, target.port)} aborted`));
+    return withTimeout(this.connector(target.host, target.port, timeoutMs), timeoutMs, formatHostPort(target.host, target.port));
+  }
+}
+
 function socks5Tunnel(parent: ParentProxy, host: string, port: number, timeoutMs: number): Promise<Conn> {
   const proxy: { host: string; port: number; username?: string; password?: string } = { host: parent.host, port: parent.port };
   if (parent.username !== undefined) {
     proxy.username = parent.username;
     proxy.password = parent.password ?? '';
   }
-  return socks5Connect({ proxy, host, port, timeoutMs });
+  return socks5Connect({ proxy, host, port, timeoutMs, tls: parent.tls });
 }
 
 /** Per-attempt state of a CONNECT handshake with an HTTP parent. */
@@ -121,6 +207,10 @@ const tunnelHandler: ConnHandler = {
     releaseConn(conn, view.subarray(result.consumed));
     attempt.resolve(conn);
   },
+  end(conn) {
+    // The parent hung up before answering: finish closing; `close` reports it (with the error, if one came first).
+    conn.end();
+  },
   close(conn, error) {
     const attempt = conn.userData as TunnelAttempt | undefined;
     if (attempt && !attempt.settled) failTunnel(conn, attempt, toNetError(error ?? new NetError('ECONNRESET', 'parent proxy closed the connection'), attempt.label));
@@ -143,7 +233,7 @@ function onTunnelTimeout(conn: Conn): void {
 /** Open a tunnel to `host:port` through an HTTP parent proxy with CONNECT. */
 export async function httpTunnel(parent: ParentProxy, host: string, port: number, timeoutMs: number, resolver?: Resolver): Promise<Conn> {
   const started = Date.now();
-  const conn = await connect({ host: parent.host, port: parent.port, timeoutMs, resolver });
+  const conn = await connectParent(parent, timeoutMs, resolver);
   const label = formatHostPort(host, port);
   const headers: HeaderList = [['Host', label]];
   if (parent.authorization) headers.push(['Proxy-Authorization', parent.authorization]);

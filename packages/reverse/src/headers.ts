@@ -198,6 +198,28 @@ export class Forwarding {
     this.forwarded = options.forwarded ?? true;
   }
 
+  private cachedIp = '';
+  private cachedScheme = '';
+  private cachedHost = '';
+  private cached: HeaderList | undefined;
+
+  /**
+   * The forwarding fields for an untrusted peer (nothing it sent is kept):
+   * they change only with the client address and Host, so the last ones are
+   * reused (do not modify them).
+   */
+  fieldsFor(clientIp: string, scheme: string, host: string): HeaderList {
+    if (this.cached === undefined || clientIp !== this.cachedIp || host !== this.cachedHost || scheme !== this.cachedScheme) {
+      const fields: HeaderList = [];
+      this.append(fields, clientIp, scheme, host, undefined);
+      this.cached = fields;
+      this.cachedIp = clientIp;
+      this.cachedScheme = scheme;
+      this.cachedHost = host;
+    }
+    return this.cached;
+  }
+
   isTrusted(ip: string): boolean {
     return this.trusted.size > 0 && this.trusted.contains(ip);
   }

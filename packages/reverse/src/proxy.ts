@@ -18,14 +18,14 @@ import { HealthChecker, type HealthCheckerOptions, type TargetSpec } from '@wmpr
 import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-log.js';
 import { transportConnector, type Connector } from './engine/connector.js';
 import type { SharedCounters } from './cluster-limit.js';
-import type { ListenerContext, ProxyCore } from './engine/context.js';
+import { ListenerWire, type ListenerContext, type ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
 import { REVERSE_DEFAULTS } from './defaults.js';
 import { ClientSession, crashed } from './engine/session.js';
 import { DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
 import { Forwarding, type ForwardedOptions } from './headers.js';
 import type { ReplayOptions } from './retry.js';
-import { Router, type VirtualHostSpec } from './router.js';
+import { Router, type LocationSpec, type VirtualHostSpec } from './router.js';
 import { StreamProxy, type StreamSpec } from './stream.js';
 import { Upstream, UpstreamServer, type UpstreamServerSpec, type UpstreamSpec } from './upstream.js';
 
@@ -36,6 +36,8 @@ export interface ListenerSpec {
   /** Serve HTTPS; `sni` picks certificates by server name. */
   tls?: TlsServerOptions;
   vhosts: VirtualHostSpec[];
+  /** Locations matched before every virtual host, whatever the Host (ACME HTTP-01 at /.well-known/acme-challenge/). */
+  ahead?: LocationSpec[];
   /** X-Forwarded-* / Forwarded / X-Real-IP handling. */
   forwarding?: ForwardedOptions;
   /** Most client connections open at once on this listener (default 0: only the process limit, core-net's `setProcessConnectionLimit`; HAProxy frontend `maxconn`). */
@@ -370,7 +372,7 @@ export class ReverseProxy implements ProxyCore {
     for (const plan of plans) {
       if (plan.keep) {
         const ctx = plan.keep.ctx;
-        ctx.router = new Router(plan.spec.vhosts, ctx.router, this.sharedCounters); // compiled once already; now keeping the limits that stay
+        ctx.router = new Router(plan.spec.vhosts, ctx.router, this.sharedCounters, plan.spec.ahead); // compiled once already; now keeping the limits that stay
         ctx.forwarding = plan.ctx.forwarding;
         plan.keep.spec = plan.spec;
         plan.keep.addresses = plan.addresses;
@@ -487,7 +489,7 @@ function planListener(spec: ListenerSpec, core: ProxyCore): ListenerPlan {
     limits: listenerLimits(spec),
     addresses,
     tls: spec.tls ? JSON.stringify(spec.tls) : '',
-    ctx: { core, router: new Router(spec.vhosts, undefined, core.sharedCounters), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http' },
+    ctx: { core, router: new Router(spec.vhosts, undefined, core.sharedCounters, spec.ahead), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http', wire: new ListenerWire() },
   };
 }
 

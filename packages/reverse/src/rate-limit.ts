@@ -14,7 +14,7 @@ import { REVERSE_DEFAULTS } from './defaults.js';
 
 import { ClusterWindow, type ClusterFallback, type SharedCounters } from './cluster-limit.js';
 
-/** What a limiter may look at to key a request (a ClientSession). */
+/** What a limiter may look at to key a request (an Exchange). */
 export interface LimitContext {
   clientIp: string;
   /** Request target (path and query). */

@@ -103,6 +103,8 @@ export class Router {
   private readonly named: boolean;
   private lastHost: string | undefined;
   private lastVhost: CompiledVhost | undefined;
+  /** Locations checked before any virtual host (ACME HTTP-01). */
+  private readonly ahead: CompiledVhost | undefined;
 
   /** Rate limiters by where they are configured and how (a reload keeps those that stay, with their state). */
   readonly limiters = new Map<string, RateLimiter>();
@@ -110,8 +112,9 @@ export class Router {
   /**
    * `previous`: the router this one replaces on reload; its limiters that stay
    * are kept. `counters`: where `scope = "cluster"` limits count (Redis).
+   * `ahead`: locations matched first, for every host (ACME HTTP-01).
    */
-  constructor(vhosts: VirtualHostSpec[], previous?: Router, counters?: SharedCounters) {
+  constructor(vhosts: VirtualHostSpec[], previous?: Router, counters?: SharedCounters, ahead?: LocationSpec[]) {
     const limiter = (key: string, spec: RateLimitSpec): RateLimiter => {
       const full = `${key}|${JSON.stringify(spec)}`;
       const made = previous?.limiters.get(full) ?? new RateLimiter(spec, counters ? { counters, name: key } : undefined);
@@ -136,12 +139,17 @@ export class Router {
       }
     }
     this.wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
+    this.ahead = ahead && ahead.length > 0 ? compileVhost({ locations: ahead }, limiter) : undefined;
     this.fallback = fallback ?? anyHost;
     this.named = this.exactHosts.size > 0 || this.wildcards.length > 0;
   }
 
   /** Find the location for a request, or undefined (answer 404). */
   route(host: string | undefined, path: string, method: string, clientIp: string): CompiledLocation | undefined {
+    if (this.ahead) {
+      const first = matchLocation(this.ahead, path, method, clientIp);
+      if (first) return first;
+    }
     const vhost = this.vhostFor(host);
     return vhost ? matchLocation(vhost, path, method, clientIp) : undefined;
   }

@@ -24,6 +24,22 @@ test('virtual hosts: exact name, then the longest wildcard, then the explicit de
   assert.equal(body('other.test.'), 'other', 'a trailing dot is ignored');
 });
 
+test('locations ahead of the virtual hosts win for every host, even over an exact location; other paths route as usual', () => {
+  const router = new Router(
+    [
+      { names: ['site.test'], locations: [{ path: '/', ...respond('site') }, { exact: '/.well-known/acme-challenge/t', ...respond('exact') }] },
+    ],
+    undefined,
+    undefined,
+    [{ path: '/.well-known/acme-challenge/', ...respond('acme') }],
+  );
+  const body = (host: string | undefined, path: string) => router.route(host, path, 'GET', '127.0.0.1')?.spec.respond?.body;
+  assert.equal(body('site.test', '/.well-known/acme-challenge/t'), 'acme');
+  assert.equal(body('unknown.test', '/.well-known/acme-challenge/x'), 'acme', 'no virtual host for the name: still answered');
+  assert.equal(body('site.test', '/.well-known/other'), 'site');
+  assert.equal(body('unknown.test', '/'), undefined);
+});
+
 test('locations follow nginx precedence: exact, then regex over prefix, unless the longest prefix says noRegex', () => {
   const router = new Router([
     {

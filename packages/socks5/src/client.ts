@@ -1,5 +1,5 @@
 import { DEFAULT_CONNECT_TIMEOUT_MS, NetError, connect, formatHostPort, releaseConn } from '@wmproxy/core-net';
-import type { Conn, ConnHandler, NetErrorCode, Resolver } from '@wmproxy/core-net';
+import type { Conn, ConnHandler, NetErrorCode, Resolver, TlsClientOptions } from '@wmproxy/core-net';
 import { AUTH_VERSION, Command, Method, SOCKS_VERSION, encodeAddress, readAddress } from './protocol.js';
 
 export interface Socks5Proxy {
@@ -20,6 +20,8 @@ export interface Socks5ConnectOptions {
   signal?: AbortSignal;
   /** Resolves the proxy's host name (default: the system resolver). */
   resolver?: Resolver;
+  /** Reach the proxy over TLS (SOCKS5 inside TLS, as a wmproxy TLS listener serves it), verifying its certificate [plain TCP]. */
+  tls?: TlsClientOptions;
 }
 
 /** What a failure reply (RFC 1928 section 6) means as a NetError; `socksReplyFor` maps it back. */
@@ -69,6 +71,7 @@ export async function socks5Connect(options: Socks5ConnectOptions): Promise<Conn
     timeoutMs,
     signal: options.signal,
     resolver: options.resolver,
+    tls: options.tls,
   });
   return new Promise<Conn>((resolve, reject) => {
     const handshake = new ClientHandshake(conn, label, request, credentials, resolve, reject);

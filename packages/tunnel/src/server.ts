@@ -27,6 +27,7 @@ import {
   type Transport,
   type TransportTarget,
   type UdpEndpoint,
+  type TlsServerOptions,
 } from '@wmproxy/core-net';
 import { domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
 import { Flag, FrameType, decodeJson, encodeJson } from './frame.js';
@@ -197,11 +198,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   async start(): Promise<this> {
     const listen = parseAddress(this.options.listen ?? DEFAULT_TUNNEL_LISTEN);
-    let tls: { cert: string | Uint8Array; key: string | Uint8Array; requestCert?: boolean; ca?: string | Uint8Array } | undefined;
+    let tls: TlsServerOptions | undefined;
     if (this.options.tls !== false) {
       const pair = this.options.tls ?? (await this.stateCertificate());
       tls = { cert: pair.cert, key: pair.key };
-      if (this.options.tls && this.options.tls.clientCa) Object.assign(tls, { requestCert: true, ca: this.options.tls.clientCa });
+      if (this.options.tls && this.options.tls.clientCa) tls.clientCa = this.options.tls.clientCa;
       this.fingerprint = certificateFingerprint(typeof pair.cert === 'string' ? pair.cert : Buffer.from(pair.cert).toString());
     }
     this.control = new Server({ addresses: [listen], tls, logger: this.logger, onConnection: (conn) => this.accept(conn) });

@@ -4,8 +4,9 @@
  * reload, so the socket stays open, new connections get the new settings
  * and connections already open finish with the old ones.
  */
-import { Server, formatHostPort, parseAddress, type Conn, type Logger } from '@wmproxy/core-net';
-import { ForwardProxy, type ForwardProxyOptions } from '@wmproxy/http-proxy';
+import { readFileSync } from 'node:fs';
+import { Server, formatHostPort, parseAddress, type Conn, type Logger, type TlsServerOptions } from '@wmproxy/core-net';
+import { ForwardProxy, type ForwardProxyOptions, type ParentTlsOptions } from '@wmproxy/http-proxy';
 import type { ForwardProxyConfig } from '@wmproxy/config';
 
 /** Canonical, order-free key of a listen list: the same key means the same sockets. */
@@ -25,6 +26,31 @@ export function serviceKey(config: ForwardProxyConfig): string {
   return /:0(,|$)/.test(key) ? `${key}#${config.name}` : key;
 }
 
+/** The TLS settings of a port, comparable across reloads (the files' paths). */
+function tlsKey(config: ForwardProxyConfig): string {
+  return config.tls ? `${config.tls.cert}\n${config.tls.key}\n${config.tls.clientCa ?? ''}` : '';
+}
+
+/** The TLS of the listening socket, read from its files. */
+export function listenerTls(config: ForwardProxyConfig): TlsServerOptions | undefined {
+  const tls = config.tls;
+  if (!tls) return undefined;
+  const options: TlsServerOptions = { cert: readFileSync(tls.cert, 'utf8'), key: readFileSync(tls.key, 'utf8') };
+  if (tls.clientCa) options.clientCa = readFileSync(tls.clientCa, 'utf8');
+  return options;
+}
+
+function parentTls(config: ForwardProxyConfig): ParentTlsOptions | undefined {
+  const tls = config.parentTls;
+  if (!tls) return undefined;
+  const options: ParentTlsOptions = { verify: tls.verify };
+  if (tls.ca) options.ca = readFileSync(tls.ca, 'utf8');
+  if (tls.cert) options.cert = readFileSync(tls.cert, 'utf8');
+  if (tls.key) options.key = readFileSync(tls.key, 'utf8');
+  if (tls.servername) options.servername = tls.servername;
+  return options;
+}
+
 export function forwardOptions(config: ForwardProxyConfig, logger: Logger): ForwardProxyOptions {
   const hasPolicy = config.allow.length > 0 || config.deny.length > 0;
   return {
@@ -33,6 +59,7 @@ export function forwardOptions(config: ForwardProxyConfig, logger: Logger): Forw
     ...(hasPolicy ? { clientPolicy: { allow: config.allow.length > 0 ? config.allow : undefined, deny: config.deny } } : {}),
     ...(config.denyDestinations.length > 0 ? { destinationDeny: config.denyDestinations } : {}),
     ...(config.parent ? { upstream: config.parent } : {}),
+    ...(config.parentTls ? { upstreamTls: parentTls(config) } : {}),
     connectTimeoutMs: config.connectTimeoutMs,
     headerTimeoutMs: config.headerTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -69,6 +96,7 @@ export class ForwardService {
     this.proxy = new ForwardProxy(forwardOptions(config, child));
     this.server = new Server({
       addresses: config.listen.map((text) => parseAddress(text)),
+      tls: listenerTls(config),
       logger: child,
       limits: connectionLimits(config),
       onConnection: (conn: Conn) => {
@@ -89,6 +117,10 @@ export class ForwardService {
 
   /** Build the proxy for new settings (throws on bad options, changing nothing). */
   prepare(config: ForwardProxyConfig, logger: Logger): ForwardProxy {
+    // TLS belongs to the listening socket, which a reload keeps (no moment without a listener): a change waits for a restart.
+    if (tlsKey(config) !== tlsKey(this.config)) {
+      throw new Error(`proxy "${config.name}": its TLS settings (tls.cert, tls.key, tls.client_ca) changed; they apply to a listening port only at start: restart to change them (reload refused, nothing changed)`);
+    }
     return new ForwardProxy(forwardOptions(config, logger));
   }
 

@@ -12,6 +12,7 @@ import { ReverseProxy, type AccessLog, type ListenerSpec, type LocationSpec, typ
 import { upstreamTargets, type HttpServerConfig, type LocationConfig, type UpstreamConfig, type WmproxyConfig } from '@wmproxy/config';
 import { listenKey } from './forward.js';
 import { staticOptions } from './static-location.js';
+import type { AcmeService } from './acme.js';
 
 function location(config: LocationConfig): LocationSpec {
   const spec: LocationSpec = {};
@@ -43,7 +44,7 @@ function groupServers(servers: readonly HttpServerConfig[]): HttpServerConfig[][
   return [...groups.values()];
 }
 
-function listeners(servers: readonly HttpServerConfig[]): ListenerSpec[] {
+function listeners(servers: readonly HttpServerConfig[], acme: AcmeService | undefined): ListenerSpec[] {
   return groupServers(servers).map((group) => {
     const first = group[0]!;
     const spec: ListenerSpec = {
@@ -60,15 +61,22 @@ function listeners(servers: readonly HttpServerConfig[]): ListenerSpec[] {
       maxConnectionsPerIp: first.maxConnectionsPerIp,
       connectionLimitStatus: first.connectionLimitStatus,
     };
-    if (first.tls) {
+    const auto = acme && group.some((server) => server.tls === 'auto');
+    const files = group.filter((server) => server.tls !== undefined && server.tls !== 'auto').map((server) => ({ server, tls: server.tls as { cert: string; key: string } }));
+    if (auto) {
+      // ACME certificates chosen at handshake time; servers of the port with files are served by SNI.
       const sni: Record<string, { cert: string; key: string }> = {};
-      for (const server of group.slice(1)) {
-        if (!server.tls) continue;
-        const pair = { cert: readFileSync(server.tls.cert, 'utf8'), key: readFileSync(server.tls.key, 'utf8') };
+      for (const { server, tls } of files) for (const name of server.serverNames) sni[name] = { cert: readFileSync(tls.cert, 'utf8'), key: readFileSync(tls.key, 'utf8') };
+      spec.tls = acme.tls(sni);
+    } else if (files.length > 0) {
+      const sni: Record<string, { cert: string; key: string }> = {};
+      for (const { server, tls } of files.slice(1)) {
+        const pair = { cert: readFileSync(tls.cert, 'utf8'), key: readFileSync(tls.key, 'utf8') };
         for (const name of server.serverNames) sni[name] = pair;
       }
-      spec.tls = { cert: readFileSync(first.tls.cert, 'utf8'), key: readFileSync(first.tls.key, 'utf8'), ...(Object.keys(sni).length > 0 ? { sni } : {}) };
-    }
+      const main = files[0]!.tls;
+      spec.tls = { cert: readFileSync(main.cert, 'utf8'), key: readFileSync(main.key, 'utf8'), ...(Object.keys(sni).length > 0 ? { sni } : {}) };
+    } else if (acme) spec.ahead = acme.ahead();
     return spec;
   });
 }
@@ -106,10 +114,11 @@ export function reverseSignature(config: WmproxyConfig): string {
     servers: config.servers,
     streams: config.streams,
     reverse: config.reverse,
+    acme: config.acme,
   });
 }
 
-export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters): ReverseProxyOptions {
+export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters, acme?: AcmeService): ReverseProxyOptions {
   const streams: StreamSpec[] = config.streams.map((stream) => ({
     protocol: stream.protocol,
     listen: stream.listen,
@@ -120,7 +129,7 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     maxConnectionsPerIp: stream.maxConnectionsPerIp,
   }));
   return {
-    servers: listeners(config.servers),
+    servers: [...listeners(config.servers, acme), ...(acme?.redirectListener(config) ? [acme.redirectListener(config)!] : [])],
     upstreams: config.upstreams.map(upstream),
     streams,
     health,
@@ -170,9 +179,9 @@ export class ReverseService {
     this.signature = '';
   }
 
-  /** `sharedCounters`: where `scope = "cluster"` rate limits count (the instance's Redis connection). */
-  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters): Promise<ReverseService> {
-    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, sharedCounters));
+  /** `sharedCounters`: where `scope = "cluster"` rate limits count (the instance's Redis connection). `acme`: automatic HTTPS. */
+  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters, acme?: AcmeService): Promise<ReverseService> {
+    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, sharedCounters, acme));
     await startWithRetry(proxy);
     const service = new ReverseService(proxy, config);
     service.signature = reverseSignature(service.pin(config));
@@ -204,11 +213,11 @@ export class ReverseService {
    * stay keep their pools; an invalid configuration throws and leaves the
    * running one as it was.
    */
-  async reload(given: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog): Promise<'unchanged' | 'reloaded'> {
+  async reload(given: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, acme?: AcmeService): Promise<'unchanged' | 'reloaded'> {
     const config = this.pin(given);
     const signature = reverseSignature(config);
     if (signature === this.signature) return 'unchanged';
-    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, this.proxy.sharedCounters));
+    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, this.proxy.sharedCounters, acme));
     this.signature = signature;
     this.current = config;
     return 'reloaded';

@@ -14,8 +14,14 @@
  *   pieces; `encodeChunk`, `chunkHeader`, `encodeLastChunk` to produce it.
  * - `removeHopByHop`, `getHeader(s)`, `serializeRequestHead`,
  *   `serializeResponseHead`, `simpleResponse`, `STATUS_TEXT`.
- * - `BodyReader`: counts a body of known framing through a stream of chunks
- *   and says where it ends.
+ * - `BodyReader`: the message-body framer of both directions: counts a body of
+ *   known framing through a stream of chunks, says where it ends (validating
+ *   chunked framing), and can de-chunk into a sink.
+ * - `ResponseHeadReader`: the response side of a client exchange: gathers a
+ *   head split over reads (holding bytes only while one is partial), reports
+ *   1xx interim heads, then the final head (or 101) with the bytes after it;
+ *   `connectionReusable` says whether the connection may carry the next
+ *   exchange. Used by both proxies.
  * - `composeHead(startLine, fields, body?)`: a head plus the first body bytes
  *   in one reused buffer, for one `Conn.write` without allocating (the view
  *   is valid until the next call; Conns copy what they queue). `HeadMemo`
@@ -68,4 +74,5 @@ export {
 } from './headers.js';
 export { normalizePath } from './path.js';
 export { HeadBuffer, HeadMemo, BodyReader, composeHead, isComposed } from './buffer.js';
+export { ResponseHeadReader, connectionReusable, type ResponseHeadSink } from './response-reader.js';
 export { isToken, isFieldValue, lowerName } from './chars.js';

@@ -3,8 +3,9 @@
  * the X.509 structure is encoded here in DER): a tunnel server's first start,
  * and a stand-in certificate until ACME issues a real one.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+import { parseIp } from '../cidr.js';
 
 export interface SelfSignedOptions {
   /** Subject and issuer common name (default the first name, or "wmproxy"). */
@@ -13,6 +14,13 @@ export interface SelfSignedOptions {
   altNames?: string[];
   /** Validity in days from now (default 3650). */
   days?: number;
+  /** Exact validity (default: from an hour ago to `days` from now). */
+  notBefore?: Date;
+  notAfter?: Date;
+  /** SHA-256 of an ACME key authorization: makes a TLS-ALPN-01 challenge certificate (RFC 8737, critical acmeIdentifier). */
+  acmeIdentifier?: Uint8Array;
+  /** PEM ECDSA P-256 private key to certify (default a new one). */
+  key?: string;
 }
 
 export interface SelfSigned {
@@ -77,18 +85,14 @@ function name(commonName: string): Uint8Array {
 }
 
 function ipBytes(ip: string): Uint8Array {
-  if (isIP(ip) === 4) return Uint8Array.from(ip.split('.').map(Number));
-  // Expand IPv6 (with ::) into 16 bytes.
-  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = [...left, ...new Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  const out = new Uint8Array(16);
-  groups.forEach((group, i) => {
-    const v = parseInt(group || '0', 16);
-    out[2 * i] = v >> 8;
-    out[2 * i + 1] = v & 0xff;
-  });
+  const parsed = parseIp(ip)!;
+  const size = parsed.v6 ? 16 : 4;
+  const out = new Uint8Array(size);
+  let value = parsed.value;
+  for (let i = size - 1; i >= 0; i--) {
+    out[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
   return out;
 }
 
@@ -99,10 +103,11 @@ export function createSelfSignedCertificate(options: SelfSignedOptions = {}): Se
   const altNames = options.altNames && options.altNames.length > 0 ? options.altNames : ['localhost', '127.0.0.1', '::1'];
   const commonName = options.commonName ?? altNames[0] ?? 'wmproxy';
   const days = options.days ?? 3650;
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const privateKey = options.key ? createPrivateKey(options.key) : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const publicKey = createPublicKey(privateKey);
   const spki = publicKey.export({ type: 'spki', format: 'der' });
-  const notBefore = new Date(Date.now() - 60 * 60 * 1000);
-  const notAfter = new Date(Date.now() + days * 24 * 60 * 60 * 1000);
+  const notBefore = options.notBefore ?? new Date(Date.now() - 60 * 60 * 1000);
+  const notAfter = options.notAfter ?? new Date(Date.now() + days * 24 * 60 * 60 * 1000);
   const sans = altNames.map((entry) => (isIP(entry) ? tlv(0x87, ipBytes(entry)) : tlv(0x82, Buffer.from(entry))));
   const extensions = tlv(
     0xa3,
@@ -110,6 +115,7 @@ export function createSelfSignedCertificate(options: SelfSignedOptions = {}): Se
       seq(oid('2.5.29.17'), tlv(0x04, seq(...sans))),
       // extKeyUsage: serverAuth, clientAuth (the same certificate may serve mTLS tests).
       seq(oid('2.5.29.37'), tlv(0x04, seq(oid('1.3.6.1.5.5.7.3.1'), oid('1.3.6.1.5.5.7.3.2')))),
+      ...(options.acmeIdentifier ? [seq(oid('1.3.6.1.5.5.7.1.31'), tlv(0x01, Uint8Array.of(0xff)), tlv(0x04, tlv(0x04, options.acmeIdentifier)))] : []),
     ),
   );
   const serial = randomBytes(16);

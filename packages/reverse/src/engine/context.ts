@@ -1,4 +1,4 @@
-import type { HeadLimits, Logger, Ticker } from '@wmproxy/core-net';
+import { HeadMemo, type HeadLimits, type Logger, type Ticker } from '@wmproxy/core-net';
 import type { AccessLog } from '../access-log.js';
 import type { Forwarding } from '../headers.js';
 import type { Router } from '../router.js';
@@ -40,4 +40,29 @@ export interface ListenerContext {
   readonly router: Router;
   readonly forwarding: Forwarding;
   readonly scheme: 'http' | 'https';
+  readonly wire: ListenerWire;
+}
+
+/**
+ * What the exchanges of one listener reuse from one request to the next,
+ * kept per listener rather than per client connection so that an idle
+ * connection holds none of it: the last heads composed (a keep-alive load
+ * repeats them) and the last request line.
+ */
+export class ListenerWire {
+  readonly requestMemo = new HeadMemo();
+  readonly responseMemo = new HeadMemo();
+  private lineMethod = '';
+  private lineTarget = '';
+  private line = '';
+
+  /** `METHOD target HTTP/1.1\r\n`, reused while requests repeat it (the parser hands out the same strings). */
+  requestLine(method: string, target: string): string {
+    if (method !== this.lineMethod || target !== this.lineTarget) {
+      this.lineMethod = method;
+      this.lineTarget = target;
+      this.line = `${method} ${target} HTTP/1.1\r\n`;
+    }
+    return this.line;
+  }
 }

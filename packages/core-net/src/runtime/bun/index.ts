@@ -18,7 +18,8 @@ const HIGH_WATER_MARK = 64 * 1024;
  */
 export class BunConn extends ConnBase {
   socket: BunSocket;
-  private queue: Uint8Array[] = [];
+  /** What a write could not send yet (allocated on the first short write: an idle connection has none). */
+  private queue: Uint8Array[] | undefined = undefined;
   private queued = 0;
   private endRequested = false;
   private shutDown = false;
@@ -66,7 +67,7 @@ export class BunConn extends ConnBase {
   write(chunk: Uint8Array): boolean {
     if (this.closed || this.endRequested) return false;
     if (this.queued > 0) {
-      this.queue.push(new Uint8Array(chunk));
+      this.queue!.push(new Uint8Array(chunk));
       this.queued += chunk.byteLength;
       return this.queued < HIGH_WATER_MARK;
     }
@@ -77,7 +78,7 @@ export class BunConn extends ConnBase {
       // Copy (a Buffer's `slice` would be a view): the caller's chunk may be a view
       // into a buffer that is reused, such as core-net's composeHead buffer.
       const rest = new Uint8Array(chunk.subarray(sent));
-      this.queue.push(rest);
+      (this.queue ??= []).push(rest);
       this.queued += rest.byteLength;
       return this.queued < HIGH_WATER_MARK;
     }
@@ -93,7 +94,7 @@ export class BunConn extends ConnBase {
   destroy(error?: Error): void {
     if (this.closed) return;
     if (error) this.lastError = error;
-    this.queue = [];
+    this.queue = undefined;
     this.queued = 0;
     this.socket.terminate();
   }
@@ -123,19 +124,21 @@ export class BunConn extends ConnBase {
   }
   /** @internal */
   onDrain(): void {
-    while (this.queue.length > 0) {
-      const head = this.queue[0]!;
+    const queue = this.queue;
+    while (queue !== undefined && queue.length > 0) {
+      const head = queue[0]!;
       const sent = this.socket.write(head);
       if (sent < 0) return;
       this.written += sent;
       if (sent < head.byteLength) {
-        this.queue[0] = head.subarray(sent);
+        queue[0] = head.subarray(sent);
         this.queued -= sent;
         return;
       }
-      this.queue.shift();
+      queue.shift();
       this.queued -= head.byteLength;
     }
+    if (queue !== undefined && queue.length === 0) this.queue = undefined;
     if (this.endRequested) {
       this.sendFin();
       return;
@@ -172,7 +175,8 @@ function alpnWire(names: string[]): Uint8Array {
 }
 
 // One handler object per listener or connect call, shared by its sockets.
-function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error) => void) {
+/** `verifiesPeer`: a mutual-TLS listener, for which a handshake that completed with an authorization error is a refusal too. */
+function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: (error: Error, peer?: string) => void, verifiesPeer = false) {
   return {
     open: onOpen,
     data(socket: BunSocket, chunk: Uint8Array) {
@@ -195,21 +199,29 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
       if (waiter) {
         socket.data!.handshake = undefined;
         waiter.resolve(success ? authorizationError : (authorizationError ?? new Error('TLS handshake failed')));
-      } else if (!success && onHandshakeError) onHandshakeError(authorizationError ?? new Error('TLS handshake failed'));
+      } else if (!success || (verifiesPeer && authorizationError)) {
+        const peer = formatHostPort(socket.remoteAddress, (socket as { remotePort?: number }).remotePort ?? 0);
+        // Bun reports a client certificate from an unknown CA as a finished handshake with an error: close it here.
+        socket.terminate();
+        if (!onHandshakeError) return;
+        const reason = authorizationError?.message ?? 'TLS handshake failed';
+        onHandshakeError(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${reason}`, { address: peer, cause: authorizationError ?? undefined }), peer);
+      }
     },
   };
 }
 
 async function listen(options: ListenOptions): Promise<Listener> {
   // Bun.listen takes one certificate; a listener choosing certificates by SNI
-  // runs on node:tls (which Bun also implements) rather than failing.
-  if (options.tls?.sni) return nodeRuntime.listen(options);
+  // runs on node:tls (which Bun also implements) rather than failing; so does
+  // one choosing them at handshake time or answering ACME TLS-ALPN-01.
+  if (options.tls?.sni || options.tls?.select || options.tls?.acmeTlsAlpn) return nodeRuntime.listen(options);
   const handlers = socketHandlers((socket) => {
     const conn = new BunConn(socket, options.tls !== undefined);
     socket.data = conn;
     socket.setNoDelay(true);
     options.onConnection(conn);
-  }, options.onError);
+  }, options.onError, options.tls?.clientCa !== undefined);
   let server: import('bun').TCPSocketListener<BunConn | undefined>;
   try {
     server = Bun.listen<BunConn | undefined>({
@@ -223,8 +235,9 @@ async function listen(options: ListenOptions): Promise<Listener> {
             tls: {
               cert: options.tls.cert,
               key: options.tls.key,
-              ...(options.tls.requestCert ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca } : {}),
               ...(options.tls.alpn?.length ? { ALPNProtocols: alpnWire(options.tls.alpn) } : {}),
+              // Mutual TLS: a client without a certificate from `clientCa` fails the handshake (Bun closes it).
+              ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
             },
           }
         : {}),

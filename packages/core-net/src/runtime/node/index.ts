@@ -5,7 +5,8 @@ import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
+import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsKeyPair, TlsServerOptions } from '../../types.js';
 
 const kConn = Symbol('wmproxy.conn');
 type TaggedSocket = net.Socket & { [kConn]?: NodeConn };
@@ -103,6 +104,9 @@ function onSocketEnd(this: TaggedSocket): void {
 }
 function onSocketError(this: TaggedSocket, error: Error): void {
   this[kConn]?.recordError(toNetError(error));
+  // An error is fatal. A TLS socket that received an alert (a server refusing our client
+  // certificate) reports the error, then 'end', and would otherwise stay open half-closed.
+  this.destroy();
 }
 function onSocketClose(this: TaggedSocket): void {
   this[kConn]?.finish();
@@ -114,27 +118,37 @@ function listen(options: ListenOptions): Promise<Listener> {
       socket.setNoDelay(true);
       options.onConnection(new NodeConn(socket));
     };
-    const server: net.Server = options.tls
+    const tlsServer = options.tls
       ? tls.createServer(
           {
             cert: toPem(options.tls.cert),
             key: toPem(options.tls.key),
             allowHalfOpen: true,
-            SNICallback: options.tls.sni ? sniCallback(options.tls.sni) : undefined,
-            ...(options.tls.requestCert
-              ? { requestCert: true, rejectUnauthorized: true, ca: options.tls.ca as tls.TlsOptions['ca'] }
-              : {}),
+            SNICallback: options.tls.sni || options.tls.select ? sniCallback(options.tls) : undefined,
             ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
+            // Mutual TLS: a client without a certificate from `clientCa` fails the handshake ('tlsClientError').
+            ...(options.tls.clientCa ? { ca: toPemList(options.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
           },
           onSocket,
         )
-      : net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onSocket);
-    if (options.tls) {
-      server.on('tlsClientError', (error: Error, socket: net.Socket) => {
-        options.onError?.(error);
+      : undefined;
+    if (tlsServer) {
+      // The peer is noted on the raw socket at accept: a TLS socket that failed its handshake may have lost its address by the time it is reported.
+      tlsServer.on('connection', notePeer);
+      tlsServer.on('tlsClientError', (error: Error, socket: net.Socket) => {
+        const peer = socket.remoteAddress ? formatHostPort(socket.remoteAddress, socket.remotePort ?? 0) : ((socket as { _parent?: PeerNoted })._parent?.[kPeer] ?? 'unknown');
+        // OpenSSL's `reason` ("peer did not return a certificate") without the source file and line of `message`.
+        const reason = (error as { reason?: unknown }).reason;
+        const text = typeof reason === 'string' ? reason : error.message.trim();
+        options.onError?.(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${text}`, { address: peer, cause: error }), peer);
         socket.destroy();
       });
     }
+    const acme = options.tls?.acmeTlsAlpn;
+    const server: net.Server =
+      tlsServer && acme
+        ? net.createServer({ allowHalfOpen: true }, (socket) => routeByClientHello(socket, tlsServer, acme, options.onError))
+        : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onSocket));
     const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
     server.once('error', failed);
     // reusePort false unless asked: only our own workers share a port (Node honours it from 22.12).
@@ -151,24 +165,107 @@ function listen(options: ListenOptions): Promise<Listener> {
   });
 }
 
+const kPeer = Symbol('wmproxy.peer');
+type PeerNoted = net.Socket & { [kPeer]?: string };
+function notePeer(socket: PeerNoted): void {
+  socket[kPeer] = formatHostPort(socket.remoteAddress ?? '', socket.remotePort ?? 0);
+}
+
 function toPem(value: string | Uint8Array): string | Buffer {
   return typeof value === 'string' ? value : Buffer.from(value);
 }
 
-function sniCallback(
-  certs: Record<string, { cert: string | Uint8Array; key: string | Uint8Array }>,
-): (name: string, done: (error: Error | null, context?: tls.SecureContext) => void) => void {
+function toPemList(value: string | Uint8Array | Array<string | Uint8Array>): Array<string | Buffer> {
+  return (Array.isArray(value) ? value : [value]).map(toPem);
+}
+
+type SniDone = (error: Error | null, context?: tls.SecureContext) => void;
+
+function sniCallback(options: TlsServerOptions): (name: string, done: SniDone) => void {
   const contexts = new Map<string, tls.SecureContext>();
-  for (const [name, pair] of Object.entries(certs)) {
-    contexts.set(name.toLowerCase(), tls.createSecureContext({ cert: toPem(pair.cert), key: toPem(pair.key) }));
-  }
+  for (const [name, pair] of Object.entries(options.sni ?? {})) contexts.set(name.toLowerCase(), secureContext(pair));
+  const select = options.select;
   return (name, done) => {
     const lower = name.toLowerCase();
     const exact = contexts.get(lower);
     if (exact) return done(null, exact);
     const dot = lower.indexOf('.');
-    done(null, dot > 0 ? contexts.get('*' + lower.slice(dot)) : undefined);
+    const wildcard = dot > 0 ? contexts.get('*' + lower.slice(dot)) : undefined;
+    if (wildcard) return done(null, wildcard);
+    const pair = select?.(lower);
+    done(null, pair ? cachedContext(pair) : undefined);
   };
+}
+
+function secureContext(pair: TlsKeyPair): tls.SecureContext {
+  return tls.createSecureContext({ cert: toPem(pair.cert), key: toPem(pair.key) });
+}
+
+/** Contexts of `select`ed pairs, by pair identity: a renewed certificate is a new pair, the old context is collected. */
+const selectedContexts = new WeakMap<TlsKeyPair, tls.SecureContext>();
+function cachedContext(pair: TlsKeyPair): tls.SecureContext {
+  let context = selectedContexts.get(pair);
+  if (!context) selectedContexts.set(pair, (context = secureContext(pair)));
+  return context;
+}
+
+/** A client that sends no complete ClientHello within this long is dropped. */
+const CLIENT_HELLO_TIMEOUT_MS = 10_000;
+const ACME_TLS_ALPN = 'acme-tls/1';
+
+/**
+ * Read the ClientHello, then hand the socket (bytes put back) to the TLS
+ * server, or, for an ACME TLS-ALPN-01 validation of a name with a pending
+ * challenge, answer with the challenge certificate and `acme-tls/1`.
+ */
+function routeByClientHello(socket: net.Socket, server: tls.Server, challenge: NonNullable<TlsServerOptions['acmeTlsAlpn']>, onError?: (error: Error) => void): void {
+  let buffered: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), CLIENT_HELLO_TIMEOUT_MS);
+  const stop = (): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('error', onFail);
+    socket.off('end', onFail);
+  };
+  const onFail = (): void => {
+    stop();
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    buffered = buffered.byteLength === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    const hello = parseClientHello(buffered);
+    if (hello === 'incomplete' && buffered.byteLength < CLIENT_HELLO_MAX_BYTES) return;
+    stop();
+    socket.pause();
+    socket.unshift(buffered);
+    if (typeof hello !== 'object' || !hello.alpn.includes(ACME_TLS_ALPN)) {
+      server.emit('connection', socket);
+      return;
+    }
+    Promise.resolve(challenge(hello.servername)).then(
+      (pair) => {
+        if (socket.destroyed) return;
+        if (!pair) {
+          server.emit('connection', socket);
+          return;
+        }
+        const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: secureContext(pair), ALPNProtocols: [ACME_TLS_ALPN] });
+        // The validator only reads the certificate; nothing is served.
+        secure.on('secure', () => secure.end());
+        secure.on('error', (error) => {
+          onError?.(error);
+          secure.destroy();
+        });
+      },
+      (error: Error) => {
+        onError?.(error);
+        socket.destroy();
+      },
+    );
+  };
+  socket.on('data', onData);
+  socket.on('error', onFail);
+  socket.on('end', onFail);
 }
 
 /**
@@ -237,7 +334,7 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
       options.timeoutMs,
     );
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    socket.once('error', (error) => fail(toNetError(error, address)));
+    socket.once('error', (error) => fail(options.tls && isCertificateError(error) ? new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error }) : toNetError(error, address)));
     socket.once(options.tls ? 'secureConnect' : 'connect', () => {
       if (settled) return;
       const verifyPeer = options.tls?.verifyPeer;
@@ -253,6 +350,12 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
       resolve(new NodeConn(socket, !options.tls));
     });
   });
+}
+
+/** OpenSSL's verification failures (UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, ERR_TLS_CERT_ALTNAME_INVALID...), as opposed to socket errors. */
+function isCertificateError(error: Error): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /CERT|SELF_SIGNED|UNABLE_TO|VERIFY/.test(code));
 }
 
 export const nodeRuntime: Runtime = { name: 'node', listen, connectIp };

@@ -1,0 +1,28 @@
+/** When to renew and when to retry: pure functions, so the policy is tested without clocks. */
+import { ACME_DEFAULTS } from './defaults.js';
+
+export interface RenewalPolicy {
+  /** Renew this long before expiry; undefined: `renewFraction` of the lifetime. */
+  renewBeforeMs?: number;
+  renewFraction?: number;
+  /** Fraction of the renewal window by which renewal may start earlier, at random. */
+  jitter?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+/** The time renewal of a certificate valid from `notBefore` to `notAfter` starts. `random` in [0, 1). */
+export function renewalTime(notBefore: number, notAfter: number, policy: RenewalPolicy, random: number): number {
+  const lifetime = Math.max(0, notAfter - notBefore);
+  const window = Math.min(lifetime, policy.renewBeforeMs ?? lifetime * (policy.renewFraction ?? ACME_DEFAULTS.renewFraction));
+  const jitter = window * (policy.jitter ?? ACME_DEFAULTS.renewJitter) * random;
+  return notAfter - window - jitter;
+}
+
+/** Wait before retry number `failures` (1 = the first retry): doubling from retryMinMs up to retryMaxMs, with up to 20% taken off at random. */
+export function retryDelay(failures: number, policy: RenewalPolicy, random: number): number {
+  const min = policy.retryMinMs ?? ACME_DEFAULTS.retryMinMs;
+  const max = policy.retryMaxMs ?? ACME_DEFAULTS.retryMaxMs;
+  const full = Math.min(max, min * 2 ** Math.min(30, Math.max(0, failures - 1)));
+  return Math.max(min / 2, full * (1 - 0.2 * random));
+}

@@ -1,0 +1,160 @@
+/**
+ * Automatic HTTPS of a configuration: a CertificateManager for the servers
+ * with `tls = "auto"` (one certificate per server, for its `server_name`s),
+ * the TLS options that serve its certificates and TLS-ALPN-01 challenges,
+ * the HTTP-01 location put ahead of plain listeners, and the HTTP→HTTPS
+ * redirect listener. The service object lives as long as the instance: the
+ * listeners' callbacks go through it, so a new `[acme]` section (another CA,
+ * another storage) swaps the manager under running listeners.
+ */
+import { readFileSync } from 'node:fs';
+import { createSelfSignedCertificate, formatHostPort, parseAddress, type Logger, type TlsServerOptions } from '@wmproxy/core-net';
+import {
+  ACME_CHALLENGE_PREFIX,
+  AcmeClientAuthority,
+  CertificateManager,
+  CertificateStorage,
+  acmeChallengeHandler,
+  httpsRedirectHandler,
+  type CertificateAuthority,
+  type ManagedCertificate,
+} from '@wmproxy/acme';
+import type { WmproxyConfig } from '@wmproxy/config';
+import type { ListenerSpec, LocationSpec } from '@wmproxy/reverse';
+
+/** Served for a name until its certificate is issued: clients see an untrusted certificate rather than a failed handshake. */
+let placeholder: { cert: string; key: string } | undefined;
+function placeholderCertificate(): { cert: string; key: string } {
+  placeholder ??= createSelfSignedCertificate({ commonName: 'wmproxy certificate pending', altNames: ['pending.wmproxy.invalid'] });
+  return placeholder;
+}
+
+/** One set of names per server with `tls = "auto"`. */
+export function acmeNameSets(config: WmproxyConfig): string[][] {
+  return config.servers.filter((server) => server.tls === 'auto').map((server) => server.serverNames);
+}
+
+/** What the storage holds for these sets of names (a primary's view: its workers run the managers). */
+export async function storedCertificates(directory: string, sets: string[][]): Promise<ManagedCertificate[]> {
+  const storage = new CertificateStorage(directory);
+  return Promise.all(
+    sets.map(async (names) => {
+      const stored = await storage.load(names).catch(() => undefined);
+      return {
+        names,
+        status: stored ? ('valid' as const) : ('obtaining' as const),
+        issuer: stored?.issuer,
+        notBefore: stored?.notBefore.toISOString(),
+        notAfter: stored?.notAfter.toISOString(),
+        nextRenewal: undefined,
+        failures: 0,
+        lastError: undefined,
+      };
+    }),
+  );
+}
+
+export type AuthorityFactory = (config: NonNullable<WmproxyConfig['acme']>, accountKey: string) => Promise<CertificateAuthority>;
+
+const acmeClientAuthority: AuthorityFactory = (acme, accountKey) =>
+  AcmeClientAuthority.create({ directory: acme.directory, email: acme.email, caRoot: acme.caRoot ? readFileSync(acme.caRoot, 'utf8') : undefined, accountKey });
+
+export class AcmeService {
+  private manager: CertificateManager | undefined;
+  private signature = '';
+
+  /** `authority`: tests pass an in-process CA; the default is acme-client. */
+  constructor(
+    private readonly logger: Logger,
+    private readonly authority: AuthorityFactory = acmeClientAuthority,
+  ) {}
+
+  /** Start or follow a configuration: the same `[acme]` keeps the manager (names added and removed), another one replaces it. */
+  async apply(config: WmproxyConfig): Promise<void> {
+    const acme = config.acme;
+    if (!acme) return this.stop();
+    const signature = JSON.stringify(acme);
+    if (!this.manager || signature !== this.signature) {
+      const storage = new CertificateStorage(acme.storage);
+      await storage.init();
+      const authority = await this.authority(acme, await storage.accountKey(acme.directory));
+      const manager = new CertificateManager({
+        authority,
+        storage: acme.storage,
+        challenges: acme.challenges,
+        renewal: acme.renewBeforeMs !== undefined ? { renewBeforeMs: acme.renewBeforeMs } : {},
+        logger: this.logger,
+      });
+      await manager.manage(acmeNameSets(config));
+      this.manager?.close();
+      this.manager = manager;
+      this.signature = signature;
+      return;
+    }
+    await this.manager.manage(acmeNameSets(config));
+  }
+
+  stop(): void {
+    this.manager?.close();
+    this.manager = undefined;
+    this.signature = '';
+  }
+
+  list(): ManagedCertificate[] {
+    return this.manager?.list() ?? [];
+  }
+
+  /** For tests and `wmproxy certs`: resolves when these names have a certificate. */
+  issued(names: readonly string[], fresh = false): Promise<void> {
+    return this.manager ? this.manager.issued(names, fresh) : Promise.reject(new Error('automatic HTTPS is not configured'));
+  }
+
+  renewNow(names: readonly string[]): void {
+    this.manager?.renewNow(names);
+  }
+
+  /** TLS options of a listener with `tls = "auto"` servers (`sni`: certificates of its servers with files). */
+  tls(sni: TlsServerOptions['sni']): TlsServerOptions {
+    const fallback = placeholderCertificate();
+    return {
+      cert: fallback.cert,
+      key: fallback.key,
+      ...(sni && Object.keys(sni).length > 0 ? { sni } : {}),
+      select: (name) => this.manager?.get(name),
+      acmeTlsAlpn: (name) => this.manager?.challenges.tlsAlpnAnswer(name),
+    };
+  }
+
+  /** The HTTP-01 location, ahead of every location of plain listeners. */
+  ahead(): LocationSpec[] {
+    const handler = acmeChallengeHandler({ httpAnswer: async (path) => this.manager?.challenges.httpAnswer(path) });
+    return [{ path: ACME_CHALLENGE_PREFIX, handler }];
+  }
+
+  /**
+   * The redirect listener on `http_port` at the hosts the auto servers listen
+   * on, when `redirect` is on and no configured service uses that port.
+   */
+  redirectListener(config: WmproxyConfig): ListenerSpec | undefined {
+    const acme = config.acme;
+    const autos = config.servers.filter((server) => server.tls === 'auto');
+    if (!acme?.redirect || autos.length === 0) return undefined;
+    const used = [
+      ...config.servers.flatMap((server) => server.listen),
+      ...config.proxies.flatMap((proxy) => proxy.listen),
+      ...config.streams.filter((stream) => stream.protocol === 'tcp').flatMap((stream) => stream.listen),
+      ...(config.control.enabled ? [config.control.listen] : []),
+    ];
+    if (used.some((address) => parseAddress(address).port === acme.httpPort)) return undefined;
+    const tlsAddress = parseAddress(autos[0]!.listen[0]!);
+    const hosts = [...new Set(autos.flatMap((server) => server.listen.map((text) => {
+      const address = parseAddress(text);
+      return address.wildcard ? `:${acme.httpPort}` : formatHostPort(address.host, acme.httpPort);
+    })))];
+    return {
+      listen: hosts,
+      vhosts: [{ locations: [{ path: '/', handler: httpsRedirectHandler(tlsAddress.port) }] }],
+      ahead: this.ahead(),
+    };
+  }
+}

@@ -1,0 +1,53 @@
+import type { Conn } from '@wmproxy/core-net';
+import type { ListenerContext } from './context.js';
+
+// The vocabulary between a client connection (session.ts) and the exchange
+// serving its current request (exchange.ts), so that neither imports the other
+// for a type.
+
+/** Where a client connection is. */
+export enum Phase {
+  /** Reading a request head (or waiting for one between requests). */
+  Head,
+  /** Connecting upstream; the client is paused, its bytes held. */
+  Connecting,
+  /** An upstream exchange: request body up, response down. */
+  Proxy,
+  /** The proxy answers itself (fixed response, error, location handler). */
+  Local,
+  /** A 101 turned the connection into a relay. */
+  Tunnel,
+  Closed,
+}
+
+/** What the session's one deadline is for. */
+export enum Deadline {
+  None,
+  KeepAlive,
+  Header,
+  Body,
+  FirstByte,
+  Idle,
+}
+
+/** What an exchange sees of its client connection (a ClientSession). */
+export interface ClientConnection {
+  readonly client: Conn;
+  readonly ctx: ListenerContext;
+  phase: Phase;
+  readonly clientEnded: boolean;
+  /** Client bytes held while they could not be read. */
+  readonly heldBytes: number;
+  readonly isClosed: boolean;
+  setDeadline(kind: Deadline, ms: number, now?: number): void;
+  pauseClient(): void;
+  resumeClient(force?: boolean): void;
+  hold(chunk: Uint8Array): void;
+  replayHeld(): void;
+  /** The exchange ended: the connection reads the next request (when `keepAlive`; once drained unless `flushed`) or closes. */
+  exchangeDone(exchange: object, keepAlive: boolean, flushed: boolean, now?: number): void;
+  /** The exchange became a tunnel to `up`: the connection lets go. */
+  becomeTunnel(up: Conn): void;
+  armHedgeTimer(at: number): void;
+  crashed(error: unknown): void;
+}

@@ -1,0 +1,234 @@
+import { NetError, type Conn, type ConnHandler } from '@wmproxy/core-net';
+import { Base64Decoder, encodeBase64 } from './base64.js';
+import type { WsEndpoint, WsEvents } from './endpoint.js';
+import {
+  CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_DATA, CLOSE_NO_STATUS, CLOSE_NORMAL, CLOSE_UNSUPPORTED_DATA, OP_TEXT,
+  type DataOpcode,
+} from './frame.js';
+
+/** Payload pieces of one read are gathered into one TCP write up to this size. */
+const GATHER_LIMIT = 64 * 1024;
+
+/** What happens to text messages when the subprotocol is not `base64`. */
+export type TextPolicy = 'forward' | 'refuse';
+
+export interface BridgeStats {
+  /** Bytes from the WebSocket side to TCP, and back (payload bytes, after base64 decoding). */
+  bytesToTcp: number;
+  bytesToWs: number;
+  /** The close code the WebSocket peer sent (1006: none). */
+  wsCloseCode: number;
+  /** How the TCP side ended: `fin` (clean), `reset` (an error on either side). */
+  tcpEnd: 'fin' | 'reset';
+  error?: Error;
+}
+
+export interface BridgeOptions {
+  /** `base64`: messages carry base64 text both ways (websockify's `base64` subprotocol). */
+  encoding: 'binary' | 'base64';
+  text: TextPolicy;
+  onClose?(bridge: Bridge, stats: BridgeStats): void;
+}
+
+/**
+ * Relays one WebSocket and one TCP connection, with backpressure both ways
+ * (whichever side's peer queue is above its high-water mark is paused until
+ * that queue drains; nothing is buffered beyond the Conns' own queues) and
+ * close mapping:
+ *
+ * | WebSocket                          | TCP                                |
+ * |------------------------------------|------------------------------------|
+ * | close 1000 / 1001 / no code        | FIN (after queued bytes)           |
+ * | any other code, or none (1006)     | closed at once, queue dropped      |
+ * | close 1000 sent                    | FIN received                       |
+ * | close 1011 sent                    | reset or error                     |
+ */
+export class Bridge implements WsEvents {
+  readonly ws: WsEndpoint;
+  readonly tcp: Conn;
+  bytesToTcp = 0;
+  bytesToWs = 0;
+  private readonly base64: boolean;
+  private readonly textPolicy: TextPolicy;
+  private readonly decoder: Base64Decoder | undefined;
+  /** The current message is base64 text to decode (or text to forward). */
+  private decoding = false;
+  private tcpClosed = false;
+  private wsClosed = false;
+  private tcpReset = false;
+  private error: Error | undefined;
+  private finished = false;
+  private readonly onClose: BridgeOptions['onClose'];
+  /** Payload of the current read, written on `flush`. */
+  private readonly pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+
+  constructor(ws: WsEndpoint, tcp: Conn, options: BridgeOptions) {
+    this.ws = ws;
+    this.tcp = tcp;
+    this.base64 = options.encoding === 'base64';
+    this.textPolicy = options.text;
+    this.decoder = this.base64 ? new Base64Decoder() : undefined;
+    this.onClose = options.onClose;
+    ws.owner = this;
+    tcp.userData = this;
+  }
+
+  start(unread?: Uint8Array): void {
+    this.tcp.setHandler(tcpHandler);
+    this.ws.start(this, unread);
+  }
+
+  /** Close both sides now (shutdown): a 1001 to the WebSocket peer, the TCP side closed. */
+  abort(reason = 'server shutting down'): void {
+    this.ws.close(CLOSE_GOING_AWAY, reason);
+    this.tcpReset = true;
+    this.tcp.destroy(new NetError('EABORTED', reason));
+  }
+
+  // WebSocket → TCP.
+  messageStart(ws: WsEndpoint, opcode: DataOpcode): void {
+    if (opcode !== OP_TEXT) {
+      this.decoding = false;
+      return;
+    }
+    if (this.base64) {
+      this.decoding = true;
+      return;
+    }
+    if (this.textPolicy === 'refuse') this.failWs(CLOSE_UNSUPPORTED_DATA, 'text messages are refused: send binary');
+    this.decoding = false;
+    void ws;
+  }
+  messageData(_ws: WsEndpoint, bytes: Uint8Array): void {
+    let out: Uint8Array | undefined = bytes;
+    if (this.decoding) {
+      out = this.decoder!.push(bytes);
+      if (out === undefined) {
+        this.failWs(CLOSE_INVALID_DATA, 'not base64');
+        return;
+      }
+    }
+    this.toTcp(out);
+  }
+  messageEnd(_ws: WsEndpoint): void {
+    if (!this.decoding) return;
+    const rest = this.decoder!.end();
+    if (rest === undefined) this.failWs(CLOSE_INVALID_DATA, 'base64 text ends inside a group');
+    else this.toTcp(rest);
+  }
+  drain(_ws: WsEndpoint): void {
+    this.tcp.resume();
+  }
+  peerClose(ws: WsEndpoint, code: number): void {
+    if (this.tcpClosed) return;
+    // Data that came in the same read as the close frame goes first.
+    this.flush(ws);
+    if (code === CLOSE_NORMAL || code === CLOSE_GOING_AWAY || code === CLOSE_NO_STATUS) this.tcp.end();
+    else this.resetTcp(new NetError('ECONNRESET', `the WebSocket peer closed with ${code}`));
+  }
+  closed(ws: WsEndpoint, code: number, error: Error | undefined): void {
+    this.wsClosed = true;
+    if (!error) this.flush(ws);
+    if (error) this.error ??= error;
+    // No close frame (1006) or a failure: the TCP peer must not take it for a clean end.
+    if (!this.tcpClosed) {
+      if (error) this.resetTcp(error);
+      else if (code === CLOSE_NORMAL || code === CLOSE_GOING_AWAY || code === CLOSE_NO_STATUS) this.tcp.end();
+    }
+    this.maybeFinish();
+  }
+
+  private toTcp(bytes: Uint8Array): void {
+    if (bytes.length === 0 || this.tcpClosed) return;
+    this.bytesToTcp += bytes.length;
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+  }
+
+  /** Write what one read of the WebSocket carried: small messages together in one write, large ones as they are. */
+  flush(_ws: WsEndpoint): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    let writable = true;
+    if (this.tcpClosed) {
+      // Nothing to write to any more.
+    } else if (pending.length === 1 || this.pendingBytes > GATHER_LIMIT) {
+      for (const piece of pending) writable = this.tcp.write(piece);
+    } else {
+      writable = this.tcp.write(Buffer.concat(pending, this.pendingBytes));
+    }
+    pending.length = 0;
+    this.pendingBytes = 0;
+    if (!writable) this.ws.pause();
+  }
+
+  private failWs(code: number, reason: string): void {
+    this.error ??= new NetError('EPROTO', `websocket ${code}: ${reason}`);
+    this.ws.fail(code, reason);
+    this.resetTcp(this.error);
+  }
+
+  private resetTcp(error: Error): void {
+    this.pending.length = 0;
+    this.pendingBytes = 0;
+    this.tcpReset = true;
+    this.tcp.destroy(error);
+  }
+
+  // TCP → WebSocket.
+  /** @internal */
+  tcpData(chunk: Uint8Array): void {
+    if (this.wsClosed || this.ws.closing) return;
+    this.bytesToWs += chunk.length;
+    const sent = this.base64 ? this.ws.sendText(encodeBase64(chunk)) : this.ws.sendBinary(chunk);
+    if (!sent) this.tcp.pause();
+  }
+  /** @internal */
+  tcpDrain(): void {
+    this.ws.resume();
+  }
+  /** @internal */
+  tcpEnd(): void {
+    // FIN from the target: a clean close towards the WebSocket peer.
+    this.ws.close(CLOSE_NORMAL);
+  }
+  /** @internal */
+  tcpClose(error: Error | undefined): void {
+    this.tcpClosed = true;
+    if (error) {
+      this.tcpReset = true;
+      this.error ??= error;
+      if (!this.wsClosed) this.ws.close(CLOSE_INTERNAL_ERROR, 'upstream connection failed');
+    } else if (!this.wsClosed) this.ws.close(CLOSE_NORMAL);
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.finished || !this.tcpClosed || !this.wsClosed) return;
+    this.finished = true;
+    const stats: BridgeStats = {
+      bytesToTcp: this.bytesToTcp,
+      bytesToWs: this.bytesToWs,
+      wsCloseCode: this.ws.closeCode,
+      tcpEnd: this.tcpReset ? 'reset' : 'fin',
+    };
+    if (this.error) stats.error = this.error;
+    this.onClose?.(this, stats);
+  }
+}
+
+const tcpHandler: ConnHandler = {
+  data(conn, chunk) {
+    (conn.userData as Bridge).tcpData(chunk);
+  },
+  drain(conn) {
+    (conn.userData as Bridge).tcpDrain();
+  },
+  end(conn) {
+    (conn.userData as Bridge).tcpEnd();
+  },
+  close(conn, error) {
+    (conn.userData as Bridge).tcpClose(error);
+  },
+};

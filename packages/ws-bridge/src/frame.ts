@@ -1,0 +1,401 @@
+import { randomFillSync } from 'node:crypto';
+import { Utf8Validator, isValidUtf8 } from './utf8.js';
+
+/**
+ * RFC 6455 framing: an incremental parser with hard limits and an encoder.
+ *
+ * The parser never buffers a data frame: payload bytes are unmasked in place
+ * (the chunk belongs to the handler, see core-net's ConnHandler) and handed
+ * on as views, so a bridge streams a 1 GiB message in constant memory. Only
+ * control frames (at most 125 bytes) and a split frame header (at most 14
+ * bytes) are ever held. No extension is negotiated, so any RSV bit is an error.
+ */
+
+export const OP_CONTINUATION = 0x0;
+export const OP_TEXT = 0x1;
+export const OP_BINARY = 0x2;
+export const OP_CLOSE = 0x8;
+export const OP_PING = 0x9;
+export const OP_PONG = 0xa;
+export type DataOpcode = typeof OP_TEXT | typeof OP_BINARY;
+export type ControlOpcode = typeof OP_CLOSE | typeof OP_PING | typeof OP_PONG;
+
+/** Close codes (RFC 6455 section 7.4.1). */
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_PROTOCOL_ERROR = 1002;
+export const CLOSE_UNSUPPORTED_DATA = 1003;
+/** Never sent: "no status code was present". */
+export const CLOSE_NO_STATUS = 1005;
+/** Never sent: the connection dropped without a close frame. */
+export const CLOSE_ABNORMAL = 1006;
+export const CLOSE_INVALID_DATA = 1007;
+export const CLOSE_POLICY = 1008;
+export const CLOSE_TOO_BIG = 1009;
+export const CLOSE_INTERNAL_ERROR = 1011;
+
+/** Where parsed frames go. Views passed to `messageData` and `control` are the sink's to keep. */
+export interface FrameSink {
+  /** The first frame of a data message arrived (its payload follows through `messageData`). */
+  messageStart(opcode: DataOpcode): void;
+  /** Unmasked payload bytes of the current message, in order, possibly in many pieces. */
+  messageData(bytes: Uint8Array): void;
+  /** The final frame of the message ended. */
+  messageEnd(): void;
+  /** A complete control frame (close payloads are not checked here: see `parseClosePayload`). */
+  control(opcode: ControlOpcode, payload: Uint8Array): void;
+}
+
+export interface FrameParserOptions {
+  /** `server`: frames must be masked (from a client); `client`: frames must not be. */
+  role: 'server' | 'client';
+  /** Largest message (all its fragments together) in bytes; over it the result is 1009. */
+  maxMessageSize: number;
+  /** Check text messages are UTF-8 (1007 otherwise). Default true. */
+  validateUtf8?: boolean;
+}
+
+const enum State {
+  Header,
+  Payload,
+  Failed,
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * `push(chunk)` returns 0 while all is well, or the close code to fail the
+ * connection with (`reason` says why, for the close frame and the log line).
+ * After a non-zero result the parser stays failed.
+ */
+export class FrameParser {
+  /** Why the last push failed. */
+  reason = '';
+  private readonly sink: FrameSink;
+  private readonly expectMasked: boolean;
+  private readonly maxMessageSize: number;
+  private readonly validateUtf8: boolean;
+  private state = State.Header;
+  private readonly header = new Uint8Array(14);
+  private headerHave = 0;
+  // The frame being read.
+  private opcode = 0;
+  private fin = false;
+  private masked = false;
+  private remaining = 0;
+  private readonly maskKey = new Uint8Array(4);
+  private maskOffset = 0;
+  // Control frame payload (<= 125 bytes) being gathered.
+  private control: Uint8Array = EMPTY;
+  private controlHave = 0;
+  // The data message in progress (0: none).
+  private messageOpcode = 0;
+  private messageSize = 0;
+  private readonly utf8 = new Utf8Validator();
+  private halted = false;
+
+  constructor(sink: FrameSink, options: FrameParserOptions) {
+    this.sink = sink;
+    this.expectMasked = options.role === 'server';
+    this.maxMessageSize = options.maxMessageSize;
+    this.validateUtf8 = options.validateUtf8 ?? true;
+  }
+
+  /** Stop delivering (the owner failed or closed the connection from a sink callback). */
+  halt(): void {
+    this.halted = true;
+  }
+
+  get failed(): boolean {
+    return this.state === State.Failed;
+  }
+
+  push(chunk: Uint8Array): number {
+    let offset = 0;
+    const length = chunk.length;
+    while (offset < length && !this.halted) {
+      if (this.state === State.Header) {
+        const result = this.readHeader(chunk, offset);
+        if (result < 0) return this.failCode;
+        offset = result;
+        continue;
+      }
+      if (this.state === State.Failed) return this.failCode;
+      // Payload.
+      const take = Math.min(this.remaining, length - offset);
+      const piece = chunk.subarray(offset, offset + take);
+      offset += take;
+      if (this.masked) this.maskOffset = unmask(piece, this.maskKey, this.maskOffset);
+      this.remaining -= take;
+      if (this.opcode >= OP_CLOSE) {
+        this.control.set(piece, this.controlHave);
+        this.controlHave += take;
+      } else {
+        if (this.messageOpcode === OP_TEXT && this.validateUtf8 && !this.utf8.push(piece)) return this.fail(1007, 'invalid UTF-8 in a text message');
+        if (take > 0) this.sink.messageData(piece);
+      }
+      if (this.remaining === 0) {
+        const code = this.frameDone();
+        if (code !== 0) return code;
+      }
+    }
+    return this.state === State.Failed ? this.failCode : 0;
+  }
+
+  private failCode = 0;
+  private fail(code: number, reason: string): number {
+    this.state = State.Failed;
+    this.failCode = code;
+    this.reason = reason;
+    return code;
+  }
+
+  /** Gather and check a frame header; returns the new offset, or -1 on failure. */
+  private readHeader(chunk: Uint8Array, offset: number): number {
+    const header = this.header;
+    let have = this.headerHave;
+    // Copy only as much as the header needs (its length is known after byte 2).
+    while (have < 2 && offset < chunk.length) header[have++] = chunk[offset++]!;
+    if (have < 2) {
+      this.headerHave = have;
+      return offset;
+    }
+    const b0 = header[0]!;
+    const b1 = header[1]!;
+    const len7 = b1 & 0x7f;
+    const masked = (b1 & 0x80) !== 0;
+    const needed = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (masked ? 4 : 0);
+    while (have < needed && offset < chunk.length) header[have++] = chunk[offset++]!;
+    this.headerHave = have;
+    if (have < needed) {
+      // Checks that need only the first two bytes fail early, before the rest arrives.
+      return this.checkFirstBytes(b0, b1) ? offset : -1;
+    }
+    this.headerHave = 0;
+    if (!this.checkFirstBytes(b0, b1)) return -1;
+    let payloadLength = len7;
+    let at = 2;
+    if (len7 === 126) {
+      payloadLength = (header[2]! << 8) | header[3]!;
+      at = 4;
+    } else if (len7 === 127) {
+      const high = ((header[2]! << 24) | (header[3]! << 16) | (header[4]! << 8) | header[5]!) >>> 0;
+      const low = ((header[6]! << 24) | (header[7]! << 16) | (header[8]! << 8) | header[9]!) >>> 0;
+      if (high & 0x80000000) return this.fail(1002, 'payload length with the most significant bit set'), -1;
+      // Above 2^53 is beyond any limit anyway.
+      payloadLength = high >= 0x200000 ? Number.MAX_SAFE_INTEGER : high * 0x1_0000_0000 + low;
+      at = 10;
+    }
+    const opcode = b0 & 0x0f;
+    const fin = (b0 & 0x80) !== 0;
+    if (opcode >= OP_CLOSE) {
+      if (payloadLength > 125) return this.fail(1002, 'control frame payload over 125 bytes'), -1;
+    } else {
+      const size = (opcode === OP_CONTINUATION ? this.messageSize : 0) + payloadLength;
+      if (size > this.maxMessageSize) return this.fail(1009, `message over ${this.maxMessageSize} bytes`), -1;
+    }
+    if (masked) {
+      this.maskKey[0] = header[at]!;
+      this.maskKey[1] = header[at + 1]!;
+      this.maskKey[2] = header[at + 2]!;
+      this.maskKey[3] = header[at + 3]!;
+    }
+    this.masked = masked;
+    this.maskOffset = 0;
+    this.opcode = opcode;
+    this.fin = fin;
+    this.remaining = payloadLength;
+    if (opcode >= OP_CLOSE) {
+      this.control = payloadLength === 0 ? EMPTY : new Uint8Array(payloadLength);
+      this.controlHave = 0;
+    } else if (opcode === OP_CONTINUATION) {
+      this.messageSize += payloadLength;
+    } else {
+      this.messageOpcode = opcode;
+      this.messageSize = payloadLength;
+      this.utf8.reset();
+      this.sink.messageStart(opcode as DataOpcode);
+    }
+    this.state = State.Payload;
+    if (payloadLength === 0) {
+      const code = this.frameDone();
+      if (code !== 0) return -1;
+    }
+    return offset;
+  }
+
+  /** Checks on the first two header bytes alone; false after recording the failure. */
+  private checkFirstBytes(b0: number, b1: number): boolean {
+    if ((b0 & 0x70) !== 0) return this.fail(1002, 'reserved bits set without a negotiated extension'), false;
+    const opcode = b0 & 0x0f;
+    const fin = (b0 & 0x80) !== 0;
+    const masked = (b1 & 0x80) !== 0;
+    if (masked !== this.expectMasked) {
+      return this.fail(1002, this.expectMasked ? 'unmasked frame from a client' : 'masked frame from a server'), false;
+    }
+    if (opcode >= OP_CLOSE) {
+      if (opcode > OP_PONG) return this.fail(1002, `reserved opcode ${opcode}`), false;
+      if (!fin) return this.fail(1002, 'fragmented control frame'), false;
+      if ((b1 & 0x7f) > 125) return this.fail(1002, 'control frame payload over 125 bytes'), false;
+      return true;
+    }
+    if (opcode > OP_BINARY) return this.fail(1002, `reserved opcode ${opcode}`), false;
+    if (opcode === OP_CONTINUATION) {
+      if (this.messageOpcode === 0) return this.fail(1002, 'continuation frame without a message'), false;
+    } else if (this.messageOpcode !== 0) return this.fail(1002, 'new message before the previous one ended'), false;
+    return true;
+  }
+
+  /** The current frame's payload is complete. */
+  private frameDone(): number {
+    this.state = State.Header;
+    const opcode = this.opcode;
+    if (opcode >= OP_CLOSE) {
+      const payload = this.control;
+      this.control = EMPTY;
+      this.sink.control(opcode as ControlOpcode, payload);
+      return 0;
+    }
+    if (!this.fin) return 0;
+    if (this.messageOpcode === OP_TEXT && this.validateUtf8 && !this.utf8.complete) return this.fail(1007, 'text message ends inside a UTF-8 sequence');
+    this.messageOpcode = 0;
+    this.messageSize = 0;
+    this.sink.messageEnd();
+    return 0;
+  }
+}
+
+/**
+ * XOR `bytes` in place with the 4-byte key starting at key position
+ * `offset`; returns the key position after the last byte. Word-at-a-time
+ * over the 4-byte-aligned middle of the view.
+ */
+export function unmask(bytes: Uint8Array, key: Uint8Array, offset: number): number {
+  const length = bytes.length;
+  let i = 0;
+  if (length < 64) {
+    // Small payloads: the word path's two typed-array views cost more than they save.
+    for (; i < length; i++) bytes[i] = bytes[i]! ^ key[(offset + i) & 3]!;
+    return (offset + length) & 3;
+  }
+  // Head: until the view is 4-byte aligned in its buffer.
+  const misalign = (4 - ((bytes.byteOffset) & 3)) & 3;
+  const head = Math.min(misalign, length);
+  for (; i < head; i++) bytes[i] = bytes[i]! ^ key[(offset + i) & 3]!;
+  const words = (length - i) >>> 2;
+  if (words > 0) {
+    const k = (offset + i) & 3;
+    // The key as it lines up with the aligned words, read as a little- or big-endian word alike.
+    const rotated = new Uint8Array([key[k]!, key[(k + 1) & 3]!, key[(k + 2) & 3]!, key[(k + 3) & 3]!]);
+    const keyWord = new Uint32Array(rotated.buffer)[0]!;
+    const view = new Uint32Array(bytes.buffer, bytes.byteOffset + i, words);
+    for (let w = 0; w < words; w++) view[w] = view[w]! ^ keyWord;
+    i += words << 2;
+  }
+  for (; i < length; i++) bytes[i] = bytes[i]! ^ key[(offset + i) & 3]!;
+  return (offset + length) & 3;
+}
+
+// Mask keys come from a pool refilled 4 KiB at a time: one CSPRNG call per 1024 frames.
+const keyPool = new Uint8Array(4096);
+let keyPoolAt = keyPool.length;
+
+/**
+ * One frame as bytes: header and payload in one buffer (one `Conn.write`).
+ * `masked` (a client's frames) picks a fresh random key and masks a copy;
+ * the caller's payload is never modified.
+ */
+export function encodeFrame(opcode: number, payload: Uint8Array, fin = true, masked = false): Uint8Array {
+  const length = payload.length;
+  const at = headerSize(length);
+  const headerLength = at + (masked ? 4 : 0);
+  const frame = new Uint8Array(headerLength + length);
+  writeHeader(frame, opcode, length, fin);
+  frame.set(payload, headerLength);
+  if (masked) {
+    frame[1] |= 0x80;
+    if (keyPoolAt + 4 > keyPool.length) {
+      randomFillSync(keyPool);
+      keyPoolAt = 0;
+    }
+    const key = keyPool.subarray(keyPoolAt, keyPoolAt + 4);
+    keyPoolAt += 4;
+    frame.set(key, at);
+    unmask(frame.subarray(headerLength), frame.subarray(at, at + 4), 0);
+  }
+  return frame;
+}
+
+/**
+ * The header alone of an unmasked frame, for sending a large payload
+ * without copying it (the header and the payload as two writes).
+ */
+export function frameHeader(opcode: number, length: number, fin = true): Uint8Array {
+  const header = new Uint8Array(headerSize(length));
+  writeHeader(header, opcode, length, fin);
+  return header;
+}
+
+function headerSize(length: number): number {
+  return length < 126 ? 2 : length < 0x10000 ? 4 : 10;
+}
+
+/** FIN, opcode and the payload length in its shortest form (RFC 6455 5.2), at the start of `frame`. */
+function writeHeader(frame: Uint8Array, opcode: number, length: number, fin: boolean): void {
+  frame[0] = (fin ? 0x80 : 0) | opcode;
+  if (length < 126) {
+    frame[1] = length;
+  } else if (length < 0x10000) {
+    frame[1] = 126;
+    frame[2] = length >>> 8;
+    frame[3] = length & 0xff;
+  } else {
+    frame[1] = 127;
+    const high = Math.floor(length / 0x1_0000_0000);
+    frame[2] = high >>> 24;
+    frame[3] = (high >>> 16) & 0xff;
+    frame[4] = (high >>> 8) & 0xff;
+    frame[5] = high & 0xff;
+    frame[6] = length >>> 24;
+    frame[7] = (length >>> 16) & 0xff;
+    frame[8] = (length >>> 8) & 0xff;
+    frame[9] = length & 0xff;
+  }
+}
+
+/** A close frame's payload: the code (2 bytes) and a UTF-8 reason cut to fit 125 bytes. */
+export function closePayload(code: number, reason = ''): Uint8Array {
+  let text = Buffer.from(reason, 'utf8');
+  if (text.length > 123) text = text.subarray(0, lastBoundary(text, 123));
+  const payload = new Uint8Array(2 + text.length);
+  payload[0] = code >>> 8;
+  payload[1] = code & 0xff;
+  payload.set(text, 2);
+  return payload;
+}
+
+function lastBoundary(bytes: Uint8Array, max: number): number {
+  let end = max;
+  // Step back over continuation bytes so a code point is never cut.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return end;
+}
+
+/** Codes an endpoint may send in a close frame (RFC 6455 7.4, IANA registry, 3000-4999 for applications). */
+export function isSendableCloseCode(code: number): boolean {
+  if (code >= 3000 && code <= 4999) return true;
+  return code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006;
+}
+
+export type ParsedClose = { ok: true; code: number; reason: string } | { ok: false; failCode: number; why: string };
+
+/** Check a received close payload: none (1005), or a valid code and a UTF-8 reason. */
+export function parseClosePayload(payload: Uint8Array): ParsedClose {
+  if (payload.length === 0) return { ok: true, code: CLOSE_NO_STATUS, reason: '' };
+  if (payload.length === 1) return { ok: false, failCode: 1002, why: 'close payload of one byte' };
+  const code = (payload[0]! << 8) | payload[1]!;
+  if (!isSendableCloseCode(code)) return { ok: false, failCode: 1002, why: `invalid close code ${code}` };
+  const reasonBytes = payload.subarray(2);
+  if (!isValidUtf8(reasonBytes)) return { ok: false, failCode: 1007, why: 'close reason is not UTF-8' };
+  return { ok: true, code, reason: Buffer.from(reasonBytes).toString('utf8') };
+}
