@@ -12,8 +12,8 @@ import { backend } from './helpers.js';
 
 import { everyFamilyConfig, parseExposition } from './exposition.js';
 
-/** Every label any family may carry: each takes values from the configuration or a fixed set. */
-const BOUNDED_LABELS = new Set(['code', 'result', 'service', 'kind', 'upstream', 'server', 'state', 'target', 'to', 'reason', 'worker', 'le']);
+/** Every label any family may carry: each takes values from the configuration (`name`: a managed certificate's name) or a fixed set. */
+const BOUNDED_LABELS = new Set(['code', 'result', 'service', 'kind', 'upstream', 'server', 'state', 'target', 'to', 'reason', 'worker', 'le', 'name', 'status']);
 
 test('/metrics follows Prometheus conventions: HELP/TYPE, _total counters, _seconds durations, bounded labels; rate-limited requests and reload results are exported', async () => {
   const app = await backend('app');
