@@ -5,6 +5,7 @@ import Schema from './commands/schema.js';
 import Convert from './commands/convert.js';
 import Run from './commands/run.js';
 import Status from './commands/status.js';
+import Top from './commands/top.js';
 import Certs from './commands/certs.js';
 import Reload from './commands/reload.js';
 import Stop from './commands/stop.js';
@@ -26,6 +27,7 @@ export const commands = {
   schema: Schema,
   run: Run,
   status: Status,
+  top: Top,
   certs: Certs,
   reload: Reload,
   stop: Stop,

@@ -8,6 +8,8 @@
  *   GET  /upstreams   every upstream server: health, reason, counts, last results, counters
  *   GET  /config      the running configuration, secrets redacted
  *   GET  /metrics     Prometheus text format
+ *   GET  /series      the last 15 minutes, one sample a second, as columns (`?since=` epoch ms)
+ *   GET  /assets/*    the dashboard's chart library (uPlot, from node_modules)
  *   GET  /events      server-sent events: health transitions, ejections, reloads
  *   POST /reload      re-read the configuration file (errors: 422, the running one stays)
  *   POST /stop        graceful stop
@@ -26,6 +28,7 @@
 import { Elysia } from 'elysia';
 import { formatHostPort, hostRuntime, isLoopback, listenError, listenHost, parseAddress, silentLogger, type Address, type Logger } from '@wmproxy/core-net';
 import type { ControlConfig } from '@wmproxy/config';
+import { asset } from './assets.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { HEALTHZ_PATH, RequestGuard, type GuardSettings } from './guard.js';
 import type { ControlApi, ControlTarget, InstanceEvent } from './types.js';
@@ -128,6 +131,11 @@ function buildApp(instance: ControlTarget, guard: RequestGuard, streams: EventSt
       await instance.refresh();
       return new Response(instance.prometheus(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' } });
     })
+    .get('/series', ({ request }) => {
+      const since = Number(new URL(request.url).searchParams.get('since') ?? 0);
+      return new Response(JSON.stringify(instance.seriesView(Number.isFinite(since) ? since : 0)) + '\n', { headers: JSON_HEADERS });
+    })
+    .get('/assets/:name', async ({ request }) => (await asset(new URL(request.url).pathname)) ?? new Response('not found\n', { status: 404, headers: TEXT_HEADERS }))
     .get('/events', () => streams.response())
     .post('/reload', async () => {
       const result = await instance.reload();

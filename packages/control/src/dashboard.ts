@@ -1,7 +1,11 @@
 /**
  * The dashboard: one self-contained HTML page (no build step, no external
  * assets) that reads /status, /upstreams and /certs and follows /events, so that a
- * server's row changes colour the moment its health changes. It calls only
+ * server's row changes colour the moment its health changes. Live charts
+ * (uPlot, served by the API itself from /assets) draw GET /series, polled
+ * once a second with `since`, with health transitions marked on the time
+ * axis and a health timeline per server; the page follows the system's
+ * light or dark theme. It calls only
  * its own origin, with the `X-Wmproxy-Request` header the API asks of
  * mutations (guard.ts), so that a button added later passes.
  */
@@ -31,11 +35,30 @@ export const DASHBOARD_HTML = `<!doctype html>
   #events { max-height: 260px; overflow: auto; font-family: ui-monospace, monospace; font-size: 12px; }
   #conn { font-size: 12px; }
   #conn.live { color: var(--ok); } #conn.down { color: var(--bad); }
+  :root { --bg: #ffffff; --row-bad: #ffebe9; --grid: #eaeef2; color-scheme: light dark; }
+  body { background: var(--bg); }
+  @media (prefers-color-scheme: dark) {
+    :root { --ok: #3fb950; --bad: #f85149; --unk: #d29922; --ej: #a371f7; --fg: #e6edf3; --muted: #8d96a0; --line: #30363d; --bg: #0d1117; --row-bad: #3b1618; --grid: #21262d; }
+  }
+  tr.unhealthy, tr.ejected { background: var(--row-bad); }
+  #charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 12px 20px; }
+  .chart h3 { font-size: 13px; font-weight: 600; margin: 0 0 2px; color: var(--muted); }
+  .uplot, .u-legend { color: var(--fg); font-size: 12px; }
+  .timeline { display: grid; grid-template-columns: minmax(160px, max-content) 1fr; gap: 4px 12px; align-items: center; font-size: 12px; }
+  .bar { display: flex; height: 12px; border-radius: 3px; overflow: hidden; background: var(--line); }
+  .bar span { height: 100%; }
+  .seg-healthy { background: var(--ok); } .seg-unhealthy { background: var(--bad); } .seg-ejected { background: var(--ej); } .seg-unknown { background: var(--unk); }
+  .changes { grid-column: 2; color: var(--muted); font-family: ui-monospace, monospace; }
 </style>
 </head>
 <body>
 <h1>wmproxy <span id="version"></span></h1>
 <div class="meta"><span id="runtime"></span> · up <span id="uptime"></span> · config <span id="file"></span> · reloads <span id="reloads"></span> · <span id="conn" class="down">connecting</span></div>
+
+<h2>Traffic, last 15 minutes</h2>
+<div id="charts"></div>
+<h2>Health timeline</h2>
+<div id="timeline" class="timeline"></div>
 
 <h2>Services</h2>
 <table id="services"><thead><tr><th>kind</th><th>name</th><th>listening on</th><th>details</th></tr></thead><tbody></tbody></table>
@@ -182,6 +205,199 @@ export const DASHBOARD_HTML = `<!doctype html>
   follow();
   refreshCerts().catch(() => {});
   setInterval(() => { refreshStatus().catch(() => {}); refreshCerts().catch(() => {}); }, 10000);
+})();
+</script>
+<script>
+(() => {
+  // Live charts: GET /series?since=, polled once a second; state on window.__charts for tests.
+  const token = new URLSearchParams(location.search).get('token');
+  const withToken = (path) => token ? path + (path.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token) : path;
+  const headers = token ? { authorization: 'Bearer ' + token } : {};
+  const CAPACITY = 900;
+  const state = window.__charts = { ready: false, error: null, polls: 0, plots: {}, markers: 0, t: [] };
+  const data = { t: [], requests: { '1xx': [], '2xx': [], '3xx': [], '4xx': [], '5xx': [] }, limited: [], p50: [], p95: [], p99: [], bytesOut: [], connections: [], servers: new Map(), transitions: [], states: [] };
+  let since = 0;
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  const dark = matchMedia('(prefers-color-scheme: dark)');
+  const CLASS_COLOURS = { '1xx': '#8c959f', '2xx': '#2da44e', '3xx': '#0969da', '4xx': '#bf8700', '5xx': '#cf222e' };
+  const PALETTE = ['#0969da', '#bf3989', '#1a7f37', '#9a6700', '#8250df', '#cf222e', '#1b7c83', '#953800'];
+  function load(tag, attrs) {
+    return new Promise((resolve, reject) => {
+      const element = document.createElement(tag);
+      Object.assign(element, attrs);
+      element.onload = resolve;
+      element.onerror = () => reject(new Error('could not load ' + (attrs.src || attrs.href)));
+      document.head.appendChild(element);
+    });
+  }
+  function trim(array) { if (array.length > CAPACITY) array.splice(0, array.length - CAPACITY); }
+  function merge(view) {
+    data.states = view.states;
+    const n = view.t.length;
+    for (const time of view.t) data.t.push(time);
+    for (const code of Object.keys(data.requests)) for (const value of view.requests[code] || []) data.requests[code].push(value);
+    for (const key of ['limited', 'bytesOut', 'connections']) for (const value of view[key]) data[key].push(value);
+    for (const key of ['p50', 'p95', 'p99']) for (const value of view.latencyMs[key]) data[key].push(value);
+    const present = new Set();
+    for (const server of view.servers) {
+      const key = server.upstream + ' ' + server.server;
+      present.add(key);
+      let entry = data.servers.get(key);
+      if (!entry) {
+        // A server new to the page: its past is empty (nulls) up to now.
+        const pad = data.t.length - n;
+        entry = { upstream: server.upstream, server: server.server, requests: new Array(pad).fill(null), errors: new Array(pad).fill(null), state: new Array(pad).fill(null) };
+        data.servers.set(key, entry);
+      }
+      for (const field of ['requests', 'errors', 'state']) for (const value of server[field]) entry[field].push(value);
+    }
+    for (const [key, entry] of data.servers) {
+      if (!present.has(key) && n > 0) { data.servers.delete(key); continue; }
+      for (const field of ['requests', 'errors', 'state']) trim(entry[field]);
+    }
+    for (const transition of view.transitions) data.transitions.push(transition);
+    if (data.transitions.length > 500) data.transitions.splice(0, data.transitions.length - 500);
+    for (const code of Object.keys(data.requests)) trim(data.requests[code]);
+    for (const key of ['limited', 'p50', 'p95', 'p99', 'bytesOut', 'connections']) trim(data[key]);
+    trim(data.t);
+    if (view.t.length) since = view.t[view.t.length - 1] * 1000;
+    if (view.transitions.length) since = Math.max(since, view.transitions[view.transitions.length - 1].at);
+  }
+  // Health transitions as vertical lines on every chart's time axis.
+  function markers() {
+    return {
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx;
+          const { top, height } = u.bbox;
+          let drawn = 0;
+          ctx.save();
+          ctx.lineWidth = 1.5 * devicePixelRatio;
+          ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+          for (const transition of data.transitions) {
+            const x = u.valToPos(transition.at / 1000, 'x', true);
+            if (!(x >= u.bbox.left && x <= u.bbox.left + u.bbox.width)) continue;
+            const bad = transition.to === 'unhealthy' || transition.to === 'ejected';
+            ctx.strokeStyle = bad ? css('--bad') : css('--ok');
+            ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+            drawn++;
+          }
+          ctx.restore();
+          u.__markers = drawn;
+        }],
+      },
+    };
+  }
+  function options(title, series, unit) {
+    const fg = css('--muted');
+    const grid = { stroke: css('--grid'), width: 1 };
+    return {
+      width: 440, height: 180, title: undefined, plugins: [markers()],
+      scales: { x: { time: true } },
+      axes: [{ stroke: fg, grid, ticks: grid }, { stroke: fg, grid, ticks: grid, size: 56, values: (u, values) => values.map((value) => value == null ? '' : formatUnit(value, unit)) }],
+      series: [{}, ...series.map((entry) => ({ label: entry.label, stroke: entry.colour, width: 1.5, spanGaps: false, points: { show: false }, value: (u, value) => value == null ? '-' : formatUnit(value, unit) }))],
+    };
+  }
+  function formatUnit(value, unit) {
+    if (unit === 'bytes') return value >= 1e6 ? (value / 1e6).toFixed(1) + ' MB' : value >= 1e3 ? (value / 1e3).toFixed(1) + ' kB' : Math.round(value) + ' B';
+    if (unit === 'ms') return value >= 1000 ? (value / 1000).toFixed(2) + ' s' : (value < 10 ? value.toFixed(1) : Math.round(value)) + ' ms';
+    return value < 10 && value % 1 ? value.toFixed(1) : String(Math.round(value));
+  }
+  function chart(id, title, series, unit, columns) {
+    let plot = state.plots[id];
+    const rows = [data.t, ...columns()];
+    if (plot && plot.series.length !== series.length + 1) { plot.destroy(); plot.root.parentElement.remove(); plot = undefined; delete state.plots[id]; }
+    if (!plot) {
+      const box = document.createElement('div');
+      box.className = 'chart';
+      box.dataset.chart = id;
+      const heading = document.createElement('h3');
+      heading.textContent = title;
+      box.appendChild(heading);
+      $('charts').appendChild(box);
+      plot = state.plots[id] = new uPlot(options(title, series, unit), rows, box);
+    } else plot.setData(rows);
+  }
+  const $ = (id) => document.getElementById(id);
+  function draw() {
+    chart('requests', 'Requests/s by status', [...Object.keys(data.requests).map((code) => ({ label: code, colour: CLASS_COLOURS[code] })), { label: 'limited', colour: '#8250df' }], 'count',
+      () => [...Object.keys(data.requests).map((code) => data.requests[code]), data.limited]);
+    chart('latency', 'Request duration', [{ label: 'p50', colour: '#2da44e' }, { label: 'p95', colour: '#bf8700' }, { label: 'p99', colour: '#cf222e' }], 'ms', () => [data.p50, data.p95, data.p99]);
+    chart('bytes', 'Bytes out/s', [{ label: 'out', colour: '#0969da' }], 'bytes', () => [data.bytesOut]);
+    chart('connections', 'Open connections', [{ label: 'open', colour: '#8250df' }], 'count', () => [data.connections]);
+    const groups = new Map();
+    for (const entry of data.servers.values()) {
+      if (!groups.has(entry.upstream)) groups.set(entry.upstream, []);
+      groups.get(entry.upstream).push(entry);
+    }
+    for (const [name, servers] of groups) {
+      const series = [];
+      const columns = [];
+      servers.forEach((server, index) => {
+        series.push({ label: server.server + ' req/s', colour: PALETTE[index % PALETTE.length] }, { label: server.server + ' err/s', colour: css('--bad') });
+        columns.push(server.requests, server.errors);
+      });
+      chart('upstream:' + name, 'Upstream ' + name + ': requests and errors per server', series, 'count', () => columns);
+    }
+    for (const id of Object.keys(state.plots)) {
+      if (id.startsWith('upstream:') && !groups.has(id.slice(9))) { state.plots[id].root.parentElement.remove(); state.plots[id].destroy(); delete state.plots[id]; }
+    }
+    state.markers = Math.max(0, ...Object.values(state.plots).map((plot) => plot.__markers || 0));
+    state.t = data.t.slice(-5);
+    timeline();
+  }
+  function timeline() {
+    const box = $('timeline');
+    box.replaceChildren();
+    for (const entry of data.servers.values()) {
+      const label = document.createElement('div');
+      label.textContent = entry.upstream + ' · ' + entry.server;
+      const bar = document.createElement('div');
+      bar.className = 'bar';
+      bar.dataset.server = entry.server;
+      let start = 0;
+      for (let i = 1; i <= entry.state.length; i++) {
+        if (i < entry.state.length && entry.state[i] === entry.state[start]) continue;
+        const name = entry.state[start] == null ? 'none' : data.states[entry.state[start]] || 'unknown';
+        const segment = document.createElement('span');
+        segment.className = 'seg-' + name;
+        segment.style.flexGrow = String(i - start);
+        segment.title = name + ' ' + new Date(data.t[data.t.length - entry.state.length + start] * 1000).toLocaleTimeString();
+        bar.appendChild(segment);
+        start = i;
+      }
+      const changes = document.createElement('div');
+      changes.className = 'changes';
+      const address = entry.server;
+      const mine = data.transitions.filter((transition) => transition.target === address || transition.target.endsWith('/' + address) || transition.target.includes(address));
+      changes.textContent = mine.slice(-6).map((transition) => {
+        const left = transition.to === 'unhealthy' || transition.to === 'ejected';
+        return new Date(transition.at).toLocaleTimeString() + ' ' + (left ? 'left' : transition.from === 'unknown' ? 'up' : 'returned') + ' (' + (transition.kind === 'transition' ? transition.from + ' → ' + transition.to : transition.kind) + (transition.reason ? ': ' + transition.reason : '') + ')';
+      }).join(' · ');
+      box.append(label, bar, changes);
+    }
+  }
+  async function poll() {
+    const response = await fetch(withToken('/series?since=' + since), { headers, cache: 'no-store' });
+    if (!response.ok) throw new Error('/series: ' + response.status);
+    merge(await response.json());
+    draw();
+    state.polls++;
+  }
+  function redrawAll() {
+    for (const plot of Object.values(state.plots)) { plot.root.parentElement.remove(); plot.destroy(); }
+    state.plots = {};
+    draw();
+  }
+  load('link', { rel: 'stylesheet', href: withToken('/assets/uplot.css') })
+    .then(() => load('script', { src: withToken('/assets/uplot.js') }))
+    .then(async () => {
+      state.ready = true;
+      dark.addEventListener('change', redrawAll);
+      const loop = () => poll().catch((error) => { state.error = String(error); }).finally(() => setTimeout(loop, 1000));
+      loop();
+    })
+    .catch((error) => { state.error = String(error); $('charts').textContent = 'charts unavailable: ' + error.message; });
 })();
 </script>
 </body>

@@ -14,3 +14,5 @@ export { LogSet, ReopenableSink, MeteredAccessLog } from './logging.js';
 export { ForwardService, forwardOptions, listenKey, serviceKey } from './services/forward.js';
 export { ReverseService, reverseOptions, healthTargets } from './services/reverse.js';
 export { staticOptions } from './services/static-location.js';
+export { TimeSeries, histogramQuantile, SERIES_DEFAULTS, type SeriesView, type SeriesTransition } from './timeseries.js';
+export { renderTop, type TopInput } from './top.js';

@@ -4,12 +4,13 @@
  * applies a new configuration without dropping traffic; `stop()` drains.
  */
 import { EventEmitter } from 'node:events';
-import { protectLocalPort, runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
+import { Ticker, protectLocalPort, runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
 import { EJECT_KINDS, HealthChecker, type EjectKind, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
+import { TimeSeries, type SeriesView } from './timeseries.js';
 import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
 import { AcmeService, acmeNameSets, storedCertificates, type AuthorityFactory } from './services/acme.js';
 import type { ManagedCertificate } from '@wmproxy/acme';
@@ -66,6 +67,10 @@ export class Instance {
   readonly events = new EventEmitter();
   readonly recentEvents: InstanceEvent[] = [];
   readonly startedAt = Date.now();
+  /** The last 15 minutes, one sample a second (not kept in worker processes: the primary samples their sum). */
+  readonly series = new TimeSeries();
+  private readonly seriesTicker = new Ticker(1000, () => undefined);
+  private sampling = false;
   private logs: LogSet | undefined;
   private logger: Logger;
   private readonly accessLog: MeteredAccessLog;
@@ -151,6 +156,7 @@ export class Instance {
       }
       // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
       if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
+      if (!options.worker) instance.seriesTicker.add((now) => instance.sampleSeries(now));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
       await instance.shutdown(0);
@@ -186,9 +192,33 @@ export class Instance {
     return entries;
   }
 
+  /** One sample of the time series; with workers, after collecting their counters (a slow collect skips a second). */
+  private sampleSeries(now: number): void {
+    if (this.sampling || this.stopping) return;
+    this.sampling = true;
+    void this.refresh()
+      .then(() => {
+        const counters = this.workerCounters();
+        let connections = counters.sessions;
+        for (const entry of counters.forward) connections += entry.open;
+        let limited = 0;
+        for (const [, count] of counters.limited ?? []) limited += count;
+        this.series.sample(now, counters, connections, this.upstreams(), limited);
+      })
+      .catch((error: unknown) => this.logger.debug('time series sample failed', { error: (error as Error).message }))
+      .finally(() => (this.sampling = false));
+  }
+
+  /** The time series after `since` (epoch ms), for GET /series. */
+  seriesView(since: number): SeriesView {
+    return this.series.view(since);
+  }
+
   private emit(event: InstanceEvent): void {
     // Ejections of this process's checker and of the workers' (passive and stall detection run where the traffic is).
     if (event.type === 'eject' && typeof event.target === 'string') this.metrics.observeEjection(event.target, ejectKindOf(event.kind));
+    if (event.type === 'transition' && typeof event.target === 'string') this.series.noteTransition({ at: event.at, kind: 'transition', target: event.target, from: String(event.from), to: String(event.to), reason: event.reason === undefined ? undefined : String(event.reason) });
+    else if ((event.type === 'eject' || event.type === 'uneject') && typeof event.target === 'string') this.series.noteTransition({ at: event.at, kind: event.type, target: event.target, to: event.type === 'eject' ? 'ejected' : 'returned', reason: event.reason === undefined ? undefined : String(event.reason) });
     this.recentEvents.push(event);
     if (this.recentEvents.length > RECENT_EVENTS) this.recentEvents.shift();
     this.events.emit('event', event);
@@ -423,6 +453,7 @@ export class Instance {
   }
 
   private async shutdown(deadlineMs: number): Promise<void> {
+    this.seriesTicker.close();
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
     await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs)]);
@@ -513,6 +544,7 @@ export class Instance {
       upstreams: this.reverse?.proxy.snapshot().upstreams ?? {},
       forward: [...this.forward.values()].map((service) => ({ name: service.name, open: service.openConnections, accepted: service.accepted })),
       sessions: this.reverse?.proxy.sessions.size ?? 0,
+      limited: [...m.limited],
     };
   }
 
@@ -572,6 +604,7 @@ export class Instance {
     out.family('wmproxy_uptime_seconds', 'gauge', 'Seconds since the instance started.').sample('wmproxy_uptime_seconds', {}, (Date.now() - this.startedAt) / 1000);
     out.family('wmproxy_reloads_total', 'counter', 'Configuration reloads by result.');
     out.sample('wmproxy_reloads_total', { result: 'ok' }, m.reloadsOk).sample('wmproxy_reloads_total', { result: 'rejected' }, m.reloadsFailed);
+    out.family('wmproxy_config_last_reload_success_timestamp_seconds', 'gauge', 'When the last reload was applied (epoch seconds; 0: none since start).').sample('wmproxy_config_last_reload_success_timestamp_seconds', {}, this.lastReload ? Date.parse(this.lastReload) / 1000 : 0);
     const cluster = this.options.cluster?.view();
     if (cluster) {
       out.family('wmproxy_config_store_up', 'gauge', 'Whether the configuration store is reachable (0: serving the last good configuration).').sample('wmproxy_config_store_up', {}, cluster.connected ? 1 : 0);
@@ -585,6 +618,8 @@ export class Instance {
     for (const entry of traffic.forward) out.sample('wmproxy_accepted_connections_total', { service: entry.name }, entry.accepted);
     out.family('wmproxy_http_requests_total', 'counter', 'Requests answered by the reverse proxy, by status class.');
     for (const [code, count] of traffic.requests) out.sample('wmproxy_http_requests_total', { code }, count);
+    out.family('wmproxy_http_limited_requests_total', 'counter', 'Requests refused by a location limit, by reason (rate_limited, concurrency_limited).');
+    for (const reason of ['rate_limited', 'concurrency_limited']) out.sample('wmproxy_http_limited_requests_total', { reason }, (traffic.limited ?? []).find(([key]) => key === reason)?.[1] ?? 0);
     out.family('wmproxy_http_response_bytes_total', 'counter', 'Response bytes sent by the reverse proxy.').sample('wmproxy_http_response_bytes_total', {}, traffic.bytesSent);
     out.family('wmproxy_http_request_duration_seconds', 'histogram', 'Time from the request head to the end of the response.');
     Histogram.from(traffic.requestDuration).render(out.lines, 'wmproxy_http_request_duration_seconds', '');

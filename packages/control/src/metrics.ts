@@ -5,7 +5,7 @@
 import type { AccessRecord } from '@wmproxy/reverse';
 import type { HistogramData } from './cluster/protocol.js';
 
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export const LATENCY_BUCKET_COUNT = LATENCY_BUCKETS.length;
 
@@ -74,8 +74,11 @@ export class Metrics {
   readonly probes = new Map<string, number>();
   reloadsOk = 0;
   reloadsFailed = 0;
+  /** Requests refused by a location's rate or concurrency limit, by reason. */
+  readonly limited = new Map<string, number>();
 
   observeRequest(record: AccessRecord): void {
+    if (record.reason === 'rate_limited' || record.reason === 'concurrency_limited') this.limited.set(record.reason, (this.limited.get(record.reason) ?? 0) + 1);
     const key = `${Math.floor(record.status / 100)}xx`;
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
     this.bytesSent += record.bytesSent;

@@ -121,6 +121,8 @@ export interface ControlTarget {
   upstreams(): UpstreamView[];
   redactedConfig(): { file: string; warnings: string[]; config: unknown };
   prometheus(): string;
+  /** The time series after `since` (epoch ms), for GET /series. */
+  seriesView(since: number): SeriesView;
   /** Certificates managed by automatic HTTPS (ACME). */
   certificates?(): Promise<ManagedCertificate[]>;
   reload(): Promise<ReloadResult>;
@@ -132,4 +134,34 @@ export interface ControlApi {
   readonly address: string;
   configure(config: WmproxyConfig['control']): void;
   close(): Promise<void>;
+}
+
+/** One change of a server's availability, for the markers and the timeline. */
+export interface SeriesTransition {
+  at: number;
+  target: string;
+  /** transition: an active check changed state; eject/uneject: passive detection. */
+  kind: 'transition' | 'eject' | 'uneject';
+  from?: string;
+  to: string;
+  reason?: string;
+}
+
+/** Columns as sent by `GET /series` (null: no value that second, e.g. no request to take a percentile of). */
+export interface SeriesView {
+  at: number;
+  intervalMs: number;
+  capacity: number;
+  /** Sample times, epoch seconds. */
+  t: number[];
+  requests: Record<string, number[]>;
+  /** Request duration percentiles, milliseconds. */
+  latencyMs: { p50: Array<number | null>; p95: Array<number | null>; p99: Array<number | null> };
+  bytesOut: number[];
+  /** Rate-limited (refused) requests per second. */
+  limited: number[];
+  connections: number[];
+  states: readonly string[];
+  servers: Array<{ upstream: string; server: string; requests: number[]; errors: number[]; probeLatencyMs: Array<number | null>; state: number[] }>;
+  transitions: SeriesTransition[];
 }

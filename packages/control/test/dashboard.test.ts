@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,11 +22,16 @@ import { CHROMIUM, chromiumFlags } from '@wmproxy/testkit';
 class Page {
   private id = 0;
   private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  /** Protocol events (console messages, exceptions, requests) once their domain is enabled. */
+  readonly events: Array<{ method: string; params: Record<string, unknown> }> = [];
 
   private constructor(private readonly socket: WebSocket) {
     socket.on('message', (data) => {
-      const message = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
-      if (message.id === undefined) return;
+      const message = JSON.parse(String(data)) as { id?: number; method?: string; params?: Record<string, unknown>; result?: unknown; error?: { message: string } };
+      if (message.id === undefined) {
+        if (message.method) this.events.push({ method: message.method, params: message.params ?? {} });
+        return;
+      }
       const waiter = this.pending.get(message.id);
       this.pending.delete(message.id);
       if (message.error) waiter?.reject(new Error(message.error.message));
@@ -41,6 +46,12 @@ class Page {
       socket.once('error', reject);
     });
     return new Page(socket);
+  }
+
+  /** The browser's first page, through its DevTools port. */
+  static async first(port: number): Promise<Page> {
+    const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
+    return Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
   }
 
   send<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
@@ -121,35 +132,34 @@ function removeProfile(profile: string): void {
   }
 }
 
-test('the dashboard shows upstream health live: a killed backend\'s row turns unhealthy without reloading the page', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
-  const alive = await backend('alive');
-  const doomed = await backend('doomed');
-  const instance = await Instance.start(
-    parseConfig(
-      `
+/** A reverse proxy over two backends, health-checked every 200 ms, with its control API. */
+function twoBackends(first: string, second: string): Promise<Instance> {
+  const config = `
 [control]
 listen = "127.0.0.1:0"
 [[upstream]]
 name = "app"
-servers = ["${alive.address}", "${doomed.address}"]
+servers = ["${first}", "${second}"]
 health_check = { interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }
 [[server]]
 listen = "127.0.0.1:0"
 [[server.location]]
 upstream = "app"
-`,
-      'toml',
-    ),
-    { logger: silentLogger },
-  );
+`;
+  return Instance.start(parseConfig(config, 'toml'), { logger: silentLogger });
+}
+
+test('the dashboard shows upstream health live: a killed backend\'s row turns unhealthy without reloading the page', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const alive = await backend('alive');
+  const doomed = await backend('doomed');
+  const instance = await twoBackends(alive.address, doomed.address);
   const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
   let chrome: ChildProcess | undefined;
   let page: Page | undefined;
   try {
     const launched = await launch(profile);
     chrome = launched.chrome;
-    const targets = (await (await fetch(`http://127.0.0.1:${launched.port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
-    page = await Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+    page = await Page.first(launched.port);
     await page.send('Runtime.enable');
     await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
     const stateOf = (address: string) => page!.evaluate<string | null>(`document.querySelector('tr[data-server="${address}"]')?.dataset.state ?? null`);
@@ -201,8 +211,7 @@ test('in a browser, the dashboard can call its own API, while a page of another 
     // Names under .test resolve to this machine, as a DNS-rebinding attacker's name would.
     const launched = await launch(profile, ['--host-resolver-rules=MAP *.test 127.0.0.1']);
     chrome = launched.chrome;
-    const targets = (await (await fetch(`http://127.0.0.1:${launched.port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
-    page = await Page.open(targets.find((target) => target.type === 'page')!.webSocketDebuggerUrl);
+    page = await Page.first(launched.port);
     await page.send('Runtime.enable');
 
     await page.send('Page.navigate', { url: `http://localhost:${port}/` });
@@ -226,6 +235,81 @@ test('in a browser, the dashboard can call its own API, while a page of another 
     await killChrome(chrome);
     await instance.stop();
     await new Promise<void>((resolve) => hostile.close(() => resolve()));
+    removeProfile(profile);
+  }
+});
+
+test('the dashboard draws live charts from /series with uPlot served by the API: points arrive every second, a killed backend is marked on the time axis and in its health timeline, no console error, no request leaves the control API', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const alive = await backend('alive');
+  const doomed = await backend('doomed');
+  const instance = await twoBackends(alive.address, doomed.address);
+  const [front] = instance.addressesOf(instance.status().services.find((service) => service.kind === 'http')!.name);
+  let load = true;
+  const traffic = (async () => {
+    while (load) {
+      await fetch(`http://${front}/x`).then((response) => response.text()).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
+  try {
+    const launched = await launch(profile);
+    chrome = launched.chrome;
+    page = await Page.first(launched.port);
+    await page.send('Runtime.enable');
+    await page.send('Network.enable');
+    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
+    await until(async () => (await page!.evaluate<boolean>('!!(window.__charts && window.__charts.ready)')) === true, 'uPlot to load from the control API', 30_000);
+    const points = () => page!.evaluate<number>(`(window.__charts.plots.requests?.data[0].length) ?? 0`);
+    await until(async () => (await points()) >= 3, 'the request chart to have points', 30_000);
+    const served = () => page!.evaluate<number>(`window.__charts.plots.requests.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
+    await until(async () => (await served()) > 0, '2xx requests on the chart', 30_000);
+    const before = await points();
+    await until(async () => (await points()) > before, 'new points without reloading the page', 30_000);
+    const charts = await page.evaluate<string[]>(`Object.keys(window.__charts.plots).sort()`);
+    assert.deepEqual(charts, ['bytes', 'connections', 'latency', 'requests', 'upstream:app']);
+    assert.ok((await page.evaluate<number>(`document.querySelectorAll('#charts canvas').length`)) >= 5, 'one canvas per chart');
+    const latencyPoints = await page.evaluate<number>(`window.__charts.plots.latency.data[1].filter((value) => value !== null).length`);
+    assert.ok(latencyPoints > 0, 'p50 has values');
+    assert.equal(await page.evaluate<number>('window.__charts.markers'), 0, 'no transition yet');
+
+    await doomed.kill();
+    await until(async () => (await page!.evaluate<number>('window.__charts.markers')) > 0, 'the transition marked on the time axis', 30_000);
+    const timeline = () => page!.evaluate<string>(`document.getElementById('timeline').textContent`);
+    await until(async () => /left \(healthy → unhealthy/.test(await timeline()), 'the health timeline to say when and why the server left', 30_000);
+    const down = () => page!.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${doomed.address}"] :is(.seg-unhealthy, .seg-ejected)').length`);
+    await until(async () => (await down()) > 0, 'the server\'s timeline bar to show it down', 30_000);
+    assert.equal(await page.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${alive.address}"] :is(.seg-unhealthy, .seg-ejected)').length`), 0);
+    // The tables stay.
+    assert.equal(await page.evaluate<string | null>(`document.querySelector('tr[data-server="${alive.address}"]')?.dataset.state ?? null`), 'healthy');
+    const shots = process.env.WMPROXY_SCREENSHOTS;
+    if (shots) {
+      // Refresh docs/img: WMPROXY_SCREENSHOTS=docs/img node scripts/test.mjs dashboard --node
+      await page.send('Emulation.setDeviceMetricsOverride', { width: 1400, height: 1500, deviceScaleFactor: 1, mobile: false });
+      for (const scheme of ['light', 'dark']) {
+        await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: scheme }] });
+        const polls = await page.evaluate<number>('window.__charts.polls');
+        await until(async () => (await page!.evaluate<number>('window.__charts.polls')) > polls + 1, 'a redraw', 30_000);
+        const shot = await page.send<{ data: string }>('Page.captureScreenshot', { format: 'png' });
+        writeFileSync(join(shots, `dashboard-${scheme}.png`), Buffer.from(shot.data, 'base64'));
+      }
+    }
+
+    const errors = page.events.filter((event) => event.method === 'Runtime.exceptionThrown' || (event.method === 'Runtime.consoleAPICalled' && event.params.type === 'error'));
+    assert.deepEqual(errors, [], 'no console errors');
+    const urls = page.events.filter((event) => event.method === 'Network.requestWillBeSent').map((event) => (event.params.request as { url: string }).url);
+    assert.ok(urls.some((url) => url.endsWith('/assets/uplot.js')));
+    const elsewhere = urls.filter((url) => !url.startsWith(`http://${instance.controlAddress}/`));
+    assert.deepEqual(elsewhere, [], 'works offline: every request goes to the control API');
+  } finally {
+    load = false;
+    await traffic;
+    page?.close();
+    await killChrome(chrome);
+    await instance.stop();
+    await alive.kill();
     removeProfile(profile);
   }
 });

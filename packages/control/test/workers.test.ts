@@ -183,6 +183,13 @@ test('workers share the listeners, follow the primary health, add up their count
     await until(async () => (await metric(instance, 'wmproxy_http_requests_total')) === answered, `wmproxy_http_requests_total to reach ${answered}`);
     const sum = instance.upstreams()[0]!.servers.reduce((total, server) => total + server.requests, 0);
     assert.ok(sum >= answered, `upstream requests (${sum}) count every answered request (${answered})`);
+    // The primary's time series samples the workers' sum: every answered request shows up in it, on each server's columns too.
+    const seriesTotal = () => {
+      const view = instance.seriesView(0);
+      return { all: view.requests['2xx']!.reduce((total, count) => total + count, 0), servers: view.servers.reduce((total, server) => total + server.requests.reduce((t, c) => t + c, 0), 0) };
+    };
+    await until(async () => seriesTotal().all >= answered, 'the series to hold the workers\' requests');
+    assert.ok(seriesTotal().servers > 0, 'per-server columns count the workers\' requests');
 
     // A reload reaches every worker; their connections stay open.
     const result = await instance.reload(parseConfig(configText(2, [a.address, b.address]), 'toml', 'workers.toml'));

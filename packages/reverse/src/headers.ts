@@ -6,7 +6,10 @@ import { CidrList, normaliseIp } from '@wmproxy/core-net';
  * `set` replaces every value, `add` appends one more, `add_if_missing` adds
  * only when absent (`default`), `remove` deletes every value. Values may use
  * `{client_ip}`, `{client_port}`, `{host}`, `{uri}`, `{path}`, `{method}`,
- * `{scheme}`, `{upstream_addr}`, `{status}`, `{server_port}`.
+ * `{scheme}`, `{upstream_addr}`, `{status}`, `{server_port}`, and
+ * `{new_traceparent}`: a fresh W3C trace context (`00-TRACEID-SPANID-01`),
+ * so that `default traceparent {new_traceparent}` starts a trace at the proxy
+ * when the client sent none (one it sent is forwarded unchanged).
  */
 export interface HeaderRule {
   op: 'set' | 'add' | 'add_if_missing' | 'remove';
@@ -30,7 +33,7 @@ export interface RuleVariables {
 export type HeaderList = Array<[name: string, value: string]>;
 
 const VARIABLE = /\{([a-z_]+)\}/g;
-const KNOWN_VARIABLES = new Set(['client_ip', 'client_port', 'host', 'uri', 'path', 'method', 'scheme', 'upstream_addr', 'status', 'server_port']);
+const KNOWN_VARIABLES = new Set(['client_ip', 'client_port', 'host', 'uri', 'path', 'method', 'scheme', 'upstream_addr', 'status', 'server_port', 'new_traceparent']);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** A rule with its template split once, at configuration time. */
@@ -96,7 +99,27 @@ export function parseHeaderRule(text: string): { rule: HeaderRule; response: boo
   return { rule, response };
 }
 
+const traceBytes = new Uint8Array(24);
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+
+function hex(bytes: Uint8Array, from: number, to: number): string {
+  let zero = true;
+  for (let i = from; i < to; i++) if (bytes[i] !== 0) zero = false;
+  // All-zero ids are invalid (W3C Trace Context 3.2.2.3/3.2.2.4).
+  if (zero) bytes[to - 1] = 1;
+  let out = '';
+  for (let i = from; i < to; i++) out += HEX[bytes[i]!];
+  return out;
+}
+
+/** A new W3C `traceparent`: version 00, random trace id (16 bytes) and parent id (8 bytes), sampled. */
+export function newTraceparent(): string {
+  globalThis.crypto.getRandomValues(traceBytes);
+  return `00-${hex(traceBytes, 0, 16)}-${hex(traceBytes, 16, 24)}-01`;
+}
+
 function variable(vars: RuleVariables, name: string): string {
+  if (name === 'new_traceparent') return newTraceparent();
   if (name === 'path') {
     const q = vars.uri.indexOf('?');
     return q < 0 ? vars.uri : vars.uri.slice(0, q);

@@ -125,6 +125,29 @@ test('header rules set, add, add-if-missing and remove, with variables, both way
   }
 });
 
+test('default traceparent {new_traceparent} starts a W3C trace when the client sent none, forwards the client\'s unchanged, and each request gets its own', async () => {
+  const backend = await echoBackend();
+  const { proxy, base } = await startProxy({
+    upstreams: [{ name: 'app', servers: [{ address: backend.address }] }],
+    servers: [{ listen: '127.0.0.1:0', vhosts: [{ locations: [{ path: '/', upstream: 'app', requestHeaders: [parseHeaderRule('default traceparent {new_traceparent}').rule] }] }] }],
+  });
+  try {
+    const seen = async (headers: Record<string, string>) => (JSON.parse((await request(`${base}/t`, { headers })).body) as { headers: IncomingHttpHeaders }).headers.traceparent;
+    const first = await seen({});
+    const second = await seen({});
+    const shape = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-01$/;
+    assert.match(String(first), shape);
+    assert.match(String(second), shape);
+    assert.notEqual(first, second);
+    assert.notEqual(String(first).slice(3, 35), String(second).slice(3, 35), 'a new trace id per request');
+    const client = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    assert.equal(await seen({ traceparent: client }), client);
+  } finally {
+    await proxy.close();
+    await backend.close();
+  }
+});
+
 test('header rule syntax errors are reported', () => {
   assert.throws(() => parseHeaderRule('set X-A'), /needs a value/);
   assert.throws(() => parseHeaderRule('frobnicate X-A b'), /invalid header rule/);

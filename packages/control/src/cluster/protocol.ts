@@ -42,6 +42,8 @@ export interface WorkerCounters {
   forward: Array<{ name: string; open: number; accepted: number }>;
   /** Open reverse-proxy client connections (gauge). */
   sessions: number;
+  /** Requests refused by rate or concurrency limits, by reason (absent from workers of older versions). */
+  limited?: Array<[string, number]>;
 }
 
 export type PrimaryMessage =
@@ -85,7 +87,9 @@ export function mergeCounters(parts: readonly WorkerCounters[], buckets: number)
   const total = emptyCounters(buckets);
   const requests = new Map<string, number>();
   const forward = new Map<string, { name: string; open: number; accepted: number }>();
+  const limited = new Map<string, number>();
   for (const part of parts) {
+    for (const [reason, count] of part.limited ?? []) limited.set(reason, (limited.get(reason) ?? 0) + count);
     for (const [code, count] of part.requests) requests.set(code, (requests.get(code) ?? 0) + count);
     total.bytesSent += part.bytesSent;
     addHistogram(total.requestDuration, part.requestDuration);
@@ -113,6 +117,7 @@ export function mergeCounters(parts: readonly WorkerCounters[], buckets: number)
     }
   }
   total.requests = [...requests];
+  total.limited = [...limited];
   total.forward = [...forward.values()];
   return total;
 }
