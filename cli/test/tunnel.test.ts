@@ -78,6 +78,8 @@ test('run -c starts [tunnel.server] and [[tunnel.client]]; /status shows the cli
   const run = new Running(['run', '-c', file]);
   try {
     await run.waitFor(/tunnel mapping registered .*mapping=e/, { stream: 'stderr' });
+    // The control API starts after the services: /status is there once `run` says it is running.
+    await run.waitFor(/running \(pid/);
     assert.equal(await echoOnce(publicPort, 'via run'), 'via run');
     const status = (await (await fetch(`http://127.0.0.1:${controlPort}/status`)).json()) as { tunnel: { server: { clients: Array<{ mappings: Array<{ name: string }> }> }; clients: Array<{ connected: boolean }> } };
     assert.equal(status.tunnel.server.clients[0]!.mappings[0]!.name, 'e');
@@ -108,6 +110,7 @@ test('run -c with http_listen: an http mapping is served by Host through the eng
   try {
     await run.waitFor(/tunnel mapping registered .*mapping=site/, { stream: 'stderr' });
     await run.waitFor(/upstream health .*to=healthy/, { stream: 'stderr' });
+    await run.waitFor(/running \(pid/);
     assert.equal((await get('site.test')).stdout, 'web /page');
     assert.match((await get('nothing.test')).stdout, /no tunnel mapping serves this host/);
     const status = (await (await fetch(`http://127.0.0.1:${controlPort}/status`)).json()) as { tunnel: { server: { http: string[] } } };
