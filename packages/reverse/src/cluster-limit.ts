@@ -9,9 +9,10 @@
  * store adds atomically (one script per key), so instances never lose each
  * other's counts; the only error is what the other instances admitted in
  * the last sync interval, bounded by rate × syncMs: at 100 r/s and 50 ms,
- * about 5 requests per window of 100. A key so far below its limit that all
- * instances together could not reach half of it is synced every 500 ms
- * instead (the common case: most clients never come near their limit).
+ * about 5 requests per window of 100. A key far below its limit is synced
+ * less often, as long as all instances together, at the rate seen, could not
+ * reach half of it before the next sync (at most every 5 s): the common
+ * case, as most clients never come near their limit.
  *
  * While the store is unreachable the limit falls back, as configured, to
  * `local` (this instance's share of the limit, rate / instances), `open`
@@ -49,8 +50,8 @@ export type ClusterFallback = 'local' | 'open' | 'closed';
 
 export const CLUSTER_WINDOW_MS = 1_000;
 export const CLUSTER_SYNC_MS = 50;
-/** Keys far below their limit are synced this many times less often. */
-const FAR_SYNC_FACTOR = 10;
+/** Keys far below their limit are synced up to this many times less often. */
+const MAX_FAR_SYNC_FACTOR = 100;
 /** Defaults of `[cluster]` (read by @wmproxy/config and @wmproxy/cluster). */
 export const CLUSTER_DEFAULTS = Object.freeze({ instances: 1, redisTimeoutMs: 500 });
 
@@ -119,7 +120,11 @@ export class ClusterWindow {
     const estimate = entry.previous * (1 - elapsed) + entry.current + entry.pending + entry.sending;
     entry.touched = true;
     this.schedule();
-    if (estimate + 1 > this.limit) return 'refuse';
+    // What the other instances admit while this one's view is one sync old, kept as headroom: without it
+    // each near-limit window overshoots by about (instances - 1) / instances × limit × syncMs / window.
+    const instances = this.store.instances;
+    const lag = instances > 1 ? ((instances - 1) / instances) * this.limit * (this.syncMs / CLUSTER_WINDOW_MS) : 0;
+    if (estimate + 1 > this.limit - lag) return 'refuse';
     entry.pending++;
     return 'admit';
   }
@@ -160,10 +165,12 @@ export class ClusterWindow {
       }
       // Only keys asked about since the last sync: an idle key costs the store nothing.
       if (!entry.touched) continue;
-      // A key far from its limit (every instance could add its share of this instance's view and stay
-      // under half the limit) is synced ten times less often: the common case costs Redis little.
+      // A key far from its limit is synced less often, the farther the rarer (up to every 100 syncs): at
+      // the rate seen, every instance together stays under half the limit until its next sync. The
+      // common case (clients nowhere near their limit) then costs Redis, and this process, little.
       const seen = entry.previous + entry.current + entry.pending + entry.sending;
-      if (seen * 2 * this.store.instances < this.limit && now - entry.syncedAt < FAR_SYNC_FACTOR * this.syncMs) continue;
+      const factor = Math.min(MAX_FAR_SYNC_FACTOR, Math.floor(this.limit / (2 * this.store.instances * (seen + 1))));
+      if (factor > 1 && now - entry.syncedAt < factor * this.syncMs) continue;
       entry.touched = false;
       batch.push({ key: `${this.options.name}\u0000${key}`, window: entry.window, windowMs: CLUSTER_WINDOW_MS, add: entry.pending });
       sent.push({ entry, count: entry.pending, window: entry.window, late: false });
