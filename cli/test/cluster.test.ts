@@ -133,3 +133,12 @@ test('three instances follow one stored configuration through pushes, a refused 
     await Promise.all(instances.map((instance) => instance.run.stop()));
   }
 });
+
+test('a store URL that is not etcd://HOST:PORT/PREFIX is a usage error: one line, exit 2', async () => {
+  for (const args of [['run', '--store', 'nope'], ['config', 'pull', '--store', 'redis://x:1/p'], ['config', 'push', '-c', 'x.toml', '--store', 'etcd://host/p']]) {
+    const { code, stderr } = await wmproxy(args);
+    assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
+    assert.match(stderr, /--store: store ".*": (expected etcd:\/\/HOST:PORT|"host" is not host:port)/);
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+  }
+});

@@ -36,6 +36,12 @@ export default class Run extends WmproxyCommand {
     let member: ClusterMember<WmproxyConfig> | undefined;
     try {
       if (flags.store !== undefined) {
+        const { parseStoreUrl } = await import('@wmproxy/cluster');
+        try {
+          parseStoreUrl(flags.store);
+        } catch (error) {
+          return this.usageError(`--store: ${(error as Error).message}`);
+        }
         const started = await this.fromStore(flags.store, file);
         if (!started) return this.exit(1);
         ({ config, member } = started);
@@ -95,13 +101,7 @@ export default class Run extends WmproxyCommand {
   private async fromStore(url: string, fallback: string | undefined): Promise<{ config: WmproxyConfig; member: ClusterMember<WmproxyConfig> } | undefined> {
     const { loadConfig, parseConfig } = await import('@wmproxy/config');
     const { ClusterMember, ConfigStore, StoreError } = await import('@wmproxy/cluster');
-    let store;
-    try {
-      store = new ConfigStore(url);
-    } catch (error) {
-      process.stderr.write(`--store: ${(error as Error).message}\n`);
-      return undefined;
-    }
+    const store = new ConfigStore(url);
     const member = new ClusterMember<WmproxyConfig>({
       store,
       parse: (stored) => parseConfig(stored.text, stored.format, `${store.url.display} (revision ${stored.revision})`),
