@@ -1,4 +1,5 @@
 import { Command, type Interfaces } from '@oclif/core';
+import type { LogFields, Logger } from '@wmproxy/core-net';
 
 type FlagOutput = { [name: string]: unknown };
 type ArgOutput = { [name: string]: unknown };
@@ -30,5 +31,34 @@ export abstract class WmproxyCommand extends Command {
       .join(' ');
     process.stderr.write(`wmproxy ${this.id ?? ''}: ${line}\n`);
     return this.exit(2);
+  }
+
+  /**
+   * Start `server` and serve until SIGINT or SIGTERM, then drain it for up to
+   * `drainMs` and exit 0; a server that cannot start is logged and exits 1.
+   * Handlers go in first: a supervisor may signal as soon as it sees a line.
+   */
+  protected async serveUntilStopped(
+    server: { start(): Promise<unknown>; shutdown(options: { deadlineMs: number }): Promise<{ forced: number }> },
+    logger: Logger,
+    drainMs: number,
+    startFailure: string,
+    stopFields: () => LogFields = () => ({}),
+  ): Promise<never> {
+    const stop = async (signal: string): Promise<void> => {
+      logger.info('shutting down', { signal, ...stopFields() });
+      const { forced } = await server.shutdown({ deadlineMs: drainMs });
+      logger.info('stopped', { forced });
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void stop('SIGINT'));
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    try {
+      await server.start();
+    } catch (error) {
+      logger.error(startFailure, { error: (error as Error).message });
+      return this.exit(1);
+    }
+    return new Promise<never>(() => {});
   }
 }

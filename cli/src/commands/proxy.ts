@@ -124,22 +124,7 @@ export default class Proxy extends WmproxyCommand {
     } catch (error) {
       return this.usageError((error as Error).message);
     }
-    // Signal handlers first: the "listening" line may be answered with a signal at once.
-    const stop = async (signal: string): Promise<void> => {
-      logger.info('shutting down', { signal, connections: server.connectionCount });
-      const { forced } = await server.shutdown({ deadlineMs: flags.drain });
-      logger.info('stopped', { forced });
-      process.exit(0);
-    };
-    process.once('SIGINT', () => void stop('SIGINT'));
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    try {
-      await server.start();
-    } catch (error) {
-      logger.error('cannot listen', { error: (error as Error).message });
-      return this.exit(1);
-    }
-    await new Promise<never>(() => {});
+    await this.serveUntilStopped(server, logger, flags.drain, 'cannot listen', () => ({ connections: server.connectionCount }));
   }
 }
 

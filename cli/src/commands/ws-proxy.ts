@@ -137,20 +137,6 @@ export default class WsProxy extends WmproxyCommand {
     } catch (error) {
       return this.usageError((error as Error).message);
     }
-    const stop = async (signal: string): Promise<void> => {
-      logger.info('shutting down', { signal });
-      const { forced } = await server.shutdown({ deadlineMs: flags.drain });
-      logger.info('stopped', { forced });
-      process.exit(0);
-    };
-    process.once('SIGINT', () => void stop('SIGINT'));
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    try {
-      await server.start();
-    } catch (error) {
-      logger.error('cannot start', { error: (error as Error).message });
-      return this.exit(1);
-    }
-    await new Promise<never>(() => {});
+    await this.serveUntilStopped(server, logger, flags.drain, 'cannot start');
   }
 }
