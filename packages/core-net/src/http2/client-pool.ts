@@ -2,6 +2,7 @@ import { formatHostPort } from '../address.js';
 import { connect, DEFAULT_CONNECT_TIMEOUT_MS, type Resolver } from '../connect.js';
 import { NetError, toNetError, type NetErrorCode } from '../errors.js';
 import { Ticker } from '../ticker.js';
+import type { Transport } from '../transport.js';
 import type { Conn, TlsClientOptions } from '../types.js';
 import { ErrorCode } from './constants.js';
 import type { Http2Headers } from './hpack/decoder.js';
@@ -31,6 +32,12 @@ export interface Http2PoolOptions {
   /** Limits of each connection (`Http2Session` options; the pool manages idle connections itself). */
   session: Partial<Http2Options>;
   resolver?: Resolver;
+  /**
+   * Open byte streams through this transport (a tunnel mapping) instead of a
+   * socket: HTTP/2 then runs by prior knowledge over what it gives, and `tls`
+   * is not used (the transport secures its streams itself, or not).
+   */
+  transport?: Transport;
 }
 
 export const DEFAULT_HTTP2_POOL_OPTIONS = Object.freeze({
@@ -228,7 +235,7 @@ export class Http2ClientPool {
     const o = this.options;
     if (!(o.maxConnections >= 1)) throw new RangeError('maxConnections must be at least 1');
     this.authority = o.authority ?? formatHostPort(o.host, o.port);
-    this.scheme = o.tls ? 'https' : 'http';
+    this.scheme = o.tls && !o.transport ? 'https' : 'http';
     const periods = [o.pingIntervalMs, o.pingTimeoutMs, o.idleTimeoutMs].filter((ms) => ms > 0);
     this.ticker = new Ticker(Math.max(20, Math.min(1000, ...periods.map((ms) => ms / 2))));
   }
@@ -432,8 +439,11 @@ export class Http2ClientPool {
     const started = Date.now();
     let socket: Conn;
     try {
-      const tls = o.tls ? { ...(o.tls === true ? {} : o.tls), alpn: ['h2'] } : undefined;
-      socket = await connect({ host: o.host, port: o.port, timeoutMs: o.connectTimeoutMs, tls, resolver: o.resolver });
+      if (o.transport) socket = await o.transport.connect({ host: o.host, port: o.port }, o.connectTimeoutMs);
+      else {
+        const tls = o.tls ? { ...(o.tls === true ? {} : o.tls), alpn: ['h2'] } : undefined;
+        socket = await connect({ host: o.host, port: o.port, timeoutMs: o.connectTimeoutMs, tls, resolver: o.resolver });
+      }
     } catch (error) {
       this.connectFailed(conn, toNetError(error));
       return;
@@ -443,7 +453,7 @@ export class Http2ClientPool {
       this.connectFailed(conn, new NetError('EABORTED', 'HTTP/2 pool closed'));
       return;
     }
-    if (o.tls && socket.alpnProtocol !== 'h2') {
+    if (o.tls && !o.transport && socket.alpnProtocol !== 'h2') {
       socket.destroy();
       this.connectFailed(conn, new NetError('EPROTO', `${this.authority} did not agree on h2 by ALPN (${socket.alpnProtocol ? `chose ${socket.alpnProtocol}` : 'none chosen'})`));
       return;
