@@ -225,6 +225,7 @@ export class Http2ClientPool {
   private readonly pending: Http2Call[] = [];
   private connecting = 0;
   private closed = false;
+  private readyWaiters: Array<{ resolve(): void; reject(error: Error): void }> = [];
   private readonly ticker: Ticker;
   private ticking = false;
   private readonly tick = (now: number): void => this.onTick(now);
@@ -280,6 +281,20 @@ export class Http2ClientPool {
     return call;
   }
 
+  /**
+   * Resolves once some connection is ready (opening one if none is), or
+   * rejects with why none could be made: how a transport built on the pool
+   * tells a dead origin at connect time. Calls still queue for streams.
+   */
+  ready(): Promise<void> {
+    if (this.closed) return Promise.reject(new NetError('EABORTED', 'HTTP/2 pool closed'));
+    if (this.conns.some((conn) => conn.ready)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.readyWaiters.push({ resolve, reject });
+      if (this.connecting === 0 && this.conns.length < this.options.maxConnections) void this.open();
+    });
+  }
+
   /** A whole exchange: the response body is collected up to `maxBytes` (default 1 MiB; more fails with EPROTO). */
   fetch(head: Http2PoolRequest, options: Omit<Http2CallOptions, 'stream'> & { maxBytes?: number } = {}): Promise<Http2FetchResponse> {
     return new Promise((resolve, reject) => {
@@ -293,6 +308,7 @@ export class Http2ClientPool {
     if (this.closed) return;
     this.closed = true;
     for (const call of this.pending.splice(0)) this.finish(call, new Http2CallError('EABORTED', 'HTTP/2 pool closed', true));
+    for (const waiter of this.readyWaiters.splice(0)) waiter.reject(new NetError('EABORTED', 'HTTP/2 pool closed'));
     for (const conn of [...this.conns]) {
       if (conn.session) conn.session.close();
       else this.dropConnection(conn);
@@ -472,6 +488,7 @@ export class Http2ClientPool {
     this.dropConnection(conn);
     if (this.conns.some((other) => other.ready)) return;
     const failure = new Http2CallError(error.code, error.message, true, undefined, { address: error.address ?? this.authority, cause: error });
+    for (const waiter of this.readyWaiters.splice(0)) waiter.reject(failure);
     for (const call of this.pending.splice(0)) this.finish(call, failure);
   }
 
@@ -495,6 +512,7 @@ export class Http2ClientPool {
     this.connecting--;
     conn.idleSince = Date.now();
     if (conn.connectTimer) clearTimeout(conn.connectTimer);
+    for (const waiter of this.readyWaiters.splice(0)) waiter.resolve();
     this.dispatch();
   }
 
