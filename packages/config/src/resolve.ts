@@ -415,6 +415,7 @@ class Resolver {
               tls: server.tls ?? false,
               servername: server.servername,
               tlsVerify: server.tls_verify ?? true,
+              ...(server.protocol === 'h2' ? { protocol: 'h2' as const } : {}),
             },
       ),
       policy: upstream.policy ?? 'round_robin',

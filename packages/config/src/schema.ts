@@ -277,6 +277,7 @@ export const UpstreamServerSchema = Type.Union(
         tls: Type.Optional(Type.Boolean({ description: 'Connect with TLS.', default: false })),
         servername: Type.Optional(Type.String({ description: 'TLS server name to send and verify (default: the host).' })),
         tls_verify: Type.Optional(Type.Boolean({ description: 'Verify the server\'s certificate.', default: true })),
+        protocol: Type.Optional(Enum(['http/1.1', 'h2'] as const, { description: 'HTTP version spoken to the server: `h2` is HTTP/2 over TLS (ALPN) with `tls = true`, h2c by prior knowledge without; many requests share one connection.', default: 'http/1.1' })),
       },
       Strict,
     ),

@@ -268,6 +268,19 @@ upstream = "api"
   ]);
 });
 
+test('an upstream server with protocol = "h2" resolves to HTTP/2; anything else is refused with its key path', () => {
+  const config = parseConfig(
+    `[control]\nenabled = false\n[[upstream]]\nname = "a"\nservers = [{ address = "127.0.0.1:1", protocol = "h2" }, { address = "127.0.0.1:2", protocol = "http/1.1" }, "127.0.0.1:3"]\n[[stream]]\nlisten = "127.0.0.1:0"\nupstream = "a"\n`,
+    'toml',
+  );
+  const [h2, h1, plain] = config.upstreams[0]!.servers;
+  assert.equal(h2!.protocol, 'h2');
+  assert.equal(h1!.protocol, undefined);
+  assert.equal(plain!.protocol, undefined);
+  const error = issuesOf(() => parseConfig(`[[upstream]]\nname = "a"\nservers = [{ address = "127.0.0.1:1", protocol = "h3" }]\n`, 'toml', 'h3.toml'));
+  assert.deepEqual(error.issues.map((issue) => issue.path), ['upstream[0].servers[0].protocol']);
+});
+
 test('header rules inherit from [reverse] to servers to locations, outer rules first', () => {
   const config = parseConfig(
     `
