@@ -247,8 +247,11 @@ export class ReverseProxy implements ProxyCore {
       for (const server of upstream.servers) {
         const spec = upstream.spec.health;
         const target: TargetSpec = { ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) };
-        // Sockets are probed by address as before; other transports carry their own probes.
-        if (server.transport !== 'tcp' && server.transport !== 'tls') target.transport = this.transports[server.transport];
+        // Sockets are probed by address as before; other transports carry their own probes. A gRPC
+        // check speaks HTTP/2 itself, so an h2/h2c server (a socket underneath) is probed by address.
+        const h2 = server.transport === 'h2' || server.transport === 'h2c';
+        const grpc = spec?.check?.type === 'grpc' || spec?.check?.type === 'grpcs';
+        if (server.transport !== 'tcp' && server.transport !== 'tls' && !(h2 && grpc)) target.transport = this.transports[server.transport];
         targets.push(target);
       }
     }

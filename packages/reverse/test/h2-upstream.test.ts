@@ -12,7 +12,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closedPort, testPki, type TestPki } from '@wmproxy/testkit';
-import { startProxy } from './helpers.js';
+import { SERVING, grpcHealthServer } from '@wmproxy/testkit/grpc';
+import { startProxy, until } from './helpers.js';
 
 const run = promisify(execFile);
 let dir = '';
@@ -152,5 +153,27 @@ test('h2 upstream over TLS (ALPN h2); a dead h2c server fails over to a live one
     await proxy.close();
     await secure.close();
     await live.close();
+  }
+});
+
+test('health of h2c servers: an HTTP check goes through HTTP/2, a gRPC check speaks gRPC to the server', async () => {
+  const backend = await h2Backend();
+  const grpcServer = await grpcHealthServer({ statuses: { '': SERVING } });
+  const httpAddress = `127.0.0.1:${backend.port}`;
+  const grpcAddress = `127.0.0.1:${grpcServer.port}`;
+  const { proxy } = await startProxy({
+    upstreams: [
+      { name: 'web', servers: [{ address: httpAddress, transport: 'h2c' }], health: { check: { type: 'http', path: '/healthz' }, intervalMs: 50, timeoutMs: 50, rise: 1, fall: 1 } },
+      { name: 'rpc', servers: [{ address: grpcAddress, transport: 'h2c' }], health: { check: { type: 'grpc' }, intervalMs: 50, timeoutMs: 50, rise: 1, fall: 1 } },
+    ],
+  });
+  try {
+    await until(() => proxy.health.state(httpAddress) === 'healthy' && proxy.health.state(grpcAddress) === 'healthy', 'both healthy');
+    assert.ok(backend.seen.some((seen) => seen.path === '/healthz' && seen.method === 'GET'), 'the HTTP check reached the h2 backend as an HTTP/2 request');
+    assert.ok(grpcServer.requests.length > 0);
+  } finally {
+    await proxy.close();
+    await backend.close();
+    await grpcServer.close();
   }
 });
