@@ -2,7 +2,7 @@
 // Runs every test file on Bun (TypeScript sources) and on Node (compiled
 // dist/, under c8 for coverage). Exits non-zero if either run fails.
 // Usage: node scripts/test.mjs [--bun|--node] [filter...]
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,17 +28,36 @@ const projects = [
 ];
 const matches = (file) => filters.length === 0 || filters.some((filter) => file.includes(filter));
 
+// Failing test lines of every run, repeated at the very end: CI keeps only the
+// tail of a long log, and the Bun run's failures would scroll out behind Node's.
+const failures = [];
+const FAILURE_LINE = /^\s*(\(fail\)|✖|not ok\b)|^error: |^# (Unhandled|Uncaught)/;
+
 function run(label, command, commandArgs, env = {}) {
   console.log(`\n=== ${label}: ${command} ${commandArgs.map((a) => relative(root, a) || a).join(' ')}`);
-  const result = spawnSync(command, commandArgs, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
-  if (result.error) console.error(result.error.message);
-  return result.status ?? 1;
+  return new Promise((resolve) => {
+    const child = spawn(command, commandArgs, { cwd: root, stdio: ['inherit', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const scan = (stream, out) => {
+      let pending = '';
+      stream.on('data', (chunk) => {
+        out.write(chunk);
+        pending += chunk.toString('utf8');
+        const lines = pending.split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines) if (FAILURE_LINE.test(line)) failures.push(`${label}: ${line.trim()}`);
+      });
+    };
+    scan(child.stdout, process.stdout);
+    scan(child.stderr, process.stderr);
+    child.on('error', (error) => { console.error(error.message); resolve(1); });
+    child.on('close', (status) => resolve(status ?? 1));
+  });
 }
 
 // The tests drive real peers (curl, openssl, Dante, Chromium, Docker). On a
 // fresh Debian machine run as root, install them first with the same step CI
 // uses, so that `npm test` alone does the whole set-up.
-const peers = ['curl', 'openssl', 'danted', 'chromium', 'docker', 'unshare', 'nginx', 'python3', 'etcd', 'redis-server', 'pebble', 'nghttp', 'h2load', 'websockify'];
+const peers = ['curl', 'openssl', 'danted', 'chromium', 'docker', 'unshare', 'nginx', 'python3', 'etcd', 'redis-server', 'pebble', 'nghttp', 'h2load', 'websockify', 'tmux'];
 const missing = peers.filter((name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status !== 0);
 const dockerDown = !missing.includes('docker') && spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0;
 if (missing.length > 0 || dockerDown) {
@@ -54,7 +73,7 @@ if (missing.length > 0 || dockerDown) {
 let failed = 0;
 // e2e is not part of the product build (root tsconfig), so its tests are built here too.
 const e2eProject = existsSync(join(root, 'e2e', 'tsconfig.json')) ? ['e2e'] : [];
-failed |= run('build', bin('tsc'), ['-b', 'tsconfig.json', ...e2eProject]);
+failed |= await run('build', bin('tsc'), ['-b', 'tsconfig.json', ...e2eProject]);
 if (failed) process.exit(failed);
 // Listed after the build, so that freshly compiled files are found.
 const sources = projects.flatMap((dir) => testFiles(join(dir, 'test'), 'ts')).filter(matches);
@@ -66,10 +85,10 @@ if (sources.length === 0 || compiled.length === 0) {
 
 if (only !== 'node') {
   // One file per process keeps port and timer state from leaking between suites.
-  failed |= run('tests on Bun', bin('bun'), ['test', '--timeout', '60000', ...sources.map((file) => './' + relative(root, file))]);
+  failed |= await run('tests on Bun', bin('bun'), ['test', '--timeout', '60000', ...sources.map((file) => './' + relative(root, file))]);
 }
 if (only !== 'bun') {
-  failed |= run('tests on Node (c8)', bin('c8'), [
+  failed |= await run('tests on Node (c8)', bin('c8'), [
     '--reporter=text-summary',
     '--src=packages',
     '--exclude=**/test/**',
@@ -86,4 +105,9 @@ const e2eRan = [...sources, ...compiled].some((file) => relative(root, file).sta
 if (e2eRan && spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0) {
   console.log(`\n=== e2e: the container suites were SKIPPED: no Docker daemon answers${process.env.CI ? ' (a failure under CI)' : ''}`);
 }
+if (failures.length > 0) {
+  console.log(`\n=== ${failures.length} failing line(s), repeated from above:`);
+  for (const line of failures.slice(0, 200)) console.log(line);
+}
+console.log(`\n=== ${failed ? 'FAILED' : 'passed'}`);
 process.exit(failed ? 1 : 0);
