@@ -76,6 +76,8 @@ export interface Http2CallOptions {
   deadlineMs?: number;
   /** Aborting cancels the call (RST_STREAM CANCEL) with EABORTED. */
   signal?: AbortSignal;
+  /** `call.userData` from the start (the handler may be told of a failure before `request` returns). */
+  userData?: unknown;
 }
 
 export interface Http2CallHandler {
@@ -261,6 +263,7 @@ export class Http2ClientPool {
   /** Start a call; its events arrive on `handler`. Never throws: failures reach `handler.close`. */
   request(head: Http2PoolRequest, handler: Http2CallHandler, options: Http2CallOptions = {}): Http2Call {
     const call = new Http2Call(this, head, handler, options);
+    call.userData = options.userData;
     this.stats.calls++;
     if (this.closed) {
       queueMicrotask(() => this.finish(call, new Http2CallError('EABORTED', 'HTTP/2 pool closed', true)));
@@ -299,7 +302,7 @@ export class Http2ClientPool {
   fetch(head: Http2PoolRequest, options: Omit<Http2CallOptions, 'stream'> & { maxBytes?: number } = {}): Promise<Http2FetchResponse> {
     return new Promise((resolve, reject) => {
       const collector = new Collector(options.maxBytes ?? 1024 * 1024, resolve, reject);
-      this.request(head, collector, options).userData = collector;
+      this.request(head, collector, options);
     });
   }
 

@@ -139,9 +139,10 @@ class H1OverH2Conn extends VirtualConn {
       this.call = this.pool.request(
         { method: req.method, path: req.target, authority: req.host ?? this.pool.authority, headers: http1FieldsToHttp2(req.headers) },
         callHandler,
-        whole ? {} : { stream: true },
+        whole ? { userData: this } : { stream: true, userData: this },
       );
-      this.call.userData = this;
+      // Failed before returning (the pool refused at once): the engine sees a failed connection.
+      if (this.call.closed) return this.fail(new NetError('ECONNRESET', `no HTTP/2 stream to ${this.pool.authority}`));
       if (whole) return rest.byteLength === 0 || this.fail(new NetError('EPROTO', 'bytes after a request without a body'));
       this.body = new BodyReader(req.framing, req.contentLength ?? 0);
       if (this.body.done) this.finishRequestBody();
