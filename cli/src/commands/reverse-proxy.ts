@@ -79,7 +79,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
   ];
   static override flags = {
     from: Flags.string({ description: 'address(es) to listen on: 127.0.0.1:8080, [::1]:8080, :8080 (comma-separated)', required: true }),
-    to: Flags.string({ description: 'upstream URL(s), comma-separated (repeatable)', required: true, multiple: true }),
+    to: Flags.string({ description: 'upstream URL(s): http://, https://, h2:// (HTTP/2 over TLS) or h2c://, comma-separated (repeatable)', required: true, multiple: true }),
     policy: Flags.string({ description: `load-balancing policy: ${POLICY_NAMES.join(', ')}`, default: 'round_robin' }),
     'hash-key': Flags.string({ description: 'for --policy hash: header:NAME, cookie:NAME, uri, path or ip', default: 'uri' }),
     'health-path': Flags.string({ description: 'enable active HTTP health checks: GET this path (200-399 is healthy)' }),
