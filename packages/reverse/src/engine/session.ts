@@ -3,6 +3,7 @@ import type { ListenerContext } from './context.js';
 import { Exchange, HOLD_LIMIT } from './exchange.js';
 import { scheduleHedge } from './hedge.js';
 import { Deadline, Phase, type ClientConnection } from './phase.js';
+import { Http2ClientConnection, startsWithPreface } from './h2.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -18,6 +19,7 @@ const EMPTY = new Uint8Array(0);
 export class ClientSession implements ClientConnection {
   readonly client: Conn;
   readonly ctx: ListenerContext;
+  readonly http2 = undefined;
   phase = Phase.Head;
   deadline = 0;
   deadlineKind = Deadline.None;
@@ -35,6 +37,8 @@ export class ClientSession implements ClientConnection {
   private localDone = false;
   /** Due time of this connection's earliest entry in the hedge timer (0: none). */
   private hedgeTimerAt = 0;
+  /** No request yet: the connection may still turn out to be h2c by prior knowledge. */
+  private firstHead = true;
 
   constructor(client: Conn, ctx: ListenerContext) {
     this.client = client;
@@ -119,6 +123,7 @@ export class ClientSession implements ClientConnection {
   private readHead(chunk: Uint8Array): void {
     const buffer = this.headBuf;
     const view = buffer === undefined ? chunk : buffer.feed(chunk);
+    if (this.firstHead && this.ctx.http2 !== undefined && this.toHttp2(view)) return;
     const result = parseRequestHead(view, this.ctx.core.headLimits);
     if (result.kind === 'incomplete') {
       if (this.clientEnded) {
@@ -148,7 +153,39 @@ export class ClientSession implements ClientConnection {
     this.begin(result.head, Date.now()).start();
   }
 
+  /**
+   * The connection's first bytes: HTTP/2 when TLS chose h2 by ALPN (on Bun
+   * the handshake ends after the connection is handed out, so it is asked
+   * here), or, with h2c, when they are the client preface ("PRI" is no
+   * HTTP/1 method). The connection then becomes an HTTP/2 one. False: HTTP/1.
+   */
+  private toHttp2(view: Uint8Array): boolean {
+    if (this.client.alpnProtocol === 'h2') {
+      this.handOver(view);
+      return true;
+    }
+    if (!this.ctx.http2!.h2c || view[0] !== 0x50 /* P */) return false;
+    const { match, complete } = startsWithPreface(view);
+    if (!match) return false;
+    if (!complete) {
+      if (this.headBuf === undefined) this.setDeadline(Deadline.Header, this.ctx.core.timeouts.clientHeaderMs);
+      (this.headBuf ??= new HeadBuffer()).keep(view);
+      return true;
+    }
+    this.handOver(view);
+    return true;
+  }
+
+  private handOver(view: Uint8Array): void {
+    const first = view.slice();
+    this.headBuf = undefined;
+    this.phase = Phase.Closed;
+    this.ctx.core.sessions.delete(this);
+    new Http2ClientConnection(this.client, this.ctx, this.ctx.http2!.options, first);
+  }
+
   private begin(head: RequestHead | undefined, now: number): Exchange {
+    this.firstHead = false;
     const exchange = new Exchange(this, head, now);
     this.exchange = exchange;
     return exchange;
@@ -306,11 +343,6 @@ export class ClientSession implements ClientConnection {
     this.exchange?.up?.destroy();
     this.client.destroy();
   }
-}
-
-/** A bug must cost one connection, never the process (the proxy's sweep calls this). */
-export function crashed(session: ClientSession, error: unknown): void {
-  session.crashed(error);
 }
 
 const clientHandler: ConnHandler = {
