@@ -387,6 +387,8 @@ export class ReverseProxy implements ProxyCore {
         const ctx = plan.keep.ctx;
         ctx.router = new Router(plan.spec.vhosts, ctx.router, this.sharedCounters, plan.spec.ahead); // compiled once already; now keeping the limits that stay
         ctx.forwarding = plan.ctx.forwarding;
+        // Cleartext h2c on or off: for the next connections (those speaking it now go on).
+        ctx.http2 = plan.ctx.http2;
         plan.keep.spec = plan.spec;
         plan.keep.addresses = plan.addresses;
         plan.keep.server.setLimits(plan.limits);
@@ -501,8 +503,8 @@ function planListener(spec: ListenerSpec, core: ProxyCore): ListenerPlan {
     spec,
     limits: listenerLimits(spec),
     addresses,
-    // HTTP/2 changes what TLS offers by ALPN: a listener whose http2 changed is reopened like one whose TLS did.
-    tls: spec.tls ? JSON.stringify([spec.tls, spec.http2 ?? REVERSE_DEFAULTS.http2]) : '',
+    // HTTP/2 changes what TLS offers by ALPN: a TLS listener whose http2 changed is reopened like one whose TLS did.
+    tls: spec.tls ? JSON.stringify([spec.tls, (spec.http2 ?? REVERSE_DEFAULTS.http2) !== false]) : '',
     ctx: {
       core,
       router: new Router(spec.vhosts, undefined, core.sharedCounters, spec.ahead),
