@@ -16,8 +16,8 @@ import {
   type RequestHead,
 } from '@wmproxy/core-net';
 import type { ListenerContext } from './context.js';
-import { Exchange, HOLD_LIMIT } from './exchange.js';
-import { scheduleHedge } from './hedge.js';
+import { armHedgeTimer, hedgeTimerFired, keepHeld, passedDeadline, pauseSide, resumeSide, takeHeld, toRequestBody, type ClientSide } from './client-side.js';
+import { Exchange } from './exchange.js';
 import { Deadline, Phase, type ClientConnection, type Http2Responder } from './phase.js';
 
 /*
@@ -102,7 +102,7 @@ export class Http2ClientConnection implements Http2SessionHandler {
  * besides the exchange). Writes are DATA, `destroy` is RST_STREAM CANCEL,
  * `pause`/`resume` hold the client's stream window (request-body backpressure).
  */
-export class Http2ClientStream extends VirtualConn implements ClientConnection, Http2Responder {
+export class Http2ClientStream extends VirtualConn implements ClientConnection, ClientSide, Http2Responder {
   readonly client: Conn = this;
   readonly ctx: ListenerContext;
   readonly http2: Http2Responder = this;
@@ -112,11 +112,11 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   exchange: Exchange | undefined = undefined;
   clientEnded = false;
   heldBytes = 0;
-  private held: Uint8Array[] | undefined = undefined;
+  held: Uint8Array[] | undefined = undefined;
   /** The request body is sent upstream chunked (no content-length): DATA frames are framed as chunks. */
   private chunkBody = false;
-  private clientPaused = false;
-  private hedgeTimerAt = 0;
+  clientPaused = false;
+  hedgeTimerAt = 0;
   /** Our side ended while the client still sends: what it sends is read and dropped. */
   private discard = false;
 
@@ -126,11 +126,7 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   ) {
     super();
     this.ctx = ctx;
-    const carrier = stream.session.conn;
-    this.remoteAddress = carrier.remoteAddress;
-    this.remotePort = carrier.remotePort;
-    this.localAddress = carrier.localAddress;
-    this.localPort = carrier.localPort;
+    this.addressesOf(stream.session.conn);
     stream.userData = this;
   }
 
@@ -219,16 +215,9 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
 
   private onClientBytes(bytes: Uint8Array): void {
     switch (this.phase) {
-      case Phase.Proxy: {
-        const exchange = this.exchange;
-        const reader = exchange?.reqReader;
-        if (reader && !reader.done) {
-          exchange!.forwardRequestBody(bytes);
-          return;
-        }
-        this.hold(bytes);
+      case Phase.Proxy:
+        if (!toRequestBody(this, bytes)) this.hold(bytes);
         return;
-      }
       case Phase.Head:
       case Phase.Connecting:
       case Phase.Local:
@@ -242,30 +231,21 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   // ---------------------------------------------------------------- ClientConnection
 
   pauseClient(): void {
-    if (this.clientPaused) return;
-    this.clientPaused = true;
-    this.stream.pause();
+    pauseSide(this);
   }
 
   resumeClient(force = false): void {
-    if (!this.clientPaused && !force) return;
-    this.clientPaused = false;
-    this.stream.resume();
+    resumeSide(this, force);
   }
 
   hold(chunk: Uint8Array): void {
-    if (chunk.byteLength === 0) return;
     // DATA chunks are ours to keep (the codec hands them over); chunk framing made a copy.
-    (this.held ??= []).push(chunk);
-    this.heldBytes += chunk.byteLength;
-    if (this.heldBytes >= HOLD_LIMIT) this.pauseClient();
+    if (chunk.byteLength > 0) keepHeld(this, chunk);
   }
 
   replayHeld(): void {
-    const chunks = this.held;
+    const chunks = takeHeld(this);
     if (chunks === undefined) return;
-    this.held = undefined;
-    this.heldBytes = 0;
     for (let i = 0; i < chunks.length; i++) {
       if (this.phase === Phase.Closed) return;
       this.onClientBytes(chunks[i]!);
@@ -293,38 +273,19 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   }
 
   armHedgeTimer(at: number): void {
-    if (this.hedgeTimerAt !== 0 && this.hedgeTimerAt <= at) return;
-    this.hedgeTimerAt = at;
-    scheduleHedge(this.ctx.core.ticker, this, at);
+    armHedgeTimer(this, at);
   }
 
   hedgeDue(at: number): void {
-    if (at === this.hedgeTimerAt) this.hedgeTimerAt = 0;
-    try {
-      this.exchange?.hedgeDue(at);
-    } catch (error) {
-      this.crashed(error);
-    }
+    hedgeTimerFired(this, at);
   }
 
   /** Streams finish on shutdown: the connection's GOAWAY stops new ones. */
   drainIfIdle(): void {}
 
   checkDeadline(now: number): void {
-    let exchange = this.exchange;
-    if (exchange !== undefined) {
-      if (exchange.hedgeDeadline !== 0 && now >= exchange.hedgeDeadline) exchange.hedgeDue(now);
-      exchange = this.exchange;
-      if (exchange !== undefined && exchange.requestDeadline !== 0 && now >= exchange.requestDeadline) {
-        exchange.requestTimedOut();
-        return;
-      }
-    }
-    if (this.deadline === 0 || now < this.deadline) return;
-    const kind = this.deadlineKind;
-    this.deadline = 0;
-    this.deadlineKind = Deadline.None;
-    this.exchange?.deadlinePassed(kind, now);
+    const kind = passedDeadline(this, now);
+    if (kind !== Deadline.None) this.exchange?.deadlinePassed(kind, now);
   }
 
   crashed(error: unknown): void {
@@ -364,12 +325,13 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
     if (!this.closed) this.dispatchClose(error);
   }
 
+  /** Holds the client's stream window: it stops sending. */
   pause(): void {
-    this.pauseClient();
+    this.stream.pause();
   }
 
   resume(): void {
-    this.resumeClient();
+    this.stream.resume();
   }
 }
 
