@@ -4,8 +4,10 @@
 // on Bun and on Node, against nginx (`listen ssl http2`, 1 worker, proxy_pass
 // with upstream keep-alive, and `root` for files) in the same run, over the
 // same backend (one nginx process answering "hello\n" over HTTP/1.1).
-// h2load -n N -c 32 -m 10 over TLS; runs interleaved, median of R. CPU per
-// request is the server's (front process only; the backend is the same for all).
+// h2load -n N -c 32 -m 10 over TLS; runs interleaved, median of R. On a
+// shared machine whose speed drifts between minutes, the figure to compare is
+// the paired ratio: each server against the nginx run of the same round. CPU
+// per request is the server's (front process only; the backend is the same for all).
 // Usage: flock /work/bench.lock node bench/http2.mjs [--requests N] [--runs R] [--file-size BYTES]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,8 +22,8 @@ const option = (name, fallback) => {
   const at = args.indexOf(name);
   return at >= 0 ? args[at + 1] : fallback;
 };
-const requests = Number(option('--requests', 50_000));
-const runs = Number(option('--runs', 3));
+const requests = Number(option('--requests', 30_000));
+const runs = Number(option('--runs', 5));
 const fileSize = Number(option('--file-size', 1024));
 const bun = join(root, 'node_modules/.bin/bun');
 const cli = join(root, 'cli/bin/run.js');
@@ -141,7 +143,9 @@ server { listen 127.0.0.1:${frontPort} ssl http2; ssl_certificate ${cert}; ssl_c
 
 for (const row of rows) {
   const peer = rows.find((r) => r.peer && r.kind === row.kind);
-  row.vsNginx = Number((row.rps / peer.rps).toFixed(2));
+  const paired = row.samples.map((rps, round) => rps / peer.samples[round]);
+  row.vsNginx = Number(median(paired).toFixed(2));
+  row.vsNginxRange = [Math.min(...paired), Math.max(...paired)].map((ratio) => Number(ratio.toFixed(2)));
   row.cpuVsNginx = Number((row.cpuUsPerRequest / peer.cpuUsPerRequest).toFixed(2));
 }
 let load = '';
@@ -149,7 +153,7 @@ try {
   load = execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
 } catch {}
 console.log(`\nh2load -n ${requests} -c 32 -m 10 over TLS (h2 by ALPN), median of ${runs} interleaved runs; static: a ${fileSize}-byte file; proxied: "hello\\n" from one nginx backend over HTTP/1.1; load average ${load}`);
-console.log('| kind | server | req/s | × nginx | runs | not 2xx | server CPU µs/req | CPU × nginx | peak RSS MiB |');
+console.log('| kind | server | req/s (median) | req/s × nginx, paired: median [range] | runs | not 2xx | server CPU µs/req | CPU × nginx | peak RSS MiB |');
 console.log('|---|---|---|---|---|---|---|---|---|');
-for (const r of rows) console.log(`| ${r.kind} | ${r.server} | ${r.rps} | ${r.vsNginx.toFixed(2)} | ${r.samples.join(', ')} | ${r.notOk} | ${r.cpuUsPerRequest} | ${r.cpuVsNginx.toFixed(2)} | ${r.peakRssMiB} |`);
+for (const r of rows) console.log(`| ${r.kind} | ${r.server} | ${r.rps} | ${r.vsNginx.toFixed(2)} [${r.vsNginxRange.join('–')}] | ${r.samples.join(', ')} | ${r.notOk} | ${r.cpuUsPerRequest} | ${r.cpuVsNginx.toFixed(2)} | ${r.peakRssMiB} |`);
 console.log(JSON.stringify({ bench: 'http2', requests, runs, fileSize, load, rows }));

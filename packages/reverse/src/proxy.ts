@@ -523,7 +523,7 @@ function listenerHttp2(spec: ListenerSpec): ListenerHttp2 | undefined {
   const http2 = spec.http2 ?? REVERSE_DEFAULTS.http2;
   if (http2 === 'h2c' && spec.tls) throw new Error('http2 = "h2c" is for listeners without tls (over TLS, HTTP/2 is chosen by ALPN)');
   if (http2 === false || (http2 === true && !spec.tls)) return undefined;
-  return { h2c: http2 === 'h2c', options: { ...REVERSE_DEFAULTS.http2Options, ...spec.http2Options } };
+  return { h2c: http2 === 'h2c', options: spec.http2Options ?? {} };
 }
 
 function sameJson(a: unknown, b: unknown): boolean {

@@ -303,3 +303,25 @@ test('headless Chromium loads a page and a fetch over h2 through the proxy (next
     await backend.close();
   }
 });
+
+test('an HTTP/2 connection without streams is closed after the keep-alive timeout (GOAWAY), like an idle HTTP/1 one', async () => {
+  const backend = await appBackend('a');
+  const { proxy } = await startProxy({
+    timeouts: { keepAliveMs: 300 },
+    upstreams: [{ name: 'app', servers: [{ address: backend.address }] }],
+    servers: [{ listen: '127.0.0.1:0', http2: 'h2c', vhosts: [{ locations: [{ path: '/', upstream: 'app' }] }] }],
+  });
+  const port = Number(proxy.addresses[0]!.split(':').pop());
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+    assert.equal((await h2get(session, '/x')).status, 200);
+    assert.equal(await goaway, http2.constants.NGHTTP2_NO_ERROR);
+    await closed;
+  } finally {
+    session.destroy();
+    await proxy.close();
+    await backend.close();
+  }
+});

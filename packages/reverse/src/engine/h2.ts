@@ -58,7 +58,8 @@ export class Http2ClientConnection implements Http2SessionHandler {
   constructor(conn: Conn, ctx: ListenerContext, options: Partial<Http2Options> | undefined, first?: Uint8Array) {
     this.ctx = ctx;
     ctx.core.sessions.add(this);
-    this.session = new Http2Session(conn, 'server', this, options);
+    // Without streams, the connection closes after the keep-alive timeout, as an idle HTTP/1 one does (as in nginx).
+    this.session = new Http2Session(conn, 'server', this, { idleTimeoutMs: ctx.core.timeouts.keepAliveMs, ...options });
     this.session.userData = this;
     if (ctx.core.draining) this.session.close();
     if (first !== undefined && first.byteLength > 0) this.session.onConnData(first);
