@@ -34,6 +34,8 @@ import { Deadline, Phase, type ClientConnection, type Http2Responder } from './p
 
 const CRLF = new Uint8Array([13, 10]);
 const LAST_CHUNK = new Uint8Array([48, 13, 10, 13, 10]);
+/** An HTTP/2 request has no Connection field (validate.ts refuses one): one shared empty token list. */
+const NO_TOKENS: string[] = [];
 
 /** RFC 9113 §8.2.2: HTTP/1.1 fields that mean nothing on an HTTP/2 stream (and Host, which travels as :authority). */
 const NOT_ON_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te']);
@@ -148,19 +150,16 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       target: request.path,
       version: '1.1',
       headers: http2RequestToHttp1Fields(request),
-      contentLength: chunked ? undefined : (contentLength ?? 0),
+      // No body and no length: no Content-Length upstream either (a GET stays a GET).
+      contentLength,
       chunked,
       framing: chunked ? 'chunked' : contentLength !== undefined && contentLength > 0 ? 'length' : 'none',
       keepAlive: true,
-      connection: [],
+      connection: NO_TOKENS,
       upgrade: undefined,
       expectContinue: false,
       host: request.authority || undefined,
     };
-    if (contentLength === undefined && !chunked) {
-      // No body and no length: no Content-Length upstream either (a GET stays a GET).
-      head.contentLength = undefined;
-    }
     this.ctx.core.sessions.add(this);
     stream.setHandler(streamHandler);
     if (this.phase !== Phase.Head) return;
