@@ -4,8 +4,8 @@
 // on Bun and on Node, against nginx (`listen ssl http2`, 1 worker, proxy_pass
 // with upstream keep-alive, and `root` for files) in the same run, over the
 // same backend (one nginx process answering "hello\n" over HTTP/1.1). The
-// 320 streams in flight need as many upstream connections: nginx keeps up to
-// 512 idle (`keepalive 512`), wmproxy's pool 256 per server (its default).
+// 320 streams in flight need as many upstream connections; both keep up to
+// 256 idle ones (nginx `keepalive 256`; wmproxy's pool default per server).
 // h2load -n N -c 32 -m 10 over TLS; runs interleaved, median of R. On a
 // shared machine whose speed drifts between minutes, the figure to compare is
 // the paired ratio: each server against the nginx run of the same round. CPU
@@ -94,7 +94,7 @@ try {
   backend = await nginx('backend', `server { listen 127.0.0.1:${backendPort}; location / { return 200 "hello\\n"; } }`, backendPort);
   const front = await nginx(
     'front',
-    `upstream app { server 127.0.0.1:${backendPort}; keepalive 512; }
+    `upstream app { server 127.0.0.1:${backendPort}; keepalive 256; }
 server { listen 127.0.0.1:${frontPort} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key};
   location /proxy/ { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   location / { root ${www}; } }`,
