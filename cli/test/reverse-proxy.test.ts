@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Running, wmproxy } from './helpers.js';
+import { selfSignedCert } from '@wmproxy/testkit';
+import { Running, curl, wmproxy } from './helpers.js';
 
 function get(port: number, path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
@@ -79,4 +80,31 @@ test('wmproxy reverse-proxy rejects bad arguments with exit 2 and one line', asy
     assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
     assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
   }
+});
+
+test('wmproxy reverse-proxy --cert/--key serves h2 by ALPN (and 1.1), --h2c cleartext h2 by prior knowledge', async () => {
+  const a = await backend('a');
+  const dir = mkdtempSync(join(tmpdir(), 'wmproxy-rp-h2-'));
+  const { cert, key } = selfSignedCert();
+  writeFileSync(join(dir, 'cert.pem'), cert);
+  writeFileSync(join(dir, 'key.pem'), key);
+  const tls = new Running(['reverse-proxy', '--from', '127.0.0.1:0', '--to', a.url, '--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem')]);
+  const h2c = new Running(['reverse-proxy', '--from', '127.0.0.1:0', '--to', a.url, '--h2c']);
+  try {
+    const tlsPort = await tls.port(/reverse proxy ready listen=127\.0\.0\.1:(\d+)/);
+    const h2cPort = await h2c.port(/reverse proxy ready listen=127\.0\.0\.1:(\d+)/);
+    const viaTls = await curl(['--http2', '--cacert', join(dir, 'cert.pem'), '-w', ' %{http_version}', `https://127.0.0.1:${tlsPort}/x`]);
+    assert.equal(viaTls.stdout, 'a 2');
+    const oneOne = await curl(['--http1.1', '--cacert', join(dir, 'cert.pem'), '-w', ' %{http_version}', `https://127.0.0.1:${tlsPort}/x`]);
+    assert.equal(oneOne.stdout, 'a 1.1');
+    const prior = await curl(['--http2-prior-knowledge', '-w', ' %{http_version}', `http://127.0.0.1:${h2cPort}/x`]);
+    assert.equal(prior.stdout, 'a 2');
+  } finally {
+    assert.equal(await tls.stop('SIGINT'), 0);
+    assert.equal(await h2c.stop('SIGINT'), 0);
+    a.server.close();
+  }
+  const bad = await wmproxy(['reverse-proxy', '--from', '127.0.0.1:0', '--to', a.url, '--cert', join(dir, 'cert.pem')]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--cert and --key go together/);
 });

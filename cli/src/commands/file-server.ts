@@ -1,11 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { Flags } from '@oclif/core';
-import { Logger, parseAddress } from '@wmproxy/core-net';
+import { Logger, parseAddress, runtimeName } from '@wmproxy/core-net';
 import type { CacheControlRule, HeaderRule, StaticServerOptions } from '@wmproxy/static';
-import { WmproxyCommand } from '../base.js';
-
-/** A bad argument: one line on stderr, exit 2. */
-class UsageError extends Error {}
+import { UsageError, WmproxyCommand } from '../base.js';
+import { http2Flags, listenerProtocols, type ListenerProtocols } from '../http2-flags.js';
 
 /** `GLOB=VALUE` → a Cache-Control rule. */
 export function parseCacheRule(text: string): CacheControlRule {
@@ -21,6 +19,11 @@ export function parseHeaderFlag(text: string): HeaderRule {
   return match[1] ? { pattern: match[1], name: match[2]!, value: match[3]! } : { name: match[2]!, value: match[3]! };
 }
 
+interface AccessLogFlags {
+  destination: string;
+  format: 'combined' | 'json';
+}
+
 export default class FileServer extends WmproxyCommand {
   static override summary = 'Serve a directory over HTTP (ranges, conditional requests, precompressed files, listings).';
   static override description = [
@@ -28,11 +31,14 @@ export default class FileServer extends WmproxyCommand {
     'single and multiple byte ranges with If-Range, precompressed .br/.zst/.gz siblings, optional directory listing,',
     'SPA fallback and try_files. Paths that escape the root in any encoding are refused with 400.',
     'On Bun, file bodies are sent with sendfile; on Node, streamed in 64 KiB reads.',
+    'With --cert/--key (HTTPS, HTTP/2 and HTTP/1.1 by ALPN) or --h2c (cleartext HTTP/2 by prior knowledge),',
+    'the files are served by the reverse proxy\'s engine (one process; --workers must be 1).',
   ].join('\n');
   static override examples = [
     '<%= config.bin %> file-server --root ./public',
     '<%= config.bin %> file-server --root dist --listen :8080 --spa --precompressed --cache "assets/**=public, max-age=31536000, immutable"',
     '<%= config.bin %> file-server --root . --browse --cors --header "X-Frame-Options: DENY" --access-log -',
+    '<%= config.bin %> file-server --root dist --listen :8443 --cert site.pem --key site.key',
   ];
   static override flags = {
     root: Flags.string({ char: 'r', description: 'directory to serve', default: '.' }),
@@ -55,16 +61,20 @@ export default class FileServer extends WmproxyCommand {
     workers: Flags.string({ description: 'processes serving the port, like nginx worker_processes', default: '1' }),
     'access-log': Flags.string({ description: 'write an access log to FILE, or - for standard output' }),
     'access-log-format': Flags.string({ description: 'combined or json', default: 'combined' }),
+    ...http2Flags,
   };
 
   async run(): Promise<void> {
     let options: StaticServerOptions;
+    let protocols: ListenerProtocols;
+    let accessLogFlags: AccessLogFlags | undefined;
     try {
-      options = await this.setup();
+      ({ options, protocols, accessLogFlags } = await this.setup());
     } catch (error) {
       if (!(error instanceof UsageError)) throw error; // oclif's own exit (already reported)
       return this.usageError(error.message);
     }
+    if (protocols.tls !== undefined || protocols.http2 === 'h2c') return this.serveHttp2(options, protocols, accessLogFlags);
     const { createStaticServer } = await import('@wmproxy/static');
     let server;
     try {
@@ -81,7 +91,46 @@ export default class FileServer extends WmproxyCommand {
     await options.accessLog?.close();
   }
 
-  private async setup(): Promise<StaticServerOptions> {
+  /**
+   * HTTPS and HTTP/2: the reverse proxy's listener (ALPN, h2c, GOAWAY on
+   * stop) with one static location, the same handler as the plain server.
+   */
+  private async serveHttp2(options: StaticServerOptions, protocols: ListenerProtocols, accessLogFlags: AccessLogFlags | undefined): Promise<void> {
+    const { ReverseProxy, AccessLog } = await import('@wmproxy/reverse');
+    const { listen, domain, accessLog: _accessLog, logger, workers: _workers, runtime: _runtime, reusePort: _reusePort, ...files } = options;
+    const log = accessLogFlags ? new AccessLog(accessLogFlags.destination, accessLogFlags.format) : undefined;
+    const proxy = new ReverseProxy({
+      logger,
+      accessLog: log,
+      upstreams: [],
+      servers: [
+        {
+          listen: listen!,
+          ...(protocols.tls ? { tls: protocols.tls } : {}),
+          http2: protocols.http2,
+          vhosts: [
+            { names: domain ? [domain] : [], locations: [{ path: '/', static: files }] },
+            // As the plain file server: another Host is answered 421.
+            ...(domain ? [{ default: true, locations: [{ path: '/', respond: { status: 421, body: '421 Misdirected Request\n' } }] }] : []),
+          ],
+        },
+      ],
+    });
+    try {
+      await proxy.start();
+    } catch (error) {
+      process.stderr.write(`wmproxy file-server: ${(error as Error).message.split('\n')[0]}\n`);
+      this.exit(1);
+    }
+    const stopped = new Promise((resolve) => ['SIGINT', 'SIGTERM'].forEach((signal) => process.once(signal, resolve)));
+    const scheme = protocols.tls ? 'https' : 'http';
+    logger?.info('file server ready', { root: files.root, url: `${scheme}://${proxy.addresses[0]}`, http2: protocols.tls ? 'h2 (ALPN)' : 'h2c', runtime: runtimeName });
+    await stopped;
+    await proxy.close();
+    await log?.close();
+  }
+
+  private async setup(): Promise<{ options: StaticServerOptions; protocols: ListenerProtocols; accessLogFlags: AccessLogFlags | undefined }> {
     const { flags } = await this.parseFlags(FileServer);
     // Loaded here, not at the top: oclif imports every command module at start-up.
     const { AccessLog } = await import('@wmproxy/static');
@@ -102,9 +151,13 @@ export default class FileServer extends WmproxyCommand {
     if (!/^\d+$/.test(flags.workers) || Number(flags.workers) < 1 || Number(flags.workers) > 64) {
       throw new UsageError(`--workers must be an integer from 1 to 64, got "${flags.workers}"`);
     }
+    const protocols = await listenerProtocols(flags);
+    const viaReverse = protocols.tls !== undefined || protocols.http2 === 'h2c';
+    if (viaReverse && flags.workers !== '1') throw new UsageError('--workers must be 1 with --cert or --h2c');
+    const accessLogFlags: AccessLogFlags | undefined = flags['access-log'] ? { destination: flags['access-log'], format } : undefined;
     const tryFiles = flags['try-files']?.split(/\s+/).filter(Boolean);
     if (tryFiles && tryFiles.length === 0) throw new UsageError('--try-files needs at least one candidate');
-    return {
+    const options: StaticServerOptions = {
       root: flags.root,
       listen: flags.listen,
       domain: flags.domain,
@@ -123,8 +176,9 @@ export default class FileServer extends WmproxyCommand {
       followSymlinks: flags['follow-symlinks'],
       robots: flags.robots,
       workers: Number(flags.workers),
-      accessLog: flags['access-log'] ? new AccessLog(flags['access-log'], format) : undefined,
+      accessLog: accessLogFlags && !viaReverse ? new AccessLog(accessLogFlags.destination, format) : undefined,
       logger: new Logger({ level: 'info' }),
     };
+    return { options, protocols, accessLogFlags };
   }
 }

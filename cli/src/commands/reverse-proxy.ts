@@ -12,6 +12,7 @@ import {
   type UpstreamServerSpec,
 } from '@wmproxy/reverse';
 import { UsageError, WmproxyCommand } from '../base.js';
+import { http2Flags, listenerProtocols } from '../http2-flags.js';
 
 
 function positiveInt(name: string, text: string | undefined, fallback: number): number {
@@ -107,6 +108,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
       min: 0,
     }),
     'max-connections-per-ip': Flags.integer({ description: 'most client connections open at once from one IP address; more are answered 503 and closed (nginx limit_conn; 0: no limit)', default: 0, min: 0 }),
+    ...http2Flags,
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info' }),
     'log-json': Flags.boolean({ description: 'log lines as JSON', default: false }),
   };
@@ -175,6 +177,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
     const tls = servers.some((s) => s.tls);
     const panicText = flags['panic-threshold'];
     if (!/^\d{1,3}$/.test(panicText) || Number(panicText) > 100) throw new UsageError(`--panic-threshold must be a percentage from 0 to 100, got "${panicText}"`);
+    const protocols = await listenerProtocols(flags);
     // One listener in this process: its limit is the process's.
     setProcessConnectionLimit(0);
     return {
@@ -206,6 +209,8 @@ export default class ReverseProxyCommand extends WmproxyCommand {
       servers: [
         {
           listen: flags.from,
+          ...(protocols.tls ? { tls: protocols.tls } : {}),
+          http2: protocols.http2,
           forwarding: { trustedProxies: flags['trusted-proxy'] ?? [] },
           maxConnections: flags['max-connections'],
           maxConnectionsPerIp: flags['max-connections-per-ip'],

@@ -559,6 +559,7 @@ class Resolver {
         for (const [key, field] of [['max_connections', 'maxConnections'], ['max_connections_per_ip', 'maxConnectionsPerIp'], ['connection_limit_status', 'connectionLimitStatus']] as const) {
           if (server[field] !== first[field]) this.issues.add(['server', index, key], `${first[field]}, as server[${members[0]}] on the same port (one listener has one set of connection limits)`, String(server[field]));
         }
+        if (server.http2 !== first.http2) this.issues.add(['server', index, 'http2'], `${JSON.stringify(first.http2)}, as server[${members[0]}] on the same port (one listener speaks one set of protocols)`, JSON.stringify(server.http2));
       }
       const owner = `server[${members[0]}]`;
       for (const index of members) this.claim(servers[index]!.listen, owner, ['server', index, 'listen']);
@@ -584,12 +585,15 @@ class Resolver {
       this.fileExists(tls.cert, [...path, 'tls', 'cert']);
       this.fileExists(tls.key, [...path, 'tls', 'key']);
     }
+    const http2 = server.http2 ?? REVERSE_DEFAULTS.http2;
+    if (http2 === 'h2c' && server.tls !== undefined) this.issues.add([...path, 'http2'], 'true or false on a server with tls (over TLS, HTTP/2 is chosen by ALPN; "h2c" is for servers without tls)', '"h2c"');
     return {
       name: server.name ?? `server-${index}`,
       listen: list(server.listen),
       serverNames: (server.server_name ?? []).map((name) => name.toLowerCase()),
       default: server.default ?? false,
       tls,
+      http2,
       trustedProxies: server.trusted_proxies ?? this.file.reverse?.trusted_proxies ?? [],
       rateLimit: server.rate_limit ? this.rateLimit(server.rate_limit, [...path, 'rate_limit']) : undefined,
       maxConnections: server.max_connections ?? 0,

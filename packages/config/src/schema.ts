@@ -416,6 +416,14 @@ export const HttpServerSchema = Type.Object(
         'x-expected': 'a table with cert and key, or "auto"',
       }),
     ),
+    http2: Type.Optional(
+      Type.Union([Type.Boolean(), Type.Literal('h2c')], {
+        description:
+          'HTTP/2 beside HTTP/1.1: `true` offers h2 by ALPN (`h2,http/1.1`) on a `tls` server; `"h2c"` (servers without `tls`) also accepts cleartext HTTP/2 by prior knowledge; `false`: HTTP/1.1 only. Servers sharing a port must agree.',
+        default: REVERSE_DEFAULTS.http2,
+        'x-expected': 'true, false or "h2c"',
+      }),
+    ),
     trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept and extended (inherits `[reverse]`).')),
     request_headers: Type.Optional(HeaderRulesSchema),
     response_headers: Type.Optional(HeaderRulesSchema),

@@ -130,6 +130,8 @@ export interface HttpServerConfig {
   default: boolean;
   /** Absolute paths of the PEM files, or `auto` (ACME, `WmproxyConfig.acme`). */
   tls: { cert: string; key: string } | 'auto' | undefined;
+  /** HTTP/2: by ALPN over TLS (true), also cleartext by prior knowledge ("h2c"), or off (false). */
+  http2: boolean | 'h2c';
   trustedProxies: string[];
   /** Request limit shared by the locations without their own. */
   rateLimit: RateLimitSpec | undefined;

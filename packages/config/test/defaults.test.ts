@@ -112,6 +112,7 @@ test('the schema defaults are the ones the packages export', () => {
     'reverse.max_header_size': REVERSE_DEFAULTS.maxHeadSize,
     'reverse.shutdown_timeout': REVERSE_DEFAULTS.shutdownDeadlineMs,
     'server[].connection_limit_status': REVERSE_DEFAULTS.connectionLimitStatus,
+    'server[].http2': REVERSE_DEFAULTS.http2,
     'upstream[].keepalive': pool.maxIdle,
     'upstream[].keepalive_timeout': pool.idleTimeoutMs,
     'health.interval': DEFAULT_ACTIVE.intervalMs,

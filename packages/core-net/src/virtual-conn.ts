@@ -22,6 +22,14 @@ export abstract class VirtualConn extends ConnBase {
   setNoDelay(): void {
     // Nothing to batch: a virtual stream writes through to its carrier.
   }
+
+  /** Show the addresses of the connection this stream travels in (an HTTP/2 stream's, a tunnel's). */
+  protected addressesOf(carrier: Conn): void {
+    this.remoteAddress = carrier.remoteAddress;
+    this.remotePort = carrier.remotePort;
+    this.localAddress = carrier.localAddress;
+    this.localPort = carrier.localPort;
+  }
 }
 
 export const DEFAULT_PAIR_HIGH_WATER_MARK = 64 * 1024;

@@ -4,7 +4,7 @@
  * the README tables read them from here (test/defaults.test.ts checks the
  * README; config's defaults test checks the schema and the resolver).
  */
-import { DEFAULT_MAX_HEAD_SIZE } from '@wmproxy/core-net';
+import { DEFAULT_HTTP2_OPTIONS, DEFAULT_MAX_HEAD_SIZE } from '@wmproxy/core-net';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS } from './engine/options.js';
 import { DEFAULT_BODY_BUFFER } from './retry.js';
 
@@ -21,6 +21,10 @@ export const REVERSE_DEFAULTS = Object.freeze({
   requestHedgeBudget: 0.1,
   /** Largest request head. */
   maxHeadSize: DEFAULT_MAX_HEAD_SIZE,
+  /** HTTP/2 on listeners: true (by ALPN over TLS), false, or "h2c" (also cleartext by prior knowledge). */
+  http2: true as boolean | 'h2c',
+  /** HTTP/2 session limits (streams, windows, header list, floods): core-net's. */
+  http2Options: DEFAULT_HTTP2_OPTIONS,
   /** Graceful shutdown deadline on reload or stop. */
   shutdownDeadlineMs: 10_000,
   /** Status answered to a connection over a listener's limits (0: closed without an answer). */

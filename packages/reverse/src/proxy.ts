@@ -10,6 +10,7 @@ import {
   type Conn,
   type ConnLimitOptions,
   type HeadLimits,
+  type Http2Options,
   type TlsServerOptions,
   transportMap,
   type TransportMap,
@@ -19,10 +20,11 @@ import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-lo
 import { transportConnector, type Connector } from './engine/connector.js';
 import { H2UpstreamTransport } from './engine/h2-upstream.js';
 import type { SharedCounters } from './cluster-limit.js';
-import { ListenerWire, type ListenerContext, type ProxyCore } from './engine/context.js';
+import { ListenerWire, type ListenerContext, type ListenerHttp2, type LiveSession, type ProxyCore } from './engine/context.js';
+import { Http2ClientConnection } from './engine/h2.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
 import { REVERSE_DEFAULTS } from './defaults.js';
-import { ClientSession, crashed } from './engine/session.js';
+import { ClientSession } from './engine/session.js';
 import { DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
 import { Forwarding, type ForwardedOptions } from './headers.js';
 import type { ReplayOptions } from './retry.js';
@@ -36,6 +38,15 @@ export interface ListenerSpec {
   listen: string | string[];
   /** Serve HTTPS; `sni` picks certificates by server name. */
   tls?: TlsServerOptions;
+  /**
+   * HTTP/2 beside HTTP/1.1 (default true): over TLS by ALPN (`h2,http/1.1`,
+   * 1.1 for clients that do not offer h2); `"h2c"` on a listener without TLS
+   * also accepts cleartext HTTP/2 by prior knowledge (the client preface);
+   * false: HTTP/1.1 only.
+   */
+  http2?: boolean | 'h2c';
+  /** HTTP/2 session limits (core-net's `DEFAULT_HTTP2_OPTIONS`: concurrent streams, windows, header list, flood limits). */
+  http2Options?: Partial<Http2Options>;
   vhosts: VirtualHostSpec[];
   /** Locations matched before every virtual host, whatever the Host (ACME HTTP-01 at /.well-known/acme-challenge/). */
   ahead?: LocationSpec[];
@@ -135,7 +146,7 @@ export class ReverseProxy implements ProxyCore {
   readonly sharedCounters: SharedCounters | undefined;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
-  readonly sessions = new Set<ClientSession>();
+  readonly sessions = new Set<LiveSession>();
   readonly health: HealthChecker;
   draining = false;
   private readonly ownsHealth: boolean;
@@ -275,11 +286,13 @@ export class ReverseProxy implements ProxyCore {
     const listener: Listener = { server: undefined as unknown as Server, ctx: plan.ctx, spec: plan.spec, addresses: plan.addresses, tls: plan.tls };
     listener.server = new Server({
       addresses: parseAddressList(plan.addresses.join(',')),
-      tls: plan.spec.tls,
+      tls: plan.spec.tls && listener.ctx.http2 !== undefined ? { ...plan.spec.tls, alpn: ALPN_H2 } : plan.spec.tls,
       logger: this.logger,
       limits: plan.limits,
       onConnection: (conn: Conn) => {
-        new ClientSession(conn, listener.ctx);
+        const http2 = listener.ctx.http2;
+        if (http2 !== undefined && conn.alpnProtocol === 'h2') new Http2ClientConnection(conn, listener.ctx, http2.options);
+        else new ClientSession(conn, listener.ctx);
       },
     });
     await listener.server.start();
@@ -381,6 +394,8 @@ export class ReverseProxy implements ProxyCore {
         const ctx = plan.keep.ctx;
         ctx.router = new Router(plan.spec.vhosts, ctx.router, this.sharedCounters, plan.spec.ahead); // compiled once already; now keeping the limits that stay
         ctx.forwarding = plan.ctx.forwarding;
+        // Cleartext h2c on or off: for the next connections (those speaking it now go on).
+        ctx.http2 = plan.ctx.http2;
         plan.keep.spec = plan.spec;
         plan.keep.addresses = plan.addresses;
         plan.keep.server.setLimits(plan.limits);
@@ -496,9 +511,27 @@ function planListener(spec: ListenerSpec, core: ProxyCore): ListenerPlan {
     spec,
     limits: listenerLimits(spec),
     addresses,
-    tls: spec.tls ? JSON.stringify(spec.tls) : '',
-    ctx: { core, router: new Router(spec.vhosts, undefined, core.sharedCounters, spec.ahead), forwarding: new Forwarding(spec.forwarding), scheme: spec.tls ? 'https' : 'http', wire: new ListenerWire() },
+    // HTTP/2 changes what TLS offers by ALPN: a TLS listener whose http2 changed is reopened like one whose TLS did.
+    tls: spec.tls ? JSON.stringify([spec.tls, (spec.http2 ?? REVERSE_DEFAULTS.http2) !== false]) : '',
+    ctx: {
+      core,
+      router: new Router(spec.vhosts, undefined, core.sharedCounters, spec.ahead),
+      forwarding: new Forwarding(spec.forwarding),
+      scheme: spec.tls ? 'https' : 'http',
+      wire: new ListenerWire(),
+      http2: listenerHttp2(spec),
+    },
   };
+}
+
+const ALPN_H2 = ['h2', 'http/1.1'];
+
+/** What a listener does with HTTP/2 (undefined: HTTP/1.1 only). */
+function listenerHttp2(spec: ListenerSpec): ListenerHttp2 | undefined {
+  const http2 = spec.http2 ?? REVERSE_DEFAULTS.http2;
+  if (http2 === 'h2c' && spec.tls) throw new Error('http2 = "h2c" is for listeners without tls (over TLS, HTTP/2 is chosen by ALPN)');
+  if (http2 === false || (http2 === true && !spec.tls)) return undefined;
+  return { h2c: http2 === 'h2c', options: spec.http2Options ?? {} };
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -524,7 +557,7 @@ function sweep(proxy: ReverseProxy, now: number): void {
     try {
       session.checkDeadline(now);
     } catch (error) {
-      crashed(session, error);
+      session.crashed(error);
     }
   }
 }

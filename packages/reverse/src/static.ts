@@ -32,7 +32,9 @@ export function staticLocation(options: StaticOptions): LocationHandler {
         if (name === 'content-length') length = Number(response.headers[name]);
         else headers.push([name, response.headers[name]!]);
       }
-      return { status: response.status, headers, body: bodyChunks!(response.body), length };
+      // Bytes (small files come from the file store's cache) are written at once, without an async iterator.
+      const body = response.body.kind === 'bytes' ? response.body.data : response.body.kind === 'empty' ? undefined : bodyChunks!(response.body);
+      return { status: response.status, headers, body, length };
     },
   };
 }

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { exchangeCount } from '../src/engine/exchange.js';
+import type { ClientSession } from '../src/engine/session.js';
 import { startBackend, startProxy, until } from './helpers.js';
 
 /** Send raw bytes on a keep-alive socket and read until `done` says the answer is complete. */
@@ -39,7 +40,7 @@ test('an idle keep-alive connection holds no exchange: it is created with the re
   try {
     const base = exchangeCount();
     await until(() => proxy.sessions.size === 1, 'the session');
-    const session = [...proxy.sessions][0]!;
+    const session = [...proxy.sessions][0] as ClientSession;
     assert.equal(session.exchange, undefined, 'no exchange before the first request');
 
     // While a request is served, the session has its exchange.

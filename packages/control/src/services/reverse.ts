@@ -60,6 +60,7 @@ function listeners(servers: readonly HttpServerConfig[], acme: AcmeService | und
       maxConnections: first.maxConnections,
       maxConnectionsPerIp: first.maxConnectionsPerIp,
       connectionLimitStatus: first.connectionLimitStatus,
+      http2: first.http2,
     };
     const auto = acme && group.some((server) => server.tls === 'auto');
     const files = group.filter((server) => server.tls !== undefined && server.tls !== 'auto').map((server) => ({ server, tls: server.tls as { cert: string; key: string } }));

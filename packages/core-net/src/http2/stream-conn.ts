@@ -14,11 +14,7 @@ import type { Http2Stream, Http2StreamError, Http2StreamHandler } from './sessio
 export class Http2StreamConn extends VirtualConn {
   constructor(readonly stream: Http2Stream) {
     super();
-    const carrier = stream.session.conn;
-    this.remoteAddress = carrier.remoteAddress;
-    this.remotePort = carrier.remotePort;
-    this.localAddress = carrier.localAddress;
-    this.localPort = carrier.localPort;
+    this.addressesOf(stream.session.conn);
     stream.userData = this;
     stream.setHandler(streamHandler);
   }

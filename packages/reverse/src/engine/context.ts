@@ -1,4 +1,4 @@
-import { HeadMemo, type HeadLimits, type Logger, type Ticker } from '@wmproxy/core-net';
+import { HeadMemo, type HeadLimits, type Http2Options, type Logger, type Ticker } from '@wmproxy/core-net';
 import type { AccessLog } from '../access-log.js';
 import type { Forwarding } from '../headers.js';
 import type { Router } from '../router.js';
@@ -27,11 +27,20 @@ export interface ProxyCore {
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   /** Live sessions, for the timeout sweep. */
-  readonly sessions: Set<{ checkDeadline(now: number): void; drainIfIdle(): void }>;
+  readonly sessions: Set<LiveSession>;
   /** Shutting down: answer the current request and close. */
   readonly draining: boolean;
   reportFailure(upstream: Upstream, server: UpstreamServer, kind: 'connect' | 'timeout' | 'status5xx', reason: string): void;
   reportSuccess(upstream: Upstream, server: UpstreamServer, latencyMs: number): void;
+}
+
+/** A client connection (HTTP/1 session, HTTP/2 connection) or HTTP/2 stream the proxy's sweep and shutdown visit. */
+export interface LiveSession {
+  readonly ctx: ListenerContext;
+  checkDeadline(now: number): void;
+  /** Shutting down: close now when idle, else after what is in flight (HTTP/2: GOAWAY). */
+  drainIfIdle(): void;
+  crashed(error: unknown): void;
 }
 
 /** What the sessions of one listener share. */
@@ -41,6 +50,14 @@ export interface ListenerContext {
   readonly forwarding: Forwarding;
   readonly scheme: 'http' | 'https';
   readonly wire: ListenerWire;
+  /** HTTP/2 on this listener: undefined (HTTP/1.1 only), or the session limits (h2 by ALPN over TLS; `h2c`: also by prior knowledge). */
+  readonly http2: ListenerHttp2 | undefined;
+}
+
+export interface ListenerHttp2 {
+  /** Accept cleartext HTTP/2 by prior knowledge (the client preface) beside HTTP/1.1. */
+  readonly h2c: boolean;
+  readonly options: Partial<Http2Options>;
 }
 
 /**

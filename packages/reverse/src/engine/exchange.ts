@@ -750,7 +750,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients. */
   onInterim(head: ResponseHead): void {
     // Rebuilt as HTTP/1.1 without hop-by-hop fields (the upstream's version and Connection are its own).
-    if (this.req!.version === '1.1') this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
+    if (this.req!.version === '1.1' && this.session.http2 === undefined) this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
   }
 
   /** ResponseHeadSink: a malformed head. */
@@ -795,12 +795,17 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       }
       fields.push(field);
     }
-    // An HTTP/1.0 client cannot read chunked: decode it and delimit by closing.
-    this.dechunk = head.chunked && req.version === '1.0';
-    if (this.dechunk) this.keepAlive = false;
-    else if (head.chunked) fields.push(['Transfer-Encoding', 'chunked']);
-    if (!this.keepAlive) fields.push(['Connection', 'close']);
-    else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    if (this.session.http2 !== undefined) {
+      // HTTP/2 frames the body itself (DATA, END_STREAM): a chunked body is decoded.
+      this.dechunk = head.chunked;
+    } else {
+      // An HTTP/1.0 client cannot read chunked: decode it and delimit by closing.
+      this.dechunk = head.chunked && req.version === '1.0';
+      if (this.dechunk) this.keepAlive = false;
+      else if (head.chunked) fields.push(['Transfer-Encoding', 'chunked']);
+      if (!this.keepAlive) fields.push(['Connection', 'close']);
+      else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    }
     if (this.location!.responseRules.length > 0) applyRules(fields, this.location!.responseRules, this.variables());
     // The head goes out with the first body bytes in one write (one syscall less per response).
     this.forwardResponseBody(chunk, start, statusLine(head.status, head.reason), fields);
@@ -824,9 +829,12 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     if (this.dechunk) {
       const chunk = start === 0 ? whole : whole.subarray(start);
       if (statusLine !== undefined) {
-        const head = composeHead(statusLine, fields!);
-        this.bytesSent += head.byteLength;
-        client.write(head);
+        if (session.http2 !== undefined) session.http2.respond(this.status, fields!, false);
+        else {
+          const head = composeHead(statusLine, fields!);
+          this.bytesSent += head.byteLength;
+          client.write(head);
+        }
       }
       const taken = chunk.byteLength === 0 ? 0 : reader.push(chunk, this);
       if (taken < 0) {
@@ -848,7 +856,13 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       client.destroy();
       return;
     }
-    if (taken > 0 || statusLine !== undefined) {
+    if (session.http2 !== undefined) {
+      if (statusLine !== undefined) session.http2.respond(this.status, fields!, false);
+      if (taken > 0) {
+        this.bytesSent += taken;
+        if (!client.write(start === 0 && taken === whole.byteLength ? whole : whole.subarray(start, start + taken))) this.pauseUp();
+      }
+    } else if (taken > 0 || statusLine !== undefined) {
       const out =
         statusLine !== undefined
           ? session.ctx.wire.responseMemo.compose(statusLine, fields!, taken === 0 ? undefined : whole, start, start + taken)
@@ -998,6 +1012,16 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     if (!this.keepAlive) fields.push(['Connection', 'close']);
     else if (req?.version === '1.0') fields.push(['Connection', 'keep-alive']);
     if (this.location && this.location.responseRules.length > 0) applyRules(fields, this.location.responseRules, this.variables());
+    if (session.http2 !== undefined) {
+      const empty = bodyless || payload.byteLength === 0;
+      session.http2.respond(status, fields, false);
+      this.bytesSent = empty ? 0 : payload.byteLength;
+      const flushed = empty || session.client.write(payload);
+      if (reason) session.ctx.core.logger.info('local response', { client: this.clientIp, status, reason });
+      this.logAccess(reason);
+      session.exchangeDone(this, this.keepAlive, flushed);
+      return;
+    }
     const head = serializeResponseHead(status, STATUS_TEXT[status] ?? 'Unknown', fields);
     this.bytesSent = head.byteLength + (bodyless ? 0 : payload.byteLength);
     let flushed = session.client.write(head);
@@ -1044,7 +1068,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       if (lower === 'content-length') length = Number(field[1]);
       else if (lower !== 'transfer-encoding' && lower !== 'connection') fields.push(field);
     }
-    const chunked = length === undefined && req.method !== 'HEAD' && response.status !== 204 && response.status !== 304;
+    const chunked = length === undefined && req.method !== 'HEAD' && response.status !== 204 && response.status !== 304 && session.http2 === undefined;
     if (length !== undefined) fields.push(['Content-Length', String(length)]);
     else if (chunked) fields.push(['Transfer-Encoding', 'chunked']);
     if (chunked && req.version === '1.0') this.keepAlive = false;
@@ -1052,10 +1076,15 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
     if (location.responseRules.length > 0) applyRules(fields, location.responseRules, this.variables());
     this.status = response.status;
-    const head = serializeResponseHead(response.status, STATUS_TEXT[response.status] ?? 'Unknown', fields);
-    this.bytesSent = head.byteLength;
     const client = session.client;
-    client.write(head);
+    if (session.http2 !== undefined) {
+      session.http2.respond(response.status, fields, false);
+      this.bytesSent = 0;
+    } else {
+      const head = serializeResponseHead(response.status, STATUS_TEXT[response.status] ?? 'Unknown', fields);
+      this.bytesSent = head.byteLength;
+      client.write(head);
+    }
     try {
       for await (const piece of body) {
         if (session.isClosed) return;
@@ -1160,7 +1189,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       startedAt: this.startedAt || now,
       method: req?.method ?? '-',
       target: req?.target ?? '-',
-      version: req?.version ?? '1.1',
+      version: this.session.http2 !== undefined ? '2.0' : (req?.version ?? '1.1'),
       host: this.authority ?? req?.host ?? '',
       status: this.status,
       bytesSent: this.bytesSent,

@@ -1,4 +1,4 @@
-import type { Conn } from '@wmproxy/core-net';
+import type { Conn, HeaderList } from '@wmproxy/core-net';
 import type { ListenerContext } from './context.js';
 
 // The vocabulary between a client connection (session.ts) and the exchange
@@ -30,9 +30,20 @@ export enum Deadline {
   Idle,
 }
 
-/** What an exchange sees of its client connection (a ClientSession). */
+/**
+ * How an HTTP/2 stream takes a response head (h2.ts): as HEADERS, after
+ * which the exchange writes the body unframed to `client` (DATA).
+ */
+export interface Http2Responder {
+  /** `fields` as the HTTP/1 path built them; connection-specific ones are dropped, names lower-cased. */
+  respond(status: number, fields: HeaderList, endStream: boolean): void;
+}
+
+/** What an exchange sees of its client connection (a ClientSession, or one HTTP/2 stream). */
 export interface ClientConnection {
   readonly client: Conn;
+  /** Set on an HTTP/2 stream: response heads go there, bodies are not HTTP/1-framed. */
+  readonly http2: Http2Responder | undefined;
   readonly ctx: ListenerContext;
   phase: Phase;
   readonly clientEnded: boolean;

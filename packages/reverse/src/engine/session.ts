@@ -1,8 +1,9 @@
 import { HeadBuffer, parseRequestHead, type Conn, type ConnHandler, type RequestHead } from '@wmproxy/core-net';
 import type { ListenerContext } from './context.js';
 import { Exchange, HOLD_LIMIT } from './exchange.js';
-import { scheduleHedge } from './hedge.js';
+import { armHedgeTimer, hedgeTimerFired, keepHeld, passedDeadline, pauseSide, resumeSide, takeHeld, toRequestBody, type ClientSide } from './client-side.js';
 import { Deadline, Phase, type ClientConnection } from './phase.js';
+import { Http2ClientConnection, startsWithPreface } from './h2.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -15,9 +16,10 @@ const EMPTY = new Uint8Array(0);
  * requests a keep-alive connection holds its Conn, this object and, only
  * while a head is partial, the head's bytes.
  */
-export class ClientSession implements ClientConnection {
+export class ClientSession implements ClientConnection, ClientSide {
   readonly client: Conn;
   readonly ctx: ListenerContext;
+  readonly http2 = undefined;
   phase = Phase.Head;
   deadline = 0;
   deadlineKind = Deadline.None;
@@ -26,15 +28,16 @@ export class ClientSession implements ClientConnection {
   /** A partial request head (only while one is partial). */
   private headBuf: HeadBuffer | undefined = undefined;
   /** Client bytes that arrived while they could not be read (a request is being served). */
-  private held: Uint8Array[] | undefined = undefined;
+  held: Uint8Array[] | undefined = undefined;
   heldBytes = 0;
   clientEnded = false;
-  /** Pausing and resuming a socket can cost a system call: only when the state changes. */
-  private clientPaused = false;
+  clientPaused = false;
   /** A local answer was written but not flushed: the next request is read once the client drains. */
   private localDone = false;
   /** Due time of this connection's earliest entry in the hedge timer (0: none). */
-  private hedgeTimerAt = 0;
+  hedgeTimerAt = 0;
+  /** No request yet: the connection may still turn out to be h2c by prior knowledge. */
+  private firstHead = true;
 
   constructor(client: Conn, ctx: ListenerContext) {
     this.client = client;
@@ -66,15 +69,9 @@ export class ClientSession implements ClientConnection {
       case Phase.Head:
         this.readHead(chunk);
         return;
-      case Phase.Proxy: {
-        const reader = this.exchange?.reqReader;
-        if (reader && !reader.done) {
-          this.exchange!.forwardRequestBody(chunk);
-          return;
-        }
-        this.hold(chunk);
+      case Phase.Proxy:
+        if (!toRequestBody(this, chunk)) this.hold(chunk);
         return;
-      }
       case Phase.Connecting:
       case Phase.Local:
         this.hold(chunk);
@@ -85,31 +82,22 @@ export class ClientSession implements ClientConnection {
   }
 
   pauseClient(): void {
-    if (this.clientPaused) return;
-    this.clientPaused = true;
-    this.client.pause();
+    pauseSide(this);
   }
 
-  /** `force`: resume whatever this session thinks (a tunnel's relay reads from now on). */
   resumeClient(force = false): void {
-    if (!this.clientPaused && !force) return;
-    this.clientPaused = false;
-    this.client.resume();
+    resumeSide(this, force);
   }
 
   hold(chunk: Uint8Array): void {
-    if (chunk.byteLength === 0) return;
-    (this.held ??= []).push(chunk.slice());
-    this.heldBytes += chunk.byteLength;
-    if (this.heldBytes >= HOLD_LIMIT) this.pauseClient();
+    // Socket chunks may be reused by the runtime: a copy is kept.
+    if (chunk.byteLength > 0) keepHeld(this, chunk.slice());
   }
 
   /** Feed held bytes back through the state machine (after a phase change). */
   replayHeld(): void {
-    const chunks = this.held;
+    const chunks = takeHeld(this);
     if (chunks === undefined) return;
-    this.held = undefined;
-    this.heldBytes = 0;
     for (let i = 0; i < chunks.length; i++) {
       if (this.phase === Phase.Closed) return;
       this.onClientData(chunks[i]!);
@@ -119,6 +107,7 @@ export class ClientSession implements ClientConnection {
   private readHead(chunk: Uint8Array): void {
     const buffer = this.headBuf;
     const view = buffer === undefined ? chunk : buffer.feed(chunk);
+    if (this.firstHead && this.ctx.http2 !== undefined && this.toHttp2(view)) return;
     const result = parseRequestHead(view, this.ctx.core.headLimits);
     if (result.kind === 'incomplete') {
       if (this.clientEnded) {
@@ -148,7 +137,39 @@ export class ClientSession implements ClientConnection {
     this.begin(result.head, Date.now()).start();
   }
 
+  /**
+   * The connection's first bytes: HTTP/2 when TLS chose h2 by ALPN (on Bun
+   * the handshake ends after the connection is handed out, so it is asked
+   * here), or, with h2c, when they are the client preface ("PRI" is no
+   * HTTP/1 method). The connection then becomes an HTTP/2 one. False: HTTP/1.
+   */
+  private toHttp2(view: Uint8Array): boolean {
+    if (this.client.alpnProtocol === 'h2') {
+      this.handOver(view);
+      return true;
+    }
+    if (!this.ctx.http2!.h2c || view[0] !== 0x50 /* P */) return false;
+    const { match, complete } = startsWithPreface(view);
+    if (!match) return false;
+    if (!complete) {
+      if (this.headBuf === undefined) this.setDeadline(Deadline.Header, this.ctx.core.timeouts.clientHeaderMs);
+      (this.headBuf ??= new HeadBuffer()).keep(view);
+      return true;
+    }
+    this.handOver(view);
+    return true;
+  }
+
+  private handOver(view: Uint8Array): void {
+    const first = view.slice();
+    this.headBuf = undefined;
+    this.phase = Phase.Closed;
+    this.ctx.core.sessions.delete(this);
+    new Http2ClientConnection(this.client, this.ctx, this.ctx.http2!.options, first);
+  }
+
   private begin(head: RequestHead | undefined, now: number): Exchange {
+    this.firstHead = false;
     const exchange = new Exchange(this, head, now);
     this.exchange = exchange;
     return exchange;
@@ -235,29 +256,14 @@ export class ClientSession implements ClientConnection {
     this.ctx.core.sessions.delete(this);
   }
 
-  // ---------------------------------------------------------------- hedge timer (hedge.ts)
+  // ---------------------------------------------------------------- hedge timer (hedge.ts, client-side.ts)
 
-  /**
-   * The exchange's request hedge is due at `at`. Most requests are answered
-   * long before: while the connection has an entry in the hedge timer due no
-   * later, no new one is added (that entry re-arms for the current deadline
-   * when it fires), so a keep-alive connection costs the timer one entry per
-   * hedge delay, not one per request.
-   */
   armHedgeTimer(at: number): void {
-    if (this.hedgeTimerAt !== 0 && this.hedgeTimerAt <= at) return;
-    this.hedgeTimerAt = at;
-    scheduleHedge(this.ctx.core.ticker, this, at);
+    armHedgeTimer(this, at);
   }
 
-  /** The hedge timer: the exchange's hedge due at `at` may be due now. */
   hedgeDue(at: number): void {
-    if (at === this.hedgeTimerAt) this.hedgeTimerAt = 0;
-    try {
-      this.exchange?.hedgeDue(at);
-    } catch (error) {
-      this.crashed(error);
-    }
+    hedgeTimerFired(this, at);
   }
 
   // ---------------------------------------------------------------- timeouts
@@ -273,20 +279,10 @@ export class ClientSession implements ClientConnection {
 
   /** Called by the proxy's sweep (its Ticker). */
   checkDeadline(now: number): void {
-    let exchange = this.exchange;
-    if (exchange !== undefined) {
-      if (exchange.hedgeDeadline !== 0 && now >= exchange.hedgeDeadline) exchange.hedgeDue(now);
-      exchange = this.exchange;
-      if (exchange !== undefined && exchange.requestDeadline !== 0 && now >= exchange.requestDeadline) {
-        exchange.requestTimedOut();
-        return;
-      }
-    }
-    if (this.deadline === 0 || now < this.deadline) return;
-    const kind = this.deadlineKind;
-    this.deadline = 0;
-    this.deadlineKind = Deadline.None;
+    const kind = passedDeadline(this, now);
     switch (kind) {
+      case Deadline.None:
+        return;
       case Deadline.KeepAlive:
         this.phase = Phase.Closed;
         this.client.end();
@@ -306,11 +302,6 @@ export class ClientSession implements ClientConnection {
     this.exchange?.up?.destroy();
     this.client.destroy();
   }
-}
-
-/** A bug must cost one connection, never the process (the proxy's sweep calls this). */
-export function crashed(session: ClientSession, error: unknown): void {
-  session.crashed(error);
 }
 
 const clientHandler: ConnHandler = {

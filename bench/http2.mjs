@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// HTTP/2 towards clients, as users run it: `wmproxy reverse-proxy --cert --key`
+// (proxied responses) and `wmproxy file-server --cert --key` (static files),
+// on Bun and on Node, against nginx (`listen ssl http2`, 1 worker, proxy_pass
+// with upstream keep-alive, and `root` for files) in the same run, over the
+// same backend (one nginx process answering "hello\n" over HTTP/1.1). The
+// 320 streams in flight need as many upstream connections; both keep up to
+// 256 idle ones (nginx `keepalive 256`; wmproxy's pool default per server).
+// h2load -n N -c 32 -m 10 over TLS; runs interleaved, median of R. On a
+// shared machine whose speed drifts between minutes, the figure to compare is
+// the paired ratio: each server against the nginx run of the same round. CPU
+// per request is the server's (front process only; the backend is the same for all).
+// Usage: flock /work/bench.lock node bench/http2.mjs [--requests N] [--runs R] [--file-size BYTES]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, have, startProcess } from './lib/proc.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const at = args.indexOf(name);
+  return at >= 0 ? args[at + 1] : fallback;
+};
+const requests = Number(option('--requests', 30_000));
+const runs = Number(option('--runs', 5));
+const fileSize = Number(option('--file-size', 1024));
+const bun = join(root, 'node_modules/.bin/bun');
+const cli = join(root, 'cli/bin/run.js');
+
+for (const tool of ['h2load', 'nginx', 'openssl']) {
+  if (!have(tool)) {
+    console.error(`${tool} is needed (apt-get install nghttp2-client nginx openssl)`);
+    process.exit(2);
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'wmproxy-http2-bench-'));
+const cert = join(dir, 'cert.pem');
+const key = join(dir, 'key.pem');
+execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+  '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+const www = join(dir, 'www');
+mkdirSync(www);
+writeFileSync(join(www, 'file.txt'), 'x'.repeat(fileSize));
+const temps = `client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};`;
+
+async function nginx(name, server, port) {
+  const conf = join(dir, `${name}.conf`);
+  writeFileSync(conf, `daemon off; worker_processes 1; pid ${join(dir, `${name}.pid`)}; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; default_type text/plain; sendfile on; keepalive_requests 1000000; http2_max_requests 1000000; ${temps}
+${server} }
+`);
+  return startProcess('nginx', ['-c', conf, '-p', dir], { port, name });
+}
+
+const backendPort = await freePort();
+const frontPort = await freePort();
+
+function wmproxy(runtime, argv, port) {
+  return startProcess(runtime === 'bun' ? bun : process.execPath, [cli, ...argv], { port, name: `wmproxy-${runtime}`, env: { NODE_ENV: 'production' } });
+}
+
+async function reverse(runtime) {
+  const port = await freePort();
+  return { port, proc: await wmproxy(runtime, ['reverse-proxy', '--from', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${backendPort}`, '--cert', cert, '--key', key, '--log-level', 'error'], port) };
+}
+
+async function files(runtime) {
+  const port = await freePort();
+  return { port, proc: await wmproxy(runtime, ['file-server', '--root', www, '--listen', `127.0.0.1:${port}`, '--cert', cert, '--key', key], port) };
+}
+
+function h2load(port, path, n) {
+  const url = `https://127.0.0.1:${port}${path}`;
+  const result = spawnSync('h2load', ['-n', String(n), '-c', '32', '-m', '10', url], { encoding: 'utf8', timeout: 180_000 });
+  const text = result.stdout ?? '';
+  const rps = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(text)?.[1] ?? NaN);
+  const ok = Number(/(\d+) succeeded/.exec(text)?.[1] ?? 0);
+  const codes2xx = Number(/status codes: (\d+) 2xx/.exec(text)?.[1] ?? 0);
+  if (!(rps > 0)) console.error(`h2load against ${url} printed:\n${text}${result.stderr}`);
+  return { rps, notOk: n - Math.min(ok, codes2xx) };
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+const live = [];
+const rows = [];
+let backend;
+try {
+  backend = await nginx('backend', `server { listen 127.0.0.1:${backendPort}; location / { return 200 "hello\\n"; } }`, backendPort);
+  const front = await nginx(
+    'front',
+    `upstream app { server 127.0.0.1:${backendPort}; keepalive 256; }
+server { listen 127.0.0.1:${frontPort} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key};
+  location /proxy/ { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  location / { root ${www}; } }`,
+    frontPort,
+  );
+  const nginxFront = { port: frontPort, proc: front };
+  const bunProxy = await reverse('bun');
+  const bunFiles = await files('bun');
+  const nodeProxy = await reverse('node');
+  const nodeFiles = await files('node');
+  const cases = [
+    { kind: 'proxied', server: 'nginx 1 worker', peer: true, ...nginxFront, path: '/proxy/x' },
+    { kind: 'proxied', server: 'wmproxy reverse-proxy on Bun', ...bunProxy, path: '/proxy/x' },
+    { kind: 'proxied', server: 'wmproxy reverse-proxy on Node', ...nodeProxy, path: '/proxy/x' },
+    { kind: 'static', server: 'nginx 1 worker', peer: true, ...nginxFront, path: '/file.txt' },
+    { kind: 'static', server: 'wmproxy file-server on Bun', ...bunFiles, path: '/file.txt' },
+    { kind: 'static', server: 'wmproxy file-server on Node', ...nodeFiles, path: '/file.txt' },
+  ];
+  for (const c of cases) live.push({ c, samples: [], notOk: 0, cpu: 0 });
+  for (const s of live) h2load(s.c.port, s.c.path, Math.min(10_000, requests)); // warm-up (JIT, pools, TLS)
+  for (let round = 0; round < runs; round++) {
+    for (const s of live) {
+      const before = s.c.proc.cpuSeconds();
+      const r = h2load(s.c.port, s.c.path, requests);
+      s.cpu += s.c.proc.cpuSeconds() - before;
+      s.samples.push(r.rps);
+      s.notOk += r.notOk;
+    }
+  }
+  for (const s of live) {
+    rows.push({
+      kind: s.c.kind,
+      server: s.c.server,
+      peer: !!s.c.peer,
+      rps: Math.round(median(s.samples)),
+      samples: s.samples.map(Math.round),
+      notOk: s.notOk,
+      cpuUsPerRequest: Number(((s.cpu * 1e6) / (runs * requests)).toFixed(1)),
+      peakRssMiB: Number((s.c.proc.peakRssMiB() ?? 0).toFixed(1)),
+    });
+  }
+} finally {
+  const procs = new Set(live.map((s) => s.c.proc));
+  for (const proc of procs) await proc.stop();
+  await backend?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+for (const row of rows) {
+  const peer = rows.find((r) => r.peer && r.kind === row.kind);
+  const paired = row.samples.map((rps, round) => rps / peer.samples[round]);
+  row.vsNginx = Number(median(paired).toFixed(2));
+  row.vsNginxRange = [Math.min(...paired), Math.max(...paired)].map((ratio) => Number(ratio.toFixed(2)));
+  row.cpuVsNginx = Number((row.cpuUsPerRequest / peer.cpuUsPerRequest).toFixed(2));
+}
+let load = '';
+try {
+  load = execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
+} catch {}
+console.log(`\nh2load -n ${requests} -c 32 -m 10 over TLS (h2 by ALPN), median of ${runs} interleaved runs; static: a ${fileSize}-byte file; proxied: "hello\\n" from one nginx backend over HTTP/1.1; load average ${load}`);
+console.log('| kind | server | req/s (median) | req/s × nginx, paired: median [range] | runs | not 2xx | server CPU µs/req | CPU × nginx | peak RSS MiB |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.kind} | ${r.server} | ${r.rps} | ${r.vsNginx.toFixed(2)} [${r.vsNginxRange.join('–')}] | ${r.samples.join(', ')} | ${r.notOk} | ${r.cpuUsPerRequest} | ${r.cpuVsNginx.toFixed(2)} | ${r.peakRssMiB} |`);
+console.log(JSON.stringify({ bench: 'http2', requests, runs, fileSize, load, rows }));

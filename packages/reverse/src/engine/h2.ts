@@ -1,0 +1,383 @@
+import {
+  CLIENT_PREFACE,
+  ErrorCode,
+  Http2Session,
+  VirtualConn,
+  http2RequestToHttp1Fields,
+  lowerName,
+  type Conn,
+  type HeaderList,
+  type Http2Headers,
+  type Http2Options,
+  type Http2SessionHandler,
+  type Http2Stream,
+  type Http2StreamError,
+  type Http2StreamHandler,
+  type RequestHead,
+} from '@wmproxy/core-net';
+import type { ListenerContext } from './context.js';
+import { armHedgeTimer, hedgeTimerFired, keepHeld, passedDeadline, pauseSide, resumeSide, takeHeld, toRequestBody, type ClientSide } from './client-side.js';
+import { Exchange } from './exchange.js';
+import { Deadline, Phase, type ClientConnection, type Http2Responder } from './phase.js';
+
+/*
+ * The HTTP/2 request codec of the reverse proxy: one client connection is an
+ * `Http2Session` (core-net's codec), each of its streams one request handed
+ * to the same `Exchange` (exchange.ts) that serves HTTP/1.1 requests, so
+ * routing, limits, balancing, retries, hedging, header rules, the access log
+ * and health reports are the HTTP/1 ones. What differs is the wire: the
+ * request head arrives decoded (translated to the HTTP/1 field list the
+ * policy layer reads), the response head leaves as HEADERS (`respond`),
+ * response bodies leave unframed as DATA, and the stream ends with
+ * END_STREAM; a reset stream aborts its upstream attempt.
+ */
+
+const CRLF = new Uint8Array([13, 10]);
+const LAST_CHUNK = new Uint8Array([48, 13, 10, 13, 10]);
+/** An HTTP/2 request has no Connection field (validate.ts refuses one): one shared empty token list. */
+const NO_TOKENS: string[] = [];
+
+/** RFC 9113 §8.2.2: HTTP/1.1 fields that mean nothing on an HTTP/2 stream (and Host, which travels as :authority). */
+const NOT_ON_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te']);
+
+/** True when `bytes` begin with the HTTP/2 client preface (as far as they go: `complete` false when too short to tell). */
+export function startsWithPreface(bytes: Uint8Array): { match: boolean; complete: boolean } {
+  const n = Math.min(bytes.byteLength, CLIENT_PREFACE.byteLength);
+  for (let i = 0; i < n; i++) if (bytes[i] !== CLIENT_PREFACE[i]) return { match: false, complete: true };
+  return { match: true, complete: n === CLIENT_PREFACE.byteLength };
+}
+
+/**
+ * One HTTP/2 client connection: its session (SETTINGS, flow control,
+ * limits) and its live streams. On shutdown or when its listener is retired
+ * by a reload it sends GOAWAY: streams in flight finish, none is lost (a
+ * stream the client opened after the GOAWAY is refused, which clients retry).
+ */
+export class Http2ClientConnection implements Http2SessionHandler {
+  readonly session: Http2Session;
+  readonly ctx: ListenerContext;
+
+  constructor(conn: Conn, ctx: ListenerContext, options: Partial<Http2Options> | undefined, first?: Uint8Array) {
+    this.ctx = ctx;
+    ctx.core.sessions.add(this);
+    // Without streams, the connection closes after the keep-alive timeout, as an idle HTTP/1 one does (as in nginx).
+    this.session = new Http2Session(conn, 'server', this, { idleTimeoutMs: ctx.core.timeouts.keepAliveMs, ...options });
+    this.session.userData = this;
+    if (ctx.core.draining) this.session.close();
+    if (first !== undefined && first.byteLength > 0) this.session.onConnData(first);
+  }
+
+  stream(stream: Http2Stream): void {
+    if (this.ctx.core.draining) {
+      // Arrived while the GOAWAY was on its way: not processed, the client retries it.
+      stream.reset(ErrorCode.REFUSED_STREAM);
+      return;
+    }
+    const client = new Http2ClientStream(stream, this.ctx);
+    try {
+      client.begin();
+    } catch (error) {
+      client.crashed(error);
+    }
+  }
+
+  close(): void {
+    this.ctx.core.sessions.delete(this);
+  }
+
+  /** On shutdown or retirement: GOAWAY, streams in flight finish. */
+  drainIfIdle(): void {
+    this.session.close();
+  }
+
+  /** The session keeps its own idle and stall timers; the streams' deadlines are their own sessions'. */
+  checkDeadline(): void {}
+
+  crashed(error: unknown): void {
+    this.ctx.core.logger.error('HTTP/2 connection failed', { client: this.session.conn.remoteAddress, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    this.session.destroy();
+  }
+}
+
+/**
+ * One HTTP/2 stream as the client side of an `Exchange`: the exchange's
+ * `session` and its `client` Conn in one object (one allocation per stream
+ * besides the exchange). Writes are DATA, `destroy` is RST_STREAM CANCEL,
+ * `pause`/`resume` hold the client's stream window (request-body backpressure).
+ */
+export class Http2ClientStream extends VirtualConn implements ClientConnection, ClientSide, Http2Responder {
+  readonly client: Conn = this;
+  readonly ctx: ListenerContext;
+  readonly http2: Http2Responder = this;
+  phase = Phase.Head;
+  deadline = 0;
+  deadlineKind = Deadline.None;
+  exchange: Exchange | undefined = undefined;
+  clientEnded = false;
+  heldBytes = 0;
+  held: Uint8Array[] | undefined = undefined;
+  /** The request body is sent upstream chunked (no content-length): DATA frames are framed as chunks. */
+  private chunkBody = false;
+  clientPaused = false;
+  hedgeTimerAt = 0;
+  /** Our side ended while the client still sends: what it sends is read and dropped. */
+  private discard = false;
+
+  constructor(
+    readonly stream: Http2Stream,
+    ctx: ListenerContext,
+  ) {
+    super();
+    this.ctx = ctx;
+    this.addressesOf(stream.session.conn);
+    stream.userData = this;
+  }
+
+  get isClosed(): boolean {
+    return this.phase === Phase.Closed;
+  }
+
+  /** Translate the request head and hand it to an exchange. */
+  begin(): void {
+    const stream = this.stream;
+    const request = stream.request!;
+    const ended = stream.inboxEnded;
+    const contentLength = stream.expectedLength >= 0 ? stream.expectedLength : undefined;
+    const chunked = contentLength === undefined && !ended;
+    this.chunkBody = chunked;
+    const head: RequestHead = {
+      method: request.method,
+      target: request.path,
+      version: '1.1',
+      headers: http2RequestToHttp1Fields(request),
+      // No body and no length: no Content-Length upstream either (a GET stays a GET).
+      contentLength,
+      chunked,
+      framing: chunked ? 'chunked' : contentLength !== undefined && contentLength > 0 ? 'length' : 'none',
+      keepAlive: true,
+      connection: NO_TOKENS,
+      upgrade: undefined,
+      expectContinue: false,
+      host: request.authority || undefined,
+    };
+    this.ctx.core.sessions.add(this);
+    stream.setHandler(streamHandler);
+    if (this.phase !== Phase.Head) return;
+    const exchange = new Exchange(this, head, Date.now());
+    this.exchange = exchange;
+    exchange.start();
+  }
+
+  setDeadline(kind: Deadline, ms: number, now?: number): void {
+    this.deadlineKind = ms > 0 ? kind : Deadline.None;
+    this.deadline = ms > 0 ? (now ?? Date.now()) + ms : 0;
+  }
+
+  // ---------------------------------------------------------------- Http2StreamHandler (the client's side)
+
+  onData(chunk: Uint8Array): void {
+    if (this.discard || this.phase === Phase.Closed) return;
+    if (!this.chunkBody) {
+      this.onClientBytes(chunk);
+      return;
+    }
+    // Chunked framing upstream: one chunk per DATA frame.
+    const size = chunk.byteLength.toString(16);
+    const framed = new Uint8Array(size.length + 4 + chunk.byteLength);
+    for (let i = 0; i < size.length; i++) framed[i] = size.charCodeAt(i);
+    framed[size.length] = 13;
+    framed[size.length + 1] = 10;
+    framed.set(chunk, size.length + 2);
+    framed.set(CRLF, size.length + 2 + chunk.byteLength);
+    this.onClientBytes(framed);
+  }
+
+  onEnd(trailers: Http2Headers | undefined): void {
+    if (this.discard || this.phase === Phase.Closed) return;
+    if (this.chunkBody) this.onClientBytes(trailers === undefined || trailers.length === 0 ? LAST_CHUNK : lastChunkWithTrailers(trailers));
+    this.clientEnded = true;
+    if (this.phase === Phase.Proxy) this.exchange?.abandonIncompleteBody();
+  }
+
+  onDrain(): void {
+    this.exchange?.clientDrained();
+  }
+
+  onClose(error: Http2StreamError | undefined): void {
+    this.phase = Phase.Closed;
+    this.ctx.core.sessions.delete(this);
+    const exchange = this.exchange;
+    this.exchange = undefined;
+    this.held = undefined;
+    exchange?.clientClosed(false);
+    this.dispatchClose(error);
+  }
+
+  private onClientBytes(bytes: Uint8Array): void {
+    switch (this.phase) {
+      case Phase.Proxy:
+        if (!toRequestBody(this, bytes)) this.hold(bytes);
+        return;
+      case Phase.Head:
+      case Phase.Connecting:
+      case Phase.Local:
+        this.hold(bytes);
+        return;
+      default:
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------- ClientConnection
+
+  pauseClient(): void {
+    pauseSide(this);
+  }
+
+  resumeClient(force = false): void {
+    resumeSide(this, force);
+  }
+
+  hold(chunk: Uint8Array): void {
+    // DATA chunks are ours to keep (the codec hands them over); chunk framing made a copy.
+    if (chunk.byteLength > 0) keepHeld(this, chunk);
+  }
+
+  replayHeld(): void {
+    const chunks = takeHeld(this);
+    if (chunks === undefined) return;
+    for (let i = 0; i < chunks.length; i++) {
+      if (this.phase === Phase.Closed) return;
+      this.onClientBytes(chunks[i]!);
+    }
+  }
+
+  exchangeDone(exchange: object, _keepAlive: boolean, _flushed: boolean): void {
+    if (this.exchange === exchange) this.exchange = undefined;
+    if (this.phase === Phase.Closed) return;
+    this.phase = Phase.Closed;
+    this.ctx.core.sessions.delete(this);
+    this.held = undefined;
+    this.heldBytes = 0;
+    if (!this.clientEnded) {
+      // RFC 9113 §8.1: the response is complete before the request: what the client still sends is read and dropped.
+      this.discard = true;
+      this.resumeClient(true);
+    }
+    this.stream.end();
+  }
+
+  becomeTunnel(): void {
+    // An HTTP/2 request never carries Upgrade (validate.ts refuses it), so no 101 reaches here.
+    this.stream.reset(ErrorCode.PROTOCOL_ERROR);
+  }
+
+  armHedgeTimer(at: number): void {
+    armHedgeTimer(this, at);
+  }
+
+  hedgeDue(at: number): void {
+    hedgeTimerFired(this, at);
+  }
+
+  /** Streams finish on shutdown: the connection's GOAWAY stops new ones. */
+  drainIfIdle(): void {}
+
+  checkDeadline(now: number): void {
+    const kind = passedDeadline(this, now);
+    if (kind !== Deadline.None) this.exchange?.deadlinePassed(kind, now);
+  }
+
+  crashed(error: unknown): void {
+    this.ctx.core.logger.error('proxy stream failed', { client: this.remoteAddress, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    this.exchange?.up?.destroy();
+    this.destroy();
+  }
+
+  // ---------------------------------------------------------------- Http2Responder
+
+  respond(status: number, fields: HeaderList, endStream: boolean): void {
+    const out: Http2Headers = [];
+    for (let i = 0; i < fields.length; i++) {
+      const field = fields[i]!;
+      const name = lowerName(field[0]);
+      if (NOT_ON_H2.has(name)) continue;
+      out.push(name, field[1]);
+    }
+    this.stream.respond(status, out, endStream);
+  }
+
+  // ---------------------------------------------------------------- Conn (what the exchange writes to)
+
+  write(chunk: Uint8Array): boolean {
+    if (this.closed || this.stream.closed) return false;
+    if (chunk.byteLength === 0) return true;
+    this.bytesWritten += chunk.byteLength;
+    return this.stream.write(chunk);
+  }
+
+  /** The exchange ends the stream through `exchangeDone`. */
+  end(): void {}
+
+  destroy(error?: Error): void {
+    if (this.closed) return;
+    if (!this.stream.closed) this.stream.reset(ErrorCode.CANCEL);
+    if (!this.closed) this.dispatchClose(error);
+  }
+
+  /** Holds the client's stream window: it stops sending. */
+  pause(): void {
+    this.stream.pause();
+  }
+
+  resume(): void {
+    this.stream.resume();
+  }
+}
+
+/** `0\r\n` + trailer fields + `\r\n`: an HTTP/2 request's trailers for a chunked HTTP/1.1 body. */
+function lastChunkWithTrailers(trailers: Http2Headers): Uint8Array {
+  let text = '0\r\n';
+  for (let i = 0; i < trailers.length; i += 2) {
+    const name = trailers[i]!;
+    if (NOT_ON_H2.has(name)) continue;
+    text += `${name}: ${trailers[i + 1]!}\r\n`;
+  }
+  return Buffer.from(`${text}\r\n`, 'latin1');
+}
+
+/** A stream's events go to its Http2ClientStream (`stream.userData`); a bug costs the stream, not the connection. */
+const streamHandler: Http2StreamHandler = {
+  data(stream, chunk) {
+    const client = stream.userData as Http2ClientStream;
+    try {
+      client.onData(chunk);
+    } catch (error) {
+      client.crashed(error);
+    }
+  },
+  end(stream, trailers) {
+    const client = stream.userData as Http2ClientStream;
+    try {
+      client.onEnd(trailers);
+    } catch (error) {
+      client.crashed(error);
+    }
+  },
+  drain(stream) {
+    const client = stream.userData as Http2ClientStream;
+    try {
+      client.onDrain();
+    } catch (error) {
+      client.crashed(error);
+    }
+  },
+  close(stream, error) {
+    const client = stream.userData as Http2ClientStream;
+    try {
+      client.onClose(error);
+    } catch (failure) {
+      client.ctx.core.logger.error('proxy stream failed', { client: client.remoteAddress, error: String(failure) });
+    }
+  },
+};
