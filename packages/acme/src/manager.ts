@@ -14,7 +14,7 @@ import { ACME_DEFAULTS } from './defaults.js';
 import { LeaseLock } from './lock.js';
 import { renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
 import { CertificateStorage, certificateId, newPrivateKey, type StoredCertificate } from './storage.js';
-import type { CertificateAuthority, CertificateStatus, ChallengeType, ManagedCertificate } from './types.js';
+import type { CertificateAuthority, CertificateStatus, ChallengeSolver, ChallengeType, ManagedCertificate } from './types.js';
 
 export interface CertificateManagerOptions {
   authority: CertificateAuthority;
@@ -23,6 +23,8 @@ export interface CertificateManagerOptions {
   /** Challenge types in order of preference (default TLS-ALPN-01, then HTTP-01). */
   challenges?: readonly ChallengeType[];
   renewal?: RenewalPolicy;
+  /** An order not complete after this long fails and is retried with backoff (default `ACME_DEFAULTS.orderTimeoutMs`). */
+  orderTimeoutMs?: number;
   lockLeaseMs?: number;
   lockPollMs?: number;
   logger?: Logger;
@@ -46,6 +48,8 @@ interface Entry {
   nextAt: number | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   running: boolean;
+  /** Aborts the order in progress (the manager closing). */
+  abort: AbortController | undefined;
   removed: boolean;
   /** Resolved at each new certificate. */
   waiters: Array<() => void>;
@@ -94,7 +98,7 @@ export class CertificateManager {
     const added: Entry[] = [];
     for (const [id, names] of wanted) {
       if (this.entries.has(id)) continue;
-      const entry: Entry = { id, names, pair: undefined, stored: undefined, status: 'obtaining', failures: 0, lastError: undefined, nextAt: undefined, timer: undefined, running: false, removed: false, waiters: [] };
+      const entry: Entry = { id, names, pair: undefined, stored: undefined, status: 'obtaining', failures: 0, lastError: undefined, nextAt: undefined, timer: undefined, running: false, abort: undefined, removed: false, waiters: [] };
       this.entries.set(id, entry);
       added.push(entry);
     }
@@ -148,6 +152,7 @@ export class CertificateManager {
     for (const entry of this.entries.values()) {
       entry.removed = true;
       if (entry.timer) clearTimeout(entry.timer);
+      entry.abort?.abort();
     }
     this.entries.clear();
     this.index();
@@ -218,17 +223,13 @@ export class CertificateManager {
       entry.status = entry.pair ? 'renewing' : 'obtaining';
       const key = newPrivateKey();
       this.logger.info(`ordering a certificate for ${entry.names.join(', ')}`, { ca: this.options.authority.name });
-      const chain = await this.options.authority.order({
-        names: entry.names,
-        keyPem: key,
-        challenges: this.options.challenges ?? ACME_DEFAULTS.challenges,
-        solver: this.challenges,
-      });
-      if (entry.removed) return;
+      const chain = await this.order(entry, key);
+      // Stored even when the names were dropped meanwhile (a tunnel client that left): the CA's work is not thrown away, and a return loads it.
       const saved = await this.storage.save(entry.names, chain, key);
       // Released before anyone waiting on this certificate is told.
       holding = false;
       await lock.release();
+      if (entry.removed) return;
       this.adopt(entry, saved, `issued by ${this.options.authority.name}`);
     } catch (error) {
       if (entry.removed) return;
@@ -246,4 +247,52 @@ export class CertificateManager {
       if (holding) await lock.release();
     }
   }
+
+  /**
+   * One order, given up after `orderTimeoutMs`: the authority is told through
+   * the signal, challenges it presented are withdrawn, and a late answer is
+   * ignored (the next try places a new order).
+   */
+  private async order(entry: Entry, keyPem: string): Promise<string> {
+    const limitMs = this.options.orderTimeoutMs ?? ACME_DEFAULTS.orderTimeoutMs;
+    const abort = new AbortController();
+    entry.abort = abort;
+    const presented = new Map<string, [ChallengeType, string, string]>();
+    const store = this.challenges;
+    const solver: ChallengeSolver = {
+      async present(type, name, token, keyAuthorization) {
+        if (abort.signal.aborted) throw new Error('the order was abandoned');
+        presented.set(`${type} ${name} ${token}`, [type, name, token]);
+        await store.present(type, name, token, keyAuthorization);
+      },
+      async cleanUp(type, name, token) {
+        presented.delete(`${type} ${name} ${token}`);
+        await store.cleanUp(type, name, token);
+      },
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const placed = this.options.authority.order({ names: entry.names, keyPem, challenges: this.options.challenges ?? ACME_DEFAULTS.challenges, solver, signal: abort.signal });
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`the order did not complete within ${seconds(limitMs)} (the CA did not validate the challenges or finish the order; [acme] order_timeout)`));
+      }, limitMs);
+      abort.signal.addEventListener('abort', () => reject(new Error('the certificate manager closed during the order')), { once: true });
+    });
+    try {
+      return await Promise.race([placed, expired]);
+    } catch (error) {
+      // The abandoned order may still settle: nobody waits for it.
+      placed.catch(() => undefined);
+      abort.abort();
+      await Promise.all([...presented.values()].map(([type, name, token]) => store.cleanUp(type, name, token).catch(() => undefined)));
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      if (entry.abort === abort) entry.abort = undefined;
+    }
+  }
+}
+
+function seconds(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${Math.round(ms / 100) / 10} s`;
 }

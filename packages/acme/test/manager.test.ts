@@ -111,6 +111,35 @@ describe('certificate manager', () => {
     assert.equal(m.list()[0]!.status, 'valid');
   });
 
+  test('an order the CA never validates fails at order_timeout with a clear error, its challenges withdrawn, and is retried with backoff', async () => {
+    const ca = new FakeCa();
+    ca.stuck = true;
+    const dir = storageDir();
+    const { manager: m, log } = manager(ca, dir, { challenges: ['http-01'], orderTimeoutMs: 100, renewal: { retryMinMs: 40, retryMaxMs: 160 } });
+    await m.manage([['stuck.test']]);
+    await until(() => m.list()[0]!.failures >= 3, 'three timed-out orders');
+    const row = m.list()[0]!;
+    assert.equal(row.status, 'failing');
+    assert.match(row.lastError!, /the order did not complete within 0\.1 s .*order_timeout/);
+    assert.equal(m.get('stuck.test'), undefined);
+    const failed = log.filter((line) => line.includes('order failed'));
+    assert.ok(failed.length >= 3);
+    assert.match(failed[0]!, /\(1 in a row\).*no certificate to serve yet; next try in/);
+    assert.match(failed[1]!, /\(2 in a row\)/);
+    // Each try is a new order; the retry is planned (backoff), not immediate.
+    assert.ok(ca.orders.length >= 3);
+    assert.ok(Date.parse(row.nextRenewal!) > Date.now() - 1000);
+    // Every abandoned order's HTTP-01 answer was withdrawn, from memory and from the shared storage.
+    const pending = existsSync(join(dir, 'challenges')) ? readdirSync(join(dir, 'challenges')) : [];
+    await until(() => (existsSync(join(dir, 'challenges')) ? readdirSync(join(dir, 'challenges')).length : 0) <= 1, 'challenges withdrawn');
+    assert.ok(pending.length <= 1, `at most the running order's answer is pending: ${pending.join(', ')}`);
+    // The CA recovers: the next retry succeeds.
+    ca.stuck = false;
+    await m.issued(['stuck.test']);
+    assert.equal(m.list()[0]!.status, 'valid');
+    assert.equal(m.list()[0]!.failures, 0);
+  });
+
   test('a reload adds names (ordered) and removes others (no longer served) without touching the rest', async () => {
     const ca = new FakeCa();
     const { manager: m } = manager(ca, storageDir());

@@ -224,6 +224,7 @@ class Resolver {
       challenges: spec.challenges ?? [...ACME_DEFAULTS.challenges],
       storage: this.path(spec.storage ?? ACME_DEFAULTS.storage),
       renewBeforeMs: spec.renew_before === undefined ? undefined : longDurationMs(spec.renew_before),
+      orderTimeoutMs: durationMs(spec.order_timeout, ACME_DEFAULTS.orderTimeoutMs),
       redirect: spec.redirect ?? ACME_DEFAULTS.redirect,
       httpPort: spec.http_port ?? ACME_DEFAULTS.httpPort,
     };

@@ -178,6 +178,8 @@ export interface AcmeConfig {
   storage: string;
   /** Renew this many ms before expiry (undefined: a third of the lifetime). */
   renewBeforeMs: number | undefined;
+  /** An order not complete after this long fails (and is retried with backoff). */
+  orderTimeoutMs: number;
   redirect: boolean;
   httpPort: number;
 }

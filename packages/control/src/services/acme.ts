@@ -83,6 +83,7 @@ export class AcmeService {
         storage: acme.storage,
         challenges: acme.challenges,
         renewal: acme.renewBeforeMs !== undefined ? { renewBeforeMs: acme.renewBeforeMs } : {},
+        orderTimeoutMs: acme.orderTimeoutMs,
         logger: this.logger,
       });
       await manager.manage(acmeNameSets(config));
