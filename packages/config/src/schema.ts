@@ -562,6 +562,12 @@ export const TunnelServerSchema = Type.Object(
     https_listen: Type.Optional(AddressString('Serve https mappings here by SNI passthrough (and http mappings over TLS with `https_cert`).')),
     https_cert: Type.Optional(Type.String({ description: 'Certificate (PEM) of http mappings served on `https_listen` (TLS terminated here).' })),
     https_key: Type.Optional(Type.String({ description: 'Private key (PEM) of `https_cert`.' })),
+    https_tls: Type.Optional(
+      Type.Literal('auto', {
+        description: '`"auto"`: serve http mappings on `https_listen` with certificates obtained and renewed by ACME (see `[acme]`) for the exact domains of the mappings whose clients are connected; needs `allow_domains`.',
+        'x-expected': '"auto"',
+      }),
+    ),
     http_policy: Type.Optional(Enum(['round_robin', 'least_conn', 'random_two', 'ip_hash', 'hash', 'first'] as const, { description: 'Balancing among the clients of one http mapping.', default: 'round_robin' })),
     http_health: Type.Optional(
       Type.Object(

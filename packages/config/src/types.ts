@@ -204,6 +204,8 @@ export interface TunnelServerConfig {
   httpListen: string | undefined;
   httpsListen: string | undefined;
   https: { cert: string; key: string } | undefined;
+  /** `https_tls = "auto"`: http mappings on `httpsListen` get ACME certificates for their exact domains (see `[acme]`). */
+  httpsAuto: boolean;
   httpPolicy: 'round_robin' | 'least_conn' | 'random_two' | 'ip_hash' | 'hash' | 'first';
   httpHealth: { path: string; intervalMs: number; rise: number; fall: number } | undefined;
 }

@@ -42,6 +42,8 @@ export interface InstanceOptions {
   worker?: { index: number; health: HealthEntry[] };
   /** The ACME CA of automatic HTTPS (default: acme-client with `[acme]`'s directory; tests pass an in-process CA). */
   acmeAuthority?: AuthorityFactory;
+  /** How long a tunnel domain keeps its certificate managed after its last client left (tests; default `ACME_DEFAULTS.tunnelLingerMs`). */
+  acmeTunnelLingerMs?: number;
   /** A configuration store this instance follows (`run --store`): shown in /status, the dashboard and /metrics. */
   cluster?: ClusterSource;
 }
@@ -104,7 +106,7 @@ export class Instance {
       this.logger = this.logs.logger;
     }
     this.accessLog = this.newAccessLog();
-    this.acme = new AcmeService(this.loggerFor('acme'), options.acmeAuthority);
+    this.acme = new AcmeService(this.loggerFor('acme'), { authority: options.acmeAuthority, tunnelLingerMs: options.acmeTunnelLingerMs });
     this.health = new HealthChecker(options.worker ? { ...config.health, probe: false } : config.health);
     this.health.events.on('transition', (event) => {
       this.supervisor?.broadcastHealth([{ key: event.key, state: event.to, reason: event.reason }]);
@@ -155,7 +157,9 @@ export class Instance {
         instance.health.replaceTargets(healthTargets(config));
       }
       // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
-      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
+      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service), instance.acme);
+      // With workers, the primary orders the certificates of the tunnel it runs (the workers those of the servers).
+      if (instance.supervisor && config.tunnel.server?.httpsAuto) await instance.acme.apply(config, { servers: false });
       if (!options.worker) instance.seriesTicker.add((now) => instance.sampleSeries(now));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
@@ -277,7 +281,7 @@ export class Instance {
       try {
         if (this.tunnel) changes.push(...(await this.tunnel.apply(next.tunnel)));
         else if (hasTunnel(next)) {
-          this.tunnel = new TunnelService((service) => this.loggerFor(service));
+          this.tunnel = new TunnelService((service) => this.loggerFor(service), this.acme);
           changes.push(...(await this.tunnel.apply(next.tunnel)));
         }
       } catch (error) {
@@ -330,11 +334,15 @@ export class Instance {
           await this.acme.apply(next);
           changes.push('reverse proxy started');
         }
-      } else if (this.reverse) {
-        const old = this.reverse;
-        this.reverse = undefined;
-        void old.stop();
-        changes.push('reverse proxy stopped (draining)');
+      } else {
+        if (this.reverse) {
+          const old = this.reverse;
+          this.reverse = undefined;
+          void old.stop();
+          changes.push('reverse proxy stopped (draining)');
+        }
+        // The tunnel's automatic HTTPS, or none.
+        await this.acme.apply(next);
       }
     } catch (error) {
       // Forward-proxy changes are committed; report the reverse proxy's failure (it kept or restored its old settings).
@@ -357,6 +365,12 @@ export class Instance {
       if (oldLogs) this.restoreLogs(oldLogs);
       this.retargetAccessLog(this.config.log.accessFormat);
       return this.rejected({ ok: false, message: (error as Error).message, changes: [], warnings: [] });
+    }
+    try {
+      if (next.tunnel.server?.httpsAuto) await this.acme.apply(next, { servers: false });
+      else this.acme.stop();
+    } catch (error) {
+      return this.rejected({ ok: false, message: `acme: ${(error as Error).message}`, changes, warnings: [] });
     }
     const results = await supervisor.reload(next);
     this.health.replaceTargets(healthTargets(next));

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { createSelfSignedCertificate, formatHostPort, parseAddress, type Logger, type TlsServerOptions } from '@wmproxy/core-net';
 import {
   ACME_CHALLENGE_PREFIX,
+  ACME_DEFAULTS,
   AcmeClientAuthority,
   CertificateManager,
   CertificateStorage,
@@ -59,20 +60,43 @@ export type AuthorityFactory = (config: NonNullable<WmproxyConfig['acme']>, acco
 const acmeClientAuthority: AuthorityFactory = (acme, accountKey) =>
   AcmeClientAuthority.create({ directory: acme.directory, email: acme.email, caRoot: acme.caRoot ? readFileSync(acme.caRoot, 'utf8') : undefined, accountKey });
 
+export interface AcmeServiceOptions {
+  /** The CA (tests pass an in-process one; the default is acme-client with `[acme]`'s directory). */
+  authority?: AuthorityFactory;
+  /** How long a tunnel domain stays managed after its last client left (default `ACME_DEFAULTS.tunnelLingerMs`). */
+  tunnelLingerMs?: number;
+}
+
 export class AcmeService {
   private manager: CertificateManager | undefined;
   private signature = '';
+  /** The `[[server]]` sets of this process (none in a primary whose workers serve them). */
+  private serverSets: string[][] = [];
+  /** Tunnel domains managed, each with its removal timer while no client serves it. */
+  private readonly tunnel = new Map<string, ReturnType<typeof setTimeout> | undefined>();
+  private syncing: Promise<void> = Promise.resolve();
+  private readonly authority: AuthorityFactory;
+  private readonly tunnelLingerMs: number;
 
-  /** `authority`: tests pass an in-process CA; the default is acme-client. */
   constructor(
     private readonly logger: Logger,
-    private readonly authority: AuthorityFactory = acmeClientAuthority,
-  ) {}
+    options: AcmeServiceOptions = {},
+  ) {
+    this.authority = options.authority ?? acmeClientAuthority;
+    this.tunnelLingerMs = options.tunnelLingerMs ?? ACME_DEFAULTS.tunnelLingerMs;
+  }
 
-  /** Start or follow a configuration: the same `[acme]` keeps the manager (names added and removed), another one replaces it. */
-  async apply(config: WmproxyConfig): Promise<void> {
+  /**
+   * Start or follow a configuration: the same `[acme]` keeps the manager
+   * (names added and removed), another one replaces it. `servers: false`: a
+   * primary whose workers serve the `[[server]]`s (it manages the tunnel's
+   * names only).
+   */
+  async apply(config: WmproxyConfig, options: { servers: boolean } = { servers: true }): Promise<void> {
     const acme = config.acme;
     if (!acme) return this.stop();
+    this.serverSets = options.servers ? acmeNameSets(config) : [];
+    if (!config.tunnel.server?.httpsAuto) this.clearTunnel();
     const signature = JSON.stringify(acme);
     if (!this.manager || signature !== this.signature) {
       const storage = new CertificateStorage(acme.storage);
@@ -86,16 +110,73 @@ export class AcmeService {
         orderTimeoutMs: acme.orderTimeoutMs,
         logger: this.logger,
       });
-      await manager.manage(acmeNameSets(config));
+      await manager.manage(this.sets());
       this.manager?.close();
       this.manager = manager;
       this.signature = signature;
       return;
     }
-    await this.manager.manage(acmeNameSets(config));
+    await this.manager.manage(this.sets());
+  }
+
+  /**
+   * The exact domains the tunnel's http mappings serve now (mappings with a
+   * connected client). New ones are ordered at once; one whose clients all
+   * left is dropped after `tunnelLingerMs`, so a client that reconnects
+   * (or flaps) does not restart anything, and an order under way finishes.
+   */
+  setTunnelNames(names: Iterable<string>): void {
+    const wanted = new Set<string>();
+    for (const name of names) {
+      if (wanted.size >= ACME_DEFAULTS.tunnelNamesMax) {
+        this.logger.warn(`tunnel: more than ${ACME_DEFAULTS.tunnelNamesMax} domains want certificates; the others are served with the placeholder certificate`);
+        break;
+      }
+      wanted.add(name);
+    }
+    let added = false;
+    for (const name of wanted) {
+      const timer = this.tunnel.get(name);
+      if (timer) clearTimeout(timer);
+      if (!this.tunnel.has(name)) added = true;
+      this.tunnel.set(name, undefined);
+    }
+    for (const [name, timer] of this.tunnel) {
+      if (wanted.has(name) || timer) continue;
+      const removal = setTimeout(() => {
+        this.tunnel.delete(name);
+        this.sync();
+      }, this.tunnelLingerMs);
+      removal.unref?.();
+      this.tunnel.set(name, removal);
+    }
+    if (added) this.sync();
+  }
+
+  /** The tunnel domains managed now (lingering ones included). */
+  tunnelNames(): string[] {
+    return [...this.tunnel.keys()];
+  }
+
+  private clearTunnel(): void {
+    for (const timer of this.tunnel.values()) if (timer) clearTimeout(timer);
+    this.tunnel.clear();
+  }
+
+  /** One certificate per `[[server]]`, and one per tunnel domain no server already covers. */
+  private sets(): string[][] {
+    const covered = new Set(this.serverSets.flat());
+    return [...this.serverSets, ...[...this.tunnel.keys()].filter((name) => !covered.has(name)).map((name) => [name])];
+  }
+
+  private sync(): void {
+    this.syncing = this.syncing
+      .then(() => this.manager?.manage(this.sets()))
+      .catch((error: unknown) => this.logger.error('certificates of tunnel domains', { error: (error as Error).message }));
   }
 
   stop(): void {
+    this.clearTunnel();
     this.manager?.close();
     this.manager = undefined;
     this.signature = '';
