@@ -7,9 +7,11 @@
  * Several workers or instances sharing the storage order each certificate
  * once: the one holding the lease orders, the others wait and load its result.
  */
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger, type TlsKeyPair } from '@wmproxy/core-net';
 import { ChallengeStore } from './challenges.js';
+import { readOptional, writeFileAtomic } from './files.js';
 import { ACME_DEFAULTS } from './defaults.js';
 import { LeaseLock } from './lock.js';
 import { renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
@@ -31,6 +33,13 @@ export interface CertificateManagerOptions {
   /** For tests. */
   random?: () => number;
   now?: () => number;
+}
+
+/** `locks/<id>.backoff`: written by the worker whose order failed, so that the others sharing the storage wait with it. */
+interface Backoff {
+  failures: number;
+  error: string;
+  retryAt: number;
 }
 
 /** setTimeout's largest delay; a later time is reached in steps. */
@@ -183,10 +192,14 @@ export class CertificateManager {
   }
 
   private schedule(entry: Entry, delayMs: number, force = false): void {
+    this.scheduleAt(entry, this.now() + delayMs, force);
+  }
+
+  private scheduleAt(entry: Entry, at: number, force = false): void {
     if (entry.removed) return;
     if (entry.timer) clearTimeout(entry.timer);
-    const delay = Math.max(0, delayMs);
-    entry.nextAt = this.now() + delay;
+    const delay = Math.max(0, at - this.now());
+    entry.nextAt = Math.max(at, this.now());
     entry.timer = setTimeout(() => void this.run(entry, force), Math.min(delay, MAX_TIMER_MS));
     // Renewal timers (days away) must not keep a stopping process alive; imminent work (an order, a retry) may.
     if (delay > 60_000) entry.timer.unref?.();
@@ -220,12 +233,24 @@ export class CertificateManager {
           return;
         }
       }
+      const backoff = force ? undefined : await this.readBackoff(entry);
+      if (backoff && backoff.retryAt - this.now() > 1000) {
+        // Another worker or instance failed this order and backs off: wait with it (one failed order per round, not one per worker), showing its error.
+        holding = false;
+        await lock.release();
+        entry.failures = Math.max(entry.failures, backoff.failures);
+        entry.lastError = backoff.error;
+        entry.status = 'failing';
+        this.scheduleAt(entry, backoff.retryAt);
+        return;
+      }
       entry.status = entry.pair ? 'renewing' : 'obtaining';
       const key = newPrivateKey();
       this.logger.info(`ordering a certificate for ${entry.names.join(', ')}`, { ca: this.options.authority.name });
       const chain = await this.order(entry, key);
       // Stored even when the names were dropped meanwhile (a tunnel client that left): the CA's work is not thrown away, and a return loads it.
       const saved = await this.storage.save(entry.names, chain, key);
+      await unlink(this.backoffPath(entry)).catch(() => undefined);
       // Released before anyone waiting on this certificate is told.
       holding = false;
       await lock.release();
@@ -237,15 +262,40 @@ export class CertificateManager {
       entry.lastError = (error as Error).message ?? String(error);
       entry.status = 'failing';
       const delay = retryDelay(entry.failures, this.options.renewal ?? {}, this.random());
+      const retryAt = this.now() + delay;
       const serving = entry.stored ? `still serving the certificate valid until ${entry.stored.notAfter.toISOString()}` : 'no certificate to serve yet';
       this.logger.warn(`certificate for ${entry.names.join(', ')}: order failed (${entry.failures} in a row): ${entry.lastError}; ${serving}; next try in ${Math.round(delay / 1000)} s`, {
         ca: this.options.authority.name,
       });
-      this.schedule(entry, delay);
+      if (holding) {
+        const shared: Backoff = { failures: entry.failures, error: entry.lastError, retryAt };
+        await writeFileAtomic(this.backoffPath(entry), JSON.stringify(shared)).catch(() => undefined);
+        holding = false;
+        await lock.release();
+      }
+      // Planned last: nothing awaited after it, so the retry never finds this run still going.
+      this.scheduleAt(entry, retryAt);
     } finally {
       entry.running = false;
       if (holding) await lock.release();
     }
+  }
+
+  private backoffPath(entry: Entry): string {
+    return this.storage.path('locks', `${entry.id}.backoff`);
+  }
+
+  /** The failure state the last failed order of these names left for everyone sharing the storage. */
+  private async readBackoff(entry: Entry): Promise<Backoff | undefined> {
+    const text = await readOptional(this.backoffPath(entry)).catch(() => undefined);
+    if (text === undefined) return undefined;
+    try {
+      const value = JSON.parse(text) as Partial<Backoff>;
+      if (typeof value.failures === 'number' && typeof value.error === 'string' && typeof value.retryAt === 'number') return value as Backoff;
+    } catch {
+      /* a torn or foreign file: ignored */
+    }
+    return undefined;
   }
 
   /**

@@ -170,6 +170,29 @@ describe('certificate manager', () => {
     assert.equal(serial(a.get('shared.test')), serial(b.get('shared.test')));
     assert.equal(readdirSync(join(dir, 'locks')).filter((file) => file.endsWith('.lock')).length, 0, 'locks are released');
   });
+
+  test('workers sharing the storage back off together after a failed order: one failed order per round, the same error and retry time everywhere', async () => {
+    const ca = new FakeCa();
+    ca.down = true;
+    ca.delayMs = 100;
+    const dir = storageDir();
+    const slow = { renewal: { retryMinMs: 60_000, retryMaxMs: 120_000 } };
+    const a = manager(ca, dir, slow).manager;
+    const b = manager(ca, dir, slow).manager;
+    await Promise.all([a.manage([['down.test']]), b.manage([['down.test']])]);
+    await until(() => a.list()[0]!.status === 'failing' && b.list()[0]!.status === 'failing', 'both failing');
+    assert.equal(ca.orders.length, 1, 'the second worker waited with the first instead of ordering');
+    const [rowA, rowB] = [a.list()[0]!, b.list()[0]!];
+    assert.equal(rowB.lastError, rowA.lastError);
+    assert.match(rowB.lastError!, /ECONNREFUSED/);
+    assert.equal(rowB.failures, 1);
+    assert.equal(rowB.nextRenewal, rowA.nextRenewal);
+    // A success clears the shared state: a manager started now orders at once.
+    ca.down = false;
+    a.renewNow(['down.test']);
+    await a.issued(['down.test']);
+    assert.deepEqual(readdirSync(join(dir, 'locks')).filter((file) => file.endsWith('.backoff')), []);
+  });
 });
 
 describe('lease lock', () => {
