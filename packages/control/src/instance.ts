@@ -17,7 +17,7 @@ import type { ManagedCertificate } from '@wmproxy/acme';
 import { TunnelService } from './services/tunnel.js';
 import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
-import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
+import { emptyCounters, mergeCertificates, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
 import type { ClusterSource, ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
 
@@ -559,6 +559,7 @@ export class Instance {
       forward: [...this.forward.values()].map((service) => ({ name: service.name, open: service.openConnections, accepted: service.accepted })),
       sessions: this.reverse?.proxy.sessions.size ?? 0,
       limited: [...m.limited],
+      certificates: this.acme.list(),
     };
   }
 
@@ -599,10 +600,26 @@ export class Instance {
     }));
   }
 
-  /** Managed certificates: this process's manager, or (with workers, which run the managers) what the storage holds. */
+  /**
+   * Managed certificates. With workers (each runs a manager over the shared
+   * storage), their rows as last collected, merged, with this process's own
+   * (the tunnel's); a server set no worker has reported yet shows what the
+   * storage holds.
+   */
   async certificates(): Promise<ManagedCertificate[]> {
-    if (this.supervisor && this.config.acme) return storedCertificates(this.config.acme.storage, acmeNameSets(this.config));
-    return this.acme.list();
+    if (!this.supervisor) return this.acme.list();
+    await this.refresh();
+    const rows = this.certificateRows();
+    if (!this.config.acme) return rows;
+    const known = new Set(rows.map((row) => [...row.names].sort().join(',')));
+    const missing = acmeNameSets(this.config).filter((names) => !known.has([...names].sort().join(',')));
+    return [...rows, ...(await storedCertificates(this.config.acme.storage, missing))];
+  }
+
+  /** This process's certificates and, with workers, theirs as last collected (for /metrics). */
+  private certificateRows(): ManagedCertificate[] {
+    if (!this.supervisor) return this.acme.list();
+    return mergeCertificates([...this.acme.list(), ...(this.clusterCounters.certificates ?? [])]);
   }
 
   /** The running configuration as written, secrets redacted. */
@@ -664,7 +681,7 @@ export class Instance {
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_failures_total', { upstream: group.name, server: server.address }, server.requestFailures);
     out.family('wmproxy_upstream_active_requests', 'gauge', 'Requests in flight to each upstream server.');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_active_requests', { upstream: group.name, server: server.address }, server.activeRequests);
-    const certificates = this.acme.list();
+    const certificates = this.certificateRows();
     out.family('wmproxy_certificate_expiry_timestamp_seconds', 'gauge', 'When the managed (ACME) certificate of each name expires, in Unix seconds.');
     for (const row of certificates) {
       if (row.notAfter) for (const name of row.names) out.sample('wmproxy_certificate_expiry_timestamp_seconds', { name }, Date.parse(row.notAfter) / 1000);

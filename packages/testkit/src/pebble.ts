@@ -7,6 +7,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,8 @@ export interface Pebble {
   /** Pebble's issuing root (PEM), which TLS clients must trust; it changes each time Pebble starts. */
   issuerRoot(): Promise<string>;
   stop(): Promise<void>;
+  /** Make the CA's DNS answer `address` for `host` (pebble-challtestsrv's add-a): a name whose validation reaches nothing. */
+  resolve(host: string, address: string): Promise<void>;
   /** Start again on the same ports (after `stop`): a CA that comes back. */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -100,6 +103,17 @@ export async function startPebble(options: { validitySeconds?: number } = {}): P
     httpPort,
     tlsPort,
     issuerRoot: async () => (await get(`https://127.0.0.1:${managementPort}/roots/0`, own.cert)).body,
+    resolve: (host, address) =>
+      new Promise<void>((resolve, reject) => {
+        const body = JSON.stringify({ host: host.endsWith('.') ? host : `${host}.`, addresses: [address] });
+        const request = http.request({ host: '127.0.0.1', port: dnsManagement, method: 'POST', path: '/add-a', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
+          response.resume();
+          if (response.statusCode === 200) resolve();
+          else reject(new Error(`pebble-challtestsrv add-a: HTTP ${response.statusCode}`));
+        });
+        request.on('error', reject);
+        request.end(body);
+      }),
     stop: () => stopChild(pebble),
     restart: launch,
     close: async () => {
