@@ -197,6 +197,48 @@ test('Pebble stopped during renewal: the old certificate is served, retries are 
   }
 });
 
+test('Pebble that never validates (its DNS does not answer): orders fail at the order timeout with a clear error and are retried with backoff; order_timeout from the config', { skip: SKIP_ISSUANCE }, async () => {
+  const pebble = await startPebble({ silentDns: true });
+  const storage = mkdtempSync(join(scratch, 'stuck-'));
+  const store = new CertificateStorage(storage);
+  await store.init();
+  const log: string[] = [];
+  const authority = await AcmeClientAuthority.create({ directory: pebble.directory, caRoot: pebble.caRoot, accountKey: await store.accountKey(pebble.directory), httpRetries: { attempts: 0, delaySeconds: 0 } });
+  const manager = new CertificateManager({
+    authority,
+    storage,
+    challenges: ['http-01'],
+    orderTimeoutMs: 1500,
+    renewal: { retryMinMs: 300, retryMaxMs: 1200 },
+    logger: new Logger({ level: 'info', sink: { write: (line) => log.push(line) } }),
+  });
+  const file = join(scratch, 'stuck.toml');
+  writeFileSync(
+    file,
+    `[control]\nenabled = false\n[acme]\ndirectory = "${pebble.directory}"\nca_root = "${pebble.caRootFile}"\nchallenges = ["tls-alpn-01"]\norder_timeout = "2s"\nredirect = false\nstorage = "${mkdtempSync(join(scratch, 'stuck-instance-'))}"\n` +
+      `[[server]]\nlisten = "127.0.0.1:${pebble.tlsPort}"\nserver_name = ["config.stuck.test"]\ntls = "auto"\n[[server.location]]\npath = "/"\nrespond = { status = 200 }\n`,
+  );
+  const instance = await Instance.start(await loadConfig(file), { logger: silentLogger });
+  try {
+    await manager.manage([['stuck.site.test']]);
+    await until(() => manager.list()[0]!.failures >= 2, 'two timed-out orders').catch((error) => { throw new Error(`${error.message}; rows ${JSON.stringify(manager.list())}; log:\n${log.join('')}`); });
+    const row = manager.list()[0]!;
+    assert.equal(row.status, 'failing');
+    assert.match(row.lastError!, /^the order did not complete within 1\.5 s \(the CA did not validate the challenges or finish the order; \[acme\] order_timeout\)$/);
+    assert.equal(manager.get('stuck.site.test'), undefined);
+    const failed = log.filter((line) => line.includes('order failed'));
+    assert.match(failed[0]!, /\(1 in a row\): the order did not complete within 1\.5 s.*no certificate to serve yet; next try in/);
+    assert.match(failed[1]!, /\(2 in a row\)/);
+    // The key of the configuration reaches the instance's manager.
+    await until(() => instance.acme.list()[0]?.status === 'failing', 'the configured instance\'s order to time out');
+    assert.match(instance.acme.list()[0]!.lastError!, /did not complete within 2 s/);
+  } finally {
+    manager.close();
+    await instance.stop();
+    await pebble.close();
+  }
+});
+
 test('two managers sharing storage place one order per name with Pebble', { skip: SKIP_ISSUANCE }, async () => {
   const pebble = await startPebble();
   const storage = mkdtempSync(join(scratch, 'shared-'));
