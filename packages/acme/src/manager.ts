@@ -14,7 +14,7 @@ import { ChallengeStore } from './challenges.js';
 import { readOptional, writeFileAtomic } from './files.js';
 import { ACME_DEFAULTS } from './defaults.js';
 import { LeaseLock } from './lock.js';
-import { renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
+import { rateLimitedUntil, renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
 import { CertificateStorage, certificateId, newPrivateKey, type StoredCertificate } from './storage.js';
 import type { CertificateAuthority, CertificateStatus, ChallengeSolver, ChallengeType, ManagedCertificate } from './types.js';
 
@@ -261,10 +261,12 @@ export class CertificateManager {
       entry.failures += 1;
       entry.lastError = (error as Error).message ?? String(error);
       entry.status = 'failing';
-      const delay = retryDelay(entry.failures, this.options.renewal ?? {}, this.random());
-      const retryAt = this.now() + delay;
+      const limited = rateLimitedUntil(entry.lastError);
+      const failedAt = this.now();
+      const delay = Math.max(retryDelay(entry.failures, this.options.renewal ?? {}, this.random()), (limited ?? 0) - failedAt);
+      const retryAt = failedAt + delay;
       const serving = entry.stored ? `still serving the certificate valid until ${entry.stored.notAfter.toISOString()}` : 'no certificate to serve yet';
-      this.logger.warn(`certificate for ${entry.names.join(', ')}: order failed (${entry.failures} in a row): ${entry.lastError}; ${serving}; next try in ${Math.round(delay / 1000)} s`, {
+      this.logger.warn(`certificate for ${entry.names.join(', ')}: order failed (${entry.failures} in a row): ${entry.lastError}; ${serving}; ${limited !== undefined ? `rate-limited by the CA until ${new Date(limited).toISOString()}; ` : ''}next try in ${Math.round(delay / 1000)} s`, {
         ca: this.options.authority.name,
       });
       if (holding) {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import { Logger } from '@wmproxy/core-net';
-import { CertificateManager, ChallengeStore, LeaseLock, renewalTime, retryDelay, acmeChallengeHandler, httpsRedirectHandler, type CertificateManagerOptions } from '../src/index.js';
+import { CertificateManager, ChallengeStore, LeaseLock, rateLimitedUntil, renewalTime, retryDelay, acmeChallengeHandler, httpsRedirectHandler, type CertificateManagerOptions } from '../src/index.js';
 import { FakeCa, until } from './fake-ca.js';
 
 const cleanup: Array<() => void> = [];
@@ -140,6 +140,20 @@ describe('certificate manager', () => {
     assert.equal(m.list()[0]!.failures, 0);
   });
 
+  test('a CA refusing for its rate limits is not asked again before the time it names, and the log says so', async () => {
+    const ca = new FakeCa();
+    const until2 = new Date(Date.now() + 3 * 3600_000);
+    until2.setUTCMilliseconds(0);
+    const stamp = until2.toISOString().replace('T', ' ').replace('.000Z', ' UTC');
+    const limited = { name: 'limited-ca', order: async () => { ca.orders.push(['limited.test']); throw new Error(`urn:ietf:params:acme:error:rateLimited: too many certificates (5) already issued for this exact set of domains in the last 168h0m0s, retry after ${stamp}: see https://letsencrypt.org/docs/rate-limits/`); } };
+    const { manager: m, log } = manager(ca, storageDir(), { authority: limited });
+    await m.manage([['limited.test']]);
+    await until(() => m.list()[0]!.failures === 1, 'the refused order');
+    assert.equal(m.list()[0]!.nextRenewal, until2.toISOString());
+    assert.match(log.find((line) => line.includes('order failed'))!, new RegExp(`rate-limited by the CA until ${until2.toISOString().replace(/\./g, '\\.')}`));
+    assert.equal(ca.orders.length, 1);
+  });
+
   test('a reload adds names (ordered) and removes others (no longer served) without touching the rest', async () => {
     const ca = new FakeCa();
     const { manager: m } = manager(ca, storageDir());
@@ -227,6 +241,18 @@ test('of many workers racing for a free lock, exactly one gets it (the file neve
 });
 
 describe('renewal policy', () => {
+  test('the time a rate-limited CA names is read from its problem detail, and nothing is read from other errors', () => {
+    fc.assert(
+      fc.property(fc.date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2099-12-31T23:59:59Z'), noInvalidDate: true }), fc.string(), (date, noise) => {
+        const at = new Date(Math.floor(date.getTime() / 1000) * 1000);
+        const stamp = at.toISOString().replace('T', ' ').replace('.000Z', ' UTC');
+        assert.equal(rateLimitedUntil(`urn:ietf:params:acme:error:rateLimited: too many failed authorizations recently, retry after ${stamp}: ${noise}`), at.getTime());
+        assert.equal(rateLimitedUntil(`connect ECONNREFUSED, retry after ${stamp}`), undefined);
+      }),
+    );
+    assert.equal(rateLimitedUntil('urn:ietf:params:acme:error:rateLimited: too many new orders'), undefined);
+  });
+
   test('renews with a third of the lifetime left by default, earlier by at most the jitter', () => {
     const day = 24 * 3600_000;
     assert.equal(renewalTime(0, 90 * day, {}, 0), 60 * day);
