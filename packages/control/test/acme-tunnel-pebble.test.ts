@@ -7,10 +7,8 @@
 // (and loaded from storage, not ordered again, when it returns).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '@wmproxy/core-net';
@@ -18,7 +16,11 @@ import { loadConfig } from '@wmproxy/config';
 import { AcmeClientAuthority, acmeClientAvailable, type CertificateAuthority } from '@wmproxy/acme';
 import { TunnelClient, parseMapSpec } from '@wmproxy/tunnel';
 import { PEBBLE_MISSING, startPebble, type Pebble } from '@wmproxy/testkit';
+import { curl, serialOf, until } from './helpers.js';
 import { Instance, type InstanceOptions } from '../src/index.js';
+
+/** Pebble's orders take seconds: wait up to a minute. */
+const eventually = (check: () => unknown, what: string): Promise<unknown> => until(check, what, 60_000);
 
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-pebble-tunnel-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -28,39 +30,8 @@ if (SKIP) process.stderr.write(`# acme-tunnel-pebble: ${SKIP}\n`);
 
 const TOKEN = 'tunnel-secret-token';
 
-function curl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('curl', ['-sS', '--max-time', '10', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
-function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const poll = async (): Promise<void> => {
-      if (await check()) return resolve();
-      if (Date.now() - started > timeoutMs) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(() => void poll(), 50);
-    };
-    void poll();
-  });
-}
 
-function serialOf(port: number, servername: string, ca: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, servername, ca });
-    socket.once('secureConnect', () => {
-      resolve(socket.getPeerX509Certificate()!.serialNumber);
-      socket.destroy();
-    });
-    socket.once('error', reject);
-  });
-}
 
 /** The office's local web service. */
 async function backend(): Promise<{ port: number; close(): Promise<void> }> {
@@ -116,7 +87,7 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
     let client = office(port, local.port).start();
     try {
       await client.ready();
-      await until(() => managed(instance, 'app.site.test'), 'the mapping\'s domain managed');
+      await eventually(() => managed(instance, 'app.site.test'), 'the mapping\'s domain managed');
       await instance.acme.issued(['app.site.test']);
       // Exact names only: the wildcard mapping's domain needs DNS-01.
       assert.deepEqual(instance.acme.list().map((row) => row.names), [['app.site.test']]);
@@ -135,7 +106,7 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
       const serial = await serialOf(pebble.tlsPort, 'app.site.test', rootPem);
       // The client reconnects: its domain stays managed, the same certificate is served, nothing is ordered.
       await client.stop({ deadlineMs: 0 });
-      await until(() => instance.tunnelServer!.mappings().every((entry) => entry.clients.length === 0), 'the client gone');
+      await eventually(() => instance.tunnelServer!.mappings().every((entry) => entry.clients.length === 0), 'the client gone');
       assert.equal(managed(instance, 'app.site.test'), true, 'kept while the client is away');
       client = office(port, local.port).start();
       await client.ready();
@@ -158,14 +129,14 @@ test('a tunnel domain whose client left is dropped after the linger, and loaded 
   let client = office(port, local.port).start();
   try {
     await client.ready();
-    await until(() => managed(instance, 'app.site.test'), 'the mapping\'s domain managed');
+    await eventually(() => managed(instance, 'app.site.test'), 'the mapping\'s domain managed');
     await instance.acme.issued(['app.site.test']);
     await client.stop({ deadlineMs: 0 });
-    await until(() => !managed(instance, 'app.site.test'), 'the domain dropped');
+    await eventually(() => !managed(instance, 'app.site.test'), 'the domain dropped');
     assert.deepEqual(instance.acme.tunnelNames(), []);
     client = office(port, local.port).start();
     await client.ready();
-    await until(() => managed(instance, 'app.site.test') && instance.acme.list()[0]!.status === 'valid', 'the domain back, from storage');
+    await eventually(() => managed(instance, 'app.site.test') && instance.acme.list()[0]!.status === 'valid', 'the domain back, from storage');
     assert.deepEqual(orders, ['app.site.test']);
     const root = join(scratch, 'tunnel-return-root.pem');
     writeFileSync(root, await pebble.issuerRoot());
