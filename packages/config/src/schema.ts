@@ -521,7 +521,7 @@ export const AcmeSchema = Type.Object(
       Type.String({ pattern: DURATION_PATTERN, description: 'Renew this long before expiry (default: when a third of the lifetime is left, with a little jitter).', examples: ['30d', '720h'], 'x-expected': 'a duration such as 30d or 720h' }),
     ),
     order_timeout: Type.Optional(Duration('An order not complete after this long (a CA that never validates, a stuck poll) fails with an error and is retried with backoff.', durationText(ACME_DEFAULTS.orderTimeoutMs))),
-    redirect: Type.Optional(Type.Boolean({ description: 'Listen on `http_port` and redirect to HTTPS (answering HTTP-01 there too) when a server has `tls = "auto"` and nothing else uses that port.', default: ACME_DEFAULTS.redirect })),
+    redirect: Type.Optional(Type.Boolean({ description: 'Listen on `http_port` and redirect to HTTPS (answering HTTP-01 there too) when a server has `tls = "auto"` (or the tunnel server `https_tls = "auto"` without `http_listen`) and nothing else uses that port.', default: ACME_DEFAULTS.redirect })),
     http_port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Port of the automatic redirect listener, where the CA sends HTTP-01 requests (80; another only behind a port forward or with a test CA).', default: ACME_DEFAULTS.httpPort })),
   },
   { ...Strict, description: 'Automatic HTTPS (ACME, RFC 8555) for servers with `tls = "auto"`.' },

@@ -160,6 +160,7 @@ export class Instance {
       if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service), instance.acme);
       // With workers, the primary orders the certificates of the tunnel it runs (the workers those of the servers).
       if (instance.supervisor && config.tunnel.server?.httpsAuto) await instance.acme.apply(config, { servers: false });
+      if (!options.worker) await instance.acme.applyTunnelRedirect(config);
       if (!options.worker) instance.seriesTicker.add((now) => instance.sampleSeries(now));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
@@ -284,6 +285,8 @@ export class Instance {
           this.tunnel = new TunnelService((service) => this.loggerFor(service), this.acme);
           changes.push(...(await this.tunnel.apply(next.tunnel)));
         }
+        const redirect = await this.acme.applyTunnelRedirect(next);
+        if (redirect) changes.push(redirect);
       } catch (error) {
         if (oldLogs) this.restoreLogs(oldLogs);
         this.retargetAccessLog(this.config.log.accessFormat);
@@ -474,6 +477,7 @@ export class Instance {
     this.forward.clear();
     this.tunnel = undefined;
     this.reverse = undefined;
+    await this.acme.stopTunnelRedirect();
     this.acme.stop();
     await this.health.close();
     await this.counters?.close();

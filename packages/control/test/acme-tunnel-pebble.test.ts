@@ -44,14 +44,14 @@ async function backend(): Promise<{ port: number; close(): Promise<void> }> {
 }
 
 /** A `wmproxy run` tunnel server on Pebble's validation ports, counting the orders it places. */
-async function tunnelServer(pebble: Pebble, challenge: 'http-01' | 'tls-alpn-01', storage: string, options: InstanceOptions = {}) {
+async function tunnelServer(pebble: Pebble, challenge: 'http-01' | 'tls-alpn-01', storage: string, options: InstanceOptions = {}, httpListen = true) {
   const file = join(scratch, `tunnel-${challenge}-${Date.now()}.toml`);
   writeFileSync(
     file,
     `[control]\nenabled = false\n` +
-      `[acme]\ndirectory = "${pebble.directory}"\nca_root = "${pebble.caRootFile}"\nchallenges = ["${challenge}"]\nstorage = "${storage}"\n` +
+      `[acme]\ndirectory = "${pebble.directory}"\nca_root = "${pebble.caRootFile}"\nchallenges = ["${challenge}"]\nstorage = "${storage}"\nhttp_port = ${pebble.httpPort}\n` +
       `[tunnel.server]\nlisten = "127.0.0.1:0"\nplain = true\ntoken = "${TOKEN}"\nallow_domains = ["*.site.test"]\n` +
-      `http_listen = "127.0.0.1:${pebble.httpPort}"\nhttps_listen = "127.0.0.1:${pebble.tlsPort}"\nhttps_tls = "auto"\n`,
+      `${httpListen ? `http_listen = "127.0.0.1:${pebble.httpPort}"\n` : ''}https_listen = "127.0.0.1:${pebble.tlsPort}"\nhttps_tls = "auto"\n`,
   );
   const orders: string[] = [];
   const instance = await Instance.start(await loadConfig(file), {
@@ -142,6 +142,30 @@ test('a tunnel domain whose client left is dropped after the linger, and loaded 
     writeFileSync(root, await pebble.issuerRoot());
     const page = await curl(['--cacert', root, '--resolve', `app.site.test:${pebble.tlsPort}:127.0.0.1`, `https://app.site.test:${pebble.tlsPort}/back`]);
     assert.equal(page.stdout, 'office app /back', page.stderr);
+  } finally {
+    await client.stop({ deadlineMs: 0 });
+    await instance.stop();
+    await local.close();
+    await pebble.close();
+  }
+});
+
+test('without http_listen, a redirect listener on http_port answers HTTP-01 for the tunnel\'s domains and sends visitors to HTTPS', { skip: SKIP }, async () => {
+  const pebble = await startPebble();
+  const local = await backend();
+  const { instance, orders, port } = await tunnelServer(pebble, 'http-01', mkdtempSync(join(scratch, 'storage-')), {}, false);
+  const client = office(port, local.port).start();
+  try {
+    await client.ready();
+    await eventually(() => managed(instance, 'app.site.test'), 'the mapping\'s domain managed');
+    await instance.acme.issued(['app.site.test']);
+    assert.deepEqual(orders, ['app.site.test']);
+    const redirect = await curl(['-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', '-H', 'Host: app.site.test', `http://127.0.0.1:${pebble.httpPort}/x?y=1`]);
+    assert.equal(redirect.stdout, `308 https://app.site.test:${pebble.tlsPort}/x?y=1`);
+    const root = join(scratch, 'tunnel-redirect-root.pem');
+    writeFileSync(root, await pebble.issuerRoot());
+    const page = await curl(['-L', '--cacert', root, '--resolve', `app.site.test:${pebble.tlsPort}:127.0.0.1`, '--resolve', `app.site.test:${pebble.httpPort}:127.0.0.1`, `http://app.site.test:${pebble.httpPort}/followed`]);
+    assert.equal(page.stdout, 'office app /followed', page.stderr);
   } finally {
     await client.stop({ deadlineMs: 0 });
     await instance.stop();

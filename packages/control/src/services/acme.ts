@@ -21,7 +21,7 @@ import {
   type ManagedCertificate,
 } from '@wmproxy/acme';
 import type { WmproxyConfig } from '@wmproxy/config';
-import type { ListenerSpec, LocationSpec } from '@wmproxy/reverse';
+import { ReverseProxy, type ListenerSpec, type LocationSpec } from '@wmproxy/reverse';
 
 /** Served for a name until its certificate is issued: clients see an untrusted certificate rather than a failed handshake. */
 let placeholder: { cert: string; key: string } | undefined;
@@ -75,6 +75,8 @@ export class AcmeService {
   /** Tunnel domains managed, each with its removal timer while no client serves it. */
   private readonly tunnel = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   private syncing: Promise<void> = Promise.resolve();
+  /** The tunnel's HTTP→HTTPS redirect listener (see `applyTunnelRedirect`). */
+  private redirect: { proxy: ReverseProxy; key: string } | undefined;
   private readonly authority: AuthorityFactory;
   private readonly tunnelLingerMs: number;
 
@@ -221,13 +223,7 @@ export class AcmeService {
     const acme = config.acme;
     const autos = config.servers.filter((server) => server.tls === 'auto');
     if (!acme?.redirect || autos.length === 0) return undefined;
-    const used = [
-      ...config.servers.flatMap((server) => server.listen),
-      ...config.proxies.flatMap((proxy) => proxy.listen),
-      ...config.streams.filter((stream) => stream.protocol === 'tcp').flatMap((stream) => stream.listen),
-      ...(config.control.enabled ? [config.control.listen] : []),
-    ];
-    if (used.some((address) => parseAddress(address).port === acme.httpPort)) return undefined;
+    if (portUsed(config, acme.httpPort)) return undefined;
     const tlsAddress = parseAddress(autos[0]!.listen[0]!);
     const hosts = [...new Set(autos.flatMap((server) => server.listen.map((text) => {
       const address = parseAddress(text);
@@ -239,4 +235,55 @@ export class AcmeService {
       ahead: this.ahead(),
     };
   }
+
+  /**
+   * The same for the tunnel's `https_tls = "auto"` when it has no
+   * `http_listen` (which would serve the mappings over HTTP and answer
+   * HTTP-01 itself) and no server redirect takes the port: `http_port` at
+   * the host of `https_listen`, redirecting there.
+   */
+  tunnelRedirectListener(config: WmproxyConfig): ListenerSpec | undefined {
+    const acme = config.acme;
+    const tunnel = config.tunnel.server;
+    if (!acme?.redirect || !tunnel?.httpsAuto || tunnel.httpsListen === undefined || tunnel.httpListen !== undefined) return undefined;
+    if (this.redirectListener(config) || portUsed(config, acme.httpPort)) return undefined;
+    const https = parseAddress(tunnel.httpsListen);
+    return {
+      listen: https.wildcard ? `:${acme.httpPort}` : formatHostPort(https.host, acme.httpPort),
+      vhosts: [{ locations: [{ path: '/', handler: httpsRedirectHandler(https.port) }] }],
+      ahead: this.ahead(),
+    };
+  }
+
+  /** Run the tunnel's redirect listener as `config` wants it (in the process that runs the tunnel); returns what changed. */
+  async applyTunnelRedirect(config: WmproxyConfig): Promise<string | undefined> {
+    const spec = this.tunnelRedirectListener(config);
+    const key = spec ? JSON.stringify([spec.listen, config.tunnel.server?.httpsListen]) : '';
+    if ((this.redirect?.key ?? '') === key) return undefined;
+    await this.stopTunnelRedirect();
+    if (!spec) return 'tunnel HTTP→HTTPS redirect stopped';
+    const proxy = new ReverseProxy({ servers: [spec], upstreams: [], logger: this.logger });
+    await proxy.start();
+    this.redirect = { proxy, key };
+    return `tunnel HTTP→HTTPS redirect (and HTTP-01) on ${proxy.addresses.join(', ')}`;
+  }
+
+  async stopTunnelRedirect(): Promise<void> {
+    const redirect = this.redirect;
+    this.redirect = undefined;
+    await redirect?.proxy.close();
+  }
+}
+
+/** Whether a configured listener (server, proxy, TCP stream, control API, tunnel) uses this port. */
+function portUsed(config: WmproxyConfig, port: number): boolean {
+  const tunnel = config.tunnel.server;
+  const used = [
+    ...config.servers.flatMap((server) => server.listen),
+    ...config.proxies.flatMap((proxy) => proxy.listen),
+    ...config.streams.filter((stream) => stream.protocol === 'tcp').flatMap((stream) => stream.listen),
+    ...(config.control.enabled ? [config.control.listen] : []),
+    ...(tunnel ? [tunnel.listen, tunnel.httpListen, tunnel.httpsListen].filter((address): address is string => address !== undefined) : []),
+  ];
+  return used.some((address) => parseAddress(address).port === port);
 }
