@@ -9,6 +9,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '@wmproxy/core-net';
@@ -16,7 +17,7 @@ import { loadConfig } from '@wmproxy/config';
 import { AcmeClientAuthority, acmeClientAvailable, type CertificateAuthority } from '@wmproxy/acme';
 import { TunnelClient, parseMapSpec } from '@wmproxy/tunnel';
 import { PEBBLE_MISSING, startPebble, type Pebble } from '@wmproxy/testkit';
-import { curl, serialOf, until } from './helpers.js';
+import { curl, until } from './helpers.js';
 import { Instance, type InstanceOptions } from '../src/index.js';
 
 /** Pebble's orders take seconds: wait up to a minute. */
@@ -32,6 +33,22 @@ const TOKEN = 'tunnel-secret-token';
 
 
 
+
+/**
+ * The serial number of the certificate served for `servername`, read during a
+ * whole HTTPS exchange (a client that leaves right after the handshake is not
+ * what these tests are about).
+ */
+function servedSerial(port: number, servername: string, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = https.get({ host: '127.0.0.1', port, servername, ca, path: '/', headers: { host: servername, connection: 'close' }, agent: false }, (response) => {
+      const serial = (response.socket as import('node:tls').TLSSocket).getPeerX509Certificate()!.serialNumber;
+      response.resume();
+      response.on('end', () => resolve(serial));
+    });
+    request.on('error', reject);
+  });
+}
 
 /** The office's local web service. */
 async function backend(): Promise<{ port: number; close(): Promise<void> }> {
@@ -103,14 +120,14 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
       assert.equal(plain.stdout, 'office app /plain');
       const unknown = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: app.site.test', `http://127.0.0.1:${pebble.httpPort}/.well-known/acme-challenge/AAAAAAAAAAAAAAAAAAAAAAAA`]);
       assert.equal(unknown.stdout, '404');
-      const serial = await serialOf(pebble.tlsPort, 'app.site.test', rootPem);
+      const serial = await servedSerial(pebble.tlsPort, 'app.site.test', rootPem);
       // The client reconnects: its domain stays managed, the same certificate is served, nothing is ordered.
       await client.stop({ deadlineMs: 0 });
       await eventually(() => instance.tunnelServer!.mappings().every((entry) => entry.clients.length === 0), 'the client gone');
       assert.equal(managed(instance, 'app.site.test'), true, 'kept while the client is away');
       client = office(port, local.port).start();
       await client.ready();
-      assert.equal(await serialOf(pebble.tlsPort, 'app.site.test', rootPem), serial);
+      assert.equal(await servedSerial(pebble.tlsPort, 'app.site.test', rootPem), serial);
       assert.deepEqual(orders, ['app.site.test']);
       assert.equal(instance.acme.list()[0]!.status, 'valid');
     } finally {
