@@ -340,12 +340,14 @@ tls = "auto"
 [[server.location]]
 respond = { status = 200 }
 `;
-  // An in-process CA: it certifies one server and answers the other with Let's Encrypt's rate-limit error.
+  // An in-process CA: it certifies one server and answers the other with Let's Encrypt's rate-limit error, naming when to come back.
+  const comeBack = new Date(Math.floor(Date.now() / 1000) * 1000 + 2 * 3600_000);
+  const rateLimited = `urn:ietf:params:acme:error:rateLimited: too many certificates already issued for this exact set of domains, retry after ${comeBack.toISOString().replace('T', ' ').replace('.000Z', ' UTC')}`;
   const ca = new FakeCa((names, key, notBefore, notAfter) => createSelfSignedCertificate({ altNames: names, key, notBefore, notAfter, commonName: 'Dashboard Test CA' }).cert);
   const authority = async () => ({
     name: 'fake-ca',
     order: (request: Parameters<FakeCa['order']>[0]) =>
-      request.names[0] === 'limited.site.test' ? Promise.reject(new Error('urn:ietf:params:acme:error:rateLimited: too many certificates already issued for this exact set of domains')) : ca.order(request),
+      request.names[0] === 'limited.site.test' ? Promise.reject(new Error(rateLimited)) : ca.order(request),
   });
   // It validates as a CA does: a TLS-ALPN-01 handshake with the instance's listener.
   ca.answers = {
@@ -394,7 +396,8 @@ respond = { status = 200 }
     assert.equal(limitedRow.className, 'unhealthy');
     assert.equal(limitedRow.cells[1], `failing (${limited.failures} failed)`);
     assert.equal(limitedRow.cells[3], '', 'no certificate yet: no expiry');
-    assert.equal(limitedRow.cells[4], await local(limited.nextRenewal), 'the retry time');
+    assert.equal(limited.nextRenewal, comeBack.toISOString());
+    assert.equal(limitedRow.cells[4], await local(comeBack.toISOString()), 'the retry: when the CA said to come back');
     assert.match(limitedRow.cells[5]!, /rateLimited: too many certificates/);
   } finally {
     page?.close();
