@@ -75,6 +75,8 @@ export class AcmeService {
   /** Tunnel domains managed, each with its removal timer while no client serves it. */
   private readonly tunnel = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   private syncing: Promise<void> = Promise.resolve();
+  /** Whether the last tunnel name set was cut at `tunnelNamesMax`. */
+  private capped = false;
   /** The tunnel's HTTP→HTTPS redirect listener (see `applyTunnelRedirect`). */
   private redirect: { proxy: ReverseProxy; key: string } | undefined;
   private readonly authority: AuthorityFactory;
@@ -129,13 +131,17 @@ export class AcmeService {
    */
   setTunnelNames(names: Iterable<string>): void {
     const wanted = new Set<string>();
+    let capped = false;
     for (const name of names) {
       if (wanted.size >= ACME_DEFAULTS.tunnelNamesMax) {
-        this.logger.warn(`tunnel: more than ${ACME_DEFAULTS.tunnelNamesMax} domains want certificates; the others are served with the placeholder certificate`);
+        capped = true;
         break;
       }
       wanted.add(name);
     }
+    // Said once each time the cap is reached, not at every client event.
+    if (capped && !this.capped) this.logger.warn(`tunnel: more than ${ACME_DEFAULTS.tunnelNamesMax} domains want certificates; the others are served with the placeholder certificate`);
+    this.capped = capped;
     let added = false;
     for (const name of wanted) {
       const timer = this.tunnel.get(name);
