@@ -24,7 +24,8 @@ export function tunnelCertificateNames(mappings: readonly MappingSnapshot[]): st
     if (entry.mapping.kind !== 'http' || entry.clients.length === 0) continue;
     for (const domain of entry.mapping.domains ?? []) {
       const name = domain.toLowerCase();
-      if (!name.includes('*') && name.includes('.') && isIP(name) === 0 && isValidHostname(name)) names.add(name);
+      // Public CAs refuse underscores in DNS names (CA/Browser Forum): ordering one would only fail.
+      if (!name.includes('*') && !name.includes('_') && name.includes('.') && isIP(name) === 0 && isValidHostname(name)) names.add(name);
     }
   }
   return [...names];
