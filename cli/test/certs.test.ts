@@ -42,6 +42,48 @@ test('wmproxy certs lists the certificates of a running instance (names, status,
   }
 });
 
+test('with workers, the primary\'s wmproxy certs and /metrics show each certificate\'s renewal time, and the error of one that fails', { skip: PEBBLE_MISSING }, async () => {
+  const pebble = await startPebble();
+  // The CA's DNS sends validation of this name where nothing listens: its orders fail.
+  await pebble.resolve('broken.site.test', '127.0.0.2');
+  const file = join(scratch, 'workers.toml');
+  writeFileSync(
+    file,
+    `workers = 2\n[control]\nlisten = "127.0.0.1:0"\n[acme]\ndirectory = "${pebble.directory}"\nca_root = "${pebble.caRootFile}"\nchallenges = ["tls-alpn-01"]\nredirect = false\nstorage = "${join(scratch, 'acme-workers')}"\n` +
+      ['good', 'broken'].map((name) => `[[server]]\nname = "${name}"\nlisten = "127.0.0.1:${pebble.tlsPort}"\nserver_name = ["${name}.site.test"]\ntls = "auto"\n[[server.location]]\npath = "/"\nrespond = { status = 200 }\n`).join(''),
+  );
+  const running = new Running(['run', '-c', file]);
+  type Row = { names: string[]; status: string; nextRenewal?: string; failures: number; lastError?: string };
+  try {
+    const control = (await running.waitFor(/control control listening on (\S+)/))[1]!;
+    let rows: Row[] = [];
+    const settled = (): boolean => rows.find((row) => row.names[0] === 'good.site.test')?.status === 'valid' && (rows.find((row) => row.names[0] === 'broken.site.test')?.failures ?? 0) >= 1;
+    for (let attempt = 0; attempt < 300 && !settled(); attempt++) {
+      const json = await wmproxy(['certs', '--control', control, '--json']);
+      assert.equal(json.code, 0, json.stderr);
+      rows = (JSON.parse(json.stdout) as { certificates: Row[] }).certificates;
+      if (!settled()) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(settled(), JSON.stringify(rows));
+    const good = rows.find((row) => row.names[0] === 'good.site.test')!;
+    const broken = rows.find((row) => row.names[0] === 'broken.site.test')!;
+    assert.ok(Date.parse(good.nextRenewal!) > Date.now(), 'the renewal time the managing worker planned');
+    assert.equal(broken.status, 'failing');
+    assert.match(broken.lastError!, /\S/);
+    assert.ok(Date.parse(broken.nextRenewal!) > Date.now() - 1000, 'the retry time');
+    const text = await wmproxy(['certs', '--control', control]);
+    assert.match(text.stdout, /^good\.site\.test\n {2}status valid\n[^]*?next renewal \d{4}-/m);
+    assert.match(text.stdout, /^broken\.site\.test\n {2}status failing \(\d+ failed orders? in a row\)\n[^]*?next renewal \d{4}-[^]*?last error \S/m);
+    const metrics = await fetch(`http://${control}/metrics`).then((response) => response.text());
+    assert.match(metrics, /^wmproxy_certificate_expiry_timestamp_seconds\{name="good\.site\.test"\} \d+/m);
+    assert.match(metrics, /^wmproxy_certificate_order_failures\{name="broken\.site\.test",status="failing"\} [1-9]/m);
+    assert.match(metrics, /^wmproxy_certificate_order_failures\{name="good\.site\.test",status="valid"\} 0/m);
+  } finally {
+    running.kill();
+    await pebble.close();
+  }
+});
+
 test('wmproxy certs says so when nothing is managed, and exits 1 when the API is unreachable', async () => {
   const file = join(scratch, 'none.toml');
   writeFileSync(file, `[control]\nlisten = "127.0.0.1:0"\n[[proxy]]\nlisten = "127.0.0.1:0"\n`);

@@ -22,7 +22,7 @@ export default class Certs extends ControlCommand {
       return;
     }
     if (certificates.length === 0) {
-      this.log('no managed certificates (no server has tls = "auto")');
+      this.log('no managed certificates (no server or tunnel has automatic HTTPS)');
       return;
     }
     for (const row of certificates) {

@@ -17,9 +17,13 @@ interface AcmeAuthorization {
   identifier: { type: string; value: string };
 }
 interface AcmeClientModule {
-  Client: new (options: { directoryUrl: string; accountKey: string | Buffer }) => {
+  Client: new (options: { directoryUrl: string; accountKey: string | Buffer; accountUrl?: string; backoffAttempts?: number; backoffMin?: number; backoffMax?: number }) => {
     /** acme-client's RFC 8555 request layer (newAccount without the update acme-client's createAccount adds for an existing account). */
-    api: { createAccount(data: { termsOfServiceAgreed: boolean; contact?: string[] }): Promise<unknown> };
+    api: {
+      createAccount(data: { termsOfServiceAgreed: boolean; contact?: string[] }): Promise<unknown>;
+      apiRequest(...args: unknown[]): Promise<{ data: unknown; headers: Record<string, string> }>;
+    };
+    getAccountUrl(): string;
     auto(options: {
       csr: string | Buffer;
       email?: string;
@@ -98,25 +102,29 @@ export class AcmeClientAuthority implements CertificateAuthority {
     }
   }
 
-  private cached: InstanceType<AcmeClientModule['Client']> | undefined;
+  private accountUrl: string | undefined;
 
   /**
-   * A client that knows its account URL: newAccount finds the existing
-   * account of the key (or registers it), so acme-client's auto() skips its
-   * own registration (which, for an existing account without an e-mail,
-   * sends an empty update that Pebble refuses).
+   * A client of its own per order (so that an abandoned order can be
+   * stopped), knowing the account URL: newAccount finds the existing account
+   * of the key (or registers it) once, so acme-client's auto() skips its own
+   * registration (which, for an existing account without an e-mail, sends
+   * an empty update that Pebble refuses). Status polls every 1 s growing to
+   * 10 s (acme-client's 5 s to 30 s would wait out most of an order timeout
+   * in one sleep).
    */
   private async client(): Promise<InstanceType<AcmeClientModule['Client']>> {
-    if (this.cached) return this.cached;
-    const client = new this.acme.Client({ directoryUrl: this.options.directory, accountKey: this.options.accountKey });
+    const backoff = { backoffAttempts: 60, backoffMin: 1000, backoffMax: 10_000 };
+    if (this.accountUrl) return new this.acme.Client({ directoryUrl: this.options.directory, accountKey: this.options.accountKey, accountUrl: this.accountUrl, ...backoff });
+    const client = new this.acme.Client({ directoryUrl: this.options.directory, accountKey: this.options.accountKey, ...backoff });
     await client.api.createAccount({ termsOfServiceAgreed: true, ...(this.options.email ? { contact: [`mailto:${this.options.email}`] } : {}) });
-    this.cached = client;
+    this.accountUrl = client.getAccountUrl();
     return client;
   }
 
   private async explain(error: unknown): Promise<Error> {
     // The next order looks the account up again: a CA that lost it (a restarted test CA, a deactivation) gets it registered anew.
-    this.cached = undefined;
+    this.accountUrl = undefined;
     if (!(error instanceof TypeError)) return error instanceof Error ? error : new Error(String(error));
     const unreachable = await probe(this.options.directory, this.options.caRoot);
     return new Error(unreachable ? `the ACME directory ${this.options.directory} cannot be reached: ${unreachable}` : `ACME request failed without an answer: ${error.message}`, { cause: error });
@@ -126,6 +134,15 @@ export class AcmeClientAuthority implements CertificateAuthority {
     const [, csr] = await this.acme.crypto.createCsr({ commonName: request.names[0]!, altNames: request.names }, request.keyPem);
     const kind = (challenge: AcmeChallenge): ChallengeType => challenge.type as ChallengeType;
     const client = await this.client();
+    // Abandoned (the manager's order timeout): acme-client cannot be cancelled, but every later request of this
+    // client answers "invalid", which ends its status polling at the next poll instead of after all its retries.
+    request.signal?.addEventListener(
+      'abort',
+      () => {
+        client.api.apiRequest = async () => ({ data: { status: 'invalid', detail: 'the order was abandoned by wmproxy' }, headers: {} });
+      },
+      { once: true },
+    );
     return client.auto({
       csr,
       ...(this.options.email ? { email: this.options.email } : {}),

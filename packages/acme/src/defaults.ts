@@ -16,6 +16,16 @@ export const ACME_DEFAULTS = {
   /** First retry after a failed order, doubling up to `retryMaxMs`. */
   retryMinMs: 60_000,
   retryMaxMs: 6 * 60 * 60_000,
+  /**
+   * An order (account, challenges, validation, finalization, download) that
+   * has not completed after this long fails (a CA that never validates, a
+   * stuck poll) and is retried with the backoff above.
+   */
+  orderTimeoutMs: 5 * 60_000,
+  /** A tunnel domain whose clients all left keeps its certificate managed this long (a reconnecting client changes nothing). */
+  tunnelLingerMs: 10 * 60_000,
+  /** Most tunnel domains with certificates at once (wildcard allow lists would allow any number). */
+  tunnelNamesMax: 500,
   /** A lock not refreshed for this long is taken over (its holder died). */
   lockLeaseMs: 2 * 60_000,
   /** How often a worker waiting for another's order checks the storage again. */

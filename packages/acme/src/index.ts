@@ -4,7 +4,7 @@ export { acmeChallengeHandler, httpsRedirectHandler, type HttpHandler } from './
 export { AcmeClientAuthority, acmeClientAvailable, ACME_CLIENT_PACKAGE, type AcmeClientAuthorityOptions } from './acme-client.js';
 export { CertificateStorage, certificateId, describeCertificate, newPrivateKey, type StoredCertificate } from './storage.js';
 export { LeaseLock } from './lock.js';
-export { renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
+export { rateLimitedUntil, renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
 export { writeFileAtomic } from './files.js';
 export { ACME_DEFAULTS, ACME_DIRECTORIES } from './defaults.js';
 export { CHALLENGE_TYPES, type CertificateAuthority, type CertificateStatus, type ChallengeSolver, type ChallengeType, type ManagedCertificate, type OrderRequest } from './types.js';

@@ -7,14 +7,16 @@
  * Several workers or instances sharing the storage order each certificate
  * once: the one holding the lease orders, the others wait and load its result.
  */
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger, type TlsKeyPair } from '@wmproxy/core-net';
 import { ChallengeStore } from './challenges.js';
+import { readOptional, writeFileAtomic } from './files.js';
 import { ACME_DEFAULTS } from './defaults.js';
 import { LeaseLock } from './lock.js';
-import { renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
+import { rateLimitedUntil, renewalTime, retryDelay, type RenewalPolicy } from './renewal.js';
 import { CertificateStorage, certificateId, newPrivateKey, type StoredCertificate } from './storage.js';
-import type { CertificateAuthority, CertificateStatus, ChallengeType, ManagedCertificate } from './types.js';
+import type { CertificateAuthority, CertificateStatus, ChallengeSolver, ChallengeType, ManagedCertificate } from './types.js';
 
 export interface CertificateManagerOptions {
   authority: CertificateAuthority;
@@ -23,12 +25,21 @@ export interface CertificateManagerOptions {
   /** Challenge types in order of preference (default TLS-ALPN-01, then HTTP-01). */
   challenges?: readonly ChallengeType[];
   renewal?: RenewalPolicy;
+  /** An order not complete after this long fails and is retried with backoff (default `ACME_DEFAULTS.orderTimeoutMs`). */
+  orderTimeoutMs?: number;
   lockLeaseMs?: number;
   lockPollMs?: number;
   logger?: Logger;
   /** For tests. */
   random?: () => number;
   now?: () => number;
+}
+
+/** `locks/<id>.backoff`: written by the worker whose order failed, so that the others sharing the storage wait with it. */
+interface Backoff {
+  failures: number;
+  error: string;
+  retryAt: number;
 }
 
 /** setTimeout's largest delay; a later time is reached in steps. */
@@ -46,6 +57,8 @@ interface Entry {
   nextAt: number | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   running: boolean;
+  /** Aborts the order in progress (the manager closing). */
+  abort: AbortController | undefined;
   removed: boolean;
   /** Resolved at each new certificate. */
   waiters: Array<() => void>;
@@ -94,7 +107,7 @@ export class CertificateManager {
     const added: Entry[] = [];
     for (const [id, names] of wanted) {
       if (this.entries.has(id)) continue;
-      const entry: Entry = { id, names, pair: undefined, stored: undefined, status: 'obtaining', failures: 0, lastError: undefined, nextAt: undefined, timer: undefined, running: false, removed: false, waiters: [] };
+      const entry: Entry = { id, names, pair: undefined, stored: undefined, status: 'obtaining', failures: 0, lastError: undefined, nextAt: undefined, timer: undefined, running: false, abort: undefined, removed: false, waiters: [] };
       this.entries.set(id, entry);
       added.push(entry);
     }
@@ -148,6 +161,7 @@ export class CertificateManager {
     for (const entry of this.entries.values()) {
       entry.removed = true;
       if (entry.timer) clearTimeout(entry.timer);
+      entry.abort?.abort();
     }
     this.entries.clear();
     this.index();
@@ -178,10 +192,14 @@ export class CertificateManager {
   }
 
   private schedule(entry: Entry, delayMs: number, force = false): void {
+    this.scheduleAt(entry, this.now() + delayMs, force);
+  }
+
+  private scheduleAt(entry: Entry, at: number, force = false): void {
     if (entry.removed) return;
     if (entry.timer) clearTimeout(entry.timer);
-    const delay = Math.max(0, delayMs);
-    entry.nextAt = this.now() + delay;
+    const delay = Math.max(0, at - this.now());
+    entry.nextAt = Math.max(at, this.now());
     entry.timer = setTimeout(() => void this.run(entry, force), Math.min(delay, MAX_TIMER_MS));
     // Renewal timers (days away) must not keep a stopping process alive; imminent work (an order, a retry) may.
     if (delay > 60_000) entry.timer.unref?.();
@@ -215,35 +233,118 @@ export class CertificateManager {
           return;
         }
       }
+      const backoff = force ? undefined : await this.readBackoff(entry);
+      if (backoff && backoff.retryAt - this.now() > 1000) {
+        // Another worker or instance failed this order and backs off: wait with it (one failed order per round, not one per worker), showing its error.
+        holding = false;
+        await lock.release();
+        entry.failures = Math.max(entry.failures, backoff.failures);
+        entry.lastError = backoff.error;
+        entry.status = 'failing';
+        this.scheduleAt(entry, backoff.retryAt);
+        return;
+      }
       entry.status = entry.pair ? 'renewing' : 'obtaining';
       const key = newPrivateKey();
       this.logger.info(`ordering a certificate for ${entry.names.join(', ')}`, { ca: this.options.authority.name });
-      const chain = await this.options.authority.order({
-        names: entry.names,
-        keyPem: key,
-        challenges: this.options.challenges ?? ACME_DEFAULTS.challenges,
-        solver: this.challenges,
-      });
-      if (entry.removed) return;
+      const chain = await this.order(entry, key);
+      // Stored even when the names were dropped meanwhile (a tunnel client that left): the CA's work is not thrown away, and a return loads it.
       const saved = await this.storage.save(entry.names, chain, key);
+      await unlink(this.backoffPath(entry)).catch(() => undefined);
       // Released before anyone waiting on this certificate is told.
       holding = false;
       await lock.release();
+      if (entry.removed) return;
       this.adopt(entry, saved, `issued by ${this.options.authority.name}`);
     } catch (error) {
       if (entry.removed) return;
       entry.failures += 1;
       entry.lastError = (error as Error).message ?? String(error);
       entry.status = 'failing';
-      const delay = retryDelay(entry.failures, this.options.renewal ?? {}, this.random());
+      const limited = rateLimitedUntil(entry.lastError);
+      const failedAt = this.now();
+      const delay = Math.max(retryDelay(entry.failures, this.options.renewal ?? {}, this.random()), (limited ?? 0) - failedAt);
+      const retryAt = failedAt + delay;
       const serving = entry.stored ? `still serving the certificate valid until ${entry.stored.notAfter.toISOString()}` : 'no certificate to serve yet';
-      this.logger.warn(`certificate for ${entry.names.join(', ')}: order failed (${entry.failures} in a row): ${entry.lastError}; ${serving}; next try in ${Math.round(delay / 1000)} s`, {
+      this.logger.warn(`certificate for ${entry.names.join(', ')}: order failed (${entry.failures} in a row): ${entry.lastError}; ${serving}; ${limited !== undefined ? `rate-limited by the CA until ${new Date(limited).toISOString()}; ` : ''}next try in ${Math.round(delay / 1000)} s`, {
         ca: this.options.authority.name,
       });
-      this.schedule(entry, delay);
+      if (holding) {
+        const shared: Backoff = { failures: entry.failures, error: entry.lastError, retryAt };
+        await writeFileAtomic(this.backoffPath(entry), JSON.stringify(shared)).catch(() => undefined);
+        holding = false;
+        await lock.release();
+      }
+      // Planned last: nothing awaited after it, so the retry never finds this run still going.
+      this.scheduleAt(entry, retryAt);
     } finally {
       entry.running = false;
       if (holding) await lock.release();
     }
   }
+
+  private backoffPath(entry: Entry): string {
+    return this.storage.path('locks', `${entry.id}.backoff`);
+  }
+
+  /** The failure state the last failed order of these names left for everyone sharing the storage. */
+  private async readBackoff(entry: Entry): Promise<Backoff | undefined> {
+    const text = await readOptional(this.backoffPath(entry)).catch(() => undefined);
+    if (text === undefined) return undefined;
+    try {
+      const value = JSON.parse(text) as Partial<Backoff>;
+      if (typeof value.failures === 'number' && typeof value.error === 'string' && typeof value.retryAt === 'number') return value as Backoff;
+    } catch {
+      /* a torn or foreign file: ignored */
+    }
+    return undefined;
+  }
+
+  /**
+   * One order, given up after `orderTimeoutMs`: the authority is told through
+   * the signal, challenges it presented are withdrawn, and a late answer is
+   * ignored (the next try places a new order).
+   */
+  private async order(entry: Entry, keyPem: string): Promise<string> {
+    const limitMs = this.options.orderTimeoutMs ?? ACME_DEFAULTS.orderTimeoutMs;
+    const abort = new AbortController();
+    entry.abort = abort;
+    const presented = new Map<string, [ChallengeType, string, string]>();
+    const store = this.challenges;
+    const solver: ChallengeSolver = {
+      async present(type, name, token, keyAuthorization) {
+        if (abort.signal.aborted) throw new Error('the order was abandoned');
+        presented.set(`${type} ${name} ${token}`, [type, name, token]);
+        await store.present(type, name, token, keyAuthorization);
+      },
+      async cleanUp(type, name, token) {
+        presented.delete(`${type} ${name} ${token}`);
+        await store.cleanUp(type, name, token);
+      },
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const placed = this.options.authority.order({ names: entry.names, keyPem, challenges: this.options.challenges ?? ACME_DEFAULTS.challenges, solver, signal: abort.signal });
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`the order did not complete within ${seconds(limitMs)} (the CA did not validate the challenges or finish the order; [acme] order_timeout)`));
+      }, limitMs);
+      abort.signal.addEventListener('abort', () => reject(new Error('the certificate manager closed during the order')), { once: true });
+    });
+    try {
+      return await Promise.race([placed, expired]);
+    } catch (error) {
+      // The abandoned order may still settle: nobody waits for it.
+      placed.catch(() => undefined);
+      abort.abort();
+      await Promise.all([...presented.values()].map(([type, name, token]) => store.cleanUp(type, name, token).catch(() => undefined)));
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      if (entry.abort === abort) entry.abort = undefined;
+    }
+  }
+}
+
+function seconds(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${Math.round(ms / 100) / 10} s`;
 }

@@ -26,3 +26,16 @@ export function retryDelay(failures: number, policy: RenewalPolicy, random: numb
   const full = Math.min(max, min * 2 ** Math.min(30, Math.max(0, failures - 1)));
   return Math.max(min / 2, full * (1 - 0.2 * random));
 }
+
+/**
+ * When a CA that refused an order for its rate limits says to come back
+ * (Let's Encrypt's problem detail ends "retry after 2026-01-02 03:04:05 UTC");
+ * undefined for other errors or without a time. Retrying earlier only fails again.
+ */
+export function rateLimitedUntil(message: string): number | undefined {
+  if (!/rateLimited|too many/i.test(message)) return undefined;
+  const match = /retry after (\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d+)? ?(?:UTC|Z)/i.exec(message);
+  if (!match) return undefined;
+  const at = Date.parse(`${match[1]}T${match[2]}Z`);
+  return Number.isNaN(at) ? undefined : at;
+}

@@ -16,6 +16,8 @@ export interface OrderRequest {
   /** Challenge types in order of preference. */
   challenges: readonly ChallengeType[];
   solver: ChallengeSolver;
+  /** Aborted when the manager gives up on the order (its timeout, or the manager closing). */
+  signal?: AbortSignal;
 }
 
 /**

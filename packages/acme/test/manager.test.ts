@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import { Logger } from '@wmproxy/core-net';
-import { CertificateManager, ChallengeStore, LeaseLock, renewalTime, retryDelay, acmeChallengeHandler, httpsRedirectHandler, type CertificateManagerOptions } from '../src/index.js';
+import { CertificateManager, ChallengeStore, LeaseLock, rateLimitedUntil, renewalTime, retryDelay, acmeChallengeHandler, httpsRedirectHandler, type CertificateManagerOptions } from '../src/index.js';
 import { FakeCa, until } from './fake-ca.js';
 
 const cleanup: Array<() => void> = [];
@@ -111,6 +111,49 @@ describe('certificate manager', () => {
     assert.equal(m.list()[0]!.status, 'valid');
   });
 
+  test('an order the CA never validates fails at order_timeout with a clear error, its challenges withdrawn, and is retried with backoff', async () => {
+    const ca = new FakeCa();
+    ca.stuck = true;
+    const dir = storageDir();
+    const { manager: m, log } = manager(ca, dir, { challenges: ['http-01'], orderTimeoutMs: 100, renewal: { retryMinMs: 40, retryMaxMs: 160 } });
+    await m.manage([['stuck.test']]);
+    await until(() => m.list()[0]!.failures >= 3, 'three timed-out orders');
+    const row = m.list()[0]!;
+    assert.equal(row.status, 'failing');
+    assert.match(row.lastError!, /the order did not complete within 0\.1 s .*order_timeout/);
+    assert.equal(m.get('stuck.test'), undefined);
+    const failed = log.filter((line) => line.includes('order failed'));
+    assert.ok(failed.length >= 3);
+    assert.match(failed[0]!, /\(1 in a row\).*no certificate to serve yet; next try in/);
+    assert.match(failed[1]!, /\(2 in a row\)/);
+    // Each try is a new order; the retry is planned (backoff), not immediate.
+    assert.ok(ca.orders.length >= 3);
+    assert.ok(Date.parse(row.nextRenewal!) > Date.now() - 1000);
+    // Every abandoned order's HTTP-01 answer was withdrawn, from memory and from the shared storage.
+    const pending = existsSync(join(dir, 'challenges')) ? readdirSync(join(dir, 'challenges')) : [];
+    await until(() => (existsSync(join(dir, 'challenges')) ? readdirSync(join(dir, 'challenges')).length : 0) <= 1, 'challenges withdrawn');
+    assert.ok(pending.length <= 1, `at most the running order's answer is pending: ${pending.join(', ')}`);
+    // The CA recovers: the next retry succeeds.
+    ca.stuck = false;
+    await m.issued(['stuck.test']);
+    assert.equal(m.list()[0]!.status, 'valid');
+    assert.equal(m.list()[0]!.failures, 0);
+  });
+
+  test('a CA refusing for its rate limits is not asked again before the time it names, and the log says so', async () => {
+    const ca = new FakeCa();
+    const until2 = new Date(Date.now() + 3 * 3600_000);
+    until2.setUTCMilliseconds(0);
+    const stamp = until2.toISOString().replace('T', ' ').replace('.000Z', ' UTC');
+    const limited = { name: 'limited-ca', order: async () => { ca.orders.push(['limited.test']); throw new Error(`urn:ietf:params:acme:error:rateLimited: too many certificates (5) already issued for this exact set of domains in the last 168h0m0s, retry after ${stamp}: see https://letsencrypt.org/docs/rate-limits/`); } };
+    const { manager: m, log } = manager(ca, storageDir(), { authority: limited });
+    await m.manage([['limited.test']]);
+    await until(() => m.list()[0]!.failures === 1, 'the refused order');
+    assert.equal(m.list()[0]!.nextRenewal, until2.toISOString());
+    assert.match(log.find((line) => line.includes('order failed'))!, new RegExp(`rate-limited by the CA until ${until2.toISOString().replace(/\./g, '\\.')}`));
+    assert.equal(ca.orders.length, 1);
+  });
+
   test('a reload adds names (ordered) and removes others (no longer served) without touching the rest', async () => {
     const ca = new FakeCa();
     const { manager: m } = manager(ca, storageDir());
@@ -140,6 +183,29 @@ describe('certificate manager', () => {
     assert.equal(ca.orders.filter((order) => order[0] === 'other.test').length, 1);
     assert.equal(serial(a.get('shared.test')), serial(b.get('shared.test')));
     assert.equal(readdirSync(join(dir, 'locks')).filter((file) => file.endsWith('.lock')).length, 0, 'locks are released');
+  });
+
+  test('workers sharing the storage back off together after a failed order: one failed order per round, the same error and retry time everywhere', async () => {
+    const ca = new FakeCa();
+    ca.down = true;
+    ca.delayMs = 100;
+    const dir = storageDir();
+    const slow = { renewal: { retryMinMs: 60_000, retryMaxMs: 120_000 } };
+    const a = manager(ca, dir, slow).manager;
+    const b = manager(ca, dir, slow).manager;
+    await Promise.all([a.manage([['down.test']]), b.manage([['down.test']])]);
+    await until(() => a.list()[0]!.status === 'failing' && b.list()[0]!.status === 'failing', 'both failing');
+    assert.equal(ca.orders.length, 1, 'the second worker waited with the first instead of ordering');
+    const [rowA, rowB] = [a.list()[0]!, b.list()[0]!];
+    assert.equal(rowB.lastError, rowA.lastError);
+    assert.match(rowB.lastError!, /ECONNREFUSED/);
+    assert.equal(rowB.failures, 1);
+    assert.equal(rowB.nextRenewal, rowA.nextRenewal);
+    // A success clears the shared state: a manager started now orders at once.
+    ca.down = false;
+    a.renewNow(['down.test']);
+    await a.issued(['down.test']);
+    assert.deepEqual(readdirSync(join(dir, 'locks')).filter((file) => file.endsWith('.backoff')), []);
   });
 });
 
@@ -175,6 +241,18 @@ test('of many workers racing for a free lock, exactly one gets it (the file neve
 });
 
 describe('renewal policy', () => {
+  test('the time a rate-limited CA names is read from its problem detail, and nothing is read from other errors', () => {
+    fc.assert(
+      fc.property(fc.date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2099-12-31T23:59:59Z'), noInvalidDate: true }), fc.string(), (date, noise) => {
+        const at = new Date(Math.floor(date.getTime() / 1000) * 1000);
+        const stamp = at.toISOString().replace('T', ' ').replace('.000Z', ' UTC');
+        assert.equal(rateLimitedUntil(`urn:ietf:params:acme:error:rateLimited: too many failed authorizations recently, retry after ${stamp}: ${noise}`), at.getTime());
+        assert.equal(rateLimitedUntil(`connect ECONNREFUSED, retry after ${stamp}`), undefined);
+      }),
+    );
+    assert.equal(rateLimitedUntil('urn:ietf:params:acme:error:rateLimited: too many new orders'), undefined);
+  });
+
   test('renews with a third of the lifetime left by default, earlier by at most the jitter', () => {
     const day = 24 * 3600_000;
     assert.equal(renewalTime(0, 90 * day, {}, 0), 60 * day);

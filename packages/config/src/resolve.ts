@@ -185,6 +185,7 @@ class Resolver {
       if (other !== undefined) this.issues.add(path, `a name no other service has (${other} is "${name}")`, JSON.stringify(name));
       else serviceNames.set(name, path.slice(0, 2).map((part) => (typeof part === 'number' ? `[${part}]` : part)).join(''));
     }
+    const tunnel = this.tunnel();
     return {
       baseDir: this.baseDir,
       workers: file.workers ?? CONTROL_DEFAULTS.workers,
@@ -205,14 +206,14 @@ class Resolver {
       upstreams,
       servers,
       streams,
-      tunnel: this.tunnel(),
-      acme: this.acme(servers),
+      tunnel,
+      acme: this.acme(servers, tunnel),
     };
   }
 
-  private acme(servers: HttpServerConfig[]): AcmeConfig | undefined {
+  private acme(servers: HttpServerConfig[], tunnel: TunnelConfig): AcmeConfig | undefined {
     const acme = this.file.acme;
-    if (!acme && !servers.some((server) => server.tls === 'auto')) return undefined;
+    if (!acme && !servers.some((server) => server.tls === 'auto') && !tunnel.server?.httpsAuto) return undefined;
     const spec = acme ?? {};
     const directory = spec.directory ?? 'production';
     const caRoot = spec.ca_root === undefined ? undefined : this.path(spec.ca_root);
@@ -224,6 +225,7 @@ class Resolver {
       challenges: spec.challenges ?? [...ACME_DEFAULTS.challenges],
       storage: this.path(spec.storage ?? ACME_DEFAULTS.storage),
       renewBeforeMs: spec.renew_before === undefined ? undefined : longDurationMs(spec.renew_before),
+      orderTimeoutMs: durationMs(spec.order_timeout, ACME_DEFAULTS.orderTimeoutMs),
       redirect: spec.redirect ?? ACME_DEFAULTS.redirect,
       httpPort: spec.http_port ?? ACME_DEFAULTS.httpPort,
     };
@@ -295,7 +297,7 @@ class Resolver {
     };
   }
 
-  private tunnelWeb(server: TunnelServerFile, path: string[]): Pick<TunnelServerConfig, 'httpListen' | 'httpsListen' | 'https' | 'httpPolicy' | 'httpHealth'> {
+  private tunnelWeb(server: TunnelServerFile, path: string[]): Pick<TunnelServerConfig, 'httpListen' | 'httpsListen' | 'https' | 'httpsAuto' | 'httpPolicy' | 'httpHealth'> {
     if (server.http_listen !== undefined) this.claim([server.http_listen], 'tunnel http', [...path, 'http_listen']);
     if (server.https_listen !== undefined) this.claim([server.https_listen], 'tunnel https', [...path, 'https_listen']);
     if ((server.https_cert === undefined) !== (server.https_key === undefined)) {
@@ -309,11 +311,20 @@ class Resolver {
       this.fileExists(https.cert, [...path, 'https_cert']);
       this.fileExists(https.key, [...path, 'https_key']);
     }
+    const httpsAuto = server.https_tls === 'auto';
+    if (httpsAuto) {
+      if (server.https_listen === undefined) this.issues.add([...path, 'https_tls'], 'https_listen as well (where the certificates are served)', 'no https_listen');
+      if (https !== undefined) this.issues.add([...path, 'https_tls'], 'either https_tls = "auto" or https_cert/https_key, not both', '"auto" and a certificate');
+      // Certificates are ordered for whatever domains clients announce: without a list, any token holder could make this server order any name.
+      const open = server.allow_domains === undefined && (server.token !== undefined || (server.clients ?? []).some((client) => client.allow_domains === undefined));
+      if (open) this.issues.add([...path, 'allow_domains'], 'the domains clients may serve (with https_tls = "auto", certificates are ordered for the domains clients announce)', 'no list (any domain)');
+    }
     const health = server.http_health;
     return {
       httpListen: server.http_listen,
       httpsListen: server.https_listen,
       https,
+      httpsAuto,
       httpPolicy: server.http_policy ?? 'round_robin',
       httpHealth: health ? { path: health.path, intervalMs: durationMs(health.interval, 2_000), rise: health.rise ?? 2, fall: health.fall ?? 3 } : undefined,
     };

@@ -530,7 +530,8 @@ export const AcmeSchema = Type.Object(
     renew_before: Type.Optional(
       Type.String({ pattern: DURATION_PATTERN, description: 'Renew this long before expiry (default: when a third of the lifetime is left, with a little jitter).', examples: ['30d', '720h'], 'x-expected': 'a duration such as 30d or 720h' }),
     ),
-    redirect: Type.Optional(Type.Boolean({ description: 'Listen on `http_port` and redirect to HTTPS (answering HTTP-01 there too) when a server has `tls = "auto"` and nothing else uses that port.', default: ACME_DEFAULTS.redirect })),
+    order_timeout: Type.Optional(Duration('An order not complete after this long (a CA that never validates, a stuck poll) fails with an error and is retried with backoff.', durationText(ACME_DEFAULTS.orderTimeoutMs))),
+    redirect: Type.Optional(Type.Boolean({ description: 'Listen on `http_port` and redirect to HTTPS (answering HTTP-01 there too) when a server has `tls = "auto"` (or the tunnel server `https_tls = "auto"` without `http_listen`) and nothing else uses that port.', default: ACME_DEFAULTS.redirect })),
     http_port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Port of the automatic redirect listener, where the CA sends HTTP-01 requests (80; another only behind a port forward or with a test CA).', default: ACME_DEFAULTS.httpPort })),
   },
   { ...Strict, description: 'Automatic HTTPS (ACME, RFC 8555) for servers with `tls = "auto"`.' },
@@ -571,6 +572,12 @@ export const TunnelServerSchema = Type.Object(
     https_listen: Type.Optional(AddressString('Serve https mappings here by SNI passthrough (and http mappings over TLS with `https_cert`).')),
     https_cert: Type.Optional(Type.String({ description: 'Certificate (PEM) of http mappings served on `https_listen` (TLS terminated here).' })),
     https_key: Type.Optional(Type.String({ description: 'Private key (PEM) of `https_cert`.' })),
+    https_tls: Type.Optional(
+      Type.Literal('auto', {
+        description: '`"auto"`: serve http mappings on `https_listen` with certificates obtained and renewed by ACME (see `[acme]`) for the exact domains of the mappings whose clients are connected; needs `allow_domains`.',
+        'x-expected': '"auto"',
+      }),
+    ),
     http_policy: Type.Optional(Enum(['round_robin', 'least_conn', 'random_two', 'ip_hash', 'hash', 'first'] as const, { description: 'Balancing among the clients of one http mapping.', default: 'round_robin' })),
     http_health: Type.Optional(
       Type.Object(

@@ -182,6 +182,8 @@ export interface AcmeConfig {
   storage: string;
   /** Renew this many ms before expiry (undefined: a third of the lifetime). */
   renewBeforeMs: number | undefined;
+  /** An order not complete after this long fails (and is retried with backoff). */
+  orderTimeoutMs: number;
   redirect: boolean;
   httpPort: number;
 }
@@ -206,6 +208,8 @@ export interface TunnelServerConfig {
   httpListen: string | undefined;
   httpsListen: string | undefined;
   https: { cert: string; key: string } | undefined;
+  /** `https_tls = "auto"`: http mappings on `httpsListen` get ACME certificates for their exact domains (see `[acme]`). */
+  httpsAuto: boolean;
   httpPolicy: 'round_robin' | 'least_conn' | 'random_two' | 'ip_hash' | 'hash' | 'first';
   httpHealth: { path: string; intervalMs: number; rise: number; fall: number } | undefined;
 }

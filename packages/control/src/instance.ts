@@ -17,7 +17,7 @@ import type { ManagedCertificate } from '@wmproxy/acme';
 import { TunnelService } from './services/tunnel.js';
 import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
-import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
+import { emptyCounters, mergeCertificates, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
 import type { ClusterSource, ControlApi, InstanceEvent, ReloadResult, ServiceStatus, StatusView, UpstreamView } from './types.js';
 
@@ -42,6 +42,8 @@ export interface InstanceOptions {
   worker?: { index: number; health: HealthEntry[] };
   /** The ACME CA of automatic HTTPS (default: acme-client with `[acme]`'s directory; tests pass an in-process CA). */
   acmeAuthority?: AuthorityFactory;
+  /** How long a tunnel domain keeps its certificate managed after its last client left (tests; default `ACME_DEFAULTS.tunnelLingerMs`). */
+  acmeTunnelLingerMs?: number;
   /** A configuration store this instance follows (`run --store`): shown in /status, the dashboard and /metrics. */
   cluster?: ClusterSource;
 }
@@ -104,7 +106,7 @@ export class Instance {
       this.logger = this.logs.logger;
     }
     this.accessLog = this.newAccessLog();
-    this.acme = new AcmeService(this.loggerFor('acme'), options.acmeAuthority);
+    this.acme = new AcmeService(this.loggerFor('acme'), { authority: options.acmeAuthority, tunnelLingerMs: options.acmeTunnelLingerMs });
     this.health = new HealthChecker(options.worker ? { ...config.health, probe: false } : config.health);
     this.health.events.on('transition', (event) => {
       this.supervisor?.broadcastHealth([{ key: event.key, state: event.to, reason: event.reason }]);
@@ -155,7 +157,10 @@ export class Instance {
         instance.health.replaceTargets(healthTargets(config));
       }
       // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
-      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
+      if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service), instance.acme);
+      // With workers, the primary orders the certificates of the tunnel it runs (the workers those of the servers).
+      if (instance.supervisor && config.tunnel.server?.httpsAuto) await instance.acme.apply(config, { servers: false });
+      if (!options.worker) await instance.acme.applyTunnelRedirect(config);
       if (!options.worker) instance.seriesTicker.add((now) => instance.sampleSeries(now));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
@@ -277,9 +282,11 @@ export class Instance {
       try {
         if (this.tunnel) changes.push(...(await this.tunnel.apply(next.tunnel)));
         else if (hasTunnel(next)) {
-          this.tunnel = new TunnelService((service) => this.loggerFor(service));
+          this.tunnel = new TunnelService((service) => this.loggerFor(service), this.acme);
           changes.push(...(await this.tunnel.apply(next.tunnel)));
         }
+        const redirect = await this.acme.applyTunnelRedirect(next);
+        if (redirect) changes.push(redirect);
       } catch (error) {
         if (oldLogs) this.restoreLogs(oldLogs);
         this.retargetAccessLog(this.config.log.accessFormat);
@@ -330,11 +337,15 @@ export class Instance {
           await this.acme.apply(next);
           changes.push('reverse proxy started');
         }
-      } else if (this.reverse) {
-        const old = this.reverse;
-        this.reverse = undefined;
-        void old.stop();
-        changes.push('reverse proxy stopped (draining)');
+      } else {
+        if (this.reverse) {
+          const old = this.reverse;
+          this.reverse = undefined;
+          void old.stop();
+          changes.push('reverse proxy stopped (draining)');
+        }
+        // The tunnel's automatic HTTPS, or none.
+        await this.acme.apply(next);
       }
     } catch (error) {
       // Forward-proxy changes are committed; report the reverse proxy's failure (it kept or restored its old settings).
@@ -357,6 +368,12 @@ export class Instance {
       if (oldLogs) this.restoreLogs(oldLogs);
       this.retargetAccessLog(this.config.log.accessFormat);
       return this.rejected({ ok: false, message: (error as Error).message, changes: [], warnings: [] });
+    }
+    try {
+      if (next.tunnel.server?.httpsAuto) await this.acme.apply(next, { servers: false });
+      else this.acme.stop();
+    } catch (error) {
+      return this.rejected({ ok: false, message: `acme: ${(error as Error).message}`, changes, warnings: [] });
     }
     const results = await supervisor.reload(next);
     this.health.replaceTargets(healthTargets(next));
@@ -460,6 +477,7 @@ export class Instance {
     this.forward.clear();
     this.tunnel = undefined;
     this.reverse = undefined;
+    await this.acme.stopTunnelRedirect();
     this.acme.stop();
     await this.health.close();
     await this.counters?.close();
@@ -545,6 +563,7 @@ export class Instance {
       forward: [...this.forward.values()].map((service) => ({ name: service.name, open: service.openConnections, accepted: service.accepted })),
       sessions: this.reverse?.proxy.sessions.size ?? 0,
       limited: [...m.limited],
+      certificates: this.acme.list(),
     };
   }
 
@@ -585,10 +604,26 @@ export class Instance {
     }));
   }
 
-  /** Managed certificates: this process's manager, or (with workers, which run the managers) what the storage holds. */
+  /**
+   * Managed certificates. With workers (each runs a manager over the shared
+   * storage), their rows as last collected, merged, with this process's own
+   * (the tunnel's); a server set no worker has reported yet shows what the
+   * storage holds.
+   */
   async certificates(): Promise<ManagedCertificate[]> {
-    if (this.supervisor && this.config.acme) return storedCertificates(this.config.acme.storage, acmeNameSets(this.config));
-    return this.acme.list();
+    if (!this.supervisor) return this.acme.list();
+    await this.refresh();
+    const rows = this.certificateRows();
+    if (!this.config.acme) return rows;
+    const known = new Set(rows.map((row) => [...row.names].sort().join(',')));
+    const missing = acmeNameSets(this.config).filter((names) => !known.has([...names].sort().join(',')));
+    return [...rows, ...(await storedCertificates(this.config.acme.storage, missing))];
+  }
+
+  /** This process's certificates and, with workers, theirs as last collected (for /metrics). */
+  private certificateRows(): ManagedCertificate[] {
+    if (!this.supervisor) return this.acme.list();
+    return mergeCertificates([...this.acme.list(), ...(this.clusterCounters.certificates ?? [])]);
   }
 
   /** The running configuration as written, secrets redacted. */
@@ -650,7 +685,7 @@ export class Instance {
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_failures_total', { upstream: group.name, server: server.address }, server.requestFailures);
     out.family('wmproxy_upstream_active_requests', 'gauge', 'Requests in flight to each upstream server.');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_active_requests', { upstream: group.name, server: server.address }, server.activeRequests);
-    const certificates = this.acme.list();
+    const certificates = this.certificateRows();
     out.family('wmproxy_certificate_expiry_timestamp_seconds', 'gauge', 'When the managed (ACME) certificate of each name expires, in Unix seconds.');
     for (const row of certificates) {
       if (row.notAfter) for (const name of row.names) out.sample('wmproxy_certificate_expiry_timestamp_seconds', { name }, Date.parse(row.notAfter) / 1000);

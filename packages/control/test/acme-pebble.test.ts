@@ -7,9 +7,8 @@
 // skipped (and say so), and only Pebble itself is checked.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import tls from 'node:tls';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +16,11 @@ import { Logger, Server, createSelfSignedCertificate, parseAddress, silentLogger
 import { loadConfig } from '@wmproxy/config';
 import { AcmeClientAuthority, CertificateManager, CertificateStorage, acmeClientAvailable, type CertificateAuthority } from '@wmproxy/acme';
 import { CHROMIUM, PEBBLE_MISSING, chromiumDumpDom, startPebble } from '@wmproxy/testkit';
+import { curl, serialOf, until } from './helpers.js';
 import { Instance } from '../src/index.js';
+
+/** Pebble's orders take seconds: wait up to a minute. */
+const eventually = (check: () => unknown, what: string): Promise<unknown> => until(check, what, 60_000);
 
 const scratch = mkdtempSync(join(tmpdir(), 'wmproxy-pebble-e2e-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -26,39 +29,8 @@ const NO_CLIENT = (await acmeClientAvailable()) ? undefined : 'the npm package a
 const SKIP_ISSUANCE = PEBBLE_MISSING ?? NO_CLIENT;
 if (SKIP_ISSUANCE) process.stderr.write(`# acme-pebble: ${SKIP_ISSUANCE}\n`);
 
-function curl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('curl', ['-sS', '--max-time', '10', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
-function serialOf(port: number, servername: string, ca: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, servername, ca });
-    socket.once('secureConnect', () => {
-      resolve(socket.getPeerX509Certificate()!.serialNumber);
-      socket.destroy();
-    });
-    socket.once('error', reject);
-  });
-}
 
-function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const poll = async (): Promise<void> => {
-      if (await check()) return resolve();
-      if (Date.now() - started > timeoutMs) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(() => void poll(), 100);
-    };
-    void poll();
-  });
-}
 
 test('Pebble starts, and its ACME directory answers over HTTPS trusting ca_root', { skip: PEBBLE_MISSING }, async () => {
   const pebble = await startPebble();
@@ -181,7 +153,7 @@ test('Pebble stopped during renewal: the old certificate is served, retries are 
     await pebble.stop();
     const fresh = manager.issued(['down.site.test'], true);
     manager.renewNow(['down.site.test']);
-    await until(() => manager.list()[0]!.failures >= 2, 'two failed renewals').catch((error) => { throw new Error(`${error.message}; log:\n${log.join('')}; rows ${JSON.stringify(manager.list())}`); });
+    await eventually(() => manager.list()[0]!.failures >= 2, 'two failed renewals').catch((error) => { throw new Error(`${error.message}; log:\n${log.join('')}; rows ${JSON.stringify(manager.list())}`); });
     assert.equal(await serialOf(pebble.tlsPort, 'down.site.test', rootBefore), before, 'the old certificate is still served');
     const failures = log.filter((line) => line.includes('order failed'));
     assert.ok(failures.length >= 2);
@@ -193,6 +165,48 @@ test('Pebble stopped during renewal: the old certificate is served, retries are 
   } finally {
     manager.close();
     await server.shutdown({ deadlineMs: 200 });
+    await pebble.close();
+  }
+});
+
+test('Pebble that never validates (its DNS does not answer): orders fail at the order timeout with a clear error and are retried with backoff; order_timeout from the config', { skip: SKIP_ISSUANCE }, async () => {
+  const pebble = await startPebble({ silentDns: true });
+  const storage = mkdtempSync(join(scratch, 'stuck-'));
+  const store = new CertificateStorage(storage);
+  await store.init();
+  const log: string[] = [];
+  const authority = await AcmeClientAuthority.create({ directory: pebble.directory, caRoot: pebble.caRoot, accountKey: await store.accountKey(pebble.directory), httpRetries: { attempts: 0, delaySeconds: 0 } });
+  const manager = new CertificateManager({
+    authority,
+    storage,
+    challenges: ['http-01'],
+    orderTimeoutMs: 1500,
+    renewal: { retryMinMs: 300, retryMaxMs: 1200 },
+    logger: new Logger({ level: 'info', sink: { write: (line) => log.push(line) } }),
+  });
+  const file = join(scratch, 'stuck.toml');
+  writeFileSync(
+    file,
+    `[control]\nenabled = false\n[acme]\ndirectory = "${pebble.directory}"\nca_root = "${pebble.caRootFile}"\nchallenges = ["tls-alpn-01"]\norder_timeout = "2s"\nredirect = false\nstorage = "${mkdtempSync(join(scratch, 'stuck-instance-'))}"\n` +
+      `[[server]]\nlisten = "127.0.0.1:${pebble.tlsPort}"\nserver_name = ["config.stuck.test"]\ntls = "auto"\n[[server.location]]\npath = "/"\nrespond = { status = 200 }\n`,
+  );
+  const instance = await Instance.start(await loadConfig(file), { logger: silentLogger });
+  try {
+    await manager.manage([['stuck.site.test']]);
+    await eventually(() => manager.list()[0]!.failures >= 2, 'two timed-out orders').catch((error) => { throw new Error(`${error.message}; rows ${JSON.stringify(manager.list())}; log:\n${log.join('')}`); });
+    const row = manager.list()[0]!;
+    assert.equal(row.status, 'failing');
+    assert.match(row.lastError!, /^the order did not complete within 1\.5 s \(the CA did not validate the challenges or finish the order; \[acme\] order_timeout\)$/);
+    assert.equal(manager.get('stuck.site.test'), undefined);
+    const failed = log.filter((line) => line.includes('order failed'));
+    assert.match(failed[0]!, /\(1 in a row\): the order did not complete within 1\.5 s.*no certificate to serve yet; next try in/);
+    assert.match(failed[1]!, /\(2 in a row\)/);
+    // The key of the configuration reaches the instance's manager.
+    await eventually(() => instance.acme.list()[0]?.status === 'failing', 'the configured instance\'s order to time out');
+    assert.match(instance.acme.list()[0]!.lastError!, /did not complete within 2 s/);
+  } finally {
+    manager.close();
+    await instance.stop();
     await pebble.close();
   }
 });

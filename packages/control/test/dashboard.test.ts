@@ -7,15 +7,16 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { silentLogger } from '@wmproxy/core-net';
+import { createSelfSignedCertificate, silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
 import { Instance } from '../src/index.js';
 import { backend, until } from './helpers.js';
-import { CHROMIUM, chromiumFlags } from '@wmproxy/testkit';
+import { CHROMIUM, FakeCa, chromiumFlags, closedPort } from '@wmproxy/testkit';
 
 
 /** A minimal DevTools protocol client for one page. */
@@ -311,5 +312,98 @@ test('the dashboard draws live charts from /series with uPlot served by the API:
     await instance.stop();
     await alive.kill();
     removeProfile(profile);
+  }
+});
+
+test('the dashboard\'s certificates table shows what the instance\'s API reports: names, status, issuer, expiry, next renewal, and a failing order\'s error', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const storage = mkdtempSync(join(tmpdir(), 'wmproxy-dashboard-acme-'));
+  const tlsPort = await closedPort();
+  const config = `
+[control]
+listen = "127.0.0.1:0"
+[acme]
+storage = "${storage}"
+challenges = ["tls-alpn-01"]
+redirect = false
+[[server]]
+name = "good"
+listen = "127.0.0.1:${tlsPort}"
+server_name = ["good.site.test", "www.good.site.test"]
+tls = "auto"
+[[server.location]]
+respond = { status = 200 }
+[[server]]
+name = "limited"
+listen = "127.0.0.1:${tlsPort}"
+server_name = ["limited.site.test"]
+tls = "auto"
+[[server.location]]
+respond = { status = 200 }
+`;
+  // An in-process CA: it certifies one server and answers the other with Let's Encrypt's rate-limit error, naming when to come back.
+  const comeBack = new Date(Math.floor(Date.now() / 1000) * 1000 + 2 * 3600_000);
+  const rateLimited = `urn:ietf:params:acme:error:rateLimited: too many certificates already issued for this exact set of domains, retry after ${comeBack.toISOString().replace('T', ' ').replace('.000Z', ' UTC')}`;
+  const ca = new FakeCa((names, key, notBefore, notAfter) => createSelfSignedCertificate({ altNames: names, key, notBefore, notAfter, commonName: 'Dashboard Test CA' }).cert);
+  const authority = async () => ({
+    name: 'fake-ca',
+    order: (request: Parameters<FakeCa['order']>[0]) =>
+      request.names[0] === 'limited.site.test' ? Promise.reject(new Error(rateLimited)) : ca.order(request),
+  });
+  // It validates as a CA does: a TLS-ALPN-01 handshake with the instance's listener.
+  ca.answers = {
+    http01: async () => undefined,
+    tlsAlpn01: (name) =>
+      new Promise((resolve) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: tlsPort, servername: name, rejectUnauthorized: false, ALPNProtocols: ['acme-tls/1'] });
+        socket.once('secureConnect', () => {
+          resolve(socket.alpnProtocol === 'acme-tls/1' ? { cert: socket.getPeerX509Certificate()!.toString() } : undefined);
+          socket.destroy();
+        });
+        socket.once('error', () => resolve(undefined));
+      }),
+  };
+  const instance = await Instance.start(parseConfig(config, 'toml'), { logger: silentLogger, acmeAuthority: authority });
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
+  try {
+    await instance.acme.issued(['good.site.test', 'www.good.site.test']);
+    await until(() => instance.acme.list().some((row) => row.status === 'failing'), 'the limited order to fail');
+    const api = (await (await fetch(`http://${instance.controlAddress}/certs`)).json()) as { certificates: Array<{ names: string[]; status: string; issuer: string; notAfter: string; nextRenewal: string; failures: number; lastError?: string }> };
+    const launched = await launch(profile);
+    chrome = launched.chrome;
+    page = await Page.first(launched.port);
+    await page.send('Runtime.enable');
+    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
+    const rows = (): Promise<Array<{ names: string; status: string; className: string; cells: string[] }>> =>
+      page!.evaluate(`[...document.querySelectorAll('#certs tbody tr')].map((tr) => ({ names: tr.dataset.names, status: tr.dataset.status, className: tr.className, cells: [...tr.cells].map((td) => td.textContent) }))`);
+    await until(async () => (await rows()).length === 2, 'two certificate rows', 30_000);
+    const shown = await rows();
+    // Dates as the browser formats the API's instants.
+    const local = (iso: string): Promise<string> => page!.evaluate<string>(`new Date(${JSON.stringify(iso)}).toLocaleString()`);
+    const good = api.certificates.find((row) => row.names[0] === 'good.site.test')!;
+    const limited = api.certificates.find((row) => row.names[0] === 'limited.site.test')!;
+    const goodRow = shown.find((row) => row.names === 'good.site.test,www.good.site.test')!;
+    assert.deepEqual(goodRow, {
+      names: 'good.site.test,www.good.site.test',
+      status: 'valid',
+      className: 'healthy',
+      cells: ['good.site.test, www.good.site.test', 'valid', good.issuer, await local(good.notAfter), await local(good.nextRenewal), ''],
+    });
+    assert.match(goodRow.cells[2]!, /Dashboard Test CA/);
+    const limitedRow = shown.find((row) => row.names === 'limited.site.test')!;
+    assert.equal(limitedRow.status, 'failing');
+    assert.equal(limitedRow.className, 'unhealthy');
+    assert.equal(limitedRow.cells[1], `failing (${limited.failures} failed)`);
+    assert.equal(limitedRow.cells[3], '', 'no certificate yet: no expiry');
+    assert.equal(limited.nextRenewal, comeBack.toISOString());
+    assert.equal(limitedRow.cells[4], await local(comeBack.toISOString()), 'the retry: when the CA said to come back');
+    assert.match(limitedRow.cells[5]!, /rateLimited: too many certificates/);
+  } finally {
+    page?.close();
+    await killChrome(chrome);
+    await instance.stop();
+    removeProfile(profile);
+    rmSync(storage, { recursive: true, force: true });
   }
 });

@@ -1,4 +1,5 @@
 /** Test helpers: real backends that misbehave on cue, curl as a child process, small waits. */
+import { connect as tlsConnect } from 'node:tls';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
@@ -135,5 +136,17 @@ export function accepts(address: string): Promise<boolean> {
       resolve(true);
     });
     socket.once('error', () => resolve(false));
+  });
+}
+
+/** The serial number of the certificate a verifying TLS client (trusting `ca`) sees for `servername`. */
+export function serialOf(port: number, servername: string, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername, ca });
+    socket.once('secureConnect', () => {
+      resolve(socket.getPeerX509Certificate()!.serialNumber);
+      socket.destroy();
+    });
+    socket.once('error', reject);
   });
 }

@@ -25,13 +25,15 @@ export class FakeCa {
   readonly validated: string[] = [];
   down = false;
   lifetimeMs = 90 * 24 * 3600_000;
+  /** Present the challenges and never validate them (a stuck CA): the order settles only when its signal aborts. */
+  stuck = false;
   /** Hold each order this long (so that two workers overlap). */
   delayMs = 0;
   answers: FakeCaAnswers | undefined;
 
   constructor(private readonly certify: Certify) {}
 
-  async order(request: { names: string[]; keyPem: string; challenges: readonly ChallengeType[]; solver: Solver }): Promise<string> {
+  async order(request: { names: string[]; keyPem: string; challenges: readonly ChallengeType[]; solver: Solver; signal?: AbortSignal }): Promise<string> {
     this.orders.push([...request.names]);
     if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
     if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:14000 (the CA is down)');
@@ -40,6 +42,9 @@ export class FakeCa {
       const token = randomBytes(24).toString('base64url');
       const keyAuthorization = `${token}.thumbprint`;
       await request.solver.present(type, name, token, keyAuthorization);
+      if (this.stuck) {
+        await new Promise((_, reject) => request.signal?.addEventListener('abort', () => reject(new Error('order abandoned by the client')), { once: true }));
+      }
       try {
         if (type === 'http-01') {
           const answer = await this.answers?.http01(name, `/.well-known/acme-challenge/${token}`);

@@ -32,6 +32,8 @@ export interface TunnelHttpOptions {
   /** Where http mappings are served over TLS, terminated here (the server's certificate for the mappings' domains). */
   tlsListen?: string | string[];
   tls?: TlsServerOptions;
+  /** Locations matched before every mapping on `listen` (automatic HTTPS's HTTP-01 answers). */
+  ahead?: LocationSpec[];
   /** Balancing among the clients serving one mapping (default `round_robin`). */
   policy?: PolicyName;
   /** Active checks of each client's local service, through the tunnel (default: passive checks only). */
@@ -161,7 +163,7 @@ export class TunnelHttpFront {
     // Nothing matched: say so (the engine would answer 404 too, but without the reason).
     vhosts.push({ default: true, locations: [{ path: '/', respond: { status: 404, body: 'no tunnel mapping serves this host\n' } }] });
     const servers: ListenerSpec[] = [];
-    if (this.options.listen !== undefined) servers.push({ listen: this.options.listen, vhosts });
+    if (this.options.listen !== undefined) servers.push({ listen: this.options.listen, vhosts, ...(this.options.ahead ? { ahead: this.options.ahead } : {}) });
     if (this.options.tlsListen !== undefined) servers.push({ listen: this.options.tlsListen, tls: this.options.tls, vhosts });
     return {
       servers,

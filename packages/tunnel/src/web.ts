@@ -7,7 +7,7 @@
  * connections to).
  */
 import { silentLogger, type Logger, type TlsServerOptions } from '@wmproxy/core-net';
-import type { PolicyName, UpstreamHealthSpec } from '@wmproxy/reverse';
+import type { LocationSpec, PolicyName, UpstreamHealthSpec } from '@wmproxy/reverse';
 import { TunnelHttpFront } from './http-front.js';
 import type { TunnelServer } from './server.js';
 import { TunnelTlsFront } from './tls-front.js';
@@ -19,6 +19,8 @@ export interface TunnelWebOptions {
   httpsListen?: string;
   /** Certificate (with SNI extras) to terminate TLS for http mappings on the HTTPS port. */
   httpsTls?: TlsServerOptions;
+  /** Locations ahead of every mapping on `httpListen` (automatic HTTPS's HTTP-01 answers). */
+  httpAhead?: LocationSpec[];
   policy?: PolicyName;
   /** Active checks of each client's local service, through its tunnel. */
   health?: UpstreamHealthSpec;
@@ -52,7 +54,7 @@ export class TunnelWeb {
     const logger = this.options.logger ?? silentLogger;
     const shared = { policy: this.options.policy, health: this.options.health, logger };
     try {
-      if (this.options.httpListen !== undefined) this.http = await new TunnelHttpFront(this.server, { ...shared, listen: this.options.httpListen }).start();
+      if (this.options.httpListen !== undefined) this.http = await new TunnelHttpFront(this.server, { ...shared, listen: this.options.httpListen, ahead: this.options.httpAhead }).start();
       if (this.options.httpsListen !== undefined) {
         if (this.options.httpsTls) this.terminator = await new TunnelHttpFront(this.server, { ...shared, tlsListen: '127.0.0.1:0', tls: this.options.httpsTls }).start();
         this.tls = await new TunnelTlsFront(this.server, { listen: this.options.httpsListen, terminate: this.terminator?.addresses[0], logger }).start();

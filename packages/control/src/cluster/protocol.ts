@@ -4,6 +4,7 @@
  * health checks and the control API; workers serve traffic, follow the
  * primary's health states and report their counters.
  */
+import type { ManagedCertificate } from '@wmproxy/acme';
 import type { HealthState } from '@wmproxy/health';
 import type { WmproxyConfig } from '@wmproxy/config';
 import type { InstanceEvent, ReloadResult, ServiceStatus } from '../types.js';
@@ -44,6 +45,8 @@ export interface WorkerCounters {
   sessions: number;
   /** Requests refused by rate or concurrency limits, by reason (absent from workers of older versions). */
   limited?: Array<[string, number]>;
+  /** The certificates this process manages (automatic HTTPS): a state, merged by `mergeCertificates`, not summed. */
+  certificates?: ManagedCertificate[];
 }
 
 export type PrimaryMessage =
@@ -118,6 +121,7 @@ export function mergeCounters(parts: readonly WorkerCounters[], buckets: number)
   }
   total.requests = [...requests];
   total.limited = [...limited];
+  total.certificates = mergeCertificates(parts.flatMap((part) => part.certificates ?? []));
   total.forward = [...forward.values()];
   return total;
 }
@@ -133,5 +137,45 @@ export function retiredPart(counters: WorkerCounters): WorkerCounters {
     upstreams,
     forward: counters.forward.map((entry) => ({ ...entry, open: 0 })),
     sessions: 0,
+    // A worker that exited manages nothing any more.
+    certificates: [],
   };
+}
+
+const STATUS_RANK: Record<ManagedCertificate['status'], number> = { valid: 0, waiting: 1, renewing: 2, obtaining: 2, failing: 3 };
+
+/**
+ * One row per certificate from the rows of every process managing it
+ * (each worker runs a manager over the shared storage; one of them orders).
+ * The newest certificate's dates and issuer; the most pressing status
+ * (failing, then under way, then waiting for another worker, then valid);
+ * the longest run of failures with its error; the earliest next renewal or
+ * retry among the processes not just waiting for another's order.
+ */
+export function mergeCertificates(rows: readonly ManagedCertificate[]): ManagedCertificate[] {
+  const groups = new Map<string, ManagedCertificate[]>();
+  for (const row of rows) {
+    const key = [...row.names].sort().join(',');
+    const group = groups.get(key);
+    if (group) group.push(row);
+    else groups.set(key, [row]);
+  }
+  const time = (iso: string | undefined): number => (iso === undefined ? Number.NaN : Date.parse(iso));
+  return [...groups.values()].map((group) => {
+    const newest = group.reduce((best, row) => (time(row.notAfter) > time(best.notAfter) || best.notAfter === undefined ? row : best));
+    const failing = group.reduce((best, row) => (row.failures > best.failures ? row : best));
+    const status = group.reduce((best, row) => (STATUS_RANK[row.status] > STATUS_RANK[best.status] ? row : best)).status;
+    const planners = group.filter((row) => row.status !== 'waiting' && row.nextRenewal !== undefined);
+    const next = (planners.length > 0 ? planners : group).reduce<string | undefined>((best, row) => (best === undefined || time(row.nextRenewal) < time(best) ? row.nextRenewal : best), undefined);
+    return {
+      names: [...group[0]!.names],
+      status,
+      issuer: newest.issuer,
+      notBefore: newest.notBefore,
+      notAfter: newest.notAfter,
+      nextRenewal: next,
+      failures: failing.failures,
+      lastError: failing.failures > 0 ? failing.lastError : undefined,
+    };
+  });
 }

@@ -7,10 +7,29 @@
  * server, token and TLS settings swaps its mappings on its live session.
  */
 import { readFile } from 'node:fs/promises';
-import type { Logger } from '@wmproxy/core-net';
+import { isIP } from 'node:net';
+import { isValidHostname, type Logger } from '@wmproxy/core-net';
 import type { TunnelClientConfig, TunnelConfig, TunnelServerConfig } from '@wmproxy/config';
-import { TunnelClient, TunnelServer, TunnelWeb, type TunnelClientOptions } from '@wmproxy/tunnel';
+import { TunnelClient, TunnelServer, TunnelWeb, type MappingSnapshot, type TunnelClientOptions } from '@wmproxy/tunnel';
 import type { TunnelStatus } from '../types.js';
+import type { AcmeService } from './acme.js';
+
+/** What `https_tls = "auto"` needs of the instance's automatic HTTPS. */
+export type TunnelCertificates = Pick<AcmeService, 'tls' | 'ahead' | 'setTunnelNames'>;
+
+/** The names to certify for http mappings served now: exact DNS names (a wildcard needs DNS-01) of mappings with a connected client. */
+export function tunnelCertificateNames(mappings: readonly MappingSnapshot[]): string[] {
+  const names = new Set<string>();
+  for (const entry of mappings) {
+    if (entry.mapping.kind !== 'http' || entry.clients.length === 0) continue;
+    for (const domain of entry.mapping.domains ?? []) {
+      const name = domain.toLowerCase();
+      // Public CAs refuse underscores in DNS names (CA/Browser Forum): ordering one would only fail.
+      if (!name.includes('*') && !name.includes('_') && name.includes('.') && isIP(name) === 0 && isValidHostname(name)) names.add(name);
+    }
+  }
+  return [...names];
+}
 
 function serverKey(config: TunnelServerConfig): string {
   return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs]);
@@ -45,10 +64,19 @@ export class TunnelService {
   private server: { instance: TunnelServer; key: string; config: TunnelServerConfig; web: TunnelWeb | undefined; webKey: string } | undefined;
   private readonly clients = new Map<string, { instance: TunnelClient; key: string }>();
 
-  constructor(private readonly loggerFor: (service: string) => Logger) {}
+  /** Feeds the http mappings' domains to automatic HTTPS while `https_tls = "auto"`. */
+  private readonly onMappings = (mappings: MappingSnapshot[]): void => {
+    if (this.server?.config.httpsAuto) this.acme?.setTunnelNames(tunnelCertificateNames(mappings));
+  };
 
-  static async start(config: TunnelConfig, loggerFor: (service: string) => Logger): Promise<TunnelService> {
-    const service = new TunnelService(loggerFor);
+  /** `acme`: automatic HTTPS of http mappings on the HTTPS port (`https_tls = "auto"`). */
+  constructor(
+    private readonly loggerFor: (service: string) => Logger,
+    private readonly acme?: TunnelCertificates,
+  ) {}
+
+  static async start(config: TunnelConfig, loggerFor: (service: string) => Logger, acme?: TunnelCertificates): Promise<TunnelService> {
+    const service = new TunnelService(loggerFor, acme);
     await service.apply(config);
     return service;
   }
@@ -67,7 +95,8 @@ export class TunnelService {
           await current.web?.close();
           current.web = undefined;
           current.webKey = webKey;
-          current.web = await startWeb(current.instance, config.server, this.loggerFor('tunnel-web'));
+          current.web = await startWeb(current.instance, config.server, this.loggerFor('tunnel-web'), this.acme);
+          this.onMappings(current.instance.mappings());
           changes.push(`tunnel web front ${current.web ? `on ${[...current.web.httpAddresses, ...current.web.httpsAddresses].join(', ')}` : 'stopped'}`);
         }
       } else {
@@ -88,16 +117,19 @@ export class TunnelService {
         await instance.start();
         let web: TunnelWeb | undefined;
         try {
-          web = await startWeb(instance, config.server, this.loggerFor('tunnel-web'));
+          web = await startWeb(instance, config.server, this.loggerFor('tunnel-web'), this.acme);
         } catch (error) {
           await instance.stop({ deadlineMs: 0 });
           throw error;
         }
+        current?.instance.off('mappings-changed', this.onMappings);
+        instance.on('mappings-changed', this.onMappings);
         this.server = { instance, key, config: config.server, web, webKey: webConfigKey(config.server) };
         changes.push(`tunnel server ${current ? 'restarted' : 'started'} on ${instance.address}${instance.fingerprint ? ` (certificate ${instance.fingerprint})` : ''}`);
       }
     } else if (current) {
       this.server = undefined;
+      current.instance.off('mappings-changed', this.onMappings);
       await current.web?.close();
       await current.instance.stop({ deadlineMs: current.config.drainMs });
       changes.push('tunnel server stopped');
@@ -158,6 +190,7 @@ export class TunnelService {
   }
 
   async stop(deadlineMs: number): Promise<void> {
+    this.server?.instance.off('mappings-changed', this.onMappings);
     await this.server?.web?.close();
     await Promise.all([this.server?.instance.stop({ deadlineMs }), ...[...this.clients.values()].map(({ instance }) => instance.stop({ deadlineMs }))]);
     this.server = undefined;
@@ -166,17 +199,20 @@ export class TunnelService {
 }
 
 function webConfigKey(config: TunnelServerConfig): string {
-  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpPolicy, config.httpHealth]);
+  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpsAuto, config.httpPolicy, config.httpHealth]);
 }
 
 /** The web front of http/https mappings, when the server has a port for them. */
-async function startWeb(server: TunnelServer, config: TunnelServerConfig, logger: Logger): Promise<TunnelWeb | undefined> {
+async function startWeb(server: TunnelServer, config: TunnelServerConfig, logger: Logger, acme: TunnelCertificates | undefined): Promise<TunnelWeb | undefined> {
   if (config.httpListen === undefined && config.httpsListen === undefined) return undefined;
   const health = config.httpHealth;
+  // Automatic HTTPS: certificates chosen at each handshake, TLS-ALPN-01 on the HTTPS port, HTTP-01 ahead of the mappings on the HTTP port.
+  const auto = config.httpsAuto && acme ? { httpsTls: acme.tls(undefined), httpAhead: acme.ahead() } : {};
   return new TunnelWeb(server, {
     httpListen: config.httpListen,
     httpsListen: config.httpsListen,
     ...(config.https ? { httpsTls: { cert: await readFile(config.https.cert, 'utf8'), key: await readFile(config.https.key, 'utf8') } } : {}),
+    ...auto,
     policy: config.httpPolicy,
     ...(health ? { health: { check: { type: 'http' as const, path: health.path }, intervalMs: health.intervalMs, timeoutMs: Math.min(health.intervalMs, 2_000), rise: health.rise, fall: health.fall } } : {}),
     logger,
