@@ -286,9 +286,11 @@ export class ReverseProxy implements ProxyCore {
       return;
     }
     if (change.added.length === 0 && change.removed.length === 0) return;
+    // Slow start is for servers joining a pool that serves already; the first ones found take the traffic at once.
+    const joining = upstream.servers.length > change.added.length;
     for (const server of change.added) {
       server.pool.useTicker(this.ticker);
-      this.health.add({ ...this.healthTarget(upstream, server), slowStart: true });
+      this.health.add({ ...this.healthTarget(upstream, server), slowStart: joining });
     }
     const remaining = new Set<string>();
     for (const group of this.upstreams.values()) for (const server of group.servers) remaining.add(server.address);

@@ -198,6 +198,7 @@ export function spkiHash(certPath: string): string {
 
 export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
 export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
+export { dnsmasqServer, DNSMASQ, type DnsmasqServer, type DnsRecords } from './dnsmasq.js';
 export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
 export { startPebble, PEBBLE_MISSING, type Pebble } from './pebble.js';
 
