@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
-import { Instance } from '../src/index.js';
+import { Instance, type ClusterView } from '../src/index.js';
 import { backend, until } from './helpers.js';
 import { CHROMIUM, chromiumFlags } from '@wmproxy/testkit';
 
@@ -182,6 +182,38 @@ test('the dashboard shows upstream health live: a killed backend\'s row turns un
     // The servers first, so that nothing keeps the test process alive if the clean-up below fails.
     await instance.stop();
     await alive.kill();
+    removeProfile(profile);
+  }
+});
+
+test('the dashboard shows the whole cluster: the store, "store unreachable" while it is, and every registered instance', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const member = (id: string, configRevision: number) => ({ id, address: `10.0.0.${id.length}:8837`, version: '0.1.0', configRevision, health: { healthy: 2, unhealthy: 0 }, since: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:05Z' });
+  const view = { store: 'etcd://127.0.0.1:2379/edge', connected: true, revision: 7, members: [member('edge-a', 7), member('edge-bb', 7), member('edge-ccc', 6)] } as ClusterView;
+  const instance = await Instance.start(parseConfig('[control]\nlisten = "127.0.0.1:0"\n', 'toml'), { logger: silentLogger, cluster: { view: () => view } });
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
+  try {
+    const launched = await launch(profile);
+    chrome = launched.chrome;
+    page = await Page.first(launched.port);
+    await page.send('Runtime.enable');
+    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
+    await until(async () => (await page!.evaluate<number>(`document.querySelectorAll('#cluster tbody tr').length`)) === 3, 'three instances listed', 30_000);
+    assert.equal(await page.evaluate<boolean>(`document.getElementById('cluster-section').hidden`), false);
+    assert.equal(await page.evaluate<string>(`document.getElementById('store').textContent`), view.store);
+    assert.equal(await page.evaluate<string>(`document.getElementById('store-state').textContent`), 'store reachable');
+    // The instance still on revision 6 stands out.
+    assert.equal(await page.evaluate<string>(`document.querySelector('tr[data-member="edge-ccc"]').className`), 'unhealthy');
+    view.connected = false;
+    view.lastError = 'connect ECONNREFUSED 127.0.0.1:2379';
+    await page.send('Page.reload');
+    await until(async () => /store unreachable/.test(await page!.evaluate<string>(`document.getElementById('store-state').textContent`)), 'the store shown unreachable', 30_000);
+    assert.match(await page.evaluate<string>(`document.getElementById('store-state').textContent`), /ECONNREFUSED.*last good configuration/);
+  } finally {
+    page?.close();
+    await killChrome(chrome);
+    await instance.stop();
     removeProfile(profile);
   }
 });
