@@ -47,6 +47,7 @@ export function parseServiceRecord(value: string): DiscoveredServer | undefined 
   } catch {
     return undefined;
   }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
   const record = parsed as Partial<ServiceRecord>;
   if (typeof record.address !== 'string' || !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(record.address)) return undefined;
   const port = Number(record.address.slice(record.address.lastIndexOf(':') + 1));
