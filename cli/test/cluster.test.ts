@@ -142,3 +142,24 @@ test('a store URL that is not etcd://HOST:PORT/PREFIX is a usage error: one line
     assert.equal(stderr.trim().split('\n').length, 1, stderr);
   }
 });
+
+test('[cluster] store in a file: the instance serves the file until a configuration is pushed to that store, then follows the store', { skip, timeout: 60_000 }, async () => {
+  const http = await closedPort();
+  const control = await closedPort();
+  const file = join(dir, 'bootstrap.toml');
+  writeFileSync(file, `[cluster]\nstore = "${etcd.url('/bootstrap')}"\n${configText('from-file')}`);
+  const run = new Running(['run', '-c', file], { HTTP_PORT: String(http), CONTROL_PORT: String(control) });
+  try {
+    await run.waitFor(/running \(pid/);
+    assert.equal((await get(http)).body, 'from-file');
+    const pushed = join(dir, 'bootstrap-push.toml');
+    writeFileSync(pushed, configText('from-store'));
+    assert.equal((await wmproxy(['config', 'push', '-c', pushed, '--store', etcd.url('/bootstrap')])).code, 0);
+    await until(async () => (await get(http)).body === 'from-store', 'the pushed configuration applied');
+    const status = (await fetch(`http://127.0.0.1:${control}/status`).then((res) => res.json())) as { cluster: { store: string; revision: number } };
+    assert.equal(status.cluster.store, etcd.url('/bootstrap'));
+    assert.ok(status.cluster.revision > 0);
+  } finally {
+    await run.stop();
+  }
+});
