@@ -412,7 +412,8 @@ class Resolver {
     return {
       name: upstream.name,
       ...(discover ? { discover } : {}),
-      servers: (typeof upstream.servers === 'string' ? [] : upstream.servers).map((server) =>
+      // (`?? []`: a list the schema rejected is gone by the time the cross-checks run.)
+      servers: (typeof upstream.servers === 'string' ? [] : (upstream.servers ?? [])).map((server) =>
         typeof server === 'string'
           ? { address: server, weight: 1, maxConns: 0, backup: false, tls: false, servername: undefined, tlsVerify: true }
           : {
@@ -504,7 +505,7 @@ class Resolver {
         minTtlMs: durationMs(reverse.resolve_min_ttl, dns.minTtlMs),
         maxTtlMs: durationMs(reverse.resolve_max_ttl, dns.maxTtlMs),
         recordTtl: reverse.resolve_record_ttl ?? dns.recordTtl,
-        servers: reverse.resolvers ?? [],
+        servers: reverse.resolvers ?? [...dns.servers],
       },
       maxHeadSize: reverse.max_header_size === undefined ? REVERSE_DEFAULTS.maxHeadSize : parseSize(reverse.max_header_size),
       shutdownTimeoutMs: durationMs(reverse.shutdown_timeout, REVERSE_DEFAULTS.shutdownDeadlineMs),

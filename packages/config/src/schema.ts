@@ -256,7 +256,7 @@ export const HealthSchema = Type.Object(
     ...ActiveTiming,
     panic_threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Below this percentage of available servers a group panics (0 disables).', default: DEFAULT_PANIC_THRESHOLD })),
     fail_mode: Type.Optional(Enum(['open', 'closed'] as const, { description: 'In panic, `open` sends traffic to every server, `closed` only to available ones.', default: HEALTH_DEFAULTS.failMode })),
-    slow_start: Type.Optional(Duration('A recovered server\'s weight ramps up over this window (`0s`: off).', durationText(HEALTH_DEFAULTS.slowStartMs))),
+    slow_start: Type.Optional(Duration('A recovered server\'s weight, or that of a server discovery adds to a serving group, ramps up over this window (`0s`: off).', durationText(HEALTH_DEFAULTS.slowStartMs))),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Most probes in flight at once.', default: DEFAULT_CONCURRENCY })),
     passive: Type.Optional(PassiveSchema),
   },
