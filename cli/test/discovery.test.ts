@@ -66,12 +66,13 @@ test('servers registered in etcd under leases join a group; a killed one leaves 
   const a = await backend('a');
   const b = await backend('b');
   const port = await closedPort();
+  const control = await closedPort();
   const file = join(dir, 'edge.toml');
   writeFileSync(file, [
     '[cluster]',
     `store = "${etcd.url('/edge')}"`,
     '[control]',
-    `listen = "127.0.0.1:${await closedPort()}"`,
+    `listen = "127.0.0.1:${control}"`,
     '[[upstream]]',
     'name = "app"',
     'servers = "etcd+/services/app"',
@@ -100,6 +101,10 @@ test('servers registered in etcd under leases join a group; a killed one leaves 
     await until(async () => (await get(port)) === 'a', 'a registered and reached');
     await register(b.address);
     await until(async () => (await reached(port)).has('b'), 'b joins');
+    // The control API shows the servers found, which the configuration does not list.
+    const view = (await fetch(`http://127.0.0.1:${control}/upstreams`).then((res) => res.json())) as { upstreams: Array<{ name: string; servers: Array<{ address: string }> }> } | Array<{ name: string; servers: Array<{ address: string }> }>;
+    const groups = Array.isArray(view) ? view : view.upstreams;
+    assert.deepEqual(groups.find((group) => group.name === 'app')!.servers.map((server) => server.address).sort(), [a.address, b.address].sort());
     // a's registrant dies without deregistering: its lease (2 s) expires and a leaves.
     first.kill('SIGKILL');
     await until(async () => {

@@ -602,7 +602,8 @@ export class Instance {
     return this.config.upstreams.map((group) => ({
       name: group.name,
       policy: group.policy,
-      servers: group.servers.map((server, index) => {
+      // A discovering group: the servers the proxy runs now, which the configuration does not list.
+      servers: (group.discover ? (counters[group.name] ?? []).map((counter) => ({ address: counter.address, weight: counter.weight ?? 1, backup: counter.backup ?? false })) : group.servers).map((server, index) => {
         const counter = counters[group.name]?.[index];
         const address = counter?.address ?? server.address;
         const target = targets.get(address) ?? targets.get(server.address);
