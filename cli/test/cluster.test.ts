@@ -1,25 +1,18 @@
 // Three instances following one configuration in a real etcd: a push reaches
 // all three with no request lost under load, a concurrent push is refused,
 // and with etcd down they keep serving, then catch up when it returns.
-import { test, after, before } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closedPort, etcdServer, ETCD, type EtcdServer } from '@wmproxy/testkit';
+import { closedPort, etcdForFile, until } from '@wmproxy/testkit';
 import { Running, wmproxy } from './helpers.js';
 
-const skip = ETCD ? false : 'etcd is not installed (.ci/run installs etcd-server)';
+const { skip, etcd } = etcdForFile();
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-cluster-'));
-let etcd: EtcdServer;
-before(async () => {
-  if (!skip) etcd = await etcdServer();
-});
-after(async () => {
-  await etcd?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Every instance reads its ports from its environment (the pusher validates with the defaults): one stored file, three instances. */
 function configText(body: string): string {
@@ -46,14 +39,6 @@ function get(port: number, path = '/'): Promise<{ status: number; body: string }
     req.on('error', () => resolve({ status: 0, body: '' }));
     req.on('timeout', () => req.destroy());
   });
-}
-
-async function until(check: () => Promise<boolean> | boolean, what: string, limitMs = 20_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 async function push(body: string, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -1,26 +1,19 @@
 // Backends registered in etcd under leases (`wmproxy service register`) are
 // the servers of a group with `servers = "etcd+/PREFIX"`: one that registers
 // joins, one killed leaves when its lease expires, one stopped leaves at once.
-import { test, after, before } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closedPort, etcdServer, ETCD, type EtcdServer } from '@wmproxy/testkit';
+import { closedPort, etcdForFile, until } from '@wmproxy/testkit';
 import { Running, wmproxy } from './helpers.js';
 
-const skip = ETCD ? false : 'etcd is not installed (.ci/run installs etcd-server)';
+const { skip, etcd } = etcdForFile();
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-discovery-'));
-let etcd: EtcdServer;
-before(async () => {
-  if (!skip) etcd = await etcdServer();
-});
-after(async () => {
-  await etcd?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 async function backend(name: string): Promise<{ address: string; close(): Promise<void> }> {
   const server = http.createServer((_req, res) => res.end(name));
@@ -45,14 +38,6 @@ function get(port: number): Promise<string> {
     req.on('error', () => resolve('error'));
     req.on('timeout', () => req.destroy());
   });
-}
-
-async function until(check: () => Promise<boolean> | boolean, what: string, limitMs = 20_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** What ten requests reached. */

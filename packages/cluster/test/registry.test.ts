@@ -1,31 +1,16 @@
 // The etcd service registry behind `etcd+` discovery, against a real etcd:
 // registrations under leases, a watch that follows them, and records that
 // are not ours (or not valid) ignored.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import etcd3 from 'etcd3';
 import { silentLogger } from '@wmproxy/core-net';
 import type { DiscoveredServer } from '@wmproxy/reverse';
-import { etcdServer, ETCD, type EtcdServer } from '@wmproxy/testkit';
+import { etcdForFile, until } from '@wmproxy/testkit';
 import { ServiceRegistry, StoreError, parseServiceRecord, servicePrefix } from '../src/index.js';
 
-const skip = ETCD ? false : 'etcd is not installed (.ci/run installs etcd-server)';
-let etcd: EtcdServer;
-before(async () => {
-  if (!skip) etcd = await etcdServer();
-});
-after(async () => {
-  await etcd?.close();
-});
-
-const until = async (check: () => boolean, what: string): Promise<void> => {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > 20_000) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-};
+const { skip, etcd } = etcdForFile();
 
 test('service records: host:port and an optional weight from 1 to 1000; anything else is not a server', () => {
   assert.deepEqual(parseServiceRecord('{"address":"10.0.0.5:8080","weight":3}'), { address: '10.0.0.5:8080', weight: 3 });
