@@ -75,7 +75,7 @@ function run(label, command, commandArgs, env = {}) {
 // The tests drive real peers (curl, openssl, Dante, Chromium, Docker). On a
 // fresh Debian machine run as root, install them first with the same step CI
 // uses, so that `npm test` alone does the whole set-up.
-const peers = ['curl', 'openssl', 'danted', 'chromium', 'docker', 'unshare', 'nginx', 'python3', 'etcd', 'redis-server', 'pebble', 'nghttp', 'h2load', 'websockify', 'tmux'];
+const peers = ['curl', 'openssl', 'danted', 'chromium', 'docker', 'unshare', 'nginx', 'python3', 'etcd', 'redis-server', 'dnsmasq', 'pebble', 'nghttp', 'h2load', 'websockify', 'tmux'];
 const missing = peers.filter((name) => spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status !== 0);
 const dockerDown = !missing.includes('docker') && spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0;
 if (missing.length > 0 || dockerDown) {

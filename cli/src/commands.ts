@@ -17,6 +17,7 @@ import TunnelServerCommand from './commands/tunnel/server.js';
 import TunnelClientCommand from './commands/tunnel/client.js';
 import ConfigPush from './commands/config/push.js';
 import ConfigPull from './commands/config/pull.js';
+import ServiceRegister from './commands/service/register.js';
 
 /** Every command, by name (oclif's explicit strategy: no directory scan at start-up). */
 export const commands = {
@@ -24,6 +25,7 @@ export const commands = {
   convert: Convert,
   'config:push': ConfigPush,
   'config:pull': ConfigPull,
+  'service:register': ServiceRegister,
   schema: Schema,
   run: Run,
   status: Status,

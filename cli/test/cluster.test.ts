@@ -1,25 +1,18 @@
 // Three instances following one configuration in a real etcd: a push reaches
 // all three with no request lost under load, a concurrent push is refused,
 // and with etcd down they keep serving, then catch up when it returns.
-import { test, after, before } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closedPort, etcdServer, ETCD, type EtcdServer } from '@wmproxy/testkit';
+import { closedPort, etcdForFile, until } from '@wmproxy/testkit';
 import { Running, wmproxy } from './helpers.js';
 
-const skip = ETCD ? false : 'etcd is not installed (.ci/run installs etcd-server)';
+const { skip, etcd } = etcdForFile();
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-cluster-'));
-let etcd: EtcdServer;
-before(async () => {
-  if (!skip) etcd = await etcdServer();
-});
-after(async () => {
-  await etcd?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Every instance reads its ports from its environment (the pusher validates with the defaults): one stored file, three instances. */
 function configText(body: string): string {
@@ -46,14 +39,6 @@ function get(port: number, path = '/'): Promise<{ status: number; body: string }
     req.on('error', () => resolve({ status: 0, body: '' }));
     req.on('timeout', () => req.destroy());
   });
-}
-
-async function until(check: () => Promise<boolean> | boolean, what: string, limitMs = 20_000): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 async function push(body: string, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -140,5 +125,26 @@ test('a store URL that is not etcd://HOST:PORT/PREFIX is a usage error: one line
     assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
     assert.match(stderr, /--store: store ".*": (expected etcd:\/\/HOST:PORT|"host" is not host:port)/);
     assert.equal(stderr.trim().split('\n').length, 1, stderr);
+  }
+});
+
+test('[cluster] store in a file: the instance serves the file until a configuration is pushed to that store, then follows the store', { skip, timeout: 60_000 }, async () => {
+  const http = await closedPort();
+  const control = await closedPort();
+  const file = join(dir, 'bootstrap.toml');
+  writeFileSync(file, `[cluster]\nstore = "${etcd.url('/bootstrap')}"\n${configText('from-file')}`);
+  const run = new Running(['run', '-c', file], { HTTP_PORT: String(http), CONTROL_PORT: String(control) });
+  try {
+    await run.waitFor(/running \(pid/);
+    assert.equal((await get(http)).body, 'from-file');
+    const pushed = join(dir, 'bootstrap-push.toml');
+    writeFileSync(pushed, configText('from-store'));
+    assert.equal((await wmproxy(['config', 'push', '-c', pushed, '--store', etcd.url('/bootstrap')])).code, 0);
+    await until(async () => (await get(http)).body === 'from-store', 'the pushed configuration applied');
+    const status = (await fetch(`http://127.0.0.1:${control}/status`).then((res) => res.json())) as { cluster: { store: string; revision: number } };
+    assert.equal(status.cluster.store, etcd.url('/bootstrap'));
+    assert.ok(status.cluster.revision > 0);
+  } finally {
+    await run.stop();
   }
 });

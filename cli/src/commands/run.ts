@@ -18,7 +18,7 @@ export default class Run extends WmproxyCommand {
     config: Flags.string({ char: 'c', description: 'configuration file (.toml, .yaml, .yml, .json; the original wmproxy format is converted)' }),
     workers: Flags.string({ description: 'processes sharing the listeners: auto (one per CPU) or N; overrides `workers` of the file (default 1)' }),
     store: Flags.string({
-      description: 'follow the configuration stored in etcd (etcd://HOST:PORT[,...]/PREFIX): every change pushed there is applied like SIGHUP; with -c, that file serves when the store is unreachable at start',
+      description: 'follow the configuration stored in etcd (etcd://HOST:PORT[,...]/PREFIX): every change pushed there is applied like SIGHUP; with -c, that file serves when the store is unreachable at start (`[cluster] store` in the file does the same)',
       env: 'WMPROXY_STORE',
     }),
   };
@@ -45,7 +45,15 @@ export default class Run extends WmproxyCommand {
         const started = await this.fromStore(flags.store, file);
         if (!started) return this.exit(1);
         ({ config, member } = started);
-      } else config = file ? await loadConfig(file) : defaultConfig();
+      } else {
+        config = file ? await loadConfig(file) : defaultConfig();
+        // `[cluster] store` in the file: follow the store as with --store; the file serves until something is pushed there.
+        if (file && config.cluster.store !== undefined) {
+          const started = await this.fromStore(config.cluster.store, file);
+          if (!started) return this.exit(1);
+          ({ config, member } = started);
+        }
+      }
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       process.stderr.write(error.message + '\n');

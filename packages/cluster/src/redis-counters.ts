@@ -30,22 +30,60 @@ export interface RedisCountersOptions {
 
 export const DEFAULT_REDIS_TIMEOUT_MS = CLUSTER_DEFAULTS.redisTimeoutMs;
 
+function instancesOf(options: Pick<RedisCountersOptions, 'instances'>): () => number {
+  const instances = options.instances ?? 1;
+  return typeof instances === 'function' ? instances : () => instances;
+}
+
+/** A Redis URL without its password, for logs. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, (_, auth: string) => `//${auth.includes(':') ? auth.slice(0, auth.indexOf(':')) + ':***' : '***'}@`);
+}
+
 type WindowClient = Redis & { wmproxyWindow(current: string, previous: string, add: number, ttlMs: number): Promise<[number, number]> };
 
 export class RedisCounters implements SharedCounters {
-  private readonly client: WindowClient;
+  private client: WindowClient;
   private readonly prefix: string;
   private readonly logger: Logger;
-  private readonly instancesOf: () => number;
+  private instancesOf: () => number;
   private wasReachable = true;
+  private options: RedisCountersOptions;
 
   constructor(options: RedisCountersOptions) {
+    this.options = options;
     this.prefix = options.prefix ?? 'wmproxy:rl:';
     this.logger = options.logger ?? silentLogger;
-    const instances = options.instances ?? 1;
-    this.instancesOf = typeof instances === 'function' ? instances : () => instances;
+    this.instancesOf = instancesOf(options);
+    this.client = this.connect(options);
+  }
+
+  /** The URL of the Redis it counts in now. */
+  get url(): string {
+    return this.options.url;
+  }
+
+  /**
+   * Count somewhere else from now on (a reload changed `[cluster] redis`):
+   * a new connection takes the next sync; the old one answers what it has in
+   * flight and closes. The limits keep their local view meanwhile, so they
+   * hold across the switch; the new Redis's windows fill from the next sync.
+   */
+  reconfigure(options: Omit<RedisCountersOptions, 'prefix' | 'logger'>): void {
+    this.instancesOf = instancesOf(options);
+    const sameClient = options.url === this.options.url && options.timeoutMs === this.options.timeoutMs;
+    this.options = { ...this.options, ...options };
+    if (sameClient) return;
+    const old = this.client;
+    this.client = this.connect(this.options);
+    this.logger.info('cluster rate limits: counting in another Redis', { redis: redactUrl(this.options.url) });
+    old.removeAllListeners('ready');
+    void old.quit().catch(() => old.disconnect());
+  }
+
+  private connect(options: RedisCountersOptions): WindowClient {
     const timeout = options.timeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS;
-    this.client = new Redis(options.url, {
+    const client = new Redis(options.url, {
       // Fail at once while disconnected instead of queueing: the limiter falls back, requests never wait on Redis.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -54,9 +92,12 @@ export class RedisCounters implements SharedCounters {
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
       lazyConnect: false,
     }) as WindowClient;
-    this.client.defineCommand('wmproxyWindow', { numberOfKeys: 2, lua: WINDOW_SCRIPT });
-    this.client.on('error', (error: Error) => this.note(false, error));
-    this.client.on('ready', () => this.note(true));
+    client.defineCommand('wmproxyWindow', { numberOfKeys: 2, lua: WINDOW_SCRIPT });
+    client.on('error', (error: Error) => {
+      if (client === this.client) this.note(false, error);
+    });
+    client.on('ready', () => this.note(true));
+    return client;
   }
 
   get reachable(): boolean {

@@ -1,25 +1,10 @@
 // The configuration store against a real etcd (Debian's etcd-server).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { etcdServer, ETCD, type EtcdServer } from '@wmproxy/testkit';
+import { etcdForFile, until } from '@wmproxy/testkit';
 import { ConfigStore, StoreError, parseStoreUrl, type StoredConfig } from '../src/index.js';
 
-const skip = ETCD ? false : 'etcd is not installed (.ci/run installs etcd-server)';
-let etcd: EtcdServer;
-before(async () => {
-  if (!skip) etcd = await etcdServer();
-});
-after(async () => {
-  await etcd?.close();
-});
-
-const until = async (check: () => boolean, what: string): Promise<void> => {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > 15_000) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-};
+const { skip, etcd } = etcdForFile();
 
 test('store URLs: hosts and prefix, or a clear error', () => {
   assert.deepEqual(parseStoreUrl('etcd://10.0.0.1:2379,10.0.0.2:2379/prod/edge/'), { hosts: ['10.0.0.1:2379', '10.0.0.2:2379'], prefix: '/prod/edge', display: 'etcd://10.0.0.1:2379,10.0.0.2:2379/prod/edge' });

@@ -199,7 +199,7 @@ class Resolver {
         accessFormat: log.access_format ?? 'combined',
       },
       control: { enabled: controlEnabled, listen: controlListen, token: control.token, allowedHosts: (control.allowed_hosts ?? CONTROL_DEFAULTS.allowedHosts).map((name) => name.toLowerCase()) },
-      cluster: { redis: this.clusterRedis, instances: file.cluster?.instances ?? CLUSTER_DEFAULTS.instances, redisTimeoutMs: durationMs(file.cluster?.redis_timeout, CLUSTER_DEFAULTS.redisTimeoutMs) },
+      cluster: { redis: this.clusterRedis, store: file.cluster?.store, instances: file.cluster?.instances ?? CLUSTER_DEFAULTS.instances, redisTimeoutMs: durationMs(file.cluster?.redis_timeout, CLUSTER_DEFAULTS.redisTimeoutMs) },
       health: this.health(),
       reverse,
       proxies,
@@ -413,9 +413,18 @@ class Resolver {
 
   private upstream(upstream: UpstreamFile, index: number): UpstreamConfig {
     const path = ['upstream', index];
+    const discovery = typeof upstream.servers === 'string' ? upstream.servers : undefined;
+    let discover: UpstreamConfig['discover'];
+    if (discovery !== undefined) {
+      const plus = discovery.indexOf('+');
+      discover = { source: discovery.slice(0, plus) as 'srv' | 'etcd', target: discovery.slice(plus + 1).replace(/\.$/, '') };
+      if (discover.source === 'etcd' && this.file.cluster?.store === undefined) this.issues.add([...path, 'servers'], 'a `[cluster] store` (etcd) for `etcd+` discovery', JSON.stringify(discovery));
+    }
     return {
       name: upstream.name,
-      servers: upstream.servers.map((server) =>
+      ...(discover ? { discover } : {}),
+      // (`?? []`: a list the schema rejected is gone by the time the cross-checks run.)
+      servers: (typeof upstream.servers === 'string' ? [] : (upstream.servers ?? [])).map((server) =>
         typeof server === 'string'
           ? { address: server, weight: 1, maxConns: 0, backup: false, tls: false, servername: undefined, tlsVerify: true }
           : {
@@ -522,6 +531,7 @@ class Resolver {
         minTtlMs: durationMs(reverse.resolve_min_ttl, dns.minTtlMs),
         maxTtlMs: durationMs(reverse.resolve_max_ttl, dns.maxTtlMs),
         recordTtl: reverse.resolve_record_ttl ?? dns.recordTtl,
+        servers: reverse.resolvers ?? [...dns.servers],
       },
       maxHeadSize: reverse.max_header_size === undefined ? REVERSE_DEFAULTS.maxHeadSize : parseSize(reverse.max_header_size),
       shutdownTimeoutMs: durationMs(reverse.shutdown_timeout, REVERSE_DEFAULTS.shutdownDeadlineMs),

@@ -257,7 +257,7 @@ export const HealthSchema = Type.Object(
     ...ActiveTiming,
     panic_threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Below this percentage of available servers a group panics (0 disables).', default: DEFAULT_PANIC_THRESHOLD })),
     fail_mode: Type.Optional(Enum(['open', 'closed'] as const, { description: 'In panic, `open` sends traffic to every server, `closed` only to available ones.', default: HEALTH_DEFAULTS.failMode })),
-    slow_start: Type.Optional(Duration('A recovered server\'s weight ramps up over this window (`0s`: off).', durationText(HEALTH_DEFAULTS.slowStartMs))),
+    slow_start: Type.Optional(Duration('A recovered server\'s weight, or that of a server discovery adds to a serving group, ramps up over this window (`0s`: off).', durationText(HEALTH_DEFAULTS.slowStartMs))),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Most probes in flight at once.', default: DEFAULT_CONCURRENCY })),
     passive: Type.Optional(PassiveSchema),
   },
@@ -288,7 +288,19 @@ export const UpstreamServerSchema = Type.Union(
 export const UpstreamSchema = Type.Object(
   {
     name: Type.String({ minLength: 1, description: 'Name that locations and streams refer to.' }),
-    servers: Type.Array(UpstreamServerSchema, { minItems: 1, description: 'The servers of the group.' }),
+    servers: Type.Union(
+      [
+        Type.Array(UpstreamServerSchema, { minItems: 1 }),
+        Type.String({
+          pattern: '^(srv\\+[A-Za-z0-9_.-]+\\.?|etcd\\+/[^\\s]*)$',
+          description: 'Service discovery: `srv+_http._tcp.app.internal` (DNS SRV records through the DNS cache) or `etcd+/services/app` (servers registered under leases in `[cluster] store`\'s etcd).',
+        }),
+      ],
+      {
+        description: 'The servers of the group: a list, or a discovery source (`srv+NAME`, `etcd+/PREFIX`) whose servers join and leave at run time (with slow start).',
+        'x-expected': 'a list of servers, or "srv+NAME" / "etcd+/PREFIX"',
+      },
+    ),
     policy: Type.Optional(Enum(POLICY_NAMES, { description: 'Load-balancing policy.', default: 'round_robin' })),
     hash_key: Type.Optional(
       Type.String({ pattern: '^(uri|ip|header:.+|cookie:.+)$', description: 'For `hash`: `uri`, `ip`, `header:NAME` or `cookie:NAME`.', default: 'uri', 'x-expected': 'uri, ip, header:NAME or cookie:NAME' }),
@@ -481,6 +493,11 @@ export const ReverseSchema = Type.Object(
     resolve_ttl: Type.Optional(Duration('How long the addresses of an upstream DNS name are used when the resolver gives no TTL (nginx `resolver valid=`).', durationText(R.dns.ttlMs))),
     resolve_min_ttl: Type.Optional(Duration('Shortest time addresses are cached, and the wait before retrying a failed re-resolution (the last good addresses stay in use).', durationText(R.dns.minTtlMs))),
     resolve_max_ttl: Type.Optional(Duration('Longest time addresses are cached, whatever the record says.', durationText(R.dns.maxTtlMs))),
+    resolvers: Type.Optional(
+      Type.Array(AddressString('A DNS server, `host:port` (nginx `resolver`).'), {
+        description: 'DNS servers for upstream names and SRV discovery (default: the system\'s). Set, names are resolved with their records\' TTLs through them.',
+      }),
+    ),
     resolve_record_ttl: Type.Optional(Type.Boolean({ description: 'Query DNS directly (A and AAAA) and use the records\' TTLs, instead of the system resolver (hosts file, nsswitch) with `resolve_ttl`.', default: R.dns.recordTtl })),
     max_header_size: Type.Optional(Size('Largest request head (431 above).', sizeText(R.maxHeadSize))),
     trusted_proxies: Type.Optional(Cidrs('Peers whose X-Forwarded-* headers are kept (inherited by servers).')),
@@ -640,6 +657,13 @@ export const TunnelSchema = Type.Object(
 // ---------------------------------------------------------------- the file
 export const ClusterSchema = Type.Object(
   {
+    store: Type.Optional(
+      Type.String({
+        pattern: '^etcd://',
+        description: 'etcd holding the shared configuration (`etcd://HOST:PORT[,...]/PREFIX`): `wmproxy run -c FILE` follows it as with `--store` (this file serves until something is pushed or while etcd is unreachable at start), and `servers = "etcd+/PREFIX"` discovers the servers registered there.',
+        'x-expected': 'an etcd:// URL',
+      }),
+    ),
     redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis holding the counters of `scope = "cluster"` rate limits: `redis://[user:pass@]host:port[/db]`.', 'x-expected': 'a redis:// URL' })),
     instances: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Instances sharing the limits: with Redis unreachable, a `fallback = "local"` limit allows rate / instances here.', default: CLUSTER_DEFAULTS.instances })),
     redis_timeout: Type.Optional(Duration('A Redis call not answered within this time fails, and the fallback applies.', durationText(CLUSTER_DEFAULTS.redisTimeoutMs))),

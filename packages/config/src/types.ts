@@ -91,6 +91,8 @@ export interface UpstreamHealthConfig {
 export interface UpstreamConfig {
   name: string;
   servers: UpstreamServerConfig[];
+  /** Service discovery (`servers = "srv+NAME"` or `"etcd+/PREFIX"`): the servers found join `servers`. */
+  discover?: { source: 'srv' | 'etcd'; target: string };
   policy: 'round_robin' | 'least_conn' | 'random_two' | 'ip_hash' | 'hash' | 'first';
   hashKey: string;
   health: UpstreamHealthConfig;
@@ -153,7 +155,7 @@ export interface ReverseConfig {
   requestHedgeMs: number;
   requestHedgeBudget: number;
   /** Upstream DNS names: cache validity (ms) and whether record TTLs are used. */
-  dns: Required<Omit<DnsOptions, 'resolver'>>;
+  dns: Required<Omit<DnsOptions, 'resolver' | 'srvResolver'>>;
   maxHeadSize: number;
   shutdownTimeoutMs: number;
 }
@@ -237,6 +239,8 @@ export interface TunnelConfig {
 export interface ClusterConfig {
   /** Redis URL of `scope = "cluster"` rate limits (undefined: none). */
   redis: string | undefined;
+  /** etcd URL (`etcd://HOST:PORT[,...]/PREFIX`) the instance follows, and whose registry `etcd+` discovery reads (undefined: none). */
+  store: string | undefined;
   instances: number;
   redisTimeoutMs: number;
 }

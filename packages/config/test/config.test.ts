@@ -343,7 +343,7 @@ rate_limit = false
     'toml',
   );
   assert.equal(config.reverse.retries.bodyBuffer, 131_072);
-  assert.deepEqual(config.reverse.dns, { ttlMs: 20_000, minTtlMs: 2_000, maxTtlMs: 600_000, recordTtl: true });
+  assert.deepEqual(config.reverse.dns, { ttlMs: 20_000, minTtlMs: 2_000, maxTtlMs: 600_000, recordTtl: true, servers: [] });
   const server = config.servers[0]!;
   assert.deepEqual(server.rateLimit, { rate: '100r/s', burst: 20 });
   assert.equal(server.locations[0]!.rateLimit, undefined, 'inherits the server limit');
@@ -351,7 +351,7 @@ rate_limit = false
   assert.equal(server.locations[2]!.rateLimit, false);
   const defaults = parseConfig('[control]\nenabled = false\n', 'toml');
   assert.equal(defaults.reverse.retries.bodyBuffer, 65_536);
-  assert.deepEqual(defaults.reverse.dns, { ttlMs: 30_000, minTtlMs: 1_000, maxTtlMs: 300_000, recordTtl: false });
+  assert.deepEqual(defaults.reverse.dns, { ttlMs: 30_000, minTtlMs: 1_000, maxTtlMs: 300_000, recordTtl: false, servers: [] });
   const bad = issuesOf(() =>
     parseConfig('[control]\nenabled = false\n[[upstream]]\nname = "a"\nservers = ["127.0.0.1:1"]\n[[server]]\nlisten = "127.0.0.1:0"\nrate_limit = { rate = "fast", burst = 1 }\n[[server.location]]\nupstream = "a"\n[[server.location]]\npath = "/x"\nupstream = "a"\nrate_limit = { burst = 1 }\n', 'toml'),
   );

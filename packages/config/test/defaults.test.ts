@@ -28,7 +28,10 @@ function schemaDefaults(): Map<string, unknown> {
     if (path !== '' && node.default !== undefined) out.set(path, node.default);
     for (const [key, child] of Object.entries(node.properties ?? {})) walk(child, path === '' ? key : `${path}.${key}`);
     if (node.items) walk(node.items, `${path}[]`);
-    for (const member of node.anyOf ?? []) if (member.properties) walk({ properties: member.properties }, path);
+    const members = node.anyOf ?? [];
+    for (const member of members) if (member.properties) walk({ properties: member.properties }, path);
+    // A list or a string (`servers`): its items as `path[]`. A table or a list of tables is documented as the table.
+    if (!members.some((member) => member.properties)) for (const member of members) if (member.items) walk(member.items, `${path}[]`);
   };
   walk(jsonSchema() as Node, '');
   return out;
@@ -175,7 +178,7 @@ test('a file that sets nothing resolves to the packages\' own defaults', () => {
     hedgeDelayMs,
     requestHedgeMs,
     requestHedgeBudget,
-    dns: { ...REVERSE_DEFAULTS.dns },
+    dns: { ...REVERSE_DEFAULTS.dns, servers: [...REVERSE_DEFAULTS.dns.servers] },
     maxHeadSize,
     shutdownTimeoutMs: shutdownDeadlineMs,
   });

@@ -49,6 +49,6 @@ test('a cluster-scoped rate limit needs [cluster] redis, named at its key path; 
     (error: unknown) => error instanceof ConfigError && /rl\.toml: server\[0\]\.location\[0\]\.rate_limit\.scope: expected a `\[cluster\] redis` URL/.test(error.message),
   );
   const config = parseConfig(`[cluster]\nredis = "redis://127.0.0.1:6379"\ninstances = 3\n${server}`, 'toml', 'rl.toml');
-  assert.deepEqual(config.cluster, { redis: 'redis://127.0.0.1:6379', instances: 3, redisTimeoutMs: 500 });
+  assert.deepEqual(config.cluster, { redis: 'redis://127.0.0.1:6379', store: undefined, instances: 3, redisTimeoutMs: 500 });
   assert.deepEqual(config.servers[0]!.locations[0]!.rateLimit, { rate: '100r/s', scope: 'cluster', fallback: 'open' });
 });

@@ -34,7 +34,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   .dot.ok { background: var(--ok); } .dot.fail { background: var(--bad); }
   #events { max-height: 260px; overflow: auto; font-family: ui-monospace, monospace; font-size: 12px; }
   #conn { font-size: 12px; }
-  #conn.live { color: var(--ok); } #conn.down { color: var(--bad); }
+  #conn.live, #store-state.live { color: var(--ok); } #conn.down, #store-state.down { color: var(--bad); }
   :root { --bg: #ffffff; --row-bad: #ffebe9; --grid: #eaeef2; color-scheme: light dark; }
   body { background: var(--bg); }
   @media (prefers-color-scheme: dark) {
@@ -62,6 +62,12 @@ export const DASHBOARD_HTML = `<!doctype html>
 
 <h2>Services</h2>
 <table id="services"><thead><tr><th>kind</th><th>name</th><th>listening on</th><th>details</th></tr></thead><tbody></tbody></table>
+
+<section id="cluster-section" hidden>
+<h2>Cluster</h2>
+<div class="meta">store <span id="store"></span> · <span id="store-state"></span> · configuration revision <span id="store-revision"></span></div>
+<table id="cluster"><thead><tr><th>instance</th><th>address</th><th>version</th><th>config revision</th><th>health</th><th>updated</th></tr></thead><tbody></tbody></table>
+</section>
 
 <h2>Upstreams</h2>
 <table id="upstreams"><thead><tr><th>upstream</th><th>server</th><th>state</th><th>reason</th><th>last probes</th><th>latency</th><th>active</th><th>requests</th><th>failures</th></tr></thead><tbody></tbody></table>
@@ -112,6 +118,30 @@ export const DASHBOARD_HTML = `<!doctype html>
       if (service.upstream) details.push(service.protocol + ' → ' + service.upstream);
       cell(row, details.join(' · '));
       body.appendChild(row);
+    }
+    // Every instance following the same configuration store, as registered there.
+    const cluster = status.cluster;
+    $('cluster-section').hidden = !cluster;
+    if (cluster) {
+      $('store').textContent = cluster.store;
+      const state = $('store-state');
+      state.textContent = cluster.connected ? 'store reachable' : 'store unreachable' + (cluster.lastError ? ' (' + cluster.lastError + ')' : '') + ': serving the last good configuration';
+      state.className = cluster.connected ? 'live' : 'down';
+      $('store-revision').textContent = String(cluster.revision);
+      const members = $('cluster').tBodies[0];
+      members.replaceChildren();
+      for (const member of cluster.members) {
+        const row = document.createElement('tr');
+        row.dataset.member = member.id;
+        row.className = member.configRevision === cluster.revision ? 'healthy' : 'unhealthy';
+        cell(row, member.id);
+        cell(row, member.address);
+        cell(row, member.version);
+        cell(row, member.configRevision, 'state');
+        cell(row, member.health.healthy + ' healthy / ' + member.health.unhealthy + ' unhealthy');
+        cell(row, member.updatedAt);
+        members.appendChild(row);
+      }
     }
     for (const worker of status.workers || []) {
       const row = document.createElement('tr');

@@ -5,17 +5,17 @@
  */
 import { EventEmitter } from 'node:events';
 import { Ticker, protectLocalPort, runtimeReady, setProcessConnectionLimit, type Logger } from '@wmproxy/core-net';
-import { EJECT_KINDS, HealthChecker, type EjectKind, type HealthSnapshot, type TargetSnapshot } from '@wmproxy/health';
+import { EJECT_KINDS, HealthChecker, type EjectKind, type HealthSnapshot, type TargetSnapshot, type TargetSpec } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
 import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { TimeSeries, type SeriesView } from './timeseries.js';
-import { ReverseService, hasReverse, healthTargets } from './services/reverse.js';
+import { ReverseService, hasReverse, healthTargets, type ReverseShared } from './services/reverse.js';
 import { AcmeService, acmeNameSets, storedCertificates, type AuthorityFactory } from './services/acme.js';
 import type { ManagedCertificate } from '@wmproxy/acme';
 import { TunnelService } from './services/tunnel.js';
-import type { SharedCounters } from '@wmproxy/reverse';
+import type { RedisCounters, ServiceRegistry } from '@wmproxy/cluster';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, mergeCertificates, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
@@ -51,9 +51,16 @@ export interface InstanceOptions {
 const RECENT_EVENTS = 200;
 
 /** ioredis is loaded only when `[cluster] redis` is set. */
-async function sharedCounters(config: WmproxyConfig, logger: Logger): Promise<SharedCounters & { close(): Promise<void> }> {
+async function sharedCounters(config: WmproxyConfig, logger: Logger): Promise<RedisCounters> {
   const { RedisCounters } = await import('@wmproxy/cluster');
   return new RedisCounters({ url: config.cluster.redis!, instances: config.cluster.instances, timeoutMs: config.cluster.redisTimeoutMs, logger });
+}
+
+/** etcd3 is loaded only when a group discovers its servers in `[cluster] store`'s registry. */
+async function serviceRegistry(config: WmproxyConfig, logger: Logger): Promise<ServiceRegistry | undefined> {
+  if (config.cluster.store === undefined || !config.upstreams.some((upstream) => upstream.discover?.source === 'etcd')) return undefined;
+  const { ServiceRegistry } = await import('@wmproxy/cluster');
+  return new ServiceRegistry(config.cluster.store, { logger });
 }
 
 /** Elysia is loaded only where the control API runs: worker processes never need it. */
@@ -82,8 +89,10 @@ export class Instance {
   readonly acme: AcmeService;
   private tunnel: TunnelService | undefined;
   private api: ControlApi | undefined;
-  /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
-  private counters: (SharedCounters & { close(): Promise<void> }) | undefined;
+  /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL reconnects them). */
+  private counters: RedisCounters | undefined;
+  /** The etcd service registry `etcd+` discovery reads (created with the first group that uses it). */
+  private registry: ServiceRegistry | undefined;
   /** Releases the control API's port from the forward proxies' refusals (see `guardControlPort`). */
   private releaseControlPort: (() => void) | undefined;
   private readonly options: InstanceOptions;
@@ -150,11 +159,12 @@ export class Instance {
           instance.forward.set(service.key, service);
         }
         if (config.cluster.redis !== undefined) instance.counters = await sharedCounters(config, instance.loggerFor('cluster'));
-        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.counters, instance.acme);
+        instance.registry = await serviceRegistry(config, instance.loggerFor('cluster'));
+        if (hasReverse(config)) instance.reverse = await ReverseService.start(config, instance.health, instance.loggerFor('reverse'), instance.accessLog, instance.shared());
         // Orders start once the listeners that answer the CA's challenges are up.
         await instance.acme.apply(config);
-        // Exactly the configured checks: the proxy may have declared passive-only targets of its own.
-        instance.health.replaceTargets(healthTargets(config));
+        // Exactly the configured checks (and the discovered servers'): the proxy may have declared passive-only targets of its own.
+        instance.health.replaceTargets(instance.allHealthTargets(config));
       }
       // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
       if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service), instance.acme);
@@ -329,11 +339,13 @@ export class Instance {
     try {
       if (hasReverse(next)) {
         if (this.reverse) {
-          const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog, this.acme);
+          await this.reconnectShared(next, changes);
+          const outcome = await this.reverse.reload(next, this.health, this.loggerFor('reverse'), this.accessLog, this.shared());
           await this.acme.apply(next);
           if (outcome !== 'unchanged') changes.push(`reverse proxy ${outcome}`);
         } else {
-          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.counters, this.acme);
+          await this.reconnectShared(next, changes);
+          this.reverse = await ReverseService.start(next, this.health, this.loggerFor('reverse'), this.accessLog, this.shared());
           await this.acme.apply(next);
           changes.push('reverse proxy started');
         }
@@ -355,8 +367,41 @@ export class Instance {
       return { ok: false, message: (error as Error).message, changes, warnings: next.warnings };
     }
     // 4. Health targets: the exact new set; unchanged targets keep their state.
-    this.health.replaceTargets(healthTargets(next));
+    this.health.replaceTargets(this.allHealthTargets(next));
     return this.committed(next, changes, oldLogs);
+  }
+
+  /** What the reverse proxy borrows from the instance. */
+  private shared(): ReverseShared {
+    return {
+      ...(this.counters ? { sharedCounters: this.counters } : {}),
+      acme: this.acme,
+      ...(this.registry ? { discovery: { etcd: this.registry.discovery() } } : {}),
+    };
+  }
+
+  /** The configured health targets and those of the servers discovery found. */
+  private allHealthTargets(config: WmproxyConfig): TargetSpec[] {
+    return [...healthTargets(config), ...(this.reverse?.proxy.discoveredTargets() ?? [])];
+  }
+
+  /**
+   * A reload that changes `[cluster] redis` reconnects the counters (the
+   * limits keep their local view, so they hold across the switch; the old
+   * connection closes); one that adds a `[cluster] store` with `etcd+`
+   * discovery opens the registry.
+   */
+  private async reconnectShared(next: WmproxyConfig, changes: string[]): Promise<void> {
+    const redis = next.cluster.redis;
+    if (redis !== undefined && this.counters === undefined) {
+      this.counters = await sharedCounters(next, this.loggerFor('cluster'));
+      changes.push('cluster rate limits: connected to Redis');
+    } else if (redis !== undefined && this.counters) {
+      if (redis !== this.counters.url) changes.push('cluster rate limits: reconnected to another Redis');
+      this.counters.reconfigure({ url: redis, instances: next.cluster.instances, timeoutMs: next.cluster.redisTimeoutMs });
+    }
+    // Without `[cluster] redis` no limit counts in Redis (the configuration says so); the idle connection stays until stop.
+    if (this.registry === undefined) this.registry = await serviceRegistry(next, this.loggerFor('cluster'));
   }
 
   /** With workers: this process checks health and keeps the configuration; every worker applies it. */
@@ -481,6 +526,7 @@ export class Instance {
     this.acme.stop();
     await this.health.close();
     await this.counters?.close();
+    await this.registry?.close();
     await this.api?.close();
     this.api = undefined;
     this.releaseControlPort?.();
@@ -575,7 +621,8 @@ export class Instance {
     return this.config.upstreams.map((group) => ({
       name: group.name,
       policy: group.policy,
-      servers: group.servers.map((server, index) => {
+      // A discovering group: the servers the proxy runs now, which the configuration does not list.
+      servers: (group.discover ? (counters[group.name] ?? []).map((counter) => ({ address: counter.address, weight: counter.weight ?? 1, backup: counter.backup ?? false })) : group.servers).map((server, index) => {
         const counter = counters[group.name]?.[index];
         const address = counter?.address ?? server.address;
         const target = targets.get(address) ?? targets.get(server.address);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { createSelfSignedCertificate, silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
-import { Instance } from '../src/index.js';
+import { Instance, type ClusterView } from '../src/index.js';
 import { backend, until } from './helpers.js';
 import { CHROMIUM, FakeCa, chromiumFlags, closedPort } from '@wmproxy/testkit';
 
@@ -133,6 +133,25 @@ function removeProfile(profile: string): void {
   }
 }
 
+/** Open the instance's dashboard in a fresh headless Chromium, run `use` on the page, then close the browser. */
+async function onDashboard(instance: Instance, use: (page: Page) => Promise<void>, domains: string[] = ['Runtime']): Promise<void> {
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
+  try {
+    const launched = await launch(profile);
+    chrome = launched.chrome;
+    page = await Page.first(launched.port);
+    for (const domain of domains) await page.send(`${domain}.enable`);
+    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
+    await use(page);
+  } finally {
+    page?.close();
+    await killChrome(chrome);
+    removeProfile(profile);
+  }
+}
+
 /** A reverse proxy over two backends, health-checked every 200 ms, with its control API. */
 function twoBackends(first: string, second: string): Promise<Instance> {
   const config = `
@@ -154,36 +173,49 @@ test('the dashboard shows upstream health live: a killed backend\'s row turns un
   const alive = await backend('alive');
   const doomed = await backend('doomed');
   const instance = await twoBackends(alive.address, doomed.address);
-  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
-  let chrome: ChildProcess | undefined;
-  let page: Page | undefined;
   try {
-    const launched = await launch(profile);
-    chrome = launched.chrome;
-    page = await Page.first(launched.port);
-    await page.send('Runtime.enable');
-    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
-    const stateOf = (address: string) => page!.evaluate<string | null>(`document.querySelector('tr[data-server="${address}"]')?.dataset.state ?? null`);
-    await until(async () => (await stateOf(doomed.address)) === 'healthy', 'the row to show healthy', 30_000);
-    assert.equal(await stateOf(alive.address), 'healthy');
-    assert.equal(await page.evaluate<string>(`document.getElementById('conn').textContent`), 'live');
-    // A marker on the window proves the page is not reloaded.
-    await page.evaluate('window.__sameDocument = 42');
-    await doomed.kill();
-    await until(async () => (await stateOf(doomed.address)) === 'unhealthy', 'the killed backend\'s row to turn unhealthy', 30_000);
-    assert.equal(await page.evaluate<number>('window.__sameDocument'), 42);
-    assert.equal(await stateOf(alive.address), 'healthy');
-    const colour = await page.evaluate<string>(`getComputedStyle(document.querySelector('tr[data-server="${doomed.address}"] .state')).color`);
-    assert.equal(colour, 'rgb(207, 34, 46)');
-    const events = await page.evaluate<string>(`document.getElementById('events').textContent`);
-    assert.match(events, new RegExp(`${doomed.address.replace(/\./g, '\\.')} healthy → unhealthy`));
+    await onDashboard(instance, async (page) => {
+      const stateOf = (address: string) => page!.evaluate<string | null>(`document.querySelector('tr[data-server="${address}"]')?.dataset.state ?? null`);
+      await until(async () => (await stateOf(doomed.address)) === 'healthy', 'the row to show healthy', 30_000);
+      assert.equal(await stateOf(alive.address), 'healthy');
+      assert.equal(await page.evaluate<string>(`document.getElementById('conn').textContent`), 'live');
+      // A marker on the window proves the page is not reloaded.
+      await page.evaluate('window.__sameDocument = 42');
+      await doomed.kill();
+      await until(async () => (await stateOf(doomed.address)) === 'unhealthy', 'the killed backend\'s row to turn unhealthy', 30_000);
+      assert.equal(await page.evaluate<number>('window.__sameDocument'), 42);
+      assert.equal(await stateOf(alive.address), 'healthy');
+      const colour = await page.evaluate<string>(`getComputedStyle(document.querySelector('tr[data-server="${doomed.address}"] .state')).color`);
+      assert.equal(colour, 'rgb(207, 34, 46)');
+      const events = await page.evaluate<string>(`document.getElementById('events').textContent`);
+      assert.match(events, new RegExp(`${doomed.address.replace(/\./g, '\\.')} healthy → unhealthy`));
+    });
   } finally {
-    page?.close();
-    await killChrome(chrome);
-    // The servers first, so that nothing keeps the test process alive if the clean-up below fails.
     await instance.stop();
     await alive.kill();
-    removeProfile(profile);
+  }
+});
+
+test('the dashboard shows the whole cluster: the store, "store unreachable" while it is, and every registered instance', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const member = (id: string, configRevision: number) => ({ id, address: `10.0.0.${id.length}:8837`, version: '0.1.0', configRevision, health: { healthy: 2, unhealthy: 0 }, since: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:05Z' });
+  const view = { store: 'etcd://127.0.0.1:2379/edge', connected: true, revision: 7, members: [member('edge-a', 7), member('edge-bb', 7), member('edge-ccc', 6)] } as ClusterView;
+  const instance = await Instance.start(parseConfig('[control]\nlisten = "127.0.0.1:0"\n', 'toml'), { logger: silentLogger, cluster: { view: () => view } });
+  try {
+    await onDashboard(instance, async (page) => {
+      await until(async () => (await page!.evaluate<number>(`document.querySelectorAll('#cluster tbody tr').length`)) === 3, 'three instances listed', 30_000);
+      assert.equal(await page.evaluate<boolean>(`document.getElementById('cluster-section').hidden`), false);
+      assert.equal(await page.evaluate<string>(`document.getElementById('store').textContent`), view.store);
+      assert.equal(await page.evaluate<string>(`document.getElementById('store-state').textContent`), 'store reachable');
+      // The instance still on revision 6 stands out.
+      assert.equal(await page.evaluate<string>(`document.querySelector('tr[data-member="edge-ccc"]').className`), 'unhealthy');
+      view.connected = false;
+      view.lastError = 'connect ECONNREFUSED 127.0.0.1:2379';
+      await page.send('Page.reload');
+      await until(async () => /store unreachable/.test(await page!.evaluate<string>(`document.getElementById('store-state').textContent`)), 'the store shown unreachable', 30_000);
+      assert.match(await page.evaluate<string>(`document.getElementById('store-state').textContent`), /ECONNREFUSED.*last good configuration/);
+    });
+  } finally {
+    await instance.stop();
   }
 });
 
@@ -252,66 +284,56 @@ test('the dashboard draws live charts from /series with uPlot served by the API:
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   })();
-  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
-  let chrome: ChildProcess | undefined;
-  let page: Page | undefined;
   try {
-    const launched = await launch(profile);
-    chrome = launched.chrome;
-    page = await Page.first(launched.port);
-    await page.send('Runtime.enable');
-    await page.send('Network.enable');
-    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
-    await until(async () => (await page!.evaluate<boolean>('!!(window.__charts && window.__charts.ready)')) === true, 'uPlot to load from the control API', 30_000);
-    const points = () => page!.evaluate<number>(`(window.__charts.plots.requests?.data[0].length) ?? 0`);
-    await until(async () => (await points()) >= 3, 'the request chart to have points', 30_000);
-    const served = () => page!.evaluate<number>(`window.__charts.plots.requests.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
-    await until(async () => (await served()) > 0, '2xx requests on the chart', 30_000);
-    const before = await points();
-    await until(async () => (await points()) > before, 'new points without reloading the page', 30_000);
-    const charts = await page.evaluate<string[]>(`Object.keys(window.__charts.plots).sort()`);
-    assert.deepEqual(charts, ['bytes', 'connections', 'latency', 'requests', 'upstream:app']);
-    assert.ok((await page.evaluate<number>(`document.querySelectorAll('#charts canvas').length`)) >= 5, 'one canvas per chart');
-    const latencyPoints = await page.evaluate<number>(`window.__charts.plots.latency.data[1].filter((value) => value !== null).length`);
-    assert.ok(latencyPoints > 0, 'p50 has values');
-    assert.equal(await page.evaluate<number>('window.__charts.markers'), 0, 'no transition yet');
+    await onDashboard(instance, async (page) => {
+      await until(async () => (await page!.evaluate<boolean>('!!(window.__charts && window.__charts.ready)')) === true, 'uPlot to load from the control API', 30_000);
+      const points = () => page!.evaluate<number>(`(window.__charts.plots.requests?.data[0].length) ?? 0`);
+      await until(async () => (await points()) >= 3, 'the request chart to have points', 30_000);
+      const served = () => page!.evaluate<number>(`window.__charts.plots.requests.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
+      await until(async () => (await served()) > 0, '2xx requests on the chart', 30_000);
+      const before = await points();
+      await until(async () => (await points()) > before, 'new points without reloading the page', 30_000);
+      const charts = await page.evaluate<string[]>(`Object.keys(window.__charts.plots).sort()`);
+      assert.deepEqual(charts, ['bytes', 'connections', 'latency', 'requests', 'upstream:app']);
+      assert.ok((await page.evaluate<number>(`document.querySelectorAll('#charts canvas').length`)) >= 5, 'one canvas per chart');
+      const latencyPoints = await page.evaluate<number>(`window.__charts.plots.latency.data[1].filter((value) => value !== null).length`);
+      assert.ok(latencyPoints > 0, 'p50 has values');
+      assert.equal(await page.evaluate<number>('window.__charts.markers'), 0, 'no transition yet');
 
-    await doomed.kill();
-    await until(async () => (await page!.evaluate<number>('window.__charts.markers')) > 0, 'the transition marked on the time axis', 30_000);
-    const timeline = () => page!.evaluate<string>(`document.getElementById('timeline').textContent`);
-    await until(async () => /left \(healthy → unhealthy/.test(await timeline()), 'the health timeline to say when and why the server left', 30_000);
-    const down = () => page!.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${doomed.address}"] :is(.seg-unhealthy, .seg-ejected)').length`);
-    await until(async () => (await down()) > 0, 'the server\'s timeline bar to show it down', 30_000);
-    assert.equal(await page.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${alive.address}"] :is(.seg-unhealthy, .seg-ejected)').length`), 0);
-    // The tables stay.
-    assert.equal(await page.evaluate<string | null>(`document.querySelector('tr[data-server="${alive.address}"]')?.dataset.state ?? null`), 'healthy');
-    const shots = process.env.WMPROXY_SCREENSHOTS;
-    if (shots) {
-      // Refresh docs/img: WMPROXY_SCREENSHOTS=docs/img node scripts/test.mjs dashboard --node
-      await page.send('Emulation.setDeviceMetricsOverride', { width: 1400, height: 1500, deviceScaleFactor: 1, mobile: false });
-      for (const scheme of ['light', 'dark']) {
-        await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: scheme }] });
-        const polls = await page.evaluate<number>('window.__charts.polls');
-        await until(async () => (await page!.evaluate<number>('window.__charts.polls')) > polls + 1, 'a redraw', 30_000);
-        const shot = await page.send<{ data: string }>('Page.captureScreenshot', { format: 'png' });
-        writeFileSync(join(shots, `dashboard-${scheme}.png`), Buffer.from(shot.data, 'base64'));
+      await doomed.kill();
+      await until(async () => (await page!.evaluate<number>('window.__charts.markers')) > 0, 'the transition marked on the time axis', 30_000);
+      const timeline = () => page!.evaluate<string>(`document.getElementById('timeline').textContent`);
+      await until(async () => /left \(healthy → unhealthy/.test(await timeline()), 'the health timeline to say when and why the server left', 30_000);
+      const down = () => page!.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${doomed.address}"] :is(.seg-unhealthy, .seg-ejected)').length`);
+      await until(async () => (await down()) > 0, 'the server\'s timeline bar to show it down', 30_000);
+      assert.equal(await page.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${alive.address}"] :is(.seg-unhealthy, .seg-ejected)').length`), 0);
+      // The tables stay.
+      assert.equal(await page.evaluate<string | null>(`document.querySelector('tr[data-server="${alive.address}"]')?.dataset.state ?? null`), 'healthy');
+      const shots = process.env.WMPROXY_SCREENSHOTS;
+      if (shots) {
+        // Refresh docs/img: WMPROXY_SCREENSHOTS=docs/img node scripts/test.mjs dashboard --node
+        await page.send('Emulation.setDeviceMetricsOverride', { width: 1400, height: 1500, deviceScaleFactor: 1, mobile: false });
+        for (const scheme of ['light', 'dark']) {
+          await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: scheme }] });
+          const polls = await page.evaluate<number>('window.__charts.polls');
+          await until(async () => (await page!.evaluate<number>('window.__charts.polls')) > polls + 1, 'a redraw', 30_000);
+          const shot = await page.send<{ data: string }>('Page.captureScreenshot', { format: 'png' });
+          writeFileSync(join(shots, `dashboard-${scheme}.png`), Buffer.from(shot.data, 'base64'));
+        }
       }
-    }
 
-    const errors = page.events.filter((event) => event.method === 'Runtime.exceptionThrown' || (event.method === 'Runtime.consoleAPICalled' && event.params.type === 'error'));
-    assert.deepEqual(errors, [], 'no console errors');
-    const urls = page.events.filter((event) => event.method === 'Network.requestWillBeSent').map((event) => (event.params.request as { url: string }).url);
-    assert.ok(urls.some((url) => url.endsWith('/assets/uplot.js')));
-    const elsewhere = urls.filter((url) => !url.startsWith(`http://${instance.controlAddress}/`));
-    assert.deepEqual(elsewhere, [], 'works offline: every request goes to the control API');
+      const errors = page.events.filter((event) => event.method === 'Runtime.exceptionThrown' || (event.method === 'Runtime.consoleAPICalled' && event.params.type === 'error'));
+      assert.deepEqual(errors, [], 'no console errors');
+      const urls = page.events.filter((event) => event.method === 'Network.requestWillBeSent').map((event) => (event.params.request as { url: string }).url);
+      assert.ok(urls.some((url) => url.endsWith('/assets/uplot.js')));
+      const elsewhere = urls.filter((url) => !url.startsWith(`http://${instance.controlAddress}/`));
+      assert.deepEqual(elsewhere, [], 'works offline: every request goes to the control API');
+    }, ['Runtime', 'Network']);
   } finally {
     load = false;
     await traffic;
-    page?.close();
-    await killChrome(chrome);
     await instance.stop();
     await alive.kill();
-    removeProfile(profile);
   }
 });
 

@@ -215,6 +215,7 @@ export class HealthChecker {
     let host = this.hosts.get(address);
     if (!host) {
       host = new Host(address);
+      if (spec.slowStart) host.recoveredAt = performance.now();
       this.hosts.set(address, host);
     }
     const entry = new Check(key, host, check, description, options, spec.transport);

@@ -104,6 +104,12 @@ export interface TargetSpec extends Partial<ActiveOptions> {
    * Default core-net's `connect` (TCP, or TLS for `https` checks).
    */
   transport?: Transport;
+  /**
+   * A server that joins a running pool (found by service discovery) starts
+   * under slow start, as a recovered one does (`slowStartMs`). Only when the
+   * address is new to the checker.
+   */
+  slowStart?: boolean;
 }
 
 /** Passive checks (Envoy's outlier detection, Caddy's passive health checks). */

@@ -29,7 +29,8 @@ export const REVERSE_DEFAULTS = Object.freeze({
   shutdownDeadlineMs: 10_000,
   /** Status answered to a connection over a listener's limits (0: closed without an answer). */
   connectionLimitStatus: 503,
-  dns: Object.freeze({ ttlMs: 30_000, minTtlMs: 1_000, maxTtlMs: 300_000, recordTtl: false }),
+  /** Upstream DNS names: validity when no TTL is known, its bounds, record TTLs, and the DNS servers asked (none: the system's). */
+  dns: Object.freeze({ ttlMs: 30_000, minTtlMs: 1_000, maxTtlMs: 300_000, recordTtl: false, servers: Object.freeze([]) as readonly string[] }),
   /**
    * Keep-alive connections to one upstream server. `maxIdle` only caps what
    * a burst already opened (LIFO, so the surplus times out after

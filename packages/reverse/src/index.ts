@@ -4,7 +4,8 @@
  * and connect hedging, WebSocket pass-through, TCP/UDP stream proxying.
  */
 export { ReverseProxy, type ReverseProxyOptions, type ListenerSpec } from './proxy.js';
-export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource } from './upstream.js';
+export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource, type DiscoverSpec } from './upstream.js';
+export { srvDiscovery, srvServers, type DiscoverySource, type DiscoveryWatch, type DiscoveryMap, type DiscoveredServer } from './discovery.js';
 export { ConnPool, type PoolOptions } from './pool.js';
 export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type CompiledLocation } from './router.js';
 export {
@@ -20,7 +21,7 @@ export {
 export { AccessLog, formatAccess, timeLocal, type AccessRecord, type AccessLogFormat, type AccessLogSink } from './access-log.js';
 export { StreamProxy, type StreamSpec } from './stream.js';
 export { connectHedged, defaultConnector, transportConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
-export { DnsCache, recordTtlResolver, type DnsOptions, type Resolution, type TtlResolver } from './dns.js';
+export { DnsCache, recordTtlResolver, dnsSrvResolver, type DnsOptions, type Resolution, type TtlResolver, type SrvResolver, type SrvTarget } from './dns.js';
 export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal, type SharedLimit } from './rate-limit.js';
 export { ClusterWindow, CLUSTER_WINDOW_MS, CLUSTER_SYNC_MS, CLUSTER_DEFAULTS, type SharedCounters, type CounterSync, type CounterTotals, type ClusterFallback } from './cluster-limit.js';
 export { retryAllowed, bodyBufferLimit, DEFAULT_BODY_BUFFER, type RetryState, type FailureKind, type ReplayOptions } from './retry.js';

@@ -30,7 +30,8 @@ import { Forwarding, type ForwardedOptions } from './headers.js';
 import type { ReplayOptions } from './retry.js';
 import { Router, type LocationSpec, type VirtualHostSpec } from './router.js';
 import { StreamProxy, type StreamSpec } from './stream.js';
-import { Upstream, UpstreamServer, type UpstreamServerSpec, type UpstreamSpec } from './upstream.js';
+import { Upstream, UpstreamServer, reuseFrom, type UpstreamServerSpec, type UpstreamSpec } from './upstream.js';
+import { srvDiscovery, type DiscoveredServer, type DiscoveryMap, type DiscoveryWatch } from './discovery.js';
 
 /** One HTTP listener (nginx `server {}`): addresses, optional TLS with SNI, virtual hosts. */
 export interface ListenerSpec {
@@ -104,6 +105,11 @@ export interface ReverseProxyOptions {
   transports?: TransportMap;
   /** How upstream connections are opened (tests inject delays here; default: the server's transport). */
   connector?: Connector;
+  /**
+   * Discovery sources besides the built-in `srv` (DNS SRV records through the
+   * DNS cache), by the name a group's `discover.source` gives: `etcd`.
+   */
+  discovery?: DiscoveryMap;
   /** Where `scope = "cluster"` rate limits count, shared by every instance (`@wmproxy/cluster`'s Redis counters). */
   sharedCounters?: SharedCounters;
   /** Resolving upstream DNS names: cached per TTL (see dns.ts). `resolver` may be injected. */
@@ -143,7 +149,8 @@ export class ReverseProxy implements ProxyCore {
   readonly connector: Connector;
   readonly transports: TransportMap;
   private readonly h2Transports: H2UpstreamTransport[];
-  readonly sharedCounters: SharedCounters | undefined;
+  /** Where cluster rate limits count; a reload may bring them (a `[cluster] redis` added). */
+  sharedCounters: SharedCounters | undefined;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   readonly sessions = new Set<LiveSession>();
@@ -160,6 +167,9 @@ export class ReverseProxy implements ProxyCore {
   /** Listeners removed by a reload, draining. */
   private readonly retiring = new Set<Promise<unknown>>();
   private readonly healthHandlers: Array<[string, (...args: never[]) => void]> = [];
+  private readonly discovery: DiscoveryMap;
+  /** Each discovering group's watch and the servers it found, by group name. */
+  private readonly watches = new Map<string, { key: string; watch: DiscoveryWatch; servers: UpstreamServerSpec[] }>();
 
   constructor(options: ReverseProxyOptions) {
     this.options = options;
@@ -175,6 +185,7 @@ export class ReverseProxy implements ProxyCore {
     // `h2://` and `h2c://` servers (engine/h2-upstream.ts); an embedder's transports of those names win.
     this.h2Transports = [new H2UpstreamTransport({ tls: true, resolver: this.dns.resolve }), new H2UpstreamTransport({ tls: false, resolver: this.dns.resolve })];
     this.transports = transportMap({ h2: this.h2Transports[0]!, h2c: this.h2Transports[1]!, ...options.transports }, this.dns.resolve);
+    this.discovery = { srv: srvDiscovery(this.dns), ...options.discovery };
     this.sharedCounters = options.sharedCounters;
     this.connector = options.connector ?? transportConnector(this.transports);
     if (options.accessLog instanceof AccessLog) {
@@ -220,12 +231,20 @@ export class ReverseProxy implements ProxyCore {
     for (const spec of options.upstreams) {
       if (built.has(spec.name)) throw new Error(`upstream "${spec.name}" is defined twice`);
       const old = this.upstreams.get(spec.name);
-      for (const server of spec.servers) {
+      for (const server of [...spec.servers, ...(spec.discover ? [{ address: spec.discover.target, ...spec.discover.server }] : [])]) {
         const kind = server.transport ?? (server.tls ? 'tls' : 'tcp');
         if (this.transports[kind] === undefined) throw new Error(`upstream "${spec.name}": server ${server.address} names an unknown transport "${kind}"`);
       }
+      if (spec.discover && this.discovery[spec.discover.source] === undefined) {
+        throw new Error(`upstream "${spec.name}": unknown discovery source "${spec.discover.source}" (known: ${Object.keys(this.discovery).join(', ')})`);
+      }
       if (old && sameJson(old.spec, spec)) built.set(spec.name, old);
-      else built.set(spec.name, new Upstream(spec, this.health, old ? reuseServers(old, spec) : undefined));
+      else {
+        // Servers discovered so far stay, when the group still follows the same target.
+        const watched = this.watches.get(spec.name);
+        const discovered = watched && watched.key === discoveryKey(spec) ? watched.servers : [];
+        built.set(spec.name, new Upstream(spec, this.health, old && sameJson(old.spec.pool, spec.pool) ? reuseFrom(old.servers) : undefined, discovered));
+      }
     }
     for (const upstream of built.values()) for (const server of upstream.servers) server.pool.useTicker(this.ticker);
     for (const listener of options.servers ?? []) {
@@ -237,6 +256,81 @@ export class ReverseProxy implements ProxyCore {
     }
     for (const stream of options.streams ?? []) if (!built.has(stream.upstream)) throw new Error(`stream refers to unknown upstream "${stream.upstream}"`);
     return built;
+  }
+
+  /** Start following the discovery targets of the groups that have one; stop those no group follows any more. */
+  private syncDiscovery(): void {
+    for (const [name, entry] of this.watches) {
+      const upstream = this.upstreams.get(name);
+      if (upstream && discoveryKey(upstream.spec) === entry.key) continue;
+      entry.watch.close();
+      this.watches.delete(name);
+    }
+    for (const upstream of this.upstreams.values()) {
+      const discover = upstream.spec.discover;
+      if (!discover || this.watches.has(upstream.name)) continue;
+      const key = discoveryKey(upstream.spec);
+      const entry = { key, watch: undefined as unknown as DiscoveryWatch, servers: [] as UpstreamServerSpec[] };
+      this.watches.set(upstream.name, entry);
+      const logger = this.logger;
+      entry.watch = this.discovery[discover.source]!.watch(discover.target, (found) => this.discovered(upstream.name, key, found), logger);
+    }
+  }
+
+  private discoveredSpec(spec: UpstreamSpec, found: DiscoveredServer): UpstreamServerSpec {
+    const template = spec.discover?.server ?? {};
+    return { ...template, address: found.address, weight: found.weight ?? template.weight ?? 1, backup: found.backup ?? template.backup ?? false };
+  }
+
+  /**
+   * A discovery source found a new list for a group: apply it in place. New
+   * servers join with slow start (when configured) and the group's health
+   * checks; servers that left lose their idle connections and finish what
+   * they have in flight.
+   */
+  private discovered(name: string, key: string, found: DiscoveredServer[]): void {
+    const entry = this.watches.get(name);
+    const upstream = this.upstreams.get(name);
+    if (!entry || entry.key !== key || !upstream || this.draining) return;
+    entry.servers = found.map((server) => this.discoveredSpec(upstream.spec, server));
+    let change: { added: UpstreamServer[]; removed: UpstreamServer[] };
+    try {
+      change = upstream.replaceServers([...upstream.spec.servers, ...entry.servers]);
+    } catch (error) {
+      this.logger.warn('discovery: unusable server list, keeping the last one', { upstream: name, error: (error as Error).message });
+      return;
+    }
+    if (change.added.length === 0 && change.removed.length === 0) return;
+    // Slow start is for servers joining a pool that serves already; the first ones found take the traffic at once.
+    const joining = upstream.servers.length > change.added.length;
+    for (const server of change.added) {
+      server.pool.useTicker(this.ticker);
+      this.health.add({ ...this.healthTarget(upstream, server), slowStart: joining });
+    }
+    const remaining = new Set<string>();
+    for (const group of this.upstreams.values()) for (const server of group.servers) remaining.add(server.address);
+    for (const server of change.removed) {
+      server.pool.close();
+      if (!remaining.has(server.address)) this.health.remove(server.address);
+    }
+    this.logger.info('upstream servers discovered', {
+      upstream: name,
+      servers: upstream.servers.map((server) => server.address).join(' '),
+      added: change.added.map((server) => server.address).join(' '),
+      removed: change.removed.map((server) => server.address).join(' '),
+    });
+  }
+
+  /** The health targets of discovered servers (an embedder that owns the health checker adds them to its own targets on reload). */
+  discoveredTargets(): TargetSpec[] {
+    const targets: TargetSpec[] = [];
+    for (const [name, entry] of this.watches) {
+      const upstream = this.upstreams.get(name);
+      if (!upstream) continue;
+      const addresses = new Set(entry.servers.map((server) => server.address));
+      for (const server of upstream.servers) if (addresses.has(server.address)) targets.push(this.healthTarget(upstream, server));
+    }
+    return targets;
   }
 
   /** A name's addresses changed: idle connections to the old ones go, so new requests use the new ones. */
@@ -254,19 +348,19 @@ export class ReverseProxy implements ProxyCore {
   /** Health targets: one per server, in its upstream's pool (backups in their own). */
   private healthTargets(): TargetSpec[] {
     const targets: TargetSpec[] = [];
-    for (const upstream of this.upstreams.values()) {
-      for (const server of upstream.servers) {
-        const spec = upstream.spec.health;
-        const target: TargetSpec = { ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) };
-        // Sockets are probed by address as before; other transports carry their own probes. A gRPC
-        // check speaks HTTP/2 itself, so an h2/h2c server (a socket underneath) is probed by address.
-        const h2 = server.transport === 'h2' || server.transport === 'h2c';
-        const grpc = spec?.check?.type === 'grpc' || spec?.check?.type === 'grpcs';
-        if (server.transport !== 'tcp' && server.transport !== 'tls' && !(h2 && grpc)) target.transport = this.transports[server.transport];
-        targets.push(target);
-      }
-    }
+    for (const upstream of this.upstreams.values()) for (const server of upstream.servers) targets.push(this.healthTarget(upstream, server));
     return targets;
+  }
+
+  private healthTarget(upstream: Upstream, server: UpstreamServer): TargetSpec {
+    const spec = upstream.spec.health;
+    const target: TargetSpec = { ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) };
+    // Sockets are probed by address as before; other transports carry their own probes. A gRPC
+    // check speaks HTTP/2 itself, so an h2/h2c server (a socket underneath) is probed by address.
+    const h2 = server.transport === 'h2' || server.transport === 'h2c';
+    const grpc = spec?.check?.type === 'grpc' || spec?.check?.type === 'grpcs';
+    if (server.transport !== 'tcp' && server.transport !== 'tls' && !(h2 && grpc)) target.transport = this.transports[server.transport];
+    return target;
   }
 
   async start(): Promise<this> {
@@ -279,6 +373,7 @@ export class ReverseProxy implements ProxyCore {
       throw error;
     }
     this.ticker.add(this.sweepJob);
+    this.syncDiscovery();
     return this;
   }
 
@@ -335,7 +430,9 @@ export class ReverseProxy implements ProxyCore {
 
   private async applyReload(options: ReverseProxyOptions): Promise<void> {
     if (this.draining) throw new Error('the proxy is closing');
-    // 1. Check and build everything.
+    // 1. Check and build everything (with what the new options lend: counters, discovery sources).
+    if (options.sharedCounters) this.sharedCounters = options.sharedCounters;
+    if (options.discovery) Object.assign(this.discovery, options.discovery);
     const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     const retries = checkRetries({ ...DEFAULT_RETRIES, ...options.retries });
     const upstreams = this.buildUpstreams(options);
@@ -381,6 +478,7 @@ export class ReverseProxy implements ProxyCore {
     for (const old of retired) for (const server of old.servers) if (!kept.has(server)) server.pool.close();
     if (this.ownsHealth) this.health.replaceTargets(this.healthTargets());
     else for (const target of this.healthTargets()) this.health.add(target);
+    this.syncDiscovery();
     Object.assign(this.timeouts, timeouts);
     Object.assign(this.retries, retries);
     this.hedgeDelayMs = options.hedgeDelayMs ?? REVERSE_DEFAULTS.hedgeDelayMs;
@@ -458,6 +556,8 @@ export class ReverseProxy implements ProxyCore {
   /** Stop accepting, let requests in flight finish (up to the deadline), close everything. */
   async close(): Promise<void> {
     this.draining = true;
+    for (const entry of this.watches.values()) entry.watch.close();
+    this.watches.clear();
     for (const session of [...this.sessions]) session.drainIfIdle();
     const deadlineMs = this.options.shutdownDeadlineMs ?? REVERSE_DEFAULTS.shutdownDeadlineMs;
     await Promise.all([
@@ -538,17 +638,9 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** Servers of `old` that a changed group keeps as they are (same address, options and pool settings). */
-function reuseServers(old: Upstream, spec: UpstreamSpec): (server: UpstreamServerSpec) => UpstreamServer | undefined {
-  if (!sameJson(old.spec.pool, spec.pool)) return () => undefined;
-  const taken = new Set<UpstreamServer>();
-  return (serverSpec) => {
-    const index = old.spec.servers.findIndex((candidate, at) => !taken.has(old.servers[at]!) && sameJson(candidate, serverSpec));
-    if (index < 0) return undefined;
-    const server = old.servers[index]!;
-    taken.add(server);
-    return server;
-  };
+/** What a group's discovery follows ('' when it discovers nothing). */
+function discoveryKey(spec: UpstreamSpec): string {
+  return spec.discover ? JSON.stringify([spec.discover.source, spec.discover.target, spec.discover.server ?? {}]) : '';
 }
 
 function sweep(proxy: ReverseProxy, now: number): void {

@@ -48,6 +48,8 @@ export interface HealthSource {
 
 /** One server of an upstream group, with its keep-alive pool and balancing state; the target its transport connects to. */
 export class UpstreamServer implements TransportTarget {
+  /** What it was built from (a reload or a discovery update keeps a server whose spec is unchanged). */
+  readonly spec: UpstreamServerSpec;
   readonly address: string;
   readonly host: string;
   readonly port: number;
@@ -71,6 +73,7 @@ export class UpstreamServer implements TransportTarget {
   failures = 0;
 
   constructor(spec: UpstreamServerSpec, pool: PoolOptions = {}) {
+    this.spec = spec;
     const { host, port } = splitHostPort(spec.address, spec.tls ? 443 : 80);
     this.host = host;
     this.port = port;
@@ -125,6 +128,22 @@ export interface UpstreamSpec {
   health?: UpstreamHealthSpec;
   /** Close a server's upgraded (WebSocket) connections when it is marked down (HAProxy `on-marked-down shutdown-sessions`; default false). */
   shutdownSessionsOnDown?: boolean;
+  /**
+   * Service discovery: servers found by a discovery source (`srv`: DNS SRV
+   * records; others by name in the proxy's `discovery`) join `servers`,
+   * and leave when the source no longer lists them. See discovery.ts.
+   */
+  discover?: DiscoverSpec;
+}
+
+/** Where a group's servers are discovered. */
+export interface DiscoverSpec {
+  /** The source, by name: `srv` (built in), or one given in `ReverseProxyOptions.discovery` (`etcd`). */
+  source: string;
+  /** What the source looks up: an SRV name (`_http._tcp.app.internal`), a registry prefix (`/services/app`). */
+  target: string;
+  /** Options of every discovered server (its address and weight come from the source). */
+  server?: Omit<UpstreamServerSpec, 'address'>;
 }
 
 export type UpstreamHealthSpec = Omit<TargetSpec, 'address' | 'pool'>;
@@ -139,7 +158,7 @@ export type UpstreamHealthSpec = Omit<TargetSpec, 'address' | 'pool'>;
 export class Upstream {
   readonly name: string;
   readonly servers: UpstreamServer[];
-  readonly policy: Policy;
+  policy: Policy;
   readonly hashKey: string;
   readonly spec: UpstreamSpec;
   health: HealthSource | undefined;
@@ -150,14 +169,14 @@ export class Upstream {
   private readonly backupPool: string;
 
   /** `reuse` may hand back an existing server object for a server spec (a reload keeps pools and counters). */
-  constructor(spec: UpstreamSpec, health?: HealthSource, reuse?: (server: UpstreamServerSpec) => UpstreamServer | undefined) {
+  /** `discovered`: servers a discovery source found so far (they join `spec.servers`). */
+  constructor(spec: UpstreamSpec, health?: HealthSource, reuse?: (server: UpstreamServerSpec) => UpstreamServer | undefined, discovered: readonly UpstreamServerSpec[] = []) {
     this.name = spec.name;
     this.spec = spec;
-    if (spec.servers.length === 0) throw new Error(`upstream "${spec.name}" has no servers`);
-    this.servers = spec.servers.map((server) => reuse?.(server) ?? new UpstreamServer(server, spec.pool));
+    if (spec.servers.length === 0 && !spec.discover) throw new Error(`upstream "${spec.name}" has no servers`);
+    this.servers = [...spec.servers, ...discovered].map((server) => reuse?.(server) ?? new UpstreamServer(server, spec.pool));
     for (const server of this.servers) server.group = this;
-    const policy = getPolicy(spec.policy ?? 'round_robin');
-    this.policy = policy.create?.() ?? policy;
+    this.policy = freshPolicy(spec);
     this.hashKey = spec.hashKey ?? 'uri';
     this.health = health;
     this.backupPool = `${this.name}#backup`;
@@ -212,6 +231,30 @@ export class Upstream {
     return this.policy.select(list, ctx, this);
   }
 
+  /**
+   * Make the servers exactly `specs` (a discovery update): a server whose
+   * spec is unchanged stays the same object (its pool, counters and requests
+   * in flight), new ones are created, and those gone are returned so that
+   * the caller closes their idle connections; requests in flight to them
+   * finish, since they hold the server. In place, so that streams and
+   * sessions holding this group see the change.
+   */
+  replaceServers(specs: readonly UpstreamServerSpec[]): { added: UpstreamServer[]; removed: UpstreamServer[] } {
+    const reuse = reuseFrom(this.servers);
+    const next = specs.map((spec) => reuse(spec) ?? new UpstreamServer(spec, this.spec.pool));
+    const kept = new Set(next);
+    const removed = this.servers.filter((server) => !kept.has(server));
+    const before = new Set(this.servers);
+    const added = next.filter((server) => !before.has(server));
+    if (added.length === 0 && removed.length === 0) return { added, removed };
+    this.servers.length = 0;
+    this.servers.push(...next);
+    for (const server of next) server.group = this;
+    // Balancing state is per server; start it afresh rather than keep slots of servers that left.
+    this.policy = freshPolicy(this.spec);
+    return { added, removed };
+  }
+
   /** Close idle pooled connections. */
   close(): void {
     for (const server of this.servers) server.pool.close();
@@ -243,6 +286,22 @@ export class Upstream {
       failures: server.failures,
     }));
   }
+}
+
+function freshPolicy(spec: UpstreamSpec): Policy {
+  const policy = getPolicy(spec.policy ?? 'round_robin');
+  return policy.create?.() ?? policy;
+}
+
+/** Hands back, once each, the servers of `servers` built from a spec equal to the one asked for. */
+export function reuseFrom(servers: readonly UpstreamServer[]): (spec: UpstreamServerSpec) => UpstreamServer | undefined {
+  const taken = new Set<UpstreamServer>();
+  return (spec) => {
+    const text = JSON.stringify(spec);
+    const found = servers.find((server) => !taken.has(server) && JSON.stringify(server.spec) === text);
+    if (found) taken.add(found);
+    return found;
+  };
 }
 
 export type { Conn };

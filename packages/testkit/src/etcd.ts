@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { kernelPort, killChild, waitUntilReady } from './spawned.js';
 
 export interface EtcdServer {
@@ -64,4 +65,34 @@ export async function etcdServer(): Promise<EtcdServer> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * One etcd for a whole test file: started before its tests and removed
+ * after them (node:test hooks); `skip` says why when etcd is not installed.
+ * `etcd` stands for the server once it runs.
+ */
+export function etcdForFile(): { skip: string | false; etcd: EtcdServer } {
+  const skip = ETCD ? false : 'etcd is not installed (.ci/run installs etcd-server)';
+  let server: EtcdServer | undefined;
+  before(async () => {
+    if (!skip) server = await etcdServer();
+  });
+  after(async () => {
+    await server?.close();
+  });
+  const running = (): EtcdServer => {
+    if (!server) throw new Error('etcd is not running (used outside the tests of its file?)');
+    return server;
+  };
+  const etcd: EtcdServer = {
+    get port() {
+      return running().port;
+    },
+    url: (prefix) => running().url(prefix),
+    stop: () => running().stop(),
+    start: () => running().start(),
+    close: () => running().close(),
+  };
+  return { skip, etcd };
 }

@@ -196,8 +196,9 @@ export function spkiHash(certPath: string): string {
   return digest.stdout.toString('base64');
 }
 
-export { etcdServer, ETCD, type EtcdServer } from './etcd.js';
+export { etcdServer, etcdForFile, ETCD, type EtcdServer } from './etcd.js';
 export { redisServer, REDIS_SERVER, type RedisServer } from './redis.js';
+export { dnsmasqServer, DNSMASQ, type DnsmasqServer, type DnsRecords } from './dnsmasq.js';
 export { FakeCa, type FakeCaAnswers, type Certify } from './acme.js';
 export { startPebble, PEBBLE_MISSING, type Pebble } from './pebble.js';
 
@@ -225,4 +226,13 @@ export async function chromiumDumpDom(url: string, options: { profileDir: string
       else reject(new Error(`chromium exited with ${code}: ${stderr.slice(-2000)}`));
     });
   });
+}
+
+/** Poll `check` every 20 ms until it holds; throw, naming `what`, after `limitMs`. */
+export async function until(check: () => boolean | Promise<boolean>, what: string, limitMs = 20_000): Promise<void> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -24,6 +24,9 @@ export interface HistogramData {
 
 export interface UpstreamServerCounters {
   address: string;
+  /** As the proxy runs it (discovered servers are not in the configuration). */
+  weight?: number;
+  backup?: boolean;
   available: boolean;
   active: number;
   idle: number;

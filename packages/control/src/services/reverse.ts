@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@wmproxy/core-net';
 import type { HealthChecker, TargetSpec } from '@wmproxy/health';
-import { ReverseProxy, type AccessLog, type ListenerSpec, type LocationSpec, type ReverseProxyOptions, type SharedCounters, type StreamSpec, type UpstreamSpec } from '@wmproxy/reverse';
+import { ReverseProxy, type AccessLog, type DiscoveryMap, type ListenerSpec, type LocationSpec, type ReverseProxyOptions, type SharedCounters, type StreamSpec, type UpstreamSpec } from '@wmproxy/reverse';
 import { upstreamTargets, type HttpServerConfig, type LocationConfig, type UpstreamConfig, type WmproxyConfig } from '@wmproxy/config';
 import { listenKey } from './forward.js';
 import { staticOptions } from './static-location.js';
@@ -101,6 +101,7 @@ function upstream(config: UpstreamConfig): UpstreamSpec {
     pool: config.pool,
     health: config.health,
     shutdownSessionsOnDown: config.shutdownSessionsOnDown,
+    ...(config.discover ? { discover: { source: config.discover.source, target: config.discover.target } } : {}),
   };
 }
 
@@ -121,7 +122,18 @@ export function reverseSignature(config: WmproxyConfig): string {
   });
 }
 
-export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters, acme?: AcmeService): ReverseProxyOptions {
+/** What the instance lends the reverse proxy besides its configuration. */
+export interface ReverseShared {
+  /** Where `scope = "cluster"` rate limits count (the instance's Redis connection). */
+  sharedCounters?: SharedCounters;
+  /** Automatic HTTPS. */
+  acme?: AcmeService;
+  /** Discovery sources besides DNS SRV (`etcd`: the instance's service registry). */
+  discovery?: DiscoveryMap;
+}
+
+export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, shared: ReverseShared = {}): ReverseProxyOptions {
+  const { sharedCounters, acme, discovery } = shared;
   const streams: StreamSpec[] = config.streams.map((stream) => ({
     protocol: stream.protocol,
     listen: stream.listen,
@@ -147,6 +159,7 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     accessLog,
     shutdownDeadlineMs: config.reverse.shutdownTimeoutMs,
     ...(sharedCounters ? { sharedCounters } : {}),
+    ...(discovery ? { discovery } : {}),
   };
 }
 
@@ -182,9 +195,8 @@ export class ReverseService {
     this.signature = '';
   }
 
-  /** `sharedCounters`: where `scope = "cluster"` rate limits count (the instance's Redis connection). `acme`: automatic HTTPS. */
-  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, sharedCounters?: SharedCounters, acme?: AcmeService): Promise<ReverseService> {
-    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, sharedCounters, acme));
+  static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, shared: ReverseShared = {}): Promise<ReverseService> {
+    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, shared));
     await startWithRetry(proxy);
     const service = new ReverseService(proxy, config);
     service.signature = reverseSignature(service.pin(config));
@@ -216,11 +228,11 @@ export class ReverseService {
    * stay keep their pools; an invalid configuration throws and leaves the
    * running one as it was.
    */
-  async reload(given: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, acme?: AcmeService): Promise<'unchanged' | 'reloaded'> {
+  async reload(given: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, shared: ReverseShared = {}): Promise<'unchanged' | 'reloaded'> {
     const config = this.pin(given);
     const signature = reverseSignature(config);
     if (signature === this.signature) return 'unchanged';
-    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, this.proxy.sharedCounters, acme));
+    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, { ...shared, sharedCounters: shared.sharedCounters ?? this.proxy.sharedCounters }));
     this.signature = signature;
     this.current = config;
     return 'reloaded';
