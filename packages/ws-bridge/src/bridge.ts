@@ -39,7 +39,7 @@ export interface BridgeOptions {
  * | WebSocket                          | TCP                                |
  * |------------------------------------|------------------------------------|
  * | close 1000 / 1001 / no code        | FIN (after queued bytes)           |
- * | any other code, or none (1006)     | closed at once, queue dropped      |
+ * | any other code, or none (1006)     | RST (Conn.reset), queue dropped    |
  * | close 1000 sent                    | FIN received                       |
  * | close 1011 sent                    | reset or error                     |
  */
@@ -83,7 +83,7 @@ export class Bridge implements WsEvents {
   abort(reason = 'server shutting down'): void {
     this.ws.close(CLOSE_GOING_AWAY, reason);
     this.tcpReset = true;
-    this.tcp.destroy(new NetError('EABORTED', reason));
+    this.tcp.reset(new NetError('EABORTED', reason));
   }
 
   // WebSocket → TCP.
@@ -173,7 +173,7 @@ export class Bridge implements WsEvents {
     this.pending.length = 0;
     this.pendingBytes = 0;
     this.tcpReset = true;
-    this.tcp.destroy(error);
+    this.tcp.reset(error);
   }
 
   // TCP → WebSocket.
