@@ -6,7 +6,7 @@
 export { ReverseProxy, type ReverseProxyOptions, type ListenerSpec } from './proxy.js';
 export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource } from './upstream.js';
 export { ConnPool, type PoolOptions } from './pool.js';
-export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type CompiledLocation } from './router.js';
+export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type ConnTakeover, type CompiledLocation } from './router.js';
 export {
   Forwarding,
   applyRules,
@@ -18,7 +18,7 @@ export {
   type RuleVariables,
 } from './headers.js';
 export { AccessLog, formatAccess, timeLocal, type AccessRecord, type AccessLogFormat, type AccessLogSink } from './access-log.js';
-export { StreamProxy, type StreamSpec } from './stream.js';
+export { StreamProxy, connectUpstream, type StreamSpec } from './stream.js';
 export { connectHedged, defaultConnector, transportConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
 export { DnsCache, recordTtlResolver, type DnsOptions, type Resolution, type TtlResolver } from './dns.js';
 export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal, type SharedLimit } from './rate-limit.js';

@@ -3,9 +3,9 @@ import { compileRules, type CompiledRule, type HeaderRule } from './headers.js';
 import { RateLimiter, type RateLimitSpec } from './rate-limit.js';
 import type { SharedCounters } from './cluster-limit.js';
 import { staticLocation, type StaticOptions } from './static.js';
-import type { LocationHandler } from './types.js';
+import type { ConnTakeover, LocationHandler } from './types.js';
 
-export type { LocationHandler, LocationResponse } from './types.js';
+export type { ConnTakeover, LocationHandler, LocationResponse } from './types.js';
 
 /** A fixed answer instead of proxying (nginx `return`, Caddy `respond`). */
 export interface FixedResponse {
@@ -34,6 +34,8 @@ export interface LocationSpec {
   respond?: FixedResponse;
   /** Serve with this handler. */
   handler?: LocationHandler;
+  /** Hand the client connection over after the request head (a WebSocket-to-TCP bridge). */
+  takeover?: ConnTakeover;
   /** Serve files (`@wmproxy/static` options: root, index, precompressed...). */
   static?: StaticOptions;
   /** Header rules applied to the request sent upstream and to the response sent back. */

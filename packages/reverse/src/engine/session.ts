@@ -235,6 +235,23 @@ export class ClientSession implements ClientConnection {
     this.ctx.core.sessions.delete(this);
   }
 
+  /** A location takes the connection over: this session lets go of it and returns the bytes held past the head. */
+  handOver(): Uint8Array {
+    const held = this.held;
+    this.held = undefined;
+    this.heldBytes = 0;
+    this.phase = Phase.Tunnel;
+    this.exchange = undefined;
+    this.setDeadline(Deadline.None, 0);
+    this.ctx.core.sessions.delete(this);
+    if (this.clientPaused) {
+      this.clientPaused = false;
+      this.client.resume();
+    }
+    if (held === undefined) return EMPTY;
+    return held.length === 1 ? held[0]! : Buffer.concat(held);
+  }
+
   // ---------------------------------------------------------------- hedge timer (hedge.ts)
 
   /**

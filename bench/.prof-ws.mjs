@@ -1,0 +1,400 @@
+// WebSocket -> TCP bridges (ws2tcp) measured against websockify and direct TCP, in the same run.
+// Usage: flock /work/bench.lock node bench/ws-bridge.mjs [--mib 256] [--conns 200] [--msgs 200000] [--only a,b]
+//
+// Candidates (each a child process bridging ws://127.0.0.1:P/ to a TCP target in this process):
+//   codec-node  wmproxy's ws2tcp (its own RFC 6455 codec over core-net Conns) on Node
+//   codec-bun   the same on Bun
+//   ws-node     the `ws` package's WebSocketServer piped to a net socket (createWebSocketStream)
+//   bun-native  Bun.serve's native WebSocket with a node:net socket (Bun only)
+//   websockify  Debian's websockify (Python; forks a process per connection)
+//   direct      plain TCP to the target, no bridge (the ceiling)
+// Workloads: upload (client -> bridge -> TCP sink, 64 KiB binary messages), download (TCP source ->
+// bridge -> client), small messages (64-byte messages through a TCP echo, pipelined in windows),
+// and memory: RSS of the bridge's process tree per idle open WebSocket.
+// The client is the same raw-socket client for every candidate (pre-masked frames, byte counting).
+import net from 'node:net';
+import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes, createHash } from 'node:crypto';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+
+// ------------------------------------------------------------------ child: one bridge
+if (process.argv[2] === '--serve') { process.on('SIGTERM', () => process.exit(0));
+  const [kind, targetPort] = [process.argv[3], Number(process.argv[4])];
+  const ready = (port) => process.stdout.write(`PORT ${port}\n`);
+  if (kind === 'codec') {
+    const lib = typeof Bun !== 'undefined' ? join(root, 'packages/ws-bridge/src/index.ts') : join(root, 'packages/ws-bridge/dist/src/index.js');
+    const { Ws2TcpServer } = await import(lib);
+    const server = await new Ws2TcpServer({ listen: '127.0.0.1:0', target: `127.0.0.1:${targetPort}`, maxMessageSize: 1 << 30, maxConnections: 0 }).start();
+    ready(server.boundAddresses[0].split(':').pop());
+  } else if (kind === 'ws') {
+    const { WebSocketServer, createWebSocketStream } = await import('ws');
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 1 << 30, perMessageDeflate: false });
+    wss.on('connection', (ws) => {
+      const tcp = net.connect(targetPort, '127.0.0.1');
+      const stream = createWebSocketStream(ws);
+      stream.on('error', () => tcp.destroy());
+      tcp.on('error', () => stream.destroy());
+      stream.pipe(tcp).pipe(stream);
+    });
+    wss.on('listening', () => ready(wss.address().port));
+  } else if (kind === 'bun') {
+    const server = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      fetch(req, srv) {
+        return srv.upgrade(req, { data: {} }) ? undefined : new Response('upgrade', { status: 426 });
+      },
+      websocket: {
+        maxPayloadLength: 1 << 30,
+        backpressureLimit: 1 << 20,
+        open(ws) {
+          const tcp = net.connect(targetPort, '127.0.0.1');
+          ws.data.tcp = tcp;
+          tcp.on('data', (chunk) => {
+            if (ws.send(chunk) === -1) tcp.pause();
+          });
+          tcp.on('end', () => ws.close(1000));
+          tcp.on('error', () => ws.close(1011));
+        },
+        drain(ws) {
+          ws.data.tcp.resume();
+        },
+        message(ws, message) {
+          ws.data.tcp.write(message);
+        },
+        close(ws) {
+          ws.data.tcp.end();
+        },
+      },
+    });
+    ready(server.port);
+  }
+  await new Promise(() => {});
+}
+
+// ------------------------------------------------------------------ parent
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const MIB = Number(opt('mib', 256));
+const CONNS = Number(opt('conns', 200));
+const MSGS = Number(opt('msgs', 200_000));
+const only = opt('only', undefined)?.split(',');
+const BUN = join(root, 'node_modules/.bin/bun');
+const hasBun = existsSync(BUN);
+const hasWebsockify = existsSync('/usr/bin/websockify');
+
+// The TCP target: what it does is switched per phase.
+let targetMode = 'sink';
+let sunk = 0;
+let onSunk = () => {};
+const SOURCE_CHUNK = Buffer.alloc(64 * 1024, 0x5a);
+const target = net.createServer((socket) => {
+  socket.on('error', () => {});
+  if (targetMode === 'sink') {
+    socket.on('data', (chunk) => {
+      sunk += chunk.length;
+      onSunk();
+    });
+  } else if (targetMode === 'echo') {
+    socket.pipe(socket);
+  } else if (targetMode === 'source') {
+    let left = MIB * 1024 * 1024;
+    const pump = () => {
+      while (left > 0) {
+        left -= SOURCE_CHUNK.length;
+        if (!socket.write(SOURCE_CHUNK)) return socket.once('drain', pump);
+      }
+      socket.end();
+    };
+    pump();
+  }
+  // idle: nothing
+});
+await new Promise((resolve) => target.listen(0, '127.0.0.1', resolve));
+const targetPort = target.address().port;
+
+function startCandidate(kind) {
+  if (kind === 'direct') return { port: targetPort, pid: undefined, stop() {} };
+  let child;
+  if (kind === 'websockify') {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    child = spawn('/usr/bin/websockify', [`127.0.0.1:${port}`, `127.0.0.1:${targetPort}`], { stdio: 'ignore' });
+    return waitPort(port).then(() => ({ port, pid: child.pid, stop: () => child.kill('SIGTERM') }));
+  }
+  const runtime = kind.endsWith('-bun') || kind === 'bun-native' ? BUN : process.execPath;
+  const serveKind = kind.startsWith('codec') ? 'codec' : kind === 'ws-node' ? 'ws' : 'bun';
+  child = spawn(runtime, [...(runtime === process.execPath ? ['--cpu-prof', '--cpu-prof-dir=/tmp/wsb-prof'] : []), fileURLToPath(import.meta.url), '--serve', serveKind, String(targetPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = /PORT (\d+)/.exec(out);
+      if (match) resolve({ port: Number(match[1]), pid: child.pid, stop: () => child.kill('SIGTERM') });
+    });
+    child.on('exit', (code) => reject(new Error(`${kind} exited ${code}`)));
+  });
+}
+
+async function waitPort(port) {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+/** A raw WebSocket client connection (or plain TCP for `direct`). */
+async function open(port, ws) {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  await new Promise((resolve, reject) => (socket.once('connect', resolve), socket.once('error', reject)));
+  if (!ws) return { socket, rest: Buffer.alloc(0) };
+  const key = randomBytes(16).toString('base64');
+  socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Protocol: binary\r\n\r\n`);
+  let buf = Buffer.alloc(0);
+  return new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData);
+      socket.pause();
+      const head = buf.subarray(0, end).toString();
+      const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+      if (!head.startsWith('HTTP/1.1 101') || !head.includes(accept)) return reject(new Error(head));
+      resolve({ socket, rest: buf.subarray(end + 4) });
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+  });
+}
+
+function maskedFrame(payload) {
+  const len = payload.length;
+  const header = len < 126 ? Buffer.from([0x82, 0x80 | len]) : len < 65536 ? Buffer.from([0x82, 0xfe, len >> 8, len & 255]) : Buffer.from([0x82, 0xff, 0, 0, 0, 0, len >>> 24, (len >> 16) & 255, (len >> 8) & 255, len & 255]);
+  const mask = randomBytes(4);
+  const body = Buffer.from(payload);
+  for (let i = 0; i < body.length; i++) body[i] ^= mask[i & 3];
+  return Buffer.concat([header, mask, body]);
+}
+
+/** Counts payload bytes of unmasked server frames (headers parsed byte by byte; payload skipped in bulk). */
+function payloadCounter() {
+  let need = 0; // payload bytes left in the current frame
+  let control = false;
+  const header = [];
+  let total = 0;
+  return {
+    get total() {
+      return total;
+    },
+    push(chunk) {
+      let i = 0;
+      while (i < chunk.length) {
+        if (need > 0) {
+          const take = Math.min(need, chunk.length - i);
+          need -= take;
+          if (!control) total += take;
+          i += take;
+          continue;
+        }
+        header.push(chunk[i++]);
+        if (header.length < 2) continue;
+        const len7 = header[1] & 0x7f;
+        const size = len7 === 126 ? 4 : len7 === 127 ? 10 : 2;
+        if (header.length < size) continue;
+        let len = len7;
+        if (len7 === 126) len = (header[2] << 8) | header[3];
+        else if (len7 === 127) len = Number(Buffer.from(header.slice(2, 10)).readBigUInt64BE(0));
+        control = (header[0] & 0x0f) >= 8;
+        header.length = 0;
+        need = len;
+      }
+    },
+  };
+}
+
+async function upload(port, ws) {
+  targetMode = 'sink';
+  sunk = 0;
+  const { socket } = await open(port, ws);
+  const payload = randomBytes(64 * 1024);
+  const chunk = ws ? maskedFrame(payload) : payload;
+  const total = MIB * 1024 * 1024;
+  const started = process.hrtime.bigint();
+  const done = new Promise((resolve) => (onSunk = () => sunk >= total && resolve()));
+  let sent = 0;
+  await new Promise((resolve) => {
+    const pump = () => {
+      while (sent < total) {
+        sent += payload.length;
+        if (!socket.write(chunk)) return socket.once('drain', pump);
+      }
+      resolve();
+    };
+    pump();
+  });
+  await done;
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  socket.destroy();
+  return (total / 1024 / 1024) / seconds;
+}
+
+async function download(port, ws) {
+  targetMode = 'source';
+  const { socket, rest } = await open(port, ws);
+  const total = MIB * 1024 * 1024;
+  const counter = payloadCounter();
+  const started = process.hrtime.bigint();
+  let raw = 0;
+  await new Promise((resolve) => {
+    const check = () => (ws ? counter.total : raw) >= total && resolve();
+    if (ws) counter.push(rest);
+    socket.on('data', (chunk) => {
+      if (ws) counter.push(chunk);
+      else raw += chunk.length;
+      check();
+    });
+    socket.resume();
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  socket.destroy();
+  return (total / 1024 / 1024) / seconds;
+}
+
+async function smallMessages(port, ws) {
+  targetMode = 'echo';
+  const { socket, rest } = await open(port, ws);
+  const payload = randomBytes(64);
+  const frame = ws ? maskedFrame(payload) : payload;
+  const window = 256;
+  const counter = payloadCounter();
+  let received = 0;
+  const started = process.hrtime.bigint();
+  let sent = 0;
+  await new Promise((resolve) => {
+    const sendWindow = () => {
+      const n = Math.min(window, MSGS - sent);
+      const batch = Buffer.concat(Array.from({ length: n }, () => frame));
+      sent += n;
+      socket.write(batch);
+    };
+    let acked = 0;
+    const onBytes = () => {
+      const msgs = Math.floor(received / 64);
+      // Keep two windows in flight.
+      while (acked + window <= msgs && sent < MSGS) {
+        acked += window;
+        sendWindow();
+      }
+      if (msgs >= MSGS) resolve();
+    };
+    socket.on('data', (chunk) => {
+      if (ws) {
+        counter.push(chunk);
+        received = counter.total;
+      } else received += chunk.length;
+      onBytes();
+    });
+    socket.resume();
+    if (ws) counter.push(rest);
+    sendWindow();
+    sendWindow();
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  socket.destroy();
+  return MSGS / seconds;
+}
+
+function treeRssKiB(pid) {
+  if (pid === undefined) return 0;
+  const pids = [pid];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) pids.push(Number(entry));
+    } catch {}
+  }
+  let total = 0;
+  for (const p of pids) {
+    try {
+      total += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {}
+  }
+  return total;
+}
+
+async function memoryPerConn(candidate, ws) {
+  if (candidate.pid === undefined) return undefined;
+  targetMode = 'idle';
+  // Warm up, then measure the growth for CONNS idle WebSockets.
+  const warm = [];
+  for (let i = 0; i < 20; i++) warm.push((await open(candidate.port, ws)).socket);
+  await new Promise((r) => setTimeout(r, 300));
+  const before = treeRssKiB(candidate.pid);
+  const sockets = [];
+  for (let i = 0; i < CONNS; i += 50) {
+    const batch = await Promise.all(Array.from({ length: Math.min(50, CONNS - i) }, () => open(candidate.port, ws)));
+    for (const { socket } of batch) sockets.push(socket);
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = treeRssKiB(candidate.pid);
+  for (const s of [...warm, ...sockets]) s.destroy();
+  return (after - before) / CONNS;
+}
+
+const candidates = ['direct', 'codec-node', ...(hasBun ? ['codec-bun'] : []), 'ws-node', ...(hasBun ? ['bun-native'] : []), ...(hasWebsockify ? ['websockify'] : [])]
+  .filter((kind) => !only || only.includes(kind) || kind === 'direct');
+const results = {};
+for (const kind of candidates) {
+  const candidate = await startCandidate(kind);
+  const ws = kind !== 'direct';
+  try {
+    const row = {};
+    console.error(`${kind}: measuring`);
+    row.uploadMiBs = await upload(candidate.port, ws);
+    row.downloadMiBs = await download(candidate.port, ws);
+    row.msgsPerSec = await smallMessages(candidate.port, ws);
+    row.kibPerConn = await memoryPerConn(candidate, ws);
+    results[kind] = row;
+    // Progress on stderr, so that a run cut short still says what it measured.
+    console.error(`${kind}: ${JSON.stringify(row)}`);
+  } catch (error) {
+    results[kind] = { error: error.message };
+  } finally {
+    candidate.stop();
+  }
+  await new Promise((r) => setTimeout(r, 300));
+}
+target.close();
+
+const fmt = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
+const ref = results.websockify;
+const dir = results.direct;
+console.log(`ws2tcp, ${MIB} MiB each way, ${MSGS} x 64-byte messages, ${CONNS} idle connections for memory; ratios: vs websockify | vs direct TCP`);
+console.log('candidate     upload MiB/s          download MiB/s        64B msgs/s            KiB/conn');
+for (const [kind, r] of Object.entries(results)) {
+  if (r.error) {
+    console.log(`${kind.padEnd(13)} error: ${r.error}`);
+    continue;
+  }
+  const ratio = (key) => `${ref && !ref.error ? fmt(r[key] / ref[key], 1) : '-'}x|${dir ? fmt(r[key] / dir[key], 2) : '-'}x`;
+  console.log(`${kind.padEnd(13)} ${fmt(r.uploadMiBs).padStart(6)} ${ratio('uploadMiBs').padEnd(13)} ${fmt(r.downloadMiBs).padStart(6)} ${ratio('downloadMiBs').padEnd(13)} ${fmt(r.msgsPerSec).padStart(8)} ${ratio('msgsPerSec').padEnd(11)} ${fmt(r.kibPerConn, 1).padStart(7)}`);
+}
+console.log(JSON.stringify({ bench: 'ws-bridge', mib: MIB, msgs: MSGS, conns: CONNS, results }));
+process.exit(0);
