@@ -15,6 +15,7 @@ import { ReverseService, hasReverse, healthTargets } from './services/reverse.js
 import { AcmeService, acmeNameSets, storedCertificates, type AuthorityFactory } from './services/acme.js';
 import type { ManagedCertificate } from '@wmproxy/acme';
 import { TunnelService } from './services/tunnel.js';
+import { noUpstreams, WsProxyService } from './services/ws-proxy.js';
 import type { SharedCounters } from '@wmproxy/reverse';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
@@ -79,6 +80,8 @@ export class Instance {
   /** Automatic HTTPS (servers with `tls = "auto"`), in the process that serves them. */
   readonly acme: AcmeService;
   private tunnel: TunnelService | undefined;
+  /** `[[ws_proxy]]` bridges, in the primary process (an upstream target needs workers = 1: config checks it). */
+  private wsProxies: WsProxyService | undefined;
   private api: ControlApi | undefined;
   /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL needs a restart). */
   private counters: (SharedCounters & { close(): Promise<void> }) | undefined;
@@ -156,6 +159,10 @@ export class Instance {
       }
       // The tunnel runs once, in the primary process: its sessions and public ports are not shared between workers.
       if (!options.worker && hasTunnel(config)) instance.tunnel = await TunnelService.start(config.tunnel, (service) => instance.loggerFor(service));
+      if (!options.worker && config.wsProxies.length > 0) {
+        instance.wsProxies = instance.newWsProxies();
+        await instance.wsProxies.apply(config.wsProxies, config.reverse.shutdownTimeoutMs);
+      }
       if (!options.worker) instance.seriesTicker.add((now) => instance.sampleSeries(now));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
@@ -165,6 +172,11 @@ export class Instance {
     for (const warning of config.warnings) instance.logger.warn('configuration', { warning });
     instance.logger.info('wmproxy started', { config: config.file, services: instance.status().services.length });
     return instance;
+  }
+
+  /** Bridges whose upstream targets are picked by this process's reverse proxy, asked at each connection. */
+  private newWsProxies(): WsProxyService {
+    return new WsProxyService((name, clientIp, signal) => this.reverse?.proxy.connectUpstream(name, clientIp, { signal }) ?? noUpstreams(name), (name) => this.loggerFor(name));
   }
 
   /** A service's logger: its own level when `log.levels` names it. */
@@ -284,6 +296,16 @@ export class Instance {
         if (oldLogs) this.restoreLogs(oldLogs);
         this.retargetAccessLog(this.config.log.accessFormat);
         return this.rejected({ ok: false, message: `tunnel: ${(error as Error).message}`, changes, warnings: [] });
+      }
+    }
+    if (!this.options.worker && (this.wsProxies || next.wsProxies.length > 0)) {
+      try {
+        this.wsProxies ??= this.newWsProxies();
+        changes.push(...(await this.wsProxies.apply(next.wsProxies, next.reverse.shutdownTimeoutMs)));
+      } catch (error) {
+        if (oldLogs) this.restoreLogs(oldLogs);
+        this.retargetAccessLog(this.config.log.accessFormat);
+        return this.rejected({ ok: false, message: `ws_proxy: ${(error as Error).message}`, changes, warnings: [] });
       }
     }
     if (this.supervisor) return this.reloadWorkers(this.supervisor, next, changes, oldLogs);
@@ -456,8 +478,9 @@ export class Instance {
     this.seriesTicker.close();
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
-    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs)]);
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs), this.wsProxies?.stop(deadlineMs)]);
     this.forward.clear();
+    this.wsProxies = undefined;
     this.tunnel = undefined;
     this.reverse = undefined;
     this.acme.stop();
@@ -495,6 +518,7 @@ export class Instance {
       });
     }
     if (this.supervisor) services.push(...this.supervisor.services());
+    if (this.wsProxies) services.push(...this.wsProxies.status());
     if (this.api) services.push({ kind: 'control', name: 'control', listen: [this.config.control.listen], addresses: [this.api.address] });
     return {
       version: this.options.version ?? VERSION,

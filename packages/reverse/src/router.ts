@@ -201,8 +201,8 @@ function compileVhost(spec: VirtualHostSpec, limiter: (key: string, spec: RateLi
     if ([location.exact, location.regex, location.path].filter((v) => v !== undefined).length > 1) {
       throw new Error('a location has exactly one of path, exact or regex');
     }
-    if ([location.upstream, location.respond, location.handler, location.static].filter((v) => v !== undefined).length !== 1) {
-      throw new Error('a location has exactly one of upstream, respond, handler or static');
+    if ([location.upstream, location.respond, location.handler, location.static, location.takeover].filter((v) => v !== undefined).length !== 1) {
+      throw new Error('a location has exactly one of upstream, respond, handler, static or takeover');
     }
     if (location.upstreamHost !== undefined && !/^[\x21-\x7e]+$/.test(location.upstreamHost)) throw new Error(`invalid upstreamHost "${location.upstreamHost}"`);
     if (location.stripPrefix !== undefined && !location.stripPrefix.startsWith('/')) throw new Error('stripPrefix must start with /');
