@@ -226,3 +226,4 @@ export async function chromiumDumpDom(url: string, options: { profileDir: string
     });
   });
 }
+export { Page, launchChromium, killChrome, removeProfile } from './chromium.js';
