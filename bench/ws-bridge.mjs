@@ -271,18 +271,24 @@ async function upload(port, ws) {
   const total = MIB * 1024 * 1024;
   const started = process.hrtime.bigint();
   const done = targetLine();
+  // A bridge that drops the connection mid-way is an error row, not a hung run.
+  const dropped = new Promise((_, reject) => socket.once('close', () => reject(new Error('the bridge closed the connection during the upload'))));
+  dropped.catch(() => {});
   let sent = 0;
-  await new Promise((resolve) => {
-    const pump = () => {
-      while (sent < total) {
-        sent += payload.length;
-        if (!socket.write(chunk)) return socket.once('drain', pump);
-      }
-      resolve();
-    };
-    pump();
-  });
-  await done;
+  await Promise.race([
+    new Promise((resolve) => {
+      const pump = () => {
+        while (sent < total) {
+          sent += payload.length;
+          if (!socket.write(chunk)) return socket.once('drain', pump);
+        }
+        resolve();
+      };
+      pump();
+    }),
+    dropped,
+  ]);
+  await Promise.race([done, dropped]);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   socket.destroy();
   return (total / 1024 / 1024) / seconds;
@@ -295,8 +301,9 @@ async function download(port, ws) {
   const counter = payloadCounter();
   const started = process.hrtime.bigint();
   let raw = 0;
-  await new Promise((resolve) => {
+  await new Promise((resolve, reject) => {
     const check = () => (ws ? counter.total : raw) >= total && resolve();
+    socket.once('close', () => reject(new Error(`the connection closed after ${ws ? counter.total : raw} of ${total} bytes`)));
     if (ws) counter.push(rest);
     socket.on('data', (chunk) => {
       if (ws) counter.push(chunk);
@@ -320,7 +327,8 @@ async function smallMessages(port, ws) {
   let received = 0;
   const started = process.hrtime.bigint();
   let sent = 0;
-  await new Promise((resolve) => {
+  await new Promise((resolve, reject) => {
+    socket.once('close', () => reject(new Error(`the connection closed after ${received} bytes of echo`)));
     const sendWindow = () => {
       const n = Math.min(window, MSGS - sent);
       const batch = Buffer.concat(Array.from({ length: n }, () => frame));
