@@ -5,35 +5,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { once } from 'node:events';
 import WebSocket from 'ws';
 import { silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
 import { Instance } from '../src/index.js';
+import { trackedServer } from '@wmproxy/testkit';
 import { until } from './helpers.js';
 
 const NO_CONTROL = '[control]\nenabled = false\n';
 
 /** A TCP echo that prefixes each reply with its name, so the test sees which backend served. */
-async function namedEcho(name: string): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('data', (chunk) => socket.write(Buffer.concat([Buffer.from(`${name}:`), chunk])));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+function namedEcho(name: string): Promise<{ port: number; close(): Promise<void> }> {
+  return trackedServer((socket) => socket.on('data', (chunk) => socket.write(Buffer.concat([Buffer.from(`${name}:`), chunk]))));
 }
 
 /** One binary message there and the first reply back, through a WebSocket at `url`. */

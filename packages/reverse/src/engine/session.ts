@@ -225,18 +225,20 @@ export class ClientSession implements ClientConnection {
 
   /** The exchange became a tunnel: held bytes go upstream, and the session lets go (a Relay owns both connections). */
   becomeTunnel(up: Conn): void {
-    const held = this.held;
+    const held = this.letGo();
     if (held !== undefined) for (const chunk of held) up.write(chunk);
-    this.held = undefined;
-    this.heldBytes = 0;
-    this.phase = Phase.Tunnel;
-    this.exchange = undefined;
-    this.setDeadline(Deadline.None, 0);
-    this.ctx.core.sessions.delete(this);
   }
 
   /** A location takes the connection over: this session lets go of it and returns the bytes held past the head. */
   handOver(): Uint8Array {
+    const held = this.letGo();
+    if (this.clientPaused) this.resumeClient();
+    if (held === undefined) return EMPTY;
+    return held.length === 1 ? held[0]! : Buffer.concat(held);
+  }
+
+  /** The connection stops being an HTTP session (a tunnel or a takeover): no deadline, no exchange; returns what it held. */
+  private letGo(): Uint8Array[] | undefined {
     const held = this.held;
     this.held = undefined;
     this.heldBytes = 0;
@@ -244,12 +246,7 @@ export class ClientSession implements ClientConnection {
     this.exchange = undefined;
     this.setDeadline(Deadline.None, 0);
     this.ctx.core.sessions.delete(this);
-    if (this.clientPaused) {
-      this.clientPaused = false;
-      this.client.resume();
-    }
-    if (held === undefined) return EMPTY;
-    return held.length === 1 ? held[0]! : Buffer.concat(held);
+    return held;
   }
 
   // ---------------------------------------------------------------- hedge timer (hedge.ts)
