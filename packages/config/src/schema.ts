@@ -396,7 +396,8 @@ const Ws2TcpKeys = {
   text: Type.Optional(Enum(['refuse', 'forward'] as const, { description: 'Text messages without the base64 subprotocol: refused with close 1003 (as websockify does) or forwarded as bytes.', default: W.text })),
   ping: Type.Optional(Duration('Ping a silent WebSocket peer after this long (`0s`: never).', durationText(W.pingIntervalMs))),
   pong_timeout: Type.Optional(Duration('Close both sides when nothing comes back this long after a ping.', durationText(W.pongTimeoutMs))),
-  max_message: Type.Optional(Size('Largest message accepted (close 1009 above, checked from each frame header).', sizeText(W.maxMessageSize))),
+  // `16MiB`, not `16m`: that reads as sixteen minutes too.
+  max_message: Type.Optional(Size('Largest message accepted (close 1009 above, checked from each frame header).', sizeText(W.maxMessageSize).replace(/m$/, 'MiB'))),
   connect_timeout: Type.Optional(Duration('Reaching the TCP target (502/504 after).', durationText(W.connectTimeoutMs))),
 };
 
