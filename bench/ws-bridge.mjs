@@ -77,6 +77,49 @@ if (process.argv[2] === '--serve') {
   await new Promise(() => {});
 }
 
+// ------------------------------------------------------------------ child: the TCP target
+if (process.argv[2] === '--target') {
+  const total = Number(process.argv[3]);
+  let mode = 'idle';
+  const SOURCE_CHUNK = Buffer.alloc(64 * 1024, 0x5a);
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.setNoDelay(true);
+    if (mode === 'sink') {
+      let sunk = 0;
+      socket.on('data', (chunk) => {
+        sunk += chunk.length;
+        // The parent times the upload until every byte reached the target.
+        if (sunk >= total && sunk - chunk.length < total) process.stdout.write('sunk\n');
+      });
+    } else if (mode === 'echo') socket.pipe(socket);
+    else if (mode === 'source') {
+      let left = total;
+      const pump = () => {
+        while (left > 0) {
+          left -= SOURCE_CHUNK.length;
+          if (!socket.write(SOURCE_CHUNK)) return socket.once('drain', pump);
+        }
+        socket.end();
+      };
+      pump();
+    }
+  });
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`PORT ${server.address().port}\n`));
+  let input = '';
+  process.stdin.on('data', (chunk) => {
+    input += chunk;
+    let newline;
+    while ((newline = input.indexOf('\n')) >= 0) {
+      mode = input.slice(0, newline);
+      input = input.slice(newline + 1);
+      process.stdout.write('ok\n');
+    }
+  });
+  process.stdin.on('end', () => process.exit(0));
+  await new Promise(() => {});
+}
+
 // ------------------------------------------------------------------ parent
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -91,35 +134,28 @@ const BUN = join(root, 'node_modules/.bin/bun');
 const hasBun = existsSync(BUN);
 const hasWebsockify = existsSync('/usr/bin/websockify');
 
-// The TCP target: what it does is switched per phase.
-let targetMode = 'sink';
-let sunk = 0;
-let onSunk = () => {};
-const SOURCE_CHUNK = Buffer.alloc(64 * 1024, 0x5a);
-const target = net.createServer((socket) => {
-  socket.on('error', () => {});
-  if (targetMode === 'sink') {
-    socket.on('data', (chunk) => {
-      sunk += chunk.length;
-      onSunk();
-    });
-  } else if (targetMode === 'echo') {
-    socket.pipe(socket);
-  } else if (targetMode === 'source') {
-    let left = MIB * 1024 * 1024;
-    const pump = () => {
-      while (left > 0) {
-        left -= SOURCE_CHUNK.length;
-        if (!socket.write(SOURCE_CHUNK)) return socket.once('drain', pump);
-      }
-      socket.end();
-    };
-    pump();
+// The TCP target runs in its own process (so that "direct" is not the client and the target sharing one
+// event loop); what it does is switched per phase over its stdin: sink, source, echo or idle.
+const targetChild = spawn(process.execPath, [fileURLToPath(import.meta.url), '--target', String(MIB * 1024 * 1024)], { stdio: ['pipe', 'pipe', 'inherit'] });
+let targetOut = '';
+const targetWaiters = [];
+targetChild.stdout.on('data', (chunk) => {
+  targetOut += chunk;
+  let newline;
+  while ((newline = targetOut.indexOf('\n')) >= 0) {
+    const line = targetOut.slice(0, newline);
+    targetOut = targetOut.slice(newline + 1);
+    targetWaiters.shift()?.(line);
   }
-  // idle: nothing
 });
-await new Promise((resolve) => target.listen(0, '127.0.0.1', resolve));
-const targetPort = target.address().port;
+const targetLine = () => new Promise((resolve) => targetWaiters.push(resolve));
+const targetPort = Number((await targetLine()).split(' ')[1]);
+/** Switch the target's behaviour; resolves once it has. */
+async function setTarget(mode) {
+  const ack = targetLine();
+  targetChild.stdin.write(`${mode}\n`);
+  await ack;
+}
 
 function startCandidate(kind) {
   if (kind === 'direct') return { port: targetPort, pid: undefined, stop() {} };
@@ -228,40 +264,46 @@ function payloadCounter() {
 }
 
 async function upload(port, ws) {
-  targetMode = 'sink';
-  sunk = 0;
+  await setTarget('sink');
   const { socket } = await open(port, ws);
   const payload = randomBytes(64 * 1024);
   const chunk = ws ? maskedFrame(payload) : payload;
   const total = MIB * 1024 * 1024;
   const started = process.hrtime.bigint();
-  const done = new Promise((resolve) => (onSunk = () => sunk >= total && resolve()));
+  const done = targetLine();
+  // A bridge that drops the connection mid-way is an error row, not a hung run.
+  const dropped = new Promise((_, reject) => socket.once('close', () => reject(new Error('the bridge closed the connection during the upload'))));
+  dropped.catch(() => {});
   let sent = 0;
-  await new Promise((resolve) => {
-    const pump = () => {
-      while (sent < total) {
-        sent += payload.length;
-        if (!socket.write(chunk)) return socket.once('drain', pump);
-      }
-      resolve();
-    };
-    pump();
-  });
-  await done;
+  await Promise.race([
+    new Promise((resolve) => {
+      const pump = () => {
+        while (sent < total) {
+          sent += payload.length;
+          if (!socket.write(chunk)) return socket.once('drain', pump);
+        }
+        resolve();
+      };
+      pump();
+    }),
+    dropped,
+  ]);
+  await Promise.race([done, dropped]);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   socket.destroy();
   return (total / 1024 / 1024) / seconds;
 }
 
 async function download(port, ws) {
-  targetMode = 'source';
+  await setTarget('source');
   const { socket, rest } = await open(port, ws);
   const total = MIB * 1024 * 1024;
   const counter = payloadCounter();
   const started = process.hrtime.bigint();
   let raw = 0;
-  await new Promise((resolve) => {
+  await new Promise((resolve, reject) => {
     const check = () => (ws ? counter.total : raw) >= total && resolve();
+    socket.once('close', () => reject(new Error(`the connection closed after ${ws ? counter.total : raw} of ${total} bytes`)));
     if (ws) counter.push(rest);
     socket.on('data', (chunk) => {
       if (ws) counter.push(chunk);
@@ -276,7 +318,7 @@ async function download(port, ws) {
 }
 
 async function smallMessages(port, ws) {
-  targetMode = 'echo';
+  await setTarget('echo');
   const { socket, rest } = await open(port, ws);
   const payload = randomBytes(64);
   const frame = ws ? maskedFrame(payload) : payload;
@@ -285,7 +327,8 @@ async function smallMessages(port, ws) {
   let received = 0;
   const started = process.hrtime.bigint();
   let sent = 0;
-  await new Promise((resolve) => {
+  await new Promise((resolve, reject) => {
+    socket.once('close', () => reject(new Error(`the connection closed after ${received} bytes of echo`)));
     const sendWindow = () => {
       const n = Math.min(window, MSGS - sent);
       const batch = Buffer.concat(Array.from({ length: n }, () => frame));
@@ -341,7 +384,7 @@ function treeRssKiB(pid) {
 
 async function memoryPerConn(candidate, ws) {
   if (candidate.pid === undefined) return undefined;
-  targetMode = 'idle';
+  await setTarget('idle');
   // Warm up, then measure the growth for CONNS idle WebSockets.
   const warm = [];
   for (let i = 0; i < 20; i++) warm.push((await open(candidate.port, ws)).socket);
@@ -381,7 +424,7 @@ for (const kind of candidates) {
   }
   await new Promise((r) => setTimeout(r, 300));
 }
-target.close();
+targetChild.stdin.end();
 
 const fmt = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
 const ref = results.websockify;

@@ -4,7 +4,7 @@
  * extension, every error at once with file, key path, expected and found,
  * defaults and inheritance, conversion from the original wmproxy format.
  */
-export { ConfigSchema, type ConfigFile, type ForwardProxyFile, type UpstreamFile, type HttpServerFile, type LocationFile, type StreamFile, type TunnelFile, type HealthCheckFile, type StaticFile } from './schema.js';
+export { ConfigSchema, type ConfigFile, type ForwardProxyFile, type UpstreamFile, type HttpServerFile, type LocationFile, type StreamFile, type WsProxyFile, type WebSocketToTcpFile, type TunnelFile, type HealthCheckFile, type StaticFile } from './schema.js';
 export type {
   WmproxyConfig,
   LogConfig,
@@ -19,6 +19,8 @@ export type {
   StaticConfig,
   ReverseConfig,
   StreamConfig,
+  Ws2TcpConfig,
+  WsProxyConfig,
   AcmeConfig,
   TunnelConfig,
   TunnelServerConfig,

@@ -994,6 +994,7 @@ class Converter {
       if (original && name) names.set(original, name);
     });
     const streams: Out[] = [];
+    const bridges: Out[] = [];
     for (const { value: server, at: path } of this.tables(stream, 'server', ['stream'])) {
       const native = ['stream', streams.length];
       const mode = this.string(server, 'bind_mode', path) ?? 'tcp';
@@ -1016,13 +1017,17 @@ class Converter {
       const timeout = this.duration(server, timeoutKey, path);
       const ignored = Object.fromEntries(COMMON_KEYS.map((key) => [key, 'no effect on a stream (ignored)']));
       for (const key of ['bind_ssl', 'root', 'cert', 'key', 'headers', 'location', 'is_ws']) ignored[key] = 'no effect on a stream (ignored)';
-      this.rest(server, path, ['bind_addr', 'bind_mode', 'up_name', 'server_name', 'upstream', 'proxy_url', 'timeout', 'client_timeout'], ignored);
-      if (mode === 'ws2tcp' || mode === 'tcp2ws') {
-        this.warn([...path, 'bind_mode'], `"${mode}" (WebSocket bridging) has no equivalent: server dropped`);
+      const bridging = mode === 'ws2tcp' || mode === 'tcp2ws' || mode === 'tcp2wss';
+      const domain = bridging ? this.string(server, 'domain', path) : undefined;
+      this.rest(server, path, ['bind_addr', 'bind_mode', 'up_name', 'server_name', 'upstream', 'proxy_url', 'timeout', 'client_timeout', ...(bridging ? ['domain'] : [])], ignored);
+      if (bridging) {
+        if (listen === undefined) continue;
+        const bridge = this.wsBridge(mode, listen, { upstream, upstreamFrom, ref, refKey, proxyUrl, domain, names }, path, bridges.length);
+        if (bridge) bridges.push(bridge);
         continue;
       }
       if (mode !== 'tcp' && mode !== 'udp') {
-        this.wrong([...path, 'bind_mode'], 'one of "tcp", "udp", "ws2tcp", "tcp2ws"', server.bind_mode);
+        this.wrong([...path, 'bind_mode'], 'one of "tcp", "udp", "ws2tcp", "tcp2ws", "tcp2wss"', server.bind_mode);
         continue;
       }
       if (!upstream && proxyUrl !== undefined) {
@@ -1047,7 +1052,76 @@ class Converter {
       streams.push(entry);
     }
     if (streams.length > 0) out.stream = streams;
+    if (bridges.length > 0) out.ws_proxy = bridges;
     this.rest(stream, ['stream'], ['server', 'upstream']);
+  }
+
+  /**
+   * A `[[stream.server]]` with `bind_mode = "ws2tcp" | "tcp2ws" | "tcp2wss"`
+   * as a `[[ws_proxy]]`. ws2tcp relays to its upstream group (balanced and
+   * health-checked) or to `proxy_url`'s host:port; tcp2ws(s) connects to
+   * `proxy_url` (a ws(s):// URL or host:port), else to the first server of
+   * its upstream (the original dials one address), with `domain` as the TLS
+   * name and Host of tcp2wss.
+   */
+  private wsBridge(
+    mode: 'ws2tcp' | 'tcp2ws' | 'tcp2wss',
+    listen: string[],
+    from: { upstream: string | undefined; upstreamFrom: Path | undefined; ref: string | undefined; refKey: string | undefined; proxyUrl: string | undefined; domain: string | undefined; names: Map<string, string> },
+    path: Path,
+    index: number,
+  ): Out | undefined {
+    const native = ['ws_proxy', index];
+    const entry: Out = { mode, listen: listen.length === 1 ? listen[0] : listen };
+    this.from(native, path);
+    this.from([...native, 'mode'], [...path, 'bind_mode']);
+    this.from([...native, 'listen'], [...path, 'bind_addr']);
+    const missing = (): undefined => {
+      if (from.ref !== undefined) this.wrong([...path, from.refKey!], `the name of a [[stream.upstream]]${from.names.size > 0 ? ` (${[...from.names.keys()].map((name) => JSON.stringify(name)).join(', ')})` : ''}`, from.ref);
+      else this.error([...path, 'up_name'], 'the name of a [[stream.upstream]], or proxy_url (required)', 'nothing');
+      return undefined;
+    };
+    if (mode === 'ws2tcp') {
+      if (from.proxyUrl !== undefined && !from.upstream) {
+        const target = from.proxyUrl.trim().replace(/^(tcp|https?):\/\//i, '').replace(/\/.*$/, '');
+        try {
+          parseAddress(target);
+        } catch {
+          return this.wrong([...path, 'proxy_url'], 'the TCP target host:port (or tcp://host:port)', from.proxyUrl);
+        }
+        entry.target = target;
+        this.from([...native, 'target'], [...path, 'proxy_url']);
+        return entry;
+      }
+      if (!from.upstream) return missing();
+      entry.upstream = from.upstream;
+      this.from([...native, 'upstream'], from.upstreamFrom!);
+      return entry;
+    }
+    const scheme = mode === 'tcp2wss' ? 'wss' : 'ws';
+    let url: string | undefined;
+    if (from.proxyUrl !== undefined) {
+      const text = from.proxyUrl.trim();
+      url = /^wss?:\/\//i.test(text) ? text : `${scheme}://${text.replace(/^[a-z]+:\/\//i, '')}`;
+      if (!url.toLowerCase().startsWith(`${scheme}://`)) return this.wrong([...path, 'proxy_url'], `a ${scheme}:// URL or host:port (bind_mode "${mode}")`, from.proxyUrl);
+      this.from([...native, 'url'], [...path, 'proxy_url']);
+    } else if (from.upstream) {
+      const group = this.upstreams.find((upstream) => upstream.name === from.upstream);
+      const servers = (group?.servers ?? []) as Array<string | { address: string }>;
+      const first = servers[0];
+      if (first === undefined) return missing();
+      const address = typeof first === 'string' ? first : first.address;
+      if (servers.length > 1) this.warn(from.upstreamFrom!, `${mode} connects to one address: ${address} (the other servers of "${from.upstream}" are not used)`);
+      url = `${scheme}://${address}/`;
+      this.from([...native, 'url'], from.upstreamFrom!);
+    } else return missing();
+    entry.url = url;
+    if (from.domain !== undefined) {
+      if (mode === 'tcp2wss') entry.server_name = from.domain;
+      entry.host = from.domain;
+      this.from([...native, 'host'], [...path, 'domain']);
+    }
+    return entry;
   }
 }
 
@@ -1077,7 +1151,7 @@ function splitWords(text: string): string[] {
   return words;
 }
 
-const ORDER = ['workers', 'log', 'control', 'health', 'reverse', 'proxy', 'upstream', 'server', 'stream', 'tunnel'];
+const ORDER = ['workers', 'log', 'control', 'health', 'reverse', 'proxy', 'upstream', 'server', 'stream', 'ws_proxy', 'tunnel'];
 function reorder(out: Out): Out {
   const sorted: Out = {};
   for (const key of ORDER) if (out[key] !== undefined) sorted[key] = out[key];

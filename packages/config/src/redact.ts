@@ -70,6 +70,15 @@ export function redactConfig(config: ConfigFile): ConfigFile {
     if (check.path !== undefined) check.path = redactQuery(check.path);
     if (check.send !== undefined && SECRET_WORDS.test(check.send)) check.send = REDACTED;
   }
+  const redactWsAuth = (auth: { users?: Record<string, string>; bearer?: string[] } | undefined): void => {
+    if (auth?.users) for (const user of Object.keys(auth.users)) auth.users[user] = REDACTED;
+    if (auth?.bearer) auth.bearer = auth.bearer.map(() => REDACTED);
+  };
+  for (const bridge of copy.ws_proxy ?? []) {
+    redactWsAuth(bridge.auth);
+    redactHeaders(bridge.headers);
+    if (bridge.url) bridge.url = bridge.url.replace(/\/\/[^@/]*@/, `//${REDACTED}@`);
+  }
   redactRules(copy.reverse?.request_headers);
   redactRules(copy.reverse?.response_headers);
   for (const server of copy.server ?? []) {
@@ -79,6 +88,7 @@ export function redactConfig(config: ConfigFile): ConfigFile {
       redactRules(location.request_headers);
       redactRules(location.response_headers);
       redactHeaders(location.respond?.headers);
+      redactWsAuth(location.websocket_to_tcp?.auth);
     }
   }
   return copy;

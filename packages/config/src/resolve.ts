@@ -12,6 +12,7 @@ import { CORE_NET_DEFAULTS, DEFAULT_DENY_DESTINATIONS, formatHostPort, isLoopbac
 import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { STATIC_DEFAULTS } from '@wmproxy/static';
+import { WS_BRIDGE_DEFAULTS } from '@wmproxy/ws-bridge';
 import { DEFAULT_TUNNEL_LISTEN, MappingError, parseMapSpec, parsePortRanges, validateMapping, type Mapping } from '@wmproxy/tunnel';
 import { CONTROL_DEFAULTS } from './control-defaults.js';
 import type { CheckSpec, HealthCheckerOptions } from '@wmproxy/health';
@@ -25,6 +26,8 @@ import type {
   LocationFile,
   RateLimitFile,
   StreamFile,
+  WebSocketToTcpFile,
+  WsProxyFile,
   UpstreamFile,
   TunnelClientFile,
   TunnelServerFile,
@@ -39,6 +42,8 @@ import type {
   ReverseConfig,
   StaticConfig,
   StreamConfig,
+  Ws2TcpConfig,
+  WsProxyConfig,
   UpstreamConfig,
   UpstreamHealthConfig,
   WmproxyConfig,
@@ -172,6 +177,7 @@ class Resolver {
     const reverse = this.reverse();
     const servers = this.servers(names);
     const streams = (file.stream ?? []).map((stream, index) => this.stream(stream, index, names));
+    const wsProxies = (file.ws_proxy ?? []).map((bridge, index) => this.wsProxy(bridge, index, names));
     const proxies = (file.proxy ?? []).map((proxy, index) => this.proxy(proxy, index));
     // Service names identify listeners in /status, metrics and across reloads.
     const serviceNames = new Map<string, string>();
@@ -179,6 +185,7 @@ class Resolver {
       ...proxies.map((proxy, index): [string, Array<string | number>] => [proxy.name, ['proxy', index, 'name']]),
       ...servers.map((server, index): [string, Array<string | number>] => [server.name, ['server', index, 'name']]),
       ...streams.map((stream, index): [string, Array<string | number>] => [stream.name, ['stream', index, 'name']]),
+      ...wsProxies.map((bridge, index): [string, Array<string | number>] => [bridge.name, ['ws_proxy', index, 'name']]),
     ];
     for (const [name, path] of named) {
       const other = serviceNames.get(name);
@@ -206,6 +213,7 @@ class Resolver {
       upstreams,
       servers,
       streams,
+      wsProxies,
       tunnel,
       acme: this.acme(servers, tunnel),
     };
@@ -637,9 +645,9 @@ class Resolver {
   private location(location: LocationFile, path: Array<string | number>, upstreams: Set<string>, request: HeaderRuleConfig[], response: HeaderRuleConfig[]): LocationConfig {
     const matchers = (['path', 'exact', 'regex'] as const).filter((key) => location[key] !== undefined);
     if (matchers.length > 1) this.issues.add([...path, matchers[1]!], `only one of path, exact, regex (${matchers[0]} is set)`, describeValue(location[matchers[1]!]));
-    const actions = (['upstream', 'static', 'respond'] as const).filter((key) => location[key] !== undefined);
-    if (actions.length === 0) this.issues.add(path, 'one of upstream, static, respond', 'none of them');
-    if (actions.length > 1) this.issues.add([...path, actions[1]!], `only one of upstream, static, respond (${actions[0]} is set)`, describeValue(location[actions[1]!]));
+    const actions = (['upstream', 'static', 'respond', 'websocket_to_tcp'] as const).filter((key) => location[key] !== undefined);
+    if (actions.length === 0) this.issues.add(path, 'one of upstream, static, respond, websocket_to_tcp', 'none of them');
+    if (actions.length > 1) this.issues.add([...path, actions[1]!], `only one of upstream, static, respond, websocket_to_tcp (${actions[0]} is set)`, describeValue(location[actions[1]!]));
     if (location.upstream !== undefined && !upstreams.has(location.upstream)) {
       this.issues.add([...path, 'upstream'], this.knownUpstreams(upstreams), JSON.stringify(location.upstream));
     }
@@ -676,6 +684,7 @@ class Resolver {
     if (location.upstream !== undefined) out.upstream = location.upstream;
     if (staticConfig) out.static = staticConfig;
     if (location.respond !== undefined) out.respond = location.respond;
+    if (location.websocket_to_tcp !== undefined) out.websocketToTcp = this.ws2tcp(location.websocket_to_tcp, [...path, 'websocket_to_tcp'], upstreams);
     if (location.upstream_host !== undefined) out.upstreamHost = location.upstream_host;
     if (location.strip_prefix !== undefined) out.stripPrefix = location.strip_prefix;
     if (location.rate_limit !== undefined) out.rateLimit = location.rate_limit === false ? false : this.rateLimit(location.rate_limit, [...path, 'rate_limit']);
@@ -695,6 +704,90 @@ class Resolver {
     if (limit.fallback !== undefined) spec.fallback = limit.fallback;
     if (limit.scope === 'cluster' && this.clusterRedis === undefined) this.issues.add([...path, 'scope'], 'a `[cluster] redis` URL to share the counts in', '"cluster" without one');
     return spec;
+  }
+
+  /** The ws2tcp keys of a `[[ws_proxy]]` or a `websocket_to_tcp` location. */
+  private ws2tcp(spec: WebSocketToTcpFile, path: Array<string | number>, upstreams: Set<string>): Ws2TcpConfig {
+    const sources = (['target', 'upstream', 'token_file'] as const).filter((key) => spec[key] !== undefined);
+    if (sources.length === 0) this.issues.add(path, 'one of target, upstream, token_file', 'none of them');
+    if (sources.length > 1) this.issues.add([...path, sources[1]!], `only one of target, upstream, token_file (${sources[0]} is set)`, JSON.stringify(spec[sources[1]!]));
+    if (spec.upstream !== undefined && !upstreams.has(spec.upstream)) this.issues.add([...path, 'upstream'], this.knownUpstreams(upstreams), JSON.stringify(spec.upstream));
+    if (spec.upstream !== undefined && this.file.workers !== undefined && this.file.workers !== 1) {
+      this.issues.add([...path, 'upstream'], 'a `target` or `token_file` with `workers` other than 1 (an upstream target is served by the process that balances that group)', JSON.stringify(spec.upstream));
+    }
+    const tokenFile = spec.token_file === undefined ? undefined : this.path(spec.token_file);
+    if (tokenFile !== undefined) this.fileExists(tokenFile, [...path, 'token_file']);
+    const basic = spec.auth?.users ? Object.entries(spec.auth.users).map(([user, pass]) => ({ user, pass })) : [];
+    const auth = basic.length > 0 || spec.auth?.bearer ? { ...(basic.length > 0 ? { basic } : {}), ...(spec.auth?.bearer ? { bearer: spec.auth.bearer } : {}) } : undefined;
+    return {
+      target: spec.target,
+      upstream: spec.upstream,
+      tokenFile,
+      origins: spec.origins ?? [],
+      auth,
+      subprotocols: spec.subprotocols ?? [...(WS_BRIDGE_DEFAULTS.subprotocols as Array<'binary' | 'base64'>)],
+      text: spec.text ?? WS_BRIDGE_DEFAULTS.text,
+      pingIntervalMs: durationMs(spec.ping, WS_BRIDGE_DEFAULTS.pingIntervalMs),
+      pongTimeoutMs: durationMs(spec.pong_timeout, WS_BRIDGE_DEFAULTS.pongTimeoutMs),
+      maxMessageSize: spec.max_message === undefined ? WS_BRIDGE_DEFAULTS.maxMessageSize : parseSize(spec.max_message),
+      connectTimeoutMs: durationMs(spec.connect_timeout, WS_BRIDGE_DEFAULTS.connectTimeoutMs),
+    };
+  }
+
+  private wsProxy(bridge: WsProxyFile, index: number, upstreams: Set<string>): WsProxyConfig {
+    const path = ['ws_proxy', index];
+    const name = bridge.name ?? `ws-proxy-${index}`;
+    const listen = list(bridge.listen ?? WS_BRIDGE_DEFAULTS.listen);
+    this.claim(listen, `ws_proxy "${name}"`, [...path, 'listen']);
+    const ws2tcpOnly = ['target', 'upstream', 'token_file', 'path', 'origins', 'auth', 'subprotocols', 'text', 'tls'] as const;
+    const tcp2wsOnly = ['url', 'host', 'server_name', 'ca', 'insecure', 'origin', 'headers', 'offer'] as const;
+    const common = {
+      name,
+      mode: bridge.mode,
+      listen,
+      pingIntervalMs: durationMs(bridge.ping, WS_BRIDGE_DEFAULTS.pingIntervalMs),
+      pongTimeoutMs: durationMs(bridge.pong_timeout, WS_BRIDGE_DEFAULTS.pongTimeoutMs),
+      maxMessageSize: bridge.max_message === undefined ? WS_BRIDGE_DEFAULTS.maxMessageSize : parseSize(bridge.max_message),
+      connectTimeoutMs: durationMs(bridge.connect_timeout, WS_BRIDGE_DEFAULTS.connectTimeoutMs),
+      handshakeTimeoutMs: durationMs(bridge.handshake_timeout, WS_BRIDGE_DEFAULTS.handshakeTimeoutMs),
+      maxConnections: bridge.max_connections ?? 0,
+      maxConnectionsPerIp: bridge.max_connections_per_ip ?? 0,
+    };
+    if (bridge.mode === 'ws2tcp') {
+      for (const key of tcp2wsOnly) if (bridge[key] !== undefined) this.issues.add([...path, key], 'a key of mode tcp2ws or tcp2wss only (this bridge is ws2tcp)', describeValue(bridge[key]));
+      let tls: { cert: string; key: string } | undefined;
+      if (bridge.tls) {
+        tls = { cert: this.path(bridge.tls.cert), key: this.path(bridge.tls.key) };
+        this.fileExists(tls.cert, [...path, 'tls', 'cert']);
+        this.fileExists(tls.key, [...path, 'tls', 'key']);
+      }
+      return { ...common, ws2tcp: { ...this.ws2tcp(bridge, path, upstreams), path: bridge.path ?? WS_BRIDGE_DEFAULTS.path, tls }, tcp2ws: undefined };
+    }
+    // Another mode is the schema's error.
+    if (bridge.mode !== 'tcp2ws' && bridge.mode !== 'tcp2wss') return { ...common, ws2tcp: undefined, tcp2ws: undefined };
+    for (const key of ws2tcpOnly) if (bridge[key] !== undefined) this.issues.add([...path, key], `a key of mode ws2tcp only (this bridge is ${bridge.mode})`, describeValue(bridge[key]));
+    const scheme = bridge.mode === 'tcp2wss' ? 'wss://' : 'ws://';
+    if (bridge.url === undefined) this.issues.add([...path, 'url'], `the ${scheme} URL to bridge to`, 'nothing');
+    else if (!bridge.url.toLowerCase().startsWith(scheme)) this.issues.add([...path, 'url'], `a ${scheme} URL (mode ${bridge.mode})`, JSON.stringify(bridge.url));
+    if (bridge.mode === 'tcp2ws') {
+      for (const key of ['server_name', 'ca', 'insecure'] as const) if (bridge[key] !== undefined) this.issues.add([...path, key], 'a key of mode tcp2wss only (TLS)', describeValue(bridge[key]));
+    }
+    const ca = bridge.ca === undefined ? undefined : this.path(bridge.ca);
+    if (ca !== undefined) this.fileExists(ca, [...path, 'ca']);
+    return {
+      ...common,
+      ws2tcp: undefined,
+      tcp2ws: {
+        url: bridge.url ?? '',
+        host: bridge.host,
+        servername: bridge.server_name,
+        ca,
+        insecure: bridge.insecure ?? false,
+        origin: bridge.origin,
+        headers: Object.entries(bridge.headers ?? {}),
+        subprotocols: bridge.offer ?? [],
+      },
+    };
   }
 
   private knownUpstreams(upstreams: Set<string>): string {

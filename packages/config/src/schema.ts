@@ -18,6 +18,7 @@ import { STATIC_DEFAULTS } from '@wmproxy/static';
 import { CONTROL_DEFAULTS } from './control-defaults.js';
 import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS } from '@wmproxy/reverse';
 import { ACME_DEFAULTS } from '@wmproxy/acme';
+import { WS_BRIDGE_DEFAULTS } from '@wmproxy/ws-bridge';
 import { durationText, sizeText } from './units.js';
 
 // Defaults come from the packages that apply them (test/defaults.test.ts checks the READMEs against them).
@@ -385,6 +386,40 @@ export const RateLimitSchema = Type.Object(
   { ...Strict, description: 'A request limit (nginx `limit_req` with `nodelay`): over `rate` + `burst`, or over `max_in_flight`, requests are refused at once with `status` and `Retry-After`. Needs `rate` or `max_in_flight`.' },
 );
 
+// ---------------------------------------------------------------- WebSocket bridges (ws2tcp keys; [[ws_proxy]] below)
+const W = WS_BRIDGE_DEFAULTS;
+
+export const WsAuthSchema = Type.Object(
+  {
+    users: Type.Optional(Type.Record(Type.String({ minLength: 1, pattern: '^[^:]+$' }), Type.String(), { description: 'HTTP Basic users and passwords (RFC 7617).', 'x-expected': 'a table of user = "password"' })),
+    bearer: Type.Optional(Type.Array(Type.String({ minLength: 8 }), { minItems: 1, description: 'Bearer tokens accepted in `Authorization` (RFC 6750), at least 8 characters each.' })),
+  },
+  { ...Strict, description: 'Credentials a WebSocket client must send (401 with `WWW-Authenticate` otherwise); compared in constant time.' },
+);
+
+/** What a ws2tcp endpoint accepts and where it relays: shared by `[[ws_proxy]]` (mode ws2tcp) and the `websocket_to_tcp` location. */
+const Ws2TcpKeys = {
+  target: Type.Optional(AddressString('The TCP target `host:port` (websockify\'s target). Exactly one of `target`, `upstream`, `token_file`.')),
+  upstream: Type.Optional(Type.String({ minLength: 1, description: 'An upstream group as the target: its balancing policy, health checks and passive checks choose the server of each connection.' })),
+  token_file: Type.Optional(Type.String({ description: 'websockify token file (`token: host:port` lines; relative to this file), re-read when it changes; the token comes from `?token=` or the path segment below `path`.' })),
+  origins: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Origins allowed (`https://app.example`, exact; `*`: any). Default: any Origin. Others get 403.' })),
+  auth: Type.Optional(WsAuthSchema),
+  subprotocols: Type.Optional(Type.Array(Enum(['binary', 'base64'] as const, {}), { minItems: 1, uniqueItems: true, description: 'Subprotocols served, in order of preference (noVNC/websockify).', default: [...W.subprotocols] })),
+  text: Type.Optional(Enum(['refuse', 'forward'] as const, { description: 'Text messages without the base64 subprotocol: refused with close 1003 (as websockify does) or forwarded as bytes.', default: W.text })),
+  ping: Type.Optional(Duration('Ping a silent WebSocket peer after this long (`0s`: never).', durationText(W.pingIntervalMs))),
+  pong_timeout: Type.Optional(Duration('Close both sides when nothing comes back this long after a ping.', durationText(W.pongTimeoutMs))),
+  // `16MiB`, not `16m`: that reads as sixteen minutes too.
+  max_message: Type.Optional(Size('Largest message accepted (close 1009 above, checked from each frame header).', sizeText(W.maxMessageSize).replace(/m$/, 'MiB'))),
+  connect_timeout: Type.Optional(Duration('Reaching the TCP target (502/504 after).', durationText(W.connectTimeoutMs))),
+};
+
+export const WebSocketToTcpSchema = Type.Object(
+  {
+    ...Ws2TcpKeys,
+  },
+  { ...Strict, description: 'Upgrade WebSocket requests of this location and relay each to a TCP target as raw bytes (ws2tcp, websockify behind a reverse-proxy server).' },
+);
+
 export const LocationSchema = Type.Object(
   {
     path: Type.Optional(Type.String({ pattern: '^/', description: 'Path prefix (nginx `location /api/`). Default `/` when neither `exact` nor `regex` is set.', 'x-expected': 'a path starting with /' })),
@@ -397,6 +432,7 @@ export const LocationSchema = Type.Object(
     upstream: Type.Optional(Type.String({ minLength: 1, description: 'Proxy to this upstream group.' })),
     static: Type.Optional(StaticSchema),
     respond: Type.Optional(RespondSchema),
+    websocket_to_tcp: Type.Optional(WebSocketToTcpSchema),
     request_headers: Type.Optional(HeaderRulesSchema),
     response_headers: Type.Optional(HeaderRulesSchema),
     upstream_host: Type.Optional(Type.String({ description: 'Host header sent upstream (default: the client\'s).' })),
@@ -405,7 +441,7 @@ export const LocationSchema = Type.Object(
       Type.Union([RateLimitSchema, Type.Literal(false)], { description: 'Request limit of this location, replacing the server\'s (`false`: none).', 'x-expected': 'a rate_limit table, or false' }),
     ),
   },
-  { ...Strict, description: 'A location: which requests (path, method, client) and what to do (upstream, static, respond). Exactly one of `upstream`, `static`, `respond`.' },
+  { ...Strict, description: 'A location: which requests (path, method, client) and what to do (upstream, static, respond, websocket_to_tcp). Exactly one of `upstream`, `static`, `respond`, `websocket_to_tcp`.' },
 );
 
 export const TlsSchema = Type.Object(
@@ -654,6 +690,29 @@ export const TunnelSchema = Type.Object(
   { ...Strict, description: 'Intranet tunnelling (内网穿透): a server on a public host, clients behind NAT.' },
 );
 
+// ---------------------------------------------------------------- WebSocket bridges
+export const WsProxySchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ description: 'Name in logs and /status (default `ws-proxy-N`).' })),
+    mode: Enum(['ws2tcp', 'tcp2ws', 'tcp2wss'] as const, { description: '`ws2tcp`: WebSocket clients in, TCP out (websockify). `tcp2ws` / `tcp2wss`: TCP clients in, each a WebSocket client connection to `url` out.' }),
+    listen: Listen('Addresses to listen on.', W.listen),
+    ...Ws2TcpKeys,
+    path: Type.Optional(Type.String({ pattern: '^/', description: 'ws2tcp: serve upgrades at this path (a trailing `/` matches everything below it; 404 elsewhere).', default: W.path, 'x-expected': 'a path starting with /' })),
+    tls: Type.Optional(TlsSchema),
+    url: Type.Optional(Type.String({ pattern: '^wss?://', description: 'tcp2ws / tcp2wss: the WebSocket URL each TCP connection is bridged to; its path and query are sent as they are.', 'x-expected': 'a ws:// or wss:// URL' })),
+    host: Type.Optional(Type.String({ minLength: 1, description: 'tcp2ws: `Host` to send instead of the URL\'s authority.' })),
+    server_name: Type.Optional(Type.String({ minLength: 1, description: 'tcp2wss: TLS server name (SNI, and the name verified) instead of the URL\'s host.' })),
+    ca: Type.Optional(Type.String({ description: 'tcp2wss: CA certificate(s) (PEM file) the server\'s certificate must chain to, besides the system\'s.' })),
+    insecure: Type.Optional(Type.Boolean({ description: 'tcp2wss: do not verify the server\'s certificate (anyone on the path can read the traffic).', default: false })),
+    origin: Type.Optional(Type.String({ minLength: 1, description: 'tcp2ws: the `Origin` to send.' })),
+    headers: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.String(), { description: 'tcp2ws: extra request fields of the upgrade.' })),
+    offer: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'tcp2ws: subprotocols offered in `Sec-WebSocket-Protocol`.' })),
+    handshake_timeout: Type.Optional(Duration('The upgrade request (ws2tcp) or the 101 answer (tcp2ws) must come within this time.', durationText(W.handshakeTimeoutMs))),
+    ...ListenerLimits,
+  },
+  { ...Strict, description: 'A WebSocket ↔ TCP bridge (`wmproxy ws-proxy`; the original\'s `[[stream.server]] bind_mode`).' },
+);
+
 // ---------------------------------------------------------------- the file
 export const ClusterSchema = Type.Object(
   {
@@ -697,6 +756,7 @@ export const ConfigSchema = Type.Object(
     upstream: Type.Optional(Type.Array(UpstreamSchema, { description: 'Upstream groups (`[[upstream]]`).' })),
     server: Type.Optional(Type.Array(HttpServerSchema, { description: 'Reverse-proxy servers (`[[server]]`).' })),
     stream: Type.Optional(Type.Array(StreamSchema, { description: 'TCP/UDP streams (`[[stream]]`).' })),
+    ws_proxy: Type.Optional(Type.Array(WsProxySchema, { description: 'WebSocket ↔ TCP bridges (`[[ws_proxy]]`).' })),
     acme: Type.Optional(AcmeSchema),
     tunnel: Type.Optional(TunnelSchema),
   },
@@ -716,6 +776,8 @@ export type HttpServerFile = Static<typeof HttpServerSchema>;
 export type LocationFile = Static<typeof LocationSchema>;
 export type RateLimitFile = Static<typeof RateLimitSchema>;
 export type StreamFile = Static<typeof StreamSchema>;
+export type WsProxyFile = Static<typeof WsProxySchema>;
+export type WebSocketToTcpFile = Static<typeof WebSocketToTcpSchema>;
 export type TunnelFile = Static<typeof TunnelSchema>;
 export type TunnelClientFile = Static<typeof TunnelClientSchema>;
 export type TunnelServerFile = Static<typeof TunnelServerSchema>;

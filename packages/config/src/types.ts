@@ -117,9 +117,46 @@ export interface StaticConfig {
   cors: boolean;
 }
 
+/** What a ws2tcp endpoint accepts and where it relays (`[[ws_proxy]]` in mode ws2tcp, and `websocket_to_tcp` locations). */
+export interface Ws2TcpConfig {
+  /** Exactly one of `target` (`host:port`), `upstream` (a group's name), `tokenFile` (absolute path). */
+  target: string | undefined;
+  upstream: string | undefined;
+  tokenFile: string | undefined;
+  /** Allowed Origins (empty: any). */
+  origins: string[];
+  auth: { basic?: Array<{ user: string; pass: string }>; bearer?: string[] } | undefined;
+  subprotocols: Array<'binary' | 'base64'>;
+  text: 'refuse' | 'forward';
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  maxMessageSize: number;
+  connectTimeoutMs: number;
+}
+
+/** A `[[ws_proxy]]`: a WebSocket ↔ TCP bridge with its own listener. */
+export interface WsProxyConfig {
+  name: string;
+  mode: 'ws2tcp' | 'tcp2ws' | 'tcp2wss';
+  listen: string[];
+  /** ws2tcp only (undefined for tcp2ws). */
+  ws2tcp: (Ws2TcpConfig & { path: string; tls: { cert: string; key: string } | undefined }) | undefined;
+  /** tcp2ws / tcp2wss only. */
+  tcp2ws: { url: string; host: string | undefined; servername: string | undefined; ca: string | undefined; insecure: boolean; origin: string | undefined; headers: Array<[string, string]>; subprotocols: string[] } | undefined;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  maxMessageSize: number;
+  connectTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+}
+
 /** A location as `@wmproxy/reverse` takes it, with the static-files settings instead of a handler and the inherited header rules resolved. */
-export type LocationConfig = Omit<LocationSpec, 'handler' | 'static' | 'requestHeaders' | 'responseHeaders'> & {
+export type LocationConfig = Omit<LocationSpec, 'handler' | 'takeover' | 'static' | 'requestHeaders' | 'responseHeaders'> & {
   static?: StaticConfig;
+  /** Upgrade and bridge to TCP (the control package builds the ws2tcp endpoint). */
+  websocketToTcp?: Ws2TcpConfig;
   /** Inherited rules first ([reverse], then the server), then the location's own. */
   requestHeaders: HeaderRuleConfig[];
   responseHeaders: HeaderRuleConfig[];
@@ -263,6 +300,8 @@ export interface WmproxyConfig {
   upstreams: UpstreamConfig[];
   servers: HttpServerConfig[];
   streams: StreamConfig[];
+  /** WebSocket ↔ TCP bridges with their own listeners (`[[ws_proxy]]`). */
+  wsProxies: WsProxyConfig[];
   acme: AcmeConfig | undefined;
   /** The intranet tunnel's server and clients. */
   tunnel: TunnelConfig;

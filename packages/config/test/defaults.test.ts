@@ -8,6 +8,7 @@ import { CORE_NET_DEFAULTS } from '@wmproxy/core-net';
 import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE, HEALTH_DEFAULTS } from '@wmproxy/health';
 import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { WS_BRIDGE_DEFAULTS } from '@wmproxy/ws-bridge';
 import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { STATIC_DEFAULTS } from '@wmproxy/static';
 import { CONTROL_DEFAULTS, buildConfig, jsonSchema, parseDuration, parseSize } from '../src/index.js';
@@ -149,6 +150,17 @@ test('the schema defaults are the ones the packages export', () => {
     'proxy[].max_header_size': HTTP_PROXY_DEFAULTS.maxHeadSize,
     'proxy[].udp': SOCKS5_DEFAULTS.udp,
     'stream[].tries': REVERSE_DEFAULTS.stream.tries,
+    'ws_proxy[].listen': WS_BRIDGE_DEFAULTS.listen,
+    'ws_proxy[].path': WS_BRIDGE_DEFAULTS.path,
+    'ws_proxy[].subprotocols': WS_BRIDGE_DEFAULTS.subprotocols,
+    'ws_proxy[].text': WS_BRIDGE_DEFAULTS.text,
+    'ws_proxy[].ping': WS_BRIDGE_DEFAULTS.pingIntervalMs,
+    'ws_proxy[].pong_timeout': WS_BRIDGE_DEFAULTS.pongTimeoutMs,
+    'ws_proxy[].max_message': WS_BRIDGE_DEFAULTS.maxMessageSize,
+    'ws_proxy[].connect_timeout': WS_BRIDGE_DEFAULTS.connectTimeoutMs,
+    'ws_proxy[].handshake_timeout': WS_BRIDGE_DEFAULTS.handshakeTimeoutMs,
+    'server[].location[].websocket_to_tcp.ping': WS_BRIDGE_DEFAULTS.pingIntervalMs,
+    'server[].location[].websocket_to_tcp.max_message': WS_BRIDGE_DEFAULTS.maxMessageSize,
     'server[].location[].rate_limit.burst': REVERSE_DEFAULTS.rateLimit.burst,
     'server[].location[].rate_limit.status': REVERSE_DEFAULTS.rateLimit.status,
     'server[].location[].rate_limit.max_keys': REVERSE_DEFAULTS.rateLimit.maxKeys,

@@ -16,6 +16,7 @@ import { AcmeService, acmeNameSets, storedCertificates, type AuthorityFactory } 
 import type { ManagedCertificate } from '@wmproxy/acme';
 import { TunnelService } from './services/tunnel.js';
 import type { RedisCounters, ServiceRegistry } from '@wmproxy/cluster';
+import { noUpstreams, WsProxyService } from './services/ws-proxy.js';
 import { PortPinner } from './cluster/ports.js';
 import { emptyCounters, mergeCertificates, type HealthEntry, type WorkerCounters } from './cluster/protocol.js';
 import { WorkerSupervisor } from './cluster/supervisor.js';
@@ -88,6 +89,8 @@ export class Instance {
   /** Automatic HTTPS (servers with `tls = "auto"`), in the process that serves them. */
   readonly acme: AcmeService;
   private tunnel: TunnelService | undefined;
+  /** `[[ws_proxy]]` bridges, in the primary process (an upstream target needs workers = 1: config checks it). */
+  private wsProxies: WsProxyService | undefined;
   private api: ControlApi | undefined;
   /** The Redis counters of `scope = "cluster"` rate limits (kept across reloads; a new URL reconnects them). */
   private counters: RedisCounters | undefined;
@@ -171,6 +174,10 @@ export class Instance {
       // With workers, the primary orders the certificates of the tunnel it runs (the workers those of the servers).
       if (instance.supervisor && config.tunnel.server?.httpsAuto) await instance.acme.apply(config, { servers: false });
       if (!options.worker) await instance.acme.applyTunnelRedirect(config);
+      if (!options.worker && config.wsProxies.length > 0) {
+        instance.wsProxies = instance.newWsProxies();
+        await instance.wsProxies.apply(config.wsProxies, config.reverse.shutdownTimeoutMs);
+      }
       if (!options.worker) instance.seriesTicker.add((now) => instance.sampleSeries(now));
       if (config.control.enabled) instance.guardControlPort(await startApi(instance, config.control, instance.loggerFor('control')));
     } catch (error) {
@@ -180,6 +187,11 @@ export class Instance {
     for (const warning of config.warnings) instance.logger.warn('configuration', { warning });
     instance.logger.info('wmproxy started', { config: config.file, services: instance.status().services.length });
     return instance;
+  }
+
+  /** Bridges whose upstream targets are picked by this process's reverse proxy, asked at each connection. */
+  private newWsProxies(): WsProxyService {
+    return new WsProxyService((name, clientIp, signal) => this.reverse?.proxy.connectUpstream(name, clientIp, { signal }) ?? noUpstreams(name), (name) => this.loggerFor(name));
   }
 
   /** A service's logger: its own level when `log.levels` names it. */
@@ -301,6 +313,16 @@ export class Instance {
         if (oldLogs) this.restoreLogs(oldLogs);
         this.retargetAccessLog(this.config.log.accessFormat);
         return this.rejected({ ok: false, message: `tunnel: ${(error as Error).message}`, changes, warnings: [] });
+      }
+    }
+    if (!this.options.worker && (this.wsProxies || next.wsProxies.length > 0)) {
+      try {
+        this.wsProxies ??= this.newWsProxies();
+        changes.push(...(await this.wsProxies.apply(next.wsProxies, next.reverse.shutdownTimeoutMs)));
+      } catch (error) {
+        if (oldLogs) this.restoreLogs(oldLogs);
+        this.retargetAccessLog(this.config.log.accessFormat);
+        return this.rejected({ ok: false, message: `ws_proxy: ${(error as Error).message}`, changes, warnings: [] });
       }
     }
     if (this.supervisor) return this.reloadWorkers(this.supervisor, next, changes, oldLogs);
@@ -518,8 +540,9 @@ export class Instance {
     this.seriesTicker.close();
     this.emit({ type: 'stop', at: Date.now() });
     this.logger.info('stopping', { deadlineMs });
-    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs)]);
+    await Promise.all([...[...this.forward.values()].map((service) => service.stop(deadlineMs)), this.reverse?.stop(), this.supervisor?.stop(deadlineMs), this.tunnel?.stop(deadlineMs), this.wsProxies?.stop(deadlineMs)]);
     this.forward.clear();
+    this.wsProxies = undefined;
     this.tunnel = undefined;
     this.reverse = undefined;
     await this.acme.stopTunnelRedirect();
@@ -559,6 +582,7 @@ export class Instance {
       });
     }
     if (this.supervisor) services.push(...this.supervisor.services());
+    if (this.wsProxies) services.push(...this.wsProxies.status());
     if (this.api) services.push({ kind: 'control', name: 'control', listen: [this.config.control.listen], addresses: [this.api.address] });
     return {
       version: this.options.version ?? VERSION,

@@ -29,7 +29,7 @@ export interface ReloadResult {
 }
 
 export interface ServiceStatus {
-  kind: 'forward' | 'http' | 'stream' | 'control';
+  kind: 'forward' | 'http' | 'stream' | 'ws-proxy' | 'control';
   name: string;
   listen: string[];
   /** Bound addresses (the real ports when 0 was asked). */

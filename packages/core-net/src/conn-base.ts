@@ -50,6 +50,10 @@ export abstract class ConnBase implements Conn {
   abstract write(chunk: Uint8Array): boolean;
   abstract end(): void;
   abstract destroy(error?: Error): void;
+  /** No RST to send below a stream that is not a TCP socket: close as `destroy` does. */
+  reset(error?: Error): void {
+    this.destroy(error);
+  }
   abstract pause(): void;
   abstract resume(): void;
   abstract setNoDelay(noDelay?: boolean): void;

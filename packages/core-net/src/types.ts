@@ -43,6 +43,13 @@ export interface Conn {
   end(): void;
   /** Close now, dropping anything queued. Safe to call repeatedly. */
   destroy(error?: Error): void;
+  /**
+   * Abort the connection: drop anything queued and send a TCP RST (SO_LINGER 0)
+   * instead of a FIN, so that the peer reads ECONNRESET, not a clean end.
+   * Conns that are not TCP sockets (TLS on Node, tunnel and HTTP/2 streams)
+   * close as `destroy` does. Safe to call repeatedly.
+   */
+  reset(error?: Error): void;
   /** Stop / restart delivering `data` (backpressure towards this peer). */
   pause(): void;
   resume(): void;

@@ -7,7 +7,7 @@ export { ReverseProxy, type ReverseProxyOptions, type ListenerSpec } from './pro
 export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource, type DiscoverSpec } from './upstream.js';
 export { srvDiscovery, srvServers, type DiscoverySource, type DiscoveryWatch, type DiscoveryMap, type DiscoveredServer } from './discovery.js';
 export { ConnPool, type PoolOptions } from './pool.js';
-export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type CompiledLocation } from './router.js';
+export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type ConnTakeover, type CompiledLocation } from './router.js';
 export {
   Forwarding,
   applyRules,
@@ -19,7 +19,7 @@ export {
   type RuleVariables,
 } from './headers.js';
 export { AccessLog, formatAccess, timeLocal, type AccessRecord, type AccessLogFormat, type AccessLogSink } from './access-log.js';
-export { StreamProxy, type StreamSpec } from './stream.js';
+export { StreamProxy, connectUpstream, type StreamSpec } from './stream.js';
 export { connectHedged, defaultConnector, transportConnector, type Connector, type HedgeRequest, type HedgeOutcome } from './engine/connector.js';
 export { DnsCache, recordTtlResolver, dnsSrvResolver, type DnsOptions, type Resolution, type TtlResolver, type SrvResolver, type SrvTarget } from './dns.js';
 export { RateLimiter, parseRate, type RateLimitSpec, type LimitContext, type Refusal, type SharedLimit } from './rate-limit.js';

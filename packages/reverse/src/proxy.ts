@@ -1,5 +1,6 @@
 import {
   Logger,
+  NetError,
   Server,
   Ticker,
   formatHostPort,
@@ -29,7 +30,7 @@ import { DnsCache, type DnsOptions, type TtlResolver } from './dns.js';
 import { Forwarding, type ForwardedOptions } from './headers.js';
 import type { ReplayOptions } from './retry.js';
 import { Router, type LocationSpec, type VirtualHostSpec } from './router.js';
-import { StreamProxy, type StreamSpec } from './stream.js';
+import { StreamProxy, connectUpstream, type StreamSpec } from './stream.js';
 import { Upstream, UpstreamServer, reuseFrom, type UpstreamServerSpec, type UpstreamSpec } from './upstream.js';
 import { srvDiscovery, type DiscoveredServer, type DiscoveryMap, type DiscoveryWatch } from './discovery.js';
 
@@ -534,6 +535,18 @@ export class ReverseProxy implements ProxyCore {
   /** Bound HTTP addresses (`host:port`), in listener order. */
   get addresses(): string[] {
     return this.listeners.flatMap((listener) => listener.server.boundAddresses);
+  }
+
+  /**
+   * Pick a server of upstream group `name` and connect to it (`connectUpstream`
+   * in stream.ts: the group's policy, health, passive checks, connect hedging
+   * and `tries` servers at most). For bridges that need a byte stream to a
+   * group, such as ws2tcp's `connector`. Rejects with ENOTFOUND for an unknown group.
+   */
+  connectUpstream(name: string, clientIp: string, options: { tries?: number; signal?: AbortSignal } = {}): Promise<Conn> {
+    const upstream = this.upstreams.get(name);
+    if (!upstream) return Promise.reject(new NetError('ENOTFOUND', `no upstream "${name}"`));
+    return connectUpstream(this, upstream, clientIp, options.tries ?? REVERSE_DEFAULTS.stream.tries, options.signal);
   }
 
   reportFailure(upstream: Upstream, server: UpstreamServer, kind: 'connect' | 'timeout' | 'status5xx', reason: string): void {

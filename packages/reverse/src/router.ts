@@ -3,9 +3,9 @@ import { compileRules, type CompiledRule, type HeaderRule } from './headers.js';
 import { RateLimiter, type RateLimitSpec } from './rate-limit.js';
 import type { SharedCounters } from './cluster-limit.js';
 import { staticLocation, type StaticOptions } from './static.js';
-import type { LocationHandler } from './types.js';
+import type { ConnTakeover, LocationHandler } from './types.js';
 
-export type { LocationHandler, LocationResponse } from './types.js';
+export type { ConnTakeover, LocationHandler, LocationResponse } from './types.js';
 
 /** A fixed answer instead of proxying (nginx `return`, Caddy `respond`). */
 export interface FixedResponse {
@@ -34,6 +34,8 @@ export interface LocationSpec {
   respond?: FixedResponse;
   /** Serve with this handler. */
   handler?: LocationHandler;
+  /** Hand the client connection over after the request head (a WebSocket-to-TCP bridge). */
+  takeover?: ConnTakeover;
   /** Serve files (`@wmproxy/static` options: root, index, precompressed...). */
   static?: StaticOptions;
   /** Header rules applied to the request sent upstream and to the response sent back. */
@@ -199,8 +201,8 @@ function compileVhost(spec: VirtualHostSpec, limiter: (key: string, spec: RateLi
     if ([location.exact, location.regex, location.path].filter((v) => v !== undefined).length > 1) {
       throw new Error('a location has exactly one of path, exact or regex');
     }
-    if ([location.upstream, location.respond, location.handler, location.static].filter((v) => v !== undefined).length !== 1) {
-      throw new Error('a location has exactly one of upstream, respond, handler or static');
+    if ([location.upstream, location.respond, location.handler, location.static, location.takeover].filter((v) => v !== undefined).length !== 1) {
+      throw new Error('a location has exactly one of upstream, respond, handler, static or takeover');
     }
     if (location.upstreamHost !== undefined && !/^[\x21-\x7e]+$/.test(location.upstreamHost)) throw new Error(`invalid upstreamHost "${location.upstreamHost}"`);
     if (location.stripPrefix !== undefined && !location.stripPrefix.startsWith('/')) throw new Error('stripPrefix must start with /');

@@ -1,5 +1,5 @@
 import {
-  bindUdp, parseAddressList, Relay, releaseConn, Server, toNetError,
+  bindUdp, NetError, parseAddressList, Relay, releaseConn, Server, toNetError,
   type Conn, type ConnHandler, type RelayStats, type UdpEndpoint, type UdpPacketHandler,
 } from '@wmproxy/core-net';
 import { connectHedged } from './engine/connector.js';
@@ -111,57 +111,38 @@ export class StreamProxy {
     const tries = this.spec.tries ?? REVERSE_DEFAULTS.stream.tries;
     const tried = new Set<UpstreamServer>();
     for (let attempt = 0; attempt < tries && !client.closed; attempt++) {
-      const primary = this.upstream.pick(ctx, tried);
-      if (!primary) break;
-      primary.active++;
+      let picked: Picked | undefined;
       try {
-        const outcome = await connectHedged({
-          primary,
-          upstream: this.upstream,
-          connector: this.core.connector,
-          ticker: this.core.ticker,
-          timeoutMs: this.core.timeouts.connectMs,
-          hedgeDelayMs: this.core.hedgeDelayMs,
-          pickSecond: () => this.upstream.pick(ctx, new Set([...tried, primary])),
-          adopt: (_server, conn) => conn.destroy(),
-          onFailure: (server, error) => {
-            tried.add(server);
-            if (error.code !== 'ELOCAL') this.core.reportFailure(this.upstream, server, error.code === 'ETIMEDOUT' ? 'timeout' : 'connect', error.message);
-          },
-        });
-        const server = outcome.server;
-        if (server !== primary) {
-          primary.active--;
-          server.active++;
-        }
-        server.requests++;
-        if (client.closed) {
-          outcome.conn.destroy();
-          server.active--;
-          return;
-        }
-        const tunnel = { abort: (error?: Error) => outcome.conn.destroy(error) };
-        server.tunnels.add(tunnel);
-        const exchange = await firstExchange(client, outcome.conn, this.spec.idleTimeoutMs ?? REVERSE_DEFAULTS.stream.tcpIdleTimeoutMs);
-        server.tunnels.delete(tunnel);
-        server.active--;
-        if (exchange.kind === 'empty') {
-          tried.add(server);
-          this.core.reportFailure(this.upstream, server, 'connect', exchange.reason);
-          this.core.logger.warn('tcp stream upstream closed before any byte', { upstream: server.address, reason: exchange.reason });
-          continue;
-        }
-        this.core.reportSuccess(this.upstream, server, 0);
-        if (exchange.kind === 'relayed') {
-          const { stats } = exchange;
-          this.core.logger.debug('tcp stream closed', { client: client.remoteAddress, upstream: server.address, up: stats.bytesUp, down: stats.bytesDown, reason: stats.reason });
-        }
-        return;
+        picked = await pickAndConnect(this.core, this.upstream, ctx, tried);
       } catch (error) {
-        primary.active--;
-        tried.add(primary);
-        this.core.logger.warn('tcp stream connect failed', { upstream: primary.address, error: toNetError(error).code });
+        this.core.logger.warn('tcp stream connect failed', { upstream: (error as PickError).server?.address ?? '', error: toNetError(error).code });
+        continue;
       }
+      if (!picked) break;
+      const { server, conn } = picked;
+      server.requests++;
+      if (client.closed) {
+        conn.destroy();
+        server.active--;
+        return;
+      }
+      const tunnel = { abort: (error?: Error) => conn.destroy(error) };
+      server.tunnels.add(tunnel);
+      const exchange = await firstExchange(client, conn, this.spec.idleTimeoutMs ?? REVERSE_DEFAULTS.stream.tcpIdleTimeoutMs);
+      server.tunnels.delete(tunnel);
+      server.active--;
+      if (exchange.kind === 'empty') {
+        tried.add(server);
+        this.core.reportFailure(this.upstream, server, 'connect', exchange.reason);
+        this.core.logger.warn('tcp stream upstream closed before any byte', { upstream: server.address, reason: exchange.reason });
+        continue;
+      }
+      this.core.reportSuccess(this.upstream, server, 0);
+      if (exchange.kind === 'relayed') {
+        const { stats } = exchange;
+        this.core.logger.debug('tcp stream closed', { client: client.remoteAddress, upstream: server.address, up: stats.bytesUp, down: stats.bytesDown, reason: stats.reason });
+      }
+      return;
     }
     client.destroy();
   }
@@ -225,6 +206,94 @@ export class StreamProxy {
     for (const endpoint of this.udpListeners.splice(0)) endpoint.close();
     if (this.server) await this.server.shutdown({ deadlineMs: 1_000 });
   }
+}
+
+/** A server of the group and a connection to it; the server's `active` counts it until the caller releases it. */
+interface Picked {
+  server: UpstreamServer;
+  conn: Conn;
+}
+
+/** A failed connect, naming the server it was to. */
+type PickError = Error & { server?: UpstreamServer };
+
+/**
+ * One pick and (hedged) connect: the group's policy chooses among its
+ * available servers not in `tried`; a failed connect is reported to passive
+ * health, its server added to `tried`, and the error thrown (with `server`).
+ * Undefined when no server is left. On success the server's `active` counts
+ * the connection: the caller decrements it when done.
+ */
+async function pickAndConnect(core: ProxyCore, upstream: Upstream, ctx: SelectContext, tried: Set<UpstreamServer>, signal?: AbortSignal): Promise<Picked | undefined> {
+  const primary = upstream.pick(ctx, tried);
+  if (!primary) return undefined;
+  primary.active++;
+  try {
+    const outcome = await connectHedged({
+      primary,
+      upstream,
+      connector: core.connector,
+      ticker: core.ticker,
+      timeoutMs: core.timeouts.connectMs,
+      hedgeDelayMs: core.hedgeDelayMs,
+      pickSecond: () => upstream.pick(ctx, new Set([...tried, primary])),
+      adopt: (_server, conn) => conn.destroy(),
+      onFailure: (server, error) => {
+        tried.add(server);
+        if (error.code !== 'ELOCAL') core.reportFailure(upstream, server, error.code === 'ETIMEDOUT' ? 'timeout' : 'connect', error.message);
+      },
+      signal,
+    });
+    if (outcome.server !== primary) {
+      primary.active--;
+      outcome.server.active++;
+    }
+    return { server: outcome.server, conn: outcome.conn };
+  } catch (error) {
+    primary.active--;
+    tried.add(primary);
+    (error as PickError).server = primary;
+    throw error;
+  }
+}
+
+/**
+ * Pick-and-connect for whoever needs a byte stream to an upstream group
+ * (a WebSocket-to-TCP bridge): up to `tries` servers chosen by the group's
+ * policy among the healthy ones, failed connects reported to passive health,
+ * the connected server reported healthy. The Conn counts as one of the
+ * server's active connections until it closes (its `tracker`), and is cut
+ * when the server is marked down under `shutdown_sessions_on_down`. Rejects
+ * with the last NetError, or ECONNREFUSED when no server is available.
+ */
+export async function connectUpstream(core: ProxyCore, upstream: Upstream, clientIp: string, tries: number, signal?: AbortSignal): Promise<Conn> {
+  const ctx = new StreamContext(clientIp);
+  const tried = new Set<UpstreamServer>();
+  let last: unknown;
+  for (let attempt = 0; attempt < tries && !signal?.aborted; attempt++) {
+    let picked: Picked | undefined;
+    try {
+      picked = await pickAndConnect(core, upstream, ctx, tried, signal);
+    } catch (error) {
+      last = error;
+      continue;
+    }
+    if (!picked) break;
+    const { server, conn } = picked;
+    server.requests++;
+    core.reportSuccess(upstream, server, 0);
+    const tunnel = { abort: (error?: Error) => conn.destroy(error) };
+    server.tunnels.add(tunnel);
+    conn.tracker = {
+      untrack() {
+        server.active--;
+        server.tunnels.delete(tunnel);
+      },
+    };
+    return conn;
+  }
+  if (last !== undefined) throw toNetError(last);
+  throw new NetError('ECONNREFUSED', `no available server in upstream "${upstream.name}"`);
 }
 
 /** How a connection ended: relayed, refused in effect (`empty`), or closed before the first byte by the client or the idle timeout. */

@@ -3,6 +3,7 @@
  * handlers, in a file that imports nothing, so that none of them has to
  * import another's module for a type (no import cycles).
  */
+import type { Conn, RequestHead } from '@wmproxy/core-net';
 
 /** What a load-balancing policy reads and writes of a server (UpstreamServer has these). */
 export interface BalancedServer {
@@ -44,4 +45,15 @@ export interface LocationHandler {
     path: string;
     header(lower: string): string | undefined;
   }): Promise<LocationResponse>;
+}
+
+/**
+ * A location that takes the client connection over once the request head
+ * is read (a WebSocket-to-TCP bridge, `websocket_to_tcp`): the engine hands
+ * it the connection, the head and the bytes read past the head, and lets go
+ * of the connection. The taker answers (101 or a refusal) and owns the
+ * connection from then on: its timeouts, its close.
+ */
+export interface ConnTakeover {
+  takeover(client: Conn, head: RequestHead, unread: Uint8Array): void;
 }

@@ -236,3 +236,4 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+export { Page, launchChromium, killChrome, removeProfile } from './chromium.js';

@@ -6,8 +6,10 @@ import {
   type DataOpcode,
 } from './frame.js';
 
-/** Payload pieces of one read are gathered into one TCP write up to this size. */
+/** Small payload pieces of one read are gathered into one TCP write up to this size. */
 const GATHER_LIMIT = 64 * 1024;
+/** Pieces from this size on are written as they are, never copied into a gathered write. */
+const SMALL_PIECE = 4 * 1024;
 
 /** What happens to text messages when the subprotocol is not `base64`. */
 export type TextPolicy = 'forward' | 'refuse';
@@ -39,7 +41,7 @@ export interface BridgeOptions {
  * | WebSocket                          | TCP                                |
  * |------------------------------------|------------------------------------|
  * | close 1000 / 1001 / no code        | FIN (after queued bytes)           |
- * | any other code, or none (1006)     | closed at once, queue dropped      |
+ * | any other code, or none (1006)     | RST (Conn.reset), queue dropped    |
  * | close 1000 sent                    | FIN received                       |
  * | close 1011 sent                    | reset or error                     |
  */
@@ -83,7 +85,7 @@ export class Bridge implements WsEvents {
   abort(reason = 'server shutting down'): void {
     this.ws.close(CLOSE_GOING_AWAY, reason);
     this.tcpReset = true;
-    this.tcp.destroy(new NetError('EABORTED', reason));
+    this.tcp.reset(new NetError('EABORTED', reason));
   }
 
   // WebSocket → TCP.
@@ -146,17 +148,41 @@ export class Bridge implements WsEvents {
     this.pendingBytes += bytes.length;
   }
 
-  /** Write what one read of the WebSocket carried: small messages together in one write, large ones as they are. */
+  /**
+   * Write what one read of the WebSocket carried: runs of small messages
+   * gathered into one write each, large pieces written as they are (copying a
+   * 60 KiB payload tail to save one write cost more than the write).
+   */
   flush(_ws: WsEndpoint): void {
     const pending = this.pending;
     if (pending.length === 0) return;
     let writable = true;
     if (this.tcpClosed) {
       // Nothing to write to any more.
-    } else if (pending.length === 1 || this.pendingBytes > GATHER_LIMIT) {
-      for (const piece of pending) writable = this.tcp.write(piece);
+    } else if (pending.length === 1) {
+      writable = this.tcp.write(pending[0]!);
     } else {
-      writable = this.tcp.write(Buffer.concat(pending, this.pendingBytes));
+      let runStart = 0;
+      let runBytes = 0;
+      for (let i = 0; i <= pending.length; i++) {
+        const piece = pending[i];
+        if (piece !== undefined && piece.length < SMALL_PIECE && runBytes + piece.length <= GATHER_LIMIT) {
+          runBytes += piece.length;
+          continue;
+        }
+        // The run of small pieces before this one goes out together.
+        if (i - runStart === 1) writable = this.tcp.write(pending[runStart]!);
+        else if (i - runStart > 1) writable = this.tcp.write(Buffer.concat(pending.slice(runStart, i), runBytes));
+        if (piece === undefined) break;
+        if (piece.length >= SMALL_PIECE) {
+          writable = this.tcp.write(piece);
+          runStart = i + 1;
+          runBytes = 0;
+        } else {
+          runStart = i;
+          runBytes = piece.length;
+        }
+      }
     }
     pending.length = 0;
     this.pendingBytes = 0;
@@ -173,7 +199,7 @@ export class Bridge implements WsEvents {
     this.pending.length = 0;
     this.pendingBytes = 0;
     this.tcpReset = true;
-    this.tcp.destroy(error);
+    this.tcp.reset(error);
   }
 
   // TCP → WebSocket.

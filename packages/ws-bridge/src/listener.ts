@@ -4,7 +4,11 @@ import { Keepalive } from './keepalive.js';
 
 /** What ws2tcp and tcp2ws listeners share. */
 export interface BridgeListenerOptions {
-  /** Addresses to listen on (`ip:port`, comma-separated), default 127.0.0.1:8080. */
+  /**
+   * Addresses to listen on (`ip:port`, comma-separated), default 127.0.0.1:8080.
+   * `[]`: no listener of its own; connections come from elsewhere (ws2tcp's
+   * `takeover`, from a reverse-proxy location).
+   */
   listen?: string | Address[];
   pingIntervalMs?: number;
   pongTimeoutMs?: number;
@@ -17,7 +21,7 @@ export interface BridgeListenerOptions {
 /** A listener whose connections become bridges: the Server, the keepalive of its bridges, and shutdown. */
 export abstract class BridgeListener {
   readonly logger: Logger;
-  protected readonly server: Server;
+  protected readonly server: Server | undefined;
   protected readonly keepalive: Keepalive;
 
   constructor(options: BridgeListenerOptions, tls?: TlsServerOptions) {
@@ -28,8 +32,9 @@ export abstract class BridgeListener {
       closeTimeoutMs: options.closeTimeoutMs ?? WS_BRIDGE_DEFAULTS.closeTimeoutMs,
     });
     const listen = options.listen ?? WS_BRIDGE_DEFAULTS.listen;
-    this.server = new Server({
-      addresses: typeof listen === 'string' ? parseAddressList(listen) : listen,
+    const addresses = typeof listen === 'string' ? parseAddressList(listen) : listen;
+    this.server = addresses.length === 0 ? undefined : new Server({
+      addresses,
       tls,
       logger: this.logger,
       limits: { maxConnections: options.maxConnections, maxConnectionsPerIp: options.maxConnectionsPerIp },
@@ -40,15 +45,15 @@ export abstract class BridgeListener {
   protected abstract accept(conn: Conn): void;
 
   async start(): Promise<this> {
-    await this.server.start();
+    await this.server?.start();
     return this;
   }
 
   get boundAddresses(): string[] {
-    return this.server.boundAddresses;
+    return this.server?.boundAddresses ?? [];
   }
   get connectionCount(): number {
-    return this.server.connectionCount;
+    return this.server?.connectionCount ?? this.keepalive.size;
   }
   /** Bridges open now. */
   get bridgeCount(): number {
@@ -57,9 +62,9 @@ export abstract class BridgeListener {
 
   /** Stop accepting, send 1001 to every WebSocket peer, wait for connections up to the deadline. */
   async shutdown(options: { deadlineMs?: number } = {}): Promise<{ forced: number }> {
-    this.server.stopAccepting();
+    this.server?.stopAccepting();
     for (const bridge of this.keepalive.all()) bridge.abort();
-    const result = await this.server.shutdown(options);
+    const result = (await this.server?.shutdown(options)) ?? { forced: 0 };
     this.keepalive.close();
     return result;
   }

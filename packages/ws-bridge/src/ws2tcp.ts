@@ -106,6 +106,20 @@ export class Ws2TcpServer extends BridgeListener {
     return super.start();
   }
 
+  /**
+   * Serve a connection whose upgrade request was read elsewhere (a
+   * reverse-proxy `websocket_to_tcp` location; reverse's `ConnTakeover`):
+   * the same checks, answers and bridge as a connection of this listener.
+   * `unread`: bytes that followed the head.
+   */
+  takeover(conn: Conn, head: RequestHead, unread: Uint8Array): void {
+    releaseConn(conn, unread.byteLength > 0 ? unread : undefined);
+    void this.upgrade(conn, head).catch((error: unknown) => {
+      this.logger.warn('ws2tcp upgrade failed', { error: (error as Error).message });
+      conn.destroy();
+    });
+  }
+
   protected accept(conn: Conn): void {
     const pending: Pending = { server: this, head: new HeadBuffer(), timer: setTimeout(onHandshakeTimeout, this.handshakeTimeoutMs, conn) };
     conn.userData = pending;

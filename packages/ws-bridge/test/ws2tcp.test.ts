@@ -247,8 +247,10 @@ describe('ws2tcp', () => {
   it('maps a clean close to FIN after the queued bytes, and a vanished peer to a reset', async () => {
     const got: Buffer[] = [];
     let sawEnd = false;
+    const targetErrors: string[] = [];
     const target = await tcpServer((socket) => {
       socket.on('data', (chunk: Buffer) => got.push(chunk));
+      socket.on('error', (error: NodeJS.ErrnoException) => targetErrors.push(error.code ?? error.message));
       socket.on('end', () => {
         sawEnd = true;
         socket.end();
@@ -269,10 +271,15 @@ describe('ws2tcp', () => {
 
     sawEnd = false;
     const dropped = await rawUpgrade(port);
+    await until(() => target.sockets.length === 2, 'the second target connection');
     dropped.socket.destroy();
     await until(() => closed.length === 2, 'the second bridge to close');
     assert.equal(closed[1]!.wsCloseCode, 1006);
     assert.equal(closed[1]!.tcpEnd, 'reset');
+    // A real RST (Conn.reset): the TCP peer reads ECONNRESET, not a clean end.
+    await until(() => target.sockets[1]!.destroyed, 'the target side to close');
+    assert.deepEqual(targetErrors, ['ECONNRESET']);
+    assert.equal(sawEnd, false);
     await server.shutdown();
     await target.close();
   });

@@ -13,8 +13,9 @@ import { upstreamTargets, type HttpServerConfig, type LocationConfig, type Upstr
 import { listenKey } from './forward.js';
 import { staticOptions } from './static-location.js';
 import type { AcmeService } from './acme.js';
+import { noUpstreams, WsLocationEndpoints } from './ws-proxy.js';
 
-function location(config: LocationConfig): LocationSpec {
+function location(config: LocationConfig, endpoints: WsLocationEndpoints | undefined): LocationSpec {
   const spec: LocationSpec = {};
   if (config.path !== undefined) spec.path = config.path;
   if (config.exact !== undefined) spec.exact = config.exact;
@@ -26,6 +27,11 @@ function location(config: LocationConfig): LocationSpec {
   if (config.upstream !== undefined) spec.upstream = config.upstream;
   if (config.respond !== undefined) spec.respond = config.respond;
   if (config.static !== undefined) spec.static = staticOptions(config.static);
+  if (config.websocketToTcp !== undefined) {
+    if (!endpoints) throw new Error('websocket_to_tcp locations need the instance\'s ws2tcp endpoints');
+    // A prefix location's own path, so that a token may be the path segment below it.
+    spec.takeover = endpoints.endpoint(config.websocketToTcp, config.path ?? '/');
+  }
   if (config.requestHeaders.length > 0) spec.requestHeaders = config.requestHeaders;
   if (config.responseHeaders.length > 0) spec.responseHeaders = config.responseHeaders;
   if (config.upstreamHost !== undefined) spec.upstreamHost = config.upstreamHost;
@@ -44,7 +50,7 @@ function groupServers(servers: readonly HttpServerConfig[]): HttpServerConfig[][
   return [...groups.values()];
 }
 
-function listeners(servers: readonly HttpServerConfig[], acme: AcmeService | undefined): ListenerSpec[] {
+function listeners(servers: readonly HttpServerConfig[], acme: AcmeService | undefined, endpoints: WsLocationEndpoints | undefined): ListenerSpec[] {
   return groupServers(servers).map((group) => {
     const first = group[0]!;
     const spec: ListenerSpec = {
@@ -53,7 +59,7 @@ function listeners(servers: readonly HttpServerConfig[], acme: AcmeService | und
         names: server.serverNames,
         default: server.default,
         ...(server.rateLimit ? { rateLimit: server.rateLimit } : {}),
-        locations: server.locations.map(location),
+        locations: server.locations.map((spec) => location(spec, endpoints)),
       })),
       forwarding: { trustedProxies: first.trustedProxies },
       // One listener, one set of limits (config checks the servers of a port agree).
@@ -132,8 +138,9 @@ export interface ReverseShared {
   discovery?: DiscoveryMap;
 }
 
-export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, shared: ReverseShared = {}): ReverseProxyOptions {
+export function reverseOptions(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, shared: ReverseShared = {}, endpoints?: WsLocationEndpoints): ReverseProxyOptions {
   const { sharedCounters, acme, discovery } = shared;
+  endpoints?.begin();
   const streams: StreamSpec[] = config.streams.map((stream) => ({
     protocol: stream.protocol,
     listen: stream.listen,
@@ -144,7 +151,7 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     maxConnectionsPerIp: stream.maxConnectionsPerIp,
   }));
   return {
-    servers: [...listeners(config.servers, acme), ...(acme?.redirectListener(config) ? [acme.redirectListener(config)!] : [])],
+    servers: [...listeners(config.servers, acme, endpoints), ...(acme?.redirectListener(config) ? [acme.redirectListener(config)!] : [])],
     upstreams: config.upstreams.map(upstream),
     streams,
     health,
@@ -189,16 +196,28 @@ export class ReverseService {
   /** The configuration the running proxy was built from (ports pinned). */
   private current: WmproxyConfig;
 
-  private constructor(proxy: ReverseProxy, config: WmproxyConfig) {
+  /** The ws2tcp endpoints of `websocket_to_tcp` locations (kept across reloads while their settings stay). */
+  private readonly endpoints: WsLocationEndpoints;
+
+  private constructor(proxy: ReverseProxy, config: WmproxyConfig, endpoints: WsLocationEndpoints) {
     this.proxy = proxy;
     this.current = config;
     this.signature = '';
+    this.endpoints = endpoints;
   }
 
   static async start(config: WmproxyConfig, health: HealthChecker, logger: Logger, accessLog: AccessLog, shared: ReverseShared = {}): Promise<ReverseService> {
-    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, shared));
-    await startWithRetry(proxy);
-    const service = new ReverseService(proxy, config);
+    let running: ReverseProxy | undefined;
+    const endpoints = new WsLocationEndpoints((name, clientIp, signal) => (running ? running.connectUpstream(name, clientIp, { signal }) : noUpstreams(name)), logger.child({ service: 'websocket_to_tcp' }));
+    const proxy = new ReverseProxy(reverseOptions(config, health, logger, accessLog, shared, endpoints));
+    running = proxy;
+    try {
+      await startWithRetry(proxy);
+    } catch (error) {
+      await endpoints.stop(0);
+      throw error;
+    }
+    const service = new ReverseService(proxy, config, endpoints);
     service.signature = reverseSignature(service.pin(config));
     return service;
   }
@@ -232,7 +251,8 @@ export class ReverseService {
     const config = this.pin(given);
     const signature = reverseSignature(config);
     if (signature === this.signature) return 'unchanged';
-    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, { ...shared, sharedCounters: shared.sharedCounters ?? this.proxy.sharedCounters }));
+    await this.proxy.reload(reverseOptions(config, health, logger, accessLog, { ...shared, sharedCounters: shared.sharedCounters ?? this.proxy.sharedCounters }, this.endpoints));
+    this.endpoints.sweep(config.reverse.shutdownTimeoutMs);
     this.signature = signature;
     this.current = config;
     return 'reloaded';
@@ -254,6 +274,7 @@ export class ReverseService {
   }
 
   async stop(): Promise<void> {
-    await this.proxy.close();
+    // The bridges first (1001 to each WebSocket client): their connections belong to the proxy's listeners.
+    await Promise.all([this.endpoints.stop(this.current.reverse.shutdownTimeoutMs), this.proxy.close()]);
   }
 }

@@ -23,7 +23,7 @@ import {
 } from '@wmproxy/core-net';
 import type { AccessRecord } from '../access-log.js';
 import { applyRules, FORWARDING_HEADERS, type RuleVariables } from '../headers.js';
-import type { CompiledLocation, LocationResponse } from '../router.js';
+import type { CompiledLocation, ConnTakeover, LocationResponse } from '../router.js';
 import type { RateLimiter } from '../rate-limit.js';
 import type { SelectContext } from '../policies/index.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
@@ -262,6 +262,12 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
     if (location.handler) {
       this.runHandler(location).catch((error: unknown) => session.crashed(error));
+      return;
+    }
+    if (spec.takeover) {
+      // Takers speak HTTP/1.1 on the raw connection (a WebSocket upgrade); an HTTP/2 stream has none to give.
+      if (session.http2 !== undefined) this.writeLocal(400, [['Content-Type', 'text/plain; charset=utf-8']], 'this location needs HTTP/1.1 (a WebSocket upgrade)\n', 'takeover location over HTTP/2');
+      else this.handOver(spec.takeover, head);
       return;
     }
     const upstream = core.upstreams.get(spec.upstream!);
@@ -1245,6 +1251,15 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     server.tunnels.add(relay);
     session.resumeClient(true);
     up.resume();
+  }
+
+  /** A `takeover` location: the connection and what was read past the head go to the taker; this exchange ends here. */
+  private handOver(taker: ConnTakeover, head: RequestHead): void {
+    const session = this.session;
+    const unread = session.handOver();
+    this.status = 101;
+    this.requestEnded();
+    taker.takeover(session.client, head, unread);
   }
 
   // ---------------------------------------------------------------- timeouts

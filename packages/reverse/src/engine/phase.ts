@@ -59,6 +59,8 @@ export interface ClientConnection {
   exchangeDone(exchange: object, keepAlive: boolean, flushed: boolean, now?: number): void;
   /** The exchange became a tunnel to `up`: the connection lets go. */
   becomeTunnel(up: Conn): void;
+  /** A location takes the connection over: the connection lets go and returns the bytes it held past the head. */
+  handOver(): Uint8Array;
   armHedgeTimer(at: number): void;
   crashed(error: unknown): void;
 }

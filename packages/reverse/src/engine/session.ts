@@ -145,7 +145,7 @@ export class ClientSession implements ClientConnection, ClientSide {
    */
   private toHttp2(view: Uint8Array): boolean {
     if (this.client.alpnProtocol === 'h2') {
-      this.handOver(view);
+      this.upgradeToHttp2(view);
       return true;
     }
     if (!this.ctx.http2!.h2c || view[0] !== 0x50 /* P */) return false;
@@ -156,11 +156,11 @@ export class ClientSession implements ClientConnection, ClientSide {
       (this.headBuf ??= new HeadBuffer()).keep(view);
       return true;
     }
-    this.handOver(view);
+    this.upgradeToHttp2(view);
     return true;
   }
 
-  private handOver(view: Uint8Array): void {
+  private upgradeToHttp2(view: Uint8Array): void {
     const first = view.slice();
     this.headBuf = undefined;
     this.phase = Phase.Closed;
@@ -246,14 +246,28 @@ export class ClientSession implements ClientConnection, ClientSide {
 
   /** The exchange became a tunnel: held bytes go upstream, and the session lets go (a Relay owns both connections). */
   becomeTunnel(up: Conn): void {
-    const held = this.held;
+    const held = this.letGo();
     if (held !== undefined) for (const chunk of held) up.write(chunk);
+  }
+
+  /** A location takes the connection over: this session lets go of it and returns the bytes held past the head. */
+  handOver(): Uint8Array {
+    const held = this.letGo();
+    if (this.clientPaused) this.resumeClient();
+    if (held === undefined) return EMPTY;
+    return held.length === 1 ? held[0]! : Buffer.concat(held);
+  }
+
+  /** The connection stops being an HTTP session (a tunnel or a takeover): no deadline, no exchange; returns what it held. */
+  private letGo(): Uint8Array[] | undefined {
+    const held = this.held;
     this.held = undefined;
     this.heldBytes = 0;
     this.phase = Phase.Tunnel;
     this.exchange = undefined;
     this.setDeadline(Deadline.None, 0);
     this.ctx.core.sessions.delete(this);
+    return held;
   }
 
   // ---------------------------------------------------------------- hedge timer (hedge.ts, client-side.ts)

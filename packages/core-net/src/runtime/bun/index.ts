@@ -96,7 +96,11 @@ export class BunConn extends ConnBase {
     if (error) this.lastError = error;
     this.queue = undefined;
     this.queued = 0;
+    // terminate() is SO_LINGER 0 + close(2): on Bun every destroy is a reset (RST) already.
     this.socket.terminate();
+  }
+  override reset(error?: Error): void {
+    this.destroy(error);
   }
 
   pause(): void {

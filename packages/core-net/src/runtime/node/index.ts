@@ -69,6 +69,13 @@ export class NodeConn extends ConnBase {
     if (error) this.lastError = error;
     this.socket.destroy();
   }
+  override reset(error?: Error): void {
+    if (error) this.lastError = error;
+    if (this.socket.destroyed) return;
+    // A TLS socket's handle is not a TCP handle (resetAndDestroy throws): it closes as destroy does.
+    if (this.socket instanceof tls.TLSSocket) this.socket.destroy();
+    else this.socket.resetAndDestroy();
+  }
   pause(): void {
     this.socket.pause();
   }
