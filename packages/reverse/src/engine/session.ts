@@ -145,11 +145,11 @@ export class ClientSession implements ClientConnection {
       (this.held ??= []).unshift(rest.slice());
       this.heldBytes += rest.byteLength;
     }
-    this.begin(result.head, Date.now()).start();
+    this.begin(result.head, Date.now(), result.consumed).start();
   }
 
-  private begin(head: RequestHead | undefined, now: number): Exchange {
-    const exchange = new Exchange(this, head, now);
+  private begin(head: RequestHead | undefined, now: number, headBytes = 0): Exchange {
+    const exchange = new Exchange(this, head, now, headBytes);
     this.exchange = exchange;
     return exchange;
   }
