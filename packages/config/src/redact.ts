@@ -70,6 +70,7 @@ export function redactConfig(config: ConfigFile): ConfigFile {
     if (check.path !== undefined) check.path = redactQuery(check.path);
     if (check.send !== undefined && SECRET_WORDS.test(check.send)) check.send = REDACTED;
   }
+  redactHeaders(copy.reverse?.tracing?.otlp_headers);
   redactRules(copy.reverse?.request_headers);
   redactRules(copy.reverse?.response_headers);
   for (const server of copy.server ?? []) {

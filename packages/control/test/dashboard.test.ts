@@ -239,7 +239,7 @@ test('in a browser, the dashboard can call its own API, while a page of another 
   }
 });
 
-test('the dashboard draws live charts from /series with uPlot served by the API: points arrive every second, a killed backend is marked on the time axis and in its health timeline, no console error, no request leaves the control API', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+test('the dashboard draws live charts with uPlot served by the API: points are pushed over SSE every second, a killed backend is marked on the time axis and in its health timeline, no console error, no request leaves the control API', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
   const alive = await backend('alive');
   const doomed = await backend('doomed');
   const instance = await twoBackends(alive.address, doomed.address);
@@ -267,10 +267,18 @@ test('the dashboard draws live charts from /series with uPlot served by the API:
     const served = () => page!.evaluate<number>(`window.__charts.plots.requests.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
     await until(async () => (await served()) > 0, '2xx requests on the chart', 30_000);
     const before = await points();
+    const pushes = await page.evaluate<number>('window.__charts.pushes');
     await until(async () => (await points()) > before, 'new points without reloading the page', 30_000);
+    assert.equal(await page.evaluate<string>('window.__charts.transport'), 'sse', 'points come over the event stream');
+    assert.ok((await page.evaluate<number>('window.__charts.pushes')) > pushes, 'the new points were pushed');
+    assert.equal(await page.evaluate<number>('window.__charts.polls'), 0, '/series is not polled while the stream delivers');
     const charts = await page.evaluate<string[]>(`Object.keys(window.__charts.plots).sort()`);
-    assert.deepEqual(charts, ['bytes', 'connections', 'latency', 'requests', 'upstream:app']);
-    assert.ok((await page.evaluate<number>(`document.querySelectorAll('#charts canvas').length`)) >= 5, 'one canvas per chart');
+    assert.deepEqual(charts, ['bytes', 'connections', 'latency', 'latency:app', 'requests', 'retries', 'upstream:app']);
+    assert.ok((await page.evaluate<number>(`document.querySelectorAll('#charts canvas').length`)) >= 7, 'one canvas per chart');
+    const bytesIn = await page.evaluate<number>(`window.__charts.plots.bytes.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
+    assert.ok(bytesIn > 0, 'request bytes on the bytes chart');
+    const serverP99 = await page.evaluate<number>(`window.__charts.plots['latency:app'].data.slice(1).flat().filter((value) => value !== null).length`);
+    assert.ok(serverP99 > 0, 'per-server p99 has values');
     const latencyPoints = await page.evaluate<number>(`window.__charts.plots.latency.data[1].filter((value) => value !== null).length`);
     assert.ok(latencyPoints > 0, 'p50 has values');
     assert.equal(await page.evaluate<number>('window.__charts.markers'), 0, 'no transition yet');
@@ -290,8 +298,8 @@ test('the dashboard draws live charts from /series with uPlot served by the API:
       await page.send('Emulation.setDeviceMetricsOverride', { width: 1400, height: 1500, deviceScaleFactor: 1, mobile: false });
       for (const scheme of ['light', 'dark']) {
         await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: scheme }] });
-        const polls = await page.evaluate<number>('window.__charts.polls');
-        await until(async () => (await page!.evaluate<number>('window.__charts.polls')) > polls + 1, 'a redraw', 30_000);
+        const pushed = await page.evaluate<number>('window.__charts.pushes');
+        await until(async () => (await page!.evaluate<number>('window.__charts.pushes')) > pushed + 1, 'a redraw', 30_000);
         const shot = await page.send<{ data: string }>('Page.captureScreenshot', { format: 'png' });
         writeFileSync(join(shots, `dashboard-${scheme}.png`), Buffer.from(shot.data, 'base64'));
       }
@@ -301,6 +309,8 @@ test('the dashboard draws live charts from /series with uPlot served by the API:
     assert.deepEqual(errors, [], 'no console errors');
     const urls = page.events.filter((event) => event.method === 'Network.requestWillBeSent').map((event) => (event.params.request as { url: string }).url);
     assert.ok(urls.some((url) => url.endsWith('/assets/uplot.js')));
+    assert.ok(urls.some((url) => url.includes('/series/stream')), 'the charts follow the event stream');
+    assert.ok(!urls.some((url) => url.includes('/series?')), 'and do not poll');
     const elsewhere = urls.filter((url) => !url.startsWith(`http://${instance.controlAddress}/`));
     assert.deepEqual(elsewhere, [], 'works offline: every request goes to the control API');
   } finally {

@@ -163,6 +163,7 @@ test('OTLP export: one server span per request and one client span per attempt; 
     assert.equal(records[0]!.retries, 1);
     assert.equal(records[0]!.traceId, CLIENT_TRACE);
     assert.ok(records[0]!.bytesReceived! > 20, 'the request head counts as bytes in');
+    await until(() => proxy.traceStats()?.exported === 3, 'the exporter counted the accepted batch');
     assert.deepEqual(proxy.traceStats(), { exported: 3, dropped: 0, failed: 0 });
     const resource = (collector.bodies[0] as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: { stringValue: string } }> } }> }).resourceSpans[0]!.resource;
     assert.deepEqual(resource.attributes[0], { key: 'service.name', value: { stringValue: 'wmproxy' } });
