@@ -184,8 +184,13 @@ export class Span {
     return `00-${this.trace.traceId}-${this.spanId}-${this.trace.flags}`;
   }
 
+  /** Will this span be exported? Otherwise attributes are not even kept. */
+  get recording(): boolean {
+    return this.trace.recording;
+  }
+
   set(key: string, value: string | number | boolean): void {
-    (this.attributes ??= {})[key] = value;
+    if (this.trace.recording) (this.attributes ??= {})[key] = value;
   }
 
   fail(message: string): void {
@@ -198,7 +203,7 @@ export class Span {
     if (this.ended) return;
     this.ended = true;
     const sink = this.trace.tracer.sink;
-    if (!sink || !this.trace.sampled) return;
+    if (sink === undefined || !this.trace.recording) return;
     const span: SpanData = {
       traceId: this.trace.traceId,
       spanId: this.spanId,
@@ -226,6 +231,8 @@ export class RequestTrace {
   readonly traceId: string;
   readonly flags: string;
   readonly sampled: boolean;
+  /** Sampled and exported: only then do spans keep attributes and times. */
+  readonly recording: boolean;
   /** The proxy's span for this request (its parent is the client's span, if any). */
   readonly span: Span;
 
@@ -239,6 +246,7 @@ export class RequestTrace {
       this.flags = tracer.sampleRatio >= 1 || Math.random() < tracer.sampleRatio ? '01' : '00';
     }
     this.sampled = (parseInt(this.flags, 16) & 1) === 1;
+    this.recording = this.sampled && tracer.sink !== undefined;
     this.span = new Span(this, incoming?.parentId ?? '', SpanKind.Server, name, nowMs());
   }
 

@@ -89,6 +89,14 @@ test('with tracing on, each hop gets its own span: the upstream sees the client\
     assert.ok(lines[0]!.trimEnd().endsWith(` ${CLIENT_TRACE}`), lines[0]);
     assert.ok(lines[1]!.trimEnd().endsWith(` ${started[1]}`), lines[1]);
     assert.equal(proxy.traceStats(), undefined, 'no exporter without an endpoint');
+    // Repeated requests (the composed head is remembered; only the traceparent changes): each its own span, nothing else lost.
+    for (let i = 0; i < 6; i++) await request(`${base}/same`, { headers: { 'x-keep': 'yes', tracestate: 'k=v' } });
+    const repeated = seen.slice(3);
+    assert.equal(repeated.length, 6);
+    const parents = repeated.map((entry) => SHAPE.exec(entry.traceparent ?? '')?.[2]);
+    assert.ok(parents.every((parent) => parent !== undefined), 'each a valid traceparent');
+    assert.equal(new Set(parents).size, 6, 'a new span id each time');
+    assert.ok(repeated.every((entry) => entry.tracestate === 'k=v'));
   } finally {
     await proxy.close();
     await backend.close();

@@ -89,6 +89,12 @@ function endToEnd(head: ResponseHead): HeaderList {
   return fields;
 }
 
+/** A rule may have set a traceparent of its own: it is kept, not doubled. */
+function hasFieldNamed(fields: HeaderList, lower: string): boolean {
+  for (let i = 0; i < fields.length; i++) if (fields[i]![0].length === lower.length && lowerName(fields[i]![0]) === lower) return true;
+  return false;
+}
+
 /** Status lines by status, for the reason last seen with it: upstreams send the same few. */
 const statusLines = new Array<{ reason: string; line: string } | undefined>(1000).fill(undefined);
 
@@ -478,7 +484,6 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       if (kind === Field.Trace && span !== undefined) continue;
       fields.push(field);
     }
-    if (span !== undefined) fields.push(['traceparent', span.traceparent]);
     if (!hasHost) fields.push(['Host', location.upstreamHost ?? this.authority ?? server.address]);
     if (req.chunked) fields.push(['Transfer-Encoding', 'chunked']);
     if (req.upgrade !== undefined) {
@@ -496,7 +501,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     // A view of core-net's shared compose buffer (no re-validation: every field
     // came from the strict parser, checked configuration, or variables of those).
     // The callers write it at once.
-    return ctx.wire.requestMemo.compose(ctx.wire.requestLine(req.method, this.upstreamTarget), fields);
+    const line = ctx.wire.requestLine(req.method, this.upstreamTarget);
+    // Tracing: the attempt's traceparent goes last, so that the memo still covers the fields that repeat.
+    if (span !== undefined && !hasFieldNamed(fields, 'traceparent')) return ctx.wire.requestMemo.composeWithField(line, fields, 'traceparent', span.traceparent);
+    return ctx.wire.requestMemo.compose(line, fields);
   }
 
   private variables(): RuleVariables {
@@ -1162,6 +1170,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   /** The proxy's span ends with the request (its attempts ended as they were released). */
   private endTrace(): void {
     const span = this.trace!.span;
+    if (!span.recording) return;
     const req = this.req!;
     span.set('http.request.method', req.method);
     span.set('url.path', this.path || req.target);
