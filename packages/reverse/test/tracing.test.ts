@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
-import { AccessLog, parseTraceparent, SpanKind, type SpanData } from '../src/index.js';
+import { AccessLog, parseTraceparent, SpanKind, type AccessRecord, type SpanData } from '../src/index.js';
 import { OtlpExporter, otlpBody } from '../src/otlp.js';
 import { startBackend, startProxy, request, until, type Backend } from './helpers.js';
 
@@ -21,6 +21,17 @@ function tracingBackend(name: string, seen: Array<{ traceparent?: string; traces
       res.end(name);
     }, delayMs);
   });
+}
+
+/** An access log that keeps the records (retries, hedge outcome, trace id, bytes in). */
+class RecordingLog extends AccessLog {
+  readonly records: AccessRecord[] = [];
+  constructor() {
+    super({ write: () => true }, 'json');
+  }
+  override log(record: AccessRecord): void {
+    this.records.push(record);
+  }
 }
 
 interface Collector {
@@ -131,18 +142,13 @@ test('OTLP export: one server span per request and one client span per attempt; 
   const seenGood: Array<{ traceparent?: string }> = [];
   const bad = await tracingBackend('bad', seenBad, 503);
   const good = await tracingBackend('good', seenGood);
-  const records: Array<{ retries?: number; traceId?: string; bytesReceived?: number }> = [];
+  const log = new RecordingLog();
+  const records = log.records;
   const { proxy, base } = await startProxy({
     tracing: { enabled: true, otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
-    accessLog: new AccessLog({ write: () => true }, 'json'),
+    accessLog: log,
     upstreams: [{ name: 'app', policy: 'first', servers: [{ address: bad.address }, { address: good.address }] }],
   });
-  const log = proxy.accessLog!;
-  const original = log.log.bind(log);
-  log.log = (record) => {
-    records.push(record);
-    original(record);
-  };
   try {
     const reply = await request(`${base}/retry`, { headers: { traceparent: CLIENT_TRACEPARENT } });
     assert.equal(reply.status, 200);
@@ -189,20 +195,15 @@ test('a request hedge is its own span, and the access record says whether it won
   const seenFast: Array<{ traceparent?: string }> = [];
   const slow = await tracingBackend('slow', seenSlow, 200, 1500);
   const fast = await tracingBackend('fast', seenFast);
-  const records: Array<{ hedge?: string }> = [];
+  const log = new RecordingLog();
+  const records = log.records;
   const { proxy, base } = await startProxy({
     requestHedgeMs: 50,
     requestHedgeBudget: 1,
     tracing: { enabled: true, otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
-    accessLog: new AccessLog({ write: () => true }, 'json'),
+    accessLog: log,
     upstreams: [{ name: 'app', policy: 'first', servers: [{ address: slow.address }, { address: fast.address }] }],
   });
-  const log = proxy.accessLog!;
-  const original = log.log.bind(log);
-  log.log = (record) => {
-    records.push(record);
-    original(record);
-  };
   try {
     const reply = await request(`${base}/hedged`);
     assert.equal(reply.body, 'fast');
