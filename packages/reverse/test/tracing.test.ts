@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
-import { AccessLog, parseTraceparent, SpanKind, type AccessRecord, type SpanData } from '../src/index.js';
+import { AccessLog, parseHeaderRule, parseTraceparent, SpanKind, type AccessRecord, type SpanData } from '../src/index.js';
 import { OtlpExporter, otlpBody } from '../src/otlp.js';
 import { startBackend, startProxy, request, until, type Backend } from './helpers.js';
 
@@ -111,6 +111,30 @@ test('with tracing on, each hop gets its own span: the upstream sees the client\
   } finally {
     await proxy.close();
     await backend.close();
+  }
+});
+
+test('with tracing on, the attempt\'s traceparent replaces one a header rule would add, so the upstream sees the proxy\'s span as parent', async () => {
+  const collector = await startCollector();
+  const seen: Array<{ traceparent?: string; tracestate?: string }> = [];
+  const backend = await tracingBackend('b', seen);
+  const { proxy, base } = await startProxy({
+    tracing: { enabled: true, otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
+    upstreams: [{ name: 'app', servers: [{ address: backend.address }] }],
+    servers: [{ listen: '127.0.0.1:0', vhosts: [{ locations: [{ path: '/', upstream: 'app', requestHeaders: [parseHeaderRule('default traceparent {new_traceparent}').rule, parseHeaderRule('set X-Kept yes').rule] }] }] }],
+  });
+  try {
+    await request(`${base}/ruled`);
+    await until(() => collector.spans.length === 2, 'two spans exported');
+    const attempt = collector.spans.find((span) => span.kind === SpanKind.Client)!;
+    const forwarded = SHAPE.exec(seen[0]!.traceparent ?? '');
+    assert.ok(forwarded, `one valid traceparent, got ${seen[0]!.traceparent}`);
+    assert.equal(forwarded[1], attempt.traceId);
+    assert.equal(forwarded[2], attempt.spanId);
+  } finally {
+    await proxy.close();
+    await backend.close();
+    await collector.close();
   }
 });
 

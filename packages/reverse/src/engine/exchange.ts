@@ -89,10 +89,15 @@ function endToEnd(head: ResponseHead): HeaderList {
   return fields;
 }
 
-/** A rule may have set a traceparent of its own: it is kept, not doubled. */
-function hasFieldNamed(fields: HeaderList, lower: string): boolean {
-  for (let i = 0; i < fields.length; i++) if (fields[i]![0].length === lower.length && lowerName(fields[i]![0]) === lower) return true;
-  return false;
+/** Remove every field named `lower` (any case) from `fields`, in place. */
+function dropFields(fields: HeaderList, lower: string): void {
+  let kept = 0;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    if (field[0].length === lower.length && lowerName(field[0]) === lower) continue;
+    fields[kept++] = field;
+  }
+  fields.length = kept;
 }
 
 /** Status lines by status, for the reason last seen with it: upstreams send the same few. */
@@ -497,13 +502,17 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       const forwarded = forwarding.fieldsFor(clientIp, ctx.scheme, host);
       for (let i = 0; i < forwarded.length; i++) fields.push(forwarded[i]!);
     }
-    if (this.location!.requestRules.length > 0) applyRules(fields, this.location!.requestRules, this.variables());
+    if (this.location!.requestRules.length > 0) {
+      applyRules(fields, this.location!.requestRules, this.variables());
+      // Tracing on: the attempt's traceparent wins over one a rule set (`default traceparent {new_traceparent}`).
+      if (span !== undefined) dropFields(fields, 'traceparent');
+    }
     // A view of core-net's shared compose buffer (no re-validation: every field
     // came from the strict parser, checked configuration, or variables of those).
     // The callers write it at once.
     const line = ctx.wire.requestLine(req.method, this.upstreamTarget);
     // Tracing: the attempt's traceparent goes last, so that the memo still covers the fields that repeat.
-    if (span !== undefined && !hasFieldNamed(fields, 'traceparent')) return ctx.wire.requestMemo.composeWithField(line, fields, 'traceparent', span.traceparent);
+    if (span !== undefined) return ctx.wire.requestMemo.composeWithField(line, fields, 'traceparent', span.traceparent);
     return ctx.wire.requestMemo.compose(line, fields);
   }
 
