@@ -16,7 +16,8 @@
 // --trace-otlp adds +otlp contenders that also export every span (sample
 // ratio 1) to a collector in this process that reads and drops the batches.
 // --pair NAME prints, per round, each contender's req/s and CPU per request as
-// a ratio to NAME's run of the same round (e.g. --pair wmproxy-bun@base).
+// a ratio to NAME's run of the same round (e.g. --pair wmproxy-bun@base);
+// --pair @base pairs each wmproxy-RUNTIME... with wmproxy-RUNTIME@base.
 // --warmup S (default 3) loads each proxy for S seconds
 // before measuring, so that JIT-compiled ones are measured at steady state.
 //
@@ -368,24 +369,26 @@ if (rounds > 1) {
 if (pairWith) {
   // Paired: each contender against NAME's run of the same round (the host's drift between rounds cancels).
   console.log(`\npaired ratios to ${pairWith}, per round: median [min - max]`);
-  console.log('proxy                     conns        req/s ratio        cpu us/req ratio');
+  console.log('proxy / baseline                           conns        req/s ratio        cpu us/req ratio');
   const range = (values) => {
     const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
     if (sorted.length === 0) return '-';
     return `${fmt(sorted[Math.floor((sorted.length - 1) / 2)], 3)} [${fmt(sorted[0], 3)} - ${fmt(sorted[sorted.length - 1], 3)}]`;
   };
   const summary = [];
+  const baseOf = (proxy) => (pairWith.startsWith('@') ? (proxy.startsWith('wmproxy-') ? `${proxy.split(/[@+]/)[0]}${pairWith}` : undefined) : pairWith);
   for (const row of shown) {
-    if (row.proxy === pairWith || row.proxy === 'direct') continue;
+    const base = baseOf(row.proxy);
+    if (base === undefined || row.proxy === base || row.proxy === 'direct') continue;
     const pairs = results
       .filter((r) => r.proxy === row.proxy && r.connections === row.connections)
-      .map((r) => [r, results.find((b) => b.proxy === pairWith && b.connections === r.connections && b.round === r.round)])
+      .map((r) => [r, results.find((b) => b.proxy === base && b.connections === r.connections && b.round === r.round)])
       .filter(([, base]) => base);
     if (pairs.length === 0) continue;
     const rps = pairs.map(([r, b]) => r.rps / b.rps);
     const cpu = pairs.map(([r, b]) => r.cpuUsPerReq / b.cpuUsPerReq);
-    summary.push({ proxy: row.proxy, connections: row.connections, rps, cpu });
-    console.log(`${row.proxy.padEnd(25)} ${String(row.connections).padStart(5)} ${range(rps).padStart(24)} ${range(cpu).padStart(24)}`);
+    summary.push({ proxy: row.proxy, base, connections: row.connections, rps, cpu });
+    console.log(`${`${row.proxy} / ${base}`.padEnd(42)} ${String(row.connections).padStart(5)} ${range(rps).padStart(24)} ${range(cpu).padStart(24)}`);
   }
   console.log(JSON.stringify({ pairedWith: pairWith, ratios: summary }));
 }
