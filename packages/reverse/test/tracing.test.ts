@@ -321,3 +321,25 @@ test('parseTraceparent: valid values round-trip; bad versions, case, lengths and
   assert.deepEqual(parseTraceparent(`01-${CLIENT_TRACE}-${CLIENT_PARENT}-01-future`), { traceId: CLIENT_TRACE, parentId: CLIENT_PARENT, flags: '01' }, 'a later version is read as 00');
   assert.equal(parseTraceparent(`01-${CLIENT_TRACE}-${CLIENT_PARENT}-01x`), undefined);
 });
+
+test('reload turns tracing on and off in place: the next request on the same proxy follows the new setting', async () => {
+  const seen: Array<{ traceparent?: string; tracestate?: string }> = [];
+  const backend = await tracingBackend('b', seen);
+  const upstreams = [{ name: 'app', servers: [{ address: backend.address }] }];
+  const { proxy, base, port } = await startProxy({ upstreams });
+  const servers = [{ listen: `127.0.0.1:${port}`, vhosts: [{ locations: [{ path: '/', upstream: 'app' }] }] }];
+  try {
+    await request(`${base}/off`, { headers: { traceparent: CLIENT_TRACEPARENT } });
+    await proxy.reload({ upstreams, servers, tracing: { enabled: true } });
+    await request(`${base}/on`, { headers: { traceparent: CLIENT_TRACEPARENT } });
+    await proxy.reload({ upstreams, servers });
+    await request(`${base}/off-again`, { headers: { traceparent: CLIENT_TRACEPARENT } });
+    assert.equal(seen[0]!.traceparent, CLIENT_TRACEPARENT);
+    const on = SHAPE.exec(seen[1]!.traceparent ?? '');
+    assert.ok(on && on[1] === CLIENT_TRACE && on[2] !== CLIENT_PARENT, `a hop of its own once on, got ${seen[1]!.traceparent}`);
+    assert.equal(seen[2]!.traceparent, CLIENT_TRACEPARENT);
+  } finally {
+    await proxy.close();
+    await backend.close();
+  }
+});
