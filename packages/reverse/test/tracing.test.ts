@@ -343,3 +343,25 @@ test('reload turns tracing on and off in place: the next request on the same pro
     await backend.close();
   }
 });
+
+test('otlpBody is valid JSON whatever the attribute keys, values and messages hold (quotes, controls, non-ASCII)', () => {
+  fc.assert(
+    fc.property(fc.dictionary(fc.string(), fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean())), fc.string(), fc.string(), (attributes, name, message) => {
+      type Encoded = { name: string; attributes: Array<{ key: string; value: Record<string, unknown> }>; status: { message?: string } };
+      type Body = { resourceSpans: Array<{ resource: { attributes: Array<{ value: { stringValue: string } }> }; scopeSpans: Array<{ spans: Encoded[] }> }> };
+      const body = JSON.parse(otlpBody(name, [{ ...span(1), name, attributes, error: true, message }])) as Body;
+      const encoded = body.resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
+      assert.equal(body.resourceSpans[0]!.resource.attributes[0]!.value.stringValue, name);
+      assert.equal(encoded.name, name);
+      if (message) assert.equal(encoded.status.message, message);
+      assert.deepEqual(encoded.attributes.map((entry) => entry.key), Object.keys(attributes));
+      for (const entry of encoded.attributes) {
+        const original = attributes[entry.key]!;
+        const value = Object.values(entry.value)[0];
+        if (typeof original === 'number' && Number.isInteger(original)) assert.equal(value, String(original));
+        else if (typeof original === 'number') assert.equal(value, Object.is(original, -0) ? 0 : original);
+        else assert.equal(value, original);
+      }
+    }),
+  );
+});
