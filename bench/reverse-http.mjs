@@ -7,10 +7,18 @@
 // proxy and its private part (see peakAnonMiB), and ratios to nginx.
 //
 //   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx] [--rounds 1] [--compare DIR] [--warmup 3]
+//                               [--trace] [--trace-otlp] [--pair NAME]
 //
 // --compare DIR adds wmproxy-bun@base and wmproxy-node@base, run from another
 // checkout (DIR, built with `npx tsc -b`), to compare a change against its
-// base in the same run. --warmup S (default 3) loads each proxy for S seconds
+// base in the same run. --trace adds wmproxy-bun+trace and wmproxy-node+trace
+// (W3C trace context on: a span id per hop and attempt, trace ids; no export);
+// --trace-otlp adds +otlp contenders that also export every span (sample
+// ratio 1) to a collector in this process that reads and drops the batches.
+// --pair NAME prints, per round, each contender's req/s and CPU per request as
+// a ratio to NAME's run of the same round (e.g. --pair wmproxy-bun@base);
+// --pair @base pairs each wmproxy-RUNTIME... with wmproxy-RUNTIME@base.
+// --warmup S (default 3) loads each proxy for S seconds
 // before measuring, so that JIT-compiled ones are measured at steady state.
 //
 // run% / wait% are the share of the run the proxy's threads spent on a CPU
@@ -24,6 +32,7 @@
 // The backends are one nginx process (two ports, `return 200`), so they cost
 // little CPU. Everything listens on 127.0.0.1.
 import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +48,9 @@ const only = arg('only', '')?.split(',').filter(Boolean);
 const rounds = Math.max(1, Number(arg('rounds', '1')));
 const compareRoot = arg('compare', undefined);
 const warmup = Number(arg('warmup', '3'));
+const trace = args.includes('--trace');
+const traceOtlp = args.includes('--trace-otlp');
+const pairWith = arg('pair', undefined);
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-bench-'));
 const children = [];
 
@@ -172,6 +184,25 @@ start('nginx', ['-c', join(dir, 'backend.conf'), '-p', dir], 'backends');
 await waitPort(b1);
 await waitPort(b2);
 
+// ---------------------------------------------------------------- OTLP collector (--trace-otlp)
+// Reads and drops each batch, counting the spans by their ids (no JSON parse: its CPU is not the proxy's).
+let collectorPort = 0;
+let collectedSpans = 0;
+let collector;
+if (traceOtlp) {
+  collector = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('latin1');
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      for (let at = body.indexOf('"spanId"'); at >= 0; at = body.indexOf('"spanId"', at + 8)) collectedSpans++;
+      res.end('{}');
+    });
+  });
+  await new Promise((resolve) => collector.listen(0, '127.0.0.1', resolve));
+  collectorPort = collector.address().port;
+}
+
 // ---------------------------------------------------------------- proxies
 const contenders = [
   {
@@ -225,16 +256,18 @@ backend app
     },
   },
   ...[
-    ['bun', root, ''],
-    ['node', root, ''],
-    ...(compareRoot ? [['bun', compareRoot, '@base'], ['node', compareRoot, '@base']] : []),
-  ].map(([runtime, tree, suffix]) => ({
+    ['bun', root, '', []],
+    ['node', root, '', []],
+    ...(compareRoot ? [['bun', compareRoot, '@base', []], ['node', compareRoot, '@base', []]] : []),
+    ...(trace ? [['bun', root, '+trace', ['--trace']], ['node', root, '+trace', ['--trace']]] : []),
+    ...(traceOtlp ? [['bun', root, '+otlp', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`]], ['node', root, '+otlp', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`]]] : []),
+  ].map(([runtime, tree, suffix, extra]) => ({
     name: `wmproxy-${runtime}${suffix}`,
     async start(port) {
       const command = runtime === 'bun' ? join(tree, 'node_modules/.bin/bun') : process.execPath;
       const child = start(
         command,
-        [join(tree, 'cli/bin/run.js'), 'reverse-proxy', '--from', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${b1},http://127.0.0.1:${b2}`, '--log-level', 'warn'],
+        [join(tree, 'cli/bin/run.js'), 'reverse-proxy', '--from', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${b1},http://127.0.0.1:${b2}`, '--log-level', 'warn', ...extra],
         `wmproxy-${runtime}${suffix}`,
       );
       return { child, port };
@@ -332,5 +365,35 @@ if (rounds > 1) {
       `${row.proxy.padEnd(19)} ${String(row.connections).padStart(5)} ${range(pairs.map(([r, n]) => r.rps / n.rps)).padStart(24)} ${range(pairs.map(([r, n]) => r.p99 / n.p99)).padStart(26)}`,
     );
   }
+}
+if (pairWith) {
+  // Paired: each contender against NAME's run of the same round (the host's drift between rounds cancels).
+  console.log(`\npaired ratios to ${pairWith}, per round: median [min - max]`);
+  console.log('proxy / baseline                           conns        req/s ratio        cpu us/req ratio');
+  const range = (values) => {
+    const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+    if (sorted.length === 0) return '-';
+    return `${fmt(sorted[Math.floor((sorted.length - 1) / 2)], 3)} [${fmt(sorted[0], 3)} - ${fmt(sorted[sorted.length - 1], 3)}]`;
+  };
+  const summary = [];
+  const baseOf = (proxy) => (pairWith.startsWith('@') ? (proxy.startsWith('wmproxy-') ? `${proxy.split(/[@+]/)[0]}${pairWith}` : undefined) : pairWith);
+  for (const row of shown) {
+    const base = baseOf(row.proxy);
+    if (base === undefined || row.proxy === base || row.proxy === 'direct') continue;
+    const pairs = results
+      .filter((r) => r.proxy === row.proxy && r.connections === row.connections)
+      .map((r) => [r, results.find((b) => b.proxy === base && b.connections === r.connections && b.round === r.round)])
+      .filter(([, base]) => base);
+    if (pairs.length === 0) continue;
+    const rps = pairs.map(([r, b]) => r.rps / b.rps);
+    const cpu = pairs.map(([r, b]) => r.cpuUsPerReq / b.cpuUsPerReq);
+    summary.push({ proxy: row.proxy, base, connections: row.connections, rps, cpu });
+    console.log(`${`${row.proxy} / ${base}`.padEnd(42)} ${String(row.connections).padStart(5)} ${range(rps).padStart(24)} ${range(cpu).padStart(24)}`);
+  }
+  console.log(JSON.stringify({ pairedWith: pairWith, ratios: summary }));
+}
+if (traceOtlp) {
+  console.log(`\nOTLP collector received ${collectedSpans} spans`);
+  collector.close();
 }
 if (args.includes('--json')) console.log(JSON.stringify(results));

@@ -61,10 +61,12 @@ test('top --once prints one frame: totals, every upstream server with its rate, 
     const requests = /^requests (\S+)\/s\s+1xx \S+\s+2xx (\S+)/.exec(lines[1]!);
     assert.ok(requests, lines[1]);
     assert.ok(Number(requests[2]) > 0, `2xx rate above 0: ${lines[1]}`);
-    assert.match(lines[2]!, /^latency p50 \S+ ms {2}p95 \S+ ms {2}p99 \S+ ms {3}out \S+ \S*B\/s {3}connections \d+/);
-    assert.match(top.stdout, /UPSTREAM\s+SERVER\s+STATE\s+REQ\/S\s+ERR\/S\s+ERR%\s+ACTIVE\s+PROBE\s+REASON/);
+    assert.match(lines[1]!, /retries \S+\/s {3}hedges \S+ won \/ \S+ lost\/s$/);
+    assert.match(lines[2]!, /^latency p50 \S+ ms {2}p95 \S+ ms {2}p99 \S+ ms {3}in \S+ \S*B\/s {3}out \S+ \S*B\/s {3}connections \d+/);
+    assert.doesNotMatch(lines[2]!, / in 0 B\/s/, 'request bytes counted');
+    assert.match(top.stdout, /UPSTREAM\s+SERVER\s+STATE\s+REQ\/S\s+ERR\/S\s+ERR%\s+P99\s+ACTIVE\s+PROBE\s+REASON/);
     const row = (address: string) => lines.find((line) => line.includes(address)) ?? '';
-    assert.match(row(running.alive), /^app\s+\S+\s+healthy\s+\d+\.\d\s+0\.0/);
+    assert.match(row(running.alive), /^app\s+\S+\s+healthy\s+\d+\.\d\s+0\.0\s+\S+%\s+\d+(\.\d)? m?s /, 'the live server has a p99');
     assert.match(row(running.dead), /^app\s+\S+\s+unhealthy\s+.*ECONNREFUSED/);
     assert.match(top.stdout, /recent health changes:\n(.*\n)*.*unknown → unhealthy \(ECONNREFUSED\)/);
     assert.doesNotMatch(top.stdout, /\x1b\[/, 'no escape codes in --once');

@@ -109,6 +109,9 @@ export default class ReverseProxyCommand extends WmproxyCommand {
     }),
     'max-connections-per-ip': Flags.integer({ description: 'most client connections open at once from one IP address; more are answered 503 and closed (nginx limit_conn; 0: no limit)', default: 0, min: 0 }),
     ...http2Flags,
+    trace: Flags.boolean({ description: 'take part in W3C trace context: a span per request and per upstream attempt (new parent id in the forwarded traceparent), start traces, trace ids in the access log', default: false }),
+    'trace-sample-ratio': Flags.string({ description: 'share of the traces the proxy starts that are sampled (0 to 1)', default: '1' }),
+    'otlp-endpoint': Flags.string({ description: 'export sampled spans to this OTLP/HTTP (JSON) collector URL, e.g. http://127.0.0.1:4318/v1/traces (implies --trace)' }),
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info' }),
     'log-json': Flags.boolean({ description: 'log lines as JSON', default: false }),
   };
@@ -178,6 +181,10 @@ export default class ReverseProxyCommand extends WmproxyCommand {
     const panicText = flags['panic-threshold'];
     if (!/^\d{1,3}$/.test(panicText) || Number(panicText) > 100) throw new UsageError(`--panic-threshold must be a percentage from 0 to 100, got "${panicText}"`);
     const protocols = await listenerProtocols(flags);
+    const ratio = Number(flags['trace-sample-ratio']);
+    if (!(ratio >= 0 && ratio <= 1)) throw new UsageError(`--trace-sample-ratio must be from 0 to 1, got "${flags['trace-sample-ratio']}"`);
+    const otlpEndpoint = flags['otlp-endpoint'];
+    if (otlpEndpoint !== undefined && !/^https?:\/\/[^/]/.test(otlpEndpoint)) throw new UsageError(`--otlp-endpoint must be an http(s) URL, got "${otlpEndpoint}"`);
     // One listener in this process: its limit is the process's.
     setProcessConnectionLimit(0);
     return {
@@ -191,6 +198,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
       },
       retries: { tries: positiveInt('tries', flags.tries, 3), methods: methodList(flags['retry-methods']) },
       accessLog: flags['access-log'] ? new AccessLog(flags['access-log'], format) : undefined,
+      tracing: { enabled: flags.trace || otlpEndpoint !== undefined, sampleRatio: ratio, ...(otlpEndpoint ? { otlp: { endpoint: otlpEndpoint } } : {}) },
       upstreams: [
         {
           name: 'default',

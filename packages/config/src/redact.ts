@@ -79,6 +79,7 @@ export function redactConfig(config: ConfigFile): ConfigFile {
     redactHeaders(bridge.headers);
     if (bridge.url) bridge.url = bridge.url.replace(/\/\/[^@/]*@/, `//${REDACTED}@`);
   }
+  redactHeaders(copy.reverse?.tracing?.otlp_headers);
   redactRules(copy.reverse?.request_headers);
   redactRules(copy.reverse?.response_headers);
   for (const server of copy.server ?? []) {

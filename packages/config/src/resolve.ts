@@ -31,6 +31,7 @@ import type {
   UpstreamFile,
   TunnelClientFile,
   TunnelServerFile,
+  TracingFile,
 } from './schema.js';
 import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS, type RateLimitSpec } from '@wmproxy/reverse';
 import type {
@@ -52,6 +53,7 @@ import type {
   TunnelMappingConfig,
   TunnelPortRange,
   TunnelServerConfig,
+  TracingConfig,
 } from './types.js';
 import { durationMs, parseDuration, parseSize } from './units.js';
 
@@ -543,6 +545,7 @@ class Resolver {
       },
       maxHeadSize: reverse.max_header_size === undefined ? REVERSE_DEFAULTS.maxHeadSize : parseSize(reverse.max_header_size),
       shutdownTimeoutMs: durationMs(reverse.shutdown_timeout, REVERSE_DEFAULTS.shutdownDeadlineMs),
+      tracing: tracingConfig(reverse.tracing),
     };
   }
 
@@ -912,3 +915,20 @@ export function resolveConfig(file: ConfigFile, issues: IssueList, baseDir: stri
   return new Resolver(file, issues, baseDir).resolve();
 }
 
+
+/** `[reverse.tracing]` with REVERSE_DEFAULTS.tracing for what it leaves unset. */
+function tracingConfig(file: TracingFile | undefined): TracingConfig {
+  const d = REVERSE_DEFAULTS.tracing;
+  const config: TracingConfig = { enabled: file?.enabled ?? d.enabled, sampleRatio: file?.sample_ratio ?? d.sampleRatio, serviceName: file?.service_name ?? d.serviceName };
+  if (file?.otlp_endpoint !== undefined) {
+    config.otlp = {
+      endpoint: file.otlp_endpoint,
+      headers: file.otlp_headers ?? {},
+      queueSize: file.otlp_queue_size ?? d.otlp.queueSize,
+      batchSize: file.otlp_batch_size ?? d.otlp.batchSize,
+      intervalMs: durationMs(file.otlp_interval, d.otlp.intervalMs),
+      timeoutMs: durationMs(file.otlp_timeout, d.otlp.timeoutMs),
+    };
+  }
+  return config;
+}

@@ -489,6 +489,34 @@ export const HttpServerSchema = Type.Object(
   { ...Strict, description: 'An HTTP(S) reverse-proxy server (nginx `server {}`).' },
 );
 
+const TD = REVERSE_DEFAULTS.tracing;
+export const TracingSchema = Type.Object(
+  {
+    enabled: Type.Optional(
+      Type.Boolean({
+        description:
+          'Take part in W3C trace context: each request is a span of its own (the `traceparent` sent upstream names it, per attempt, as the parent; `tracestate` passes unchanged), a request without a valid `traceparent` starts a trace, and the access log has the trace id. Off: `traceparent` passes through untouched and the log shows the client\'s trace id.',
+        default: TD.enabled,
+      }),
+    ),
+    sample_ratio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Share of the traces the proxy starts that are sampled (exported); a trace from the client keeps its sampled flag.', default: TD.sampleRatio })),
+    service_name: Type.Optional(Type.String({ minLength: 1, description: '`service.name` of exported spans.', default: TD.serviceName })),
+    otlp_endpoint: Type.Optional(
+      Type.String({
+        pattern: '^https?://',
+        description: 'Export sampled spans (one per request, one per upstream attempt: first, retry, hedge) to this OTLP/HTTP collector URL with JSON encoding, e.g. `http://127.0.0.1:4318/v1/traces`. Unset: no export.',
+        'x-expected': 'an http(s) URL',
+      }),
+    ),
+    otlp_headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Extra headers of export requests (an API key).' })),
+    otlp_queue_size: Type.Optional(Type.Integer({ minimum: 1, description: 'Spans waiting for export; beyond, spans are dropped (and counted in `wmproxy_trace_spans_dropped_total`).', default: TD.otlp.queueSize })),
+    otlp_batch_size: Type.Optional(Type.Integer({ minimum: 1, description: 'Most spans per export request.', default: TD.otlp.batchSize })),
+    otlp_interval: Type.Optional(Duration('Send queued spans at least this often.', durationText(TD.otlp.intervalMs))),
+    otlp_timeout: Type.Optional(Duration('One export request\'s time limit; its spans are counted as failed after it.', durationText(TD.otlp.timeoutMs))),
+  },
+  { ...Strict, description: 'Trace propagation and export of the reverse proxy (`[reverse.tracing]`).' },
+);
+
 export const ReverseSchema = Type.Object(
   {
     connect_timeout: Type.Optional(Duration('Connecting to an upstream server (nginx proxy_connect_timeout).', durationText(T.connectMs))),
@@ -540,6 +568,7 @@ export const ReverseSchema = Type.Object(
     request_headers: Type.Optional(HeaderRulesSchema),
     response_headers: Type.Optional(HeaderRulesSchema),
     shutdown_timeout: Type.Optional(Duration('How long in-flight requests may take to finish on reload or stop.', durationText(R.shutdownDeadlineMs))),
+    tracing: Type.Optional(TracingSchema),
   },
   { ...Strict, description: 'Settings of every reverse-proxy server; `request_headers`, `response_headers` and `trusted_proxies` are inherited by servers and locations (rules of the outer level apply first).' },
 );
@@ -785,4 +814,5 @@ export type HealthCheckFile = Static<typeof HealthCheckSchema>;
 export type HeaderRulesFile = Static<typeof HeaderRulesSchema>;
 export type StaticFile = Static<typeof StaticSchema>;
 export type AcmeFile = Static<typeof AcmeSchema>;
+export type TracingFile = Static<typeof TracingSchema>;
 export type { TSchema };

@@ -8,7 +8,7 @@
 import type { Mapping, PortRange } from '@wmproxy/tunnel';
 import type { LogLevel } from '@wmproxy/core-net';
 import type { CheckSpec, HealthCheckerOptions, HealthState } from '@wmproxy/health';
-import type { DnsOptions, HeaderRule, LocationSpec, RateLimitSpec, ReplayOptions, RetryOptions, TimeoutOptions } from '@wmproxy/reverse';
+import type { DnsOptions, HeaderRule, LocationSpec, RateLimitSpec, ReplayOptions, RetryOptions, TimeoutOptions, TracingOptions } from '@wmproxy/reverse';
 import type { ConfigFile } from './schema.js';
 
 export type Protocol = 'http' | 'https' | 'socks5';
@@ -195,7 +195,11 @@ export interface ReverseConfig {
   dns: Required<Omit<DnsOptions, 'resolver' | 'srvResolver'>>;
   maxHeadSize: number;
   shutdownTimeoutMs: number;
+  /** `[reverse.tracing]`: `@wmproxy/reverse`'s TracingOptions (otlp only with an endpoint). */
+  tracing: TracingConfig;
 }
+
+export type TracingConfig = TracingOptions;
 
 export interface StreamConfig {
   name: string;

@@ -115,6 +115,13 @@ test('the schema defaults are the ones the packages export', () => {
     'reverse.resolve_record_ttl': dns.recordTtl,
     'reverse.max_header_size': REVERSE_DEFAULTS.maxHeadSize,
     'reverse.shutdown_timeout': REVERSE_DEFAULTS.shutdownDeadlineMs,
+    'reverse.tracing.enabled': REVERSE_DEFAULTS.tracing.enabled,
+    'reverse.tracing.sample_ratio': REVERSE_DEFAULTS.tracing.sampleRatio,
+    'reverse.tracing.service_name': REVERSE_DEFAULTS.tracing.serviceName,
+    'reverse.tracing.otlp_queue_size': REVERSE_DEFAULTS.tracing.otlp.queueSize,
+    'reverse.tracing.otlp_batch_size': REVERSE_DEFAULTS.tracing.otlp.batchSize,
+    'reverse.tracing.otlp_interval': REVERSE_DEFAULTS.tracing.otlp.intervalMs,
+    'reverse.tracing.otlp_timeout': REVERSE_DEFAULTS.tracing.otlp.timeoutMs,
     'server[].connection_limit_status': REVERSE_DEFAULTS.connectionLimitStatus,
     'server[].http2': REVERSE_DEFAULTS.http2,
     'upstream[].keepalive': pool.maxIdle,
@@ -193,6 +200,7 @@ test('a file that sets nothing resolves to the packages\' own defaults', () => {
     dns: { ...REVERSE_DEFAULTS.dns, servers: [...REVERSE_DEFAULTS.dns.servers] },
     maxHeadSize,
     shutdownTimeoutMs: shutdownDeadlineMs,
+    tracing: { enabled: REVERSE_DEFAULTS.tracing.enabled, sampleRatio: REVERSE_DEFAULTS.tracing.sampleRatio, serviceName: REVERSE_DEFAULTS.tracing.serviceName },
   });
   assert.deepEqual(config.upstreams[0]!.pool, { ...REVERSE_DEFAULTS.pool });
 });

@@ -9,6 +9,7 @@
  *   GET  /config      the running configuration, secrets redacted
  *   GET  /metrics     Prometheus text format
  *   GET  /series      the last 15 minutes, one sample a second, as columns (`?since=` epoch ms)
+ *   GET  /series/stream  server-sent events: the samples after `?since=`, then each new one as it is taken
  *   GET  /assets/*    the dashboard's chart library (uPlot, from node_modules)
  *   GET  /events      server-sent events: health transitions, ejections, reloads
  *   POST /reload      re-read the configuration file (errors: 422, the running one stays)
@@ -63,15 +64,50 @@ class EventStreams {
 
   constructor(private readonly instance: ControlTarget) {}
 
-  response(): Response {
-    let listener: ((event: InstanceEvent) => void) | undefined;
+  /** GET /events: health transitions, ejections, reloads as they happen, after the recent ones. */
+  events(): Response {
+    const instance = this.instance;
+    return this.stream((send) => {
+      send(`retry: 2000\nevent: hello\ndata: ${JSON.stringify({ at: Date.now(), recent: instance.recentEvents.slice(-50) })}\n\n`);
+      const listener = (event: InstanceEvent) => send(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      instance.events.on('event', listener);
+      return () => instance.events.off('event', listener);
+    });
+  }
+
+  /**
+   * GET /series/stream: the samples after `since` at once, then each new
+   * sample as it is taken (an event `series` whose data is a SeriesView of
+   * the samples and transitions since the last one sent).
+   */
+  series(since: number): Response {
+    const instance = this.instance;
+    return this.stream((send) => {
+      let last = since;
+      const push = () => {
+        const view = instance.seriesView(last);
+        if (view.t.length === 0 && view.transitions.length === 0) return;
+        if (view.t.length > 0) last = view.t[view.t.length - 1]! * 1000;
+        for (const transition of view.transitions) if (transition.at > last) last = transition.at;
+        send(`event: series\ndata: ${JSON.stringify(view)}\n\n`);
+      };
+      send('retry: 2000\n\n');
+      push();
+      instance.events.on('sample', push);
+      return () => instance.events.off('sample', push);
+    });
+  }
+
+  /** A text/event-stream whose source `start` subscribes (returning its unsubscribe), with keep-alive comments. */
+  private stream(start: (send: (text: string) => void) => () => void): Response {
+    let unsubscribe: (() => void) | undefined;
     let timer: ReturnType<typeof setInterval> | undefined;
     let self: ReadableStreamDefaultController<Uint8Array> | undefined;
     const cleanup = () => {
-      if (listener) this.instance.events.off('event', listener);
+      unsubscribe?.();
       if (timer) clearInterval(timer);
       if (self) this.open.delete(self);
-      listener = undefined;
+      unsubscribe = undefined;
       timer = undefined;
     };
     const stream = new ReadableStream<Uint8Array>({
@@ -85,9 +121,7 @@ class EventStreams {
             cleanup();
           }
         };
-        send(`retry: 2000\nevent: hello\ndata: ${JSON.stringify({ at: Date.now(), recent: this.instance.recentEvents.slice(-50) })}\n\n`);
-        listener = (event) => send(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-        this.instance.events.on('event', listener);
+        unsubscribe = start(send);
         timer = setInterval(() => send(`: keep-alive ${Date.now()}\n\n`), KEEPALIVE_MS);
       },
       cancel: cleanup,
@@ -136,7 +170,11 @@ function buildApp(instance: ControlTarget, guard: RequestGuard, streams: EventSt
       return new Response(JSON.stringify(instance.seriesView(Number.isFinite(since) ? since : 0)) + '\n', { headers: JSON_HEADERS });
     })
     .get('/assets/:name', async ({ request }) => (await asset(new URL(request.url).pathname)) ?? new Response('not found\n', { status: 404, headers: TEXT_HEADERS }))
-    .get('/events', () => streams.response())
+    .get('/series/stream', ({ request }) => {
+      const since = Number(new URL(request.url).searchParams.get('since') ?? 0);
+      return streams.series(Number.isFinite(since) ? since : 0);
+    })
+    .get('/events', () => streams.events())
     .post('/reload', async () => {
       const result = await instance.reload();
       return json(result, result.ok ? 200 : 422);

@@ -2,8 +2,9 @@
  * The dashboard: one self-contained HTML page (no build step, no external
  * assets) that reads /status, /upstreams and /certs and follows /events, so that a
  * server's row changes colour the moment its health changes. Live charts
- * (uPlot, served by the API itself from /assets) draw GET /series, polled
- * once a second with `since`, with health transitions marked on the time
+ * (uPlot, served by the API itself from /assets) draw the samples GET
+ * /series/stream pushes (server-sent events; GET /series polled once a
+ * second when the stream delivers nothing), with health transitions marked on the time
  * axis and a health timeline per server; the page follows the system's
  * light or dark theme. It calls only
  * its own origin, with the `X-Wmproxy-Request` header the API asks of
@@ -239,13 +240,16 @@ export const DASHBOARD_HTML = `<!doctype html>
 </script>
 <script>
 (() => {
-  // Live charts: GET /series?since=, polled once a second; state on window.__charts for tests.
+  // Live charts: GET /series/stream (server-sent events) pushes each new sample; GET /series?since=
+  // polled once a second when the stream cannot be had. State on window.__charts for tests.
   const token = new URLSearchParams(location.search).get('token');
   const withToken = (path) => token ? path + (path.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token) : path;
   const headers = token ? { authorization: 'Bearer ' + token } : {};
   const CAPACITY = 900;
-  const state = window.__charts = { ready: false, error: null, polls: 0, plots: {}, markers: 0, t: [] };
-  const data = { t: [], requests: { '1xx': [], '2xx': [], '3xx': [], '4xx': [], '5xx': [] }, limited: [], p50: [], p95: [], p99: [], bytesOut: [], connections: [], servers: new Map(), transitions: [], states: [] };
+  const state = window.__charts = { ready: false, error: null, polls: 0, pushes: 0, transport: 'none', plots: {}, markers: 0, t: [] };
+  const COUNTERS = ['limited', 'bytesOut', 'bytesIn', 'retries', 'hedgesWon', 'hedgesLost', 'connections'];
+  const SERVER_FIELDS = ['requests', 'errors', 'p99Ms', 'state'];
+  const data = { t: [], requests: { '1xx': [], '2xx': [], '3xx': [], '4xx': [], '5xx': [] }, limited: [], p50: [], p95: [], p99: [], bytesOut: [], bytesIn: [], retries: [], hedgesWon: [], hedgesLost: [], connections: [], servers: new Map(), transitions: [], states: [] };
   let since = 0;
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   const dark = matchMedia('(prefers-color-scheme: dark)');
@@ -266,7 +270,8 @@ export const DASHBOARD_HTML = `<!doctype html>
     const n = view.t.length;
     for (const time of view.t) data.t.push(time);
     for (const code of Object.keys(data.requests)) for (const value of view.requests[code] || []) data.requests[code].push(value);
-    for (const key of ['limited', 'bytesOut', 'connections']) for (const value of view[key]) data[key].push(value);
+    const columns = { limited: view.limited, bytesOut: view.bytesOut, bytesIn: view.bytesIn, retries: view.retries, hedgesWon: view.hedges && view.hedges.won, hedgesLost: view.hedges && view.hedges.lost, connections: view.connections };
+    for (const key of COUNTERS) for (let i = 0; i < n; i++) data[key].push(columns[key] ? columns[key][i] : null);
     for (const key of ['p50', 'p95', 'p99']) for (const value of view.latencyMs[key]) data[key].push(value);
     const present = new Set();
     for (const server of view.servers) {
@@ -276,19 +281,20 @@ export const DASHBOARD_HTML = `<!doctype html>
       if (!entry) {
         // A server new to the page: its past is empty (nulls) up to now.
         const pad = data.t.length - n;
-        entry = { upstream: server.upstream, server: server.server, requests: new Array(pad).fill(null), errors: new Array(pad).fill(null), state: new Array(pad).fill(null) };
+        entry = { upstream: server.upstream, server: server.server };
+        for (const field of SERVER_FIELDS) entry[field] = new Array(pad).fill(null);
         data.servers.set(key, entry);
       }
-      for (const field of ['requests', 'errors', 'state']) for (const value of server[field]) entry[field].push(value);
+      for (const field of SERVER_FIELDS) for (let i = 0; i < n; i++) entry[field].push(server[field] ? server[field][i] : null);
     }
     for (const [key, entry] of data.servers) {
       if (!present.has(key) && n > 0) { data.servers.delete(key); continue; }
-      for (const field of ['requests', 'errors', 'state']) trim(entry[field]);
+      for (const field of SERVER_FIELDS) trim(entry[field]);
     }
     for (const transition of view.transitions) data.transitions.push(transition);
     if (data.transitions.length > 500) data.transitions.splice(0, data.transitions.length - 500);
     for (const code of Object.keys(data.requests)) trim(data.requests[code]);
-    for (const key of ['limited', 'p50', 'p95', 'p99', 'bytesOut', 'connections']) trim(data[key]);
+    for (const key of ['p50', 'p95', 'p99', ...COUNTERS]) trim(data[key]);
     trim(data.t);
     if (view.t.length) since = view.t[view.t.length - 1] * 1000;
     if (view.transitions.length) since = Math.max(since, view.transitions[view.transitions.length - 1].at);
@@ -353,7 +359,8 @@ export const DASHBOARD_HTML = `<!doctype html>
     chart('requests', 'Requests/s by status', [...Object.keys(data.requests).map((code) => ({ label: code, colour: CLASS_COLOURS[code] })), { label: 'limited', colour: '#8250df' }], 'count',
       () => [...Object.keys(data.requests).map((code) => data.requests[code]), data.limited]);
     chart('latency', 'Request duration', [{ label: 'p50', colour: '#2da44e' }, { label: 'p95', colour: '#bf8700' }, { label: 'p99', colour: '#cf222e' }], 'ms', () => [data.p50, data.p95, data.p99]);
-    chart('bytes', 'Bytes out/s', [{ label: 'out', colour: '#0969da' }], 'bytes', () => [data.bytesOut]);
+    chart('bytes', 'Bytes/s', [{ label: 'out', colour: '#0969da' }, { label: 'in', colour: '#1a7f37' }], 'bytes', () => [data.bytesOut, data.bytesIn]);
+    chart('retries', 'Retries and request hedges/s', [{ label: 'retries', colour: '#bf8700' }, { label: 'hedges won', colour: '#1b7c83' }, { label: 'hedges lost', colour: '#8c959f' }], 'count', () => [data.retries, data.hedgesWon, data.hedgesLost]);
     chart('connections', 'Open connections', [{ label: 'open', colour: '#8250df' }], 'count', () => [data.connections]);
     const groups = new Map();
     for (const entry of data.servers.values()) {
@@ -368,9 +375,11 @@ export const DASHBOARD_HTML = `<!doctype html>
         columns.push(server.requests, server.errors);
       });
       chart('upstream:' + name, 'Upstream ' + name + ': requests and errors per server', series, 'count', () => columns);
+      chart('latency:' + name, 'Upstream ' + name + ': p99 per server', servers.map((server, index) => ({ label: server.server, colour: PALETTE[index % PALETTE.length] })), 'ms', () => servers.map((server) => server.p99Ms));
     }
     for (const id of Object.keys(state.plots)) {
-      if (id.startsWith('upstream:') && !groups.has(id.slice(9))) { state.plots[id].root.parentElement.remove(); state.plots[id].destroy(); delete state.plots[id]; }
+      const group = id.startsWith('upstream:') ? id.slice(9) : id.startsWith('latency:') ? id.slice(8) : undefined;
+      if (group !== undefined && !groups.has(group)) { state.plots[id].root.parentElement.remove(); state.plots[id].destroy(); delete state.plots[id]; }
     }
     state.markers = Math.max(0, ...Object.values(state.plots).map((plot) => plot.__markers || 0));
     state.t = data.t.slice(-5);
@@ -414,6 +423,36 @@ export const DASHBOARD_HTML = `<!doctype html>
     draw();
     state.polls++;
   }
+  function polling() {
+    state.transport = 'poll';
+    const loop = () => poll().catch((error) => { state.error = String(error); }).finally(() => setTimeout(loop, 1000));
+    loop();
+  }
+  // Pushed samples; a stream that never delivers (no EventSource, a buffering proxy in between) falls back to polling.
+  function stream() {
+    if (typeof EventSource !== 'function') return polling();
+    const source = new EventSource(withToken('/series/stream?since=' + since));
+    let got = false;
+    const giveUp = () => { clearTimeout(fallback); source.close(); polling(); };
+    const fallback = setTimeout(() => { if (!got) giveUp(); }, 5000);
+    source.addEventListener('series', (message) => {
+      got = true;
+      state.transport = 'sse';
+      const view = JSON.parse(message.data);
+      // A reconnect asks from the last sample held; anything older is not merged twice.
+      if (view.t.length && view.t[0] * 1000 <= since) return;
+      merge(view);
+      draw();
+      state.pushes++;
+    });
+    source.addEventListener('error', () => {
+      if (!got) return giveUp();
+      // Reopen from the last sample held (the browser's own retry would repeat the first since=).
+      source.close();
+      clearTimeout(fallback);
+      setTimeout(stream, 2000);
+    });
+  }
   function redrawAll() {
     for (const plot of Object.values(state.plots)) { plot.root.parentElement.remove(); plot.destroy(); }
     state.plots = {};
@@ -424,8 +463,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     .then(async () => {
       state.ready = true;
       dark.addEventListener('change', redrawAll);
-      const loop = () => poll().catch((error) => { state.error = String(error); }).finally(() => setTimeout(loop, 1000));
-      loop();
+      stream();
     })
     .catch((error) => { state.error = String(error); $('charts').textContent = 'charts unavailable: ' + error.message; });
 })();

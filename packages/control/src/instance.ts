@@ -8,7 +8,7 @@ import { Ticker, protectLocalPort, runtimeReady, setProcessConnectionLimit, type
 import { EJECT_KINDS, HealthChecker, type EjectKind, type HealthSnapshot, type TargetSnapshot, type TargetSpec } from '@wmproxy/health';
 import { ConfigError, redactConfig, type WmproxyConfig } from '@wmproxy/config';
 import { LogSet, MeteredAccessLog } from './logging.js';
-import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics } from './metrics.js';
+import { Exposition, Histogram, LATENCY_BUCKET_COUNT, Metrics, labels } from './metrics.js';
 import { ForwardService, serviceKey } from './services/forward.js';
 import { TimeSeries, type SeriesView } from './timeseries.js';
 import { ReverseService, hasReverse, healthTargets, type ReverseShared } from './services/reverse.js';
@@ -231,6 +231,8 @@ export class Instance {
         let limited = 0;
         for (const [, count] of counters.limited ?? []) limited += count;
         this.series.sample(now, counters, connections, this.upstreams(), limited);
+        // /series/stream pushes the new sample to the dashboards watching.
+        this.events.emit('sample', now);
       })
       .catch((error: unknown) => this.logger.debug('time series sample failed', { error: (error as Error).message }))
       .finally(() => (this.sampling = false));
@@ -634,6 +636,11 @@ export class Instance {
       sessions: this.reverse?.proxy.sessions.size ?? 0,
       limited: [...m.limited],
       certificates: this.acme.list(),
+      bytesReceived: m.bytesReceived,
+      retries: m.retries,
+      hedges: { won: m.hedgesWon, lost: m.hedgesLost },
+      serverDuration: [...m.serverDuration].map(([key, histogram]) => [key, histogram.data()]),
+      ...(this.reverse?.proxy.traceStats() ? { traceSpans: this.reverse.proxy.traceStats()! } : {}),
     };
   }
 
@@ -727,6 +734,14 @@ export class Instance {
     out.family('wmproxy_http_limited_requests_total', 'counter', 'Requests refused by a location limit, by reason (rate_limited, concurrency_limited).');
     for (const reason of ['rate_limited', 'concurrency_limited']) out.sample('wmproxy_http_limited_requests_total', { reason }, (traffic.limited ?? []).find(([key]) => key === reason)?.[1] ?? 0);
     out.family('wmproxy_http_response_bytes_total', 'counter', 'Response bytes sent by the reverse proxy.').sample('wmproxy_http_response_bytes_total', {}, traffic.bytesSent);
+    out.family('wmproxy_http_request_bytes_total', 'counter', 'Request bytes received by the reverse proxy (heads and bodies).').sample('wmproxy_http_request_bytes_total', {}, traffic.bytesReceived ?? 0);
+    out.family('wmproxy_http_retries_total', 'counter', 'Upstream attempts after the first (retries to the next server).').sample('wmproxy_http_retries_total', {}, traffic.retries ?? 0);
+    out.family('wmproxy_http_hedges_total', 'counter', 'Request hedges sent, by result: won (the hedge served the response) or lost.');
+    out.sample('wmproxy_http_hedges_total', { result: 'won' }, traffic.hedges?.won ?? 0).sample('wmproxy_http_hedges_total', { result: 'lost' }, traffic.hedges?.lost ?? 0);
+    if (traffic.traceSpans) {
+      out.family('wmproxy_trace_spans_total', 'counter', 'Spans handed to the OTLP exporter, by result: exported, dropped (queue full) or failed (the collector did not take them).');
+      for (const result of ['exported', 'dropped', 'failed'] as const) out.sample('wmproxy_trace_spans_total', { result }, traffic.traceSpans[result]);
+    }
     out.family('wmproxy_http_request_duration_seconds', 'histogram', 'Time from the request head to the end of the response.');
     Histogram.from(traffic.requestDuration).render(out.lines, 'wmproxy_http_request_duration_seconds', '');
     out.family('wmproxy_upstream_response_duration_seconds', 'histogram', 'Time spent on upstream servers, per proxied request.');
@@ -754,6 +769,14 @@ export class Instance {
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_requests_total', { upstream: group.name, server: server.address }, server.requests);
     out.family('wmproxy_upstream_failures_total', 'counter', 'Failed requests to each upstream server.');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_failures_total', { upstream: group.name, server: server.address }, server.requestFailures);
+    out.family('wmproxy_upstream_server_response_duration_seconds', 'histogram', 'Per server: time from the first upstream attempt to the end of the response, of the requests it answered (configured servers only).');
+    const serverDuration = new Map(traffic.serverDuration ?? []);
+    for (const group of upstreams) {
+      for (const server of group.servers) {
+        const data = serverDuration.get(`${group.name}\u0000${server.address}`);
+        if (data) Histogram.from(data).render(out.lines, 'wmproxy_upstream_server_response_duration_seconds', labels({ upstream: group.name, server: server.address }));
+      }
+    }
     out.family('wmproxy_upstream_active_requests', 'gauge', 'Requests in flight to each upstream server.');
     for (const group of upstreams) for (const server of group.servers) out.sample('wmproxy_upstream_active_requests', { upstream: group.name, server: server.address }, server.activeRequests);
     const certificates = this.certificateRows();

@@ -9,6 +9,13 @@ export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 
 export const LATENCY_BUCKET_COUNT = LATENCY_BUCKETS.length;
 
+/**
+ * Per-server latency histograms kept at most: servers come from the
+ * configuration (and /metrics renders only the configured ones), this caps
+ * what reloads that rename servers can leave behind.
+ */
+export const MAX_SERVER_HISTOGRAMS = 1024;
+
 export class Histogram {
   readonly counts = new Array<number>(LATENCY_BUCKETS.length).fill(0);
   sum = 0;
@@ -76,6 +83,15 @@ export class Metrics {
   reloadsFailed = 0;
   /** Requests refused by a location's rate or concurrency limit, by reason. */
   readonly limited = new Map<string, number>();
+  /** Request bytes received (heads and bodies). */
+  bytesReceived = 0;
+  /** Upstream attempts after the first, over all requests. */
+  retries = 0;
+  /** Request hedges that served the response, and those that did not. */
+  hedgesWon = 0;
+  hedgesLost = 0;
+  /** `upstream\0server` → time from the first attempt to the end of the response of requests that server answered. */
+  readonly serverDuration = new Map<string, Histogram>();
 
   observeRequest(record: AccessRecord): void {
     if (record.reason === 'rate_limited' || record.reason === 'concurrency_limited') this.limited.set(record.reason, (this.limited.get(record.reason) ?? 0) + 1);
@@ -84,6 +100,20 @@ export class Metrics {
     this.bytesSent += record.bytesSent;
     this.requestDuration.observe(record.totalTimeMs / 1000);
     if (record.upstreamTimeMs !== undefined) this.upstreamDuration.observe(record.upstreamTimeMs / 1000);
+    this.bytesReceived += record.bytesReceived ?? 0;
+    if (record.retries !== undefined) this.retries += record.retries;
+    if (record.hedge === 'won') this.hedgesWon++;
+    else if (record.hedge === 'lost') this.hedgesLost++;
+    if (record.upstream !== undefined && record.upstreamAddr !== undefined && record.upstreamTimeMs !== undefined) {
+      const key = `${record.upstream}\u0000${record.upstreamAddr}`;
+      let histogram = this.serverDuration.get(key);
+      if (histogram === undefined) {
+        if (this.serverDuration.size >= MAX_SERVER_HISTOGRAMS) return;
+        histogram = new Histogram();
+        this.serverDuration.set(key, histogram);
+      }
+      histogram.observe(record.upstreamTimeMs / 1000);
+    }
   }
 
   observeTransition(target: string, to: string): void {

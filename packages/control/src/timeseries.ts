@@ -55,7 +55,10 @@ class ServerColumns {
   readonly requests: Float64Array;
   readonly errors: Float64Array;
   readonly probeLatencyMs: Float32Array;
+  /** p99 of the requests this server answered that second (NaN: none). */
+  readonly p99Ms: Float32Array;
   readonly state: Uint8Array;
+  lastHistogram: HistogramData | undefined = undefined;
   // Counters start at 0 with the instance; a server added by a reload starts from its first reading.
   lastRequests: number;
   lastErrors: number;
@@ -67,11 +70,12 @@ class ServerColumns {
     this.requests = new Float64Array(capacity);
     this.errors = new Float64Array(capacity);
     this.probeLatencyMs = new Float32Array(capacity).fill(NaN);
+    this.p99Ms = new Float32Array(capacity).fill(NaN);
     this.state = new Uint8Array(capacity);
   }
 
   get bytes(): number {
-    return this.requests.byteLength + this.errors.byteLength + this.probeLatencyMs.byteLength + this.state.byteLength;
+    return this.requests.byteLength + this.errors.byteLength + this.probeLatencyMs.byteLength + this.p99Ms.byteLength + this.state.byteLength;
   }
 }
 
@@ -89,6 +93,10 @@ export class TimeSeries {
   private readonly p95: Float32Array;
   private readonly p99: Float32Array;
   private readonly bytesOut: Float64Array;
+  private readonly bytesIn: Float64Array;
+  private readonly retries: Float64Array;
+  private readonly hedgesWon: Float64Array;
+  private readonly hedgesLost: Float64Array;
   private readonly limited: Float64Array;
   private readonly connections: Float64Array;
   private readonly servers = new Map<string, ServerColumns>();
@@ -99,6 +107,10 @@ export class TimeSeries {
   private filled = 0;
   private readonly lastRequests = new Float64Array(STATUS_CLASSES.length);
   private lastBytes = 0;
+  private lastBytesIn = 0;
+  private lastRetries = 0;
+  private lastHedgesWon = 0;
+  private lastHedgesLost = 0;
   private lastLimited = 0;
   private lastHistogram: HistogramData | undefined;
   private readonly bucketDelta: Float64Array;
@@ -114,6 +126,10 @@ export class TimeSeries {
     this.p95 = new Float32Array(this.capacity);
     this.p99 = new Float32Array(this.capacity);
     this.bytesOut = new Float64Array(this.capacity);
+    this.bytesIn = new Float64Array(this.capacity);
+    this.retries = new Float64Array(this.capacity);
+    this.hedgesWon = new Float64Array(this.capacity);
+    this.hedgesLost = new Float64Array(this.capacity);
     this.limited = new Float64Array(this.capacity);
     this.connections = new Float64Array(this.capacity);
     this.bucketDelta = new Float64Array(LATENCY_BUCKETS.length);
@@ -126,7 +142,7 @@ export class TimeSeries {
 
   /** Bytes held by every column (constant for a given set of servers). */
   memoryBytes(): number {
-    let bytes = this.times.byteLength + this.p50.byteLength + this.p95.byteLength + this.p99.byteLength + this.bytesOut.byteLength + this.limited.byteLength + this.connections.byteLength;
+    let bytes = this.times.byteLength + this.p50.byteLength + this.p95.byteLength + this.p99.byteLength + this.bytesOut.byteLength + this.bytesIn.byteLength + this.retries.byteLength + this.hedgesWon.byteLength + this.hedgesLost.byteLength + this.limited.byteLength + this.connections.byteLength;
     for (const column of this.requests) bytes += column.byteLength;
     for (const server of this.servers.values()) bytes += server.bytes;
     return bytes;
@@ -157,30 +173,45 @@ export class TimeSeries {
     }
     this.bytesOut[slot] = delta(counters.bytesSent, this.lastBytes);
     this.lastBytes = counters.bytesSent;
+    this.bytesIn[slot] = delta(counters.bytesReceived ?? 0, this.lastBytesIn);
+    this.lastBytesIn = counters.bytesReceived ?? 0;
+    this.retries[slot] = delta(counters.retries ?? 0, this.lastRetries);
+    this.lastRetries = counters.retries ?? 0;
+    this.hedgesWon[slot] = delta(counters.hedges?.won ?? 0, this.lastHedgesWon);
+    this.lastHedgesWon = counters.hedges?.won ?? 0;
+    this.hedgesLost[slot] = delta(counters.hedges?.lost ?? 0, this.lastHedgesLost);
+    this.lastHedgesLost = counters.hedges?.lost ?? 0;
     this.limited[slot] = delta(limited, this.lastLimited);
     this.lastLimited = limited;
     this.connections[slot] = connections;
     this.samplePercentiles(slot, counters.requestDuration);
-    this.sampleServers(slot, upstreams);
+    this.sampleServers(slot, upstreams, counters.serverDuration);
     this.head = (slot + 1) % this.capacity;
     if (this.filled < this.capacity) this.filled++;
   }
 
-  private samplePercentiles(slot: number, histogram: HistogramData): void {
-    const last = this.lastHistogram ?? { counts: [], sum: 0, count: 0 };
-    let total = 0;
-    if (histogram.count >= last.count) {
-      for (let i = 0; i < this.bucketDelta.length; i++) this.bucketDelta[i] = (histogram.counts[i] ?? 0) - (last.counts[i] ?? 0);
-      total = histogram.count - last.count;
+  /** Fill `bucketDelta` with what `histogram` gained since `last`; the number of observations gained. */
+  private histogramDelta(histogram: HistogramData, last: HistogramData | undefined): number {
+    const before = last ?? { counts: [], sum: 0, count: 0 };
+    if (histogram.count < before.count) {
+      this.bucketDelta.fill(0);
+      return 0;
     }
+    for (let i = 0; i < this.bucketDelta.length; i++) this.bucketDelta[i] = (histogram.counts[i] ?? 0) - (before.counts[i] ?? 0);
+    return histogram.count - before.count;
+  }
+
+  private samplePercentiles(slot: number, histogram: HistogramData): void {
+    const total = this.histogramDelta(histogram, this.lastHistogram);
     this.lastHistogram = { counts: [...histogram.counts], sum: histogram.sum, count: histogram.count };
     this.p50[slot] = histogramQuantile(LATENCY_BUCKETS, this.bucketDelta, total, 0.5) * 1000;
     this.p95[slot] = histogramQuantile(LATENCY_BUCKETS, this.bucketDelta, total, 0.95) * 1000;
     this.p99[slot] = histogramQuantile(LATENCY_BUCKETS, this.bucketDelta, total, 0.99) * 1000;
   }
 
-  private sampleServers(slot: number, upstreams: readonly UpstreamView[]): void {
+  private sampleServers(slot: number, upstreams: readonly UpstreamView[], durations: ReadonlyArray<[string, HistogramData]> = []): void {
     for (const columns of this.servers.values()) columns.seen = false;
+    const byKey = new Map(durations);
     for (const group of upstreams) {
       for (const server of group.servers) {
         const key = `${group.name}\u0000${server.address}`;
@@ -195,6 +226,12 @@ export class TimeSeries {
         columns.lastRequests = server.requests;
         columns.lastErrors = server.requestFailures;
         columns.probeLatencyMs[slot] = server.latencyMs ?? NaN;
+        const histogram = byKey.get(key);
+        if (histogram) {
+          const total = this.histogramDelta(histogram, columns.lastHistogram);
+          columns.lastHistogram = { counts: [...histogram.counts], sum: histogram.sum, count: histogram.count };
+          columns.p99Ms[slot] = histogramQuantile(LATENCY_BUCKETS, this.bucketDelta, total, 0.99) * 1000;
+        } else columns.p99Ms[slot] = NaN;
         const state = (SERVER_STATES as readonly string[]).indexOf(server.state);
         columns.state[slot] = state < 0 ? 0 : state;
       }
@@ -223,12 +260,15 @@ export class TimeSeries {
       requests,
       latencyMs: { p50: nullable(this.p50), p95: nullable(this.p95), p99: nullable(this.p99) },
       bytesOut: take(this.bytesOut),
+      bytesIn: take(this.bytesIn),
+      retries: take(this.retries),
+      hedges: { won: take(this.hedgesWon), lost: take(this.hedgesLost) },
       limited: take(this.limited),
       connections: take(this.connections),
       states: SERVER_STATES,
       servers: [...this.servers].map(([key, columns]) => {
         const [upstream, server] = key.split('\u0000') as [string, string];
-        return { upstream, server, requests: take(columns.requests), errors: take(columns.errors), probeLatencyMs: nullable(columns.probeLatencyMs), state: take(columns.state) };
+        return { upstream, server, requests: take(columns.requests), errors: take(columns.errors), probeLatencyMs: nullable(columns.probeLatencyMs), p99Ms: nullable(columns.p99Ms), state: take(columns.state) };
       }),
       transitions: this.transitionLog.filter((transition) => transition.at > since),
     };

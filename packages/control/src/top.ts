@@ -1,6 +1,8 @@
 /**
  * `wmproxy top`'s frame: the control API's live data (GET /series, /status,
- * /upstreams) as plain text, one screen. Pure (no I/O): the CLI fetches,
+ * /upstreams) as plain text, one screen: totals (requests by class, retries,
+ * hedges, latency, bytes in and out), then per server its rate, errors, p99
+ * (of the requests it answered), state, requests in flight and probe. Pure (no I/O): the CLI fetches,
  * calls `renderTop` and paints; tests call it with canned data.
  */
 import type { SeriesView } from './timeseries.js';
@@ -66,12 +68,15 @@ export function renderTop(input: TopInput): string {
   const classes = Object.keys(series.requests);
   const total = classes.reduce((sum, code) => sum + rate(series.requests[code]!, n), 0);
   const byClass = classes.map((code) => `${code} ${formatRate(rate(series.requests[code]!, n))}`).join('  ');
-  lines.push(`requests ${formatRate(total)}/s   ${byClass}   limited ${formatRate(rate(series.limited, n))}/s`);
+  // Older instances' series lack retries, hedges and bytes in.
+  const retries = series.retries ? rate(series.retries, n) : 0;
+  const hedges = series.hedges ? `${formatRate(rate(series.hedges.won, n))} won / ${formatRate(rate(series.hedges.lost, n))} lost` : '-';
+  lines.push(`requests ${formatRate(total)}/s   ${byClass}   limited ${formatRate(rate(series.limited, n))}/s   retries ${formatRate(retries)}/s   hedges ${hedges}/s`);
   lines.push(
-    `latency p50 ${formatMs(peak(series.latencyMs.p50, n))}  p95 ${formatMs(peak(series.latencyMs.p95, n))}  p99 ${formatMs(peak(series.latencyMs.p99, n))}   out ${formatBytes(rate(series.bytesOut, n))}/s   connections ${tail(series.connections, 1)[0] ?? 0}   (last ${n} s)`,
+    `latency p50 ${formatMs(peak(series.latencyMs.p50, n))}  p95 ${formatMs(peak(series.latencyMs.p95, n))}  p99 ${formatMs(peak(series.latencyMs.p99, n))}   in ${formatBytes(series.bytesIn ? rate(series.bytesIn, n) : 0)}/s   out ${formatBytes(rate(series.bytesOut, n))}/s   connections ${tail(series.connections, 1)[0] ?? 0}   (last ${n} s)`,
   );
   lines.push('');
-  const header = ['UPSTREAM', 'SERVER', 'STATE', 'REQ/S', 'ERR/S', 'ERR%', 'ACTIVE', 'PROBE', 'REASON'];
+  const header = ['UPSTREAM', 'SERVER', 'STATE', 'REQ/S', 'ERR/S', 'ERR%', 'P99', 'ACTIVE', 'PROBE', 'REASON'];
   const rows: string[][] = [];
   const states: string[] = [];
   for (const group of upstreams) {
@@ -86,6 +91,7 @@ export function renderTop(input: TopInput): string {
         formatRate(requests),
         formatRate(errors),
         requests > 0 ? `${((100 * errors) / requests).toFixed(1)}%` : '-',
+        formatMs(columns?.p99Ms ? peak(columns.p99Ms, n) : undefined),
         String(server.activeRequests),
         formatMs(server.latencyMs),
         server.reason ?? '',
@@ -94,7 +100,7 @@ export function renderTop(input: TopInput): string {
     }
   }
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
-  const numeric = new Set([3, 4, 5, 6, 7]);
+  const numeric = new Set([3, 4, 5, 6, 7, 8]);
   const format = (row: string[], state?: string) =>
     row
       .map((value, i) => {

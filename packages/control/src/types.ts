@@ -112,7 +112,7 @@ export interface WorkerView extends WorkerPoolView {
 /** What the control API asks of the instance it serves (Instance implements it). */
 export interface ControlTarget {
   readonly stopping: boolean;
-  /** Emits `event` with an InstanceEvent. */
+  /** Emits `event` with an InstanceEvent, and `sample` (epoch ms) after each sample of the time series. */
   readonly events: EventEmitter;
   readonly recentEvents: readonly InstanceEvent[];
   /** Collect the workers' counters and health before a read. */
@@ -158,10 +158,16 @@ export interface SeriesView {
   /** Request duration percentiles, milliseconds. */
   latencyMs: { p50: Array<number | null>; p95: Array<number | null>; p99: Array<number | null> };
   bytesOut: number[];
+  /** Request bytes received per second. */
+  bytesIn: number[];
+  /** Retries (attempts after the first) per second. */
+  retries: number[];
+  /** Request hedges per second that won (served the response) and lost. */
+  hedges: { won: number[]; lost: number[] };
   /** Rate-limited (refused) requests per second. */
   limited: number[];
   connections: number[];
   states: readonly string[];
-  servers: Array<{ upstream: string; server: string; requests: number[]; errors: number[]; probeLatencyMs: Array<number | null>; state: number[] }>;
+  servers: Array<{ upstream: string; server: string; requests: number[]; errors: number[]; probeLatencyMs: Array<number | null>; p99Ms: Array<number | null>; state: number[] }>;
   transitions: SeriesTransition[];
 }

@@ -172,6 +172,58 @@ test('GET /events streams health transitions as they happen', async () => {
   }
 });
 
+test('GET /series/stream pushes each new sample: first the backlog after since, then one event per second holding only the new point, with the traffic of that second', async () => {
+  const app = await backend('series');
+  const { instance, base } = await started(app.address);
+  const controller = new AbortController();
+  try {
+    await until(() => instance.upstreams()[0]!.servers[0]!.state === 'healthy', 'the upstream to be healthy');
+    const response = await fetch(`${base}/series/stream?since=0&token=${TOKEN}`, { signal: controller.signal });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type')!, /^text\/event-stream/);
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    const views: Array<{ t: number[]; requests: Record<string, number[]>; bytesIn: number[]; retries: number[]; servers: Array<{ requests: number[]; p99Ms: Array<number | null> }> }> = [];
+    let stop = false;
+    const read = (async () => {
+      while (!stop) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const message = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = /^event: series\ndata: (.*)$/m.exec(message);
+          if (data) views.push(JSON.parse(data[1]!));
+        }
+      }
+    })().catch(() => undefined);
+    await until(() => views.length >= 2, 'two pushed samples');
+    const web = instance.addressesOf('web')[0]!;
+    for (let i = 0; i < 5; i++) await fetch(`http://${web}/pushed-${i}`, { method: 'POST', body: 'x'.repeat(100) }).then((r) => r.text());
+    await until(() => views.some((view) => (view.requests['2xx'] ?? []).some((count) => count > 0)), 'a pushed sample with the requests', 20_000);
+    const times = views.flatMap((view) => view.t);
+    assert.deepEqual(times, [...new Set(times)].sort((a, b) => a - b), 'each second is pushed once, in order');
+    const later = views.slice(1);
+    assert.ok(later.every((view) => view.t.length <= 2), 'after the backlog, events carry only the new samples');
+    const busy = views.find((view) => (view.requests['2xx'] ?? []).some((count) => count > 0))!;
+    const index = busy.requests['2xx']!.findIndex((count) => count > 0);
+    await until(() => views.reduce((sum, view) => sum + (view.requests['2xx'] ?? []).reduce((a, b) => a + b, 0), 0) >= 5, 'all five requests pushed');
+    assert.ok(busy.bytesIn[index]! >= 100, 'request bytes are pushed too');
+    assert.ok(busy.servers[0]!.requests[index]! > 0);
+    assert.notEqual(busy.servers[0]!.p99Ms[index], null, 'per-server latency of that second');
+    stop = true;
+    controller.abort();
+    await read;
+  } finally {
+    controller.abort();
+    await instance.stop();
+    await app.kill();
+  }
+});
+
 test('POST /stop stops the instance gracefully and tells its owner', async () => {
   const app = await backend('stop');
   const { instance, base, stops } = await started(app.address);

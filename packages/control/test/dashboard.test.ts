@@ -156,7 +156,7 @@ test('in a browser, the dashboard can call its own API, while a page of another 
   }
 });
 
-test('the dashboard draws live charts from /series with uPlot served by the API: points arrive every second, a killed backend is marked on the time axis and in its health timeline, no console error, no request leaves the control API', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+test('the dashboard draws live charts with uPlot served by the API: points are pushed over SSE every second, a killed backend is marked on the time axis and in its health timeline, no console error, no request leaves the control API', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
   const alive = await backend('alive');
   const doomed = await backend('doomed');
   const instance = await twoBackends(alive.address, doomed.address);
@@ -168,56 +168,76 @@ test('the dashboard draws live charts from /series with uPlot served by the API:
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   })();
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
   try {
-    await onDashboard(instance, async (page) => {
-      await until(async () => (await page!.evaluate<boolean>('!!(window.__charts && window.__charts.ready)')) === true, 'uPlot to load from the control API', 30_000);
-      const points = () => page!.evaluate<number>(`(window.__charts.plots.requests?.data[0].length) ?? 0`);
-      await until(async () => (await points()) >= 3, 'the request chart to have points', 30_000);
-      const served = () => page!.evaluate<number>(`window.__charts.plots.requests.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
-      await until(async () => (await served()) > 0, '2xx requests on the chart', 30_000);
-      const before = await points();
-      await until(async () => (await points()) > before, 'new points without reloading the page', 30_000);
-      const charts = await page.evaluate<string[]>(`Object.keys(window.__charts.plots).sort()`);
-      assert.deepEqual(charts, ['bytes', 'connections', 'latency', 'requests', 'upstream:app']);
-      assert.ok((await page.evaluate<number>(`document.querySelectorAll('#charts canvas').length`)) >= 5, 'one canvas per chart');
-      const latencyPoints = await page.evaluate<number>(`window.__charts.plots.latency.data[1].filter((value) => value !== null).length`);
-      assert.ok(latencyPoints > 0, 'p50 has values');
-      assert.equal(await page.evaluate<number>('window.__charts.markers'), 0, 'no transition yet');
+    const launched = await launch(profile);
+    chrome = launched.chrome;
+    page = await Page.first(launched.port);
+    await page.send('Runtime.enable');
+    await page.send('Network.enable');
+    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
+    await until(async () => (await page!.evaluate<boolean>('!!(window.__charts && window.__charts.ready)')) === true, 'uPlot to load from the control API', 30_000);
+    const points = () => page!.evaluate<number>(`(window.__charts.plots.requests?.data[0].length) ?? 0`);
+    await until(async () => (await points()) >= 3, 'the request chart to have points', 30_000);
+    const served = () => page!.evaluate<number>(`window.__charts.plots.requests.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
+    await until(async () => (await served()) > 0, '2xx requests on the chart', 30_000);
+    const before = await points();
+    const pushes = await page.evaluate<number>('window.__charts.pushes');
+    await until(async () => (await points()) > before, 'new points without reloading the page', 30_000);
+    assert.equal(await page.evaluate<string>('window.__charts.transport'), 'sse', 'points come over the event stream');
+    assert.ok((await page.evaluate<number>('window.__charts.pushes')) > pushes, 'the new points were pushed');
+    assert.equal(await page.evaluate<number>('window.__charts.polls'), 0, '/series is not polled while the stream delivers');
+    const charts = await page.evaluate<string[]>(`Object.keys(window.__charts.plots).sort()`);
+    assert.deepEqual(charts, ['bytes', 'connections', 'latency', 'latency:app', 'requests', 'retries', 'upstream:app']);
+    assert.ok((await page.evaluate<number>(`document.querySelectorAll('#charts canvas').length`)) >= 7, 'one canvas per chart');
+    const bytesIn = await page.evaluate<number>(`window.__charts.plots.bytes.data[2].reduce((sum, value) => sum + (value ?? 0), 0)`);
+    assert.ok(bytesIn > 0, 'request bytes on the bytes chart');
+    const serverP99 = await page.evaluate<number>(`window.__charts.plots['latency:app'].data.slice(1).flat().filter((value) => value !== null).length`);
+    assert.ok(serverP99 > 0, 'per-server p99 has values');
+    const latencyPoints = await page.evaluate<number>(`window.__charts.plots.latency.data[1].filter((value) => value !== null).length`);
+    assert.ok(latencyPoints > 0, 'p50 has values');
+    assert.equal(await page.evaluate<number>('window.__charts.markers'), 0, 'no transition yet');
 
-      await doomed.kill();
-      await until(async () => (await page!.evaluate<number>('window.__charts.markers')) > 0, 'the transition marked on the time axis', 30_000);
-      const timeline = () => page!.evaluate<string>(`document.getElementById('timeline').textContent`);
-      await until(async () => /left \(healthy → unhealthy/.test(await timeline()), 'the health timeline to say when and why the server left', 30_000);
-      const down = () => page!.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${doomed.address}"] :is(.seg-unhealthy, .seg-ejected)').length`);
-      await until(async () => (await down()) > 0, 'the server\'s timeline bar to show it down', 30_000);
-      assert.equal(await page.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${alive.address}"] :is(.seg-unhealthy, .seg-ejected)').length`), 0);
-      // The tables stay.
-      assert.equal(await page.evaluate<string | null>(`document.querySelector('tr[data-server="${alive.address}"]')?.dataset.state ?? null`), 'healthy');
-      const shots = process.env.WMPROXY_SCREENSHOTS;
-      if (shots) {
-        // Refresh docs/img: WMPROXY_SCREENSHOTS=docs/img node scripts/test.mjs dashboard --node
-        await page.send('Emulation.setDeviceMetricsOverride', { width: 1400, height: 1500, deviceScaleFactor: 1, mobile: false });
-        for (const scheme of ['light', 'dark']) {
-          await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: scheme }] });
-          const polls = await page.evaluate<number>('window.__charts.polls');
-          await until(async () => (await page!.evaluate<number>('window.__charts.polls')) > polls + 1, 'a redraw', 30_000);
-          const shot = await page.send<{ data: string }>('Page.captureScreenshot', { format: 'png' });
-          writeFileSync(join(shots, `dashboard-${scheme}.png`), Buffer.from(shot.data, 'base64'));
-        }
+    await doomed.kill();
+    await until(async () => (await page!.evaluate<number>('window.__charts.markers')) > 0, 'the transition marked on the time axis', 30_000);
+    const timeline = () => page!.evaluate<string>(`document.getElementById('timeline').textContent`);
+    await until(async () => /left \(healthy → unhealthy/.test(await timeline()), 'the health timeline to say when and why the server left', 30_000);
+    const down = () => page!.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${doomed.address}"] :is(.seg-unhealthy, .seg-ejected)').length`);
+    await until(async () => (await down()) > 0, 'the server\'s timeline bar to show it down', 30_000);
+    assert.equal(await page.evaluate<number>(`document.querySelectorAll('#timeline .bar[data-server="${alive.address}"] :is(.seg-unhealthy, .seg-ejected)').length`), 0);
+    // The tables stay.
+    assert.equal(await page.evaluate<string | null>(`document.querySelector('tr[data-server="${alive.address}"]')?.dataset.state ?? null`), 'healthy');
+    const shots = process.env.WMPROXY_SCREENSHOTS;
+    if (shots) {
+      // Refresh docs/img: WMPROXY_SCREENSHOTS=docs/img node scripts/test.mjs dashboard --node
+      await page.send('Emulation.setDeviceMetricsOverride', { width: 1400, height: 1500, deviceScaleFactor: 1, mobile: false });
+      for (const scheme of ['light', 'dark']) {
+        await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: scheme }] });
+        const pushed = await page.evaluate<number>('window.__charts.pushes');
+        await until(async () => (await page!.evaluate<number>('window.__charts.pushes')) > pushed + 1, 'a redraw', 30_000);
+        const shot = await page.send<{ data: string }>('Page.captureScreenshot', { format: 'png' });
+        writeFileSync(join(shots, `dashboard-${scheme}.png`), Buffer.from(shot.data, 'base64'));
       }
+    }
 
-      const errors = page.events.filter((event) => event.method === 'Runtime.exceptionThrown' || (event.method === 'Runtime.consoleAPICalled' && event.params.type === 'error'));
-      assert.deepEqual(errors, [], 'no console errors');
-      const urls = page.events.filter((event) => event.method === 'Network.requestWillBeSent').map((event) => (event.params.request as { url: string }).url);
-      assert.ok(urls.some((url) => url.endsWith('/assets/uplot.js')));
-      const elsewhere = urls.filter((url) => !url.startsWith(`http://${instance.controlAddress}/`));
-      assert.deepEqual(elsewhere, [], 'works offline: every request goes to the control API');
-    }, ['Runtime', 'Network']);
+    const errors = page.events.filter((event) => event.method === 'Runtime.exceptionThrown' || (event.method === 'Runtime.consoleAPICalled' && event.params.type === 'error'));
+    assert.deepEqual(errors, [], 'no console errors');
+    const urls = page.events.filter((event) => event.method === 'Network.requestWillBeSent').map((event) => (event.params.request as { url: string }).url);
+    assert.ok(urls.some((url) => url.endsWith('/assets/uplot.js')));
+    assert.ok(urls.some((url) => url.includes('/series/stream')), 'the charts follow the event stream');
+    assert.ok(!urls.some((url) => url.includes('/series?')), 'and do not poll');
+    const elsewhere = urls.filter((url) => !url.startsWith(`http://${instance.controlAddress}/`));
+    assert.deepEqual(elsewhere, [], 'works offline: every request goes to the control API');
   } finally {
     load = false;
     await traffic;
+    page?.close();
+    await killChrome(chrome);
     await instance.stop();
     await alive.kill();
+    removeProfile(profile);
   }
 });
 

@@ -39,7 +39,8 @@ export function parseExposition(text: string): Map<string, Family> {
 }
 
 /**
- * A configuration under which /metrics exports every family: a forward proxy,
+ * A configuration under which /metrics exports every family: tracing with an
+ * OTLP endpoint (nothing listens there: spans fail to export), a forward proxy,
  * an upstream of `server` with active checks, and a reverse proxy whose
  * `/limited` location allows one request a minute (refusals answer 429).
  */
@@ -47,6 +48,10 @@ export function everyFamilyConfig(server: string): string {
   return `
 [control]
 listen = "127.0.0.1:0"
+[reverse.tracing]
+enabled = true
+otlp_endpoint = "http://127.0.0.1:9/v1/traces"
+otlp_timeout = "1s"
 [[proxy]]
 name = "fwd"
 listen = "127.0.0.1:0"

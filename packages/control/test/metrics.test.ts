@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setImmediate as turn } from 'node:timers/promises';
 import { silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
@@ -103,5 +105,77 @@ test('the README\'s metrics table names every family /metrics exports, with its 
   } finally {
     await instance.stop();
     await a.kill();
+  }
+});
+
+/** A backend answering every request with `status` after `delayMs`. */
+async function answering(status: number, delayMs = 0): Promise<{ address: string; close(): Promise<void> }> {
+  const server = http.createServer((request, response) => {
+    request.resume();
+    setTimeout(() => {
+      response.statusCode = status;
+      response.end(String(status));
+    }, delayMs);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())).then(() => server.closeAllConnections?.()),
+  };
+}
+
+test('/metrics counts retries, request hedges won and lost, request bytes, and keeps a latency histogram per configured server', async () => {
+  const bad = await answering(503);
+  const good = await answering(200);
+  const slow = await answering(200, 1_500);
+  const fast = await answering(200);
+  const text = `
+[control]
+listen = "127.0.0.1:0"
+[health.passive]
+enabled = false
+[reverse]
+hedge_request = "50ms"
+hedge_request_budget = 1
+[[upstream]]
+name = "app"
+policy = "first"
+servers = ["${bad.address}", "${good.address}"]
+health_check = false
+[[upstream]]
+name = "hedged"
+policy = "first"
+servers = ["${slow.address}", "${fast.address}"]
+health_check = false
+[[server]]
+name = "web"
+listen = "127.0.0.1:0"
+[[server.location]]
+path = "/hedged"
+upstream = "hedged"
+[[server.location]]
+path = "/"
+upstream = "app"
+`;
+  const instance = await Instance.start(parseConfig(text, 'toml'), { logger: silentLogger });
+  try {
+    const web = instance.addressesOf('web')[0]!;
+    for (let i = 0; i < 3; i++) assert.equal((await fetch(`http://${web}/r${i}`, { headers: { 'x-pad': 'p'.repeat(200) } })).status, 200);
+    assert.equal(await (await fetch(`http://${web}/hedged`)).text(), '200');
+    const exposition = await metrics(instance);
+    const value = (line: string) => {
+      const found = exposition.split('\n').find((entry) => entry.startsWith(`${line} `));
+      return found === undefined ? undefined : Number(found.slice(found.lastIndexOf(' ') + 1));
+    };
+    assert.equal(value('wmproxy_http_retries_total'), 3, 'each request tried the 503 server first');
+    assert.equal(value('wmproxy_http_hedges_total{result="won"}'), 1);
+    assert.equal(value('wmproxy_http_hedges_total{result="lost"}'), 0);
+    assert.ok(value('wmproxy_http_request_bytes_total')! > 3 * 200, 'request heads count as bytes in');
+    assert.equal(value(`wmproxy_upstream_server_response_duration_seconds_count{upstream="app",server="${good.address}"}`), 3);
+    assert.equal(value(`wmproxy_upstream_server_response_duration_seconds_count{upstream="hedged",server="${fast.address}"}`), 1);
+    assert.equal(value(`wmproxy_upstream_server_response_duration_seconds_count{upstream="app",server="${bad.address}"}`), undefined, 'a server that answered nothing has no histogram');
+  } finally {
+    await instance.stop();
+    await Promise.all([bad.close(), good.close(), slow.close(), fast.close()]);
   }
 });

@@ -35,6 +35,34 @@ test('stores per-second deltas of cumulative counters, oldest first', () => {
   assert.deepEqual(series.view(1_001_000).t, [1002], 'since is exclusive');
 });
 
+test('bytes in, retries, hedges won and lost are per-second deltas; per-server p99 comes from that server\'s histogram over the second', () => {
+  const series = new TimeSeries({ capacity: 10 });
+  const fast = new Histogram();
+  const slow = new Histogram();
+  const at = (bytesReceived: number, retries: number, won: number, lost: number): WorkerCounters => ({
+    ...counters(0),
+    bytesReceived,
+    retries,
+    hedges: { won, lost },
+    serverDuration: [[`app\u0000a:80`, fast.data()], [`app\u0000b:80`, slow.data()]],
+  });
+  const two: UpstreamView[] = [{ ...upstream(0, 0)[0]!, servers: [{ ...upstream(0, 0, 'healthy', 'a:80')[0]!.servers[0]! }, { ...upstream(0, 0, 'healthy', 'b:80')[0]!.servers[0]! }] }];
+  series.sample(1_000_000, at(0, 0, 0, 0), 0, two);
+  for (let i = 0; i < 10; i++) fast.observe(0.004);
+  slow.observe(0.8);
+  series.sample(1_001_000, at(1500, 2, 1, 3), 0, two);
+  series.sample(1_002_000, at(1600, 2, 1, 3), 0, two);
+  const view = series.view();
+  assert.deepEqual(view.bytesIn, [0, 1500, 100]);
+  assert.deepEqual(view.retries, [0, 2, 0]);
+  assert.deepEqual(view.hedges, { won: [0, 1, 0], lost: [0, 3, 0] });
+  const [a, b] = view.servers;
+  assert.equal(a!.p99Ms[0], null, 'no request that second');
+  assert.ok(a!.p99Ms[1]! > 2.5 && a!.p99Ms[1]! <= 5, `a's p99 in its bucket, got ${a!.p99Ms[1]}`);
+  assert.ok(b!.p99Ms[1]! > 500 && b!.p99Ms[1]! <= 1000, `b's p99 in its bucket, got ${b!.p99Ms[1]}`);
+  assert.equal(a!.p99Ms[2], null);
+});
+
 test('a counter that goes back (a restarted worker) counts from zero, never negative', () => {
   const series = new TimeSeries({ capacity: 4 });
   series.sample(1000, counters(100), 0, []);

@@ -135,3 +135,17 @@ for (const rt of runtimes) {
     await server.close();
   });
 }
+
+test('HeadMemo.composeWithField: the remembered fields plus one changing field last, byte for byte what composeHead makes of them all', () => {
+  const memo = new HeadMemo();
+  const fields: Array<[string, string]> = [['Host', 'a.test'], ['X-Forwarded-For', '10.0.0.1']];
+  const line = 'GET /x HTTP/1.1\r\n';
+  for (let i = 0; i < 40; i++) {
+    const value = `00-${String(i).padStart(32, '0')}-${String(i).padStart(16, '0')}-01`;
+    const out = Buffer.from(memo.composeWithField(line, fields, 'traceparent', value));
+    assert.deepEqual(out, Buffer.from(composeHead(line, [...fields, ['traceparent', value]])), `message ${i}`);
+  }
+  // A different head is composed whole, then remembered in its turn.
+  const other: Array<[string, string]> = [['Host', 'b.test']];
+  assert.equal(Buffer.from(memo.composeWithField(line, other, 'traceparent', 'v')).toString('latin1'), 'GET /x HTTP/1.1\r\nHost: b.test\r\ntraceparent: v\r\n\r\n');
+});

@@ -18,6 +18,16 @@ export interface AccessRecord {
   /** Time from the first upstream attempt to the end of the response (ms), when proxied. */
   upstreamTimeMs: number | undefined;
   totalTimeMs: number;
+  /** Request bytes received from the client (head and body), when known. */
+  bytesReceived?: number;
+  /** The upstream group that served it, when proxied. */
+  upstream?: string;
+  /** Attempts after the first (retries), when any. */
+  retries?: number;
+  /** A request hedge was sent: did it serve the response (`won`) or not (`lost`)? */
+  hedge?: 'won' | 'lost';
+  /** W3C trace id: the proxy's trace while tracing is on, else the client's valid `traceparent`'s. */
+  traceId?: string | undefined;
   /** Why the proxy answered itself (502/503/504/400...), for the log. */
   reason?: string;
 }
@@ -56,7 +66,8 @@ function seconds(ms: number | undefined): string {
  * nginx "combined" (`$remote_addr - - [$time_local] "$request" $status
  * $body_bytes_sent "$http_referer" "$http_user_agent"`) followed by
  * `$upstream_addr $upstream_response_time $request_time`, as the common
- * `upstream_time` extension does; or one JSON object per line.
+ * `upstream_time` extension does, and the W3C trace id (`-` when none); or
+ * one JSON object per line (`trace_id`).
  */
 export function formatAccess(record: AccessRecord, format: AccessLogFormat): string {
   if (format === 'json') {
@@ -69,16 +80,18 @@ export function formatAccess(record: AccessRecord, format: AccessLogFormat): str
       host: record.host,
       status: record.status,
       bytes_sent: record.bytesSent,
+      bytes_received: record.bytesReceived ?? null,
       referer: record.referer ?? null,
       user_agent: record.userAgent ?? null,
       upstream_addr: record.upstreamAddr ?? null,
       upstream_time_ms: record.upstreamTimeMs ?? null,
       total_time_ms: record.totalTimeMs,
+      trace_id: record.traceId ?? null,
       ...(record.reason ? { reason: record.reason } : {}),
     });
   }
   const request = `${record.method} ${record.target} HTTP/${record.version}`;
-  return `${record.clientIp} - - [${timeLocal(record.startedAt)}] ${quoted(request)} ${record.status} ${record.bytesSent} ${quoted(record.referer)} ${quoted(record.userAgent)} ${record.upstreamAddr ?? '-'} ${seconds(record.upstreamTimeMs)} ${seconds(record.totalTimeMs)}`;
+  return `${record.clientIp} - - [${timeLocal(record.startedAt)}] ${quoted(request)} ${record.status} ${record.bytesSent} ${quoted(record.referer)} ${quoted(record.userAgent)} ${record.upstreamAddr ?? '-'} ${seconds(record.upstreamTimeMs)} ${seconds(record.totalTimeMs)} ${record.traceId ?? '-'}`;
 }
 
 export class AccessLog {

@@ -7,6 +7,7 @@
 import { DEFAULT_HTTP2_OPTIONS, DEFAULT_MAX_HEAD_SIZE } from '@wmproxy/core-net';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS } from './engine/options.js';
 import { DEFAULT_BODY_BUFFER } from './retry.js';
+import { TRACING_DEFAULTS } from './trace.js';
 
 export const REVERSE_DEFAULTS = Object.freeze({
   timeouts: DEFAULT_TIMEOUTS,
@@ -45,4 +46,6 @@ export const REVERSE_DEFAULTS = Object.freeze({
   stream: Object.freeze({ tries: 3, tcpIdleTimeoutMs: 600_000, udpIdleTimeoutMs: 60_000 }),
   /** Rate limits: burst above the rate, status of a refused request, clients remembered, requests in flight (0: no limit). */
   rateLimit: Object.freeze({ burst: 0, status: 503, maxKeys: 100_000, maxInFlight: 0 }),
+  /** W3C trace context (off), the share of started traces sampled, `service.name`, and the OTLP exporter's queue, batch, interval and timeout. */
+  tracing: TRACING_DEFAULTS,
 });

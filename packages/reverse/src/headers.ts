@@ -1,3 +1,4 @@
+import { newSpanId, newTraceId } from './trace.js';
 import { CidrList, normaliseIp } from '@wmproxy/core-net';
 
 /**
@@ -99,23 +100,9 @@ export function parseHeaderRule(text: string): { rule: HeaderRule; response: boo
   return { rule, response };
 }
 
-const traceBytes = new Uint8Array(24);
-const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
-
-function hex(bytes: Uint8Array, from: number, to: number): string {
-  let zero = true;
-  for (let i = from; i < to; i++) if (bytes[i] !== 0) zero = false;
-  // All-zero ids are invalid (W3C Trace Context 3.2.2.3/3.2.2.4).
-  if (zero) bytes[to - 1] = 1;
-  let out = '';
-  for (let i = from; i < to; i++) out += HEX[bytes[i]!];
-  return out;
-}
-
 /** A new W3C `traceparent`: version 00, random trace id (16 bytes) and parent id (8 bytes), sampled. */
 export function newTraceparent(): string {
-  globalThis.crypto.getRandomValues(traceBytes);
-  return `00-${hex(traceBytes, 0, 16)}-${hex(traceBytes, 16, 24)}-01`;
+  return `00-${newTraceId()}-${newSpanId()}-01`;
 }
 
 function variable(vars: RuleVariables, name: string): string {

@@ -1,9 +1,27 @@
 /**
  * @wmproxy/reverse: the reverse proxy. HTTP listeners with virtual hosts and
  * locations, upstream groups balanced by health-aware policies with retries
- * and connect hedging, WebSocket pass-through, TCP/UDP stream proxying.
+ * and connect hedging, WebSocket pass-through, TCP/UDP stream proxying,
+ * W3C trace context with optional OTLP/HTTP export (otlp.ts, loaded on demand).
  */
-export { ReverseProxy, type ReverseProxyOptions, type ListenerSpec } from './proxy.js';
+export { ReverseProxy, resolveTracing, type ReverseProxyOptions, type ListenerSpec, type TracingSpec } from './proxy.js';
+export {
+  Tracer,
+  RequestTrace,
+  Span,
+  SpanKind,
+  TRACING_DEFAULTS,
+  parseTraceparent,
+  traceIdOf,
+  newTraceId,
+  newSpanId,
+  type TracingOptions,
+  type OtlpOptions,
+  type SpanData,
+  type SpanSink,
+  type SpanSinkStats,
+  type ParsedTraceparent,
+} from './trace.js';
 export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource, type DiscoverSpec } from './upstream.js';
 export { srvDiscovery, srvServers, type DiscoverySource, type DiscoveryWatch, type DiscoveryMap, type DiscoveredServer } from './discovery.js';
 export { ConnPool, type PoolOptions } from './pool.js';

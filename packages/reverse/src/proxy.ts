@@ -31,6 +31,7 @@ import { Forwarding, type ForwardedOptions } from './headers.js';
 import type { ReplayOptions } from './retry.js';
 import { Router, type LocationSpec, type VirtualHostSpec } from './router.js';
 import { StreamProxy, connectUpstream, type StreamSpec } from './stream.js';
+import { TRACING_DEFAULTS, Tracer, type OtlpOptions, type SpanSink, type SpanSinkStats, type TracingOptions } from './trace.js';
 import { Upstream, UpstreamServer, reuseFrom, type UpstreamServerSpec, type UpstreamSpec } from './upstream.js';
 import { srvDiscovery, type DiscoveredServer, type DiscoveryMap, type DiscoveryWatch } from './discovery.js';
 
@@ -120,6 +121,25 @@ export interface ReverseProxyOptions {
   accessLog?: AccessLog | { to: string | AccessLogSink; format?: AccessLogFormat };
   /** Graceful shutdown deadline (default 10 000 ms). */
   shutdownDeadlineMs?: number;
+  /** W3C trace context and optional OTLP/HTTP export (trace.ts; default off). */
+  tracing?: TracingSpec;
+}
+
+/** Tracing settings as given: unset ones are TRACING_DEFAULTS'. */
+export type TracingSpec = Partial<Omit<TracingOptions, 'otlp'>> & { otlp?: Partial<OtlpOptions> & { endpoint: string } };
+
+/** `spec` with its defaults, checked (throws on a bad ratio, endpoint or size). */
+export function resolveTracing(spec: TracingSpec | undefined): TracingOptions {
+  const d = TRACING_DEFAULTS;
+  const options: TracingOptions = { enabled: spec?.enabled ?? d.enabled, sampleRatio: spec?.sampleRatio ?? d.sampleRatio, serviceName: spec?.serviceName ?? d.serviceName };
+  if (!(options.sampleRatio >= 0 && options.sampleRatio <= 1)) throw new RangeError(`tracing sampleRatio must be from 0 to 1, got ${options.sampleRatio}`);
+  if (spec?.otlp) {
+    const otlp = { ...d.otlp, headers: {}, ...spec.otlp };
+    const url = new URL(otlp.endpoint);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`tracing OTLP endpoint must be an http(s) URL, got ${otlp.endpoint}`);
+    options.otlp = otlp;
+  }
+  return options;
 }
 
 /** Period of the proxy's one timer: request deadlines, DNS refresh, idle pool expiry. */
@@ -157,6 +177,11 @@ export class ReverseProxy implements ProxyCore {
   readonly sessions = new Set<LiveSession>();
   readonly health: HealthChecker;
   draining = false;
+  /** While tracing is on (see trace.ts); undefined: off. */
+  tracer: Tracer | undefined = undefined;
+  private spanSink: SpanSink | undefined = undefined;
+  /** The export settings `spanSink` was built for. */
+  private spanSinkKey = '';
   private readonly ownsHealth: boolean;
   private readonly ownsAccessLog: boolean;
   private readonly listeners: Listener[] = [];
@@ -365,6 +390,7 @@ export class ReverseProxy implements ProxyCore {
   }
 
   async start(): Promise<this> {
+    await this.applyTracing(resolveTracing(this.options.tracing));
     for (const target of this.healthTargets()) this.health.add(target);
     try {
       for (const spec of this.options.servers ?? []) this.listeners.push(await this.openListener(planListener(spec, this)));
@@ -436,6 +462,7 @@ export class ReverseProxy implements ProxyCore {
     if (options.discovery) Object.assign(this.discovery, options.discovery);
     const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     const retries = checkRetries({ ...DEFAULT_RETRIES, ...options.retries });
+    const tracing = resolveTracing(options.tracing);
     const upstreams = this.buildUpstreams(options);
     const plans = (options.servers ?? []).map((spec) => planListener(spec, this));
     const unmatched = new Set(this.listeners);
@@ -486,6 +513,7 @@ export class ReverseProxy implements ProxyCore {
     this.requestHedgeMs = options.requestHedgeMs ?? REVERSE_DEFAULTS.requestHedgeMs;
     this.hedges.budget = options.requestHedgeBudget ?? REVERSE_DEFAULTS.requestHedgeBudget;
     this.headLimits = options.headLimits ?? {};
+    await this.applyTracing(tracing);
     this.options = { ...options, health: this.options.health, connector: this.options.connector, dns: this.options.dns, logger: this.options.logger, accessLog: this.options.accessLog };
     const next: Listener[] = [];
     for (const plan of plans) {
@@ -566,6 +594,32 @@ export class ReverseProxy implements ProxyCore {
     return { upstreams, health: this.health.snapshot(), sessions: this.sessions.size };
   }
 
+  /**
+   * Tracing on or off, and its exporter: the OTLP module is imported only
+   * when an endpoint is configured, and kept across reloads that leave its
+   * settings as they were (its queue and counters go on).
+   */
+  private async applyTracing(options: TracingOptions): Promise<void> {
+    const key = options.enabled && options.otlp ? JSON.stringify([options.otlp, options.serviceName]) : '';
+    if (key !== this.spanSinkKey) {
+      const old = this.spanSink;
+      this.spanSink = undefined;
+      this.spanSinkKey = '';
+      if (old) void old.close();
+      if (key !== '') {
+        const { OtlpExporter } = await import('./otlp.js');
+        this.spanSink = new OtlpExporter(options.otlp!, options.serviceName, this.logger);
+        this.spanSinkKey = key;
+      }
+    }
+    this.tracer = options.enabled ? new Tracer(options, this.spanSink) : undefined;
+  }
+
+  /** Exported, dropped and failed spans of the OTLP exporter (undefined: no export configured). */
+  traceStats(): SpanSinkStats | undefined {
+    return this.spanSink?.stats();
+  }
+
   /** Stop accepting, let requests in flight finish (up to the deadline), close everything. */
   async close(): Promise<void> {
     this.draining = true;
@@ -587,6 +641,10 @@ export class ReverseProxy implements ProxyCore {
     for (const [name, fn] of this.healthHandlers.splice(0)) events.off(name, fn);
     if (this.ownsHealth) await this.health.close();
     if (this.ownsAccessLog) await this.accessLog?.close();
+    this.tracer = undefined;
+    await this.spanSink?.close();
+    this.spanSink = undefined;
+    this.spanSinkKey = '';
   }
 }
 

@@ -26,6 +26,13 @@ test('the README tables state the defaults REVERSE_DEFAULTS exports', () => {
   assert.deepEqual(cell(retries, 'methods', 1).split(' (')[0]!.split(', '), [...methods]);
   assert.equal(cell(retries, 'onTimeout', 1), String(onTimeout));
   assert.equal(numbers(cell(retries, 'bodyBuffer', 1))[0], REVERSE_DEFAULTS.retryBodyBuffer);
+  const tracing = table('Tracing');
+  const { otlp, ...plain } = REVERSE_DEFAULTS.tracing;
+  const bare = (key: string) => cell(tracing, key, 2).replace(/`/g, '');
+  assert.equal(bare('enabled'), String(plain.enabled));
+  assert.equal(numbers(cell(tracing, 'sampleRatio', 2))[0], plain.sampleRatio);
+  assert.equal(bare('serviceName'), plain.serviceName);
+  for (const [key, value] of Object.entries(otlp)) assert.equal(numbers(cell(tracing, `otlp.${key}`, 2))[0], value, `tracing.otlp.${key}`);
 });
 
 test('a pool and a DNS cache built without options use REVERSE_DEFAULTS', () => {

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { AccessLog } from '../src/index.js';
 import { startBackend, startProxy, request, deadPort, until } from './helpers.js';
 
-test('the access log writes one nginx combined line per request, with upstream address and times', async () => {
+test('the access log writes one nginx combined line per request, with upstream address, times and the trace id (- when none)', async () => {
   const backend = await startBackend('b');
   const lines: string[] = [];
   const { proxy, base } = await startProxy({
@@ -17,7 +17,7 @@ test('the access log writes one nginx combined line per request, with upstream a
     assert.match(
       lines[0]!,
       new RegExp(
-        `^127\\.0\\.0\\.1 - - \\[\\d{2}/[A-Z][a-z]{2}/\\d{4}:\\d{2}:\\d{2}:\\d{2} \\+0000\\] "GET /page\\?x=1 HTTP/1\\.1" 200 \\d+ "http://ref\\.test/" "tester/1\\.0" ${backend.address.replace(/\./g, '\\.')} \\d+\\.\\d{3} \\d+\\.\\d{3}\\n$`,
+        `^127\\.0\\.0\\.1 - - \\[\\d{2}/[A-Z][a-z]{2}/\\d{4}:\\d{2}:\\d{2}:\\d{2} \\+0000\\] "GET /page\\?x=1 HTTP/1\\.1" 200 \\d+ "http://ref\\.test/" "tester/1\\.0" ${backend.address.replace(/\./g, '\\.')} \\d+\\.\\d{3} \\d+\\.\\d{3} -\\n$`,
       ),
     );
   } finally {

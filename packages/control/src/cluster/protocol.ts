@@ -50,6 +50,14 @@ export interface WorkerCounters {
   limited?: Array<[string, number]>;
   /** The certificates this process manages (automatic HTTPS): a state, merged by `mergeCertificates`, not summed. */
   certificates?: ManagedCertificate[];
+  /** Request bytes received; retries; request hedges won and lost (absent from older workers). */
+  bytesReceived?: number;
+  retries?: number;
+  hedges?: { won: number; lost: number };
+  /** Per-server latency: `upstream\0server` and its histogram. */
+  serverDuration?: Array<[string, HistogramData]>;
+  /** The OTLP exporter's spans (absent: no export configured). */
+  traceSpans?: { exported: number; dropped: number; failed: number };
 }
 
 export type PrimaryMessage =
@@ -75,7 +83,7 @@ export function emptyHistogram(buckets: number): HistogramData {
 }
 
 export function emptyCounters(buckets: number): WorkerCounters {
-  return { requests: [], bytesSent: 0, requestDuration: emptyHistogram(buckets), upstreamDuration: emptyHistogram(buckets), upstreams: {}, forward: [], sessions: 0 };
+  return { requests: [], bytesSent: 0, requestDuration: emptyHistogram(buckets), upstreamDuration: emptyHistogram(buckets), upstreams: {}, forward: [], sessions: 0, bytesReceived: 0, retries: 0, hedges: { won: 0, lost: 0 }, serverDuration: [] };
 }
 
 function addHistogram(into: HistogramData, from: HistogramData): void {
@@ -94,7 +102,23 @@ export function mergeCounters(parts: readonly WorkerCounters[], buckets: number)
   const requests = new Map<string, number>();
   const forward = new Map<string, { name: string; open: number; accepted: number }>();
   const limited = new Map<string, number>();
+  const serverDuration = new Map<string, HistogramData>();
   for (const part of parts) {
+    total.bytesReceived! += part.bytesReceived ?? 0;
+    total.retries! += part.retries ?? 0;
+    total.hedges!.won += part.hedges?.won ?? 0;
+    total.hedges!.lost += part.hedges?.lost ?? 0;
+    for (const [key, histogram] of part.serverDuration ?? []) {
+      let into = serverDuration.get(key);
+      if (!into) serverDuration.set(key, (into = emptyHistogram(buckets)));
+      addHistogram(into, histogram);
+    }
+    if (part.traceSpans) {
+      const spans = (total.traceSpans ??= { exported: 0, dropped: 0, failed: 0 });
+      spans.exported += part.traceSpans.exported;
+      spans.dropped += part.traceSpans.dropped;
+      spans.failed += part.traceSpans.failed;
+    }
     for (const [reason, count] of part.limited ?? []) limited.set(reason, (limited.get(reason) ?? 0) + count);
     for (const [code, count] of part.requests) requests.set(code, (requests.get(code) ?? 0) + count);
     total.bytesSent += part.bytesSent;
@@ -125,6 +149,7 @@ export function mergeCounters(parts: readonly WorkerCounters[], buckets: number)
   total.requests = [...requests];
   total.limited = [...limited];
   total.certificates = mergeCertificates(parts.flatMap((part) => part.certificates ?? []));
+  total.serverDuration = [...serverDuration];
   total.forward = [...forward.values()];
   return total;
 }

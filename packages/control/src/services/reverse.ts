@@ -165,6 +165,7 @@ export function reverseOptions(config: WmproxyConfig, health: HealthChecker, log
     logger,
     accessLog,
     shutdownDeadlineMs: config.reverse.shutdownTimeoutMs,
+    tracing: config.reverse.tracing,
     ...(sharedCounters ? { sharedCounters } : {}),
     ...(discovery ? { discovery } : {}),
   };

@@ -119,6 +119,39 @@ export class HeadMemo {
     return out;
   }
 
+  /**
+   * As `compose` (no body), with one more field last whose value changes
+   * with every message (a tracing `traceparent`): the memo still covers the
+   * fields that repeat.
+   */
+  composeWithField(startLine: string, fields: ReadonlyArray<readonly [string, string]>, name: string, value: string): Uint8Array {
+    const head = this.head;
+    if (head === undefined || !this.matches(startLine, fields)) {
+      // Remember the repeating part for the next message, then compose this one whole.
+      const misses = ++this.misses;
+      if (misses <= 2 || (misses & 15) === 0) {
+        const base = composeHead(startLine, fields);
+        this.remember(startLine, fields, base, base.byteLength);
+      }
+      return composeHead(startLine, [...fields, [name, value]]);
+    }
+    this.misses = 0;
+    // The remembered head ends with the empty line: the field goes before it.
+    const keep = head.byteLength - 2;
+    const total = keep + name.length + value.length + 6;
+    const out = storeFor(total);
+    out.set(head, 0);
+    let at = put(out, keep, name);
+    out[at++] = 58; // :
+    out[at++] = 32;
+    at = put(out, at, value);
+    out[at++] = 13;
+    out[at++] = 10;
+    out[at++] = 13;
+    out[at++] = 10;
+    return composed(out, total);
+  }
+
   private matches(startLine: string, fields: ReadonlyArray<readonly [string, string]>): boolean {
     if (startLine !== this.startLine || fields.length * 2 !== this.count) return false;
     const strings = this.strings;

@@ -1,5 +1,6 @@
 import type { Conn } from '@wmproxy/core-net';
 import type { PoolWaiter } from '../pool.js';
+import type { Span } from '../trace.js';
 import type { UpstreamServer } from '../upstream.js';
 
 /** Who an attempt hands a connection released by another request to (the session; no closure per attempt). */
@@ -24,6 +25,8 @@ export class Attempt implements PoolWaiter {
   connectAbort: AbortController | undefined = undefined;
   /** When the request head went out (performance.now(); 0: not yet, or its first byte came). */
   sentAt = 0;
+  /** While tracing is on: this attempt's client span, ended with the lease. */
+  span: Span | undefined = undefined;
   private readonly owner: AttemptOwner;
   private waiting = false;
   private released = false;
@@ -117,6 +120,13 @@ export class Attempt implements PoolWaiter {
     if (this.released) return;
     this.released = true;
     this.server.active--;
+    if (this.span !== undefined) this.endSpan(this.span);
+  }
+
+  private endSpan(span: Span): void {
+    span.set('server.address', this.server.address);
+    if (this.failed && !span.error) span.fail('attempt failed');
+    span.end();
   }
 
   /** Stop everything this attempt holds: its connect, its place in the pool's queue, its connection, its lease. */

@@ -5,6 +5,7 @@ import type { Router } from '../router.js';
 import type { Upstream, UpstreamServer } from '../upstream.js';
 import type { Connector } from './connector.js';
 import type { SharedCounters } from '../cluster-limit.js';
+import type { Tracer } from '../trace.js';
 import type { RetryOptions, TimeoutOptions } from './options.js';
 
 /** What every client session of a proxy shares. */
@@ -26,6 +27,8 @@ export interface ProxyCore {
   readonly sharedCounters: SharedCounters | undefined;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
+  /** While tracing is on (trace.ts); undefined: off, and the exchange does no tracing work. */
+  readonly tracer: Tracer | undefined;
   /** Live sessions, for the timeout sweep. */
   readonly sessions: Set<LiveSession>;
   /** Shutting down: answer the current request and close. */

@@ -31,6 +31,8 @@ import { bodyBufferLimit, retryAllowed, RetrySlot, type FailureKind } from '../r
 import { connectHedged } from './connector.js';
 import { answered, earnHedge, hedgeDelay, lostHedge, lostSinceAnswer, overtaken, refundHedge, spendHedge, HEDGE_RETRY_MS } from './hedge.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
+import type { RequestTrace, Span } from '../trace.js';
+import { traceIdOf } from '../trace.js';
 import { Deadline, Phase, type ClientConnection } from './phase.js';
 
 /** Held client bytes beyond this pause reading from the client. */
@@ -48,6 +50,8 @@ const enum Field {
   Forwarding,
   Host,
   Length,
+  /** traceparent: replaced by the attempt's own while tracing is on. */
+  Trace,
 }
 const fieldKinds = new Map<string, Field>();
 /** Names come from clients: the cache is bounded (and longer names are not kept), like core-net's lowerName. */
@@ -58,7 +62,7 @@ function fieldKind(name: string): Field {
   let kind = fieldKinds.get(name);
   if (kind === undefined) {
     const lower = lowerName(name);
-    kind = HOP_BY_HOP.has(lower) ? Field.HopByHop : FORWARDING_HEADERS.has(lower) ? Field.Forwarding : lower === 'host' ? Field.Host : lower === 'content-length' ? Field.Length : Field.Plain;
+    kind = HOP_BY_HOP.has(lower) ? Field.HopByHop : FORWARDING_HEADERS.has(lower) ? Field.Forwarding : lower === 'host' ? Field.Host : lower === 'content-length' ? Field.Length : lower === 'traceparent' ? Field.Trace : Field.Plain;
     if (name.length <= 64) {
       if (fieldKinds.size >= FIELD_KINDS_MAX) fieldKinds.clear();
       fieldKinds.set(name, kind);
@@ -83,6 +87,17 @@ function endToEnd(head: ResponseHead): HeaderList {
     fields.push(field);
   }
   return fields;
+}
+
+/** Remove every field named `lower` (any case) from `fields`, in place. */
+function dropFields(fields: HeaderList, lower: string): void {
+  let kept = 0;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    if (field[0].length === lower.length && lowerName(field[0]) === lower) continue;
+    fields[kept++] = field;
+  }
+  fields.length = kept;
 }
 
 /** Status lines by status, for the reason last seen with it: upstreams send the same few. */
@@ -132,6 +147,13 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   keepAlive: boolean;
   status = 0;
   bytesSent = 0;
+  /** Request bytes from the client: the head, then body bytes as they are forwarded. */
+  bytesReceived: number;
+  /** While tracing is on: this request's trace (the proxy's span and its attempts'). */
+  trace: RequestTrace | undefined = undefined;
+  /** Request hedges sent, and won (the hedge answered first or carried on). */
+  private hedgesSent = 0;
+  private hedgesWon = 0;
   /** The request body, while one is owed. */
   reqReader: BodyReader | undefined = undefined;
   private reqBodySent = false;
@@ -176,10 +198,11 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   private replay: Uint8Array[] | undefined = undefined;
   private replayBytes = 0;
 
-  constructor(session: ClientConnection, head: RequestHead | undefined, now: number) {
+  constructor(session: ClientConnection, head: RequestHead | undefined, now: number, headBytes = 0) {
     this.session = session;
     this.req = head;
     this.startedAt = now;
+    this.bytesReceived = headBytes;
     this.keepAlive = head !== undefined && head.keepAlive && !session.clientEnded && !session.ctx.core.draining;
     liveExchanges++;
   }
@@ -213,6 +236,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const session = this.session;
     const core = session.ctx.core;
     const requestMs = core.timeouts.requestMs;
+    const tracer = core.tracer;
+    if (tracer !== undefined) this.trace = tracer.start(getHeader(head.headers, 'traceparent'), head.method);
     this.requestDeadline = requestMs > 0 ? this.startedAt + requestMs : 0;
     if (head.framing !== 'none') {
       this.reqReader = new BodyReader(head.framing, head.contentLength ?? 0);
@@ -308,6 +333,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     this.attempts++;
     const attempt = new Attempt(server, this);
     this.attempt = attempt;
+    if (this.trace !== undefined) attempt.span = this.trace.attempt(this.attempts === 1 ? 'attempt' : 'retry');
     const pooled = server.pool.acquire();
     if (pooled) {
       this.bindUpstream(pooled, now);
@@ -397,7 +423,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     session.phase = Phase.Proxy;
     let head: Uint8Array;
     try {
-      head = this.buildUpstreamHead(req, server);
+      head = this.buildUpstreamHead(req, server, attempt.span);
     } catch (error) {
       this.attempt = undefined;
       attempt.abort();
@@ -427,7 +453,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
   }
 
-  private buildUpstreamHead(req: RequestHead, server: UpstreamServer): Uint8Array {
+  /** The request head for `server`; with `span` (tracing), its traceparent names that span as the parent. */
+  private buildUpstreamHead(req: RequestHead, server: UpstreamServer, span: Span | undefined): Uint8Array {
     const location = this.location!.spec;
     const ctx = this.session.ctx;
     const forwarding = ctx.forwarding;
@@ -465,6 +492,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
         lengthPlaced = true;
         continue;
       }
+      if (kind === Field.Trace && span !== undefined) continue;
       fields.push(field);
     }
     if (!hasHost) fields.push(['Host', location.upstreamHost ?? this.authority ?? server.address]);
@@ -480,11 +508,18 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       const forwarded = forwarding.fieldsFor(clientIp, ctx.scheme, host);
       for (let i = 0; i < forwarded.length; i++) fields.push(forwarded[i]!);
     }
-    if (this.location!.requestRules.length > 0) applyRules(fields, this.location!.requestRules, this.variables());
+    if (this.location!.requestRules.length > 0) {
+      applyRules(fields, this.location!.requestRules, this.variables());
+      // Tracing on: the attempt's traceparent wins over one a rule set (`default traceparent {new_traceparent}`).
+      if (span !== undefined) dropFields(fields, 'traceparent');
+    }
     // A view of core-net's shared compose buffer (no re-validation: every field
     // came from the strict parser, checked configuration, or variables of those).
     // The callers write it at once.
-    return ctx.wire.requestMemo.compose(ctx.wire.requestLine(req.method, this.upstreamTarget), fields);
+    const line = ctx.wire.requestLine(req.method, this.upstreamTarget);
+    // Tracing: the attempt's traceparent goes last, so that the memo still covers the fields that repeat.
+    if (span !== undefined) return ctx.wire.requestMemo.composeWithField(line, fields, 'traceparent', span.traceparent);
+    return ctx.wire.requestMemo.compose(line, fields);
   }
 
   private variables(): RuleVariables {
@@ -516,6 +551,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       return;
     }
     if (taken > 0) {
+      this.bytesReceived += taken;
       this.reqBodySent = true;
       const piece = taken === chunk.byteLength ? chunk : chunk.subarray(0, taken);
       if (this.replay) this.keepForReplay(piece);
@@ -618,6 +654,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
     const hedge = new Attempt(server, this);
     this.hedge = hedge;
+    this.hedgesSent++;
+    if (this.trace !== undefined) hedge.span = this.trace.attempt('hedge');
     core.hedges.inFlight++;
     const pooled = server.pool.acquire();
     if (pooled) {
@@ -702,7 +740,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     conn.userData = this;
     conn.setHandler(upstreamHandler);
     try {
-      conn.write(this.buildUpstreamHead(this.req!, hedge.server));
+      conn.write(this.buildUpstreamHead(this.req!, hedge.server, hedge.span));
     } catch {
       this.dropHedge();
     }
@@ -724,6 +762,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const winner = this.hedge!;
     this.attempt = winner;
     this.hedge = undefined;
+    this.hedgesWon++;
+    loser.span?.set('wmproxy.outcome', 'lost_to_hedge');
     const core = this.session.ctx.core;
     core.hedges.inFlight--;
     this.upstreamAddr = winner.server.address;
@@ -766,6 +806,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
 
   /** ResponseHeadSink: the final head (or 101); the body bytes that came with it are `chunk` from `start`. */
   onFinal(head: ResponseHead, chunk: Uint8Array, start: number): void {
+    this.attempt!.span?.set('http.response.status_code', head.status);
     if (head.status === 101) {
       if (this.req!.upgrade === undefined) {
         this.failAttempt('bad', 502, `101 from ${this.upstreamAddr} without an upgrade request`, false);
@@ -963,6 +1004,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const core = this.session.ctx.core;
     if (server) {
       this.attempt!.fail();
+      this.attempt!.span?.fail(reason);
       if (report) core.reportFailure(upstream, server, kind === 'status' ? 'status5xx' : kind === 'timeout' ? 'timeout' : 'connect', reason);
       (this.tried ??= new Set()).add(server);
     }
@@ -1166,6 +1208,24 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     this.retrySlot?.release();
     this.replay = undefined;
     this.requestDeadline = 0;
+    if (this.trace !== undefined) this.endTrace();
+  }
+
+  /** The proxy's span ends with the request (its attempts ended as they were released). */
+  private endTrace(): void {
+    const span = this.trace!.span;
+    if (!span.recording) return;
+    const req = this.req!;
+    span.set('http.request.method', req.method);
+    span.set('url.path', this.path || req.target);
+    span.set('client.address', this.clientIp);
+    if (this.status !== 0) span.set('http.response.status_code', this.status);
+    if (this.upstream !== undefined) span.set('wmproxy.upstream', this.upstream.name);
+    if (this.upstreamAddr !== undefined) span.set('server.address', this.upstreamAddr);
+    if (this.attempts > 1) span.set('wmproxy.retries', this.attempts - 1);
+    if (this.hedgesSent > 0) span.set('wmproxy.hedge', this.hedgesWon > 0 ? 'won' : 'lost');
+    if (this.status >= 500 || this.status === 0) span.fail(this.lastFailure?.reason ?? (this.status === 0 ? 'client closed before the response' : `status ${this.status}`));
+    span.end();
   }
 
   // ---------------------------------------------------------------- request body replay buffer (retry.ts)
@@ -1204,7 +1264,12 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       upstreamAddr: this.upstreamAddr,
       upstreamTimeMs: this.upstreamAddr ? now - this.firstAttemptAt : undefined,
       totalTimeMs: now - (this.startedAt || now),
+      bytesReceived: this.bytesReceived,
+      traceId: this.trace !== undefined ? this.trace.traceId : req ? traceIdOf(getHeader(req.headers, 'traceparent')) : undefined,
     };
+    if (this.upstream !== undefined) record.upstream = this.upstream.name;
+    if (this.attempts > 1) record.retries = this.attempts - 1;
+    if (this.hedgesSent > 0) record.hedge = this.hedgesWon > 0 ? 'won' : 'lost';
     if (reason) record.reason = reason;
     log.log(record);
   }

@@ -134,7 +134,7 @@ export class ClientSession implements ClientConnection, ClientSide {
       (this.held ??= []).unshift(rest.slice());
       this.heldBytes += rest.byteLength;
     }
-    this.begin(result.head, Date.now()).start();
+    this.begin(result.head, Date.now(), result.consumed).start();
   }
 
   /**
@@ -168,9 +168,9 @@ export class ClientSession implements ClientConnection, ClientSide {
     new Http2ClientConnection(this.client, this.ctx, this.ctx.http2!.options, first);
   }
 
-  private begin(head: RequestHead | undefined, now: number): Exchange {
+  private begin(head: RequestHead | undefined, now: number, headBytes = 0): Exchange {
     this.firstHead = false;
-    const exchange = new Exchange(this, head, now);
+    const exchange = new Exchange(this, head, now, headBytes);
     this.exchange = exchange;
     return exchange;
   }
