@@ -589,6 +589,12 @@ export const TunnelMappingSchema = Type.Union(
         domains: Type.Optional(Type.Array(Type.String(), { description: 'http/https: names or `*.example.com`.' })),
         path: Type.Optional(Type.String({ description: 'http/https: path prefix.' })),
         proxy_protocol: Type.Optional(Enum(['v1', 'v2'] as const, { description: 'Send a PROXY protocol header to the local service.' })),
+        basic_auth: Type.Optional(
+          Type.Record(Type.String({ minLength: 1, pattern: '^[^:]+$' }), Type.String(), { description: 'http: users and passwords visitors must send (HTTP Basic, checked on the server; frp `httpUser`/`httpPassword`).' }),
+        ),
+        basic_auth_realm: Type.Optional(Type.String({ maxLength: 128, description: 'http: realm of the Basic challenge.', default: 'wmproxy' })),
+        request_headers: Type.Optional(HeaderRulesSchema),
+        response_headers: Type.Optional(HeaderRulesSchema),
       },
       Strict,
     ),

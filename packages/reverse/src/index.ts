@@ -6,7 +6,7 @@
 export { ReverseProxy, type ReverseProxyOptions, type ListenerSpec } from './proxy.js';
 export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource } from './upstream.js';
 export { ConnPool, type PoolOptions } from './pool.js';
-export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type CompiledLocation } from './router.js';
+export { Router, normaliseHost, type LocationSpec, type BasicAuthSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type CompiledLocation } from './router.js';
 export {
   Forwarding,
   applyRules,

@@ -144,7 +144,7 @@ export class TunnelHttpFront {
 
   /** The engine's configuration for the mappings and clients of now. */
   private build(): ReverseProxyOptions {
-    const mappings = this.server.mappings().filter((entry) => entry.mapping.kind === 'http');
+    const mappings = this.server.mappings({ secrets: true }).filter((entry) => entry.mapping.kind === 'http');
     const upstreams: UpstreamSpec[] = [];
     const byDomain = new Map<string, LocationSpec[]>();
     this.transport.targets.clear();
@@ -179,9 +179,13 @@ export class TunnelHttpFront {
 
   private location(entry: MappingSnapshot, upstreams: UpstreamSpec[]): LocationSpec {
     const mapping = entry.mapping;
-    const path = mapping.path ?? '/';
+    // The mapping's own rules, applied by the engine like a location's.
+    const rules: LocationSpec = { path: mapping.path ?? '/' };
+    if (mapping.basicAuth) rules.basicAuth = mapping.basicAuth;
+    if (mapping.requestHeaders) rules.requestHeaders = mapping.requestHeaders;
+    if (mapping.responseHeaders) rules.responseHeaders = mapping.responseHeaders;
     if (entry.clients.length === 0) {
-      return { path, respond: { status: 503, headers: { 'retry-after': '1' }, body: `no tunnel client serving "${mapping.name}" is connected\n` } };
+      return { ...rules, respond: { status: 503, headers: { 'retry-after': '1' }, body: `no tunnel client serving "${mapping.name}" is connected\n` } };
     }
     const servers = entry.clients.map((client) => {
       const host = `${client.toLowerCase()}.${label(mapping.name)}${SERVER_SUFFIX}`;
@@ -195,6 +199,6 @@ export class TunnelHttpFront {
       policy: this.options.policy ?? 'round_robin',
       ...(this.options.health ? { health: this.options.health } : {}),
     });
-    return { path, upstream: name };
+    return { ...rules, upstream: name };
   }
 }

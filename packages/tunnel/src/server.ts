@@ -31,7 +31,7 @@ import {
 } from '@wmproxy/core-net';
 import { domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
 import { Flag, FrameType, decodeJson, encodeJson } from './frame.js';
-import { readPublicMapping, sameShape, type PublicMapping } from './mapping.js';
+import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
 import { Mux, type TunnelStream } from './mux.js';
 
 export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
@@ -592,7 +592,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       since: session.since.toISOString(),
       rttMs: session.mux.rttMs,
       reconnects: session.reconnects,
-      mappings: [...session.mappings.values()],
+      mappings: [...session.mappings.values()].map(redactMapping),
       rejected: session.rejected,
       openStreams: session.mux.streams.size,
       bytesIn: conn.bytesRead,
@@ -607,10 +607,13 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     return [...this.sessions].map((session) => this.snapshot(session));
   }
 
-  /** Every mapping with the clients serving it now (empty while they are away). */
-  mappings(): MappingSnapshot[] {
+  /**
+   * Every mapping with the clients serving it now (empty while they are away).
+   * Basic auth passwords read `***` unless `secrets` (the web front needs them).
+   */
+  mappings(options: { secrets?: boolean } = {}): MappingSnapshot[] {
     return [...this.routes.values()].map((route) => ({
-      mapping: route.mapping,
+      mapping: options.secrets ? route.mapping : redactMapping(route.mapping),
       clients: route.sessions.filter((s) => !s.mux.closed).map((s) => s.id),
       listening: route.listener !== undefined || route.udp !== undefined,
     }));
