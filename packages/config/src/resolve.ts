@@ -289,6 +289,8 @@ class Resolver {
       tls,
       stateDir: this.path(server.state_dir ?? 'tunnel-state'),
       heartbeatMs: durationMs(server.heartbeat, 10_000),
+      maxConnections: server.max_connections ?? 0,
+      maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
       visitorWaitMs: durationMs(server.visitor_wait, 0),
       drainMs: durationMs(server.drain, 10_000),
       ...this.tunnelWeb(server, path),

@@ -41,6 +41,8 @@ export interface TunnelHttpOptions {
   retries?: ReverseProxyOptions['retries'];
   timeouts?: ReverseProxyOptions['timeouts'];
   accessLog?: ReverseProxyOptions['accessLog'];
+  /** Connection limits of the `listen` port (not `tlsListen`, which the TLS front hands connections to from loopback). */
+  limits?: Pick<ListenerSpec, 'maxConnections' | 'maxConnectionsPerIp'>;
   logger?: Logger;
 }
 
@@ -161,7 +163,7 @@ export class TunnelHttpFront {
     // Nothing matched: say so (the engine would answer 404 too, but without the reason).
     vhosts.push({ default: true, locations: [{ path: '/', respond: { status: 404, body: 'no tunnel mapping serves this host\n' } }] });
     const servers: ListenerSpec[] = [];
-    if (this.options.listen !== undefined) servers.push({ listen: this.options.listen, vhosts });
+    if (this.options.listen !== undefined) servers.push({ listen: this.options.listen, vhosts, ...this.options.limits });
     if (this.options.tlsListen !== undefined) servers.push({ listen: this.options.tlsListen, tls: this.options.tls, vhosts });
     return {
       servers,

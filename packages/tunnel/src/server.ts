@@ -23,6 +23,7 @@ import {
   releaseConn,
   silentLogger,
   type Conn,
+  type ConnLimitOptions,
   type Logger,
   type Transport,
   type TransportTarget,
@@ -79,6 +80,8 @@ export interface TunnelServerOptions {
   udpIdleMs?: number;
   /** Idle timeout of a relayed visitor connection (default 5 min). */
   relayIdleMs?: number;
+  /** Connection limits of every public tcp/proxy mapping port (in all and per visitor IP), as on the other listeners. */
+  visitorLimits?: ConnLimitOptions;
   /** Most streams one client session may carry at once (default 4096). */
   maxStreamsPerClient?: number;
   handshakeTimeoutMs?: number;
@@ -392,7 +395,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       return;
     }
     const address = parseAddress(formatHostPort(host, mapping.remotePort));
-    route.listener = new Server({ addresses: [address], logger: this.logger, onConnection: (conn) => void this.onVisitor(route, conn) });
+    route.listener = new Server({ addresses: [address], logger: this.logger, limits: this.options.visitorLimits ?? {}, onConnection: (conn) => void this.onVisitor(route, conn) });
     await route.listener.start();
     this.logger.info('tunnel public port open', { mapping: mapping.name, kind: mapping.kind, address: route.listener.boundAddresses[0] });
   }
@@ -653,8 +656,9 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
    * mappings no longer allowed are detached (their clients are told on their
    * next registration).
    */
-  reload(options: Pick<TunnelServerOptions, 'token' | 'clients' | 'allowPorts' | 'allowDomains' | 'visitorWaitMs'>): void {
+  reload(options: Pick<TunnelServerOptions, 'token' | 'clients' | 'allowPorts' | 'allowDomains' | 'visitorWaitMs' | 'visitorLimits'>): void {
     this.options = { ...this.options, ...options };
+    for (const route of this.routes.values()) route.listener?.setLimits(this.options.visitorLimits ?? {});
     const tokens = new Set(this.credentials().map((c) => c.token));
     for (const session of [...this.sessions]) {
       if (!tokens.has(session.credential.token)) {

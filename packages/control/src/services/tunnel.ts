@@ -166,7 +166,7 @@ export class TunnelService {
 }
 
 function webConfigKey(config: TunnelServerConfig): string {
-  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpPolicy, config.httpHealth]);
+  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpPolicy, config.httpHealth, config.maxConnections, config.maxConnectionsPerIp]);
 }
 
 /** The web front of http/https mappings, when the server has a port for them. */
@@ -178,6 +178,7 @@ async function startWeb(server: TunnelServer, config: TunnelServerConfig, logger
     httpsListen: config.httpsListen,
     ...(config.https ? { httpsTls: { cert: await readFile(config.https.cert, 'utf8'), key: await readFile(config.https.key, 'utf8') } } : {}),
     policy: config.httpPolicy,
+    limits: { maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp },
     ...(health ? { health: { check: { type: 'http' as const, path: health.path }, intervalMs: health.intervalMs, timeoutMs: Math.min(health.intervalMs, 2_000), rise: health.rise, fall: health.fall } } : {}),
     logger,
   }).start();
@@ -190,5 +191,6 @@ function serverOptions(config: TunnelServerConfig) {
     allowPorts: config.allowPorts,
     allowDomains: config.allowDomains,
     visitorWaitMs: config.visitorWaitMs,
+    visitorLimits: { maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp },
   };
 }
