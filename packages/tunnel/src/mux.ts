@@ -82,6 +82,8 @@ export interface MuxEvents {
 
 export interface MuxStats {
   streams: number;
+  /** Streams this side opened since the session started. */
+  opened: number;
   /** Bytes written by streams but not yet sent (waiting for credit or the connection). */
   queuedBytes: number;
   /** Bytes received but not yet read (paused streams). */
@@ -123,6 +125,7 @@ export class Mux implements FrameSink {
   readonly streams = new Map<number, TunnelStream>();
   private readonly pendingOpens = new Map<number, PendingOpen>();
   private nextId: number;
+  private opened = 0;
   private lastPeerId = 0;
   private peerStreams = 0;
   private control: Uint8Array[] = [];
@@ -305,6 +308,7 @@ export class Mux implements FrameSink {
     if (this.goingAway || this.peerGoingAway) return Promise.reject(new NetError('ECONNREFUSED', 'tunnel session is going away'));
     const id = this.nextId;
     this.nextId += 2;
+    this.opened++;
     const stream = new TunnelStream(this, id);
     this.streams.set(id, stream);
     this.sendControl(FrameType.OPEN, id, payload, options.flags ?? 0);
@@ -553,7 +557,7 @@ export class Mux implements FrameSink {
       queuedBytes += stream.queued;
       bufferedBytes += stream.inboxBytes;
     }
-    return { streams: this.streams.size, queuedBytes, bufferedBytes, datagramsDropped: this.datagramsDropped, rttMs: this.rttMs };
+    return { streams: this.streams.size, opened: this.opened, queuedBytes, bufferedBytes, datagramsDropped: this.datagramsDropped, rttMs: this.rttMs };
   }
 
   /** @internal */

@@ -117,6 +117,24 @@ export interface ClientSnapshot {
   bufferedBytes: number;
 }
 
+/** One credential's traffic since the server started (closed sessions included): what /metrics counts. */
+export interface ClientTotals {
+  /** The credential's name (from the server's configuration). */
+  name: string;
+  /** Sessions connected now. */
+  connected: number;
+  /** Sessions since the start, minus one (0 until a reconnect). */
+  reconnects: number;
+  openStreams: number;
+  /** Streams opened to its clients. */
+  streams: number;
+  /** Bytes on its tunnel connections, both directions (framing and TLS included). */
+  bytesIn: number;
+  bytesOut: number;
+  /** Lowest heartbeat RTT among its connected sessions. */
+  rttMs: number | undefined;
+}
+
 export interface MappingSnapshot {
   mapping: PublicMapping;
   clients: string[];
@@ -171,6 +189,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly sessions = new Set<ClientSession>();
   private readonly routes = new Map<string, Route>();
   private readonly seen = new Map<string, number>();
+  /** Traffic of closed sessions, by credential name. */
+  private readonly closedTraffic = new Map<string, { bytesIn: number; bytesOut: number; streams: number }>();
   private sweep: ReturnType<typeof setInterval> | undefined;
   private stopping = false;
   /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
@@ -424,6 +444,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   private onSessionClosed(session: ClientSession, error: Error | undefined): void {
     if (!this.sessions.delete(session)) return;
+    const traffic = this.closedTraffic.get(session.name) ?? { bytesIn: 0, bytesOut: 0, streams: 0 };
+    traffic.bytesIn += session.mux.conn.bytesRead;
+    traffic.bytesOut += session.mux.conn.bytesWritten;
+    traffic.streams += session.mux.stats().opened;
+    this.closedTraffic.set(session.name, traffic);
     for (const name of session.mappings.keys()) this.detach(session, name, false);
     this.logger.info('tunnel client left', { client: session.name, reason: error?.message });
     this.emit('client-left', this.snapshot(session), error);
@@ -603,6 +628,26 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       queuedBytes: stats.queuedBytes,
       bufferedBytes: stats.bufferedBytes,
     };
+  }
+
+  /** Per credential seen since the start: sessions, streams and bytes (monotonic across reconnects, for counters). */
+  totals(): ClientTotals[] {
+    const rows = new Map<string, ClientTotals>();
+    for (const [name, sessions] of this.seen) {
+      const closed = this.closedTraffic.get(name);
+      rows.set(name, { name, connected: 0, reconnects: sessions - 1, openStreams: 0, streams: closed?.streams ?? 0, bytesIn: closed?.bytesIn ?? 0, bytesOut: closed?.bytesOut ?? 0, rttMs: undefined });
+    }
+    for (const session of this.sessions) {
+      const row = rows.get(session.name)!;
+      const stats = session.mux.stats();
+      row.connected++;
+      row.openStreams += stats.streams;
+      row.streams += stats.opened;
+      row.bytesIn += session.mux.conn.bytesRead;
+      row.bytesOut += session.mux.conn.bytesWritten;
+      if (stats.rttMs !== undefined && (row.rttMs === undefined || stats.rttMs < row.rttMs)) row.rttMs = stats.rttMs;
+    }
+    return [...rows.values()];
   }
 
   /** Connected clients. */

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from '@wmproxy/core-net';
 import type { TunnelClientConfig, TunnelConfig, TunnelServerConfig } from '@wmproxy/config';
 import { TunnelClient, TunnelServer, TunnelWeb, type TunnelClientOptions } from '@wmproxy/tunnel';
+import type { Exposition } from '../metrics.js';
 import type { TunnelStatus } from '../types.js';
 
 function serverKey(config: TunnelServerConfig): string {
@@ -150,6 +151,35 @@ export class TunnelService {
         : {}),
       clients: [...this.clients].map(([service, { instance }]) => ({ service, ...instance.status() })),
     };
+  }
+
+  /**
+   * The tunnel's families in /metrics. Labels stay bounded: `client` is a
+   * credential name of the server's configuration, `mapping` a name from the
+   * clients' configurations (authenticated, at most 256 per client), and
+   * `service` a `[[tunnel.client]]` of this instance.
+   */
+  renderMetrics(out: Exposition): void {
+    const server = this.server?.instance;
+    const totals = server?.totals() ?? [];
+    out.family('wmproxy_tunnel_clients', 'gauge', 'Tunnel client sessions connected to this server, by credential.');
+    for (const row of totals) out.sample('wmproxy_tunnel_clients', { client: row.name }, row.connected);
+    out.family('wmproxy_tunnel_client_rtt_seconds', 'gauge', 'Heartbeat round-trip time of each connected credential (its lowest session).');
+    for (const row of totals) if (row.rttMs !== undefined) out.sample('wmproxy_tunnel_client_rtt_seconds', { client: row.name }, row.rttMs / 1000);
+    out.family('wmproxy_tunnel_client_reconnects_total', 'counter', 'Sessions of each credential after its first.');
+    for (const row of totals) out.sample('wmproxy_tunnel_client_reconnects_total', { client: row.name }, row.reconnects);
+    out.family('wmproxy_tunnel_open_streams', 'gauge', 'Streams open now over the tunnel connections of each credential.');
+    for (const row of totals) out.sample('wmproxy_tunnel_open_streams', { client: row.name }, row.openStreams);
+    out.family('wmproxy_tunnel_streams_total', 'counter', 'Streams opened to each credential\'s clients (visitors, requests, health checks).');
+    for (const row of totals) out.sample('wmproxy_tunnel_streams_total', { client: row.name }, row.streams);
+    out.family('wmproxy_tunnel_received_bytes_total', 'counter', 'Bytes received on the tunnel connections of each credential (framing and TLS included).');
+    for (const row of totals) out.sample('wmproxy_tunnel_received_bytes_total', { client: row.name }, row.bytesIn);
+    out.family('wmproxy_tunnel_sent_bytes_total', 'counter', 'Bytes sent on the tunnel connections of each credential (framing and TLS included).');
+    for (const row of totals) out.sample('wmproxy_tunnel_sent_bytes_total', { client: row.name }, row.bytesOut);
+    out.family('wmproxy_tunnel_mapping_clients', 'gauge', 'Clients serving each mapping now (0: visitors wait or are refused).');
+    for (const entry of server?.mappings() ?? []) out.sample('wmproxy_tunnel_mapping_clients', { mapping: entry.mapping.name, kind: entry.mapping.kind }, entry.clients.length);
+    out.family('wmproxy_tunnel_connected', 'gauge', '1 while this instance\'s tunnel client (a [[tunnel.client]]) has a session with its server.');
+    for (const [service, { instance }] of this.clients) out.sample('wmproxy_tunnel_connected', { service }, instance.status().connected ? 1 : 0);
   }
 
   /** The running server (for engines that route http/https mappings to it). */
