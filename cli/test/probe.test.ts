@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closedPort } from '@wmproxy/testkit';
+import { closedPort, testPki } from '@wmproxy/testkit';
+import { NOT_SERVING, SERVING, grpcHealthServer } from '@wmproxy/testkit/grpc';
 import { Running, wmproxy } from './helpers.js';
 
 /** An HTTP server answering every request with `status` and `body`; records request heads. */
@@ -202,7 +203,9 @@ test('probe --watch: one line per transition when not on a terminal, until inter
 test('probe: bad arguments exit 2 with a one-line error', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['probe'], /at least one TARGET/],
-    [['probe', 'ftp://127.0.0.1:21'], /scheme must be tcp:\/\/, http:\/\/ or https:\/\//],
+    [['probe', 'ftp://127.0.0.1:21'], /scheme must be tcp:\/\/, http:\/\/, https:\/\/, grpc:\/\/ or grpcs:\/\//],
+    [['probe', 'grpc://127.0.0.1'], /grpc:\/\/ needs a port/],
+    [['probe', 'grpc://127.0.0.1:1/svc?x=1'], /takes a service name as its path, no query/],
     [['probe', 'tcp://127.0.0.1:1', '--interval', 'soon'], /--interval: invalid duration "soon"/],
     [['probe', 'tcp://127.0.0.1:1', '--rise', '0'], /--rise must be a whole number/],
     [['probe', 'http://127.0.0.1:1/', '--expect-status', '20x'], /invalid status list/],
@@ -262,5 +265,36 @@ test('probe -c: probes every upstream server of a configuration file with its co
   } finally {
     await server.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('probe grpc:// and grpcs://: grpc.health.v1 Check, SERVING exits 0, anything else 1 with the reason', async () => {
+  const pki = testPki();
+  const plain = await grpcHealthServer({ statuses: { '': SERVING, 'svc.Up': SERVING, 'svc.Down': NOT_SERVING } });
+  const secure = await grpcHealthServer({ statuses: { '': SERVING }, tls: { cert: pki.server.cert, key: pki.server.key } });
+  try {
+    const up = await wmproxy(['probe', `grpc://127.0.0.1:${plain.port}`, `grpc://127.0.0.1:${plain.port}/svc.Up`]);
+    assert.equal(up.code, 0, up.stdout + up.stderr);
+    assert.match(up.stdout, new RegExp(`healthy\\s+grpc://127.0.0.1:${plain.port}/svc.Up\\s+[\\d.]+ms\\s+SERVING`));
+    const down = await wmproxy(['probe', `grpc://127.0.0.1:${plain.port}/svc.Up`, `grpc://127.0.0.1:${plain.port}/svc.Down`, `grpc://127.0.0.1:${plain.port}/svc.Gone`]);
+    assert.equal(down.code, 1);
+    assert.match(down.stdout, /unhealthy\s+grpc:\/\/\S+\/svc\.Down\s+\S+\s+NOT_SERVING/);
+    assert.match(down.stdout, /unhealthy\s+grpc:\/\/\S+\/svc\.Gone\s+\S+\s+service "svc\.Gone" unknown \(grpc-status 5 NOT_FOUND/);
+    assert.deepEqual(plain.requests, ['', 'svc.Up', 'svc.Up', 'svc.Down', 'svc.Gone']);
+    // grpcs: the certificate is verified unless --insecure.
+    const verified = await wmproxy(['probe', `grpcs://127.0.0.1:${secure.port}`]);
+    assert.equal(verified.code, 1);
+    assert.match(verified.stdout, /unhealthy\s+grpcs:\/\/\S+\s+\S+\s+.*(certificate|TLS)/i);
+    const insecure = await wmproxy(['probe', `grpcs://127.0.0.1:${secure.port}`, '--insecure']);
+    assert.equal(insecure.code, 0, insecure.stdout + insecure.stderr);
+    assert.match(insecure.stdout, /healthy\s+grpcs:\/\/\S+\s+\S+\s+SERVING/);
+    const refused = await closedPort();
+    const gone = await wmproxy(['probe', `grpc://127.0.0.1:${refused}`, '--json']);
+    assert.equal(gone.code, 1);
+    assert.equal((JSON.parse(gone.stdout) as { results: Array<{ reason: string }> }).results[0]!.reason, 'ECONNREFUSED');
+  } finally {
+    await plain.close();
+    await secure.close();
+    pki.cleanup();
   }
 });

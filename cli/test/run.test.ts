@@ -76,3 +76,39 @@ test('run prints the shared address for every server of one listener', async () 
     running.kill();
   }
 });
+
+test('run: an upstream server with protocol = "h2" is reached over h2c; reverse-proxy --to h2c:// does the same', async () => {
+  const http2 = await import('node:http2');
+  const backend = http2.createServer();
+  // Sessions that carried requests (the default TCP health check connects too, without any).
+  const sessions = new Set<unknown>();
+  backend.on('stream', (stream, headers) => {
+    sessions.add(stream.session);
+    stream.respond({ ':status': 200 });
+    stream.end(`h2 backend saw ${headers[':method']} ${headers[':path']}`);
+  });
+  await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+  const backendPort = (backend.address() as net.AddressInfo).port;
+  const port = await freePort();
+  const file = join(scratch, 'h2-upstream.toml');
+  writeFileSync(
+    file,
+    `[control]\nenabled = false\n[[upstream]]\nname = "h2"\nservers = [{ address = "127.0.0.1:${backendPort}", protocol = "h2" }]\n` +
+      `[[server]]\nlisten = "127.0.0.1:${port}"\n[[server.location]]\npath = "/"\nupstream = "h2"\n`,
+  );
+  const running = new Running(['run', '-c', file]);
+  const cli = new Running(['reverse-proxy', '--from', '127.0.0.1:0', '--to', `h2c://127.0.0.1:${backendPort}`]);
+  try {
+    await running.waitFor(/running \(pid \d+\)/);
+    assert.equal((await curl([`http://127.0.0.1:${port}/from-run`])).stdout, 'h2 backend saw GET /from-run');
+    const cliPort = await cli.port(/reverse proxy ready listen=127\.0\.0\.1:(\d+)/);
+    assert.equal((await curl([`http://127.0.0.1:${cliPort}/from-cli`])).stdout, 'h2 backend saw GET /from-cli');
+    assert.equal(sessions.size, 2, 'one HTTP/2 connection from each proxy');
+    assert.equal(await running.stop(), 0);
+    assert.equal(await cli.stop('SIGINT'), 0);
+  } finally {
+    running.kill();
+    cli.kill();
+    backend.close();
+  }
+});

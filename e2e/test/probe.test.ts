@@ -188,7 +188,7 @@ describe('wmproxy probe as a CI gate against backend containers', { skip }, () =
     test(`host, ${runtime.name}: bad arguments → exit 2 with a one-line error, no report written`, async () => {
       const cases: Array<[string[], RegExp]> = [
         [[], /at least one TARGET is required/],
-        [['ftp://127.0.0.1/'], /invalid target "ftp:\/\/127\.0\.0\.1\/": scheme must be tcp:\/\/, http:\/\/ or https:\/\//],
+        [['ftp://127.0.0.1/'], /invalid target "ftp:\/\/127\.0\.0\.1\/": scheme must be tcp:\/\/, http:\/\/, https:\/\/, grpc:\/\/ or grpcs:\/\//],
         [[hostTarget('b1'), '--timeout', 'soon'], /--timeout: invalid duration "soon"/],
         [[hostTarget('b1'), '--watch', '--wait', '5s'], /--watch and --wait cannot be combined/],
       ];

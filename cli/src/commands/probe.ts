@@ -17,9 +17,10 @@ import { UsageError, WmproxyCommand } from '../base.js';
 
 
 export default class Probe extends WmproxyCommand {
-  static override summary = 'Probe TCP, HTTP and HTTPS targets once, until healthy (--wait), or continuously (--watch).';
+  static override summary = 'Probe TCP, HTTP(S) and gRPC targets once, until healthy (--wait), or continuously (--watch).';
   static override description = [
-    'TARGET is tcp://host:port, http://host[:port]/path or https://host[:port]/path.',
+    'TARGET is tcp://host:port, http://host[:port]/path, https://host[:port]/path, grpc://host:port[/service] or grpcs://host[:port][/service].',
+    'A gRPC target calls grpc.health.v1.Health/Check (h2c; grpcs: TLS with ALPN h2): SERVING is healthy.',
     'Exit status: 0 when every target is healthy, 1 when any is not, 2 for bad arguments.',
     'Without --rise/--fall one probe decides each target; with them, that many consecutive results are needed.',
   ].join('\n');
@@ -27,10 +28,11 @@ export default class Probe extends WmproxyCommand {
     '<%= config.bin %> probe tcp://127.0.0.1:5432 http://127.0.0.1:8080/healthz',
     '<%= config.bin %> probe https://example.test/ready --expect-status 200 --expect-body /ok/ --wait 30s',
     '<%= config.bin %> probe http://127.0.0.1:8080/ --watch --interval 500ms',
+    '<%= config.bin %> probe grpc://127.0.0.1:50051/my.pkg.Users grpcs://api.example.test --insecure',
   ];
   static override strict = false;
   static override args = {
-    target: Args.string({ description: 'tcp://host:port, http://… or https://… (repeatable)', required: false }),
+    target: Args.string({ description: 'tcp://host:port, http://…, https://…, grpc://host:port[/service] or grpcs://… (repeatable)', required: false }),
   };
   static override flags = {
     interval: Flags.string({ description: 'time between probes (default 1s, or the --timeout if longer)' }),
@@ -41,7 +43,7 @@ export default class Probe extends WmproxyCommand {
     'expect-body': Flags.string({ description: 'the body must contain TEXT or match /REGEX/' }),
     header: Flags.string({ description: 'extra request header K:V (repeatable)', multiple: true }),
     method: Flags.string({ description: 'HTTP method (default GET)' }),
-    insecure: Flags.boolean({ description: 'do not verify TLS certificates', default: false }),
+    insecure: Flags.boolean({ description: 'do not verify TLS certificates (https://, grpcs://)', default: false }),
     wait: Flags.string({ description: 'keep probing until all are healthy or DURATION passes' }),
     watch: Flags.boolean({ description: 'keep probing and show every change until interrupted', default: false }),
     json: Flags.boolean({ description: 'machine-readable output', default: false }),
@@ -77,7 +79,7 @@ export default class Probe extends WmproxyCommand {
     const { flags, argv } = await this.parse(Probe);
     const raw = argv as string[];
     if (flags.config !== undefined && raw.length > 0) throw new UsageError('give TARGETs or -c CONFIG, not both');
-    if (flags.config === undefined && raw.length === 0) throw new UsageError('at least one TARGET is required (tcp://host:port, http://… or https://…), or -c CONFIG');
+    if (flags.config === undefined && raw.length === 0) throw new UsageError('at least one TARGET is required (tcp://host:port, http://…, https://…, grpc://…), or -c CONFIG');
     if (flags.watch && flags.wait !== undefined) throw new UsageError('--watch and --wait cannot be combined');
     const timeoutMs = duration('--timeout', flags.timeout);
     const active: Partial<ActiveOptions> = {
@@ -99,8 +101,12 @@ export default class Probe extends WmproxyCommand {
     });
     const targets: ProbeTarget[] = flags.config !== undefined ? await configuredTargets(flags.config) : raw.map((label) => {
       const spec = parseTargetUrl(label);
-      if (spec.check && spec.check.type !== 'tcp') {
-        const check: HttpCheck = { ...spec.check };
+      const given = spec.check;
+      if (given && given.type !== 'tcp' && given.type !== 'http' && given.type !== 'https') {
+        // gRPC: the HTTP flags do not apply; --insecure does.
+        if (flags.insecure) spec.check = { ...given, tlsVerify: false };
+      } else if (given && given.type !== 'tcp') {
+        const check: HttpCheck = { ...given };
         if (flags.method !== undefined) check.method = flags.method;
         if (flags['expect-status'] !== undefined) check.expectStatus = flags['expect-status'];
         if (flags['expect-body'] !== undefined) check.expectBody = flags['expect-body'];

@@ -37,7 +37,7 @@ function methodList(text: string): string[] {
   return methods.map((method) => method.toUpperCase());
 }
 
-/** `http://host:port`, `https://host:port` (optionally `#weight=N`, `#backup`). */
+/** `http://host:port`, `https://host:port`, `h2://host:port` (HTTP/2 over TLS), `h2c://host:port` (optionally `#weight=N`, `#backup`). */
 export function parseUpstreamUrl(text: string): UpstreamServerSpec {
   const [base, fragment] = text.split('#', 2) as [string, string | undefined];
   let url: URL;
@@ -46,12 +46,14 @@ export function parseUpstreamUrl(text: string): UpstreamServerSpec {
   } catch {
     throw new UsageError(`--to: "${text}" is not a URL (expected http://host:port)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--to: "${text}" must be http:// or https://`);
-  if (url.pathname !== '/' || url.search) throw new UsageError(`--to: "${text}" must not have a path (the request's path is kept)`);
-  const tls = url.protocol === 'https:';
+  const h2 = url.protocol === 'h2:' || url.protocol === 'h2c:';
+  if (url.protocol !== 'http:' && url.protocol !== 'https:' && !h2) throw new UsageError(`--to: "${text}" must be http://, https://, h2:// or h2c://`);
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search) throw new UsageError(`--to: "${text}" must not have a path (the request's path is kept)`);
+  const tls = url.protocol === 'https:' || url.protocol === 'h2:';
   const host = url.hostname;
   const port = url.port || (tls ? '443' : '80');
   const spec: UpstreamServerSpec = { address: `${host}:${port}`, tls };
+  if (h2) spec.transport = url.protocol.slice(0, -1);
   for (const part of (fragment ?? '').split('&').filter(Boolean)) {
     const [key, value] = part.split('=', 2) as [string, string | undefined];
     if (key === 'weight') spec.weight = positiveInt('to weight', value, 1);
@@ -77,7 +79,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
   ];
   static override flags = {
     from: Flags.string({ description: 'address(es) to listen on: 127.0.0.1:8080, [::1]:8080, :8080 (comma-separated)', required: true }),
-    to: Flags.string({ description: 'upstream URL(s), comma-separated (repeatable)', required: true, multiple: true }),
+    to: Flags.string({ description: 'upstream URL(s): http://, https://, h2:// (HTTP/2 over TLS) or h2c://, comma-separated (repeatable)', required: true, multiple: true }),
     policy: Flags.string({ description: `load-balancing policy: ${POLICY_NAMES.join(', ')}`, default: 'round_robin' }),
     'hash-key': Flags.string({ description: 'for --policy hash: header:NAME, cookie:NAME, uri, path or ip', default: 'uri' }),
     'health-path': Flags.string({ description: 'enable active HTTP health checks: GET this path (200-399 is healthy)' }),

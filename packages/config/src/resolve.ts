@@ -417,6 +417,7 @@ class Resolver {
               tls: server.tls ?? false,
               servername: server.servername,
               tlsVerify: server.tls_verify ?? true,
+              ...(server.protocol === 'h2' ? { protocol: 'h2' as const } : {}),
             },
       ),
       policy: upstream.policy ?? 'round_robin',
@@ -433,11 +434,25 @@ class Resolver {
     const spec = check ?? {};
     const type = spec.type ?? 'tcp';
     let probe: CheckSpec;
+    if (type !== 'grpc' && type !== 'grpcs' && spec.service !== undefined) {
+      this.issues.add([...path, 'service'], `no gRPC option in a ${type} check (set type = "grpc")`, describeValue(spec.service));
+    }
     if (type === 'tcp') {
       for (const key of ['method', 'path', 'host', 'headers', 'expect_status', 'expect_body', 'tls_verify'] as const) {
         if (spec[key] !== undefined) this.issues.add([...path, key], 'no HTTP option in a tcp check (set type = "http")', describeValue(spec[key]));
       }
       probe = { type: 'tcp', ...(spec.send !== undefined ? { send: spec.send } : {}), ...(spec.expect !== undefined ? { expect: spec.expect } : {}), ...(spec.encoding ? { encoding: spec.encoding } : {}) };
+    } else if (type === 'grpc' || type === 'grpcs') {
+      for (const key of ['send', 'expect', 'encoding', 'method', 'path', 'headers', 'expect_status', 'expect_body'] as const) {
+        if (spec[key] !== undefined) this.issues.add([...path, key], `not an option of a ${type} check (service, host, tls_verify)`, describeValue(spec[key]));
+      }
+      if (type === 'grpc' && spec.tls_verify !== undefined) this.issues.add([...path, 'tls_verify'], 'no TLS in a grpc check (set type = "grpcs")', describeValue(spec.tls_verify));
+      probe = {
+        type,
+        ...(spec.service !== undefined ? { service: spec.service } : {}),
+        ...(spec.host !== undefined ? { authority: spec.host } : {}),
+        ...(spec.tls_verify !== undefined ? { tlsVerify: spec.tls_verify } : {}),
+      };
     } else {
       for (const key of ['send', 'expect', 'encoding'] as const) {
         if (spec[key] !== undefined) this.issues.add([...path, key], 'no TCP option in an http check', describeValue(spec[key]));

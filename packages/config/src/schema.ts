@@ -11,7 +11,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { CORE_NET_DEFAULTS } from '@wmproxy/core-net';
-import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE, HEALTH_DEFAULTS } from '@wmproxy/health';
+import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_GRPC_SERVICE, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE, HEALTH_DEFAULTS, MAX_GRPC_SERVICE_LENGTH } from '@wmproxy/health';
 import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { STATIC_DEFAULTS } from '@wmproxy/static';
@@ -220,20 +220,21 @@ const ActiveTiming = {
 
 export const HealthCheckSchema = Type.Object(
   {
-    type: Type.Optional(Enum(['tcp', 'http', 'https'] as const, { description: 'What a probe does: a TCP connect (optionally send/expect), or an HTTP(S) request.', default: 'tcp' })),
+    type: Type.Optional(Enum(['tcp', 'http', 'https', 'grpc', 'grpcs'] as const, { description: 'What a probe does: a TCP connect (optionally send/expect), an HTTP(S) request, or a gRPC `grpc.health.v1.Health/Check` call (`grpc`: h2c, `grpcs`: TLS).', default: 'tcp' })),
     ...ActiveTiming,
     send: Type.Optional(Type.String({ description: 'TCP: bytes to send once connected.' })),
     expect: Type.Optional(Type.String({ description: 'TCP: bytes the reply must contain.' })),
     encoding: Type.Optional(Enum(['text', 'hex'] as const, { description: 'TCP: how `send`/`expect` are written.', default: 'text' })),
     method: Type.Optional(Type.String({ description: 'HTTP: request method.', default: 'GET' })),
     path: Type.Optional(Type.String({ pattern: '^/', description: 'HTTP: request path and query.', default: '/', 'x-expected': 'a path starting with /' })),
-    host: Type.Optional(Type.String({ description: 'HTTP: Host header (and SNI) sent (default: the server\'s address).' })),
+    host: Type.Optional(Type.String({ description: 'HTTP: Host header (and SNI) sent; gRPC: the :authority (and SNI) (default: the server\'s address).' })),
     headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'HTTP: extra request headers.' })),
     expect_status: Type.Optional(
       Type.String({ pattern: '^\\s*[1-5][0-9]{2}(\\s*-\\s*[1-5][0-9]{2})?(\\s*,\\s*[1-5][0-9]{2}(\\s*-\\s*[1-5][0-9]{2})?)*\\s*$', description: 'HTTP: statuses that pass, e.g. `200-299,301`.', default: '200-399', 'x-expected': 'status codes or ranges such as 200-299,301' }),
     ),
     expect_body: Type.Optional(Type.String({ description: 'HTTP: the body must contain this text, or match `/regex/flags`.' })),
-    tls_verify: Type.Optional(Type.Boolean({ description: 'HTTPS: verify the certificate.', default: true })),
+    tls_verify: Type.Optional(Type.Boolean({ description: 'HTTPS, gRPCS: verify the certificate.', default: true })),
+    service: Type.Optional(Type.String({ maxLength: MAX_GRPC_SERVICE_LENGTH, pattern: '^[^\\x00-\\x1f\\x7f]*$', description: 'gRPC: the service asked about (`\'\'`: the server as a whole).', default: DEFAULT_GRPC_SERVICE, 'x-expected': 'a service name such as my.pkg.Users' })),
   },
   { ...Strict, description: 'An active health check.' },
 );
@@ -276,6 +277,7 @@ export const UpstreamServerSchema = Type.Union(
         tls: Type.Optional(Type.Boolean({ description: 'Connect with TLS.', default: false })),
         servername: Type.Optional(Type.String({ description: 'TLS server name to send and verify (default: the host).' })),
         tls_verify: Type.Optional(Type.Boolean({ description: 'Verify the server\'s certificate.', default: true })),
+        protocol: Type.Optional(Enum(['http/1.1', 'h2'] as const, { description: 'HTTP version spoken to the server: `h2` is HTTP/2 over TLS (ALPN) with `tls = true`, h2c by prior knowledge without; many requests share one connection.', default: 'http/1.1' })),
       },
       Strict,
     ),

@@ -70,6 +70,8 @@ export interface UpstreamServerConfig {
   tls: boolean;
   servername: string | undefined;
   tlsVerify: boolean;
+  /** HTTP/2 to the server (h2 with `tls`, else h2c); absent: HTTP/1.1. */
+  protocol?: 'h2';
 }
 
 /** Per-target health options (`@wmproxy/health` TargetSpec without address/pool). */

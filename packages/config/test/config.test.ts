@@ -229,6 +229,58 @@ upstream = "plain"
   assert.deepEqual(off!.health, { check: null });
 });
 
+test('a gRPC health check: type grpc/grpcs with a service; options of other types refused with their key paths', () => {
+  const config = parseConfig(
+    `
+[control]
+enabled = false
+[[upstream]]
+name = "api"
+servers = ["127.0.0.1:50051"]
+health_check = { type = "grpc", service = "my.pkg.Users", interval = "1s" }
+[[upstream]]
+name = "secure"
+servers = ["127.0.0.1:50052"]
+health_check = { type = "grpcs", host = "api.example.test", tls_verify = false }
+[[stream]]
+listen = "127.0.0.1:0"
+upstream = "api"
+`,
+    'toml',
+  );
+  assert.deepEqual(config.upstreams[0]!.health, { check: { type: 'grpc', service: 'my.pkg.Users' }, intervalMs: 1000 });
+  assert.deepEqual(config.upstreams[1]!.health, { check: { type: 'grpcs', authority: 'api.example.test', tlsVerify: false } });
+  assert.deepEqual(upstreamTargets(config)[0], { check: { type: 'grpc', service: 'my.pkg.Users' }, intervalMs: 1000, address: '127.0.0.1:50051', pool: 'api' });
+  const error = issuesOf(() =>
+    parseConfig(
+      `[[upstream]]\nname = "a"\nservers = ["127.0.0.1:1"]\nhealth_check = { type = "grpc", path = "/x", tls_verify = true, service = "bad\\u0001" }\n[[upstream]]\nname = "b"\nservers = ["127.0.0.1:2"]\nhealth_check = { type = "http", service = "x" }\n`,
+      'toml',
+      'grpc.toml',
+    ),
+  );
+  assert.deepEqual(error.issues.map((issue) => issue.path).sort(), ['upstream[0].health_check.service', 'upstream[1].health_check.service']);
+  const mixed = issuesOf(() =>
+    parseConfig(`[[upstream]]\nname = "a"\nservers = ["127.0.0.1:1"]\nhealth_check = { type = "grpc", path = "/x", tls_verify = true }\n`, 'toml', 'grpc.toml'),
+  );
+  assert.deepEqual(mixed.issues.map((issue) => [issue.path, issue.expected]).sort(), [
+    ['upstream[0].health_check.path', 'not an option of a grpc check (service, host, tls_verify)'],
+    ['upstream[0].health_check.tls_verify', 'no TLS in a grpc check (set type = "grpcs")'],
+  ]);
+});
+
+test('an upstream server with protocol = "h2" resolves to HTTP/2; anything else is refused with its key path', () => {
+  const config = parseConfig(
+    `[control]\nenabled = false\n[[upstream]]\nname = "a"\nservers = [{ address = "127.0.0.1:1", protocol = "h2" }, { address = "127.0.0.1:2", protocol = "http/1.1" }, "127.0.0.1:3"]\n[[stream]]\nlisten = "127.0.0.1:0"\nupstream = "a"\n`,
+    'toml',
+  );
+  const [h2, h1, plain] = config.upstreams[0]!.servers;
+  assert.equal(h2!.protocol, 'h2');
+  assert.equal(h1!.protocol, undefined);
+  assert.equal(plain!.protocol, undefined);
+  const error = issuesOf(() => parseConfig(`[[upstream]]\nname = "a"\nservers = [{ address = "127.0.0.1:1", protocol = "h3" }]\n`, 'toml', 'h3.toml'));
+  assert.deepEqual(error.issues.map((issue) => issue.path), ['upstream[0].servers[0].protocol']);
+});
+
 test('header rules inherit from [reverse] to servers to locations, outer rules first', () => {
   const config = parseConfig(
     `

@@ -75,3 +75,19 @@ export {
 } from './transport.js';
 export { VirtualConn, connPair, DEFAULT_PAIR_HIGH_WATER_MARK } from './virtual-conn.js';
 export * from './http2/index.js';
+export {
+  WireError,
+  WireType,
+  GrpcStatus,
+  writeVarint,
+  encodeVarint,
+  readVarint,
+  decodeFields,
+  encodeFields,
+  grpcStatusName,
+  encodeGrpcMessage,
+  decodeGrpcMessages,
+  formatGrpcTimeout,
+  decodeGrpcMessageField,
+  type ProtobufField,
+} from './grpc/wire.js';

@@ -1,5 +1,5 @@
 /**
- * @wmproxy/health: active (TCP, HTTP, HTTPS) and passive health checks with
+ * @wmproxy/health: active (TCP, HTTP, HTTPS, gRPC) and passive health checks with
  * HAProxy's rise/fall, Envoy's outlier detection and panic threshold, and
  * nginx's slow start. See README.md for every option and its equivalents.
  */
@@ -17,6 +17,7 @@ export type {
   HealthState,
   HealthStats,
   HttpCheck,
+  GrpcCheck,
   PanicEvent,
   PassiveOptions,
   PoolSnapshot,
@@ -38,6 +39,9 @@ export {
   checkKey,
   TargetError,
   DEFAULT_MAX_BODY_BYTES,
+  DEFAULT_GRPC_SERVICE,
+  MAX_GRPC_SERVICE_LENGTH,
+  type ResolvedGrpcCheck,
   type ResolvedCheck,
   type ResolvedHttpCheck,
   type ResolvedTcpCheck,
@@ -45,7 +49,19 @@ export {
 export { HEALTH_DEFAULTS, DEFAULT_ACTIVE, DEFAULT_PASSIVE, DEFAULT_PANIC_THRESHOLD, DEFAULT_CONCURRENCY, HealthOptionError, resolveActive } from './options.js';
 export { RiseFall } from './state.js';
 export { Scheduler, type Job } from './scheduler.js';
-export { runProbe, probeTcp, probeHttp } from './probes/index.js';
+export {
+  runProbe,
+  probeTcp,
+  probeHttp,
+  probeGrpc,
+  encodeHealthCheckRequest,
+  decodeHealthCheckRequest,
+  encodeHealthCheckResponse,
+  decodeHealthCheckResponse,
+  servingStatusName,
+  ServingStatus,
+  HEALTH_CHECK_PATH,
+} from './probes/index.js';
 export { slowStartFactor } from './slow-start.js';
 export { maxEjected, inPanic } from './passive.js';
 export { Stall, STALL_AFTER, STALL_EJECT_MS, STALL_EJECT_MAX_MS, type LossVerdict } from './stall.js';

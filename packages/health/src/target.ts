@@ -1,9 +1,23 @@
 import { AddressError, formatHostPort, parseAddress } from '@wmproxy/core-net';
 import { DEFAULT_STATUS, formatStatusRanges, parseStatusRanges, type StatusRanges } from './status.js';
-import type { CheckSpec, HttpCheck, TargetSpec, TcpCheck } from './types.js';
+import type { CheckSpec, GrpcCheck, HttpCheck, TargetSpec, TcpCheck } from './types.js';
 
 /** A check with every default filled in and every string parsed: what probes run. */
-export type ResolvedCheck = ResolvedTcpCheck | ResolvedHttpCheck;
+export type ResolvedCheck = ResolvedTcpCheck | ResolvedHttpCheck | ResolvedGrpcCheck;
+
+export interface ResolvedGrpcCheck {
+  type: 'grpc' | 'grpcs';
+  service: string;
+  authority: string;
+  servername: string;
+  tlsVerify: boolean;
+  ca?: string[];
+}
+
+/** The service a gRPC check asks about when none is given: the server as a whole (grpc.health.v1). */
+export const DEFAULT_GRPC_SERVICE = '';
+/** The longest service name accepted (names are fully qualified protobuf names, far shorter). */
+export const MAX_GRPC_SERVICE_LENGTH = 1024;
 
 export interface ResolvedTcpCheck {
   type: 'tcp';
@@ -61,16 +75,19 @@ export function splitAddress(address: string): { host: string; port: number } {
   return { host, port: Number(address.slice(colon + 1)) };
 }
 
-const SCHEMES: Record<string, { type: 'tcp' | 'http' | 'https'; port?: number }> = {
+const SCHEMES: Record<string, { type: 'tcp' | 'http' | 'https' | 'grpc' | 'grpcs'; port?: number }> = {
   'tcp:': { type: 'tcp' },
   'http:': { type: 'http', port: 80 },
   'https:': { type: 'https', port: 443 },
+  'grpc:': { type: 'grpc' },
+  'grpcs:': { type: 'grpcs', port: 443 },
 };
 
 /**
- * `tcp://host:port`, `http://host[:port]/path?query`, `https://…` → a target
- * spec (an HTTP target's path becomes the check's path). A bare `host:port`
- * is a TCP target.
+ * `tcp://host:port`, `http://host[:port]/path?query`, `https://…`,
+ * `grpc://host:port[/service]`, `grpcs://host[:port][/service]` → a target
+ * spec (an HTTP target's path becomes the check's path, a gRPC target's the
+ * service asked about). A bare `host:port` is a TCP target.
  */
 export function parseTargetUrl(input: string): TargetSpec {
   if (!input.includes('://')) return { address: normaliseAddress(input), check: { type: 'tcp' } };
@@ -81,14 +98,24 @@ export function parseTargetUrl(input: string): TargetSpec {
     throw new TargetError(`invalid target "${input}": not a URL`);
   }
   const scheme = SCHEMES[url.protocol];
-  if (!scheme) throw new TargetError(`invalid target "${input}": scheme must be tcp://, http:// or https://`);
+  if (!scheme) throw new TargetError(`invalid target "${input}": scheme must be tcp://, http://, https://, grpc:// or grpcs://`);
   if (url.username || url.password) throw new TargetError(`invalid target "${input}": credentials in the URL are not supported (use --header)`);
   const port = url.port ? Number(url.port) : scheme.port;
-  if (port === undefined) throw new TargetError(`invalid target "${input}": tcp:// needs a port`);
+  if (port === undefined) throw new TargetError(`invalid target "${input}": ${url.protocol}// needs a port`);
   const address = normaliseAddress(formatHostPort(url.hostname.replace(/^\[|\]$/g, ''), port));
   if (scheme.type === 'tcp') {
     if ((url.pathname !== '' && url.pathname !== '/') || url.search) throw new TargetError(`invalid target "${input}": tcp:// takes no path`);
     return { address, check: { type: 'tcp' } };
+  }
+  if (scheme.type === 'grpc' || scheme.type === 'grpcs') {
+    if (url.search || url.hash) throw new TargetError(`invalid target "${input}": ${url.protocol}// takes a service name as its path, no query`);
+    let service: string;
+    try {
+      service = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    } catch {
+      throw new TargetError(`invalid target "${input}": the service name is not valid percent-encoding`);
+    }
+    return { address, check: service ? { type: scheme.type, service } : { type: scheme.type } };
   }
   return { address, check: { type: scheme.type, path: (url.pathname || '/') + url.search } };
 }
@@ -117,8 +144,9 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 export function resolveCheck(address: string, check: CheckSpec): ResolvedCheck {
   if (check.type === 'tcp') return resolveTcp(check);
+  if (check.type === 'grpc' || check.type === 'grpcs') return resolveGrpc(address, check);
   if (check.type !== 'http' && check.type !== 'https') {
-    throw new TargetError(`unknown check type "${(check as { type?: unknown }).type}" (tcp, http, https)`);
+    throw new TargetError(`unknown check type "${(check as { type?: unknown }).type}" (tcp, http, https, grpc, grpcs)`);
   }
   return resolveHttp(address, check);
 }
@@ -176,10 +204,34 @@ function resolveHttp(address: string, check: HttpCheck): ResolvedHttpCheck {
   return resolved;
 }
 
-/** The check in words, for logs and tables: `tcp`, `http GET /health`. */
+function resolveGrpc(address: string, check: GrpcCheck): ResolvedGrpcCheck {
+  const service = check.service ?? DEFAULT_GRPC_SERVICE;
+  if (typeof service !== 'string' || service.length > MAX_GRPC_SERVICE_LENGTH || /[\x00-\x1f\x7f]/.test(service)) {
+    throw new TargetError(`invalid gRPC service name ${JSON.stringify(service)}`);
+  }
+  const { host: targetHost, port } = splitAddress(address);
+  const authority = check.authority ?? (check.type === 'grpcs' && port === 443 ? formatHostPort(targetHost, 0).replace(/:0$/, '') : address);
+  if (/[\s\x00-\x1f\x7f/]/.test(authority) || authority === '') throw new TargetError(`invalid gRPC authority "${authority}"`);
+  const resolved: ResolvedGrpcCheck = {
+    type: check.type,
+    service,
+    authority,
+    servername: check.servername ?? check.authority?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '') ?? targetHost,
+    tlsVerify: check.tlsVerify ?? true,
+  };
+  if (check.ca !== undefined) resolved.ca = Array.isArray(check.ca) ? check.ca : [check.ca];
+  return resolved;
+}
+
+export function isGrpcCheck(check: ResolvedCheck): check is ResolvedGrpcCheck {
+  return check.type === 'grpc' || check.type === 'grpcs';
+}
+
+/** The check in words, for logs and tables: `tcp`, `http GET /health`, `grpc service "api.Users"`. */
 export function describeCheck(check: ResolvedCheck | null): string {
   if (check === null) return 'passive';
   if (check.type === 'tcp') return check.send || check.expect ? 'tcp send/expect' : 'tcp';
+  if (isGrpcCheck(check)) return check.service ? `${check.type} service ${JSON.stringify(check.service)}` : check.type;
   return `${check.type} ${check.method} ${check.path}`;
 }
 
@@ -193,6 +245,9 @@ export function checkKey(address: string, check: ResolvedCheck | null): string {
   if (check.type === 'tcp') {
     const hex = (bytes?: Uint8Array) => (bytes ? Buffer.from(bytes).toString('hex') : '');
     return check.send || check.expect ? `${address} tcp ${hex(check.send)}/${hex(check.expect)}` : `${address} tcp`;
+  }
+  if (isGrpcCheck(check)) {
+    return [address, check.type, JSON.stringify(check.service), check.authority, check.servername, check.tlsVerify ? 'verify' : 'insecure', check.ca ? check.ca.join('').length : ''].join(' ');
   }
   const body = check.body === undefined ? '' : 'text' in check.body ? `"${check.body.text}"` : String(check.body.regex);
   const headers = check.headers.map(([name, value]) => `${name.toLowerCase()}=${value}`).sort().join('&');

@@ -46,7 +46,26 @@ export interface HttpCheck {
   ca?: string | string[];
 }
 
-export type CheckSpec = TcpCheck | HttpCheck;
+/**
+ * A gRPC check (`grpc.health.v1.Health/Check` over HTTP/2): SERVING passes;
+ * NOT_SERVING, an unknown service, a grpc-status other than OK or a timeout fail.
+ */
+export interface GrpcCheck {
+  /** `grpc`: h2c by prior knowledge; `grpcs`: TLS with ALPN h2. */
+  type: 'grpc' | 'grpcs';
+  /** The service asked about (default '': the server as a whole). */
+  service?: string;
+  /** `:authority` sent (default: the target's host[:port]); also the SNI name unless `servername` is set. */
+  authority?: string;
+  /** TLS: the SNI name and the name verified. */
+  servername?: string;
+  /** TLS: verify the certificate (default true). */
+  tlsVerify?: boolean;
+  /** TLS: extra CA certificates (PEM). */
+  ca?: string | string[];
+}
+
+export type CheckSpec = TcpCheck | HttpCheck | GrpcCheck;
 
 /** Active-check timing and thresholds; each target may override the checker's defaults. */
 export interface ActiveOptions {

@@ -17,6 +17,7 @@ import {
 import { HealthChecker, type HealthCheckerOptions, type TargetSpec } from '@wmproxy/health';
 import { AccessLog, type AccessLogFormat, type AccessLogSink } from './access-log.js';
 import { transportConnector, type Connector } from './engine/connector.js';
+import { H2UpstreamTransport } from './engine/h2-upstream.js';
 import type { SharedCounters } from './cluster-limit.js';
 import { ListenerWire, type ListenerContext, type ProxyCore } from './engine/context.js';
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUTS, type RetryOptions, type TimeoutOptions } from './engine/options.js';
@@ -130,6 +131,7 @@ export class ReverseProxy implements ProxyCore {
   readonly dns: DnsCache;
   readonly connector: Connector;
   readonly transports: TransportMap;
+  private readonly h2Transports: H2UpstreamTransport[];
   readonly sharedCounters: SharedCounters | undefined;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
@@ -159,7 +161,9 @@ export class ReverseProxy implements ProxyCore {
     this.logger = options.logger ?? silentLogger;
     this.dns = new DnsCache(options.dns, this.logger);
     this.dns.onChange = (host) => this.addressesChanged(host);
-    this.transports = transportMap(options.transports, this.dns.resolve);
+    // `h2://` and `h2c://` servers (engine/h2-upstream.ts); an embedder's transports of those names win.
+    this.h2Transports = [new H2UpstreamTransport({ tls: true, resolver: this.dns.resolve }), new H2UpstreamTransport({ tls: false, resolver: this.dns.resolve })];
+    this.transports = transportMap({ h2: this.h2Transports[0]!, h2c: this.h2Transports[1]!, ...options.transports }, this.dns.resolve);
     this.sharedCounters = options.sharedCounters;
     this.connector = options.connector ?? transportConnector(this.transports);
     if (options.accessLog instanceof AccessLog) {
@@ -243,8 +247,11 @@ export class ReverseProxy implements ProxyCore {
       for (const server of upstream.servers) {
         const spec = upstream.spec.health;
         const target: TargetSpec = { ...spec, check: spec?.check ?? null, address: server.address, pool: upstream.poolOf(server) };
-        // Sockets are probed by address as before; other transports carry their own probes.
-        if (server.transport !== 'tcp' && server.transport !== 'tls') target.transport = this.transports[server.transport];
+        // Sockets are probed by address as before; other transports carry their own probes. A gRPC
+        // check speaks HTTP/2 itself, so an h2/h2c server (a socket underneath) is probed by address.
+        const h2 = server.transport === 'h2' || server.transport === 'h2c';
+        const grpc = spec?.check?.type === 'grpc' || spec?.check?.type === 'grpcs';
+        if (server.transport !== 'tcp' && server.transport !== 'tls' && !(h2 && grpc)) target.transport = this.transports[server.transport];
         targets.push(target);
       }
     }
@@ -446,6 +453,7 @@ export class ReverseProxy implements ProxyCore {
     this.listeners.length = 0;
     this.streams.length = 0;
     for (const upstream of this.upstreams.values()) upstream.close();
+    for (const transport of this.h2Transports) transport.close();
     this.ticker.close();
     const events = this.health.events as unknown as { off(name: string, fn: (...args: never[]) => void): void };
     for (const [name, fn] of this.healthHandlers.splice(0)) events.off(name, fn);

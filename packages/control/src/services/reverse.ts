@@ -92,6 +92,8 @@ function upstream(config: UpstreamConfig): UpstreamSpec {
       tls: server.tls,
       ...(server.servername ? { servername: server.servername } : {}),
       tlsVerify: server.tlsVerify,
+      // HTTP/2 servers go through the reverse proxy's h2/h2c transports.
+      ...(server.protocol === 'h2' ? { transport: server.tls ? 'h2' : 'h2c' } : {}),
     })),
     policy: config.policy,
     hashKey: config.hashKey,

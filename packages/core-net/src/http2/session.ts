@@ -69,6 +69,8 @@ export const DEFAULT_HTTP2_OPTIONS: Readonly<Http2Options> = Object.freeze({
 export interface Http2SessionHandler {
   /** Server: a new request. Install a stream handler (`stream.setHandler`) to read its body. */
   stream?(stream: Http2Stream): void;
+  /** The peer's SETTINGS were applied (the first ones make a client connection ready: its stream limit is known). */
+  settings?(session: Http2Session): void;
   /** The peer sent GOAWAY: no new streams; streams above `lastStreamId` were not processed. */
   goaway?(session: Http2Session, code: number, lastStreamId: number): void;
   /** The connection is gone (every stream was closed first). */
@@ -316,6 +318,16 @@ export class Http2Session implements FrameHandler {
   get availableStreams(): number {
     if (this.closed || this.goawayReceived || this.goawaySent) return 0;
     return Math.max(0, Math.min(this.peerMaxStreams, 2 ** 30) - this.activeStreams);
+  }
+
+  /** When the last bytes arrived from the peer (Date.now()): a pool PINGs connections quiet for long. */
+  get lastReadAt(): number {
+    return this.lastActivity;
+  }
+
+  /** True once the peer's first SETTINGS arrived. */
+  get settingsReceived(): boolean {
+    return this.peerSettingsSeen;
   }
 
   /** Streams open now. */
@@ -629,6 +641,7 @@ export class Http2Session implements FrameHandler {
     }
     this.peerSettingsSeen = true;
     this.out.settingsAck();
+    this.handler.settings?.(this);
   }
 
   onPushPromise(): void {
