@@ -569,7 +569,10 @@ class Converter {
         const mode = this.string(value, 'mode', at, true);
         const local = this.string(value, 'local_addr', at);
         const domain = this.string(value, 'domain', at);
-        if (!absent(value.headers)) this.warn([...at, 'headers'], 'header rules of tunnel http mappings come with the reverse-proxy wiring (ignored)');
+        const request: string[] = [];
+        const response: string[] = [];
+        if (mode === 'http') this.headers(value, at, request, response);
+        else if (!absent(value.headers)) this.warn([...at, 'headers'], `header rules apply to http mappings; a ${String(mode)} mapping passes its bytes through (ignored)`);
         this.rest(value, at, ['name', 'mode', 'local_addr', 'domain', 'headers']);
         if (name === undefined || mode === undefined) continue;
         const mapping: Out = { name, kind: mode };
@@ -587,6 +590,8 @@ class Converter {
             continue;
           }
           mapping.domains = [domain];
+          if (request.length > 0) mapping.request_headers = request;
+          if (response.length > 0) mapping.response_headers = response;
         } else {
           this.wrong([...at, 'mode'], 'one of "http", "https", "tcp", "proxy"', mode);
           continue;

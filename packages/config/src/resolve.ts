@@ -301,6 +301,8 @@ class Resolver {
       tls,
       stateDir: this.path(server.state_dir ?? 'tunnel-state'),
       heartbeatMs: durationMs(server.heartbeat, 10_000),
+      maxConnections: server.max_connections ?? 0,
+      maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
       visitorWaitMs: durationMs(server.visitor_wait, 0),
       drainMs: durationMs(server.drain, 10_000),
       ...this.tunnelWeb(server, path),
@@ -372,7 +374,7 @@ class Resolver {
     client.mappings.forEach((entry, at) => {
       const where = [...path, 'mappings', at];
       try {
-        const mapping = typeof entry === 'string' ? parseMapSpec(entry) : validateMapping(mappingFromTable(entry));
+        const mapping = typeof entry === 'string' ? parseMapSpec(entry) : validateMapping(mappingFromTable(entry, (rules, key) => this.rules(rules, [...where, key])));
         if (names.has(mapping.name)) this.issues.add([...where, ...(typeof entry === 'string' ? [] : ['name'])], 'a mapping name used once per client', JSON.stringify(mapping.name));
         names.add(mapping.name);
         mappings.push(mapping);
@@ -895,7 +897,10 @@ class Resolver {
 }
 
 /** A `[[tunnel.client.mappings]]` table as a tunnel Mapping. */
-function mappingFromTable(entry: Exclude<TunnelClientFile['mappings'][number], string>): Mapping {
+function mappingFromTable(
+  entry: Exclude<TunnelClientFile['mappings'][number], string>,
+  rules: (rules: HeaderRulesFile, key: string) => HeaderRuleConfig[],
+): Mapping {
   const mapping: Mapping = { name: entry.name, kind: entry.kind };
   if (entry.local !== undefined) {
     const colon = entry.local.lastIndexOf(':');
@@ -907,6 +912,9 @@ function mappingFromTable(entry: Exclude<TunnelClientFile['mappings'][number], s
   if (entry.domains !== undefined) mapping.domains = entry.domains.map((domain) => domain.toLowerCase());
   if (entry.path !== undefined) mapping.path = entry.path;
   if (entry.proxy_protocol !== undefined) mapping.proxyProtocol = entry.proxy_protocol === 'v1' ? 1 : 2;
+  if (entry.basic_auth !== undefined) mapping.basicAuth = { users: entry.basic_auth, ...(entry.basic_auth_realm !== undefined ? { realm: entry.basic_auth_realm } : {}) };
+  if (entry.request_headers !== undefined) mapping.requestHeaders = rules(entry.request_headers, 'request_headers');
+  if (entry.response_headers !== undefined) mapping.responseHeaders = rules(entry.response_headers, 'response_headers');
   return mapping;
 }
 

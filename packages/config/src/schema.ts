@@ -650,6 +650,16 @@ export const TunnelServerSchema = Type.Object(
     heartbeat: Type.Optional(Duration('Ping interval both ways; a peer silent for two is dropped.', '10s')),
     visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
     drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
+    max_connections: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Most visitor connections open at once on each public port (`http_listen`, `https_listen`, tcp and proxy mapping ports). `0`: only the process-wide `max_connections`.', default: 0 }),
+    ),
+    max_connections_per_ip: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description: 'Most visitor connections open at once from one IP address on each public port (`http_listen`, `https_listen`, tcp and proxy mapping ports); more are refused at once. `0`: no limit.',
+        default: 0,
+      }),
+    ),
     http_listen: Type.Optional(AddressString('Serve http mappings here, by Host and path, through the reverse proxy engine: the clients of one mapping form a balanced, health-checked upstream group.')),
     https_listen: Type.Optional(AddressString('Serve https mappings here by SNI passthrough (and http mappings over TLS with `https_cert`).')),
     https_cert: Type.Optional(Type.String({ description: 'Certificate (PEM) of http mappings served on `https_listen` (TLS terminated here).' })),
@@ -688,6 +698,12 @@ export const TunnelMappingSchema = Type.Union(
         domains: Type.Optional(Type.Array(Type.String(), { description: 'http/https: names or `*.example.com`.' })),
         path: Type.Optional(Type.String({ description: 'http/https: path prefix.' })),
         proxy_protocol: Type.Optional(Enum(['v1', 'v2'] as const, { description: 'Send a PROXY protocol header to the local service.' })),
+        basic_auth: Type.Optional(
+          Type.Record(Type.String({ minLength: 1, pattern: '^[^:]+$' }), Type.String(), { description: 'http: users and passwords visitors must send (HTTP Basic, checked on the server; frp `httpUser`/`httpPassword`).' }),
+        ),
+        basic_auth_realm: Type.Optional(Type.String({ maxLength: 128, description: 'http: realm of the Basic challenge.', default: 'wmproxy' })),
+        request_headers: Type.Optional(HeaderRulesSchema),
+        response_headers: Type.Optional(HeaderRulesSchema),
       },
       Strict,
     ),

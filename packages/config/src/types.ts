@@ -255,6 +255,9 @@ export interface TunnelServerConfig {
   httpsAuto: boolean;
   httpPolicy: 'round_robin' | 'least_conn' | 'random_two' | 'ip_hash' | 'hash' | 'first';
   httpHealth: { path: string; intervalMs: number; rise: number; fall: number } | undefined;
+  /** Limits of each public port (web and tcp/proxy mappings); 0: none. */
+  maxConnections: number;
+  maxConnectionsPerIp: number;
 }
 
 /** One tunnel mapping: @wmproxy/tunnel's `Mapping`. */

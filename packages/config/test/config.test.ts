@@ -505,11 +505,25 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       '[tunnel.server]',
       'token = "0123456789abcdef"',
       'allow_ports = ["15000-15999", 18090]',
+      'max_connections_per_ip = 16',
       '[[tunnel.client]]',
       'server = "tunnel.example.com:7000"',
       'token = "0123456789abcdef"',
       'fingerprint = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"',
       'mappings = ["db=tcp:127.0.0.1:5432:15432,proxy-protocol=v1", { name = "out", kind = "proxy", remote_port = 18090 }]',
+      '[[tunnel.client]]',
+      'server = "tunnel.example.com:7000"',
+      'token = "0123456789abcdef"',
+      'fingerprint = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"',
+      '[[tunnel.client.mappings]]',
+      'name = "web"',
+      'kind = "http"',
+      'local = "127.0.0.1:8080"',
+      'domains = ["app.example.com"]',
+      'basic_auth = { alice = "wonder" }',
+      'basic_auth_realm = "staff"',
+      'request_headers = ["set X-Tunnel {client_ip}"]',
+      'response_headers = ["- Server"]',
     ].join('\n'),
     'toml',
     '/etc/wmproxy/tunnel.toml',
@@ -519,9 +533,23 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
   assert.equal(server.tls, 'self-signed');
   assert.equal(server.stateDir, '/etc/wmproxy/tunnel-state');
   assert.equal(server.heartbeatMs, 10_000);
+  assert.equal(server.maxConnectionsPerIp, 16);
+  assert.equal(server.maxConnections, 0);
   assert.deepEqual(server.allowPorts, [{ from: 15000, to: 15999 }, { from: 18090, to: 18090 }]);
-  const [client] = config.tunnel.clients;
+  const [client, web] = config.tunnel.clients;
   assert.equal(client!.service, 'tunnel-client-0');
+  assert.deepEqual(web!.mappings, [
+    {
+      name: 'web',
+      kind: 'http',
+      localHost: '127.0.0.1',
+      localPort: 8080,
+      domains: ['app.example.com'],
+      basicAuth: { users: { alice: 'wonder' }, realm: 'staff' },
+      requestHeaders: [{ op: 'set', name: 'X-Tunnel', value: '{client_ip}' }],
+      responseHeaders: [{ op: 'remove', name: 'Server' }],
+    },
+  ]);
   assert.deepEqual(client!.tls, { fingerprint: 'SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU' });
   assert.deepEqual(client!.mappings, [
     { name: 'db', kind: 'tcp', localHost: '127.0.0.1', localPort: 5432, remotePort: 15432, proxyProtocol: 1 },
@@ -537,7 +565,7 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
           'server = "nohost"',
           'token = "0123456789abcdef"',
           'fingerprint = "nope"',
-          'mappings = ["db=tcp:127.0.0.1:5432", "db=tcp:127.0.0.1:5432:1", "db=tcp:127.0.0.1:5432:2"]',
+          'mappings = ["db=tcp:127.0.0.1:5432", "db=tcp:127.0.0.1:5432:1", "db=tcp:127.0.0.1:5432:2", { name = "t", kind = "tcp", local = "127.0.0.1:1", remote_port = 15001, basic_auth = { a = "b" } }]',
         ].join('\n'),
         'toml',
         'bad.toml',
@@ -550,6 +578,8 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       assert.ok(paths.includes('tunnel.client[0].fingerprint'), paths.join(' '));
       assert.ok(paths.includes('tunnel.client[0].mappings[0]'), paths.join(' '));
       assert.ok(paths.includes('tunnel.client[0].mappings[2]'), paths.join(' '));
+      const tcpAuth = error.issues.find((issue) => issue.path === 'tunnel.client[0].mappings[3]');
+      assert.match(tcpAuth?.found ?? '', /apply to http mappings/);
       return true;
     },
   );
@@ -565,18 +595,26 @@ test("the original's center tunnel keys become [tunnel.server] and [[tunnel.clie
       domain: 'tunnel.example.com',
       map_tcp_bind: '0.0.0.0:8089',
       mappings: [
-        { name: 'web', mode: 'http', local_addr: '127.0.0.1:8080', domain: 'web.example.com' },
+        { name: 'web', mode: 'http', local_addr: '127.0.0.1:8080', domain: 'web.example.com', headers: ['proxy x-real-ip {client_ip}', '+ x-served-by tunnel', '- server'] },
         { name: 'ssh', mode: 'tcp', local_addr: '127.0.0.1:22' },
       ],
     },
   });
+  assert.ok(!client.warnings.some((warning) => warning.includes('headers')), 'http mapping headers are converted, not warned about');
   const server = convertOriginal({ proxy: { center_addr: '0.0.0.0:8091', username: 'wm', password: 'secret-pass', tc: true, map_tcp_bind: '0.0.0.0:8089' } });
   const tunnelClient = (client.config as { tunnel: { client: Record<string, unknown> } }).tunnel.client;
   const tunnelServer = (server.config as { tunnel: { server: Record<string, unknown> } }).tunnel.server;
   assert.equal(tunnelClient.token, tunnelServer.token);
   assert.equal(tunnelClient.servername, 'tunnel.example.com');
   assert.deepEqual(tunnelClient.mappings, [
-    { name: 'web', kind: 'http', local: '127.0.0.1:8080', domains: ['web.example.com'] },
+    {
+      name: 'web',
+      kind: 'http',
+      local: '127.0.0.1:8080',
+      domains: ['web.example.com'],
+      request_headers: ['set x-real-ip {client_ip}'],
+      response_headers: ['add x-served-by tunnel', 'remove server'],
+    },
     { name: 'ssh', kind: 'tcp', local: '127.0.0.1:22', remote_port: 8089 },
   ]);
   assert.deepEqual(tunnelServer, { listen: '0.0.0.0:8091', token: 'wm:secret-pass', allow_ports: [8089], public_host: '0.0.0.0' });

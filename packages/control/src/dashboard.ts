@@ -1,6 +1,6 @@
 /**
  * The dashboard: one self-contained HTML page (no build step, no external
- * assets) that reads /status, /upstreams and /certs and follows /events, so that a
+ * assets) that reads /status (services, tunnel clients), /upstreams and /certs and follows /events, so that a
  * server's row changes colour the moment its health changes. Live charts
  * (uPlot, served by the API itself from /assets) draw the samples GET
  * /series/stream pushes (server-sent events; GET /series polled once a
@@ -76,6 +76,11 @@ export const DASHBOARD_HTML = `<!doctype html>
 <h2>Certificates</h2>
 <table id="certs"><thead><tr><th>names</th><th>status</th><th>issuer</th><th>expires</th><th>next renewal</th><th>last error</th></tr></thead><tbody></tbody></table>
 
+<section id="tunnel-section" hidden>
+<h2>Tunnel</h2>
+<table id="tunnel"><thead><tr><th>side</th><th>name</th><th>address</th><th>since</th><th>RTT</th><th>reconnects</th><th>mappings</th><th>streams</th><th>bytes in / out</th></tr></thead><tbody></tbody></table>
+</section>
+
 <h2>Events</h2>
 <div id="events"></div>
 
@@ -144,6 +149,7 @@ export const DASHBOARD_HTML = `<!doctype html>
         members.appendChild(row);
       }
     }
+    renderTunnel(status.tunnel);
     for (const worker of status.workers || []) {
       const row = document.createElement('tr');
       row.dataset.worker = String(worker.index);
@@ -152,6 +158,33 @@ export const DASHBOARD_HTML = `<!doctype html>
       cell(row, 'pid ' + (worker.pid ?? '-'));
       cell(row, worker.state + ' · ' + worker.openConnections + ' open · restarts ' + worker.restarts);
       body.appendChild(row);
+    }
+  }
+  // The tunnel server's clients (one row each) and this instance's own tunnel clients.
+  function renderTunnel(tunnel) {
+    $('tunnel-section').hidden = !tunnel;
+    const body = $('tunnel').tBodies[0];
+    body.replaceChildren();
+    if (!tunnel) return;
+    const bytes = (n) => n >= 1048576 ? (n / 1048576).toFixed(1) + ' MiB' : n >= 1024 ? (n / 1024).toFixed(1) + ' KiB' : n + ' B';
+    const rtt = (ms) => ms === undefined || ms === null ? '' : ms.toFixed(1) + ' ms';
+    const row = (side, name, values) => {
+      const tr = document.createElement('tr');
+      tr.dataset.side = side;
+      tr.dataset.client = name;
+      cell(tr, side);
+      cell(tr, name);
+      for (const value of values) cell(tr, value);
+      body.appendChild(tr);
+    };
+    for (const client of (tunnel.server && tunnel.server.clients) || []) {
+      const served = client.mappings.map((m) => m.name + ' (' + m.kind + ')');
+      for (const refused of client.rejected) served.push(refused.name + ' refused: ' + refused.reason);
+      row('server', client.name, [client.address + ':' + client.port, new Date(client.since).toLocaleString(), rtt(client.rttMs), client.reconnects, served.join(', '), client.openStreams, bytes(client.bytesIn) + ' / ' + bytes(client.bytesOut)]);
+    }
+    for (const client of tunnel.clients || []) {
+      const results = (client.results || []).map((r) => r.name + (r.ok ? '' : ' refused: ' + r.reason));
+      row('client', client.service, [client.server + (client.connected ? '' : ' (disconnected' + (client.lastError ? ': ' + client.lastError : '') + ')'), client.since ? new Date(client.since).toLocaleString() : '', rtt(client.rttMs), client.reconnects, results.join(', '), client.openStreams, '']);
     }
   }
   async function refreshUpstreams() {

@@ -795,6 +795,7 @@ export class Instance {
     for (const [result, count] of m.probes) out.sample('wmproxy_health_probes_total', { result }, count);
     out.family('wmproxy_health_probe_duration_seconds', 'histogram', 'Latency of active health probes.');
     m.probeLatency.render(out.lines, 'wmproxy_health_probe_duration_seconds', '');
+    this.tunnel?.renderMetrics(out);
     return out.text();
   }
 }

@@ -15,6 +15,7 @@ import { createSelfSignedCertificate, silentLogger } from '@wmproxy/core-net';
 import { parseConfig } from '@wmproxy/config';
 import { Instance, type ClusterView } from '../src/index.js';
 import { backend, until } from './helpers.js';
+import { TunnelClient, parseMapSpec } from '@wmproxy/tunnel';
 import { CHROMIUM, FakeCa, Page, closedPort, killChrome, launchChromium as launch, removeProfile } from '@wmproxy/testkit';
 
 /** Open the instance's dashboard in a fresh headless Chromium, run `use` on the page, then close the browser. */
@@ -331,5 +332,47 @@ respond = { status = 200 }
     await instance.stop();
     removeProfile(profile);
     rmSync(storage, { recursive: true, force: true });
+  }
+});
+
+test('the dashboard lists the tunnel server\'s clients with their mappings, streams and bytes', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)' }, async () => {
+  const app = await backend('local');
+  const config = `[control]\nlisten = "127.0.0.1:0"\n[tunnel.server]\nlisten = "127.0.0.1:0"\nplain = true\nallow_ports = [15000]\n[[tunnel.server.clients]]\nname = "office"\ntoken = "office-token-1"\n`;
+  const instance = await Instance.start(parseConfig(config, 'toml'), { logger: silentLogger });
+  const client = new TunnelClient({
+    server: instance.status().tunnel!.server!.address,
+    token: 'office-token-1',
+    tls: false,
+    mappings: [parseMapSpec(`db=tcp:127.0.0.1:${app.port}:1`), parseMapSpec(`web=http:127.0.0.1:${app.port}@app.test`)],
+  }).start();
+  const profile = mkdtempSync(join(tmpdir(), 'wmproxy-chromium-'));
+  let chrome: ChildProcess | undefined;
+  let page: Page | undefined;
+  try {
+    await client.ready();
+    const launched = await launch(profile);
+    chrome = launched.chrome;
+    page = await Page.first(launched.port);
+    await page.send('Runtime.enable');
+    await page.send('Page.navigate', { url: `http://${instance.controlAddress}/` });
+    const cells = () => page!.evaluate<string[] | null>(`(() => { const row = document.querySelector('#tunnel tr[data-client="office"]'); return row ? [...row.cells].map((c) => c.textContent) : null; })()`);
+    const row = await until(cells, 'the tunnel client\'s row', 30_000);
+    assert.equal(await page.evaluate<boolean>(`document.getElementById('tunnel-section').hidden`), false);
+    const [side, name, address, , , reconnects, mappings, streams, bytes] = row;
+    assert.equal(side, 'server');
+    assert.equal(name, 'office');
+    assert.match(address!, /^127\.0\.0\.1:\d+$/);
+    assert.equal(reconnects, '0');
+    assert.match(mappings!, /web \(http\)/);
+    assert.match(mappings!, /db refused: public port 1 is not allowed/, 'a refused mapping says why');
+    assert.equal(streams, '0');
+    assert.match(bytes!, /^\d+(\.\d)? (B|KiB) \/ \d+(\.\d)? (B|KiB)$/);
+  } finally {
+    page?.close();
+    await killChrome(chrome);
+    await client.stop({ deadlineMs: 0 });
+    await instance.stop();
+    await app.kill();
+    removeProfile(profile);
   }
 });

@@ -20,7 +20,7 @@ export {
 } from './forward.js';
 export { HTTP_PROXY_DEFAULTS } from './defaults.js';
 export { DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, type HttpProxyOptions } from './options.js';
-export { BasicAuth, basicCredentials } from './auth.js';
+export { BasicAuth, basicCredentials } from '@wmproxy/core-net';
 export { parseAbsoluteTarget, parseConnectTarget, parseAuthority, TargetError, type Target } from './target.js';
 export {
   parseParentProxy,

@@ -12,7 +12,7 @@ import {
   type Resolver,
 } from '@wmproxy/core-net';
 import { HTTP_PROXY_DEFAULTS } from './defaults.js';
-import { BasicAuth } from './auth.js';
+import { BasicAuth } from '@wmproxy/core-net';
 import { directConnector, parentConnector, parseParentProxy, type Connector, type ParentProxy, type ParentTlsOptions } from './upstream.js';
 
 /** Options of `HttpProxyServer` (every one optional; defaults in brackets). */

@@ -16,7 +16,7 @@ import {
   type Transport,
   type TransportTarget,
 } from '@wmproxy/core-net';
-import { basicCredentials } from './auth.js';
+import { basicCredentials } from '@wmproxy/core-net';
 import { parseAuthority } from './target.js';
 
 /**

@@ -25,7 +25,7 @@ export {
 export { Upstream, UpstreamServer, splitHostPort, type UpstreamSpec, type UpstreamServerSpec, type UpstreamHealthSpec, type HealthSource, type DiscoverSpec } from './upstream.js';
 export { srvDiscovery, srvServers, type DiscoverySource, type DiscoveryWatch, type DiscoveryMap, type DiscoveredServer } from './discovery.js';
 export { ConnPool, type PoolOptions } from './pool.js';
-export { Router, normaliseHost, type LocationSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type ConnTakeover, type CompiledLocation } from './router.js';
+export { Router, normaliseHost, type LocationSpec, type BasicAuthSpec, type VirtualHostSpec, type FixedResponse, type LocationHandler, type ConnTakeover, type CompiledLocation } from './router.js';
 export {
   Forwarding,
   applyRules,

@@ -1,4 +1,4 @@
-import { CidrList } from '@wmproxy/core-net';
+import { BasicAuth, CidrList } from '@wmproxy/core-net';
 import { compileRules, type CompiledRule, type HeaderRule } from './headers.js';
 import { RateLimiter, type RateLimitSpec } from './rate-limit.js';
 import type { SharedCounters } from './cluster-limit.js';
@@ -47,6 +47,15 @@ export interface LocationSpec {
   stripPrefix?: string;
   /** Rate / concurrency limit of this location (replaces the virtual host's; `false`: none). */
   rateLimit?: RateLimitSpec | false;
+  /** Require HTTP Basic credentials (nginx `auth_basic`): 401 with a challenge otherwise. */
+  basicAuth?: BasicAuthSpec;
+}
+
+/** Users and passwords of a location (nginx `auth_basic_user_file`, Caddy `basic_auth`, frp `httpUser`). */
+export interface BasicAuthSpec {
+  users: Record<string, string>;
+  /** Realm of the challenge (default `wmproxy`). */
+  realm?: string;
 }
 
 export interface VirtualHostSpec {
@@ -74,6 +83,8 @@ export interface CompiledLocation {
   handler: LocationHandler | undefined;
   /** The location's rate limit, or its virtual host's. */
   limiter: RateLimiter | undefined;
+  /** Credentials a request must carry (`basicAuth`). */
+  auth: BasicAuth | undefined;
 }
 
 interface CompiledVhost {
@@ -206,6 +217,7 @@ function compileVhost(spec: VirtualHostSpec, limiter: (key: string, spec: RateLi
     }
     if (location.upstreamHost !== undefined && !/^[\x21-\x7e]+$/.test(location.upstreamHost)) throw new Error(`invalid upstreamHost "${location.upstreamHost}"`);
     if (location.stripPrefix !== undefined && !location.stripPrefix.startsWith('/')) throw new Error('stripPrefix must start with /');
+    if (location.basicAuth !== undefined && Object.keys(location.basicAuth.users).length === 0) throw new Error('basicAuth needs at least one user');
     const base = {
       spec: location,
       methods: location.methods ? new Set(location.methods.map((m) => m.toUpperCase())) : undefined,
@@ -214,6 +226,7 @@ function compileVhost(spec: VirtualHostSpec, limiter: (key: string, spec: RateLi
       requestRules: compileRules(location.requestHeaders),
       responseRules: compileRules(location.responseHeaders),
       handler: location.handler ?? (location.static ? staticLocation(location.static) : undefined),
+      auth: location.basicAuth ? new BasicAuth(location.basicAuth.users, location.basicAuth.realm) : undefined,
       limiter:
         location.rateLimit === false
           ? undefined

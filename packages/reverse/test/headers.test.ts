@@ -154,3 +154,38 @@ test('header rule syntax errors are reported', () => {
   assert.throws(() => parseHeaderRule('set X-A {nope}'), /unknown variable/);
   assert.deepEqual(parseHeaderRule('remove X-A'), { rule: { op: 'remove', name: 'X-A' }, response: false });
 });
+
+test('a location with basicAuth answers 401 with a challenge until the credentials match, then proxies', async () => {
+  let reached = 0;
+  const backend = await startBackend('auth', (_req, res) => {
+    reached++;
+    res.end('secret page');
+  });
+  const { proxy, base } = await startProxy({
+    upstreams: [{ name: 'app', servers: [{ address: backend.address }] }],
+    servers: [
+      {
+        listen: '127.0.0.1:0',
+        vhosts: [{ locations: [{ path: '/', upstream: 'app', basicAuth: { users: { alice: 'wonder:land' }, realm: 'tunnel "web"' } }, { path: '/open', upstream: 'app' }] }],
+      },
+    ],
+  });
+  const basic = (text: string): string => `Basic ${Buffer.from(text).toString('base64')}`;
+  try {
+    const none = await request(`${base}/`);
+    assert.equal(none.status, 401);
+    assert.equal(none.headers['www-authenticate'], 'Basic realm="tunnel web"');
+    for (const wrong of [basic('alice:wonder'), basic('bob:wonder:land'), 'Bearer x', basic('alice')]) {
+      assert.equal((await request(`${base}/`, { headers: { authorization: wrong } })).status, 401, wrong);
+    }
+    assert.equal(reached, 0, 'no unauthenticated request reached the upstream');
+    const ok = await request(`${base}/page`, { headers: { authorization: basic('alice:wonder:land') } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body, 'secret page');
+    assert.equal((await request(`${base}/open`)).status, 200, 'a location without basicAuth is open');
+    assert.equal(reached, 2);
+  } finally {
+    await proxy.close();
+    await backend.close();
+  }
+});

@@ -43,6 +43,8 @@ export interface TunnelHttpOptions {
   retries?: ReverseProxyOptions['retries'];
   timeouts?: ReverseProxyOptions['timeouts'];
   accessLog?: ReverseProxyOptions['accessLog'];
+  /** Connection limits of the `listen` port (not `tlsListen`, which the TLS front hands connections to from loopback). */
+  limits?: Pick<ListenerSpec, 'maxConnections' | 'maxConnectionsPerIp'>;
   logger?: Logger;
 }
 
@@ -146,7 +148,7 @@ export class TunnelHttpFront {
 
   /** The engine's configuration for the mappings and clients of now. */
   private build(): ReverseProxyOptions {
-    const mappings = this.server.mappings().filter((entry) => entry.mapping.kind === 'http');
+    const mappings = this.server.mappings({ secrets: true }).filter((entry) => entry.mapping.kind === 'http');
     const upstreams: UpstreamSpec[] = [];
     const byDomain = new Map<string, LocationSpec[]>();
     this.transport.targets.clear();
@@ -163,7 +165,7 @@ export class TunnelHttpFront {
     // Nothing matched: say so (the engine would answer 404 too, but without the reason).
     vhosts.push({ default: true, locations: [{ path: '/', respond: { status: 404, body: 'no tunnel mapping serves this host\n' } }] });
     const servers: ListenerSpec[] = [];
-    if (this.options.listen !== undefined) servers.push({ listen: this.options.listen, vhosts, ...(this.options.ahead ? { ahead: this.options.ahead } : {}) });
+    if (this.options.listen !== undefined) servers.push({ listen: this.options.listen, vhosts, ...this.options.limits, ...(this.options.ahead ? { ahead: this.options.ahead } : {}) });
     if (this.options.tlsListen !== undefined) servers.push({ listen: this.options.tlsListen, tls: this.options.tls, vhosts });
     return {
       servers,
@@ -181,9 +183,13 @@ export class TunnelHttpFront {
 
   private location(entry: MappingSnapshot, upstreams: UpstreamSpec[]): LocationSpec {
     const mapping = entry.mapping;
-    const path = mapping.path ?? '/';
+    // The mapping's own rules, applied by the engine like a location's.
+    const rules: LocationSpec = { path: mapping.path ?? '/' };
+    if (mapping.basicAuth) rules.basicAuth = mapping.basicAuth;
+    if (mapping.requestHeaders) rules.requestHeaders = mapping.requestHeaders;
+    if (mapping.responseHeaders) rules.responseHeaders = mapping.responseHeaders;
     if (entry.clients.length === 0) {
-      return { path, respond: { status: 503, headers: { 'retry-after': '1' }, body: `no tunnel client serving "${mapping.name}" is connected\n` } };
+      return { ...rules, respond: { status: 503, headers: { 'retry-after': '1' }, body: `no tunnel client serving "${mapping.name}" is connected\n` } };
     }
     const servers = entry.clients.map((client) => {
       const host = `${client.toLowerCase()}.${label(mapping.name)}${SERVER_SUFFIX}`;
@@ -197,6 +203,6 @@ export class TunnelHttpFront {
       policy: this.options.policy ?? 'round_robin',
       ...(this.options.health ? { health: this.options.health } : {}),
     });
-    return { path, upstream: name };
+    return { ...rules, upstream: name };
   }
 }

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { isValidHostname, parseIp } from '@wmproxy/core-net';
+import { compileRules, type BasicAuthSpec, type HeaderRule } from '@wmproxy/reverse';
 
 export type MappingKind = 'tcp' | 'udp' | 'http' | 'https' | 'proxy';
 export const MAPPING_KINDS: readonly MappingKind[] = ['tcp', 'udp', 'http', 'https', 'proxy'];
@@ -24,10 +25,18 @@ export interface Mapping {
   path?: string;
   /** Send a PROXY protocol header (v1 text or v2 binary) to the local service first (tcp, http, https). */
   proxyProtocol?: 1 | 2;
+  /** http: visitors must send these Basic credentials (frp `httpUser`/`httpPassword`); checked on the server. */
+  basicAuth?: BasicAuthSpec;
+  /** http: the reverse engine's header rules on the request to the local service and on its response. */
+  requestHeaders?: HeaderRule[];
+  responseHeaders?: HeaderRule[];
 }
 
+/** The server's part of an http mapping: applied by the reverse engine there, so they travel with the mapping. */
+type HttpRules = Pick<Mapping, 'basicAuth' | 'requestHeaders' | 'responseHeaders'>;
+
 /** What the server is told (and keeps) about a mapping. */
-export interface PublicMapping {
+export interface PublicMapping extends HttpRules {
   name: string;
   kind: MappingKind;
   remotePort?: number;
@@ -35,11 +44,18 @@ export interface PublicMapping {
   path?: string;
 }
 
+const MAX_RULES = 64;
+const MAX_USERS = 64;
+const MAX_RULE_TEXT = 4096;
+
 export function publicView(mapping: Mapping): PublicMapping {
   const view: PublicMapping = { name: mapping.name, kind: mapping.kind };
   if (mapping.remotePort !== undefined) view.remotePort = mapping.remotePort;
   if (mapping.domains !== undefined) view.domains = mapping.domains;
   if (mapping.path !== undefined) view.path = mapping.path;
+  if (mapping.basicAuth !== undefined) view.basicAuth = mapping.basicAuth;
+  if (mapping.requestHeaders !== undefined) view.requestHeaders = mapping.requestHeaders;
+  if (mapping.responseHeaders !== undefined) view.responseHeaders = mapping.responseHeaders;
   return view;
 }
 
@@ -75,7 +91,7 @@ function splitHost(text: string, spec: string): [string, string] {
  * - `db=tcp:127.0.0.1:5432:15432` (local host:port, public port)
  * - `dns=udp:127.0.0.1:53:15353`
  * - `out=proxy::18090` (the client's forward proxy on public port 18090)
- * - options after commas: `,proxy-protocol=v1|v2`
+ * - options after commas: `,proxy-protocol=v1|v2`, `,auth=USER:PASSWORD` (http: Basic auth, repeatable)
  */
 export function parseMapSpec(spec: string): Mapping {
   const [main, ...options] = spec.trim().split(',');
@@ -114,10 +130,15 @@ export function parseMapSpec(spec: string): Mapping {
     if (slash >= 0) mapping.path = target.slice(slash);
   }
   for (const option of options) {
-    const [key, value] = option.split('=');
+    const eqAt = option.indexOf('=');
+    const key = eqAt < 0 ? option : option.slice(0, eqAt);
+    const value = eqAt < 0 ? undefined : option.slice(eqAt + 1);
     if (key === 'proxy-protocol' && (value === 'v1' || value === '1')) mapping.proxyProtocol = 1;
     else if (key === 'proxy-protocol' && (value === 'v2' || value === '2')) mapping.proxyProtocol = 2;
-    else throw new MappingError(`${spec}: unknown option "${option}" (known: proxy-protocol=v1|v2)`);
+    else if (key === 'auth' && value !== undefined && value.indexOf(':') > 0) {
+      const users = (mapping.basicAuth ??= { users: Object.create(null) as Record<string, string> }).users;
+      users[value.slice(0, value.indexOf(':'))] = value.slice(value.indexOf(':') + 1);
+    } else throw new MappingError(`${spec}: unknown option "${option}" (known: proxy-protocol=v1|v2, auth=USER:PASSWORD)`);
   }
   return validateMapping(mapping, spec);
 }
@@ -138,7 +159,35 @@ export function validateMapping(mapping: Mapping, where = mapping.name): Mapping
     if (mapping.path !== undefined && (!mapping.path.startsWith('/') || /[\s?#]/.test(mapping.path))) throw new MappingError(`${where}: path must start with "/" (no spaces, "?" or "#")`);
   }
   if (mapping.proxyProtocol !== undefined && (mapping.kind === 'udp' || mapping.kind === 'proxy')) throw new MappingError(`${where}: PROXY protocol applies to tcp, http and https mappings`);
+  validateHttpRules(mapping, where);
   return mapping;
+}
+
+/** Basic auth users and header rules: http mappings only, bounded, and rules the engine compiles. */
+function validateHttpRules(mapping: HttpRules & { kind: MappingKind }, where: string): void {
+  const { basicAuth, requestHeaders, responseHeaders } = mapping;
+  if (basicAuth === undefined && requestHeaders === undefined && responseHeaders === undefined) return;
+  if (mapping.kind !== 'http') throw new MappingError(`${where}: basic auth and header rules apply to http mappings (an https mapping passes TLS through untouched)`);
+  if (basicAuth !== undefined) {
+    const users = Object.entries(basicAuth.users ?? {});
+    if (users.length === 0 || users.length > MAX_USERS) throw new MappingError(`${where}: basic auth needs 1-${MAX_USERS} users`);
+    for (const [user, password] of users) {
+      if (user === '' || user.includes(':') || /[\0-\x1f]/.test(user) || typeof password !== 'string' || password.length > 256 || user.length > 256) {
+        throw new MappingError(`${where}: basic auth user "${user.slice(0, 64)}" (a name without ":" and a password, up to 256 characters each)`);
+      }
+    }
+    if (basicAuth.realm !== undefined && (typeof basicAuth.realm !== 'string' || basicAuth.realm.length > 128)) throw new MappingError(`${where}: basic auth realm is text up to 128 characters`);
+  }
+  for (const [key, rules] of [['request', requestHeaders], ['response', responseHeaders]] as const) {
+    if (rules === undefined) continue;
+    if (rules.length > MAX_RULES) throw new MappingError(`${where}: at most ${MAX_RULES} ${key} header rules`);
+    try {
+      for (const rule of rules) if ((rule.value?.length ?? 0) + rule.name.length > MAX_RULE_TEXT) throw new Error(`header rule ${rule.name} is too long`);
+      compileRules(rules);
+    } catch (error) {
+      throw new MappingError(`${where}: ${key} header rules: ${(error as Error).message}`);
+    }
+  }
 }
 
 function validPort(value: unknown): value is number {
@@ -161,14 +210,56 @@ export function readPublicMapping(value: unknown): PublicMapping {
     if (typeof raw.path !== 'string') throw new MappingError(`${view.name}: path must be text`);
     view.path = raw.path;
   }
+  if (raw.basicAuth !== undefined) view.basicAuth = readBasicAuth(raw.basicAuth, view.name);
+  if (raw.requestHeaders !== undefined) view.requestHeaders = readRules(raw.requestHeaders, view.name);
+  if (raw.responseHeaders !== undefined) view.responseHeaders = readRules(raw.responseHeaders, view.name);
   // Validate with a placeholder local address: the server never sees the real one.
   validateMapping({ ...view, ...(view.kind === 'proxy' ? {} : { localHost: 'localhost', localPort: 1 }) } as Mapping);
   return view;
 }
 
-/** Same name, kind, port, domains and path: two clients serving it form one group. */
+/** The mapping as shown in /status and logs: basic auth passwords hidden. */
+export function redactMapping(mapping: PublicMapping): PublicMapping {
+  if (mapping.basicAuth === undefined) return mapping;
+  const users = Object.fromEntries(Object.keys(mapping.basicAuth.users).map((user) => [user, '***']));
+  return { ...mapping, basicAuth: { ...mapping.basicAuth, users } };
+}
+
+function readBasicAuth(value: unknown, name: string): BasicAuthSpec {
+  const raw = value as { users?: unknown; realm?: unknown } | null;
+  if (typeof raw !== 'object' || raw === null || typeof raw.users !== 'object' || raw.users === null || Array.isArray(raw.users)) throw new MappingError(`${name}: basicAuth must be { users, realm? }`);
+  const users = Object.create(null) as Record<string, string>;
+  for (const [user, password] of Object.entries(raw.users)) {
+    if (typeof password !== 'string') throw new MappingError(`${name}: basic auth passwords are text`);
+    users[user] = password;
+  }
+  if (raw.realm !== undefined && typeof raw.realm !== 'string') throw new MappingError(`${name}: basic auth realm is text`);
+  return raw.realm === undefined ? { users } : { users, realm: raw.realm };
+}
+
+function readRules(value: unknown, name: string): HeaderRule[] {
+  if (!Array.isArray(value) || value.length > MAX_RULES) throw new MappingError(`${name}: header rules must be a list of at most ${MAX_RULES}`);
+  return value.map((entry) => {
+    const raw = entry as { op?: unknown; name?: unknown; value?: unknown } | null;
+    if (typeof raw !== 'object' || raw === null || typeof raw.op !== 'string' || typeof raw.name !== 'string' || (raw.value !== undefined && typeof raw.value !== 'string')) {
+      throw new MappingError(`${name}: a header rule is { op, name, value? }`);
+    }
+    const rule: HeaderRule = { op: raw.op as HeaderRule['op'], name: raw.name };
+    if (!['set', 'add', 'add_if_missing', 'remove'].includes(rule.op)) throw new MappingError(`${name}: unknown header rule op "${rule.op.slice(0, 20)}"`);
+    if (raw.value !== undefined) rule.value = raw.value;
+    return rule;
+  });
+}
+
+/** Same name, kind, port, domains, path and http rules: two clients serving it form one group. */
 export function sameShape(a: PublicMapping, b: PublicMapping): boolean {
-  return a.kind === b.kind && a.remotePort === b.remotePort && (a.path ?? '/') === (b.path ?? '/') && (a.domains ?? []).join(',') === (b.domains ?? []).join(',');
+  return (
+    a.kind === b.kind &&
+    a.remotePort === b.remotePort &&
+    (a.path ?? '/') === (b.path ?? '/') &&
+    (a.domains ?? []).join(',') === (b.domains ?? []).join(',') &&
+    JSON.stringify([a.basicAuth, a.requestHeaders, a.responseHeaders]) === JSON.stringify([b.basicAuth, b.requestHeaders, b.responseHeaders])
+  );
 }
 
 // ---- PROXY protocol ---------------------------------------------------------

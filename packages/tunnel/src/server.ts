@@ -23,6 +23,7 @@ import {
   releaseConn,
   silentLogger,
   type Conn,
+  type ConnLimitOptions,
   type Logger,
   type Transport,
   type TransportTarget,
@@ -31,7 +32,7 @@ import {
 } from '@wmproxy/core-net';
 import { domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
 import { Flag, FrameType, decodeJson, encodeJson } from './frame.js';
-import { readPublicMapping, sameShape, type PublicMapping } from './mapping.js';
+import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
 import { Mux, type TunnelStream } from './mux.js';
 
 export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
@@ -79,6 +80,8 @@ export interface TunnelServerOptions {
   udpIdleMs?: number;
   /** Idle timeout of a relayed visitor connection (default 5 min). */
   relayIdleMs?: number;
+  /** Connection limits of every public tcp/proxy mapping port (in all and per visitor IP), as on the other listeners. */
+  visitorLimits?: ConnLimitOptions;
   /** Most streams one client session may carry at once (default 4096). */
   maxStreamsPerClient?: number;
   handshakeTimeoutMs?: number;
@@ -112,6 +115,24 @@ export interface ClientSnapshot {
   queuedBytes: number;
   /** Bytes from this client not yet read by visitors (paused streams). */
   bufferedBytes: number;
+}
+
+/** One credential's traffic since the server started (closed sessions included): what /metrics counts. */
+export interface ClientTotals {
+  /** The credential's name (from the server's configuration). */
+  name: string;
+  /** Sessions connected now. */
+  connected: number;
+  /** Sessions since the start, minus one (0 until a reconnect). */
+  reconnects: number;
+  openStreams: number;
+  /** Streams opened to its clients. */
+  streams: number;
+  /** Bytes on its tunnel connections, both directions (framing and TLS included). */
+  bytesIn: number;
+  bytesOut: number;
+  /** Lowest heartbeat RTT among its connected sessions. */
+  rttMs: number | undefined;
 }
 
 export interface MappingSnapshot {
@@ -168,6 +189,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly sessions = new Set<ClientSession>();
   private readonly routes = new Map<string, Route>();
   private readonly seen = new Map<string, number>();
+  /** Traffic of closed sessions, by credential name. */
+  private readonly closedTraffic = new Map<string, { bytesIn: number; bytesOut: number; streams: number }>();
   private sweep: ReturnType<typeof setInterval> | undefined;
   private stopping = false;
   /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
@@ -392,7 +415,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       return;
     }
     const address = parseAddress(formatHostPort(host, mapping.remotePort));
-    route.listener = new Server({ addresses: [address], logger: this.logger, onConnection: (conn) => void this.onVisitor(route, conn) });
+    route.listener = new Server({ addresses: [address], logger: this.logger, limits: this.options.visitorLimits ?? {}, onConnection: (conn) => void this.onVisitor(route, conn) });
     await route.listener.start();
     this.logger.info('tunnel public port open', { mapping: mapping.name, kind: mapping.kind, address: route.listener.boundAddresses[0] });
   }
@@ -421,6 +444,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   private onSessionClosed(session: ClientSession, error: Error | undefined): void {
     if (!this.sessions.delete(session)) return;
+    const traffic = this.closedTraffic.get(session.name) ?? { bytesIn: 0, bytesOut: 0, streams: 0 };
+    traffic.bytesIn += session.mux.conn.bytesRead;
+    traffic.bytesOut += session.mux.conn.bytesWritten;
+    traffic.streams += session.mux.stats().opened;
+    this.closedTraffic.set(session.name, traffic);
     for (const name of session.mappings.keys()) this.detach(session, name, false);
     this.logger.info('tunnel client left', { client: session.name, reason: error?.message });
     this.emit('client-left', this.snapshot(session), error);
@@ -592,7 +620,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       since: session.since.toISOString(),
       rttMs: session.mux.rttMs,
       reconnects: session.reconnects,
-      mappings: [...session.mappings.values()],
+      mappings: [...session.mappings.values()].map(redactMapping),
       rejected: session.rejected,
       openStreams: session.mux.streams.size,
       bytesIn: conn.bytesRead,
@@ -602,15 +630,38 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     };
   }
 
+  /** Per credential seen since the start: sessions, streams and bytes (monotonic across reconnects, for counters). */
+  totals(): ClientTotals[] {
+    const rows = new Map<string, ClientTotals>();
+    for (const [name, sessions] of this.seen) {
+      const closed = this.closedTraffic.get(name);
+      rows.set(name, { name, connected: 0, reconnects: sessions - 1, openStreams: 0, streams: closed?.streams ?? 0, bytesIn: closed?.bytesIn ?? 0, bytesOut: closed?.bytesOut ?? 0, rttMs: undefined });
+    }
+    for (const session of this.sessions) {
+      const row = rows.get(session.name)!;
+      const stats = session.mux.stats();
+      row.connected++;
+      row.openStreams += stats.streams;
+      row.streams += stats.opened;
+      row.bytesIn += session.mux.conn.bytesRead;
+      row.bytesOut += session.mux.conn.bytesWritten;
+      if (stats.rttMs !== undefined && (row.rttMs === undefined || stats.rttMs < row.rttMs)) row.rttMs = stats.rttMs;
+    }
+    return [...rows.values()];
+  }
+
   /** Connected clients. */
   clients(): ClientSnapshot[] {
     return [...this.sessions].map((session) => this.snapshot(session));
   }
 
-  /** Every mapping with the clients serving it now (empty while they are away). */
-  mappings(): MappingSnapshot[] {
+  /**
+   * Every mapping with the clients serving it now (empty while they are away).
+   * Basic auth passwords read `***` unless `secrets` (the web front needs them).
+   */
+  mappings(options: { secrets?: boolean } = {}): MappingSnapshot[] {
     return [...this.routes.values()].map((route) => ({
-      mapping: route.mapping,
+      mapping: options.secrets ? route.mapping : redactMapping(route.mapping),
       clients: route.sessions.filter((s) => !s.mux.closed).map((s) => s.id),
       listening: route.listener !== undefined || route.udp !== undefined,
     }));
@@ -650,8 +701,9 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
    * mappings no longer allowed are detached (their clients are told on their
    * next registration).
    */
-  reload(options: Pick<TunnelServerOptions, 'token' | 'clients' | 'allowPorts' | 'allowDomains' | 'visitorWaitMs'>): void {
+  reload(options: Pick<TunnelServerOptions, 'token' | 'clients' | 'allowPorts' | 'allowDomains' | 'visitorWaitMs' | 'visitorLimits'>): void {
     this.options = { ...this.options, ...options };
+    for (const route of this.routes.values()) route.listener?.setLimits(this.options.visitorLimits ?? {});
     const tokens = new Set(this.credentials().map((c) => c.token));
     for (const session of [...this.sessions]) {
       if (!tokens.has(session.credential.token)) {

@@ -17,20 +17,33 @@ import {
   silentLogger,
   type Conn,
   type ConnHandler,
+  type ConnLimitOptions,
   type Logger,
 } from '@wmproxy/core-net';
 import { readClientHelloSni, MAX_CLIENT_HELLO_BYTES } from './sni.js';
 import type { TunnelServer } from './server.js';
 import { DEFAULT_RELAY_IDLE_MS } from './server.js';
 
-export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+/**
+ * What one connection may hold before its ClientHello is read. Real hellos
+ * are a few hundred bytes to about 2 KiB (post-quantum key shares included);
+ * the budget leaves room for large extensions and keeps a port full of
+ * half-open hellos cheap (and `limits.maxConnectionsPerIp` keeps one address
+ * from filling it).
+ */
+export const DEFAULT_HELLO_TIMEOUT_MS = 5_000;
+export const DEFAULT_MAX_HELLO_BYTES = 8 * 1024;
 
 export interface TunnelTlsOptions {
   listen: string | string[];
   /** `host:port` of the listener that terminates TLS for names no https mapping passes through (TunnelHttpFront's `tlsListen`). */
   terminate?: string;
-  /** A client must send its ClientHello within this time (default 10 s). */
+  /** A client must send its ClientHello within this time (default 5 s). */
   helloTimeoutMs?: number;
+  /** Most bytes held while waiting for a whole ClientHello (default 8 KiB). */
+  maxHelloBytes?: number;
+  /** Connection limits of the port (per client IP, in all), as on the other listeners. */
+  limits?: ConnLimitOptions;
   relayIdleMs?: number;
   logger?: Logger;
 }
@@ -40,6 +53,7 @@ class Pending {
   chunks: Uint8Array[] = [];
   size = 0;
   timer: ReturnType<typeof setTimeout> | undefined;
+  done = false;
   constructor(readonly front: TunnelTlsFront) {}
 
   bytes(): Uint8Array {
@@ -52,14 +66,14 @@ const helloHandler: ConnHandler = {
     const pending = conn.userData as Pending;
     pending.chunks.push(chunk);
     pending.size += chunk.byteLength;
-    pending.front.onHelloBytes(conn, pending);
+    pending.front.onHelloBytes(conn, pending, chunk.byteLength);
   },
   end(conn) {
     conn.destroy();
   },
   close(conn) {
     const pending = conn.userData as Pending | undefined;
-    if (pending?.timer) clearTimeout(pending.timer);
+    if (pending) pending.front.settled(pending);
   },
 };
 
@@ -71,6 +85,10 @@ export class TunnelTlsFront {
   private readonly server: Server;
   private readonly logger: Logger;
   private readonly terminate: { host: string; port: number } | undefined;
+  private readonly maxHelloBytes: number;
+  /** Connections whose ClientHello is not read yet, and the bytes they hold. */
+  private pending = 0;
+  private pendingBytes = 0;
 
   constructor(
     private readonly tunnel: TunnelServer,
@@ -85,11 +103,18 @@ export class TunnelTlsFront {
       addresses: (Array.isArray(options.listen) ? options.listen : [options.listen]).flatMap((entry) => parseAddressList(entry)),
       onConnection: (conn) => this.accept(conn),
       logger: this.logger,
+      ...(options.limits ? { limits: options.limits } : {}),
     });
+    this.maxHelloBytes = options.maxHelloBytes ?? DEFAULT_MAX_HELLO_BYTES;
   }
 
   get addresses(): string[] {
     return this.server.boundAddresses;
+  }
+
+  /** Connections waiting for their ClientHello, and the bytes they hold (bounded by the limits and the hello budget). */
+  get waiting(): { connections: number; bytes: number } {
+    return { connections: this.pending, bytes: this.pendingBytes };
   }
 
   async start(): Promise<this> {
@@ -104,17 +129,18 @@ export class TunnelTlsFront {
   private accept(conn: Conn): void {
     const pending = new Pending(this);
     conn.userData = pending;
+    this.pending++;
     pending.timer = setTimeout(onHelloTimeout, this.options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS, conn);
     conn.setHandler(helloHandler);
   }
 
   /** @internal */
-  onHelloBytes(conn: Conn, pending: Pending): void {
-    if (pending.size > MAX_CLIENT_HELLO_BYTES + 1024) return this.refuse(conn, 'ClientHello too large');
+  onHelloBytes(conn: Conn, pending: Pending, added: number): void {
+    this.pendingBytes += added;
+    if (pending.size > Math.min(this.maxHelloBytes, MAX_CLIENT_HELLO_BYTES + 1024)) return this.refuse(conn, `ClientHello over ${this.maxHelloBytes} bytes`);
     const result = readClientHelloSni(pending.bytes());
     if (result.kind === 'partial') return;
-    clearTimeout(pending.timer);
-    pending.timer = undefined;
+    this.settled(pending);
     conn.pause();
     if (result.kind === 'invalid') return this.refuse(conn, result.reason);
     const name = result.kind === 'sni' ? result.name : undefined;
@@ -122,6 +148,16 @@ export class TunnelTlsFront {
     if (mapping !== undefined) void this.passThrough(conn, pending, mapping.name, name!);
     else if (this.terminate !== undefined) void this.toTerminator(conn, pending);
     else this.refuse(conn, name === undefined ? 'no server name (SNI), and no terminating listener' : `no https mapping serves "${name}"`);
+  }
+
+  /** @internal The hello is read, or its connection is gone: stop counting it (once). */
+  settled(pending: Pending): void {
+    if (pending.done) return;
+    pending.done = true;
+    clearTimeout(pending.timer);
+    pending.timer = undefined;
+    this.pending--;
+    this.pendingBytes -= pending.size;
   }
 
   /** @internal */

@@ -24,7 +24,14 @@ export interface TunnelWebOptions {
   policy?: PolicyName;
   /** Active checks of each client's local service, through its tunnel. */
   health?: UpstreamHealthSpec;
+  /** Connection limits of both public ports (in all and per visitor IP), as on the other listeners. */
+  limits?: VisitorLimits;
   logger?: Logger;
+}
+
+export interface VisitorLimits {
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
 }
 
 export class TunnelWeb {
@@ -54,10 +61,11 @@ export class TunnelWeb {
     const logger = this.options.logger ?? silentLogger;
     const shared = { policy: this.options.policy, health: this.options.health, logger };
     try {
-      if (this.options.httpListen !== undefined) this.http = await new TunnelHttpFront(this.server, { ...shared, listen: this.options.httpListen, ahead: this.options.httpAhead }).start();
+      const limits = this.options.limits ?? {};
+      if (this.options.httpListen !== undefined) this.http = await new TunnelHttpFront(this.server, { ...shared, listen: this.options.httpListen, limits, ahead: this.options.httpAhead }).start();
       if (this.options.httpsListen !== undefined) {
         if (this.options.httpsTls) this.terminator = await new TunnelHttpFront(this.server, { ...shared, tlsListen: '127.0.0.1:0', tls: this.options.httpsTls }).start();
-        this.tls = await new TunnelTlsFront(this.server, { listen: this.options.httpsListen, terminate: this.terminator?.addresses[0], logger }).start();
+        this.tls = await new TunnelTlsFront(this.server, { listen: this.options.httpsListen, terminate: this.terminator?.addresses[0], limits, logger }).start();
       }
     } catch (error) {
       await this.close();

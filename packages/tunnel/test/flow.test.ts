@@ -175,3 +175,56 @@ test('a blackholed control connection is detected within two heartbeats; the cli
     await echo.close();
   }
 });
+
+test('1,000 idle streams over one tunnel hold no buffered bytes and one stream object each per side, and all go when the visitors leave', async () => {
+  const STREAMS = 1000;
+  const locals = new Set<net.Socket>();
+  let greeted = 0;
+  const local = await trackedServer((socket) => {
+    locals.add(socket);
+    socket.on('data', (chunk) => (greeted += chunk.byteLength));
+    socket.on('end', () => socket.end());
+    socket.on('close', () => locals.delete(socket));
+  });
+  const publicPort = await closedPort();
+  const t = await tunnel([`idle=tcp:127.0.0.1:${local.port}:${publicPort}`]);
+  const visitors: net.Socket[] = [];
+  try {
+    for (let batch = 0; batch < STREAMS / 100; batch++) {
+      await Promise.all(
+        Array.from({ length: 100 }, () =>
+          new Promise<void>((resolve, reject) => {
+            const socket = net.connect({ host: '127.0.0.1', port: publicPort }, () => {
+              socket.write('hello\n');
+              resolve();
+            });
+            socket.on('error', reject);
+            visitors.push(socket);
+          }),
+        ),
+      );
+    }
+    await until(() => locals.size === STREAMS && greeted === STREAMS * 6, `every visitor reached the local service (${locals.size}, ${greeted} bytes)`, 30_000);
+    const serverMux = () => t.server.clients()[0]!;
+    const clientMux = t.client.sessionMux!;
+    assert.equal(serverMux().openStreams, STREAMS, 'one stream per visitor on the server side');
+    assert.equal(clientMux.streams.size, STREAMS, 'and one on the client side');
+    // Idle: nothing is queued for sending or held unread on either side, stream by stream.
+    await until(() => serverMux().queuedBytes === 0 && serverMux().bufferedBytes === 0, 'the server side settles');
+    const stats = clientMux.stats();
+    assert.equal(stats.queuedBytes, 0);
+    assert.equal(stats.bufferedBytes, 0);
+    for (const stream of clientMux.streams.values()) {
+      assert.equal(stream.queued, 0);
+      assert.equal(stream.inboxBytes, 0);
+      assert.ok(stream.windowSize <= DEFAULT_INITIAL_WINDOW, 'an idle stream never grew its window');
+    }
+    // The visitors leave: no stream object stays behind on either side.
+    for (const socket of visitors) socket.destroy();
+    await until(() => serverMux().openStreams === 0 && clientMux.streams.size === 0 && locals.size === 0, 'every stream closed on both sides', 30_000);
+  } finally {
+    for (const socket of visitors) socket.destroy();
+    await t.stop();
+    await local.close();
+  }
+});

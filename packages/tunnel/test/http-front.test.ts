@@ -179,3 +179,78 @@ test('a client that vanishes mid-traffic costs idempotent requests nothing: they
     await Promise.all([a.close(), b.close()]);
   }
 });
+
+test("an http mapping's basic auth and header rules are applied by the engine; passwords stay out of the snapshots", async () => {
+  const seen: http.IncomingHttpHeaders[] = [];
+  const local = http.createServer((req, res) => {
+    seen.push(req.headers);
+    res.setHeader('server', 'local/1.0');
+    res.setHeader('x-internal', 'yes');
+    res.end('private');
+  });
+  await new Promise<void>((resolve) => local.listen(0, '127.0.0.1', resolve));
+  const localPort = (local.address() as { port: number }).port;
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const front = await new TunnelHttpFront(server, { listen: '127.0.0.1:0' }).start();
+  const mapping = {
+    ...parseMapSpec(`web=http:127.0.0.1:${localPort}@app.test,auth=alice:wonder:land`),
+    requestHeaders: [{ op: 'set' as const, name: 'X-Visitor', value: '{client_ip} {method} {path}' }, { op: 'remove' as const, name: 'X-Secret' }],
+    responseHeaders: [{ op: 'remove' as const, name: 'Server' }, { op: 'remove' as const, name: 'X-Internal' }, { op: 'add' as const, name: 'X-Via', value: 'tunnel' }],
+  };
+  const owner = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', name: 'one', tls: false, mappings: [mapping] }).start();
+  const other = new TunnelClient({
+    server: `127.0.0.1:${server.port}`,
+    token: 'secret',
+    name: 'two',
+    tls: false,
+    mappings: [{ ...mapping, basicAuth: { users: { mallory: 'x' } } }],
+  });
+  try {
+    await owner.ready();
+    await front.sync();
+    const port = Number(front.addresses[0]!.split(':').pop());
+    const ask = (headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path: '/doc?x=1', headers: { host: 'app.test', ...headers }, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const denied = await ask({});
+    assert.equal(denied.status, 401);
+    assert.equal(denied.headers['www-authenticate'], 'Basic realm="wmproxy"');
+    assert.equal((await ask({ authorization: `Basic ${Buffer.from('alice:wrong').toString('base64')}` })).status, 401);
+    assert.equal(seen.length, 0, 'no request without valid credentials reached the local service');
+
+    const ok = await ask({ authorization: `Basic ${Buffer.from('alice:wonder:land').toString('base64')}`, 'x-secret': 'drop me' });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body, 'private');
+    assert.equal(seen[0]!['x-visitor'], '127.0.0.1 GET /doc');
+    assert.equal(seen[0]!['x-secret'], undefined);
+    assert.equal(ok.headers.server, undefined);
+    assert.equal(ok.headers['x-internal'], undefined);
+    assert.equal(ok.headers['x-via'], 'tunnel');
+
+    // /status and the dashboard read snapshots: user names, never passwords.
+    const shown = JSON.stringify([server.clients(), server.mappings()]);
+    assert.ok(shown.includes('"alice":"***"'), shown);
+    assert.ok(!shown.includes('wonder'), 'no password in the snapshots');
+
+    // Another client may join the group only with the same rules.
+    other.start();
+    const [result] = await other.ready();
+    assert.equal(result!.ok, false);
+    assert.match(result!.reason ?? '', /different definition/);
+  } finally {
+    await other.stop({ deadlineMs: 0 });
+    await owner.stop({ deadlineMs: 0 });
+    await front.close();
+    await server.stop({ deadlineMs: 0 });
+    local.closeAllConnections();
+    await new Promise<void>((resolve) => local.close(() => resolve()));
+  }
+});

@@ -44,15 +44,53 @@ test('arbitrary specs and announced mappings either parse or fail with MappingEr
     { numRuns: 1000 },
   );
   fc.assert(
-    fc.property(fc.oneof(fc.anything(), fc.record({ name: fc.anything(), kind: fc.constantFrom('tcp', 'udp', 'http', 'proxy', 'x'), remotePort: fc.anything(), domains: fc.anything(), path: fc.anything() })), (value) => {
+    fc.property(
+      fc.oneof(
+        fc.anything(),
+        fc.record({ name: fc.anything(), kind: fc.constantFrom('tcp', 'udp', 'http', 'proxy', 'x'), remotePort: fc.anything(), domains: fc.anything(), path: fc.anything() }),
+        fc.record(
+          {
+            name: fc.constant('web'),
+            kind: fc.constantFrom('http', 'tcp'),
+            domains: fc.constant(['a.test']),
+            basicAuth: fc.oneof(fc.anything(), fc.record({ users: fc.dictionary(fc.string(), fc.oneof(fc.string(), fc.anything())), realm: fc.anything() })),
+            requestHeaders: fc.oneof(fc.anything(), fc.array(fc.record({ op: fc.constantFrom('set', 'add', 'remove', 'x'), name: fc.string(), value: fc.oneof(fc.string(), fc.anything()) }))),
+          },
+          { requiredKeys: ['name', 'kind', 'domains'] },
+        ),
+      ),
+      (value) => {
       try {
         readPublicMapping(value);
       } catch (error) {
         assert.ok(error instanceof MappingError, String(error));
       }
-    }),
-    { numRuns: 500 },
+      },
+    ),
+    { numRuns: 1000 },
   );
+});
+
+test('announced basic auth and header rules are checked on the server: http only, bounded, rules the engine compiles', () => {
+  const web = { name: 'web', kind: 'http', domains: ['app.test'] };
+  const good = readPublicMapping({ ...web, basicAuth: { users: { alice: 'pw' }, realm: 'r' }, requestHeaders: [{ op: 'set', name: 'X-A', value: '{client_ip}' }], responseHeaders: [{ op: 'remove', name: 'Server' }] });
+  assert.deepEqual({ ...good.basicAuth, users: { ...good.basicAuth!.users } }, { users: { alice: 'pw' }, realm: 'r' });
+  assert.deepEqual(good.requestHeaders, [{ op: 'set', name: 'X-A', value: '{client_ip}' }]);
+  for (const [value, message] of [
+    [{ ...web, kind: 'tcp', remotePort: 1, domains: undefined, basicAuth: { users: { a: 'b' } } }, /apply to http mappings/],
+    [{ ...web, basicAuth: { users: {} } }, /1-64 users/],
+    [{ ...web, basicAuth: { users: { 'a:b': 'c' } } }, /without ":"/],
+    [{ ...web, basicAuth: { users: { a: 1 } } }, /passwords are text/],
+    [{ ...web, requestHeaders: [{ op: 'set', name: 'X-A', value: 'a\r\nInjected: 1' }] }, /CR, LF or NUL/],
+    [{ ...web, requestHeaders: [{ op: 'set', name: 'Bad Name', value: 'x' }] }, /invalid header name/],
+    [{ ...web, responseHeaders: [{ op: 'set', name: 'X-A', value: '{secret_env}' }] }, /unknown variable/],
+    [{ ...web, responseHeaders: [{ op: 'drop', name: 'X-A' }] }, /unknown header rule op/],
+    [{ ...web, requestHeaders: Array.from({ length: 65 }, () => ({ op: 'remove', name: 'X' })) }, /at most 64/],
+  ] as const) {
+    assert.throws(() => readPublicMapping(value), (error: Error) => error instanceof MappingError && message.test(error.message), JSON.stringify(value).slice(0, 80));
+  }
+  assert.deepEqual({ ...parseMapSpec('web=http:127.0.0.1:80@a.test,auth=alice:pa:ss,auth=bob:x').basicAuth!.users }, { alice: 'pa:ss', bob: 'x' });
+  assert.throws(() => parseMapSpec('db=tcp:127.0.0.1:1:2,auth=a:b'), /apply to http mappings/);
 });
 
 test('valid tcp specs round-trip through their parts', () => {

@@ -99,3 +99,63 @@ test('https mappings pass through by SNI, other names are terminated for http ma
     webService.close();
   }
 });
+
+test('half-open ClientHellos: one IP holds at most its connection limit, each within the hello budget; other IPs still get through', async () => {
+  const terminator = tls.createServer(certs.web!, (socket) => socket.end('terminated\n'));
+  await new Promise<void>((resolve) => terminator.listen(0, '127.0.0.1', resolve));
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false }).start();
+  const front = await new TunnelTlsFront(server, {
+    listen: '127.0.0.1:0',
+    terminate: `127.0.0.1:${(terminator.address() as net.AddressInfo).port}`,
+    limits: { maxConnectionsPerIp: 8 },
+  }).start();
+  const port = portOf(front.addresses[0]!);
+  const sockets: net.Socket[] = [];
+  const closed = new Set<net.Socket>();
+  // A record header announcing 2,000 bytes, then 100 of them: a hello that never completes.
+  const partial = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x07, 0xd0, 0x01, 0x00, 0x07, 0xcc]), Buffer.alloc(96, 7)]);
+  const open = (payload: Buffer, localAddress = '127.0.0.1'): Promise<net.Socket> =>
+    new Promise((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port, localAddress }, () => {
+        socket.write(payload);
+        resolve(socket);
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => closed.add(socket));
+      sockets.push(socket);
+    });
+  try {
+    for (let i = 0; i < 40; i++) await open(partial);
+    const until = async (check: () => boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 1000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(check(), what);
+    };
+    await until(() => closed.size === 32, `32 connections over the per-IP limit are closed (closed: ${closed.size})`);
+    await until(() => front.waiting.bytes === 8 * partial.length, `the 8 admitted hold their partial hellos (${JSON.stringify(front.waiting)})`);
+    assert.deepEqual(front.waiting, { connections: 8, bytes: 8 * partial.length });
+
+    // Another address is not held back by the first one's half-open hellos.
+    const other = tls.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2', servername: 'web.test', rejectUnauthorized: false });
+    const answer = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      other.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      other.on('end', () => resolve(text));
+      other.on('error', reject);
+    });
+    assert.equal(answer, 'terminated\n');
+
+    // A hello growing past the budget (8 KiB) is cut off, and its bytes released.
+    const big = await open(Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc]), Buffer.alloc(9000, 1)]), '127.0.0.3');
+    await until(() => closed.has(big), 'a hello over the budget is closed');
+    assert.deepEqual(front.waiting, { connections: 8, bytes: 8 * partial.length });
+
+    for (const socket of sockets) socket.destroy();
+    await until(() => front.waiting.connections === 0, 'closed hellos are no longer counted');
+    assert.equal(front.waiting.bytes, 0);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await front.close(0);
+    await server.stop({ deadlineMs: 0 });
+    await new Promise<void>((resolve) => terminator.close(() => resolve()));
+  }
+});

@@ -217,6 +217,38 @@ test('a disallowed port is refused with a clear reason on both sides; the other 
   }
 });
 
+test('a public tcp port takes at most visitorLimits.maxConnectionsPerIp connections from one address; reload changes the limit', async () => {
+  const echo = await echoServer();
+  const publicPort = await freePort();
+  const { server, client } = await start({ visitorLimits: { maxConnectionsPerIp: 2 } }, { map: [`e=tcp:127.0.0.1:${echo.port}:${publicPort}`] });
+  client.start();
+  const held: net.Socket[] = [];
+  const hold = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port: publicPort }, () => {
+        socket.write('x');
+        socket.once('data', () => resolve(socket));
+      });
+      socket.on('error', reject);
+      held.push(socket);
+    });
+  try {
+    await client.ready();
+    await hold();
+    await hold();
+    // The third from the same address is closed at once, without a byte.
+    assert.equal((await roundTrip(publicPort, 'third')).toString(), '');
+    assert.equal(server.clients()[0]!.openStreams, 2, 'the refused visitor never reached the tunnel');
+    server.reload({ token: 'secret', visitorLimits: { maxConnectionsPerIp: 3 } });
+    assert.equal((await roundTrip(publicPort, 'third')).toString(), 'third');
+  } finally {
+    for (const socket of held) socket.destroy();
+    await client.stop();
+    await server.stop({ deadlineMs: 0 });
+    await echo.close();
+  }
+});
+
 test('a disallowed domain is refused for http mappings', async () => {
   const { server, client } = await start({ allowDomains: ['*.ok.test'] }, { map: ['a=http:127.0.0.1:8080@app.ok.test', 'b=http:127.0.0.1:8080@evil.test'] });
   client.start();

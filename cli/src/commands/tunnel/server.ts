@@ -40,6 +40,8 @@ export default class TunnelServerCommand extends WmproxyCommand {
     'health-interval': Flags.string({ description: 'time between those checks', default: '2s' }),
     rise: Flags.integer({ description: 'passing checks that bring a client back', default: 2, min: 1 }),
     fall: Flags.integer({ description: 'failing checks that take a client out', default: 3, min: 1 }),
+    'max-connections': Flags.integer({ description: 'most visitor connections open at once on each public port (web and tcp/proxy mappings; 0: no limit)', default: 0, min: 0 }),
+    'max-connections-per-ip': Flags.integer({ description: 'most visitor connections open at once from one IP address on each public port (0: no limit)', default: 0, min: 0 }),
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info', options: ['debug', 'info', 'warn', 'error', 'silent'] }),
     'log-json': Flags.boolean({ description: 'log one JSON object per line', default: false }),
   };
@@ -67,6 +69,7 @@ export default class TunnelServerCommand extends WmproxyCommand {
     }
     const logger = new Logger({ level: flags['log-level'] as LogLevel, json: flags['log-json'], fields: { service: 'tunnel-server' } });
     let server;
+    const limits = { maxConnections: flags['max-connections'], maxConnectionsPerIp: flags['max-connections-per-ip'] };
     try {
       const tls = flags.plain
         ? false
@@ -83,6 +86,7 @@ export default class TunnelServerCommand extends WmproxyCommand {
         allowDomains: flags['allow-domains'],
         visitorWaitMs: flags['visitor-wait'],
         heartbeatMs: flags.heartbeat,
+        visitorLimits: limits,
         logger,
       });
     } catch (error) {
@@ -106,6 +110,7 @@ export default class TunnelServerCommand extends WmproxyCommand {
           httpsListen: flags['https-listen'],
           ...(flags['https-cert'] ? { httpsTls: { cert: await readPem(flags['https-cert']), key: await readPem(flags['https-key']!) } } : {}),
           policy: flags.policy as PolicyName,
+          limits,
           ...(flags['health-path']
             ? { health: { check: { type: 'http' as const, path: flags['health-path'] }, intervalMs: healthIntervalMs, timeoutMs: Math.min(healthIntervalMs, 2_000), rise: flags.rise, fall: flags.fall } }
             : {}),

@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import { isValidHostname, type Logger } from '@wmproxy/core-net';
 import type { TunnelClientConfig, TunnelConfig, TunnelServerConfig } from '@wmproxy/config';
 import { TunnelClient, TunnelServer, TunnelWeb, type MappingSnapshot, type TunnelClientOptions } from '@wmproxy/tunnel';
+import type { Exposition } from '../metrics.js';
 import type { TunnelStatus } from '../types.js';
 import type { AcmeService } from './acme.js';
 
@@ -184,6 +185,35 @@ export class TunnelService {
     };
   }
 
+  /**
+   * The tunnel's families in /metrics. Labels stay bounded: `client` is a
+   * credential name of the server's configuration, `mapping` a name from the
+   * clients' configurations (authenticated, at most 256 per client), and
+   * `service` a `[[tunnel.client]]` of this instance.
+   */
+  renderMetrics(out: Exposition): void {
+    const server = this.server?.instance;
+    const totals = server?.totals() ?? [];
+    out.family('wmproxy_tunnel_clients', 'gauge', 'Tunnel client sessions connected to this server, by credential.');
+    for (const row of totals) out.sample('wmproxy_tunnel_clients', { client: row.name }, row.connected);
+    out.family('wmproxy_tunnel_client_rtt_seconds', 'gauge', 'Heartbeat round-trip time of each connected credential (its lowest session).');
+    for (const row of totals) if (row.rttMs !== undefined) out.sample('wmproxy_tunnel_client_rtt_seconds', { client: row.name }, row.rttMs / 1000);
+    out.family('wmproxy_tunnel_client_reconnects_total', 'counter', 'Sessions of each credential after its first.');
+    for (const row of totals) out.sample('wmproxy_tunnel_client_reconnects_total', { client: row.name }, row.reconnects);
+    out.family('wmproxy_tunnel_open_streams', 'gauge', 'Streams open now over the tunnel connections of each credential.');
+    for (const row of totals) out.sample('wmproxy_tunnel_open_streams', { client: row.name }, row.openStreams);
+    out.family('wmproxy_tunnel_streams_total', 'counter', 'Streams opened to each credential\'s clients (visitors, requests, health checks).');
+    for (const row of totals) out.sample('wmproxy_tunnel_streams_total', { client: row.name }, row.streams);
+    out.family('wmproxy_tunnel_received_bytes_total', 'counter', 'Bytes received on the tunnel connections of each credential (framing and TLS included).');
+    for (const row of totals) out.sample('wmproxy_tunnel_received_bytes_total', { client: row.name }, row.bytesIn);
+    out.family('wmproxy_tunnel_sent_bytes_total', 'counter', 'Bytes sent on the tunnel connections of each credential (framing and TLS included).');
+    for (const row of totals) out.sample('wmproxy_tunnel_sent_bytes_total', { client: row.name }, row.bytesOut);
+    out.family('wmproxy_tunnel_mapping_clients', 'gauge', 'Clients serving each mapping now (0: visitors wait or are refused).');
+    for (const entry of server?.mappings() ?? []) out.sample('wmproxy_tunnel_mapping_clients', { mapping: entry.mapping.name, kind: entry.mapping.kind }, entry.clients.length);
+    out.family('wmproxy_tunnel_connected', 'gauge', '1 while this instance\'s tunnel client (a [[tunnel.client]]) has a session with its server.');
+    for (const [service, { instance }] of this.clients) out.sample('wmproxy_tunnel_connected', { service }, instance.status().connected ? 1 : 0);
+  }
+
   /** The running server (for engines that route http/https mappings to it). */
   get tunnelServer(): TunnelServer | undefined {
     return this.server?.instance;
@@ -199,7 +229,7 @@ export class TunnelService {
 }
 
 function webConfigKey(config: TunnelServerConfig): string {
-  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpsAuto, config.httpPolicy, config.httpHealth]);
+  return JSON.stringify([config.httpListen, config.httpsListen, config.https, config.httpsAuto, config.httpPolicy, config.httpHealth, config.maxConnections, config.maxConnectionsPerIp]);
 }
 
 /** The web front of http/https mappings, when the server has a port for them. */
@@ -214,6 +244,7 @@ async function startWeb(server: TunnelServer, config: TunnelServerConfig, logger
     ...(config.https ? { httpsTls: { cert: await readFile(config.https.cert, 'utf8'), key: await readFile(config.https.key, 'utf8') } } : {}),
     ...auto,
     policy: config.httpPolicy,
+    limits: { maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp },
     ...(health ? { health: { check: { type: 'http' as const, path: health.path }, intervalMs: health.intervalMs, timeoutMs: Math.min(health.intervalMs, 2_000), rise: health.rise, fall: health.fall } } : {}),
     logger,
   }).start();
@@ -226,5 +257,6 @@ function serverOptions(config: TunnelServerConfig) {
     allowPorts: config.allowPorts,
     allowDomains: config.allowDomains,
     visitorWaitMs: config.visitorWaitMs,
+    visitorLimits: { maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp },
   };
 }

@@ -26,6 +26,7 @@
  *   in one reused buffer, for one `Conn.write` without allocating (the view
  *   is valid until the next call; Conns copy what they queue). `HeadMemo`
  *   does the same for one sender, copying a head it composed last time.
+ * - `BasicAuth`: Basic credentials checked against a user table (constant time).
  * - Parsed names and values of up to 64 bytes are interned (the same bytes
  *   give the same string), and `lowerName` caches lower-cased field names.
  *
@@ -76,3 +77,4 @@ export { normalizePath } from './path.js';
 export { HeadBuffer, HeadMemo, BodyReader, composeHead, isComposed } from './buffer.js';
 export { ResponseHeadReader, connectionReusable, type ResponseHeadSink } from './response-reader.js';
 export { isToken, isFieldValue, lowerName } from './chars.js';
+export { BasicAuth, basicCredentials, DEFAULT_BASIC_REALM } from './basic-auth.js';

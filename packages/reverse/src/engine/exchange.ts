@@ -278,6 +278,11 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       this.writeLocal(404, [['Content-Type', 'text/plain; charset=utf-8']], '404 Not Found\n', 'no location matched');
       return;
     }
+    if (location.auth && location.auth.check(this.header('authorization')) === undefined) {
+      const fields: HeaderList = [['WWW-Authenticate', location.auth.challenge], ['Content-Type', 'text/plain; charset=utf-8']];
+      this.writeLocal(401, fields, '401 Unauthorized\n', 'basic auth: no valid credentials');
+      return;
+    }
     if (location.limiter && this.refusedByLimit(location.limiter)) return;
     const spec = location.spec;
     if (spec.respond) {

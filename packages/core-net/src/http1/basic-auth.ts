@@ -1,8 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { HTTP_PROXY_DEFAULTS } from './defaults.js';
+
+/** Realm of a challenge when none is configured. */
+export const DEFAULT_BASIC_REALM = 'wmproxy';
 
 /**
- * `Proxy-Authorization: Basic ...` checking against a user table. Passwords
+ * HTTP Basic credentials (RFC 7617) checked against a user table: the
+ * forward proxy's `Proxy-Authorization` (407) and the reverse engine's
+ * per-location `Authorization` (401). Passwords
  * are compared as SHA-256 digests with `timingSafeEqual`, so neither their
  * content nor their length leaks through timing.
  */
@@ -10,7 +14,7 @@ export class BasicAuth {
   private readonly digests = new Map<string, Buffer>();
   readonly realm: string;
 
-  constructor(users: Record<string, string>, realm: string = HTTP_PROXY_DEFAULTS.realm) {
+  constructor(users: Record<string, string>, realm: string = DEFAULT_BASIC_REALM) {
     for (const [user, password] of Object.entries(users)) this.digests.set(user, digest(password));
     this.realm = realm;
   }
@@ -35,7 +39,7 @@ export class BasicAuth {
     return ok ? user : undefined;
   }
 
-  /** The challenge sent with 407. */
+  /** The challenge sent with 407 (`Proxy-Authenticate`) or 401 (`WWW-Authenticate`). */
   get challenge(): string {
     return `Basic realm="${this.realm.replace(/["\\]/g, '')}"`;
   }
