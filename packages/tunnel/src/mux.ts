@@ -200,7 +200,7 @@ export class Mux implements FrameSink {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.blocked || this.closed) return;
     this.flushScheduled = true;
-    queueMicrotask(this.boundFlush);
+    setImmediate(this.boundFlush);
   }
 
   /** Write batches until nothing is left or the connection pushes back. */

@@ -4,6 +4,7 @@ import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
 import { nodeRuntime } from '../node/index.js';
 import { listenError } from '../listen-error.js';
+import { isComposed } from '../../http1/buffer.js';
 import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
 
 type BunSocket = import('bun').Socket<BunConn | undefined>;
@@ -67,7 +68,7 @@ export class BunConn extends ConnBase {
   write(chunk: Uint8Array): boolean {
     if (this.closed || this.endRequested) return false;
     if (this.queued > 0) {
-      this.queue!.push(new Uint8Array(chunk));
+      this.queue!.push(isComposed(chunk) ? new Uint8Array(chunk) : chunk);
       this.queued += chunk.byteLength;
       return this.queued < HIGH_WATER_MARK;
     }
@@ -75,9 +76,11 @@ export class BunConn extends ConnBase {
     if (sent < 0) return false;
     this.written += sent;
     if (sent < chunk.byteLength) {
-      // Copy (a Buffer's `slice` would be a view): the caller's chunk may be a view
-      // into a buffer that is reused, such as core-net's composeHead buffer.
-      const rest = new Uint8Array(chunk.subarray(sent));
+      // Kept as a view, as Node's sockets keep what they queue: a caller does not
+      // touch a chunk it wrote. The exception is core-net's composeHead buffer,
+      // reused by its next head: that one is copied. (Copying every remainder
+      // cost a copy of most of each large write, e.g. the tunnel's batches.)
+      const rest = isComposed(chunk) ? new Uint8Array(chunk.subarray(sent)) : chunk.subarray(sent);
       (this.queue ??= []).push(rest);
       this.queued += rest.byteLength;
       return this.queued < HIGH_WATER_MARK;
