@@ -17,7 +17,7 @@ export const PROTOCOL_VERSION = 1;
 /** First bytes of HELLO's payload: a peer that is not a tunnel fails on its first frame. */
 export const MAGIC = new Uint8Array([0x57, 0x4d, 0x54, 0x55]); // "WMTU"
 /** Largest DATA payload the writer sends (the decoder accepts up to `maxFrameSize`). */
-export const MAX_DATA_PAYLOAD = 64 * 1024;
+export const MAX_DATA_PAYLOAD = 256 * 1024;
 /** A UDP datagram travels whole: up to 65,535 bytes plus nothing else. */
 export const MAX_DATAGRAM = 65_535;
 /** Default bound on one frame's payload (control frames carry JSON). */

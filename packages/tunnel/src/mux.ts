@@ -47,6 +47,10 @@ export const DEFAULT_MAX_STREAMS = 4096;
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 /** One write to the connection carries at most about this much. */
 const BATCH_BYTES = 256 * 1024;
+/** TLS's largest record: writes of whole multiples of it leave no short records. */
+const TLS_RECORD = 16 * 1024;
+/** A payload view at least this large is written as it is rather than copied into its batch. */
+const DIRECT_WRITE = 32 * 1024;
 /** Control frames queued while the connection is saturated; beyond it the peer is not reading at all. */
 const CONTROL_QUEUE_LIMIT = 1024 * 1024;
 const DATAGRAM_QUEUE_LIMIT = 512 * 1024;
@@ -252,7 +256,7 @@ export class Mux implements FrameSink {
           }
         }
         if (frames.length === 0) break;
-        this.writeFrames(frames, total);
+        this.writeFrames(frames);
       }
     } finally {
       this.flushing = false;
@@ -264,24 +268,39 @@ export class Mux implements FrameSink {
   }
 
   /**
-   * One write per batch: control frames, DATA headers and payload views are
-   * copied into one buffer. Over TLS each write is at least one record and,
-   * on Bun, one send: a 10-byte DATA header written apart from its payload
-   * cost a record and a syscall of its own, and the peer a read. The copy of
-   * at most one batch (about 256 KiB) is cheap next to encrypting it.
+   * A batch's pieces (control frames, DATA headers, payload views) go out in
+   * as few writes as keep TLS records full. Small pieces are copied together:
+   * over TLS each write is at least one record and, on Bun, one send, so a
+   * 10-byte DATA header written apart from its payload cost a record and a
+   * syscall of its own. A large payload view is not copied: the small pieces
+   * before it take just enough of its first bytes to fill whole 16 KiB
+   * records (one write), and the rest of the view is written as it is. Copying
+   * every payload byte into one buffer cost about as much CPU as a kernel copy.
    */
-  private writeFrames(frames: Uint8Array[], total: number): void {
-    let out: Uint8Array;
-    if (frames.length === 1) out = frames[0]!;
-    else {
-      out = Buffer.allocUnsafe(total);
-      let at = 0;
-      for (const frame of frames) {
-        out.set(frame, at);
-        at += frame.byteLength;
+  private writeFrames(frames: Uint8Array[]): void {
+    if (frames.length === 1) return this.writeOut(frames[0]!);
+    let first = 0;
+    let small = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const piece = frames[i]!;
+      if (piece.byteLength < DIRECT_WRITE) {
+        small += piece.byteLength;
+        continue;
       }
+      let fill = 0;
+      if (small > 0) {
+        fill = (TLS_RECORD - (small % TLS_RECORD)) % TLS_RECORD;
+        this.writeOut(gather(frames, first, i, small, piece.subarray(0, fill)));
+      }
+      this.writeOut(fill === 0 ? piece : piece.subarray(fill));
+      first = i + 1;
+      small = 0;
     }
-    if (!this.conn.write(out)) this.blocked = true;
+    if (first < frames.length) this.writeOut(first === frames.length - 1 ? frames[first]! : gather(frames, first, frames.length, small, undefined));
+  }
+
+  private writeOut(chunk: Uint8Array): void {
+    if (!this.conn.write(chunk)) this.blocked = true;
   }
 
   // ---- streams ------------------------------------------------------------
@@ -580,6 +599,19 @@ export class Mux implements FrameSink {
   }
 }
 
+/** `frames[from..to)` (`size` bytes), then `tail`, in one new buffer. */
+function gather(frames: Uint8Array[], from: number, to: number, size: number, tail: Uint8Array | undefined): Uint8Array {
+  // Not zero-filled: every byte is copied in below.
+  const out = Buffer.allocUnsafe(size + (tail?.byteLength ?? 0));
+  let at = 0;
+  for (let i = from; i < to; i++) {
+    out.set(frames[i]!, at);
+    at += frames[i]!.byteLength;
+  }
+  if (tail) out.set(tail, at);
+  return out;
+}
+
 const muxConnHandler: ConnHandler = {
   data(conn, chunk) {
     (conn.userData as Mux).onData(chunk);
@@ -760,8 +792,11 @@ export class TunnelStream extends VirtualConn {
     if (this.closed) return;
     this.bytesRead += payload.byteLength;
     if (this.paused || this.inboxBytes > 0) {
-      // Copied: a view would pin the whole received chunk while the reader is paused.
-      this.inbox.push(payload.slice());
+      // A view pins the whole received chunk while the reader is paused: kept as
+      // it is only when the payload is at least half of that chunk (what a
+      // paused stream holds stays within twice its window), copied otherwise.
+      // Bulk transfers hit this on every pause of a slower reader.
+      this.inbox.push(payload.byteLength * 2 >= payload.buffer.byteLength ? payload : payload.slice());
       this.inboxBytes += payload.byteLength;
       return;
     }
