@@ -11,9 +11,11 @@
  *   window, not the reader, limits the stream (as QUIC and HTTP/2 stacks
  *   auto-tune theirs). Only a stream being read grows; a stalled one keeps
  *   the window it had.
- * - The writer takes up to 64 KiB per stream per turn, round-robin, builds one
- *   buffer per batch and stops when the connection reports backpressure
- *   (`write()` false), continuing on its `drain`.
+ * - The writer runs once per event-loop turn (setImmediate: every stream that
+ *   got data in one poll shares its writes; a microtask per stream cost a TLS
+ *   record and a send per request under many small requests). It takes up to
+ *   one frame (256 KiB) per stream per round, round-robin, and stops when the
+ *   connection reports backpressure (`write()` false), continuing on `drain`.
  * - Control frames (credit, pings, opens, resets) go first; datagrams next,
  *   dropped rather than queued without bound when the connection is saturated.
  */
