@@ -78,3 +78,17 @@ export { HeadBuffer, HeadMemo, BodyReader, composeHead, isComposed } from './buf
 export { ResponseHeadReader, connectionReusable, type ResponseHeadSink } from './response-reader.js';
 export { isToken, isFieldValue, lowerName } from './chars.js';
 export { BasicAuth, basicCredentials, DEFAULT_BASIC_REALM } from './basic-auth.js';
+export {
+  FieldKinds,
+  WIRE_KINDS,
+  FIELD_PLAIN,
+  FIELD_HOP_BY_HOP,
+  FIELD_FRAMING,
+  FIELD_POLICY,
+  FRAMING_DECHUNK,
+  FRAMING_KEEP_ALIVE,
+  forwardFields,
+  requestFraming,
+  responseFraming,
+  type PolicySink,
+} from './forward.js';

@@ -1,6 +1,5 @@
 import {
   BodyReader,
-  HOP_BY_HOP,
   NetError,
   Relay,
   ResponseHeadReader,
@@ -10,7 +9,11 @@ import {
   getHeader,
   httpStatusFor,
   isValidHost,
-  lowerName,
+  FRAMING_DECHUNK,
+  FRAMING_KEEP_ALIVE,
+  WIRE_KINDS,
+  forwardFields,
+  responseFraming,
   normalizePath,
   serializeResponseHead,
   toNetError,
@@ -22,7 +25,8 @@ import {
   type ResponseHeadSink,
 } from '@wmproxy/core-net';
 import type { AccessRecord } from '../access-log.js';
-import { applyRules, FORWARDING_HEADERS, type RuleVariables } from '../headers.js';
+import { applyRules, type RuleVariables } from '../headers.js';
+import { upstreamRequestHead } from './request-head.js';
 import type { CompiledLocation, ConnTakeover, LocationResponse } from '../router.js';
 import type { RateLimiter } from '../rate-limit.js';
 import type { SelectContext } from '../policies/index.js';
@@ -42,63 +46,6 @@ const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 /** absolute-form request-target: authority, then path and query. */
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)$/i;
-
-/** What forwarding does with a field. */
-const enum Field {
-  Plain,
-  HopByHop,
-  Forwarding,
-  Host,
-  Length,
-  /** traceparent: replaced by the attempt's own while tracing is on. */
-  Trace,
-}
-const fieldKinds = new Map<string, Field>();
-/** Names come from clients: the cache is bounded (and longer names are not kept), like core-net's lowerName. */
-const FIELD_KINDS_MAX = 4096;
-
-/** A field's kind by its name as received: one lookup per field instead of lowering and three set lookups. */
-function fieldKind(name: string): Field {
-  let kind = fieldKinds.get(name);
-  if (kind === undefined) {
-    const lower = lowerName(name);
-    kind = HOP_BY_HOP.has(lower) ? Field.HopByHop : FORWARDING_HEADERS.has(lower) ? Field.Forwarding : lower === 'host' ? Field.Host : lower === 'content-length' ? Field.Length : lower === 'traceparent' ? Field.Trace : Field.Plain;
-    if (name.length <= 64) {
-      if (fieldKinds.size >= FIELD_KINDS_MAX) fieldKinds.clear();
-      fieldKinds.set(name, kind);
-    }
-  }
-  return kind;
-}
-
-/** Does Connection name a field other than the hop-by-hop ones (dropped anyway)? Only then is each field looked up in it. */
-function namesOthers(connection: readonly string[]): boolean {
-  for (let i = 0; i < connection.length; i++) if (!HOP_BY_HOP.has(connection[i]!)) return true;
-  return false;
-}
-
-/** A response's fields without hop-by-hop ones (nor any Connection names). */
-function endToEnd(head: ResponseHead): HeaderList {
-  const connection = head.connection;
-  const others = connection.length > 0 && namesOthers(connection);
-  const fields: HeaderList = [];
-  for (const field of head.headers) {
-    if (fieldKind(field[0]) === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
-    fields.push(field);
-  }
-  return fields;
-}
-
-/** Remove every field named `lower` (any case) from `fields`, in place. */
-function dropFields(fields: HeaderList, lower: string): void {
-  let kept = 0;
-  for (let i = 0; i < fields.length; i++) {
-    const field = fields[i]!;
-    if (field[0].length === lower.length && lowerName(field[0]) === lower) continue;
-    fields[kept++] = field;
-  }
-  fields.length = kept;
-}
 
 /** Status lines by status, for the reason last seen with it: upstreams send the same few. */
 const statusLines = new Array<{ reason: string; line: string } | undefined>(1000).fill(undefined);
@@ -428,7 +375,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     session.phase = Phase.Proxy;
     let head: Uint8Array;
     try {
-      head = this.buildUpstreamHead(req, server, attempt.span);
+      head = this.upstreamHead(req, server, attempt.span);
     } catch (error) {
       this.attempt = undefined;
       attempt.abort();
@@ -458,76 +405,13 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
   }
 
-  /** The request head for `server`; with `span` (tracing), its traceparent names that span as the parent. */
-  private buildUpstreamHead(req: RequestHead, server: UpstreamServer, span: Span | undefined): Uint8Array {
-    const location = this.location!.spec;
-    const ctx = this.session.ctx;
-    const forwarding = ctx.forwarding;
-    const clientIp = this.clientIp;
-    const trusted = forwarding.isTrusted(clientIp);
-    let incoming: Map<string, string> | undefined;
-    const fields: HeaderList = [];
-    const connection = req.connection;
-    const others = connection.length > 0 && namesOthers(connection);
-    let hasHost = false;
-    let lengthPlaced = false;
-    for (const field of req.headers) {
-      const kind = fieldKind(field[0]);
-      if (kind === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
-      if (kind === Field.Forwarding) {
-        if (trusted) {
-          const lower = lowerName(field[0]);
-          incoming ??= new Map();
-          const previous = incoming.get(lower);
-          incoming.set(lower, previous ? `${previous}, ${field[1]}` : field[1]);
-        }
-        continue;
-      }
-      if (kind === Field.Host) {
-        hasHost = true;
-        const host = location.upstreamHost ?? this.authority;
-        if (host !== undefined) {
-          fields.push(['Host', host]);
-          continue;
-        }
-      }
-      if (kind === Field.Length) {
-        // One normalised value (`5, 5` is 5): the next hop must not read the framing differently.
-        if (!lengthPlaced && req.contentLength !== undefined) fields.push(['Content-Length', String(req.contentLength)]);
-        lengthPlaced = true;
-        continue;
-      }
-      if (kind === Field.Trace && span !== undefined) continue;
-      fields.push(field);
-    }
-    if (!hasHost) fields.push(['Host', location.upstreamHost ?? this.authority ?? server.address]);
-    if (req.chunked) fields.push(['Transfer-Encoding', 'chunked']);
-    if (req.upgrade !== undefined) {
-      fields.push(['Connection', 'Upgrade']);
-      fields.push(['Upgrade', req.upgrade]);
-    }
-    const host = this.authority ?? req.host ?? '';
-    if (trusted) forwarding.append(fields, clientIp, ctx.scheme, host, incoming);
-    else {
-      // They only change with the client address and Host: the listener keeps the last ones.
-      const forwarded = forwarding.fieldsFor(clientIp, ctx.scheme, host);
-      for (let i = 0; i < forwarded.length; i++) fields.push(forwarded[i]!);
-    }
-    if (this.location!.requestRules.length > 0) {
-      applyRules(fields, this.location!.requestRules, this.variables());
-      // Tracing on: the attempt's traceparent wins over one a rule set (`default traceparent {new_traceparent}`).
-      if (span !== undefined) dropFields(fields, 'traceparent');
-    }
-    // A view of core-net's shared compose buffer (no re-validation: every field
-    // came from the strict parser, checked configuration, or variables of those).
-    // The callers write it at once.
-    const line = ctx.wire.requestLine(req.method, this.upstreamTarget);
-    // Tracing: the attempt's traceparent goes last, so that the memo still covers the fields that repeat.
-    if (span !== undefined) return ctx.wire.requestMemo.composeWithField(line, fields, 'traceparent', span.traceparent);
-    return ctx.wire.requestMemo.compose(line, fields);
+  /** The request head for `server` (request-head.ts); with `span` (tracing), its traceparent names that span as the parent. */
+  private upstreamHead(req: RequestHead, server: UpstreamServer, span: Span | undefined): Uint8Array {
+    return upstreamRequestHead(this.session.ctx, this.location!, req, this.upstreamTarget, this.clientIp, this.authority, server.address, span, this);
   }
 
-  private variables(): RuleVariables {
+  /** The values of header-rule variables for this request (request-head.ts, response rules). */
+  variables(): RuleVariables {
     const req = this.req;
     const client = this.session.client;
     return {
@@ -745,7 +629,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     conn.userData = this;
     conn.setHandler(upstreamHandler);
     try {
-      conn.write(this.buildUpstreamHead(this.req!, hedge.server, hedge.span));
+      conn.write(this.upstreamHead(this.req!, hedge.server, hedge.span));
     } catch {
       this.dropHedge();
     }
@@ -801,7 +685,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients. */
   onInterim(head: ResponseHead): void {
     // Rebuilt as HTTP/1.1 without hop-by-hop fields (the upstream's version and Connection are its own).
-    if (this.req!.version === '1.1' && this.session.http2 === undefined) this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
+    if (this.req!.version !== '1.1' || this.session.http2 !== undefined) return;
+    const fields: HeaderList = [];
+    forwardFields(head, WIRE_KINDS, fields);
+    this.session.client.write(composeHead(statusLine(head.status, head.reason), fields));
   }
 
   /** ResponseHeadSink: a malformed head. */
@@ -833,30 +720,16 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const req = this.req!;
     if (head.framing === 'close' || (this.reqReader && !this.reqReader.done)) this.keepAlive = false;
     const fields: HeaderList = [];
-    const connection = head.connection;
-    const others = connection.length > 0 && namesOthers(connection);
-    let lengthPlaced = false;
-    for (const field of head.headers) {
-      const kind = fieldKind(field[0]);
-      if (kind === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
-      if (kind === Field.Length) {
-        // As for requests: one normalised Content-Length reaches the client.
-        if (!lengthPlaced && head.contentLength !== undefined) fields.push(['Content-Length', String(head.contentLength)]);
-        lengthPlaced = true;
-        continue;
-      }
-      fields.push(field);
-    }
+    forwardFields(head, WIRE_KINDS, fields);
     if (this.session.http2 !== undefined) {
       // HTTP/2 frames the body itself (DATA, END_STREAM): a chunked body is decoded.
+      if (head.contentLength !== undefined) fields.push(['Content-Length', String(head.contentLength)]);
       this.dechunk = head.chunked;
     } else {
-      // An HTTP/1.0 client cannot read chunked: decode it and delimit by closing.
-      this.dechunk = head.chunked && req.version === '1.0';
-      if (this.dechunk) this.keepAlive = false;
-      else if (head.chunked) fields.push(['Transfer-Encoding', 'chunked']);
-      if (!this.keepAlive) fields.push(['Connection', 'close']);
-      else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
+      // An HTTP/1.0 client cannot read chunked: core-net decides to decode it and delimit by closing.
+      const framing = responseFraming(head.contentLength, head.chunked, req.version, this.keepAlive, fields);
+      this.dechunk = (framing & FRAMING_DECHUNK) !== 0;
+      this.keepAlive = (framing & FRAMING_KEEP_ALIVE) !== 0;
     }
     if (this.location!.responseRules.length > 0) applyRules(fields, this.location!.responseRules, this.variables());
     // The head goes out with the first body bytes in one write (one syscall less per response).
@@ -1061,9 +934,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const payload = typeof body === 'string' ? Buffer.from(body) : body;
     const fields: HeaderList = [...headers];
     const bodyless = req?.method === 'HEAD' || status === 204 || status === 304;
-    if (status !== 204 && status !== 304) fields.push(['Content-Length', String(payload.byteLength)]);
-    if (!this.keepAlive) fields.push(['Connection', 'close']);
-    else if (req?.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    responseFraming(status !== 204 && status !== 304 ? payload.byteLength : undefined, false, req?.version ?? '1.1', this.keepAlive, fields);
     if (this.location && this.location.responseRules.length > 0) applyRules(fields, this.location.responseRules, this.variables());
     if (session.http2 !== undefined) {
       const empty = bodyless || payload.byteLength === 0;
@@ -1121,12 +992,11 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       if (lower === 'content-length') length = Number(field[1]);
       else if (lower !== 'transfer-encoding' && lower !== 'connection') fields.push(field);
     }
-    const chunked = length === undefined && req.method !== 'HEAD' && response.status !== 204 && response.status !== 304 && session.http2 === undefined;
-    if (length !== undefined) fields.push(['Content-Length', String(length)]);
-    else if (chunked) fields.push(['Transfer-Encoding', 'chunked']);
-    if (chunked && req.version === '1.0') this.keepAlive = false;
-    if (!this.keepAlive) fields.push(['Connection', 'close']);
-    else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    const unframed = length === undefined && req.method !== 'HEAD' && response.status !== 204 && response.status !== 304 && session.http2 === undefined;
+    // Chunked unless the client is HTTP/1.0, which gets the plain body delimited by closing.
+    const framing = responseFraming(length, unframed, req.version, this.keepAlive, fields);
+    this.keepAlive = (framing & FRAMING_KEEP_ALIVE) !== 0;
+    const chunked = unframed && (framing & FRAMING_DECHUNK) === 0;
     if (location.responseRules.length > 0) applyRules(fields, location.responseRules, this.variables());
     this.status = response.status;
     const client = session.client;
