@@ -28,7 +28,8 @@
 // --blackhole [--connections 64]: instead, a closed-loop run (wrk) per proxy:
 // healthy 5 s, then backend B blackholed for 5 s: an iptables rule drops the
 // SYNs to its port on loopback and B is restarted (its established
-// connections close; the process listens, new connects hang). Reports each
+// connections close; the process listens, new connects hang; the window starts
+// once it listens, so that its start-up CPU is not measured). Reports each
 // proxy's request rate during the blackhole as a share of its healthy rate,
 // p99 and errors. Needs root and iptables; the rule is removed at the end,
 // also on failure or Ctrl-C.
@@ -69,10 +70,20 @@ const BACKEND = `
 const http = require('node:http');
 const server = http.createServer((req, res) => { res.end(req.url === '/health' ? 'ok' : 'hello from ' + process.argv[1]); });
 server.keepAliveTimeout = 60000;
-server.listen(Number(process.argv[1]), '127.0.0.1');
+server.listen(Number(process.argv[1]), '127.0.0.1', () => process.stdout.write('listening\\n'));
 `;
 function startBackend(port) {
-  return spawn(process.execPath, ['-e', BACKEND, String(port)], { stdio: 'ignore' });
+  return spawn(process.execPath, ['-e', BACKEND, String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
+}
+/** Resolves once `child` (a backend) listens: its start-up (a CPU burst on a small host) is not part of what is measured. */
+function listening(child) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 5000);
+    child.stdout.on('data', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** The wmproxy flags: health checks like HAProxy's below, timeouts like nginx's and HAProxy's. */
@@ -339,6 +350,7 @@ async function blackholeOne(name) {
     dropSyns(ports[1]);
     await stop(backends[1], 'SIGKILL');
     backends[1] = startBackend(ports[1]);
+    await listening(backends[1]);
     const blackhole = await wrk(port, BLACKHOLE_MS);
     allowSyns(ports[1]);
     return { name, healthy, blackhole };

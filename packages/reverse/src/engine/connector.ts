@@ -129,7 +129,10 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
           request.ticker.once(Date.now() + Math.ceil(Math.max(hedgeMs, delay)), fireConnectHedge, () => {
             if (!primary.settled) {
               connectStuck(primary.server);
-              lostConnect(upstream, primary.server, primary.startedAt);
+              // Hedged at once, each such connect is a probe of its own: counted even when others overlapped it
+              // (the stall detector otherwise counts one loss per slow moment), so the server is out after
+              // STALL_AFTER of them, however many requests are in flight.
+              lostConnect(upstream, primary.server, atOnce ? 0 : primary.startedAt);
             }
             abortOthers(attempts, attempt);
           });
