@@ -228,3 +228,42 @@ test('property: whatever the parser accepts, the next hop frames the same way an
     { seed: 14, numRuns: 1000 },
   );
 });
+
+const responseFieldArb: fc.Arbitrary<[string, string]> = fc.oneof(
+  { weight: 3, arbitrary: fc.tuple(fc.constantFrom('Content-Length', 'content-length'), fc.constantFrom('5', '5, 5', '05', '0')) },
+  { weight: 2, arbitrary: fc.tuple(fc.constant('Transfer-Encoding'), fc.constantFrom('chunked', 'Chunked')) },
+  { weight: 2, arbitrary: fc.tuple(fc.constant('Connection'), fc.constantFrom('close', 'keep-alive', 'X-Hop', 'content-length')) },
+  { weight: 2, arbitrary: fc.tuple(fc.constantFrom('Keep-Alive', 'Trailer', 'Proxy-Authenticate', 'X-Hop'), fc.constantFrom('timeout=5', 'X-T', 'Basic')) },
+  { weight: 4, arbitrary: fc.tuple(fc.constantFrom('Server', 'Set-Cookie', 'X-A', 'Content-Type'), safeValueArb) },
+);
+
+test('property: a forwarded response frames its body for the client as the upstream did, or de-chunked and closed for HTTP/1.0', () => {
+  fc.assert(
+    fc.property(
+      fc.record({ version: fc.constantFrom('1.0', '1.1'), fields: fc.array(responseFieldArb, { maxLength: 6 }), client: fc.constantFrom<'1.0' | '1.1'>('1.0', '1.1'), keepAlive: fc.boolean() }),
+      ({ version, fields, client, keepAlive }) => {
+        const parsed = parseResponseHead(Buffer.from(`HTTP/${version} 200 OK\r\n${fields.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`, 'latin1'), { requestMethod: 'GET' });
+        if (parsed.kind !== 'ok') return;
+        const head = parsed.head;
+        const out: HeaderList = [];
+        forwardFields(head, WIRE_KINDS, out);
+        const flags = responseFraming(head.contentLength, head.chunked, client, keepAlive && head.framing !== 'close', out);
+        const seen = parseResponseHead(Buffer.from(`HTTP/1.1 200 OK\r\n${out.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`, 'latin1'), { requestMethod: 'GET' });
+        assert.equal(seen.kind, 'ok');
+        const again = (seen as { head: typeof head }).head;
+        if (flags & FRAMING_DECHUNK) {
+          assert.equal(client, '1.0');
+          assert.equal(again.framing, 'close', 'de-chunked: delimited by the close');
+        } else assert.equal(again.framing, head.framing);
+        assert.equal(again.contentLength, head.contentLength);
+        assert.equal((flags & FRAMING_KEEP_ALIVE) !== 0, again.connection.includes('close') === false);
+        const lowered = names(out);
+        for (const hop of ['keep-alive', 'trailer', 'proxy-authenticate']) assert.ok(!lowered.includes(hop));
+        if (head.connection.includes('x-hop')) assert.ok(!lowered.includes('x-hop'), 'named by Connection');
+        assert.ok(lowered.filter((n) => n === 'content-length').length <= 1);
+        assert.ok(lowered.filter((n) => n === 'connection').length <= 1);
+      },
+    ),
+    { seed: 14, numRuns: 1000 },
+  );
+});
