@@ -47,6 +47,13 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 /** absolute-form request-target: authority, then path and query. */
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)$/i;
 
+/** A response's end-to-end fields (core-net forwardFields: no hop-by-hop ones, no framing). */
+function endToEnd(head: ResponseHead): HeaderList {
+  const fields: HeaderList = [];
+  forwardFields(head, WIRE_KINDS, fields);
+  return fields;
+}
+
 /** Status lines by status, for the reason last seen with it: upstreams send the same few. */
 const statusLines = new Array<{ reason: string; line: string } | undefined>(1000).fill(undefined);
 
@@ -685,10 +692,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients. */
   onInterim(head: ResponseHead): void {
     // Rebuilt as HTTP/1.1 without hop-by-hop fields (the upstream's version and Connection are its own).
-    if (this.req!.version !== '1.1' || this.session.http2 !== undefined) return;
-    const fields: HeaderList = [];
-    forwardFields(head, WIRE_KINDS, fields);
-    this.session.client.write(composeHead(statusLine(head.status, head.reason), fields));
+    if (this.req!.version === '1.1' && this.session.http2 === undefined) this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
   }
 
   /** ResponseHeadSink: a malformed head. */
@@ -719,8 +723,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     this.respReader = reader;
     const req = this.req!;
     if (head.framing === 'close' || (this.reqReader && !this.reqReader.done)) this.keepAlive = false;
-    const fields: HeaderList = [];
-    forwardFields(head, WIRE_KINDS, fields);
+    const fields = endToEnd(head);
     if (this.session.http2 !== undefined) {
       // HTTP/2 frames the body itself (DATA, END_STREAM): a chunked body is decoded.
       if (head.contentLength !== undefined) fields.push(['Content-Length', String(head.contentLength)]);
