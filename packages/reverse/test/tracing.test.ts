@@ -5,68 +5,14 @@ import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { AccessLog, parseHeaderRule, parseTraceparent, SpanKind, type AccessRecord, type SpanData } from '../src/index.js';
 import { OtlpExporter, otlpBody } from '../src/otlp.js';
-import { startBackend, startProxy, request, until, type Backend } from './helpers.js';
+import { RecordingLog, startCollector, startProxy, request, tracingBackend, until, type CollectedSpan } from './helpers.js';
 
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CLIENT_PARENT = '00f067aa0ba902b7';
 const CLIENT_TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_PARENT}-01`;
 const SHAPE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
 
-/** A backend that records the traceparent and tracestate it was sent, answering `status` (200 by default). */
-function tracingBackend(name: string, seen: Array<{ traceparent?: string; tracestate?: string }>, status = 200, delayMs = 0): Promise<Backend> {
-  return startBackend(name, (req, res) => {
-    seen.push({ traceparent: req.headers.traceparent as string | undefined, tracestate: req.headers.tracestate as string | undefined });
-    setTimeout(() => {
-      res.statusCode = status;
-      res.end(name);
-    }, delayMs);
-  });
-}
-
-/** An access log that keeps the records (retries, hedge outcome, trace id, bytes in). */
-class RecordingLog extends AccessLog {
-  readonly records: AccessRecord[] = [];
-  constructor() {
-    super({ write: () => true }, 'json');
-  }
-  override log(record: AccessRecord): void {
-    this.records.push(record);
-  }
-}
-
-interface Collector {
-  endpoint: string;
-  spans: Array<Record<string, unknown> & { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes: Array<{ key: string; value: Record<string, unknown> }>; status: { code: number } }>;
-  requests: number;
-  bodies: unknown[];
-  status: number;
-  close(): Promise<void>;
-}
-
-/** An OTLP/HTTP collector that keeps every span it receives (answers `status`). */
-async function startCollector(): Promise<Collector> {
-  const collector = { spans: [], requests: 0, bodies: [], status: 200 } as unknown as Collector;
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => (body += chunk));
-    req.on('end', () => {
-      collector.requests++;
-      assert.equal(req.headers['content-type'], 'application/json');
-      const parsed = JSON.parse(body) as { resourceSpans: Array<{ resource: unknown; scopeSpans: Array<{ spans: Collector['spans'] }> }> };
-      collector.bodies.push(parsed);
-      if (collector.status === 200) for (const rs of parsed.resourceSpans) for (const ss of rs.scopeSpans) collector.spans.push(...ss.spans);
-      res.statusCode = collector.status;
-      res.end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  collector.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
-  collector.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
-  return collector;
-}
-
-function attribute(span: Collector['spans'][number], key: string): unknown {
+function attribute(span: CollectedSpan, key: string): unknown {
   const value = span.attributes.find((entry) => entry.key === key)?.value;
   return value === undefined ? undefined : Object.values(value)[0];
 }
@@ -203,6 +149,7 @@ test('OTLP export: one server span per request and one client span per attempt; 
     assert.ok(records[0]!.bytesReceived! > 20, 'the request head counts as bytes in');
     await until(() => proxy.traceStats()?.exported === 3, 'the exporter counted the accepted batch');
     assert.deepEqual(proxy.traceStats(), { exported: 3, dropped: 0, failed: 0 });
+    assert.ok(collector.contentTypes.every((type) => type === 'application/json'), collector.contentTypes.join());
     const resource = (collector.bodies[0] as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: { stringValue: string } }> } }> }).resourceSpans[0]!.resource;
     assert.deepEqual(resource.attributes[0], { key: 'service.name', value: { stringValue: 'wmproxy' } });
   } finally {
