@@ -25,7 +25,7 @@ function sentBySdk(collector: Collector): boolean {
   return 'droppedAttributesCount' in body.resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
 }
 
-test('exporter "otel" with an endpoint: the SDK exports one server span per request and one client span per attempt, with the ids of the access log and of the forwarded traceparent', async () => {
+test('exporter "otel" with an endpoint: the SDK exports one server span per request and one client span per attempt (the hedge case is in tracing.test.ts), with the ids of the access log and of the forwarded traceparent', async () => {
   const collector = await startCollector();
   const seenBad: Array<{ traceparent?: string }> = [];
   const seenGood: Array<{ traceparent?: string }> = [];
@@ -82,38 +82,6 @@ test('exporter "otel" with an endpoint: the SDK exports one server span per requ
     await proxy.close();
     await bad.close();
     await good.close();
-    await collector.close();
-  }
-});
-
-test('exporter "otel": a request hedge is its own span, parent of what the hedged upstream saw', async () => {
-  const collector = await startCollector();
-  const seenSlow: Array<{ traceparent?: string }> = [];
-  const seenFast: Array<{ traceparent?: string }> = [];
-  const slow = await tracingBackend('slow', seenSlow, 200, 1500);
-  const fast = await tracingBackend('fast', seenFast);
-  const { proxy, base } = await startProxy({
-    requestHedgeMs: 50,
-    requestHedgeBudget: 1,
-    tracing: { enabled: true, exporter: 'otel', otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
-    upstreams: [{ name: 'app', policy: 'first', servers: [{ address: slow.address }, { address: fast.address }] }],
-  });
-  try {
-    assert.equal((await request(`${base}/hedged`)).body, 'fast');
-    await until(() => collector.spans.length === 3, 'three spans exported');
-    const server = collector.spans.find((span) => span.kind === SpanKind.Server)!;
-    const hedge = collector.spans.find((span) => span.name === 'hedge')!;
-    const first = collector.spans.find((span) => span.name === 'attempt')!;
-    assert.equal(hedge.parentSpanId, server.spanId);
-    assert.equal(first.parentSpanId, server.spanId);
-    assert.equal(attribute(first, 'wmproxy.outcome'), 'lost_to_hedge');
-    assert.equal(attribute(server, 'wmproxy.hedge'), 'won');
-    assert.equal(SHAPE.exec(seenFast[0]!.traceparent!)![2], hedge.spanId);
-    assert.equal(SHAPE.exec(seenSlow[0]!.traceparent!)![2], first.spanId);
-  } finally {
-    await proxy.close();
-    await slow.close();
-    await fast.close();
     await collector.close();
   }
 });

@@ -1,9 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
-import { AccessLog, parseHeaderRule, parseTraceparent, SpanKind, type AccessRecord, type SpanData } from '../src/index.js';
+import { AccessLog, parseHeaderRule, parseTraceparent, SpanKind, TRACING_EXPORTERS, type SpanData } from '../src/index.js';
 import { OtlpExporter, otlpBody } from '../src/otlp.js';
 import { RecordingLog, startCollector, startProxy, request, tracingBackend, until, type CollectedSpan } from './helpers.js';
 
@@ -160,43 +158,46 @@ test('OTLP export: one server span per request and one client span per attempt; 
   }
 });
 
-test('a request hedge is its own span, and the access record says whether it won', async () => {
-  const collector = await startCollector();
-  const seenSlow: Array<{ traceparent?: string }> = [];
-  const seenFast: Array<{ traceparent?: string }> = [];
-  const slow = await tracingBackend('slow', seenSlow, 200, 1500);
-  const fast = await tracingBackend('fast', seenFast);
-  const log = new RecordingLog();
-  const records = log.records;
-  const { proxy, base } = await startProxy({
-    requestHedgeMs: 50,
-    requestHedgeBudget: 1,
-    tracing: { enabled: true, otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
-    accessLog: log,
-    upstreams: [{ name: 'app', policy: 'first', servers: [{ address: slow.address }, { address: fast.address }] }],
+for (const exporter of TRACING_EXPORTERS) {
+  test(`a request hedge is its own span, parent of what the hedged upstream saw, and the access record says whether it won (exporter ${exporter})`, async () => {
+    const collector = await startCollector();
+    const seenSlow: Array<{ traceparent?: string }> = [];
+    const seenFast: Array<{ traceparent?: string }> = [];
+    const slow = await tracingBackend('slow', seenSlow, 200, 1500);
+    const fast = await tracingBackend('fast', seenFast);
+    const log = new RecordingLog();
+    const records = log.records;
+    const { proxy, base } = await startProxy({
+      requestHedgeMs: 50,
+      requestHedgeBudget: 1,
+      tracing: { enabled: true, exporter, otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
+      accessLog: log,
+      upstreams: [{ name: 'app', policy: 'first', servers: [{ address: slow.address }, { address: fast.address }] }],
+    });
+    try {
+      const reply = await request(`${base}/hedged`);
+      assert.equal(reply.body, 'fast');
+      await until(() => collector.spans.length === 3, 'three spans exported');
+      const server = collector.spans.find((span) => span.kind === SpanKind.Server)!;
+      const hedge = collector.spans.find((span) => span.name === 'hedge')!;
+      const first = collector.spans.find((span) => span.name === 'attempt')!;
+      assert.ok(hedge && first);
+      assert.equal(hedge.parentSpanId, server.spanId);
+      assert.equal(first.parentSpanId, server.spanId);
+      assert.equal(attribute(hedge, 'server.address'), fast.address);
+      assert.equal(attribute(first, 'wmproxy.outcome'), 'lost_to_hedge');
+      assert.equal(attribute(server, 'wmproxy.hedge'), 'won');
+      assert.equal(SHAPE.exec(seenFast[0]!.traceparent!)![2], hedge.spanId);
+      assert.equal(SHAPE.exec(seenSlow[0]!.traceparent!)![2], first.spanId);
+      assert.equal(records[0]!.hedge, 'won');
+    } finally {
+      await proxy.close();
+      await slow.close();
+      await fast.close();
+      await collector.close();
+    }
   });
-  try {
-    const reply = await request(`${base}/hedged`);
-    assert.equal(reply.body, 'fast');
-    await until(() => collector.spans.length === 3, 'three spans exported');
-    const server = collector.spans.find((span) => span.kind === SpanKind.Server)!;
-    const hedge = collector.spans.find((span) => span.name === 'hedge')!;
-    const first = collector.spans.find((span) => span.name === 'attempt')!;
-    assert.ok(hedge && first);
-    assert.equal(hedge.parentSpanId, server.spanId);
-    assert.equal(attribute(hedge, 'server.address'), fast.address);
-    assert.equal(attribute(first, 'wmproxy.outcome'), 'lost_to_hedge');
-    assert.equal(attribute(server, 'wmproxy.hedge'), 'won');
-    assert.equal(SHAPE.exec(seenFast[0]!.traceparent!)![2], hedge.spanId);
-    assert.equal(SHAPE.exec(seenSlow[0]!.traceparent!)![2], first.spanId);
-    assert.equal(records[0]!.hedge, 'won');
-  } finally {
-    await proxy.close();
-    await slow.close();
-    await fast.close();
-    await collector.close();
-  }
-});
+}
 
 function span(i: number): SpanData {
   return { traceId: 'a'.repeat(32), spanId: i.toString(16).padStart(16, '0'), parentSpanId: '', name: 'x', kind: SpanKind.Server, startMs: 1_700_000_000_000.5, endMs: 1_700_000_000_001.25, attributes: { n: i, ok: true, s: 'v', f: 0.5 }, error: false };
