@@ -229,3 +229,16 @@ export class RecordingLog extends AccessLog {
     this.records.push(record);
   }
 }
+
+/** A client's W3C trace context, for tracing tests. */
+export const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+export const CLIENT_PARENT = '00f067aa0ba902b7';
+export const CLIENT_TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_PARENT}-01`;
+/** A version-00 traceparent: trace id, parent id, flags. */
+export const TRACEPARENT_SHAPE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
+
+/** An exported span's attribute value (whichever OTLP AnyValue field holds it). */
+export function spanAttribute(span: CollectedSpan, key: string): unknown {
+  const value = span.attributes.find((entry) => entry.key === key)?.value;
+  return value === undefined ? undefined : Object.values(value)[0];
+}

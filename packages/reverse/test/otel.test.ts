@@ -7,17 +7,7 @@ import { join } from 'node:path';
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { SpanKind } from '../src/index.js';
-import { RecordingLog, startCollector, startProxy, request, tracingBackend, until, type CollectedSpan, type Collector } from './helpers.js';
-
-const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
-const CLIENT_PARENT = '00f067aa0ba902b7';
-const CLIENT_TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_PARENT}-01`;
-const SHAPE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
-
-function attribute(span: CollectedSpan, key: string): unknown {
-  const value = span.attributes.find((entry) => entry.key === key)?.value;
-  return value === undefined ? undefined : Object.values(value)[0];
-}
+import { CLIENT_PARENT, CLIENT_TRACE, CLIENT_TRACEPARENT, RecordingLog, TRACEPARENT_SHAPE as SHAPE, spanAttribute as attribute, startCollector, startProxy, request, tracingBackend, until, type Collector } from './helpers.js';
 
 /** The scope of the first body: the SDK names its own version and counts dropped attributes; wmproxy's exporter does neither. */
 function sentBySdk(collector: Collector): boolean {

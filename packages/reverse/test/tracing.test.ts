@@ -3,17 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AccessLog, parseHeaderRule, parseTraceparent, SpanKind, TRACING_EXPORTERS, type SpanData } from '../src/index.js';
 import { OtlpExporter, otlpBody } from '../src/otlp.js';
-import { RecordingLog, startCollector, startProxy, request, tracingBackend, until, type CollectedSpan } from './helpers.js';
-
-const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
-const CLIENT_PARENT = '00f067aa0ba902b7';
-const CLIENT_TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_PARENT}-01`;
-const SHAPE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
-
-function attribute(span: CollectedSpan, key: string): unknown {
-  const value = span.attributes.find((entry) => entry.key === key)?.value;
-  return value === undefined ? undefined : Object.values(value)[0];
-}
+import { CLIENT_PARENT, CLIENT_TRACE, CLIENT_TRACEPARENT, RecordingLog, TRACEPARENT_SHAPE as SHAPE, spanAttribute as attribute, startCollector, startProxy, request, tracingBackend, until } from './helpers.js';
 
 test('with tracing on, each hop gets its own span: the upstream sees the client\'s trace id under a new parent id, tracestate untouched, and the access log has the trace id', async () => {
   const seen: Array<{ traceparent?: string; tracestate?: string }> = [];
