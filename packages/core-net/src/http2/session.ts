@@ -255,11 +255,8 @@ export class Http2Session implements FrameHandler {
   private socketBlocked = false;
   private bufferedWhileBlocked = 0;
   private inRead = false;
-  private flushScheduled = false;
-  private readonly flushTask = (): void => {
-    this.flushScheduled = false;
-    this.flush();
-  };
+  /** @internal queued in `flushQueue` for the end of this event-loop turn. */
+  flushScheduled = false;
   private goawaySent = false;
   private goawayLastId = MAX_WINDOW_SIZE;
   private goawayReceived = false;
@@ -976,7 +973,11 @@ export class Http2Session implements FrameHandler {
   private scheduleFlush(): void {
     if (this.inRead || this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(this.flushTask);
+    flushQueue.push(this);
+    if (!flushArmed) {
+      flushArmed = true;
+      setImmediate(flushQueued);
+    }
   }
 
   /** @internal */
@@ -1055,6 +1056,34 @@ export class Http2Session implements FrameHandler {
     }
     if (!this.peerSettingsSeen && now - this.lastActivity > 10_000) this.destroy(new Http2Error(ErrorCode.SETTINGS_TIMEOUT, 'no SETTINGS from peer'));
   }
+}
+
+/*
+ * Frames produced outside a read of the session's own socket (a response
+ * whose upstream answered, a window update) are written at the end of the
+ * event-loop turn, after every socket that was ready in it was read: one
+ * socket write (one TLS record) per session per turn, however many streams
+ * answered in it, not one per stream (a microtask would run after each read).
+ */
+let flushQueue: Http2Session[] = [];
+let flushSpare: Http2Session[] = [];
+let flushArmed = false;
+
+function flushQueued(): void {
+  flushArmed = false;
+  const queue = flushQueue;
+  flushQueue = flushSpare;
+  for (let i = 0; i < queue.length; i++) {
+    const session = queue[i]!;
+    session.flushScheduled = false;
+    try {
+      session.flush();
+    } catch (error) {
+      session.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+  queue.length = 0;
+  flushSpare = queue;
 }
 
 const connHandler: ConnHandler = {
