@@ -10,7 +10,7 @@
 // shared machine whose speed drifts between minutes, the figure to compare is
 // the paired ratio: each server against the nginx run of the same round. CPU
 // per request is the server's (front process only; the backend is the same for all).
-// p99 is the 99th percentile of per-request latency (h2load --log-file), median over runs.
+// p99 is the 99th percentile of per-request latency (h2load --log-file) after the handshakes, median over runs.
 // Usage: flock /work/bench.lock node bench/http2.mjs [--requests N] [--runs R] [--file-size BYTES]
 //   [--kinds proxied,static] [--runtimes bun,node]   (nginx always runs, as the peer of each kind)
 //   [--compare DIR]   also runs the checkout in DIR (say, main's) on Bun, in the same rounds: before/after pairs
@@ -92,7 +92,12 @@ function h2load(port, path, n) {
   return { rps, notOk: n - Math.min(ok, codes2xx), p99Ms: p99Of(log) };
 }
 
-/** The 99th percentile of h2load's per-request times (third column, µs), in ms. */
+/**
+ * The 99th percentile of h2load's per-request times (columns: start µs,
+ * status, µs to the end of the response), in ms, over the requests started
+ * after the first tenth of the run: the 32 TLS handshakes fall there, and
+ * their wait would otherwise be all the top percent shows.
+ */
 function p99Of(log) {
   let lines;
   try {
@@ -100,11 +105,19 @@ function p99Of(log) {
   } catch {
     return NaN;
   }
-  const times = [];
+  const rows = [];
+  let first = Infinity;
+  let last = -Infinity;
   for (const line of lines) {
-    const us = Number(line.split('\t')[2]);
-    if (us > 0) times.push(us);
+    const [start, , us] = line.split('\t').map(Number);
+    if (!(us > 0)) continue;
+    rows.push([start, us]);
+    first = Math.min(first, start);
+    last = Math.max(last, start);
   }
+  const from = first + (last - first) / 10;
+  const times = [];
+  for (const [start, us] of rows) if (start >= from) times.push(us);
   times.sort((a, b) => a - b);
   return times.length > 0 ? times[Math.min(times.length - 1, Math.floor(times.length * 0.99))] / 1000 : NaN;
 }
