@@ -200,6 +200,11 @@ export class Http2Stream {
     return this.session.sendData(this, chunk, false);
   }
 
+  /** `write(bytes.subarray(start, end))`, framed at once when the windows allow (no view made), else copied. */
+  writeRange(bytes: Uint8Array, start: number, end: number): boolean {
+    return this.session.sendDataRange(this, bytes, start, end);
+  }
+
   /** Finish our side, optionally with a last chunk and trailers. */
   end(chunk?: Uint8Array, trailers?: Http2Headers): void {
     this.session.endStream(this, chunk, trailers);
@@ -803,6 +808,23 @@ export class Http2Session implements FrameHandler {
     const below = stream.queued < this.options.streamHighWaterMark;
     if (!below) stream.wantDrain = true;
     return below;
+  }
+
+  /** @internal */
+  sendDataRange(stream: Http2Stream, bytes: Uint8Array, start: number, end: number): boolean {
+    const length = end - start;
+    if (stream.queued === 0 && !stream.closed && stream.send !== ENDED && !stream.endQueued && stream.headersSent && !this.socketBlocked && length > 0) {
+      if (length <= stream.sendWindow && length <= this.connSendWindow && length <= this.peerMaxFrameSize) {
+        // The usual response body: one DATA frame now, straight from the caller's bytes.
+        stream.sendWindow -= length;
+        this.connSendWindow -= length;
+        this.out.dataRange(stream.id, bytes, start, end);
+        this.scheduleFlush();
+        return true;
+      }
+    }
+    // Queued, or larger than a window or frame: a copy, as the caller's bytes are valid during the call only.
+    return this.sendData(stream, bytes.slice(start, end), false);
   }
 
   /** @internal */

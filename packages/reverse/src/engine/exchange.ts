@@ -914,7 +914,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       if (statusLine !== undefined) session.http2.respond(this.status, fields!, false);
       if (taken > 0) {
         this.bytesSent += taken;
-        if (!client.write(start === 0 && taken === whole.byteLength ? whole : whole.subarray(start, start + taken))) this.pauseUp();
+        if (!session.http2.writeBody(whole, start, start + taken)) this.pauseUp();
       }
     } else if (taken > 0 || statusLine !== undefined) {
       const out =

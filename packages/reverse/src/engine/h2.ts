@@ -335,6 +335,13 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
     return this.stream.write(chunk);
   }
 
+  writeBody(bytes: Uint8Array, start: number, end: number): boolean {
+    if (this.closed || this.stream.closed) return false;
+    if (end <= start) return true;
+    this.bytesWritten += end - start;
+    return this.stream.writeRange(bytes, start, end);
+  }
+
   /** The exchange ends the stream through `exchangeDone`. */
   end(): void {}
 
