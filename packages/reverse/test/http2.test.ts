@@ -366,7 +366,7 @@ async function interimBackend() {
   return { raw, seen };
 }
 
-test('interim responses reach HTTP/2 clients: 103 Early Hints relayed as informational HEADERS; expect: 100-continue answered by the proxy itself', async () => {
+test('interim responses reach HTTP/2 clients (curl, nghttp, node:http2): 103 Early Hints relayed as informational HEADERS; expect: 100-continue answered by the proxy itself', async () => {
   const { raw, seen } = await interimBackend();
   const { proxy } = await startProxy({
     upstreams: [{ name: 'app', servers: [{ address: raw.address }] }],
@@ -384,6 +384,13 @@ test('interim responses reach HTTP/2 clients: 103 Early Hints relayed as informa
     const at200 = received.findIndex((line) => line.startsWith('< HTTP/2 200'));
     assert.ok(at103 >= 0 && at200 > at103, hints.stderr);
     assert.ok(received.slice(at103, at200).some((line) => /^< link: <\/style\.css>; rel=preload/i.test(line)), hints.stderr);
+
+    // nghttp: the informational HEADERS (:status 103, with its link) is received before the final one.
+    const nghttp = (await run('nghttp', ['-v', `${url}/hints`])).stdout;
+    const at103n = nghttp.search(/recv \(stream_id=\d+\) :status: 103/);
+    const at200n = nghttp.search(/recv \(stream_id=\d+\) :status: 200/);
+    assert.ok(at103n >= 0 && at200n > at103n, nghttp);
+    assert.match(nghttp.slice(at103n, at200n), /recv \(stream_id=\d+\) link: <\/style\.css>; rel=preload/);
 
     // curl with a body and Expect: the 100 arrives (the backend sends none) and the body goes through.
     const file = join(scratch, 'upload.bin');
@@ -423,8 +430,8 @@ test('interim responses reach HTTP/2 clients: 103 Early Hints relayed as informa
     } finally {
       session.close();
     }
-    // Expect went upstream end to end (the backend may still refuse); two uploads and two hints were all it saw.
-    assert.equal(seen.requests, 4);
+    // Expect went upstream end to end (the backend may still refuse); two uploads and three hints were all it saw.
+    assert.equal(seen.requests, 5);
     assert.equal(seen.expect, 2);
   } finally {
     await proxy.close();
