@@ -37,6 +37,10 @@ export enum Deadline {
 export interface Http2Responder {
   /** `fields` as the HTTP/1 path built them; connection-specific ones are dropped, names lower-cased. */
   respond(status: number, fields: HeaderList, endStream: boolean): void;
+  /** An upstream's interim response (100, 103) as an informational HEADERS; dropped once the final head is sent. */
+  interim(status: number, fields: HeaderList): void;
+  /** Body bytes `bytes[start, end)` as DATA (valid during the call only); false above the high-water mark. */
+  writeBody(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 /** What an exchange sees of its client connection (a ClientSession, or one HTTP/2 stream). */
