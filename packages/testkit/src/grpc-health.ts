@@ -147,3 +147,5 @@ export async function spawnGrpcHealthServer(): Promise<SpawnedGrpcHealthServer> 
       }),
   };
 }
+
+export * from './grpc-echo.js';

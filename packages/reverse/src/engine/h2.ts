@@ -122,6 +122,8 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   hedgeTimerAt = 0;
   /** Our side ended while the client still sends: what it sends is read and dropped. */
   private discard = false;
+  /** Response trailers (a chunked upstream body's, or a gRPC status): sent with END_STREAM. */
+  private endTrailers: Http2Headers | undefined = undefined;
 
   constructor(
     readonly stream: Http2Stream,
@@ -264,7 +266,7 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       this.discard = true;
       this.resumeClient(true);
     }
-    this.stream.end();
+    this.stream.end(undefined, this.endTrailers);
   }
 
   becomeTunnel(): void {
@@ -311,6 +313,18 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       out.push(name, field[1]);
     }
     this.stream.respond(status, out, endStream);
+  }
+
+  trailers(fields: ReadonlyArray<readonly [string, string]>): void {
+    const out: Http2Headers = [];
+    for (let i = 0; i < fields.length; i++) {
+      const field = fields[i]!;
+      const name = lowerName(field[0]);
+      // Framing and routing fields are not allowed in trailers (RFC 9110 §6.5.1).
+      if (NOT_ON_H2.has(name) || name === 'content-length' || name === 'trailer') continue;
+      out.push(name, field[1]);
+    }
+    if (out.length > 0) this.endTrailers = out;
   }
 
   // ---------------------------------------------------------------- Conn (what the exchange writes to)

@@ -37,6 +37,8 @@ export enum Deadline {
 export interface Http2Responder {
   /** `fields` as the HTTP/1 path built them; connection-specific ones are dropped, names lower-cased. */
   respond(status: number, fields: HeaderList, endStream: boolean): void;
+  /** The stream ends with these trailers (HEADERS with END_STREAM) instead of an empty DATA frame. */
+  trailers(fields: ReadonlyArray<readonly [string, string]>): void;
 }
 
 /** What an exchange sees of its client connection (a ClientSession, or one HTTP/2 stream). */
