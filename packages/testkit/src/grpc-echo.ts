@@ -112,7 +112,7 @@ function trailer(name: string): grpc.Metadata {
 }
 
 /** An echo server in this process on 127.0.0.1:0 (TLS when `tls` is given: grpc-js offers ALPN h2). */
-export async function grpcEchoServer(options: { name?: string; tls?: { cert: string; key: string } } = {}): Promise<EchoServer> {
+export async function grpcEchoServer(options: { name?: string; tls?: { cert: string; key: string }; /** Every Unary call fails with this status. */ failAll?: number } = {}): Promise<EchoServer> {
   const name = options.name ?? 'echo';
   const server = new grpc.Server();
   const state: EchoServer = {
@@ -132,6 +132,10 @@ export async function grpcEchoServer(options: { name?: string; tls?: { cert: str
     Unary(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
       seen('Unary', call);
       const text = call.request.toString();
+      if (options.failAll !== undefined) {
+        callback({ code: options.failAll, details: `${name} fails every call` });
+        return;
+      }
       if (text.startsWith('fail:')) {
         callback({ code: Number(text.split(':')[1]), details: `failed on request (${name})` });
         return;

@@ -1370,7 +1370,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const session = this.session;
     session.setDeadline(Deadline.None, 0);
     const core = session.ctx.core;
-    const reason = `request not complete within ${core.timeouts.requestMs} ms`;
+    const reason = this.grpcDeadline ? `deadline exceeded (grpc-timeout ${this.header('grpc-timeout')})` : `request not complete within ${core.timeouts.requestMs} ms`;
     if (this.attempt?.connecting) {
       // Nothing reached the server yet: it is not blamed.
       this.attempt.abort();
@@ -1389,7 +1389,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
     core.logger.warn('request timeout', { client: this.clientIp, upstream: this.upstreamAddr, reason });
     this.abortUpstream();
-    if (this.grpc) this.endGrpc(4, this.grpcDeadline ? 'deadline exceeded (grpc-timeout)' : reason);
+    if (this.grpc) this.endGrpc(4, reason);
     else session.client.destroy();
   }
 
