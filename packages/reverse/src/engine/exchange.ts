@@ -406,7 +406,9 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
         session.resumeClient();
         const netError = toNetError(error, server.address);
         try {
-          this.failAttempt(netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', httpStatusFor(netError.code), `connect to ${server.address}: ${netError.code}`, false);
+          // A gRPC call whose connect timed out sent nothing: UNAVAILABLE, and free to try the next server.
+          const timedOut = netError.code === 'ETIMEDOUT' && !this.grpc;
+          this.failAttempt(timedOut ? 'timeout' : 'connect', this.grpc ? 503 : httpStatusFor(netError.code), `connect to ${server.address}: ${netError.code}`, false);
         } catch (failure) {
           session.crashed(failure);
         }
