@@ -4,9 +4,29 @@
  * its first page, evaluate scripts, and clean up after it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import WebSocket from 'ws';
-import { CHROMIUM, chromiumFlags } from './index.js';
+
+/** Debian's Chromium, when installed. */
+export const CHROMIUM: string | undefined = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
+
+/**
+ * Flags for headless Chromium on a machine with no network but loopback:
+ * without the background-networking ones it keeps dialling Google's hosts.
+ */
+export function chromiumFlags(profileDir: string): string[] {
+  return [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-dev-shm-usage',
+    `--user-data-dir=${profileDir}`,
+  ];
+}
 
 /** A minimal DevTools protocol client for one page. */
 export class Page {

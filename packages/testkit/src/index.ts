@@ -1,8 +1,9 @@
 import net from 'node:net';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CHROMIUM, chromiumFlags } from './chromium.js';
 
 export { closedPort } from './ports.js';
 
@@ -83,26 +84,6 @@ export async function recordingServer(): Promise<{ port: number; address: string
   return { port: server.port, address: `127.0.0.1:${server.port}`, seen, close: server.close };
 }
 
-/** Debian's Chromium, when installed. */
-export const CHROMIUM: string | undefined = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
-
-/**
- * Flags for headless Chromium on a machine with no network but loopback:
- * without the background-networking ones it keeps dialling Google's hosts.
- */
-export function chromiumFlags(profileDir: string): string[] {
-  return [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-dev-shm-usage',
-    `--user-data-dir=${profileDir}`,
-  ];
-}
 
 /** A self-signed certificate and key (PEM) for `name` and the SANs given (openssl, EC P-256, valid 2 days). */
 export function selfSignedCert(name = 'localhost', san = 'DNS:localhost,IP:127.0.0.1'): { cert: string; key: string } {
@@ -236,4 +217,4 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
-export { Page, launchChromium, killChrome, removeProfile } from './chromium.js';
+export { CHROMIUM, chromiumFlags, Page, launchChromium, killChrome, removeProfile } from './chromium.js';
