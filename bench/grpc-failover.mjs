@@ -11,12 +11,13 @@
 // outcome but grpc-status 0: another status, a reset, a deadline.
 // Needs root and iptables (without them: C is stalled with SIGSTOP instead).
 //   flock /work/bench.lock node bench/grpc-failover.mjs [--rate 500] [--rounds 1] [--only wmproxy,nginx]
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { argument, freePort, sleep, stop, waitPort } from './reverse-common.mjs';
+import { allowSyns, canDropSyns, dropSyns } from './lib/syn-drop.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -31,7 +32,7 @@ const KILL_AT = 4000;
 const BLACKHOLE_AT = 8000;
 const END = 14_000;
 
-const canBlackhole = process.getuid?.() === 0 && spawnSync('iptables', ['-L', '-n'], { stdio: 'ignore' }).status === 0;
+const canBlackhole = canDropSyns();
 
 function startBackend(port) {
   return spawn(bun, [join(root, 'bench/lib/grpc-serve.mjs'), String(port)], { stdio: 'ignore' });
@@ -44,7 +45,7 @@ const proxies = {
       [
         join(root, 'cli/bin/run.js'), 'reverse-proxy', '--h2c', '--from', `127.0.0.1:${port}`,
         '--to', backends.map((b) => `h2c://127.0.0.1:${b}`).join(','),
-        '--connect-timeout', '1s', '--panic-threshold', '30', '--log-level', 'error',
+        '--connect-timeout', '1s', '--panic-threshold', '30', '--log-level', process.env.WMPROXY_LOG_LEVEL ?? 'error',
       ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     ),
@@ -63,23 +64,7 @@ http { access_log off; client_body_temp_path ${dir};
   },
 };
 
-const rules = new Set();
-function iptables(op, port) {
-  const result = spawnSync('iptables', [op, 'INPUT', '-i', 'lo', '-p', 'tcp', '--dport', String(port), '--syn', '-j', 'DROP'], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`iptables ${op} failed: ${result.stderr || result.error}`);
-}
-function dropSyns(port) {
-  iptables('-I', port);
-  rules.add(port);
-}
-function allowSyns(port) {
-  if (!rules.delete(port)) return;
-  iptables('-D', port);
-}
-process.on('exit', () => {
-  for (const port of [...rules]) allowSyns(port);
-  rmSync(dir, { recursive: true, force: true });
-});
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
 
 /** Run grpc-load against `port` for `seconds`; resolves with its JSON. */

@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
+import { spawnGrpcChild } from './grpc-child.js';
 
 /*
  * A gRPC echo service with all four call kinds, served and called with
@@ -198,9 +197,8 @@ export interface SpawnedEchoServer {
  * process, to be killed (SIGKILL) mid-call from a test.
  */
 export async function spawnGrpcEchoServer(name = 'spawned'): Promise<SpawnedEchoServer> {
-  const grpcUrl = pathToFileURL(createRequire(import.meta.url).resolve('@grpc/grpc-js')).href;
-  const code = `
-    const grpc = await import(${JSON.stringify(grpcUrl)});
+  const { port, child, kill } = await spawnGrpcChild(
+    `
     const id = (b) => b;
     const m = (n, rs, ss) => ({ path: '/${SERVICE}/' + n, requestStream: rs, responseStream: ss, requestSerialize: id, requestDeserialize: id, responseSerialize: id, responseDeserialize: id });
     const name = ${JSON.stringify(name)};
@@ -223,29 +221,11 @@ export async function spawnGrpcEchoServer(name = 'spawned'): Promise<SpawnedEcho
         next();
       },
     });
-    server.bindAsync('127.0.0.1:' + (process.argv[1] ?? 0), grpc.ServerCredentials.createInsecure(), (error, port) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, port) => {
       if (error) { console.error(error); process.exit(1); }
       console.log('port ' + port);
-    });`;
-  const child = spawn('node', ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /port (\d+)/.exec(out);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`gRPC echo server exited with ${code}`)));
-  });
-  return {
-    port,
-    name,
-    child,
-    kill: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGKILL');
-      }),
-  };
+    });`,
+    'gRPC echo server',
+  );
+  return { port, name, child, kill };
 }

@@ -998,9 +998,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       return;
     }
     const reason = `${this.upstreamAddr} closed the connection before responding${error ? ` (${toNetError(error).code})` : ''}`;
-    // An HTTP/2 stream the server refused or never processed (REFUSED_STREAM, GOAWAY above it): a gRPC call may go elsewhere.
+    // An HTTP/2 stream that never reached the server (no connection could be made, REFUSED_STREAM, GOAWAY
+    // above it): for a gRPC call, as a failed connect, retried outside the budget (many calls may wait on one connect).
     const refused = this.grpc && (error as { notProcessed?: boolean } | undefined)?.notProcessed === true;
-    this.failAttempt(refused ? 'unavailable' : 'reset', 502, reason, true);
+    this.failAttempt(refused ? 'connect' : 'reset', 502, reason, true);
   }
 
   // ---------------------------------------------------------------- retries and errors
