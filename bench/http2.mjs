@@ -211,7 +211,7 @@ let load = '';
 try {
   load = execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
 } catch {}
-console.log(`\nh2load -n ${requests} -c 32 -m 10 over TLS (h2 by ALPN), median of ${runs} interleaved runs; static: a ${fileSize}-byte file; proxied: "hello\\n" from one nginx backend over HTTP/1.1; load average ${load}`);
+console.log(`\nh2load -n ${requests} -c 32 -m 10 over TLS (h2 by ALPN; gRPC rows over h2c), median of ${runs} interleaved runs; static: a ${fileSize}-byte file; proxied: "hello\\n" from one nginx backend over HTTP/1.1; load average ${load}`);
 console.log('| kind | server | req/s (median) | req/s × nginx, paired: median [range] | runs | not 2xx | server CPU µs/req | CPU × nginx | peak RSS MiB |');
 console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(`| ${r.kind} | ${r.server} | ${r.rps} | ${r.vsNginx.toFixed(2)} [${r.vsNginxRange.join('–')}] | ${r.samples.join(', ')} | ${r.notOk} | ${r.cpuUsPerRequest} | ${r.cpuVsNginx.toFixed(2)} | ${r.peakRssMiB} |`);
