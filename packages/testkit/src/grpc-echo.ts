@@ -97,7 +97,7 @@ export interface EchoServer {
   name: string;
   /** Calls received, per method name. */
   calls: Record<string, number>;
-  /** Calls the client (or the proxy) cancelled before they finished. */
+  /** Calls that got grpc-js's 'cancelled' event: cancelled by the client or the proxy (on Bun, grpc-js also fires it when a call finished: count calls that cannot finish). */
   cancelled: number;
   /** Metadata (request headers) of every call, in order. */
   metadata: Array<Record<string, string>>;

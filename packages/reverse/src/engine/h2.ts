@@ -124,6 +124,12 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   private discard = false;
   /** Response trailers (a chunked upstream body's, or a gRPC status): sent with END_STREAM. */
   private endTrailers: Http2Headers | undefined = undefined;
+  /**
+   * A head that ends the stream (an empty body, a trailers-only answer): sent by `exchangeDone`,
+   * since ending the stream may close it at once, and the exchange must finish first.
+   */
+  private endingHead: Http2Headers | undefined = undefined;
+  private endingStatus = 0;
 
   constructor(
     readonly stream: Http2Stream,
@@ -266,7 +272,8 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       this.discard = true;
       this.resumeClient(true);
     }
-    this.stream.end(undefined, this.endTrailers);
+    if (this.endingHead !== undefined) this.stream.respond(this.endingStatus, this.endingHead, true);
+    else this.stream.end(undefined, this.endTrailers);
   }
 
   becomeTunnel(): void {
@@ -312,7 +319,10 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       if (NOT_ON_H2.has(name)) continue;
       out.push(name, field[1]);
     }
-    this.stream.respond(status, out, endStream);
+    if (endStream) {
+      this.endingStatus = status;
+      this.endingHead = out;
+    } else this.stream.respond(status, out, false);
   }
 
   trailers(fields: ReadonlyArray<readonly [string, string]>): void {
