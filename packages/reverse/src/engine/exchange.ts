@@ -814,10 +814,12 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     else this.respHeads.push(chunk, this.req!.method, this);
   }
 
-  /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients. */
+  /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 and HTTP/2 clients. */
   onInterim(head: ResponseHead): void {
-    // Rebuilt as HTTP/1.1 without hop-by-hop fields (the upstream's version and Connection are its own).
-    if (this.req!.version === '1.1' && this.session.http2 === undefined) this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
+    // Rebuilt without hop-by-hop fields (the upstream's version and Connection are its own).
+    const http2 = this.session.http2;
+    if (http2 !== undefined) http2.interim(head.status, endToEnd(head));
+    else if (this.req!.version === '1.1') this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
   }
 
   /** ResponseHeadSink: a malformed head. */
@@ -933,7 +935,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       if (statusLine !== undefined) session.http2.respond(this.status, fields!, taken === 0 && reader.done);
       if (taken > 0) {
         this.bytesSent += taken;
-        if (!client.write(start === 0 && taken === whole.byteLength ? whole : whole.subarray(start, start + taken))) this.pauseUp();
+        if (!session.http2.writeBody(whole, start, start + taken)) this.pauseUp();
       }
     } else if (taken > 0 || statusLine !== undefined) {
       const out =

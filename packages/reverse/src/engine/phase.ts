@@ -42,6 +42,10 @@ export interface Http2Responder {
   respond(status: number, fields: HeaderList, endStream: boolean): void;
   /** The stream ends with these trailers (HEADERS with END_STREAM) instead of an empty DATA frame. */
   trailers(fields: ReadonlyArray<readonly [string, string]>): void;
+  /** An upstream's interim response (100, 103) as an informational HEADERS; dropped once the final head is sent. */
+  interim(status: number, fields: HeaderList): void;
+  /** Body bytes `bytes[start, end)` as DATA (valid during the call only); false above the high-water mark. */
+  writeBody(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 /** What an exchange sees of its client connection (a ClientSession, or one HTTP/2 stream). */
