@@ -217,6 +217,35 @@ test('retries: UNAVAILABLE (refused connect or a trailers-only status 14) moves 
   }
 });
 
+test('a call whose backend dies before answering is UNAVAILABLE before any response byte: the proxy retries it on the next server', async () => {
+  const doomed = await spawnGrpcEchoServer('doomed');
+  const steady = await grpcEchoServer({ name: 'steady' });
+  const server = (port: number) => ({ address: `127.0.0.1:${port}`, transport: 'h2c' });
+  const { proxy, h2c } = await grpcProxy([{ name: 'g', policy: 'first', servers: [server(doomed.port), server(steady.port)] }], { retries: { tries: 2 } });
+  const client = echoClient(h2c);
+  try {
+    const arrived = new Promise<void>((resolve) => {
+      let out = '';
+      doomed.child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('unary sleep:300')) resolve();
+      });
+    });
+    const call = unary(client, 'sleep:300');
+    await arrived;
+    await doomed.kill();
+    const outcome = await call;
+    assert.equal(outcome.code, grpc.status.OK, outcome.details);
+    assert.equal(outcome.value, 'steady:sleep:300', 'the call (a POST) was replayed to the next server');
+    assert.equal(steady.calls.Unary, 1);
+  } finally {
+    client.close();
+    await proxy.close();
+    await doomed.kill();
+    await steady.close();
+  }
+});
+
 /** An h2c server that takes every call and never answers (nor enforces deadlines): counts streams opened and reset. */
 async function silentServer(): Promise<{ port: number; opened: number; reset: number; close(): Promise<void> }> {
   const server = http2.createServer();

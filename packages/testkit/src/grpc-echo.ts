@@ -194,7 +194,8 @@ export interface SpawnedEchoServer {
 
 /**
  * An echo server (Unary and ServerStream as above, h2c) in a child `node`
- * process, to be killed (SIGKILL) mid-call from a test.
+ * process, to be killed (SIGKILL) mid-call from a test. It prints
+ * `unary <text>` on its stdout as each unary call arrives.
  */
 export async function spawnGrpcEchoServer(name = 'spawned'): Promise<SpawnedEchoServer> {
   const { port, child, kill } = await spawnGrpcChild(
@@ -207,6 +208,8 @@ export async function spawnGrpcEchoServer(name = 'spawned'): Promise<SpawnedEcho
       Unary(call, callback) {
         const text = call.request.toString();
         const delay = text.startsWith('sleep:') ? Number(text.slice(6)) : 0;
+        // Tests wait for this line to know the call reached this process.
+        console.log('unary ' + text);
         setTimeout(() => callback(null, Buffer.from(name + ':' + text)), delay);
       },
       ServerStream(call) {

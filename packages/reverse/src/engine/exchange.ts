@@ -1003,7 +1003,9 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     // An HTTP/2 stream that never reached the server (no connection could be made, REFUSED_STREAM, GOAWAY
     // above it): for a gRPC call, as a failed connect, retried outside the budget (many calls may wait on one connect).
     const refused = this.grpc && (error as { notProcessed?: boolean } | undefined)?.notProcessed === true;
-    this.failAttempt(refused ? 'connect' : 'reset', 502, reason, true);
+    // Any other loss before the response head is UNAVAILABLE to a gRPC client, which gRPC retries before response
+    // headers (gRFC A6): so does the proxy, within the budget, whatever the method list says.
+    this.failAttempt(refused ? 'connect' : 'reset', 502, reason, true, refused || !this.grpc ? undefined : 'unavailable');
   }
 
   // ---------------------------------------------------------------- retries and errors
@@ -1030,7 +1032,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
    * allowed, or answer `status`. `report` is false for connect failures
    * (the connector reported them already).
    */
-  private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean): void {
+  private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean, retryAs: FailureKind = kind): void {
     const server = this.attempt?.server;
     const upstream = this.upstream!;
     const core = this.session.ctx.core;
@@ -1043,9 +1045,9 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     this.abortUpstream();
     this.lastFailure = { status, reason };
     core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
-    if (this.canRetry(kind)) {
+    if (this.canRetry(retryAs)) {
       // A failed connect sent nothing: moving on costs the servers nothing, so it is not budgeted.
-      if (kind === 'connect' || (this.retrySlot ??= new RetrySlot()).take(upstream, core.retries)) {
+      if (retryAs === 'connect' || (this.retrySlot ??= new RetrySlot()).take(upstream, core.retries)) {
         this.tryNext(Date.now());
         return;
       }
