@@ -33,12 +33,13 @@
 // proxy's request rate during the blackhole as a share of its healthy rate,
 // p99 and errors. Needs root and iptables; the rule is removed at the end,
 // also on failure or Ctrl-C.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds } from './lib/proc.mjs';
+import { allowSyns, dropSyns } from './lib/syn-drop.mjs';
 import { LoadClient, argument, freePort, percentile, sleep, stop, waitPort } from './reverse-common.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -288,31 +289,6 @@ function printRound(results, title) {
 
 const BLACKHOLE_MS = 5000;
 const WRK_CONNECTIONS = Number(arg('connections', '64'));
-/** iptables rules inserted and not yet removed (removed on exit whatever happens). */
-const rules = new Set();
-
-function iptables(op, port) {
-  const result = spawnSync('iptables', [op, 'INPUT', '-i', 'lo', '-p', 'tcp', '--dport', String(port), '--syn', '-j', 'DROP'], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`iptables ${op} failed: ${result.stderr || result.error}`);
-}
-function dropSyns(port) {
-  iptables('-I', port);
-  rules.add(port);
-}
-function allowSyns(port) {
-  if (!rules.delete(port)) return;
-  iptables('-D', port);
-}
-const removeAll = () => {
-  for (const port of [...rules]) {
-    try {
-      allowSyns(port);
-    } catch (error) {
-      console.error(`could not remove the iptables rule for port ${port}: ${error.message}`);
-    }
-  }
-};
-process.on('exit', removeAll);
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
 
 /** One wrk run: requests per second, p99 ms, errors (socket errors, non-2xx, timeouts). */

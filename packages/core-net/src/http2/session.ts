@@ -174,6 +174,11 @@ export class Http2Stream {
     this.recvWindow = recvWindow;
   }
 
+  /** The peer sent END_STREAM (a client reading a response head with it: a trailers-only answer). */
+  get remoteEnded(): boolean {
+    return this.recv === ENDED;
+  }
+
   /** Install the handler; body bytes and the end that arrived before are delivered now. */
   setHandler(handler: Http2StreamHandler): void {
     this.handler = handler;

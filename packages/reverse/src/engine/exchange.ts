@@ -38,6 +38,7 @@ import { Attempt, type AttemptOwner } from './attempt.js';
 import type { RequestTrace, Span } from '../trace.js';
 import { traceIdOf } from '../trace.js';
 import { Deadline, Phase, type ClientConnection } from './phase.js';
+import { grpcStatusFields, grpcStatusForHttp, grpcTimeoutMs, isGrpcRequest, isUnavailableAnswer } from './grpc.js';
 
 /** Held client bytes beyond this pause reading from the client. */
 export const HOLD_LIMIT = 64 * 1024;
@@ -121,6 +122,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   private limiter: RateLimiter | undefined = undefined;
   /** When set, the whole request must be over by then. */
   requestDeadline = 0;
+  /** A gRPC call on an HTTP/2 stream: the proxy's own failures are answered as gRPC statuses (grpc.ts). */
+  private grpc = false;
+  /** `requestDeadline` comes from the call's grpc-timeout (shorter than the request timeout). */
+  private grpcDeadline = false;
 
   // The current attempt: its server lease, connection, connect and pool wait (attempt.ts).
   private attempt: Attempt | undefined = undefined;
@@ -193,6 +198,15 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const tracer = core.tracer;
     if (tracer !== undefined) this.trace = tracer.start(getHeader(head.headers, 'traceparent'), head.method);
     this.requestDeadline = requestMs > 0 ? this.startedAt + requestMs : 0;
+    if (session.http2 !== undefined && isGrpcRequest(head)) {
+      this.grpc = true;
+      // The call's deadline, capped by the request timeout (a hostile `99999999H` changes nothing).
+      const timeoutMs = grpcTimeoutMs(head);
+      if (timeoutMs !== undefined && (this.requestDeadline === 0 || timeoutMs < requestMs)) {
+        this.requestDeadline = this.startedAt + timeoutMs;
+        this.grpcDeadline = true;
+      }
+    }
     if (head.framing !== 'none') {
       this.reqReader = new BodyReader(head.framing, head.contentLength ?? 0);
       this.startReplay(head);
@@ -346,7 +360,9 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
         session.resumeClient();
         const netError = toNetError(error, server.address);
         try {
-          this.failAttempt(netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', httpStatusFor(netError.code), `connect to ${server.address}: ${netError.code}`, false);
+          // A gRPC call whose connect timed out sent nothing: UNAVAILABLE, and free to try the next server.
+          const timedOut = netError.code === 'ETIMEDOUT' && !this.grpc;
+          this.failAttempt(timedOut ? 'timeout' : 'connect', this.grpc ? 503 : httpStatusFor(netError.code), `connect to ${server.address}: ${netError.code}`, false);
         } catch (failure) {
           session.crashed(failure);
         }
@@ -714,6 +730,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       return;
     }
     const core = this.session.ctx.core;
+    if (this.grpc && isUnavailableAnswer(head) && this.canRetry('unavailable')) {
+      this.failAttempt('unavailable', 503, `UNAVAILABLE from ${this.upstreamAddr}: ${getHeader(head.headers, 'grpc-message') ?? ''}`, true);
+      return;
+    }
     if (core.retries.onStatus.includes(head.status) && this.canRetry('status')) {
       this.failAttempt('status', head.status, `status ${head.status} from ${this.upstreamAddr}`, true);
       return;
@@ -787,7 +807,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       return;
     }
     if (session.http2 !== undefined) {
-      if (statusLine !== undefined) session.http2.respond(this.status, fields!, false);
+      // An empty complete body (gRPC's trailers-only answer among them): one HEADERS frame with END_STREAM.
+      if (statusLine !== undefined) session.http2.respond(this.status, fields!, taken === 0 && reader.done);
       if (taken > 0) {
         this.bytesSent += taken;
         if (!session.http2.writeBody(whole, start, start + taken)) this.pauseUp();
@@ -850,11 +871,17 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       core.reportFailure(this.upstream!, attempt.server, 'connect', 'closed mid-response');
       this.attempt = undefined;
       attempt.release();
-      this.session.client.destroy();
+      if (this.grpc) this.endGrpc(grpcStatusForHttp(502), `${this.upstreamAddr} closed the stream mid-response`);
+      else this.session.client.destroy();
       return;
     }
     const reason = `${this.upstreamAddr} closed the connection before responding${error ? ` (${toNetError(error).code})` : ''}`;
-    this.failAttempt('reset', 502, reason, true);
+    // An HTTP/2 stream that never reached the server (no connection could be made, REFUSED_STREAM, GOAWAY
+    // above it): for a gRPC call, as a failed connect, retried outside the budget (many calls may wait on one connect).
+    const refused = this.grpc && (error as { notProcessed?: boolean } | undefined)?.notProcessed === true;
+    // Any other loss before the response head is UNAVAILABLE to a gRPC client, which gRPC retries before response
+    // headers (gRFC A6): so does the proxy, within the budget, whatever the method list says.
+    this.failAttempt(refused ? 'connect' : 'reset', 502, reason, true, refused || !this.grpc ? undefined : 'unavailable');
   }
 
   // ---------------------------------------------------------------- retries and errors
@@ -881,22 +908,22 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
    * allowed, or answer `status`. `report` is false for connect failures
    * (the connector reported them already).
    */
-  private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean): void {
+  private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean, retryAs: FailureKind = kind): void {
     const server = this.attempt?.server;
     const upstream = this.upstream!;
     const core = this.session.ctx.core;
     if (server) {
       this.attempt!.fail();
       this.attempt!.span?.fail(reason);
-      if (report) core.reportFailure(upstream, server, kind === 'status' ? 'status5xx' : kind === 'timeout' ? 'timeout' : 'connect', reason);
+      if (report) core.reportFailure(upstream, server, kind === 'status' || kind === 'unavailable' ? 'status5xx' : kind === 'timeout' ? 'timeout' : 'connect', reason);
       (this.tried ??= new Set()).add(server);
     }
     this.abortUpstream();
     this.lastFailure = { status, reason };
     core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
-    if (this.canRetry(kind)) {
+    if (this.canRetry(retryAs)) {
       // A failed connect sent nothing: moving on costs the servers nothing, so it is not budgeted.
-      if (kind === 'connect' || (this.retrySlot ??= new RetrySlot()).take(upstream, core.retries)) {
+      if (retryAs === 'connect' || (this.retrySlot ??= new RetrySlot()).take(upstream, core.retries)) {
         this.tryNext(Date.now());
         return;
       }
@@ -919,7 +946,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   respondError(status: number, reason: string): void {
     if (this.session.phase === Phase.Closed) return;
     if (this.respHead) {
-      this.session.client.destroy();
+      if (this.grpc) this.endGrpc(grpcStatusForHttp(status), reason);
+      else this.session.client.destroy();
       return;
     }
     if (this.reqReader && !this.reqReader.done) this.keepAlive = false;
@@ -931,6 +959,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   /** Answer from the proxy itself (fixed response, error), then go on with the next request or close. */
   private writeLocal(status: number, headers: HeaderList, body: string | Uint8Array, reason: string | undefined): void {
     const session = this.session;
+    if (this.grpc && status >= 400) {
+      this.endGrpc(this.grpcDeadline && status === 504 ? 4 : grpcStatusForHttp(status), reason ?? `${status} ${STATUS_TEXT[status] ?? ''}`);
+      return;
+    }
     session.phase = Phase.Local;
     this.status = status;
     const req = this.req;
@@ -1060,6 +1092,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     attempt?.release();
     // A connection closing after this response keeps an idle deadline until the client goes.
     if (!this.keepAlive) session.setDeadline(Deadline.Idle, core.timeouts.idleMs, now);
+    // A chunked body's trailers (gRPC's status among them) end the HTTP/2 stream; an HTTP/1.1 client got them in the last chunk.
+    if (session.http2 !== undefined && this.dechunk && this.respReader!.trailers.length > 0) session.http2.trailers(this.respReader!.trailers);
     this.logAccess(undefined);
     session.exchangeDone(this, this.keepAlive, true, now);
   }
@@ -1113,7 +1147,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   private startReplay(head: RequestHead): void {
     const retries = this.session.ctx.core.retries;
     const limit = bodyBufferLimit(retries);
-    const fits = limit > 0 && retries.methods.includes(head.method) && (head.contentLength === undefined || head.contentLength <= limit);
+    // A gRPC call is kept too: it is replayed only when the server did not take it (UNAVAILABLE, refused).
+    const fits = limit > 0 && (retries.methods.includes(head.method) || this.grpc) && (head.contentLength === undefined || head.contentLength <= limit);
     this.replay = fits ? [] : undefined;
     this.replayBytes = 0;
   }
@@ -1215,7 +1250,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const session = this.session;
     session.setDeadline(Deadline.None, 0);
     const core = session.ctx.core;
-    const reason = `request not complete within ${core.timeouts.requestMs} ms`;
+    const reason = this.grpcDeadline ? `deadline exceeded (grpc-timeout ${this.header('grpc-timeout')})` : `request not complete within ${core.timeouts.requestMs} ms`;
     if (this.attempt?.connecting) {
       // Nothing reached the server yet: it is not blamed.
       this.attempt.abort();
@@ -1234,7 +1269,32 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
     core.logger.warn('request timeout', { client: this.clientIp, upstream: this.upstreamAddr, reason });
     this.abortUpstream();
-    session.client.destroy();
+    if (this.grpc) this.endGrpc(4, reason);
+    else session.client.destroy();
+  }
+
+  /**
+   * The proxy ends a gRPC call itself: before any response, HTTP 200 with a
+   * trailers-only answer; after the response head, the stream ends with
+   * trailers. Either way with `grpc-status` and `grpc-message`, which a gRPC
+   * client reads (an error page or a reset would be UNKNOWN or CANCELLED to it).
+   */
+  private endGrpc(code: number, message: string): void {
+    const session = this.session;
+    const http2 = session.http2!;
+    if (session.phase === Phase.Closed) return;
+    if (this.attempt || this.hedge) this.abortUpstream();
+    const status = grpcStatusFields(code, message);
+    if (this.respHead === undefined) {
+      this.status = 200;
+      session.phase = Phase.Local;
+      http2.respond(200, [['content-type', 'application/grpc'], ...status], true);
+    } else http2.trailers(status);
+    // A request body still owed is read and dropped by the stream (exchangeDone).
+    this.keepAlive = false;
+    session.ctx.core.logger.info('gRPC call ended by the proxy', { client: this.clientIp, upstream: this.upstreamAddr, grpcStatus: code, reason: message });
+    this.logAccess(message);
+    session.exchangeDone(this, false, true);
   }
 
   /** The session's deadline of an exchange kind passed. */

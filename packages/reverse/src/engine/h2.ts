@@ -122,6 +122,14 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   hedgeTimerAt = 0;
   /** Our side ended while the client still sends: what it sends is read and dropped. */
   private discard = false;
+  /** Response trailers (a chunked upstream body's, or a gRPC status): sent with END_STREAM. */
+  private endTrailers: Http2Headers | undefined = undefined;
+  /**
+   * A head that ends the stream (an empty body, a trailers-only answer): sent by `exchangeDone`,
+   * since ending the stream may close it at once, and the exchange must finish first.
+   */
+  private endingHead: Http2Headers | undefined = undefined;
+  private endingStatus = 0;
   /** The request asked `expect: 100-continue` and has a body: 100 is sent once the body is wanted upstream. */
   private expectContinue = false;
   /** The final response head is sent: interim ones are dropped from then on. */
@@ -272,7 +280,8 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       this.discard = true;
       this.resumeClient(true);
     }
-    this.stream.end();
+    if (this.endingHead !== undefined) this.stream.respond(this.endingStatus, this.endingHead, true);
+    else this.stream.end(undefined, this.endTrailers);
   }
 
   becomeTunnel(): void {
@@ -313,7 +322,11 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   respond(status: number, fields: HeaderList, endStream: boolean): void {
     this.responded = true;
     this.expectContinue = false;
-    this.stream.respond(status, toHttp2Fields(fields), endStream);
+    const out = toHttp2Fields(fields);
+    if (endStream) {
+      this.endingStatus = status;
+      this.endingHead = out;
+    } else this.stream.respond(status, out, false);
   }
 
   interim(status: number, fields: HeaderList): void {
@@ -324,6 +337,18 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       this.expectContinue = false;
     }
     this.stream.respond(status, fields.length === 0 ? NO_H2_FIELDS : toHttp2Fields(fields), false);
+  }
+
+  trailers(fields: ReadonlyArray<readonly [string, string]>): void {
+    const out: Http2Headers = [];
+    for (let i = 0; i < fields.length; i++) {
+      const field = fields[i]!;
+      const name = lowerName(field[0]);
+      // Framing and routing fields are not allowed in trailers (RFC 9110 §6.5.1).
+      if (NOT_ON_H2.has(name) || name === 'content-length' || name === 'trailer') continue;
+      out.push(name, field[1]);
+    }
+    if (out.length > 0) this.endTrailers = out;
   }
 
   // ---------------------------------------------------------------- Conn (what the exchange writes to)
