@@ -28,16 +28,18 @@
 // --blackhole [--connections 64]: instead, a closed-loop run (wrk) per proxy:
 // healthy 5 s, then backend B blackholed for 5 s: an iptables rule drops the
 // SYNs to its port on loopback and B is restarted (its established
-// connections close; the process listens, new connects hang). Reports each
+// connections close; the process listens, new connects hang; the window starts
+// once it listens, so that its start-up CPU is not measured). Reports each
 // proxy's request rate during the blackhole as a share of its healthy rate,
 // p99 and errors. Needs root and iptables; the rule is removed at the end,
 // also on failure or Ctrl-C.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds } from './lib/proc.mjs';
+import { allowSyns, dropSyns } from './lib/syn-drop.mjs';
 import { LoadClient, argument, freePort, percentile, sleep, stop, waitPort } from './reverse-common.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -69,10 +71,20 @@ const BACKEND = `
 const http = require('node:http');
 const server = http.createServer((req, res) => { res.end(req.url === '/health' ? 'ok' : 'hello from ' + process.argv[1]); });
 server.keepAliveTimeout = 60000;
-server.listen(Number(process.argv[1]), '127.0.0.1');
+server.listen(Number(process.argv[1]), '127.0.0.1', () => process.stdout.write('listening\\n'));
 `;
 function startBackend(port) {
-  return spawn(process.execPath, ['-e', BACKEND, String(port)], { stdio: 'ignore' });
+  return spawn(process.execPath, ['-e', BACKEND, String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
+}
+/** Resolves once `child` (a backend) listens: its start-up (a CPU burst on a small host) is not part of what is measured. */
+function listening(child) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 5000);
+    child.stdout.on('data', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** The wmproxy flags: health checks like HAProxy's below, timeouts like nginx's and HAProxy's. */
@@ -277,31 +289,6 @@ function printRound(results, title) {
 
 const BLACKHOLE_MS = 5000;
 const WRK_CONNECTIONS = Number(arg('connections', '64'));
-/** iptables rules inserted and not yet removed (removed on exit whatever happens). */
-const rules = new Set();
-
-function iptables(op, port) {
-  const result = spawnSync('iptables', [op, 'INPUT', '-i', 'lo', '-p', 'tcp', '--dport', String(port), '--syn', '-j', 'DROP'], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`iptables ${op} failed: ${result.stderr || result.error}`);
-}
-function dropSyns(port) {
-  iptables('-I', port);
-  rules.add(port);
-}
-function allowSyns(port) {
-  if (!rules.delete(port)) return;
-  iptables('-D', port);
-}
-const removeAll = () => {
-  for (const port of [...rules]) {
-    try {
-      allowSyns(port);
-    } catch (error) {
-      console.error(`could not remove the iptables rule for port ${port}: ${error.message}`);
-    }
-  }
-};
-process.on('exit', removeAll);
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
 
 /** One wrk run: requests per second, p99 ms, errors (socket errors, non-2xx, timeouts). */
@@ -339,6 +326,7 @@ async function blackholeOne(name) {
     dropSyns(ports[1]);
     await stop(backends[1], 'SIGKILL');
     backends[1] = startBackend(ports[1]);
+    await listening(backends[1]);
     const blackhole = await wrk(port, BLACKHOLE_MS);
     allowSyns(ports[1]);
     return { name, healthy, blackhole };

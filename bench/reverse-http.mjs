@@ -7,14 +7,16 @@
 // proxy and its private part (see peakAnonMiB), and ratios to nginx.
 //
 //   node bench/reverse-http.mjs [--duration 5] [--connections 64,256] [--only wmproxy-bun,nginx] [--rounds 1] [--compare DIR] [--warmup 3]
-//                               [--trace] [--trace-otlp] [--pair NAME]
+//                               [--trace] [--trace-otlp] [--trace-otel] [--pair NAME]
 //
 // --compare DIR adds wmproxy-bun@base and wmproxy-node@base, run from another
 // checkout (DIR, built with `npx tsc -b`), to compare a change against its
 // base in the same run. --trace adds wmproxy-bun+trace and wmproxy-node+trace
 // (W3C trace context on: a span id per hop and attempt, trace ids; no export);
 // --trace-otlp adds +otlp contenders that also export every span (sample
-// ratio 1) to a collector in this process that reads and drops the batches.
+// ratio 1) to a collector in this process that reads and drops the batches;
+// --trace-otel adds +otel contenders that export the same way through the
+// OpenTelemetry API and SDK (`--trace-exporter otel`).
 // --pair NAME prints, per round, each contender's req/s and CPU per request as
 // a ratio to NAME's run of the same round (e.g. --pair wmproxy-bun@base);
 // --pair @base pairs each wmproxy-RUNTIME... with wmproxy-RUNTIME@base.
@@ -49,7 +51,8 @@ const rounds = Math.max(1, Number(arg('rounds', '1')));
 const compareRoot = arg('compare', undefined);
 const warmup = Number(arg('warmup', '3'));
 const trace = args.includes('--trace');
-const traceOtlp = args.includes('--trace-otlp');
+const traceOtel = args.includes('--trace-otel');
+const traceOtlp = args.includes('--trace-otlp') || traceOtel;
 const pairWith = arg('pair', undefined);
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-bench-'));
 const children = [];
@@ -260,7 +263,8 @@ backend app
     ['node', root, '', []],
     ...(compareRoot ? [['bun', compareRoot, '@base', []], ['node', compareRoot, '@base', []]] : []),
     ...(trace ? [['bun', root, '+trace', ['--trace']], ['node', root, '+trace', ['--trace']]] : []),
-    ...(traceOtlp ? [['bun', root, '+otlp', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`]], ['node', root, '+otlp', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`]]] : []),
+    ...(traceOtel ? [['bun', root, '+otel', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`, '--trace-exporter', 'otel']], ['node', root, '+otel', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`, '--trace-exporter', 'otel']]] : []),
+    ...(args.includes('--trace-otlp') ? [['bun', root, '+otlp', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`]], ['node', root, '+otlp', ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`]]] : []),
   ].map(([runtime, tree, suffix, extra]) => ({
     name: `wmproxy-${runtime}${suffix}`,
     async start(port) {

@@ -11,7 +11,7 @@
 // same round (median, geometric mean, range), with nginx's own CPU per request
 // measured alongside as the peer.
 //
-//   node bench/reverse-paired.mjs --compare DIR [--runtime bun|node] [--rounds 10] [--duration 5] [--connections 32] [--trace] [--otlp] [--rate N]
+//   node bench/reverse-paired.mjs --compare DIR [--runtime bun|node] [--rounds 10] [--duration 5] [--connections 32] [--trace] [--otlp] [--otel] [--rate N]
 //
 // Closed-loop (wrk, the default), a proxy that gets less CPU in a round also
 // batches more per wakeup, which lowers its CPU per request: with --rate N an
@@ -21,7 +21,8 @@
 //
 // Contenders: wmproxy@base (DIR, built), wmproxy (this checkout), and with
 // --trace wmproxy+trace (`--trace`: spans, no export), with --otlp
-// wmproxy+otlp (every span exported to a collector in this process), and
+// wmproxy+otlp (every span exported to a collector in this process), with
+// --otel wmproxy+otel (the same through the OpenTelemetry API and SDK), and
 // nginx (keepalive upstream) as the peer.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -102,7 +103,7 @@ await waitPort(b2);
 
 let collectorPort = 0;
 let collector;
-if (args.includes('--otlp')) {
+if (args.includes('--otlp') || args.includes('--otel')) {
   collector = createServer((req, res) => {
     req.resume();
     req.on('end', () => res.end('{}'));
@@ -115,7 +116,8 @@ const contenders = [
   ...(compareRoot ? [{ name: 'wmproxy@base', tree: compareRoot, extra: [] }] : []),
   { name: 'wmproxy', tree: root, extra: [] },
   ...(args.includes('--trace') ? [{ name: 'wmproxy+trace', tree: root, extra: ['--trace'] }] : []),
-  ...(collector ? [{ name: 'wmproxy+otlp', tree: root, extra: ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`] }] : []),
+  ...(args.includes('--otel') ? [{ name: 'wmproxy+otel', tree: root, extra: ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`, '--trace-exporter', 'otel'] }] : []),
+  ...(args.includes('--otlp') ? [{ name: 'wmproxy+otlp', tree: root, extra: ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`] }] : []),
   { name: 'nginx', nginx: true },
 ];
 for (const contender of contenders) {

@@ -42,7 +42,7 @@ test('wmproxy certs lists the certificates of a running instance (names, status,
   }
 });
 
-test('with workers, the primary\'s wmproxy certs and /metrics show each certificate\'s renewal time, and the error of one that fails', { skip: PEBBLE_MISSING }, async () => {
+test('with workers, the primary\'s wmproxy certs and /metrics show each certificate\'s renewal time, and the error of one that fails; the two workers place one order per name', { skip: PEBBLE_MISSING }, async () => {
   const pebble = await startPebble();
   // The CA's DNS sends validation of this name where nothing listens: its orders fail.
   await pebble.resolve('broken.site.test', '127.0.0.2');
@@ -78,6 +78,9 @@ test('with workers, the primary\'s wmproxy certs and /metrics show each certific
     assert.match(metrics, /^wmproxy_certificate_expiry_timestamp_seconds\{name="good\.site\.test"\} \d+/m);
     assert.match(metrics, /^wmproxy_certificate_order_failures\{name="broken\.site\.test",status="failing"\} [1-9]/m);
     assert.match(metrics, /^wmproxy_certificate_order_failures\{name="good\.site\.test",status="valid"\} 0/m);
+    // Both workers manage good.site.test from one storage: its lease lock lets one of them order it, once.
+    const orders = (running.stdout + running.stderr).match(/ordering a certificate for good\.site\.test\b/g) ?? [];
+    assert.equal(orders.length, 1, 'one order for the name both workers serve');
   } finally {
     running.kill();
     await pebble.close();

@@ -4,11 +4,14 @@ import { parseDuration } from '@wmproxy/health';
 import {
   AccessLog,
   POLICY_NAMES,
+  REVERSE_DEFAULTS,
+  TRACING_EXPORTERS,
   ReverseProxy,
   parseHeaderRule,
   type HeaderRule,
   type PolicyName,
   type ReverseProxyOptions,
+  type TracingExporter,
   type UpstreamServerSpec,
 } from '@wmproxy/reverse';
 import { UsageError, WmproxyCommand } from '../base.js';
@@ -112,6 +115,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
     trace: Flags.boolean({ description: 'take part in W3C trace context: a span per request and per upstream attempt (new parent id in the forwarded traceparent), start traces, trace ids in the access log', default: false }),
     'trace-sample-ratio': Flags.string({ description: 'share of the traces the proxy starts that are sampled (0 to 1)', default: '1' }),
     'otlp-endpoint': Flags.string({ description: 'export sampled spans to this OTLP/HTTP (JSON) collector URL, e.g. http://127.0.0.1:4318/v1/traces (implies --trace)' }),
+    'trace-exporter': Flags.string({ description: 'who builds and sends spans: wmproxy (its own OTLP exporter) or otel (the OpenTelemetry API and SDK, loaded only then)', options: [...TRACING_EXPORTERS], default: REVERSE_DEFAULTS.tracing.exporter }),
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info' }),
     'log-json': Flags.boolean({ description: 'log lines as JSON', default: false }),
   };
@@ -198,7 +202,7 @@ export default class ReverseProxyCommand extends WmproxyCommand {
       },
       retries: { tries: positiveInt('tries', flags.tries, 3), methods: methodList(flags['retry-methods']) },
       accessLog: flags['access-log'] ? new AccessLog(flags['access-log'], format) : undefined,
-      tracing: { enabled: flags.trace || otlpEndpoint !== undefined, sampleRatio: ratio, ...(otlpEndpoint ? { otlp: { endpoint: otlpEndpoint } } : {}) },
+      tracing: { enabled: flags.trace || otlpEndpoint !== undefined, sampleRatio: ratio, exporter: flags['trace-exporter'] as TracingExporter, ...(otlpEndpoint ? { otlp: { endpoint: otlpEndpoint } } : {}) },
       upstreams: [
         {
           name: 'default',

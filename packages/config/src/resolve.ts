@@ -927,7 +927,7 @@ export function resolveConfig(file: ConfigFile, issues: IssueList, baseDir: stri
 /** `[reverse.tracing]` with REVERSE_DEFAULTS.tracing for what it leaves unset. */
 function tracingConfig(file: TracingFile | undefined): TracingConfig {
   const d = REVERSE_DEFAULTS.tracing;
-  const config: TracingConfig = { enabled: file?.enabled ?? d.enabled, sampleRatio: file?.sample_ratio ?? d.sampleRatio, serviceName: file?.service_name ?? d.serviceName };
+  const config: TracingConfig = { enabled: file?.enabled ?? d.enabled, sampleRatio: file?.sample_ratio ?? d.sampleRatio, serviceName: file?.service_name ?? d.serviceName, exporter: file?.exporter ?? d.exporter };
   if (file?.otlp_endpoint !== undefined) {
     config.otlp = {
       endpoint: file.otlp_endpoint,

@@ -16,7 +16,7 @@ import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { STATIC_DEFAULTS } from '@wmproxy/static';
 import { CONTROL_DEFAULTS } from './control-defaults.js';
-import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS } from '@wmproxy/reverse';
+import { CLUSTER_DEFAULTS, REVERSE_DEFAULTS, TRACING_EXPORTERS } from '@wmproxy/reverse';
 import { ACME_DEFAULTS } from '@wmproxy/acme';
 import { WS_BRIDGE_DEFAULTS } from '@wmproxy/ws-bridge';
 import { durationText, sizeText } from './units.js';
@@ -501,6 +501,13 @@ export const TracingSchema = Type.Object(
     ),
     sample_ratio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Share of the traces the proxy starts that are sampled (exported); a trace from the client keeps its sampled flag.', default: TD.sampleRatio })),
     service_name: Type.Optional(Type.String({ minLength: 1, description: '`service.name` of exported spans.', default: TD.serviceName })),
+    exporter: Type.Optional(
+      Enum(TRACING_EXPORTERS, {
+        description:
+          'Who builds and sends spans. `wmproxy`: its own OTLP/HTTP JSON exporter (only with `otlp_endpoint`; the cheapest). `otel`: the OpenTelemetry API (`@opentelemetry/api`), imported only then: with `otlp_endpoint`, an SDK TracerProvider of wmproxy\'s own (BatchSpanProcessor and the SDK\'s OTLP/HTTP exporter); without, the process\'s global TracerProvider (an embedding application\'s).',
+        default: TD.exporter,
+      }),
+    ),
     otlp_endpoint: Type.Optional(
       Type.String({
         pattern: '^https?://',

@@ -626,19 +626,23 @@ test("the original's center tunnel keys become [tunnel.server] and [[tunnel.clie
   assert.throws(() => convertOriginal({ proxy: { server: 'h:1', username: 'a', password: 'b', mappings: [{ name: 'x', mode: 'tcp', local_addr: '127.0.0.1:1' }] } }), /map_tcp_bind/);
 });
 
-test('[reverse.tracing] resolves with the package defaults; otlp only with an endpoint; a bad ratio or endpoint names its key; export headers are redacted', () => {
+test('[reverse.tracing] resolves with the package defaults; otlp only with an endpoint; a bad ratio, exporter or endpoint names its key; export headers are redacted', () => {
   const base = '[[upstream]]\nname = "app"\nservers = ["127.0.0.1:1"]\n[[server]]\nlisten = "127.0.0.1:0"\n[[server.location]]\npath = "/"\nupstream = "app"\n';
-  assert.deepEqual(parseConfig(base, 'toml').reverse.tracing, { enabled: false, sampleRatio: 1, serviceName: 'wmproxy' });
+  assert.deepEqual(parseConfig(base, 'toml').reverse.tracing, { enabled: false, sampleRatio: 1, serviceName: 'wmproxy', exporter: 'wmproxy' });
   const on = parseConfig(`${base}[reverse.tracing]\nenabled = true\nsample_ratio = 0.25\notlp_endpoint = "http://127.0.0.1:4318/v1/traces"\notlp_headers = { "x-api-key" = "k-123" }\notlp_interval = "2s"\n`, 'toml');
   assert.deepEqual(on.reverse.tracing, {
     enabled: true,
     sampleRatio: 0.25,
     serviceName: 'wmproxy',
+    exporter: 'wmproxy',
     otlp: { endpoint: 'http://127.0.0.1:4318/v1/traces', headers: { 'x-api-key': 'k-123' }, queueSize: 2048, batchSize: 512, intervalMs: 2000, timeoutMs: 10_000 },
   });
   assert.ok(!JSON.stringify(redactConfig(on.source)).includes('k-123'), 'the API key is redacted');
-  const bad = issuesOf(() => parseConfig(`${base}[reverse.tracing]\nsample_ratio = 2\notlp_endpoint = "udp://x"\n`, 'toml'));
+  assert.equal(parseConfig(`${base}[reverse.tracing]\nenabled = true\nexporter = "otel"\n`, 'toml').reverse.tracing.exporter, 'otel');
+  const bad = issuesOf(() => parseConfig(`${base}[reverse.tracing]\nsample_ratio = 2\notlp_endpoint = "udp://x"\nexporter = "jaeger"\n`, 'toml'));
   const paths = bad.issues.map((issue) => issue.path);
+  const exporterIssue = bad.issues.find((issue) => issue.path === 'reverse.tracing.exporter');
+  assert.equal(exporterIssue?.expected, 'one of "wmproxy", "otel"', JSON.stringify(bad.issues));
   assert.ok(paths.includes('reverse.tracing.sample_ratio'), paths.join(', '));
   assert.ok(paths.includes('reverse.tracing.otlp_endpoint'), paths.join(', '));
 });

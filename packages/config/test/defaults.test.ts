@@ -118,6 +118,7 @@ test('the schema defaults are the ones the packages export', () => {
     'reverse.tracing.enabled': REVERSE_DEFAULTS.tracing.enabled,
     'reverse.tracing.sample_ratio': REVERSE_DEFAULTS.tracing.sampleRatio,
     'reverse.tracing.service_name': REVERSE_DEFAULTS.tracing.serviceName,
+    'reverse.tracing.exporter': REVERSE_DEFAULTS.tracing.exporter,
     'reverse.tracing.otlp_queue_size': REVERSE_DEFAULTS.tracing.otlp.queueSize,
     'reverse.tracing.otlp_batch_size': REVERSE_DEFAULTS.tracing.otlp.batchSize,
     'reverse.tracing.otlp_interval': REVERSE_DEFAULTS.tracing.otlp.intervalMs,
@@ -200,7 +201,7 @@ test('a file that sets nothing resolves to the packages\' own defaults', () => {
     dns: { ...REVERSE_DEFAULTS.dns, servers: [...REVERSE_DEFAULTS.dns.servers] },
     maxHeadSize,
     shutdownTimeoutMs: shutdownDeadlineMs,
-    tracing: { enabled: REVERSE_DEFAULTS.tracing.enabled, sampleRatio: REVERSE_DEFAULTS.tracing.sampleRatio, serviceName: REVERSE_DEFAULTS.tracing.serviceName },
+    tracing: { enabled: REVERSE_DEFAULTS.tracing.enabled, sampleRatio: REVERSE_DEFAULTS.tracing.sampleRatio, serviceName: REVERSE_DEFAULTS.tracing.serviceName, exporter: REVERSE_DEFAULTS.tracing.exporter },
   });
   assert.deepEqual(config.upstreams[0]!.pool, { ...REVERSE_DEFAULTS.pool });
 });

@@ -89,5 +89,7 @@ export {
   decodeGrpcMessages,
   formatGrpcTimeout,
   decodeGrpcMessageField,
+  parseGrpcTimeout,
+  encodeGrpcMessageField,
   type ProtobufField,
 } from './grpc/wire.js';

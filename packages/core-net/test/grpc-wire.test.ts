@@ -16,6 +16,8 @@ import {
   formatGrpcTimeout,
   grpcStatusName,
   decodeGrpcMessageField,
+  parseGrpcTimeout,
+  encodeGrpcMessageField,
   type ProtobufField,
 } from '../src/index.js';
 
@@ -138,4 +140,58 @@ test('gRPC fields: grpc-timeout stays within 8 digits, status names, percent-dec
   assert.equal(grpcStatusName(99), 'status 99');
   assert.equal(decodeGrpcMessageField('not%20found%3A%20x'), 'not found: x');
   assert.equal(decodeGrpcMessageField('bad%zz'), 'bad%zz');
+});
+
+const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+test('grpc-timeout: every unit parses to whole milliseconds, rounded up', () => {
+  assert.equal(parseGrpcTimeout('1H'), 3_600_000);
+  assert.equal(parseGrpcTimeout('2M'), 120_000);
+  assert.equal(parseGrpcTimeout('3S'), 3000);
+  assert.equal(parseGrpcTimeout('250m'), 250);
+  assert.equal(parseGrpcTimeout('1500u'), 2);
+  assert.equal(parseGrpcTimeout('1n'), 1);
+  assert.equal(parseGrpcTimeout('0m'), 0);
+  assert.equal(parseGrpcTimeout('99999999H'), 99_999_999 * 3_600_000);
+});
+
+test('grpc-timeout: malformed values are refused, never thrown on', () => {
+  for (const bad of ['', 'm', '1', '1x', '-1S', '1.5S', ' 1S', '1S ', '123456789S', '1s', '1h', '0x1S', '１S']) assert.equal(parseGrpcTimeout(bad), undefined, bad);
+  fc.assert(
+    fc.property(fc.string({ maxLength: 16 }), (value) => {
+      const ms = parseGrpcTimeout(value);
+      assert.ok(ms === undefined || (Number.isSafeInteger(ms) && ms >= 0));
+    }),
+    RUNS,
+  );
+});
+
+test('grpc-timeout: any valid value agrees with a reference, and formatGrpcTimeout round-trips within one unit', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 99_999_999 }), fc.constantFrom('H', 'M', 'S', 'm', 'u', 'n'), fc.integer({ min: 0, max: 7 }), (amount, unit, zeros) => {
+      const text = `${'0'.repeat(Math.min(zeros, 8 - String(amount).length))}${amount}${unit}`;
+      assert.equal(parseGrpcTimeout(text), Math.ceil(amount * UNIT_MS[unit]!));
+    }),
+    RUNS,
+  );
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 2 ** 40 }), (ms) => {
+      const back = parseGrpcTimeout(formatGrpcTimeout(ms))!;
+      assert.ok(back >= ms, `${ms} -> ${formatGrpcTimeout(ms)} -> ${back}`);
+    }),
+    RUNS,
+  );
+});
+
+test('grpc-message: percent-encoding round-trips any text', () => {
+  assert.equal(encodeGrpcMessageField('no server'), 'no server');
+  assert.equal(encodeGrpcMessageField('100% down\n'), '100%25 down%0A');
+  fc.assert(
+    fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (text) => {
+      const encoded = encodeGrpcMessageField(text);
+      for (let i = 0; i < encoded.length; i++) assert.ok(encoded.charCodeAt(i) >= 0x20 && encoded.charCodeAt(i) <= 0x7e);
+      assert.equal(decodeGrpcMessageField(encoded), text);
+    }),
+    RUNS,
+  );
 });

@@ -1,16 +1,23 @@
 import {
   BodyReader,
+  FIELD_POLICY,
+  FRAMING_DECHUNK,
+  FRAMING_KEEP_ALIVE,
+  FieldKinds,
   HeadBuffer,
   NetError,
   Relay,
   ResponseHeadReader,
   Ticker,
+  WIRE_KINDS,
   connectionReusable,
+  forwardFields,
   formatHostPort,
   httpStatusFor,
   parseRequestHead,
-  removeHopByHop,
+  requestFraming,
   resolveDestination,
+  responseFraming,
   serializeRequestHead,
   serializeResponseHead,
   simpleResponse,
@@ -33,6 +40,8 @@ const LINGER_MS = 2_000;
 /** Methods a request may be sent again with after a connection failed (RFC 9110 section 9.2.2). */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
+/** The client's Host is replaced by the target's (it goes first). */
+const REQUEST_KINDS = new FieldKinds({ host: FIELD_POLICY });
 /** How often the sessions' deadlines are checked. */
 const SWEEP_MS = 100;
 
@@ -374,19 +383,11 @@ export class Session implements ResponseHeadSink {
     this.sendRequest();
   }
 
-  /** The head sent upstream: hop-by-hop fields out, Host from the target, Via added. */
+  /** The head sent upstream: end-to-end fields and framing (core-net), Host from the target (first), Via added. */
   private upstreamRequest(head: RequestHead, target: Target, viaParent: boolean): Uint8Array {
-    const headers: HeaderList = [];
-    let hostPlaced = false;
-    for (const field of removeHopByHop(head.headers)) {
-      if (field[0].length === 4 && field[0].toLowerCase() === 'host') {
-        if (!hostPlaced) headers.push([field[0], target.hostHeader]);
-        hostPlaced = true;
-      } else headers.push(field);
-    }
-    if (!hostPlaced) headers.unshift(['Host', target.hostHeader]);
-    if (head.upgrade !== undefined) headers.push(['Connection', 'Upgrade'], ['Upgrade', head.upgrade]);
-    if (head.chunked) headers.push(['Transfer-Encoding', 'chunked']);
+    const headers: HeaderList = [['Host', target.hostHeader]];
+    forwardFields(head, REQUEST_KINDS, headers);
+    requestFraming(head, headers);
     if (this.config.via) headers.push(['Via', this.config.via]);
     if (viaParent && this.config.parent?.authorization) headers.push(['Proxy-Authorization', this.config.parent.authorization]);
     const requestTarget = viaParent ? `http://${target.hostHeader}${target.path}` : target.path;
@@ -515,12 +516,11 @@ export class Session implements ResponseHeadSink {
     }
     this.response = head;
     this.responseStarted = true;
-    this.dechunk = head.framing === 'chunked' && request.version === '1.0';
-    this.clientKeepAlive = request.keepAlive && head.framing !== 'close' && !this.dechunk && !this.clientEnded;
     const headers = this.responseHeaders(head);
-    if (head.framing === 'chunked' && !this.dechunk) headers.push(['Transfer-Encoding', 'chunked']);
-    if (!this.clientKeepAlive) headers.push(['Connection', 'close']);
-    else if (request.version === '1.0') headers.push(['Connection', 'keep-alive']);
+    // An HTTP/1.0 client cannot read chunked: core-net decides to decode it and delimit by closing.
+    const framing = responseFraming(head.contentLength, head.chunked, request.version, request.keepAlive && head.framing !== 'close' && !this.clientEnded, headers);
+    this.dechunk = (framing & FRAMING_DECHUNK) !== 0;
+    this.clientKeepAlive = (framing & FRAMING_KEEP_ALIVE) !== 0;
     this.client.write(serializeResponseHead(head.status, head.reason, headers));
     this.responseBody = new BodyReader(head.framing, head.contentLength);
     this.responsePhase = Response.Body;
@@ -530,7 +530,8 @@ export class Session implements ResponseHeadSink {
   }
 
   private responseHeaders(head: ResponseHead): HeaderList {
-    const headers = removeHopByHop(head.headers);
+    const headers: HeaderList = [];
+    forwardFields(head, WIRE_KINDS, headers);
     if (this.config.via) headers.push(['Via', this.config.via]);
     return headers;
   }

@@ -2,7 +2,8 @@
  * @wmproxy/reverse: the reverse proxy. HTTP listeners with virtual hosts and
  * locations, upstream groups balanced by health-aware policies with retries
  * and connect hedging, WebSocket pass-through, TCP/UDP stream proxying,
- * W3C trace context with optional OTLP/HTTP export (otlp.ts, loaded on demand).
+ * W3C trace context with optional OTLP/HTTP export (wmproxy's otlp.ts or the
+ * OpenTelemetry API and SDK through otel.ts, each loaded on demand).
  */
 export { ReverseProxy, resolveTracing, type ReverseProxyOptions, type ListenerSpec, type TracingSpec } from './proxy.js';
 export {
@@ -11,11 +12,14 @@ export {
   Span,
   SpanKind,
   TRACING_DEFAULTS,
+  TRACING_EXPORTERS,
   parseTraceparent,
   traceIdOf,
   newTraceId,
   newSpanId,
   type TracingOptions,
+  type TracingExporter,
+  type LiveSpan,
   type OtlpOptions,
   type SpanData,
   type SpanSink,

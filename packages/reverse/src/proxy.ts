@@ -31,7 +31,7 @@ import { Forwarding, type ForwardedOptions } from './headers.js';
 import type { ReplayOptions } from './retry.js';
 import { Router, type LocationSpec, type VirtualHostSpec } from './router.js';
 import { StreamProxy, connectUpstream, type StreamSpec } from './stream.js';
-import { TRACING_DEFAULTS, Tracer, type OtlpOptions, type SpanSink, type SpanSinkStats, type TracingOptions } from './trace.js';
+import { TRACING_DEFAULTS, TRACING_EXPORTERS, Tracer, type OtlpOptions, type SpanSink, type SpanSinkStats, type TracingOptions } from './trace.js';
 import { Upstream, UpstreamServer, reuseFrom, type UpstreamServerSpec, type UpstreamSpec } from './upstream.js';
 import { srvDiscovery, type DiscoveredServer, type DiscoveryMap, type DiscoveryWatch } from './discovery.js';
 
@@ -131,8 +131,9 @@ export type TracingSpec = Partial<Omit<TracingOptions, 'otlp'>> & { otlp?: Parti
 /** `spec` with its defaults, checked (throws on a bad ratio, endpoint or size). */
 export function resolveTracing(spec: TracingSpec | undefined): TracingOptions {
   const d = TRACING_DEFAULTS;
-  const options: TracingOptions = { enabled: spec?.enabled ?? d.enabled, sampleRatio: spec?.sampleRatio ?? d.sampleRatio, serviceName: spec?.serviceName ?? d.serviceName };
+  const options: TracingOptions = { enabled: spec?.enabled ?? d.enabled, sampleRatio: spec?.sampleRatio ?? d.sampleRatio, serviceName: spec?.serviceName ?? d.serviceName, exporter: spec?.exporter ?? d.exporter };
   if (!(options.sampleRatio >= 0 && options.sampleRatio <= 1)) throw new RangeError(`tracing sampleRatio must be from 0 to 1, got ${options.sampleRatio}`);
+  if (!TRACING_EXPORTERS.includes(options.exporter)) throw new RangeError(`tracing exporter must be one of ${TRACING_EXPORTERS.join(', ')}, got ${options.exporter}`);
   if (spec?.otlp) {
     const otlp = { ...d.otlp, headers: {}, ...spec.otlp };
     const url = new URL(otlp.endpoint);
@@ -595,18 +596,25 @@ export class ReverseProxy implements ProxyCore {
   }
 
   /**
-   * Tracing on or off, and its exporter: the OTLP module is imported only
-   * when an endpoint is configured, and kept across reloads that leave its
-   * settings as they were (its queue and counters go on).
+   * Tracing on or off, and its exporter: wmproxy's OTLP module is imported
+   * only when an endpoint is configured, the OpenTelemetry one (otel.ts, and
+   * the SDK with an endpoint) only with exporter `otel`; a sink is kept
+   * across reloads that leave its settings as they were (its queue and
+   * counters go on).
    */
   private async applyTracing(options: TracingOptions): Promise<void> {
-    const key = options.enabled && options.otlp ? JSON.stringify([options.otlp, options.serviceName]) : '';
+    const otel = options.exporter === 'otel';
+    const key = options.enabled && (otel || options.otlp) ? JSON.stringify([options.exporter, options.otlp, options.serviceName, otel ? options.sampleRatio : 0]) : '';
     if (key !== this.spanSinkKey) {
       const old = this.spanSink;
       this.spanSink = undefined;
       this.spanSinkKey = '';
       if (old) void old.close();
-      if (key !== '') {
+      if (key !== '' && otel) {
+        const { OtelSink } = await import('./otel.js');
+        this.spanSink = await OtelSink.create(options, this.logger);
+        this.spanSinkKey = key;
+      } else if (key !== '') {
         const { OtlpExporter } = await import('./otlp.js');
         this.spanSink = new OtlpExporter(options.otlp!, options.serviceName, this.logger);
         this.spanSinkKey = key;
@@ -615,7 +623,7 @@ export class ReverseProxy implements ProxyCore {
     this.tracer = options.enabled ? new Tracer(options, this.spanSink) : undefined;
   }
 
-  /** Exported, dropped and failed spans of the OTLP exporter (undefined: no export configured). */
+  /** Exported, dropped and failed spans of the exporter (undefined: no export configured). */
   traceStats(): SpanSinkStats | undefined {
     return this.spanSink?.stats();
   }

@@ -1,7 +1,8 @@
 import type { RetryOptions } from './engine/options.js';
 
 /** Why an attempt failed. */
-export type FailureKind = 'connect' | 'timeout' | 'reset' | 'status' | 'bad';
+/** `unavailable`: the server said it did not take the request (gRPC UNAVAILABLE trailers-only, a refused HTTP/2 stream). */
+export type FailureKind = 'connect' | 'timeout' | 'reset' | 'status' | 'bad' | 'unavailable';
 
 export interface RetryState {
   kind: FailureKind;
@@ -43,7 +44,8 @@ export function bodyBufferLimit(options: RetryOptions & ReplayOptions): number {
  * May the request go to the next server? (nginx's proxy_next_upstream rules.)
  * Never once the client saw part of a response, past `tries` attempts or
  * `totalMs`. A failed connect sent nothing, so any request may move on unless
- * its body was already being sent (and not kept); after the request went out
+ * its body was already being sent (and not kept), and so may one the server
+ * refused unprocessed (`unavailable`); after the request went out
  * (timeout, reset, a retryable status, a bad response), only an idempotent
  * request is replayed, and only if it has no body or its body is kept in the
  * replay buffer.
@@ -51,7 +53,7 @@ export function bodyBufferLimit(options: RetryOptions & ReplayOptions): number {
 export function retryAllowed(state: RetryState, options: RetryOptions): boolean {
   if (state.responseStarted || state.attempts >= options.tries) return false;
   if (options.totalMs > 0 && state.elapsedMs >= options.totalMs) return false;
-  if (state.kind === 'connect') return !state.bodySent || state.bodyReplayable === true;
+  if (state.kind === 'connect' || state.kind === 'unavailable') return !state.bodySent || state.bodyReplayable === true;
   if ((state.kind === 'timeout' || state.kind === 'reset') && !options.onTimeout) return false;
   return options.methods.includes(state.method) && (!state.hasBody || state.bodyReplayable === true);
 }

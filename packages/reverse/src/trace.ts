@@ -7,9 +7,11 @@
  * untouched (section 3.3: a vendor that does not add an entry passes it on).
  *
  * Nothing here runs when tracing is off: the exchange only asks
- * `core.tracer`, which is then undefined. Ended spans go to a `SpanSink`
- * (the OTLP exporter, otlp.ts, loaded only when an endpoint is configured);
- * without one, the proxy still propagates and logs trace ids.
+ * `core.tracer`, which is then undefined. Ended spans go to a `SpanSink`:
+ * wmproxy's own OTLP exporter (otlp.ts) or the OpenTelemetry API (otel.ts,
+ * which starts each span through a tracer and takes its ids from it), each
+ * imported only when configured; without one, the proxy still propagates and
+ * logs trace ids.
  */
 
 /** Tracing settings (config `[reverse.tracing]`); defaults in TRACING_DEFAULTS. */
@@ -18,11 +20,21 @@ export interface TracingOptions {
   enabled: boolean;
   /** Share (0..1) of the traces the proxy starts that are sampled (flag 01); an incoming trace keeps its flag. */
   sampleRatio: number;
-  /** `service.name` of exported spans. */
+  /** `service.name` of exported spans (with exporter `otel`: of the SDK provider wmproxy builds). */
   serviceName: string;
+  /**
+   * Who builds and sends spans: `wmproxy` (otlp.ts, export only with `otlp`),
+   * or `otel`, the OpenTelemetry API (otel.ts): with `otlp`, an SDK
+   * TracerProvider of wmproxy's own with the SDK's OTLP/HTTP exporter; without,
+   * the process's global TracerProvider (an embedding application's).
+   */
+  exporter: TracingExporter;
   /** OTLP/HTTP export of sampled spans; undefined: none. */
   otlp?: OtlpOptions;
 }
+
+export type TracingExporter = 'wmproxy' | 'otel';
+export const TRACING_EXPORTERS: readonly TracingExporter[] = ['wmproxy', 'otel'];
 
 export interface OtlpOptions {
   /** Collector URL of OTLP/HTTP traces with JSON encoding, e.g. `http://127.0.0.1:4318/v1/traces`. */
@@ -43,6 +55,7 @@ export const TRACING_DEFAULTS = Object.freeze({
   enabled: false,
   sampleRatio: 1,
   serviceName: 'wmproxy',
+  exporter: 'wmproxy' as TracingExporter,
   otlp: Object.freeze({ queueSize: 2048, batchSize: 512, intervalMs: 5000, timeoutMs: 10_000 }),
 });
 
@@ -66,11 +79,27 @@ export interface SpanData {
   /** True when the span is an error (OTLP status code 2). */
   error: boolean;
   message?: string;
+  /** The sink's own span, when the sink started it (`SpanSink.start`). */
+  live?: LiveSpan;
 }
 
-/** Where ended, sampled spans go (otlp.ts's exporter). */
+/** A span a sink started (an OpenTelemetry API Span has this shape). */
+export interface LiveSpan {
+  spanContext(): { traceId: string; spanId: string; traceFlags: number };
+  isRecording(): boolean;
+}
+
+/** Where ended, recording spans go (otlp.ts's exporter, otel.ts's). */
 export interface SpanSink {
   add(span: SpanData): void;
+  /**
+   * Present on sinks that make span ids themselves (OpenTelemetry): start a
+   * span under `parent` (one of this sink's) or else the client's `remote`
+   * parent. The proxy puts its ids on the wire and ends it through `add`.
+   * Undefined: the sink has no id to give (no provider registered); the
+   * proxy then uses ids of its own and records nothing.
+   */
+  start?(name: string, kind: SpanKind, startMs: number, parent: LiveSpan | undefined, remote: ParsedTraceparent | undefined): LiveSpan | undefined;
   /** Counters for /metrics. */
   stats(): SpanSinkStats;
   /** Send what is queued and stop. */
@@ -164,15 +193,18 @@ export class Span {
   readonly kind: SpanKind;
   name: string;
   readonly startMs: number;
+  /** The sink's span (OpenTelemetry), whose ids this one carries. */
+  readonly live: LiveSpan | undefined;
   /** Set by the exchange as it learns them. */
   attributes: Record<string, string | number | boolean> | undefined = undefined;
   error = false;
   message: string | undefined = undefined;
   private ended = false;
 
-  constructor(trace: RequestTrace, parentSpanId: string, kind: SpanKind, name: string, startMs: number) {
+  constructor(trace: RequestTrace, parentSpanId: string, kind: SpanKind, name: string, startMs: number, live?: LiveSpan) {
     this.trace = trace;
-    this.spanId = newSpanId();
+    this.live = live;
+    this.spanId = live !== undefined ? live.spanContext().spanId : newSpanId();
     this.parentSpanId = parentSpanId;
     this.kind = kind;
     this.name = name;
@@ -216,6 +248,7 @@ export class Span {
       error: this.error,
     };
     if (this.message !== undefined) span.message = this.message;
+    if (this.live !== undefined) span.live = this.live;
     sink.add(span);
   }
 }
@@ -238,7 +271,15 @@ export class RequestTrace {
 
   constructor(tracer: Tracer, incoming: ParsedTraceparent | undefined, name: string) {
     this.tracer = tracer;
-    if (incoming) {
+    const sink = tracer.sink;
+    const startMs = nowMs();
+    // A sink that makes ids (OpenTelemetry) starts the span; its sampler decides.
+    const live = sink?.start !== undefined ? sink.start(name, SpanKind.Server, startMs, undefined, incoming) : undefined;
+    if (live !== undefined) {
+      const context = live.spanContext();
+      this.traceId = context.traceId;
+      this.flags = (context.traceFlags & 1) === 1 ? '01' : '00';
+    } else if (incoming) {
       this.traceId = incoming.traceId;
       this.flags = incoming.flags;
     } else {
@@ -246,13 +287,16 @@ export class RequestTrace {
       this.flags = tracer.sampleRatio >= 1 || Math.random() < tracer.sampleRatio ? '01' : '00';
     }
     this.sampled = (parseInt(this.flags, 16) & 1) === 1;
-    this.recording = this.sampled && tracer.sink !== undefined;
-    this.span = new Span(this, incoming?.parentId ?? '', SpanKind.Server, name, nowMs());
+    this.recording = live !== undefined ? live.isRecording() : this.sampled && sink !== undefined && sink.start === undefined;
+    this.span = new Span(this, incoming?.parentId ?? '', SpanKind.Server, name, startMs, live);
   }
 
   /** A client span for one upstream attempt (`name`: `attempt`, `retry`, `hedge`). */
   attempt(name: string): Span {
-    return new Span(this, this.span.spanId, SpanKind.Client, name, nowMs());
+    const startMs = nowMs();
+    const parent = this.span.live;
+    const live = parent !== undefined ? this.tracer.sink!.start!(name, SpanKind.Client, startMs, parent, undefined) : undefined;
+    return new Span(this, this.span.spanId, SpanKind.Client, name, startMs, live);
   }
 }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { connPair, NetError, Ticker, type Conn } from '@wmproxy/core-net';
 import type { LossVerdict } from '@wmproxy/health';
 import { connectHedged, raceOutcome, type Connector } from '../src/engine/connector.js';
-import { connectHedgeDelay, CONNECT_HEDGE_MIN_DELAY_MS, CONNECT_HEDGE_MIN_SAMPLES, CONNECT_HEDGE_WARMUP_FACTOR, connected } from '../src/engine/hedge.js';
+import { connectHedgeDelay, connectsStuck, CONNECT_HEDGE_MIN_DELAY_MS, CONNECT_HEDGE_MIN_SAMPLES, CONNECT_HEDGE_WARMUP_FACTOR, connected } from '../src/engine/hedge.js';
 import { LatencyEstimate } from '../src/engine/latency.js';
 import { Upstream, type HealthSource, type UpstreamServer } from '../src/upstream.js';
 
@@ -146,4 +146,63 @@ test('before enough connects were seen, the connect-hedge delay is a few times t
   const plain = new LatencyEstimate(0.99, 32);
   plain.add(3);
   assert.equal(plain.clamp(1, 500), 500, 'without a warm-up factor: the ceiling until enough samples');
+});
+
+test('once a connect to a server is still pending after the delay, the next connects to it are hedged at once, and still counted as lost races', async () => {
+  const health = recordingHealth();
+  const upstream = new Upstream({ name: 'app', servers: [{ address: '127.0.0.1:1' }, { address: '127.0.0.1:2' }] }, health);
+  const [blackholed, healthy] = upstream.servers as [UpstreamServer, UpstreamServer];
+  const calls = new Map<string, number>();
+  const inner = connector(blackholed.address, 1, 0);
+  const counting: Connector = (server, timeoutMs, signal) => {
+    calls.set(server.address, (calls.get(server.address) ?? 0) + 1);
+    return inner(server, timeoutMs, signal);
+  };
+  assert.equal(connectsStuck(blackholed), false);
+  assert.equal((await race(upstream, counting, CONNECT_HEDGE_MIN_DELAY_MS)).address, healthy.address);
+  assert.equal(connectsStuck(blackholed), true, 'its connect was still pending when the hedge fired');
+  assert.equal(connectsStuck(healthy), false);
+  assert.deepEqual(health.lost, [[blackholed.address, 'connect']]);
+
+  const ticker = new Ticker(100);
+  const keepAlive = setTimeout(() => undefined, 10_000);
+  try {
+    const pending = connectHedged({
+      primary: blackholed,
+      upstream,
+      connector: counting,
+      ticker,
+      timeoutMs: 1_000,
+      hedgeDelayMs: 1_000,
+      pickSecond: () => healthy,
+      adopt: (_server, conn) => conn.destroy(),
+    });
+    assert.equal(calls.get(healthy.address), 2, 'the second connect started with the first, not after the delay');
+    assert.equal(calls.get(blackholed.address), 2, 'the stuck server is still tried (its recovery must be seen)');
+    const outcome = await pending;
+    outcome.conn.destroy();
+    assert.equal(outcome.server, healthy);
+    // Judged once it has had the delay (at most the configured 1 s): poll rather than guess the time.
+    for (let i = 0; i < 300 && health.lost.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(health.lost, [[blackholed.address, 'connect'], [blackholed.address, 'connect']], 'still pending once it had the delay: a second lost race');
+
+    // A completed connect ends it: the next connect waits for the delay again.
+    connected(upstream, blackholed, performance.now() - 1, performance.now());
+    assert.equal(connectsStuck(blackholed), false);
+    const later = connectHedged({
+      primary: healthy,
+      upstream,
+      connector: counting,
+      ticker,
+      timeoutMs: 1_000,
+      hedgeDelayMs: 1_000,
+      pickSecond: () => blackholed,
+      adopt: (_server, conn) => conn.destroy(),
+    });
+    assert.equal(calls.get(blackholed.address), 2, 'a server that is not stuck gets no connect-hedge at once');
+    (await later).conn.destroy();
+  } finally {
+    clearTimeout(keepAlive);
+    ticker.close();
+  }
 });

@@ -32,6 +32,7 @@ test('the README tables state the defaults REVERSE_DEFAULTS exports', () => {
   assert.equal(bare('enabled'), String(plain.enabled));
   assert.equal(numbers(cell(tracing, 'sampleRatio', 2))[0], plain.sampleRatio);
   assert.equal(bare('serviceName'), plain.serviceName);
+  assert.equal(bare('exporter'), plain.exporter);
   for (const [key, value] of Object.entries(otlp)) assert.equal(numbers(cell(tracing, `otlp.${key}`, 2))[0], value, `tracing.otlp.${key}`);
 });
 

@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Logger } from '@wmproxy/core-net';
-import { ReverseProxy, type ReverseProxyOptions } from '../src/index.js';
+import { AccessLog, ReverseProxy, type AccessRecord, type ReverseProxyOptions } from '../src/index.js';
 export { closedPort as deadPort } from '@wmproxy/testkit';
 
 export interface Backend {
@@ -158,4 +158,87 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
 export function memoryLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
   return { lines, logger: new Logger({ level: 'debug', sink: { write: (line: string) => lines.push(line) } }) };
+}
+
+export interface CollectedSpan extends Record<string, unknown> {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes: Array<{ key: string; value: Record<string, unknown> }>;
+  status: { code: number; message?: string };
+}
+
+export interface Collector {
+  endpoint: string;
+  spans: CollectedSpan[];
+  requests: number;
+  /** Content-Type of each export request. */
+  contentTypes: string[];
+  bodies: unknown[];
+  status: number;
+  close(): Promise<void>;
+}
+
+/** An OTLP/HTTP (JSON) collector that keeps every span it receives (answers `status`). */
+export async function startCollector(): Promise<Collector> {
+  const collector = { spans: [], requests: 0, contentTypes: [], bodies: [], status: 200 } as unknown as Collector;
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      collector.requests++;
+      collector.contentTypes.push(String(req.headers['content-type']));
+      const parsed = JSON.parse(body) as { resourceSpans: Array<{ resource: unknown; scopeSpans: Array<{ spans: Collector['spans'] }> }> };
+      collector.bodies.push(parsed);
+      if (collector.status === 200) for (const rs of parsed.resourceSpans) for (const ss of rs.scopeSpans) collector.spans.push(...ss.spans);
+      res.statusCode = collector.status;
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  collector.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
+  collector.close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections(); // exporters keep connections alive
+    });
+  return collector;
+}
+
+/** A backend that records the traceparent and tracestate it was sent, answering `status` (200 by default). */
+export function tracingBackend(name: string, seen: Array<{ traceparent?: string; tracestate?: string }>, status = 200, delayMs = 0): Promise<Backend> {
+  return startBackend(name, (req, res) => {
+    seen.push({ traceparent: req.headers.traceparent as string | undefined, tracestate: req.headers.tracestate as string | undefined });
+    setTimeout(() => {
+      res.statusCode = status;
+      res.end(name);
+    }, delayMs);
+  });
+}
+
+/** An access log that keeps the records (retries, hedge outcome, trace id, bytes in). */
+export class RecordingLog extends AccessLog {
+  readonly records: AccessRecord[] = [];
+  constructor() {
+    super({ write: () => true }, 'json');
+  }
+  override log(record: AccessRecord): void {
+    this.records.push(record);
+  }
+}
+
+/** A client's W3C trace context, for tracing tests. */
+export const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+export const CLIENT_PARENT = '00f067aa0ba902b7';
+export const CLIENT_TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_PARENT}-01`;
+/** A version-00 traceparent: trace id, parent id, flags. */
+export const TRACEPARENT_SHAPE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
+
+/** An exported span's attribute value (whichever OTLP AnyValue field holds it). */
+export function spanAttribute(span: CollectedSpan, key: string): unknown {
+  const value = span.attributes.find((entry) => entry.key === key)?.value;
+  return value === undefined ? undefined : Object.values(value)[0];
 }

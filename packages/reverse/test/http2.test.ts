@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CHROMIUM, chromiumDumpDom, selfSignedCert } from '@wmproxy/testkit';
 import { AccessLog, type AccessLogSink } from '../src/index.js';
-import { deadPort, startBackend, startProxy, until, type Backend } from './helpers.js';
+import { deadPort, startBackend, startProxy, startRaw, until, type Backend } from './helpers.js';
 
 // HTTP/2 towards clients (h2 by ALPN, h2c by prior knowledge) with real
 // peers: curl, nghttp, h2load, node:http2 and headless Chromium. Each stream
@@ -323,5 +323,118 @@ test('an HTTP/2 connection without streams is closed after the keep-alive timeou
     session.destroy();
     await proxy.close();
     await backend.close();
+  }
+});
+
+/**
+ * A backend that never sends 100 Continue itself: /hints answers 103 Early
+ * Hints then 200; /upload reads a content-length body and answers its size.
+ * `interims` counts the 1xx it sent (to show whose 100 the client got).
+ */
+async function interimBackend() {
+  const seen = { requests: 0, expect: 0 };
+  const raw = await startRaw((socket) => {
+    let buffered = Buffer.alloc(0);
+    let want = -1;
+    let path = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        if (want < 0) {
+          const end = buffered.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = buffered.subarray(0, end).toString('latin1');
+          buffered = buffered.subarray(end + 4);
+          seen.requests++;
+          if (/\r\nexpect: *100-continue/i.test(head)) seen.expect++;
+          path = head.split(' ')[1]!;
+          want = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        }
+        if (buffered.byteLength < want) return;
+        buffered = buffered.subarray(want);
+        if (path === '/hints') {
+          socket.write('HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n');
+          socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nLink: </style.css>; rel=preload\r\n\r\nhints');
+        } else {
+          const body = `got ${want}`;
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        }
+        want = -1;
+      }
+    });
+  });
+  return { raw, seen };
+}
+
+test('interim responses reach HTTP/2 clients (curl, nghttp, node:http2): 103 Early Hints relayed as informational HEADERS; expect: 100-continue answered by the proxy itself', async () => {
+  const { raw, seen } = await interimBackend();
+  const { proxy } = await startProxy({
+    upstreams: [{ name: 'app', servers: [{ address: raw.address }] }],
+    servers: [{ listen: '127.0.0.1:0', tls: { cert, key }, vhosts: [{ locations: [{ path: '/', upstream: 'app' }] }] }],
+  });
+  try {
+    const port = Number(proxy.addresses[0]!.split(':').pop());
+    const url = `https://127.0.0.1:${port}`;
+    const cacert = join(scratch, 'cert.pem');
+    // curl: the 103 comes before the 200, with its Link field.
+    const hints = await run('curl', ['-sS', '-v', '--http2', '--cacert', cacert, '--max-time', '20', `${url}/hints`]);
+    assert.equal(hints.stdout, 'hints');
+    const received = hints.stderr.split('\n').filter((line) => line.startsWith('< '));
+    const at103 = received.findIndex((line) => line.startsWith('< HTTP/2 103'));
+    const at200 = received.findIndex((line) => line.startsWith('< HTTP/2 200'));
+    assert.ok(at103 >= 0 && at200 > at103, hints.stderr);
+    assert.ok(received.slice(at103, at200).some((line) => /^< link: <\/style\.css>; rel=preload/i.test(line)), hints.stderr);
+
+    // nghttp: the informational HEADERS (:status 103, with its link) is received before the final one.
+    const nghttp = (await run('nghttp', ['-v', `${url}/hints`])).stdout;
+    const at103n = nghttp.search(/recv \(stream_id=\d+\) :status: 103/);
+    const at200n = nghttp.search(/recv \(stream_id=\d+\) :status: 200/);
+    assert.ok(at103n >= 0 && at200n > at103n, nghttp);
+    assert.match(nghttp.slice(at103n, at200n), /recv \(stream_id=\d+\) link: <\/style\.css>; rel=preload/);
+
+    // curl with a body and Expect: the 100 arrives (the backend sends none) and the body goes through.
+    const file = join(scratch, 'upload.bin');
+    writeFileSync(file, Buffer.alloc(100_000, 7));
+    const upload = await run('curl', ['-sS', '-v', '--http2', '--cacert', cacert, '--max-time', '20', '--expect100-timeout', '15', '-H', 'Expect: 100-continue', '--data-binary', `@${file}`, `${url}/upload`]);
+    assert.equal(upload.stdout, 'got 100000');
+    assert.match(upload.stderr, /< HTTP\/2 100/);
+
+    // node:http2: the 'continue' event comes before any body byte is sent; then 'headers' for a 103.
+    const session = http2.connect(url, { ca: cert });
+    try {
+      const answer = await new Promise<{ status: number; body: string; continued: boolean }>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/upload', expect: '100-continue', 'content-length': '3' });
+        let continued = false;
+        stream.on('continue', () => {
+          continued = true;
+          stream.end('abc');
+        });
+        let status = 0;
+        const chunks: Buffer[] = [];
+        stream.on('response', (head) => (status = Number(head[':status'])));
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        stream.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString(), continued }));
+        stream.on('error', reject);
+      });
+      assert.deepEqual(answer, { status: 200, body: 'got 3', continued: true });
+      const informational = await new Promise<number[]>((resolve, reject) => {
+        const stream = session.request({ ':path': '/hints' });
+        const statuses: number[] = [];
+        stream.on('headers', (head) => statuses.push(Number(head[':status'])));
+        stream.on('response', (head) => statuses.push(Number(head[':status'])));
+        stream.resume();
+        stream.on('end', () => resolve(statuses));
+        stream.on('error', reject);
+      });
+      assert.deepEqual(informational, [103, 200]);
+    } finally {
+      session.close();
+    }
+    // Expect went upstream end to end (the backend may still refuse); two uploads and three hints were all it saw.
+    assert.equal(seen.requests, 5);
+    assert.equal(seen.expect, 2);
+  } finally {
+    await proxy.close();
+    await raw.close();
   }
 });

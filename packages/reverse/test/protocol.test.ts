@@ -124,6 +124,34 @@ test('an HTTP/1.0 client gets keep-alive only when it asks; a response without l
   }
 });
 
+test('a location body of unknown length: chunked to an HTTP/1.1 client, plain and delimited by closing to an HTTP/1.0 one', async () => {
+  const handler = {
+    handle: async () => ({
+      status: 200,
+      headers: [['Content-Type', 'text/plain']] as Array<[string, string]>,
+      body: (async function* () {
+        yield Buffer.from('first ');
+        yield Buffer.from('second');
+      })(),
+    }),
+  };
+  const { proxy, port } = await startProxy({
+    upstreams: [{ name: 'app', servers: [{ address: '127.0.0.1:9' }] }],
+    servers: [{ listen: '127.0.0.1:0', vhosts: [{ locations: [{ path: '/', handler }] }] }],
+  });
+  try {
+    const old = await rawExchange(port, 'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+    assert.doesNotMatch(old, /Transfer-Encoding/i, 'HTTP/1.0 has no chunked coding');
+    assert.match(old, /Connection: close\r\n/);
+    assert.match(old, /\r\n\r\nfirst second$/);
+    const current = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    assert.match(current, /Transfer-Encoding: chunked\r\n/);
+    assert.match(current, /\r\n\r\n6\r\nfirst \r\n6\r\nsecond\r\n0\r\n\r\n$/);
+  } finally {
+    await proxy.close();
+  }
+});
+
 test('a chunked response to an HTTP/1.0 client is decoded and delimited by closing', async () => {
   const backend = await startBackend('b', (_req, res) => {
     res.write('first ');

@@ -184,16 +184,24 @@ test('TCP: a blackholed server (connects never complete) leaves the rotation aft
     upstreams: [{ name: 'tcp', servers: [{ address: hang }, { address: one.address }] }],
     streams: [{ protocol: 'tcp', listen: '127.0.0.1:0', upstream: 'tcp' }],
   });
-  proxy.health.events.on('eject', (event) => ejections.push(`${event.target} ${event.reason}`));
+  let dialsAtEjection = -1;
+  proxy.health.events.on('eject', (event) => {
+    ejections.push(`${event.target} ${event.reason}`);
+    dialsAtEjection = hangDials;
+  });
   await proxy.start();
   try {
     const port = Number(proxy.streams[0]!.addresses[0]!.split(':').pop());
-    for (let i = 0; i < 12; i++) {
+    // Round robin sends every other connection to the blackhole until it is out: at least STALL_AFTER
+    // of them (after the first, each is hedged at once, and judged once it has had the delay).
+    let i = 0;
+    for (; i < 400 && (dialsAtEjection < 0 || i < 12); i++) {
       const text = await talk(port, `ping${i}`);
       assert.equal(text, `one\nping${i}`);
     }
-    // Round robin sends every other connection to the blackhole until it is out: STALL_AFTER of them.
-    assert.equal(hangDials, STALL_AFTER, 'new connections went to the healthy server once the stalled one was out');
+    assert.ok(dialsAtEjection >= STALL_AFTER, `ejected after ${dialsAtEjection} dials, ${i} connections`);
+    for (let j = 0; j < 10; j++) assert.equal(await talk(port, `more${j}`), `one\nmore${j}`);
+    assert.equal(hangDials, dialsAtEjection, 'new connections went to the healthy server once the stalled one was out');
     assert.equal(proxy.health.isStalled(hang), true);
     assert.equal(proxy.health.isAvailable(hang), false);
     assert.deepEqual(ejections.map((line) => line.split(' ')[0]), [hang]);

@@ -1,75 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
-import { AccessLog, parseHeaderRule, parseTraceparent, SpanKind, type AccessRecord, type SpanData } from '../src/index.js';
+import { AccessLog, parseHeaderRule, parseTraceparent, SpanKind, TRACING_EXPORTERS, type SpanData } from '../src/index.js';
 import { OtlpExporter, otlpBody } from '../src/otlp.js';
-import { startBackend, startProxy, request, until, type Backend } from './helpers.js';
-
-const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
-const CLIENT_PARENT = '00f067aa0ba902b7';
-const CLIENT_TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_PARENT}-01`;
-const SHAPE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
-
-/** A backend that records the traceparent and tracestate it was sent, answering `status` (200 by default). */
-function tracingBackend(name: string, seen: Array<{ traceparent?: string; tracestate?: string }>, status = 200, delayMs = 0): Promise<Backend> {
-  return startBackend(name, (req, res) => {
-    seen.push({ traceparent: req.headers.traceparent as string | undefined, tracestate: req.headers.tracestate as string | undefined });
-    setTimeout(() => {
-      res.statusCode = status;
-      res.end(name);
-    }, delayMs);
-  });
-}
-
-/** An access log that keeps the records (retries, hedge outcome, trace id, bytes in). */
-class RecordingLog extends AccessLog {
-  readonly records: AccessRecord[] = [];
-  constructor() {
-    super({ write: () => true }, 'json');
-  }
-  override log(record: AccessRecord): void {
-    this.records.push(record);
-  }
-}
-
-interface Collector {
-  endpoint: string;
-  spans: Array<Record<string, unknown> & { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes: Array<{ key: string; value: Record<string, unknown> }>; status: { code: number } }>;
-  requests: number;
-  bodies: unknown[];
-  status: number;
-  close(): Promise<void>;
-}
-
-/** An OTLP/HTTP collector that keeps every span it receives (answers `status`). */
-async function startCollector(): Promise<Collector> {
-  const collector = { spans: [], requests: 0, bodies: [], status: 200 } as unknown as Collector;
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => (body += chunk));
-    req.on('end', () => {
-      collector.requests++;
-      assert.equal(req.headers['content-type'], 'application/json');
-      const parsed = JSON.parse(body) as { resourceSpans: Array<{ resource: unknown; scopeSpans: Array<{ spans: Collector['spans'] }> }> };
-      collector.bodies.push(parsed);
-      if (collector.status === 200) for (const rs of parsed.resourceSpans) for (const ss of rs.scopeSpans) collector.spans.push(...ss.spans);
-      res.statusCode = collector.status;
-      res.end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  collector.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
-  collector.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
-  return collector;
-}
-
-function attribute(span: Collector['spans'][number], key: string): unknown {
-  const value = span.attributes.find((entry) => entry.key === key)?.value;
-  return value === undefined ? undefined : Object.values(value)[0];
-}
+import { CLIENT_PARENT, CLIENT_TRACE, CLIENT_TRACEPARENT, RecordingLog, TRACEPARENT_SHAPE as SHAPE, spanAttribute as attribute, startCollector, startProxy, request, tracingBackend, until } from './helpers.js';
 
 test('with tracing on, each hop gets its own span: the upstream sees the client\'s trace id under a new parent id, tracestate untouched, and the access log has the trace id', async () => {
   const seen: Array<{ traceparent?: string; tracestate?: string }> = [];
@@ -203,6 +137,7 @@ test('OTLP export: one server span per request and one client span per attempt; 
     assert.ok(records[0]!.bytesReceived! > 20, 'the request head counts as bytes in');
     await until(() => proxy.traceStats()?.exported === 3, 'the exporter counted the accepted batch');
     assert.deepEqual(proxy.traceStats(), { exported: 3, dropped: 0, failed: 0 });
+    assert.ok(collector.contentTypes.every((type) => type === 'application/json'), collector.contentTypes.join());
     const resource = (collector.bodies[0] as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: { stringValue: string } }> } }> }).resourceSpans[0]!.resource;
     assert.deepEqual(resource.attributes[0], { key: 'service.name', value: { stringValue: 'wmproxy' } });
   } finally {
@@ -213,43 +148,46 @@ test('OTLP export: one server span per request and one client span per attempt; 
   }
 });
 
-test('a request hedge is its own span, and the access record says whether it won', async () => {
-  const collector = await startCollector();
-  const seenSlow: Array<{ traceparent?: string }> = [];
-  const seenFast: Array<{ traceparent?: string }> = [];
-  const slow = await tracingBackend('slow', seenSlow, 200, 1500);
-  const fast = await tracingBackend('fast', seenFast);
-  const log = new RecordingLog();
-  const records = log.records;
-  const { proxy, base } = await startProxy({
-    requestHedgeMs: 50,
-    requestHedgeBudget: 1,
-    tracing: { enabled: true, otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
-    accessLog: log,
-    upstreams: [{ name: 'app', policy: 'first', servers: [{ address: slow.address }, { address: fast.address }] }],
+for (const exporter of TRACING_EXPORTERS) {
+  test(`a request hedge is its own span, parent of what the hedged upstream saw, and the access record says whether it won (exporter ${exporter})`, async () => {
+    const collector = await startCollector();
+    const seenSlow: Array<{ traceparent?: string }> = [];
+    const seenFast: Array<{ traceparent?: string }> = [];
+    const slow = await tracingBackend('slow', seenSlow, 200, 1500);
+    const fast = await tracingBackend('fast', seenFast);
+    const log = new RecordingLog();
+    const records = log.records;
+    const { proxy, base } = await startProxy({
+      requestHedgeMs: 50,
+      requestHedgeBudget: 1,
+      tracing: { enabled: true, exporter, otlp: { endpoint: collector.endpoint, intervalMs: 50 } },
+      accessLog: log,
+      upstreams: [{ name: 'app', policy: 'first', servers: [{ address: slow.address }, { address: fast.address }] }],
+    });
+    try {
+      const reply = await request(`${base}/hedged`);
+      assert.equal(reply.body, 'fast');
+      await until(() => collector.spans.length === 3, 'three spans exported');
+      const server = collector.spans.find((span) => span.kind === SpanKind.Server)!;
+      const hedge = collector.spans.find((span) => span.name === 'hedge')!;
+      const first = collector.spans.find((span) => span.name === 'attempt')!;
+      assert.ok(hedge && first);
+      assert.equal(hedge.parentSpanId, server.spanId);
+      assert.equal(first.parentSpanId, server.spanId);
+      assert.equal(attribute(hedge, 'server.address'), fast.address);
+      assert.equal(attribute(first, 'wmproxy.outcome'), 'lost_to_hedge');
+      assert.equal(attribute(server, 'wmproxy.hedge'), 'won');
+      assert.equal(SHAPE.exec(seenFast[0]!.traceparent!)![2], hedge.spanId);
+      assert.equal(SHAPE.exec(seenSlow[0]!.traceparent!)![2], first.spanId);
+      assert.equal(records[0]!.hedge, 'won');
+    } finally {
+      await proxy.close();
+      await slow.close();
+      await fast.close();
+      await collector.close();
+    }
   });
-  try {
-    const reply = await request(`${base}/hedged`);
-    assert.equal(reply.body, 'fast');
-    await until(() => collector.spans.length === 3, 'three spans exported');
-    const server = collector.spans.find((span) => span.kind === SpanKind.Server)!;
-    const hedge = collector.spans.find((span) => span.name === 'hedge')!;
-    const first = collector.spans.find((span) => span.name === 'attempt')!;
-    assert.ok(hedge && first);
-    assert.equal(hedge.parentSpanId, server.spanId);
-    assert.equal(attribute(hedge, 'server.address'), fast.address);
-    assert.equal(attribute(first, 'wmproxy.outcome'), 'lost_to_hedge');
-    assert.equal(attribute(server, 'wmproxy.hedge'), 'won');
-    assert.equal(SHAPE.exec(seenFast[0]!.traceparent!)![2], hedge.spanId);
-    assert.equal(SHAPE.exec(seenSlow[0]!.traceparent!)![2], first.spanId);
-    assert.equal(records[0]!.hedge, 'won');
-  } finally {
-    await proxy.close();
-    await slow.close();
-    await fast.close();
-    await collector.close();
-  }
-});
+}
 
 function span(i: number): SpanData {
   return { traceId: 'a'.repeat(32), spanId: i.toString(16).padStart(16, '0'), parentSpanId: '', name: 'x', kind: SpanKind.Server, startMs: 1_700_000_000_000.5, endMs: 1_700_000_000_001.25, attributes: { n: i, ok: true, s: 'v', f: 0.5 }, error: false };

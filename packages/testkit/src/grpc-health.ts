@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
+import { spawnGrpcChild } from './grpc-child.js';
 
 /*
  * A real gRPC server (@grpc/grpc-js) implementing grpc.health.v1.Health/Check
@@ -112,9 +111,8 @@ export interface SpawnedGrpcHealthServer {
  * be killed or paused (SIGSTOP) from the test.
  */
 export async function spawnGrpcHealthServer(): Promise<SpawnedGrpcHealthServer> {
-  const grpcUrl = pathToFileURL(createRequire(import.meta.url).resolve('@grpc/grpc-js')).href;
-  const code = `
-    const grpc = await import(${JSON.stringify(grpcUrl)});
+  const { port, child, kill } = await spawnGrpcChild(
+    `
     const identity = (b) => b;
     const server = new grpc.Server();
     server.addService({ Check: { path: '/grpc.health.v1.Health/Check', requestStream: false, responseStream: false,
@@ -123,27 +121,10 @@ export async function spawnGrpcHealthServer(): Promise<SpawnedGrpcHealthServer> 
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, port) => {
       if (error) { console.error(error); process.exit(1); }
       console.log('port ' + port);
-    });`;
-  const child = spawn('node', ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /port (\d+)/.exec(out);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`gRPC health server exited with ${code}`)));
-  });
-  return {
-    port,
-    child,
-    pause: () => child.kill('SIGSTOP'),
-    resume: () => child.kill('SIGCONT'),
-    kill: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGKILL');
-      }),
-  };
+    });`,
+    'gRPC health server',
+  );
+  return { port, child, kill, pause: () => child.kill('SIGSTOP'), resume: () => child.kill('SIGCONT') };
 }
+
+export * from './grpc-echo.js';

@@ -221,3 +221,62 @@ export function decodeGrpcMessageField(value: string): string {
     return value;
   }
 }
+
+/** Milliseconds per unit of `grpc-timeout` (H, M, S, m; u and n are below a millisecond). */
+function timeoutUnitMs(unit: number): number {
+  switch (unit) {
+    case 72 /* H */:
+      return 3_600_000;
+    case 77 /* M */:
+      return 60_000;
+    case 83 /* S */:
+      return 1000;
+    case 109 /* m */:
+      return 1;
+    case 117 /* u */:
+      return 1e-3;
+    case 110 /* n */:
+      return 1e-6;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * `grpc-timeout` (`TimeoutValue TimeoutUnit`: 1 to 8 ASCII digits, then one
+ * of H M S m u n) in whole milliseconds, rounded up so that a deadline under
+ * a millisecond is not "no deadline"; undefined when malformed (the spec
+ * allows at most 8 digits, so the largest is 99,999,999 hours: the caller
+ * caps it by its own limits). No regular expression: it runs per request.
+ */
+export function parseGrpcTimeout(value: string): number | undefined {
+  const n = value.length;
+  if (n < 2 || n > 9) return undefined;
+  const unitMs = timeoutUnitMs(value.charCodeAt(n - 1));
+  if (unitMs === 0) return undefined;
+  let amount = 0;
+  for (let i = 0; i < n - 1; i++) {
+    const digit = value.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return undefined;
+    amount = amount * 10 + digit;
+  }
+  return Math.ceil(amount * unitMs);
+}
+
+/** `grpc-message` percent-encoded (gRPC over HTTP/2: bytes outside 0x20–0x7E and `%` are escaped). */
+export function encodeGrpcMessageField(message: string): string {
+  let plain = true;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte);
+  }
+  return out;
+}

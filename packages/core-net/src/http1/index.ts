@@ -22,6 +22,11 @@
  *   1xx interim heads, then the final head (or 101) with the bytes after it;
  *   `connectionReusable` says whether the connection may carry the next
  *   exchange. Used by both proxies.
+ * - `forwardFields(head, kinds, out, sink?)`, `requestFraming(head, out)`,
+ *   `responseFraming(...)`: the wire side of forwarding a head to the next
+ *   hop (forward.ts): end-to-end fields only, framing rewritten from what the
+ *   parser validated; the fields a proxy rewrites by policy (`FieldKinds`)
+ *   go to its `PolicySink`. Both proxies use them.
  * - `composeHead(startLine, fields, body?)`: a head plus the first body bytes
  *   in one reused buffer, for one `Conn.write` without allocating (the view
  *   is valid until the next call; Conns copy what they queue). `HeadMemo`
@@ -78,3 +83,17 @@ export { HeadBuffer, HeadMemo, BodyReader, composeHead, isComposed } from './buf
 export { ResponseHeadReader, connectionReusable, type ResponseHeadSink } from './response-reader.js';
 export { isToken, isFieldValue, lowerName } from './chars.js';
 export { BasicAuth, basicCredentials, DEFAULT_BASIC_REALM } from './basic-auth.js';
+export {
+  FieldKinds,
+  WIRE_KINDS,
+  FIELD_PLAIN,
+  FIELD_HOP_BY_HOP,
+  FIELD_FRAMING,
+  FIELD_POLICY,
+  FRAMING_DECHUNK,
+  FRAMING_KEEP_ALIVE,
+  forwardFields,
+  requestFraming,
+  responseFraming,
+  type PolicySink,
+} from './forward.js';

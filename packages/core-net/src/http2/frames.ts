@@ -347,6 +347,17 @@ export class FrameWriter {
     this.buf.set(chunk, at);
   }
 
+  /** DATA carrying `bytes[start, end)`: no view is made of a short range (a typed-array view costs more than a few byte copies). */
+  dataRange(streamId: number, bytes: Uint8Array, start: number, end: number): void {
+    const at = this.header(end - start, FrameType.DATA, 0, streamId);
+    if (end - start > 64) {
+      this.buf.set(bytes.subarray(start, end), at);
+      return;
+    }
+    const buf = this.buf;
+    for (let i = start, j = at; i < end; i++, j++) buf[j] = bytes[i]!;
+  }
+
   /** A header block as HEADERS (+ CONTINUATION frames of at most `maxFrameSize`). */
   headers(streamId: number, block: Uint8Array, endStream: boolean, maxFrameSize: number): void {
     this.headerBlock(FrameType.HEADERS, streamId, block, endStream ? Flag.END_STREAM : 0, maxFrameSize);

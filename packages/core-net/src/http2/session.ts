@@ -174,6 +174,11 @@ export class Http2Stream {
     this.recvWindow = recvWindow;
   }
 
+  /** The peer sent END_STREAM (a client reading a response head with it: a trailers-only answer). */
+  get remoteEnded(): boolean {
+    return this.recv === ENDED;
+  }
+
   /** Install the handler; body bytes and the end that arrived before are delivered now. */
   setHandler(handler: Http2StreamHandler): void {
     this.handler = handler;
@@ -198,6 +203,11 @@ export class Http2Stream {
   /** Queue body bytes. Returns false above the high-water mark: wait for the handler's `drain`. */
   write(chunk: Uint8Array): boolean {
     return this.session.sendData(this, chunk, false);
+  }
+
+  /** `write(bytes.subarray(start, end))`, framed at once when the windows allow (no view made), else copied. */
+  writeRange(bytes: Uint8Array, start: number, end: number): boolean {
+    return this.session.sendDataRange(this, bytes, start, end);
   }
 
   /** Finish our side, optionally with a last chunk and trailers. */
@@ -255,11 +265,8 @@ export class Http2Session implements FrameHandler {
   private socketBlocked = false;
   private bufferedWhileBlocked = 0;
   private inRead = false;
-  private flushScheduled = false;
-  private readonly flushTask = (): void => {
-    this.flushScheduled = false;
-    this.flush();
-  };
+  /** @internal queued in `flushQueue` for the end of this event-loop turn. */
+  flushScheduled = false;
   private goawaySent = false;
   private goawayLastId = MAX_WINDOW_SIZE;
   private goawayReceived = false;
@@ -809,6 +816,23 @@ export class Http2Session implements FrameHandler {
   }
 
   /** @internal */
+  sendDataRange(stream: Http2Stream, bytes: Uint8Array, start: number, end: number): boolean {
+    const length = end - start;
+    if (stream.queued === 0 && !stream.closed && stream.send !== ENDED && !stream.endQueued && stream.headersSent && !this.socketBlocked && length > 0) {
+      if (length <= stream.sendWindow && length <= this.connSendWindow && length <= this.peerMaxFrameSize) {
+        // The usual response body: one DATA frame now, straight from the caller's bytes.
+        stream.sendWindow -= length;
+        this.connSendWindow -= length;
+        this.out.dataRange(stream.id, bytes, start, end);
+        this.scheduleFlush();
+        return true;
+      }
+    }
+    // Queued, or larger than a window or frame: a copy, as the caller's bytes are valid during the call only.
+    return this.sendData(stream, bytes.slice(start, end), false);
+  }
+
+  /** @internal */
   endStream(stream: Http2Stream, chunk: Uint8Array | undefined, trailers: Http2Headers | undefined): void {
     if (stream.closed || stream.send === ENDED || stream.endQueued) return;
     if (!stream.headersSent) {
@@ -976,7 +1000,11 @@ export class Http2Session implements FrameHandler {
   private scheduleFlush(): void {
     if (this.inRead || this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(this.flushTask);
+    flushQueue.push(this);
+    if (!flushArmed) {
+      flushArmed = true;
+      setImmediate(flushQueued);
+    }
   }
 
   /** @internal */
@@ -1055,6 +1083,34 @@ export class Http2Session implements FrameHandler {
     }
     if (!this.peerSettingsSeen && now - this.lastActivity > 10_000) this.destroy(new Http2Error(ErrorCode.SETTINGS_TIMEOUT, 'no SETTINGS from peer'));
   }
+}
+
+/*
+ * Frames produced outside a read of the session's own socket (a response
+ * whose upstream answered, a window update) are written at the end of the
+ * event-loop turn, after every socket that was ready in it was read: one
+ * socket write (one TLS record) per session per turn, however many streams
+ * answered in it, not one per stream (a microtask would run after each read).
+ */
+let flushQueue: Http2Session[] = [];
+let flushSpare: Http2Session[] = [];
+let flushArmed = false;
+
+function flushQueued(): void {
+  flushArmed = false;
+  const queue = flushQueue;
+  flushQueue = flushSpare;
+  for (let i = 0; i < queue.length; i++) {
+    const session = queue[i]!;
+    session.flushScheduled = false;
+    try {
+      session.flush();
+    } catch (error) {
+      session.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+  queue.length = 0;
+  flushSpare = queue;
 }
 
 const connHandler: ConnHandler = {

@@ -256,3 +256,22 @@ describe('HPACK response heads', () => {
     assert.equal(d.table.count, 0);
   });
 });
+
+test('a repeated non-indexed value (date within its second) encodes to the same bytes, and a new one to its own', () => {
+  const encoder = new HpackEncoder();
+  const decoder = new HpackDecoder();
+  const blocks: Array<[string, string[]]> = [];
+  const dates = ['Mon, 07 Dec 2026 12:00:00 GMT', 'Mon, 07 Dec 2026 12:00:00 GMT', 'Mon, 07 Dec 2026 12:00:01 GMT', 'Mon, 07 Dec 2026 12:00:01 GMT'];
+  for (const date of dates) {
+    const headers = ['date', date, 'etag', `"${date.length}-abcdef"`, 'content-length', '6'];
+    blocks.push([toHex(encoder.encodeResponse(200, headers)), headers]);
+  }
+  for (const [block, headers] of blocks) {
+    const out: string[] = [];
+    decoder.decode(hex(block), out);
+    assert.deepEqual(out, [':status', '200', ...headers]);
+  }
+  assert.equal(blocks[0]![0], blocks[1]![0]);
+  assert.notEqual(blocks[1]![0], blocks[2]![0]);
+  assert.equal(blocks[2]![0], blocks[3]![0]);
+});

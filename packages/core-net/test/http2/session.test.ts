@@ -81,6 +81,28 @@ describe('Http2Session client and server', () => {
     assert.ok(drains >= 1);
   });
 
+  test('writeRange sends the range once, framed at once or copied when queued: overwriting the source afterwards changes nothing', async () => {
+    const source = new Uint8Array(100_000).map((_, i) => (i * 13) % 251);
+    const expected = Buffer.concat([source.subarray(5, 25), source.subarray(1000, 91_000)]).toString('hex');
+    const { client } = pair({
+      stream(s) {
+        s.setHandler({ data() {}, close() {} });
+        s.respond(200);
+        s.writeRange(source, 5, 25); // small: one DATA frame straight from the source
+        s.writeRange(source, 1000, 91_000); // beyond the 64 KiB window: copied into the queue
+        source.fill(0);
+        s.end();
+      },
+    });
+    const stream = client.request(get('/'), true);
+    const chunks: Buffer[] = [];
+    let ended = false;
+    stream.setHandler({ data: (_s, c) => chunks.push(Buffer.from(c)), end: () => (ended = true), close() {} });
+    for (let i = 0; i < 200 && !ended; i++) await tick(10);
+    assert.equal(ended, true);
+    assert.equal(Buffer.concat(chunks).toString('hex'), expected);
+  });
+
   test('a reset from the client reaches the server handler with CANCEL; the server reset reaches the client', async () => {
     const serverCloses: Array<number | undefined> = [];
     const { client } = pair({

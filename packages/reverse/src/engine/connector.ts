@@ -1,6 +1,6 @@
 import { NetError, tcpTransport, tlsTransport, toNetError, type Conn, type Ticker, type TransportMap } from '@wmproxy/core-net';
 import type { Upstream, UpstreamServer } from '../upstream.js';
-import { connected, connectHedgeDelay, lostConnect } from './hedge.js';
+import { connected, connectHedgeDelay, connectStuck, connectsStuck, lostConnect } from './hedge.js';
 
 /**
  * Opens a new connection to an upstream server: through the core-net
@@ -67,11 +67,16 @@ interface Attempt {
  * whichever completes first. The loser is aborted (or, when it connects
  * anyway, handed to `adopt`); a primary beaten by a hedge that took less
  * time than the primary had waited lost a race (a blackholed server: SYNs
- * dropped), which health's stall detector counts towards ejecting it.
+ * dropped), which health's stall detector counts towards ejecting it. A
+ * primary whose last connect was still pending after the delay is hedged at
+ * once (hedge.ts `connectsStuck`), and it lost if it is still connecting
+ * when it has had the delay.
  * Rejects with the first error when every attempt failed.
  */
 export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
   const delay = request.upstream === undefined ? request.hedgeDelayMs : connectHedgeDelay(request.upstream, request.hedgeDelayMs);
+  // The primary's last connect was still pending after the delay: hedge at once (hedge.ts, connectsStuck).
+  const atOnce = delay > 0 && request.upstream !== undefined && connectsStuck(request.primary);
   return new Promise((resolve, reject) => {
     let firstError: NetError | undefined;
     const attempts: Attempt[] = [];
@@ -112,7 +117,8 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
           }
           const now = performance.now();
           const hedgeMs = now - attempt.startedAt;
-          const race = raceOutcome(now - primary.startedAt, hedgeMs, delay);
+          // Hedged at once, the two started together: the primary is judged once it has had the delay.
+          const race = atOnce ? 'late' : raceOutcome(now - primary.startedAt, hedgeMs, delay);
           if (race === 'lost') lostConnect(upstream, primary.server, primary.startedAt);
           if (race !== 'late') {
             abortOthers(attempts, attempt);
@@ -121,7 +127,13 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
           // Give the primary as long again as the hedge took: one that was only slow (a burst of connects, a
           // busy loop) connects meanwhile, goes to its pool and counts as alive; a blackholed one lost.
           request.ticker.once(Date.now() + Math.ceil(Math.max(hedgeMs, delay)), fireConnectHedge, () => {
-            if (!primary.settled) lostConnect(upstream, primary.server, primary.startedAt);
+            if (!primary.settled) {
+              connectStuck(primary.server);
+              // Hedged at once, each such connect is a probe of its own: counted even when others overlapped it
+              // (the stall detector otherwise counts one loss per slow moment), so the server is out after
+              // STALL_AFTER of them, however many requests are in flight.
+              lostConnect(upstream, primary.server, atOnce ? 0 : primary.startedAt);
+            }
             abortOthers(attempts, attempt);
           });
         },
@@ -142,14 +154,19 @@ export function connectHedged(request: HedgeRequest): Promise<HedgeOutcome> {
     const hedge = (): void => {
       timer = false;
       if (done) return;
+      // Still connecting after the delay: the next connects to this server need not wait for it.
+      if (!atOnce && request.upstream !== undefined) connectStuck(request.primary);
       const second = request.pickSecond();
       if (second) start(second);
     };
 
     start(request.primary);
     if (delay > 0 && !done) {
-      timer = true;
-      request.ticker.once(Date.now() + delay, fireConnectHedge, hedge);
+      if (atOnce) hedge();
+      else {
+        timer = true;
+        request.ticker.once(Date.now() + delay, fireConnectHedge, hedge);
+      }
     }
   });
 }

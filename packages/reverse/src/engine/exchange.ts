@@ -1,17 +1,20 @@
 import {
   BodyReader,
-  HOP_BY_HOP,
+  FRAMING_DECHUNK,
+  FRAMING_KEEP_ALIVE,
   NetError,
   Relay,
   ResponseHeadReader,
   STATUS_TEXT,
+  WIRE_KINDS,
   composeHead,
   connectionReusable,
+  forwardFields,
   getHeader,
   httpStatusFor,
   isValidHost,
-  lowerName,
   normalizePath,
+  responseFraming,
   serializeResponseHead,
   toNetError,
   type Conn,
@@ -22,7 +25,8 @@ import {
   type ResponseHeadSink,
 } from '@wmproxy/core-net';
 import type { AccessRecord } from '../access-log.js';
-import { applyRules, FORWARDING_HEADERS, type RuleVariables } from '../headers.js';
+import { applyRules, type RuleVariables } from '../headers.js';
+import { upstreamRequestHead } from './request-head.js';
 import type { CompiledLocation, ConnTakeover, LocationResponse } from '../router.js';
 import type { RateLimiter } from '../rate-limit.js';
 import type { SelectContext } from '../policies/index.js';
@@ -34,6 +38,7 @@ import { Attempt, type AttemptOwner } from './attempt.js';
 import type { RequestTrace, Span } from '../trace.js';
 import { traceIdOf } from '../trace.js';
 import { Deadline, Phase, type ClientConnection } from './phase.js';
+import { grpcStatusFields, grpcStatusForHttp, grpcTimeoutMs, isGrpcRequest, isUnavailableAnswer } from './grpc.js';
 
 /** Held client bytes beyond this pause reading from the client. */
 export const HOLD_LIMIT = 64 * 1024;
@@ -43,61 +48,11 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 /** absolute-form request-target: authority, then path and query. */
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)$/i;
 
-/** What forwarding does with a field. */
-const enum Field {
-  Plain,
-  HopByHop,
-  Forwarding,
-  Host,
-  Length,
-  /** traceparent: replaced by the attempt's own while tracing is on. */
-  Trace,
-}
-const fieldKinds = new Map<string, Field>();
-/** Names come from clients: the cache is bounded (and longer names are not kept), like core-net's lowerName. */
-const FIELD_KINDS_MAX = 4096;
-
-/** A field's kind by its name as received: one lookup per field instead of lowering and three set lookups. */
-function fieldKind(name: string): Field {
-  let kind = fieldKinds.get(name);
-  if (kind === undefined) {
-    const lower = lowerName(name);
-    kind = HOP_BY_HOP.has(lower) ? Field.HopByHop : FORWARDING_HEADERS.has(lower) ? Field.Forwarding : lower === 'host' ? Field.Host : lower === 'content-length' ? Field.Length : lower === 'traceparent' ? Field.Trace : Field.Plain;
-    if (name.length <= 64) {
-      if (fieldKinds.size >= FIELD_KINDS_MAX) fieldKinds.clear();
-      fieldKinds.set(name, kind);
-    }
-  }
-  return kind;
-}
-
-/** Does Connection name a field other than the hop-by-hop ones (dropped anyway)? Only then is each field looked up in it. */
-function namesOthers(connection: readonly string[]): boolean {
-  for (let i = 0; i < connection.length; i++) if (!HOP_BY_HOP.has(connection[i]!)) return true;
-  return false;
-}
-
-/** A response's fields without hop-by-hop ones (nor any Connection names). */
+/** A response's end-to-end fields (core-net forwardFields: no hop-by-hop ones, no framing). */
 function endToEnd(head: ResponseHead): HeaderList {
-  const connection = head.connection;
-  const others = connection.length > 0 && namesOthers(connection);
   const fields: HeaderList = [];
-  for (const field of head.headers) {
-    if (fieldKind(field[0]) === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
-    fields.push(field);
-  }
+  forwardFields(head, WIRE_KINDS, fields);
   return fields;
-}
-
-/** Remove every field named `lower` (any case) from `fields`, in place. */
-function dropFields(fields: HeaderList, lower: string): void {
-  let kept = 0;
-  for (let i = 0; i < fields.length; i++) {
-    const field = fields[i]!;
-    if (field[0].length === lower.length && lowerName(field[0]) === lower) continue;
-    fields[kept++] = field;
-  }
-  fields.length = kept;
 }
 
 /** Status lines by status, for the reason last seen with it: upstreams send the same few. */
@@ -167,6 +122,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   private limiter: RateLimiter | undefined = undefined;
   /** When set, the whole request must be over by then. */
   requestDeadline = 0;
+  /** A gRPC call on an HTTP/2 stream: the proxy's own failures are answered as gRPC statuses (grpc.ts). */
+  private grpc = false;
+  /** `requestDeadline` comes from the call's grpc-timeout (shorter than the request timeout). */
+  private grpcDeadline = false;
 
   // The current attempt: its server lease, connection, connect and pool wait (attempt.ts).
   private attempt: Attempt | undefined = undefined;
@@ -239,6 +198,15 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const tracer = core.tracer;
     if (tracer !== undefined) this.trace = tracer.start(getHeader(head.headers, 'traceparent'), head.method);
     this.requestDeadline = requestMs > 0 ? this.startedAt + requestMs : 0;
+    if (session.http2 !== undefined && isGrpcRequest(head)) {
+      this.grpc = true;
+      // The call's deadline, capped by the request timeout (a hostile `99999999H` changes nothing).
+      const timeoutMs = grpcTimeoutMs(head);
+      if (timeoutMs !== undefined && (this.requestDeadline === 0 || timeoutMs < requestMs)) {
+        this.requestDeadline = this.startedAt + timeoutMs;
+        this.grpcDeadline = true;
+      }
+    }
     if (head.framing !== 'none') {
       this.reqReader = new BodyReader(head.framing, head.contentLength ?? 0);
       this.startReplay(head);
@@ -392,7 +360,9 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
         session.resumeClient();
         const netError = toNetError(error, server.address);
         try {
-          this.failAttempt(netError.code === 'ETIMEDOUT' ? 'timeout' : 'connect', httpStatusFor(netError.code), `connect to ${server.address}: ${netError.code}`, false);
+          // A gRPC call whose connect timed out sent nothing: UNAVAILABLE, and free to try the next server.
+          const timedOut = netError.code === 'ETIMEDOUT' && !this.grpc;
+          this.failAttempt(timedOut ? 'timeout' : 'connect', this.grpc ? 503 : httpStatusFor(netError.code), `connect to ${server.address}: ${netError.code}`, false);
         } catch (failure) {
           session.crashed(failure);
         }
@@ -428,7 +398,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     session.phase = Phase.Proxy;
     let head: Uint8Array;
     try {
-      head = this.buildUpstreamHead(req, server, attempt.span);
+      head = this.upstreamHead(req, server, attempt.span);
     } catch (error) {
       this.attempt = undefined;
       attempt.abort();
@@ -458,76 +428,13 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
   }
 
-  /** The request head for `server`; with `span` (tracing), its traceparent names that span as the parent. */
-  private buildUpstreamHead(req: RequestHead, server: UpstreamServer, span: Span | undefined): Uint8Array {
-    const location = this.location!.spec;
-    const ctx = this.session.ctx;
-    const forwarding = ctx.forwarding;
-    const clientIp = this.clientIp;
-    const trusted = forwarding.isTrusted(clientIp);
-    let incoming: Map<string, string> | undefined;
-    const fields: HeaderList = [];
-    const connection = req.connection;
-    const others = connection.length > 0 && namesOthers(connection);
-    let hasHost = false;
-    let lengthPlaced = false;
-    for (const field of req.headers) {
-      const kind = fieldKind(field[0]);
-      if (kind === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
-      if (kind === Field.Forwarding) {
-        if (trusted) {
-          const lower = lowerName(field[0]);
-          incoming ??= new Map();
-          const previous = incoming.get(lower);
-          incoming.set(lower, previous ? `${previous}, ${field[1]}` : field[1]);
-        }
-        continue;
-      }
-      if (kind === Field.Host) {
-        hasHost = true;
-        const host = location.upstreamHost ?? this.authority;
-        if (host !== undefined) {
-          fields.push(['Host', host]);
-          continue;
-        }
-      }
-      if (kind === Field.Length) {
-        // One normalised value (`5, 5` is 5): the next hop must not read the framing differently.
-        if (!lengthPlaced && req.contentLength !== undefined) fields.push(['Content-Length', String(req.contentLength)]);
-        lengthPlaced = true;
-        continue;
-      }
-      if (kind === Field.Trace && span !== undefined) continue;
-      fields.push(field);
-    }
-    if (!hasHost) fields.push(['Host', location.upstreamHost ?? this.authority ?? server.address]);
-    if (req.chunked) fields.push(['Transfer-Encoding', 'chunked']);
-    if (req.upgrade !== undefined) {
-      fields.push(['Connection', 'Upgrade']);
-      fields.push(['Upgrade', req.upgrade]);
-    }
-    const host = this.authority ?? req.host ?? '';
-    if (trusted) forwarding.append(fields, clientIp, ctx.scheme, host, incoming);
-    else {
-      // They only change with the client address and Host: the listener keeps the last ones.
-      const forwarded = forwarding.fieldsFor(clientIp, ctx.scheme, host);
-      for (let i = 0; i < forwarded.length; i++) fields.push(forwarded[i]!);
-    }
-    if (this.location!.requestRules.length > 0) {
-      applyRules(fields, this.location!.requestRules, this.variables());
-      // Tracing on: the attempt's traceparent wins over one a rule set (`default traceparent {new_traceparent}`).
-      if (span !== undefined) dropFields(fields, 'traceparent');
-    }
-    // A view of core-net's shared compose buffer (no re-validation: every field
-    // came from the strict parser, checked configuration, or variables of those).
-    // The callers write it at once.
-    const line = ctx.wire.requestLine(req.method, this.upstreamTarget);
-    // Tracing: the attempt's traceparent goes last, so that the memo still covers the fields that repeat.
-    if (span !== undefined) return ctx.wire.requestMemo.composeWithField(line, fields, 'traceparent', span.traceparent);
-    return ctx.wire.requestMemo.compose(line, fields);
+  /** The request head for `server` (request-head.ts); with `span` (tracing), its traceparent names that span as the parent. */
+  private upstreamHead(req: RequestHead, server: UpstreamServer, span: Span | undefined): Uint8Array {
+    return upstreamRequestHead(this.session.ctx, this.location!, req, this.upstreamTarget, this.clientIp, this.authority, server.address, span, this);
   }
 
-  private variables(): RuleVariables {
+  /** The values of header-rule variables for this request (request-head.ts, response rules). */
+  variables(): RuleVariables {
     const req = this.req;
     const client = this.session.client;
     return {
@@ -745,7 +652,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     conn.userData = this;
     conn.setHandler(upstreamHandler);
     try {
-      conn.write(this.buildUpstreamHead(this.req!, hedge.server, hedge.span));
+      conn.write(this.upstreamHead(this.req!, hedge.server, hedge.span));
     } catch {
       this.dropHedge();
     }
@@ -798,10 +705,12 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     else this.respHeads.push(chunk, this.req!.method, this);
   }
 
-  /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients. */
+  /** ResponseHeadSink: interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 and HTTP/2 clients. */
   onInterim(head: ResponseHead): void {
-    // Rebuilt as HTTP/1.1 without hop-by-hop fields (the upstream's version and Connection are its own).
-    if (this.req!.version === '1.1' && this.session.http2 === undefined) this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
+    // Rebuilt without hop-by-hop fields (the upstream's version and Connection are its own).
+    const http2 = this.session.http2;
+    if (http2 !== undefined) http2.interim(head.status, endToEnd(head));
+    else if (this.req!.version === '1.1') this.session.client.write(composeHead(statusLine(head.status, head.reason), endToEnd(head)));
   }
 
   /** ResponseHeadSink: a malformed head. */
@@ -821,6 +730,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       return;
     }
     const core = this.session.ctx.core;
+    if (this.grpc && isUnavailableAnswer(head) && this.canRetry('unavailable')) {
+      this.failAttempt('unavailable', 503, `UNAVAILABLE from ${this.upstreamAddr}: ${getHeader(head.headers, 'grpc-message') ?? ''}`, true);
+      return;
+    }
     if (core.retries.onStatus.includes(head.status) && this.canRetry('status')) {
       this.failAttempt('status', head.status, `status ${head.status} from ${this.upstreamAddr}`, true);
       return;
@@ -832,31 +745,16 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     this.respReader = reader;
     const req = this.req!;
     if (head.framing === 'close' || (this.reqReader && !this.reqReader.done)) this.keepAlive = false;
-    const fields: HeaderList = [];
-    const connection = head.connection;
-    const others = connection.length > 0 && namesOthers(connection);
-    let lengthPlaced = false;
-    for (const field of head.headers) {
-      const kind = fieldKind(field[0]);
-      if (kind === Field.HopByHop || (others && connection.includes(lowerName(field[0])))) continue;
-      if (kind === Field.Length) {
-        // As for requests: one normalised Content-Length reaches the client.
-        if (!lengthPlaced && head.contentLength !== undefined) fields.push(['Content-Length', String(head.contentLength)]);
-        lengthPlaced = true;
-        continue;
-      }
-      fields.push(field);
-    }
+    const fields = endToEnd(head);
     if (this.session.http2 !== undefined) {
       // HTTP/2 frames the body itself (DATA, END_STREAM): a chunked body is decoded.
+      if (head.contentLength !== undefined) fields.push(['Content-Length', String(head.contentLength)]);
       this.dechunk = head.chunked;
     } else {
-      // An HTTP/1.0 client cannot read chunked: decode it and delimit by closing.
-      this.dechunk = head.chunked && req.version === '1.0';
-      if (this.dechunk) this.keepAlive = false;
-      else if (head.chunked) fields.push(['Transfer-Encoding', 'chunked']);
-      if (!this.keepAlive) fields.push(['Connection', 'close']);
-      else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
+      // An HTTP/1.0 client cannot read chunked: core-net decides to decode it and delimit by closing.
+      const framing = responseFraming(head.contentLength, head.chunked, req.version, this.keepAlive, fields);
+      this.dechunk = (framing & FRAMING_DECHUNK) !== 0;
+      this.keepAlive = (framing & FRAMING_KEEP_ALIVE) !== 0;
     }
     if (this.location!.responseRules.length > 0) applyRules(fields, this.location!.responseRules, this.variables());
     // The head goes out with the first body bytes in one write (one syscall less per response).
@@ -909,10 +807,11 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       return;
     }
     if (session.http2 !== undefined) {
-      if (statusLine !== undefined) session.http2.respond(this.status, fields!, false);
+      // An empty complete body (gRPC's trailers-only answer among them): one HEADERS frame with END_STREAM.
+      if (statusLine !== undefined) session.http2.respond(this.status, fields!, taken === 0 && reader.done);
       if (taken > 0) {
         this.bytesSent += taken;
-        if (!client.write(start === 0 && taken === whole.byteLength ? whole : whole.subarray(start, start + taken))) this.pauseUp();
+        if (!session.http2.writeBody(whole, start, start + taken)) this.pauseUp();
       }
     } else if (taken > 0 || statusLine !== undefined) {
       const out =
@@ -972,11 +871,17 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       core.reportFailure(this.upstream!, attempt.server, 'connect', 'closed mid-response');
       this.attempt = undefined;
       attempt.release();
-      this.session.client.destroy();
+      if (this.grpc) this.endGrpc(grpcStatusForHttp(502), `${this.upstreamAddr} closed the stream mid-response`);
+      else this.session.client.destroy();
       return;
     }
     const reason = `${this.upstreamAddr} closed the connection before responding${error ? ` (${toNetError(error).code})` : ''}`;
-    this.failAttempt('reset', 502, reason, true);
+    // An HTTP/2 stream that never reached the server (no connection could be made, REFUSED_STREAM, GOAWAY
+    // above it): for a gRPC call, as a failed connect, retried outside the budget (many calls may wait on one connect).
+    const refused = this.grpc && (error as { notProcessed?: boolean } | undefined)?.notProcessed === true;
+    // Any other loss before the response head is UNAVAILABLE to a gRPC client, which gRPC retries before response
+    // headers (gRFC A6): so does the proxy, within the budget, whatever the method list says.
+    this.failAttempt(refused ? 'connect' : 'reset', 502, reason, true, refused || !this.grpc ? undefined : 'unavailable');
   }
 
   // ---------------------------------------------------------------- retries and errors
@@ -1003,22 +908,22 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
    * allowed, or answer `status`. `report` is false for connect failures
    * (the connector reported them already).
    */
-  private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean): void {
+  private failAttempt(kind: FailureKind, status: number, reason: string, report: boolean, retryAs: FailureKind = kind): void {
     const server = this.attempt?.server;
     const upstream = this.upstream!;
     const core = this.session.ctx.core;
     if (server) {
       this.attempt!.fail();
       this.attempt!.span?.fail(reason);
-      if (report) core.reportFailure(upstream, server, kind === 'status' ? 'status5xx' : kind === 'timeout' ? 'timeout' : 'connect', reason);
+      if (report) core.reportFailure(upstream, server, kind === 'status' || kind === 'unavailable' ? 'status5xx' : kind === 'timeout' ? 'timeout' : 'connect', reason);
       (this.tried ??= new Set()).add(server);
     }
     this.abortUpstream();
     this.lastFailure = { status, reason };
     core.logger.warn('upstream attempt failed', { client: this.clientIp, upstream: server?.address, reason, attempt: this.attempts });
-    if (this.canRetry(kind)) {
+    if (this.canRetry(retryAs)) {
       // A failed connect sent nothing: moving on costs the servers nothing, so it is not budgeted.
-      if (kind === 'connect' || (this.retrySlot ??= new RetrySlot()).take(upstream, core.retries)) {
+      if (retryAs === 'connect' || (this.retrySlot ??= new RetrySlot()).take(upstream, core.retries)) {
         this.tryNext(Date.now());
         return;
       }
@@ -1041,7 +946,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   respondError(status: number, reason: string): void {
     if (this.session.phase === Phase.Closed) return;
     if (this.respHead) {
-      this.session.client.destroy();
+      if (this.grpc) this.endGrpc(grpcStatusForHttp(status), reason);
+      else this.session.client.destroy();
       return;
     }
     if (this.reqReader && !this.reqReader.done) this.keepAlive = false;
@@ -1053,6 +959,10 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   /** Answer from the proxy itself (fixed response, error), then go on with the next request or close. */
   private writeLocal(status: number, headers: HeaderList, body: string | Uint8Array, reason: string | undefined): void {
     const session = this.session;
+    if (this.grpc && status >= 400) {
+      this.endGrpc(this.grpcDeadline && status === 504 ? 4 : grpcStatusForHttp(status), reason ?? `${status} ${STATUS_TEXT[status] ?? ''}`);
+      return;
+    }
     session.phase = Phase.Local;
     this.status = status;
     const req = this.req;
@@ -1061,9 +971,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const payload = typeof body === 'string' ? Buffer.from(body) : body;
     const fields: HeaderList = [...headers];
     const bodyless = req?.method === 'HEAD' || status === 204 || status === 304;
-    if (status !== 204 && status !== 304) fields.push(['Content-Length', String(payload.byteLength)]);
-    if (!this.keepAlive) fields.push(['Connection', 'close']);
-    else if (req?.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    responseFraming(status !== 204 && status !== 304 ? payload.byteLength : undefined, false, req?.version ?? '1.1', this.keepAlive, fields);
     if (this.location && this.location.responseRules.length > 0) applyRules(fields, this.location.responseRules, this.variables());
     if (session.http2 !== undefined) {
       const empty = bodyless || payload.byteLength === 0;
@@ -1121,12 +1029,11 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
       if (lower === 'content-length') length = Number(field[1]);
       else if (lower !== 'transfer-encoding' && lower !== 'connection') fields.push(field);
     }
-    const chunked = length === undefined && req.method !== 'HEAD' && response.status !== 204 && response.status !== 304 && session.http2 === undefined;
-    if (length !== undefined) fields.push(['Content-Length', String(length)]);
-    else if (chunked) fields.push(['Transfer-Encoding', 'chunked']);
-    if (chunked && req.version === '1.0') this.keepAlive = false;
-    if (!this.keepAlive) fields.push(['Connection', 'close']);
-    else if (req.version === '1.0') fields.push(['Connection', 'keep-alive']);
+    const unframed = length === undefined && req.method !== 'HEAD' && response.status !== 204 && response.status !== 304 && session.http2 === undefined;
+    // Chunked unless the client is HTTP/1.0, which gets the plain body delimited by closing.
+    const framing = responseFraming(length, unframed, req.version, this.keepAlive, fields);
+    this.keepAlive = (framing & FRAMING_KEEP_ALIVE) !== 0;
+    const chunked = unframed && (framing & FRAMING_DECHUNK) === 0;
     if (location.responseRules.length > 0) applyRules(fields, location.responseRules, this.variables());
     this.status = response.status;
     const client = session.client;
@@ -1185,6 +1092,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     attempt?.release();
     // A connection closing after this response keeps an idle deadline until the client goes.
     if (!this.keepAlive) session.setDeadline(Deadline.Idle, core.timeouts.idleMs, now);
+    // A chunked body's trailers (gRPC's status among them) end the HTTP/2 stream; an HTTP/1.1 client got them in the last chunk.
+    if (session.http2 !== undefined && this.dechunk && this.respReader!.trailers.length > 0) session.http2.trailers(this.respReader!.trailers);
     this.logAccess(undefined);
     session.exchangeDone(this, this.keepAlive, true, now);
   }
@@ -1238,7 +1147,8 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
   private startReplay(head: RequestHead): void {
     const retries = this.session.ctx.core.retries;
     const limit = bodyBufferLimit(retries);
-    const fits = limit > 0 && retries.methods.includes(head.method) && (head.contentLength === undefined || head.contentLength <= limit);
+    // A gRPC call is kept too: it is replayed only when the server did not take it (UNAVAILABLE, refused).
+    const fits = limit > 0 && (retries.methods.includes(head.method) || this.grpc) && (head.contentLength === undefined || head.contentLength <= limit);
     this.replay = fits ? [] : undefined;
     this.replayBytes = 0;
   }
@@ -1340,7 +1250,7 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const session = this.session;
     session.setDeadline(Deadline.None, 0);
     const core = session.ctx.core;
-    const reason = `request not complete within ${core.timeouts.requestMs} ms`;
+    const reason = this.grpcDeadline ? `deadline exceeded (grpc-timeout ${this.header('grpc-timeout')})` : `request not complete within ${core.timeouts.requestMs} ms`;
     if (this.attempt?.connecting) {
       // Nothing reached the server yet: it is not blamed.
       this.attempt.abort();
@@ -1359,7 +1269,32 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     }
     core.logger.warn('request timeout', { client: this.clientIp, upstream: this.upstreamAddr, reason });
     this.abortUpstream();
-    session.client.destroy();
+    if (this.grpc) this.endGrpc(4, reason);
+    else session.client.destroy();
+  }
+
+  /**
+   * The proxy ends a gRPC call itself: before any response, HTTP 200 with a
+   * trailers-only answer; after the response head, the stream ends with
+   * trailers. Either way with `grpc-status` and `grpc-message`, which a gRPC
+   * client reads (an error page or a reset would be UNKNOWN or CANCELLED to it).
+   */
+  private endGrpc(code: number, message: string): void {
+    const session = this.session;
+    const http2 = session.http2!;
+    if (session.phase === Phase.Closed) return;
+    if (this.attempt || this.hedge) this.abortUpstream();
+    const status = grpcStatusFields(code, message);
+    if (this.respHead === undefined) {
+      this.status = 200;
+      session.phase = Phase.Local;
+      http2.respond(200, [['content-type', 'application/grpc'], ...status], true);
+    } else http2.trailers(status);
+    // A request body still owed is read and dropped by the stream (exchangeDone).
+    this.keepAlive = false;
+    session.ctx.core.logger.info('gRPC call ended by the proxy', { client: this.clientIp, upstream: this.upstreamAddr, grpcStatus: code, reason: message });
+    this.logAccess(message);
+    session.exchangeDone(this, false, true);
   }
 
   /** The session's deadline of an exchange kind passed. */

@@ -136,8 +136,11 @@ class H1OverH2Conn extends VirtualConn {
       const rest = view.subarray(parsed.consumed);
       const whole = req.framing === 'none';
       this.noBody = req.method === 'HEAD';
+      const headers = http1FieldsToHttp2(req.headers);
+      // The engine drops TE (hop-by-hop on HTTP/1.1); gRPC servers may require `te: trailers` (as nginx's grpc_pass sends).
+      if (wantsTeTrailers(headers)) headers.push('te', 'trailers');
       this.call = this.pool.request(
-        { method: req.method, path: req.target, authority: req.host ?? this.pool.authority, headers: http1FieldsToHttp2(req.headers) },
+        { method: req.method, path: req.target, authority: req.host ?? this.pool.authority, headers },
         callHandler,
         whole ? { userData: this } : { stream: true, userData: this },
       );
@@ -183,6 +186,12 @@ class H1OverH2Conn extends VirtualConn {
       text += `${name}: ${fields[i + 1]!}${CRLF}`;
     }
     this.noBody ||= status === 204 || status === 304;
+    if (call.stream?.remoteEnded === true && !this.noBody && !length) {
+      // HEADERS with END_STREAM (gRPC's trailers-only answer): an empty body by length, so that
+      // the engine answers an HTTP/2 client with one HEADERS frame with END_STREAM too.
+      this.noBody = true;
+      text += `content-length: 0${CRLF}`;
+    }
     this.chunked = !this.noBody && !length;
     if (this.chunked) text += `transfer-encoding: chunked${CRLF}`;
     text += CRLF;
@@ -270,3 +279,17 @@ const callHandler: Http2CallHandler = {
     (call.userData as H1OverH2Conn).onClose(call, error);
   },
 };
+
+/** A gRPC request (`content-type: application/grpc[+proto|;...]`, not gRPC-Web) without `te: trailers` yet. */
+function wantsTeTrailers(headers: Http2Headers): boolean {
+  let grpc = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name === 'te') return false;
+    if (name === 'content-type') {
+      const value = headers[i + 1]!;
+      grpc = value.startsWith('application/grpc') && !value.startsWith('application/grpc-web');
+    }
+  }
+  return grpc;
+}

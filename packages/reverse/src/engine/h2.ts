@@ -122,6 +122,18 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   hedgeTimerAt = 0;
   /** Our side ended while the client still sends: what it sends is read and dropped. */
   private discard = false;
+  /** Response trailers (a chunked upstream body's, or a gRPC status): sent with END_STREAM. */
+  private endTrailers: Http2Headers | undefined = undefined;
+  /**
+   * A head that ends the stream (an empty body, a trailers-only answer): sent by `exchangeDone`,
+   * since ending the stream may close it at once, and the exchange must finish first.
+   */
+  private endingHead: Http2Headers | undefined = undefined;
+  private endingStatus = 0;
+  /** The request asked `expect: 100-continue` and has a body: 100 is sent once the body is wanted upstream. */
+  private expectContinue = false;
+  /** The final response head is sent: interim ones are dropped from then on. */
+  private responded = false;
 
   constructor(
     readonly stream: Http2Stream,
@@ -145,6 +157,7 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
     const contentLength = stream.expectedLength >= 0 ? stream.expectedLength : undefined;
     const chunked = contentLength === undefined && !ended;
     this.chunkBody = chunked;
+    if (!ended) this.expectContinue = asksContinue(request.headers);
     const head: RequestHead = {
       method: request.method,
       target: request.path,
@@ -244,6 +257,9 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   }
 
   replayHeld(): void {
+    // Called when an upstream wants the body (Exchange.bindUpstream): the client waiting for 100 may send it now,
+    // without waiting for the upstream's own 100 (RFC 9110 §10.1.1), which is then not relayed twice.
+    if (this.expectContinue) this.interim(100, NO_FIELDS);
     const chunks = takeHeld(this);
     if (chunks === undefined) return;
     for (let i = 0; i < chunks.length; i++) {
@@ -264,7 +280,8 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
       this.discard = true;
       this.resumeClient(true);
     }
-    this.stream.end();
+    if (this.endingHead !== undefined) this.stream.respond(this.endingStatus, this.endingHead, true);
+    else this.stream.end(undefined, this.endTrailers);
   }
 
   becomeTunnel(): void {
@@ -303,14 +320,35 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   // ---------------------------------------------------------------- Http2Responder
 
   respond(status: number, fields: HeaderList, endStream: boolean): void {
+    this.responded = true;
+    this.expectContinue = false;
+    const out = toHttp2Fields(fields);
+    if (endStream) {
+      this.endingStatus = status;
+      this.endingHead = out;
+    } else this.stream.respond(status, out, false);
+  }
+
+  interim(status: number, fields: HeaderList): void {
+    if (this.responded || this.stream.closed || status < 100 || status > 199 || status === 101) return;
+    if (status === 100) {
+      // One 100 per request: ours (sent early) or the upstream's.
+      if (!this.expectContinue) return;
+      this.expectContinue = false;
+    }
+    this.stream.respond(status, fields.length === 0 ? NO_H2_FIELDS : toHttp2Fields(fields), false);
+  }
+
+  trailers(fields: ReadonlyArray<readonly [string, string]>): void {
     const out: Http2Headers = [];
     for (let i = 0; i < fields.length; i++) {
       const field = fields[i]!;
       const name = lowerName(field[0]);
-      if (NOT_ON_H2.has(name)) continue;
+      // Framing and routing fields are not allowed in trailers (RFC 9110 §6.5.1).
+      if (NOT_ON_H2.has(name) || name === 'content-length' || name === 'trailer') continue;
       out.push(name, field[1]);
     }
-    this.stream.respond(status, out, endStream);
+    if (out.length > 0) this.endTrailers = out;
   }
 
   // ---------------------------------------------------------------- Conn (what the exchange writes to)
@@ -320,6 +358,13 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
     if (chunk.byteLength === 0) return true;
     this.bytesWritten += chunk.byteLength;
     return this.stream.write(chunk);
+  }
+
+  writeBody(bytes: Uint8Array, start: number, end: number): boolean {
+    if (this.closed || this.stream.closed) return false;
+    if (end <= start) return true;
+    this.bytesWritten += end - start;
+    return this.stream.writeRange(bytes, start, end);
   }
 
   /** The exchange ends the stream through `exchangeDone`. */
@@ -339,6 +384,29 @@ export class Http2ClientStream extends VirtualConn implements ClientConnection, 
   resume(): void {
     this.stream.resume();
   }
+}
+
+const NO_FIELDS: HeaderList = [];
+const NO_H2_FIELDS: Http2Headers = [];
+
+/** A response head's fields for HEADERS: names lower-cased, connection-specific ones dropped. */
+function toHttp2Fields(fields: HeaderList): Http2Headers {
+  const out: Http2Headers = [];
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    const name = lowerName(field[0]);
+    if (NOT_ON_H2.has(name)) continue;
+    out.push(name, field[1]);
+  }
+  return out;
+}
+
+/** True when an HTTP/2 request's fields (lower-case names) carry `expect: 100-continue`. */
+function asksContinue(headers: Http2Headers): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === 'expect' && headers[i + 1]!.toLowerCase() === '100-continue') return true;
+  }
+  return false;
 }
 
 /** `0\r\n` + trailer fields + `\r\n`: an HTTP/2 request's trailers for a chunked HTTP/1.1 body. */

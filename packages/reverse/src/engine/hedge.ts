@@ -96,7 +96,29 @@ export function connectHedgeDelay(upstream: Upstream, maxMs: number): number {
  */
 export function connected(upstream: Upstream, server: UpstreamServer, startedAt: number, now: number): void {
   upstreamHedge(upstream).connect.add(now - startedAt);
+  stuckServers.delete(server);
   upstream.health?.reportAnswer?.(server.address, startedAt, 'connect');
+}
+
+/**
+ * Servers whose newest news is a connect still pending after the hedge
+ * delay (SYNs dropped), until one of their connects completes. A connect to
+ * such a server is hedged at once rather than after the delay: only the
+ * requests of the first delay pay it, not every one until the stall
+ * detector has counted its losses. The connect to it still goes out, so that
+ * its recovery is seen; a server never connected to again stays here, which
+ * costs only an extra connect when it is next picked.
+ */
+const stuckServers = new WeakSet<UpstreamServer>();
+
+/** A connect to `server` is still pending after the connect-hedge delay. */
+export function connectStuck(server: UpstreamServer): void {
+  stuckServers.add(server);
+}
+
+/** Is the newest news of `server` a connect stuck past the hedge delay (and none completed since)? */
+export function connectsStuck(server: UpstreamServer): boolean {
+  return stuckServers.has(server);
 }
 
 // ------------------------------------------------------------------ stalled servers (reported to @wmproxy/health)

@@ -35,8 +35,17 @@ export enum Deadline {
  * which the exchange writes the body unframed to `client` (DATA).
  */
 export interface Http2Responder {
-  /** `fields` as the HTTP/1 path built them; connection-specific ones are dropped, names lower-cased. */
+  /**
+   * `fields` as the HTTP/1 path built them; connection-specific ones are dropped, names lower-cased.
+   * `endStream`: no body follows, one HEADERS frame with END_STREAM is the whole answer (sent when the exchange is done).
+   */
   respond(status: number, fields: HeaderList, endStream: boolean): void;
+  /** The stream ends with these trailers (HEADERS with END_STREAM) instead of an empty DATA frame. */
+  trailers(fields: ReadonlyArray<readonly [string, string]>): void;
+  /** An upstream's interim response (100, 103) as an informational HEADERS; dropped once the final head is sent. */
+  interim(status: number, fields: HeaderList): void;
+  /** Body bytes `bytes[start, end)` as DATA (valid during the call only); false above the high-water mark. */
+  writeBody(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 /** What an exchange sees of its client connection (a ClientSession, or one HTTP/2 stream). */

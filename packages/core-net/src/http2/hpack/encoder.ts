@@ -176,9 +176,37 @@ export class HpackEncoder {
       return;
     } else {
       this.integer(0x00, 4, nameIndex);
+      if (nameIndex !== 0 && value.length >= 8 && value.length <= 1024 && NOT_INDEXED.has(name)) {
+        this.repeatedLiteral(name, value);
+        return;
+      }
     }
     if (nameIndex === 0) this.string(name);
     this.string(value);
+  }
+
+  // The last encoded value of each NOT_INDEXED name (at most one per name of that fixed set):
+  // `date` is the same on every response within its second, and Huffman coding it each time costs.
+  private readonly literals = new Map<string, { value: string; bytes: Uint8Array }>();
+
+  private repeatedLiteral(name: string, value: string): void {
+    const kept = this.literals.get(name);
+    if (kept !== undefined && kept.value === value) {
+      const bytes = kept.bytes;
+      this.reserve(bytes.byteLength);
+      this.buf.set(bytes, this.at);
+      this.at += bytes.byteLength;
+      return;
+    }
+    const start = this.at;
+    this.string(value);
+    const bytes = this.buf.slice(start, this.at);
+    if (kept !== undefined) {
+      kept.value = value;
+      kept.bytes = bytes;
+    } else {
+      this.literals.set(name, { value, bytes });
+    }
   }
 
   private nameIndex(name: string): number {
