@@ -1,5 +1,10 @@
-// WebSocket -> TCP bridges (ws2tcp) measured against websockify and direct TCP, in the same run.
+// WebSocket <-> TCP bridges (ws2tcp, tcp2ws) measured against websockify, `ws` and direct TCP, in the same run.
 // Usage: flock /work/bench.lock node bench/ws-bridge.mjs [--mib 256] [--conns 200] [--msgs 200000] [--only a,b]
+//          [--far codec-bun] [--phases upload,download,small,memory] [--rounds 1] [--profile DIR]
+// --baseline DIR: also the codec and tcp2ws candidates from another checkout (e.g. /work/main, built), as NAME@base.
+// --rounds N: every candidate measured N times, rounds interleaved (a load change hits all alike); medians.
+// CPU: the bridge process tree's user+system seconds per GiB moved (less sensitive to a loaded host than MiB/s).
+// --profile DIR: candidate processes run with --cpu-prof (Node and Bun), profiles written to DIR on exit.
 //
 // Candidates (each a child process bridging ws://127.0.0.1:P/ to a TCP target in this process):
 //   codec-node  wmproxy's ws2tcp (its own RFC 6455 codec over core-net Conns) on Node
@@ -8,6 +13,11 @@
 //   bun-native  Bun.serve's native WebSocket with a node:net socket (Bun only)
 //   websockify  Debian's websockify (Python; forks a process per connection)
 //   direct      plain TCP to the target, no bridge (the ceiling)
+// tcp2ws candidates (a TCP listener whose connections become WebSocket clients of a far end: the
+// ws2tcp candidate named by --far, default codec-bun, in front of the same TCP target):
+//   tcp2ws-node / tcp2ws-bun  wmproxy's tcp2ws on Node / Bun
+//   tcp2ws-ws                 the `ws` package's client piped to the accepted socket, on Node
+//   (websockify has no tcp2ws mode; the far end alone, a WebSocket client straight to it, is the ceiling)
 // Workloads: upload (client -> bridge -> TCP sink, 64 KiB binary messages), download (TCP source ->
 // bridge -> client), small messages (64-byte messages through a TCP echo, pipelined in windows),
 // and memory: RSS of the bridge's process tree per idle open WebSocket.
@@ -25,12 +35,33 @@ const root = join(here, '..');
 // ------------------------------------------------------------------ child: one bridge
 if (process.argv[2] === '--serve') {
   const [kind, targetPort] = [process.argv[3], Number(process.argv[4])];
+  // The checkout whose ws-bridge to load (--baseline), else this one.
+  const libRoot = process.argv[5] ?? root;
   const ready = (port) => process.stdout.write(`PORT ${port}\n`);
+  // A clean exit on stop, so that --cpu-prof writes its profile.
+  process.on('SIGTERM', () => process.exit(0));
   if (kind === 'codec') {
-    const lib = typeof Bun !== 'undefined' ? join(root, 'packages/ws-bridge/src/index.ts') : join(root, 'packages/ws-bridge/dist/src/index.js');
+    const lib = typeof Bun !== 'undefined' ? join(libRoot, 'packages/ws-bridge/src/index.ts') : join(libRoot, 'packages/ws-bridge/dist/src/index.js');
     const { Ws2TcpServer } = await import(lib);
     const server = await new Ws2TcpServer({ listen: '127.0.0.1:0', target: `127.0.0.1:${targetPort}`, maxMessageSize: 1 << 30, maxConnections: 0 }).start();
     ready(server.boundAddresses[0].split(':').pop());
+  } else if (kind === 'tcp2ws') {
+    const lib = typeof Bun !== 'undefined' ? join(libRoot, 'packages/ws-bridge/src/index.ts') : join(libRoot, 'packages/ws-bridge/dist/src/index.js');
+    const { Tcp2WsServer } = await import(lib);
+    // targetPort is the far end's (a WebSocket server) here.
+    const server = await new Tcp2WsServer({ listen: '127.0.0.1:0', url: `ws://127.0.0.1:${targetPort}/`, subprotocols: ['binary'], maxMessageSize: 1 << 30, maxConnections: 0 }).start();
+    ready(server.boundAddresses[0].split(':').pop());
+  } else if (kind === 'ws-client') {
+    const { WebSocket, createWebSocketStream } = await import('ws');
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      const ws = new WebSocket(`ws://127.0.0.1:${targetPort}/`, 'binary', { maxPayload: 1 << 30, perMessageDeflate: false });
+      const stream = createWebSocketStream(ws);
+      stream.on('error', () => socket.destroy());
+      socket.on('error', () => stream.destroy());
+      socket.pipe(stream).pipe(socket);
+    });
+    server.listen(0, '127.0.0.1', () => ready(server.address().port));
   } else if (kind === 'ws') {
     const { WebSocketServer, createWebSocketStream } = await import('ws');
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 1 << 30, perMessageDeflate: false });
@@ -130,6 +161,38 @@ const MIB = Number(opt('mib', 256));
 const CONNS = Number(opt('conns', 200));
 const MSGS = Number(opt('msgs', 200_000));
 const only = opt('only', undefined)?.split(',');
+const FAR = opt('far', 'codec-bun');
+const PHASES = opt('phases', 'upload,download,small,memory').split(',');
+const PROFILE = opt('profile', undefined);
+const ROUNDS = Number(opt('rounds', 1));
+const BASELINE = opt('baseline', undefined);
+const withBase = (kinds) => kinds.flatMap((kind) => (BASELINE && (kind.startsWith('codec') || kind.startsWith('tcp2ws-')) && kind !== 'tcp2ws-ws' ? [kind, `${kind}@base`] : [kind]));
+const TICK = 100; // USER_HZ on Linux
+
+/** user+system CPU seconds of a process, its children and their reaped children. */
+function treeCpuSeconds(pid) {
+  if (pid === undefined) return 0;
+  let ticks = 0;
+  const add = (p, withReaped) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + (withReaped ? Number(f[13]) + Number(f[14]) : 0);
+      return Number(f[1]);
+    } catch {
+      return -1;
+    }
+  };
+  add(pid, true);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) add(Number(entry), true);
+    } catch {}
+  }
+  return ticks / TICK;
+}
 const BUN = join(root, 'node_modules/.bin/bun');
 const hasBun = existsSync(BUN);
 const hasWebsockify = existsSync('/usr/bin/websockify');
@@ -157,7 +220,8 @@ async function setTarget(mode) {
   await ack;
 }
 
-function startCandidate(kind) {
+function startCandidate(name, farPort) {
+  const [kind, base] = name.split('@');
   if (kind === 'direct') return { port: targetPort, pid: undefined, stop() {} };
   let child;
   if (kind === 'websockify') {
@@ -166,8 +230,10 @@ function startCandidate(kind) {
     return waitPort(port).then(() => ({ port, pid: child.pid, stop: () => child.kill('SIGTERM') }));
   }
   const runtime = kind.endsWith('-bun') || kind === 'bun-native' ? BUN : process.execPath;
-  const serveKind = kind.startsWith('codec') ? 'codec' : kind === 'ws-node' ? 'ws' : 'bun';
-  child = spawn(runtime, [fileURLToPath(import.meta.url), '--serve', serveKind, String(targetPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const serveKind = kind.startsWith('codec') ? 'codec' : kind === 'ws-node' ? 'ws' : kind === 'tcp2ws-ws' ? 'ws-client' : kind.startsWith('tcp2ws') ? 'tcp2ws' : 'bun';
+  const port = kind.startsWith('tcp2ws') ? farPort : targetPort;
+  const flags = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [];
+  child = spawn(runtime, [...flags, fileURLToPath(import.meta.url), '--serve', serveKind, String(port), ...(base ? [BASELINE] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (chunk) => {
@@ -175,7 +241,7 @@ function startCandidate(kind) {
       const match = /PORT (\d+)/.exec(out);
       if (match) resolve({ port: Number(match[1]), pid: child.pid, stop: () => child.kill('SIGTERM') });
     });
-    child.on('exit', (code) => reject(new Error(`${kind} exited ${code}`)));
+    child.on('exit', (code) => reject(new Error(`${name} exited ${code}`)));
   });
 }
 
@@ -401,43 +467,112 @@ async function memoryPerConn(candidate, ws) {
   return (after - before) / CONNS;
 }
 
-const candidates = ['direct', 'codec-node', ...(hasBun ? ['codec-bun'] : []), 'ws-node', ...(hasBun ? ['bun-native'] : []), ...(hasWebsockify ? ['websockify'] : [])]
-  .filter((kind) => !only || only.includes(kind) || kind === 'direct');
-const results = {};
-for (const kind of candidates) {
-  const candidate = await startCandidate(kind);
-  const ws = kind !== 'direct';
-  try {
-    const row = {};
-    console.error(`${kind}: measuring`);
+const candidates = withBase(['direct', 'codec-node', ...(hasBun ? ['codec-bun'] : []), 'ws-node', ...(hasBun ? ['bun-native'] : []), ...(hasWebsockify ? ['websockify'] : [])]
+  .filter((kind) => !only || only.includes(kind) || kind === 'direct'));
+const tcp2wsCandidates = withBase(['tcp2ws-node', ...(hasBun ? ['tcp2ws-bun'] : []), 'tcp2ws-ws'].filter((kind) => !only || only.includes(kind)));
+
+async function measure(kind, candidate, ws) {
+  console.error(`${kind}: measuring`);
+  const row = {};
+  const gib = MIB / 1024;
+  if (PHASES.includes('upload')) {
+    const cpu = treeCpuSeconds(candidate.pid);
     row.uploadMiBs = await upload(candidate.port, ws);
-    row.downloadMiBs = await download(candidate.port, ws);
-    row.msgsPerSec = await smallMessages(candidate.port, ws);
-    row.kibPerConn = await memoryPerConn(candidate, ws);
-    results[kind] = row;
-    // Progress on stderr, so that a run cut short still says what it measured.
-    console.error(`${kind}: ${JSON.stringify(row)}`);
-  } catch (error) {
-    results[kind] = { error: error.message };
-  } finally {
-    candidate.stop();
+    if (candidate.pid !== undefined) row.uploadCpuSPerGiB = (treeCpuSeconds(candidate.pid) - cpu) / gib;
   }
-  await new Promise((r) => setTimeout(r, 300));
+  if (PHASES.includes('download')) {
+    const cpu = treeCpuSeconds(candidate.pid);
+    row.downloadMiBs = await download(candidate.port, ws);
+    if (candidate.pid !== undefined) row.downloadCpuSPerGiB = (treeCpuSeconds(candidate.pid) - cpu) / gib;
+  }
+  if (PHASES.includes('small')) row.msgsPerSec = await smallMessages(candidate.port, ws);
+  if (PHASES.includes('memory')) row.kibPerConn = await memoryPerConn(candidate, ws);
+  // Progress on stderr, so that a run cut short still says what it measured.
+  console.error(`${kind}: ${JSON.stringify(row)}`);
+  return row;
+}
+
+/** Per-key medians of several rows (error rows are dropped; all errors: the first error). */
+function median(rows) {
+  const ok = rows.filter((r) => !r.error);
+  if (ok.length === 0) return rows[0];
+  const out = {};
+  for (const key of Object.keys(ok[0])) {
+    const values = ok.map((r) => r[key]).filter((v) => v !== undefined).sort((a, b) => a - b);
+    out[key] = values[Math.floor(values.length / 2)];
+  }
+  if (ok.length > 1) out.rounds = ok.length;
+  return out;
+}
+
+const rounds = {};
+for (let round = 0; round < ROUNDS; round++) {
+  for (const kind of candidates) {
+    const candidate = await startCandidate(kind);
+    try {
+      (rounds[kind] ??= []).push(await measure(kind, candidate, kind !== 'direct'));
+    } catch (error) {
+      (rounds[kind] ??= []).push({ error: error.message });
+    } finally {
+      candidate.stop();
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+const results = Object.fromEntries(Object.entries(rounds).map(([kind, rows]) => [kind, median(rows)]));
+
+// tcp2ws: the far end stays up for every candidate; its own row (a WebSocket client straight to it) is the ceiling.
+const tcp2wsResults = {};
+if (tcp2wsCandidates.length > 0) {
+  const far = await startCandidate(FAR);
+  try {
+    const farKey = `far end (${FAR})`;
+    try {
+      tcp2wsResults[farKey] = results[FAR] && !results[FAR].error ? results[FAR] : await measure(farKey, far, true);
+    } catch (error) {
+      tcp2wsResults[farKey] = { error: error.message };
+    }
+    const t2wRounds = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const kind of tcp2wsCandidates) {
+        const candidate = await startCandidate(kind, far.port);
+        try {
+          (t2wRounds[kind] ??= []).push(await measure(kind, candidate, false));
+        } catch (error) {
+          (t2wRounds[kind] ??= []).push({ error: error.message });
+        } finally {
+          candidate.stop();
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+    for (const [kind, rows] of Object.entries(t2wRounds)) tcp2wsResults[kind] = median(rows);
+  } finally {
+    far.stop();
+  }
 }
 targetChild.stdin.end();
 
 const fmt = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
-const ref = results.websockify;
 const dir = results.direct;
-console.log(`ws2tcp, ${MIB} MiB each way, ${MSGS} x 64-byte messages, ${CONNS} idle connections for memory; ratios: vs websockify | vs direct TCP`);
-console.log('candidate     upload MiB/s          download MiB/s        64B msgs/s            KiB/conn');
-for (const [kind, r] of Object.entries(results)) {
-  if (r.error) {
-    console.log(`${kind.padEnd(13)} error: ${r.error}`);
-    continue;
+function table(rows, ref, refName) {
+  console.log(`candidate     upload MiB/s          download MiB/s        64B msgs/s            KiB/conn  CPU s/GiB up/down   (ratios: vs ${refName} | vs direct TCP)`);
+  for (const [kind, r] of Object.entries(rows)) {
+    if (r.error) {
+      console.log(`${kind.padEnd(13)} error: ${r.error}`);
+      continue;
+    }
+    const ratio = (key) => `${ref && !ref.error ? fmt(r[key] / ref[key], 1) : '-'}x|${dir && !dir.error ? fmt(r[key] / dir[key], 2) : '-'}x`;
+    console.log(`${kind.padEnd(13)} ${fmt(r.uploadMiBs).padStart(6)} ${ratio('uploadMiBs').padEnd(13)} ${fmt(r.downloadMiBs).padStart(6)} ${ratio('downloadMiBs').padEnd(13)} ${fmt(r.msgsPerSec).padStart(8)} ${ratio('msgsPerSec').padEnd(11)} ${fmt(r.kibPerConn, 1).padStart(7)}  ${fmt(r.uploadCpuSPerGiB, 2).padStart(5)}/${fmt(r.downloadCpuSPerGiB, 2)}`);
   }
-  const ratio = (key) => `${ref && !ref.error ? fmt(r[key] / ref[key], 1) : '-'}x|${dir ? fmt(r[key] / dir[key], 2) : '-'}x`;
-  console.log(`${kind.padEnd(13)} ${fmt(r.uploadMiBs).padStart(6)} ${ratio('uploadMiBs').padEnd(13)} ${fmt(r.downloadMiBs).padStart(6)} ${ratio('downloadMiBs').padEnd(13)} ${fmt(r.msgsPerSec).padStart(8)} ${ratio('msgsPerSec').padEnd(11)} ${fmt(r.kibPerConn, 1).padStart(7)}`);
 }
-console.log(JSON.stringify({ bench: 'ws-bridge', mib: MIB, msgs: MSGS, conns: CONNS, results }));
+console.log(`ws2tcp, ${MIB} MiB each way, median of ${ROUNDS}, ${MSGS} x 64-byte messages, ${CONNS} idle connections for memory`);
+table(results, results.websockify, 'websockify');
+if (tcp2wsCandidates.length > 0) {
+  const farKey = `far end (${FAR})`;
+  console.log(`\ntcp2ws: TCP client -> candidate -> ws://far end (${FAR} ws2tcp) -> the same TCP target; memory is the candidate's process tree`);
+  table(tcp2wsResults, tcp2wsResults[farKey], 'the far end alone');
+}
+if (BASELINE) console.log(`\nNAME@base: the same candidate built from ${BASELINE}`);
+console.log(JSON.stringify({ bench: 'ws-bridge', baseline: BASELINE, mib: MIB, msgs: MSGS, conns: CONNS, rounds: ROUNDS, load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number), results, tcp2ws: { far: FAR, results: tcp2wsResults } }));
 process.exit(0);

@@ -39,6 +39,13 @@ export interface Conn {
    * dropped; the queue is bounded by the caller honouring the return value.
    */
   write(chunk: Uint8Array): boolean;
+  /**
+   * `write` for several chunks at once, sent together where the runtime can
+   * gather them (Node: one writev syscall, so a frame header and its payload
+   * leave in one TCP segment, not two). Same return value and ownership as
+   * `write`. Optional: callers fall back to one `write` per chunk.
+   */
+  writev?(chunks: readonly Uint8Array[]): boolean;
   /** Flush then send FIN (half-close). Reading continues until the peer ends. */
   end(): void;
   /** Close now, dropping anything queued. Safe to call repeatedly. */

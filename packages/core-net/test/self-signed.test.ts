@@ -7,6 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
+import { derPositiveInteger } from '../src/tls/self-signed.js';
 import {
   Server,
   connect,
@@ -114,3 +116,19 @@ for (const rt of runtimes) {
     });
   });
 }
+
+test('certificate integers are minimal, positive DER for any bytes (a serial starting 0x00 0x7f.. once made 1 in 256 certificates unreadable: "illegal padding", "Invalid CA")', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 20 }), (bytes) => {
+      const der = derPositiveInteger(bytes);
+      assert.equal(der[0], 0x02);
+      const body = der.subarray(2);
+      assert.equal(der[1], body.length);
+      if (body.length > 1) assert.ok(!(body[0] === 0 && body[1]! < 0x80), 'no needless leading zero');
+      assert.equal(body[0]! & 0x80, 0, 'positive');
+      assert.equal(BigInt('0x' + Buffer.from(body).toString('hex')), BigInt('0x' + (Buffer.from(bytes).toString('hex') || '0')), 'the same value');
+    }),
+  );
+  const zeroLed = Uint8Array.of(0x00, 0x12, 0x34);
+  assert.deepEqual([...derPositiveInteger(zeroLed)], [0x02, 0x02, 0x12, 0x34]);
+});

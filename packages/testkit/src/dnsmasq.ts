@@ -7,6 +7,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,16 +30,32 @@ export interface DnsmasqServer {
   close(): Promise<void>;
 }
 
-/** A free loopback UDP port. */
-function udpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** True if `port` on 127.0.0.1 can be bound for both UDP and TCP (dnsmasq takes both). */
+async function freeForDns(port: number): Promise<boolean> {
+  const udp = await new Promise<boolean>((resolve) => {
     const socket = dgram.createSocket('udp4');
-    socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => {
-      const { port } = socket.address();
-      socket.close(() => resolve(port));
-    });
+    socket.once('error', () => resolve(false));
+    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
   });
+  if (!udp) return false;
+  return new Promise<boolean>((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A loopback port below the kernel's ephemeral range (32768+), free for UDP
+ * and TCP: a port from bind(0) is an ephemeral one, which any outgoing
+ * connection of the other tests may take as its source port before dnsmasq
+ * binds it, or while it restarts (dnsmasq then exits with 2).
+ */
+async function dnsPort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await freeForDns(port)) return port;
+  }
 }
 
 /** True once something answers a DNS query on the port (any answer). */
@@ -76,7 +93,7 @@ export async function dnsmasqServer(records: DnsRecords = {}): Promise<DnsmasqSe
   if (!DNSMASQ) throw new Error('dnsmasq is not installed (apt-get install dnsmasq-base; .ci/run installs it)');
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-dnsmasq-'));
   const file = join(dir, 'records.conf');
-  const port = await udpPort();
+  let port = await dnsPort();
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
     child = spawn(DNSMASQ, [
@@ -88,7 +105,16 @@ export async function dnsmasqServer(records: DnsRecords = {}): Promise<DnsmasqSe
     await waitUntilReady('dnsmasq', child, () => answers(port), 10_000);
   };
   writeFileSync(file, conf(records));
-  await start();
+  // Taken between the check and dnsmasq's bind: try another port (restarts keep theirs: clients know it).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (error) {
+      if (attempt === 5) throw error;
+      port = await dnsPort();
+    }
+  }
   process.once('exit', () => child?.kill('SIGKILL'));
   return {
     port,

@@ -63,6 +63,8 @@ export class Bridge implements WsEvents {
   private readonly onClose: BridgeOptions['onClose'];
   /** Payload of the current read, written on `flush`. */
   private readonly pending: Uint8Array[] = [];
+  /** What `flush` writes (reused: no array per read). */
+  private readonly out: Uint8Array[] = [];
   private pendingBytes = 0;
 
   constructor(ws: WsEndpoint, tcp: Conn, options: BridgeOptions) {
@@ -150,8 +152,9 @@ export class Bridge implements WsEvents {
 
   /**
    * Write what one read of the WebSocket carried: runs of small messages
-   * gathered into one write each, large pieces written as they are (copying a
-   * 60 KiB payload tail to save one write cost more than the write).
+   * gathered into one buffer each, large pieces as they are (copying a 60 KiB
+   * payload tail to save one write cost more than the write), all in one
+   * `writev` where the Conn has it, else one write each.
    */
   flush(_ws: WsEndpoint): void {
     const pending = this.pending;
@@ -162,6 +165,7 @@ export class Bridge implements WsEvents {
     } else if (pending.length === 1) {
       writable = this.tcp.write(pending[0]!);
     } else {
+      const out = this.out;
       let runStart = 0;
       let runBytes = 0;
       for (let i = 0; i <= pending.length; i++) {
@@ -171,11 +175,11 @@ export class Bridge implements WsEvents {
           continue;
         }
         // The run of small pieces before this one goes out together.
-        if (i - runStart === 1) writable = this.tcp.write(pending[runStart]!);
-        else if (i - runStart > 1) writable = this.tcp.write(Buffer.concat(pending.slice(runStart, i), runBytes));
+        if (i - runStart === 1) out.push(pending[runStart]!);
+        else if (i - runStart > 1) out.push(Buffer.concat(pending.slice(runStart, i), runBytes));
         if (piece === undefined) break;
         if (piece.length >= SMALL_PIECE) {
-          writable = this.tcp.write(piece);
+          out.push(piece);
           runStart = i + 1;
           runBytes = 0;
         } else {
@@ -183,6 +187,10 @@ export class Bridge implements WsEvents {
           runBytes = piece.length;
         }
       }
+      if (out.length === 1) writable = this.tcp.write(out[0]!);
+      else if (this.tcp.writev !== undefined) writable = this.tcp.writev(out);
+      else for (const chunk of out) writable = this.tcp.write(chunk);
+      out.length = 0;
     }
     pending.length = 0;
     this.pendingBytes = 0;

@@ -1,8 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { hostRuntime } from '@wmproxy/core-net';
 import {
-  Base64Decoder, encodeFrame, FrameParser, isValidUtf8, parseClosePayload, parseTokenFile, unmask, Utf8Validator, closePayload,
+  Base64Decoder, encodeFrame, FrameParser, isValidUtf8, parseClosePayload, parseTokenFile, unmask, unmaskJs, unmaskUsesWasm, unmaskWasm, Utf8Validator, closePayload,
   type FrameSink,
 } from '../src/index.js';
 
@@ -166,6 +167,33 @@ describe('RFC 6455 frame codec', () => {
         assert.deepEqual([...view], [...expected]);
         assert.equal(end, (offset + data.length) & 3);
       }),
+    );
+  });
+
+  it('unmasks large views in JS and in WebAssembly alike, across the 64 KiB blocks, at any alignment and offset (property)', () => {
+    assert.equal(unmaskUsesWasm, hostRuntime === 'node');
+    fc.assert(
+      fc.property(fc.nat(150_000), fc.integer(), fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.nat(15), fc.nat(3), (length, seed, key, shift, offset) => {
+        const data = new Uint8Array(length);
+        let x = seed | 1;
+        for (let i = 0; i < length; i++) data[i] = (x = (Math.imul(x, 1103515245) + 12345) | 0) >>> 24;
+        const expected = data.map((byte, i) => byte ^ key[(offset + i) & 3]!);
+        for (const f of [unmask, unmaskJs, unmaskWasm]) {
+          const backing = new Uint8Array(length + 16);
+          const view = backing.subarray(shift, shift + length);
+          view.set(data);
+          assert.equal(f(view, key, offset), (offset + length) & 3);
+          assert.ok(Buffer.from(view).equals(expected), f.name);
+          // Nothing outside the view is touched.
+          assert.ok(backing.subarray(0, shift).every((b) => b === 0) && backing.subarray(shift + length).every((b) => b === 0), f.name);
+        }
+        // Into another view (a masked copy): the source stays as it was.
+        const source = Uint8Array.from(data);
+        const into = new Uint8Array(length + shift).subarray(shift);
+        unmaskWasm(source, key, offset, into);
+        assert.ok(Buffer.from(into).equals(expected) && Buffer.from(source).equals(data));
+      }),
+      { numRuns: 60 },
     );
   });
 

@@ -69,9 +69,16 @@ function oid(text: string): Uint8Array {
   return tlv(0x06, Uint8Array.from(bytes));
 }
 
-function positiveInteger(bytes: Uint8Array): Uint8Array {
-  // A leading 1 bit would make it negative.
-  return tlv(0x02, bytes[0]! & 0x80 ? Uint8Array.of(0, ...bytes) : bytes);
+/**
+ * A DER INTEGER of the unsigned big-endian `bytes`: minimal (leading zero
+ * bytes dropped, which DER forbids: OpenSSL and BoringSSL refuse the
+ * certificate), and positive (a 0 byte before a leading 1 bit).
+ */
+export function derPositiveInteger(bytes: Uint8Array): Uint8Array {
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  const minimal = bytes.subarray(start);
+  return tlv(0x02, minimal[0]! & 0x80 ? Uint8Array.of(0, ...minimal) : minimal);
 }
 
 function time(date: Date): Uint8Array {
@@ -122,7 +129,7 @@ export function createSelfSignedCertificate(options: SelfSignedOptions = {}): Se
   serial[0]! &= 0x7f;
   const tbs = seq(
     tlv(0xa0, tlv(0x02, Uint8Array.of(2))),
-    positiveInteger(serial),
+    derPositiveInteger(serial),
     ECDSA_SHA256,
     name(commonName),
     seq(time(notBefore), time(notAfter)),

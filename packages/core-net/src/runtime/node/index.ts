@@ -58,6 +58,18 @@ export class NodeConn extends ConnBase {
     // node:net may queue the chunk itself: the shared compose buffer is reused at once.
     return this.socket.write(isComposed(chunk) ? Buffer.from(chunk) : chunk);
   }
+  writev(chunks: readonly Uint8Array[]): boolean {
+    if (this.socket.destroyed || this.socket.writableEnded) return false;
+    // Corked writes leave in one writev on uncork (node:net's _writev).
+    const socket = this.socket;
+    socket.cork();
+    let writable = true;
+    for (const chunk of chunks) writable = socket.write(isComposed(chunk) ? Buffer.from(chunk) : chunk);
+    socket.uncork();
+    // The last write's answer counted the bytes before the kernel took them; a
+    // writev that completed at once leaves nothing queued: no reason to pause.
+    return writable || socket.writableLength < socket.writableHighWaterMark;
+  }
   end(): void {
     if (this.peerEnded && this.socket.writableLength === 0) {
       this.socket.end();
