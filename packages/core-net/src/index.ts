@@ -90,6 +90,7 @@ export {
   formatGrpcTimeout,
   decodeGrpcMessageField,
   parseGrpcTimeout,
+  encodeGrpcTimeout,
   encodeGrpcMessageField,
   type ProtobufField,
 } from './grpc/wire.js';

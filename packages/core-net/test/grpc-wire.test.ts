@@ -17,6 +17,7 @@ import {
   grpcStatusName,
   decodeGrpcMessageField,
   parseGrpcTimeout,
+  encodeGrpcTimeout,
   encodeGrpcMessageField,
   type ProtobufField,
 } from '../src/index.js';
@@ -193,5 +194,21 @@ test('grpc-message: percent-encoding round-trips any text', () => {
       assert.equal(decodeGrpcMessageField(encoded), text);
     }),
     RUNS,
+  );
+});
+
+test('encodeGrpcTimeout: what is left of a deadline, at most 8 digits, never shorter than asked, read back by parseGrpcTimeout', () => {
+  assert.equal(encodeGrpcTimeout(199.2), '200m');
+  assert.equal(encodeGrpcTimeout(0), '1m');
+  assert.equal(encodeGrpcTimeout(-5), '1m');
+  assert.equal(encodeGrpcTimeout(100_000_000), '100000S');
+  fc.assert(
+    fc.property(fc.double({ min: -1e3, max: 9e10, noNaN: true }), (ms) => {
+      const value = encodeGrpcTimeout(ms);
+      assert.ok(value.length <= 9, value);
+      const back = parseGrpcTimeout(value)!;
+      assert.ok(back >= Math.max(1, ms), `${value} is shorter than ${ms} ms`);
+      assert.ok(back - Math.max(1, ms) < (value.endsWith('S') ? 1000 : 1), `${value} is much longer than ${ms} ms`);
+    }),
   );
 });

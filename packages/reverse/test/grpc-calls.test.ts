@@ -246,13 +246,14 @@ test('a call whose backend dies before answering is UNAVAILABLE before any respo
   }
 });
 
-/** An h2c server that takes every call and never answers (nor enforces deadlines): counts streams opened and reset. */
-async function silentServer(): Promise<{ port: number; opened: number; reset: number; close(): Promise<void> }> {
+/** An h2c server that takes every call and never answers (nor enforces deadlines): counts streams opened and reset, keeps each call's grpc-timeout. */
+async function silentServer(): Promise<{ port: number; opened: number; reset: number; timeouts: Array<string | undefined>; close(): Promise<void> }> {
   const server = http2.createServer();
-  const state = { port: 0, opened: 0, reset: 0, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  const state = { port: 0, opened: 0, reset: 0, timeouts: [] as Array<string | undefined>, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
   server.on('session', (session) => session.on('error', () => undefined));
-  server.on('stream', (stream) => {
+  server.on('stream', (stream, headers) => {
     state.opened++;
+    state.timeouts.push(headers['grpc-timeout'] as string | undefined);
     stream.on('error', () => undefined);
     stream.on('close', () => state.reset++);
     stream.resume();
@@ -262,7 +263,7 @@ async function silentServer(): Promise<{ port: number; opened: number; reset: nu
   return state;
 }
 
-test('deadlines: grpc-timeout (capped by the request timeout) ends the call with DEADLINE_EXCEEDED and cancels the upstream stream', async () => {
+test('deadlines: grpc-timeout (capped by the request timeout) ends the call with DEADLINE_EXCEEDED, leaves upstream as the time left, and cancels the upstream stream', async () => {
   const silent = await silentServer();
   const slow = await grpcEchoServer({ name: 'slow' });
   const quiet = await grpcProxy([{ name: 'silent', servers: [{ address: `127.0.0.1:${silent.port}`, transport: 'h2c' }] }], { timeouts: { requestMs: 30_000 } });
@@ -276,10 +277,16 @@ test('deadlines: grpc-timeout (capped by the request timeout) ends the call with
     assert.match(decodeURIComponent(String(short.head['grpc-message'])), /grpc-timeout 200000u/);
     await until(() => silent.reset === 1, 'the upstream stream was cancelled');
     assert.equal(silent.opened, 1);
+    // The deadline leaves as what is left of it, in milliseconds (200000u = 200 ms).
+    const forwarded = silent.timeouts[0];
+    assert.match(forwarded ?? '', /^\d+m$/, `forwarded grpc-timeout: ${forwarded}`);
+    const leftMs = Number(forwarded!.slice(0, -1));
+    assert.ok(leftMs >= 1 && leftMs <= 200, `${leftMs} ms left of 200`);
     // A hostile deadline (about 11,000 years) is capped by the configured request timeout.
     const hostile = await rawCall(front.h2c, '/wmproxy.test.Echo/Unary', 'sleep:20000', { 'grpc-timeout': '99999999H' });
     assert.equal(hostile.head['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
-    assert.match(decodeURIComponent(String(hostile.head['grpc-message'])), /request not complete within 400 ms/);
+    // Ended at 400 ms by the proxy, or by the server, which got what was left of those 400 ms as its grpc-timeout.
+    assert.match(decodeURIComponent(String(hostile.head['grpc-message'])), /request not complete within 400 ms|[Dd]eadline exceeded/);
     await until(() => slow.cancelled === 1, 'the upstream call was cancelled');
     // Malformed values are ignored (the request timeout still applies); a deadline after the head ends the stream with trailers.
     const stream = await rawCall(front.h2c, '/wmproxy.test.Echo/ServerStream', 'count:1000:50', { 'grpc-timeout': '1.5S' });

@@ -263,6 +263,17 @@ export function parseGrpcTimeout(value: string): number | undefined {
   return Math.ceil(amount * unitMs);
 }
 
+/**
+ * A `grpc-timeout` value for `ms` milliseconds (at least 1 ms; in seconds
+ * when the milliseconds need more than the 8 digits the field allows), as a
+ * proxy forwards what is left of a call's deadline.
+ */
+export function encodeGrpcTimeout(ms: number): string {
+  const whole = Math.max(1, Math.ceil(ms));
+  if (whole <= 99_999_999) return `${whole}m`;
+  return `${Math.min(99_999_999, Math.ceil(whole / 1000))}S`;
+}
+
 /** `grpc-message` percent-encoded (gRPC over HTTP/2: bytes outside 0x20–0x7E and `%` are escaped). */
 export function encodeGrpcMessageField(message: string): string {
   let plain = true;

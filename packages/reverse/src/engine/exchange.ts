@@ -9,6 +9,7 @@ import {
   WIRE_KINDS,
   composeHead,
   connectionReusable,
+  encodeGrpcTimeout,
   forwardFields,
   getHeader,
   httpStatusFor,
@@ -430,7 +431,9 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
 
   /** The request head for `server` (request-head.ts); with `span` (tracing), its traceparent names that span as the parent. */
   private upstreamHead(req: RequestHead, server: UpstreamServer, span: Span | undefined): Uint8Array {
-    return upstreamRequestHead(this.session.ctx, this.location!, req, this.upstreamTarget, this.clientIp, this.authority, server.address, span, this);
+    // A call's deadline leaves as what is left of it (the attempt may be a retry or a hedge).
+    const grpcTimeout = this.grpc && this.requestDeadline > 0 ? encodeGrpcTimeout(this.requestDeadline - Date.now()) : undefined;
+    return upstreamRequestHead(this.session.ctx, this.location!, req, this.upstreamTarget, this.clientIp, this.authority, server.address, span, this, grpcTimeout);
   }
 
   /** The values of header-rule variables for this request (request-head.ts, response rules). */

@@ -18,11 +18,14 @@ const FORWARDING = FIELD_POLICY;
 const HOST = FIELD_POLICY + 1;
 /** traceparent: replaced by the attempt's own while tracing is on. */
 const TRACE = FIELD_POLICY + 2;
+/** grpc-timeout: what is left of the call's deadline when it leaves (gRPC over HTTP/2: a proxy reduces it). */
+const GRPC_TIMEOUT = FIELD_POLICY + 3;
 
 const kinds = new FieldKinds({
   ...Object.fromEntries([...FORWARDING_HEADERS].map((name) => [name, FORWARDING])),
   host: HOST,
   traceparent: TRACE,
+  'grpc-timeout': GRPC_TIMEOUT,
 });
 
 /** What the policy fields of one request head need; one instance reused, as heads are built synchronously. */
@@ -34,6 +37,8 @@ class RequestPolicy implements PolicySink {
   host: string | undefined = undefined;
   hasHost = false;
   tracing = false;
+  /** The remaining deadline to send instead of the client's `grpc-timeout` (undefined: the client's stays). */
+  grpcTimeout: string | undefined = undefined;
 
   policyField(field: [string, string], kind: number, out: HeaderList): void {
     if (kind === FORWARDING) {
@@ -45,6 +50,8 @@ class RequestPolicy implements PolicySink {
     } else if (kind === HOST) {
       this.hasHost = true;
       out.push(this.host === undefined ? field : ['Host', this.host]);
+    } else if (kind === GRPC_TIMEOUT) {
+      out.push(this.grpcTimeout === undefined ? field : [field[0], this.grpcTimeout]);
     } else if (!this.tracing) out.push(field);
   }
 }
@@ -60,7 +67,8 @@ export interface VariableSource {
  * The request head for one attempt. `authority`: the absolute-form target's
  * (it replaces the client's Host); `fallbackHost`: the Host when the client
  * sent none and nothing else names one (the server's address); with `span`
- * (tracing), the traceparent names that span as the parent. A view of
+ * (tracing), the traceparent names that span as the parent; `grpcTimeout`
+ * replaces the client's `grpc-timeout` (the time left). A view of
  * core-net's shared compose buffer, to be written at once (no
  * re-validation: every field came from the strict parser, checked
  * configuration, or variables of those).
@@ -75,6 +83,7 @@ export function upstreamRequestHead(
   fallbackHost: string,
   span: Span | undefined,
   variables: VariableSource,
+  grpcTimeout?: string,
 ): Uint8Array {
   const forwarding = ctx.forwarding;
   const trusted = forwarding.isTrusted(clientIp);
@@ -83,6 +92,7 @@ export function upstreamRequestHead(
   policy.host = location.spec.upstreamHost ?? authority;
   policy.hasHost = false;
   policy.tracing = span !== undefined;
+  policy.grpcTimeout = grpcTimeout;
   const fields: HeaderList = [];
   forwardFields(req, kinds, fields, policy);
   if (!policy.hasHost) fields.push(['Host', policy.host ?? fallbackHost]);
