@@ -265,6 +265,8 @@ export class CertificateManager {
       const failedAt = this.now();
       const delay = Math.max(retryDelay(entry.failures, this.options.renewal ?? {}, this.random()), (limited ?? 0) - failedAt);
       const retryAt = failedAt + delay;
+      // Shown with the failure count at once (/certs, the dashboard): the timer is only set after the awaits below.
+      entry.nextAt = retryAt;
       const serving = entry.stored ? `still serving the certificate valid until ${entry.stored.notAfter.toISOString()}` : 'no certificate to serve yet';
       this.logger.warn(`certificate for ${entry.names.join(', ')}: order failed (${entry.failures} in a row): ${entry.lastError}; ${serving}; ${limited !== undefined ? `rate-limited by the CA until ${new Date(limited).toISOString()}; ` : ''}next try in ${Math.round(delay / 1000)} s`, {
         ca: this.options.authority.name,
