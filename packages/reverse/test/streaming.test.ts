@@ -73,9 +73,12 @@ test('a 256 MiB upload and a 256 MiB download stream through in bounded memory',
     );
     assert.equal(downloaded, TOTAL);
     // Client, proxy and backend share this process: had the proxy buffered a
-    // body, RSS would have grown by at least its 256 MiB.
-    assert.ok(upGrowth < 128 * 1024 * 1024, `upload grew RSS by ${(upGrowth / 1048576).toFixed(0)} MiB`);
-    assert.ok(downGrowth < 128 * 1024 * 1024, `download grew RSS by ${(downGrowth / 1048576).toFixed(0)} MiB`);
+    // body, RSS would have grown by at least its 256 MiB. Alone this grows by
+    // about 40 MiB; in Bun's one-process run of every file, other files'
+    // garbage adds to it (138 MiB seen once), so the bound is 3/4 of a body.
+    const bound = (TOTAL * 3) / 4;
+    assert.ok(upGrowth < bound, `upload grew RSS by ${(upGrowth / 1048576).toFixed(0)} MiB`);
+    assert.ok(downGrowth < bound, `download grew RSS by ${(downGrowth / 1048576).toFixed(0)} MiB`);
   } finally {
     await proxy.close();
     await backend.close();
