@@ -282,6 +282,20 @@ test('deadlines: grpc-timeout (capped by the request timeout) ends the call with
     assert.match(forwarded ?? '', /^\d+m$/, `forwarded grpc-timeout: ${forwarded}`);
     const leftMs = Number(forwarded!.slice(0, -1));
     assert.ok(leftMs >= 1 && leftMs <= 200, `${leftMs} ms left of 200`);
+    // What leaves for the upstream is capped too: a hostile deadline and a malformed one both become what is left of 400 ms.
+    const silentCapped = await silentServer();
+    const capped = await grpcProxy([{ name: 'capped', servers: [{ address: `127.0.0.1:${silentCapped.port}`, transport: 'h2c' }] }], { timeouts: { requestMs: 400 } });
+    try {
+      for (const sent of ['99999999H', '1.5S']) await rawCall(capped.h2c, '/wmproxy.test.Echo/Unary', 'x', { 'grpc-timeout': sent });
+      assert.equal(silentCapped.timeouts.length, 2);
+      for (const forwarded of silentCapped.timeouts) {
+        assert.match(forwarded ?? '', /^\d+m$/, `forwarded grpc-timeout: ${forwarded}`);
+        assert.ok(Number(forwarded!.slice(0, -1)) <= 400, `${forwarded} is more than the 400 ms the proxy allows`);
+      }
+    } finally {
+      await capped.proxy.close();
+      await silentCapped.close();
+    }
     // A hostile deadline (about 11,000 years) is capped by the configured request timeout.
     const hostile = await rawCall(front.h2c, '/wmproxy.test.Echo/Unary', 'sleep:20000', { 'grpc-timeout': '99999999H' });
     assert.equal(hostile.head['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
