@@ -190,17 +190,20 @@ test('once a connect to a server is still pending after the delay, the next conn
     connected(upstream, blackholed, performance.now() - 1, performance.now());
     assert.equal(connectsStuck(blackholed), false);
     const later = connectHedged({
-      primary: healthy,
+      primary: blackholed,
       upstream,
       connector: counting,
       ticker,
       timeoutMs: 1_000,
       hedgeDelayMs: 1_000,
-      pickSecond: () => blackholed,
+      pickSecond: () => healthy,
       adopt: (_server, conn) => conn.destroy(),
     });
-    assert.equal(calls.get(blackholed.address), 2, 'a server that is not stuck gets no connect-hedge at once');
-    (await later).conn.destroy();
+    assert.equal(calls.get(blackholed.address), 3, 'the primary is dialled');
+    assert.equal(calls.get(healthy.address), 2, 'no longer stuck: its connect gets no hedge at once');
+    const hedged = await later;
+    hedged.conn.destroy();
+    assert.equal(hedged.server, healthy, 'the hedge came after the delay');
   } finally {
     clearTimeout(keepAlive);
     ticker.close();
