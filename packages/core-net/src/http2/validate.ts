@@ -1,4 +1,6 @@
 import type { Http2Headers } from './hpack/decoder.js';
+import { isToken } from '../http1/chars.js';
+import { isValidHost } from '../http1/head.js';
 
 /** The request as a server sees it (RFC 9113 §8.3.1). `headers` holds the regular fields only. */
 export interface Http2RequestHead {
@@ -140,6 +142,8 @@ export function validateRequest(fields: Http2Headers, facts: FieldFacts): Http2R
   const error = regularFields(fields, i, headers, facts, true);
   if (error) return error;
   if (!(seen & 1) || method === '') return 'missing :method';
+  // What the HTTP/1 parser enforces too: these become the upstream request line and Host (`GET /a /b` would be two targets).
+  if (!isToken(method)) return 'invalid :method';
   if (method === 'CONNECT') {
     if (seen & (2 | 8)) return 'CONNECT with :scheme or :path';
     if (authority === '') return 'CONNECT without :authority';
@@ -147,6 +151,7 @@ export function validateRequest(fields: Http2Headers, facts: FieldFacts): Http2R
     if (!(seen & 2) || scheme === '') return 'missing :scheme';
     if (!(seen & 8) || path === '') return 'missing :path';
     if (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS')) return 'invalid :path';
+    if (!visibleAscii(path)) return 'invalid :path';
   }
   if (authority === '') {
     for (let j = 0; j < headers.length; j += 2) {
@@ -156,7 +161,17 @@ export function validateRequest(fields: Http2Headers, facts: FieldFacts): Http2R
       }
     }
   }
+  if (!isValidHost(authority)) return 'invalid :authority';
   return { method, scheme, authority, path, headers };
+}
+
+/** A request target's characters (RFC 3986: visible ASCII; anything else is percent-encoded). */
+function visibleAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
 }
 
 /** Validate a response header section: `:status` (three digits) then regular fields. */
