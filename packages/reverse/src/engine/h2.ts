@@ -18,6 +18,7 @@ import {
 import type { ListenerContext } from './context.js';
 import { armHedgeTimer, hedgeTimerFired, keepHeld, passedDeadline, pauseSide, resumeSide, takeHeld, toRequestBody, type ClientSide } from './client-side.js';
 import { Exchange } from './exchange.js';
+import { FORWARDING_HEADERS } from '../headers.js';
 import { Deadline, Phase, type ClientConnection, type Http2Responder } from './phase.js';
 
 /*
@@ -39,6 +40,13 @@ const NO_TOKENS: string[] = [];
 
 /** RFC 9113 §8.2.2: HTTP/1.1 fields that mean nothing on an HTTP/2 stream (and Host, which travels as :authority). */
 const NOT_ON_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te']);
+/**
+ * Fields a client's request trailers may not carry upstream (RFC 9110 §6.5.1):
+ * framing, routing, credentials, and what the proxy's forwarding policy and
+ * tracing own (a backend that merges trailers into the head would otherwise
+ * read a spoofed X-Forwarded-For or a second Content-Length).
+ */
+const NOT_IN_REQUEST_TRAILERS = new Set([...NOT_ON_H2, ...FORWARDING_HEADERS, 'content-length', 'trailer', 'authorization', 'proxy-authorization', 'cookie', 'traceparent', 'tracestate', 'expect', 'range', 'max-forwards']);
 
 /** True when `bytes` begin with the HTTP/2 client preface (as far as they go: `complete` false when too short to tell). */
 export function startsWithPreface(bytes: Uint8Array): { match: boolean; complete: boolean } {
@@ -414,7 +422,7 @@ function lastChunkWithTrailers(trailers: Http2Headers): Uint8Array {
   let text = '0\r\n';
   for (let i = 0; i < trailers.length; i += 2) {
     const name = trailers[i]!;
-    if (NOT_ON_H2.has(name)) continue;
+    if (NOT_IN_REQUEST_TRAILERS.has(name)) continue;
     text += `${name}: ${trailers[i + 1]!}\r\n`;
   }
   return Buffer.from(`${text}\r\n`, 'latin1');
