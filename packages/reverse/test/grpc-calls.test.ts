@@ -173,11 +173,12 @@ test('failures of the proxy itself are gRPC statuses: HTTP 200, trailers-only, g
     assert.equal(raw.head[':status'], 200, 'not a 502 page');
     assert.equal(raw.endedAtHead, true, 'trailers-only: one HEADERS frame with END_STREAM');
     assert.equal(raw.head['grpc-status'], String(grpc.status.UNAVAILABLE));
-    assert.match(decodeURIComponent(String(raw.head['grpc-message'])), /connect to 127\.0\.0\.1:\d+: ECONNREFUSED/);
+    // The reason (which names the upstream's address) goes to the log only, as an HTTP client gets a bare 502 page.
+    assert.equal(raw.head['grpc-message'], 'upstream unavailable');
     assert.equal(raw.body.byteLength, 0);
     const outcome = await unary(client, 'hi');
     assert.equal(outcome.code, grpc.status.UNAVAILABLE);
-    assert.match(outcome.details, /ECONNREFUSED/, 'the proxy’s message, not grpc-js’s "Received HTTP status code"');
+    assert.equal(outcome.details, 'upstream unavailable', 'the proxy’s message, not grpc-js’s "Received HTTP status code"');
     // Not gRPC: the same failure is still a 502 page.
     const page = await rawCall(front.h2c, '/x', 'hi', { 'content-type': 'text/plain' });
     assert.equal(page.head[':status'], 502);
@@ -300,7 +301,7 @@ test('deadlines: grpc-timeout (capped by the request timeout) ends the call with
     const hostile = await rawCall(front.h2c, '/wmproxy.test.Echo/Unary', 'sleep:20000', { 'grpc-timeout': '99999999H' });
     assert.equal(hostile.head['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
     // Ended at 400 ms by the proxy, or by the server, which got what was left of those 400 ms as its grpc-timeout.
-    assert.match(decodeURIComponent(String(hostile.head['grpc-message'])), /request not complete within 400 ms|[Dd]eadline exceeded/);
+    assert.match(decodeURIComponent(String(hostile.head['grpc-message'])), /^deadline exceeded$|^Deadline exceeded/);
     await until(() => slow.cancelled === 1, 'the upstream call was cancelled');
     // Malformed values are ignored (the request timeout still applies); a deadline after the head ends the stream with trailers.
     const stream = await rawCall(front.h2c, '/wmproxy.test.Echo/ServerStream', 'count:1000:50', { 'grpc-timeout': '1.5S' });

@@ -39,7 +39,7 @@ import { Attempt, type AttemptOwner } from './attempt.js';
 import type { RequestTrace, Span } from '../trace.js';
 import { traceIdOf } from '../trace.js';
 import { Deadline, Phase, type ClientConnection } from './phase.js';
-import { grpcStatusFields, grpcStatusForHttp, grpcTimeoutMs, isGrpcRequest, isUnavailableAnswer } from './grpc.js';
+import { grpcPublicMessage, grpcStatusFields, grpcStatusForHttp, grpcTimeoutMs, isGrpcRequest, isUnavailableAnswer } from './grpc.js';
 
 /** Held client bytes beyond this pause reading from the client. */
 export const HOLD_LIMIT = 64 * 1024;
@@ -1287,7 +1287,9 @@ export class Exchange implements SelectContext, AttemptOwner, ResponseHeadSink {
     const http2 = session.http2!;
     if (session.phase === Phase.Closed) return;
     if (this.attempt || this.hedge) this.abortUpstream();
-    const status = grpcStatusFields(code, message);
+    // The client's own deadline may be named back to it; anything else stays in the log.
+    const told = code === 4 && this.grpcDeadline ? `deadline exceeded (grpc-timeout ${this.header('grpc-timeout')})` : grpcPublicMessage(code);
+    const status = grpcStatusFields(code, told);
     if (this.respHead === undefined) {
       this.status = 200;
       session.phase = Phase.Local;

@@ -50,6 +50,30 @@ export function grpcStatusForHttp(status: number): number {
   }
 }
 
+/**
+ * What a client is told when the proxy ends a call (the reason, which names
+ * upstream addresses and internal errors, goes to the log only, as an HTTP
+ * client gets a bare error page).
+ */
+export function grpcPublicMessage(code: number): string {
+  switch (code) {
+    case GrpcStatus.UNAVAILABLE:
+      return 'upstream unavailable';
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return 'deadline exceeded';
+    case GrpcStatus.UNIMPLEMENTED:
+      return 'no route for this call';
+    case GrpcStatus.UNAUTHENTICATED:
+      return 'unauthenticated';
+    case GrpcStatus.PERMISSION_DENIED:
+      return 'permission denied';
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return 'request too large';
+    default:
+      return 'proxy error';
+  }
+}
+
 /** `grpc-status` and `grpc-message` fields. */
 export function grpcStatusFields(code: number, message: string): HeaderList {
   return [
