@@ -560,8 +560,13 @@ export class Http2Session implements FrameHandler {
         if (endStream) this.streamError(stream, ErrorCode.PROTOCOL_ERROR, 'END_STREAM on a 1xx response');
         return;
       }
-      stream.response = head;
       const noBody = stream.headRequest || head.status === 204 || head.status === 304;
+      // RFC 9113 §8.1.1: a body that ends with its head is empty, whatever content-length said.
+      if (endStream && !noBody && facts.contentLength > 0) {
+        this.streamError(stream, ErrorCode.PROTOCOL_ERROR, 'body length differs from content-length');
+        return;
+      }
+      stream.response = head;
       stream.expectedLength = noBody ? -1 : facts.contentLength;
       if (endStream) stream.recv = ENDED;
       stream.handler?.response?.(stream);

@@ -312,6 +312,21 @@ for (const rt of runtimes) {
       }
     });
 
+    test('a response head that ends the stream with a non-zero content-length is malformed: the call fails, the connection stays', async () => {
+      setRuntime(rt);
+      const server = await nodeServer((stream) => stream.respond({ ':status': 200, 'content-length': '5' }, { endStream: true }));
+      const pool = new Http2ClientPool({ host: '127.0.0.1', port: server.port });
+      try {
+        const result = await collect(pool, '/liar').done;
+        assert.ok(result.error, 'the call fails instead of waiting for 5 bytes that never come');
+        assert.match(result.error!.message, /content-length/);
+        assert.equal(pool.connections, 1, 'a stream error, not a connection error');
+      } finally {
+        pool.close();
+        await server.close();
+      }
+    });
+
     test('cancellation by AbortSignal: EABORTED, RST_STREAM CANCEL, other streams unaffected', async () => {
       setRuntime(rt);
       const server = await nodeServer((stream, headers) => {
