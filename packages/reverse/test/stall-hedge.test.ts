@@ -175,10 +175,14 @@ test('a skipped server that answers again is used again once its skip is over', 
 });
 
 test('active checks that mark a skipped server down and then up end its skip at once', async () => {
-  let stall = false;
+  // Requests and checks hang on separate switches: the skip must come from lost hedges
+  // alone (a check failing first would take the server out before its third loss).
+  let stallRequests = false;
+  let stallChecks = false;
   const flaky = await startBackend('flaky', (req, res) => {
-    if (stall) return; // health checks included: the whole process hangs
-    res.end(req.url === '/health' ? 'ok' : 'flaky');
+    const isCheck = req.url === '/health';
+    if (isCheck ? stallChecks : stallRequests) return;
+    res.end(isCheck ? 'ok' : 'flaky');
   });
   const good = await startBackend('good');
   const { proxy, base } = await startProxy({
@@ -190,23 +194,29 @@ test('active checks that mark a skipped server down and then up end its skip at 
         name: 'app',
         policy: 'first',
         servers: [{ address: flaky.address }, { address: good.address }],
-        health: { check: { type: 'http', path: '/health' }, intervalMs: 100, timeoutMs: 50, rise: 1, fall: 1 },
+        // A generous check timeout: a loaded host must not fail a check of a healthy server.
+        health: { check: { type: 'http', path: '/health' }, intervalMs: 300, timeoutMs: 300, rise: 1, fall: 1 },
       },
     ],
   });
   try {
     const server = proxy.upstreams.get('app')!.servers[0]!;
     await until(() => proxy.health.state(flaky.address) === 'healthy', 'the first check to pass');
-    stall = true;
+    stallRequests = true;
     // Losses count one at a time: each request goes out after the previous one lost.
     for (let i = 0; i < STALL_AFTER; i++) assert.equal((await request(`${base}/`)).body, 'good');
     assert.ok(proxy.health.isStalled(server.address), 'skipped after its lost hedges');
-    await until(() => !proxy.health.isAvailable(flaky.address), 'the checks to mark it down');
+    assert.equal(proxy.health.state(flaky.address), 'healthy', 'the checks still pass: only the skip keeps it out');
+    stallChecks = true; // the whole process hangs now
+    await until(() => proxy.health.state(flaky.address) === 'unhealthy', 'the checks to mark it down');
     assert.equal((await request(`${base}/`)).body, 'good');
-    stall = false;
-    await until(() => proxy.health.isAvailable(flaky.address), 'the checks to mark it up');
-    assert.equal((await request(`${base}/`)).body, 'flaky', 'back in rotation before its skip ran out');
+    stallRequests = false;
+    stallChecks = false;
+    await until(() => proxy.health.state(flaky.address) === 'healthy', 'the checks to mark it up');
+    // The check that marked it up ended the skip in the same step.
     assert.equal(proxy.health.isStalled(server.address), false);
+    assert.ok(proxy.health.isAvailable(flaky.address));
+    assert.equal((await request(`${base}/`)).body, 'flaky', 'back in rotation before its skip ran out');
   } finally {
     await proxy.close();
     await flaky.close();
