@@ -7,7 +7,7 @@
 //   visitor -> public port (tunnel server / sshd) -> tunnel client / ssh -> local service
 //
 //   flock /work/bench.lock node bench/tunnel.mjs [--quick] [--only direct,ssh,ssh-tty,wmproxy-bun,wmproxy-node]
-//         [--phases bulk,http,ttfb,stall,idle] [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
+//         [--phases bulk,http,ttfb,stall,idle] [--compare DIR] [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
 //
 // Scenarios, for every contender:
 //  1. throughput: one stream downloads 1 GiB from the local service (the
@@ -64,7 +64,9 @@
 // ceiling of any JS tunnel on this host (the mux one has no flow control: use
 // it with `--phases http`); `--only haproxy-pair` the same with two HAProxy
 // processes (TLS between them), a native two-hop relay. `--phases` runs only
-// the scenarios named.
+// the scenarios named. `--compare DIR` adds wmproxy-bun@base and
+// wmproxy-node@base: the tunnel of another checkout (built), for an A/B in
+// one run (pick them with --only wmproxy-bun-base,...).
 // `--only mux-bun` (not in the default set) adds the tunnel's multiplexer
 // alone (bench/lib/mux-relay.ts: two Bun processes, TLS, no handshake or
 // CLI), to tell the cost of the stream layer from the rest.
@@ -105,6 +107,7 @@ async function main() {
     phases: argument(args, 'phases', 'bulk,http,ttfb,stall,idle').split(','),
   };
   const only = argument(args, 'only', '')?.split(',').filter(Boolean) ?? [];
+  const compare = argument(args, 'compare', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-tunnel-bench-'));
   chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
   const children = new Children();
@@ -144,6 +147,7 @@ async function main() {
     { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token) },
     { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
     ...['tcp', 'tls', 'mux'].map((mode) => ({ id: `relay-${mode}`, name: `relay-${mode}`, optional: true, start: () => startRelayPair(children, services, mode) })),
+    ...(compare ? ['bun', 'node'].map((runtime) => ({ id: `wmproxy-${runtime}-base`, name: `wmproxy-${runtime}@base`, start: () => startTunnel(children, dir, services, runtime, token, compare) })) : []),
     { id: 'haproxy-pair', name: 'haproxy-pair', optional: true, start: () => startHaproxyPair(children, dir, services) },
   ].filter((c) => (only.length === 0 && !c.optional) || only.includes(c.id));
 
@@ -363,9 +367,9 @@ function contenderHandle(ports, server, client, others = []) {
 }
 
 /** `wmproxy tunnel server` + `wmproxy tunnel client` (TLS, fingerprint pinned) on `runtime`. */
-async function startTunnel(children, dir, services, runtime, token) {
+async function startTunnel(children, dir, services, runtime, token, tree = root) {
   const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
-  const cli = join(root, 'cli/bin/run.js');
+  const cli = join(tree, 'cli/bin/run.js');
   const control = await freePort();
   const ports = { bulk: await freePort(), http: await freePort() };
   const stateDir = mkdtempSync(join(dir, `tunnel-${runtime}-`));
@@ -432,8 +436,9 @@ async function startRelayPair(children, services, mode) {
     pair.push(near, far);
   }
   await ready(ports, pair);
-  // CPU and memory are the HTTP pair's (the phase it is for).
-  return contenderHandle(ports, pair[2], pair[3], pair.slice(0, 2));
+  // CPU is both pairs' (each phase uses one, the other idles).
+  const handle = contenderHandle(ports, pair[0], pair[1], pair.slice(2));
+  return { ...handle, pids: () => pair.flatMap((child) => processTree(child.pid)), sides: undefined };
 }
 
 /**
