@@ -7,7 +7,7 @@
 //   visitor -> public port (tunnel server / sshd) -> tunnel client / ssh -> local service
 //
 //   flock /work/bench.lock node bench/tunnel.mjs [--quick] [--only direct,ssh,ssh-tty,wmproxy-bun,wmproxy-node]
-//         [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
+//         [--phases bulk,http,ttfb,stall,idle] [--compare DIR] [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
 //
 // Scenarios, for every contender:
 //  1. throughput: one stream downloads 1 GiB from the local service (the
@@ -58,6 +58,15 @@
 // OpenSSH sets TCP_NODELAY on its connection only for an interactive session,
 // so with `-N` a lone small reply can wait for a delayed ACK (TTFB of ~40 ms
 // instead of ~1 ms; throughput and req/s are the same).
+// `--only relay-tcp,relay-tls,relay-mux` (not in the default set) add the least
+// two-hop relay on Bun's sockets (bench/lib/relay-pair.ts: a TCP or TLS
+// connection per visitor, or every visitor over one TLS connection): the
+// ceiling of any JS tunnel on this host (the mux one has no flow control: use
+// it with `--phases http`); `--only haproxy-pair` the same with two HAProxy
+// processes (TLS between them), a native two-hop relay. `--phases` runs only
+// the scenarios named. `--compare DIR` adds wmproxy-bun@base and
+// wmproxy-node@base: the tunnel of another checkout (built), for an A/B in
+// one run (pick them with --only wmproxy-bun-base,...).
 // `--only mux-bun` (not in the default set) adds the tunnel's multiplexer
 // alone (bench/lib/mux-relay.ts: two Bun processes, TLS, no handshake or
 // CLI), to tell the cost of the stream layer from the rest.
@@ -95,8 +104,10 @@ async function main() {
     rounds: Math.max(1, arg('rounds', 1, 1)),
     // The machine is shared: its load is printed beside the figures.
     loadAtStart: loadavg()[0],
+    phases: argument(args, 'phases', 'bulk,http,ttfb,stall,idle').split(','),
   };
   const only = argument(args, 'only', '')?.split(',').filter(Boolean) ?? [];
+  const compare = argument(args, 'compare', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-tunnel-bench-'));
   chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
   const children = new Children();
@@ -135,6 +146,9 @@ async function main() {
     { id: 'wmproxy-bun', name: 'wmproxy-bun', start: () => startTunnel(children, dir, services, 'bun', token) },
     { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token) },
     { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
+    ...['tcp', 'tls', 'mux'].map((mode) => ({ id: `relay-${mode}`, name: `relay-${mode}`, optional: true, start: () => startRelayPair(children, services, mode) })),
+    ...(compare ? ['bun', 'node'].map((runtime) => ({ id: `wmproxy-${runtime}-base`, name: `wmproxy-${runtime}@base`, start: () => startTunnel(children, dir, services, runtime, token, compare) })) : []),
+    { id: 'haproxy-pair', name: 'haproxy-pair', optional: true, start: () => startHaproxyPair(children, dir, services) },
   ].filter((c) => (only.length === 0 && !c.optional) || only.includes(c.id));
 
   const rows = [];
@@ -173,27 +187,30 @@ async function runContender(contender, row, config, round) {
       if (process.env.BENCH_VERBOSE) console.error(`${contender.name} ${scenario}:`, error);
     }
   };
+  const phases = new Set(config.phases);
   progress(`${contender.name}: warm-up`);
   await attempt('warmup', async () => {
-    await download(ports.bulk, 32 << 20);
-    await upload(ports.bulk, 32 << 20);
-    await runWrk({ url: `http://127.0.0.1:${ports.http}/`, connections: config.connections, durationSec: 1 });
+    if (phases.has('bulk') || phases.has('stall')) {
+      await download(ports.bulk, 32 << 20);
+      await upload(ports.bulk, 32 << 20);
+    }
+    if (phases.has('http') || phases.has('ttfb')) await runWrk({ url: `http://127.0.0.1:${ports.http}/`, connections: config.connections, durationSec: 1 });
   });
 
   const bytes = config.sizeMiB * 1024 * 1024;
-  progress(`${contender.name}: ${config.sizeMiB} MiB download, upload x${config.repeat}`);
+  if (phases.has('bulk')) progress(`${contender.name}: ${config.sizeMiB} MiB download, upload x${config.repeat}`);
   // Interleaved repeats, the median shown: other load on a shared host moves single runs by +-30 %.
   const downs = [];
   const ups = [];
-  for (let i = 0; i < config.repeat; i++) {
+  for (let i = 0; i < (phases.has('bulk') ? config.repeat : 0); i++) {
     await attempt('download', async () => downs.push(await transfer(download, ports.bulk, bytes, started.pids)));
     await attempt('upload', async () => ups.push(await transfer(upload, ports.bulk, bytes, started.pids)));
   }
   if (downs.length) Object.assign(row, { downMiBs: median(downs.map((r) => r.mibs)), downCpuPerGiB: median(downs.map((r) => r.cpuPerGiB)) });
   if (ups.length) Object.assign(row, { upMiBs: median(ups.map((r) => r.mibs)), upCpuPerGiB: median(ups.map((r) => r.cpuPerGiB)) });
 
-  progress(`${contender.name}: wrk -c${config.connections} ${config.durationSec}s`);
-  await attempt('http', async () => {
+  if (phases.has('http')) progress(`${contender.name}: wrk -c${config.connections} ${config.durationSec}s`);
+  if (phases.has('http')) await attempt('http', async () => {
     const wrk = await runWrk({ url: `http://127.0.0.1:${ports.http}/`, connections: config.connections, durationSec: config.durationSec, latency: true });
     row.rps = wrk.requestsPerSec;
     row.p50Ms = wrk.latencyP50Ms;
@@ -202,8 +219,8 @@ async function runContender(contender, row, config, round) {
     if (!(wrk.requests > 0)) throw new Error(`wrk completed no request: ${wrk.raw.trim().split('\n').slice(-3).join(' | ')}`);
   });
 
-  progress(`${contender.name}: time to first byte x${config.ttfbCount}`);
-  await attempt('ttfb', async () => {
+  if (phases.has('ttfb')) progress(`${contender.name}: time to first byte x${config.ttfbCount}`);
+  if (phases.has('ttfb')) await attempt('ttfb', async () => {
     const times = [];
     for (let i = 0; i < config.ttfbCount; i++) times.push(await firstByteMs(ports.http));
     times.sort((a, b) => a - b);
@@ -211,8 +228,8 @@ async function runContender(contender, row, config, round) {
     row.ttfbP99Ms = percentile(times, 99);
   });
 
-  progress(`${contender.name}: healthy stream beside a stalled one`);
-  await attempt('stall', async () => {
+  if (phases.has('stall')) progress(`${contender.name}: healthy stream beside a stalled one`);
+  if (phases.has('stall')) await attempt('stall', async () => {
     // Unstalled and stalled runs alternate (U S U S U ...); each stalled run is
     // compared with the mean of the unstalled runs on either side of it.
     const stallBytes = config.stallMiB * 1024 * 1024;
@@ -238,6 +255,7 @@ async function runContender(contender, row, config, round) {
 
   row.peakRssMiB = started.pids().length ? peakOf(started.pids()) : undefined;
   await started.stop();
+  if (!phases.has('idle')) return;
 
   // On fresh processes: the garbage of the transfers above, collected (or not)
   // during the measurement, would move RSS by more than 1,000 streams hold.
@@ -349,9 +367,9 @@ function contenderHandle(ports, server, client, others = []) {
 }
 
 /** `wmproxy tunnel server` + `wmproxy tunnel client` (TLS, fingerprint pinned) on `runtime`. */
-async function startTunnel(children, dir, services, runtime, token) {
+async function startTunnel(children, dir, services, runtime, token, tree = root) {
   const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
-  const cli = join(root, 'cli/bin/run.js');
+  const cli = join(tree, 'cli/bin/run.js');
   const control = await freePort();
   const ports = { bulk: await freePort(), http: await freePort() };
   const stateDir = mkdtempSync(join(dir, `tunnel-${runtime}-`));
@@ -397,6 +415,54 @@ async function startMuxRelay(children, services) {
   await ready(ports, pair);
   // Memory and CPU are the bulk mapping's pair's: every scenario but HTTP goes through it.
   return contenderHandle(ports, pair[0], pair[1], pair.slice(2));
+}
+
+/** bench/lib/relay-pair.ts: the least two-hop relay on Bun's sockets (`mode` tcp, tls or mux), the ceiling of any JS tunnel. */
+async function startRelayPair(children, services, mode) {
+  const bun = join(root, 'node_modules/.bin/bun');
+  const script = join(root, 'bench/lib/relay-pair.ts');
+  const ports = { bulk: await freePort(), http: await freePort() };
+  const pair = [];
+  for (const name of ['bulk', 'http']) {
+    const far = children.start(bun, [script, 'far', mode, String(services[name])], `relay-${mode}-far-${name}`, { stdout: true });
+    const control = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`relay did not start: ${far.output}`)), 10_000);
+      far.stdout.on('data', () => {
+        const match = /"control":(\d+)/.exec(far.output);
+        if (match) (clearTimeout(timer), resolve(Number(match[1])));
+      });
+    });
+    const near = children.start(bun, [script, 'near', mode, String(control), String(ports[name])], `relay-${mode}-near-${name}`, { stdout: true });
+    pair.push(near, far);
+  }
+  await ready(ports, pair);
+  // CPU is both pairs' (each phase uses one, the other idles).
+  const handle = contenderHandle(ports, pair[0], pair[1], pair.slice(2));
+  return { ...handle, pids: () => pair.flatMap((child) => processTree(child.pid)), sides: undefined };
+}
+
+/**
+ * Two HAProxy processes (one thread each, mode tcp) with TLS between them, one
+ * connection per visitor: a native two-hop relay, the ceiling of any relay
+ * on this host (C, no JS), beside the JS ones.
+ */
+async function startHaproxyPair(children, dir, services) {
+  const haDir = mkdtempSync(join(dir, 'haproxy-'));
+  const pem = join(haDir, 'cert.pem');
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=relay', '-days', '1', '-keyout', pem, '-out', join(haDir, 'crt.pem')], { encoding: 'utf8' });
+  if (made.status !== 0) throw new Error(`openssl: ${made.stderr}`);
+  writeFileSync(pem, readFileSync(pem, 'utf8') + readFileSync(join(haDir, 'crt.pem'), 'utf8'));
+  const ports = { bulk: await freePort(), http: await freePort() };
+  const control = { bulk: await freePort(), http: await freePort() };
+  const global = 'global\n  nbthread 1\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n';
+  const near = join(haDir, 'near.cfg');
+  const far = join(haDir, 'far.cfg');
+  writeFileSync(near, global + ['bulk', 'http'].map((n) => `listen ${n}\n  bind 127.0.0.1:${ports[n]}\n  server s 127.0.0.1:${control[n]} ssl verify none\n`).join(''));
+  writeFileSync(far, global + ['bulk', 'http'].map((n) => `listen ${n}\n  bind 127.0.0.1:${control[n]} ssl crt ${pem}\n  server s 127.0.0.1:${services[n]}\n`).join(''));
+  const farChild = children.start('haproxy', ['-db', '-f', far], 'haproxy-far');
+  const nearChild = children.start('haproxy', ['-db', '-f', near], 'haproxy-near');
+  await ready(ports, [farChild, nearChild]);
+  return contenderHandle(ports, nearChild, farChild);
 }
 
 /** The SHA-256 fingerprint the tunnel server prints at start (hex, colon-separated hex, or SHA256:base64). */

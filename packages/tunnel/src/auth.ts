@@ -72,8 +72,8 @@ class HandshakeReader {
   constructor(private readonly mux: Mux) {
     mux.setEvents({
       control: (_mux, type, _flags, payload) => {
-        // The payload may be a view of a chunk the runtime hands on: copy it.
-        const frame = { type, payload: payload.slice() };
+        // The payload may be a view of a chunk the runtime hands on: copy it (a Buffer's slice() would be a view).
+        const frame = { type, payload: new Uint8Array(payload) };
         const waiter = this.waiter;
         this.waiter = undefined;
         if (waiter) waiter.resolve(frame);

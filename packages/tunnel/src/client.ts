@@ -407,7 +407,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     const stream = this.mux?.streams.get(id);
     if (!stream) return;
     const backlog = flowBacklog.get(stream) ?? [];
-    if (backlog.length < 16) backlog.push(payload.slice());
+    // Copied (a view would pin the whole read; a Buffer's slice() is one).
+    if (backlog.length < 16) backlog.push(new Uint8Array(payload));
     flowBacklog.set(stream, backlog);
   }
 

@@ -214,8 +214,9 @@ export class FrameDecoder {
       if (this.failed) return;
     }
     if (offset < chunk.byteLength) {
-      // Keep the tail (copied: the caller may reuse the chunk).
-      const rest = chunk.slice(offset);
+      // Keep the tail, copied: the caller may reuse the chunk (`new Uint8Array`:
+      // the runtimes hand out Buffers, whose slice() is a view).
+      const rest = new Uint8Array(chunk.subarray(offset));
       this.pending.push(rest);
       this.pendingSize += rest.byteLength;
     }
@@ -236,11 +237,11 @@ export class FrameDecoder {
     if (this.length < 0) {
       const need = HEADER_SIZE - this.pendingSize;
       if (chunk.byteLength < need) {
-        this.pending.push(chunk.slice());
+        this.pending.push(new Uint8Array(chunk));
         this.pendingSize += chunk.byteLength;
         return -1;
       }
-      this.pending.push(chunk.slice(0, need));
+      this.pending.push(new Uint8Array(chunk.subarray(0, need)));
       this.pendingSize += need;
       offset = need;
       this.readHeader(this.concat(HEADER_SIZE), 0);
@@ -257,7 +258,7 @@ export class FrameDecoder {
     const available = chunk.byteLength - offset;
     if (available < need) {
       if (available > 0) {
-        this.pending.push(chunk.slice(offset));
+        this.pending.push(new Uint8Array(chunk.subarray(offset)));
         this.pendingSize += available;
       }
       return -1;

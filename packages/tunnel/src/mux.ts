@@ -146,6 +146,8 @@ export class Mux implements FrameSink {
   /** Why `closeSoon` was called: reported when the connection then closes. */
   private closeReason: Error | undefined;
   private readonly boundFlush = (): void => this.flush();
+  /** Paused streams that kept views of the chunk being decoded (settled once it is; see `TunnelStream.keepView`). */
+  private viewHolders: TunnelStream[] = [];
 
   constructor(conn: Conn, options: MuxOptions) {
     this.conn = conn;
@@ -372,7 +374,17 @@ export class Mux implements FrameSink {
     } catch (error) {
       if (error instanceof ProtocolError) this.protocolError(error.message);
       else throw error;
+    } finally {
+      if (this.viewHolders.length > 0) {
+        for (const stream of this.viewHolders) stream.settleViews();
+        this.viewHolders.length = 0;
+      }
     }
+  }
+
+  /** @internal A paused stream kept a view of the chunk being decoded. */
+  holdsViews(stream: TunnelStream): void {
+    this.viewHolders.push(stream);
   }
 
   frame(type: FrameType, flags: number, id: number, payload: Uint8Array): void {
@@ -614,6 +626,11 @@ function gather(frames: Uint8Array[], from: number, to: number, size: number, ta
   return out;
 }
 
+/** Replace the views of `buffer` in `inbox` from `from` on (they are consecutive) by copies (`new Uint8Array`: a Buffer's slice() is a view). */
+function copyViews(inbox: Uint8Array[], from: number, buffer: ArrayBufferLike): void {
+  for (let i = from; i < inbox.length && inbox[i]!.buffer === buffer; i++) inbox[i] = new Uint8Array(inbox[i]!);
+}
+
 const muxConnHandler: ConnHandler = {
   data(conn, chunk) {
     (conn.userData as Mux).onData(chunk);
@@ -667,6 +684,10 @@ export class TunnelStream extends VirtualConn {
   private paused = false;
   private peerFin = false;
   private delivering = false;
+  /** The chunk (its buffer) of which this paused stream keeps views in the current read, from inbox index `viewsFrom`, `viewBytes` in all. */
+  private viewBuffer: ArrayBufferLike | undefined = undefined;
+  private viewsFrom = 0;
+  private viewBytes = 0;
 
   constructor(mux: Mux, id: number) {
     super();
@@ -704,8 +725,9 @@ export class TunnelStream extends VirtualConn {
   write(chunk: Uint8Array): boolean {
     if (this.closed || this.endRequested) return false;
     if (chunk.byteLength === 0) return this.queued < this.mux.streamHighWater;
-    // The shared compose buffer is reused at once by its writer.
-    this.sendQueue.push(isComposed(chunk) ? chunk.slice() : chunk);
+    // The shared compose buffer is reused by the next head composed, possibly
+    // before the writer's turn: copied (a Buffer's slice() is a view, not a copy).
+    this.sendQueue.push(isComposed(chunk) ? new Uint8Array(chunk) : chunk);
     this.queued += chunk.byteLength;
     if (this.credit > 0 && this.accepted) this.mux.markReady(this);
     if (this.queued >= this.mux.streamHighWater) {
@@ -794,16 +816,42 @@ export class TunnelStream extends VirtualConn {
     if (this.closed) return;
     this.bytesRead += payload.byteLength;
     if (this.paused || this.inboxBytes > 0) {
-      // A view pins the whole received chunk while the reader is paused: kept as
-      // it is only when the payload is at least half of that chunk (what a
-      // paused stream holds stays within twice its window), copied otherwise.
-      // Bulk transfers hit this on every pause of a slower reader.
-      this.inbox.push(payload.byteLength * 2 >= payload.buffer.byteLength ? payload : payload.slice());
-      this.inboxBytes += payload.byteLength;
+      this.keepView(payload);
       return;
     }
     this.consume(payload.byteLength);
     this.dispatchData(payload);
+  }
+
+  /**
+   * A view pins the whole received chunk while the reader is paused. What a
+   * paused stream keeps of one chunk stays a view only when it is at least
+   * half of that chunk (so a paused stream holds at most twice its window),
+   * and is copied otherwise: once the chunk is decoded (`settleViews`), since
+   * one read of bulk data carries the tail of a frame, a whole frame and the
+   * head of the next, each less than half of it but together nearly all.
+   * (Judged piece by piece, half the bytes of a paused bulk stream were copied.)
+   */
+  private keepView(payload: Uint8Array): void {
+    if (this.viewBuffer !== payload.buffer) {
+      if (this.viewBuffer === undefined) this.mux.holdsViews(this);
+      else this.settleViews();
+      this.viewBuffer = payload.buffer;
+      this.viewsFrom = this.inbox.length;
+      this.viewBytes = 0;
+    }
+    this.inbox.push(payload);
+    this.inboxBytes += payload.byteLength;
+    this.viewBytes += payload.byteLength;
+  }
+
+  /** @internal The chunk is decoded: copy this stream's views of it unless they are at least half of it. */
+  settleViews(): void {
+    const buffer = this.viewBuffer;
+    if (buffer === undefined) return;
+    this.viewBuffer = undefined;
+    if (this.viewBytes * 2 >= buffer.byteLength) return;
+    copyViews(this.inbox, this.viewsFrom, buffer);
   }
 
   /** @internal */
@@ -822,6 +870,15 @@ export class TunnelStream extends VirtualConn {
         this.inboxBytes -= chunk.byteLength;
         this.consume(chunk.byteLength);
         this.dispatchData(chunk);
+      }
+      // Paused again part way through the views of one chunk: what is left of
+      // them may be less than half of it (the rest was kept for being together
+      // at least half). The views of later chunks are whole.
+      const front = this.inbox[0];
+      if (front !== undefined && this.viewBuffer === undefined && front.byteLength * 2 < front.buffer.byteLength) {
+        let bytes = 0;
+        for (let i = 0; i < this.inbox.length && this.inbox[i]!.buffer === front.buffer; i++) bytes += this.inbox[i]!.byteLength;
+        if (bytes * 2 < front.buffer.byteLength) copyViews(this.inbox, 0, front.buffer);
       }
       if (!this.paused && !this.closed && this.peerFin && this.inbox.length === 0 && !this.peerEnded) {
         this.dispatchEnd();

@@ -83,6 +83,27 @@ test('frames round-trip byte-exact however the stream is chunked', () => {
   );
 });
 
+test('a partial frame is kept by copy: a caller that reuses one Buffer for every read (a Buffer\'s slice() is a view) loses nothing', () => {
+  fc.assert(
+    fc.property(fc.array(frameArb, { maxLength: 20 }), fc.array(fc.nat(), { maxLength: 30 }), (frames, cuts) => {
+      const all = Buffer.concat(frames.map((f) => encodeFrame(f.type, f.flags, f.id, f.payload)));
+      const sink = collector();
+      const decoder = new FrameDecoder();
+      const readBuffer = Buffer.alloc(all.byteLength + 1);
+      for (const chunk of chunked(all, cuts)) {
+        readBuffer.set(chunk);
+        decoder.push(readBuffer.subarray(0, chunk.byteLength), sink);
+        readBuffer.fill(0xee);
+      }
+      assert.deepEqual(
+        mergeData(sink.seen),
+        mergeData(frames.map((f) => ({ type: f.type, flags: f.flags, id: f.id, payload: [...f.payload] }))),
+      );
+    }),
+    { numRuns: 300 },
+  );
+});
+
 test('random garbage only ever raises a ProtocolError, and the decoder stays dead after one', () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 2000 }), fc.array(fc.nat(), { maxLength: 10 }), (garbage, cuts) => {

@@ -101,6 +101,33 @@ test('an http mapping served by two clients is one balanced group; Host and path
   }
 });
 
+test('concurrent visitors of an http mapping each get the answer to their own request (request heads composed in one turn stay apart in the tunnel)', async () => {
+  const a = await backend('a');
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const front = await new TunnelHttpFront(server, { listen: '127.0.0.1:0' }).start();
+  const one = client(server, 'one', [`web=http:127.0.0.1:${a.port}@app.test`]);
+  try {
+    await one.ready();
+    await front.sync();
+    const port = Number(front.addresses[0]!.split(':').pop());
+    // Many visitors at once: several request heads are composed in the engine's
+    // shared buffer within one event-loop turn, before the tunnel's writer runs.
+    for (let round = 0; round < 5; round++) {
+      const paths = Array.from({ length: 40 }, (_, i) => `/visitor/${round}/${i}/${'x'.repeat(i)}`);
+      const replies = await Promise.all(paths.map((path) => get(port, 'app.test', path)));
+      replies.forEach((reply, i) => {
+        assert.equal(reply.status, 200);
+        assert.equal(reply.body.split(' ')[1], paths[i], 'a visitor got the answer to another request');
+      });
+    }
+  } finally {
+    await one.stop({ deadlineMs: 100 });
+    await front.close();
+    await server.stop({ deadlineMs: 100 });
+    await a.close();
+  }
+});
+
 test('a client whose local service dies is taken out by active checks through the tunnel, and a vanished client at once; visitors see no error', async () => {
   const a = await backend('a');
   const b = await backend('b');

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { NetError } from '@wmproxy/core-net';
+import { NetError, composeHead } from '@wmproxy/core-net';
 import { FrameType, encodeFrame, u32 } from '../src/frame.js';
 import { delay, muxPair, pattern, sink, split, streamPair, until, writeAll } from './helpers.js';
 
@@ -240,5 +240,63 @@ test('stream frames before the handshake are protocol errors', async () => {
   } finally {
     close();
     await delay(1);
+  }
+});
+
+test('a paused stream keeps views of a read only when they are at least half of it, else copies (a paused stream holds at most twice its window)', async () => {
+  const { client, server, close } = await muxPair();
+  try {
+    const [, b] = await streamPair(client, server);
+    const [, other] = await streamPair(client, server);
+    const got: Uint8Array[] = [];
+    let pauseAfter = Infinity;
+    b.setHandler({ data(c, chunk) { got.push(chunk); if (got.length === pauseAfter) c.pause(); }, close() {} });
+    other.setHandler({ data() {}, close() {} });
+    b.pause();
+    // Reads of their own size, as runtimes hand them out (Buffer.concat would share Node's pool).
+    const read = (...frames: Array<[number, number]>): Uint8Array => new Uint8Array(Buffer.concat(frames.map(([id, size]) => encodeFrame(FrameType.DATA, 0, id, new Uint8Array(size)))));
+    const sharesRead = (chunk: Uint8Array, of: Uint8Array): boolean => chunk.buffer === of.buffer;
+
+    // The tail of a frame, a frame and the head of the next: each under half of the read, together nearly all: views.
+    const whole = read([b.sid, 1000], [b.sid, 1000], [b.sid, 1000]);
+    server.onData(whole);
+    // Less than half of the read is this stream's (the rest went to a stream being read): copied.
+    const little = read([b.sid, 100], [other.sid, 3000]);
+    server.onData(little);
+    // Together at least half, but the reader pauses after the first piece: the rest (under half) is copied then.
+    const split = read([b.sid, 1600], [b.sid, 100], [b.sid, 100], [other.sid, 1200]);
+    server.onData(split);
+    assert.equal(server.stats().bufferedBytes, 3000 + 100 + 1800);
+
+    pauseAfter = 5;
+    b.resume();
+    assert.deepEqual(got.map((c) => c.byteLength), [1000, 1000, 1000, 100, 1600]);
+    assert.ok(got.slice(0, 3).every((c) => sharesRead(c, whole)), 'views of a read kept together');
+    assert.ok(!sharesRead(got[3]!, little), 'a small share of a read is copied');
+    assert.ok(sharesRead(got[4]!, split));
+    pauseAfter = Infinity;
+    b.resume();
+    assert.deepEqual(got.slice(5).map((c) => c.byteLength), [100, 100]);
+    assert.ok(got.slice(5).every((c) => !sharesRead(c, split)), 'what is left of a read after a pause, under half of it, is copied');
+  } finally {
+    close();
+  }
+});
+
+test('a head composed in the shared buffer and written to a stream arrives intact when another is composed before the writer runs', async () => {
+  const { client, server, close } = await muxPair();
+  try {
+    const [a, b] = await streamPair(client, server);
+    const got = sink(b, { endOnEnd: true });
+    const first = composeHead('GET /first HTTP/1.1\r\n', [['host', 'a.example']]);
+    const expected = Buffer.from(first);
+    a.write(first);
+    // The reverse engine composes the next head (another request or response) in the same turn.
+    composeHead('GET /other HTTP/1.1\r\n', [['host', 'b.example']]);
+    a.end();
+    const { bytes } = await got.done;
+    assert.equal(Buffer.from(bytes).toString('latin1'), expected.toString('latin1'));
+  } finally {
+    close();
   }
 });
