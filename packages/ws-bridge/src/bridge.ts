@@ -231,7 +231,7 @@ export class Bridge implements WsEvents {
   tcpData(chunk: Uint8Array): void {
     if (this.wsClosed || this.ws.closing) return;
     this.bytesToWs += chunk.length;
-    const sent = this.base64 ? this.ws.sendText(encodeBase64(chunk)) : this.ws.sendBinary(chunk);
+    const sent = this.base64 ? this.ws.sendText(encodeBase64(chunk)) : this.ws.sendBinary(chunk, this.tcp.readHeadroom ?? 0);
     if (!sent) this.tcp.pause();
   }
   /** @internal */

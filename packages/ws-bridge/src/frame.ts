@@ -442,6 +442,19 @@ export function frameHeader(opcode: number, length: number, fin = true): Uint8Ar
   return header;
 }
 
+/**
+ * An unmasked frame around `payload` with no copy: its header written into
+ * the `headroom` bytes before it in its buffer (the caller's to overwrite);
+ * undefined when they are too few.
+ */
+export function frameInHeadroom(opcode: number, payload: Uint8Array, headroom: number): Uint8Array | undefined {
+  const size = headerSize(payload.length);
+  if (headroom < size || payload.byteOffset < size) return undefined;
+  const frame = new Uint8Array(payload.buffer, payload.byteOffset - size, size + payload.length);
+  writeHeader(frame, opcode, payload.length, true);
+  return frame;
+}
+
 function headerSize(length: number): number {
   return length < 126 ? 2 : length < 0x10000 ? 4 : 10;
 }

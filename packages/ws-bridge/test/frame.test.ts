@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { hostRuntime } from '@wmproxy/core-net';
 import {
-  Base64Decoder, encodeFrame, FrameParser, isValidUtf8, parseClosePayload, parseTokenFile, unmask, unmaskJs, unmaskUsesWasm, unmaskWasm, Utf8Validator, closePayload,
+  Base64Decoder, encodeFrame, frameInHeadroom, FrameParser, isValidUtf8, parseClosePayload, parseTokenFile, unmask, unmaskJs, unmaskUsesWasm, unmaskWasm, Utf8Validator, closePayload,
   type FrameSink,
 } from '../src/index.js';
 
@@ -241,6 +241,29 @@ describe('RFC 6455 frame codec', () => {
         assert.ok(Buffer.from(into).equals(expected) && Buffer.from(source).equals(data));
       }),
       { numRuns: 60 },
+    );
+  });
+
+  it('writes a frame header into the room before a payload, or declines when it is too small (property)', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(0, 1, 125, 126, 65535, 65536, 70_000), fc.nat(16), (length, headroom) => {
+        const payload = Buffer.alloc(length, 7);
+        const backing = new Uint8Array(headroom + length + 3).fill(0xaa);
+        const view = backing.subarray(headroom, headroom + length);
+        view.set(payload);
+        const frame = frameInHeadroom(2, view, headroom);
+        const size = length < 126 ? 2 : length < 65536 ? 4 : 10;
+        if (headroom < size) {
+          assert.equal(frame, undefined);
+          assert.ok(backing.subarray(0, headroom).every((b) => b === 0xaa), 'nothing written');
+          return;
+        }
+        assert.ok(frame && Buffer.from(frame).equals(encodeFrame(2, payload)));
+        assert.equal(frame.buffer, backing.buffer);
+        // Only the header's bytes before the payload, nothing after it, were written.
+        assert.ok(backing.subarray(0, headroom - size).every((b) => b === 0xaa) && backing.subarray(headroom + length).every((b) => b === 0xaa));
+      }),
+      { numRuns: 200 },
     );
   });
 
