@@ -40,6 +40,8 @@ export abstract class ConnBase implements Conn {
   peerEnded = false;
   userData: unknown = undefined;
   tracker: ConnTracker | undefined = undefined;
+  /** See Conn.readHeadroom: set by a runtime around the dispatch of a chunk it allocated with room before it. */
+  readHeadroom = 0;
 
   abstract readonly remoteAddress: string;
   abstract readonly remotePort: number;

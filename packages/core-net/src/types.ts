@@ -68,6 +68,13 @@ export interface Conn {
    * are delivered before anything else.
    */
   setHandler(handler: ConnHandler, unread?: Uint8Array): void;
+  /**
+   * While a `data` call is under way: how many bytes just before its chunk,
+   * in the chunk's buffer, are the handler's too (0 outside `data` calls and
+   * for chunks without any). A frame header written there leaves with the
+   * chunk in one write, with no copy. Optional: absent means none.
+   */
+  readonly readHeadroom?: number;
   /** Arbitrary per-connection state for the owner. */
   userData: unknown;
   /** Told when the connection closes, before the handler (used by Server for graceful shutdown). */

@@ -61,11 +61,16 @@ export class Bridge implements WsEvents {
   private error: Error | undefined;
   private finished = false;
   private readonly onClose: BridgeOptions['onClose'];
-  /** Payload of the current read, written on `flush`. */
+  /**
+   * Payload of the current read, written on `flush`: the open run of adjacent
+   * views (the parser lays one read's payload out contiguously) joined as
+   * start view + length, then the runs before it in `pending`.
+   */
+  private run: Uint8Array | undefined = undefined;
+  private runLength = 0;
   private readonly pending: Uint8Array[] = [];
   /** What `flush` writes (reused: no array per read). */
   private readonly out: Uint8Array[] = [];
-  private pendingBytes = 0;
 
   constructor(ws: WsEndpoint, tcp: Conn, options: BridgeOptions) {
     this.ws = ws;
@@ -113,13 +118,13 @@ export class Bridge implements WsEvents {
         return;
       }
     }
-    this.toTcp(out);
+    this.toTcp(out, !this.decoding);
   }
   messageEnd(_ws: WsEndpoint): void {
     if (!this.decoding) return;
     const rest = this.decoder!.end();
     if (rest === undefined) this.failWs(CLOSE_INVALID_DATA, 'base64 text ends inside a group');
-    else this.toTcp(rest);
+    else this.toTcp(rest, false);
   }
   drain(_ws: WsEndpoint): void {
     this.tcp.resume();
@@ -143,22 +148,34 @@ export class Bridge implements WsEvents {
     this.maybeFinish();
   }
 
-  private toTcp(bytes: Uint8Array): void {
+  /** `joinable`: a view of the read chunk (not a decoded copy), that may continue the open run. */
+  private toTcp(bytes: Uint8Array, joinable: boolean): void {
     if (bytes.length === 0 || this.tcpClosed) return;
     this.bytesToTcp += bytes.length;
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
+    const run = this.run;
+    if (run !== undefined) {
+      if (joinable && bytes.buffer === run.buffer && bytes.byteOffset === run.byteOffset + this.runLength) {
+        this.runLength += bytes.length;
+        return;
+      }
+      this.pending.push(this.runLength === run.length ? run : new Uint8Array(run.buffer, run.byteOffset, this.runLength));
+    }
+    this.run = bytes;
+    this.runLength = bytes.length;
   }
 
   /**
-   * Write what one read of the WebSocket carried: runs of small messages
-   * gathered into one buffer each, large pieces as they are (copying a 60 KiB
-   * payload tail to save one write cost more than the write), all in one
-   * `writev` where the Conn has it, else one write each.
+   * Write what one read of the WebSocket carried: its payload is usually one
+   * run (one write, whatever the number of frames). Separate pieces (base64
+   * decoded): runs of small ones gathered into one buffer each, large ones as
+   * they are, all in one `writev` where the Conn has it, else one write each.
    */
   flush(_ws: WsEndpoint): void {
+    const run = this.run;
+    if (run === undefined) return;
     const pending = this.pending;
-    if (pending.length === 0) return;
+    pending.push(this.runLength === run.length ? run : new Uint8Array(run.buffer, run.byteOffset, this.runLength));
+    this.run = undefined;
     let writable = true;
     if (this.tcpClosed) {
       // Nothing to write to any more.
@@ -193,7 +210,6 @@ export class Bridge implements WsEvents {
       out.length = 0;
     }
     pending.length = 0;
-    this.pendingBytes = 0;
     if (!writable) this.ws.pause();
   }
 
@@ -205,7 +221,7 @@ export class Bridge implements WsEvents {
 
   private resetTcp(error: Error): void {
     this.pending.length = 0;
-    this.pendingBytes = 0;
+    this.run = undefined;
     this.tcpReset = true;
     this.tcp.reset(error);
   }
@@ -215,7 +231,7 @@ export class Bridge implements WsEvents {
   tcpData(chunk: Uint8Array): void {
     if (this.wsClosed || this.ws.closing) return;
     this.bytesToWs += chunk.length;
-    const sent = this.base64 ? this.ws.sendText(encodeBase64(chunk)) : this.ws.sendBinary(chunk);
+    const sent = this.base64 ? this.ws.sendText(encodeBase64(chunk)) : this.ws.sendBinary(chunk, this.tcp.readHeadroom ?? 0);
     if (!sent) this.tcp.pause();
   }
   /** @internal */

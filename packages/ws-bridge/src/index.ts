@@ -9,7 +9,7 @@ export { Bridge, type BridgeOptions, type BridgeStats, type TextPolicy } from '.
 export { WsEndpoint, type WsEvents, type WsEndpointOptions } from './endpoint.js';
 export { Keepalive, type KeepaliveOptions } from './keepalive.js';
 export {
-  FrameParser, encodeFrame, unmask, unmaskJs, unmaskWasm, unmaskUsesWasm, closePayload, parseClosePayload, isSendableCloseCode,
+  FrameParser, encodeFrame, frameInHeadroom, unmask, unmaskJs, unmaskWasm, unmaskUsesWasm, closePayload, parseClosePayload, isSendableCloseCode,
   OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG,
   CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_UNSUPPORTED_DATA, CLOSE_NO_STATUS, CLOSE_ABNORMAL,
   CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL_ERROR,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { hostRuntime } from '@wmproxy/core-net';
 import {
-  Base64Decoder, encodeFrame, FrameParser, isValidUtf8, parseClosePayload, parseTokenFile, unmask, unmaskJs, unmaskUsesWasm, unmaskWasm, Utf8Validator, closePayload,
+  Base64Decoder, encodeFrame, frameInHeadroom, FrameParser, isValidUtf8, parseClosePayload, parseTokenFile, unmask, unmaskJs, unmaskUsesWasm, unmaskWasm, Utf8Validator, closePayload,
   type FrameSink,
 } from '../src/index.js';
 
@@ -53,34 +53,81 @@ const message = fc.record({
   fragments: fc.array(fc.nat(), { maxLength: 4 }),
 });
 
+/** The messages as frames, each fragmented where it says, with a ping between fragments when `pings`. */
+function encodeMessages(messages: Array<typeof message extends fc.Arbitrary<infer T> ? T : never>, masked: boolean, pings: boolean) {
+  const wire: Uint8Array[] = [];
+  const expected: Array<{ opcode: number; data: Buffer }> = [];
+  for (const m of messages) {
+    const data = m.binary ? Buffer.from(m.payload) : Buffer.from(m.text, 'utf8');
+    const opcode = m.binary ? 2 : 1;
+    expected.push({ opcode, data });
+    const points = [...new Set(m.fragments.map((f) => f % (data.length + 1)))].sort((a, b) => a - b);
+    let from = 0;
+    const pieces = [...points, data.length].map((point) => {
+      const piece = data.subarray(from, point);
+      from = point;
+      return piece;
+    });
+    pieces.forEach((piece, i) => {
+      wire.push(encodeFrame(i === 0 ? opcode : 0, piece, i === pieces.length - 1, masked));
+      // Control frames may sit between the fragments of a message.
+      if (pings && i < pieces.length - 1) wire.push(encodeFrame(0x9, Buffer.from('p'), true, masked));
+    });
+  }
+  return { wire: Buffer.concat(wire), expected };
+}
+
 describe('RFC 6455 frame codec', () => {
   it('parses any sequence of encoded messages, fragmented and cut anywhere, back to the same messages (property)', () => {
     fc.assert(
       fc.property(fc.array(message, { minLength: 1, maxLength: 5 }), fc.boolean(), fc.array(fc.nat(), { maxLength: 12 }), fc.boolean(), (messages, masked, cuts, pings) => {
-        const wire: Uint8Array[] = [];
-        const expected: Array<{ opcode: number; data: Buffer }> = [];
-        for (const m of messages) {
-          const data = m.binary ? Buffer.from(m.payload) : Buffer.from(m.text, 'utf8');
-          const opcode = m.binary ? 2 : 1;
-          expected.push({ opcode, data });
-          const points = [...new Set(m.fragments.map((f) => f % (data.length + 1)))].sort((a, b) => a - b);
-          let from = 0;
-          const pieces = [...points, data.length].map((point) => {
-            const piece = data.subarray(from, point);
-            from = point;
-            return piece;
-          });
-          pieces.forEach((piece, i) => {
-            wire.push(encodeFrame(i === 0 ? opcode : 0, piece, i === pieces.length - 1, masked));
-            // Control frames may sit between the fragments of a message.
-            if (pings && i < pieces.length - 1) wire.push(encodeFrame(0x9, Buffer.from('p'), true, masked));
-          });
-        }
+        const { wire, expected } = encodeMessages(messages, masked, pings);
         const { sink, parsed } = collector();
         const parser = new FrameParser(sink, { role: masked ? 'server' : 'client', maxMessageSize: 1 << 20 });
-        assert.equal(feed(parser, Buffer.concat(wire), cuts), 0, parser.reason);
+        assert.equal(feed(parser, wire, cuts), 0, parser.reason);
         assert.deepEqual(parsed.messages, expected);
         assert.ok(parsed.controls.every((c) => c.opcode === 0x9 && c.data.toString() === 'p'));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('hands out the payload of one chunk as adjacent views, which later moves and chunks leave intact (property)', () => {
+    fc.assert(
+      fc.property(fc.array(message, { minLength: 1, maxLength: 6 }), fc.boolean(), fc.array(fc.nat(), { maxLength: 6 }), fc.boolean(), (messages, masked, cuts, pings) => {
+        const { wire, expected } = encodeMessages(messages, masked, pings);
+        // Views kept as handed out, never copied: a later move over them would show at the end.
+        const kept: Array<{ opcode: number; views: Uint8Array[] }> = [];
+        let current: Uint8Array[] = [];
+        let opcode = 0;
+        let previous: Uint8Array | undefined;
+        const sink: FrameSink = {
+          messageStart(op) {
+            opcode = op;
+            current = [];
+          },
+          messageData(bytes) {
+            if (previous !== undefined) {
+              assert.equal(bytes.buffer, previous.buffer);
+              assert.equal(bytes.byteOffset, previous.byteOffset + previous.length, 'a gap between two pieces of one chunk');
+            }
+            previous = bytes;
+            current.push(bytes);
+          },
+          messageEnd() {
+            kept.push({ opcode, views: current });
+          },
+          control() {},
+        };
+        const parser = new FrameParser(sink, { role: masked ? 'server' : 'client', maxMessageSize: 1 << 20 });
+        const points = [...new Set(cuts.map((cut) => cut % (wire.length + 1)))].sort((a, b) => a - b);
+        let from = 0;
+        for (const point of [...points, wire.length]) {
+          previous = undefined;
+          assert.equal(parser.push(Buffer.from(wire.subarray(from, point))), 0, parser.reason);
+          from = point;
+        }
+        assert.deepEqual(kept.map((m) => ({ opcode: m.opcode, data: Buffer.concat(m.views) })), expected);
       }),
       { numRuns: 150 },
     );
@@ -194,6 +241,29 @@ describe('RFC 6455 frame codec', () => {
         assert.ok(Buffer.from(into).equals(expected) && Buffer.from(source).equals(data));
       }),
       { numRuns: 60 },
+    );
+  });
+
+  it('writes a frame header into the room before a payload, or declines when it is too small (property)', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(0, 1, 125, 126, 65535, 65536, 70_000), fc.nat(16), (length, headroom) => {
+        const payload = Buffer.alloc(length, 7);
+        const backing = new Uint8Array(headroom + length + 3).fill(0xaa);
+        const view = backing.subarray(headroom, headroom + length);
+        view.set(payload);
+        const frame = frameInHeadroom(2, view, headroom);
+        const size = length < 126 ? 2 : length < 65536 ? 4 : 10;
+        if (headroom < size) {
+          assert.equal(frame, undefined);
+          assert.ok(backing.subarray(0, headroom).every((b) => b === 0xaa), 'nothing written');
+          return;
+        }
+        assert.ok(frame && Buffer.from(frame).equals(encodeFrame(2, payload)));
+        assert.equal(frame.buffer, backing.buffer);
+        // Only the header's bytes before the payload, nothing after it, were written.
+        assert.ok(backing.subarray(0, headroom - size).every((b) => b === 0xaa) && backing.subarray(headroom + length).every((b) => b === 0xaa));
+      }),
+      { numRuns: 200 },
     );
   });
 

@@ -296,6 +296,8 @@ function routeByClientHello(socket: net.Socket, server: tls.Server, challenge: N
  * stops and starts the handle's reads itself).
  */
 const sharedReadBuffer = Buffer.allocUnsafe(64 * 1024);
+/** Bytes before each copied-out chunk that its handler may write (see Conn.readHeadroom): a 14-byte WebSocket header fits. */
+const READ_HEADROOM = 16;
 
 /** One closure per connection (not per read): onread's callback is not told its socket. */
 function plainSocket(options: RawConnectOptions): net.Socket {
@@ -303,10 +305,17 @@ function plainSocket(options: RawConnectOptions): net.Socket {
   const callback = (nread: number, buffer: Uint8Array): boolean => {
     const conn = socket?.[kConn];
     if (!conn) return true;
-    // Buffer.allocUnsafe takes small chunks from node's shared pool.
-    const chunk = Buffer.allocUnsafe(nread);
-    chunk.set(buffer.subarray(0, nread));
-    conn.dispatchData(chunk);
+    // Buffer.allocUnsafe takes small chunks from node's shared pool. The room before the
+    // chunk is part of this allocation: a WebSocket bridge writes its frame header there.
+    const copy = Buffer.allocUnsafe(READ_HEADROOM + nread);
+    copy.set(buffer.subarray(0, nread), READ_HEADROOM);
+    conn.readHeadroom = READ_HEADROOM;
+    try {
+      conn.dispatchData(copy.subarray(READ_HEADROOM));
+    } finally {
+      // Only this chunk has it (not ones replayed later by setHandler).
+      conn.readHeadroom = 0;
+    }
     // Pausing is the connection's own call (pause() stops the handle's reads).
     return true;
   };
