@@ -11,7 +11,7 @@
 // same round (median, geometric mean, range), with nginx's own CPU per request
 // measured alongside as the peer.
 //
-//   node bench/reverse-paired.mjs --compare DIR [--runtime bun|node] [--rounds 10] [--duration 5] [--connections 32] [--trace] [--otlp] [--otel] [--rate N]
+//   node bench/reverse-paired.mjs --compare DIR [--also DIR,...] [--runtime bun|node] [--rounds 10] [--duration 5] [--connections 32] [--trace] [--otlp] [--otel] [--rate N]
 //
 // Closed-loop (wrk, the default), a proxy that gets less CPU in a round also
 // batches more per wakeup, which lowers its CPU per request: with --rate N an
@@ -19,7 +19,8 @@
 // contender alike (keep-alive, up to --connections each), so that each does
 // the same work per second and only the cost of a request differs.
 //
-// Contenders: wmproxy@base (DIR, built), wmproxy (this checkout), and with
+// Contenders: wmproxy@base (DIR, built), wmproxy@NAME for each --also DIR
+// (another built checkout, NAME its directory's name, e.g. /work/main), wmproxy (this checkout), and with
 // --trace wmproxy+trace (`--trace`: spans, no export), with --otlp
 // wmproxy+otlp (every span exported to a collector in this process), with
 // --otel wmproxy+otel (the same through the OpenTelemetry API and SDK), and
@@ -36,6 +37,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
 const arg = (name, fallback) => argument(args, name, fallback);
 const compareRoot = arg('compare', undefined);
+const alsoRoots = (arg('also', '') ?? '').split(',').filter(Boolean);
 const runtime = arg('runtime', 'bun');
 const rounds = Math.max(1, Number(arg('rounds', '10')));
 const duration = Number(arg('duration', '5'));
@@ -114,6 +116,7 @@ if (args.includes('--otlp') || args.includes('--otel')) {
 
 const contenders = [
   ...(compareRoot ? [{ name: 'wmproxy@base', tree: compareRoot, extra: [] }] : []),
+  ...alsoRoots.map((tree) => ({ name: `wmproxy@${tree.replace(/\/+$/, '').split('/').pop()}`, tree, extra: [] })),
   { name: 'wmproxy', tree: root, extra: [] },
   ...(args.includes('--trace') ? [{ name: 'wmproxy+trace', tree: root, extra: ['--trace'] }] : []),
   ...(args.includes('--otel') ? [{ name: 'wmproxy+otel', tree: root, extra: ['--otlp-endpoint', `http://127.0.0.1:${collectorPort}/v1/traces`, '--trace-exporter', 'otel'] }] : []),

@@ -29,6 +29,7 @@ export class Ticker {
   private onceTimerAt = Infinity;
   /** Due one-shots, [fire, target, at] flattened, waiting for `runDue`. */
   private due: unknown[] = [];
+  private spare: unknown[] = [];
   private dueScheduled = false;
 
   constructor(
@@ -127,6 +128,12 @@ export class Ticker {
     }
   }
 
+  /** @internal the one-shot timer fired (nothing to clear): as `expire`. */
+  fired(): void {
+    this.onceTimer = undefined;
+    this.expire();
+  }
+
   /** @internal the one-shot timer: collect what is due by `now`, fire it after pending I/O. */
   expire(now = Date.now()): void {
     if (this.onceTimer !== undefined) clearTimeout(this.onceTimer);
@@ -150,7 +157,8 @@ export class Ticker {
     this.dueScheduled = false;
     const list = this.due;
     if (list.length === 0) return;
-    this.due = [];
+    // Two lists taking turns: what the fired timers schedule lands in the other one (no array per tick).
+    this.due = this.spare;
     for (let i = 0; i < list.length; i += 3) {
       try {
         (list[i] as TimerFire<unknown>)(list[i + 1], list[i + 2] as number);
@@ -158,6 +166,8 @@ export class Ticker {
         this.onError(error);
       }
     }
+    list.length = 0;
+    this.spare = list;
   }
 
   private arm(at: number): void {
@@ -205,7 +215,7 @@ function tick(ticker: Ticker): void {
 }
 
 function expire(ticker: Ticker): void {
-  ticker.expire();
+  ticker.fired();
 }
 
 function runDue(ticker: Ticker): void {

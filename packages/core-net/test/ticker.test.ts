@@ -140,3 +140,22 @@ test('many one-shot timers with random due times all fire once, in order', () =>
   assert.equal(ticker.pending, 0);
   ticker.close();
 });
+
+test('a one-shot that schedules another from its fire (as the hedge timer re-arms) gets it fired on a later turn, once', () => {
+  const ticker = new Ticker(1_000);
+  const base = Date.now() + 60_000;
+  const fired: number[] = [];
+  const fire = (_target: unknown, at: number): void => {
+    fired.push(at);
+    if (fired.length < 4) ticker.once(at + 10, fire, undefined);
+  };
+  ticker.once(base, fire, undefined);
+  for (let now = base; now <= base + 100; now += 5) {
+    ticker.expire(now);
+    ticker.runDue();
+    ticker.runDue();
+  }
+  assert.deepEqual(fired, [base, base + 10, base + 20, base + 30]);
+  assert.equal(ticker.pending, 0);
+  ticker.close();
+});
