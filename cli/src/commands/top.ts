@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { parseDuration } from '@wmproxy/config';
+import { parseDuration } from '@wmproxy/health';
 import type { SeriesTransition, SeriesView, StatusView, UpstreamView } from '@wmproxy/control';
 import { ControlCommand, controlFlags } from './_control.js';
 
