@@ -111,10 +111,10 @@ ${ports.map((port) => `server { listen 127.0.0.1:${port}; root ${dir}; ${locatio
   return { ports, child };
 }
 
-/** `wmproxy run -c FILE [...extra]` on Bun or Node, as a user starts it. */
-export function startWmproxyRun(children, runtime, file, extra = []) {
-  const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
-  return children.start(command, [join(root, 'cli/bin/run.js'), 'run', '-c', file, ...extra], `wmproxy-${runtime}`);
+/** `wmproxy run -c FILE [...extra]` on Bun or Node, as a user starts it (from another built checkout with `tree`). */
+export function startWmproxyRun(children, runtime, file, extra = [], tree = root) {
+  const command = runtime === 'bun' ? join(tree, 'node_modules/.bin/bun') : process.execPath;
+  return children.start(command, [join(tree, 'cli/bin/run.js'), 'run', '-c', file, ...extra], `wmproxy-${runtime}`);
 }
 
 /** Nearest-rank percentile of an ascending array (NaN when empty). */

@@ -6,7 +6,12 @@
 // stream; a second figure is bulk transfer (a 64 MiB body) in MB/s. Rounds
 // are interleaved and the median shown.
 //
-//   node bench/reverse-stream.mjs [--duration 5] [--connections 64] [--rounds 3]
+//   node bench/reverse-stream.mjs [--duration 5] [--connections 64] [--rounds 3] [--compare DIR] [--only NAME,...]
+//
+// --compare DIR adds `wmproxy-bun@base stream` and `wmproxy-node@base stream`:
+// the same proxy from another built checkout, to measure a change against its
+// base in the same rounds. --only keeps the contenders whose names start with
+// one of the given prefixes (e.g. --only haproxy,wmproxy-bun).
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +23,8 @@ const args = process.argv.slice(2);
 const duration = Number(argument(args, 'duration', '5'));
 const connections = Number(argument(args, 'connections', '64'));
 const rounds = Math.max(1, Number(argument(args, 'rounds', '3')));
+const compareRoot = argument(args, 'compare', undefined);
+const only = argument(args, 'only', undefined)?.split(',');
 const dir = mkdtempSync(join(tmpdir(), 'wmproxy-stream-'));
 chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
 const children = new Children();
@@ -52,9 +59,9 @@ ${ports.map((p, i) => `  server b${i} 127.0.0.1:${p}`).join('\n')}
   return { port, child };
 }
 
-async function startWmproxy(runtime, ports) {
+async function startWmproxy(runtime, ports, tree) {
   const port = await freePort();
-  const file = join(dir, `wmproxy-${runtime}.toml`);
+  const file = join(dir, `wmproxy-${runtime}${tree ? '-base' : ''}.toml`);
   writeFileSync(
     file,
     `[control]
@@ -69,7 +76,7 @@ listen = "127.0.0.1:${port}"
 upstream = "app"
 `,
   );
-  const child = startWmproxyRun(children, runtime, file);
+  const child = startWmproxyRun(children, runtime, file, [], tree);
   await waitPort(port);
   return { port, child };
 }
@@ -117,7 +124,13 @@ const contenders = [
   { name: 'haproxy mode tcp', start: startHaproxy },
   { name: 'wmproxy-bun stream', start: (ports) => startWmproxy('bun', ports) },
   { name: 'wmproxy-node stream', start: (ports) => startWmproxy('node', ports) },
-];
+  ...(compareRoot
+    ? [
+        { name: 'wmproxy-bun@base stream', start: (ports) => startWmproxy('bun', ports, compareRoot) },
+        { name: 'wmproxy-node@base stream', start: (ports) => startWmproxy('node', ports, compareRoot) },
+      ]
+    : []),
+].filter((contender) => !only || contender.name.startsWith('haproxy') || only.some((prefix) => contender.name.startsWith(prefix)));
 
 async function main() {
   const { ports, child: backendChild } = await backends();
@@ -145,6 +158,21 @@ async function main() {
     console.log(
       `| ${name} | ${Math.round(rps)} | ${(rps / baseRps).toFixed(2)}x | ${median(rows.map((row) => row.p99)).toFixed(1)} | ${rows.reduce((sum, row) => sum + row.errors, 0)} | ${!Number.isNaN(rows[0].cpuUsPerRequest) ? median(rows.map((row) => row.cpuUsPerRequest)).toFixed(1) : '–'} | ${Math.round(mbps)} | ${(mbps / baseMbps).toFixed(2)}x | ${Number.isNaN(median(rows.map((row) => row.rssMiB))) ? '–' : `${median(rows.map((row) => row.rssMiB)).toFixed(0)} MiB`} |`,
     );
+  }
+  if (compareRoot) {
+    console.log('\npaired per round against the same proxy from --compare: median [min - max]');
+    console.log('| proxy | req/s ratio | CPU µs/req ratio | bulk MB/s ratio |');
+    console.log('|---|---|---|---|');
+    for (const runtime of ['bun', 'node']) {
+      const rows = results.get(`wmproxy-${runtime} stream`);
+      const baseRows = results.get(`wmproxy-${runtime}@base stream`);
+      if (!rows || !baseRows) continue;
+      const ratio = (key) => {
+        const values = rows.map((row, i) => row[key] / baseRows[i][key]).sort((a, b) => a - b);
+        return `${median(values).toFixed(3)} [${values[0].toFixed(3)} - ${values.at(-1).toFixed(3)}]`;
+      };
+      console.log(`| wmproxy-${runtime} / @base | ${ratio('rps')} | ${ratio('cpuUsPerRequest')} | ${ratio('mbps')} |`);
+    }
   }
 }
 
