@@ -167,16 +167,19 @@ test('once a connect to a server is still pending after the delay, the next conn
   const ticker = new Ticker(100);
   const keepAlive = setTimeout(() => undefined, 10_000);
   try {
-    const pending = connectHedged({
-      primary: blackholed,
-      upstream,
-      connector: counting,
-      ticker,
-      timeoutMs: 1_000,
-      hedgeDelayMs: 1_000,
-      pickSecond: () => healthy,
-      adopt: (_server, conn) => conn.destroy(),
-    });
+    // The blackholed server first, the healthy one as its hedge after the 1 s delay (at once while it is stuck).
+    const dialBlackholedFirst = () =>
+      connectHedged({
+        primary: blackholed,
+        upstream,
+        connector: counting,
+        ticker,
+        timeoutMs: 1_000,
+        hedgeDelayMs: 1_000,
+        pickSecond: () => healthy,
+        adopt: (_server, conn) => conn.destroy(),
+      });
+    const pending = dialBlackholedFirst();
     assert.equal(calls.get(healthy.address), 2, 'the second connect started with the first, not after the delay');
     assert.equal(calls.get(blackholed.address), 2, 'the stuck server is still tried (its recovery must be seen)');
     const outcome = await pending;
@@ -189,16 +192,7 @@ test('once a connect to a server is still pending after the delay, the next conn
     // A completed connect ends it: the next connect waits for the delay again.
     connected(upstream, blackholed, performance.now() - 1, performance.now());
     assert.equal(connectsStuck(blackholed), false);
-    const later = connectHedged({
-      primary: blackholed,
-      upstream,
-      connector: counting,
-      ticker,
-      timeoutMs: 1_000,
-      hedgeDelayMs: 1_000,
-      pickSecond: () => healthy,
-      adopt: (_server, conn) => conn.destroy(),
-    });
+    const later = dialBlackholedFirst();
     assert.equal(calls.get(blackholed.address), 3, 'the primary is dialled');
     assert.equal(calls.get(healthy.address), 2, 'no longer stuck: its connect gets no hedge at once');
     const hedged = await later;
