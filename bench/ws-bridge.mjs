@@ -169,30 +169,74 @@ const BASELINE = opt('baseline', undefined);
 const withBase = (kinds) => kinds.flatMap((kind) => (BASELINE && (kind.startsWith('codec') || kind.startsWith('tcp2ws-')) && kind !== 'tcp2ws-ws' ? [kind, `${kind}@base`] : [kind]));
 const TICK = 100; // USER_HZ on Linux
 
-/** user+system CPU seconds of a process, its children and their reaped children. */
-function treeCpuSeconds(pid) {
-  if (pid === undefined) return 0;
-  let ticks = 0;
-  const add = (p, withReaped) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]) + (withReaped ? Number(f[13]) + Number(f[14]) : 0);
-      return Number(f[1]);
-    } catch {
-      return -1;
+/** /proc/PID/stat fields after the command name: [state, ppid, ..., utime(11), stime(12), cutime(13), cstime(14)]. */
+function statFields(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+const reapedTicks = (f) => Number(f[13]) + Number(f[14]);
+
+/** Every process below `pid` (recursively), with its stat fields. */
+function descendants(pid) {
+  const byParent = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const f = statFields(entry);
+    if (!f) continue;
+    const ppid = Number(f[1]);
+    if (!byParent.has(ppid)) byParent.set(ppid, []);
+    byParent.get(ppid).push([Number(entry), f]);
+  }
+  const out = [];
+  const walk = (p) => {
+    for (const [child, f] of byParent.get(p) ?? []) {
+      out.push([child, f]);
+      walk(child);
     }
   };
-  add(pid, true);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === pid) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) add(Number(entry), true);
-    } catch {}
-  }
-  return ticks / TICK;
+  walk(pid);
+  return out;
 }
+
+/**
+ * user+system CPU seconds of a process tree: for the root and every descendant still in /proc (zombies
+ * included), its own ticks plus its reaped children's. A child's ticks move into its parent's reaped counters
+ * when the parent waits for it, so this sum is continuous across a reap - unless the reap happens while the
+ * /proc scan runs (websockify reaps a connection's child on SIGCHLD: the scan read the parent before, the
+ * child was gone after, and the child's whole CPU was lost; the next phase then counted it twice, 0.80-5.08
+ * s/GiB). So the scan is checked: every parent's reaped counters read again afterwards, and a scan during
+ * which any of them moved is taken again.
+ */
+function treeCpuSeconds(pid) {
+  if (pid === undefined) return 0;
+  for (let attempt = 0; ; attempt++) {
+    const rootBefore = statFields(pid);
+    if (!rootBefore) return 0;
+    const tree = [[pid, rootBefore], ...descendants(pid)];
+    const moved = tree.some(([p, f]) => {
+      const now = statFields(p);
+      return now !== undefined && reapedTicks(now) !== reapedTicks(f);
+    });
+    if (moved && attempt < 20) continue;
+    let ticks = 0;
+    for (const [, f] of tree) ticks += Number(f[11]) + Number(f[12]) + reapedTicks(f);
+    return ticks / TICK;
+  }
+}
+
+/**
+ * Waits (up to 3 s) until the tree has no more processes than `count`: websockify's child of the previous
+ * connection exits after the client closes, and its exit is not the next phase's work.
+ */
+async function settle(pid, count) {
+  if (pid === undefined) return;
+  for (let i = 0; i < 60 && descendants(pid).length > count; i++) await new Promise((r) => setTimeout(r, 50));
+}
+
 const BUN = join(root, 'node_modules/.bin/bun');
 const hasBun = existsSync(BUN);
 const hasWebsockify = existsSync('/usr/bin/websockify');
@@ -329,9 +373,12 @@ function payloadCounter() {
   };
 }
 
-async function upload(port, ws) {
+// Each phase reads the bridge's CPU (cpu(): seconds) once the connection is open and again before closing
+// it: the CPU of the handshake and of the teardown (a websockify child's exit) is not the transfer's.
+async function upload(port, ws, cpu) {
   await setTarget('sink');
   const { socket } = await open(port, ws);
+  const cpuBefore = cpu();
   const payload = randomBytes(64 * 1024);
   const chunk = ws ? maskedFrame(payload) : payload;
   const total = MIB * 1024 * 1024;
@@ -356,13 +403,15 @@ async function upload(port, ws) {
   ]);
   await Promise.race([done, dropped]);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpuSeconds = cpu() - cpuBefore;
   socket.destroy();
-  return (total / 1024 / 1024) / seconds;
+  return { rate: total / 1024 / 1024 / seconds, cpuSeconds };
 }
 
-async function download(port, ws) {
+async function download(port, ws, cpu) {
   await setTarget('source');
   const { socket, rest } = await open(port, ws);
+  const cpuBefore = cpu();
   const total = MIB * 1024 * 1024;
   const counter = payloadCounter();
   const started = process.hrtime.bigint();
@@ -379,13 +428,15 @@ async function download(port, ws) {
     socket.resume();
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpuSeconds = cpu() - cpuBefore;
   socket.destroy();
-  return (total / 1024 / 1024) / seconds;
+  return { rate: total / 1024 / 1024 / seconds, cpuSeconds };
 }
 
-async function smallMessages(port, ws) {
+async function smallMessages(port, ws, cpu) {
   await setTarget('echo');
   const { socket, rest } = await open(port, ws);
+  const cpuBefore = cpu();
   const payload = randomBytes(64);
   const frame = ws ? maskedFrame(payload) : payload;
   const window = 256;
@@ -424,8 +475,9 @@ async function smallMessages(port, ws) {
     sendWindow();
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpuSeconds = cpu() - cpuBefore;
   socket.destroy();
-  return MSGS / seconds;
+  return { rate: MSGS / seconds, cpuSeconds };
 }
 
 function treeRssKiB(pid) {
@@ -475,17 +527,27 @@ async function measure(kind, candidate, ws) {
   console.error(`${kind}: measuring`);
   const row = {};
   const gib = MIB / 1024;
+  const cpu = () => treeCpuSeconds(candidate.pid);
+  const has = candidate.pid !== undefined;
   if (PHASES.includes('upload')) {
-    const cpu = treeCpuSeconds(candidate.pid);
-    row.uploadMiBs = await upload(candidate.port, ws);
-    if (candidate.pid !== undefined) row.uploadCpuSPerGiB = (treeCpuSeconds(candidate.pid) - cpu) / gib;
+    await settle(candidate.pid, 0);
+    const { rate, cpuSeconds } = await upload(candidate.port, ws, cpu);
+    row.uploadMiBs = rate;
+    if (has) row.uploadCpuSPerGiB = cpuSeconds / gib;
   }
   if (PHASES.includes('download')) {
-    const cpu = treeCpuSeconds(candidate.pid);
-    row.downloadMiBs = await download(candidate.port, ws);
-    if (candidate.pid !== undefined) row.downloadCpuSPerGiB = (treeCpuSeconds(candidate.pid) - cpu) / gib;
+    await settle(candidate.pid, 0);
+    const { rate, cpuSeconds } = await download(candidate.port, ws, cpu);
+    row.downloadMiBs = rate;
+    if (has) row.downloadCpuSPerGiB = cpuSeconds / gib;
   }
-  if (PHASES.includes('small')) row.msgsPerSec = await smallMessages(candidate.port, ws);
+  if (PHASES.includes('small')) {
+    await settle(candidate.pid, 0);
+    const { rate, cpuSeconds } = await smallMessages(candidate.port, ws, cpu);
+    row.msgsPerSec = rate;
+    // CPU microseconds per 64-byte message echoed (both directions through the bridge).
+    if (has) row.smallCpuUsPerMsg = (cpuSeconds / MSGS) * 1e6;
+  }
   if (PHASES.includes('memory')) row.kibPerConn = await memoryPerConn(candidate, ws);
   // Progress on stderr, so that a run cut short still says what it measured.
   console.error(`${kind}: ${JSON.stringify(row)}`);
@@ -556,14 +618,14 @@ targetChild.stdin.end();
 const fmt = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
 const dir = results.direct;
 function table(rows, ref, refName) {
-  console.log(`candidate     upload MiB/s          download MiB/s        64B msgs/s            KiB/conn  CPU s/GiB up/down   (ratios: vs ${refName} | vs direct TCP)`);
+  console.log(`candidate     upload MiB/s          download MiB/s        64B msgs/s            KiB/conn  CPU s/GiB up/down  CPU us/msg  (ratios: vs ${refName} | vs direct TCP)`);
   for (const [kind, r] of Object.entries(rows)) {
     if (r.error) {
       console.log(`${kind.padEnd(13)} error: ${r.error}`);
       continue;
     }
     const ratio = (key) => `${ref && !ref.error ? fmt(r[key] / ref[key], 1) : '-'}x|${dir && !dir.error ? fmt(r[key] / dir[key], 2) : '-'}x`;
-    console.log(`${kind.padEnd(13)} ${fmt(r.uploadMiBs).padStart(6)} ${ratio('uploadMiBs').padEnd(13)} ${fmt(r.downloadMiBs).padStart(6)} ${ratio('downloadMiBs').padEnd(13)} ${fmt(r.msgsPerSec).padStart(8)} ${ratio('msgsPerSec').padEnd(11)} ${fmt(r.kibPerConn, 1).padStart(7)}  ${fmt(r.uploadCpuSPerGiB, 2).padStart(5)}/${fmt(r.downloadCpuSPerGiB, 2)}`);
+    console.log(`${kind.padEnd(13)} ${fmt(r.uploadMiBs).padStart(6)} ${ratio('uploadMiBs').padEnd(13)} ${fmt(r.downloadMiBs).padStart(6)} ${ratio('downloadMiBs').padEnd(13)} ${fmt(r.msgsPerSec).padStart(8)} ${ratio('msgsPerSec').padEnd(11)} ${fmt(r.kibPerConn, 1).padStart(7)}  ${fmt(r.uploadCpuSPerGiB, 2).padStart(5)}/${fmt(r.downloadCpuSPerGiB, 2).padEnd(5)}  ${fmt(r.smallCpuUsPerMsg, 2).padStart(8)}`);
   }
 }
 console.log(`ws2tcp, ${MIB} MiB each way, median of ${ROUNDS}, ${MSGS} x 64-byte messages, ${CONNS} idle connections for memory`);
