@@ -3,7 +3,8 @@
 //          [--far codec-bun] [--phases upload,download,small,memory] [--rounds 1] [--profile DIR]
 // --baseline DIR: also the codec and tcp2ws candidates from another checkout (e.g. /work/main, built), as NAME@base.
 // --rounds N: every candidate measured N times, rounds interleaved (a load change hits all alike); medians.
-// CPU: the bridge process tree's user+system seconds per GiB moved (less sensitive to a loaded host than MiB/s).
+// CPU: the bridge process tree's user+system seconds per GiB moved (less sensitive to a loaded host than MiB/s),
+// read after the handshake and before the close (see treeCpuSeconds); small messages: CPU us per message.
 // --profile DIR: candidate processes run with --cpu-prof (Node and Bun), profiles written to DIR on exit.
 //
 // Candidates (each a child process bridging ws://127.0.0.1:P/ to a TCP target in this process):
@@ -13,6 +14,11 @@
 //   bun-native  Bun.serve's native WebSocket with a node:net socket (Bun only)
 //   websockify  Debian's websockify (Python; forks a process per connection)
 //   direct      plain TCP to the target, no bridge (the ceiling)
+// Ceilings of a relay per runtime (plain TCP through them, no WebSocket at all):
+//   pipe-node   node:net sockets piped both ways (the least JS TCP relay on Node)
+//   pipe-bun    Bun.listen/Bun.connect, a write's remainder queued until the drain (the least JS on Bun;
+//               bench/lib/relay-pair.ts's far end, tcp mode)
+//   relay-node / relay-bun  core-net's relay() between two Conns (the layer ws-bridge runs on)
 // tcp2ws candidates (a TCP listener whose connections become WebSocket clients of a far end: the
 // ws2tcp candidate named by --far, default codec-bun, in front of the same TCP target):
 //   tcp2ws-node / tcp2ws-bun  wmproxy's tcp2ws on Node / Bun
@@ -25,9 +31,10 @@
 import net from 'node:net';
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { processTree, rssMiB } from './lib/procstat.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -73,6 +80,32 @@ if (process.argv[2] === '--serve') {
       stream.pipe(tcp).pipe(stream);
     });
     wss.on('listening', () => ready(wss.address().port));
+  } else if (kind === 'pipe') {
+    // The least JS relay on Node: node:net sockets piped both ways, no WebSocket.
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      const tcp = net.connect(targetPort, '127.0.0.1');
+      tcp.setNoDelay(true);
+      socket.on('error', () => tcp.destroy());
+      tcp.on('error', () => socket.destroy());
+      socket.pipe(tcp).pipe(socket);
+    });
+    server.listen(0, '127.0.0.1', () => ready(server.address().port));
+  } else if (kind === 'relay') {
+    // core-net's own relay() between two Conns (the connections ws-bridge runs on), no WebSocket.
+    const lib = typeof Bun !== 'undefined' ? join(libRoot, 'packages/core-net/src/index.ts') : join(libRoot, 'packages/core-net/dist/src/index.js');
+    const { Server, connect, relay, parseAddress } = await import(lib);
+    const server = await new Server({
+      addresses: [parseAddress('127.0.0.1:0')],
+      limits: { maxConnections: 0 },
+      onConnection(conn) {
+        connect({ host: '127.0.0.1', port: targetPort }).then(
+          (upstream) => relay(conn, upstream),
+          () => conn.destroy(),
+        );
+      },
+    }).start();
+    ready(server.boundAddresses[0].split(':').pop());
   } else if (kind === 'bun') {
     const server = Bun.serve({
       hostname: '127.0.0.1',
@@ -180,28 +213,6 @@ function statFields(pid) {
 }
 const reapedTicks = (f) => Number(f[13]) + Number(f[14]);
 
-/** Every process below `pid` (recursively), with its stat fields. */
-function descendants(pid) {
-  const byParent = new Map();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const f = statFields(entry);
-    if (!f) continue;
-    const ppid = Number(f[1]);
-    if (!byParent.has(ppid)) byParent.set(ppid, []);
-    byParent.get(ppid).push([Number(entry), f]);
-  }
-  const out = [];
-  const walk = (p) => {
-    for (const [child, f] of byParent.get(p) ?? []) {
-      out.push([child, f]);
-      walk(child);
-    }
-  };
-  walk(pid);
-  return out;
-}
-
 /**
  * user+system CPU seconds of a process tree: for the root and every descendant still in /proc (zombies
  * included), its own ticks plus its reaped children's. A child's ticks move into its parent's reaped counters
@@ -216,7 +227,11 @@ function treeCpuSeconds(pid) {
   for (let attempt = 0; ; attempt++) {
     const rootBefore = statFields(pid);
     if (!rootBefore) return 0;
-    const tree = [[pid, rootBefore], ...descendants(pid)];
+    const tree = [[pid, rootBefore]];
+    for (const p of processTree(pid).slice(1)) {
+      const f = statFields(p);
+      if (f) tree.push([p, f]);
+    }
     const moved = tree.some(([p, f]) => {
       const now = statFields(p);
       return now !== undefined && reapedTicks(now) !== reapedTicks(f);
@@ -234,7 +249,7 @@ function treeCpuSeconds(pid) {
  */
 async function settle(pid, count) {
   if (pid === undefined) return;
-  for (let i = 0; i < 60 && descendants(pid).length > count; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 60 && processTree(pid).length - 1 > count; i++) await new Promise((r) => setTimeout(r, 50));
 }
 
 const BUN = join(root, 'node_modules/.bin/bun');
@@ -273,16 +288,38 @@ function startCandidate(name, farPort) {
     child = spawn('/usr/bin/websockify', [`127.0.0.1:${port}`, `127.0.0.1:${targetPort}`], { stdio: 'ignore' });
     return waitPort(port).then(() => ({ port, pid: child.pid, stop: () => child.kill('SIGTERM') }));
   }
+  if (kind === 'pipe-bun') {
+    // bench/lib/relay-pair.ts's far end in tcp mode is that relay: Bun's sockets, nothing else.
+    child = spawn(BUN, [join(root, 'bench/lib/relay-pair.ts'), 'far', 'tcp', String(targetPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    return childPort(name, child, /"control":(\d+)/);
+  }
   const runtime = kind.endsWith('-bun') || kind === 'bun-native' ? BUN : process.execPath;
-  const serveKind = kind.startsWith('codec') ? 'codec' : kind === 'ws-node' ? 'ws' : kind === 'tcp2ws-ws' ? 'ws-client' : kind.startsWith('tcp2ws') ? 'tcp2ws' : 'bun';
+  const serveKind = kind.startsWith('codec')
+    ? 'codec'
+    : kind === 'ws-node'
+      ? 'ws'
+      : kind === 'tcp2ws-ws'
+        ? 'ws-client'
+        : kind.startsWith('tcp2ws')
+          ? 'tcp2ws'
+          : kind.startsWith('pipe')
+            ? 'pipe'
+            : kind.startsWith('relay')
+              ? 'relay'
+              : 'bun';
   const port = kind.startsWith('tcp2ws') ? farPort : targetPort;
   const flags = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [];
   child = spawn(runtime, [...flags, fileURLToPath(import.meta.url), '--serve', serveKind, String(port), ...(base ? [BASELINE] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return childPort(name, child, /PORT (\d+)/);
+}
+
+/** The candidate once `child` has printed its port (`pattern`'s first group). */
+function childPort(name, child, pattern) {
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const match = /PORT (\d+)/.exec(out);
+      const match = pattern.exec(out);
       if (match) resolve({ port: Number(match[1]), pid: child.pid, stop: () => child.kill('SIGTERM') });
     });
     child.on('exit', (code) => reject(new Error(`${name} exited ${code}`)));
@@ -481,23 +518,7 @@ async function smallMessages(port, ws, cpu) {
 }
 
 function treeRssKiB(pid) {
-  if (pid === undefined) return 0;
-  const pids = [pid];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) pids.push(Number(entry));
-    } catch {}
-  }
-  let total = 0;
-  for (const p of pids) {
-    try {
-      total += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
-    } catch {}
-  }
-  return total;
+  return pid === undefined ? 0 : (rssMiB(processTree(pid)) ?? 0) * 1024;
 }
 
 async function memoryPerConn(candidate, ws) {
@@ -519,7 +540,9 @@ async function memoryPerConn(candidate, ws) {
   return (after - before) / CONNS;
 }
 
-const candidates = withBase(['direct', 'codec-node', ...(hasBun ? ['codec-bun'] : []), 'ws-node', ...(hasBun ? ['bun-native'] : []), ...(hasWebsockify ? ['websockify'] : [])]
+/** TCP relays without WebSocket: their clients speak plain TCP, as direct's. */
+const plainTcp = (kind) => kind === 'direct' || kind.startsWith('pipe-') || kind.startsWith('relay-');
+const candidates = withBase(['direct', 'pipe-node', ...(hasBun ? ['pipe-bun'] : []), 'relay-node', ...(hasBun ? ['relay-bun'] : []), 'codec-node', ...(hasBun ? ['codec-bun'] : []), 'ws-node', ...(hasBun ? ['bun-native'] : []), ...(hasWebsockify ? ['websockify'] : [])]
   .filter((kind) => !only || only.includes(kind) || kind === 'direct'));
 const tcp2wsCandidates = withBase(['tcp2ws-node', ...(hasBun ? ['tcp2ws-bun'] : []), 'tcp2ws-ws'].filter((kind) => !only || only.includes(kind)));
 
@@ -572,7 +595,7 @@ for (let round = 0; round < ROUNDS; round++) {
   for (const kind of candidates) {
     const candidate = await startCandidate(kind);
     try {
-      (rounds[kind] ??= []).push(await measure(kind, candidate, kind !== 'direct'));
+      (rounds[kind] ??= []).push(await measure(kind, candidate, !plainTcp(kind)));
     } catch (error) {
       (rounds[kind] ??= []).push({ error: error.message });
     } finally {
@@ -615,7 +638,7 @@ if (tcp2wsCandidates.length > 0) {
 }
 targetChild.stdin.end();
 
-const fmt = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
+const fmt = (n, d = 0) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
 const dir = results.direct;
 function table(rows, ref, refName) {
   console.log(`candidate     upload MiB/s          download MiB/s        64B msgs/s            KiB/conn  CPU s/GiB up/down  CPU us/msg  (ratios: vs ${refName} | vs direct TCP)`);
