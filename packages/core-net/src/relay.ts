@@ -93,7 +93,12 @@ export class Relay {
     if (!peer.closed) {
       // Flush what the peer still has queued, then FIN; an error kills it.
       if (error) peer.destroy(error);
-      else peer.end();
+      else {
+        peer.end();
+        // The peer may be paused for this side's drain, which will not come: reading again, it sees its
+        // FIN and closes (what it still sends has nowhere to go and destroys it, see relayHandler.data).
+        peer.resume();
+      }
       return;
     }
     this.finish();

@@ -11,6 +11,7 @@ import {
   nodeRuntime,
   runtimeReady,
   setRuntime,
+  connPair,
   type Conn,
   type Runtime,
   type RelayStats,
@@ -231,6 +232,24 @@ for (const rt of runtimes) {
     });
   });
 }
+
+test('an upstream paused for the client\'s drain is not left open when the client goes away without an error (a server shutdown\'s destroy)', async () => {
+  const [client, clientPeer] = connPair(1024);
+  const [upstream, upstreamPeer] = connPair(1024);
+  clientPeer.setHandler({ data() {}, close() {} });
+  let upstreamClosed = false;
+  upstreamPeer.setHandler({ data() {}, end: (c) => c.end(), close: () => void (upstreamClosed = true) });
+  const done = relay(client, upstream, { idleTimeoutMs: 0 });
+  // The client's reader takes nothing: the upstream's bytes fill the client's queue and the relay pauses the upstream.
+  clientPeer.pause();
+  for (let i = 0; i < 8; i++) upstreamPeer.write(new Uint8Array(1024));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  // Gone without an error, as Server.shutdown() destroys what outlives its deadline: the drain will never come.
+  client.destroy();
+  await until(() => upstreamClosed, 3000);
+  const stats = await done;
+  assert.equal(stats.reason, 'done');
+});
 
 function readAll(conn: Conn): Promise<string> {
   return new Promise((resolve) => {
