@@ -1,7 +1,7 @@
 // WebSocket <-> TCP bridges (ws2tcp, tcp2ws) measured against websockify, `ws` and direct TCP, in the same run.
 // Usage: flock /work/bench.lock node bench/ws-bridge.mjs [--mib 256] [--conns 200] [--msgs 200000] [--only a,b]
 //          [--far codec-bun] [--phases upload,download,small,memory] [--rounds 1] [--profile DIR]
-// --baseline DIR: also the codec and tcp2ws candidates from another checkout (e.g. /work/main, built), as NAME@base.
+// --baseline DIR: also the codec, relay and tcp2ws candidates from another checkout (e.g. /work/main, built), as NAME@base.
 // --rounds N: every candidate measured N times, rounds interleaved (a load change hits all alike); medians.
 // CPU: the bridge process tree's user+system seconds per GiB moved (less sensitive to a loaded host than MiB/s),
 // read after the handshake and before the close (see treeCpuSeconds); small messages: CPU us per message.
@@ -199,7 +199,7 @@ const PHASES = opt('phases', 'upload,download,small,memory').split(',');
 const PROFILE = opt('profile', undefined);
 const ROUNDS = Number(opt('rounds', 1));
 const BASELINE = opt('baseline', undefined);
-const withBase = (kinds) => kinds.flatMap((kind) => (BASELINE && (kind.startsWith('codec') || kind.startsWith('tcp2ws-')) && kind !== 'tcp2ws-ws' ? [kind, `${kind}@base`] : [kind]));
+const withBase = (kinds) => kinds.flatMap((kind) => (BASELINE && (kind.startsWith('codec') || kind.startsWith('relay-') || kind.startsWith('tcp2ws-')) && kind !== 'tcp2ws-ws' ? [kind, `${kind}@base`] : [kind]));
 const TICK = 100; // USER_HZ on Linux
 
 /** /proc/PID/stat fields after the command name: [state, ppid, ..., utime(11), stime(12), cutime(13), cstime(14)]. */

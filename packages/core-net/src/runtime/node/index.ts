@@ -137,6 +137,11 @@ function listen(options: ListenOptions): Promise<Listener> {
       socket.setNoDelay(true);
       options.onConnection(new NodeConn(socket));
     };
+    const onPlainSocket = (accepted: net.Socket): void => {
+      const socket = readingItself(accepted);
+      socket.setNoDelay(true);
+      options.onConnection(new NodeConn(socket, socket !== accepted));
+    };
     const tlsServer = options.tls
       ? tls.createServer(
           {
@@ -167,7 +172,7 @@ function listen(options: ListenOptions): Promise<Listener> {
     const server: net.Server =
       tlsServer && acme
         ? net.createServer({ allowHalfOpen: true }, (socket) => routeByClientHello(socket, tlsServer, acme, options.onError))
-        : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onSocket));
+        : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onPlainSocket));
     const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
     server.once('error', failed);
     // reusePort false unless asked: only our own workers share a port (Node honours it from 22.12).
@@ -299,11 +304,10 @@ const sharedReadBuffer = Buffer.allocUnsafe(64 * 1024);
 /** Bytes before each copied-out chunk that its handler may write (see Conn.readHeadroom): a 14-byte WebSocket header fits. */
 const READ_HEADROOM = 16;
 
-/** One closure per connection (not per read): onread's callback is not told its socket. */
-function plainSocket(options: RawConnectOptions): net.Socket {
-  let socket: TaggedSocket | undefined;
-  const callback = (nread: number, buffer: Uint8Array): boolean => {
-    const conn = socket?.[kConn];
+/** The onread callback of one socket (one closure per connection, not per read: onread's callback is not told its socket). */
+function readCallback(owner: { socket: TaggedSocket | undefined }): (nread: number, buffer: Uint8Array) => boolean {
+  return (nread, buffer) => {
+    const conn = owner.socket?.[kConn];
     if (!conn) return true;
     // Buffer.allocUnsafe takes small chunks from node's shared pool. The room before the
     // chunk is part of this allocation: a WebSocket bridge writes its frame header there.
@@ -319,15 +323,42 @@ function plainSocket(options: RawConnectOptions): net.Socket {
     // Pausing is the connection's own call (pause() stops the handle's reads).
     return true;
   };
-  socket = net.connect({
+}
+
+type AcceptedHandle = { useUserBuffer?: unknown };
+
+/**
+ * An accepted plain socket (made paused, `pauseOnConnect`) moved to a socket that reads with `onread` as
+ * outgoing ones do (see `plainSocket`): node:net offers no `onread` for a server's sockets, so the libuv
+ * handle is taken over by a new net.Socket before its first read, and the first one, left without a
+ * handle, is destroyed (which only releases the server's count of it). Where the handle is not libuv's
+ * (node:net on Bun), the accepted socket is kept and resumed.
+ */
+function readingItself(accepted: net.Socket): net.Socket {
+  const raw = accepted as net.Socket & { _handle: AcceptedHandle | null };
+  const handle = raw._handle;
+  if (handle === null || typeof handle.useUserBuffer !== 'function') {
+    accepted.resume();
+    return accepted;
+  }
+  raw._handle = null;
+  accepted.destroy();
+  const owner: { socket: TaggedSocket | undefined } = { socket: undefined };
+  owner.socket = new net.Socket({ handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer: sharedReadBuffer, callback: readCallback(owner) } } as net.SocketConstructorOpts);
+  return owner.socket;
+}
+
+function plainSocket(options: RawConnectOptions): net.Socket {
+  const owner: { socket: TaggedSocket | undefined } = { socket: undefined };
+  owner.socket = net.connect({
     host: options.ip,
     port: options.port,
     localAddress: options.localAddress,
     allowHalfOpen: true,
     noDelay: true,
-    onread: { buffer: sharedReadBuffer, callback },
+    onread: { buffer: sharedReadBuffer, callback: readCallback(owner) },
   });
-  return socket;
+  return owner.socket;
 }
 
 function connectIp(options: RawConnectOptions): Promise<Conn> {
