@@ -77,14 +77,13 @@ export class WsEndpoint implements FrameSink {
   /**
    * `bytes` may be queued as is (not copied): the caller must not reuse it.
    * `headroom`: bytes just before `bytes` in its buffer that are the caller's
-   * (Conn.readHeadroom); a server's frame header is written there, header and
-   * payload leave in one write with no copy.
+   * (Conn.readHeadroom); the frame header is written there, header and
+   * payload leave in one write with no copy (a client's payload is masked in
+   * place: with headroom, `bytes` is the caller's read chunk, its own).
    */
   sendBinary(bytes: Uint8Array, headroom = 0): boolean {
-    if (!this.masked) {
-      const frame = headroom > 0 ? frameInHeadroom(OP_BINARY, bytes, headroom) : undefined;
-      if (frame !== undefined) return this.conn.write(frame);
-    }
+    const frame = headroom > 0 ? frameInHeadroom(OP_BINARY, bytes, headroom, this.masked) : undefined;
+    if (frame !== undefined) return this.conn.write(frame);
     // A server's large payload goes out behind its own header: no copy of the payload.
     if (!this.masked && bytes.length >= COPY_LIMIT) {
       // Two writes, not Conn.writev nor a copy: on Node both cost more CPU per GiB (bench/ws-bridge.mjs, download).

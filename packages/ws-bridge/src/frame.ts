@@ -416,12 +416,7 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true, mas
     return frame;
   }
   frame[1] |= 0x80;
-  if (keyPoolAt + 4 > keyPool.length) {
-    randomFillSync(keyPool);
-    keyPoolAt = 0;
-  }
-  const key = keyPool.subarray(keyPoolAt, keyPoolAt + 4);
-  keyPoolAt += 4;
+  const key = nextMaskKey();
   frame.set(key, at);
   if (length >= WASM_MIN && useWasm) {
     unmaskWasm(payload, key, 0, frame.subarray(headerLength));
@@ -442,16 +437,36 @@ export function frameHeader(opcode: number, length: number, fin = true): Uint8Ar
   return header;
 }
 
+/** A fresh masking key (RFC 6455 5.3), a view of a random pool refilled 1024 keys at a time. */
+function nextMaskKey(): Uint8Array {
+  if (keyPoolAt + 4 > keyPool.length) {
+    randomFillSync(keyPool);
+    keyPoolAt = 0;
+  }
+  const key = keyPool.subarray(keyPoolAt, keyPoolAt + 4);
+  keyPoolAt += 4;
+  return key;
+}
+
 /**
- * An unmasked frame around `payload` with no copy: its header written into
- * the `headroom` bytes before it in its buffer (the caller's to overwrite);
- * undefined when they are too few.
+ * A frame around `payload` with no copy: its header written into the
+ * `headroom` bytes before it in its buffer (the caller's to overwrite);
+ * undefined when they are too few. `masked` (a client's frame): the header
+ * carries a fresh key and the payload is masked in place, so it must be the
+ * caller's too (a chunk a Conn handed out is).
  */
-export function frameInHeadroom(opcode: number, payload: Uint8Array, headroom: number): Uint8Array | undefined {
-  const size = headerSize(payload.length);
+export function frameInHeadroom(opcode: number, payload: Uint8Array, headroom: number, masked = false): Uint8Array | undefined {
+  const at = headerSize(payload.length);
+  const size = at + (masked ? 4 : 0);
   if (headroom < size || payload.byteOffset < size) return undefined;
   const frame = new Uint8Array(payload.buffer, payload.byteOffset - size, size + payload.length);
   writeHeader(frame, opcode, payload.length, true);
+  if (masked) {
+    frame[1] |= 0x80;
+    const key = nextMaskKey();
+    frame.set(key, at);
+    unmask(payload, key, 0);
+  }
   return frame;
 }
 

@@ -267,6 +267,40 @@ describe('RFC 6455 frame codec', () => {
     );
   });
 
+  it("writes a client's frame into the room before a payload, masking the payload in place, or declines when the room is too small (property)", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(0, 1, 125, 126, 65535, 65536, 70_000), fc.nat(20), (length, headroom) => {
+        const payload = Buffer.alloc(length);
+        for (let i = 0; i < length; i++) payload[i] = (i * 31) & 255;
+        const backing = new Uint8Array(headroom + length + 3).fill(0xaa);
+        const view = backing.subarray(headroom, headroom + length);
+        view.set(payload);
+        const frame = frameInHeadroom(2, view, headroom, true);
+        const at = length < 126 ? 2 : length < 65536 ? 4 : 10;
+        if (headroom < at + 4) {
+          assert.equal(frame, undefined);
+          assert.ok(backing.subarray(0, headroom).every((b) => b === 0xaa), 'nothing written');
+          assert.ok(Buffer.from(view).equals(payload), 'the payload untouched');
+          return;
+        }
+        assert.ok(frame);
+        assert.equal(frame.buffer, backing.buffer);
+        assert.equal(frame.length, at + 4 + length);
+        // The header of the unmasked frame with the mask bit set, then the key, then the masked payload.
+        const plain = encodeFrame(2, payload);
+        assert.equal(frame[0], plain[0]);
+        assert.equal(frame[1], plain[1]! | 0x80);
+        assert.ok(Buffer.from(frame.subarray(2, at)).equals(plain.subarray(2, at)));
+        const key = frame.slice(at, at + 4);
+        const unmasked = frame.slice(at + 4);
+        unmaskJs(unmasked, key, 0);
+        assert.ok(Buffer.from(unmasked).equals(payload));
+        assert.ok(backing.subarray(0, headroom - at - 4).every((b) => b === 0xaa) && backing.subarray(headroom + length).every((b) => b === 0xaa));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('checks close payloads: codes, UTF-8 reasons, the one-byte payload', () => {
     assert.deepEqual(parseClosePayload(new Uint8Array(0)), { ok: true, code: 1005, reason: '' });
     assert.deepEqual(parseClosePayload(closePayload(4000, 'bye')), { ok: true, code: 4000, reason: 'bye' });
