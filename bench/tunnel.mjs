@@ -63,7 +63,9 @@
 // connection per visitor, or every visitor over one TLS connection): the
 // ceiling of any JS tunnel on this host (the mux one has no flow control: use
 // it with `--phases http`); `--only haproxy-pair` the same with two HAProxy
-// processes (TLS between them), a native two-hop relay. `--phases` runs only
+// processes (TLS between them), a native two-hop relay. `--only relay-tcp-node,relay-tls-node`: the same least
+// relay on Node (bench/lib/relay-pair-node.mjs: node:net/node:tls sockets joined with pipe()), the ceiling of a
+// Node tunnel. `--phases` runs only
 // the scenarios named. `--compare DIR` adds wmproxy-bun@base and
 // wmproxy-node@base: the tunnel of another checkout (built), for an A/B in
 // one run (pick them with --only wmproxy-bun-base,...).
@@ -147,6 +149,7 @@ async function main() {
     { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token) },
     { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
     ...['tcp', 'tls', 'mux'].map((mode) => ({ id: `relay-${mode}`, name: `relay-${mode}`, optional: true, start: () => startRelayPair(children, services, mode) })),
+    ...['tcp', 'tls'].map((mode) => ({ id: `relay-${mode}-node`, name: `relay-${mode}-node`, optional: true, start: () => startRelayPair(children, services, mode, 'node') })),
     ...(compare ? ['bun', 'node'].map((runtime) => ({ id: `wmproxy-${runtime}-base`, name: `wmproxy-${runtime}@base`, start: () => startTunnel(children, dir, services, runtime, token, compare) })) : []),
     { id: 'haproxy-pair', name: 'haproxy-pair', optional: true, start: () => startHaproxyPair(children, dir, services) },
   ].filter((c) => (only.length === 0 && !c.optional) || only.includes(c.id));
@@ -417,14 +420,17 @@ async function startMuxRelay(children, services) {
   return contenderHandle(ports, pair[0], pair[1], pair.slice(2));
 }
 
-/** bench/lib/relay-pair.ts: the least two-hop relay on Bun's sockets (`mode` tcp, tls or mux), the ceiling of any JS tunnel. */
-async function startRelayPair(children, services, mode) {
-  const bun = join(root, 'node_modules/.bin/bun');
-  const script = join(root, 'bench/lib/relay-pair.ts');
+/**
+ * bench/lib/relay-pair.ts: the least two-hop relay on Bun's sockets (`mode` tcp, tls or mux), the ceiling of any JS
+ * tunnel; on `node`, bench/lib/relay-pair-node.mjs (tcp or tls), the same on node:net and node:tls.
+ */
+async function startRelayPair(children, services, mode, runtime = 'bun') {
+  const command = runtime === 'node' ? process.execPath : join(root, 'node_modules/.bin/bun');
+  const script = join(root, runtime === 'node' ? 'bench/lib/relay-pair-node.mjs' : 'bench/lib/relay-pair.ts');
   const ports = { bulk: await freePort(), http: await freePort() };
   const pair = [];
   for (const name of ['bulk', 'http']) {
-    const far = children.start(bun, [script, 'far', mode, String(services[name])], `relay-${mode}-far-${name}`, { stdout: true });
+    const far = children.start(command, [script, 'far', mode, String(services[name])], `relay-${mode}-${runtime}-far-${name}`, { stdout: true });
     const control = await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`relay did not start: ${far.output}`)), 10_000);
       far.stdout.on('data', () => {
@@ -432,7 +438,7 @@ async function startRelayPair(children, services, mode) {
         if (match) (clearTimeout(timer), resolve(Number(match[1])));
       });
     });
-    const near = children.start(bun, [script, 'near', mode, String(control), String(ports[name])], `relay-${mode}-near-${name}`, { stdout: true });
+    const near = children.start(command, [script, 'near', mode, String(control), String(ports[name])], `relay-${mode}-${runtime}-near-${name}`, { stdout: true });
     pair.push(near, far);
   }
   await ready(ports, pair);

@@ -14,7 +14,7 @@ import {
   connect,
   formatHostPort,
   normaliseFingerprint,
-  relay,
+  Relay,
   silentLogger,
   type Conn,
   type Logger,
@@ -349,7 +349,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
           const destination = { address: typeof request.la === 'string' ? request.la : '0.0.0.0', port: typeof request.lp === 'number' ? request.lp : 0 };
           local.write(proxyProtocolHeader(mapping.proxyProtocol, visitor, destination));
         }
-        relay(stream, local, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
+        // A Relay, not relay(): nothing awaits it, and its promise and resolver stayed with each stream.
+        new Relay(stream, local, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
       },
       (error: Error) => {
         this.logger.warn('tunnel local service unreachable', { mapping: mapping.name, target, error: error.message });

@@ -19,7 +19,7 @@ import {
   createSelfSignedCertificate,
   formatHostPort,
   parseAddress,
-  relay,
+  Relay,
   releaseConn,
   silentLogger,
   type Conn,
@@ -547,7 +547,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     // The relay gets the early bytes first, then the peer's FIN if it came meanwhile.
     releaseConn(conn, early.length === 1 ? early[0] : early.length > 1 ? Buffer.concat(early) : undefined);
     conn.resume();
-    relay(conn, stream, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
+    // A Relay, not relay(): nothing awaits it, and its promise and resolver stayed with each stream.
+    new Relay(conn, stream, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
   }
 
   private onVisitorDatagram(route: Route, data: Uint8Array, address: string, port: number): void {

@@ -260,13 +260,46 @@ async function listen(options: ListenOptions): Promise<Listener> {
   };
 }
 
+/** A connect under way: the socket's `data` until it opens (then its BunConn); events before that are ignored. */
+class PendingConnect {
+  abandoned = false;
+  handshakeDone: Promise<Error | null> | undefined = undefined;
+  readonly handshake = undefined;
+  constructor(readonly tls: boolean) {}
+  onData(): void {}
+  onDrain(): void {}
+  onEnd(): void {}
+  onError(): void {}
+  onClose(): void {}
+}
+
+/**
+ * Shared by every outgoing socket, as a listener's are by its sockets: Bun
+ * keeps a socket's handler object (and what its functions close over) for
+ * the socket's life, so handlers made per connect kept seven functions, their
+ * scopes, the connect's promises and its cleared timer per connection (about
+ * 0.9 KiB of each idle tunnel stream on the client side).
+ */
+const connectHandlers = socketHandlers((socket) => {
+  const pending = socket.data as unknown as PendingConnect;
+  socket.data = undefined;
+  if (pending.abandoned) {
+    socket.terminate();
+    return;
+  }
+  const conn = new BunConn(socket, pending.tls);
+  if (pending.tls) pending.handshakeDone = new Promise((resolve) => (conn.handshake = { resolve }));
+  socket.data = conn;
+  socket.setNoDelay(true);
+});
+
 async function connectIp(options: RawConnectOptions): Promise<Conn> {
   const address = formatHostPort(options.ip, options.port);
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let abandoned = false;
-  let handshakeDone: Promise<Error | null> | undefined;
   let onAbort: (() => void) | undefined;
+  const state = new PendingConnect(options.tls !== undefined);
   const pending = Bun.connect<BunConn | undefined>({
+    data: state as unknown as BunConn,
     hostname: options.ip,
     port: options.port,
     allowHalfOpen: true,
@@ -281,16 +314,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
           },
         }
       : {}),
-    socket: socketHandlers((socket) => {
-      if (abandoned) {
-        socket.terminate();
-        return;
-      }
-      const conn = new BunConn(socket, options.tls !== undefined);
-      if (options.tls) handshakeDone = new Promise((resolve) => (conn.handshake = { resolve }));
-      socket.data = conn;
-      socket.setNoDelay(true);
-    }),
+    socket: connectHandlers,
   } as unknown as import('bun').TCPSocketConnectOptions<BunConn | undefined>);
   const giveUp = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -306,8 +330,8 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
     const socket = await Promise.race([pending, giveUp]);
     const conn = socket.data;
     if (!conn) throw new NetError('ECONNRESET', `connection to ${address} closed during set-up`, { address });
-    if (handshakeDone) {
-      const error = await Promise.race([handshakeDone, giveUp]);
+    if (state.handshakeDone) {
+      const error = await Promise.race([state.handshakeDone, giveUp]);
       if (error && (options.tls?.rejectUnauthorized ?? true)) {
         conn.destroy();
         throw new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error });
@@ -324,7 +348,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
     }
     return conn;
   } catch (error) {
-    abandoned = true;
+    state.abandoned = true;
     // A connect that completes after we gave up is closed at once.
     pending.then((socket) => socket.terminate(), () => undefined);
     throw toNetError(error, address);
