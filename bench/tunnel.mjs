@@ -7,7 +7,7 @@
 //   visitor -> public port (tunnel server / sshd) -> tunnel client / ssh -> local service
 //
 //   flock /work/bench.lock node bench/tunnel.mjs [--quick] [--only direct,ssh,ssh-tty,wmproxy-bun,wmproxy-node]
-//         [--phases bulk,http,ttfb,stall,idle] [--compare DIR] [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--stall-mib 256]
+//         [--phases bulk,http,ttfb,stall,idle] [--compare DIR] [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--idle-warm 100] [--stall-mib 256]
 //
 // Scenarios, for every contender:
 //  1. throughput: one stream downloads 1 GiB from the local service (the
@@ -32,6 +32,11 @@
 //     the median of 5 samples), divided by the number of streams, in KiB.
 //     A garbage collection during the measurement can still move it by a few
 //     KiB per stream: read it over --rounds 3.
+//     --idle-warm N opens and closes N streams first instead of 100: with N =
+//     --idle, what another 1,000 streams cost a process that has carried that
+//     many before. On Node the first 1,000 also touch fresh pages of V8's
+//     young generation (up to 2 x 16 MiB, once per process), which RSS counts
+//     but no stream holds.
 // `--quick` shrinks every scenario (128 MiB, one repeat, 2 s of wrk, 50 new
 // connections, 200 idle streams) for a smoke run; its figures are noisier.
 //
@@ -101,6 +106,7 @@ async function main() {
     connections: arg('connections', 64, 64),
     ttfbCount: arg('ttfb', 200, 50),
     idleStreams: arg('idle', 1000, 200),
+    idleWarm: arg('idle-warm', 100, 100),
     stallMiB: arg('stall-mib', 256, 64),
     repeat: arg('repeat', 3, 1),
     rounds: Math.max(1, arg('rounds', 1, 1)),
@@ -272,7 +278,7 @@ async function runContender(contender, row, config, round) {
   }
   try {
     const port = fresh.ports.bulk;
-    const warm = await openIdle(port, 100);
+    const warm = await openIdle(port, config.idleWarm);
     for (const socket of warm) socket.destroy();
     const before = await settledRss(fresh);
     const sockets = await openIdle(port, config.idleStreams);
