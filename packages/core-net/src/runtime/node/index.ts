@@ -137,10 +137,10 @@ function listen(options: ListenOptions): Promise<Listener> {
       socket.setNoDelay(true);
       options.onConnection(new NodeConn(socket));
     };
-    const onPlainSocket = (accepted: net.Socket): void => {
-      const socket = readingItself(accepted);
+    const onPlainSocket = (socket: net.Socket): void => {
       socket.setNoDelay(true);
-      options.onConnection(new NodeConn(socket, socket !== accepted));
+      // The NodeConn exists before the first read: resume() starts reading on a later turn.
+      options.onConnection(new NodeConn(socket, readItself(socket)));
     };
     const tlsServer = options.tls
       ? tls.createServer(
@@ -325,27 +325,37 @@ function readCallback(owner: { socket: TaggedSocket | undefined }): (nread: numb
   };
 }
 
-type AcceptedHandle = { useUserBuffer?: unknown };
+type AcceptedHandle = { useUserBuffer?: (buffer: Uint8Array) => void };
+
+/** node:net's own keys for a socket's `onread` buffer and callback (found by name once: they are not exported). */
+let onreadKeys: { buffer: symbol; callback: symbol } | null | undefined;
+function findOnreadKeys(socket: net.Socket): { buffer: symbol; callback: symbol } | null {
+  const symbols = Object.getOwnPropertySymbols(socket);
+  const buffer = symbols.find((symbol) => symbol.description === 'kBuffer');
+  const callback = symbols.find((symbol) => symbol.description === 'kBufferCb');
+  return buffer && callback ? { buffer, callback } : null;
+}
 
 /**
- * An accepted plain socket (made paused, `pauseOnConnect`) moved to a socket that reads with `onread` as
- * outgoing ones do (see `plainSocket`): node:net offers no `onread` for a server's sockets, so the libuv
- * handle is taken over by a new net.Socket before its first read, and the first one, left without a
- * handle, is destroyed (which only releases the server's count of it). Where the handle is not libuv's
- * (node:net on Bun), the accepted socket is kept and resumed.
+ * An accepted plain socket (made paused, `pauseOnConnect`) switched to reading with `onread`, as outgoing
+ * ones do (see `plainSocket`), before its first read: node:net has no `onread` option for a server's
+ * sockets, so the socket gets what its constructor would have set for one (its `kBuffer` and `kBufferCb`
+ * fields, and the handle's user buffer). Where those are not there (node:net on Bun, another Node), it
+ * reads as before. Then it is resumed.
  */
-function readingItself(accepted: net.Socket): net.Socket {
-  const raw = accepted as net.Socket & { _handle: AcceptedHandle | null };
-  const handle = raw._handle;
-  if (handle === null || typeof handle.useUserBuffer !== 'function') {
-    accepted.resume();
-    return accepted;
+function readItself(socket: net.Socket): boolean {
+  const handle = (socket as net.Socket & { _handle: AcceptedHandle | null })._handle;
+  if (onreadKeys === undefined) onreadKeys = findOnreadKeys(socket);
+  const keys = onreadKeys;
+  const switched = keys !== null && handle !== null && typeof handle.useUserBuffer === 'function';
+  if (switched) {
+    const fields = socket as unknown as Record<symbol, unknown>;
+    fields[keys.buffer] = sharedReadBuffer;
+    fields[keys.callback] = readCallback({ socket });
+    handle.useUserBuffer!(sharedReadBuffer);
   }
-  raw._handle = null;
-  accepted.destroy();
-  const owner: { socket: TaggedSocket | undefined } = { socket: undefined };
-  owner.socket = new net.Socket({ handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer: sharedReadBuffer, callback: readCallback(owner) } } as net.SocketConstructorOpts);
-  return owner.socket;
+  socket.resume();
+  return switched;
 }
 
 function plainSocket(options: RawConnectOptions): net.Socket {
