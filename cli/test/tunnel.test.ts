@@ -3,7 +3,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
@@ -136,5 +136,66 @@ test('run -c with http_listen: an http mapping is served by Host through the eng
     client.kill();
     server.kill();
     web.close();
+  }
+});
+
+/** A preload (NODE_OPTIONS --require) that keeps the count of the process's full GCs in the file `$GC_COUNT_FILE`. */
+const GC_COUNTER = `
+const { PerformanceObserver, constants } = require('node:perf_hooks');
+const { writeFileSync } = require('node:fs');
+let major = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) if (entry.detail && entry.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major++;
+}).observe({ entryTypes: ['gc'] });
+setInterval(() => writeFileSync(process.env.GC_COUNT_FILE, String(major)), 50).unref();
+`;
+
+test('on Node, tunnel processes moving 128 MiB run no full GCs (socket read buffers no longer start one per scavenge)', { skip: typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined' ? 'V8 only' : false }, async () => {
+  const size = 128 * 1024 * 1024;
+  const chunk = Buffer.alloc(1 << 20, 0x61);
+  const source = await trackedServer((socket) => {
+    let left = size;
+    const pump = (): void => {
+      while (left > 0) {
+        left -= chunk.length;
+        if (!socket.write(chunk)) return void socket.once('drain', pump);
+      }
+      socket.end();
+    };
+    socket.on('error', () => socket.destroy());
+    pump();
+  });
+  const preload = join(dir, 'gc-counter.cjs');
+  writeFileSync(preload, GC_COUNTER);
+  const counts = { server: join(dir, 'gc-server'), client: join(dir, 'gc-client') };
+  const env = (file: string): Record<string, string> => ({ NODE_OPTIONS: `--require ${preload}`, GC_COUNT_FILE: file });
+  const publicPort = await closedPort();
+  const server = new Running(['tunnel', 'server', '--listen', '127.0.0.1:0', '--token', 'cli-secret', '--state-dir', join(dir, 'state-gc')], env(counts.server));
+  let client: Running | undefined;
+  try {
+    const fingerprint = (await server.waitFor(/fingerprint: (SHA256:\S+)/))[1]!;
+    const port = await server.port(/tunnel server listening .*address=127\.0\.0\.1:(\d+)/);
+    client = new Running(['tunnel', 'client', '--server', `127.0.0.1:${port}`, '--token', 'cli-secret', '--fingerprint', fingerprint, '--map', `bulk=tcp:127.0.0.1:${source.port}:${publicPort}`], env(counts.client));
+    await client.waitFor(/tunnel mapping registered .*mapping=bulk/, { stream: 'stderr' });
+    const fullGcs = async (): Promise<number[]> => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return [Number(readFileSync(counts.server, 'utf8')), Number(readFileSync(counts.client, 'utf8'))];
+    };
+    const before = await fullGcs();
+    const received = await new Promise<number>((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port: publicPort });
+      let got = 0;
+      socket.on('data', (data: Buffer) => (got += data.length));
+      socket.on('end', () => resolve(got));
+      socket.on('error', reject);
+    });
+    assert.equal(received, size);
+    const after = await fullGcs();
+    // Before the change: 6-10 per side for 128 MiB.
+    assert.ok(after[0]! - before[0]! <= 1 && after[1]! - before[1]! <= 1, `full GCs while moving 128 MiB: server ${after[0]! - before[0]!}, client ${after[1]! - before[1]!}`);
+  } finally {
+    client?.kill();
+    server.kill();
+    await source.close();
   }
 });
