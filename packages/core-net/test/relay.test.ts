@@ -244,6 +244,8 @@ test('an upstream paused for the client\'s drain is not left open when the clien
   clientPeer.pause();
   for (let i = 0; i < 8; i++) upstreamPeer.write(new Uint8Array(1024));
   await new Promise((resolve) => setTimeout(resolve, 20));
+  // The case under test: the upstream's bytes stay queued (a zero-length write reports the queue).
+  assert.equal(upstreamPeer.write(new Uint8Array(0)), false, 'the relay paused the upstream for the client\'s drain');
   // Gone without an error, as Server.shutdown() destroys what outlives its deadline: the drain will never come.
   client.destroy();
   await until(() => upstreamClosed, 3000);
