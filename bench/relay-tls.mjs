@@ -14,18 +14,19 @@
 //   core-bun    bench/lib/relay-pair-core.mjs on Bun: core-net's Relay between BunConns;
 //   least-node  bench/lib/relay-pair-node.mjs tls: node:net and node:tls joined with pipe();
 //   core-node   bench/lib/relay-pair-core.mjs on Node (dist/, so `npx tsc -b` first): Relay between NodeConns;
-//   core-bun@base, core-node@base (with --compare DIR): the same with DIR's core-net (built).
+//   core-bun@base, core-node@base (with --compare DIR): the same with DIR's core-net (built);
+//   plain-bun, plain-node (only with --only): the least relays without TLS, the floor under any TLS relay.
 // Every round runs each contender in turn (so drift of the host hits all alike): one download of --size-mib
 // (the visitor reads), then one upload. Shown per contender and direction: the median MiB/s over the rounds,
 // and the median CPU seconds per GiB of the two relay processes (user + system from /proc, nothing else's).
 // The visitor (this process) and the service are node processes on the same 2 cores: MiB/s is bounded by them
-// too; CPU s/GiB is the relay's own cost. Everything listens on 127.0.0.1; children are killed on exit.
-// `--only ...,core-bun~K=V`: a contender again with K=V in its processes' environment (RELAY_SPLIT, RELAY_NODELAY
+// too (their CPU s/GiB, both directions' median, is the last column); CPU s/GiB is the relay's own cost. Everything listens on 127.0.0.1; children are killed on exit.
+// `--only ...,core-bun~K=V[~K2=V2]`: a contender again with K=V in its processes' environment (RELAY_SPLIT, RELAY_NODELAY
 // of bench/lib/relay-pair-core.mjs, or any variable, e.g. NODE_OPTIONS=--tls-cipher-list=...). RELAY_STATS=1 in
 // this process's environment: the core relays' counts of reads and writes and their mean sizes at the end.
 // `--perf ID:down|up` (no table): `perf record -g` on that contender's two relay processes for one transfer,
-// to /tmp/relay-ID-DIR.data (JIT frames show as unknown addresses: their share is what is left of the JS
-// engine; BUN_JSC_useJITDump=1 and `perf inject --jit` name them).
+// to /tmp/relay-ID-DIR.data; `perf report -i FILE --no-children --sort dso,sym`. Bun's binary has no symbols
+// (its BoringSSL shows as addresses in bun.exe), JIT frames show as `[JIT] tid N`.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,12 +42,13 @@ async function main() {
   const compare = argument(args, 'compare', undefined);
   const sizeMiB = Number(argument(args, 'size-mib', '512'));
   const rounds = Number(argument(args, 'rounds', '3'));
-  const all = ['least-bun', 'core-bun', ...(compare ? ['core-bun@base'] : []), 'least-node', 'core-node', ...(compare ? ['core-node@base'] : [])];
+  const defaults = ['least-bun', 'core-bun', ...(compare ? ['core-bun@base'] : []), 'least-node', 'core-node', ...(compare ? ['core-node@base'] : [])];
+  // Not in the default set: the least relays without TLS (bench/lib/relay-pair*'s tcp mode), the floor under TLS.
+  const all = [...defaults, 'plain-bun', 'plain-node'];
   const only = argument(args, 'only', undefined)?.split(',');
-  // `ID~K=V` (with --only): that contender again with K=V in its processes' environment (the knobs of
-  // bench/lib/relay-pair-core.mjs), e.g. core-bun~RELAY_SPLIT=16384.
+  // `ID~K=V` (with --only): that contender again with K=V in its processes' environment (see the header).
   const variants = only?.filter((id) => id.includes('~')) ?? [];
-  const chosen = [...(only ? all.filter((id) => only.includes(id) || only.includes(id.replace('@base', '-base'))) : all), ...variants];
+  const chosen = [...(only ? all.filter((id) => only.includes(id) || only.includes(id.replace('@base', '-base'))) : defaults), ...variants];
 
   const children = new Children();
   const cleanup = () => children.killAll();
@@ -57,6 +59,7 @@ async function main() {
 
   const service = children.start(process.execPath, [join(root, 'bench/lib/stream-service.mjs')], 'service', { stdout: true });
   const servicePort = Number((await printed(service, 'port')).port);
+  servicePid = service.pid;
 
   const started = [];
   for (const id of chosen) started.push({ id, ...(await start(children, id, servicePort, compare)) });
@@ -96,10 +99,11 @@ async function main() {
     }
   }
   console.log(`\n${sizeMiB} MiB each way, ${rounds} rounds, median MiB/s [relay CPU s/GiB]`);
-  console.log(`${'contender'.padEnd(16)} ${'download'.padStart(20)} ${'upload'.padStart(20)}`);
+  console.log(`${'contender'.padEnd(16)} ${'download'.padStart(20)} ${'upload'.padStart(20)} ${'ends s/GiB'.padStart(10)}`);
   for (const [id, row] of results) {
     const summary = (runs) => fmt({ mibs: median(runs.map((r) => r.mibs)), cpuPerGiB: median(runs.map((r) => r.cpuPerGiB)) });
-    console.log(`${id.padEnd(16)} ${summary(row.down).padStart(20)} ${summary(row.up).padStart(20)}`);
+    const ends = median([...row.down, ...row.up].map((r) => r.endsPerGiB));
+    console.log(`${id.padEnd(16)} ${summary(row.down).padStart(20)} ${summary(row.up).padStart(20)} ${ends.toFixed(2).padStart(10)}`);
   }
   await statsOf(started);
   cleanup();
@@ -123,11 +127,16 @@ function fmt({ mibs, cpuPerGiB }) {
   return `${mibs.toFixed(0)} [${cpuPerGiB.toFixed(2)}]`;
 }
 
+/** Ends' CPU: the visitor (this process) and the stream service, which share the cores with the relays. */
+let servicePid = 0;
+const endsCpu = () => cpuSecondsOf([process.pid, servicePid]);
+
 async function transfer(direction, port, bytes, pids) {
   const before = cpuSecondsOf(pids());
+  const endsBefore = endsCpu();
   const { seconds } = await direction(port, bytes, 120_000);
-  const mib = bytes / (1024 * 1024);
-  return { mibs: mib / seconds, cpuPerGiB: ((cpuSecondsOf(pids()) - before) * 1024) / mib };
+  const gib = bytes / 1024 ** 3;
+  return { mibs: (gib * 1024) / seconds, cpuPerGiB: (cpuSecondsOf(pids()) - before) / gib, endsPerGiB: (endsCpu() - endsBefore) / gib };
 }
 
 /** The first JSON object with `key` that `child` prints on stdout. */
@@ -144,21 +153,21 @@ function printed(child, key) {
 }
 
 async function start(children, id, servicePort, compare) {
-  const [name, setting] = id.split('~');
+  const [name, ...settings] = id.split('~');
   const [kind, runtime] = name.replace('@base', '').split('-');
   const tree = name.endsWith('@base') ? compare : root;
   const command = runtime === 'bun' ? bun : process.execPath;
   const script =
     kind === 'core' ? [join(root, 'bench/lib/relay-pair-core.mjs'), tree] : runtime === 'bun' ? [join(root, 'bench/lib/relay-pair.ts')] : [join(root, 'bench/lib/relay-pair-node.mjs')];
-  const extra = kind === 'least' ? ['tls'] : [];
+  const extra = kind === 'least' ? ['tls'] : kind === 'plain' ? ['tcp'] : [];
   const port = await freePort();
   // Children.start passes this process's environment on (copied when it spawns).
-  const [key, value] = setting ? [setting.slice(0, setting.indexOf('=')), setting.slice(setting.indexOf('=') + 1)] : [];
-  if (key) process.env[key] = value;
+  const env = settings.map((setting) => [setting.slice(0, setting.indexOf('=')), setting.slice(setting.indexOf('=') + 1)]);
+  for (const [key, value] of env) process.env[key] = value;
   const far = children.start(command, [...script, 'far', ...extra, String(servicePort)], `${id}-far`, { stdout: true });
   const { control } = await printed(far, 'control');
   const near = children.start(command, [...script, 'near', ...extra, String(control), String(port)], `${id}-near`, { stdout: true });
-  if (key) delete process.env[key];
+  for (const [key] of env) delete process.env[key];
   await waitPort(port);
   return { port, processes: [near, far], pids: () => [near, far].flatMap((child) => processTree(child.pid)) };
 }

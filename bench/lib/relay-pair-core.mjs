@@ -35,9 +35,10 @@ function count(conn, name) {
 }
 
 // Knobs, to try what the relay could do differently without changing core-net:
-//   RELAY_SPLIT=N    write each chunk as slices of at most N bytes;
+//   RELAY_SPLIT=N    write each chunk as slices of at most N bytes (RELAY_SPLIT_SIDE=tls or plain: on that side only);
 //   RELAY_NODELAY=0  leave Nagle on (core-net's runtimes turn it off on every socket).
 const split = Number(process.env.RELAY_SPLIT ?? 0);
+const splitSide = process.env.RELAY_SPLIT_SIDE;
 const noDelay = process.env.RELAY_NODELAY !== '0';
 function splitWrites(conn) {
   const write = conn.write.bind(conn);
@@ -53,7 +54,12 @@ function pair(conn, target, tls) {
   connect({ host: '127.0.0.1', port: target, ...(tls ? { tls: { rejectUnauthorized: false } } : {}) }).then(
     (upstream) => {
       upstream.setNoDelay(noDelay);
-      if (split > 0) (splitWrites(conn), splitWrites(upstream));
+      if (split > 0) {
+        // conn is the plain side on `near` (tls: out is TLS), the TLS side on `far`.
+        const [plainSide, tlsSide] = tls ? [conn, upstream] : [upstream, conn];
+        if (splitSide !== 'tls') splitWrites(plainSide);
+        if (splitSide !== 'plain') splitWrites(tlsSide);
+      }
       count(conn, `${role} in${tls ? '' : ' (tls)'}`);
       count(upstream, `${role} out${tls ? ' (tls)' : ''}`);
       new Relay(conn, upstream);
