@@ -10,8 +10,10 @@ import { pathToFileURL } from 'node:url';
 const [tree, role, a, b] = process.argv.slice(2);
 const isBun = typeof globalThis.Bun !== 'undefined';
 const entry = join(tree, 'packages/core-net', isBun ? 'src/index.ts' : 'dist/src/index.js');
-const { connect, createSelfSignedCertificate, Relay, runtime, runtimeReady } = await import(pathToFileURL(entry).href);
+const { connect, createSelfSignedCertificate, Relay, runtime, runtimeReady, setRuntime, nodeRuntime } = await import(pathToFileURL(entry).href);
 await runtimeReady();
+// RELAY_RUNTIME=node: core-net's node:net/node:tls runtime, on Bun too (Bun's node:tls, as SNI listeners use).
+if (process.env.RELAY_RUNTIME === 'node') setRuntime(nodeRuntime);
 // RELAY_STATS=1: on SIGTERM, print (stderr) how many data events and writes each side of each relay saw, and
 // their mean sizes (what the runtime reads and writes at a time).
 const stats = process.env.RELAY_STATS ? new Map() : undefined;
