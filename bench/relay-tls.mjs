@@ -20,10 +20,12 @@
 // (the visitor reads), then one upload. Shown per contender and direction: the median MiB/s over the rounds,
 // and the median CPU seconds per GiB of the two relay processes (user + system from /proc, nothing else's).
 // The visitor (this process) and the service are node processes on the same 2 cores: MiB/s is bounded by them
-// too (their CPU s/GiB, both directions' median, is the last column); CPU s/GiB is the relay's own cost. Everything listens on 127.0.0.1; children are killed on exit.
+// too (their CPU s/GiB, both directions' median, is the last column); CPU s/GiB is the relay's own cost.
+// Everything listens on 127.0.0.1; children are killed on exit.
 // `--only ...,core-bun~K=V[~K2=V2]`: a contender again with K=V in its processes' environment (RELAY_SPLIT,
-// RELAY_SPLIT_SIDE, RELAY_NODELAY, RELAY_RUNTIME of bench/lib/relay-pair-core.mjs, or any variable, e.g. NODE_OPTIONS=--tls-cipher-list=...). RELAY_STATS=1 in
-// this process's environment: the core relays' counts of reads and writes and their mean sizes at the end.
+// RELAY_SPLIT_SIDE, RELAY_NODELAY, RELAY_RUNTIME of bench/lib/relay-pair-core.mjs, or any variable, e.g.
+// NODE_OPTIONS=--tls-cipher-list=...). RELAY_STATS=1 in this process's environment: the core relays' counts
+// of reads and writes and their mean sizes, at the end.
 // `--perf ID:down|up` (no table): `perf record -g` on that contender's two relay processes for one transfer,
 // to /tmp/relay-ID-DIR.data; `perf report -i FILE --no-children --sort dso,sym`. Bun's binary has no symbols
 // (its BoringSSL shows as addresses in bun.exe), JIT frames show as `[JIT] tid N`.
