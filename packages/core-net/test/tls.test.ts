@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
+import tls from 'node:tls';
 import { testPki, type TestPki } from '@wmproxy/testkit';
 import { Logger, Server, connect, parseAddress, setRuntime, NetError, bindUdp, type Conn } from '../src/index.js';
 import { selfSigned, testRuntimes } from './helpers.js';
@@ -20,6 +22,17 @@ before(() => {
   ({ cert: otherCert, key: otherKey } = selfSigned(dir, 'other.test', 'DNS:other.test,DNS:*.wild.test'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The cipher suite ids of a ClientHello record, in the client's order. */
+function cipherSuites(record: Buffer): number[] {
+  // Record header (5), handshake header (4), version (2), random (32), then the session id and the suites.
+  let at = 5 + 4 + 2 + 32;
+  at += 1 + record[at]!;
+  const end = at + 2 + record.readUInt16BE(at);
+  const ids: number[] = [];
+  for (at += 2; at < end; at += 2) ids.push(record.readUInt16BE(at));
+  return ids;
+}
 
 function readUntilClose(conn: Conn): Promise<string> {
   return new Promise((resolve) => {
@@ -121,6 +134,40 @@ for (const rt of runtimes) {
         assert.deepEqual(seen, ['h2', 'http/1.1', undefined]);
       } finally {
         await server.shutdown({ deadlineMs: 100 });
+      }
+    });
+
+    test('TLS 1.3 prefers AES-128-GCM to AES-256-GCM: a listener picks it, a client offers it first', async () => {
+      setRuntime(rt);
+      // A client offering AES-256 first: node:tls servers choose in their own order, so ours must have AES-128 first.
+      const server = await rt.listen({ host: '127.0.0.1', port: 0, tls: { cert, key }, onConnection: (conn) => conn.setHandler({ data() {}, close() {} }) });
+      try {
+        const name = await new Promise<string>((resolve, reject) => {
+          const socket = tls.connect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false, ciphers: 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256' }, () => {
+            resolve(socket.getCipher().name);
+            socket.destroy();
+          });
+          socket.once('error', reject);
+        });
+        // BoringSSL (Bun's listeners) orders TLS 1.3 suites itself: there only the handshake is checked.
+        if (process.versions.bun === undefined) assert.equal(name, 'TLS_AES_128_GCM_SHA256');
+        else assert.match(name, /^TLS_/);
+      } finally {
+        server.close();
+      }
+      // The client side, read off its ClientHello: 0x1301 (AES-128-GCM) listed before 0x1302 (AES-256-GCM).
+      let offer: (ids: number[]) => void = () => {};
+      const suites = new Promise<number[]>((resolve) => (offer = resolve));
+      const raw = net.createServer((socket) => socket.once('data', (hello: Buffer) => (offer(cipherSuites(hello)), socket.destroy())));
+      await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (raw.address() as net.AddressInfo).port;
+        const dialing = connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', rejectUnauthorized: false }, timeoutMs: 2000 }).catch(() => undefined);
+        const offered = await suites;
+        await dialing;
+        assert.ok(offered.includes(0x1301) && offered.indexOf(0x1301) < offered.indexOf(0x1302), offered.map((id) => id.toString(16)).join(','));
+      } finally {
+        raw.close();
       }
     });
   });

@@ -147,6 +147,7 @@ function listen(options: ListenOptions): Promise<Listener> {
           {
             cert: toPem(options.tls.cert),
             key: toPem(options.tls.key),
+            ciphers: preferredCiphers(),
             allowHalfOpen: true,
             SNICallback: options.tls.sni || options.tls.select ? sniCallback(options.tls) : undefined,
             ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
@@ -222,7 +223,7 @@ function sniCallback(options: TlsServerOptions): (name: string, done: SniDone) =
 }
 
 function secureContext(pair: TlsKeyPair): tls.SecureContext {
-  return tls.createSecureContext({ cert: toPem(pair.cert), key: toPem(pair.key) });
+  return tls.createSecureContext({ cert: toPem(pair.cert), key: toPem(pair.key), ciphers: preferredCiphers() });
 }
 
 /** Contexts of `select`ed pairs, by pair identity: a renewed certificate is a new pair, the old context is collected. */
@@ -386,6 +387,7 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
           key: options.tls.key === undefined ? undefined : toPem(options.tls.key),
           localAddress: options.localAddress,
           allowHalfOpen: true,
+          ciphers: preferredCiphers(),
         })
       : plainSocket(options);
     let settled = false;
@@ -420,6 +422,29 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
     });
   });
 }
+
+/**
+ * node:tls's default cipher list with TLS_AES_128_GCM_SHA256 moved first, the order BoringSSL (Bun) has,
+ * for our servers and clients. Node's default has AES-256-GCM first, and its servers pick TLS 1.3 suites in
+ * their own order: Node-to-Node TLS ran AES-256, 0.08-0.16 CPU s more per GiB relayed over two TLS hops
+ * (bench/relay-tls.mjs). A client's order is what a BoringSSL server follows. Clients that prefer
+ * ChaCha20 got AES-256 from a Node server before and get AES-128 now. Left to Bun's node:tls (BoringSSL
+ * orders TLS 1.3 suites itself) and to a default list without that suite (--tls-cipher-list).
+ */
+let cipherDefaults: string | undefined;
+let cipherOrder: string | undefined;
+function preferredCiphers(): string | undefined {
+  if (process.versions.bun !== undefined) return undefined;
+  const defaults = tls.DEFAULT_CIPHERS;
+  if (defaults !== cipherDefaults) {
+    cipherDefaults = defaults;
+    const names = defaults.split(':');
+    const at = names.indexOf(PREFERRED_SUITE);
+    cipherOrder = at > 0 ? [PREFERRED_SUITE, ...names.slice(0, at), ...names.slice(at + 1)].join(':') : undefined;
+  }
+  return cipherOrder;
+}
+const PREFERRED_SUITE = 'TLS_AES_128_GCM_SHA256';
 
 /** OpenSSL's verification failures (UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, ERR_TLS_CERT_ALTNAME_INVALID...), as opposed to socket errors. */
 function isCertificateError(error: Error): boolean {
