@@ -451,9 +451,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       throw error;
     }
     if (this.mux !== mux || mux.closed) return link.close();
-    link.onFrame = this.boundDataFrame;
-    link.onClose = this.boundDataClosed;
     this.idleData.add(link);
+    link.listen(this.boundDataFrame, this.boundDataClosed);
   }
 
   private readonly boundDataFrame = (link: DataLink, frame: DataFrame): void => {

@@ -103,6 +103,16 @@ export class DataLink {
     return this.frames.next(timeoutMs, what);
   }
 
+  /**
+   * From now on frames go to `onFrame`, starting with any that came with the
+   * last awaited one (a server may send OPEN right behind AUTH_OK).
+   */
+  listen(onFrame: (link: DataLink, frame: DataFrame) => void, onClose: (link: DataLink, error: Error | undefined) => void): void {
+    this.onFrame = onFrame;
+    this.onClose = onClose;
+    for (let frame = this.frames.take(); frame !== undefined && this.onFrame === onFrame; frame = this.frames.take()) onFrame(this, frame);
+  }
+
   /** Stop parsing; returns the bytes that followed the last frame (if any). The caller installs the next handler. */
   detach(): Uint8Array | undefined {
     this.detached = true;

@@ -349,6 +349,11 @@ export class FrameQueue<F> {
     else this.overflow();
   }
 
+  /** A queued frame (one that arrived before anyone awaited it), if any. */
+  take(): F | undefined {
+    return this.queue.shift();
+  }
+
   /** No more frames: `next()` rejects with `error` from now on. */
   fail(error: Error): void {
     this.failure ??= error;

@@ -380,9 +380,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     if (session.idle.length >= session.dataPool) return link.fail('the data connection pool of this session is full');
     link.send(FrameType.AUTH_OK, dataMac(session.credential.token, 'server', sessionId, serverNonce, clientNonce, serverId));
     link.userSession = session;
-    link.onFrame = onIdleFrame;
-    link.onClose = this.boundIdleClosed;
     session.idle.push(link);
+    link.listen(onIdleFrame, this.boundIdleClosed);
   }
 
   private readonly boundIdleClosed = (link: DataLink): void => {

@@ -18,9 +18,9 @@ async function start(server: Partial<TunnelServerOptions>, map: string[], token 
 }
 
 /** A tcp mapping to `localPort` on a fresh public port, its client registered and its pool full. */
-async function tcpTunnel(localPort: number, pool = 2) {
+async function tcpTunnel(localPort: number, pool = 2, options: Partial<TunnelServerOptions> = {}) {
   const publicPort = await closedPort();
-  const { server, client } = await start({ dataPool: pool }, [`svc=tcp:127.0.0.1:${localPort}:${publicPort}`]);
+  const { server, client } = await start({ dataPool: pool, ...options }, [`svc=tcp:127.0.0.1:${localPort}:${publicPort}`]);
   client.start();
   await client.ready();
   await poolFull(server, pool);
@@ -74,6 +74,23 @@ test('a tcp visitor travels on a data connection, byte-exact both ways (8 MiB), 
     // Its bytes count in the client's traffic (metrics read totals()).
     assert.ok(server.totals()[0]!.bytesIn >= sent.byteLength);
     await poolFull(server, 2);
+  } finally {
+    await stop();
+    await echo.close();
+  }
+});
+
+test('visitors arriving while the pool refills are all served (an OPEN right behind AUTH_OK is not lost)', async () => {
+  const echo = await echoServer();
+  // No heartbeat within the test: a lost OPEN is not rescued by the idle check (it fails the open after 3 s).
+  const { server, publicPort, stop } = await tcpTunnel(echo.port, 1, { heartbeatMs: 60_000, openTimeoutMs: 3000 });
+  try {
+    // Each batch empties the pool at once; the refill races the next batch's opens.
+    for (let batch = 0; batch < 20; batch++) {
+      const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => visit(publicPort, (socket) => socket.end(`v${batch}.${i}`))));
+      replies.forEach((reply, i) => assert.equal(reply.toString(), `v${batch}.${i}`));
+    }
+    assert.ok(snapshot(server).dataStreams >= 20, `at least one data connection per batch (${snapshot(server).dataStreams})`);
   } finally {
     await stop();
     await echo.close();
