@@ -43,6 +43,7 @@ export const DEFAULT_UDP_IDLE_MS = 60_000;
 export const DEFAULT_DRAIN_MS = 10_000;
 export const DEFAULT_RELAY_IDLE_MS = 5 * 60_000;
 export const DEFAULT_DATA_POOL = 8;
+export const DEFAULT_DATA_MAX_BUSY = 16;
 const CERT_FILE = 'tunnel-cert.pem';
 const KEY_FILE = 'tunnel-key.pem';
 const MAX_MAPPINGS_PER_CLIENT = 256;
@@ -95,6 +96,13 @@ export interface TunnelServerOptions {
    * control) and the mux otherwise. Default DEFAULT_DATA_POOL.
    */
   dataPool?: number;
+  /**
+   * Most visitors one client carries on data connections at once; beyond,
+   * they ride the mux even while idle data connections wait (default
+   * DEFAULT_DATA_MAX_BUSY). A TLS connection per visitor costs memory a mux
+   * stream does not: this bounds it when visitors pile up idle.
+   */
+  dataMaxBusy?: number;
   logger?: Logger;
 }
 
@@ -675,7 +683,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       tried.add(session);
       const payload = encodeJson({ m: mappingName, a: visitor.address, p: visitor.port, la: visitor.localAddress, lp: visitor.localPort });
       const timeoutMs = options.timeoutMs ?? this.options.openTimeoutMs;
-      const link = this.takeData(session);
+      const link = session.busy.size < (this.options.dataMaxBusy ?? DEFAULT_DATA_MAX_BUSY) ? this.takeData(session) : undefined;
       if (link) {
         try {
           return await this.openData(session, link, payload, timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, options.signal);

@@ -97,6 +97,24 @@ test('visitors arriving while the pool refills are all served (an OPEN right beh
   }
 });
 
+test('beyond dataMaxBusy visitors ride the mux although idle data connections wait', async () => {
+  const echo = await echoServer();
+  const { server, client, stop } = await tcpTunnel(echo.port, 2, { dataMaxBusy: 1 });
+  try {
+    const first = await server.openStream('svc', { address: '1.2.3.4', port: 1 });
+    await poolFull(server, 2);
+    const second = await server.openStream('svc', { address: '1.2.3.4', port: 2 });
+    assert.equal(snapshot(server).dataStreams, 1, 'one visitor on a data connection');
+    assert.equal(client.sessionMux!.streams.size, 1, 'the other on the mux');
+    assert.equal(snapshot(server).idleDataConnections, 2);
+    first.destroy();
+    second.destroy();
+  } finally {
+    await stop();
+    await echo.close();
+  }
+});
+
 test('half-close passes both ways over a data connection', async () => {
   // The visitor ends first: the local service answers after reading its FIN.
   const local = await trackedServer((socket) => {
