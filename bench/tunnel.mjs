@@ -76,8 +76,8 @@
 // one run (pick them with --only wmproxy-bun-base,...).
 // wmproxy-bun and wmproxy-node run with `--data-pool 0` (every visitor on the
 // multiplexed connection); wmproxy-bun-pool and wmproxy-node-pool with the data
-// pool (idle extra TLS connections, one per visitor: rathole's model), of the
-// server's default size or `--pool N`.
+// pool (idle extra TLS connections, one per visitor: rathole's model) of 8,
+// or `--pool N`.
 // `--only mux-bun` (not in the default set) adds the tunnel's multiplexer
 // alone (bench/lib/mux-relay.ts: two Bun processes, TLS, no handshake or
 // CLI), to tell the cost of the stream layer from the rest.
@@ -120,9 +120,8 @@ async function main() {
   };
   const only = argument(args, 'only', '')?.split(',').filter(Boolean) ?? [];
   const compare = argument(args, 'compare', undefined);
-  // --pool N: the data pool of the -pool contenders (default: the server's own default).
-  const poolArg = argument(args, 'pool', undefined);
-  const poolSize = poolArg === undefined ? undefined : Number(poolArg);
+  // --pool N: the data pool of the -pool contenders (default 8; the server's default is 0: off).
+  const poolSize = Number(argument(args, 'pool', '8'));
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-tunnel-bench-'));
   chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
   const children = new Children();

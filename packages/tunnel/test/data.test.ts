@@ -306,8 +306,10 @@ test('a data connection is refused with a wrong token, an unknown session, anoth
     const replay = await rawDataHandshake(server.port, id, () => captured!, nonce);
     assert.equal(replay.answer, FrameType.ERROR, 'replayed AUTH');
     // The session ends: the server closes its idle data connections.
+    let gone = false;
+    void genuine.closed.then(() => (gone = true));
     await a.stop();
-    await genuine.closed;
+    await until(() => gone, 'the server to close the idle data connection of the ended session', 5000);
     assert.equal(server.clients().length, 0);
   } finally {
     await a.stop();
