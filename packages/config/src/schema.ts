@@ -659,8 +659,9 @@ export const TunnelServerSchema = Type.Object(
       Type.Integer({
         minimum: 0,
         maximum: 256,
+        default: 0,
         description:
-          'Idle data connections each client keeps open to the server (rathole\'s pool; default: the tunnel server\'s, see the tunnel README). A tcp, proxy, http or https visitor takes one when there is one and travels on it as raw bytes (TLS and TCP flow control, no framing); otherwise it rides the session\'s multiplexed connection. `0`: always the multiplexed connection.',
+          'Idle data connections each client keeps open to the server (rathole\'s pool; off by default, see the tunnel README for the figures). A tcp, proxy, http or https visitor takes one when there is one and travels on it as raw bytes (TLS and TCP flow control, no framing); otherwise it rides the session\'s multiplexed connection. `0`: always the multiplexed connection.',
       }),
     ),
     visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
