@@ -301,6 +301,7 @@ class Resolver {
       tls,
       stateDir: this.path(server.state_dir ?? 'tunnel-state'),
       heartbeatMs: durationMs(server.heartbeat, 10_000),
+      dataPool: server.data_pool,
       maxConnections: server.max_connections ?? 0,
       maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
       visitorWaitMs: durationMs(server.visitor_wait, 0),

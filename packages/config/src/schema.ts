@@ -655,6 +655,15 @@ export const TunnelServerSchema = Type.Object(
     state_dir: Type.Optional(Type.String({ description: 'Directory of the self-signed certificate (relative to the file).', default: 'tunnel-state' })),
     plain: Type.Optional(Type.Boolean({ description: 'No TLS (only behind another TLS layer or on loopback).', default: false })),
     heartbeat: Type.Optional(Duration('Ping interval both ways; a peer silent for two is dropped.', '10s')),
+    data_pool: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 256,
+        default: 0,
+        description:
+          'Idle data connections each client keeps open to the server (rathole\'s pool; off by default, see the tunnel README for the figures). A tcp, proxy, http or https visitor takes one when there is one and travels on it as raw bytes (TLS and TCP flow control, no framing); otherwise it rides the session\'s multiplexed connection. `0`: always the multiplexed connection.',
+      }),
+    ),
     visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
     drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
     max_connections: Type.Optional(

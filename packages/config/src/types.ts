@@ -245,6 +245,8 @@ export interface TunnelServerConfig {
   tls: false | 'self-signed' | { cert: string; key: string; clientCa?: string };
   stateDir: string;
   heartbeatMs: number;
+  /** Idle data connections per client (`data_pool`); undefined: the tunnel server's default. */
+  dataPool: number | undefined;
   visitorWaitMs: number;
   drainMs: number;
   /** Web front of http/https mappings (see @wmproxy/tunnel's TunnelWeb). */

@@ -16,6 +16,13 @@ export interface RelayStats {
 export interface RelayOptions {
   /** Close both sides after this long without a byte either way (default 5 min; 0 = never). */
   idleTimeoutMs?: number;
+  /**
+   * When a side dies of an error, abort the other with `reset()` (a TCP RST)
+   * rather than `destroy()` (a FIN where the runtime closes gracefully):
+   * for a peer that must read the failure as one, e.g. a tunnel's raw data
+   * connection standing in for the failed side.
+   */
+  resetOnError?: boolean;
   onClose?(stats: RelayStats): void;
 }
 
@@ -38,12 +45,14 @@ export class Relay {
   private failure: Error | undefined;
   private reason: RelayStats['reason'] = 'done';
   private readonly onClose: ((stats: RelayStats) => void) | undefined;
+  private readonly resetOnError: boolean;
 
   constructor(client: Conn, upstream: Conn, options: RelayOptions = {}) {
     this.client = client;
     this.upstream = upstream;
     this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.onClose = options.onClose;
+    this.resetOnError = options.resetOnError ?? false;
     client.userData = this;
     upstream.userData = this;
     if (this.idleTimeoutMs > 0) this.idleTimer = setTimeout(onIdleTimer, this.idleTimeoutMs, this);
@@ -92,8 +101,10 @@ export class Relay {
     const peer = this.peerOf(conn);
     if (!peer.closed) {
       // Flush what the peer still has queued, then FIN; an error kills it.
-      if (error) peer.destroy(error);
-      else {
+      if (error) {
+        if (this.resetOnError) peer.reset(error);
+        else peer.destroy(error);
+      } else {
         peer.end();
         // The peer may be paused for this side's drain, which will not come: reading again, it sees its
         // FIN and closes (what it still sends has nowhere to go and destroys it, see relayHandler.data).

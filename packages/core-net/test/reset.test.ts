@@ -5,6 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import tls from 'node:tls';
+import { createSelfSignedCertificate, type Conn } from '../src/index.js';
 import { testRuntimes } from './helpers.js';
 
 const { runtimes } = await testRuntimes();
@@ -63,3 +65,32 @@ test('node: destroy() still ends with a FIN (reset is the explicit abort)', asyn
     target.close();
   }
 });
+
+for (const runtime of runtimes) {
+  // node:tls on Bun has no TCP handle under its TLS socket to reset: that one closes as destroy does.
+  const skip = runtime.name === 'node' && process.versions.bun !== undefined;
+  test(`${runtime.name}: reset() of an accepted TLS connection makes the TLS peer read ECONNRESET, not an end`, { skip }, async () => {
+    // On Node a TLS socket's handle is not a TCP handle: reset() reaches the TCP handle under it (it used to close with a FIN).
+    const { cert, key } = createSelfSignedCertificate({ altNames: ['localhost', '127.0.0.1'] });
+    let accepted!: (conn: Conn) => void;
+    const serverConn = new Promise<Conn>((resolve) => (accepted = resolve));
+    const listener = await runtime.listen({ host: '127.0.0.1', port: 0, tls: { cert, key }, onConnection: (conn) => accepted(conn) });
+    const client = tls.connect({ host: '127.0.0.1', port: listener.port, rejectUnauthorized: false });
+    const how = new Promise<string>((resolve) => {
+      client.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      client.on('end', () => resolve('end'));
+      client.on('close', () => resolve('close'));
+    });
+    try {
+      client.write('x');
+      const conn = await serverConn;
+      const closed = new Promise<void>((resolve) => conn.setHandler({ data: (c) => c.reset(), close: () => resolve() }));
+      assert.equal(await how, 'ECONNRESET');
+      await closed;
+      assert.equal(conn.closed, true);
+    } finally {
+      client.destroy();
+      listener.close();
+    }
+  });
+}

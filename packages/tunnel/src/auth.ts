@@ -13,7 +13,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { NetError } from '@wmproxy/core-net';
-import { FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, type FrameType as FrameTypeT } from './frame.js';
+import { FrameQueue, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, type FrameType as FrameTypeT } from './frame.js';
 import type { Mux } from './mux.js';
 
 const NONCE = 32;
@@ -47,6 +47,8 @@ function mac(token: string, label: Buffer, first: Uint8Array, second: Uint8Array
 export interface SessionSettings {
   heartbeatMs: number;
   sessionId: string;
+  /** Idle data connections the client should keep open (absent or 0: none; see data.ts). */
+  dataPool?: number;
 }
 
 export interface AuthResult {
@@ -60,57 +62,25 @@ interface Received {
   payload: Uint8Array;
 }
 
-/**
- * Handshake frames in order. A peer may pipeline (send AUTH before it saw
- * the challenge, as a replay does): frames are queued, never lost.
- */
+/** Handshake frames of a mux's session, in order (see FrameQueue). */
 class HandshakeReader {
-  private readonly queue: Received[] = [];
-  private waiter: { resolve(frame: Received): void; reject(error: Error): void } | undefined;
-  private failure: Error | undefined;
+  private readonly frames: FrameQueue<Received>;
 
-  constructor(private readonly mux: Mux) {
+  constructor(mux: Mux) {
+    this.frames = new FrameQueue<Received>(
+      'tunnel handshake',
+      (error) => mux.destroy(error),
+      () => mux.protocolError('too many handshake frames'),
+    );
     mux.setEvents({
-      control: (_mux, type, _flags, payload) => {
-        // The payload may be a view of a chunk the runtime hands on: copy it (a Buffer's slice() would be a view).
-        const frame = { type, payload: new Uint8Array(payload) };
-        const waiter = this.waiter;
-        this.waiter = undefined;
-        if (waiter) waiter.resolve(frame);
-        else if (this.queue.length < 4) this.queue.push(frame);
-        else mux.protocolError('too many handshake frames');
-      },
-      close: (_mux, error) => {
-        this.failure = error ?? new NetError('ECONNRESET', 'tunnel connection closed during the handshake');
-        const waiter = this.waiter;
-        this.waiter = undefined;
-        waiter?.reject(this.failure);
-      },
+      // The payload may be a view of a chunk the runtime hands on: copy it (a Buffer's slice() would be a view).
+      control: (_mux, type, _flags, payload) => this.frames.push({ type, payload: new Uint8Array(payload) }),
+      close: (_mux, error) => this.frames.fail(error ?? new NetError('ECONNRESET', 'tunnel connection closed during the handshake')),
     });
   }
 
   next(timeoutMs: number, what: string): Promise<Received> {
-    const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        const error = new NetError('ETIMEDOUT', `tunnel handshake: no ${what} within ${timeoutMs} ms`);
-        this.mux.destroy(error);
-        reject(error);
-      }, timeoutMs);
-      this.waiter = {
-        resolve: (frame) => {
-          clearTimeout(timer);
-          resolve(frame);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      };
-    });
+    return this.frames.next(timeoutMs, what);
   }
 }
 
@@ -217,8 +187,9 @@ export async function clientHandshake(
   const settings = decodeJson(answer.payload.subarray(MAC), 'AUTH_OK');
   const heartbeatMs = typeof settings.heartbeatMs === 'number' && settings.heartbeatMs >= 10 ? settings.heartbeatMs : 10_000;
   const sessionId = typeof settings.sessionId === 'string' ? settings.sessionId.slice(0, 64) : '';
+  const dataPool = typeof settings.dataPool === 'number' && settings.dataPool > 0 ? Math.min(256, Math.floor(settings.dataPool)) : 0;
   mux.established = true;
-  return { heartbeatMs, sessionId, serverId };
+  return { heartbeatMs, sessionId, dataPool, serverId };
 }
 
 function refusal(mux: Mux, payload: Uint8Array): NetError {

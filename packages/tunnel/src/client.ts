@@ -5,6 +5,7 @@
  * forward proxy on it). Reconnects with jittered exponential backoff and
  * registers its mappings again; `reload` swaps mappings on a live session.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import {
@@ -15,15 +16,18 @@ import {
   formatHostPort,
   normaliseFingerprint,
   Relay,
+  releaseConn,
   silentLogger,
   type Conn,
+  type ConnTracker,
   type Logger,
   type TlsClientOptions,
   type UdpEndpoint,
 } from '@wmproxy/core-net';
 import { ForwardProxy, type ForwardProxyOptions } from '@wmproxy/http-proxy';
-import { clientHandshake } from './auth.js';
-import { Flag, FrameType, decodeJson, decodeReason, encodeJson } from './frame.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, clientHandshake } from './auth.js';
+import { DATA_CONNECTION_FLAG, DataLink, NONCE, dataMac, macEqual, type DataFrame } from './data.js';
+import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson } from './frame.js';
 import { proxyProtocolHeader, publicView, validateMapping, type Mapping } from './mapping.js';
 import { Mux, type TunnelStream } from './mux.js';
 import { DEFAULT_RELAY_IDLE_MS, DEFAULT_UDP_IDLE_MS } from './server.js';
@@ -117,6 +121,14 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private pendingRegistration: ((results: RegistrationResult[]) => void) | undefined;
   private proxy: ForwardProxy | undefined;
   private readonly flows = new Map<number, LocalFlow>();
+  /** Data connections: the pool size the server asked for, idle ones, dials under way, ones carrying a visitor. */
+  private dataPool = 0;
+  private dataSessionId = '';
+  private readonly idleData = new Set<DataLink>();
+  private dialing = 0;
+  private readonly busyData = new BusyData();
+  private dataRetry: ReturnType<typeof setTimeout> | undefined;
+  private dataTimer: ReturnType<typeof setInterval> | undefined;
   private sweep: ReturnType<typeof setInterval> | undefined;
   private loop: Promise<void> | undefined;
   private abort = new AbortController();
@@ -240,14 +252,22 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       });
     });
     mux.startHeartbeat(settings.heartbeatMs);
+    this.dataPool = settings.dataPool ?? 0;
+    this.dataSessionId = settings.sessionId;
+    if (this.dataPool > 0) {
+      this.dataTimer = setInterval(() => this.checkIdleData(settings.heartbeatMs), settings.heartbeatMs);
+      this.dataTimer.unref?.();
+    }
     this.sessionSince = Date.now();
     this.sessions++;
     this.lastError = undefined;
     this.logger.info('tunnel connected', { server: this.options.server, serverId: settings.serverId, heartbeatMs: settings.heartbeatMs });
     this.emit('connected', { serverId: settings.serverId });
     void this.register().catch(() => undefined);
+    this.refill();
     const error = await closed;
     if (this.mux === mux) this.mux = undefined;
+    this.closeIdleData();
     this.logger.info('tunnel disconnected', { server: this.options.server, reason: error?.message });
     this.emit('disconnected', error);
     if (error && !this.stopped) throw error;
@@ -312,51 +332,166 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   // ---- streams from the server --------------------------------------------
 
   private onOpen(stream: TunnelStream, flags: number, payload: Uint8Array): void {
+    const request = this.openRequest(stream, payload);
+    if (!request) return;
+    stream.remoteAddress = request.visitor.address;
+    stream.remotePort = request.visitor.port;
+    if (flags & Flag.DATAGRAM_FLOW) {
+      void this.openFlow(stream, request.mapping);
+      return;
+    }
+    this.serve(stream, request);
+  }
+
+  /** The OPEN's mapping and visitor; undefined (and the open refused) when it names none of ours. */
+  private openRequest(opening: Opening, payload: Uint8Array): OpenRequest | undefined {
     let request: Record<string, unknown>;
     try {
       request = decodeJson(payload, 'OPEN');
     } catch {
-      stream.reject('bad OPEN request');
-      return;
+      opening.reject('bad OPEN request');
+      return undefined;
     }
     const mapping = this.mappings.get(String(request.m));
     if (!mapping) {
-      stream.reject(`no mapping "${String(request.m).slice(0, 64)}" on this client`);
-      return;
+      opening.reject(`no mapping "${String(request.m).slice(0, 64)}" on this client`);
+      return undefined;
     }
     const visitor = { address: typeof request.a === 'string' ? request.a : '', port: typeof request.p === 'number' ? request.p : 0 };
-    stream.remoteAddress = visitor.address;
-    stream.remotePort = visitor.port;
-    if (flags & Flag.DATAGRAM_FLOW) {
-      void this.openFlow(stream, mapping);
+    const destination = { address: typeof request.la === 'string' ? request.la : '0.0.0.0', port: typeof request.lp === 'number' ? request.lp : 0 };
+    return { mapping, visitor, destination };
+  }
+
+  /** Connect the visitor (a mux stream or a data connection) to the mapping's local service or the forward proxy. */
+  private serve(opening: Opening, request: OpenRequest): void {
+    const { mapping, visitor, destination } = request;
+    if (mapping.kind === 'udp') {
+      opening.reject(`mapping "${mapping.name}" is udp: its flows use datagrams`);
       return;
     }
     if (mapping.kind === 'proxy') {
-      stream.accept();
       this.proxy ??= new ForwardProxy({ logger: this.logger, ...this.options.proxy });
-      this.proxy.handle(stream);
+      this.proxy.handle(opening.accept());
       return;
     }
     const target = formatHostPort(mapping.localHost!, mapping.localPort!);
     connect({ host: mapping.localHost!, port: mapping.localPort!, timeoutMs: this.options.localConnectTimeoutMs ?? DEFAULT_LOCAL_CONNECT_TIMEOUT_MS }).then(
       (local) => {
-        if (stream.closed) {
+        if (opening.closed) {
           local.destroy();
           return;
         }
-        stream.accept();
-        if (mapping.proxyProtocol) {
-          const destination = { address: typeof request.la === 'string' ? request.la : '0.0.0.0', port: typeof request.lp === 'number' ? request.lp : 0 };
-          local.write(proxyProtocolHeader(mapping.proxyProtocol, visitor, destination));
-        }
+        const conn = opening.accept();
+        if (mapping.proxyProtocol) local.write(proxyProtocolHeader(mapping.proxyProtocol, visitor, destination));
         // A Relay, not relay(): nothing awaits it, and its promise and resolver stayed with each stream.
-        new Relay(stream, local, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
+        // resetOnError: a local service's reset reaches the visitor as one over a data connection (a mux stream sends RST either way).
+        new Relay(conn, local, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS, resetOnError: true });
       },
       (error: Error) => {
         this.logger.warn('tunnel local service unreachable', { mapping: mapping.name, target, error: error.message });
-        stream.reject(`local service ${target} of mapping "${mapping.name}": ${error.message}`);
+        opening.reject(`local service ${target} of mapping "${mapping.name}": ${error.message}`);
       },
     );
+  }
+
+  // ---- data connections (data.ts) ----------------------------------------------
+
+  /** Dial idle data connections until the pool the server asked for is full (none while a retry waits). */
+  private refill(): void {
+    const mux = this.mux;
+    while (mux && !mux.closed && !mux.peerGoingAway && !this.stopped && this.dataRetry === undefined && this.idleData.size + this.dialing < this.dataPool) {
+      this.dialing++;
+      this.dialData(mux).then(
+        () => {
+          this.dialing--;
+          this.refill();
+        },
+        (error: Error) => {
+          this.dialing--;
+          if (this.mux !== mux || mux.closed || this.stopped) return;
+          this.logger.warn('tunnel data connection failed', { server: this.options.server, error: error.message });
+          // One retry timer for the pool: a server refusing (full pool, restart) is not dialled in a loop.
+          this.dataRetry ??= setTimeout(() => {
+            this.dataRetry = undefined;
+            this.refill();
+          }, this.options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS);
+        },
+      );
+    }
+  }
+
+  private async dialData(mux: Mux): Promise<void> {
+    const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal });
+    const link = new DataLink(conn);
+    if (this.mux !== mux || mux.closed) return link.close();
+    const timeoutMs = DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const clientNonce = randomBytes(NONCE);
+    const session = Buffer.from(this.dataSessionId, 'latin1');
+    const hello = new Uint8Array(MAGIC.length + 1 + NONCE + session.byteLength);
+    hello.set(MAGIC, 0);
+    hello[MAGIC.length] = PROTOCOL_VERSION;
+    hello.set(clientNonce, MAGIC.length + 1);
+    hello.set(session, MAGIC.length + 1 + NONCE);
+    link.send(FrameType.HELLO, hello, DATA_CONNECTION_FLAG);
+    try {
+      const challenge = await link.next(timeoutMs, 'CHALLENGE');
+      if (challenge.type === FrameType.ERROR) throw new NetError('EAUTH', `tunnel server refused a data connection: ${decodeReason(challenge.payload)}`);
+      if (challenge.type !== FrameType.CHALLENGE || challenge.payload.byteLength < 1 + NONCE || challenge.payload[0] !== PROTOCOL_VERSION) throw new NetError('EPROTO', 'tunnel data connection: expected CHALLENGE');
+      const serverNonce = challenge.payload.subarray(1, 1 + NONCE);
+      const serverId = Buffer.from(challenge.payload.subarray(1 + NONCE)).toString();
+      link.send(FrameType.AUTH, dataMac(this.options.token, 'client', this.dataSessionId, clientNonce, serverNonce, serverId));
+      const ok = await link.next(Math.max(1, deadline - Date.now()), 'AUTH_OK');
+      if (ok.type === FrameType.ERROR) throw new NetError('EAUTH', `tunnel server refused a data connection: ${decodeReason(ok.payload)}`);
+      if (ok.type !== FrameType.AUTH_OK || !macEqual(dataMac(this.options.token, 'server', this.dataSessionId, serverNonce, clientNonce, serverId), ok.payload)) {
+        throw new NetError('EAUTH', 'the tunnel server could not prove it knows the token on a data connection');
+      }
+    } catch (error) {
+      link.close(error as Error);
+      throw error;
+    }
+    if (this.mux !== mux || mux.closed) return link.close();
+    this.idleData.add(link);
+    link.listen(this.boundDataFrame, this.boundDataClosed);
+  }
+
+  private readonly boundDataFrame = (link: DataLink, frame: DataFrame): void => {
+    if (frame.type === FrameType.PING) {
+      link.send(FrameType.PONG, frame.payload);
+      return;
+    }
+    this.idleData.delete(link);
+    if (frame.type !== FrameType.OPEN) {
+      link.close(new NetError('EPROTO', `unexpected ${frame.type} frame on an idle tunnel data connection`));
+      return;
+    }
+    this.refill();
+    // No frame follows an OPEN until our answer: the link stops parsing, its answer decides what the bytes are.
+    link.onFrame = undefined;
+    link.onClose = undefined;
+    const opening = new DataOpening(link, this.busyData);
+    const request = this.openRequest(opening, frame.payload);
+    if (request) this.serve(opening, request);
+  };
+
+  private readonly boundDataClosed = (link: DataLink): void => {
+    this.idleData.delete(link);
+    this.refill();
+  };
+
+  /** Each heartbeat: an idle data connection the server stopped pinging (three intervals) is replaced. */
+  private checkIdleData(heartbeatMs: number): void {
+    const now = Date.now();
+    for (const link of [...this.idleData]) if (now - link.lastSeen > 3 * heartbeatMs) link.close(new NetError('ETIMEDOUT', 'idle tunnel data connection: no ping from the server'));
+  }
+
+  private closeIdleData(): void {
+    clearTimeout(this.dataRetry);
+    this.dataRetry = undefined;
+    clearInterval(this.dataTimer);
+    this.dataTimer = undefined;
+    for (const link of [...this.idleData]) link.close();
+    this.idleData.clear();
   }
 
   private async openFlow(stream: TunnelStream, mapping: Mapping): Promise<void> {
@@ -429,7 +564,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       since: this.sessionSince === undefined ? undefined : new Date(this.sessionSince).toISOString(),
       rttMs: mux?.rttMs,
       reconnects: Math.max(0, this.sessions - 1),
-      openStreams: mux?.streams.size ?? 0,
+      openStreams: (mux?.streams.size ?? 0) + this.busyData.conns.size,
       lastError: this.lastError,
       results: this.results,
     };
@@ -450,13 +585,17 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     clearInterval(this.sweep);
     // UDP flows have no end of their own: they do not hold the drain.
     for (const flow of [...this.flows.values()]) flow.stream.destroy();
+    this.closeIdleData();
     const mux = this.mux;
+    const until = Date.now() + (options.deadlineMs ?? 10_000);
     if (mux && !mux.closed) {
       mux.goAway('client stopping');
-      const until = Date.now() + (options.deadlineMs ?? 10_000);
       while (!mux.closed && mux.streams.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       mux.destroy();
     }
+    // Visitors on data connections finish within the same deadline.
+    while (this.busyData.conns.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    for (const conn of [...this.busyData.conns]) conn.destroy();
     for (const flow of this.flows.values()) flow.endpoint.close();
     this.flows.clear();
     await this.loop;
@@ -465,3 +604,49 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
 
 /** Datagrams that arrived before their flow's local socket was bound. */
 const flowBacklog = new WeakMap<Conn, Uint8Array[]>();
+
+interface OpenRequest {
+  mapping: Mapping;
+  visitor: { address: string; port: number };
+  destination: { address: string; port: number };
+}
+
+/** What serving a visitor needs of its carrier: a mux stream, or a data connection. */
+interface Opening {
+  readonly closed: boolean;
+  /** Tell the server yes; returns the Conn that carries the visitor's bytes. */
+  accept(): Conn;
+  reject(reason: string): void;
+}
+
+/** Data connections carrying a visitor (their close removes them). */
+class BusyData implements ConnTracker {
+  readonly conns = new Set<Conn>();
+  untrack(conn: Conn): void {
+    this.conns.delete(conn);
+  }
+}
+
+/** A data connection that got an OPEN: its answer frame, then the raw bytes. */
+class DataOpening implements Opening {
+  constructor(
+    private readonly link: DataLink,
+    private readonly busy: BusyData,
+  ) {}
+  get closed(): boolean {
+    return this.link.closed;
+  }
+  accept(): Conn {
+    const link = this.link;
+    link.send(FrameType.OPEN_OK);
+    const conn = link.conn;
+    releaseConn(conn, link.detach());
+    // Outgoing connections have no tracker of their own: this one counts the busy ones.
+    conn.tracker = this.busy;
+    this.busy.conns.add(conn);
+    return conn;
+  }
+  reject(reason: string): void {
+    this.link.fail(reason, FrameType.OPEN_FAIL);
+  }
+}

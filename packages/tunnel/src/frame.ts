@@ -11,6 +11,8 @@
  * buffered, so a peer cannot make the decoder hold more than `maxFrameSize`.
  */
 
+import { NetError } from '@wmproxy/core-net';
+
 export const HEADER_SIZE = 10;
 /** Protocol version, carried in HELLO and CHALLENGE. */
 export const PROTOCOL_VERSION = 1;
@@ -318,5 +320,69 @@ export class FrameDecoder {
     this.failed = true;
     this.pending = [];
     this.pendingSize = 0;
+  }
+}
+
+/**
+ * Handshake frames in arrival order, taken with `await next()`. A peer may
+ * pipeline (send AUTH before it saw the challenge, as a replay does): up to 4
+ * frames are queued, never lost; more is the owner's `overflow`.
+ */
+export class FrameQueue<F> {
+  private readonly queue: F[] = [];
+  private waiter: { resolve(frame: F): void; reject(error: Error): void } | undefined;
+  failure: Error | undefined;
+
+  constructor(
+    /** Names the connection in the timeout's message. */
+    private readonly label: string,
+    /** Called with the timeout's error, before `next()` rejects with it (the owner closes). */
+    private readonly timedOut: (error: Error) => void,
+    private readonly overflow: () => void,
+  ) {}
+
+  push(frame: F): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (waiter) waiter.resolve(frame);
+    else if (this.queue.length < 4) this.queue.push(frame);
+    else this.overflow();
+  }
+
+  /** A queued frame (one that arrived before anyone awaited it), if any. */
+  take(): F | undefined {
+    return this.queue.shift();
+  }
+
+  /** No more frames: `next()` rejects with `error` from now on. */
+  fail(error: Error): void {
+    this.failure ??= error;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.reject(this.failure);
+  }
+
+  next(timeoutMs: number, what: string): Promise<F> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        const error = new NetError('ETIMEDOUT', `${this.label}: no ${what} within ${timeoutMs} ms`);
+        this.timedOut(error);
+        reject(error);
+      }, timeoutMs);
+      this.waiter = {
+        resolve: (frame) => {
+          clearTimeout(timer);
+          resolve(frame);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+    });
   }
 }

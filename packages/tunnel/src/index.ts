@@ -8,3 +8,4 @@ export * from './http-front.js';
 export * from './sni.js';
 export * from './tls-front.js';
 export * from './web.js';
+export * from './data.js';

@@ -708,10 +708,11 @@ export class TunnelStream extends VirtualConn {
   }
 
   /** Accept a stream the peer opened. */
-  accept(): void {
-    if (this.accepted || this.closed) return;
+  accept(): this {
+    if (this.accepted || this.closed) return this;
     this.accepted = true;
     this.mux.sendControl(FrameType.OPEN_OK, this.sid);
+    return this;
   }
 
   /** Refuse a stream the peer opened, with a reason the peer logs. */

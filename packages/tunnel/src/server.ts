@@ -24,22 +24,26 @@ import {
   silentLogger,
   type Conn,
   type ConnLimitOptions,
+  type ConnTracker,
   type Logger,
   type Transport,
   type TransportTarget,
   type UdpEndpoint,
   type TlsServerOptions,
 } from '@wmproxy/core-net';
-import { domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
-import { Flag, FrameType, decodeJson, encodeJson } from './frame.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
+import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson } from './frame.js';
 import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
-import { Mux, type TunnelStream } from './mux.js';
+import { DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
+import { DATA_CONNECTION_FLAG, DataLink, MAC, MAX_DATA_POOL, NONCE, dataMac, macEqual, peekFirstBytes, type DataFrame } from './data.js';
 
 export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 export const DEFAULT_UDP_IDLE_MS = 60_000;
 export const DEFAULT_DRAIN_MS = 10_000;
 export const DEFAULT_RELAY_IDLE_MS = 5 * 60_000;
+export const DEFAULT_DATA_POOL = 0;
+export const DEFAULT_DATA_MAX_BUSY = 16;
 const CERT_FILE = 'tunnel-cert.pem';
 const KEY_FILE = 'tunnel-key.pem';
 const MAX_MAPPINGS_PER_CLIENT = 256;
@@ -85,6 +89,20 @@ export interface TunnelServerOptions {
   /** Most streams one client session may carry at once (default 4096). */
   maxStreamsPerClient?: number;
   handshakeTimeoutMs?: number;
+  /**
+   * Idle data connections each client keeps open (announced at its handshake;
+   * max 256, 0: every visitor rides the session's multiplexed connection). A
+   * tcp/proxy/http(s) visitor takes one if there is one (raw bytes, TCP's flow
+   * control) and the mux otherwise. Default DEFAULT_DATA_POOL.
+   */
+  dataPool?: number;
+  /**
+   * Most visitors one client carries on data connections at once; beyond,
+   * they ride the mux even while idle data connections wait (default
+   * DEFAULT_DATA_MAX_BUSY). A TLS connection per visitor costs memory a mux
+   * stream does not: this bounds it when visitors pile up idle.
+   */
+  dataMaxBusy?: number;
   logger?: Logger;
 }
 
@@ -115,6 +133,9 @@ export interface ClientSnapshot {
   queuedBytes: number;
   /** Bytes from this client not yet read by visitors (paused streams). */
   bufferedBytes: number;
+  /** Idle data connections the server holds for this client now, and visitors handed data connections since it connected. */
+  idleDataConnections: number;
+  dataStreams: number;
 }
 
 /** One credential's traffic since the server started (closed sessions included): what /metrics counts. */
@@ -161,14 +182,24 @@ interface Route {
 }
 
 class ClientSession {
-  readonly id = randomBytes(6).toString('hex');
   readonly since = new Date();
+  /** Idle data connections, the most recent last (taken from the end: the likeliest to be alive). */
+  idle: DataLink[] = [];
+  /** Data connections carrying a visitor. */
+  readonly busy = new Set<Conn>();
+  /** Data connections handed to visitors since the session started. */
+  dataOpened = 0;
+  /** Traffic of this session's closed data connections. */
+  dataBytesIn = 0;
+  dataBytesOut = 0;
   mappings = new Map<string, PublicMapping>();
   rejected: Array<{ name: string; reason: string }> = [];
   flows = new Map<number, UdpFlow>();
   /** MAPPINGS messages are applied one after another. */
   chain: Promise<void> = Promise.resolve();
   constructor(
+    readonly id: string,
+    readonly dataPool: number,
     readonly mux: Mux,
     readonly credential: ClientCredential,
     readonly name: string,
@@ -192,6 +223,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   /** Traffic of closed sessions, by credential name. */
   private readonly closedTraffic = new Map<string, { bytesIn: number; bytesOut: number; streams: number }>();
   private sweep: ReturnType<typeof setInterval> | undefined;
+  private poolTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly sessionsById = new Map<string, ClientSession>();
   private stopping = false;
   /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
   fingerprint: string | undefined;
@@ -233,6 +266,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const sweepEvery = Math.max(100, Math.floor((this.options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS) / 2));
     this.sweep = setInterval(() => this.sweepFlows(), sweepEvery);
     this.sweep.unref?.();
+    this.poolTimer = setInterval(() => this.pingPools(), this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+    this.poolTimer.unref?.();
     this.logger.info('tunnel server listening', { address: this.address, tls: tls !== undefined, fingerprint: this.fingerprint });
     return this;
   }
@@ -265,22 +300,48 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       conn.destroy();
       return;
     }
+    peekFirstBytes(conn, this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, this.boundRoute);
+  }
+
+  /** A data connection's HELLO carries DATA_CONNECTION_FLAG; anything else starts a session as before. */
+  private route(conn: Conn, bytes: Uint8Array): void {
+    if (bytes[0] === FrameType.HELLO && (bytes[1]! & DATA_CONNECTION_FLAG) !== 0) {
+      const link = new DataLink(conn, bytes);
+      this.acceptData(link).catch((error: Error) => {
+        link.close(error);
+        this.logger.debug('tunnel data connection refused', { peer: formatHostPort(conn.remoteAddress, conn.remotePort), reason: error.message });
+      });
+      return;
+    }
+    this.acceptSession(conn, bytes);
+  }
+
+  private readonly boundRoute = (conn: Conn, bytes: Uint8Array): void => this.route(conn, bytes);
+
+  private acceptSession(conn: Conn, first: Uint8Array): void {
     const mux = new Mux(conn, { side: 'server', logger: this.logger, maxStreams: this.options.maxStreamsPerClient });
     const heartbeatMs = this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     const peer = formatHostPort(conn.remoteAddress, conn.remotePort);
-    serverHandshake(mux, {
+    const dataPool = Math.max(0, Math.min(MAX_DATA_POOL, Math.floor(this.options.dataPool ?? DEFAULT_DATA_POOL)));
+    const sessionId = randomBytes(8).toString('hex');
+    const handshake = serverHandshake(mux, {
       credentials: this.credentials(),
       serverId: this.options.serverId ?? hostname(),
-      settings: { heartbeatMs, sessionId: randomBytes(8).toString('hex') },
+      // dataPool only when on: an older client ignores it either way.
+      settings: dataPool > 0 ? { heartbeatMs, sessionId, dataPool } : { heartbeatMs, sessionId },
       timeoutMs: this.options.handshakeTimeoutMs,
-    }).then(
+    });
+    // The handshake listens now (its reader is set up before its first await): the peeked bytes go in first.
+    mux.onData(first);
+    handshake.then(
       ({ credential, announcedName }) => {
         if (mux.closed) return;
         const name = credential.name!;
         const reconnects = this.seen.get(name) ?? 0;
         this.seen.set(name, reconnects + 1);
-        const session = new ClientSession(mux, credential, name, reconnects);
+        const session = new ClientSession(sessionId, dataPool, mux, credential, name, reconnects);
         this.sessions.add(session);
+        this.sessionsById.set(sessionId, session);
         mux.setEvents({
           control: (_m, type, _flags, payload) => this.onControl(session, type, payload),
           open: (_m, stream) => stream.reject('the tunnel server accepts no streams from clients'),
@@ -295,6 +356,116 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         this.logger.warn('tunnel client refused', { peer, reason: error.message });
       },
     );
+  }
+
+  /**
+   * A data connection's handshake (data.ts): only for a live session, by a
+   * client proving that session's token over a fresh nonce; kept idle in the
+   * session's pool, up to the pool size it was told.
+   */
+  private async acceptData(link: DataLink): Promise<void> {
+    const timeoutMs = this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const hello = await link.next(timeoutMs, 'HELLO');
+    const p = hello.payload;
+    if (p.byteLength < MAGIC.length + 1 + NONCE || MAGIC.some((byte, i) => p[i] !== byte) || p[MAGIC.length] !== PROTOCOL_VERSION) return link.fail('not a wmproxy tunnel data connection of this protocol version');
+    const clientNonce = p.subarray(MAGIC.length + 1, MAGIC.length + 1 + NONCE);
+    const sessionId = Buffer.from(p.subarray(MAGIC.length + 1 + NONCE)).toString('latin1');
+    const session = this.sessionsById.get(sessionId);
+    if (!session || session.mux.closed || session.dataPool === 0) return link.fail('no such tunnel session');
+    const serverId = this.options.serverId ?? hostname();
+    const serverNonce = randomBytes(NONCE);
+    const id = Buffer.from(serverId);
+    const challenge = new Uint8Array(1 + NONCE + id.byteLength);
+    challenge[0] = PROTOCOL_VERSION;
+    challenge.set(serverNonce, 1);
+    challenge.set(id, 1 + NONCE);
+    link.send(FrameType.CHALLENGE, challenge);
+    const auth = await link.next(Math.max(1, deadline - Date.now()), 'AUTH');
+    const expected = dataMac(session.credential.token, 'client', sessionId, clientNonce, serverNonce, serverId);
+    if (auth.type !== FrameType.AUTH || !macEqual(expected, auth.payload.subarray(0, MAC))) return link.fail('authentication failed: wrong token for this session');
+    if (session.mux.closed || this.stopping) return link.fail('the tunnel session is gone');
+    if (session.idle.length >= session.dataPool) return link.fail('the data connection pool of this session is full');
+    link.send(FrameType.AUTH_OK, dataMac(session.credential.token, 'server', sessionId, serverNonce, clientNonce, serverId));
+    link.userSession = session;
+    session.idle.push(link);
+    link.listen(onIdleFrame, this.boundIdleClosed);
+  }
+
+  private readonly boundIdleClosed = (link: DataLink): void => {
+    const session = link.userSession as ClientSession;
+    const at = session.idle.indexOf(link);
+    if (at >= 0) session.idle.splice(at, 1);
+  };
+
+  /** Each heartbeat: PING every idle data connection; drop those silent for two intervals (NAT, dead peer). */
+  private pingPools(): void {
+    const heartbeatMs = this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    const now = Date.now();
+    for (const session of this.sessions) {
+      for (const link of [...session.idle]) {
+        if (now - link.lastSeen > 2 * heartbeatMs) link.close(new NetError('ETIMEDOUT', 'idle tunnel data connection stopped answering'));
+        else link.send(FrameType.PING, PING_PAYLOAD);
+      }
+    }
+  }
+
+  /** The most recent idle data connection of the session that is still open. */
+  private takeData(session: ClientSession): DataLink | undefined {
+    for (;;) {
+      const link = session.idle.pop();
+      if (link === undefined || !link.closed) return link;
+    }
+  }
+
+  /**
+   * OPEN over an idle data connection; resolves with the connection once the
+   * client accepted (raw bytes from then on). Rejects with ECONNREFUSED (the
+   * client's refusal: final), ETIMEDOUT, EABORTED, or ECONNRESET when the
+   * connection died first (the caller falls back to the mux).
+   */
+  private openData(session: ClientSession, link: DataLink, payload: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined): Promise<Conn> {
+    return new Promise<Conn>((resolve, reject) => {
+      const settle = (error: Error | undefined): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (error) {
+          link.onClose = undefined;
+          link.close(error);
+          reject(error);
+          return;
+        }
+        const conn = link.conn;
+        releaseConn(conn, link.detach());
+        session.busy.add(conn);
+        session.dataOpened++;
+        conn.tracker = new BusyTracker(conn.tracker, this, session);
+        resolve(conn);
+      };
+      const onAbort = (): void => settle(new NetError('EABORTED', 'opening a tunnel data connection was aborted'));
+      const timer = setTimeout(() => settle(new NetError('ETIMEDOUT', `the tunnel client did not answer an open within ${timeoutMs} ms`)), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      link.onClose = () => settle(new NetError('ECONNRESET', 'the tunnel data connection closed'));
+      link.onFrame = (_link, frame: DataFrame) => {
+        if (frame.type === FrameType.OPEN_OK) settle(undefined);
+        else if (frame.type === FrameType.OPEN_FAIL) settle(new NetError('ECONNREFUSED', decodeReason(frame.payload)));
+        else if (frame.type !== FrameType.PONG) settle(new NetError('ECONNRESET', `unexpected ${frame.type} frame on a tunnel data connection`));
+      };
+      if (signal?.aborted) onAbort();
+      else link.send(FrameType.OPEN, payload);
+    });
+  }
+
+  /** @internal A busy data connection closed: its traffic joins the session's (or the credential's, once the session is gone). */
+  dataClosed(session: ClientSession, conn: Conn): void {
+    session.busy.delete(conn);
+    session.dataBytesIn += conn.bytesRead;
+    session.dataBytesOut += conn.bytesWritten;
+    if (this.sessions.has(session)) return;
+    const traffic = this.closedTraffic.get(session.name);
+    if (!traffic) return;
+    traffic.bytesIn += conn.bytesRead;
+    traffic.bytesOut += conn.bytesWritten;
   }
 
   private onControl(session: ClientSession, type: FrameType, payload: Uint8Array): void {
@@ -444,10 +615,14 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   private onSessionClosed(session: ClientSession, error: Error | undefined): void {
     if (!this.sessions.delete(session)) return;
+    this.sessionsById.delete(session.id);
+    // Idle data connections go with their session; busy ones carry their visitor to its end.
+    for (const link of session.idle) link.close();
+    session.idle = [];
     const traffic = this.closedTraffic.get(session.name) ?? { bytesIn: 0, bytesOut: 0, streams: 0 };
-    traffic.bytesIn += session.mux.conn.bytesRead;
-    traffic.bytesOut += session.mux.conn.bytesWritten;
-    traffic.streams += session.mux.stats().opened;
+    traffic.bytesIn += session.mux.conn.bytesRead + session.dataBytesIn;
+    traffic.bytesOut += session.mux.conn.bytesWritten + session.dataBytesOut;
+    traffic.streams += session.mux.stats().opened + session.dataOpened;
     this.closedTraffic.set(session.name, traffic);
     for (const name of session.mappings.keys()) this.detach(session, name, false);
     this.logger.info('tunnel client left', { client: session.name, reason: error?.message });
@@ -495,7 +670,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
    * Rejects with NetError: ECONNREFUSED (no client, or the client's local
    * service refused; the reason says which), ETIMEDOUT, EABORTED.
    */
-  async openStream(mappingName: string, visitor: Visitor, options: { timeoutMs?: number; signal?: AbortSignal; client?: string; wait?: boolean } = {}): Promise<TunnelStream> {
+  async openStream(mappingName: string, visitor: Visitor, options: { timeoutMs?: number; signal?: AbortSignal; client?: string; wait?: boolean } = {}): Promise<Conn> {
     const route = this.routes.get(mappingName);
     if (!route) throw new NetError('ECONNREFUSED', `no tunnel mapping "${mappingName}"`);
     const tried = new Set<ClientSession>();
@@ -507,8 +682,18 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       }
       tried.add(session);
       const payload = encodeJson({ m: mappingName, a: visitor.address, p: visitor.port, la: visitor.localAddress, lp: visitor.localPort });
+      const timeoutMs = options.timeoutMs ?? this.options.openTimeoutMs;
+      const link = session.busy.size < (this.options.dataMaxBusy ?? DEFAULT_DATA_MAX_BUSY) ? this.takeData(session) : undefined;
+      if (link) {
+        try {
+          return await this.openData(session, link, payload, timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, options.signal);
+        } catch (error) {
+          // A data connection that died under us is no verdict: the mux carries the visitor.
+          if (!(error instanceof NetError && error.code === 'ECONNRESET')) throw error;
+        }
+      }
       try {
-        const stream = await session.mux.open(payload, { timeoutMs: options.timeoutMs ?? this.options.openTimeoutMs, signal: options.signal });
+        const stream = await session.mux.open(payload, { timeoutMs, signal: options.signal });
         stream.remoteAddress = visitor.address;
         stream.remotePort = visitor.port;
         return stream;
@@ -532,7 +717,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       },
       close: () => abort.abort(),
     });
-    let stream: TunnelStream;
+    let stream: Conn;
     try {
       stream = await this.openStream(route.mapping.name, visitor, { signal: abort.signal });
     } catch (error) {
@@ -548,7 +733,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     releaseConn(conn, early.length === 1 ? early[0] : early.length > 1 ? Buffer.concat(early) : undefined);
     conn.resume();
     // A Relay, not relay(): nothing awaits it, and its promise and resolver stayed with each stream.
-    new Relay(conn, stream, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS });
+    // resetOnError: a visitor's reset reaches the local service as one over a data connection (a mux stream sends RST either way).
+    new Relay(conn, stream, { idleTimeoutMs: this.options.relayIdleMs ?? DEFAULT_RELAY_IDLE_MS, resetOnError: true });
   }
 
   private onVisitorDatagram(route: Route, data: Uint8Array, address: string, port: number): void {
@@ -623,11 +809,13 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       reconnects: session.reconnects,
       mappings: [...session.mappings.values()].map(redactMapping),
       rejected: session.rejected,
-      openStreams: session.mux.streams.size,
-      bytesIn: conn.bytesRead,
-      bytesOut: conn.bytesWritten,
+      openStreams: session.mux.streams.size + session.busy.size,
+      bytesIn: conn.bytesRead + dataBytes(session, 'in'),
+      bytesOut: conn.bytesWritten + dataBytes(session, 'out'),
       queuedBytes: stats.queuedBytes,
       bufferedBytes: stats.bufferedBytes,
+      idleDataConnections: session.idle.length,
+      dataStreams: session.dataOpened,
     };
   }
 
@@ -642,10 +830,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       const row = rows.get(session.name)!;
       const stats = session.mux.stats();
       row.connected++;
-      row.openStreams += stats.streams;
-      row.streams += stats.opened;
-      row.bytesIn += session.mux.conn.bytesRead;
-      row.bytesOut += session.mux.conn.bytesWritten;
+      row.openStreams += stats.streams + session.busy.size;
+      row.streams += stats.opened + session.dataOpened;
+      row.bytesIn += session.mux.conn.bytesRead + dataBytes(session, 'in');
+      row.bytesOut += session.mux.conn.bytesWritten + dataBytes(session, 'out');
       if (stats.rttMs !== undefined && (row.rttMs === undefined || stats.rttMs < row.rttMs)) row.rttMs = stats.rttMs;
     }
     return [...rows.values()];
@@ -732,6 +920,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     this.stopping = true;
     const deadlineMs = options.deadlineMs ?? DEFAULT_DRAIN_MS;
     clearInterval(this.sweep);
+    clearInterval(this.poolTimer);
     const closing: Array<Promise<unknown>> = [];
     if (this.control) closing.push(this.control.shutdown({ deadlineMs }));
     for (const route of this.routes.values()) {
@@ -740,9 +929,15 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       for (const flow of [...route.flows.values()]) flow.stream.destroy();
       this.wake(route);
     }
-    for (const session of this.sessions) session.mux.goAway('server shutting down');
+    for (const session of this.sessions) {
+      session.mux.goAway('server shutting down');
+      for (const link of session.idle) link.close();
+      session.idle = [];
+    }
+    const busy = new Set<ClientSession>(this.sessions);
     const until = Date.now() + deadlineMs;
-    while (Date.now() < until && [...this.sessions].some((s) => s.mux.streams.size > 0)) await new Promise((r) => setTimeout(r, 20));
+    while (Date.now() < until && [...busy].some((s) => s.mux.streams.size > 0 || s.busy.size > 0)) await new Promise((r) => setTimeout(r, 20));
+    for (const session of busy) for (const conn of [...session.busy]) conn.destroy(new NetError('ECONNRESET', 'tunnel server stopped'));
     for (const session of [...this.sessions]) session.mux.destroy(new NetError('ECONNRESET', 'tunnel server stopped'));
     await Promise.all(closing);
     this.routes.clear();
@@ -754,4 +949,31 @@ async function atomicWrite(path: string, text: string, mode: number): Promise<vo
   await writeFile(temp, text, { mode, flag: 'wx' });
   await chmod(temp, mode);
   await rename(temp, path);
+}
+
+const PING_PAYLOAD = new Uint8Array(8);
+
+/** An idle data connection only answers pings; anything else breaks the protocol. */
+function onIdleFrame(link: DataLink, frame: DataFrame): void {
+  if (frame.type !== FrameType.PONG) link.close(new NetError('EPROTO', `unexpected ${frame.type} frame on an idle tunnel data connection`));
+}
+
+/** Traffic of a session's data connections, closed and busy. */
+function dataBytes(session: ClientSession, way: 'in' | 'out'): number {
+  let total = way === 'in' ? session.dataBytesIn : session.dataBytesOut;
+  for (const conn of session.busy) total += way === 'in' ? conn.bytesRead : conn.bytesWritten;
+  return total;
+}
+
+/** Chained in front of the listener's tracker: a busy data connection's close reaches its session's counters. */
+class BusyTracker implements ConnTracker {
+  constructor(
+    private readonly next: ConnTracker | undefined,
+    private readonly server: TunnelServer,
+    private readonly session: ClientSession,
+  ) {}
+  untrack(conn: Conn): void {
+    this.next?.untrack(conn);
+    this.server.dataClosed(this.session, conn);
+  }
 }

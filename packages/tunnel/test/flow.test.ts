@@ -13,7 +13,8 @@ import { pattern, until } from './helpers.js';
 const MiB = 1024 * 1024;
 
 async function tunnel(map: string[], serverOptions: { heartbeatMs?: number } = {}) {
-  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 't', tls: false, ...serverOptions }).start();
+  // The mux's flow control is under test here: no data connections (data.test.ts has those).
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 't', tls: false, dataPool: 0, ...serverOptions }).start();
   const client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 't', tls: false, backoffInitialMs: 50, backoffMaxMs: 100, mappings: map.map(parseMapSpec) }).start();
   await client.ready();
   return {

@@ -149,7 +149,8 @@ test('a wrong token is refused with a clear error on both sides, and the client 
 
 test('a replayed handshake fails: the captured AUTH was bound to an earlier server nonce', async () => {
   const { logger, lines } = memoryLogger();
-  const { server, client } = await start({ logger }, {});
+  // The session's handshake only: data connections would go through the recorder too.
+  const { server, client } = await start({ logger, dataPool: 0 }, {});
   // Record every byte the client sends through a recording relay.
   const recorded: Buffer[] = [];
   const recorder = await trackedServer((socket) => {
@@ -439,7 +440,8 @@ test('hot reload on the client adds and removes mappings without dropping an ope
 
 test('openStream gives other engines a stream to a mapping; events report clients and mappings', async () => {
   const echo = await echoServer();
-  const { server, client } = await start({}, { map: [`web=http:127.0.0.1:${echo.port}@app.example.test`] });
+  // A mux stream carries the visitor's address (a data connection is the client's own connection: data.test.ts).
+  const { server, client } = await start({ dataPool: 0 }, { map: [`web=http:127.0.0.1:${echo.port}@app.example.test`] });
   const joined: ClientSnapshot[] = [];
   server.on('client-joined', (snapshot) => joined.push(snapshot));
   let changes = 0;

@@ -30,6 +30,7 @@ export default class TunnelServerCommand extends WmproxyCommand {
     'allow-domains': Flags.string({ description: 'domains clients may serve over http/https: app.example.com, *.example.com (repeatable; default any)', multiple: true }),
     'visitor-wait': Flags.integer({ description: 'milliseconds a visitor waits for an absent client before being closed', default: 0, min: 0 }),
     heartbeat: Flags.integer({ description: 'milliseconds between pings; a peer silent for two is dropped', default: 10_000, min: 100 }),
+    'data-pool': Flags.integer({ description: `idle data connections each client keeps open; a visitor takes one (raw bytes, no multiplexing) or rides the shared connection when none is idle (0: always shared; default: the tunnel server's DEFAULT_DATA_POOL, see its README)`, min: 0, max: 256 }),
     drain: Flags.integer({ description: 'milliseconds open streams get to finish on shutdown', default: 10_000, min: 0 }),
     'http-listen': Flags.string({ description: 'serve http mappings here, by Host and path, through the reverse proxy engine (the clients of one mapping are a balanced, health-checked group)' }),
     'https-listen': Flags.string({ description: 'serve https mappings here by SNI passthrough (and http mappings over TLS with --https-cert)' }),
@@ -86,6 +87,7 @@ export default class TunnelServerCommand extends WmproxyCommand {
         allowDomains: flags['allow-domains'],
         visitorWaitMs: flags['visitor-wait'],
         heartbeatMs: flags.heartbeat,
+        dataPool: flags['data-pool'],
         visitorLimits: limits,
         logger,
       });

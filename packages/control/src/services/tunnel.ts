@@ -33,7 +33,8 @@ export function tunnelCertificateNames(mappings: readonly MappingSnapshot[]): st
 }
 
 function serverKey(config: TunnelServerConfig): string {
-  return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs]);
+  // dataPool is announced at each client's handshake: a change restarts the server, as the heartbeat does.
+  return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs, config.dataPool]);
 }
 
 function clientKey(config: TunnelClientConfig): string {
@@ -113,6 +114,7 @@ export class TunnelService {
           stateDir: config.server.stateDir,
           publicHost: config.server.publicHost,
           heartbeatMs: config.server.heartbeatMs,
+          dataPool: config.server.dataPool,
           logger: this.loggerFor('tunnel-server'),
         });
         await instance.start();

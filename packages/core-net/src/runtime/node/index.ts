@@ -84,9 +84,16 @@ export class NodeConn extends ConnBase {
   override reset(error?: Error): void {
     if (error) this.lastError = error;
     if (this.socket.destroyed) return;
-    // A TLS socket's handle is not a TCP handle (resetAndDestroy throws): it closes as destroy does.
-    if (this.socket instanceof tls.TLSSocket) this.socket.destroy();
-    else this.socket.resetAndDestroy();
+    if (this.socket instanceof tls.TLSSocket) {
+      // A TLS socket's handle is a TLSWrap (resetAndDestroy throws). The TCP handle under it has reset()
+      // (SO_LINGER 0 + close, what resetAndDestroy calls): used where present, so a peer reads ECONNRESET
+      // rather than a FIN it cannot tell from an end (the tunnel's data connections pass resets this way).
+      const tcp = (this.socket as unknown as { _handle?: { _parent?: { reset?: (done: () => void) => number } } })._handle?._parent;
+      const socket = this.socket;
+      // The TLS socket's own close never comes once its TCP handle is gone: the reset's callback stands in for it.
+      if (typeof tcp?.reset === 'function') tcp.reset(() => socket.emit('close', true));
+      socket.destroy();
+    } else this.socket.resetAndDestroy();
   }
   pause(): void {
     this.socket.pause();
