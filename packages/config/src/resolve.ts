@@ -302,6 +302,7 @@ class Resolver {
       stateDir: this.path(server.state_dir ?? 'tunnel-state'),
       heartbeatMs: durationMs(server.heartbeat, 10_000),
       dataPool: server.data_pool,
+      dataMaxBusy: server.data_max_busy,
       maxConnections: server.max_connections ?? 0,
       maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
       visitorWaitMs: durationMs(server.visitor_wait, 0),

@@ -664,6 +664,15 @@ export const TunnelServerSchema = Type.Object(
           'Idle data connections each client keeps open to the server (rathole\'s pool; off by default, see the tunnel README for the figures). A tcp, proxy, http or https visitor takes one when there is one and travels on it as raw bytes (TLS and TCP flow control, no framing); otherwise it rides the session\'s multiplexed connection. `0`: always the multiplexed connection.',
       }),
     ),
+    data_max_busy: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 65535,
+        default: 16,
+        description:
+          'Most visitors one client carries on data connections at once; beyond, visitors ride the multiplexed connection although idle data connections wait. A data connection is a TLS connection in both processes per visitor: this bounds what visitors piled up idle cost. `0`: data connections are never used.',
+      }),
+    ),
     visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
     drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
     max_connections: Type.Optional(

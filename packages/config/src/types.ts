@@ -247,6 +247,8 @@ export interface TunnelServerConfig {
   heartbeatMs: number;
   /** Idle data connections per client (`data_pool`); undefined: the tunnel server's default. */
   dataPool: number | undefined;
+  /** Most visitors per client on data connections at once (`data_max_busy`); undefined: the tunnel server's default. */
+  dataMaxBusy: number | undefined;
   visitorWaitMs: number;
   drainMs: number;
   /** Web front of http/https mappings (see @wmproxy/tunnel's TunnelWeb). */

@@ -506,6 +506,8 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       'token = "0123456789abcdef"',
       'allow_ports = ["15000-15999", 18090]',
       'max_connections_per_ip = 16',
+      'data_pool = 8',
+      'data_max_busy = 4',
       '[[tunnel.client]]',
       'server = "tunnel.example.com:7000"',
       'token = "0123456789abcdef"',
@@ -534,6 +536,8 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
   assert.equal(server.stateDir, '/etc/wmproxy/tunnel-state');
   assert.equal(server.heartbeatMs, 10_000);
   assert.equal(server.maxConnectionsPerIp, 16);
+  assert.equal(server.dataPool, 8);
+  assert.equal(server.dataMaxBusy, 4);
   assert.equal(server.maxConnections, 0);
   assert.deepEqual(server.allowPorts, [{ from: 15000, to: 15999 }, { from: 18090, to: 18090 }]);
   const [client, web] = config.tunnel.clients;

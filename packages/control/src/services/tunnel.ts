@@ -33,8 +33,8 @@ export function tunnelCertificateNames(mappings: readonly MappingSnapshot[]): st
 }
 
 function serverKey(config: TunnelServerConfig): string {
-  // dataPool is announced at each client's handshake: a change restarts the server, as the heartbeat does.
-  return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs, config.dataPool]);
+  // dataPool is announced at each client's handshake: a change restarts the server, as the heartbeat does (dataMaxBusy with it).
+  return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs, config.dataPool, config.dataMaxBusy]);
 }
 
 function clientKey(config: TunnelClientConfig): string {
@@ -115,6 +115,7 @@ export class TunnelService {
           publicHost: config.server.publicHost,
           heartbeatMs: config.server.heartbeatMs,
           dataPool: config.server.dataPool,
+          dataMaxBusy: config.server.dataMaxBusy,
           logger: this.loggerFor('tunnel-server'),
         });
         await instance.start();
