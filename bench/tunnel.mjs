@@ -77,7 +77,7 @@
 // wmproxy-bun and wmproxy-node run with `--data-pool 0` (every visitor on the
 // multiplexed connection); wmproxy-bun-pool and wmproxy-node-pool with the data
 // pool (idle extra TLS connections, one per visitor: rathole's model) of 8,
-// or `--pool N`.
+// or `--pool N` (and `--max-busy N`: their --data-max-busy).
 // `--only mux-bun` (not in the default set) adds the tunnel's multiplexer
 // alone (bench/lib/mux-relay.ts: two Bun processes, TLS, no handshake or
 // CLI), to tell the cost of the stream layer from the rest.
@@ -122,6 +122,8 @@ async function main() {
   const compare = argument(args, 'compare', undefined);
   // --pool N: the data pool of the -pool contenders (default 8; the server's default is 0: off).
   const poolSize = Number(argument(args, 'pool', '8'));
+  // --max-busy N: their --data-max-busy (default: the server's, 16).
+  const maxBusy = argument(args, 'max-busy', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-tunnel-bench-'));
   chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
   const children = new Children();
@@ -160,8 +162,8 @@ async function main() {
     // The mux contenders pin --data-pool 0 (every visitor on the shared connection); -pool ones the data pool (rathole's model).
     { id: 'wmproxy-bun', name: 'wmproxy-bun', start: () => startTunnel(children, dir, services, 'bun', token, root, 0) },
     { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token, root, 0) },
-    { id: 'wmproxy-bun-pool', name: 'wmproxy-bun-pool', start: () => startTunnel(children, dir, services, 'bun', token, root, poolSize) },
-    { id: 'wmproxy-node-pool', name: 'wmproxy-node-pool', start: () => startTunnel(children, dir, services, 'node', token, root, poolSize) },
+    { id: 'wmproxy-bun-pool', name: 'wmproxy-bun-pool', start: () => startTunnel(children, dir, services, 'bun', token, root, poolSize, maxBusy) },
+    { id: 'wmproxy-node-pool', name: 'wmproxy-node-pool', start: () => startTunnel(children, dir, services, 'node', token, root, poolSize, maxBusy) },
     { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
     ...['tcp', 'tls', 'mux'].map((mode) => ({ id: `relay-${mode}`, name: `relay-${mode}`, optional: true, start: () => startRelayPair(children, services, mode) })),
     ...['tcp', 'tls'].map((mode) => ({ id: `relay-${mode}-node`, name: `relay-${mode}-node`, optional: true, start: () => startRelayPair(children, services, mode, 'node') })),
@@ -385,7 +387,7 @@ function contenderHandle(ports, server, client, others = []) {
 }
 
 /** `wmproxy tunnel server` + `wmproxy tunnel client` (TLS, fingerprint pinned) on `runtime`. */
-async function startTunnel(children, dir, services, runtime, token, tree = root, dataPool = undefined) {
+async function startTunnel(children, dir, services, runtime, token, tree = root, dataPool = undefined, maxBusy = undefined) {
   const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
   const cli = join(tree, 'cli/bin/run.js');
   const control = await freePort();
@@ -394,7 +396,8 @@ async function startTunnel(children, dir, services, runtime, token, tree = root,
   const server = children.start(
     command,
     [cli, 'tunnel', 'server', '--listen', `127.0.0.1:${control}`, '--token', token, '--state-dir', stateDir, '--allow-ports', String(ports.bulk), '--allow-ports', String(ports.http),
-      ...(dataPool === undefined ? [] : ['--data-pool', String(dataPool)])],
+      ...(dataPool === undefined ? [] : ['--data-pool', String(dataPool)]),
+      ...(maxBusy === undefined ? [] : ['--data-max-busy', String(maxBusy)])],
     `tunnel-server-${runtime}`,
     { stdout: true },
   );
