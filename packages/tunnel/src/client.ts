@@ -352,9 +352,14 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       opening.reject('bad OPEN request');
       return undefined;
     }
-    const mapping = this.mappings.get(String(request.m));
+    // A string, checked: String() of an object such as {"toString":1} throws inside the connection's handler.
+    if (typeof request.m !== 'string') {
+      opening.reject('bad OPEN request');
+      return undefined;
+    }
+    const mapping = this.mappings.get(request.m);
     if (!mapping) {
-      opening.reject(`no mapping "${String(request.m).slice(0, 64)}" on this client`);
+      opening.reject(`no mapping "${request.m.slice(0, 64)}" on this client`);
       return undefined;
     }
     const visitor = { address: typeof request.a === 'string' ? request.a : '', port: typeof request.p === 'number' ? request.p : 0 };
