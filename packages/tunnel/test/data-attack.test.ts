@@ -114,6 +114,31 @@ test('a peer that sends one byte, or a data HELLO cut short, and stalls is close
   }
 });
 
+test('the handshake timeout counts from the accept: a peer trickling its first two bytes gets no second full timeout', async () => {
+  // Order, not time: A (data and session HELLOs) sends its second byte at 0.8 T, B both at once at 0.4 T.
+  // From the accept A is closed at T, B at 1.4 T; with the timeout restarted at the second byte A lived to 1.8 T.
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, dataPool: 1, handshakeTimeoutMs: 1000 }).start();
+  try {
+    const order: string[] = [];
+    const peer = (name: string, bytes: number[], secondAfterMs: number): void => {
+      const socket = net.connect({ host: '127.0.0.1', port: server.port });
+      socket.on('error', () => undefined);
+      socket.on('close', () => order.push(name));
+      socket.write(Buffer.from(bytes.slice(0, 1)));
+      if (secondAfterMs === 0) socket.write(Buffer.from(bytes.slice(1)));
+      else setTimeout(() => socket.write(Buffer.from(bytes.slice(1))), secondAfterMs);
+    };
+    peer('data', [FrameType.HELLO, DATA_CONNECTION_FLAG], 800);
+    peer('session', [FrameType.HELLO, 0], 800);
+    await delay(400);
+    peer('reference', [FrameType.HELLO, DATA_CONNECTION_FLAG], 0);
+    await until(() => order.length === 3, 'all three closed', 5000);
+    assert.equal(order[2], 'reference', `closed in the order ${order.join(', ')}`);
+  } finally {
+    await server.stop({ deadlineMs: 0 });
+  }
+});
+
 test('a data HELLO split at every offset is accepted; huge declared lengths, a 4 KiB session id and odd bytes are refused and closed', async () => {
   const { server, conns, stop, id, port } = await serverWithSession({ pool: 64 });
   try {
