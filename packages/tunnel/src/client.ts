@@ -415,15 +415,21 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
           this.dialing--;
           if (this.mux !== mux || mux.closed || this.stopped) return;
           this.logger.warn('tunnel data connection failed', { server: this.options.server, error: error.message });
-          // One retry timer for the pool: a server refusing (full pool, restart) is not dialled in a loop.
-          this.dataRetry ??= setTimeout(() => {
-            this.dataRetry = undefined;
-            this.refill();
-          }, this.options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS);
+          this.retryData();
         },
       );
     }
   }
+
+  /** One retry timer for the pool: a server refusing (full pool, restart) or closing each new idle connection is not dialled in a loop. */
+  private retryData(): void {
+    this.dataRetry ??= setTimeout(this.boundRetryData, this.options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS);
+  }
+
+  private readonly boundRetryData = (): void => {
+    this.dataRetry = undefined;
+    this.refill();
+  };
 
   private async dialData(mux: Mux): Promise<void> {
     const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal });
@@ -481,7 +487,9 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
 
   private readonly boundDataClosed = (link: DataLink): void => {
     this.idleData.delete(link);
-    this.refill();
+    // Replaced after the retry delay, not at once: a server or middlebox closing each one after its handshake made a dial loop (thousands a second).
+    const mux = this.mux;
+    if (mux && !mux.closed && !this.stopped) this.retryData();
   };
 
   /** Each heartbeat: an idle data connection the server stopped pinging (three intervals) is replaced. */

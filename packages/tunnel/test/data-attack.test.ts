@@ -455,3 +455,21 @@ test('a hostile server: OPEN with bad JSON, for a mapping the client lacks, for 
     await local.close();
   }
 });
+
+test('a server (or middlebox) that closes each data connection after its handshake is not redialled before the retry delay', async () => {
+  const scripts = Array.from({ length: 100_000 }, () => (link: DataLink) => link.close());
+  const server = await hostileServer('secret', 2, scripts);
+  // The retry delay is far beyond the test: every dial seen is one made at once.
+  const client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: false, backoffInitialMs: 60_000, mappings: [] });
+  client.start();
+  try {
+    await until(() => server.dataConns() >= 2, 'the first pool');
+    await delay(300);
+    // It redialled at once before: 4 432 data connections in a second (backoffInitialMs 200, Node).
+    assert.equal(server.dataConns(), 2, 'no dial after the closes');
+    assert.equal(client.status().connected, true);
+  } finally {
+    await client.stop({ deadlineMs: 0 });
+    server.close();
+  }
+});
