@@ -352,9 +352,14 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       opening.reject('bad OPEN request');
       return undefined;
     }
-    const mapping = this.mappings.get(String(request.m));
+    // A string, checked: String() of an object such as {"toString":1} throws inside the connection's handler.
+    if (typeof request.m !== 'string') {
+      opening.reject('bad OPEN request');
+      return undefined;
+    }
+    const mapping = this.mappings.get(request.m);
     if (!mapping) {
-      opening.reject(`no mapping "${String(request.m).slice(0, 64)}" on this client`);
+      opening.reject(`no mapping "${request.m.slice(0, 64)}" on this client`);
       return undefined;
     }
     const visitor = { address: typeof request.a === 'string' ? request.a : '', port: typeof request.p === 'number' ? request.p : 0 };
@@ -410,15 +415,21 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
           this.dialing--;
           if (this.mux !== mux || mux.closed || this.stopped) return;
           this.logger.warn('tunnel data connection failed', { server: this.options.server, error: error.message });
-          // One retry timer for the pool: a server refusing (full pool, restart) is not dialled in a loop.
-          this.dataRetry ??= setTimeout(() => {
-            this.dataRetry = undefined;
-            this.refill();
-          }, this.options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS);
+          this.retryData();
         },
       );
     }
   }
+
+  /** One retry timer for the pool: a server refusing (full pool, restart) or closing each new idle connection is not dialled in a loop. */
+  private retryData(): void {
+    this.dataRetry ??= setTimeout(this.boundRetryData, this.options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS);
+  }
+
+  private readonly boundRetryData = (): void => {
+    this.dataRetry = undefined;
+    this.refill();
+  };
 
   private async dialData(mux: Mux): Promise<void> {
     const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal });
@@ -476,7 +487,9 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
 
   private readonly boundDataClosed = (link: DataLink): void => {
     this.idleData.delete(link);
-    this.refill();
+    // Replaced after the retry delay, not at once: a server or middlebox closing each one after its handshake made a dial loop (thousands a second).
+    const mux = this.mux;
+    if (mux && !mux.closed && !this.stopped) this.retryData();
   };
 
   /** Each heartbeat: an idle data connection the server stopped pinging (three intervals) is replaced. */

@@ -191,18 +191,21 @@ function destroyConn(conn: Conn): void {
 
 /**
  * Wait for a new connection's first two bytes (a HELLO's type and flags tell
- * a data connection from a session) and hand them on; the connection is
- * closed if they do not come within `timeoutMs`.
+ * a data connection from a session) and hand them on with what is left of
+ * `timeoutMs` (the handshake's budget: a peer trickling its first bytes does
+ * not get a second full timeout); the connection is closed if they do not
+ * come within `timeoutMs`.
  */
-export function peekFirstBytes(conn: Conn, timeoutMs: number, done: (conn: Conn, bytes: Uint8Array) => void): void {
-  const state: Peek = { bytes: undefined, done, timer: setTimeout(destroyConn, timeoutMs, conn) };
+export function peekFirstBytes(conn: Conn, timeoutMs: number, done: (conn: Conn, bytes: Uint8Array, remainingMs: number) => void): void {
+  const state: Peek = { bytes: undefined, done, deadline: Date.now() + timeoutMs, timer: setTimeout(destroyConn, timeoutMs, conn) };
   conn.userData = state;
   conn.setHandler(peekHandler);
 }
 
 interface Peek {
   bytes: Uint8Array | undefined;
-  done: (conn: Conn, bytes: Uint8Array) => void;
+  done: (conn: Conn, bytes: Uint8Array, remainingMs: number) => void;
+  deadline: number;
   timer: ReturnType<typeof setTimeout>;
 }
 
@@ -221,7 +224,7 @@ const peekHandler: ConnHandler = {
     }
     clearTimeout(state.timer);
     conn.userData = undefined;
-    state.done(conn, bytes);
+    state.done(conn, bytes, Math.max(1, state.deadline - Date.now()));
   },
   close(conn) {
     const state = conn.userData as Peek | undefined;

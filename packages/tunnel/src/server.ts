@@ -304,21 +304,22 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   /** A data connection's HELLO carries DATA_CONNECTION_FLAG; anything else starts a session as before. */
-  private route(conn: Conn, bytes: Uint8Array): void {
+  private route(conn: Conn, bytes: Uint8Array, remainingMs: number): void {
     if (bytes[0] === FrameType.HELLO && (bytes[1]! & DATA_CONNECTION_FLAG) !== 0) {
       const link = new DataLink(conn, bytes);
-      this.acceptData(link).catch((error: Error) => {
+      this.acceptData(link, remainingMs).catch((error: Error) => {
         link.close(error);
         this.logger.debug('tunnel data connection refused', { peer: formatHostPort(conn.remoteAddress, conn.remotePort), reason: error.message });
       });
       return;
     }
-    this.acceptSession(conn, bytes);
+    this.acceptSession(conn, bytes, remainingMs);
   }
 
-  private readonly boundRoute = (conn: Conn, bytes: Uint8Array): void => this.route(conn, bytes);
+  private readonly boundRoute = (conn: Conn, bytes: Uint8Array, remainingMs: number): void => this.route(conn, bytes, remainingMs);
 
-  private acceptSession(conn: Conn, first: Uint8Array): void {
+  /** `timeoutMs`: what is left of the handshake timeout after the first bytes came. */
+  private acceptSession(conn: Conn, first: Uint8Array, timeoutMs: number): void {
     const mux = new Mux(conn, { side: 'server', logger: this.logger, maxStreams: this.options.maxStreamsPerClient });
     const heartbeatMs = this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     const peer = formatHostPort(conn.remoteAddress, conn.remotePort);
@@ -329,7 +330,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       serverId: this.options.serverId ?? hostname(),
       // dataPool only when on: an older client ignores it either way.
       settings: dataPool > 0 ? { heartbeatMs, sessionId, dataPool } : { heartbeatMs, sessionId },
-      timeoutMs: this.options.handshakeTimeoutMs,
+      timeoutMs,
     });
     // The handshake listens now (its reader is set up before its first await): the peeked bytes go in first.
     mux.onData(first);
@@ -363,8 +364,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
    * client proving that session's token over a fresh nonce; kept idle in the
    * session's pool, up to the pool size it was told.
    */
-  private async acceptData(link: DataLink): Promise<void> {
-    const timeoutMs = this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  private async acceptData(link: DataLink, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const hello = await link.next(timeoutMs, 'HELLO');
     const p = hello.payload;
