@@ -898,6 +898,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       if (!tokens.has(session.credential.token)) {
         this.logger.info('tunnel client credential removed: disconnecting', { client: session.name });
         session.mux.fail('your credential was removed from the server');
+        // Its visitors on data connections go too, as its mux streams do: a revoked client carries nothing more.
+        for (const conn of [...session.busy]) conn.destroy(new NetError('ECONNRESET', 'the tunnel client credential was removed'));
         continue;
       }
       const fresh = this.credentials().find((c) => c.token === session.credential.token)!;

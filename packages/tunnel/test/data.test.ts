@@ -115,6 +115,27 @@ test('beyond dataMaxBusy visitors ride the mux although idle data connections wa
   }
 });
 
+test('a client whose credential a reload removes loses its visitors on data connections too', async () => {
+  const echo = await echoServer();
+  const { server, publicPort, stop } = await tcpTunnel(echo.port);
+  try {
+    const socket = net.connect({ host: '127.0.0.1', port: publicPort });
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    // The echo proves the visitor is through, on a data connection, before the reload.
+    const echoed = new Promise<string>((resolve) => socket.once('data', (chunk) => resolve(chunk.toString())));
+    socket.write('ping');
+    assert.equal(await echoed, 'ping');
+    assert.equal(snapshot(server).dataStreams, 1);
+    server.reload({ token: 'another-secret' });
+    const bound = new Promise<boolean>((resolve) => setTimeout(resolve, 5000, false).unref());
+    assert.ok(await Promise.race([closed.then(() => true), bound]), 'the visitor was cut with its client');
+  } finally {
+    await stop();
+    await echo.close();
+  }
+});
+
 test('half-close passes both ways over a data connection', async () => {
   // The visitor ends first: the local service answers after reading its FIN.
   const local = await trackedServer((socket) => {
