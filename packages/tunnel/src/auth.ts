@@ -16,8 +16,8 @@ import { NetError } from '@wmproxy/core-net';
 import { FrameQueue, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, type FrameType as FrameTypeT } from './frame.js';
 import type { Mux } from './mux.js';
 
-const NONCE = 32;
-const MAC = 32;
+export const NONCE = 32;
+export const MAC = 32;
 const CLIENT_LABEL = Buffer.from('wmtunnel-client');
 const SERVER_LABEL = Buffer.from('wmtunnel-server');
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -41,6 +41,26 @@ export interface PortRange {
 
 function mac(token: string, label: Buffer, first: Uint8Array, second: Uint8Array, serverId: string): Buffer {
   return createHmac('sha256', token).update(label).update(first).update(second).update(serverId).digest();
+}
+
+/** HELLO's payload: "WMTU" version clientNonce, then the client's name (a session) or the session id (a data connection). */
+export function helloPayload(clientNonce: Uint8Array, tail: Uint8Array): Uint8Array {
+  const hello = new Uint8Array(MAGIC.length + 1 + NONCE + tail.byteLength);
+  hello.set(MAGIC, 0);
+  hello[MAGIC.length] = PROTOCOL_VERSION;
+  hello.set(clientNonce, MAGIC.length + 1);
+  hello.set(tail, MAGIC.length + 1 + NONCE);
+  return hello;
+}
+
+/** CHALLENGE's payload: version serverNonce serverId. */
+export function challengePayload(serverNonce: Uint8Array, serverId: string): Uint8Array {
+  const id = Buffer.from(serverId);
+  const challenge = new Uint8Array(1 + NONCE + id.byteLength);
+  challenge[0] = PROTOCOL_VERSION;
+  challenge.set(serverNonce, 1);
+  challenge.set(id, 1 + NONCE);
+  return challenge;
 }
 
 /** Settings the server announces in AUTH_OK. */
@@ -111,12 +131,7 @@ export async function serverHandshake(
   if (p.byteLength < MAGIC.length + 1 + NONCE) refuse('HELLO too short');
   const clientNonce = p.slice(MAGIC.length + 1, MAGIC.length + 1 + NONCE);
   const serverNonce = randomBytes(NONCE);
-  const id = Buffer.from(options.serverId);
-  const challenge = new Uint8Array(1 + NONCE + id.byteLength);
-  challenge[0] = PROTOCOL_VERSION;
-  challenge.set(serverNonce, 1);
-  challenge.set(id, 1 + NONCE);
-  mux.sendControl(FrameType.CHALLENGE, 0, challenge);
+  mux.sendControl(FrameType.CHALLENGE, 0, challengePayload(serverNonce, options.serverId));
   const auth = await reader.next(Math.max(1, deadline - Date.now()), 'AUTH');
   if (auth.type !== FrameType.AUTH) refuse('expected AUTH');
   const proof = auth.payload.subarray(0, MAC);
@@ -148,13 +163,8 @@ export async function clientHandshake(
   const deadline = Date.now() + timeoutMs;
   const clientNonce = randomBytes(NONCE);
   const name = Buffer.from((options.name ?? '').slice(0, 200));
-  const hello = new Uint8Array(MAGIC.length + 1 + NONCE + name.byteLength);
-  hello.set(MAGIC, 0);
-  hello[MAGIC.length] = PROTOCOL_VERSION;
-  hello.set(clientNonce, MAGIC.length + 1);
-  hello.set(name, MAGIC.length + 1 + NONCE);
   const reader = new HandshakeReader(mux);
-  mux.sendControl(FrameType.HELLO, 0, hello);
+  mux.sendControl(FrameType.HELLO, 0, helloPayload(clientNonce, name));
   const challenge = await reader.next(timeoutMs, 'CHALLENGE');
   if (challenge.type === FrameType.ERROR) throw refusal(mux, challenge.payload);
   if (challenge.type !== FrameType.CHALLENGE || challenge.payload.byteLength < 1 + NONCE) {

@@ -25,9 +25,9 @@ import {
   type UdpEndpoint,
 } from '@wmproxy/core-net';
 import { ForwardProxy, type ForwardProxyOptions } from '@wmproxy/http-proxy';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, clientHandshake } from './auth.js';
-import { DATA_CONNECTION_FLAG, DataLink, NONCE, dataMac, macEqual, type DataFrame } from './data.js';
-import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson } from './frame.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, NONCE, clientHandshake, helloPayload } from './auth.js';
+import { DATA_CONNECTION_FLAG, DataLink, dataMac, macEqual, type DataFrame } from './data.js';
+import { Flag, FrameType, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson } from './frame.js';
 import { proxyProtocolHeader, publicView, validateMapping, type Mapping } from './mapping.js';
 import { Mux, type TunnelStream } from './mux.js';
 import { DEFAULT_RELAY_IDLE_MS, DEFAULT_UDP_IDLE_MS } from './server.js';
@@ -438,13 +438,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     const timeoutMs = DEFAULT_HANDSHAKE_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     const clientNonce = randomBytes(NONCE);
-    const session = Buffer.from(this.dataSessionId, 'latin1');
-    const hello = new Uint8Array(MAGIC.length + 1 + NONCE + session.byteLength);
-    hello.set(MAGIC, 0);
-    hello[MAGIC.length] = PROTOCOL_VERSION;
-    hello.set(clientNonce, MAGIC.length + 1);
-    hello.set(session, MAGIC.length + 1 + NONCE);
-    link.send(FrameType.HELLO, hello, DATA_CONNECTION_FLAG);
+    link.send(FrameType.HELLO, helloPayload(clientNonce, Buffer.from(this.dataSessionId, 'latin1')), DATA_CONNECTION_FLAG);
     try {
       const challenge = await link.next(timeoutMs, 'CHALLENGE');
       if (challenge.type === FrameType.ERROR) throw new NetError('EAUTH', `tunnel server refused a data connection: ${decodeReason(challenge.payload)}`);

@@ -26,8 +26,6 @@ export const DATA_CONNECTION_FLAG = 2;
 /** Most idle data connections a server keeps per session, whatever it is configured to. */
 export const MAX_DATA_POOL = 256;
 const MAX_FRAME = 4096;
-export const NONCE = 32;
-export const MAC = 32;
 
 export function dataMac(token: string, side: 'client' | 'server', sessionId: string, first: Uint8Array, second: Uint8Array, serverId: string): Buffer {
   const label = side === 'client' ? 'wmtunnel-data:' : 'wmtunnel-data-server:';

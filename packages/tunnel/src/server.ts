@@ -31,11 +31,11 @@ import {
   type UdpEndpoint,
   type TlsServerOptions,
 } from '@wmproxy/core-net';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, MAC, NONCE, challengePayload, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
 import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson } from './frame.js';
 import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
 import { DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
-import { DATA_CONNECTION_FLAG, DataLink, MAC, MAX_DATA_POOL, NONCE, dataMac, macEqual, peekFirstBytes, type DataFrame } from './data.js';
+import { DATA_CONNECTION_FLAG, DataLink, MAX_DATA_POOL, dataMac, macEqual, peekFirstBytes, type DataFrame } from './data.js';
 
 export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
 export const DEFAULT_HEARTBEAT_MS = 10_000;
@@ -375,12 +375,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     if (!session || session.mux.closed || session.dataPool === 0) return link.fail('no such tunnel session');
     const serverId = this.options.serverId ?? hostname();
     const serverNonce = randomBytes(NONCE);
-    const id = Buffer.from(serverId);
-    const challenge = new Uint8Array(1 + NONCE + id.byteLength);
-    challenge[0] = PROTOCOL_VERSION;
-    challenge.set(serverNonce, 1);
-    challenge.set(id, 1 + NONCE);
-    link.send(FrameType.CHALLENGE, challenge);
+    link.send(FrameType.CHALLENGE, challengePayload(serverNonce, serverId));
     const auth = await link.next(Math.max(1, deadline - Date.now()), 'AUTH');
     const expected = dataMac(session.credential.token, 'client', sessionId, clientNonce, serverNonce, serverId);
     if (auth.type !== FrameType.AUTH || !macEqual(expected, auth.payload.subarray(0, MAC))) return link.fail('authentication failed: wrong token for this session');
