@@ -118,7 +118,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private sessions = 0;
   private lastError: string | undefined;
   private results: RegistrationResult[] = [];
-  private pendingRegistration: ((results: RegistrationResult[]) => void) | undefined;
+  /** The MAPPINGS awaiting the server's answer (settled, its timer cleared, when the session closes). */
+  private pendingRegistration: PendingRegistration | undefined;
   private proxy: ForwardProxy | undefined;
   private readonly flows = new Map<number, LocalFlow>();
   /** Data connections: the pool size the server asked for, idle ones, dials under way, ones carrying a visitor. */
@@ -267,6 +268,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.refill();
     const error = await closed;
     if (this.mux === mux) this.mux = undefined;
+    // Unanswered mappings die with the session: their timer held the event loop up to 10 s after a stop.
+    this.settleRegistration(new NetError('ECONNRESET', 'the tunnel session closed before the server answered the mappings'));
     this.closeIdleData();
     this.logger.info('tunnel disconnected', { server: this.options.server, reason: error?.message });
     this.emit('disconnected', error);
@@ -298,9 +301,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       if (result.ok) this.logger.info('tunnel mapping registered', { mapping: result.name });
       else this.logger.error('tunnel mapping refused by the server', { mapping: result.name, reason: result.reason });
     }
-    const waiter = this.pendingRegistration;
-    this.pendingRegistration = undefined;
-    waiter?.(results);
+    this.settleRegistration(results);
     this.emit('registered', results);
   }
 
@@ -308,14 +309,22 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private register(): Promise<RegistrationResult[]> {
     const mux = this.mux;
     if (!mux || mux.closed) return Promise.reject(new NetError('ECONNRESET', 'not connected to the tunnel server'));
+    // A registration still waiting is answered by no MAPPINGS of its own now: it fails at once rather than at its timeout.
+    this.settleRegistration(new NetError('ECONNRESET', 'the mappings were sent again before the server answered'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new NetError('ETIMEDOUT', 'the tunnel server did not answer the mappings')), REGISTER_TIMEOUT_MS);
-      this.pendingRegistration = (results) => {
-        clearTimeout(timer);
-        resolve(results);
-      };
+      const timer = setTimeout(() => this.settleRegistration(new NetError('ETIMEDOUT', 'the tunnel server did not answer the mappings')), REGISTER_TIMEOUT_MS);
+      this.pendingRegistration = { resolve, reject, timer };
       mux.sendControl(FrameType.MAPPINGS, 0, encodeJson({ mappings: [...this.mappings.values()].map(publicView) }));
     });
+  }
+
+  private settleRegistration(outcome: RegistrationResult[] | Error): void {
+    const pending = this.pendingRegistration;
+    if (!pending) return;
+    this.pendingRegistration = undefined;
+    clearTimeout(pending.timer);
+    if (outcome instanceof Error) pending.reject(outcome);
+    else pending.resolve(outcome);
   }
 
   /**
@@ -462,7 +471,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
 
   private readonly boundDataFrame = (link: DataLink, frame: DataFrame): void => {
     if (frame.type === FrameType.PING) {
-      link.send(FrameType.PONG, frame.payload);
+      // A server that pings without reading the answers would grow our write backlog without end.
+      if (!link.send(FrameType.PONG, frame.payload)) link.close(new NetError('ECONNRESET', 'the tunnel server does not read its idle data connection'));
       return;
     }
     this.idleData.delete(link);
@@ -607,6 +617,12 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.flows.clear();
     await this.loop;
   }
+}
+
+interface PendingRegistration {
+  resolve(results: RegistrationResult[]): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 /** Datagrams that arrived before their flow's local socket was bound. */
