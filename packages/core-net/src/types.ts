@@ -22,6 +22,13 @@ export interface Conn {
   readonly id: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /**
+   * From now on report `address`:`port` as the peer: a connection that
+   * carries someone else's bytes (a tunnel's data connection, a visitor)
+   * shows that one to logs and address ACLs, as a tunnel stream does.
+   * Not on an accepted connection: its listener's limits count it by address.
+   */
+  showPeer?(address: string, port: number): void;
   readonly localAddress: string;
   readonly localPort: number;
   /** Bytes received and sent so far. */

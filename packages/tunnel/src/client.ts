@@ -486,7 +486,10 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     link.onClose = undefined;
     const opening = new DataOpening(link, this.busyData);
     const request = this.openRequest(opening, frame.payload);
-    if (request) this.serve(opening, request);
+    if (!request) return;
+    // Its peer is the tunnel server: it shows the visitor instead, as a mux stream does (the forward proxy's log and address ACL read it).
+    link.conn.showPeer?.(request.visitor.address, request.visitor.port);
+    this.serve(opening, request);
   };
 
   private readonly boundDataClosed = (link: DataLink): void => {

@@ -1,8 +1,12 @@
-// The tunnel port under a flood: a peer that pings without reading.
+// The tunnel port under a flood: a peer that pings without reading; and the
+// visitor's address on every carrier.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Conn, ConnHandler } from '@wmproxy/core-net';
-import { FrameType, Mux, encodeFrame } from '../src/index.js';
+import net from 'node:net';
+import { Logger, type Conn, type ConnHandler } from '@wmproxy/core-net';
+import { closedPort, trackedServer } from '@wmproxy/testkit';
+import { FrameType, Mux, TunnelClient, TunnelServer, encodeFrame, parseMapSpec } from '../src/index.js';
+import { until } from './helpers.js';
 
 /** A Conn whose peer never reads: every write reports backpressure, nothing drains. */
 function stalledConn(): Conn & { written: Uint8Array[] } {
@@ -53,4 +57,53 @@ test('a peer that sends PINGs without reading gets one PONG queued, not one per 
   assert.ok(queued <= 1, `one PONG at most waits (${queued})`);
   assert.ok(conn.written.length <= 2, `one write before the backpressure (${conn.written.length})`);
   mux.destroy();
+});
+
+test('a proxy mapping shows the visitor address to the client side forward proxy, on a data connection and on a mux stream', async () => {
+  const web = await trackedServer((socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
+  });
+  try {
+    for (const dataPool of [2, 0]) {
+      const publicPort = await closedPort();
+      const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, dataPool }).start();
+      // The tunnel server is 127.0.0.1 to the client; the visitor comes from 127.0.0.2, the one address the proxy lets in.
+      const lines: string[] = [];
+      const client = new TunnelClient({
+        server: `127.0.0.1:${server.port}`,
+        token: 'secret',
+        tls: false,
+        mappings: [parseMapSpec(`out=proxy::${publicPort}`)],
+        proxy: { clientPolicy: { allow: ['127.0.0.2'] }, logger: new Logger({ level: 'debug', sink: { write: (line) => void lines.push(line) } }) },
+      });
+      client.start();
+      try {
+        await client.ready();
+        if (dataPool > 0) await until(() => server.clients()[0]?.idleDataConnections === dataPool, 'the pool');
+        let visitorPort = 0;
+        const reply = await new Promise<string>((resolve, reject) => {
+          const socket = net.connect({ host: '127.0.0.1', port: publicPort, localAddress: '127.0.0.2' });
+          socket.on('connect', () => (visitorPort = socket.localPort!));
+          const chunks: Buffer[] = [];
+          socket.on('data', (chunk) => chunks.push(chunk));
+          socket.on('error', reject);
+          // The reply ends with the proxy's FIN (a refusal lingers until the visitor closes).
+          socket.on('end', () => {
+            resolve(Buffer.concat(chunks).toString());
+            socket.destroy();
+          });
+          socket.write(`GET http://127.0.0.1:${web.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${web.port}\r\nConnection: close\r\n\r\n`);
+        });
+        assert.match(reply, /^HTTP\/1\.1 200[\s\S]*ok$/, `pool ${dataPool}: ${reply.slice(0, 60)}`);
+        assert.equal(server.clients()[0]!.dataStreams, dataPool > 0 ? 1 : 0, 'the carrier tested');
+        // Its port too: the proxy's log names the client.
+        assert.ok(lines.some((line) => line.includes(`127.0.0.2:${visitorPort}`)), `pool ${dataPool}: the visitor 127.0.0.2:${visitorPort} in the proxy log:\n${lines.join('\n')}`);
+      } finally {
+        await client.stop();
+        await server.stop({ deadlineMs: 0 });
+      }
+    }
+  } finally {
+    await web.close();
+  }
 });

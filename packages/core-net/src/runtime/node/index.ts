@@ -16,6 +16,9 @@ export class NodeConn extends ConnBase {
   readonly socket: net.Socket;
   private lastError: Error | undefined;
   readonly servername?: string;
+  /** Set by showPeer: the peer this connection stands for. */
+  private shownAddress: string | undefined = undefined;
+  private shownPort = 0;
 
   /** `readsItself`: the socket was made with `onread` (see `plainSocket`) and emits no 'data'. */
   constructor(socket: net.Socket, readsItself = false) {
@@ -32,10 +35,14 @@ export class NodeConn extends ConnBase {
   }
 
   get remoteAddress(): string {
-    return this.socket.remoteAddress ?? '';
+    return this.shownAddress ?? this.socket.remoteAddress ?? '';
   }
   get remotePort(): number {
-    return this.socket.remotePort ?? 0;
+    return this.shownAddress === undefined ? (this.socket.remotePort ?? 0) : this.shownPort;
+  }
+  showPeer(address: string, port: number): void {
+    this.shownAddress = address;
+    this.shownPort = port;
   }
   get alpnProtocol(): string | undefined {
     const chosen = (this.socket as tls.TLSSocket).alpnProtocol;
