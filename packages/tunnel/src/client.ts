@@ -38,6 +38,8 @@ export const DEFAULT_BACKOFF_MAX_MS = 20_000;
 export const DEFAULT_STABLE_MS = 10_000;
 export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 5000;
 const REGISTER_TIMEOUT_MS = 10_000;
+/** Data connections dialled at once: a pool of 256 is filled in waves, under the server's handshake limit per address (DEFAULT_MAX_HANDSHAKES_PER_IP). */
+const MAX_DATA_DIALS = 16;
 
 export interface TunnelClientTls {
   /** Trust this CA (PEM) for the server's certificate. */
@@ -413,7 +415,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   /** Dial idle data connections until the pool the server asked for is full (none while a retry waits). */
   private refill(): void {
     const mux = this.mux;
-    while (mux && !mux.closed && !mux.peerGoingAway && !this.stopped && this.dataRetry === undefined && this.idleData.size + this.dialing < this.dataPool) {
+    while (mux && !mux.closed && !mux.peerGoingAway && !this.stopped && this.dataRetry === undefined && this.dialing < MAX_DATA_DIALS && this.idleData.size + this.dialing < this.dataPool) {
       this.dialing++;
       this.dialData(mux).then(
         () => {

@@ -225,6 +225,10 @@ const peekHandler: ConnHandler = {
     conn.userData = undefined;
     state.done(conn, bytes, Math.max(1, state.deadline - Date.now()));
   },
+  end(conn) {
+    // A peer that half-closed before its first two bytes will never send them: it held its handshake slot until the timeout.
+    conn.destroy();
+  },
   close(conn) {
     const state = conn.userData as Peek | undefined;
     if (state) clearTimeout(state.timer);

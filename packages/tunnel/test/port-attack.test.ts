@@ -1,5 +1,5 @@
-// The tunnel port under a flood: a peer that pings without reading; and the
-// visitor's address on every carrier.
+// The tunnel port under a flood: connections that never authenticate, a peer
+// that pings without reading; and the visitor's address on every carrier.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -7,6 +7,54 @@ import { Logger, type Conn, type ConnHandler } from '@wmproxy/core-net';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
 import { FrameType, Mux, TunnelClient, TunnelServer, encodeFrame, parseMapSpec } from '../src/index.js';
 import { until } from './helpers.js';
+
+/** A socket from `localAddress` that sends nothing; `closed` turns true when the server closes it. */
+function silentPeer(port: number, localAddress = '127.0.0.1') {
+  const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+  const peer = { socket, closed: false };
+  socket.on('error', () => undefined);
+  socket.on('close', () => (peer.closed = true));
+  return peer;
+}
+
+test('handshakes in progress are capped per address and in all: beyond, a connection is closed at once, one log line for a flood; authenticated ones do not count', async () => {
+  const lines: string[] = [];
+  const logger = new Logger({ level: 'warn', sink: { write: (line) => void lines.push(line) } });
+  // The handshake timeout is far beyond the test: every close seen is a refusal.
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, handshakeTimeoutMs: 60_000, dataPool: 2, maxHandshakes: 3, maxHandshakesPerIp: 2, logger }).start();
+  const peers: Array<ReturnType<typeof silentPeer>> = [];
+  let client: TunnelClient | undefined;
+  try {
+    peers.push(silentPeer(server.port), silentPeer(server.port));
+    await until(() => server.pendingHandshakes === 2, 'two handshakes in progress');
+    const third = silentPeer(server.port);
+    await until(() => third.closed, 'the third from the same address closed');
+    peers.push(silentPeer(server.port, '127.0.0.2'));
+    await until(() => server.pendingHandshakes === 3, 'one from another address');
+    // A flood from a fourth address: the global cap.
+    const flood = Array.from({ length: 50 }, () => silentPeer(server.port, '127.0.0.3'));
+    await until(() => flood.every((peer) => peer.closed), 'the flood closed');
+    assert.equal(server.pendingHandshakes, 3);
+    assert.ok(peers.every((peer) => !peer.closed), 'the first three still wait for their handshake');
+    const refusals = lines.filter((line) => line.includes('tunnel handshakes over the limit'));
+    assert.equal(refusals.length, 1, `one line for 51 refusals: ${refusals.join('\n')}`);
+    // The stalled ones gone, a genuine client gets in; its session and data connections stop counting once authenticated.
+    for (const peer of peers) peer.socket.destroy();
+    await until(() => server.pendingHandshakes === 0, 'the stalled handshakes uncounted');
+    client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: false, backoffInitialMs: 50, mappings: [] });
+    client.start();
+    await client.ready();
+    await until(() => server.clients()[0]?.idleDataConnections === 2, 'the pool');
+    assert.equal(server.pendingHandshakes, 0);
+    const more = [silentPeer(server.port), silentPeer(server.port)];
+    await until(() => server.pendingHandshakes === 2, 'two more from the client address: its three authenticated connections do not count');
+    for (const peer of more) peer.socket.destroy();
+  } finally {
+    for (const peer of peers) peer.socket.destroy();
+    await client?.stop();
+    await server.stop({ deadlineMs: 0 });
+  }
+});
 
 /** A Conn whose peer never reads: every write reports backpressure, nothing drains. */
 function stalledConn(): Conn & { written: Uint8Array[] } {
@@ -105,5 +153,30 @@ test('a proxy mapping shows the visitor address to the client side forward proxy
     }
   } finally {
     await web.close();
+  }
+});
+
+test('a client fills a large pool in waves, within the server handshake limit per address (not a burst of refused dials)', async () => {
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, dataPool: 64, maxHandshakesPerIp: 16 }).start();
+  // A refused dial waits out the retry delay, far beyond the test.
+  const client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: false, backoffInitialMs: 60_000, mappings: [] });
+  // Dials in flight, at most: whether a burst is refused depends on how fast the server's handshakes end (on Node they often end before the burst's last connect).
+  let dialing = 0;
+  let most = 0;
+  Object.defineProperty(client, 'dialing', {
+    get: () => dialing,
+    set: (value: number) => {
+      dialing = value;
+      most = Math.max(most, value);
+    },
+  });
+  client.start();
+  try {
+    await client.ready();
+    await until(() => server.clients()[0]?.idleDataConnections === 64, 'the pool of 64');
+    assert.ok(most <= 16, `at most 16 dials at once (${most})`);
+  } finally {
+    await client.stop();
+    await server.stop({ deadlineMs: 0 });
   }
 });
