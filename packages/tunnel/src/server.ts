@@ -114,8 +114,10 @@ export interface TunnelServerOptions {
    * one address (DEFAULT_MAX_HANDSHAKES_PER_IP). Beyond, a new connection is
    * closed at once: a flood that never authenticates holds at most these many
    * descriptors, each for at most `handshakeTimeoutMs`. Sessions and data
-   * connections stop counting once authenticated. (On Node a TLS port counts
-   * from the end of the TLS handshake: node:tls hands connections over then.)
+   * connections stop counting once authenticated. On Node a TLS port hands
+   * connections over once their TLS handshake is done: the TLS layer applies
+   * the same limits and `handshakeTimeoutMs` before (so up to twice the limit
+   * are unauthenticated there, half of them still in TLS).
    */
   maxHandshakes?: number;
   maxHandshakesPerIp?: number;
@@ -278,7 +280,14 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     let tls: TlsServerOptions | undefined;
     if (this.options.tls !== false) {
       const pair = this.options.tls ?? (await this.stateCertificate());
-      tls = { cert: pair.cert, key: pair.key };
+      // node:tls counts nothing before its handshake ends (accept() sees connections only then): the same bounds apply to that phase.
+      tls = {
+        cert: pair.cert,
+        key: pair.key,
+        handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        maxHandshakes: this.options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
+        maxHandshakesPerIp: this.options.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
+      };
       if (this.options.tls && this.options.tls.clientCa) tls.clientCa = this.options.tls.clientCa;
       this.fingerprint = certificateFingerprint(typeof pair.cert === 'string' ? pair.cert : Buffer.from(pair.cert).toString());
     }

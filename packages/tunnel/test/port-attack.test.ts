@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Logger, type Conn, type ConnHandler } from '@wmproxy/core-net';
+import { Logger, createSelfSignedCertificate, type Conn, type ConnHandler } from '@wmproxy/core-net';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
 import { FrameType, Mux, TunnelClient, TunnelServer, encodeFrame, parseMapSpec } from '../src/index.js';
 import { until } from './helpers.js';
@@ -53,6 +53,31 @@ test('handshakes in progress are capped per address and in all: beyond, a connec
     for (const peer of peers) peer.socket.destroy();
     await client?.stop();
     await server.stop({ deadlineMs: 0 });
+  }
+});
+
+test('on a TLS port too: connections that never start TLS are capped per address and dropped at the handshake timeout (Node: before the TLS layer hands them over)', async () => {
+  const pair = createSelfSignedCertificate({ commonName: 'localhost', altNames: ['localhost', '127.0.0.1'] });
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: { cert: pair.cert, key: pair.key }, handshakeTimeoutMs: 60_000, maxHandshakesPerIp: 2 }).start();
+  const quick = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: { cert: pair.cert, key: pair.key }, handshakeTimeoutMs: 300 }).start();
+  const peers = [silentPeer(server.port), silentPeer(server.port), silentPeer(server.port)];
+  let client: TunnelClient | undefined;
+  try {
+    // Two are held (node:tls in its handshake), one is closed at once.
+    await until(() => peers.some((peer) => peer.closed), 'one of three closed');
+    assert.equal(peers.filter((peer) => peer.closed).length, 1, 'two wait');
+    // Silent from the start: closed by the handshake timeout (node:tls's own is 120 s).
+    const silent = silentPeer(quick.port);
+    await until(() => silent.closed, 'a silent connection closed by the 300 ms handshake timeout');
+    for (const peer of peers) peer.socket.destroy();
+    client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: { fingerprint: server.fingerprint! }, mappings: [] });
+    client.start();
+    await client.ready();
+  } finally {
+    for (const peer of peers) peer.socket.destroy();
+    await client?.stop();
+    await server.stop({ deadlineMs: 0 });
+    await quick.stop({ deadlineMs: 0 });
   }
 });
 
