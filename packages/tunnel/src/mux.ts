@@ -510,7 +510,9 @@ export class Mux implements FrameSink {
   protocolError(reason: string): void {
     if (this.closed) return;
     this.decoder.kill();
-    this.logger?.warn('tunnel protocol error', { peer: this.conn.remoteAddress, reason });
+    // Before the handshake it is the handshake's failure, which its owner logs (a flood of junk connections logged each twice).
+    if (this.established) this.logger?.warn('tunnel protocol error', { peer: this.conn.remoteAddress, reason });
+    else this.logger?.debug('tunnel protocol error', { peer: this.conn.remoteAddress, reason });
     this.goAway(`protocol error: ${reason}`);
     this.closeSoon(new NetError('EPROTO', `tunnel protocol error: ${reason}`));
   }

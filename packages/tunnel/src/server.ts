@@ -21,6 +21,7 @@ import {
   parseAddress,
   Relay,
   releaseConn,
+  LogBudget,
   silentLogger,
   type Conn,
   type ConnLimitOptions,
@@ -47,8 +48,10 @@ export const DEFAULT_DATA_MAX_BUSY = 16;
 /** Connections on the tunnel port not yet authenticated, all together and from one address (sshd's MaxStartups, per source too). */
 export const DEFAULT_MAX_HANDSHAKES = 1024;
 export const DEFAULT_MAX_HANDSHAKES_PER_IP = 64;
-/** A flood of refused handshakes logs one line per this interval (with the count), not one per connection. */
+/** Connections over the handshake limits log one line per this interval (with the count), not one per connection. */
 const REFUSAL_LOG_MS = 10_000;
+/** Failed handshakes (wrong token, not our protocol) log up to this many lines per REFUSAL_LOG_MS, then the count of those not logged. */
+const FAILED_HANDSHAKE_LINES = 20;
 const CERT_FILE = 'tunnel-cert.pem';
 const KEY_FILE = 'tunnel-key.pem';
 const MAX_MAPPINGS_PER_CLIENT = 256;
@@ -247,8 +250,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   /** Connections not yet authenticated, with the tracker each had (given back once authenticated); and their count by address. */
   private readonly handshakes = new Map<Conn, ConnTracker | undefined>();
   private readonly handshakesFrom = new Map<string, number>();
-  private refusedAt = 0;
-  private refusedUnlogged = 0;
+  private readonly refusals = new LogBudget(1, REFUSAL_LOG_MS);
+  private readonly failedHandshakes = new LogBudget(FAILED_HANDSHAKE_LINES, REFUSAL_LOG_MS);
   /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
   fingerprint: string | undefined;
   /** Where the self-signed certificate lives, when one is used. */
@@ -348,13 +351,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const over = max > 0 && this.handshakes.size >= max ? 'all' : maxPerIp > 0 && fromIp >= maxPerIp ? 'address' : undefined;
     if (over !== undefined) {
       conn.destroy();
-      this.refusedUnlogged++;
-      const now = Date.now();
-      if (now - this.refusedAt >= REFUSAL_LOG_MS) {
-        this.logger.warn('tunnel handshakes over the limit: connections closed', { peer: ip, limit: over, max: over === 'all' ? max : maxPerIp, refused: this.refusedUnlogged });
-        this.refusedAt = now;
-        this.refusedUnlogged = 0;
-      }
+      const dropped = this.refusals.take();
+      if (dropped !== undefined) this.logger.warn('tunnel handshakes over the limit: connections closed', { peer: ip, limit: over, max: over === 'all' ? max : maxPerIp, refused: dropped + 1 });
       return false;
     }
     this.handshakesFrom.set(ip, fromIp + 1);
@@ -436,7 +434,9 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         this.emit('client-joined', this.snapshot(session));
       },
       (error: Error) => {
-        this.logger.warn('tunnel client refused', { peer, reason: error.message });
+        // Anyone can fail a handshake at will: a flood of them is a few lines and a count.
+        const dropped = this.failedHandshakes.take();
+        if (dropped !== undefined) this.logger.warn('tunnel client refused', { peer, reason: error.message, notLogged: dropped || undefined });
       },
     );
   }

@@ -81,6 +81,29 @@ test('on a TLS port too: connections that never start TLS are capped per address
   }
 });
 
+test('a flood of failed handshakes (junk, not our protocol) is a few log lines, not one or two per connection', async () => {
+  const lines: string[] = [];
+  const logger = new Logger({ level: 'info', sink: { write: (line) => void lines.push(line) } });
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, logger }).start();
+  try {
+    lines.length = 0;
+    const peers = Array.from({ length: 60 }, () => {
+      const peer = silentPeer(server.port);
+      peer.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      // Read (and drop) the server's GOAWAY: its FIN then closes the socket.
+      peer.socket.resume();
+      return peer;
+    });
+    await until(() => peers.every((peer) => peer.closed), 'every junk connection closed');
+    const warnings = lines.filter((line) => line.includes('WARN'));
+    // Two warn lines per connection before (a protocol error, then the refusal): 120.
+    assert.ok(warnings.length > 0 && warnings.length <= 20, `${warnings.length} warn lines for 60 failed handshakes:\n${warnings.slice(0, 5).join('')}`);
+    assert.ok(warnings.every((line) => line.includes('tunnel client refused')), 'the refusals, with their reason');
+  } finally {
+    await server.stop({ deadlineMs: 0 });
+  }
+});
+
 /** A Conn whose peer never reads: every write reports backpressure, nothing drains. */
 function stalledConn(): Conn & { written: Uint8Array[] } {
   const conn = {

@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
+import { LogBudget } from '../../logger.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
@@ -224,8 +225,7 @@ const HANDSHAKE_REPORT_MS = 10_000;
 class HandshakeGate {
   private open = 0;
   private readonly perIp = new Map<string, number>();
-  private reportedAt = 0;
-  private unreported = 0;
+  private readonly reports = new LogBudget(1, HANDSHAKE_REPORT_MS);
 
   constructor(
     private readonly max: number,
@@ -260,12 +260,9 @@ class HandshakeGate {
   }
 
   report(what: string, peer: string): void {
-    this.unreported++;
-    const now = Date.now();
-    if (now - this.reportedAt < HANDSHAKE_REPORT_MS) return;
-    this.onError?.(new NetError('EPROTO', `TLS handshakes refused or timed out: ${this.unreported} since the last report (the latest ${what}, from ${peer})`, { address: peer }), peer);
-    this.reportedAt = now;
-    this.unreported = 0;
+    const dropped = this.reports.take();
+    if (dropped === undefined) return;
+    this.onError?.(new NetError('EPROTO', `TLS handshakes refused or timed out: ${dropped + 1} since the last report (the latest ${what}, from ${peer})`, { address: peer }), peer);
   }
 }
 
