@@ -155,6 +155,23 @@ test('a peer that sends PINGs without reading gets one PONG queued, not one per 
   mux.destroy();
 });
 
+test('a peer that opens streams beyond the limit without reading the refusals: its session ends once 1 MiB of them waits, not later', async () => {
+  const conn = stalledConn();
+  const mux = new Mux(conn, { side: 'server', maxStreams: 1 });
+  mux.established = true;
+  let id = 1;
+  let most = 0;
+  // 40 000 OPENs (about 1.5 MiB of OPEN_FAILs): the peer's streams are odd.
+  for (let round = 0; round < 40 && !mux.closed; round++) {
+    const opens = Buffer.concat(Array.from({ length: 1000 }, () => encodeFrame(FrameType.OPEN, 0, (id += 2), new Uint8Array(0))));
+    mux.onData(opens);
+    most = Math.max(most, (mux as unknown as { controlBytes: number }).controlBytes);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  assert.equal(mux.closed, true, 'the session ended: its peer reads nothing');
+  assert.ok(most <= 1024 * 1024 + 64, `at most 1 MiB (and the frame that passed it) of answers queued (${most})`);
+});
+
 test('a proxy mapping shows the visitor address to the client side forward proxy, on a data connection and on a mux stream', async () => {
   const web = await trackedServer((socket) => {
     socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
