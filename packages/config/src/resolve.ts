@@ -303,6 +303,8 @@ class Resolver {
       heartbeatMs: durationMs(server.heartbeat, 10_000),
       dataPool: server.data_pool,
       dataMaxBusy: server.data_max_busy,
+      maxHandshakes: server.max_handshakes,
+      maxHandshakesPerIp: server.max_handshakes_per_ip,
       maxConnections: server.max_connections ?? 0,
       maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
       visitorWaitMs: durationMs(server.visitor_wait, 0),

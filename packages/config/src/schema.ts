@@ -673,6 +673,17 @@ export const TunnelServerSchema = Type.Object(
           'Most visitors one client carries on data connections at once; beyond, visitors ride the multiplexed connection although idle data connections wait. A data connection is a TLS connection in both processes per visitor: this bounds what visitors piled up idle cost. `0`: data connections are never used.',
       }),
     ),
+    max_handshakes: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        default: 1024,
+        description:
+          'Most connections on the tunnel port not yet authenticated, every address together (sshd `MaxStartups`); beyond, a new one is closed at once (one log line per 10 s). A flood that never authenticates holds at most this many descriptors, each up to the handshake timeout. `0`: no limit.',
+      }),
+    ),
+    max_handshakes_per_ip: Type.Optional(
+      Type.Integer({ minimum: 0, default: 64, description: 'Most connections on the tunnel port not yet authenticated from one IP address; beyond, a new one is closed at once. `0`: no limit.' }),
+    ),
     visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
     drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
     max_connections: Type.Optional(

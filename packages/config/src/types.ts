@@ -249,6 +249,9 @@ export interface TunnelServerConfig {
   dataPool: number | undefined;
   /** Most visitors per client on data connections at once (`data_max_busy`); undefined: the tunnel server's default. */
   dataMaxBusy: number | undefined;
+  /** Unauthenticated connections on the tunnel port, in all and per address (`max_handshakes`, `max_handshakes_per_ip`); undefined: the tunnel server's defaults. */
+  maxHandshakes: number | undefined;
+  maxHandshakesPerIp: number | undefined;
   visitorWaitMs: number;
   drainMs: number;
   /** Web front of http/https mappings (see @wmproxy/tunnel's TunnelWeb). */

@@ -508,6 +508,8 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       'max_connections_per_ip = 16',
       'data_pool = 8',
       'data_max_busy = 4',
+      'max_handshakes = 100',
+      'max_handshakes_per_ip = 10',
       '[[tunnel.client]]',
       'server = "tunnel.example.com:7000"',
       'token = "0123456789abcdef"',
@@ -538,6 +540,8 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
   assert.equal(server.maxConnectionsPerIp, 16);
   assert.equal(server.dataPool, 8);
   assert.equal(server.dataMaxBusy, 4);
+  assert.equal(server.maxHandshakes, 100);
+  assert.equal(server.maxHandshakesPerIp, 10);
   assert.equal(server.maxConnections, 0);
   assert.deepEqual(server.allowPorts, [{ from: 15000, to: 15999 }, { from: 18090, to: 18090 }]);
   const [client, web] = config.tunnel.clients;

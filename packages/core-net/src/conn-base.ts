@@ -45,6 +45,7 @@ export abstract class ConnBase implements Conn {
 
   abstract readonly remoteAddress: string;
   abstract readonly remotePort: number;
+  abstract showPeer(address: string, port: number): void;
   abstract readonly localAddress: string;
   abstract readonly localPort: number;
   abstract readonly bytesRead: number;

@@ -15,7 +15,7 @@
  * Open connections are counted per client address in a map whose entries go
  * at zero, so it holds at most one entry per open connection.
  */
-import type { Logger } from './logger.js';
+import { LogBudget, type Logger } from './logger.js';
 import type { Conn, ConnHandler, ConnTracker } from './types.js';
 
 /**
@@ -86,8 +86,7 @@ export class ConnLimit implements ConnTracker {
   refused = 0;
   private readonly perIp = new Map<string, number>();
   private lingering = 0;
-  private lastLog = 0;
-  private unlogged = 0;
+  private readonly logBudget = new LogBudget(1, LOG_INTERVAL_MS);
 
   constructor(
     private readonly owner: ConnTracker,
@@ -151,19 +150,16 @@ export class ConnLimit implements ConnTracker {
 
   private refuse(conn: Conn, over: ConnLimitKind, ip: string): void {
     this.refused++;
-    this.unlogged++;
-    const now = Date.now();
-    if (now - this.lastLog >= LOG_INTERVAL_MS) {
-      this.lastLog = now;
+    const dropped = this.logBudget.take();
+    if (dropped !== undefined) {
       this.logger.warn('connection limit reached, refusing connections', {
         limit: over,
         max: over === 'process' ? processMax : over === 'listener' ? this.maxConnections : this.maxConnectionsPerIp,
         client: ip,
-        refused: this.unlogged,
+        refused: dropped + 1,
         open: this.open,
         local: conn.localPort,
       });
-      this.unlogged = 0;
     }
     const refusal = this.refusal;
     if (refusal === undefined || this.lingering >= MAX_LINGERING) {

@@ -40,7 +40,7 @@ export {
   SocksReply,
   type NetErrorCode,
 } from './errors.js';
-export { Logger, silentLogger, type LogLevel, type LogFields, type LoggerOptions, type LogSink } from './logger.js';
+export { Logger, LogBudget, silentLogger, type LogLevel, type LogFields, type LoggerOptions, type LogSink } from './logger.js';
 export { connect, systemResolver, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectTarget, type Resolver } from './connect.js';
 export { relay, Relay, DEFAULT_IDLE_TIMEOUT_MS, type RelayOptions, type RelayStats } from './relay.js';
 export { Server, shareListenersByDefault, type ServerOptions, type ShutdownOptions } from './server.js';

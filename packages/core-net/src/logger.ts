@@ -94,5 +94,38 @@ export class Logger {
   }
 }
 
+/**
+ * At most `lines` log lines per `windowMs` for one kind of event a peer can
+ * cause at will (refused connections, failed handshakes): a flood is a few
+ * lines and a count, not a line per connection. No timer: what is dropped is
+ * counted into the next line allowed.
+ */
+export class LogBudget {
+  private windowStart = 0;
+  private used = 0;
+  private dropped = 0;
+
+  constructor(
+    private readonly lines: number,
+    private readonly windowMs: number,
+  ) {}
+
+  /** Undefined: drop this line. Else how many were dropped since the last line allowed. */
+  take(now = Date.now()): number | undefined {
+    if (now - this.windowStart >= this.windowMs) {
+      this.windowStart = now;
+      this.used = 0;
+    }
+    if (this.used >= this.lines) {
+      this.dropped++;
+      return undefined;
+    }
+    this.used++;
+    const dropped = this.dropped;
+    this.dropped = 0;
+    return dropped;
+  }
+}
+
 /** A logger that drops everything (the default in libraries and tests). */
 export const silentLogger = new Logger({ level: 'silent' });

@@ -22,6 +22,13 @@ export interface Conn {
   readonly id: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /**
+   * From now on report `address`:`port` as the peer: a connection that
+   * carries someone else's bytes (a tunnel's data connection, a visitor)
+   * shows that one to logs and address ACLs, as a tunnel stream does.
+   * Not on an accepted connection: its listener's limits count it by address.
+   */
+  showPeer?(address: string, port: number): void;
   readonly localAddress: string;
   readonly localPort: number;
   /** Bytes received and sent so far. */
@@ -112,6 +119,21 @@ export interface TlsServerOptions {
    * never reaches `onConnection` with data (the listener's `onError` is told).
    */
   clientCa?: string | Uint8Array | Array<string | Uint8Array>;
+  /**
+   * Bounds on clients still in their TLS handshake, where node:tls serves the
+   * port (Node; Bun with `sni`, `select` or `acmeTlsAlpn`): node:tls hands a
+   * connection to `onConnection` only once its handshake is done, so neither
+   * the owner nor the listener's limits count it before. A handshake longer
+   * than `handshakeTimeoutMs` is dropped (default node:tls's 120 s); beyond
+   * `maxHandshakes` under way at once, or `maxHandshakesPerIp` from one
+   * address, a new connection is closed at once (0 or absent: no limit).
+   * Refusals and timeouts reach `onError` at most once per 10 s, with their
+   * count. Bun's own listener hands connections over before the handshake:
+   * the owner's limits and timeouts cover it there.
+   */
+  handshakeTimeoutMs?: number;
+  maxHandshakes?: number;
+  maxHandshakesPerIp?: number;
 }
 
 export interface TlsKeyPair {

@@ -19,6 +19,11 @@ export abstract class VirtualConn extends ConnBase {
   bytesWritten = 0;
   servername: string | undefined = undefined;
 
+  showPeer(address: string, port: number): void {
+    this.remoteAddress = address;
+    this.remotePort = port;
+  }
+
   setNoDelay(): void {
     // Nothing to batch: a virtual stream writes through to its carrier.
   }

@@ -38,6 +38,8 @@ export const DEFAULT_BACKOFF_MAX_MS = 20_000;
 export const DEFAULT_STABLE_MS = 10_000;
 export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 5000;
 const REGISTER_TIMEOUT_MS = 10_000;
+/** Data connections dialled at once: a pool of 256 is filled in waves, under the server's handshake limit per address (DEFAULT_MAX_HANDSHAKES_PER_IP). */
+const MAX_DATA_DIALS = 16;
 
 export interface TunnelClientTls {
   /** Trust this CA (PEM) for the server's certificate. */
@@ -118,7 +120,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private sessions = 0;
   private lastError: string | undefined;
   private results: RegistrationResult[] = [];
-  private pendingRegistration: ((results: RegistrationResult[]) => void) | undefined;
+  /** The MAPPINGS awaiting the server's answer (settled, its timer cleared, when the session closes). */
+  private pendingRegistration: PendingRegistration | undefined;
   private proxy: ForwardProxy | undefined;
   private readonly flows = new Map<number, LocalFlow>();
   /** Data connections: the pool size the server asked for, idle ones, dials under way, ones carrying a visitor. */
@@ -267,6 +270,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.refill();
     const error = await closed;
     if (this.mux === mux) this.mux = undefined;
+    // Unanswered mappings die with the session: their timer held the event loop up to 10 s after a stop.
+    this.settleRegistration(new NetError('ECONNRESET', 'the tunnel session closed before the server answered the mappings'));
     this.closeIdleData();
     this.logger.info('tunnel disconnected', { server: this.options.server, reason: error?.message });
     this.emit('disconnected', error);
@@ -298,9 +303,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       if (result.ok) this.logger.info('tunnel mapping registered', { mapping: result.name });
       else this.logger.error('tunnel mapping refused by the server', { mapping: result.name, reason: result.reason });
     }
-    const waiter = this.pendingRegistration;
-    this.pendingRegistration = undefined;
-    waiter?.(results);
+    this.settleRegistration(results);
     this.emit('registered', results);
   }
 
@@ -308,14 +311,22 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private register(): Promise<RegistrationResult[]> {
     const mux = this.mux;
     if (!mux || mux.closed) return Promise.reject(new NetError('ECONNRESET', 'not connected to the tunnel server'));
+    // A registration still waiting is answered by no MAPPINGS of its own now: it fails at once rather than at its timeout.
+    this.settleRegistration(new NetError('ECONNRESET', 'the mappings were sent again before the server answered'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new NetError('ETIMEDOUT', 'the tunnel server did not answer the mappings')), REGISTER_TIMEOUT_MS);
-      this.pendingRegistration = (results) => {
-        clearTimeout(timer);
-        resolve(results);
-      };
+      const timer = setTimeout(() => this.settleRegistration(new NetError('ETIMEDOUT', 'the tunnel server did not answer the mappings')), REGISTER_TIMEOUT_MS);
+      this.pendingRegistration = { resolve, reject, timer };
       mux.sendControl(FrameType.MAPPINGS, 0, encodeJson({ mappings: [...this.mappings.values()].map(publicView) }));
     });
+  }
+
+  private settleRegistration(outcome: RegistrationResult[] | Error): void {
+    const pending = this.pendingRegistration;
+    if (!pending) return;
+    this.pendingRegistration = undefined;
+    clearTimeout(pending.timer);
+    if (outcome instanceof Error) pending.reject(outcome);
+    else pending.resolve(outcome);
   }
 
   /**
@@ -404,7 +415,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   /** Dial idle data connections until the pool the server asked for is full (none while a retry waits). */
   private refill(): void {
     const mux = this.mux;
-    while (mux && !mux.closed && !mux.peerGoingAway && !this.stopped && this.dataRetry === undefined && this.idleData.size + this.dialing < this.dataPool) {
+    while (mux && !mux.closed && !mux.peerGoingAway && !this.stopped && this.dataRetry === undefined && this.dialing < MAX_DATA_DIALS && this.idleData.size + this.dialing < this.dataPool) {
       this.dialing++;
       this.dialData(mux).then(
         () => {
@@ -462,7 +473,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
 
   private readonly boundDataFrame = (link: DataLink, frame: DataFrame): void => {
     if (frame.type === FrameType.PING) {
-      link.send(FrameType.PONG, frame.payload);
+      // A server that pings without reading the answers would grow our write backlog without end.
+      if (!link.send(FrameType.PONG, frame.payload)) link.close(new NetError('ECONNRESET', 'the tunnel server does not read its idle data connection'));
       return;
     }
     this.idleData.delete(link);
@@ -476,7 +488,10 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     link.onClose = undefined;
     const opening = new DataOpening(link, this.busyData);
     const request = this.openRequest(opening, frame.payload);
-    if (request) this.serve(opening, request);
+    if (!request) return;
+    // Its peer is the tunnel server: it shows the visitor instead, as a mux stream does (the forward proxy's log and address ACL read it).
+    link.conn.showPeer?.(request.visitor.address, request.visitor.port);
+    this.serve(opening, request);
   };
 
   private readonly boundDataClosed = (link: DataLink): void => {
@@ -607,6 +622,12 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.flows.clear();
     await this.loop;
   }
+}
+
+interface PendingRegistration {
+  resolve(results: RegistrationResult[]): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 /** Datagrams that arrived before their flow's local socket was bound. */

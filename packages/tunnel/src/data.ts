@@ -78,8 +78,9 @@ export class DataLink {
     return this.conn.closed || this.frames.failure !== undefined;
   }
 
-  send(type: FrameTypeT, payload?: Uint8Array, flags = 0): void {
-    if (!this.conn.closed) this.conn.write(encodeFrame(type, flags, 0, payload));
+  /** False: the peer is not reading (the connection's write backlog is past its high-water mark). */
+  send(type: FrameTypeT, payload?: Uint8Array, flags = 0): boolean {
+    return !this.conn.closed && this.conn.write(encodeFrame(type, flags, 0, payload));
   }
 
   /** Refuse with a reason (the peer reads an ERROR frame, or OPEN_FAIL), then close. */
@@ -223,6 +224,10 @@ const peekHandler: ConnHandler = {
     clearTimeout(state.timer);
     conn.userData = undefined;
     state.done(conn, bytes, Math.max(1, state.deadline - Date.now()));
+  },
+  end(conn) {
+    // A peer that half-closed before its first two bytes will never send them: it held its handshake slot until the timeout.
+    conn.destroy();
   },
   close(conn) {
     const state = conn.userData as Peek | undefined;

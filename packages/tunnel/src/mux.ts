@@ -134,6 +134,8 @@ export class Mux implements FrameSink {
   private peerStreams = 0;
   private control: Uint8Array[] = [];
   private controlBytes = 0;
+  /** A PONG waits in `control`: a PING meanwhile needs no answer of its own (a peer pinging without reading queued one per PING). */
+  private pongQueued = false;
   private datagrams: Uint8Array[] = [];
   private datagramBytes = 0;
   private ready: TunnelStream[] = [];
@@ -228,6 +230,7 @@ export class Mux implements FrameSink {
           total += frame.byteLength;
         }
         this.controlBytes = 0;
+        this.pongQueued = false;
         while (this.datagrams.length > 0 && total < BATCH_BYTES) {
           const frame = this.datagrams.shift()!;
           this.datagramBytes -= frame.byteLength;
@@ -436,6 +439,9 @@ export class Mux implements FrameSink {
       }
       case FrameType.PING:
         if (id !== 0) return this.protocolError('PING on a stream');
+        // One PONG answers every PING before it (a PONG only proves we are alive): the queue holds one at most.
+        if (this.pongQueued) return;
+        this.pongQueued = true;
         this.sendControl(FrameType.PONG, 0, payload);
         return;
       case FrameType.PONG:
@@ -504,7 +510,9 @@ export class Mux implements FrameSink {
   protocolError(reason: string): void {
     if (this.closed) return;
     this.decoder.kill();
-    this.logger?.warn('tunnel protocol error', { peer: this.conn.remoteAddress, reason });
+    // Before the handshake it is the handshake's failure, which its owner logs (a flood of junk connections logged each twice).
+    if (this.established) this.logger?.warn('tunnel protocol error', { peer: this.conn.remoteAddress, reason });
+    else this.logger?.debug('tunnel protocol error', { peer: this.conn.remoteAddress, reason });
     this.goAway(`protocol error: ${reason}`);
     this.closeSoon(new NetError('EPROTO', `tunnel protocol error: ${reason}`));
   }

@@ -21,6 +21,7 @@ import {
   parseAddress,
   Relay,
   releaseConn,
+  LogBudget,
   silentLogger,
   type Conn,
   type ConnLimitOptions,
@@ -44,6 +45,13 @@ export const DEFAULT_DRAIN_MS = 10_000;
 export const DEFAULT_RELAY_IDLE_MS = 5 * 60_000;
 export const DEFAULT_DATA_POOL = 0;
 export const DEFAULT_DATA_MAX_BUSY = 16;
+/** Connections on the tunnel port not yet authenticated, all together and from one address (sshd's MaxStartups, per source too). */
+export const DEFAULT_MAX_HANDSHAKES = 1024;
+export const DEFAULT_MAX_HANDSHAKES_PER_IP = 64;
+/** Connections over the handshake limits log one line per this interval (with the count), not one per connection. */
+const REFUSAL_LOG_MS = 10_000;
+/** Failed handshakes (wrong token, not our protocol) log up to this many lines per REFUSAL_LOG_MS, then the count of those not logged. */
+const FAILED_HANDSHAKE_LINES = 20;
 const CERT_FILE = 'tunnel-cert.pem';
 const KEY_FILE = 'tunnel-key.pem';
 const MAX_MAPPINGS_PER_CLIENT = 256;
@@ -103,6 +111,19 @@ export interface TunnelServerOptions {
    * stream does not: this bounds it when visitors pile up idle.
    */
   dataMaxBusy?: number;
+  /**
+   * Connections on the tunnel port that have not authenticated yet, every
+   * address together (default DEFAULT_MAX_HANDSHAKES; 0: no limit) and from
+   * one address (DEFAULT_MAX_HANDSHAKES_PER_IP). Beyond, a new connection is
+   * closed at once: a flood that never authenticates holds at most these many
+   * descriptors, each for at most `handshakeTimeoutMs`. Sessions and data
+   * connections stop counting once authenticated. On Node a TLS port hands
+   * connections over once their TLS handshake is done: the TLS layer applies
+   * the same limits and `handshakeTimeoutMs` before (so up to twice the limit
+   * are unauthenticated there, half of them still in TLS).
+   */
+  maxHandshakes?: number;
+  maxHandshakesPerIp?: number;
   logger?: Logger;
 }
 
@@ -226,6 +247,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private poolTimer: ReturnType<typeof setInterval> | undefined;
   private readonly sessionsById = new Map<string, ClientSession>();
   private stopping = false;
+  /** Connections not yet authenticated, with the tracker each had (given back once authenticated); and their count by address. */
+  private readonly handshakes = new Map<Conn, ConnTracker | undefined>();
+  private readonly handshakesFrom = new Map<string, number>();
+  private readonly refusals = new LogBudget(1, REFUSAL_LOG_MS);
+  private readonly failedHandshakes = new LogBudget(FAILED_HANDSHAKE_LINES, REFUSAL_LOG_MS);
   /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
   fingerprint: string | undefined;
   /** Where the self-signed certificate lives, when one is used. */
@@ -257,7 +283,14 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     let tls: TlsServerOptions | undefined;
     if (this.options.tls !== false) {
       const pair = this.options.tls ?? (await this.stateCertificate());
-      tls = { cert: pair.cert, key: pair.key };
+      // node:tls counts nothing before its handshake ends (accept() sees connections only then): the same bounds apply to that phase.
+      tls = {
+        cert: pair.cert,
+        key: pair.key,
+        handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        maxHandshakes: this.options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
+        maxHandshakesPerIp: this.options.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
+      };
       if (this.options.tls && this.options.tls.clientCa) tls.clientCa = this.options.tls.clientCa;
       this.fingerprint = certificateFingerprint(typeof pair.cert === 'string' ? pair.cert : Buffer.from(pair.cert).toString());
     }
@@ -300,8 +333,54 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       conn.destroy();
       return;
     }
+    if (!this.admitHandshake(conn)) return;
     peekFirstBytes(conn, this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, this.boundRoute);
   }
+
+  /** Connections on the tunnel port not authenticated yet. */
+  get pendingHandshakes(): number {
+    return this.handshakes.size;
+  }
+
+  /** Count a new connection as a handshake in progress, or close it at once over a limit. */
+  private admitHandshake(conn: Conn): boolean {
+    const ip = conn.remoteAddress;
+    const fromIp = this.handshakesFrom.get(ip) ?? 0;
+    const max = this.options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
+    const maxPerIp = this.options.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP;
+    const over = max > 0 && this.handshakes.size >= max ? 'all' : maxPerIp > 0 && fromIp >= maxPerIp ? 'address' : undefined;
+    if (over !== undefined) {
+      conn.destroy();
+      const dropped = this.refusals.take();
+      if (dropped !== undefined) this.logger.warn('tunnel handshakes over the limit: connections closed', { peer: ip, limit: over, max: over === 'all' ? max : maxPerIp, refused: dropped + 1 });
+      return false;
+    }
+    this.handshakesFrom.set(ip, fromIp + 1);
+    // This server stands in front of the connection's tracker until the handshake ends: a close while it is under way uncounts it.
+    this.handshakes.set(conn, conn.tracker);
+    conn.tracker = this.handshakeTracker;
+    return true;
+  }
+
+  /** The handshake of `conn` ended (authenticated, or the connection closed): it no longer counts. */
+  private handshakeDone(conn: Conn): void {
+    if (!this.handshakes.has(conn)) return;
+    const tracker = this.handshakes.get(conn);
+    this.handshakes.delete(conn);
+    if (conn.tracker === this.handshakeTracker) conn.tracker = tracker;
+    const ip = conn.remoteAddress;
+    const left = (this.handshakesFrom.get(ip) ?? 1) - 1;
+    if (left > 0) this.handshakesFrom.set(ip, left);
+    else this.handshakesFrom.delete(ip);
+  }
+
+  private readonly handshakeTracker: ConnTracker = {
+    untrack: (conn: Conn): void => {
+      const next = this.handshakes.get(conn);
+      this.handshakeDone(conn);
+      next?.untrack(conn);
+    },
+  };
 
   /** A data connection's HELLO carries DATA_CONNECTION_FLAG; anything else starts a session as before. */
   private route(conn: Conn, bytes: Uint8Array, remainingMs: number): void {
@@ -340,6 +419,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         const name = credential.name!;
         const reconnects = this.seen.get(name) ?? 0;
         this.seen.set(name, reconnects + 1);
+        this.handshakeDone(conn);
         const session = new ClientSession(sessionId, dataPool, mux, credential, name, reconnects);
         this.sessions.add(session);
         this.sessionsById.set(sessionId, session);
@@ -354,7 +434,9 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         this.emit('client-joined', this.snapshot(session));
       },
       (error: Error) => {
-        this.logger.warn('tunnel client refused', { peer, reason: error.message });
+        // Anyone can fail a handshake at will: a flood of them is a few lines and a count.
+        const dropped = this.failedHandshakes.take();
+        if (dropped !== undefined) this.logger.warn('tunnel client refused', { peer, reason: error.message, notLogged: dropped || undefined });
       },
     );
   }
@@ -383,6 +465,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     if (session.idle.length >= session.dataPool) return link.fail('the data connection pool of this session is full');
     link.send(FrameType.AUTH_OK, dataMac(session.credential.token, 'server', sessionId, serverNonce, clientNonce, serverId));
     link.userSession = session;
+    this.handshakeDone(link.conn);
     session.idle.push(link);
     link.listen(onIdleFrame, this.boundIdleClosed);
   }

@@ -473,3 +473,52 @@ test('a server (or middlebox) that closes each data connection after its handsha
     server.close();
   }
 });
+
+test('a server that pings an idle data connection without reading the PONGs: the client closes it (its write backlog grew without end)', async () => {
+  const ping = encodeFrame(FrameType.PING, 0, 0, new Uint8Array(8));
+  const burst = Buffer.concat(Array.from({ length: 1 << 16 }, () => ping));
+  let sent = 0;
+  let closed = false;
+  const flood = async (link: DataLink): Promise<void> => {
+    // Not read from now on (what came before the pause took effect is dropped).
+    let wake: (() => void) | undefined;
+    link.detach();
+    link.conn.setHandler({ data: () => undefined, drain: () => wake?.(), close: () => wake?.() });
+    link.conn.pause();
+    // Up to 64 MiB of PINGs, each burst once the client took the last (the PONGs fill both sockets' buffers after a few MiB), until the client gives up.
+    while (!link.conn.closed && sent < 64 * 1024 * 1024) {
+      sent += burst.byteLength;
+      if (!link.conn.write(burst)) await new Promise<void>((resolve) => (wake = resolve));
+    }
+    closed = link.conn.closed;
+  };
+  let idle: DataLink | undefined;
+  const server = await hostileServer('secret', 1, [(link) => void (idle = link)]);
+  const client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: false, backoffInitialMs: 60_000, mappings: [] });
+  client.start();
+  try {
+    // Pings before the client's AUTH_OK is read fill its handshake queue instead: the flood starts once the connection is in its pool.
+    await until(() => idle !== undefined && (client as unknown as { idleData: Set<unknown> }).idleData.size === 1, 'the idle data connection');
+    await flood(idle!);
+    assert.ok(closed, `the client closed the data connection (after ${sent} bytes of PINGs)`);
+  } finally {
+    await client.stop({ deadlineMs: 0 });
+    server.close();
+  }
+});
+
+test('mappings the server never answers fail when the session closes, not 10 s later (their timer held the process)', async () => {
+  const server = await hostileServer('secret', 0, []);
+  const client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', tls: false, backoffInitialMs: 60_000, mappings: [] });
+  const connected = new Promise((resolve) => client.once('connected', resolve));
+  client.start();
+  try {
+    await connected;
+    const pending = client.reload([]);
+    server.close();
+    await assert.rejects(pending, { code: 'ECONNRESET' });
+  } finally {
+    await client.stop({ deadlineMs: 0 });
+    server.close();
+  }
+});

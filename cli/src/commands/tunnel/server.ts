@@ -32,6 +32,8 @@ export default class TunnelServerCommand extends WmproxyCommand {
     heartbeat: Flags.integer({ description: 'milliseconds between pings; a peer silent for two is dropped', default: 10_000, min: 100 }),
     'data-pool': Flags.integer({ description: `idle data connections each client keeps open; a visitor takes one (raw bytes, no multiplexing) or rides the shared connection when none is idle (0: always shared; default: the tunnel server's DEFAULT_DATA_POOL, see its README)`, min: 0, max: 256 }),
     'data-max-busy': Flags.integer({ description: 'most visitors one client carries on data connections at once; beyond, they ride the shared connection (default: the tunnel server\'s DEFAULT_DATA_MAX_BUSY)', min: 0 }),
+    'max-handshakes': Flags.integer({ description: 'most connections on the tunnel port not yet authenticated; beyond, new ones are closed at once (0: no limit; default: the tunnel server\'s DEFAULT_MAX_HANDSHAKES)', min: 0 }),
+    'max-handshakes-per-ip': Flags.integer({ description: 'the same from one IP address (0: no limit; default: DEFAULT_MAX_HANDSHAKES_PER_IP)', min: 0 }),
     drain: Flags.integer({ description: 'milliseconds open streams get to finish on shutdown', default: 10_000, min: 0 }),
     'http-listen': Flags.string({ description: 'serve http mappings here, by Host and path, through the reverse proxy engine (the clients of one mapping are a balanced, health-checked group)' }),
     'https-listen': Flags.string({ description: 'serve https mappings here by SNI passthrough (and http mappings over TLS with --https-cert)' }),
@@ -90,6 +92,8 @@ export default class TunnelServerCommand extends WmproxyCommand {
         heartbeatMs: flags.heartbeat,
         dataPool: flags['data-pool'],
         dataMaxBusy: flags['data-max-busy'],
+        maxHandshakes: flags['max-handshakes'],
+        maxHandshakesPerIp: flags['max-handshakes-per-ip'],
         visitorLimits: limits,
         logger,
       });

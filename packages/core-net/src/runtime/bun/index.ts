@@ -27,8 +27,8 @@ export class BunConn extends ConnBase {
   private lastError: Error | undefined;
   private written = 0;
   private read = 0;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
+  remoteAddress: string;
+  remotePort: number;
   private readonly tls: boolean;
   /** Settles when a TLS handshake finishes (client side waits on it before handing the Conn out). */
   handshake: { resolve(error: Error | null): void } | undefined;
@@ -39,6 +39,11 @@ export class BunConn extends ConnBase {
     this.tls = tls;
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = (socket as { remotePort?: number }).remotePort ?? 0;
+  }
+
+  showPeer(address: string, port: number): void {
+    this.remoteAddress = address;
+    this.remotePort = port;
   }
 
   get servername(): string | undefined {

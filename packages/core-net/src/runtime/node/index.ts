@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
+import { LogBudget } from '../../logger.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
@@ -16,6 +17,9 @@ export class NodeConn extends ConnBase {
   readonly socket: net.Socket;
   private lastError: Error | undefined;
   readonly servername?: string;
+  /** Set by showPeer: the peer this connection stands for. */
+  private shownAddress: string | undefined = undefined;
+  private shownPort = 0;
 
   /** `readsItself`: the socket was made with `onread` (see `plainSocket`) and emits no 'data'. */
   constructor(socket: net.Socket, readsItself = false) {
@@ -32,10 +36,14 @@ export class NodeConn extends ConnBase {
   }
 
   get remoteAddress(): string {
-    return this.socket.remoteAddress ?? '';
+    return this.shownAddress ?? this.socket.remoteAddress ?? '';
   }
   get remotePort(): number {
-    return this.socket.remotePort ?? 0;
+    return this.shownAddress === undefined ? (this.socket.remotePort ?? 0) : this.shownPort;
+  }
+  showPeer(address: string, port: number): void {
+    this.shownAddress = address;
+    this.shownPort = port;
   }
   get alpnProtocol(): string | undefined {
     const chosen = (this.socket as tls.TLSSocket).alpnProtocol;
@@ -140,7 +148,9 @@ function onSocketClose(this: TaggedSocket): void {
 
 function listen(options: ListenOptions): Promise<Listener> {
   return new Promise((resolve, reject) => {
+    const gate = options.tls && (options.tls.maxHandshakes || options.tls.maxHandshakesPerIp) ? new HandshakeGate(options.tls.maxHandshakes ?? 0, options.tls.maxHandshakesPerIp ?? 0, options.onError) : undefined;
     const onSocket = (socket: net.Socket): void => {
+      if (gate) gate.release((socket as { _parent?: GatedSocket })._parent);
       socket.setNoDelay(true);
       options.onConnection(new NodeConn(socket));
     };
@@ -160,6 +170,7 @@ function listen(options: ListenOptions): Promise<Listener> {
             ...(options.tls.alpn?.length ? { ALPNProtocols: options.tls.alpn } : {}),
             // Mutual TLS: a client without a certificate from `clientCa` fails the handshake ('tlsClientError').
             ...(options.tls.clientCa ? { ca: toPemList(options.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+            ...(options.tls.handshakeTimeoutMs ? { handshakeTimeout: options.tls.handshakeTimeoutMs } : {}),
           },
           onSocket,
         )
@@ -172,15 +183,23 @@ function listen(options: ListenOptions): Promise<Listener> {
         // OpenSSL's `reason` ("peer did not return a certificate") without the source file and line of `message`.
         const reason = (error as { reason?: unknown }).reason;
         const text = typeof reason === 'string' ? reason : error.message.trim();
-        options.onError?.(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${text}`, { address: peer, cause: error }), peer);
         socket.destroy();
+        // A silent client's timeout says nothing of its own: a flood of them is one line per interval.
+        if (gate && (error as { code?: unknown }).code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return gate.report('timed out', peer);
+        options.onError?.(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${text}`, { address: peer, cause: error }), peer);
       });
     }
     const acme = options.tls?.acmeTlsAlpn;
-    const server: net.Server =
-      tlsServer && acme
-        ? net.createServer({ allowHalfOpen: true }, (socket) => routeByClientHello(socket, tlsServer, acme, options.onError))
-        : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onPlainSocket));
+    // With limits on handshakes a plain listener takes the socket first, counts it, and hands it to node:tls (or to the ACME router).
+    const front =
+      tlsServer && (acme || gate)
+        ? (socket: net.Socket): void => {
+            if (gate && !gate.admit(socket)) return;
+            if (acme) routeByClientHello(socket, tlsServer, acme, options.onError);
+            else tlsServer.emit('connection', socket);
+          }
+        : undefined;
+    const server: net.Server = front ? net.createServer({ allowHalfOpen: true }, front) : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onPlainSocket));
     const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
     server.once('error', failed);
     // reusePort false unless asked: only our own workers share a port (Node honours it from 22.12).
@@ -195,6 +214,60 @@ function listen(options: ListenOptions): Promise<Listener> {
       });
     });
   });
+}
+
+const kGate = Symbol('wmproxy.handshakeGate');
+type GatedSocket = net.Socket & { [kGate]?: HandshakeGate };
+/** A flood of refused or timed-out handshakes is reported once per this interval, with the count. */
+const HANDSHAKE_REPORT_MS = 10_000;
+
+/** Counts the TLS handshakes under way on one listener, in all and by address (see TlsServerOptions.maxHandshakes). */
+class HandshakeGate {
+  private open = 0;
+  private readonly perIp = new Map<string, number>();
+  private readonly reports = new LogBudget(1, HANDSHAKE_REPORT_MS);
+
+  constructor(
+    private readonly max: number,
+    private readonly maxPerIp: number,
+    private readonly onError: ListenOptions['onError'],
+  ) {}
+
+  /** Count a new socket until its handshake ends (`release`) or it closes; over a limit it is destroyed and false returned. */
+  admit(socket: GatedSocket): boolean {
+    const ip = socket.remoteAddress ?? '';
+    const fromIp = this.perIp.get(ip) ?? 0;
+    if ((this.max > 0 && this.open >= this.max) || (this.maxPerIp > 0 && fromIp >= this.maxPerIp)) {
+      socket.destroy();
+      this.report(this.max > 0 && this.open >= this.max ? `refused, ${this.max} under way` : `refused, ${this.maxPerIp} under way from its address`, formatHostPort(ip, socket.remotePort ?? 0));
+      return false;
+    }
+    this.open++;
+    this.perIp.set(ip, fromIp + 1);
+    socket[kGate] = this;
+    socket.once('close', releaseOnClose);
+    return true;
+  }
+
+  release(socket: GatedSocket | undefined): void {
+    if (socket?.[kGate] !== this) return;
+    socket[kGate] = undefined;
+    this.open--;
+    const ip = socket.remoteAddress ?? '';
+    const left = (this.perIp.get(ip) ?? 1) - 1;
+    if (left > 0) this.perIp.set(ip, left);
+    else this.perIp.delete(ip);
+  }
+
+  report(what: string, peer: string): void {
+    const dropped = this.reports.take();
+    if (dropped === undefined) return;
+    this.onError?.(new NetError('EPROTO', `TLS handshakes refused or timed out: ${dropped + 1} since the last report (the latest ${what}, from ${peer})`, { address: peer }), peer);
+  }
+}
+
+function releaseOnClose(this: GatedSocket): void {
+  this[kGate]?.release(this);
 }
 
 const kPeer = Symbol('wmproxy.peer');
