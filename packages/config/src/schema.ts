@@ -659,9 +659,9 @@ export const TunnelServerSchema = Type.Object(
       Type.Integer({
         minimum: 0,
         maximum: 256,
-        default: 0,
+        default: 4,
         description:
-          'Idle data connections each client keeps open to the server (rathole\'s pool; off by default, see the tunnel README for the figures). A tcp, proxy, http or https visitor takes one when there is one and travels on it as raw bytes (TLS and TCP flow control, no framing); otherwise it rides the session\'s multiplexed connection. `0`: always the multiplexed connection.',
+          'Idle data connections each client keeps open to the server (rathole\'s pool; see the tunnel README for the figures). A visitor starts on the session\'s multiplexed connection; a bulk one (4 MiB within a second) moves to an idle data connection and travels on it as raw bytes (TLS and TCP flow control, no framing). Clients that do not support the move take one at open instead. `0`: always the multiplexed connection.',
       }),
     ),
     data_max_busy: Type.Optional(

@@ -30,8 +30,9 @@ export default class TunnelServerCommand extends WmproxyCommand {
     'allow-domains': Flags.string({ description: 'domains clients may serve over http/https: app.example.com, *.example.com (repeatable; default any)', multiple: true }),
     'visitor-wait': Flags.integer({ description: 'milliseconds a visitor waits for an absent client before being closed', default: 0, min: 0 }),
     heartbeat: Flags.integer({ description: 'milliseconds between pings; a peer silent for two is dropped', default: 10_000, min: 100 }),
-    'data-pool': Flags.integer({ description: `idle data connections each client keeps open; a visitor takes one (raw bytes, no multiplexing) or rides the shared connection when none is idle (0: always shared; default: the tunnel server's DEFAULT_DATA_POOL, see its README)`, min: 0, max: 256 }),
+    'data-pool': Flags.integer({ description: `idle data connections each client keeps open; a bulk visitor moves to one (raw bytes, no multiplexing), see --data-promote-bytes (0: always shared; default: the tunnel server's DEFAULT_DATA_POOL, see its README)`, min: 0, max: 256 }),
     'data-max-busy': Flags.integer({ description: 'most visitors one client carries on data connections at once; beyond, they ride the shared connection (default: the tunnel server\'s DEFAULT_DATA_MAX_BUSY)', min: 0 }),
+    'data-promote-bytes': Flags.integer({ description: 'with a pool, every visitor starts on the shared connection and moves to a data connection once it carried this many bytes (0: a visitor takes one at open; default: the tunnel server\'s DEFAULT_DATA_PROMOTE_BYTES)', min: 0 }),
     drain: Flags.integer({ description: 'milliseconds open streams get to finish on shutdown', default: 10_000, min: 0 }),
     'http-listen': Flags.string({ description: 'serve http mappings here, by Host and path, through the reverse proxy engine (the clients of one mapping are a balanced, health-checked group)' }),
     'https-listen': Flags.string({ description: 'serve https mappings here by SNI passthrough (and http mappings over TLS with --https-cert)' }),
@@ -90,6 +91,7 @@ export default class TunnelServerCommand extends WmproxyCommand {
         heartbeatMs: flags.heartbeat,
         dataPool: flags['data-pool'],
         dataMaxBusy: flags['data-max-busy'],
+        dataPromoteBytes: flags['data-promote-bytes'],
         visitorLimits: limits,
         logger,
       });
