@@ -77,7 +77,10 @@
 // wmproxy-bun and wmproxy-node run with `--data-pool 0` (every visitor on the
 // multiplexed connection); wmproxy-bun-pool and wmproxy-node-pool with the data
 // pool (idle extra TLS connections, one per visitor: rathole's model) of 8,
-// or `--pool N` (and `--max-busy N`: their --data-max-busy).
+// or `--pool N` (and `--max-busy N`: their --data-max-busy; `--promote-bytes N`: their
+// --data-promote-bytes, see below). With a client that supports it, a visitor starts on the mux and a bulk one
+// moves to a data connection (promotion); `--only wmproxy-bun-pool-open,wmproxy-node-pool-open` (not in the
+// default set) run the pool with --data-promote-bytes 0: a visitor takes a data connection at open.
 // `--only mux-bun` (not in the default set) adds the tunnel's multiplexer
 // alone (bench/lib/mux-relay.ts: two Bun processes, TLS, no handshake or
 // CLI), to tell the cost of the stream layer from the rest.
@@ -124,6 +127,8 @@ async function main() {
   const poolSize = Number(argument(args, 'pool', '8'));
   // --max-busy N: their --data-max-busy (default: the server's, 16).
   const maxBusy = argument(args, 'max-busy', undefined);
+  // --promote-bytes N: their --data-promote-bytes (default: the server's).
+  const promoteBytes = argument(args, 'promote-bytes', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'wmproxy-tunnel-bench-'));
   chmodSync(dir, 0o755); // nginx workers run as an unprivileged user
   const children = new Children();
@@ -162,8 +167,10 @@ async function main() {
     // The mux contenders pin --data-pool 0 (every visitor on the shared connection); -pool ones the data pool (rathole's model).
     { id: 'wmproxy-bun', name: 'wmproxy-bun', start: () => startTunnel(children, dir, services, 'bun', token, root, 0) },
     { id: 'wmproxy-node', name: 'wmproxy-node', start: () => startTunnel(children, dir, services, 'node', token, root, 0) },
-    { id: 'wmproxy-bun-pool', name: 'wmproxy-bun-pool', start: () => startTunnel(children, dir, services, 'bun', token, root, poolSize, maxBusy) },
-    { id: 'wmproxy-node-pool', name: 'wmproxy-node-pool', start: () => startTunnel(children, dir, services, 'node', token, root, poolSize, maxBusy) },
+    { id: 'wmproxy-bun-pool', name: 'wmproxy-bun-pool', start: () => startTunnel(children, dir, services, 'bun', token, root, poolSize, maxBusy, promoteBytes) },
+    { id: 'wmproxy-node-pool', name: 'wmproxy-node-pool', start: () => startTunnel(children, dir, services, 'node', token, root, poolSize, maxBusy, promoteBytes) },
+    { id: 'wmproxy-bun-pool-open', name: 'wmproxy-bun-pool-open', optional: true, start: () => startTunnel(children, dir, services, 'bun', token, root, poolSize, maxBusy, '0') },
+    { id: 'wmproxy-node-pool-open', name: 'wmproxy-node-pool-open', optional: true, start: () => startTunnel(children, dir, services, 'node', token, root, poolSize, maxBusy, '0') },
     { id: 'mux-bun', name: 'mux-bun', optional: true, start: () => startMuxRelay(children, services) },
     ...['tcp', 'tls', 'mux'].map((mode) => ({ id: `relay-${mode}`, name: `relay-${mode}`, optional: true, start: () => startRelayPair(children, services, mode) })),
     ...['tcp', 'tls'].map((mode) => ({ id: `relay-${mode}-node`, name: `relay-${mode}-node`, optional: true, start: () => startRelayPair(children, services, mode, 'node') })),
@@ -387,7 +394,7 @@ function contenderHandle(ports, server, client, others = []) {
 }
 
 /** `wmproxy tunnel server` + `wmproxy tunnel client` (TLS, fingerprint pinned) on `runtime`. */
-async function startTunnel(children, dir, services, runtime, token, tree = root, dataPool = undefined, maxBusy = undefined) {
+async function startTunnel(children, dir, services, runtime, token, tree = root, dataPool = undefined, maxBusy = undefined, promoteBytes = undefined) {
   const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
   const cli = join(tree, 'cli/bin/run.js');
   const control = await freePort();
@@ -397,7 +404,8 @@ async function startTunnel(children, dir, services, runtime, token, tree = root,
     command,
     [cli, 'tunnel', 'server', '--listen', `127.0.0.1:${control}`, '--token', token, '--state-dir', stateDir, '--allow-ports', String(ports.bulk), '--allow-ports', String(ports.http),
       ...(dataPool === undefined ? [] : ['--data-pool', String(dataPool)]),
-      ...(maxBusy === undefined ? [] : ['--data-max-busy', String(maxBusy)])],
+      ...(maxBusy === undefined ? [] : ['--data-max-busy', String(maxBusy)]),
+      ...(promoteBytes === undefined ? [] : ['--data-promote-bytes', String(promoteBytes)])],
     `tunnel-server-${runtime}`,
     { stdout: true },
   );

@@ -303,6 +303,7 @@ class Resolver {
       heartbeatMs: durationMs(server.heartbeat, 10_000),
       dataPool: server.data_pool,
       dataMaxBusy: server.data_max_busy,
+      dataPromoteBytes: server.data_promote_bytes === undefined ? undefined : parseSize(server.data_promote_bytes),
       maxHandshakes: server.max_handshakes,
       maxHandshakesPerIp: server.max_handshakes_per_ip,
       maxConnections: server.max_connections ?? 0,

@@ -659,9 +659,9 @@ export const TunnelServerSchema = Type.Object(
       Type.Integer({
         minimum: 0,
         maximum: 256,
-        default: 0,
+        default: 4,
         description:
-          'Idle data connections each client keeps open to the server (rathole\'s pool; off by default, see the tunnel README for the figures). A tcp, proxy, http or https visitor takes one when there is one and travels on it as raw bytes (TLS and TCP flow control, no framing); otherwise it rides the session\'s multiplexed connection. `0`: always the multiplexed connection.',
+          'Idle data connections each client keeps open to the server (rathole\'s pool; see the tunnel README for the figures). A visitor starts on the session\'s multiplexed connection; a bulk one (4 MiB within a second) moves to an idle data connection and travels on it as raw bytes (TLS and TCP flow control, no framing). Clients that do not support the move take one at open instead. `0`: always the multiplexed connection.',
       }),
     ),
     data_max_busy: Type.Optional(
@@ -672,6 +672,12 @@ export const TunnelServerSchema = Type.Object(
         description:
           'Most visitors one client carries on data connections at once; beyond, visitors ride the multiplexed connection although idle data connections wait. A data connection is a TLS connection in both processes per visitor: this bounds what visitors piled up idle cost. `0`: data connections are never used.',
       }),
+    ),
+    data_promote_bytes: Type.Optional(
+      Size(
+        'With a pool, a visitor that moves this many bytes (both ways together) within a second moves from the multiplexed connection to an idle data connection, in order both ways. `0`: a visitor takes an idle data connection at open instead (costs small requests and time to first byte; see the tunnel README).',
+        '4MiB',
+      ),
     ),
     max_handshakes: Type.Optional(
       Type.Integer({

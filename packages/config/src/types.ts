@@ -249,6 +249,8 @@ export interface TunnelServerConfig {
   dataPool: number | undefined;
   /** Most visitors per client on data connections at once (`data_max_busy`); undefined: the tunnel server's default. */
   dataMaxBusy: number | undefined;
+  /** Bytes within a second that move a visitor to a data connection (`data_promote_bytes`); undefined: the tunnel server's default. */
+  dataPromoteBytes: number | undefined;
   /** Unauthenticated connections on the tunnel port, in all and per address (`max_handshakes`, `max_handshakes_per_ip`); undefined: the tunnel server's defaults. */
   maxHandshakes: number | undefined;
   maxHandshakesPerIp: number | undefined;

@@ -508,6 +508,7 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       'max_connections_per_ip = 16',
       'data_pool = 8',
       'data_max_busy = 4',
+      'data_promote_bytes = "1m"',
       'max_handshakes = 100',
       'max_handshakes_per_ip = 10',
       '[[tunnel.client]]',
@@ -540,6 +541,7 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
   assert.equal(server.maxConnectionsPerIp, 16);
   assert.equal(server.dataPool, 8);
   assert.equal(server.dataMaxBusy, 4);
+  assert.equal(server.dataPromoteBytes, 1024 * 1024);
   assert.equal(server.maxHandshakes, 100);
   assert.equal(server.maxHandshakesPerIp, 10);
   assert.equal(server.maxConnections, 0);

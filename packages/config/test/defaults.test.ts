@@ -8,7 +8,7 @@ import { CORE_NET_DEFAULTS } from '@wmproxy/core-net';
 import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE, HEALTH_DEFAULTS } from '@wmproxy/health';
 import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
-import { DEFAULT_DATA_MAX_BUSY, DEFAULT_DATA_POOL, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP } from '@wmproxy/tunnel';
+import { DEFAULT_DATA_MAX_BUSY, DEFAULT_DATA_POOL, DEFAULT_DATA_PROMOTE_BYTES, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP } from '@wmproxy/tunnel';
 import { WS_BRIDGE_DEFAULTS } from '@wmproxy/ws-bridge';
 import { SOCKS5_DEFAULTS } from '@wmproxy/socks5';
 import { STATIC_DEFAULTS } from '@wmproxy/static';
@@ -101,6 +101,7 @@ test('the schema defaults are the ones the packages export', () => {
     'reverse.tunnel_idle_timeout': timeouts.tunnelIdleMs,
     'tunnel.server.data_pool': DEFAULT_DATA_POOL,
     'tunnel.server.data_max_busy': DEFAULT_DATA_MAX_BUSY,
+    'tunnel.server.data_promote_bytes': DEFAULT_DATA_PROMOTE_BYTES,
     'tunnel.server.max_handshakes': DEFAULT_MAX_HANDSHAKES,
     'tunnel.server.max_handshakes_per_ip': DEFAULT_MAX_HANDSHAKES_PER_IP,
     'reverse.request_timeout': timeouts.requestMs,

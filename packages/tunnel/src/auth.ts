@@ -22,6 +22,12 @@ const CLIENT_LABEL = Buffer.from('wmtunnel-client');
 const SERVER_LABEL = Buffer.from('wmtunnel-server');
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 const utf8 = new TextDecoder();
+/**
+ * Session HELLO flag: this client can move a stream to a data connection
+ * (MOVE/MOVED, see data.ts). An older server ignores it; a server promotes
+ * only the streams of clients that sent it.
+ */
+export const HELLO_CAN_MOVE = 4;
 
 /** One client credential the server accepts, with what it may expose. */
 export interface ClientCredential {
@@ -73,12 +79,15 @@ export interface SessionSettings {
 
 export interface AuthResult {
   credential: ClientCredential;
+  /** The client understands MOVE (its HELLO carried HELLO_CAN_MOVE). */
+  canMove: boolean;
   /** The name the client announced (informational; the credential decides). */
   announcedName: string;
 }
 
 interface Received {
   type: FrameTypeT;
+  flags: number;
   payload: Uint8Array;
 }
 
@@ -94,7 +103,7 @@ class HandshakeReader {
     );
     mux.setEvents({
       // The payload may be a view of a chunk the runtime hands on: copy it (a Buffer's slice() would be a view).
-      control: (_mux, type, _flags, payload) => this.frames.push({ type, payload: new Uint8Array(payload) }),
+      control: (_mux, type, flags, payload) => this.frames.push({ type, flags, payload: new Uint8Array(payload) }),
       close: (_mux, error) => this.frames.fail(error ?? new NetError('ECONNRESET', 'tunnel connection closed during the handshake')),
     });
   }
@@ -110,7 +119,8 @@ class HandshakeReader {
  */
 export async function serverHandshake(
   mux: Mux,
-  options: { credentials: readonly ClientCredential[]; serverId: string; settings: SessionSettings; timeoutMs?: number },
+  /** `settings` may depend on whether the client can move streams (HELLO_CAN_MOVE). */
+  options: { credentials: readonly ClientCredential[]; serverId: string; settings: SessionSettings | ((canMove: boolean) => SessionSettings); timeoutMs?: number },
 ): Promise<AuthResult> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
@@ -145,26 +155,27 @@ export async function serverHandshake(
   if (!match) refuse('authentication failed: wrong token');
   const credential = match!;
   const answer = mac(credential.token, SERVER_LABEL, serverNonce, clientNonce, options.serverId);
-  const settings = encodeJson(options.settings);
+  const canMove = (hello.flags & HELLO_CAN_MOVE) !== 0;
+  const settings = encodeJson(typeof options.settings === 'function' ? options.settings(canMove) : options.settings);
   const ok = new Uint8Array(MAC + settings.byteLength);
   ok.set(answer, 0);
   ok.set(settings, MAC);
   mux.sendControl(FrameType.AUTH_OK, 0, ok);
   mux.established = true;
-  return { credential, announcedName };
+  return { credential, announcedName, canMove };
 }
 
 /** Client side. Resolves with the server's settings; rejects with EAUTH (the server's reason) or EPROTO. */
 export async function clientHandshake(
   mux: Mux,
-  options: { token: string; name?: string; timeoutMs?: number },
+  options: { token: string; name?: string; timeoutMs?: number; canMove?: boolean },
 ): Promise<SessionSettings & { serverId: string }> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
   const clientNonce = randomBytes(NONCE);
   const name = Buffer.from((options.name ?? '').slice(0, 200));
   const reader = new HandshakeReader(mux);
-  mux.sendControl(FrameType.HELLO, 0, helloPayload(clientNonce, name));
+  mux.sendControl(FrameType.HELLO, 0, helloPayload(clientNonce, name), options.canMove === false ? 0 : HELLO_CAN_MOVE);
   const challenge = await reader.next(timeoutMs, 'CHALLENGE');
   if (challenge.type === FrameType.ERROR) throw refusal(mux, challenge.payload);
   if (challenge.type !== FrameType.CHALLENGE || challenge.payload.byteLength < 1 + NONCE) {

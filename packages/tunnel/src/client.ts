@@ -27,7 +27,7 @@ import {
 import { ForwardProxy, type ForwardProxyOptions } from '@wmproxy/http-proxy';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, NONCE, clientHandshake, helloPayload } from './auth.js';
 import { DATA_CONNECTION_FLAG, DataLink, dataMac, macEqual, type DataFrame } from './data.js';
-import { Flag, FrameType, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson } from './frame.js';
+import { Flag, FrameType, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, readU32 } from './frame.js';
 import { proxyProtocolHeader, publicView, validateMapping, type Mapping } from './mapping.js';
 import { Mux, type TunnelStream } from './mux.js';
 import { DEFAULT_RELAY_IDLE_MS, DEFAULT_UDP_IDLE_MS } from './server.js';
@@ -72,6 +72,8 @@ export interface TunnelClientOptions {
   relayIdleMs?: number;
   /** Options of the forward proxy that serves `proxy` mappings. */
   proxy?: ForwardProxyOptions;
+  /** Announce that bulk streams may move to data connections (default true; false: as clients before promotion, for tests and interop). */
+  promotion?: boolean;
   logger?: Logger;
 }
 
@@ -244,7 +246,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     }
     const mux = new Mux(conn, { side: 'client', logger: this.logger });
     this.mux = mux;
-    const settings = await clientHandshake(mux, { token: this.options.token, name: this.options.name });
+    const settings = await clientHandshake(mux, { token: this.options.token, name: this.options.name, canMove: this.options.promotion });
     const closed = new Promise<Error | undefined>((resolve) => {
       mux.setEvents({
         control: (_m, type, _flags, payload) => this.onControl(type, payload),
@@ -478,6 +480,11 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       return;
     }
     this.idleData.delete(link);
+    if (frame.type === FrameType.MOVE) {
+      this.refill();
+      this.moveStream(link, frame.payload);
+      return;
+    }
     if (frame.type !== FrameType.OPEN) {
       link.close(new NetError('EPROTO', `unexpected ${frame.type} frame on an idle tunnel data connection`));
       return;
@@ -493,6 +500,26 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     link.conn.showPeer?.(request.visitor.address, request.visitor.port);
     this.serve(opening, request);
   };
+
+  /**
+   * MOVE: the server moves one of this session's streams to this data
+   * connection. Answered with OPEN_OK before a byte of the stream goes on it;
+   * `move` sends our MOVED marker on the mux. OPEN_FAIL when the stream is
+   * gone here (its end or reset is on its way to the server on the mux).
+   */
+  private moveStream(link: DataLink, payload: Uint8Array): void {
+    const stream = payload.byteLength === 4 ? this.mux?.streams.get(readU32(payload)) : undefined;
+    if (stream === undefined || stream.closed || stream.carrier !== undefined) {
+      link.fail('no such stream', FrameType.OPEN_FAIL);
+      return;
+    }
+    link.send(FrameType.OPEN_OK);
+    const conn = link.conn;
+    const unread = link.detach();
+    conn.tracker = this.busyData;
+    this.busyData.conns.add(conn);
+    stream.move(conn, unread);
+  }
 
   private readonly boundDataClosed = (link: DataLink): void => {
     this.idleData.delete(link);

@@ -11,6 +11,17 @@
  *   ... idle: server → PING, client → PONG (each heartbeat) ...
  *   server → OPEN      the mux OPEN's JSON (mapping, visitor)
  *   client → OPEN_OK   then raw bytes both ways, or OPEN_FAIL reason (then close)
+ *   or, promotion (a client whose session HELLO carried HELLO_CAN_MOVE):
+ *   server → MOVE      u32 id of a mux stream that proved bulk
+ *   client → OPEN_OK   then its MOVED marker on the mux, its bytes of the stream here;
+ *                      or OPEN_FAIL (no such stream: it ended there)
+ *   server             on OPEN_OK: its MOVED marker on the mux, its bytes here
+ *
+ * Promotion keeps each direction in order: its sender writes MOVED on the
+ * mux stream behind its last DATA frame and its later bytes on the data
+ * connection; its receiver reads the mux up to the marker, then the data
+ * connection (holding what comes there first). A direction that ended
+ * before the move finishes on the mux (TunnelStream.move).
  *
  * The MAC is keyed by the token of the session's credential and binds the
  * session id and a fresh server nonce: a data connection is accepted only for

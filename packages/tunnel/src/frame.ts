@@ -43,6 +43,10 @@ export const FrameType = {
   MAPPINGS: 15,
   GOAWAY: 16,
   DATAGRAM: 17,
+  /** Data connection, server → client: carry mux stream `u32 id` from now on (promotion, see data.ts). */
+  MOVE: 18,
+  /** Mux stream: the sender's bytes of this stream continue on the data connection the stream moved to. */
+  MOVED: 19,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -71,6 +75,8 @@ BOUNDS[FrameType.PONG] = [8, 8];
 BOUNDS[FrameType.MAPPINGS] = [0, -1];
 BOUNDS[FrameType.GOAWAY] = [0, 4096];
 BOUNDS[FrameType.DATAGRAM] = [0, MAX_DATAGRAM];
+BOUNDS[FrameType.MOVE] = [4, 4];
+BOUNDS[FrameType.MOVED] = [0, 0];
 
 /** Frame flags. */
 export const Flag = {

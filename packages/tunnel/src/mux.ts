@@ -82,6 +82,8 @@ export interface MuxEvents {
   goaway?(mux: Mux, reason: string): void;
   /** The session is gone (every stream closed with it). */
   close?(mux: Mux, error?: Error): void;
+  /** A stream moved `promoteBytes` (both ways together) since `promoteSince`: it may move to a data connection (`TunnelStream.move`). */
+  bulk?(mux: Mux, stream: TunnelStream): void;
 }
 
 export interface MuxStats {
@@ -123,6 +125,8 @@ export class Mux implements FrameSink {
   datagramsDropped = 0;
   /** When the last frame arrived (any frame proves the peer alive). */
   lastSeen = Date.now();
+  /** Streams opened from now on report `bulk` once they moved this many bytes (0: never). */
+  promoteBytes = 0;
   private readonly decoder: FrameDecoder;
   private readonly logger: Logger | undefined;
   private events: MuxEvents = {};
@@ -385,6 +389,12 @@ export class Mux implements FrameSink {
     }
   }
 
+  /** @internal A stream crossed its `promoteAt`: reported once (the owner may set a new `promoteAt`). */
+  bulk(stream: TunnelStream): void {
+    stream.promoteAt = Infinity;
+    this.events.bulk?.(this, stream);
+  }
+
   /** @internal A paused stream kept a view of the chunk being decoded. */
   holdsViews(stream: TunnelStream): void {
     this.viewHolders.push(stream);
@@ -407,7 +417,15 @@ export class Mux implements FrameSink {
       }
       case FrameType.FIN: {
         const stream = this.stream(id);
+        if (stream?.recvMoved) return this.protocolError(`FIN after MOVED on stream ${id}`);
         stream?.onPeerFin();
+        return;
+      }
+      case FrameType.MOVED: {
+        const stream = this.stream(id);
+        if (!stream) return;
+        if (!stream.canReceiveMoved()) return this.protocolError(`unexpected MOVED on stream ${id}`);
+        stream.onPeerMoved();
         return;
       }
       case FrameType.RST: {
@@ -477,7 +495,7 @@ export class Mux implements FrameSink {
     const stream = this.stream(id);
     if (!stream) return;
     if (payload.byteLength > stream.window) return this.protocolError(`stream ${id} sent past its flow-control window`);
-    if (stream.peerEnded) return this.protocolError(`DATA after FIN on stream ${id}`);
+    if (stream.peerEnded || stream.recvMoved) return this.protocolError(`DATA after ${stream.recvMoved ? 'MOVED' : 'FIN'} on stream ${id}`);
     stream.window -= payload.byteLength;
     stream.onPeerData(payload);
   }
@@ -696,6 +714,25 @@ export class TunnelStream extends VirtualConn {
   private viewBuffer: ArrayBufferLike | undefined = undefined;
   private viewsFrom = 0;
   private viewBytes = 0;
+  // promotion to a data connection (`move`)
+  /** Bytes (both ways together) at which the mux reports this stream as bulk (Infinity: never). */
+  promoteAt: number;
+  /** When the bytes counted towards `promoteAt` started (the owner judges the rate). */
+  promoteSince = 0;
+  /** A data connection was asked to carry this stream (the server awaits the client's answer). */
+  moving = false;
+  /** The data connection this stream moved to. */
+  carrier: Conn | undefined = undefined;
+  /** Our bytes go on the carrier (our MOVED marker is queued on the mux behind our last DATA). */
+  private sendMoved = false;
+  /** The peer's MOVED marker came: its bytes from now on come on the carrier. */
+  recvMoved = false;
+  /** Carrier bytes that came before the peer's marker: they follow whatever the mux still delivers. */
+  private early: Uint8Array[] | undefined = undefined;
+  private carrierEnded = false;
+  private carrierClosed = false;
+  /** Neither direction uses the mux any more: the stream left the session (and outlives it). */
+  private offMux = false;
 
   constructor(mux: Mux, id: number) {
     super();
@@ -704,6 +741,11 @@ export class TunnelStream extends VirtualConn {
     this.credit = mux.initialWindow;
     this.window = mux.initialWindow;
     this.windowSize = mux.initialWindow;
+    this.promoteAt = Infinity;
+    if (mux.promoteBytes > 0) {
+      this.promoteAt = mux.promoteBytes;
+      this.promoteSince = Date.now();
+    }
     this.remoteAddress = mux.conn.remoteAddress;
     this.remotePort = mux.conn.remotePort;
     this.localAddress = mux.conn.localAddress;
@@ -733,6 +775,10 @@ export class TunnelStream extends VirtualConn {
 
   write(chunk: Uint8Array): boolean {
     if (this.closed || this.endRequested) return false;
+    if (this.sendMoved) {
+      this.bytesWritten += chunk.byteLength;
+      return this.carrier!.write(chunk);
+    }
     if (chunk.byteLength === 0) return this.queued < this.mux.streamHighWater;
     // The shared compose buffer is reused by the next head composed, possibly
     // before the writer's turn: copied (a Buffer's slice() is a view, not a copy).
@@ -749,6 +795,12 @@ export class TunnelStream extends VirtualConn {
   end(): void {
     if (this.closed || this.endRequested) return;
     this.endRequested = true;
+    if (this.sendMoved) {
+      this.finSent = true;
+      this.carrier!.end();
+      this.maybeFinish();
+      return;
+    }
     this.mux.markReady(this);
   }
 
@@ -756,7 +808,16 @@ export class TunnelStream extends VirtualConn {
     if (this.closed) return;
     if (!this.rstSent && !(this.finSent && this.peerFin)) {
       this.rstSent = true;
-      this.mux.sendControl(FrameType.RST, this.sid);
+      if (!this.offMux) this.mux.sendControl(FrameType.RST, this.sid);
+      // A reset, not a FIN: the peer must not take a cut stream for a finished one.
+      if (this.carrier !== undefined && !this.carrierClosed) {
+        this.carrierClosed = true;
+        this.carrier.reset(error ?? new NetError('ECONNRESET', `tunnel stream ${this.sid} reset`));
+      }
+    } else if (this.carrier !== undefined && !this.carrierClosed) {
+      // Both directions done, the carrier not closed yet (a peer that keeps it open): closed here.
+      this.carrierClosed = true;
+      this.carrier.destroy(error);
     }
     this.sendQueue = [];
     this.queued = 0;
@@ -768,12 +829,14 @@ export class TunnelStream extends VirtualConn {
 
   pause(): void {
     this.paused = true;
+    if (this.recvMoved) this.carrier?.pause();
   }
 
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
     this.deliver();
+    if (this.recvMoved && !this.paused && !this.closed) this.carrier?.resume();
   }
 
   /** Bytes that may go out now. */
@@ -807,6 +870,7 @@ export class TunnelStream extends VirtualConn {
     this.queued -= n;
     this.credit -= n;
     this.bytesWritten += n;
+    if (this.bytesWritten + this.bytesRead >= this.promoteAt) this.mux.bulk(this);
   }
 
   needsDrain(): boolean {
@@ -824,6 +888,7 @@ export class TunnelStream extends VirtualConn {
   onPeerData(payload: Uint8Array): void {
     if (this.closed) return;
     this.bytesRead += payload.byteLength;
+    if (this.bytesWritten + this.bytesRead >= this.promoteAt) this.mux.bulk(this);
     if (this.paused || this.inboxBytes > 0) {
       this.keepView(payload);
       return;
@@ -900,7 +965,8 @@ export class TunnelStream extends VirtualConn {
 
   private consume(n: number): void {
     this.consumed += n;
-    if (this.consumed < this.windowSize / 2 || this.peerFin) return;
+    // After the peer's MOVED it sends nothing more on the mux: no credit to return.
+    if (this.consumed < this.windowSize / 2 || this.peerFin || this.recvMoved) return;
     let increment = this.consumed;
     const now = Date.now();
     if (this.windowSize < this.mux.maxWindow && now - this.lastUpdateAt < 2 * Math.max(this.mux.rttMs ?? MIN_GROWTH_RTT_MS, MIN_GROWTH_RTT_MS)) {
@@ -914,10 +980,147 @@ export class TunnelStream extends VirtualConn {
     this.consumed = 0;
   }
 
-  /** @internal Both directions finished: the stream is done. */
+  /** @internal Both directions finished: the stream is done (once its carrier, if any, closed too). */
   maybeFinish(): void {
-    if (this.closed || !this.finSent || !this.peerEnded) return;
+    if (this.closed) return;
+    if (this.carrier !== undefined) this.leaveMux();
+    if (!this.finSent || !this.peerEnded) return;
+    if (this.carrier !== undefined && !this.carrierClosed) return;
     this.mux.forget(this);
     this.dispatchClose(undefined);
   }
+
+  // ---- promotion ------------------------------------------------------------
+
+  /**
+   * Continue on `carrier`, a data connection that both sides agreed carries
+   * this stream now (`unread`: carrier bytes already read past the
+   * hand-over). Our direction, unless it already ended on the mux, moves:
+   * the MOVED marker goes on the mux behind every DATA frame already written,
+   * then what waited for credit and all later writes go on the carrier. The
+   * peer's bytes come on the carrier once its marker arrived; carrier bytes
+   * before that wait (the carrier paused). A direction that ended on the mux
+   * ends on the carrier at once, so that the carrier closes when both are done.
+   */
+  move(carrier: Conn, unread: Uint8Array | undefined): void {
+    this.moving = false;
+    this.carrier = carrier;
+    carrier.userData = this;
+    let drain = false;
+    if (!this.endRequested) {
+      this.mux.sendControl(FrameType.MOVED, this.sid);
+      this.sendMoved = true;
+      let ok = true;
+      for (let i = 0; i < this.sendQueue.length; i++) {
+        const chunk = this.sendQueue[i]!;
+        ok = carrier.write(i === 0 && this.sendOffset > 0 ? chunk.subarray(this.sendOffset) : chunk);
+      }
+      this.bytesWritten += this.queued;
+      this.sendQueue = [];
+      this.sendOffset = 0;
+      this.queued = 0;
+      // A writer waiting for room: the carrier's drain tells it, or now if the carrier took everything.
+      drain = this.wantDrain && ok;
+      this.wantDrain = false;
+    } else carrier.end();
+    if (this.recvMoved && this.paused) carrier.pause();
+    carrier.setHandler(carrierHandler, unread);
+    if (this.closed) return;
+    this.leaveMux();
+    if (drain) this.handler.drain?.(this);
+  }
+
+  /** @internal May the peer's MOVED marker come now? */
+  canReceiveMoved(): boolean {
+    return (this.carrier !== undefined || this.moving) && !this.recvMoved && !this.peerFin;
+  }
+
+  /** @internal The peer's marker: its bytes continue on the carrier (those that came early go after the mux's). */
+  onPeerMoved(): void {
+    this.recvMoved = true;
+    const early = this.early;
+    this.early = undefined;
+    if (early !== undefined) {
+      for (const chunk of early) {
+        this.inbox.push(chunk);
+        this.inboxBytes += chunk.byteLength;
+      }
+    }
+    if (this.carrierEnded) this.peerFin = true;
+    this.deliver();
+    if (this.closed) return;
+    // The reader's pause holds the carrier from now on (it may have paused before the carrier did).
+    if (this.paused) this.carrier?.pause();
+    else this.carrier?.resume();
+    if (this.carrier !== undefined) this.leaveMux();
+  }
+
+  /** Neither direction needs the mux now: the session forgets the stream (its close no longer resets it). */
+  private leaveMux(): void {
+    if (this.offMux || !(this.sendMoved || this.finSent) || !(this.recvMoved || this.peerFin)) return;
+    this.offMux = true;
+    this.mux.forget(this);
+  }
+
+  /** @internal */
+  onCarrierData(chunk: Uint8Array): void {
+    if (this.closed) return;
+    this.bytesRead += chunk.byteLength;
+    if (!this.recvMoved) {
+      if (this.peerFin) return this.destroy(new NetError('EPROTO', `tunnel stream ${this.sid}: data connection bytes after a FIN on the mux`));
+      (this.early ??= []).push(chunk);
+      this.carrier!.pause();
+      return;
+    }
+    if (this.paused || this.inboxBytes > 0) {
+      this.inbox.push(chunk);
+      this.inboxBytes += chunk.byteLength;
+      return;
+    }
+    this.dispatchData(chunk);
+  }
+
+  /** @internal The carrier's FIN: the peer's end once its marker came (before, it waits for it; after a mux FIN, it is expected). */
+  onCarrierEnd(): void {
+    this.carrierEnded = true;
+    if (this.recvMoved) this.onPeerFin();
+  }
+
+  /** @internal */
+  onCarrierDrain(): void {
+    if (this.sendMoved && !this.closed) this.handler.drain?.(this);
+  }
+
+  /** @internal The carrier closed: a reset of the stream unless nothing more was to pass on it. */
+  onCarrierClose(error: Error | undefined): void {
+    if (this.carrierClosed) return;
+    this.carrierClosed = true;
+    if (this.closed) return;
+    // A clean close is the peer's FIN too: Bun reports none for a socket that had half-closed itself (a reset comes with an error).
+    if (error === undefined && !this.carrierEnded) {
+      this.onCarrierEnd();
+      if (this.closed) return;
+    }
+    const needed = (this.sendMoved && !this.finSent) || ((this.recvMoved || !this.peerFin) && !this.carrierEnded);
+    if (needed) {
+      this.destroy(new NetError('ECONNRESET', `tunnel stream ${this.sid}: its data connection ${error ? `failed: ${error.message}` : 'closed'}`, error ? { cause: error } : undefined));
+      return;
+    }
+    this.maybeFinish();
+  }
 }
+
+const carrierHandler: ConnHandler = {
+  data(conn, chunk) {
+    (conn.userData as TunnelStream).onCarrierData(chunk);
+  },
+  drain(conn) {
+    (conn.userData as TunnelStream).onCarrierDrain();
+  },
+  end(conn) {
+    (conn.userData as TunnelStream).onCarrierEnd();
+  },
+  close(conn, error) {
+    (conn.userData as TunnelStream).onCarrierClose(error);
+  },
+};

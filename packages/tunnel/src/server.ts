@@ -33,7 +33,7 @@ import {
   type TlsServerOptions,
 } from '@wmproxy/core-net';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, MAC, NONCE, challengePayload, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
-import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson } from './frame.js';
+import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, u32 } from './frame.js';
 import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
 import { DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
 import { DATA_CONNECTION_FLAG, DataLink, MAX_DATA_POOL, dataMac, macEqual, peekFirstBytes, type DataFrame } from './data.js';
@@ -43,7 +43,7 @@ export const DEFAULT_HEARTBEAT_MS = 10_000;
 export const DEFAULT_UDP_IDLE_MS = 60_000;
 export const DEFAULT_DRAIN_MS = 10_000;
 export const DEFAULT_RELAY_IDLE_MS = 5 * 60_000;
-export const DEFAULT_DATA_POOL = 0;
+export const DEFAULT_DATA_POOL = 4;
 export const DEFAULT_DATA_MAX_BUSY = 16;
 /** Connections on the tunnel port not yet authenticated, all together and from one address (sshd's MaxStartups, per source too). */
 export const DEFAULT_MAX_HANDSHAKES = 1024;
@@ -52,6 +52,9 @@ export const DEFAULT_MAX_HANDSHAKES_PER_IP = 64;
 const REFUSAL_LOG_MS = 10_000;
 /** Failed handshakes (wrong token, not our protocol) log up to this many lines per REFUSAL_LOG_MS, then the count of those not logged. */
 const FAILED_HANDSHAKE_LINES = 20;
+export const DEFAULT_DATA_PROMOTE_BYTES = 4 * 1024 * 1024;
+/** A stream is bulk when it moves `dataPromoteBytes` within this long (a keep-alive connection of small requests crosses any byte count in time). */
+const PROMOTE_WINDOW_MS = 1000;
 const CERT_FILE = 'tunnel-cert.pem';
 const KEY_FILE = 'tunnel-key.pem';
 const MAX_MAPPINGS_PER_CLIENT = 256;
@@ -100,8 +103,9 @@ export interface TunnelServerOptions {
   /**
    * Idle data connections each client keeps open (announced at its handshake;
    * max 256, 0: every visitor rides the session's multiplexed connection). A
-   * tcp/proxy/http(s) visitor takes one if there is one (raw bytes, TCP's flow
-   * control) and the mux otherwise. Default DEFAULT_DATA_POOL.
+   * bulk visitor moves to one (see dataPromoteBytes; raw bytes, TCP's flow
+   * control). Default DEFAULT_DATA_POOL, announced to clients that promote
+   * only; a configured pool to every client.
    */
   dataPool?: number;
   /**
@@ -124,6 +128,15 @@ export interface TunnelServerOptions {
    */
   maxHandshakes?: number;
   maxHandshakesPerIp?: number;
+  /**
+   * With a pool, every visitor opens on the mux (its small requests batched,
+   * no handshake in its first byte's way); one that moves this many bytes
+   * (both ways together) within a second moves to an idle data connection,
+   * in order both ways (data.ts, promotion). 0: a visitor takes an idle data connection at
+   * open instead, as clients that do not announce promotion always do.
+   * Default DEFAULT_DATA_PROMOTE_BYTES.
+   */
+  dataPromoteBytes?: number;
   logger?: Logger;
 }
 
@@ -218,6 +231,8 @@ class ClientSession {
   flows = new Map<number, UdpFlow>();
   /** MAPPINGS messages are applied one after another. */
   chain: Promise<void> = Promise.resolve();
+  /** Bulk streams move to data connections (the client announced MOVE; 0: visitors take one at open). */
+  promoteBytes = 0;
   constructor(
     readonly id: string,
     readonly dataPool: number,
@@ -402,32 +417,42 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const mux = new Mux(conn, { side: 'server', logger: this.logger, maxStreams: this.options.maxStreamsPerClient });
     const heartbeatMs = this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     const peer = formatHostPort(conn.remoteAddress, conn.remotePort);
-    const dataPool = Math.max(0, Math.min(MAX_DATA_POOL, Math.floor(this.options.dataPool ?? DEFAULT_DATA_POOL)));
+    const pool = Math.max(0, Math.min(MAX_DATA_POOL, Math.floor(this.options.dataPool ?? DEFAULT_DATA_POOL)));
+    // The default pool only for clients that promote: one that takes a data connection per visitor at open pays
+    // for it in small requests and first bytes (README, Data connections); a configured pool for every client.
+    const poolFor = (canMove: boolean): number => (canMove || this.options.dataPool !== undefined ? pool : 0);
     const sessionId = randomBytes(8).toString('hex');
     const handshake = serverHandshake(mux, {
       credentials: this.credentials(),
       serverId: this.options.serverId ?? hostname(),
       // dataPool only when on: an older client ignores it either way.
-      settings: dataPool > 0 ? { heartbeatMs, sessionId, dataPool } : { heartbeatMs, sessionId },
+      settings: (canMove) => (poolFor(canMove) > 0 ? { heartbeatMs, sessionId, dataPool: poolFor(canMove) } : { heartbeatMs, sessionId }),
       timeoutMs,
     });
     // The handshake listens now (its reader is set up before its first await): the peeked bytes go in first.
     mux.onData(first);
     handshake.then(
-      ({ credential, announcedName }) => {
+      ({ credential, announcedName, canMove }) => {
         if (mux.closed) return;
         const name = credential.name!;
         const reconnects = this.seen.get(name) ?? 0;
         this.seen.set(name, reconnects + 1);
         this.handshakeDone(conn);
+        const dataPool = poolFor(canMove);
         const session = new ClientSession(sessionId, dataPool, mux, credential, name, reconnects);
         this.sessions.add(session);
         this.sessionsById.set(sessionId, session);
+        const promoteBytes = Math.max(0, this.options.dataPromoteBytes ?? DEFAULT_DATA_PROMOTE_BYTES);
+        if (dataPool > 0 && canMove && promoteBytes > 0) {
+          session.promoteBytes = promoteBytes;
+          mux.promoteBytes = promoteBytes;
+        }
         mux.setEvents({
           control: (_m, type, _flags, payload) => this.onControl(session, type, payload),
           open: (_m, stream) => stream.reject('the tunnel server accepts no streams from clients'),
           datagram: (_m, id, payload) => this.onClientDatagram(session, id, payload),
           close: (_m, error) => this.onSessionClosed(session, error),
+          bulk: (_m, stream) => this.promote(session, stream),
         });
         mux.startHeartbeat(heartbeatMs);
         this.logger.info('tunnel client joined', { client: name, announced: announcedName || undefined, peer, reconnects });
@@ -532,6 +557,67 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       if (signal?.aborted) onAbort();
       else link.send(FrameType.OPEN, payload);
     });
+  }
+
+  /**
+   * A stream that proved bulk (promoteBytes within PROMOTE_WINDOW_MS) moves
+   * to an idle data connection: MOVE names it there, and once the client answered (it sent its MOVED marker on the
+   * mux), `stream.move` sends ours and carries on over the connection. No
+   * idle connection, or dataMaxBusy reached: it stays on the mux and asks
+   * again after as many bytes more. The connection failing before the
+   * answer resets the visitor (the client may have moved already).
+   */
+  private promote(session: ClientSession, stream: TunnelStream): void {
+    const now = Date.now();
+    const bulk = now - stream.promoteSince <= PROMOTE_WINDOW_MS;
+    const link = !bulk || stream.closed || session.busy.size >= (this.options.dataMaxBusy ?? DEFAULT_DATA_MAX_BUSY) ? undefined : this.takeData(session);
+    if (!link) {
+      stream.promoteAt = stream.bytesRead + stream.bytesWritten + session.promoteBytes;
+      stream.promoteSince = now;
+      return;
+    }
+    stream.moving = true;
+    const timeoutMs = this.options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      link.onFrame = undefined;
+      link.onClose = undefined;
+      link.close(error);
+      stream.destroy(error);
+    };
+    const timer = setTimeout(() => fail(new NetError('ETIMEDOUT', `the tunnel client did not answer a MOVE within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref?.();
+    link.onClose = () => fail(new NetError('ECONNRESET', 'the tunnel data connection closed during a MOVE'));
+    link.onFrame = (_link, frame: DataFrame) => {
+      if (frame.type === FrameType.PONG) return;
+      if (frame.type === FrameType.OPEN_FAIL) {
+        // The client no longer has the stream (it closed there): nothing moved, the mux finishes it.
+        clearTimeout(timer);
+        link.onClose = undefined;
+        link.close();
+        stream.moving = false;
+        return;
+      }
+      if (frame.type !== FrameType.OPEN_OK) return fail(new NetError('EPROTO', `unexpected ${frame.type} frame answering a MOVE`));
+      clearTimeout(timer);
+      const conn = link.conn;
+      const unread = link.detach();
+      if (stream.closed) {
+        // It ended (or was reset) while the client answered: the connection carries nothing; a clean end lets the client's side finish.
+        releaseConn(conn);
+        if (stream.closeError) conn.destroy(stream.closeError);
+        else {
+          conn.end();
+          setTimeout(destroyConn, 1000, conn).unref?.();
+        }
+        return;
+      }
+      session.busy.add(conn);
+      session.dataOpened++;
+      conn.tracker = new BusyTracker(conn.tracker, this, session);
+      stream.move(conn, unread);
+    };
+    link.send(FrameType.MOVE, u32(stream.sid));
   }
 
   /** @internal A busy data connection closed: its traffic joins the session's (or the credential's, once the session is gone). */
@@ -761,7 +847,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       tried.add(session);
       const payload = encodeJson({ m: mappingName, a: visitor.address, p: visitor.port, la: visitor.localAddress, lp: visitor.localPort });
       const timeoutMs = options.timeoutMs ?? this.options.openTimeoutMs;
-      const link = session.busy.size < (this.options.dataMaxBusy ?? DEFAULT_DATA_MAX_BUSY) ? this.takeData(session) : undefined;
+      // With promotion, every visitor opens on the mux (see promote).
+      const link = session.promoteBytes === 0 && session.busy.size < (this.options.dataMaxBusy ?? DEFAULT_DATA_MAX_BUSY) ? this.takeData(session) : undefined;
       if (link) {
         try {
           return await this.openData(session, link, payload, timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, options.signal);
@@ -1032,6 +1119,10 @@ async function atomicWrite(path: string, text: string, mode: number): Promise<vo
 }
 
 const PING_PAYLOAD = new Uint8Array(8);
+
+function destroyConn(conn: Conn): void {
+  conn.destroy();
+}
 
 /** An idle data connection only answers pings; anything else breaks the protocol. */
 function onIdleFrame(link: DataLink, frame: DataFrame): void {

@@ -1,7 +1,8 @@
 // Data connections (the pool): visitors carried as raw bytes on extra
 // connections, their handshake (bound to a live session and its credential,
 // not replayable), refusal, refill, fallback to the mux, session loss, and
-// the reverse proxy's transport() over them.
+// the reverse proxy's transport() over them. These servers take a data
+// connection at open (dataPromoteBytes 0); promote.test.ts covers promotion.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -9,10 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { NetError } from '@wmproxy/core-net';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
 import { DATA_CONNECTION_FLAG, FrameType, MAGIC, PROTOCOL_VERSION, TunnelClient, TunnelServer, dataMac, encodeFrame, parseMapSpec, type TunnelServerOptions } from '../src/index.js';
-import { pattern, until } from './helpers.js';
+import { pattern, until, visit } from './helpers.js';
 
 async function start(server: Partial<TunnelServerOptions>, map: string[], token = 'secret') {
-  const tunnelServer = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000, dataPool: 2, ...server }).start();
+  const tunnelServer = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000, dataPool: 2, dataPromoteBytes: 0, ...server }).start();
   const tunnelClient = new TunnelClient({ server: `127.0.0.1:${tunnelServer.port}`, token, tls: false, backoffInitialMs: 50, backoffMaxMs: 200, mappings: map.map(parseMapSpec) });
   return { server: tunnelServer, client: tunnelClient };
 }
@@ -39,18 +40,6 @@ function snapshot(server: TunnelServer) {
 
 async function poolFull(server: TunnelServer, size: number): Promise<void> {
   await until(() => server.clients()[0]?.idleDataConnections === size, `${size} idle data connections`);
-}
-
-/** A visitor on `port`: `act` drives it; resolves with what it read once the other side's FIN came. */
-function visit(port: number, act: (socket: net.Socket) => void): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-    const chunks: Buffer[] = [];
-    socket.on('data', (chunk) => chunks.push(chunk));
-    socket.on('error', reject);
-    socket.on('end', () => resolve(Buffer.concat(chunks)));
-    act(socket);
-  });
 }
 
 function echoServer() {

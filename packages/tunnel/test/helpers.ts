@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { connect, runtime, runtimeReady, type Conn, type ConnHandler, type Listener } from '@wmproxy/core-net';
 import { Mux, type MuxOptions, type TunnelStream } from '../src/mux.js';
 
@@ -132,3 +133,16 @@ export async function until(check: () => boolean, what: string, timeoutMs = 10_0
     await delay(5);
   }
 }
+
+/** A visitor on `port`: `act` drives it; resolves with what it read once the other side's FIN came. */
+export function visit(port: number, act: (socket: net.Socket) => void): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('end', () => resolve(Buffer.concat(chunks)));
+    act(socket);
+  });
+}
+

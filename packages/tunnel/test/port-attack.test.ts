@@ -179,7 +179,7 @@ test('a proxy mapping shows the visitor address to the client side forward proxy
   try {
     for (const dataPool of [2, 0]) {
       const publicPort = await closedPort();
-      const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, dataPool }).start();
+      const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, dataPool, dataPromoteBytes: 0 }).start();
       // The tunnel server is 127.0.0.1 to the client; the visitor comes from 127.0.0.2, the one address the proxy lets in.
       const lines: string[] = [];
       const client = new TunnelClient({

@@ -34,7 +34,7 @@ export function tunnelCertificateNames(mappings: readonly MappingSnapshot[]): st
 
 function serverKey(config: TunnelServerConfig): string {
   // dataPool is announced at each client's handshake: a change restarts the server, as the heartbeat does (dataMaxBusy with it).
-  return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs, config.dataPool, config.dataMaxBusy, config.maxHandshakes, config.maxHandshakesPerIp]);
+  return JSON.stringify([config.listen, config.tls, config.stateDir, config.publicHost, config.heartbeatMs, config.dataPool, config.dataMaxBusy, config.dataPromoteBytes, config.maxHandshakes, config.maxHandshakesPerIp]);
 }
 
 function clientKey(config: TunnelClientConfig): string {
@@ -116,6 +116,7 @@ export class TunnelService {
           heartbeatMs: config.server.heartbeatMs,
           dataPool: config.server.dataPool,
           dataMaxBusy: config.server.dataMaxBusy,
+          dataPromoteBytes: config.server.dataPromoteBytes,
           maxHandshakes: config.server.maxHandshakes,
           maxHandshakesPerIp: config.server.maxHandshakesPerIp,
           logger: this.loggerFor('tunnel-server'),
