@@ -45,6 +45,44 @@ export interface ConnLimitOptions {
   refusal?: Uint8Array;
 }
 
+/**
+ * How many of something are open (connections, handshakes under way), in all
+ * and by client address, with the check against bounds on both. Entries go
+ * at zero, so the map holds at most one entry per open one.
+ */
+export class AddressCounts {
+  total = 0;
+  private readonly byAddress = new Map<string, number>();
+
+  /** Addresses with at least one open. */
+  get addresses(): number {
+    return this.byAddress.size;
+  }
+
+  of(address: string): number {
+    return this.byAddress.get(address) ?? 0;
+  }
+
+  /** The bound one more from `address` would pass: `max` in all ('all'), `maxPerAddress` ('address'); 0: no bound. */
+  over(address: string, max: number, maxPerAddress: number): 'all' | 'address' | undefined {
+    if (max > 0 && this.total >= max) return 'all';
+    if (maxPerAddress > 0 && this.of(address) >= maxPerAddress) return 'address';
+    return undefined;
+  }
+
+  add(address: string): void {
+    this.byAddress.set(address, this.of(address) + 1);
+    this.total++;
+  }
+
+  remove(address: string): void {
+    const left = this.of(address) - 1;
+    if (left > 0) this.byAddress.set(address, left);
+    else this.byAddress.delete(address);
+    this.total--;
+  }
+}
+
 /** Which limit refused a connection. */
 export type ConnLimitKind = 'process' | 'listener' | 'client';
 
@@ -80,11 +118,9 @@ export class ConnLimit implements ConnTracker {
   maxConnections = 0;
   maxConnectionsPerIp = 0;
   refusal: Uint8Array | undefined = undefined;
-  /** Admitted connections open now. */
-  open = 0;
   /** Connections refused since start. */
   refused = 0;
-  private readonly perIp = new Map<string, number>();
+  private readonly counts = new AddressCounts();
   private lingering = 0;
   private readonly logBudget = new LogBudget(1, LOG_INTERVAL_MS);
 
@@ -103,14 +139,19 @@ export class ConnLimit implements ConnTracker {
     this.refusal = options.refusal;
   }
 
+  /** Admitted connections open now. */
+  get open(): number {
+    return this.counts.total;
+  }
+
   /** Client addresses with at least one open connection. */
   get clients(): number {
-    return this.perIp.size;
+    return this.counts.addresses;
   }
 
   /** Open connections from `ip`. */
   openFrom(ip: string): number {
-    return this.perIp.get(ip) ?? 0;
+    return this.counts.of(ip);
   }
 
   /**
@@ -119,17 +160,17 @@ export class ConnLimit implements ConnTracker {
    */
   admit(conn: Conn): boolean {
     const ip = conn.remoteAddress;
-    const fromIp = this.perIp.get(ip) ?? 0;
     let over: ConnLimitKind | undefined;
     if (processMax > 0 && processOpen >= processMax) over = 'process';
-    else if (this.maxConnections > 0 && this.open >= this.maxConnections) over = 'listener';
-    else if (this.maxConnectionsPerIp > 0 && fromIp >= this.maxConnectionsPerIp) over = 'client';
+    else {
+      const bound = this.counts.over(ip, this.maxConnections, this.maxConnectionsPerIp);
+      if (bound !== undefined) over = bound === 'all' ? 'listener' : 'client';
+    }
     if (over !== undefined) {
       this.refuse(conn, over, ip);
       return false;
     }
-    this.perIp.set(ip, fromIp + 1);
-    this.open++;
+    this.counts.add(ip);
     processOpen++;
     conn.tracker = this;
     return true;
@@ -137,13 +178,7 @@ export class ConnLimit implements ConnTracker {
 
   /** An admitted connection closed (called once, by the connection). */
   untrack(conn: Conn): void {
-    const ip = conn.remoteAddress;
-    const fromIp = this.perIp.get(ip);
-    if (fromIp !== undefined) {
-      if (fromIp <= 1) this.perIp.delete(ip);
-      else this.perIp.set(ip, fromIp - 1);
-    }
-    this.open--;
+    this.counts.remove(conn.remoteAddress);
     processOpen--;
     this.owner.untrack(conn);
   }

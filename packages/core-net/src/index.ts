@@ -45,6 +45,7 @@ export { connect, systemResolver, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectTarget
 export { relay, Relay, DEFAULT_IDLE_TIMEOUT_MS, type RelayOptions, type RelayStats } from './relay.js';
 export { Server, shareListenersByDefault, type ServerOptions, type ShutdownOptions } from './server.js';
 export {
+  AddressCounts,
   ConnLimit,
   DEFAULT_PROCESS_MAX_CONNECTIONS,
   processConnections,

@@ -2,6 +2,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
+  AddressCounts,
   Logger,
   Server,
   nodeRuntime,
@@ -14,6 +15,25 @@ import {
   type ConnLimitOptions,
   type Runtime,
 } from '../src/index.js';
+
+test('AddressCounts: bounds in all and per address, 0 for none, entries gone at zero', () => {
+  const counts = new AddressCounts();
+  counts.add('a');
+  counts.add('a');
+  counts.add('b');
+  assert.equal(counts.total, 3);
+  assert.equal(counts.addresses, 2);
+  assert.equal(counts.over('a', 0, 2), 'address');
+  assert.equal(counts.over('b', 0, 2), undefined);
+  assert.equal(counts.over('c', 3, 0), 'all');
+  assert.equal(counts.over('a', 0, 0), undefined);
+  counts.remove('a');
+  counts.remove('b');
+  assert.equal(counts.of('a'), 1);
+  assert.equal(counts.of('b'), 0);
+  assert.equal(counts.addresses, 1, 'an address at zero leaves the map');
+  assert.equal(counts.over('a', 0, 2), undefined);
+});
 
 const runtimes: Runtime[] = [nodeRuntime];
 const detected = await runtimeReady();

@@ -4,6 +4,7 @@ import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
 import { LogBudget } from '../../logger.js';
+import { AddressCounts } from '../../conn-limit.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
@@ -223,8 +224,7 @@ const HANDSHAKE_REPORT_MS = 10_000;
 
 /** Counts the TLS handshakes under way on one listener, in all and by address (see TlsServerOptions.maxHandshakes). */
 class HandshakeGate {
-  private open = 0;
-  private readonly perIp = new Map<string, number>();
+  private readonly underWay = new AddressCounts();
   private readonly reports = new LogBudget(1, HANDSHAKE_REPORT_MS);
 
   constructor(
@@ -236,14 +236,13 @@ class HandshakeGate {
   /** Count a new socket until its handshake ends (`release`) or it closes; over a limit it is destroyed and false returned. */
   admit(socket: GatedSocket): boolean {
     const ip = socket.remoteAddress ?? '';
-    const fromIp = this.perIp.get(ip) ?? 0;
-    if ((this.max > 0 && this.open >= this.max) || (this.maxPerIp > 0 && fromIp >= this.maxPerIp)) {
+    const over = this.underWay.over(ip, this.max, this.maxPerIp);
+    if (over !== undefined) {
       socket.destroy();
-      this.report(this.max > 0 && this.open >= this.max ? `refused, ${this.max} under way` : `refused, ${this.maxPerIp} under way from its address`, formatHostPort(ip, socket.remotePort ?? 0));
+      this.report(over === 'all' ? `refused, ${this.max} under way` : `refused, ${this.maxPerIp} under way from its address`, formatHostPort(ip, socket.remotePort ?? 0));
       return false;
     }
-    this.open++;
-    this.perIp.set(ip, fromIp + 1);
+    this.underWay.add(ip);
     socket[kGate] = this;
     socket.once('close', releaseOnClose);
     return true;
@@ -252,11 +251,7 @@ class HandshakeGate {
   release(socket: GatedSocket | undefined): void {
     if (socket?.[kGate] !== this) return;
     socket[kGate] = undefined;
-    this.open--;
-    const ip = socket.remoteAddress ?? '';
-    const left = (this.perIp.get(ip) ?? 1) - 1;
-    if (left > 0) this.perIp.set(ip, left);
-    else this.perIp.delete(ip);
+    this.underWay.remove(socket.remoteAddress ?? '');
   }
 
   report(what: string, peer: string): void {
