@@ -22,6 +22,7 @@ import {
   Relay,
   releaseConn,
   LogBudget,
+  AddressCounts,
   silentLogger,
   type Conn,
   type ConnLimitOptions,
@@ -36,7 +37,7 @@ import { DEFAULT_HANDSHAKE_TIMEOUT_MS, MAC, NONCE, challengePayload, domainAllow
 import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, u32 } from './frame.js';
 import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
 import { DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
-import { DATA_CONNECTION_FLAG, DataLink, MAX_DATA_POOL, dataMac, macEqual, peekFirstBytes, type DataFrame } from './data.js';
+import { DATA_CONNECTION_FLAG, DataLink, MAX_DATA_POOL, dataMac, endThenDestroy, macEqual, peekFirstBytes, type DataFrame } from './data.js';
 
 export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
 export const DEFAULT_HEARTBEAT_MS = 10_000;
@@ -264,7 +265,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private stopping = false;
   /** Connections not yet authenticated, with the tracker each had (given back once authenticated); and their count by address. */
   private readonly handshakes = new Map<Conn, ConnTracker | undefined>();
-  private readonly handshakesFrom = new Map<string, number>();
+  private readonly handshakesFrom = new AddressCounts();
   private readonly refusals = new LogBudget(1, REFUSAL_LOG_MS);
   private readonly failedHandshakes = new LogBudget(FAILED_HANDSHAKE_LINES, REFUSAL_LOG_MS);
   /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
@@ -360,17 +361,16 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   /** Count a new connection as a handshake in progress, or close it at once over a limit. */
   private admitHandshake(conn: Conn): boolean {
     const ip = conn.remoteAddress;
-    const fromIp = this.handshakesFrom.get(ip) ?? 0;
     const max = this.options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
     const maxPerIp = this.options.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP;
-    const over = max > 0 && this.handshakes.size >= max ? 'all' : maxPerIp > 0 && fromIp >= maxPerIp ? 'address' : undefined;
+    const over = this.handshakesFrom.over(ip, max, maxPerIp);
     if (over !== undefined) {
       conn.destroy();
       const dropped = this.refusals.take();
       if (dropped !== undefined) this.logger.warn('tunnel handshakes over the limit: connections closed', { peer: ip, limit: over, max: over === 'all' ? max : maxPerIp, refused: dropped + 1 });
       return false;
     }
-    this.handshakesFrom.set(ip, fromIp + 1);
+    this.handshakesFrom.add(ip);
     // This server stands in front of the connection's tracker until the handshake ends: a close while it is under way uncounts it.
     this.handshakes.set(conn, conn.tracker);
     conn.tracker = this.handshakeTracker;
@@ -383,10 +383,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const tracker = this.handshakes.get(conn);
     this.handshakes.delete(conn);
     if (conn.tracker === this.handshakeTracker) conn.tracker = tracker;
-    const ip = conn.remoteAddress;
-    const left = (this.handshakesFrom.get(ip) ?? 1) - 1;
-    if (left > 0) this.handshakesFrom.set(ip, left);
-    else this.handshakesFrom.delete(ip);
+    this.handshakesFrom.remove(conn.remoteAddress);
   }
 
   private readonly handshakeTracker: ConnTracker = {
@@ -606,10 +603,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         // It ended (or was reset) while the client answered: the connection carries nothing; a clean end lets the client's side finish.
         releaseConn(conn);
         if (stream.closeError) conn.destroy(stream.closeError);
-        else {
-          conn.end();
-          setTimeout(destroyConn, 1000, conn).unref?.();
-        }
+        else endThenDestroy(conn);
         return;
       }
       session.busy.add(conn);
@@ -1119,10 +1113,6 @@ async function atomicWrite(path: string, text: string, mode: number): Promise<vo
 }
 
 const PING_PAYLOAD = new Uint8Array(8);
-
-function destroyConn(conn: Conn): void {
-  conn.destroy();
-}
 
 /** An idle data connection only answers pings; anything else breaks the protocol. */
 function onIdleFrame(link: DataLink, frame: DataFrame): void {
