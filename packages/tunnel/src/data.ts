@@ -97,10 +97,9 @@ export class DataLink {
   /** Refuse with a reason (the peer reads an ERROR frame, or OPEN_FAIL), then close. */
   fail(reason: string, type: FrameTypeT = FrameType.ERROR): void {
     this.send(type, Buffer.from(reason.slice(0, 512)));
-    // end(), not destroy(): the reason must reach the peer; the timer bounds a peer that never closes.
-    this.conn.end();
+    // end(), not destroy(): the reason must reach the peer.
+    endThenDestroy(this.conn);
     this.frames.fail(new NetError('EAUTH', reason));
-    setTimeout(destroyConn, 1000, this.conn).unref?.();
   }
 
   close(error?: Error): void {
@@ -194,6 +193,15 @@ const linkHandler: ConnHandler = {
     (conn.userData as DataLink | undefined)?.closedByPeer(error);
   },
 };
+
+/** A connection we end waits this long for its peer's close, then is destroyed (a peer that never closes). */
+const END_LINGER_MS = 1000;
+
+/** End `conn` (what was written reaches the peer) and destroy it after END_LINGER_MS if the peer has not closed. */
+export function endThenDestroy(conn: Conn): void {
+  conn.end();
+  setTimeout(destroyConn, END_LINGER_MS, conn).unref?.();
+}
 
 function destroyConn(conn: Conn): void {
   conn.destroy();
