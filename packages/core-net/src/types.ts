@@ -3,6 +3,7 @@
  * reverse, health) talks only to these types; `runtime/bun` and `runtime/node`
  * implement them, and one is chosen once at start-up.
  */
+import type { HandshakeSlots } from './conn-limit.js';
 
 /** Events of one connection. Handlers are objects (not closures) so that a
  * protocol can install one shared handler for every connection it owns. */
@@ -129,7 +130,8 @@ export interface TlsServerOptions {
    * address, a new connection is closed at once (0 or absent: no limit).
    * Refusals and timeouts reach `onError` at most once per 10 s, with their
    * count. Bun's own listener hands connections over before the handshake:
-   * the owner's limits and timeouts cover it there.
+   * the owner's limits and timeouts cover it there. With `ListenOptions.handshakes`
+   * the slots bound both phases as one and these two are not used.
    */
   handshakeTimeoutMs?: number;
   maxHandshakes?: number;
@@ -166,7 +168,14 @@ export interface ListenOptions {
   tls?: TlsServerOptions;
   /** Let several processes bind the same address (SO_REUSEPORT). */
   reusePort?: boolean;
-  onConnection(conn: Conn): void;
+  /**
+   * Where node:tls serves a TLS port, a connection takes its slot at accept,
+   * before its TLS handshake, and is handed over with `slotTaken` true
+   * (holding it); elsewhere connections arrive before any handshake and the
+   * Server takes their slot (ServerOptions.handshakes).
+   */
+  handshakes?: HandshakeSlots;
+  onConnection(conn: Conn, slotTaken?: boolean): void;
   /**
    * Called when accepting failed or a TLS handshake failed (then `error` is a
    * NetError EPROTO and `peer` the client's `ip:port`); the server keeps running.
