@@ -64,6 +64,7 @@ test('a source that fails its login is penalized: its next connection is closed 
     await client.ready();
     assert.equal(tunnel.clients().length, 1);
     await until(() => tunnel.clients()[0]!.idleDataConnections === 4, 'its data connections (same source) too');
+    assert.equal((await wrongLogin(tunnel.port, { localAddress: '127.0.0.2', tls: true })).answered, false, 'a success of another source lifts no penalty');
   } finally {
     await client.stop();
     await tunnel.stop({ deadlineMs: 0 });
