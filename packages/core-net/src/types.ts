@@ -3,7 +3,6 @@
  * reverse, health) talks only to these types; `runtime/bun` and `runtime/node`
  * implement them, and one is chosen once at start-up.
  */
-import type { HandshakeSlots } from './conn-limit.js';
 
 /** Events of one connection. Handlers are objects (not closures) so that a
  * protocol can install one shared handler for every connection it owns. */
@@ -162,6 +161,14 @@ export interface TlsClientOptions {
   verifyPeer?(certificateDer: Uint8Array): string | undefined;
 }
 
+/** What a runtime needs of a listener's handshake slots (conn-limit.ts HandshakeSlots). */
+export interface HandshakeSlotTaker {
+  /** Take a slot for a new connection from `address`; false: close it at once. */
+  take(address: string): boolean;
+  /** Give back a slot whose connection closed before it was handed over. */
+  giveBack(address: string): void;
+}
+
 export interface ListenOptions {
   host: string;
   port: number;
@@ -174,7 +181,7 @@ export interface ListenOptions {
    * (holding it); elsewhere connections arrive before any handshake and the
    * Server takes their slot (ServerOptions.handshakes).
    */
-  handshakes?: HandshakeSlots;
+  handshakes?: HandshakeSlotTaker;
   onConnection(conn: Conn, slotTaken?: boolean): void;
   /**
    * Called when accepting failed or a TLS handshake failed (then `error` is a

@@ -4,11 +4,11 @@ import { ConnBase } from '../../conn-base.js';
 import { NetError, toNetError } from '../../errors.js';
 import { formatHostPort } from '../../address.js';
 import { LogBudget } from '../../logger.js';
-import { AddressCounts, type HandshakeSlots } from '../../conn-limit.js';
+import { AddressCounts } from '../../conn-limit.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsKeyPair, TlsServerOptions } from '../../types.js';
+import type { Conn, HandshakeSlotTaker, Listener, ListenOptions, RawConnectOptions, Runtime, TlsKeyPair, TlsServerOptions } from '../../types.js';
 
 const kConn = Symbol('wmproxy.conn');
 type TaggedSocket = net.Socket & { [kConn]?: NodeConn };
@@ -288,10 +288,10 @@ function releaseOnClose(this: GatedSocket): void {
 }
 
 const kSlot = Symbol('wmproxy.handshakeSlot');
-type SlotSocket = net.Socket & { [kSlot]?: HandshakeSlots };
+type SlotSocket = net.Socket & { [kSlot]?: HandshakeSlotTaker };
 
 /** A raw socket takes its owner's handshake slot before TLS (closed at once without one); a close before the handover gives it back. */
-function takeSlot(socket: SlotSocket, slots: HandshakeSlots): boolean {
+function takeSlot(socket: SlotSocket, slots: HandshakeSlotTaker): boolean {
   if (!slots.take(socket.remoteAddress ?? '')) {
     socket.destroy();
     return false;
