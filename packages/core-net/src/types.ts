@@ -40,6 +40,15 @@ export interface Conn {
   readonly servername?: string;
   /** The protocol TLS ALPN chose (`'h2'`), once the handshake is done; undefined when none was. */
   readonly alpnProtocol?: string | undefined;
+  /** TLS: the handshake resumed an earlier session (no certificate sent, no signature made). */
+  readonly tlsResumed?: boolean;
+  /**
+   * TLS clients dialled with `keepSession` or `session`: the latest session
+   * the server issued a ticket for, to offer on the next connection to it
+   * (`TlsClientOptions.session`); undefined while none came (a TLS 1.3
+   * ticket comes after the handshake, a Bun server's with its first write).
+   */
+  readonly tlsSession?: TlsSession | undefined;
   /**
    * Queue bytes for sending. Returns false when the queued amount is above the
    * high-water mark: the producer should pause until `drain`. Bytes are never
@@ -136,6 +145,19 @@ export interface TlsServerOptions {
   maxHandshakesPerIp?: number;
 }
 
+/**
+ * A TLS session to resume, from `Conn.tlsSession`. Made only by core-net,
+ * from a connection that passed its checks: it keeps the server certificate
+ * of the handshake that established it, since a resumed handshake sends
+ * none and `verifyPeer` checks that one instead.
+ */
+export interface TlsSession {
+  /** The runtime's serialised session (with its ticket). */
+  readonly bytes: Uint8Array;
+  /** The server's leaf certificate (DER) of the full handshake the session came from. */
+  readonly certificate: Uint8Array | undefined;
+}
+
 export interface TlsKeyPair {
   cert: string | Uint8Array;
   key: string | Uint8Array;
@@ -158,6 +180,18 @@ export interface TlsClientOptions {
    * this is certificate pinning (by fingerprint, as ssh does).
    */
   verifyPeer?(certificateDer: Uint8Array): string | undefined;
+  /**
+   * Offer this session (an earlier connection's `tlsSession`, to the same
+   * server) for resumption: a server that accepts skips its certificate and
+   * signature, and `verifyPeer` is given the certificate the session was
+   * established with. A server that cannot decrypt the ticket (another
+   * server, a restart: new ticket keys) does a full handshake, checked as
+   * usual. Node and Bun servers issue tickets (a Bun server sends its
+   * ticket with its first write), keyed per listener and process.
+   */
+  session?: TlsSession;
+  /** Keep the session the server issues (`Conn.tlsSession`); implied by `session`. Costs about 1 KiB per connection. */
+  keepSession?: boolean;
 }
 
 export interface ListenOptions {

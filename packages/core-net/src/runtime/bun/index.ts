@@ -5,7 +5,7 @@ import { formatHostPort } from '../../address.js';
 import { nodeRuntime } from '../node/index.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsSession } from '../../types.js';
 
 type BunSocket = import('bun').Socket<BunConn | undefined>;
 
@@ -32,6 +32,9 @@ export class BunConn extends ConnBase {
   private readonly tls: boolean;
   /** Settles when a TLS handshake finishes (client side waits on it before handing the Conn out). */
   handshake: { resolve(error: Error | null): void } | undefined;
+  /** TLS clients: keep the session the server issues (`tlsSession`), and the one offered (its certificate stands on resumption). */
+  keepSession = false;
+  offeredSession: TlsSession | undefined = undefined;
 
   constructor(socket: BunSocket, tls: boolean) {
     super();
@@ -55,6 +58,22 @@ export class BunConn extends ConnBase {
     if (!this.tls) return undefined;
     const chosen = (this.socket as { alpnProtocol?: string | false | null }).alpnProtocol;
     return typeof chosen === 'string' && chosen !== '' ? chosen : undefined;
+  }
+
+  get tlsResumed(): boolean | undefined {
+    return this.tls ? (this.socket as unknown as TlsSessionSocket).isSessionReused() : undefined;
+  }
+
+  /** Read from the socket when asked: Bun tells of no ticket as it comes (node:tls's 'session'). */
+  get tlsSession(): TlsSession | undefined {
+    if (!this.keepSession || this.closed) return undefined;
+    const socket = this.socket as unknown as TlsSessionSocket;
+    // No ticket yet: nothing the server could resume.
+    if (socket.getTLSTicket() === undefined) return undefined;
+    const bytes = socket.getSession();
+    if (bytes === undefined) return undefined;
+    const certificate = socket.isSessionReused() ? this.offeredSession?.certificate : socket.getPeerCertificate()?.raw;
+    return { bytes, certificate };
   }
 
   get localAddress(): string {
@@ -173,6 +192,15 @@ export class BunConn extends ConnBase {
   }
 }
 
+/** The TLS session methods of a Bun socket (typed loosely by bun-types). */
+interface TlsSessionSocket {
+  isSessionReused(): boolean;
+  getTLSTicket(): Uint8Array | undefined;
+  getSession(): Uint8Array | undefined;
+  setSession(session: Uint8Array): void;
+  getPeerCertificate(): { raw?: Uint8Array } | undefined;
+}
+
 /** Bun takes ALPN lists only in wire format: each name prefixed by its length. */
 function alpnWire(names: string[]): Uint8Array {
   const parts = names.map((name) => Buffer.from(name, 'latin1'));
@@ -270,7 +298,11 @@ class PendingConnect {
   abandoned = false;
   handshakeDone: Promise<Error | null> | undefined = undefined;
   readonly handshake = undefined;
-  constructor(readonly tls: boolean) {}
+  constructor(
+    readonly tls: boolean,
+    readonly session: TlsSession | undefined,
+    readonly keepSession: boolean,
+  ) {}
   onData(): void {}
   onDrain(): void {}
   onEnd(): void {}
@@ -292,7 +324,11 @@ const connectHandlers = socketHandlers((socket) => {
     socket.terminate();
     return;
   }
+  // Offered here or never: Bun takes a session only before the handshake starts (in `open`, with a `handshake` handler).
+  if (pending.session) (socket as unknown as TlsSessionSocket).setSession(pending.session.bytes);
   const conn = new BunConn(socket, pending.tls);
+  conn.keepSession = pending.keepSession || pending.session !== undefined;
+  conn.offeredSession = pending.session;
   if (pending.tls) pending.handshakeDone = new Promise((resolve) => (conn.handshake = { resolve }));
   socket.data = conn;
   socket.setNoDelay(true);
@@ -302,7 +338,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
   const address = formatHostPort(options.ip, options.port);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onAbort: (() => void) | undefined;
-  const state = new PendingConnect(options.tls !== undefined);
+  const state = new PendingConnect(options.tls !== undefined, options.tls?.session, options.tls?.keepSession ?? false);
   const pending = Bun.connect<BunConn | undefined>({
     data: state as unknown as BunConn,
     hostname: options.ip,
@@ -343,7 +379,9 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
       }
       const verifyPeer = options.tls?.verifyPeer;
       if (verifyPeer) {
-        const raw = (conn.socket as unknown as { getPeerCertificate(): { raw?: Uint8Array } | undefined }).getPeerCertificate()?.raw;
+        const socket = conn.socket as unknown as TlsSessionSocket;
+        // A resumed handshake may carry no certificate: the one the offered session was established with (checked then) is the server's.
+        const raw = socket.getPeerCertificate()?.raw ?? (socket.isSessionReused() ? options.tls?.session?.certificate : undefined);
         const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
         if (refusal) {
           conn.destroy();
