@@ -628,7 +628,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       since: this.sessionSince === undefined ? undefined : new Date(this.sessionSince).toISOString(),
       rttMs: mux?.rttMs,
       reconnects: Math.max(0, this.sessions - 1),
-      openStreams: (mux?.streams.size ?? 0) + this.busyData.conns.size,
+      openStreams: (mux === undefined ? 0 : mux.streams.size - mux.carried) + this.busyData.conns.size,
       dataConnections: this.dataDialled,
       dataResumed: this.dataResumed,
       lastError: this.lastError,

@@ -968,7 +968,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       reconnects: session.reconnects,
       mappings: [...session.mappings.values()].map(redactMapping),
       rejected: session.rejected,
-      openStreams: session.mux.streams.size + session.busy.size,
+      openStreams: session.mux.streams.size - session.mux.carried + session.busy.size,
       bytesIn: conn.bytesRead + dataBytes(session, 'in'),
       bytesOut: conn.bytesWritten + dataBytes(session, 'out'),
       queuedBytes: stats.queuedBytes,
@@ -989,7 +989,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       const row = rows.get(session.name)!;
       const stats = session.mux.stats();
       row.connected++;
-      row.openStreams += stats.streams + session.busy.size;
+      row.openStreams += stats.streams - session.mux.carried + session.busy.size;
       row.streams += stats.opened + session.dataOpened;
       row.bytesIn += session.mux.conn.bytesRead + dataBytes(session, 'in');
       row.bytesOut += session.mux.conn.bytesWritten + dataBytes(session, 'out');

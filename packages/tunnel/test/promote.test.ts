@@ -420,3 +420,41 @@ test('dataPromoteBytes 0 keeps the open-time data connections with a capable cli
     await echo.close();
   }
 });
+
+test('a stream counts once in openStreams on both sides while it moves (moved here, the peer\'s marker not read yet)', async () => {
+  const echo = await echoServer();
+  const t = await tunnel(echo.port, {});
+  // Each side stops reading its session the moment it moves: the other's MOVED marker waits, so the stream stays on the mux with its data connection busy.
+  const server = t.server as unknown as { promote(session: { mux: Mux }, stream: TunnelStream): void };
+  const promote = server.promote.bind(t.server);
+  let serverMux: Mux | undefined;
+  server.promote = (session, stream) => {
+    serverMux ??= session.mux;
+    session.mux.conn.pause();
+    promote(session, stream);
+  };
+  const client = t.client as unknown as { moveStream(link: DataLink, payload: Uint8Array): void; busyData: { conns: Set<Conn> } };
+  const moveStream = client.moveStream.bind(t.client);
+  client.moveStream = (link, payload) => {
+    t.client.sessionMux!.conn.pause();
+    moveStream(link, payload);
+  };
+  try {
+    const sent = Buffer.from(pattern(1024 * 1024, 5));
+    const echoed = visit(t.publicPort, (socket) => socket.end(sent));
+    await until(() => t.server.clients()[0]!.dataStreams === 1 && client.busyData.conns.size === 1, 'both sides moved');
+    assert.equal(serverMux!.streams.size, 1, 'the server still has the stream on the mux');
+    assert.equal(t.client.sessionMux!.streams.size, 1, 'the client still has the stream on the mux');
+    assert.equal(t.server.clients()[0]!.openStreams, 1);
+    assert.equal(t.server.totals()[0]!.openStreams, 1);
+    assert.equal(t.client.status().openStreams, 1);
+    serverMux!.conn.resume();
+    t.client.sessionMux!.conn.resume();
+    const received = await within(echoed);
+    assert.ok(received.equals(sent), 'byte-exact echo');
+    await until(() => t.server.clients()[0]!.openStreams === 0 && t.client.status().openStreams === 0, 'nothing open');
+  } finally {
+    await t.stop();
+    await echo.close();
+  }
+});
