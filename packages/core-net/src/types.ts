@@ -26,7 +26,9 @@ export interface Conn {
    * From now on report `address`:`port` as the peer: a connection that
    * carries someone else's bytes (a tunnel's data connection, a visitor)
    * shows that one to logs and address ACLs, as a tunnel stream does.
-   * Not on an accepted connection: its listener's limits count it by address.
+   * An accepted connection's listener counts it by address and releases it
+   * by the address it shows at close: show its own again before (the tunnel
+   * server's tracker of busy data connections does).
    */
   showPeer?(address: string, port: number): void;
   readonly localAddress: string;

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { connPair, type Conn } from '@wmproxy/core-net';
+import { connPair, type Conn, type ConnLimit } from '@wmproxy/core-net';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
 import { DEFAULT_DATA_POOL, TunnelClient, TunnelServer, parseMapSpec, type DataLink, type Mux, type TunnelServerOptions, type TunnelStream } from '../src/index.js';
 import { delay, muxPair, pattern, sink, split, streamPair, until, visit, writeAll } from './helpers.js';
@@ -453,6 +453,28 @@ test('a stream counts once in openStreams on both sides while it moves (moved he
     const received = await within(echoed);
     assert.ok(received.equals(sent), 'byte-exact echo');
     await until(() => t.server.clients()[0]!.openStreams === 0 && t.client.status().openStreams === 0, 'nothing open');
+  } finally {
+    await t.stop();
+    await echo.close();
+  }
+});
+
+test('after a move the visitor is still the peer, on its stream and its data connection; the tunnel listener releases it by the client', async () => {
+  const echo = await echoServer();
+  const t = await tunnel(echo.port, {});
+  const listener = (t.server as unknown as { control: { limit: ConnLimit } }).control.limit;
+  try {
+    const fromClient = listener.openFrom('127.0.0.1');
+    const stream = (await t.server.openStream('svc', { address: '192.0.2.3', port: 1003 })) as TunnelStream;
+    const echoed = sink(stream);
+    await writeAll(stream, split(Buffer.from(pattern(1024 * 1024, 9)), [64 * 1024]));
+    await until(() => stream.carrier !== undefined, 'the stream moved');
+    assert.deepEqual([stream.remoteAddress, stream.remotePort], ['192.0.2.3', 1003]);
+    assert.deepEqual([stream.carrier!.remoteAddress, stream.carrier!.remotePort], ['192.0.2.3', 1003]);
+    assert.equal((await within(echoed.done)).bytes.byteLength, 1024 * 1024);
+    await until(() => t.server.clients()[0]!.openStreams === 0 && t.server.clients()[0]!.idleDataConnections === 2, 'closed, the pool refilled');
+    assert.equal(listener.openFrom('127.0.0.1'), fromClient);
+    assert.equal(listener.openFrom('192.0.2.3'), 0);
   } finally {
     await t.stop();
     await echo.close();
