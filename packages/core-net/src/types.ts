@@ -158,6 +158,10 @@ export interface TlsSession {
   readonly bytes: Uint8Array;
   /** The server's leaf certificate (DER) of the full handshake the session came from. */
   readonly certificate: Uint8Array | undefined;
+  /** What that connection verified (name, CA list, rejectUnauthorized): a session is offered only to a connection that verifies the same. */
+  readonly servername: string;
+  readonly ca: TlsClientOptions['ca'];
+  readonly rejectUnauthorized: boolean;
 }
 
 export interface TlsKeyPair {
@@ -184,7 +188,8 @@ export interface TlsClientOptions {
   verifyPeer?(certificateDer: Uint8Array): string | undefined;
   /**
    * Offer this session (an earlier connection's `tlsSession`, to the same
-   * server) for resumption: a server that accepts skips its certificate and
+   * server) for resumption, if that connection verified the same way (same
+   * `servername`, `ca` object and `rejectUnauthorized`; else a full handshake): a server that accepts skips its certificate and
    * signature, and `verifyPeer` is given the certificate the session was
    * established with. A server that cannot decrypt the ticket (another
    * server, a restart: new ticket keys) does a full handshake, checked as

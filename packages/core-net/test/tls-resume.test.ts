@@ -78,6 +78,32 @@ for (const rt of runtimes) {
       }
     });
 
+    test('a CA-verified client (not pinned) resumes too; a session is not offered for another name (refused: the certificate lacks it) or another CA list', async () => {
+      setRuntime(rt);
+      const server = await echo(pair.cert, pair.key);
+      try {
+        const port = portOf(server);
+        const verified = (session?: TlsSession, servername = 'localhost'): TlsClientOptions => ({ ca: pair.cert, servername, keepSession: true, session });
+        const first = await connect({ host: '127.0.0.1', port, tls: verified() });
+        await ping(first);
+        const session = await sessionOf(first);
+        first.destroy();
+        assert.ok(session);
+        const second = await connect({ host: '127.0.0.1', port, tls: verified(session) });
+        await ping(second);
+        assert.equal(second.tlsResumed, true);
+        second.destroy();
+        // Not offered where the first connection's checks would not hold: another name (a resumed handshake skips the name check), another CA list.
+        await assert.rejects(connect({ host: '127.0.0.1', port, tls: verified(session, 'other.test') }));
+        const otherCa = await connect({ host: '127.0.0.1', port, tls: { ca: [pair.cert], servername: 'localhost', session } });
+        await ping(otherCa);
+        assert.equal(otherCa.tlsResumed, false);
+        otherCa.destroy();
+      } finally {
+        await server.shutdown({ deadlineMs: 100 });
+      }
+    });
+
     test('a session offered to another server (new ticket keys) is a full handshake: the pin refuses a wrong certificate, a right one connects', async () => {
       setRuntime(rt);
       const first = await echo(pair.cert, pair.key);

@@ -5,7 +5,8 @@ import { formatHostPort } from '../../address.js';
 import { nodeRuntime } from '../node/index.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsSession } from '../../types.js';
+import { offeredSession, tlsSession } from '../../tls/session.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsClientOptions, TlsSession } from '../../types.js';
 
 type BunSocket = import('bun').Socket<BunConn | undefined>;
 
@@ -32,8 +33,8 @@ export class BunConn extends ConnBase {
   private readonly tls: boolean;
   /** Settles when a TLS handshake finishes (client side waits on it before handing the Conn out). */
   handshake: { resolve(error: Error | null): void } | undefined;
-  /** TLS clients: keep the session the server issues (`tlsSession`), and the one offered (its certificate stands on resumption). */
-  keepSession = false;
+  /** TLS clients that keep the session the server issues (`tlsSession`): their options, and the session offered (its certificate stands on resumption). */
+  sessionOptions: (TlsClientOptions & { servername: string }) | undefined = undefined;
   offeredSession: TlsSession | undefined = undefined;
 
   constructor(socket: BunSocket, tls: boolean) {
@@ -66,14 +67,14 @@ export class BunConn extends ConnBase {
 
   /** Read from the socket when asked: Bun tells of no ticket as it comes (node:tls's 'session'). */
   get tlsSession(): TlsSession | undefined {
-    if (!this.keepSession || this.closed) return undefined;
+    if (this.sessionOptions === undefined || this.closed) return undefined;
     const socket = this.socket as unknown as TlsSessionSocket;
     // No ticket yet: nothing the server could resume.
     if (socket.getTLSTicket() === undefined) return undefined;
     const bytes = socket.getSession();
     if (bytes === undefined) return undefined;
     const certificate = socket.isSessionReused() ? this.offeredSession?.certificate : socket.getPeerCertificate()?.raw;
-    return { bytes, certificate };
+    return tlsSession(bytes, certificate, this.sessionOptions);
   }
 
   get localAddress(): string {
@@ -300,8 +301,10 @@ class PendingConnect {
   readonly handshake = undefined;
   constructor(
     readonly tls: boolean,
+    /** Offered for resumption. */
     readonly session: TlsSession | undefined,
-    readonly keepSession: boolean,
+    /** Set when the connection keeps its session (keepSession or session). */
+    readonly sessionOptions: (TlsClientOptions & { servername: string }) | undefined,
   ) {}
   onData(): void {}
   onDrain(): void {}
@@ -327,7 +330,7 @@ const connectHandlers = socketHandlers((socket) => {
   // Offered here or never: Bun takes a session only before the handshake starts (in `open`, with a `handshake` handler).
   if (pending.session) (socket as unknown as TlsSessionSocket).setSession(pending.session.bytes);
   const conn = new BunConn(socket, pending.tls);
-  conn.keepSession = pending.keepSession || pending.session !== undefined;
+  conn.sessionOptions = pending.sessionOptions;
   conn.offeredSession = pending.session;
   if (pending.tls) pending.handshakeDone = new Promise((resolve) => (conn.handshake = { resolve }));
   socket.data = conn;
@@ -338,7 +341,8 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
   const address = formatHostPort(options.ip, options.port);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onAbort: (() => void) | undefined;
-  const state = new PendingConnect(options.tls !== undefined, options.tls?.session, options.tls?.keepSession ?? false);
+  const offered = options.tls ? offeredSession(options.tls) : undefined;
+  const state = new PendingConnect(options.tls !== undefined, offered, options.tls && (options.tls.keepSession || options.tls.session) ? options.tls : undefined);
   const pending = Bun.connect<BunConn | undefined>({
     data: state as unknown as BunConn,
     hostname: options.ip,
@@ -381,7 +385,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
       if (verifyPeer) {
         const socket = conn.socket as unknown as TlsSessionSocket;
         // A resumed handshake may carry no certificate: the one the offered session was established with (checked then) is the server's.
-        const raw = socket.getPeerCertificate()?.raw ?? (socket.isSessionReused() ? options.tls?.session?.certificate : undefined);
+        const raw = socket.getPeerCertificate()?.raw ?? (socket.isSessionReused() ? offered?.certificate : undefined);
         const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
         if (refusal) {
           conn.destroy();

@@ -8,14 +8,16 @@ import { AddressCounts } from '../../conn-limit.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsKeyPair, TlsServerOptions, TlsSession } from '../../types.js';
+import { offeredSession, tlsSession } from '../../tls/session.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsClientOptions, TlsKeyPair, TlsServerOptions, TlsSession } from '../../types.js';
 
 const kConn = Symbol('wmproxy.conn');
 type TaggedSocket = net.Socket & { [kConn]?: NodeConn };
-/** A TLS client socket's offered session and the latest one its server issued (keepSession). */
+/** A TLS client socket's options, offered session, and the latest session its server issued (keepSession). */
+const kOptions = Symbol('wmproxy.tlsOptions');
 const kOffered = Symbol('wmproxy.offeredSession');
 const kSession = Symbol('wmproxy.session');
-type SessionSocket = tls.TLSSocket & { [kOffered]?: TlsSession; [kSession]?: TlsSession };
+type SessionSocket = tls.TLSSocket & { [kOptions]?: TlsClientOptions & { servername: string }; [kOffered]?: TlsSession; [kSession]?: TlsSession };
 
 /** node:net sockets behind the Conn interface. Listeners are shared functions, not per-socket closures. */
 export class NodeConn extends ConnBase {
@@ -159,7 +161,7 @@ function onSocketClose(this: TaggedSocket): void {
 /** node:tls's 'session': a ticket came. A resumed connection's server sent no certificate: the offered session's stands. */
 function onSocketSession(this: SessionSocket, bytes: Buffer): void {
   const certificate = this.isSessionReused() ? this[kOffered]?.certificate : this.getPeerCertificate(false)?.raw;
-  this[kSession] = { bytes, certificate };
+  this[kSession] = tlsSession(bytes, certificate, this[kOptions]!);
 }
 
 function listen(options: ListenOptions): Promise<Listener> {
@@ -465,6 +467,7 @@ function plainSocket(options: RawConnectOptions): net.Socket {
 function connectIp(options: RawConnectOptions): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const address = formatHostPort(options.ip, options.port);
+    const offered = options.tls ? offeredSession(options.tls) : undefined;
     const socket: net.Socket = options.tls
       ? tls.connect({
           host: options.ip,
@@ -478,11 +481,12 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
           localAddress: options.localAddress,
           allowHalfOpen: true,
           ciphers: preferredCiphers(),
-          session: options.tls.session ? Buffer.from(options.tls.session.bytes) : undefined,
+          session: offered ? Buffer.from(offered.bytes) : undefined,
         })
       : plainSocket(options);
     if (options.tls && (options.tls.session || options.tls.keepSession)) {
-      (socket as SessionSocket)[kOffered] = options.tls.session;
+      (socket as SessionSocket)[kOptions] = options.tls;
+      (socket as SessionSocket)[kOffered] = offered;
       socket.on('session', onSocketSession);
     }
     let settled = false;
@@ -507,7 +511,7 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
       if (verifyPeer) {
         const secure = socket as tls.TLSSocket;
         // A resumed handshake carries no certificate: the one the offered session was established with (checked then) is the server's.
-        const raw = secure.getPeerCertificate(false)?.raw ?? (secure.isSessionReused() ? options.tls!.session?.certificate : undefined);
+        const raw = secure.getPeerCertificate(false)?.raw ?? (secure.isSessionReused() ? offered?.certificate : undefined);
         const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
         if (refusal) return fail(new NetError('EPROTO', `TLS verification of ${address} failed: ${refusal}`, { address }));
       }
