@@ -162,6 +162,8 @@ export interface TlsSession {
   readonly servername: string;
   readonly ca: TlsClientOptions['ca'];
   readonly rejectUnauthorized: boolean;
+  /** The client certificate it showed (mutual TLS): a resumed client is that one to the server. */
+  readonly clientCert: TlsClientOptions['cert'];
 }
 
 export interface TlsKeyPair {
@@ -189,7 +191,8 @@ export interface TlsClientOptions {
   /**
    * Offer this session (an earlier connection's `tlsSession`, to the same
    * server) for resumption, if that connection verified the same way (same
-   * `servername`, `ca` object and `rejectUnauthorized`; else a full handshake): a server that accepts skips its certificate and
+   * `servername`, `ca` object, `rejectUnauthorized` and client `cert`; else
+   * a full handshake): a server that accepts skips its certificate and
    * signature, and `verifyPeer` is given the certificate the session was
    * established with. A server that cannot decrypt the ticket (another
    * server, a restart: new ticket keys) does a full handshake, checked as

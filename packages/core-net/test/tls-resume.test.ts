@@ -78,7 +78,7 @@ for (const rt of runtimes) {
       }
     });
 
-    test('a CA-verified client (not pinned) resumes too; a session is not offered for another name (refused: the certificate lacks it) or another CA list', async () => {
+    test('a CA-verified client (not pinned) resumes too; a session is not offered for another name (refused: the certificate lacks it), another CA list or another client certificate', async () => {
       setRuntime(rt);
       const server = await echo(pair.cert, pair.key);
       try {
@@ -99,6 +99,11 @@ for (const rt of runtimes) {
         await ping(otherCa);
         assert.equal(otherCa.tlsResumed, false);
         otherCa.destroy();
+        // Nor with another client certificate: a server would take the resumed client for the first one.
+        const otherClient = await connect({ host: '127.0.0.1', port, tls: { ...verified(session), cert: other.cert, key: other.key } });
+        await ping(otherClient);
+        assert.equal(otherClient.tlsResumed, false);
+        otherClient.destroy();
       } finally {
         await server.shutdown({ deadlineMs: 100 });
       }
