@@ -7,13 +7,18 @@
 //   visitor -> public port (tunnel server / sshd) -> tunnel client / ssh -> local service
 //
 //   flock /work/bench.lock node bench/tunnel.mjs [--quick] [--only direct,ssh,ssh-tty,wmproxy-bun,wmproxy-node]
-//         [--phases bulk,http,ttfb,stall,idle] [--compare DIR] [--rounds 1] [--size-mib 1024] [--repeat 3] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--idle-warm 100] [--stall-mib 256]
+//         [--phases bulk,iperf,http,ttfb,stall,idle] [--compare DIR] [--rounds 1] [--size-mib 1024] [--repeat 3] [--iperf-sec 5] [--duration 5] [--connections 64] [--ttfb 200] [--idle 1000] [--idle-warm 100] [--stall-mib 256]
 //
 // Scenarios, for every contender:
 //  1. throughput: one stream downloads 1 GiB from the local service (the
 //     visitor reads it), then one uploads 1 GiB (the service reads it),
 //     alternating, 3 times (--repeat): the median MiB/s, and CPU seconds of
 //     the tunnel's processes (server + client) per GiB;
+//  1b. iperf3 (C at both ends, one TCP stream, as rathole's and frp's
+//     benchmarks measure): `iperf3 -R` (download) then upload, --iperf-sec
+//     each (5), alternating --repeat times: the median MiB/s and the tunnel's
+//     CPU seconds per GiB. The node endpoints of (1) take a share of the two
+//     cores that ssh -R and the tunnel then compete for; iperf3's take little;
 //  2. HTTP: wrk -t2 -c64 --latency (no Lua) through a tcp mapping to a
 //     one-worker nginx (`return 200`): req/s and p99;
 //  3. time to first byte of a new connection: connect + one GET + the first
@@ -119,7 +124,8 @@ async function main() {
     rounds: Math.max(1, arg('rounds', 1, 1)),
     // The machine is shared: its load is printed beside the figures.
     loadAtStart: loadavg()[0],
-    phases: argument(args, 'phases', 'bulk,http,ttfb,stall,idle').split(','),
+    iperfSec: arg('iperf-sec', 5, 2),
+    phases: argument(args, 'phases', 'bulk,iperf,http,ttfb,stall,idle').split(','),
   };
   const only = argument(args, 'only', '')?.split(',').filter(Boolean) ?? [];
   const compare = argument(args, 'compare', undefined);
@@ -157,7 +163,12 @@ async function main() {
   });
   const nginx = await startNginxBackends(children, dir, 'location / { return 200 "hello world\\n"; }');
   const httpPort = nginx.ports[0];
-  const services = { bulk: servicePort, http: httpPort };
+  // iperf3's own server (C): its client through each contender gives a throughput figure whose endpoints cost
+  // little CPU, as rathole's and frp's benchmarks measure (the node endpoints above take a share of the 2 cores).
+  const iperfPort = await freePort();
+  children.start('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(iperfPort)], 'iperf3-server');
+  await waitPort(iperfPort);
+  const services = { bulk: servicePort, http: httpPort, iperf: iperfPort };
 
   // ------------------------------------------------------------ contenders
   const contenders = [
@@ -235,6 +246,16 @@ async function runContender(contender, row, config, round) {
   }
   if (downs.length) Object.assign(row, { downMiBs: median(downs.map((r) => r.mibs)), downCpuPerGiB: median(downs.map((r) => r.cpuPerGiB)) });
   if (ups.length) Object.assign(row, { upMiBs: median(ups.map((r) => r.mibs)), upCpuPerGiB: median(ups.map((r) => r.cpuPerGiB)) });
+
+  if (phases.has('iperf')) progress(`${contender.name}: iperf3 -t ${config.iperfSec}, download (-R) and upload x${config.repeat}`);
+  const iperfDowns = [];
+  const iperfUps = [];
+  for (let i = 0; i < (phases.has('iperf') ? config.repeat : 0); i++) {
+    await attempt('iperf-download', async () => iperfDowns.push(await iperf(ports.iperf, true, config.iperfSec, started.pids)));
+    await attempt('iperf-upload', async () => iperfUps.push(await iperf(ports.iperf, false, config.iperfSec, started.pids)));
+  }
+  if (iperfDowns.length) Object.assign(row, { iperfDownMiBs: median(iperfDowns.map((r) => r.mibs)), iperfDownCpuPerGiB: median(iperfDowns.map((r) => r.cpuPerGiB)) });
+  if (iperfUps.length) Object.assign(row, { iperfUpMiBs: median(iperfUps.map((r) => r.mibs)), iperfUpCpuPerGiB: median(iperfUps.map((r) => r.cpuPerGiB)) });
 
   if (phases.has('http')) progress(`${contender.name}: wrk -c${config.connections} ${config.durationSec}s`);
   if (phases.has('http')) await attempt('http', async () => {
@@ -362,7 +383,7 @@ LogLevel ERROR
   if (test.status !== 0) throw new Error(`sshd -t: ${test.stderr.trim()}`);
   const server = children.start(sshd, ['-D', '-e', '-f', conf], 'sshd');
   await waitPort(sshdPort);
-  const ports = { bulk: await freePort(), http: await freePort() };
+  const ports = { bulk: await freePort(), http: await freePort(), iperf: await freePort() };
   const client = children.start(
     'ssh',
     [
@@ -371,6 +392,7 @@ LogLevel ERROR
       '-o', 'ExitOnForwardFailure=yes', '-o', 'Ciphers=chacha20-poly1305@openssh.com', '-o', 'LogLevel=ERROR',
       '-R', `127.0.0.1:${ports.bulk}:127.0.0.1:${services.bulk}`,
       '-R', `127.0.0.1:${ports.http}:127.0.0.1:${services.http}`,
+      '-R', `127.0.0.1:${ports.iperf}:127.0.0.1:${services.iperf}`,
       `${userInfo().username}@127.0.0.1`,
       ...(tty ? ['sleep', '86400'] : []),
     ],
@@ -398,11 +420,11 @@ async function startTunnel(children, dir, services, runtime, token, tree = root,
   const command = runtime === 'bun' ? join(root, 'node_modules/.bin/bun') : process.execPath;
   const cli = join(tree, 'cli/bin/run.js');
   const control = await freePort();
-  const ports = { bulk: await freePort(), http: await freePort() };
+  const ports = { bulk: await freePort(), http: await freePort(), iperf: await freePort() };
   const stateDir = mkdtempSync(join(dir, `tunnel-${runtime}-`));
   const server = children.start(
     command,
-    [cli, 'tunnel', 'server', '--listen', `127.0.0.1:${control}`, '--token', token, '--state-dir', stateDir, '--allow-ports', String(ports.bulk), '--allow-ports', String(ports.http),
+    [cli, 'tunnel', 'server', '--listen', `127.0.0.1:${control}`, '--token', token, '--state-dir', stateDir, '--allow-ports', String(ports.bulk), '--allow-ports', String(ports.http), '--allow-ports', String(ports.iperf),
       ...(dataPool === undefined ? [] : ['--data-pool', String(dataPool)]),
       ...(maxBusy === undefined ? [] : ['--data-max-busy', String(maxBusy)]),
       ...(promoteBytes === undefined ? [] : ['--data-promote-bytes', String(promoteBytes)])],
@@ -414,7 +436,8 @@ async function startTunnel(children, dir, services, runtime, token, tree = root,
   const client = children.start(
     command,
     [cli, 'tunnel', 'client', '--server', `127.0.0.1:${control}`, '--token', token, '--fingerprint', fingerprint,
-      '--map', `bulk=tcp:127.0.0.1:${services.bulk}:${ports.bulk}`, '--map', `http=tcp:127.0.0.1:${services.http}:${ports.http}`],
+      '--map', `bulk=tcp:127.0.0.1:${services.bulk}:${ports.bulk}`, '--map', `http=tcp:127.0.0.1:${services.http}:${ports.http}`,
+      '--map', `iperf=tcp:127.0.0.1:${services.iperf}:${ports.iperf}`],
     `tunnel-client-${runtime}`,
     { stdout: true },
   );
@@ -426,10 +449,10 @@ async function startTunnel(children, dir, services, runtime, token, tree = root,
 async function startMuxRelay(children, services) {
   const bun = join(root, 'node_modules/.bin/bun');
   const relay = join(root, 'bench/lib/mux-relay.ts');
-  const bulk = await freePort();
-  const http = await freePort();
+  const ports = { bulk: await freePort(), http: await freePort(), iperf: await freePort() };
   const pair = [];
-  for (const [name, pub, local] of [['bulk', bulk, services.bulk], ['http', http, services.http]]) {
+  for (const name of ['bulk', 'http', 'iperf']) {
+    const [pub, local] = [ports[name], services[name]];
     const server = children.start(bun, [relay, 'server', String(pub)], `mux-server-${name}`, { stdout: true });
     const control = await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`mux relay did not start: ${server.output}`)), 10_000);
@@ -441,7 +464,6 @@ async function startMuxRelay(children, services) {
     const client = children.start(bun, [relay, 'client', String(control), String(local)], `mux-client-${name}`, { stdout: true });
     pair.push(server, client);
   }
-  const ports = { bulk, http };
   await ready(ports, pair);
   // Memory and CPU are the bulk mapping's pair's: every scenario but HTTP goes through it.
   return contenderHandle(ports, pair[0], pair[1], pair.slice(2));
@@ -454,9 +476,9 @@ async function startMuxRelay(children, services) {
 async function startRelayPair(children, services, mode, runtime = 'bun') {
   const command = runtime === 'node' ? process.execPath : join(root, 'node_modules/.bin/bun');
   const script = join(root, runtime === 'node' ? 'bench/lib/relay-pair-node.mjs' : 'bench/lib/relay-pair.ts');
-  const ports = { bulk: await freePort(), http: await freePort() };
+  const ports = { bulk: await freePort(), http: await freePort(), iperf: await freePort() };
   const pair = [];
-  for (const name of ['bulk', 'http']) {
+  for (const name of ['bulk', 'http', 'iperf']) {
     const far = children.start(command, [script, 'far', mode, String(services[name])], `relay-${mode}-${runtime}-far-${name}`, { stdout: true });
     const control = await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`relay did not start: ${far.output}`)), 10_000);
@@ -485,13 +507,13 @@ async function startHaproxyPair(children, dir, services) {
   const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=relay', '-days', '1', '-keyout', pem, '-out', join(haDir, 'crt.pem')], { encoding: 'utf8' });
   if (made.status !== 0) throw new Error(`openssl: ${made.stderr}`);
   writeFileSync(pem, readFileSync(pem, 'utf8') + readFileSync(join(haDir, 'crt.pem'), 'utf8'));
-  const ports = { bulk: await freePort(), http: await freePort() };
-  const control = { bulk: await freePort(), http: await freePort() };
+  const ports = { bulk: await freePort(), http: await freePort(), iperf: await freePort() };
+  const control = { bulk: await freePort(), http: await freePort(), iperf: await freePort() };
   const global = 'global\n  nbthread 1\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n';
   const near = join(haDir, 'near.cfg');
   const far = join(haDir, 'far.cfg');
-  writeFileSync(near, global + ['bulk', 'http'].map((n) => `listen ${n}\n  bind 127.0.0.1:${ports[n]}\n  server s 127.0.0.1:${control[n]} ssl verify none\n`).join(''));
-  writeFileSync(far, global + ['bulk', 'http'].map((n) => `listen ${n}\n  bind 127.0.0.1:${control[n]} ssl crt ${pem}\n  server s 127.0.0.1:${services[n]}\n`).join(''));
+  writeFileSync(near, global + ['bulk', 'http', 'iperf'].map((n) => `listen ${n}\n  bind 127.0.0.1:${ports[n]}\n  server s 127.0.0.1:${control[n]} ssl verify none\n`).join(''));
+  writeFileSync(far, global + ['bulk', 'http', 'iperf'].map((n) => `listen ${n}\n  bind 127.0.0.1:${control[n]} ssl crt ${pem}\n  server s 127.0.0.1:${services[n]}\n`).join(''));
   const farChild = children.start('haproxy', ['-db', '-f', far], 'haproxy-far');
   const nearChild = children.start('haproxy', ['-db', '-f', near], 'haproxy-near');
   await ready(ports, [farChild, nearChild]);
@@ -573,6 +595,45 @@ async function transfer(direction, port, bytes, pids) {
   const { seconds } = await direction(port, bytes, 120_000);
   const mib = bytes / (1024 * 1024);
   return { mibs: mib / seconds, cpuPerGiB: before === undefined ? undefined : ((cpuSecondsOf(pids()) - before) * 1024) / mib };
+}
+
+/**
+ * One iperf3 test of `seconds` through `port` (one TCP stream; `reverse`: the service sends, so the visitor
+ * downloads): MiB/s received, and CPU seconds per GiB of the tunnel's processes (undefined for direct).
+ */
+async function iperf(port, reverse, seconds, pids) {
+  // A mapping's third port may open a moment after the two that ready() checks (a connection to iperf3's server
+  // that carries no test would upset its state, so it is not probed): try again, at most twice.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await iperfOnce(port, reverse, seconds, pids);
+    } catch (error) {
+      if (attempt === 3) throw error;
+      await sleep(1000);
+    }
+  }
+}
+
+async function iperfOnce(port, reverse, seconds, pids) {
+  const before = pids().length ? cpuSecondsOf(pids()) : undefined;
+  const child = spawn('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J', ...(reverse ? ['-R'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (chunk) => (out += chunk));
+  child.stderr.on('data', (chunk) => (out += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
+  const code = await new Promise((resolve) => child.once('close', resolve));
+  clearTimeout(timer);
+  let result;
+  try {
+    result = JSON.parse(out);
+  } catch {
+    throw new Error(`iperf3 exited ${code}: ${oneLine(out.slice(-400))}`);
+  }
+  if (result.error) throw new Error(`iperf3: ${result.error}`);
+  const received = result.end?.sum_received;
+  if (!(received?.bytes > 0)) throw new Error('iperf3 received nothing');
+  const mib = received.bytes / (1024 * 1024);
+  return { mibs: mib / received.seconds, cpuPerGiB: before === undefined ? undefined : ((cpuSecondsOf(pids()) - before) * 1024) / mib };
 }
 
 const GET = Buffer.from('GET / HTTP/1.1\r\nHost: tunnel.bench\r\nUser-Agent: wmproxy-bench\r\n\r\n', 'latin1');
@@ -666,6 +727,10 @@ function aggregate(rows) {
     row.upXDirect = ratio(row.upMiBs, direct?.upMiBs);
     row.upXSsh = ratio(row.upMiBs, ssh?.upMiBs);
     row.rpsXSsh = ratio(row.rps, ssh?.rps);
+    row.iperfDownXDirect = ratio(row.iperfDownMiBs, direct?.iperfDownMiBs);
+    row.iperfDownXSsh = ratio(row.iperfDownMiBs, ssh?.iperfDownMiBs);
+    row.iperfUpXDirect = ratio(row.iperfUpMiBs, direct?.iperfUpMiBs);
+    row.iperfUpXSsh = ratio(row.iperfUpMiBs, ssh?.iperfUpMiBs);
   }
   const names = [...new Set(rows.map((r) => r.name))];
   return names.map((name) => {
@@ -700,6 +765,15 @@ function report(rows, config) {
         `        ${fmt(row.upMiBs).padStart(9)} (${fmt(row.upXDirect, 2).padStart(5)}, ${fmt(row.upXSsh, 2).padStart(5)}) [${fmt(row.upCpuPerGiB, 2).padStart(5)}]`,
     );
   }
+  if (results.some((row) => row.iperfDownMiBs !== undefined || row.iperfUpMiBs !== undefined)) {
+    console.log(`\niperf3 -t ${config.iperfSec}     download (-R) MiB/s (x direct, x ssh) [cpu s/GiB]  upload MiB/s (x direct, x ssh) [cpu s/GiB]`);
+    for (const row of results) {
+      console.log(
+        `${row.name.padEnd(16)} ${fmt(row.iperfDownMiBs).padStart(9)} (${fmt(row.iperfDownXDirect, 2).padStart(5)}, ${fmt(row.iperfDownXSsh, 2).padStart(5)}) [${fmt(row.iperfDownCpuPerGiB, 2).padStart(5)}]` +
+          `        ${fmt(row.iperfUpMiBs).padStart(9)} (${fmt(row.iperfUpXDirect, 2).padStart(5)}, ${fmt(row.iperfUpXSsh, 2).padStart(5)}) [${fmt(row.iperfUpCpuPerGiB, 2).padStart(5)}]`,
+      );
+    }
+  }
   console.log('\n                    req/s  x ssh  p50 ms  p99 ms  errors   TTFB p50 ms  p99 ms   healthy MiB/s stalled/unstalled    %   idle KiB/stream (server + client)  RSS MiB idle before/after, peak in 1-4');
   for (const row of results) {
     console.log(
@@ -719,6 +793,8 @@ function report(rows, config) {
     check('upload >= 2x ssh -R', row.upXSsh, 2, (v) => v >= 2);
     check('upload >= 0.5x direct', row.upXDirect, 0.5, (v) => v >= 0.5);
     check('HTTP req/s >= 3x ssh -R', row.rpsXSsh, 3, (v) => v >= 3);
+    check('iperf3 download >= 2x ssh -R', row.iperfDownXSsh, 2, (v) => v >= 2);
+    check('iperf3 upload >= 2x ssh -R', row.iperfUpXSsh, 2, (v) => v >= 2);
     check('healthy stream >= 90 % beside a stalled one', row.healthyPct, 90, (v) => v >= 90);
     check('<= 10 KiB per idle stream', row.idleKiBPerStream, 10, (v) => v <= 10);
   }

@@ -10,6 +10,7 @@ export type {
   TlsClientOptions,
   TlsServerOptions,
   TlsKeyPair,
+  TlsSession,
 } from './types.js';
 export { parseClientHello, type ClientHello } from './tls/client-hello.js';
 export {

@@ -26,7 +26,9 @@ export interface Conn {
    * From now on report `address`:`port` as the peer: a connection that
    * carries someone else's bytes (a tunnel's data connection, a visitor)
    * shows that one to logs and address ACLs, as a tunnel stream does.
-   * Not on an accepted connection: its listener's limits count it by address.
+   * An accepted connection's listener counts it by address and releases it
+   * by the address it shows at close: show its own again before (the tunnel
+   * server's tracker of busy data connections does).
    */
   showPeer?(address: string, port: number): void;
   readonly localAddress: string;
@@ -40,6 +42,15 @@ export interface Conn {
   readonly servername?: string;
   /** The protocol TLS ALPN chose (`'h2'`), once the handshake is done; undefined when none was. */
   readonly alpnProtocol?: string | undefined;
+  /** TLS: the handshake resumed an earlier session (no certificate sent, no signature made). */
+  readonly tlsResumed?: boolean;
+  /**
+   * TLS clients dialled with `keepSession` or `session`: the latest session
+   * the server issued a ticket for, to offer on the next connection to it
+   * (`TlsClientOptions.session`); undefined while none came (a TLS 1.3
+   * ticket comes after the handshake, a Bun server's with its first write).
+   */
+  readonly tlsSession?: TlsSession | undefined;
   /**
    * Queue bytes for sending. Returns false when the queued amount is above the
    * high-water mark: the producer should pause until `drain`. Bytes are never
@@ -137,6 +148,25 @@ export interface TlsServerOptions {
   maxHandshakesPerIp?: number;
 }
 
+/**
+ * A TLS session to resume, from `Conn.tlsSession`. Made only by core-net,
+ * from a connection that passed its checks: it keeps the server certificate
+ * of the handshake that established it, since a resumed handshake sends
+ * none and `verifyPeer` checks that one instead.
+ */
+export interface TlsSession {
+  /** The runtime's serialised session (with its ticket). */
+  readonly bytes: Uint8Array;
+  /** The server's leaf certificate (DER) of the full handshake the session came from. */
+  readonly certificate: Uint8Array | undefined;
+  /** What that connection verified (name, CA list, rejectUnauthorized): a session is offered only to a connection that verifies the same. */
+  readonly servername: string;
+  readonly ca: TlsClientOptions['ca'];
+  readonly rejectUnauthorized: boolean;
+  /** The client certificate it showed (mutual TLS): a resumed client is that one to the server. */
+  readonly clientCert: TlsClientOptions['cert'];
+}
+
 export interface TlsKeyPair {
   cert: string | Uint8Array;
   key: string | Uint8Array;
@@ -159,6 +189,20 @@ export interface TlsClientOptions {
    * this is certificate pinning (by fingerprint, as ssh does).
    */
   verifyPeer?(certificateDer: Uint8Array): string | undefined;
+  /**
+   * Offer this session (an earlier connection's `tlsSession`, to the same
+   * server) for resumption, if that connection verified the same way (same
+   * `servername`, `ca` object, `rejectUnauthorized` and client `cert`; else
+   * a full handshake): a server that accepts skips its certificate and
+   * signature, and `verifyPeer` is given the certificate the session was
+   * established with. A server that cannot decrypt the ticket (another
+   * server, a restart: new ticket keys) does a full handshake, checked as
+   * usual. Node and Bun servers issue tickets (a Bun server sends its
+   * ticket with its first write), keyed per listener and process.
+   */
+  session?: TlsSession;
+  /** Keep the session the server issues (`Conn.tlsSession`); implied by `session`. Costs about 1 KiB per connection. */
+  keepSession?: boolean;
 }
 
 /** What a runtime needs of a listener's handshake slots (conn-limit.ts HandshakeSlots). */

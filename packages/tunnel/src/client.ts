@@ -22,6 +22,7 @@ import {
   type ConnTracker,
   type Logger,
   type TlsClientOptions,
+  type TlsSession,
   type UdpEndpoint,
 } from '@wmproxy/core-net';
 import { ForwardProxy, type ForwardProxyOptions } from '@wmproxy/http-proxy';
@@ -90,6 +91,9 @@ export interface TunnelClientStatus {
   rttMs: number | undefined;
   reconnects: number;
   openStreams: number;
+  /** Data connections dialled in all, and how many of them resumed a TLS session (no certificate, no signature: a cheaper handshake). */
+  dataConnections: number;
+  dataResumed: number;
   lastError: string | undefined;
   results: RegistrationResult[];
 }
@@ -131,6 +135,10 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private dataSessionId = '';
   private readonly idleData = new Set<DataLink>();
   private dialing = 0;
+  /** The latest TLS session the server issued a ticket for, offered by each data connection (TlsClientOptions.session). */
+  private tlsSession: TlsSession | undefined;
+  private dataDialled = 0;
+  private dataResumed = 0;
   private readonly busyData = new BusyData();
   private dataRetry: ReturnType<typeof setTimeout> | undefined;
   private dataTimer: ReturnType<typeof setInterval> | undefined;
@@ -217,10 +225,11 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     return Math.round(base / 2 + Math.random() * (base / 2));
   }
 
-  private tlsOptions(): TlsClientOptions | undefined {
+  /** `session`: offered for resumption (data connections); every connection keeps the one its server issues. */
+  private tlsOptions(session?: TlsSession): TlsClientOptions | undefined {
     const tls = this.options.tls;
     if (tls === false) return undefined;
-    const out: TlsClientOptions = {};
+    const out: TlsClientOptions = { keepSession: true, session };
     if (tls?.servername) out.servername = tls.servername;
     if (tls?.cert !== undefined) {
       out.cert = tls.cert;
@@ -247,6 +256,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     const mux = new Mux(conn, { side: 'client', logger: this.logger });
     this.mux = mux;
     const settings = await clientHandshake(mux, { token: this.options.token, name: this.options.name, canMove: this.options.promotion });
+    // A new session's ticket replaces the last: after a server restart the old one resumes nothing.
+    this.tlsSession = conn.tlsSession ?? this.tlsSession;
     const closed = new Promise<Error | undefined>((resolve) => {
       mux.setEvents({
         control: (_m, type, _flags, payload) => this.onControl(type, payload),
@@ -445,7 +456,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   };
 
   private async dialData(mux: Mux): Promise<void> {
-    const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal });
+    const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(this.tlsSession), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal });
     const link = new DataLink(conn);
     if (this.mux !== mux || mux.closed) return link.close();
     const timeoutMs = DEFAULT_HANDSHAKE_TIMEOUT_MS;
@@ -468,6 +479,10 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       link.close(error as Error);
       throw error;
     }
+    this.dataDialled++;
+    if (conn.tlsResumed) this.dataResumed++;
+    // Its ticket came with CHALLENGE at the latest (after the handshake, with the server's first write).
+    this.tlsSession = conn.tlsSession ?? this.tlsSession;
     if (this.mux !== mux || mux.closed) return link.close();
     this.idleData.add(link);
     link.listen(this.boundDataFrame, this.boundDataClosed);
@@ -613,7 +628,9 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       since: this.sessionSince === undefined ? undefined : new Date(this.sessionSince).toISOString(),
       rttMs: mux?.rttMs,
       reconnects: Math.max(0, this.sessions - 1),
-      openStreams: (mux?.streams.size ?? 0) + this.busyData.conns.size,
+      openStreams: (mux === undefined ? 0 : mux.streams.size - mux.carried) + this.busyData.conns.size,
+      dataConnections: this.dataDialled,
+      dataResumed: this.dataResumed,
       lastError: this.lastError,
       results: this.results,
     };

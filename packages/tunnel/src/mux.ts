@@ -131,6 +131,12 @@ export class Mux implements FrameSink {
   private readonly logger: Logger | undefined;
   private events: MuxEvents = {};
   readonly streams = new Map<number, TunnelStream>();
+  /**
+   * Of `streams`, those moved to a data connection that wait for the other
+   * direction's marker: their owner counts that connection already, so one
+   * visitor's open streams are `streams.size - carried` plus its busy data connections.
+   */
+  carried = 0;
   private readonly pendingOpens = new Map<number, PendingOpen>();
   private nextId: number;
   private opened = 0;
@@ -369,6 +375,7 @@ export class Mux implements FrameSink {
   forget(stream: TunnelStream): void {
     if (this.streams.get(stream.sid) !== stream) return;
     this.streams.delete(stream.sid);
+    if (stream.carrier !== undefined) this.carried--;
     if ((stream.sid & 1) === (this.side === 'client' ? 0 : 1)) this.peerStreams--;
   }
 
@@ -1005,6 +1012,7 @@ export class TunnelStream extends VirtualConn {
   move(carrier: Conn, unread: Uint8Array | undefined): void {
     this.moving = false;
     this.carrier = carrier;
+    if (this.mux.streams.get(this.sid) === this) this.mux.carried++;
     carrier.userData = this;
     let drain = false;
     if (!this.endRequested) {

@@ -530,7 +530,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
    * client's refusal: final), ETIMEDOUT, EABORTED, or ECONNRESET when the
    * connection died first (the caller falls back to the mux).
    */
-  private openData(session: ClientSession, link: DataLink, payload: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined): Promise<Conn> {
+  private openData(session: ClientSession, link: DataLink, visitor: Visitor, payload: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined): Promise<Conn> {
     return new Promise<Conn>((resolve, reject) => {
       const settle = (error: Error | undefined): void => {
         clearTimeout(timer);
@@ -543,9 +543,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         }
         const conn = link.conn;
         releaseConn(conn, link.detach());
-        session.busy.add(conn);
-        session.dataOpened++;
-        conn.tracker = new BusyTracker(conn.tracker, this, session);
+        this.carryVisitor(session, conn, visitor.address, visitor.port);
         resolve(conn);
       };
       const onAbort = (): void => settle(new NetError('EABORTED', 'opening a tunnel data connection was aborted'));
@@ -612,12 +610,23 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         else endThenDestroy(conn);
         return;
       }
-      session.busy.add(conn);
-      session.dataOpened++;
-      conn.tracker = new BusyTracker(conn.tracker, this, session);
+      this.carryVisitor(session, conn, stream.remoteAddress, stream.remotePort);
       stream.move(conn, unread);
     };
     link.send(FrameType.MOVE, u32(stream.sid));
+  }
+
+  /**
+   * A data connection starts carrying a visitor: busy, and showing the
+   * visitor as its peer (as a mux stream does), so what holds it (a relay,
+   * tls-front, the reverse proxy) logs and counts the visitor, not the
+   * tunnel client. Its tracker shows the client again for the listener.
+   */
+  private carryVisitor(session: ClientSession, conn: Conn, address: string, port: number): void {
+    session.busy.add(conn);
+    session.dataOpened++;
+    conn.tracker = new BusyTracker(conn.tracker, this, session, conn.remoteAddress, conn.remotePort);
+    conn.showPeer?.(address, port);
   }
 
   /** @internal A busy data connection closed: its traffic joins the session's (or the credential's, once the session is gone). */
@@ -851,7 +860,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       const link = session.promoteBytes === 0 && session.busy.size < (this.options.dataMaxBusy ?? DEFAULT_DATA_MAX_BUSY) ? this.takeData(session) : undefined;
       if (link) {
         try {
-          return await this.openData(session, link, payload, timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, options.signal);
+          return await this.openData(session, link, visitor, payload, timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, options.signal);
         } catch (error) {
           // A data connection that died under us is no verdict: the mux carries the visitor.
           if (!(error instanceof NetError && error.code === 'ECONNRESET')) throw error;
@@ -974,7 +983,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       reconnects: session.reconnects,
       mappings: [...session.mappings.values()].map(redactMapping),
       rejected: session.rejected,
-      openStreams: session.mux.streams.size + session.busy.size,
+      openStreams: session.mux.streams.size - session.mux.carried + session.busy.size,
       bytesIn: conn.bytesRead + dataBytes(session, 'in'),
       bytesOut: conn.bytesWritten + dataBytes(session, 'out'),
       queuedBytes: stats.queuedBytes,
@@ -995,7 +1004,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       const row = rows.get(session.name)!;
       const stats = session.mux.stats();
       row.connected++;
-      row.openStreams += stats.streams + session.busy.size;
+      row.openStreams += stats.streams - session.mux.carried + session.busy.size;
       row.streams += stats.opened + session.dataOpened;
       row.bytesIn += session.mux.conn.bytesRead + dataBytes(session, 'in');
       row.bytesOut += session.mux.conn.bytesWritten + dataBytes(session, 'out');
@@ -1133,14 +1142,22 @@ function dataBytes(session: ClientSession, way: 'in' | 'out'): number {
   return total;
 }
 
-/** Chained in front of the listener's tracker: a busy data connection's close reaches its session's counters. */
+/**
+ * Chained in front of the listener's tracker: a busy data connection's close
+ * reaches its session's counters. The connection shows its visitor; the
+ * listener counted it by the tunnel client's address and releases it by the
+ * address it shows: the client's again, before.
+ */
 class BusyTracker implements ConnTracker {
   constructor(
     private readonly next: ConnTracker | undefined,
     private readonly server: TunnelServer,
     private readonly session: ClientSession,
+    private readonly address: string,
+    private readonly port: number,
   ) {}
   untrack(conn: Conn): void {
+    conn.showPeer?.(this.address, this.port);
     this.next?.untrack(conn);
     this.server.dataClosed(this.session, conn);
   }

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { NetError } from '@wmproxy/core-net';
+import { AddressCounts, NetError, type ConnLimit } from '@wmproxy/core-net';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
 import { DATA_CONNECTION_FLAG, FrameType, MAGIC, PROTOCOL_VERSION, TunnelClient, TunnelServer, dataMac, encodeFrame, parseMapSpec, type TunnelServerOptions } from '../src/index.js';
 import { pattern, until, visit } from './helpers.js';
@@ -254,6 +254,36 @@ test('with the pool empty a visitor rides the mux at once; http through transpor
     await client.stop();
     await server.stop({ deadlineMs: 0 });
     await web.close();
+  }
+});
+
+test('a visitor on a data connection shows its own address (a per-address limit counts visitors); the tunnel listener still counts the client', async () => {
+  const echo = await echoServer();
+  const { server, stop } = await tcpTunnel(echo.port, 2);
+  const listener = (server as unknown as { control: { limit: ConnLimit } }).control.limit;
+  try {
+    // The session and the two idle data connections, from the client's address.
+    const fromClient = listener.openFrom('127.0.0.1');
+    const a = await server.openStream('svc', { address: '192.0.2.1', port: 1001 });
+    const b = await server.openStream('svc', { address: '192.0.2.2', port: 1002 });
+    assert.equal(snapshot(server).dataStreams, 2, 'both took a data connection');
+    assert.deepEqual([a.remoteAddress, a.remotePort, b.remoteAddress, b.remotePort], ['192.0.2.1', 1001, '192.0.2.2', 1002]);
+    // One per address, as a listener's maxConnectionsPerIp 1 counts: two visitors pass (as the tunnel client, the second would not).
+    const counts = new AddressCounts();
+    for (const conn of [a, b]) {
+      assert.equal(counts.over(conn.remoteAddress, 0, 1), undefined);
+      counts.add(conn.remoteAddress);
+    }
+    a.destroy();
+    b.destroy();
+    await poolFull(server, 2);
+    await until(() => snapshot(server).openStreams === 0, 'both closed');
+    // Released by the client's address: its count is the session and the refilled pool again.
+    assert.equal(listener.openFrom('127.0.0.1'), fromClient);
+    assert.equal(listener.clients, 1);
+  } finally {
+    await stop();
+    await echo.close();
   }
 });
 

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { connPair, type Conn } from '@wmproxy/core-net';
+import { connPair, type Conn, type ConnLimit } from '@wmproxy/core-net';
 import { closedPort, trackedServer } from '@wmproxy/testkit';
 import { DEFAULT_DATA_POOL, TunnelClient, TunnelServer, parseMapSpec, type DataLink, type Mux, type TunnelServerOptions, type TunnelStream } from '../src/index.js';
 import { delay, muxPair, pattern, sink, split, streamPair, until, visit, writeAll } from './helpers.js';
@@ -415,6 +415,66 @@ test('dataPromoteBytes 0 keeps the open-time data connections with a capable cli
     const opened: Conn = await t.server.openStream('svc', { address: '1.2.3.4', port: 1 });
     assert.equal(t.server.clients()[0]!.dataStreams, 1);
     opened.destroy();
+  } finally {
+    await t.stop();
+    await echo.close();
+  }
+});
+
+test('a stream counts once in openStreams on both sides while it moves (moved here, the peer\'s marker not read yet)', async () => {
+  const echo = await echoServer();
+  const t = await tunnel(echo.port, {});
+  // Each side stops reading its session the moment it moves: the other's MOVED marker waits, so the stream stays on the mux with its data connection busy.
+  const server = t.server as unknown as { promote(session: { mux: Mux }, stream: TunnelStream): void };
+  const promote = server.promote.bind(t.server);
+  let serverMux: Mux | undefined;
+  server.promote = (session, stream) => {
+    serverMux ??= session.mux;
+    session.mux.conn.pause();
+    promote(session, stream);
+  };
+  const client = t.client as unknown as { moveStream(link: DataLink, payload: Uint8Array): void; busyData: { conns: Set<Conn> } };
+  const moveStream = client.moveStream.bind(t.client);
+  client.moveStream = (link, payload) => {
+    t.client.sessionMux!.conn.pause();
+    moveStream(link, payload);
+  };
+  try {
+    const sent = Buffer.from(pattern(1024 * 1024, 5));
+    const echoed = visit(t.publicPort, (socket) => socket.end(sent));
+    await until(() => t.server.clients()[0]!.dataStreams === 1 && client.busyData.conns.size === 1, 'both sides moved');
+    assert.equal(serverMux!.streams.size, 1, 'the server still has the stream on the mux');
+    assert.equal(t.client.sessionMux!.streams.size, 1, 'the client still has the stream on the mux');
+    assert.equal(t.server.clients()[0]!.openStreams, 1);
+    assert.equal(t.server.totals()[0]!.openStreams, 1);
+    assert.equal(t.client.status().openStreams, 1);
+    serverMux!.conn.resume();
+    t.client.sessionMux!.conn.resume();
+    const received = await within(echoed);
+    assert.ok(received.equals(sent), 'byte-exact echo');
+    await until(() => t.server.clients()[0]!.openStreams === 0 && t.client.status().openStreams === 0, 'nothing open');
+  } finally {
+    await t.stop();
+    await echo.close();
+  }
+});
+
+test('after a move the visitor is still the peer, on its stream and its data connection; the tunnel listener releases it by the client', async () => {
+  const echo = await echoServer();
+  const t = await tunnel(echo.port, {});
+  const listener = (t.server as unknown as { control: { limit: ConnLimit } }).control.limit;
+  try {
+    const fromClient = listener.openFrom('127.0.0.1');
+    const stream = (await t.server.openStream('svc', { address: '192.0.2.3', port: 1003 })) as TunnelStream;
+    const echoed = sink(stream);
+    await writeAll(stream, split(Buffer.from(pattern(1024 * 1024, 9)), [64 * 1024]));
+    await until(() => stream.carrier !== undefined, 'the stream moved');
+    assert.deepEqual([stream.remoteAddress, stream.remotePort], ['192.0.2.3', 1003]);
+    assert.deepEqual([stream.carrier!.remoteAddress, stream.carrier!.remotePort], ['192.0.2.3', 1003]);
+    assert.equal((await within(echoed.done)).bytes.byteLength, 1024 * 1024);
+    await until(() => t.server.clients()[0]!.openStreams === 0 && t.server.clients()[0]!.idleDataConnections === 2, 'closed, the pool refilled');
+    assert.equal(listener.openFrom('127.0.0.1'), fromClient);
+    assert.equal(listener.openFrom('192.0.2.3'), 0);
   } finally {
     await t.stop();
     await echo.close();

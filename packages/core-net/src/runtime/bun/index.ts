@@ -5,7 +5,8 @@ import { formatHostPort } from '../../address.js';
 import { nodeRuntime } from '../node/index.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime } from '../../types.js';
+import { offeredSession, tlsSession } from '../../tls/session.js';
+import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsClientOptions, TlsSession } from '../../types.js';
 
 type BunSocket = import('bun').Socket<BunConn | undefined>;
 
@@ -32,6 +33,9 @@ export class BunConn extends ConnBase {
   private readonly tls: boolean;
   /** Settles when a TLS handshake finishes (client side waits on it before handing the Conn out). */
   handshake: { resolve(error: Error | null): void } | undefined;
+  /** TLS clients that keep the session the server issues (`tlsSession`): their options, and the session offered (its certificate stands on resumption). */
+  sessionOptions: (TlsClientOptions & { servername: string }) | undefined = undefined;
+  offeredSession: TlsSession | undefined = undefined;
 
   constructor(socket: BunSocket, tls: boolean) {
     super();
@@ -55,6 +59,22 @@ export class BunConn extends ConnBase {
     if (!this.tls) return undefined;
     const chosen = (this.socket as { alpnProtocol?: string | false | null }).alpnProtocol;
     return typeof chosen === 'string' && chosen !== '' ? chosen : undefined;
+  }
+
+  get tlsResumed(): boolean | undefined {
+    return this.tls ? (this.socket as unknown as TlsSessionSocket).isSessionReused() : undefined;
+  }
+
+  /** Read from the socket when asked: Bun tells of no ticket as it comes (node:tls's 'session'). */
+  get tlsSession(): TlsSession | undefined {
+    if (this.sessionOptions === undefined || this.closed) return undefined;
+    const socket = this.socket as unknown as TlsSessionSocket;
+    // No ticket yet: nothing the server could resume.
+    if (socket.getTLSTicket() === undefined) return undefined;
+    const bytes = socket.getSession();
+    if (bytes === undefined) return undefined;
+    const certificate = socket.isSessionReused() ? this.offeredSession?.certificate : socket.getPeerCertificate()?.raw;
+    return tlsSession(bytes, certificate, this.sessionOptions);
   }
 
   get localAddress(): string {
@@ -173,6 +193,15 @@ export class BunConn extends ConnBase {
   }
 }
 
+/** The TLS session methods of a Bun socket (typed loosely by bun-types). */
+interface TlsSessionSocket {
+  isSessionReused(): boolean;
+  getTLSTicket(): Uint8Array | undefined;
+  getSession(): Uint8Array | undefined;
+  setSession(session: Uint8Array): void;
+  getPeerCertificate(): { raw?: Uint8Array } | undefined;
+}
+
 /** Bun takes ALPN lists only in wire format: each name prefixed by its length. */
 function alpnWire(names: string[]): Uint8Array {
   const parts = names.map((name) => Buffer.from(name, 'latin1'));
@@ -270,7 +299,13 @@ class PendingConnect {
   abandoned = false;
   handshakeDone: Promise<Error | null> | undefined = undefined;
   readonly handshake = undefined;
-  constructor(readonly tls: boolean) {}
+  constructor(
+    readonly tls: boolean,
+    /** Offered for resumption. */
+    readonly session: TlsSession | undefined,
+    /** Set when the connection keeps its session (keepSession or session). */
+    readonly sessionOptions: (TlsClientOptions & { servername: string }) | undefined,
+  ) {}
   onData(): void {}
   onDrain(): void {}
   onEnd(): void {}
@@ -292,7 +327,11 @@ const connectHandlers = socketHandlers((socket) => {
     socket.terminate();
     return;
   }
+  // Offered here or never: Bun takes a session only before the handshake starts (in `open`, with a `handshake` handler).
+  if (pending.session) (socket as unknown as TlsSessionSocket).setSession(pending.session.bytes);
   const conn = new BunConn(socket, pending.tls);
+  conn.sessionOptions = pending.sessionOptions;
+  conn.offeredSession = pending.session;
   if (pending.tls) pending.handshakeDone = new Promise((resolve) => (conn.handshake = { resolve }));
   socket.data = conn;
   socket.setNoDelay(true);
@@ -302,7 +341,8 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
   const address = formatHostPort(options.ip, options.port);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onAbort: (() => void) | undefined;
-  const state = new PendingConnect(options.tls !== undefined);
+  const offered = options.tls ? offeredSession(options.tls) : undefined;
+  const state = new PendingConnect(options.tls !== undefined, offered, options.tls && (options.tls.keepSession || options.tls.session) ? options.tls : undefined);
   const pending = Bun.connect<BunConn | undefined>({
     data: state as unknown as BunConn,
     hostname: options.ip,
@@ -343,7 +383,9 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
       }
       const verifyPeer = options.tls?.verifyPeer;
       if (verifyPeer) {
-        const raw = (conn.socket as unknown as { getPeerCertificate(): { raw?: Uint8Array } | undefined }).getPeerCertificate()?.raw;
+        const socket = conn.socket as unknown as TlsSessionSocket;
+        // A resumed handshake may carry no certificate: the one the offered session was established with (checked then) is the server's.
+        const raw = socket.getPeerCertificate()?.raw ?? (socket.isSessionReused() ? offered?.certificate : undefined);
         const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
         if (refusal) {
           conn.destroy();

@@ -8,10 +8,16 @@ import { AddressCounts } from '../../conn-limit.js';
 import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
-import type { Conn, HandshakeSlotTaker, Listener, ListenOptions, RawConnectOptions, Runtime, TlsKeyPair, TlsServerOptions } from '../../types.js';
+import { offeredSession, tlsSession } from '../../tls/session.js';
+import type { Conn, HandshakeSlotTaker, Listener, ListenOptions, RawConnectOptions, Runtime, TlsClientOptions, TlsKeyPair, TlsServerOptions, TlsSession } from '../../types.js';
 
 const kConn = Symbol('wmproxy.conn');
 type TaggedSocket = net.Socket & { [kConn]?: NodeConn };
+/** A TLS client socket's options, offered session, and the latest session its server issued (keepSession). */
+const kOptions = Symbol('wmproxy.tlsOptions');
+const kOffered = Symbol('wmproxy.offeredSession');
+const kSession = Symbol('wmproxy.session');
+type SessionSocket = tls.TLSSocket & { [kOptions]?: TlsClientOptions & { servername: string }; [kOffered]?: TlsSession; [kSession]?: TlsSession };
 
 /** node:net sockets behind the Conn interface. Listeners are shared functions, not per-socket closures. */
 export class NodeConn extends ConnBase {
@@ -49,6 +55,12 @@ export class NodeConn extends ConnBase {
   get alpnProtocol(): string | undefined {
     const chosen = (this.socket as tls.TLSSocket).alpnProtocol;
     return typeof chosen === 'string' && chosen !== '' ? chosen : undefined;
+  }
+  get tlsResumed(): boolean | undefined {
+    return this.socket instanceof tls.TLSSocket ? this.socket.isSessionReused() : undefined;
+  }
+  get tlsSession(): TlsSession | undefined {
+    return (this.socket as SessionSocket)[kSession];
   }
   get localAddress(): string {
     return this.socket.localAddress ?? '';
@@ -145,6 +157,11 @@ function onSocketError(this: TaggedSocket, error: Error): void {
 }
 function onSocketClose(this: TaggedSocket): void {
   this[kConn]?.finish();
+}
+/** node:tls's 'session': a ticket came. A resumed connection's server sent no certificate: the offered session's stands. */
+function onSocketSession(this: SessionSocket, bytes: Buffer): void {
+  const certificate = this.isSessionReused() ? this[kOffered]?.certificate : this.getPeerCertificate(false)?.raw;
+  this[kSession] = tlsSession(bytes, certificate, this[kOptions]!);
 }
 
 function listen(options: ListenOptions): Promise<Listener> {
@@ -493,6 +510,7 @@ function plainSocket(options: RawConnectOptions): net.Socket {
 function connectIp(options: RawConnectOptions): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const address = formatHostPort(options.ip, options.port);
+    const offered = options.tls ? offeredSession(options.tls) : undefined;
     const socket: net.Socket = options.tls
       ? tls.connect({
           host: options.ip,
@@ -506,8 +524,14 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
           localAddress: options.localAddress,
           allowHalfOpen: true,
           ciphers: preferredCiphers(),
+          session: offered ? Buffer.from(offered.bytes) : undefined,
         })
       : plainSocket(options);
+    if (options.tls && (options.tls.session || options.tls.keepSession)) {
+      (socket as SessionSocket)[kOptions] = options.tls;
+      (socket as SessionSocket)[kOffered] = offered;
+      socket.on('session', onSocketSession);
+    }
     let settled = false;
     const fail = (error: Error): void => {
       if (settled) return;
@@ -528,7 +552,9 @@ function connectIp(options: RawConnectOptions): Promise<Conn> {
       if (settled) return;
       const verifyPeer = options.tls?.verifyPeer;
       if (verifyPeer) {
-        const raw = (socket as tls.TLSSocket).getPeerCertificate(false)?.raw;
+        const secure = socket as tls.TLSSocket;
+        // A resumed handshake carries no certificate: the one the offered session was established with (checked then) is the server's.
+        const raw = secure.getPeerCertificate(false)?.raw ?? (secure.isSessionReused() ? offered?.certificate : undefined);
         const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
         if (refusal) return fail(new NetError('EPROTO', `TLS verification of ${address} failed: ${refusal}`, { address }));
       }
