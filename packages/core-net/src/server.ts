@@ -114,25 +114,40 @@ export class Server implements ConnTracker {
   /** `slotTaken`: the runtime took its handshake slot at accept (before TLS). */
   private accept(conn: Conn, slotTaken: boolean): void {
     const slots = this.options.handshakes;
-    const address = conn.remoteAddress;
-    if (this.draining) {
-      if (slotTaken) slots?.giveBack(address);
-      conn.destroy();
-      return;
-    }
-    // A penalized source, or too many handshakes: closed before anything else is counted.
-    if (slots !== undefined && !slotTaken && !slots.take(address)) {
-      conn.destroy();
-      return;
-    }
-    // Over a limit: refused (answered or closed) and never tracked. Admitted: its tracker is the limit, which releases its counts, then untracks it here.
-    if (!this.limit.admit(conn)) {
-      slots?.giveBack(address);
-      return;
+    // Without slots nothing more than before is read per connection (its address only where slots count it).
+    if (slots !== undefined) {
+      if (!this.holdSlot(slots, conn, slotTaken)) return;
+    } else {
+      if (this.draining) {
+        conn.destroy();
+        return;
+      }
+      // Over a limit: refused (answered or closed) and never tracked. Admitted: its tracker is the limit, which releases its counts, then untracks it here.
+      if (!this.limit.admit(conn)) return;
     }
     this.live.add(conn);
-    slots?.hold(conn, address);
     this.options.onConnection(conn);
+  }
+
+  /** Admit `conn` holding a handshake slot (taken here unless the runtime took it before TLS), or close it and give the slot back. */
+  private holdSlot(slots: HandshakeSlots, conn: Conn, slotTaken: boolean): boolean {
+    const address = conn.remoteAddress;
+    if (this.draining) {
+      if (slotTaken) slots.giveBack(address);
+      conn.destroy();
+      return false;
+    }
+    // A penalized source, or too many handshakes: closed before anything else is counted.
+    if (!slotTaken && !slots.take(address)) {
+      conn.destroy();
+      return false;
+    }
+    if (!this.limit.admit(conn)) {
+      slots.giveBack(address);
+      return false;
+    }
+    slots.hold(conn, address);
+    return true;
   }
 
   stopAccepting(): void {
