@@ -250,6 +250,19 @@ class Resolver {
     };
   }
 
+  /** `auth_penalty` as core-net's SourcePenaltyOptions (what is not set stays core-net's default). */
+  private authPenalty(spec: { enabled?: boolean; allowance?: number; first?: string; max?: string; max_sources?: number; exempt?: string[] } | undefined): TunnelServerConfig['authPenalty'] {
+    const out: TunnelServerConfig['authPenalty'] = {};
+    if (spec === undefined) return out;
+    if (spec.enabled !== undefined) out.enabled = spec.enabled;
+    if (spec.allowance !== undefined) out.allowance = spec.allowance;
+    if (spec.first !== undefined) out.firstMs = parseDuration(spec.first);
+    if (spec.max !== undefined) out.maxMs = parseDuration(spec.max);
+    if (spec.max_sources !== undefined) out.maxSources = spec.max_sources;
+    if (spec.exempt !== undefined) out.exempt = spec.exempt;
+    return out;
+  }
+
   private portRanges(values: Array<number | string> | undefined, path: Array<string | number>): TunnelPortRange[] | undefined {
     if (values === undefined) return undefined;
     const out: TunnelPortRange[] = [];
@@ -306,6 +319,7 @@ class Resolver {
       dataPromoteBytes: server.data_promote_bytes === undefined ? undefined : parseSize(server.data_promote_bytes),
       maxHandshakes: server.max_handshakes,
       maxHandshakesPerIp: server.max_handshakes_per_ip,
+      authPenalty: this.authPenalty(server.auth_penalty),
       maxConnections: server.max_connections ?? 0,
       maxConnectionsPerIp: server.max_connections_per_ip ?? 0,
       visitorWaitMs: durationMs(server.visitor_wait, 0),

@@ -690,6 +690,30 @@ export const TunnelServerSchema = Type.Object(
     max_handshakes_per_ip: Type.Optional(
       Type.Integer({ minimum: 0, default: 64, description: 'Most connections on the tunnel port not yet authenticated from one IP address; beyond, a new one is closed at once. `0`: no limit.' }),
     ),
+    auth_penalty: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ default: true, description: 'Penalize sources that fail to authenticate (OpenSSH `PerSourcePenalties`).' })),
+          allowance: Type.Optional(Type.Integer({ minimum: 0, default: 2, description: 'Failed logins a source may make before its first penalty (`0`: the first failure is penalized).' })),
+          first: Type.Optional(Duration('The first penalty; each further failure doubles it, up to `max`.', '30s')),
+          max: Type.Optional(Duration('The longest penalty; a source that has not failed for this long (and is not penalized) starts again from zero failures.', '10m')),
+          max_sources: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              default: 65536,
+              description:
+                'Sources tracked at most, for IPv4 and for IPv6 each (sshd `max-sources4/6`). Full, sources not penalized make room; full of penalties, a new failing source is not tracked (sshd\'s permissive overflow: refusing everyone would let a spray of addresses lock every client out) and the handshake limits still bound it.',
+            }),
+          ),
+          exempt: Type.Optional(Cidrs('Addresses or ranges never penalized (sshd `PerSourcePenaltyExemptList`; default none, loopback included).')),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Per-source penalties on failed logins (a wrong token on a session, a wrong proof on a data connection). A source (an IPv4 address, an IPv6 /64) that fails more than `allowance` times is refused for `first`, doubling with each further failure up to `max`: while penalized, its connections to the tunnel port are closed at accept, before TLS. One warn line when a source enters a penalty (`tunnel auth penalty: source penalized client=… failures=… seconds=…`, for fail2ban); refusals are counted and logged once per 10 s. A successful login changes nothing.',
+        },
+      ),
+    ),
     visitor_wait: Type.Optional(Duration('How long a visitor waits for an absent client before being closed.', '0s')),
     drain: Type.Optional(Duration('How long open streams may take to finish on stop.', '10s')),
     max_connections: Type.Optional(

@@ -254,6 +254,8 @@ export interface TunnelServerConfig {
   /** Unauthenticated connections on the tunnel port, in all and per address (`max_handshakes`, `max_handshakes_per_ip`); undefined: the tunnel server's defaults. */
   maxHandshakes: number | undefined;
   maxHandshakesPerIp: number | undefined;
+  /** Per-source penalties on failed logins (`auth_penalty`), in core-net's SourcePenaltyOptions; undefined keys: core-net's defaults. */
+  authPenalty: { enabled?: boolean; allowance?: number; firstMs?: number; maxMs?: number; maxSources?: number; exempt?: string[] };
   visitorWaitMs: number;
   drainMs: number;
   /** Web front of http/https mappings (see @wmproxy/tunnel's TunnelWeb). */

@@ -511,6 +511,7 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       'data_promote_bytes = "1m"',
       'max_handshakes = 100',
       'max_handshakes_per_ip = 10',
+      'auth_penalty = { allowance = 0, first = "5s", max = "1m", exempt = ["10.0.0.0/8", "::1"] }',
       '[[tunnel.client]]',
       'server = "tunnel.example.com:7000"',
       'token = "0123456789abcdef"',
@@ -543,6 +544,7 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
   assert.equal(server.dataMaxBusy, 4);
   assert.equal(server.dataPromoteBytes, 1024 * 1024);
   assert.equal(server.maxHandshakes, 100);
+  assert.deepEqual(server.authPenalty, { allowance: 0, firstMs: 5_000, maxMs: 60_000, exempt: ['10.0.0.0/8', '::1'] });
   assert.equal(server.maxHandshakesPerIp, 10);
   assert.equal(server.maxConnections, 0);
   assert.deepEqual(server.allowPorts, [{ from: 15000, to: 15999 }, { from: 18090, to: 18090 }]);

@@ -4,7 +4,7 @@ import { ACME_DEFAULTS } from '@wmproxy/acme';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CORE_NET_DEFAULTS } from '@wmproxy/core-net';
+import { CORE_NET_DEFAULTS, DEFAULT_PENALTY_ALLOWANCE, DEFAULT_PENALTY_FIRST_MS, DEFAULT_PENALTY_MAX_MS, DEFAULT_PENALTY_MAX_SOURCES } from '@wmproxy/core-net';
 import { DEFAULT_ACTIVE, DEFAULT_CONCURRENCY, DEFAULT_PANIC_THRESHOLD, DEFAULT_PASSIVE, HEALTH_DEFAULTS } from '@wmproxy/health';
 import { HTTP_PROXY_DEFAULTS } from '@wmproxy/http-proxy';
 import { REVERSE_DEFAULTS } from '@wmproxy/reverse';
@@ -104,6 +104,11 @@ test('the schema defaults are the ones the packages export', () => {
     'tunnel.server.data_promote_bytes': DEFAULT_DATA_PROMOTE_BYTES,
     'tunnel.server.max_handshakes': DEFAULT_MAX_HANDSHAKES,
     'tunnel.server.max_handshakes_per_ip': DEFAULT_MAX_HANDSHAKES_PER_IP,
+    'tunnel.server.auth_penalty.enabled': true,
+    'tunnel.server.auth_penalty.allowance': DEFAULT_PENALTY_ALLOWANCE,
+    'tunnel.server.auth_penalty.first': DEFAULT_PENALTY_FIRST_MS,
+    'tunnel.server.auth_penalty.max': DEFAULT_PENALTY_MAX_MS,
+    'tunnel.server.auth_penalty.max_sources': DEFAULT_PENALTY_MAX_SOURCES,
     'reverse.request_timeout': timeouts.requestMs,
     'reverse.retries': retries.tries,
     'reverse.retry_timeout': retries.totalMs,

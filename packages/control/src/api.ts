@@ -141,11 +141,24 @@ class EventStreams {
   }
 }
 
+/** The peer of a request: Bun's server tells it; on Node srvx's request carries its socket. */
+function clientAddress(request: Request, server: unknown): string | undefined {
+  const bun = (server as { requestIP?: (request: Request) => { address: string } | null } | null)?.requestIP;
+  if (typeof bun === 'function') {
+    try {
+      return bun.call(server, request)?.address;
+    } catch {
+      // @elysiajs/node's stand-in throws: the socket below has it.
+    }
+  }
+  return (request as { runtime?: { node?: { req?: { socket?: { remoteAddress?: string } } } } }).runtime?.node?.req?.socket?.remoteAddress;
+}
+
 function buildApp(instance: ControlTarget, guard: RequestGuard, streams: EventStreams, adapter: unknown): Elysia {
   const app = new Elysia(adapter ? { adapter: adapter as never } : {});
   return app
     // Before routing, so that unknown paths and methods are guarded too.
-    .onRequest(({ request }) => guard.check(request))
+    .onRequest(({ request, server }) => guard.check(request, clientAddress(request, server)))
     .get('/', () => new Response(DASHBOARD_HTML, { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } }))
     .get(HEALTHZ_PATH, () =>
       instance.stopping

@@ -18,9 +18,15 @@
  *
  * Refusals are logged (at most one line a second, with a count of the lines
  * left out, so that a hostile page cannot flood the log).
+ *
+ * A source that sends wrong tokens is penalized as on the tunnel port
+ * (core-net SourcePenalties, its defaults: 2 wrong tokens allowed, then 30 s
+ * doubling to 10 min): while penalized, every request from it but
+ * `/healthz` gets 429 without its token being looked at, so guessing stops.
+ * A request without a token is no failure (the dashboard on loopback).
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { Logger } from '@wmproxy/core-net';
+import { SourcePenalties, type Logger } from '@wmproxy/core-net';
 
 export const HEALTHZ_PATH = '/healthz';
 /** The header the CLI client and the dashboard send on every request. */
@@ -111,11 +117,14 @@ export class RequestGuard {
   private hosts = new Set<string>();
   private lastLogAt = 0;
   private unlogged = 0;
+  /** Sources that sent wrong tokens. */
+  readonly penalties: SourcePenalties;
 
   constructor(
     settings: GuardSettings,
     private readonly logger: Logger,
   ) {
+    this.penalties = new SourcePenalties(logger, 'control api');
     this.configure(settings);
   }
 
@@ -129,15 +138,20 @@ export class RequestGuard {
     this.hosts = hosts;
   }
 
-  /** A refusal to answer with, or undefined to let the request through. */
-  check(request: Request): Response | undefined {
+  /** A refusal to answer with, or undefined to let the request through. `address`: the client's, when the server tells it. */
+  check(request: Request, address?: string): Response | undefined {
     const method = request.method;
     const mutating = method !== 'GET' && method !== 'HEAD';
     const path = pathOf(request.url);
     // The path exactly: `/status?x=/healthz` is not liveness.
     if (!mutating && path === HEALTHZ_PATH) return undefined;
+    if (address !== undefined && this.penalties.refuses(address)) {
+      return new Response(JSON.stringify({ error: 'too many wrong tokens from this address: try again later' }) + '\n', { status: 429, headers: JSON_HEADERS });
+    }
     const { token, loopback } = this.settings;
-    const authenticated = token !== undefined && tokenMatches(token, givenToken(request));
+    const given = givenToken(request);
+    const authenticated = token !== undefined && tokenMatches(token, given);
+    if (!authenticated && token !== undefined && given !== undefined && address !== undefined) this.penalties.failed(address);
     if (!authenticated && (!loopback || (mutating && token !== undefined))) {
       return new Response(JSON.stringify({ error: 'a valid bearer token is required' }) + '\n', {
         status: 401,

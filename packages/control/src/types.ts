@@ -6,7 +6,7 @@ import type { ManagedCertificate } from '@wmproxy/acme';
  * module of this package, so that instance.ts, api.ts and cluster/* need not
  * import each other for types.
  */
-import type { ClientSnapshot, MappingSnapshot, TunnelClientStatus } from '@wmproxy/tunnel';
+import type { ClientSnapshot, MappingSnapshot, TunnelClientStatus, TunnelGuardStats } from '@wmproxy/tunnel';
 import type { EventEmitter } from 'node:events';
 import type { ConfigIssue, WmproxyConfig } from '@wmproxy/config';
 import type { WorkerPoolView } from '@wmproxy/core-net';
@@ -39,7 +39,7 @@ export interface ServiceStatus {
 
 /** The intranet tunnel of an instance: the server's clients and mappings, each client's session. */
 export interface TunnelStatus {
-  server?: { address: string; fingerprint: string | undefined; clients: ClientSnapshot[]; mappings: MappingSnapshot[]; http: string[]; https: string[] };
+  server?: { address: string; fingerprint: string | undefined; clients: ClientSnapshot[]; mappings: MappingSnapshot[]; http: string[]; https: string[]; guard: TunnelGuardStats };
   clients: Array<TunnelClientStatus & { service: string }>;
 }
 

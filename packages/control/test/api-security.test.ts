@@ -27,12 +27,12 @@ interface Answer {
 }
 
 /** One request on its own connection, exactly as given (`Connection: close` and the length are added). */
-function raw(address: string, method: string, path: string, headers: Record<string, string>, body = ''): Promise<Answer> {
+function raw(address: string, method: string, path: string, headers: Record<string, string>, body = '', localAddress?: string): Promise<Answer> {
   const colon = address.lastIndexOf(':');
   const lines = [`${method} ${path} HTTP/1.1`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`), 'connection: close'];
   if (method !== 'GET' && method !== 'HEAD') lines.push(`content-length: ${Buffer.byteLength(body)}`);
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)) });
+    const socket = net.connect({ host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)), ...(localAddress ? { localAddress } : {}) });
     let received = '';
     socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
     socket.once('error', reject);
@@ -64,6 +64,27 @@ async function started(control = '', servers = ''): Promise<Started> {
   const address = instance.controlAddress!;
   return { instance, address, port: Number(address.slice(address.lastIndexOf(':') + 1)), stops, logged };
 }
+
+test('a source sending wrong tokens is penalized: 429 for it (the right token too) but /healthz, one log line; another address still gets in', async () => {
+  const { instance, address, port, logged, stops } = await started(`token = "${TOKEN}"`);
+  const host = `127.0.0.1:${port}`;
+  // A mutation needs the token even on loopback (reads there do not, but a wrong token on them counts too).
+  const from2 = (token: string) => raw(address, 'POST', '/stop', { host, authorization: `Bearer ${token}`, 'content-type': 'application/json' }, '{}', '127.0.0.2');
+  try {
+    // Two wrong tokens allowed; the third starts the penalty.
+    for (let i = 0; i < 3; i++) assert.equal((await from2('guess-' + i)).status, 401);
+    const refused = await from2(TOKEN);
+    assert.equal(refused.status, 429, 'penalized: the token is not even looked at');
+    assert.equal(stops.length, 0);
+    assert.equal((await raw(address, 'GET', '/healthz', { host }, '', '127.0.0.2')).status, 200);
+    assert.equal((await raw(address, 'GET', '/config', { host, authorization: `Bearer ${TOKEN}` })).status, 200, '127.0.0.1 is another source');
+    const lines = logged.filter((line) => line.includes('control api auth penalty: source penalized'));
+    assert.equal(lines.length, 1, logged.join(''));
+    assert.match(lines[0]!, /client=127\.0\.0\.2 .*failures=3/);
+  } finally {
+    await instance.stop();
+  }
+});
 
 test('a cross-site page cannot stop or reload the instance: simple POSTs and foreign origins get 403 and it keeps running', async () => {
   const { instance, address, port, stops, logged } = await started();

@@ -105,6 +105,9 @@ test('the tunnel in /metrics: clients by credential, streams, bytes and mapping 
     assert.ok(value('wmproxy_tunnel_sent_bytes_total', { client: 'office' })! > 3 * secret.length, 'the requests went down the tunnel');
     assert.ok(value('wmproxy_tunnel_received_bytes_total', { client: 'office' })! > 3 * 'local '.length, 'the answers came back');
     assert.equal(value('wmproxy_tunnel_open_streams', { client: 'office' }) !== undefined, true);
+    assert.equal(value('wmproxy_tunnel_penalized_sources', {}), 0);
+    assert.equal(value('wmproxy_tunnel_penalty_refused_total', {}), 0);
+    assert.equal(value('wmproxy_tunnel_handshakes_refused_total', {}), 0);
 
     // A credential that left stays, with its counters: they never go down.
     const sent = value('wmproxy_tunnel_sent_bytes_total', { client: 'office' })!;

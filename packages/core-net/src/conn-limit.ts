@@ -16,6 +16,7 @@
  * at zero, so it holds at most one entry per open connection.
  */
 import { LogBudget, type Logger } from './logger.js';
+import type { SourcePenalties } from './penalty.js';
 import type { Conn, ConnHandler, ConnTracker } from './types.js';
 
 /**
@@ -233,3 +234,96 @@ const lingerHandler: ConnHandler = {
     conn.userData = undefined;
   },
 };
+
+/** Handshake refusals over the limits log one line per this interval, with their count. */
+const HANDSHAKE_REFUSAL_LOG_MS = 10_000;
+
+export interface HandshakeSlotOptions {
+  /** Connections not yet established, every address together (0: no limit). */
+  max?: number;
+  /** Connections not yet established from one address (0: no limit). */
+  maxPerIp?: number;
+  /** Sources that failed to authenticate are refused at accept while penalized (see penalty.ts). */
+  penalties?: SourcePenalties;
+}
+
+/**
+ * A listener's connections that have not authenticated yet (sshd's
+ * MaxStartups, per source too), each holding one slot from its accept (before
+ * TLS where node:tls serves the port: the runtime takes the slot then and the
+ * connection carries it on) until its owner calls `done` or it closes. A new
+ * connection over a bound, or from a penalized source, is closed at once.
+ * Give one to `ServerOptions.handshakes`.
+ */
+export class HandshakeSlots implements ConnTracker {
+  max = 0;
+  maxPerIp = 0;
+  penalties: SourcePenalties | undefined = undefined;
+  /** Connections refused over the bounds since start (penalized sources count in their SourcePenalties). */
+  refused = 0;
+  private readonly counts = new AddressCounts();
+  /** Connections holding a slot: the address counted and the tracker given back at `done`. */
+  private readonly held = new Map<Conn, { address: string; next: ConnTracker | undefined }>();
+  private readonly refusals = new LogBudget(1, HANDSHAKE_REFUSAL_LOG_MS);
+
+  constructor(
+    private readonly logger: Logger,
+    /** Names the service in log lines. */
+    private readonly service: string,
+    options: HandshakeSlotOptions = {},
+  ) {
+    this.configure(options);
+  }
+
+  configure(options: HandshakeSlotOptions): void {
+    this.max = checkCount(options.max, 'max handshakes');
+    this.maxPerIp = checkCount(options.maxPerIp, 'max handshakes per IP');
+    this.penalties = options.penalties;
+  }
+
+  /** Connections holding a slot now. */
+  get pending(): number {
+    return this.counts.total;
+  }
+
+  /** @internal At accept (core-net): take a slot for a connection from `address`, or false (the caller closes it). */
+  take(address: string): boolean {
+    if (this.penalties?.refuses(address)) return false;
+    const over = this.counts.over(address, this.max, this.maxPerIp);
+    if (over !== undefined) {
+      this.refused++;
+      const dropped = this.refusals.take();
+      if (dropped !== undefined) this.logger.warn(`${this.service} handshakes over the limit: connections closed`, { peer: address, limit: over, max: over === 'all' ? this.max : this.maxPerIp, refused: dropped + 1 });
+      return false;
+    }
+    this.counts.add(address);
+    return true;
+  }
+
+  /** @internal A slot taken whose connection closed before it was held. */
+  giveBack(address: string): void {
+    this.counts.remove(address);
+  }
+
+  /** @internal The accepted `conn` holds its slot until `done` or its close (this stands in front of its tracker). */
+  hold(conn: Conn, address: string): void {
+    this.held.set(conn, { address, next: conn.tracker });
+    conn.tracker = this;
+  }
+
+  /** `conn` authenticated (or is no longer a handshake): its slot is free. */
+  done(conn: Conn): void {
+    const entry = this.held.get(conn);
+    if (entry === undefined) return;
+    this.held.delete(conn);
+    if (conn.tracker === this) conn.tracker = entry.next;
+    this.counts.remove(entry.address);
+  }
+
+  /** @internal A connection closed during its handshake. */
+  untrack(conn: Conn): void {
+    const next = this.held.get(conn)?.next;
+    this.done(conn);
+    next?.untrack(conn);
+  }
+}

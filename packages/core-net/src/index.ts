@@ -48,12 +48,23 @@ export { Server, shareListenersByDefault, type ServerOptions, type ShutdownOptio
 export {
   AddressCounts,
   ConnLimit,
+  HandshakeSlots,
+  type HandshakeSlotOptions,
   DEFAULT_PROCESS_MAX_CONNECTIONS,
   processConnections,
   setProcessConnectionLimit,
   type ConnLimitKind,
   type ConnLimitOptions,
 } from './conn-limit.js';
+export {
+  SourcePenalties,
+  sourceOf,
+  DEFAULT_PENALTY_ALLOWANCE,
+  DEFAULT_PENALTY_FIRST_MS,
+  DEFAULT_PENALTY_MAX_MS,
+  DEFAULT_PENALTY_MAX_SOURCES,
+  type SourcePenaltyOptions,
+} from './penalty.js';
 export { bindUdp, UdpEndpoint, type UdpPacketHandler } from './udp.js';
 export { releaseConn } from './conn-base.js';
 export { CORE_NET_DEFAULTS } from './defaults.js';

@@ -1,7 +1,7 @@
 import { formatHostPort, listenHost, type Address } from './address.js';
 import { runtime as activeRuntime, runtimeReady } from './runtime/index.js';
 import { silentLogger, type Logger } from './logger.js';
-import { ConnLimit, type ConnLimitOptions } from './conn-limit.js';
+import { ConnLimit, type ConnLimitOptions, type HandshakeSlots } from './conn-limit.js';
 import type { Conn, ConnTracker, Listener, TlsServerOptions } from './types.js';
 
 export interface ServerOptions {
@@ -11,6 +11,12 @@ export interface ServerOptions {
   logger?: Logger;
   /** Connection limits of this listener (see conn-limit.ts); the process limit applies in any case. */
   limits?: ConnLimitOptions;
+  /**
+   * Connections not yet authenticated hold a slot of these from accept
+   * (before TLS, on every runtime) until the owner calls `handshakes.done`;
+   * over its bounds, or from a penalized source, a connection is closed at once.
+   */
+  handshakes?: HandshakeSlots;
   /** Called for every accepted connection; the server tracks it until it closes. */
   onConnection(conn: Conn): void;
 }
@@ -76,7 +82,8 @@ export class Server implements ConnTracker {
           port: address.port,
           tls: this.options.tls,
           reusePort: this.options.reusePort ?? reusePortByDefault,
-          onConnection: (conn) => this.accept(conn),
+          handshakes: this.options.handshakes,
+          onConnection: (conn, slotTaken) => this.accept(conn, slotTaken === true),
           onError: (error, peer) =>
             // A refused TLS client (no or a wrong certificate under mutual TLS, a plain-text client) is the client's fault: one clear line.
             peer === undefined ? this.logger.warn('accept error', { error: error.message }) : this.logger.warn('tls handshake refused', { client: peer, error: error.message }),
@@ -104,15 +111,43 @@ export class Server implements ConnTracker {
     }
   }
 
-  private accept(conn: Conn): void {
-    if (this.draining) {
-      conn.destroy();
-      return;
+  /** `slotTaken`: the runtime took its handshake slot at accept (before TLS). */
+  private accept(conn: Conn, slotTaken: boolean): void {
+    const slots = this.options.handshakes;
+    // Without slots nothing more than before is read per connection (its address only where slots count it).
+    if (slots !== undefined) {
+      if (!this.holdSlot(slots, conn, slotTaken)) return;
+    } else {
+      if (this.draining) {
+        conn.destroy();
+        return;
+      }
+      // Over a limit: refused (answered or closed) and never tracked. Admitted: its tracker is the limit, which releases its counts, then untracks it here.
+      if (!this.limit.admit(conn)) return;
     }
-    // Over a limit: refused (answered or closed) and never tracked. Admitted: its tracker is the limit, which releases its counts, then untracks it here.
-    if (!this.limit.admit(conn)) return;
     this.live.add(conn);
     this.options.onConnection(conn);
+  }
+
+  /** Admit `conn` holding a handshake slot (taken here unless the runtime took it before TLS), or close it and give the slot back. */
+  private holdSlot(slots: HandshakeSlots, conn: Conn, slotTaken: boolean): boolean {
+    const address = conn.remoteAddress;
+    if (this.draining) {
+      if (slotTaken) slots.giveBack(address);
+      conn.destroy();
+      return false;
+    }
+    // A penalized source, or too many handshakes: closed before anything else is counted.
+    if (!slotTaken && !slots.take(address)) {
+      conn.destroy();
+      return false;
+    }
+    if (!this.limit.admit(conn)) {
+      slots.giveBack(address);
+      return false;
+    }
+    slots.hold(conn, address);
+    return true;
   }
 
   stopAccepting(): void {

@@ -140,7 +140,8 @@ export interface TlsServerOptions {
    * address, a new connection is closed at once (0 or absent: no limit).
    * Refusals and timeouts reach `onError` at most once per 10 s, with their
    * count. Bun's own listener hands connections over before the handshake:
-   * the owner's limits and timeouts cover it there.
+   * the owner's limits and timeouts cover it there. With `ListenOptions.handshakes`
+   * the slots bound both phases as one and these two are not used.
    */
   handshakeTimeoutMs?: number;
   maxHandshakes?: number;
@@ -204,13 +205,28 @@ export interface TlsClientOptions {
   keepSession?: boolean;
 }
 
+/** What a runtime needs of a listener's handshake slots (conn-limit.ts HandshakeSlots). */
+export interface HandshakeSlotTaker {
+  /** Take a slot for a new connection from `address`; false: close it at once. */
+  take(address: string): boolean;
+  /** Give back a slot whose connection closed before it was handed over. */
+  giveBack(address: string): void;
+}
+
 export interface ListenOptions {
   host: string;
   port: number;
   tls?: TlsServerOptions;
   /** Let several processes bind the same address (SO_REUSEPORT). */
   reusePort?: boolean;
-  onConnection(conn: Conn): void;
+  /**
+   * Where node:tls serves a TLS port, a connection takes its slot at accept,
+   * before its TLS handshake, and is handed over with `slotTaken` true
+   * (holding it); elsewhere connections arrive before any handshake and the
+   * Server takes their slot (ServerOptions.handshakes).
+   */
+  handshakes?: HandshakeSlotTaker;
+  onConnection(conn: Conn, slotTaken?: boolean): void;
   /**
    * Called when accepting failed or a TLS handshake failed (then `error` is a
    * NetError EPROTO and `peer` the client's `ip:port`); the server keeps running.

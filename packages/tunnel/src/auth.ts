@@ -21,6 +21,12 @@ export const MAC = 32;
 const CLIENT_LABEL = Buffer.from('wmtunnel-client');
 const SERVER_LABEL = Buffer.from('wmtunnel-server');
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const WRONG_TOKEN = 'authentication failed: wrong token';
+
+/** A server handshake failed on the token (not on a timeout or a foreign protocol): what earns a penalty. */
+export function isWrongToken(error: Error): boolean {
+  return error instanceof NetError && error.code === 'EAUTH' && error.message === WRONG_TOKEN;
+}
 const utf8 = new TextDecoder();
 /**
  * Session HELLO flag: this client can move a stream to a data connection
@@ -152,7 +158,7 @@ export async function serverHandshake(
     const expected = mac(credential.token, CLIENT_LABEL, clientNonce, serverNonce, options.serverId);
     if (timingSafeEqual(expected, proof)) match = credential;
   }
-  if (!match) refuse('authentication failed: wrong token');
+  if (!match) refuse(WRONG_TOKEN);
   const credential = match!;
   const answer = mac(credential.token, SERVER_LABEL, serverNonce, clientNonce, options.serverId);
   const canMove = (hello.flags & HELLO_CAN_MOVE) !== 0;

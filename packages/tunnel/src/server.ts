@@ -22,7 +22,8 @@ import {
   Relay,
   releaseConn,
   LogBudget,
-  AddressCounts,
+  HandshakeSlots,
+  SourcePenalties,
   silentLogger,
   type Conn,
   type ConnLimitOptions,
@@ -32,8 +33,9 @@ import {
   type TransportTarget,
   type UdpEndpoint,
   type TlsServerOptions,
+  type SourcePenaltyOptions,
 } from '@wmproxy/core-net';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, MAC, NONCE, challengePayload, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, MAC, isWrongToken, NONCE, challengePayload, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
 import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, u32 } from './frame.js';
 import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
 import { DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
@@ -49,7 +51,7 @@ export const DEFAULT_DATA_MAX_BUSY = 16;
 /** Connections on the tunnel port not yet authenticated, all together and from one address (sshd's MaxStartups, per source too). */
 export const DEFAULT_MAX_HANDSHAKES = 1024;
 export const DEFAULT_MAX_HANDSHAKES_PER_IP = 64;
-/** Connections over the handshake limits log one line per this interval (with the count), not one per connection. */
+/** The interval of the failed-handshake log budget. */
 const REFUSAL_LOG_MS = 10_000;
 /** Failed handshakes (wrong token, not our protocol) log up to this many lines per REFUSAL_LOG_MS, then the count of those not logged. */
 const FAILED_HANDSHAKE_LINES = 20;
@@ -121,11 +123,12 @@ export interface TunnelServerOptions {
    * address together (default DEFAULT_MAX_HANDSHAKES; 0: no limit) and from
    * one address (DEFAULT_MAX_HANDSHAKES_PER_IP). Beyond, a new connection is
    * closed at once: a flood that never authenticates holds at most these many
-   * descriptors, each for at most `handshakeTimeoutMs`. Sessions and data
-   * connections stop counting once authenticated. On Node a TLS port hands
-   * connections over once their TLS handshake is done: the TLS layer applies
-   * the same limits and `handshakeTimeoutMs` before (so up to twice the limit
-   * are unauthenticated there, half of them still in TLS).
+   * descriptors. Sessions and data connections stop counting once
+   * authenticated. A connection holds its slot from accept, its TLS handshake
+   * included (on Node node:tls serves the port: core-net takes the slot
+   * before TLS and carries it on), so the limits bound every unauthenticated
+   * connection once. `handshakeTimeoutMs` applies to the TLS handshake on
+   * Node, then again to the tunnel handshake.
    */
   maxHandshakes?: number;
   maxHandshakesPerIp?: number;
@@ -138,6 +141,13 @@ export interface TunnelServerOptions {
    * Default DEFAULT_DATA_PROMOTE_BYTES.
    */
   dataPromoteBytes?: number;
+  /**
+   * Per-source penalties for failed authentication (a wrong token on a
+   * session, a wrong MAC on a data connection): see core-net penalty.ts.
+   * Default on (2 failures allowed, then 30 s doubling to 10 min, no source
+   * exempt); `{ enabled: false }` turns it off.
+   */
+  authPenalty?: SourcePenaltyOptions;
   logger?: Logger;
 }
 
@@ -189,6 +199,19 @@ export interface ClientTotals {
   bytesOut: number;
   /** Lowest heartbeat RTT among its connected sessions. */
   rttMs: number | undefined;
+}
+
+export interface TunnelGuardStats {
+  /** Connections not authenticated yet. */
+  pendingHandshakes: number;
+  /** Connections closed at accept over maxHandshakes / maxHandshakesPerIp, since start. */
+  handshakesRefused: number;
+  /** Sources (IPv4 addresses, IPv6 /64s) in an authentication penalty now. */
+  penalizedSources: number;
+  /** Connections closed at accept because their source was penalized, since start. */
+  penaltyRefused: number;
+  /** Penalties given since start. */
+  penalties: number;
 }
 
 export interface MappingSnapshot {
@@ -263,10 +286,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private poolTimer: ReturnType<typeof setInterval> | undefined;
   private readonly sessionsById = new Map<string, ClientSession>();
   private stopping = false;
-  /** Connections not yet authenticated, with the tracker each had (given back once authenticated); and their count by address. */
-  private readonly handshakes = new Map<Conn, ConnTracker | undefined>();
-  private readonly handshakesFrom = new AddressCounts();
-  private readonly refusals = new LogBudget(1, REFUSAL_LOG_MS);
+  /** Sources that failed to authenticate, refused at accept while penalized. */
+  readonly penalties: SourcePenalties;
+  /** Connections not yet authenticated: one slot each from accept (before TLS) until authenticated. */
+  private readonly slots: HandshakeSlots;
   private readonly failedHandshakes = new LogBudget(FAILED_HANDSHAKE_LINES, REFUSAL_LOG_MS);
   /** `SHA256:<base64>` of the certificate clients see (undefined without TLS). */
   fingerprint: string | undefined;
@@ -277,6 +300,12 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     super();
     this.options = options;
     this.logger = options.logger ?? silentLogger;
+    this.penalties = new SourcePenalties(this.logger, 'tunnel', options.authPenalty);
+    this.slots = new HandshakeSlots(this.logger, 'tunnel', {
+      max: options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
+      maxPerIp: options.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
+      penalties: this.penalties,
+    });
     if (this.credentials().length === 0) throw new RangeError('tunnel server: set a token or at least one client credential');
   }
 
@@ -299,18 +328,12 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     let tls: TlsServerOptions | undefined;
     if (this.options.tls !== false) {
       const pair = this.options.tls ?? (await this.stateCertificate());
-      // node:tls counts nothing before its handshake ends (accept() sees connections only then): the same bounds apply to that phase.
-      tls = {
-        cert: pair.cert,
-        key: pair.key,
-        handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-        maxHandshakes: this.options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
-        maxHandshakesPerIp: this.options.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
-      };
+      // Where node:tls serves the port, its handshake has this timeout (the slots bound it, see maxHandshakes).
+      tls = { cert: pair.cert, key: pair.key, handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS };
       if (this.options.tls && this.options.tls.clientCa) tls.clientCa = this.options.tls.clientCa;
       this.fingerprint = certificateFingerprint(typeof pair.cert === 'string' ? pair.cert : Buffer.from(pair.cert).toString());
     }
-    this.control = new Server({ addresses: [listen], tls, logger: this.logger, onConnection: (conn) => this.accept(conn) });
+    this.control = new Server({ addresses: [listen], tls, logger: this.logger, handshakes: this.slots, onConnection: (conn) => this.accept(conn) });
     await this.control.start();
     const sweepEvery = Math.max(100, Math.floor((this.options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS) / 2));
     this.sweep = setInterval(() => this.sweepFlows(), sweepEvery);
@@ -349,50 +372,29 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       conn.destroy();
       return;
     }
-    if (!this.admitHandshake(conn)) return;
     peekFirstBytes(conn, this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, this.boundRoute);
   }
 
   /** Connections on the tunnel port not authenticated yet. */
   get pendingHandshakes(): number {
-    return this.handshakes.size;
+    return this.slots.pending;
   }
 
-  /** Count a new connection as a handshake in progress, or close it at once over a limit. */
-  private admitHandshake(conn: Conn): boolean {
-    const ip = conn.remoteAddress;
-    const max = this.options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
-    const maxPerIp = this.options.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP;
-    const over = this.handshakesFrom.over(ip, max, maxPerIp);
-    if (over !== undefined) {
-      conn.destroy();
-      const dropped = this.refusals.take();
-      if (dropped !== undefined) this.logger.warn('tunnel handshakes over the limit: connections closed', { peer: ip, limit: over, max: over === 'all' ? max : maxPerIp, refused: dropped + 1 });
-      return false;
-    }
-    this.handshakesFrom.add(ip);
-    // This server stands in front of the connection's tracker until the handshake ends: a close while it is under way uncounts it.
-    this.handshakes.set(conn, conn.tracker);
-    conn.tracker = this.handshakeTracker;
-    return true;
+  /** The tunnel port's guards: handshakes under way and refused over the limits since start; authentication penalties (core-net penalty.ts). */
+  guardStats(): TunnelGuardStats {
+    return {
+      pendingHandshakes: this.slots.pending,
+      handshakesRefused: this.slots.refused,
+      penalizedSources: this.penalties.penalized(),
+      penaltyRefused: this.penalties.refused,
+      penalties: this.penalties.penalties,
+    };
   }
 
-  /** The handshake of `conn` ended (authenticated, or the connection closed): it no longer counts. */
+  /** The handshake of `conn` ended (authenticated): it no longer counts. */
   private handshakeDone(conn: Conn): void {
-    if (!this.handshakes.has(conn)) return;
-    const tracker = this.handshakes.get(conn);
-    this.handshakes.delete(conn);
-    if (conn.tracker === this.handshakeTracker) conn.tracker = tracker;
-    this.handshakesFrom.remove(conn.remoteAddress);
+    this.slots.done(conn);
   }
-
-  private readonly handshakeTracker: ConnTracker = {
-    untrack: (conn: Conn): void => {
-      const next = this.handshakes.get(conn);
-      this.handshakeDone(conn);
-      next?.untrack(conn);
-    },
-  };
 
   /** A data connection's HELLO carries DATA_CONNECTION_FLAG; anything else starts a session as before. */
   private route(conn: Conn, bytes: Uint8Array, remainingMs: number): void {
@@ -456,6 +458,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         this.emit('client-joined', this.snapshot(session));
       },
       (error: Error) => {
+        if (isWrongToken(error)) this.penalties.failed(conn.remoteAddress);
         // Anyone can fail a handshake at will: a flood of them is a few lines and a count.
         const dropped = this.failedHandshakes.take();
         if (dropped !== undefined) this.logger.warn('tunnel client refused', { peer, reason: error.message, notLogged: dropped || undefined });
@@ -482,7 +485,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     link.send(FrameType.CHALLENGE, challengePayload(serverNonce, serverId));
     const auth = await link.next(Math.max(1, deadline - Date.now()), 'AUTH');
     const expected = dataMac(session.credential.token, 'client', sessionId, clientNonce, serverNonce, serverId);
-    if (auth.type !== FrameType.AUTH || !macEqual(expected, auth.payload.subarray(0, MAC))) return link.fail('authentication failed: wrong token for this session');
+    if (auth.type !== FrameType.AUTH || !macEqual(expected, auth.payload.subarray(0, MAC))) {
+      this.penalties.failed(link.conn.remoteAddress);
+      return link.fail('authentication failed: wrong token for this session');
+    }
     if (session.mux.closed || this.stopping) return link.fail('the tunnel session is gone');
     if (session.idle.length >= session.dataPool) return link.fail('the data connection pool of this session is full');
     link.send(FrameType.AUTH_OK, dataMac(session.credential.token, 'server', sessionId, serverNonce, clientNonce, serverId));
@@ -1058,8 +1064,9 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
    * mappings no longer allowed are detached (their clients are told on their
    * next registration).
    */
-  reload(options: Pick<TunnelServerOptions, 'token' | 'clients' | 'allowPorts' | 'allowDomains' | 'visitorWaitMs' | 'visitorLimits'>): void {
+  reload(options: Pick<TunnelServerOptions, 'token' | 'clients' | 'allowPorts' | 'allowDomains' | 'visitorWaitMs' | 'visitorLimits' | 'authPenalty'>): void {
     this.options = { ...this.options, ...options };
+    if (options.authPenalty !== undefined) this.penalties.configure(options.authPenalty);
     for (const route of this.routes.values()) route.listener?.setLimits(this.options.visitorLimits ?? {});
     const tokens = new Set(this.credentials().map((c) => c.token));
     for (const session of [...this.sessions]) {

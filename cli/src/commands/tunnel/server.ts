@@ -34,6 +34,8 @@ export default class TunnelServerCommand extends WmproxyCommand {
     'data-max-busy': Flags.integer({ description: 'most visitors one client carries on data connections at once; beyond, they ride the shared connection (default: the tunnel server\'s DEFAULT_DATA_MAX_BUSY)', min: 0 }),
     'max-handshakes': Flags.integer({ description: 'most connections on the tunnel port not yet authenticated; beyond, new ones are closed at once (0: no limit; default: the tunnel server\'s DEFAULT_MAX_HANDSHAKES)', min: 0 }),
     'max-handshakes-per-ip': Flags.integer({ description: 'the same from one IP address (0: no limit; default: DEFAULT_MAX_HANDSHAKES_PER_IP)', min: 0 }),
+    'auth-penalty': Flags.string({ description: 'a source failing its login more than twice is refused for FIRST, doubling with each further failure up to MAX: FIRST,MAX (durations, default 30s,10m), or off' }),
+    'auth-penalty-exempt': Flags.string({ description: 'address or CIDR range never penalized (repeatable; default none)', multiple: true }),
     'data-promote-bytes': Flags.integer({ description: 'with a pool, every visitor starts on the shared connection and moves to a data connection once it carried this many bytes (0: a visitor takes one at open; default: the tunnel server\'s DEFAULT_DATA_PROMOTE_BYTES)', min: 0 }),
     drain: Flags.integer({ description: 'milliseconds open streams get to finish on shutdown', default: 10_000, min: 0 }),
     'http-listen': Flags.string({ description: 'serve http mappings here, by Host and path, through the reverse proxy engine (the clients of one mapping are a balanced, health-checked group)' }),
@@ -72,6 +74,12 @@ export default class TunnelServerCommand extends WmproxyCommand {
     } catch (error) {
       return this.usageError(`--allow-ports: ${(error as Error).message}`);
     }
+    let authPenalty;
+    try {
+      authPenalty = authPenaltyOptions(flags['auth-penalty'], flags['auth-penalty-exempt'], parseDuration);
+    } catch (error) {
+      return this.usageError(`--auth-penalty: ${(error as Error).message}`);
+    }
     const logger = new Logger({ level: flags['log-level'] as LogLevel, json: flags['log-json'], fields: { service: 'tunnel-server' } });
     let server;
     const limits = { maxConnections: flags['max-connections'], maxConnectionsPerIp: flags['max-connections-per-ip'] };
@@ -95,6 +103,7 @@ export default class TunnelServerCommand extends WmproxyCommand {
         dataMaxBusy: flags['data-max-busy'],
         maxHandshakes: flags['max-handshakes'],
         maxHandshakesPerIp: flags['max-handshakes-per-ip'],
+        authPenalty,
         dataPromoteBytes: flags['data-promote-bytes'],
         visitorLimits: limits,
         logger,
@@ -140,4 +149,18 @@ export default class TunnelServerCommand extends WmproxyCommand {
     }
     await new Promise<never>(() => {});
   }
+}
+
+/** `--auth-penalty FIRST,MAX|off` and `--auth-penalty-exempt` as core-net's SourcePenaltyOptions (absent: its defaults). */
+function authPenaltyOptions(text: string | undefined, exempt: string[] | undefined, parseDuration: (text: string) => number): { enabled?: boolean; firstMs?: number; maxMs?: number; exempt?: string[] } {
+  const out: { enabled?: boolean; firstMs?: number; maxMs?: number; exempt?: string[] } = {};
+  if (exempt !== undefined) out.exempt = exempt;
+  if (text === undefined) return out;
+  if (text === 'off') return { ...out, enabled: false };
+  const parts = text.split(',');
+  if (parts.length !== 2) throw new RangeError(`"${text}" is not FIRST,MAX (such as 30s,10m) or off`);
+  out.firstMs = parseDuration(parts[0]!.trim());
+  out.maxMs = parseDuration(parts[1]!.trim());
+  if (out.maxMs < out.firstMs) throw new RangeError(`MAX (${parts[1]}) is shorter than FIRST (${parts[0]})`);
+  return out;
 }

@@ -184,6 +184,7 @@ export class TunnelService {
               mappings: server.mappings(),
               http: this.server?.web?.httpAddresses ?? [],
               https: this.server?.web?.httpsAddresses ?? [],
+              guard: server.guardStats(),
             },
           }
         : {}),
@@ -216,6 +217,15 @@ export class TunnelService {
     for (const row of totals) out.sample('wmproxy_tunnel_sent_bytes_total', { client: row.name }, row.bytesOut);
     out.family('wmproxy_tunnel_mapping_clients', 'gauge', 'Clients serving each mapping now (0: visitors wait or are refused).');
     for (const entry of server?.mappings() ?? []) out.sample('wmproxy_tunnel_mapping_clients', { mapping: entry.mapping.name, kind: entry.mapping.kind }, entry.clients.length);
+    const guard = server?.guardStats();
+    out.family('wmproxy_tunnel_pending_handshakes', 'gauge', 'Connections on the tunnel port not authenticated yet.');
+    if (guard) out.sample('wmproxy_tunnel_pending_handshakes', {}, guard.pendingHandshakes);
+    out.family('wmproxy_tunnel_handshakes_refused_total', 'counter', 'Connections on the tunnel port closed at accept over max_handshakes or max_handshakes_per_ip.');
+    if (guard) out.sample('wmproxy_tunnel_handshakes_refused_total', {}, guard.handshakesRefused);
+    out.family('wmproxy_tunnel_penalized_sources', 'gauge', 'Sources (IPv4 addresses, IPv6 /64s) in an authentication penalty now (auth_penalty).');
+    if (guard) out.sample('wmproxy_tunnel_penalized_sources', {}, guard.penalizedSources);
+    out.family('wmproxy_tunnel_penalty_refused_total', 'counter', 'Connections on the tunnel port closed at accept because their source was penalized.');
+    if (guard) out.sample('wmproxy_tunnel_penalty_refused_total', {}, guard.penaltyRefused);
     out.family('wmproxy_tunnel_connected', 'gauge', '1 while this instance\'s tunnel client (a [[tunnel.client]]) has a session with its server.');
     for (const [service, { instance }] of this.clients) out.sample('wmproxy_tunnel_connected', { service }, instance.status().connected ? 1 : 0);
   }
@@ -264,5 +274,6 @@ function serverOptions(config: TunnelServerConfig) {
     allowDomains: config.allowDomains,
     visitorWaitMs: config.visitorWaitMs,
     visitorLimits: { maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp },
+    authPenalty: config.authPenalty,
   };
 }

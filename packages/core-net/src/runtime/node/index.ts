@@ -9,7 +9,7 @@ import { listenError } from '../listen-error.js';
 import { isComposed } from '../../http1/buffer.js';
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from '../../tls/client-hello.js';
 import { offeredSession, tlsSession } from '../../tls/session.js';
-import type { Conn, Listener, ListenOptions, RawConnectOptions, Runtime, TlsClientOptions, TlsKeyPair, TlsServerOptions, TlsSession } from '../../types.js';
+import type { Conn, HandshakeSlotTaker, Listener, ListenOptions, RawConnectOptions, Runtime, TlsClientOptions, TlsKeyPair, TlsServerOptions, TlsSession } from '../../types.js';
 
 const kConn = Symbol('wmproxy.conn');
 type TaggedSocket = net.Socket & { [kConn]?: NodeConn };
@@ -166,11 +166,22 @@ function onSocketSession(this: SessionSocket, bytes: Buffer): void {
 
 function listen(options: ListenOptions): Promise<Listener> {
   return new Promise((resolve, reject) => {
-    const gate = options.tls && (options.tls.maxHandshakes || options.tls.maxHandshakesPerIp) ? new HandshakeGate(options.tls.maxHandshakes ?? 0, options.tls.maxHandshakesPerIp ?? 0, options.onError) : undefined;
+    // The owner's handshake slots, taken here at accept and carried past the TLS handshake: one count from accept to authentication.
+    const slots = options.tls ? options.handshakes : undefined;
+    const gate = slots === undefined && options.tls && (options.tls.maxHandshakes || options.tls.maxHandshakesPerIp) ? new HandshakeGate(options.tls.maxHandshakes ?? 0, options.tls.maxHandshakesPerIp ?? 0, options.onError) : undefined;
+    // Reports timed-out TLS handshakes (one line per interval) where a gate or slots bound them.
+    const reporter = gate ?? (slots ? new HandshakeGate(0, 0, options.onError) : undefined);
     const onSocket = (socket: net.Socket): void => {
-      if (gate) gate.release((socket as { _parent?: GatedSocket })._parent);
+      const parent = (socket as { _parent?: SlotSocket & GatedSocket })._parent;
+      let slotTaken = false;
+      if (slots !== undefined && parent?.[kSlot] === slots) {
+        parent[kSlot] = undefined;
+        slotTaken = true;
+      } else if (gate) gate.release(parent);
+      // Half-open only once secure (see `front`): a peer's FIN keeps the connection open from here on.
+      socket.allowHalfOpen = true;
       socket.setNoDelay(true);
-      options.onConnection(new NodeConn(socket));
+      options.onConnection(new NodeConn(socket), slotTaken);
     };
     const onPlainSocket = (socket: net.Socket): void => {
       socket.setNoDelay(true);
@@ -202,22 +213,33 @@ function listen(options: ListenOptions): Promise<Listener> {
         const reason = (error as { reason?: unknown }).reason;
         const text = typeof reason === 'string' ? reason : error.message.trim();
         socket.destroy();
+        // The raw socket under a TLS socket emits no 'close' of its own (its handle went to the TLS socket): its slot is given back here.
+        // (Bun's node:tls has no `_parent`, null: its raw sockets report their own close.)
+        const raw = (socket as { _parent?: (SlotSocket & GatedSocket) | null })._parent;
+        if (raw) {
+          giveSlotBack.call(raw);
+          gate?.release(raw);
+        }
         // A silent client's timeout says nothing of its own: a flood of them is one line per interval.
-        if (gate && (error as { code?: unknown }).code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return gate.report('timed out', peer);
+        const code = (error as { code?: unknown }).code;
+        if (reporter && (code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || code === 'ECONNRESET')) return reporter.report(code === 'ECONNRESET' ? 'closed by the peer' : 'timed out', peer);
         options.onError?.(new NetError('EPROTO', `TLS handshake with ${peer} failed: ${text}`, { address: peer, cause: error }), peer);
       });
     }
     const acme = options.tls?.acmeTlsAlpn;
     // With limits on handshakes a plain listener takes the socket first, counts it, and hands it to node:tls (or to the ACME router).
     const front =
-      tlsServer && (acme || gate)
+      tlsServer && (acme || gate || slots)
         ? (socket: net.Socket): void => {
+            if (slots !== undefined && !takeSlot(socket, slots)) return;
             if (gate && !gate.admit(socket)) return;
             if (acme) routeByClientHello(socket, tlsServer, acme, options.onError);
             else tlsServer.emit('connection', socket);
           }
         : undefined;
-    const server: net.Server = front ? net.createServer({ allowHalfOpen: true }, front) : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onPlainSocket));
+    // Not half-open before the TLS socket is secure: with it a peer that sends FIN during the handshake left a TLS socket waiting out
+    // the handshake timeout with its slot (the raw socket under it emits no 'close'); without it that socket closes and reports.
+    const server: net.Server = front ? net.createServer({ allowHalfOpen: false }, front) : (tlsServer ?? net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onPlainSocket));
     const failed = (error: Error): void => reject(listenError(error, formatHostPort(options.host, options.port)));
     server.once('error', failed);
     // reusePort false unless asked: only our own workers share a port (Node honours it from 22.12).
@@ -280,6 +302,27 @@ class HandshakeGate {
 
 function releaseOnClose(this: GatedSocket): void {
   this[kGate]?.release(this);
+}
+
+const kSlot = Symbol('wmproxy.handshakeSlot');
+type SlotSocket = net.Socket & { [kSlot]?: HandshakeSlotTaker };
+
+/** A raw socket takes its owner's handshake slot before TLS (closed at once without one); a close before the handover gives it back. */
+function takeSlot(socket: SlotSocket, slots: HandshakeSlotTaker): boolean {
+  if (!slots.take(socket.remoteAddress ?? '')) {
+    socket.destroy();
+    return false;
+  }
+  socket[kSlot] = slots;
+  socket.once('close', giveSlotBack);
+  return true;
+}
+
+function giveSlotBack(this: SlotSocket): void {
+  const slots = this[kSlot];
+  if (slots === undefined) return;
+  this[kSlot] = undefined;
+  slots.giveBack(this.remoteAddress ?? '');
 }
 
 const kPeer = Symbol('wmproxy.peer');
