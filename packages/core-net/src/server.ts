@@ -1,6 +1,6 @@
 import { formatHostPort, listenHost, type Address } from './address.js';
 import { runtime as activeRuntime, runtimeReady } from './runtime/index.js';
-import { silentLogger, type Logger } from './logger.js';
+import { LogBudget, silentLogger, type Logger } from './logger.js';
 import { ConnLimit, type ConnLimitOptions, type HandshakeSlots } from './conn-limit.js';
 import type { Conn, ConnTracker, Listener, TlsServerOptions } from './types.js';
 
@@ -37,6 +37,10 @@ export interface ShutdownOptions {
   deadlineMs?: number;
 }
 
+/** Refused TLS handshakes log up to this many lines per window, then the count of those not logged. */
+const REFUSED_HANDSHAKE_LINES = 20;
+const REFUSED_HANDSHAKE_WINDOW_MS = 10_000;
+
 /**
  * Listens on several addresses, tracks every live connection, and shuts down
  * gracefully: stop accepting, wait for connections to finish up to a
@@ -45,6 +49,7 @@ export interface ShutdownOptions {
 export class Server implements ConnTracker {
   readonly listeners: Listener[] = [];
   private readonly live = new Set<Conn>();
+  private readonly refusedHandshakes = new LogBudget(REFUSED_HANDSHAKE_LINES, REFUSED_HANDSHAKE_WINDOW_MS);
   private readonly options: ServerOptions;
   private readonly logger: Logger;
   /** Connection limits and counts of the accepted connections. */
@@ -84,9 +89,7 @@ export class Server implements ConnTracker {
           reusePort: this.options.reusePort ?? reusePortByDefault,
           handshakes: this.options.handshakes,
           onConnection: (conn, slotTaken) => this.accept(conn, slotTaken === true),
-          onError: (error, peer) =>
-            // A refused TLS client (no or a wrong certificate under mutual TLS, a plain-text client) is the client's fault: one clear line.
-            peer === undefined ? this.logger.warn('accept error', { error: error.message }) : this.logger.warn('tls handshake refused', { client: peer, error: error.message }),
+          onError: (error, peer) => this.onListenError(error, peer),
         });
         this.listeners.push(listener);
         this.logger.info('listening', { address: formatHostPort(listener.host, listener.port), runtime: runtime.name });
@@ -96,6 +99,18 @@ export class Server implements ConnTracker {
       throw error;
     }
     return this;
+  }
+
+  /**
+   * A refused TLS client (no or a wrong certificate under mutual TLS, a plain-text client, one that hung up
+   * mid-handshake) is the client's fault: one clear line each, up to a budget, since a client can cause one per
+   * connection; then the count of those not logged.
+   */
+  private onListenError(error: Error, peer: string | undefined): void {
+    if (peer === undefined) return this.logger.warn('accept error', { error: error.message });
+    const notLogged = this.refusedHandshakes.take();
+    if (notLogged === undefined) return;
+    this.logger.warn('tls handshake refused', { client: peer, error: error.message, ...(notLogged > 0 ? { notLogged } : {}) });
   }
 
   /** Track a connection until it closes (accepted ones are tracked already; add upstreams to drain them too). */

@@ -243,5 +243,68 @@ describe('mutual TLS', () => {
         await server.shutdown({ deadlineMs: 500 });
       }
     });
+
+    test(`on ${rt.name}: a TLS connection its owner closes at once logs no refused handshake, and the client reads a close during the handshake, not a verification failure`, async () => {
+      setRuntime(rt);
+      const lines: string[] = [];
+      // What a penalty or a handshake cap does: close the connection as it is handed over (before TLS on Bun).
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert, key },
+        logger: new Logger({ level: 'warn', json: true, sink: { write: (line: string) => lines.push(line) } }),
+        onConnection: (conn) => conn.destroy(),
+      }).start();
+      try {
+        const port = Number(server.boundAddresses[0]!.split(':').pop());
+        for (let i = 0; i < 5; i++) {
+          const error = await connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', verifyPeer: () => undefined, rejectUnauthorized: false } }).then(
+            // Node's listener finishes TLS before handing the connection over: its client connects, then reads the close.
+            async (conn) => (await readUntilClose(conn), undefined),
+            (caught: NetError) => caught,
+          );
+          if (rt.name === 'bun') assert.ok(error, 'a Bun listener hands the connection over before TLS: the client never connects');
+          if (error) {
+            assert.equal(error.code, 'ECONNRESET', error.message);
+            assert.doesNotMatch(error.message, /verification|no certificate/);
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.deepEqual(lines.filter((line) => line.includes('handshake refused')), []);
+      } finally {
+        await server.shutdown({ deadlineMs: 500 });
+      }
+    });
+
+    test(`on ${rt.name}: a flood of refused TLS handshakes is a few log lines, then the count of those not logged`, async () => {
+      setRuntime(rt);
+      const lines: string[] = [];
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        tls: { cert, key },
+        logger: new Logger({ level: 'warn', json: true, sink: { write: (line: string) => lines.push(line) } }),
+        onConnection: (conn) => conn.setHandler({ data() {}, close() {} }),
+      }).start();
+      try {
+        const port = Number(server.boundAddresses[0]!.split(':').pop());
+        // Plain text where a ClientHello belongs: each one a refused handshake.
+        for (let i = 0; i < 60; i++) {
+          await new Promise<void>((resolve) => {
+            const socket = net.connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+            socket.on('error', () => {});
+            socket.on('close', () => resolve());
+            socket.setTimeout(2000, () => socket.destroy());
+          });
+        }
+        let refused: Array<{ notLogged?: number }> = [];
+        for (let i = 0; i < 50; i++) {
+          refused = lines.filter((line) => line.includes('handshake refused')).map((line) => JSON.parse(line) as { notLogged?: number });
+          if (refused.length >= 20) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal(refused.length, 20, `${refused.length} lines for 60 refused handshakes`);
+      } finally {
+        await server.shutdown({ deadlineMs: 500 });
+      }
+    });
   }
 });

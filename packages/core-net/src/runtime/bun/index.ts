@@ -35,6 +35,8 @@ export class BunConn extends ConnBase {
   handshake: { resolve(error: Error | null): void } | undefined;
   /** TLS clients that keep the session the server issues (`tlsSession`): their options, and the session offered (its certificate stands on resumption). */
   sessionOptions: (TlsClientOptions & { servername: string }) | undefined = undefined;
+  /** Closed by its owner (destroy/reset): a TLS handshake this cut short is no peer's failure to log. */
+  destroyedHere = false;
   offeredSession: TlsSession | undefined = undefined;
 
   constructor(socket: BunSocket, tls: boolean) {
@@ -121,6 +123,7 @@ export class BunConn extends ConnBase {
 
   destroy(error?: Error): void {
     if (this.closed) return;
+    this.destroyedHere = true;
     if (error) this.lastError = error;
     this.queue = undefined;
     this.queued = 0;
@@ -240,7 +243,7 @@ function socketHandlers(onOpen: (socket: BunSocket) => void, onHandshakeError?: 
       if (waiter) {
         socket.data!.handshake = undefined;
         waiter.resolve(success ? authorizationError : (authorizationError ?? new Error('TLS handshake failed')));
-      } else if (!success || (verifiesPeer && authorizationError)) {
+      } else if ((!success || (verifiesPeer && authorizationError)) && !socket.data?.destroyedHere) {
         const peer = formatHostPort(socket.remoteAddress, (socket as { remotePort?: number }).remotePort ?? 0);
         // Bun reports a client certificate from an unknown CA as a finished handshake with an error: close it here.
         socket.terminate();
@@ -379,6 +382,7 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
       const error = await Promise.race([state.handshakeDone, giveUp]);
       if (error && (options.tls?.rejectUnauthorized ?? true)) {
         conn.destroy();
+        if ((error as { code?: string }).code === 'ECONNRESET') throw new NetError('ECONNRESET', `${address} closed the connection during the TLS handshake`, { address, cause: error });
         throw new NetError('EPROTO', `TLS verification of ${address} failed: ${error.message}`, { address, cause: error });
       }
       const verifyPeer = options.tls?.verifyPeer;
@@ -386,6 +390,12 @@ async function connectIp(options: RawConnectOptions): Promise<Conn> {
         const socket = conn.socket as unknown as TlsSessionSocket;
         // A resumed handshake may carry no certificate: the one the offered session was established with (checked then) is the server's.
         const raw = socket.getPeerCertificate()?.raw ?? (socket.isSessionReused() ? offered?.certificate : undefined);
+        // Bun reports a handshake the server cut short (closed) as finished, with no certificate; a finished one
+        // always has one (TLS 1.3 authenticates the server by it), unless resumed.
+        if (!raw && !socket.isSessionReused()) {
+          conn.destroy();
+          throw new NetError('ECONNRESET', `${address} closed the connection during the TLS handshake`, { address });
+        }
         const refusal = raw ? verifyPeer(raw) : 'the server sent no certificate';
         if (refusal) {
           conn.destroy();
