@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import {
+  DEFAULT_PENALTY_MAX_MS,
   NetError,
   bindUdp,
   certificateFingerprint,
@@ -41,6 +42,7 @@ export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 5000;
 const REGISTER_TIMEOUT_MS = 10_000;
 /** Data connections dialled at once: a pool of 256 is filled in waves, under the server's handshake limit per address (DEFAULT_MAX_HANDSHAKES_PER_IP). */
 const MAX_DATA_DIALS = 16;
+const PENALTY_HINT = 'the server closes connections from an address for a while after failed logins from it (its auth penalty, up to 10 min by default) or at its handshake limit: see its log; a client with the right token gets in when the penalty ends';
 
 export interface TunnelClientTls {
   /** Trust this CA (PEM) for the server's certificate. */
@@ -125,6 +127,10 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private sessionSince: number | undefined;
   private sessions = 0;
   private lastError: string | undefined;
+  /** When the server last refused this client's login (see PENALTY_HINT). */
+  private authRefusedAt: number | undefined = undefined;
+  /** The last dial was closed by the server before the tunnel handshake (see PENALTY_HINT). */
+  private cutAtDial = false;
   private results: RegistrationResult[] = [];
   /** The MAPPINGS awaiting the server's answer (settled, its timer cleared, when the session closes). */
   private pendingRegistration: PendingRegistration | undefined;
@@ -205,7 +211,11 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       if (error) {
         this.lastError = error.message;
         const auth = error instanceof NetError && error.code === 'EAUTH';
-        this.logger[auth ? 'error' : 'warn']('tunnel connection failed', { server: this.options.server, error: error.message, retryInMs: delay });
+        if (auth) this.authRefusedAt = Date.now();
+        // A server penalizes an address after failed logins by closing its connections before TLS: say so, or a
+        // client fixed meanwhile reads only resets.
+        const penalty = !auth && (this.cutAtDial || (this.authRefusedAt !== undefined && Date.now() - this.authRefusedAt < DEFAULT_PENALTY_MAX_MS)) ? PENALTY_HINT : undefined;
+        this.logger[auth ? 'error' : 'warn']('tunnel connection failed', { server: this.options.server, error: error.message, retryInMs: delay, ...(penalty ? { hint: penalty } : {}) });
         this.emit('retry', error, delay);
       }
       await new Promise<void>((resolve) => {
@@ -248,7 +258,11 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
 
   /** One session: connect, authenticate, register, serve until it closes. */
   private async session(): Promise<void> {
-    const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal });
+    this.cutAtDial = false;
+    const conn = await connect({ host: this.host, port: this.port, tls: this.tlsOptions(), timeoutMs: this.options.connectTimeoutMs, signal: this.abort.signal }).catch((error: unknown) => {
+      this.cutAtDial = error instanceof NetError && error.code === 'ECONNRESET';
+      throw error;
+    });
     if (this.stopped) {
       conn.destroy();
       return;
@@ -277,6 +291,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.sessionSince = Date.now();
     this.sessions++;
     this.lastError = undefined;
+    this.authRefusedAt = undefined;
     this.logger.info('tunnel connected', { server: this.options.server, serverId: settings.serverId, heartbeatMs: settings.heartbeatMs });
     this.emit('connected', { serverId: settings.serverId });
     void this.register().catch(() => undefined);

@@ -143,3 +143,23 @@ test('at most maxHandshakes unauthenticated connections are held in all, on a TL
     await tunnel.stop({ deadlineMs: 0 });
   }
 });
+
+test('a client shut out by a penalty is told why: its failed connections log a hint, not only resets', async () => {
+  const tunnel = await server({ tls: { cert: pair.cert, key: pair.key }, authPenalty: { allowance: 0, firstMs: 60_000 } });
+  const { logger, lines } = collect();
+  const client = new TunnelClient({ server: `127.0.0.1:${tunnel.port}`, token: 'secret', tls: { fingerprint: tunnel.fingerprint! }, backoffInitialMs: 50, mappings: [], logger });
+  try {
+    // Another program on this client's address guessed the token: the address is penalized.
+    await wrongLogin(tunnel.port, { localAddress: '127.0.0.1', tls: true });
+    await until(() => tunnel.penalties.penalized() === 1, 'penalized');
+    client.start();
+    await until(() => lines.some((line) => line.includes('tunnel connection failed')), 'a failed connection');
+    const failed = lines.find((line) => line.includes('tunnel connection failed'))!;
+    assert.match(failed, /hint=.*auth penalty/, failed);
+    assert.doesNotMatch(failed, /verification|no certificate/, failed);
+    assert.equal(tunnel.clients().length, 0);
+  } finally {
+    await client.stop();
+    await tunnel.stop({ deadlineMs: 0 });
+  }
+});
