@@ -1029,9 +1029,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       const prefix = mapping.path ?? '/';
       if (!path.startsWith(prefix)) continue;
       for (const domain of mapping.domains ?? []) {
-        let score = -1;
-        if (domain === name) score = 1_000_000;
-        else if (domain.startsWith('*.') && name.endsWith(domain.slice(1)) && name.length > domain.length - 1) score = domain.length * 1000;
+        let score = domainScore(domain, name);
         if (score < 0) continue;
         score += prefix.length;
         if (score > bestScore) {
@@ -1039,6 +1037,21 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
           best = mapping;
         }
       }
+    }
+    return best;
+  }
+
+  /**
+   * How closely a mapping of `kind` serves `host`, paths aside (-1: none):
+   * the TLS port passes a name through only when no http mapping serves it
+   * more closely (an exact http name beats an https wildcard, as on the HTTP port).
+   */
+  hostScore(kind: 'http' | 'https', host: string): number {
+    const name = host.toLowerCase();
+    let best = -1;
+    for (const route of this.routes.values()) {
+      if (route.mapping.kind !== kind) continue;
+      for (const domain of route.mapping.domains ?? []) best = Math.max(best, domainScore(domain, name));
     }
     return best;
   }
@@ -1120,6 +1133,13 @@ function onIdleFrame(link: DataLink, frame: DataFrame): void {
 }
 
 /** Traffic of a session's data connections, closed and busy. */
+/** An exact name beats any wildcard, a longer wildcard a shorter one (-1: no match). */
+function domainScore(domain: string, name: string): number {
+  if (domain === name) return 1_000_000;
+  if (domain.startsWith('*.') && name.endsWith(domain.slice(1)) && name.length > domain.length - 1) return domain.length * 1000;
+  return -1;
+}
+
 function dataBytes(session: ClientSession, way: 'in' | 'out'): number {
   let total = way === 'in' ? session.dataBytesIn : session.dataBytesOut;
   for (const conn of session.busy) total += way === 'in' ? conn.bytesRead : conn.bytesWritten;

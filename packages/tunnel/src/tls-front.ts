@@ -144,7 +144,9 @@ export class TunnelTlsFront {
     conn.pause();
     if (result.kind === 'invalid') return this.refuse(conn, result.reason);
     const name = result.kind === 'sni' ? result.name : undefined;
-    const mapping = name === undefined ? undefined : this.tunnel.matchHttp('https', name);
+    let mapping = name === undefined ? undefined : this.tunnel.matchHttp('https', name);
+    // An http mapping that names the host more closely (exact against an https wildcard) is terminated, as the HTTP port would route it.
+    if (mapping !== undefined && this.terminate !== undefined && this.tunnel.hostScore('http', name!) > this.tunnel.hostScore('https', name!)) mapping = undefined;
     if (mapping !== undefined) void this.passThrough(conn, pending, mapping.name, name!);
     else if (this.terminate !== undefined) void this.toTerminator(conn, pending);
     else this.refuse(conn, name === undefined ? 'no server name (SNI), and no terminating listener' : `no https mapping serves "${name}"`);

@@ -1,0 +1,110 @@
+// Attacks from the visitor side of a tunnel server's public ports, and by an
+// authenticated but hostile tunnel client against other clients' mappings:
+// what reaches the next hop (the client's local service) and who serves a name.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closedPort } from '@wmproxy/testkit';
+import { TunnelClient, TunnelHttpFront, TunnelServer, TunnelTlsFront, parseMapSpec } from '../src/index.js';
+import { until } from './helpers.js';
+
+let dir = '';
+function selfSigned(name: string): { cert: string; key: string } {
+  const file = name.replace(/\*/g, 'star');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', `/CN=${name}`,
+    '-addext', `subjectAltName=DNS:${name}`, '-keyout', join(dir, `${file}.key`), '-out', join(dir, `${file}.pem`)], { stdio: 'ignore' });
+  return { cert: readFileSync(join(dir, `${file}.pem`), 'utf8'), key: readFileSync(join(dir, `${file}.key`), 'utf8') };
+}
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'wmproxy-tunnel-attack-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const portOf = (address: string): number => Number(address.slice(address.lastIndexOf(':') + 1));
+
+function tunnelClient(server: TunnelServer, name: string, specs: string[]): TunnelClient {
+  return new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', name, tls: false, backoffInitialMs: 50, backoffMaxMs: 200, mappings: specs.map(parseMapSpec) }).start();
+}
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+test('udp: a burst of datagrams from one visitor before its flow is open makes one flow, not one stream per datagram', async () => {
+  const local = dgram.createSocket('udp4');
+  const sources = new Set<number>();
+  let received = 0;
+  local.on('message', (_data, info) => {
+    received++;
+    sources.add(info.port);
+  });
+  await new Promise<void>((resolve) => local.bind(0, '127.0.0.1', resolve));
+  const publicPort = await closedPort();
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const client = tunnelClient(server, 'one', [`dns=udp:127.0.0.1:${(local.address() as net.AddressInfo).port}:${publicPort}`]);
+  const visitor = dgram.createSocket('udp4');
+  try {
+    await client.ready();
+    await new Promise<void>((resolve) => visitor.bind(0, '127.0.0.1', resolve));
+    // All sent before the first flow's OPEN can be answered.
+    for (let i = 0; i < 32; i++) visitor.send(Buffer.from(`q${i}`), publicPort, '127.0.0.1');
+    await until(() => received > 0, 'a datagram at the local service');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // One visitor address, one flow: one local socket, one stream on the session.
+    assert.equal(sources.size, 1, `the local service saw ${sources.size} source ports for one visitor`);
+    assert.equal(server.clients()[0]!.openStreams, 1);
+  } finally {
+    visitor.close();
+    await client.stop({ deadlineMs: 0 });
+    await server.stop({ deadlineMs: 0 });
+    local.close();
+  }
+});
+
+test('https port: a wildcard https mapping does not take a name an http mapping serves exactly (terminated), as on the http port', async () => {
+  const wildCert = selfSigned('*.wild.test');
+  const serverCert = selfSigned('a.wild.test');
+  const wildService = https.createServer(wildCert, (_req, res) => res.end('wildcard service'));
+  const exactService = http.createServer((_req, res) => res.end('exact service'));
+  const wildPort = await listen(wildService);
+  const exactPort = await listen(exactService);
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const terminator = await new TunnelHttpFront(server, { tlsListen: '127.0.0.1:0', tls: serverCert }).start();
+  const front = await new TunnelTlsFront(server, { listen: '127.0.0.1:0', terminate: terminator.addresses[0]! }).start();
+  const exact = tunnelClient(server, 'exact', [`a=http:127.0.0.1:${exactPort}@a.wild.test`]);
+  const wild = tunnelClient(server, 'wild', [`wild=https:127.0.0.1:${wildPort}@*.wild.test`]);
+  const visit = (servername: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port: portOf(front.addresses[0]!), servername, path: '/', headers: { host: servername }, rejectUnauthorized: false, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve(body));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  try {
+    await Promise.all([exact.ready(), wild.ready()]);
+    await terminator.sync();
+    assert.equal(await visit('a.wild.test'), 'exact service');
+    assert.equal(await visit('b.wild.test'), 'wildcard service');
+  } finally {
+    await exact.stop({ deadlineMs: 0 });
+    await wild.stop({ deadlineMs: 0 });
+    await front.close(0);
+    await terminator.close();
+    await server.stop({ deadlineMs: 0 });
+    wildService.close();
+    exactService.close();
+  }
+});
+
