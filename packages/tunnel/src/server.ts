@@ -208,6 +208,8 @@ interface UdpFlow {
 
 interface Route {
   mapping: PublicMapping;
+  /** The credential of the client that made it. */
+  owner: string;
   sessions: ClientSession[];
   next: number;
   listener: Server | undefined;
@@ -651,6 +653,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const results: Array<{ name: string; ok: boolean; reason?: string }> = [];
     const keep = new Map<string, PublicMapping>();
     const rejected: Array<{ name: string; reason: string }> = [];
+    const names = new Set(wanted.map((raw) => (raw as { name?: unknown } | null)?.name));
     for (const raw of wanted) {
       let mapping: PublicMapping;
       try {
@@ -660,7 +663,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         results.push({ name, ok: false, reason: (error as Error).message });
         continue;
       }
-      const reason = keep.has(mapping.name) ? `duplicate mapping name "${mapping.name}"` : this.refusal(session, mapping) ?? (await this.attach(session, mapping));
+      const reason = keep.has(mapping.name) ? `duplicate mapping name "${mapping.name}"` : this.refusal(session, mapping) ?? (await this.attach(session, mapping, names));
       if (reason) {
         results.push({ name: mapping.name, ok: false, reason });
         rejected.push({ name: mapping.name, reason });
@@ -699,7 +702,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   /** Add the session to the mapping's route, binding its public port first if needed. */
-  private async attach(session: ClientSession, mapping: PublicMapping): Promise<string | undefined> {
+  private async attach(session: ClientSession, mapping: PublicMapping, names: ReadonlySet<unknown>): Promise<string | undefined> {
     const existing = this.routes.get(mapping.name);
     if (existing) {
       const others = existing.sessions.filter((s) => s !== session);
@@ -721,7 +724,20 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         }
       }
     }
-    const route: Route = { mapping, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), waiters: new Set() };
+    // A domain (and path) is held by one mapping, as a public port is: a second name would take its visitors whenever
+    // the engine's order of equal locations changes. Not against the client's own mappings it is dropping (a rename),
+    // nor one its credential left while away (a rename across a restart).
+    if (mapping.kind === 'http' || mapping.kind === 'https') {
+      for (const route of this.routes.values()) {
+        const other = route.mapping;
+        if (other.name === mapping.name || other.kind !== mapping.kind || (mapping.kind === 'http' && (other.path ?? '/') !== (mapping.path ?? '/'))) continue;
+        const live = route.sessions.filter((s) => !s.mux.closed);
+        if (live.length === 0 ? route.owner === session.name : live.every((s) => s === session) && !names.has(other.name)) continue;
+        const taken = mapping.domains!.find((domain) => other.domains!.includes(domain));
+        if (taken !== undefined) return `domain ${taken}${mapping.kind === 'http' ? ` (path ${mapping.path ?? '/'})` : ''} is already served by mapping "${other.name}"`;
+      }
+    }
+    const route: Route = { mapping, owner: session.name, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), waiters: new Set() };
     try {
       await this.bind(route);
     } catch (error) {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closedPort } from '@wmproxy/testkit';
 import { TunnelClient, TunnelHttpFront, TunnelServer, TunnelTlsFront, parseMapSpec } from '../src/index.js';
-import { until } from './helpers.js';
+import { httpGet as get, until } from './helpers.js';
 
 let dir = '';
 function selfSigned(name: string): { cert: string; key: string } {
@@ -66,6 +66,44 @@ test('udp: a burst of datagrams from one visitor before its flow is open makes o
     await client.stop({ deadlineMs: 0 });
     await server.stop({ deadlineMs: 0 });
     local.close();
+  }
+});
+
+test('a second client cannot claim the domain and path of another client\'s http mapping under another mapping name', async () => {
+  const owner = http.createServer((_req, res) => res.end('owner'));
+  const thief = http.createServer((_req, res) => res.end('thief'));
+  const ownerPort = await listen(owner);
+  const thiefPort = await listen(thief);
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const front = await new TunnelHttpFront(server, { listen: '127.0.0.1:0' }).start();
+  const first = tunnelClient(server, 'owner', [`web=http:127.0.0.1:${ownerPort}@app.test`]);
+  try {
+    await first.ready();
+    const second = tunnelClient(server, 'thief', [`steal=http:127.0.0.1:${thiefPort}@APP.test`]);
+    try {
+      const [result] = await second.ready();
+      assert.equal(result!.ok, false, 'the claim of app.test/ by a second mapping is refused');
+      assert.match(result!.reason ?? '', /app\.test.*web/);
+      await front.sync();
+      const port = portOf(front.addresses[0]!);
+      for (let i = 0; i < 4; i++) assert.deepEqual(await get(port, 'app.test', `/${i}`), { status: 200, body: 'owner' });
+      // Before, a second name at the same place was accepted, and took every visitor once the owner's route was
+      // rebuilt (here: the owner adds basic auth, and the thief served app.test without it).
+      await first.reload([parseMapSpec(`web=http:127.0.0.1:${ownerPort}@app.test,auth=u:p`)]);
+      await front.sync();
+      assert.equal((await get(port, 'app.test')).status, 401);
+      // The owner itself may rename its mapping (the old name is dropped in the same registration).
+      const [renamed] = await first.reload([parseMapSpec(`web2=http:127.0.0.1:${ownerPort}@app.test`)]);
+      assert.equal(renamed!.ok, true, renamed!.reason);
+    } finally {
+      await second.stop({ deadlineMs: 0 });
+    }
+  } finally {
+    await first.stop({ deadlineMs: 0 });
+    await front.close();
+    await server.stop({ deadlineMs: 0 });
+    owner.close();
+    thief.close();
   }
 });
 
