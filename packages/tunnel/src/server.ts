@@ -36,7 +36,7 @@ import {
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, MAC, NONCE, challengePayload, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
 import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, u32 } from './frame.js';
 import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
-import { DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
+import { DEFAULT_MAX_STREAMS, DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
 import { DATA_CONNECTION_FLAG, DataLink, MAX_DATA_POOL, dataMac, endThenDestroy, macEqual, peekFirstBytes, type DataFrame } from './data.js';
 
 export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
@@ -60,6 +60,11 @@ const CERT_FILE = 'tunnel-cert.pem';
 const KEY_FILE = 'tunnel-key.pem';
 const MAX_MAPPINGS_PER_CLIENT = 256;
 const MAX_UDP_FLOWS_PER_MAPPING = 4096;
+/**
+ * UDP flows one session carries at once: half of the streams a client accepts, so that a visitor spraying
+ * source ports (each a flow, no handshake to pass) leaves the client's tcp and http visitors the other half.
+ */
+const MAX_UDP_FLOWS_PER_SESSION = DEFAULT_MAX_STREAMS / 2;
 
 export interface TunnelServerTls {
   cert: string | Uint8Array;
@@ -922,7 +927,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     }
     if (route.flows.size >= MAX_UDP_FLOWS_PER_MAPPING) return;
     const session = this.pick(route);
-    if (!session) return;
+    if (!session || session.flows.size >= MAX_UDP_FLOWS_PER_SESSION) return;
     const payload = encodeJson({ m: route.mapping.name, a: address, p: port });
     void session.mux.open(payload, { flags: Flag.DATAGRAM_FLOW }).then(
       (stream) => {

@@ -69,6 +69,58 @@ test('udp: a burst of datagrams from one visitor before its flow is open makes o
   }
 });
 
+/** Connect to 127.0.0.1:`port`, write `text`, resolve with what comes back before the server ends (or '' on a refusal). */
+function exchange(port: number, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.end(text));
+    let got = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (got += chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(got));
+  });
+}
+
+test('udp: one visitor spraying source ports cannot fill the client\'s stream budget and lock out its tcp visitors', async () => {
+  const local = dgram.createSocket('udp4');
+  const sources = new Set<number>();
+  local.on('message', (_data, info) => sources.add(info.port));
+  await new Promise<void>((resolve) => local.bind(0, '127.0.0.1', resolve));
+  const echo = net.createServer((socket) => socket.pipe(socket));
+  const echoPort = await listen(echo);
+  const udpPort = await closedPort();
+  const tcpPort = await closedPort();
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const client = tunnelClient(server, 'one', [`dns=udp:127.0.0.1:${(local.address() as net.AddressInfo).port}:${udpPort}`, `echo=tcp:127.0.0.1:${echoPort}:${tcpPort}`]);
+  const sprayers: dgram.Socket[] = [];
+  try {
+    await client.ready();
+    assert.equal(await exchange(tcpPort, 'before'), 'before');
+    // As many source ports as a client session carries streams (4096 by default), and a few more.
+    for (let i = 0; i < 4200; i++) {
+      const socket = dgram.createSocket('udp4');
+      sprayers.push(socket);
+      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    }
+    // In waves the server's socket buffer holds (UDP drops the rest), until every port was heard or a bound stops them.
+    for (let pass = 0; pass < 3; pass++) {
+      for (let i = 0; i < sprayers.length; i++) {
+        sprayers[i]!.send('x', udpPort, '127.0.0.1');
+        if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(await exchange(tcpPort, 'after'), 'after', `a tcp visitor of the same client still gets through (${sources.size} udp flows)`);
+    assert.ok(sources.size <= 2048, `${sources.size} udp flows`);
+  } finally {
+    for (const socket of sprayers) socket.close();
+    await client.stop({ deadlineMs: 0 });
+    await server.stop({ deadlineMs: 0 });
+    local.close();
+    echo.close();
+  }
+});
+
 test('a second client cannot claim the domain and path of another client\'s http mapping under another mapping name', async () => {
   const owner = http.createServer((_req, res) => res.end('owner'));
   const thief = http.createServer((_req, res) => res.end('thief'));
