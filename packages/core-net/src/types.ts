@@ -26,7 +26,8 @@ export interface Conn {
    * From now on report `address`:`port` as the peer: a connection that
    * carries someone else's bytes (a tunnel's data connection, a visitor)
    * shows that one to logs and address ACLs, as a tunnel stream does.
-   * Not on an accepted connection: its listener's limits count it by address.
+   * On an accepted connection its listener's limits count it under the new
+   * address from then on (a local front handing over a visitor).
    */
   showPeer?(address: string, port: number): void;
   readonly localAddress: string;
@@ -90,6 +91,8 @@ export interface Conn {
 
 export interface ConnTracker {
   untrack(conn: Conn): void;
+  /** The connection shows another peer now (showPeer; `previous` is the address it showed before). */
+  readdress?(conn: Conn, previous: string): void;
 }
 
 export interface TlsServerOptions {

@@ -12,7 +12,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closedPort } from '@wmproxy/testkit';
-import { TunnelClient, TunnelHttpFront, TunnelServer, TunnelTlsFront, parseMapSpec } from '../src/index.js';
+import { Handoffs, TunnelClient, TunnelHttpFront, TunnelServer, TunnelTlsFront, TunnelWeb, parseMapSpec } from '../src/index.js';
+import type { Conn } from '@wmproxy/core-net';
 import { httpGet as get, until } from './helpers.js';
 
 let dir = '';
@@ -28,6 +29,20 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const portOf = (address: string): number => Number(address.slice(address.lastIndexOf(':') + 1));
+
+/** The body of a GET made with `request` (http's or https'). */
+function bodyOf(request: typeof https.request, options: https.RequestOptions): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(options, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 function tunnelClient(server: TunnelServer, name: string, specs: string[]): TunnelClient {
   return new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', name, tls: false, backoffInitialMs: 50, backoffMaxMs: 200, mappings: specs.map(parseMapSpec) }).start();
@@ -172,16 +187,7 @@ test('https port: a wildcard https mapping does not take a name an http mapping 
   const exact = tunnelClient(server, 'exact', [`a=http:127.0.0.1:${exactPort}@a.wild.test`]);
   const wild = tunnelClient(server, 'wild', [`wild=https:127.0.0.1:${wildPort}@*.wild.test`]);
   const visit = (servername: string): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const req = https.request({ host: '127.0.0.1', port: portOf(front.addresses[0]!), servername, path: '/', headers: { host: servername }, rejectUnauthorized: false, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => resolve(body));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    bodyOf(https.request, { host: '127.0.0.1', port: portOf(front.addresses[0]!), servername, path: '/', headers: { host: servername }, rejectUnauthorized: false, agent: false });
   try {
     await Promise.all([exact.ready(), wild.ready()]);
     await terminator.sync();
@@ -198,3 +204,46 @@ test('https port: a wildcard https mapping does not take a name an http mapping 
   }
 });
 
+test('https port, terminated: the local service sees the visitor\'s address, not the loopback hand-over (and never the visitor\'s own X-Forwarded-For)', async () => {
+  const cert = selfSigned('seen.test');
+  const service = http.createServer((req, res) => res.end(`${req.headers['x-forwarded-for']} ${req.headers['x-real-ip']}`));
+  const servicePort = await listen(service);
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const web = await new TunnelWeb(server, { httpListen: '127.0.0.1:0', httpsListen: '127.0.0.1:0', httpsTls: cert }).start();
+  const client = tunnelClient(server, 'one', [`seen=http:127.0.0.1:${servicePort}@seen.test`]);
+  // From another loopback address than the hand-over's 127.0.0.1, with spoofed forwarding headers.
+  const visit = (secure: boolean): Promise<string> => {
+    const port = portOf((secure ? web.httpsAddresses : web.httpAddresses)[0]!);
+    const options = { host: '127.0.0.1', localAddress: '127.0.0.2', port, servername: 'seen.test', path: '/', headers: { host: 'seen.test', 'x-forwarded-for': '6.6.6.6', 'x-real-ip': '6.6.6.6' }, rejectUnauthorized: false, agent: false };
+    return bodyOf(secure ? https.request : http.request, options);
+  };
+  try {
+    await client.ready();
+    for (const engine of web.engines) await engine.sync();
+    assert.equal(await visit(false), '127.0.0.2 127.0.0.2');
+    for (let i = 0; i < 3; i++) assert.equal(await visit(true), '127.0.0.2 127.0.0.2');
+  } finally {
+    await client.stop({ deadlineMs: 0 });
+    await web.close();
+    await server.stop({ deadlineMs: 0 });
+    service.close();
+  }
+});
+
+test('handoffs match the TLS port\'s carrier and the listener\'s connection by loopback port, in either order; a closed or foreign one is not named', () => {
+  const shown: string[] = [];
+  const fake = (fields: Partial<Conn>): Conn => ({ closed: false, showPeer: (address: string, port: number) => shown.push(`${fields.remotePort ?? fields.localPort}=${address}:${port}`), ...fields }) as unknown as Conn;
+  const handoffs = new Handoffs();
+  // Node: the listener sees it after the TLS handshake, so after the TLS port named it.
+  handoffs.name(fake({ localPort: 50001 }), '198.51.100.1', 1111);
+  handoffs.onAccept(fake({ remoteAddress: '127.0.0.1', remotePort: 50001 }));
+  // Bun: accepted first.
+  handoffs.onAccept(fake({ remoteAddress: '127.0.0.1', remotePort: 50002 }));
+  handoffs.name(fake({ localPort: 50002 }), '198.51.100.2', 2222);
+  // A carrier that closed before its connection was accepted names nobody; nor does a non-loopback peer.
+  handoffs.name(fake({ localPort: 50003, closed: true }), '198.51.100.3', 3333);
+  handoffs.onAccept(fake({ remoteAddress: '127.0.0.1', remotePort: 50003 }));
+  handoffs.name(fake({ localPort: 50004 }), '198.51.100.4', 4444);
+  handoffs.onAccept(fake({ remoteAddress: '203.0.113.9', remotePort: 50004 }));
+  assert.deepEqual(shown, ['50001=198.51.100.1:1111', '50002=198.51.100.2:2222']);
+});
