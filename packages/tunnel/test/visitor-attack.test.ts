@@ -247,3 +247,40 @@ test('handoffs match the TLS port\'s carrier and the listener\'s connection by l
   handoffs.onAccept(fake({ remoteAddress: '203.0.113.9', remotePort: 50004 }));
   assert.deepEqual(shown, ['50001=198.51.100.1:1111', '50002=198.51.100.2:2222']);
 });
+
+test('proxy mapping: a public visitor cannot use the client\'s forward proxy to reach the client host\'s loopback (a control API, local services) unless allowed', async () => {
+  const secret = net.createServer((socket) => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret'));
+  const secretPort = await listen(secret);
+  const [guarded, open] = [await closedPort(), await closedPort()];
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const client = tunnelClient(server, 'one', [`out=proxy::${guarded}`]);
+  const allowing = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', name: 'two', tls: false, proxy: { destinationDeny: [] }, mappings: [parseMapSpec(`lan=proxy::${open}`)] }).start();
+  const get = (port: number): Promise<string> => exchange(port, `GET http://127.0.0.1:${secretPort}/ HTTP/1.1\r\nHost: 127.0.0.1:${secretPort}\r\nConnection: close\r\n\r\n`);
+  const connect = (port: number): Promise<string> => exchange(port, `CONNECT 127.0.0.1:${secretPort} HTTP/1.1\r\nHost: 127.0.0.1:${secretPort}\r\n\r\n`);
+  const socks = (port: number): Promise<string> =>
+    new Promise((resolve) => {
+      // SOCKS5, no auth, CONNECT 127.0.0.1:secretPort.
+      const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(Buffer.from([5, 1, 0])));
+      let got = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        got = Buffer.concat([got, chunk]);
+        if (got.length === 2) socket.write(Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, secretPort >> 8, secretPort & 0xff]));
+        if (got.length >= 4 && got[3] !== undefined && got.length >= 12 && got[1] === 0) socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(got.toString('latin1')));
+    });
+  try {
+    await Promise.all([client.ready(), allowing.ready()]);
+    assert.match(await get(guarded), /^HTTP\/1\.1 403/);
+    assert.match(await connect(guarded), /^HTTP\/1\.1 403/);
+    assert.doesNotMatch(await socks(guarded), /secret/);
+    // The operator may open it (proxy.destinationDeny).
+    assert.match(await get(open), /secret$/);
+  } finally {
+    await client.stop({ deadlineMs: 0 });
+    await allowing.stop({ deadlineMs: 0 });
+    await server.stop({ deadlineMs: 0 });
+    secret.close();
+  }
+});
