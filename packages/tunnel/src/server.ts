@@ -263,6 +263,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private control: Server | undefined;
   private readonly sessions = new Set<ClientSession>();
   private readonly routes = new Map<string, Route>();
+  /** Routes by the place they serve (placeKeys): one holder each, but for a client's own renames. */
+  private readonly places = new Map<string, Route[]>();
   private readonly seen = new Map<string, number>();
   /** Traffic of closed sessions, by credential name. */
   private readonly closedTraffic = new Map<string, { bytesIn: number; bytesOut: number; streams: number }>();
@@ -732,14 +734,13 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     // A domain (and path) is held by one mapping, as a public port is: a second name would take its visitors whenever
     // the engine's order of equal locations changes. Not against the client's own mappings it is dropping (a rename),
     // nor one its credential left while away (a rename across a restart).
-    if (mapping.kind === 'http' || mapping.kind === 'https') {
-      for (const route of this.routes.values()) {
+    for (const key of placeKeys(mapping)) {
+      for (const route of this.places.get(key) ?? []) {
         const other = route.mapping;
-        if (other.name === mapping.name || other.kind !== mapping.kind || (mapping.kind === 'http' && (other.path ?? '/') !== (mapping.path ?? '/'))) continue;
+        if (other.name === mapping.name) continue;
         const live = route.sessions.filter((s) => !s.mux.closed);
         if (live.length === 0 ? route.owner === session.name : live.every((s) => s === session) && !names.has(other.name)) continue;
-        const taken = mapping.domains!.find((domain) => other.domains!.includes(domain));
-        if (taken !== undefined) return `domain ${taken}${mapping.kind === 'http' ? ` (path ${mapping.path ?? '/'})` : ''} is already served by mapping "${other.name}"`;
+        return `domain ${key.slice(key.indexOf(' ') + 1)} is already served by mapping "${other.name}"`;
       }
     }
     const route: Route = { mapping, owner: session.name, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), waiters: new Set() };
@@ -750,6 +751,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     }
     if (session.mux.closed) route.sessions = [];
     this.routes.set(mapping.name, route);
+    for (const key of placeKeys(mapping)) {
+      const holders = this.places.get(key);
+      if (holders) holders.push(route);
+      else this.places.set(key, [route]);
+    }
     return undefined;
   }
 
@@ -781,6 +787,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   private closeRoute(route: Route): void {
     if (this.routes.get(route.mapping.name) === route) this.routes.delete(route.mapping.name);
+    for (const key of placeKeys(route.mapping)) {
+      const holders = this.places.get(key)?.filter((holder) => holder !== route) ?? [];
+      if (holders.length > 0) this.places.set(key, holders);
+      else this.places.delete(key);
+    }
     void route.listener?.shutdown({ deadlineMs: 0 });
     route.udp?.close();
     for (const flow of route.flows.values()) flow.stream.destroy();
@@ -1136,6 +1147,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     for (const session of [...this.sessions]) session.mux.destroy(new NetError('ECONNRESET', 'tunnel server stopped'));
     await Promise.all(closing);
     this.routes.clear();
+    this.places.clear();
   }
 }
 
@@ -1154,6 +1166,13 @@ function onIdleFrame(link: DataLink, frame: DataFrame): void {
 }
 
 /** Traffic of a session's data connections, closed and busy. */
+/** The places an http mapping (domain and path) or an https mapping (domain) holds: `kind domain[ (path /p)]`. */
+function placeKeys(mapping: PublicMapping): string[] {
+  if (mapping.kind === 'https') return (mapping.domains ?? []).map((domain) => `https ${domain}`);
+  if (mapping.kind !== 'http') return [];
+  return (mapping.domains ?? []).map((domain) => `http ${domain} (path ${mapping.path ?? '/'})`);
+}
+
 /** An exact name beats any wildcard, a longer wildcard a shorter one (-1: no match). */
 function domainScore(domain: string, name: string): number {
   if (domain === name) return 1_000_000;
