@@ -263,6 +263,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private control: Server | undefined;
   private readonly sessions = new Set<ClientSession>();
   private readonly routes = new Map<string, Route>();
+  /** Counts changes of routes and their clients: a registration that changed none announces nothing. */
+  private routesVersion = 0;
   /** Routes by the place they serve (placeKeys): one holder each, but for a client's own renames. */
   private readonly places = new Map<string, Route[]>();
   private readonly seen = new Map<string, number>();
@@ -661,6 +663,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const keep = new Map<string, PublicMapping>();
     const rejected: Array<{ name: string; reason: string }> = [];
     const names = new Set(wanted.map((raw) => (raw as { name?: unknown } | null)?.name));
+    const version = this.routesVersion;
     for (const raw of wanted) {
       let mapping: PublicMapping;
       try {
@@ -689,7 +692,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       return;
     }
     session.mux.sendControl(FrameType.MAPPINGS, 0, encodeJson({ results }));
-    this.emit('mappings-changed', this.mappings());
+    // The same set again changes no route: no event, so no rebuild of the web fronts' engines per message.
+    if (this.routesVersion !== version) this.emit('mappings-changed', this.mappings());
   }
 
   /** Why this client may not have this mapping (undefined: allowed). */
@@ -718,7 +722,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         // Same name, new shape, no other client: rebuild the route.
         this.closeRoute(existing);
       } else {
-        if (!existing.sessions.includes(session)) existing.sessions.push(session);
+        if (!existing.sessions.includes(session)) {
+          existing.sessions.push(session);
+          this.routesVersion++;
+        }
         this.wake(existing);
         return undefined;
       }
@@ -751,6 +758,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     }
     if (session.mux.closed) route.sessions = [];
     this.routes.set(mapping.name, route);
+    this.routesVersion++;
     for (const key of placeKeys(mapping)) {
       const holders = this.places.get(key);
       if (holders) holders.push(route);
@@ -779,6 +787,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private detach(session: ClientSession, name: string, explicit: boolean): void {
     const route = this.routes.get(name);
     if (!route) return;
+    if (route.sessions.includes(session)) this.routesVersion++;
     route.sessions = route.sessions.filter((s) => s !== session);
     for (const flow of [...route.flows.values()]) if (flow.stream.mux === session.mux) flow.stream.destroy();
     // A client that is away keeps its public port; one that dropped the mapping releases it.
@@ -787,6 +796,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   private closeRoute(route: Route): void {
     if (this.routes.get(route.mapping.name) === route) this.routes.delete(route.mapping.name);
+    this.routesVersion++;
     for (const key of placeKeys(route.mapping)) {
       const holders = this.places.get(key)?.filter((holder) => holder !== route) ?? [];
       if (holders.length > 0) this.places.set(key, holders);

@@ -284,3 +284,28 @@ test('proxy mapping: a public visitor cannot use the client\'s forward proxy to 
     secret.close();
   }
 });
+
+test('a client re-sending the same mappings changes nothing: no mappings-changed, so no engine rebuild per message', async () => {
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const specs = ['web=http:127.0.0.1:1@same.test', 'api=http:127.0.0.1:1@same.test/api'];
+  const client = tunnelClient(server, 'one', specs);
+  let changes = 0;
+  const count = (): void => void changes++;
+  try {
+    await client.ready();
+    server.on('mappings-changed', count);
+    // A hostile client can send MAPPINGS in a loop; each used to rebuild the http front's engine (seconds with thousands of mappings).
+    for (let i = 0; i < 5; i++) {
+      const results = await client.reload(specs.map(parseMapSpec));
+      assert.deepEqual(results.map((r) => r.ok), [true, true]);
+    }
+    assert.equal(changes, 0);
+    // A real change still announces itself.
+    await client.reload([parseMapSpec(specs[0]!)]);
+    assert.equal(changes, 1);
+  } finally {
+    server.off('mappings-changed', count);
+    await client.stop({ deadlineMs: 0 });
+    await server.stop({ deadlineMs: 0 });
+  }
+});
