@@ -309,3 +309,45 @@ test('a client re-sending the same mappings changes nothing: no mappings-changed
     await server.stop({ deadlineMs: 0 });
   }
 });
+
+test('http port: dot segments, encoded dots and doubled slashes cannot reach a basic-auth path through an open mapping; CL+TE and obs-fold never reach a local service', async () => {
+  const seen: string[] = [];
+  const open = http.createServer((req, res) => {
+    seen.push(`open ${req.url}`);
+    res.end('open');
+  });
+  const admin = http.createServer((req, res) => {
+    seen.push(`admin ${req.url} auth=${req.headers.authorization ?? '-'}`);
+    res.end('admin');
+  });
+  const [openPort, adminPort] = [await listen(open), await listen(admin)];
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
+  const front = await new TunnelHttpFront(server, { listen: '127.0.0.1:0' }).start();
+  const first = tunnelClient(server, 'site', [`site=http:127.0.0.1:${openPort}@app.test`]);
+  const second = tunnelClient(server, 'admin', [`admin=http:127.0.0.1:${adminPort}@app.test/admin,auth=root:pw`]);
+  const raw = (text: string): Promise<string> => exchange(portOf(front.addresses[0]!), text);
+  try {
+    await Promise.all([first.ready(), second.ready()]);
+    await front.sync();
+    const port = portOf(front.addresses[0]!);
+    // The engine matches the normalised path (and forwards that): the admin mapping's auth, or 400 above the root.
+    for (const path of ['/admin/x', '/x/../admin/x', '/%2e%2e/admin/x', '/x/%2E%2E/admin/x', '/./admin/x', '/admin/./x', '//admin/x']) {
+      const { status } = await get(port, 'app.test', path);
+      assert.ok(status === 401 || status === 400 || status === 404, `${path}: ${status}`);
+    }
+    assert.equal(seen.length, 0, seen.join(', '));
+    // A path is a string prefix, as nginx's: /adminx is the admin mapping's too (closed, not open).
+    assert.equal((await get(port, 'app.test', '/adminx')).status, 401);
+    assert.deepEqual(await get(port, 'app.test', '/x'), { status: 200, body: 'open' });
+    assert.match(await raw('POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.match(await raw('GET / HTTP/1.1\r\nHost: app.test\r\nX-A: 1\r\n folded\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.deepEqual(seen, ['open /x']);
+  } finally {
+    await first.stop({ deadlineMs: 0 });
+    await second.stop({ deadlineMs: 0 });
+    await front.close();
+    await server.stop({ deadlineMs: 0 });
+    open.close();
+    admin.close();
+  }
+});
