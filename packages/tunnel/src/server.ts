@@ -220,6 +220,8 @@ interface Route {
   listener: Server | undefined;
   udp: UdpEndpoint | undefined;
   flows: Map<string, UdpFlow>;
+  /** The flows by visitor address (and in all). */
+  flowsFrom: AddressCounts;
   waiters: Set<() => void>;
 }
 
@@ -750,7 +752,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         return `domain ${key.slice(key.indexOf(' ') + 1)} is already served by mapping "${other.name}"`;
       }
     }
-    const route: Route = { mapping, owner: session.name, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), waiters: new Set() };
+    const route: Route = { mapping, owner: session.name, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), flowsFrom: new AddressCounts(), waiters: new Set() };
     try {
       await this.bind(route);
     } catch (error) {
@@ -946,7 +948,9 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       flow.stream.mux.sendDatagram(flow.stream.sid, data);
       return;
     }
-    if (route.flows.size >= MAX_UDP_FLOWS_PER_MAPPING) return;
+    // visitorLimits bound a visitor address's flows as they bound its connections on tcp ports.
+    const limits = this.options.visitorLimits;
+    if (route.flowsFrom.over(address, Math.min(MAX_UDP_FLOWS_PER_MAPPING, limits?.maxConnections || MAX_UDP_FLOWS_PER_MAPPING), limits?.maxConnectionsPerIp ?? 0) !== undefined) return;
     const session = this.pick(route);
     if (!session || session.flows.size >= MAX_UDP_FLOWS_PER_SESSION) return;
     const payload = encodeJson({ m: route.mapping.name, a: address, p: port });
@@ -954,11 +958,15 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       (stream) => {
         const created: UdpFlow = { key, address, port, stream, route, lastActive: Date.now() };
         route.flows.set(key, created);
+        route.flowsFrom.add(address);
         session.flows.set(stream.sid, created);
         stream.setHandler({
           data() {},
           close: () => {
-            if (route.flows.get(key) === created) route.flows.delete(key);
+            if (route.flows.get(key) === created) {
+              route.flows.delete(key);
+              route.flowsFrom.remove(address);
+            }
             session.flows.delete(stream.sid);
           },
         });

@@ -136,6 +136,40 @@ test('udp: one visitor spraying source ports cannot fill the client\'s stream bu
   }
 });
 
+test('udp: visitorLimits.maxConnectionsPerIp bounds one address\'s flows, as it bounds its tcp connections; other addresses still get flows', async () => {
+  const local = dgram.createSocket('udp4');
+  const sources = new Map<number, string>();
+  local.on('message', (data, info) => sources.set(info.port, data.toString()));
+  await new Promise<void>((resolve) => local.bind(0, '127.0.0.1', resolve));
+  const udpPort = await closedPort();
+  const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000, visitorLimits: { maxConnectionsPerIp: 8 } }).start();
+  const client = tunnelClient(server, 'one', [`dns=udp:127.0.0.1:${(local.address() as net.AddressInfo).port}:${udpPort}`]);
+  const sockets: dgram.Socket[] = [];
+  const from = async (address: string): Promise<dgram.Socket> => {
+    const socket = dgram.createSocket('udp4');
+    sockets.push(socket);
+    await new Promise<void>((resolve) => socket.bind(0, address, resolve));
+    return socket;
+  };
+  try {
+    await client.ready();
+    const spray = await Promise.all(Array.from({ length: 20 }, () => from('127.0.0.1')));
+    const other = await from('127.0.0.2');
+    for (let pass = 0; pass < 3; pass++) {
+      for (const socket of spray) socket.send('spray', udpPort, '127.0.0.1');
+      other.send('other', udpPort, '127.0.0.1');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await until(() => [...sources.values()].includes('other'), 'the other address\'s flow');
+    assert.equal([...sources.values()].filter((text) => text === 'spray').length, 8);
+  } finally {
+    for (const socket of sockets) socket.close();
+    await client.stop({ deadlineMs: 0 });
+    await server.stop({ deadlineMs: 0 });
+    local.close();
+  }
+});
+
 test('a second client cannot claim the domain and path of another client\'s http mapping under another mapping name', async () => {
   const owner = http.createServer((_req, res) => res.end('owner'));
   const thief = http.createServer((_req, res) => res.end('thief'));
