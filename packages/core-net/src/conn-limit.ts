@@ -177,6 +177,12 @@ export class ConnLimit implements ConnTracker {
     return true;
   }
 
+  /** An admitted connection stands for another peer now: counted under its address (not refused: it is open already). */
+  readdress(conn: Conn, previous: string): void {
+    this.counts.remove(previous);
+    this.counts.add(conn.remoteAddress);
+  }
+
   /** An admitted connection closed (called once, by the connection). */
   untrack(conn: Conn): void {
     this.counts.remove(conn.remoteAddress);

@@ -26,9 +26,10 @@ export interface Conn {
    * From now on report `address`:`port` as the peer: a connection that
    * carries someone else's bytes (a tunnel's data connection, a visitor)
    * shows that one to logs and address ACLs, as a tunnel stream does.
-   * An accepted connection's listener counts it by address and releases it
-   * by the address it shows at close: show its own again before (the tunnel
-   * server's tracker of busy data connections does).
+   * On an accepted connection its listener's limits count it under the new
+   * address from then on (a local front handing over a visitor); the tunnel
+   * server's tracker of busy data connections shows the client's own again
+   * when the visitor leaves.
    */
   showPeer?(address: string, port: number): void;
   readonly localAddress: string;
@@ -101,6 +102,8 @@ export interface Conn {
 
 export interface ConnTracker {
   untrack(conn: Conn): void;
+  /** The connection shows another peer now (showPeer; `previous` is the address it showed before). */
+  readdress?(conn: Conn, previous: string): void;
 }
 
 export interface TlsServerOptions {

@@ -134,6 +134,33 @@ for (const rt of runtimes) {
       await server.shutdown({ deadlineMs: 1000 });
     });
 
+    test('an accepted connection shown as another peer (showPeer) is counted, and released, under that peer', async () => {
+      setRuntime(rt);
+      const logger = new Logger({ level: 'warn', sink: { write: () => undefined } });
+      const server = await new Server({
+        addresses: [parseAddress('127.0.0.1:0')],
+        limits: { maxConnectionsPerIp: 2 },
+        logger,
+        onConnection(conn) {
+          // A local front handing over a visitor names it.
+          conn.showPeer?.('192.0.2.7', 4000 + conn.remotePort);
+          conn.setHandler(keepOpen);
+          conn.write(Buffer.from(GREETING));
+        },
+      }).start();
+      const port = Number(server.boundAddresses[0]!.split(':').pop());
+      const open = [await dial(port), await dial(port), await dial(port)];
+      // Counted under the shown peer: loopback stays free, the shown address has all three.
+      assert.deepEqual(open.map((d) => d.admitted), [true, true, true]);
+      assert.equal(server.limit.openFrom('127.0.0.1'), 0);
+      assert.equal(server.limit.openFrom('192.0.2.7'), 3);
+      closeAll(open);
+      await until(() => server.limit.open === 0);
+      assert.equal(server.limit.openFrom('192.0.2.7'), 0);
+      assert.equal(server.limit.openFrom('127.0.0.1'), 0);
+      await server.shutdown({ deadlineMs: 1000 });
+    });
+
     test('refuses any client over max_connections, and accepts again once a connection closes', async () => {
       setRuntime(rt);
       const { server, port } = await limitedServer({ maxConnections: 2 });

@@ -61,6 +61,8 @@ export interface ListenerSpec {
   maxConnectionsPerIp?: number;
   /** Status answered (with `Connection: close`, `Retry-After: 1`) to a connection over a limit before it is closed (default 503, as nginx `limit_conn_status`; 0: closed without an answer). */
   connectionLimitStatus?: number;
+  /** Sees each accepted connection before it is served: a local front that hands its visitors over names them here (`Conn.showPeer`). */
+  onAccept?: (conn: Conn) => void;
 }
 
 /** The connection limits of a listener spec, for core-net's Server. */
@@ -413,6 +415,7 @@ export class ReverseProxy implements ProxyCore {
       logger: this.logger,
       limits: plan.limits,
       onConnection: (conn: Conn) => {
+        listener.spec.onAccept?.(conn);
         const http2 = listener.ctx.http2;
         if (http2 !== undefined && conn.alpnProtocol === 'h2') new Http2ClientConnection(conn, listener.ctx, http2.options);
         else new ClientSession(conn, listener.ctx);

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import {
+  DEFAULT_DENY_DESTINATIONS,
   DEFAULT_PENALTY_MAX_MS,
   NetError,
   bindUdp,
@@ -73,7 +74,7 @@ export interface TunnelClientOptions {
   localConnectTimeoutMs?: number;
   udpIdleMs?: number;
   relayIdleMs?: number;
-  /** Options of the forward proxy that serves `proxy` mappings. */
+  /** Options of the forward proxy that serves `proxy` mappings (default: only `destinationDeny` core-net's DEFAULT_DENY_DESTINATIONS, this host and its link; given options replace it). */
   proxy?: ForwardProxyOptions;
   /** Announce that bulk streams may move to data connections (default true; false: as clients before promotion, for tests and interop). */
   promotion?: boolean;
@@ -414,7 +415,8 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       return;
     }
     if (mapping.kind === 'proxy') {
-      this.proxy ??= new ForwardProxy({ logger: this.logger, ...this.options.proxy });
+      // A public port reaches it: without options of its own, visitors are kept off this host and its link (local services, a control API, cloud metadata).
+      this.proxy ??= new ForwardProxy({ logger: this.logger, ...(this.options.proxy ?? { destinationDeny: DEFAULT_DENY_DESTINATIONS }) });
       this.proxy.handle(opening.accept());
       return;
     }

@@ -25,6 +25,7 @@ import {
   type VirtualHostSpec,
 } from '@wmproxy/reverse';
 import type { MappingSnapshot, TunnelServer } from './server.js';
+import type { Handoffs } from './tls-front.js';
 
 export interface TunnelHttpOptions {
   /** Where http mappings are served (plain HTTP). */
@@ -32,6 +33,8 @@ export interface TunnelHttpOptions {
   /** Where http mappings are served over TLS, terminated here (the server's certificate for the mappings' domains). */
   tlsListen?: string | string[];
   tls?: TlsServerOptions;
+  /** The visitors a TunnelTlsFront hands to `tlsListen` over loopback (the same object as its `handoffs`). */
+  handoffs?: Handoffs;
   /** Locations matched before every mapping on `listen` (automatic HTTPS's HTTP-01 answers). */
   ahead?: LocationSpec[];
   /** Balancing among the clients serving one mapping (default `round_robin`). */
@@ -166,7 +169,7 @@ export class TunnelHttpFront {
     vhosts.push({ default: true, locations: [{ path: '/', respond: { status: 404, body: 'no tunnel mapping serves this host\n' } }] });
     const servers: ListenerSpec[] = [];
     if (this.options.listen !== undefined) servers.push({ listen: this.options.listen, vhosts, ...this.options.limits, ...(this.options.ahead ? { ahead: this.options.ahead } : {}) });
-    if (this.options.tlsListen !== undefined) servers.push({ listen: this.options.tlsListen, tls: this.options.tls, vhosts });
+    if (this.options.tlsListen !== undefined) servers.push({ listen: this.options.tlsListen, tls: this.options.tls, vhosts, ...(this.options.handoffs ? { onAccept: this.options.handoffs.onAccept } : {}) });
     return {
       servers,
       upstreams,

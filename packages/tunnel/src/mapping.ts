@@ -176,7 +176,10 @@ function validateHttpRules(mapping: HttpRules & { kind: MappingKind }, where: st
         throw new MappingError(`${where}: basic auth user "${user.slice(0, 64)}" (a name without ":" and a password, up to 256 characters each)`);
       }
     }
-    if (basicAuth.realm !== undefined && (typeof basicAuth.realm !== 'string' || basicAuth.realm.length > 128)) throw new MappingError(`${where}: basic auth realm is text up to 128 characters`);
+    // Control characters would make the 401 challenge an invalid header: the engine refuses to write it, and every visitor's request fails with an error logged.
+    if (basicAuth.realm !== undefined && (typeof basicAuth.realm !== 'string' || basicAuth.realm.length > 128 || /[\0-\x1f\x7f]/.test(basicAuth.realm))) {
+      throw new MappingError(`${where}: basic auth realm is text up to 128 characters, without control characters`);
+    }
   }
   for (const [key, rules] of [['request', requestHeaders], ['response', responseHeaders]] as const) {
     if (rules === undefined) continue;

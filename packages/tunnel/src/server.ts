@@ -38,7 +38,7 @@ import {
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, MAC, isWrongToken, NONCE, challengePayload, domainAllowed, portAllowed, serverHandshake, type ClientCredential, type PortRange } from './auth.js';
 import { Flag, FrameType, MAGIC, PROTOCOL_VERSION, decodeJson, decodeReason, encodeJson, u32 } from './frame.js';
 import { readPublicMapping, redactMapping, sameShape, type PublicMapping } from './mapping.js';
-import { DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
+import { DEFAULT_MAX_STREAMS, DEFAULT_OPEN_TIMEOUT_MS, Mux, type TunnelStream } from './mux.js';
 import { DATA_CONNECTION_FLAG, DataLink, MAX_DATA_POOL, dataMac, endThenDestroy, macEqual, peekFirstBytes, type DataFrame } from './data.js';
 
 export const DEFAULT_TUNNEL_LISTEN = '127.0.0.1:7000';
@@ -62,6 +62,11 @@ const CERT_FILE = 'tunnel-cert.pem';
 const KEY_FILE = 'tunnel-key.pem';
 const MAX_MAPPINGS_PER_CLIENT = 256;
 const MAX_UDP_FLOWS_PER_MAPPING = 4096;
+/**
+ * UDP flows one session carries at once: half of the streams a client accepts, so that a visitor spraying
+ * source ports (each a flow, no handshake to pass) leaves the client's tcp and http visitors the other half.
+ */
+const MAX_UDP_FLOWS_PER_SESSION = DEFAULT_MAX_STREAMS / 2;
 
 export interface TunnelServerTls {
   cert: string | Uint8Array;
@@ -231,11 +236,15 @@ interface UdpFlow {
 
 interface Route {
   mapping: PublicMapping;
+  /** The credential of the client that made it. */
+  owner: string;
   sessions: ClientSession[];
   next: number;
   listener: Server | undefined;
   udp: UdpEndpoint | undefined;
   flows: Map<string, UdpFlow>;
+  /** The flows by visitor address (and in all). */
+  flowsFrom: AddressCounts;
   waiters: Set<() => void>;
 }
 
@@ -279,6 +288,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private control: Server | undefined;
   private readonly sessions = new Set<ClientSession>();
   private readonly routes = new Map<string, Route>();
+  /** Counts changes of routes and their clients: a registration that changed none announces nothing. */
+  private routesVersion = 0;
+  /** Routes by the place they serve (placeKeys): one holder each, but for a client's own renames. */
+  private readonly places = new Map<string, Route[]>();
   private readonly seen = new Map<string, number>();
   /** Traffic of closed sessions, by credential name. */
   private readonly closedTraffic = new Map<string, { bytesIn: number; bytesOut: number; streams: number }>();
@@ -666,6 +679,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     const results: Array<{ name: string; ok: boolean; reason?: string }> = [];
     const keep = new Map<string, PublicMapping>();
     const rejected: Array<{ name: string; reason: string }> = [];
+    const names = new Set(wanted.map((raw) => (raw as { name?: unknown } | null)?.name));
+    const version = this.routesVersion;
     for (const raw of wanted) {
       let mapping: PublicMapping;
       try {
@@ -675,7 +690,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         results.push({ name, ok: false, reason: (error as Error).message });
         continue;
       }
-      const reason = keep.has(mapping.name) ? `duplicate mapping name "${mapping.name}"` : this.refusal(session, mapping) ?? (await this.attach(session, mapping));
+      const reason = keep.has(mapping.name) ? `duplicate mapping name "${mapping.name}"` : this.refusal(session, mapping) ?? (await this.attach(session, mapping, names));
       if (reason) {
         results.push({ name: mapping.name, ok: false, reason });
         rejected.push({ name: mapping.name, reason });
@@ -694,7 +709,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       return;
     }
     session.mux.sendControl(FrameType.MAPPINGS, 0, encodeJson({ results }));
-    this.emit('mappings-changed', this.mappings());
+    // The same set again changes no route: no event, so no rebuild of the web fronts' engines per message.
+    if (this.routesVersion !== version) this.emit('mappings-changed', this.mappings());
   }
 
   /** Why this client may not have this mapping (undefined: allowed). */
@@ -714,7 +730,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   /** Add the session to the mapping's route, binding its public port first if needed. */
-  private async attach(session: ClientSession, mapping: PublicMapping): Promise<string | undefined> {
+  private async attach(session: ClientSession, mapping: PublicMapping, names: ReadonlySet<unknown>): Promise<string | undefined> {
     const existing = this.routes.get(mapping.name);
     if (existing) {
       const others = existing.sessions.filter((s) => s !== session);
@@ -723,7 +739,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         // Same name, new shape, no other client: rebuild the route.
         this.closeRoute(existing);
       } else {
-        if (!existing.sessions.includes(session)) existing.sessions.push(session);
+        if (!existing.sessions.includes(session)) {
+          existing.sessions.push(session);
+          this.routesVersion++;
+        }
         this.wake(existing);
         return undefined;
       }
@@ -736,7 +755,19 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         }
       }
     }
-    const route: Route = { mapping, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), waiters: new Set() };
+    // A domain (and path) is held by one mapping, as a public port is: a second name would take its visitors whenever
+    // the engine's order of equal locations changes. Not against the client's own mappings it is dropping (a rename),
+    // nor one its credential left while away (a rename across a restart).
+    for (const key of placeKeys(mapping)) {
+      for (const route of this.places.get(key) ?? []) {
+        const other = route.mapping;
+        if (other.name === mapping.name) continue;
+        const live = route.sessions.filter((s) => !s.mux.closed);
+        if (live.length === 0 ? route.owner === session.name : live.every((s) => s === session) && !names.has(other.name)) continue;
+        return `domain ${key.slice(key.indexOf(' ') + 1)} is already served by mapping "${other.name}"`;
+      }
+    }
+    const route: Route = { mapping, owner: session.name, sessions: [session], next: 0, listener: undefined, udp: undefined, flows: new Map(), flowsFrom: new AddressCounts(), waiters: new Set() };
     try {
       await this.bind(route);
     } catch (error) {
@@ -744,6 +775,12 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     }
     if (session.mux.closed) route.sessions = [];
     this.routes.set(mapping.name, route);
+    this.routesVersion++;
+    for (const key of placeKeys(mapping)) {
+      const holders = this.places.get(key);
+      if (holders) holders.push(route);
+      else this.places.set(key, [route]);
+    }
     return undefined;
   }
 
@@ -767,6 +804,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private detach(session: ClientSession, name: string, explicit: boolean): void {
     const route = this.routes.get(name);
     if (!route) return;
+    if (route.sessions.includes(session)) this.routesVersion++;
     route.sessions = route.sessions.filter((s) => s !== session);
     for (const flow of [...route.flows.values()]) if (flow.stream.mux === session.mux) flow.stream.destroy();
     // A client that is away keeps its public port; one that dropped the mapping releases it.
@@ -775,6 +813,12 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   private closeRoute(route: Route): void {
     if (this.routes.get(route.mapping.name) === route) this.routes.delete(route.mapping.name);
+    this.routesVersion++;
+    for (const key of placeKeys(route.mapping)) {
+      const holders = this.places.get(key)?.filter((holder) => holder !== route) ?? [];
+      if (holders.length > 0) this.places.set(key, holders);
+      else this.places.delete(key);
+    }
     void route.listener?.shutdown({ deadlineMs: 0 });
     route.udp?.close();
     for (const flow of route.flows.values()) flow.stream.destroy();
@@ -919,19 +963,25 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       flow.stream.mux.sendDatagram(flow.stream.sid, data);
       return;
     }
-    if (route.flows.size >= MAX_UDP_FLOWS_PER_MAPPING) return;
+    // visitorLimits bound a visitor address's flows as they bound its connections on tcp ports.
+    const limits = this.options.visitorLimits;
+    if (route.flowsFrom.over(address, Math.min(MAX_UDP_FLOWS_PER_MAPPING, limits?.maxConnections || MAX_UDP_FLOWS_PER_MAPPING), limits?.maxConnectionsPerIp ?? 0) !== undefined) return;
     const session = this.pick(route);
-    if (!session) return;
+    if (!session || session.flows.size >= MAX_UDP_FLOWS_PER_SESSION) return;
     const payload = encodeJson({ m: route.mapping.name, a: address, p: port });
     void session.mux.open(payload, { flags: Flag.DATAGRAM_FLOW }).then(
       (stream) => {
         const created: UdpFlow = { key, address, port, stream, route, lastActive: Date.now() };
         route.flows.set(key, created);
+        route.flowsFrom.add(address);
         session.flows.set(stream.sid, created);
         stream.setHandler({
           data() {},
           close: () => {
-            if (route.flows.get(key) === created) route.flows.delete(key);
+            if (route.flows.get(key) === created) {
+              route.flows.delete(key);
+              route.flowsFrom.remove(address);
+            }
             session.flows.delete(stream.sid);
           },
         });
@@ -1044,9 +1094,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       const prefix = mapping.path ?? '/';
       if (!path.startsWith(prefix)) continue;
       for (const domain of mapping.domains ?? []) {
-        let score = -1;
-        if (domain === name) score = 1_000_000;
-        else if (domain.startsWith('*.') && name.endsWith(domain.slice(1)) && name.length > domain.length - 1) score = domain.length * 1000;
+        let score = domainScore(domain, name);
         if (score < 0) continue;
         score += prefix.length;
         if (score > bestScore) {
@@ -1054,6 +1102,21 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
           best = mapping;
         }
       }
+    }
+    return best;
+  }
+
+  /**
+   * How closely a mapping of `kind` serves `host`, paths aside (-1: none):
+   * the TLS port passes a name through only when no http mapping serves it
+   * more closely (an exact http name beats an https wildcard, as on the HTTP port).
+   */
+  hostScore(kind: 'http' | 'https', host: string): number {
+    const name = host.toLowerCase();
+    let best = -1;
+    for (const route of this.routes.values()) {
+      if (route.mapping.kind !== kind) continue;
+      for (const domain of route.mapping.domains ?? []) best = Math.max(best, domainScore(domain, name));
     }
     return best;
   }
@@ -1118,6 +1181,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     for (const session of [...this.sessions]) session.mux.destroy(new NetError('ECONNRESET', 'tunnel server stopped'));
     await Promise.all(closing);
     this.routes.clear();
+    this.places.clear();
   }
 }
 
@@ -1136,6 +1200,20 @@ function onIdleFrame(link: DataLink, frame: DataFrame): void {
 }
 
 /** Traffic of a session's data connections, closed and busy. */
+/** The places an http mapping (domain and path) or an https mapping (domain) holds: `kind domain[ (path /p)]`. */
+function placeKeys(mapping: PublicMapping): string[] {
+  if (mapping.kind === 'https') return (mapping.domains ?? []).map((domain) => `https ${domain}`);
+  if (mapping.kind !== 'http') return [];
+  return (mapping.domains ?? []).map((domain) => `http ${domain} (path ${mapping.path ?? '/'})`);
+}
+
+/** An exact name beats any wildcard, a longer wildcard a shorter one (-1: no match). */
+function domainScore(domain: string, name: string): number {
+  if (domain === name) return 1_000_000;
+  if (domain.startsWith('*.') && name.endsWith(domain.slice(1)) && name.length > domain.length - 1) return domain.length * 1000;
+  return -1;
+}
+
 function dataBytes(session: ClientSession, way: 'in' | 'out'): number {
   let total = way === 'in' ? session.dataBytesIn : session.dataBytesOut;
   for (const conn of session.busy) total += way === 'in' ? conn.bytesRead : conn.bytesWritten;
@@ -1146,7 +1224,8 @@ function dataBytes(session: ClientSession, way: 'in' | 'out'): number {
  * Chained in front of the listener's tracker: a busy data connection's close
  * reaches its session's counters. The connection shows its visitor; the
  * listener counted it by the tunnel client's address and releases it by the
- * address it shows: the client's again, before.
+ * address it shows: the client's again, before. No `readdress`: while it
+ * shows a visitor, the tunnel port's limits keep counting it as the client's.
  */
 class BusyTracker implements ConnTracker {
   constructor(

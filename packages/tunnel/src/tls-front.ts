@@ -9,6 +9,7 @@
 import {
   connect,
   formatHostPort,
+  isLoopback,
   parseAddress,
   parseAddressList,
   relay,
@@ -34,10 +35,58 @@ import { DEFAULT_RELAY_IDLE_MS } from './server.js';
 export const DEFAULT_HELLO_TIMEOUT_MS = 5_000;
 export const DEFAULT_MAX_HELLO_BYTES = 8 * 1024;
 
+/** Unmatched entries past this many are swept of closed connections. */
+const HANDOFF_SWEEP_AT = 1024;
+
+interface Handoff {
+  address: string;
+  port: number;
+  carrier: Conn;
+}
+
+/**
+ * Visitors the TLS port hands to the terminating listener over loopback,
+ * matched by the loopback port of the hand-over connection, so that the
+ * engine there shows the visitor (X-Forwarded-For, X-Real-IP, logs, limits)
+ * and not 127.0.0.1. Either side may come first: on Node the listener sees
+ * a connection once its TLS handshake is done, on Bun once it is accepted.
+ */
+export class Handoffs {
+  private readonly named = new Map<number, Handoff>();
+  private readonly accepted = new Map<number, Conn>();
+
+  /** The TLS port: `carrier` (its connection to the terminating listener) carries the visitor `address`:`port`. */
+  name(carrier: Conn, address: string, port: number): void {
+    const key = carrier.localPort;
+    const conn = this.accepted.get(key);
+    if (conn !== undefined) {
+      this.accepted.delete(key);
+      if (!conn.closed) return conn.showPeer?.(address, port);
+    }
+    if (this.named.size >= HANDOFF_SWEEP_AT) for (const [at, entry] of this.named) if (entry.carrier.closed) this.named.delete(at);
+    this.named.set(key, { address, port, carrier });
+  }
+
+  /** The terminating listener's `onAccept`. */
+  readonly onAccept = (conn: Conn): void => {
+    if (!isLoopback(conn.remoteAddress)) return;
+    const key = conn.remotePort;
+    const entry = this.named.get(key);
+    if (entry !== undefined) {
+      this.named.delete(key);
+      if (!entry.carrier.closed) return conn.showPeer?.(entry.address, entry.port);
+    }
+    if (this.accepted.size >= HANDOFF_SWEEP_AT) for (const [at, open] of this.accepted) if (open.closed) this.accepted.delete(at);
+    this.accepted.set(key, conn);
+  };
+}
+
 export interface TunnelTlsOptions {
   listen: string | string[];
   /** `host:port` of the listener that terminates TLS for names no https mapping passes through (TunnelHttpFront's `tlsListen`). */
   terminate?: string;
+  /** Shared with the terminating listener (TunnelHttpFront's `handoffs`): it shows the visitors handed over, not 127.0.0.1. */
+  handoffs?: Handoffs;
   /** A client must send its ClientHello within this time (default 5 s). */
   helloTimeoutMs?: number;
   /** Most bytes held while waiting for a whole ClientHello (default 8 KiB). */
@@ -144,7 +193,9 @@ export class TunnelTlsFront {
     conn.pause();
     if (result.kind === 'invalid') return this.refuse(conn, result.reason);
     const name = result.kind === 'sni' ? result.name : undefined;
-    const mapping = name === undefined ? undefined : this.tunnel.matchHttp('https', name);
+    let mapping = name === undefined ? undefined : this.tunnel.matchHttp('https', name);
+    // An http mapping that names the host more closely (exact against an https wildcard) is terminated, as the HTTP port would route it.
+    if (mapping !== undefined && this.terminate !== undefined && this.tunnel.hostScore('http', name!) > this.tunnel.hostScore('https', name!)) mapping = undefined;
     if (mapping !== undefined) void this.passThrough(conn, pending, mapping.name, name!);
     else if (this.terminate !== undefined) void this.toTerminator(conn, pending);
     else this.refuse(conn, name === undefined ? 'no server name (SNI), and no terminating listener' : `no https mapping serves "${name}"`);
@@ -183,6 +234,8 @@ export class TunnelTlsFront {
     } catch (error) {
       return this.refuse(conn, `terminating listener: ${(error as Error).message}`);
     }
+    // Named before the ClientHello goes out: the listener serves no request before that.
+    if (!conn.closed) this.options.handoffs?.name(upstream, conn.remoteAddress, conn.remotePort);
     this.splice(conn, pending, upstream);
   }
 

@@ -10,7 +10,7 @@ import { silentLogger, type Logger, type TlsServerOptions } from '@wmproxy/core-
 import type { LocationSpec, PolicyName, UpstreamHealthSpec } from '@wmproxy/reverse';
 import { TunnelHttpFront } from './http-front.js';
 import type { TunnelServer } from './server.js';
-import { TunnelTlsFront } from './tls-front.js';
+import { Handoffs, TunnelTlsFront } from './tls-front.js';
 
 export interface TunnelWebOptions {
   /** HTTP port of http mappings. */
@@ -64,8 +64,10 @@ export class TunnelWeb {
       const limits = this.options.limits ?? {};
       if (this.options.httpListen !== undefined) this.http = await new TunnelHttpFront(this.server, { ...shared, listen: this.options.httpListen, limits, ahead: this.options.httpAhead }).start();
       if (this.options.httpsListen !== undefined) {
-        if (this.options.httpsTls) this.terminator = await new TunnelHttpFront(this.server, { ...shared, tlsListen: '127.0.0.1:0', tls: this.options.httpsTls }).start();
-        this.tls = await new TunnelTlsFront(this.server, { listen: this.options.httpsListen, terminate: this.terminator?.addresses[0], limits, logger }).start();
+        // Terminated visitors reach the engine from loopback: the handoffs name each one there.
+        const handoffs = new Handoffs();
+        if (this.options.httpsTls) this.terminator = await new TunnelHttpFront(this.server, { ...shared, tlsListen: '127.0.0.1:0', tls: this.options.httpsTls, handoffs }).start();
+        this.tls = await new TunnelTlsFront(this.server, { listen: this.options.httpsListen, terminate: this.terminator?.addresses[0], handoffs, limits, logger }).start();
       }
     } catch (error) {
       await this.close();

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import net from 'node:net';
 import { connect, runtime, runtimeReady, type Conn, type ConnHandler, type Listener } from '@wmproxy/core-net';
 import { Mux, type MuxOptions, type TunnelStream } from '../src/mux.js';
@@ -146,3 +147,17 @@ export function visit(port: number, act: (socket: net.Socket) => void): Promise<
   });
 }
 
+
+/** GET `path` with Host `host` from 127.0.0.1:`port` (no agent: a connection of its own). */
+export function httpGet(port: number, host: string, path = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { TunnelClient, TunnelHttpFront, TunnelServer, groupName, parseMapSpec } from '../src/index.js';
-import { until } from './helpers.js';
+import { httpGet as get, until } from './helpers.js';
 
 interface Backend {
   port: number;
@@ -35,19 +35,6 @@ async function backend(name: string): Promise<Backend> {
         server.close(() => resolve());
       }),
   };
-}
-
-function get(port: number, host: string, path = '/'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 function client(server: TunnelServer, name: string, specs: string[]): TunnelClient {

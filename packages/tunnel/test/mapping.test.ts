@@ -81,6 +81,7 @@ test('announced basic auth and header rules are checked on the server: http only
     [{ ...web, basicAuth: { users: {} } }, /1-64 users/],
     [{ ...web, basicAuth: { users: { 'a:b': 'c' } } }, /without ":"/],
     [{ ...web, basicAuth: { users: { a: 1 } } }, /passwords are text/],
+    [{ ...web, basicAuth: { users: { a: 'b' }, realm: 'r\r\nSet-Cookie: x=1' } }, /without control characters/],
     [{ ...web, requestHeaders: [{ op: 'set', name: 'X-A', value: 'a\r\nInjected: 1' }] }, /CR, LF or NUL/],
     [{ ...web, requestHeaders: [{ op: 'set', name: 'Bad Name', value: 'x' }] }, /invalid header name/],
     [{ ...web, responseHeaders: [{ op: 'set', name: 'X-A', value: '{secret_env}' }] }, /unknown variable/],

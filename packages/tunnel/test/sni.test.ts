@@ -1,32 +1,46 @@
 import { test, before } from 'node:test';
+import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { readClientHelloSni, MAX_CLIENT_HELLO_BYTES } from '../src/sni.js';
 
-/** The first flight a real TLS client (node:tls) sends for `servername`. */
-async function captureClientHello(servername: string | undefined): Promise<Uint8Array> {
+/** The first flight of a TLS client that `start` points at a plain listener's port (the hello, whole); `start` returns how to stop it. */
+async function capture(start: (port: number) => () => void): Promise<Uint8Array> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   try {
     const captured = new Promise<Uint8Array>((resolve) => {
       server.once('connection', (socket) => {
-        socket.once('data', (chunk: Buffer) => {
-          resolve(new Uint8Array(chunk));
-          socket.destroy();
+        const chunks: Buffer[] = [];
+        socket.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          const all = Buffer.concat(chunks);
+          if (readClientHelloSni(all).kind !== 'partial') {
+            resolve(new Uint8Array(all));
+            socket.destroy();
+          }
         });
       });
     });
-    const client = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(servername ? { servername } : {}) });
-    client.on('error', () => undefined);
+    const stop = start(port);
     const bytes = await captured;
-    client.destroy();
+    stop();
     return bytes;
   } finally {
     server.close();
   }
+}
+
+/** The first flight a real TLS client (node:tls) sends for `servername`. */
+function captureClientHello(servername: string | undefined): Promise<Uint8Array> {
+  return capture((port) => {
+    const client = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(servername ? { servername } : {}) });
+    client.on('error', () => undefined);
+    return () => client.destroy();
+  });
 }
 
 /** The same handshake message cut into records of `sizes` bytes (the last takes the rest). */
@@ -107,4 +121,26 @@ test('not TLS, an oversized hello, and a name that is not a host name are invali
   const bad = Uint8Array.from(named);
   bad[text] = '/'.charCodeAt(0);
   assert.deepEqual(readClientHelloSni(bad), { kind: 'invalid', reason: 'server name is not a host name' });
+});
+
+/** The first flight of another TLS client: `command` run with `args(port)`. */
+function captureFrom(command: string, args: (port: number) => string[]): Promise<Uint8Array> {
+  return capture((port) => {
+    const child = spawn(command, args(port), { stdio: ['pipe', 'ignore', 'ignore'] });
+    child.on('error', () => undefined);
+    return () => child.kill();
+  });
+}
+
+test('hellos of other TLS clients (openssl s_client, curl): their server name, lower-cased, without a trailing dot', async () => {
+  const clients: Array<[string, (port: number, name: string) => string[]]> = [
+    ['openssl', (port, name) => ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', name]],
+    ['curl', (port, name) => ['-sk', '--max-time', '3', '--connect-to', `${name}:443:127.0.0.1:${port}`, `https://${name}/`]],
+  ];
+  for (const [command, args] of clients) {
+    for (const name of ['Mixed.Case.TEST', 'trailing.dot.test.', 'a-b_c.x9.test']) {
+      const hello = await captureFrom(command, (port) => args(port, name));
+      assert.deepEqual(readClientHelloSni(hello), { kind: 'sni', name: name.toLowerCase().replace(/\.$/, '') }, `${command} ${name}`);
+    }
+  }
 });

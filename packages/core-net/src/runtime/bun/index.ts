@@ -48,8 +48,10 @@ export class BunConn extends ConnBase {
   }
 
   showPeer(address: string, port: number): void {
+    const previous = this.remoteAddress;
     this.remoteAddress = address;
     this.remotePort = port;
+    this.tracker?.readdress?.(this, previous);
   }
 
   get servername(): string | undefined {

@@ -49,8 +49,10 @@ export class NodeConn extends ConnBase {
     return this.shownAddress === undefined ? (this.socket.remotePort ?? 0) : this.shownPort;
   }
   showPeer(address: string, port: number): void {
+    const previous = this.remoteAddress;
     this.shownAddress = address;
     this.shownPort = port;
+    this.tracker?.readdress?.(this, previous);
   }
   get alpnProtocol(): string | undefined {
     const chosen = (this.socket as tls.TLSSocket).alpnProtocol;
