@@ -22,6 +22,7 @@ import {
   Relay,
   releaseConn,
   LogBudget,
+  AddressCounts,
   HandshakeSlots,
   SourcePenalties,
   silentLogger,
