@@ -23,6 +23,18 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A TLS listener on a free port whose warnings (JSON lines) are kept in `lines`. */
+async function loggingTlsServer(onConnection: (conn: Conn) => void): Promise<{ server: Server; port: number; lines: string[] }> {
+  const lines: string[] = [];
+  const server = await new Server({
+    addresses: [parseAddress('127.0.0.1:0')],
+    tls: { cert, key },
+    logger: new Logger({ level: 'warn', json: true, sink: { write: (line: string) => lines.push(line) } }),
+    onConnection,
+  }).start();
+  return { server, port: Number(server.boundAddresses[0]!.split(':').pop()), lines };
+}
+
 /** The cipher suite ids of a ClientHello record, in the client's order. */
 function cipherSuites(record: Buffer): number[] {
   // Record header (5), handshake header (4), version (2), random (32), then the session id and the suites.
@@ -246,16 +258,9 @@ describe('mutual TLS', () => {
 
     test(`on ${rt.name}: a TLS connection its owner closes at once logs no refused handshake, and the client reads a close during the handshake, not a verification failure`, async () => {
       setRuntime(rt);
-      const lines: string[] = [];
       // What a penalty or a handshake cap does: close the connection as it is handed over (before TLS on Bun).
-      const server = await new Server({
-        addresses: [parseAddress('127.0.0.1:0')],
-        tls: { cert, key },
-        logger: new Logger({ level: 'warn', json: true, sink: { write: (line: string) => lines.push(line) } }),
-        onConnection: (conn) => conn.destroy(),
-      }).start();
+      const { server, port, lines } = await loggingTlsServer((conn) => conn.destroy());
       try {
-        const port = Number(server.boundAddresses[0]!.split(':').pop());
         for (let i = 0; i < 5; i++) {
           const error = await connect({ host: '127.0.0.1', port, tls: { servername: 'localhost', verifyPeer: () => undefined, rejectUnauthorized: false } }).then(
             // Node's listener finishes TLS before handing the connection over: its client connects, then reads the close.
@@ -277,15 +282,8 @@ describe('mutual TLS', () => {
 
     test(`on ${rt.name}: a flood of refused TLS handshakes is a few log lines, then the count of those not logged`, async () => {
       setRuntime(rt);
-      const lines: string[] = [];
-      const server = await new Server({
-        addresses: [parseAddress('127.0.0.1:0')],
-        tls: { cert, key },
-        logger: new Logger({ level: 'warn', json: true, sink: { write: (line: string) => lines.push(line) } }),
-        onConnection: (conn) => conn.setHandler({ data() {}, close() {} }),
-      }).start();
+      const { server, port, lines } = await loggingTlsServer((conn) => conn.setHandler({ data() {}, close() {} }));
       try {
-        const port = Number(server.boundAddresses[0]!.split(':').pop());
         // Plain text where a ClientHello belongs: each one a refused handshake.
         for (let i = 0; i < 60; i++) {
           await new Promise<void>((resolve) => {
