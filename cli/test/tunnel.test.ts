@@ -53,6 +53,8 @@ test('tunnel commands refuse bad flags with one line and exit 2', async () => {
     [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'db=tcp:127.0.0.1:5432'], 'tcp:LOCAL_HOST:LOCAL_PORT:PUBLIC_PORT'],
     [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1', '--fingerprint', 'nope'], 'is not a SHA-256 fingerprint'],
     [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1', '--ca', 'a.pem', '--fingerprint', 'SHA256:x'], '--ca and --fingerprint are alternatives'],
+    [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1'], 'would be an open proxy into this network'],
+    [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1', '--proxy-user', 'ann'], 'is not USER:PASS'],
     [['tunnel', 'server', '--token', 'x', '--cert', 'a.pem'], '--cert and --key go together'],
     [['tunnel', 'server', '--token', 'x', '--allow-ports', '9-1'], '--allow-ports'],
   ] as const) {

@@ -601,6 +601,11 @@ class Converter {
       }
       if (mappings.length === 0) this.error([...base, 'mappings'], 'at least one mapping', 'none');
       client.mappings = mappings;
+      // The original's proxy mapping exposes this side's proxy, which asks for the same username and password.
+      if (mappings.some((mapping) => mapping.kind === 'proxy') && username !== undefined && password !== undefined) {
+        client.proxy_users = { [username]: password };
+        this.from(['tunnel', 'client', 'proxy_users'], [...base, 'username']);
+      }
       tunnel.client = client;
       this.from(['tunnel', 'client'], base);
     }

@@ -401,7 +401,14 @@ class Resolver {
         this.issues.add(where, 'a valid mapping', (error as Error).message);
       }
     });
-    return { service: `tunnel-client-${index}`, server: client.server, token: client.token, name: client.name, tls, mappings };
+    const users = client.proxy_users && Object.keys(client.proxy_users).length > 0 ? client.proxy_users : undefined;
+    const allow = client.proxy_allow && client.proxy_allow.length > 0 ? client.proxy_allow : undefined;
+    const openProxy = client.proxy_insecure_open ?? false;
+    if (mappings.some((mapping) => mapping.kind === 'proxy') && users === undefined && allow === undefined && !openProxy) {
+      this.issues.add([...path, 'proxy_users'], "users (or proxy_allow, or proxy_insecure_open = true): a proxy mapping would be an open proxy into this network for anyone who reaches the server's public port", 'nothing');
+    }
+    const proxy = users || allow ? { ...(users ? { users } : {}), ...(allow ? { allow } : {}) } : undefined;
+    return { service: `tunnel-client-${index}`, server: client.server, token: client.token, name: client.name, tls, mappings, proxy, openProxy };
   }
 
   private health(): HealthCheckerOptions {

@@ -789,6 +789,13 @@ export const TunnelClientSchema = Type.Object(
     key: Type.Optional(Type.String({ description: 'Private key (PEM) of `cert`.' })),
     plain: Type.Optional(Type.Boolean({ description: 'No TLS (only for a server with `plain = true`).', default: false })),
     mappings: Type.Array(TunnelMappingSchema, { minItems: 1, description: 'What this client exposes.' }),
+    proxy_users: Type.Optional(
+      Type.Record(Type.String({ minLength: 1, pattern: '^[^:]+$' }), Type.String(), { description: '`proxy` mappings: users and passwords a visitor must give (Basic `Proxy-Authorization` for HTTP, RFC 1929 for SOCKS5).' }),
+    ),
+    proxy_allow: Type.Optional(Cidrs('`proxy` mappings: visitor addresses served (CIDR). Empty: everyone.')),
+    proxy_insecure_open: Type.Optional(
+      Type.Boolean({ description: 'Serve `proxy` mappings without `proxy_users` or `proxy_allow`: an open proxy into this network for anyone who reaches the public port.', default: false }),
+    ),
   },
   { ...Strict, description: 'The private side of the intranet tunnel (`wmproxy tunnel client`; frpc; the original `[proxy] server`).' },
 );

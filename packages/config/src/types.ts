@@ -283,6 +283,10 @@ export interface TunnelClientConfig {
   /** false: plain TCP; else what to verify the server against (PEM paths, a fingerprint, or the system CAs). */
   tls: false | { ca?: string; fingerprint?: string; servername?: string; cert?: string; key?: string };
   mappings: TunnelMappingConfig[];
+  /** Who may use `proxy` mappings (undefined: no users or allow list). */
+  proxy: { users?: Record<string, string>; allow?: string[] } | undefined;
+  /** `proxy` mappings may be served without users or an allow list. */
+  openProxy: boolean;
 }
 
 export interface TunnelConfig {

@@ -517,6 +517,8 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       'token = "0123456789abcdef"',
       'fingerprint = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"',
       'mappings = ["db=tcp:127.0.0.1:5432:15432,proxy-protocol=v1", { name = "out", kind = "proxy", remote_port = 18090 }]',
+      'proxy_users = { ann = "pw" }',
+      'proxy_allow = ["203.0.113.0/24"]',
       '[[tunnel.client]]',
       'server = "tunnel.example.com:7000"',
       'token = "0123456789abcdef"',
@@ -567,6 +569,9 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
     { name: 'db', kind: 'tcp', localHost: '127.0.0.1', localPort: 5432, remotePort: 15432, proxyProtocol: 1 },
     { name: 'out', kind: 'proxy', remotePort: 18090 },
   ]);
+  assert.deepEqual(client!.proxy, { users: { ann: 'pw' }, allow: ['203.0.113.0/24'] });
+  assert.equal(client!.openProxy, false);
+  assert.equal(web!.proxy, undefined);
   assert.throws(
     () =>
       parseConfig(
@@ -577,7 +582,7 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
           'server = "nohost"',
           'token = "0123456789abcdef"',
           'fingerprint = "nope"',
-          'mappings = ["db=tcp:127.0.0.1:5432", "db=tcp:127.0.0.1:5432:1", "db=tcp:127.0.0.1:5432:2", { name = "t", kind = "tcp", local = "127.0.0.1:1", remote_port = 15001, basic_auth = { a = "b" } }]',
+          'mappings = ["db=tcp:127.0.0.1:5432", "db=tcp:127.0.0.1:5432:1", "db=tcp:127.0.0.1:5432:2", { name = "t", kind = "tcp", local = "127.0.0.1:1", remote_port = 15001, basic_auth = { a = "b" } }, "out=proxy::18090"]',
         ].join('\n'),
         'toml',
         'bad.toml',
@@ -590,6 +595,9 @@ test('tunnel sections: defaults, map specs and tables, and errors with key paths
       assert.ok(paths.includes('tunnel.client[0].fingerprint'), paths.join(' '));
       assert.ok(paths.includes('tunnel.client[0].mappings[0]'), paths.join(' '));
       assert.ok(paths.includes('tunnel.client[0].mappings[2]'), paths.join(' '));
+      // A proxy mapping with neither users nor an allow list would be an open proxy into the client's network.
+      const open = error.issues.find((issue) => issue.path === 'tunnel.client[0].proxy_users');
+      assert.match(open?.expected ?? '', /open proxy/);
       const tcpAuth = error.issues.find((issue) => issue.path === 'tunnel.client[0].mappings[3]');
       assert.match(tcpAuth?.found ?? '', /apply to http mappings/);
       return true;
@@ -634,6 +642,9 @@ test("the original's center tunnel keys become [tunnel.server] and [[tunnel.clie
   const plain = convertOriginal({ proxy: { center_addr: '127.0.0.1:8091', username: 'wm', password: 'secret-pass' } });
   assert.equal((plain.config as { tunnel: { server: { plain?: boolean } } }).tunnel.server.plain, true);
   assert.ok(plain.warnings.some((warning) => warning.includes('proxy.tc')));
+  // A proxy mapping exposes the client side's proxy, which asks for the original's username and password: never open.
+  const proxied = convertOriginal({ proxy: { server: 'h:1', username: 'wm', password: 'secret-pass', map_proxy_bind: '0.0.0.0:18090', mappings: [{ name: 'out', mode: 'proxy' }] } });
+  assert.deepEqual((proxied.config as { tunnel: { client: { proxy_users?: unknown } } }).tunnel.client.proxy_users, { wm: 'secret-pass' });
   // A tcp mapping whose public port is not in the file is an error, not a guess.
   assert.throws(() => convertOriginal({ proxy: { server: 'h:1', username: 'a', password: 'b', mappings: [{ name: 'x', mode: 'tcp', local_addr: '127.0.0.1:1' }] } }), /map_tcp_bind/);
 });

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import {
+  AccessPolicy,
   DEFAULT_DENY_DESTINATIONS,
   DEFAULT_PENALTY_MAX_MS,
   NetError,
@@ -74,8 +75,14 @@ export interface TunnelClientOptions {
   localConnectTimeoutMs?: number;
   udpIdleMs?: number;
   relayIdleMs?: number;
-  /** Options of the forward proxy that serves `proxy` mappings (default: only `destinationDeny` core-net's DEFAULT_DENY_DESTINATIONS, this host and its link; given options replace it). */
+  /**
+   * Options of the forward proxy that serves `proxy` mappings. A `proxy` mapping exposes it on the server's public
+   * port, so it needs `users` or a `clientPolicy` allow list (of visitor addresses), or `openProxy`.
+   * `destinationDeny` defaults to core-net's DEFAULT_DENY_DESTINATIONS (this host and its link); a list given replaces it.
+   */
   proxy?: ForwardProxyOptions;
+  /** Serve `proxy` mappings without `proxy.users` or an allow list: an open proxy into this network for anyone who reaches the public port. */
+  openProxy?: boolean;
   /** Announce that bulk streams may move to data connections (default true; false: as clients before promotion, for tests and interop). */
   promotion?: boolean;
   logger?: Logger;
@@ -159,13 +166,24 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     super();
     this.options = options;
     this.logger = options.logger ?? silentLogger;
-    this.mappings = TunnelClient.index(options.mappings);
+    this.mappings = this.checked(options.mappings);
     const colon = options.server.lastIndexOf(':');
     if (colon <= 0) throw new RangeError(`tunnel client: server "${options.server}" is not host:port`);
     this.host = options.server.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
     this.port = Number(options.server.slice(colon + 1));
     if (!Number.isInteger(this.port) || this.port < 1 || this.port > 65535) throw new RangeError(`tunnel client: server "${options.server}" has no valid port`);
     if (options.tls && options.tls.fingerprint) options.tls.fingerprint = normaliseFingerprint(options.tls.fingerprint);
+  }
+
+  /** The mappings by name, refused when one would be an open proxy (see `proxy`). */
+  private checked(mappings: Mapping[]): Map<string, Mapping> {
+    const byName = TunnelClient.index(mappings);
+    if (!this.options.openProxy && !proxyGuarded(this.options.proxy)) {
+      for (const mapping of byName.values()) {
+        if (mapping.kind === 'proxy') throw new RangeError(`tunnel client: proxy mapping "${mapping.name}" would be an open proxy into this network for anyone who reaches the server's public port: give the proxy users or an allow list of visitor addresses, or openProxy`);
+      }
+    }
+    return byName;
   }
 
   private static index(mappings: Mapping[]): Map<string, Mapping> {
@@ -364,7 +382,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
    * when connected, or an empty list (the next session registers them).
    */
   async reload(mappings: Mapping[]): Promise<RegistrationResult[]> {
-    this.mappings = TunnelClient.index(mappings);
+    this.mappings = this.checked(mappings);
     if (!this.mux || this.mux.closed || !this.mux.established) return [];
     return this.register();
   }
@@ -416,7 +434,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     }
     if (mapping.kind === 'proxy') {
       // A public port reaches it: without options of its own, visitors are kept off this host and its link (local services, a control API, cloud metadata).
-      this.proxy ??= new ForwardProxy({ logger: this.logger, ...(this.options.proxy ?? { destinationDeny: DEFAULT_DENY_DESTINATIONS }) });
+      this.proxy ??= new ForwardProxy({ logger: this.logger, destinationDeny: DEFAULT_DENY_DESTINATIONS, ...this.options.proxy });
       this.proxy.handle(opening.accept());
       return;
     }
@@ -692,6 +710,15 @@ interface PendingRegistration {
 }
 
 /** Datagrams that arrived before their flow's local socket was bound. */
+/** Users, or an allow list of client addresses (an AccessPolicy built from one counts too). */
+function proxyGuarded(proxy: ForwardProxyOptions | undefined): boolean {
+  if (proxy === undefined) return false;
+  if (proxy.users !== undefined && Object.keys(proxy.users).length > 0) return true;
+  const policy = proxy.clientPolicy;
+  if (policy === undefined) return false;
+  return policy instanceof AccessPolicy ? policy.allow.size > 0 : (policy.allow?.length ?? 0) > 0;
+}
+
 const flowBacklog = new WeakMap<Conn, Uint8Array[]>();
 
 interface OpenRequest {

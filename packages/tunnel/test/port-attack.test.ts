@@ -187,7 +187,8 @@ test('a proxy mapping shows the visitor address to the client side forward proxy
         token: 'secret',
         tls: false,
         mappings: [parseMapSpec(`out=proxy::${publicPort}`)],
-        proxy: { clientPolicy: { allow: ['127.0.0.2'] }, logger: new Logger({ level: 'debug', sink: { write: (line) => void lines.push(line) } }) },
+        // The web service stands for the private network: loopback, which the proxy refuses unless told.
+        proxy: { clientPolicy: { allow: ['127.0.0.2'] }, destinationDeny: [], logger: new Logger({ level: 'debug', sink: { write: (line) => void lines.push(line) } }) },
       });
       client.start();
       try {

@@ -309,7 +309,7 @@ test('proxy mapping: the public port is the client side forward proxy (HTTP and 
   });
   const publicPort = await freePort();
   // The web service stands for the private network here: loopback, which the proxy refuses unless told (visitor-attack.test.ts).
-  const { server, client } = await start({}, { map: [`out=proxy::${publicPort}`], proxy: { destinationDeny: [] } });
+  const { server, client } = await start({}, { map: [`out=proxy::${publicPort}`], proxy: { destinationDeny: [] }, openProxy: true });
   client.start();
   try {
     await client.ready();
@@ -317,6 +317,30 @@ test('proxy mapping: the public port is the client side forward proxy (HTTP and 
     assert.match(plain.toString(), /^HTTP\/1\.1 200[\s\S]*intrane$/);
     const tunnelled = await roundTrip(publicPort, `CONNECT 127.0.0.1:${web.port} HTTP/1.1\r\nHost: 127.0.0.1:${web.port}\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n`);
     assert.match(tunnelled.toString(), /^HTTP\/1\.1 200[^]*HTTP\/1\.1 200 OK[^]*intrane$/);
+  } finally {
+    await client.stop();
+    await server.stop({ deadlineMs: 0 });
+    await web.close();
+  }
+});
+
+test('proxy mapping: refused without users, an allow list or openProxy (an open proxy into the network); with users a visitor must authenticate', async () => {
+  assert.throws(() => new TunnelClient({ server: '127.0.0.1:1', token: 'secret', tls: false, mappings: [parseMapSpec('out=proxy::18090')] }), /open proxy/);
+  assert.throws(() => new TunnelClient({ server: '127.0.0.1:1', token: 'secret', tls: false, proxy: { clientPolicy: { allow: [] } }, mappings: [parseMapSpec('out=proxy::18090')] }), /open proxy/);
+  const tcpOnly = new TunnelClient({ server: '127.0.0.1:1', token: 'secret', tls: false, mappings: [parseMapSpec('db=tcp:127.0.0.1:5432:15432')] });
+  await assert.rejects(tcpOnly.reload([parseMapSpec('out=proxy::18090')]), /open proxy/, 'a reload adding one is refused too');
+  const web = await trackedServer((socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nintrane'));
+  });
+  const publicPort = await freePort();
+  const { server, client } = await start({}, { map: [`out=proxy::${publicPort}`], proxy: { users: { ann: 'pw-of-ann' }, destinationDeny: [] } });
+  client.start();
+  try {
+    await client.ready();
+    const request = `GET http://127.0.0.1:${web.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${web.port}\r\nConnection: close\r\n`;
+    assert.match((await roundTrip(publicPort, `${request}\r\n`)).toString(), /^HTTP\/1\.1 407 /);
+    const auth = `Proxy-Authorization: Basic ${Buffer.from('ann:pw-of-ann').toString('base64')}\r\n`;
+    assert.match((await roundTrip(publicPort, `${request}${auth}\r\n`)).toString(), /^HTTP\/1\.1 200[\s\S]*intrane$/);
   } finally {
     await client.stop();
     await server.stop({ deadlineMs: 0 });

@@ -287,8 +287,8 @@ test('proxy mapping: a public visitor cannot use the client\'s forward proxy to 
   const secretPort = await listen(secret);
   const [guarded, open] = [await closedPort(), await closedPort()];
   const server = await new TunnelServer({ listen: '127.0.0.1:0', token: 'secret', tls: false, heartbeatMs: 1000 }).start();
-  const client = tunnelClient(server, 'one', [`out=proxy::${guarded}`]);
-  const allowing = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', name: 'two', tls: false, proxy: { destinationDeny: [] }, mappings: [parseMapSpec(`lan=proxy::${open}`)] }).start();
+  const client = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', name: 'one', tls: false, openProxy: true, mappings: [parseMapSpec(`out=proxy::${guarded}`)] }).start();
+  const allowing = new TunnelClient({ server: `127.0.0.1:${server.port}`, token: 'secret', name: 'two', tls: false, openProxy: true, proxy: { destinationDeny: [] }, mappings: [parseMapSpec(`lan=proxy::${open}`)] }).start();
   const get = (port: number): Promise<string> => exchange(port, `GET http://127.0.0.1:${secretPort}/ HTTP/1.1\r\nHost: 127.0.0.1:${secretPort}\r\nConnection: close\r\n\r\n`);
   const connect = (port: number): Promise<string> => exchange(port, `CONNECT 127.0.0.1:${secretPort} HTTP/1.1\r\nHost: 127.0.0.1:${secretPort}\r\n\r\n`);
   const socks = (port: number): Promise<string> =>

@@ -11,7 +11,8 @@ export default class TunnelClientCommand extends WmproxyCommand {
     'against the system CAs. Mappings (--map, repeatable):',
     '  db=tcp:127.0.0.1:5432:15432       public tcp port 15432 on the server -> 127.0.0.1:5432 here',
     '  dns=udp:127.0.0.1:53:15353        public udp port 15353 -> 127.0.0.1:53 (datagrams up to 64 KiB, whole)',
-    '  out=proxy::18090                  public port 18090 -> this side\'s forward proxy (HTTP, CONNECT, SOCKS5)',
+    '  out=proxy::18090                  public port 18090 -> this side\'s forward proxy (HTTP, CONNECT, SOCKS5);',
+    '                                    it needs --proxy-user or --proxy-allow (or --proxy-insecure-open)',
     '  web=http:127.0.0.1:8080@app.example.com[/path]   registered for the server\'s HTTP routing',
     '  add ,proxy-protocol=v1 or ,proxy-protocol=v2 to tell the local service the real visitor address.',
     'The client reconnects with jittered exponential backoff (1 s to 20 s) and registers its mappings again.',
@@ -19,7 +20,7 @@ export default class TunnelClientCommand extends WmproxyCommand {
   ].join('\n');
   static override examples = [
     '<%= config.bin %> tunnel client --server tunnel.example.com:7000 --token s3cret --fingerprint SHA256:... --map db=tcp:127.0.0.1:5432:15432',
-    '<%= config.bin %> tunnel client --server 10.0.0.1:7000 --token s3cret --ca ca.pem --map out=proxy::18090 --map dns=udp:127.0.0.1:53:15353',
+    '<%= config.bin %> tunnel client --server 10.0.0.1:7000 --token s3cret --ca ca.pem --map out=proxy::18090 --proxy-user ann:pw --map dns=udp:127.0.0.1:53:15353',
   ];
   static override flags = {
     server: Flags.string({ char: 's', description: 'tunnel server host:port', required: true }),
@@ -32,6 +33,9 @@ export default class TunnelClientCommand extends WmproxyCommand {
     key: Flags.string({ description: 'private key (PEM) of --cert' }),
     plain: Flags.boolean({ description: 'no TLS (only for a server started with --plain)', default: false }),
     name: Flags.string({ description: 'name shown in the server logs' }),
+    'proxy-user': Flags.string({ description: 'USER:PASS a visitor of a proxy mapping must give (Basic for HTTP, RFC 1929 for SOCKS5; repeatable)', multiple: true }),
+    'proxy-allow': Flags.string({ description: 'visitor address or CIDR range a proxy mapping serves (repeatable; default everyone)', multiple: true }),
+    'proxy-insecure-open': Flags.boolean({ description: 'serve proxy mappings without --proxy-user or --proxy-allow: an open proxy into this network', default: false }),
     'log-level': Flags.string({ description: 'debug, info, warn, error or silent', default: 'info', options: ['debug', 'info', 'warn', 'error', 'silent'] }),
     'log-json': Flags.boolean({ description: 'log one JSON object per line', default: false }),
   };
@@ -50,6 +54,9 @@ export default class TunnelClientCommand extends WmproxyCommand {
     } catch (error) {
       return this.usageError((error as Error).message);
     }
+    if (mappings.some((mapping) => mapping.kind === 'proxy') && !flags['proxy-user'] && !flags['proxy-allow'] && !flags['proxy-insecure-open']) {
+      return this.usageError("a proxy mapping would be an open proxy into this network for anyone who reaches the server's public port: give --proxy-user or --proxy-allow, or --proxy-insecure-open");
+    }
     const logger = new Logger({ level: flags['log-level'] as LogLevel, json: flags['log-json'], fields: { service: 'tunnel-client' } });
     let client;
     try {
@@ -61,7 +68,9 @@ export default class TunnelClientCommand extends WmproxyCommand {
             ...(flags.servername ? { servername: flags.servername } : {}),
             ...(flags.cert ? { cert: await readPem(flags.cert), key: await readPem(flags.key!) } : {}),
           };
-      client = new TunnelClient({ server: flags.server, token: flags.token, name: flags.name, tls, mappings, logger });
+      const users = proxyUsers(flags['proxy-user']);
+      const proxy = users || flags['proxy-allow'] ? { ...(users ? { users } : {}), ...(flags['proxy-allow'] ? { clientPolicy: { allow: flags['proxy-allow'] } } : {}) } : undefined;
+      client = new TunnelClient({ server: flags.server, token: flags.token, name: flags.name, tls, mappings, logger, proxy, openProxy: flags['proxy-insecure-open'] });
     } catch (error) {
       return this.usageError((error as Error).message);
     }
@@ -75,4 +84,16 @@ export default class TunnelClientCommand extends WmproxyCommand {
     client.start();
     await new Promise<never>(() => {});
   }
+}
+
+/** `--proxy-user USER:PASS` flags as a users table (undefined for none). */
+function proxyUsers(specs: string[] | undefined): Record<string, string> | undefined {
+  if (specs === undefined) return undefined;
+  const users: Record<string, string> = {};
+  for (const spec of specs) {
+    const colon = spec.indexOf(':');
+    if (colon <= 0) throw new RangeError(`--proxy-user "${spec}" is not USER:PASS`);
+    users[spec.slice(0, colon)] = spec.slice(colon + 1);
+  }
+  return users;
 }

@@ -38,7 +38,7 @@ function serverKey(config: TunnelServerConfig): string {
 }
 
 function clientKey(config: TunnelClientConfig): string {
-  return JSON.stringify([config.server, config.token, config.name, config.tls]);
+  return JSON.stringify([config.server, config.token, config.name, config.tls, config.proxy, config.openProxy]);
 }
 
 async function serverTls(config: TunnelServerConfig): Promise<false | undefined | { cert: string; key: string; clientCa?: string }> {
@@ -164,6 +164,8 @@ export class TunnelService {
         name: client.name,
         tls: await clientTls(client),
         mappings: client.mappings,
+        ...(client.proxy ? { proxy: { ...(client.proxy.users ? { users: client.proxy.users } : {}), ...(client.proxy.allow ? { clientPolicy: { allow: client.proxy.allow } } : {}) } } : {}),
+        openProxy: client.openProxy,
         logger: this.loggerFor(client.service),
       }).start();
       this.clients.set(client.service, { instance, key });
