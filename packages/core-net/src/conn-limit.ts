@@ -16,7 +16,7 @@
  * at zero, so it holds at most one entry per open connection.
  */
 import { LogBudget, type Logger } from './logger.js';
-import type { SourcePenalties } from './penalty.js';
+import { sourceOf, type SourcePenalties } from './penalty.js';
 import type { Conn, ConnHandler, ConnTracker } from './types.js';
 
 /**
@@ -292,29 +292,38 @@ export class HandshakeSlots implements ConnTracker {
     return this.counts.total;
   }
 
-  /** @internal At accept (core-net): take a slot for a connection from `address`, or false (the caller closes it). */
+  /**
+   * @internal At accept (core-net): take a slot for a connection from `address`, or false (the caller closes it).
+   * Counted per source as penalties are (an IPv6 /64), or one host would hold every slot with its own addresses.
+   */
   take(address: string): boolean {
     if (this.penalties?.refuses(address)) return false;
-    const over = this.counts.over(address, this.max, this.maxPerIp);
+    const source = sourceKey(address);
+    const over = this.counts.over(source, this.max, this.maxPerIp);
     if (over !== undefined) {
       this.refused++;
       const dropped = this.refusals.take();
       if (dropped !== undefined) this.logger.warn(`${this.service} handshakes over the limit: connections closed`, { peer: address, limit: over, max: over === 'all' ? this.max : this.maxPerIp, refused: dropped + 1 });
       return false;
     }
-    this.counts.add(address);
+    this.counts.add(source);
     return true;
   }
 
   /** @internal A slot taken whose connection closed before it was held. */
   giveBack(address: string): void {
-    this.counts.remove(address);
+    this.counts.remove(sourceKey(address));
   }
 
   /** @internal The accepted `conn` holds its slot until `done` or its close (this stands in front of its tracker). */
   hold(conn: Conn, address: string): void {
-    this.held.set(conn, { address, next: conn.tracker });
+    this.held.set(conn, { address: sourceKey(address), next: conn.tracker });
     conn.tracker = this;
+  }
+
+  /** A connection holding a slot shows another peer: its slot stays where it was taken; the trackers behind it move their counts. */
+  readdress(conn: Conn, previous: string): void {
+    this.held.get(conn)?.next?.readdress?.(conn, previous);
   }
 
   /** `conn` authenticated (or is no longer a handshake): its slot is free. */
@@ -332,4 +341,9 @@ export class HandshakeSlots implements ConnTracker {
     this.done(conn);
     next?.untrack(conn);
   }
+}
+
+/** The key a handshake slot counts under: the source penalties use (an IPv4 address, an IPv6 /64). */
+function sourceKey(address: string): string {
+  return sourceOf(address)?.key ?? address;
 }

@@ -180,3 +180,47 @@ test('handshake slots: with a bound of N, at most N unauthenticated connections 
   }
   setRuntime((await testRuntimes()).detected);
 });
+
+test('handshake slots: IPv6 addresses of one /64 share the per-address bound (one host holds its whole /64)', () => {
+  const slots = new HandshakeSlots(new Logger({ level: 'silent' }), 'test', { maxPerIp: 2 });
+  assert.equal(slots.take('2001:db8::1'), true);
+  assert.equal(slots.take('2001:db8::2'), true);
+  assert.equal(slots.take('2001:db8::3'), false, 'a third address of the same /64');
+  assert.equal(slots.take('2001:db8:0:1::1'), true, 'another /64');
+  slots.giveBack('2001:db8::1');
+  assert.equal(slots.take('2001:db8::ffff'), true, 'a slot given back under its /64');
+  assert.equal(slots.pending, 3);
+});
+
+test('handshake slots: a connection holding a slot that shows another peer leaves the listener\'s per-address count right', async () => {
+  const { runtimes } = await testRuntimes();
+  for (const runtime of runtimes) {
+    setRuntime(runtime);
+    const slots = new HandshakeSlots(new Logger({ level: 'silent' }), 'test', {});
+    const server = await new Server({
+      addresses: [parseAddress('127.0.0.1:0')],
+      handshakes: slots,
+      limits: { maxConnectionsPerIp: 5 },
+      onConnection: (conn) => {
+        conn.setHandler({ data() {}, close() {} });
+        // A front handing over a visitor, during the handshake.
+        conn.showPeer?.('192.0.2.9', 1);
+        setTimeout(() => conn.destroy(), 10);
+      },
+    }).start();
+    try {
+      const port = Number(server.boundAddresses[0]!.split(':').pop());
+      for (let i = 0; i < 3; i++) {
+        const peer = rawPeer(port);
+        await until(() => peer.closed, 'closed by the server');
+      }
+      await until(() => server.limit.open === 0, `${runtime.name}: every connection released`);
+      assert.equal(server.limit.openFrom('127.0.0.1'), 0, `${runtime.name}: the count of the address it came from`);
+      assert.equal(server.limit.openFrom('192.0.2.9'), 0, `${runtime.name}: the count of the address shown`);
+      assert.equal(slots.pending, 0);
+    } finally {
+      await server.shutdown({ deadlineMs: 0 });
+    }
+  }
+  setRuntime((await testRuntimes()).detected);
+});
