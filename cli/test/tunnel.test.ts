@@ -55,6 +55,7 @@ test('tunnel commands refuse bad flags with one line and exit 2', async () => {
     [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1', '--ca', 'a.pem', '--fingerprint', 'SHA256:x'], '--ca and --fingerprint are alternatives'],
     [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1'], 'would be an open proxy into this network'],
     [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1', '--proxy-user', 'ann'], 'is not USER:PASS'],
+    [['tunnel', 'client', '--server', '127.0.0.1:7000', '--token', 'x', '--map', 'out=proxy::1', '--proxy-allow', 'nope'], 'invalid CIDR "nope"'],
     [['tunnel', 'server', '--token', 'x', '--cert', 'a.pem'], '--cert and --key go together'],
     [['tunnel', 'server', '--token', 'x', '--allow-ports', '9-1'], '--allow-ports'],
   ] as const) {

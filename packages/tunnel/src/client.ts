@@ -167,12 +167,18 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
     this.mappings = this.checked(options.mappings);
+    // Made now when configured, so that a bad option (an allow list entry that is no CIDR) fails here, not at the first visitor.
+    if (options.proxy !== undefined) this.proxy = this.forwardProxy();
     const colon = options.server.lastIndexOf(':');
     if (colon <= 0) throw new RangeError(`tunnel client: server "${options.server}" is not host:port`);
     this.host = options.server.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
     this.port = Number(options.server.slice(colon + 1));
     if (!Number.isInteger(this.port) || this.port < 1 || this.port > 65535) throw new RangeError(`tunnel client: server "${options.server}" has no valid port`);
     if (options.tls && options.tls.fingerprint) options.tls.fingerprint = normaliseFingerprint(options.tls.fingerprint);
+  }
+
+  private forwardProxy(): ForwardProxy {
+    return new ForwardProxy({ logger: this.logger, destinationDeny: DEFAULT_DENY_DESTINATIONS, ...this.options.proxy });
   }
 
   /** The mappings by name, refused when one would be an open proxy (see `proxy`). */
@@ -434,7 +440,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     }
     if (mapping.kind === 'proxy') {
       // A public port reaches it: without options of its own, visitors are kept off this host and its link (local services, a control API, cloud metadata).
-      this.proxy ??= new ForwardProxy({ logger: this.logger, destinationDeny: DEFAULT_DENY_DESTINATIONS, ...this.options.proxy });
+      this.proxy ??= this.forwardProxy();
       this.proxy.handle(opening.accept());
       return;
     }
