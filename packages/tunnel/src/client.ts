@@ -44,7 +44,7 @@ export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 5000;
 const REGISTER_TIMEOUT_MS = 10_000;
 /** Data connections dialled at once: a pool of 256 is filled in waves, under the server's handshake limit per address (DEFAULT_MAX_HANDSHAKES_PER_IP). */
 const MAX_DATA_DIALS = 16;
-const PENALTY_HINT = 'the server closes connections from an address for a while after failed logins from it (its auth penalty, up to 10 min by default) or at its handshake limit: see its log; a client with the right token gets in when the penalty ends';
+const PENALTY_HINT = `the server closes connections from an address for a while after failed logins from it (its auth penalty, up to ${DEFAULT_PENALTY_MAX_MS / 60_000} min by default) or at its handshake limit: see its log; a client with the right token gets in when the penalty ends`;
 
 export interface TunnelClientTls {
   /** Trust this CA (PEM) for the server's certificate. */
